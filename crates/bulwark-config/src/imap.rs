@@ -1,0 +1,66 @@
+//! `[imap]`: IMAP4 (143 STARTTLS, 993 implicit TLS) limits.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Issue;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImapConfig {
+    /// Largest literal accepted (APPEND size), in octets; larger ones are refused before
+    /// a byte of them is read.
+    #[serde(default = "default_max_literal")]
+    pub max_literal_size: u64,
+    /// Largest command line, in octets, excluding literals.
+    #[serde(default = "default_max_line")]
+    pub max_line_length: usize,
+    /// Idle timeout for an authenticated session, seconds (RFC 9051 §5.4: at least 30 min).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    /// Timeout before login, seconds.
+    #[serde(default = "default_login_timeout")]
+    pub login_timeout_secs: u64,
+}
+
+fn default_max_literal() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_max_line() -> usize {
+    64 * 1024
+}
+fn default_idle_timeout() -> u64 {
+    1800
+}
+fn default_login_timeout() -> u64 {
+    60
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        ImapConfig {
+            max_literal_size: default_max_literal(),
+            max_line_length: default_max_line(),
+            idle_timeout_secs: default_idle_timeout(),
+            login_timeout_secs: default_login_timeout(),
+        }
+    }
+}
+
+impl ImapConfig {
+    pub(crate) fn validate(&self, issues: &mut Vec<Issue>) {
+        if self.max_line_length < 1024 {
+            issues.push(Issue::new(
+                "imap.max_line_length",
+                "is below 1024 octets; ordinary FETCH/SEARCH commands would not fit",
+                "use e.g. 65536",
+            ));
+        }
+        if self.idle_timeout_secs < 60 || self.login_timeout_secs == 0 {
+            issues.push(Issue::new(
+                "imap.idle_timeout_secs",
+                "timeouts this short cut off ordinary clients",
+                "use idle_timeout_secs >= 1800 (RFC 9051) and login_timeout_secs >= 30",
+            ));
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! `[smtp]`: receiving (port 25) and submission (587/465) policy and limits.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::Issue;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Largest message accepted, in octets (SIZE extension, RFC 1870; 552 5.3.4 beyond).
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: u64,
+    /// Recipients per message (452 4.5.3 beyond).
+    #[serde(default = "default_max_recipients")]
+    pub max_recipients: u32,
+    /// Messages with more `Received:` headers than this are refused as a loop.
+    #[serde(default = "default_max_received_headers")]
+    pub max_received_headers: u32,
+    /// Seconds to wait for the next command (RFC 5321 §4.5.3.2 asks for at least 5 min).
+    #[serde(default = "default_command_timeout")]
+    pub command_timeout_secs: u64,
+    /// Upper bound for a whole session, in seconds.
+    #[serde(default = "default_session_timeout")]
+    pub session_timeout_secs: u64,
+    /// Errors tolerated per session; each error beyond `tarpit_after_errors` delays the
+    /// reply (growing), and at `max_errors` the session is closed with 421.
+    #[serde(default = "default_tarpit_after")]
+    pub tarpit_after_errors: u32,
+    #[serde(default = "default_max_errors")]
+    pub max_errors: u32,
+    /// Delay added per error beyond `tarpit_after_errors`, in milliseconds.
+    #[serde(default = "default_tarpit_delay_ms")]
+    pub tarpit_delay_ms: u64,
+    /// Per-host accept policy for port 25: client networks and what they must do
+    /// before MAIL is accepted. The most specific matching network wins; clients in no
+    /// listed network need nothing beyond the defaults (`any`).
+    #[serde(default)]
+    pub accept_policy: Vec<AcceptPolicy>,
+}
+
+/// What a client network must do on port 25 before its mail is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptPolicy {
+    pub network: IpNet,
+    pub require: Requirement,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Requirement {
+    /// Anonymous mail, TLS offered but optional (the Internet default).
+    #[serde(rename = "any")]
+    Any,
+    /// STARTTLS before MAIL (530 5.7.0 otherwise).
+    #[serde(rename = "tls")]
+    Tls,
+    /// SMTP AUTH before MAIL. AUTH itself is only offered after TLS, so this implies TLS.
+    #[serde(rename = "auth")]
+    Auth,
+    /// TLS and then AUTH: the same as `auth`, spelled out.
+    #[serde(rename = "auth+tls")]
+    AuthTls,
+}
+
+impl Requirement {
+    pub fn needs_tls(self) -> bool {
+        !matches!(self, Requirement::Any)
+    }
+    pub fn needs_auth(self) -> bool {
+        matches!(self, Requirement::Auth | Requirement::AuthTls)
+    }
+}
+
+fn default_max_message_size() -> u64 {
+    25 * 1024 * 1024
+}
+fn default_max_recipients() -> u32 {
+    100
+}
+fn default_max_received_headers() -> u32 {
+    50
+}
+fn default_command_timeout() -> u64 {
+    300
+}
+fn default_session_timeout() -> u64 {
+    1800
+}
+fn default_tarpit_after() -> u32 {
+    3
+}
+fn default_max_errors() -> u32 {
+    10
+}
+fn default_tarpit_delay_ms() -> u64 {
+    1000
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            max_message_size: default_max_message_size(),
+            max_recipients: default_max_recipients(),
+            max_received_headers: default_max_received_headers(),
+            command_timeout_secs: default_command_timeout(),
+            session_timeout_secs: default_session_timeout(),
+            tarpit_after_errors: default_tarpit_after(),
+            max_errors: default_max_errors(),
+            tarpit_delay_ms: default_tarpit_delay_ms(),
+            accept_policy: Vec::new(),
+        }
+    }
+}
+
+impl SmtpConfig {
+    /// The requirement for a client address: the most specific (longest prefix)
+    /// matching network, else `any`.
+    pub fn requirement_for(&self, ip: std::net::IpAddr) -> Requirement {
+        self.accept_policy
+            .iter()
+            .filter(|p| p.network.contains(&ip))
+            .max_by_key(|p| p.network.prefix_len())
+            .map_or(Requirement::Any, |p| p.require)
+    }
+
+    pub(crate) fn validate(&self, issues: &mut Vec<Issue>) {
+        if self.max_message_size < 1024 {
+            issues.push(Issue::new(
+                "smtp.max_message_size",
+                "is smaller than 1 KiB; no real message would fit",
+                "use e.g. 26214400 (25 MiB)",
+            ));
+        }
+        if self.max_recipients == 0 {
+            issues.push(Issue::new(
+                "smtp.max_recipients",
+                "0 would refuse every message",
+                "RFC 5321 §4.5.3.1.8 asks for at least 100",
+            ));
+        }
+        if self.max_errors == 0 || self.max_errors < self.tarpit_after_errors {
+            issues.push(Issue::new(
+                "smtp.max_errors",
+                "must be positive and at least tarpit_after_errors",
+                "use e.g. tarpit_after_errors = 3, max_errors = 10",
+            ));
+        }
+        if self.command_timeout_secs == 0 || self.session_timeout_secs == 0 {
+            issues.push(Issue::new(
+                "smtp.command_timeout_secs",
+                "a timeout of 0 would close every session at once",
+                "use e.g. 300 for commands and 1800 for sessions",
+            ));
+        }
+        for (i, p) in self.accept_policy.iter().enumerate() {
+            if self
+                .accept_policy
+                .iter()
+                .skip(i + 1)
+                .any(|q| q.network == p.network)
+            {
+                issues.push(Issue::new(
+                    format!("smtp.accept_policy[{i}].network"),
+                    format!("{} is listed twice", p.network),
+                    "keep one entry per network",
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn most_specific_network_wins() {
+        let c = SmtpConfig {
+            accept_policy: vec![
+                AcceptPolicy {
+                    network: "10.0.0.0/8".parse().unwrap(),
+                    require: Requirement::Tls,
+                },
+                AcceptPolicy {
+                    network: "10.1.0.0/16".parse().unwrap(),
+                    require: Requirement::AuthTls,
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            c.requirement_for("10.1.2.3".parse().unwrap()),
+            Requirement::AuthTls
+        );
+        assert_eq!(
+            c.requirement_for("10.2.2.3".parse().unwrap()),
+            Requirement::Tls
+        );
+        assert_eq!(
+            c.requirement_for("192.0.2.1".parse().unwrap()),
+            Requirement::Any
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! The commented `bulwark.toml` written by `bulwark init`.
+//!
+//! Every section says which data path it protects and what its defaults mean. A unit
+//! test parses the template back and compares it with `Config::with_defaults`, so the
+//! comments cannot drift from the code's defaults.
+
+use std::net::{IpAddr, SocketAddr};
+
+use crate::listeners::{default_bind, ListenerKind};
+
+/// What `init` was asked for.
+#[derive(Debug, Clone)]
+pub struct TemplateParams {
+    pub hostname: String,
+    pub domain: String,
+    /// `--listen`: one address for every listener (default: all addresses, metrics on
+    /// loopback).
+    pub listen: Option<IpAddr>,
+    /// `--port-base`: added to every standard port.
+    pub port_base: u16,
+    /// Bind every listener to port 0 (the OS chooses; see DIR/run/listeners.json).
+    pub ephemeral_ports: bool,
+}
+
+fn binds(p: &TemplateParams, kind: ListenerKind) -> String {
+    let addrs: Vec<SocketAddr> = default_bind(kind, p.listen, p.port_base)
+        .into_iter()
+        .map(|mut a| {
+            if p.ephemeral_ports {
+                a.set_port(0);
+            }
+            a
+        })
+        .collect();
+    let items: Vec<String> = addrs.iter().map(|a| format!("\"{a}\"")).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// Renders the configuration file.
+pub fn render(p: &TemplateParams) -> String {
+    let b = |k| binds(p, k);
+    format!(
+        r#"# Bulwark configuration for {hostname}
+#
+# Every data path (port) is listed below with its security settings at the defaults of
+# DATA-PATHS.md. `bulwark report --dir DIR` prints the resulting data-path table and
+# `bulwark audit --dir DIR` checks it against best practice. `bulwark config check`
+# validates this file. Relative paths are inside the data directory.
+#
+# Domains, accounts and aliases live in the store, not here:
+#   bulwark domain add|del|list, bulwark user add|del|list|passwd, bulwark alias ...
+# The primary domain created at init is {domain}.
+
+[server]
+# The name this server greets with, presents in its certificate, and that MX
+# records point at.
+hostname = "{hostname}"
+# "standalone" runs every service. ("edge" — Internet-facing gateway only — is planned.)
+role = "standalone"
+
+[tls]
+# The certificate every TLS listener presents (chain, leaf first) and its key (0600).
+# init made a self-signed certificate for {hostname}. For a CA-issued certificate run
+#   bulwark cert import --dir DIR --cert fullchain.pem --key privkey.pem
+# or point these paths at the files; `kill -HUP <pid>` reloads them without dropping
+# sessions. `bulwark cert csr --dir DIR` prints a signing request for the current key.
+cert = "tls/cert.pem"
+key = "tls/key.pem"
+# Lowest protocol version: "1.2" (default) or "1.3". Nothing below 1.2 exists here.
+min_version = "1.2"
+
+[store]
+# "embedded": SQLite (WAL, full fsync, group commit) in the directory below. Every
+# acknowledged message (SMTP 250, IMAP APPEND OK) is on disk before the reply.
+backend = "embedded"
+path = "store"
+
+# ---------------------------------------------------------------------------------
+# Listeners. The kind of each listener fixes its protocol and TLS mode; here you only
+# choose addresses and limits. Set `enabled = false` to close a port.
+#   protocol_log          one line per command/reply in [log] dir (secrets redacted)
+#   proxy_protocol_from   CIDRs of load balancers allowed to send a PROXY header
+#   max_connections / max_connections_per_ip   refused with "try later" beyond
+# ---------------------------------------------------------------------------------
+
+# Internet servers -> Bulwark (SMTP receive). Anonymous; STARTTLS offered on every
+# session; required for networks listed in [smtp] accept_policy. Never relays.
+[listeners.smtp]
+bind = {smtp}
+
+# Mail clients -> Bulwark (submission, STARTTLS). AUTH and MAIL refused before TLS.
+[listeners.submission]
+bind = {submission}
+
+# Mail clients -> Bulwark (submission, implicit TLS from the first byte).
+[listeners.submissions]
+bind = {submissions}
+
+# IMAP clients (STARTTLS). LOGINDISABLED until TLS: no login in cleartext.
+[listeners.imap]
+bind = {imap}
+
+# IMAP clients (implicit TLS).
+[listeners.imaps]
+bind = {imaps}
+
+# POP3 clients (STLS). USER/PASS/AUTH refused until TLS.
+[listeners.pop3]
+bind = {pop3}
+
+# POP3 clients (implicit TLS).
+[listeners.pop3s]
+bind = {pop3s}
+
+# Browsers: port 80 only redirects to HTTPS.
+[listeners.http]
+bind = {http}
+
+# Browsers -> web mail and JSON API over HTTPS.
+[listeners.https]
+bind = {https}
+
+# Prometheus scrapers. Loopback only by default; bound elsewhere it needs
+# [metrics] bearer_token and is served over HTTPS.
+[listeners.metrics]
+bind = {metrics}
+
+[auth]
+# Password checks on every protocol (SMTP AUTH, IMAP, POP3, web) share this limiter.
+# A failure answers the same whether the account exists or not, after a delay.
+limiter_enabled = true
+failure_delay_ms = 500
+window_secs = 900
+# From one IP: slower and slower after 3 failures, refused after 20 (per window).
+slow_after_failures = 3
+max_delay_ms = 8000
+block_ip_after_failures = 20
+# For one account, from anywhere: refused after 50 failures (per window).
+block_account_after_failures = 50
+
+[smtp]
+# Limits for receiving (25) and submission (587/465).
+max_message_size = 26214400   # octets (25 MiB), announced with SIZE
+max_recipients = 100
+max_received_headers = 50     # more hops than this is a mail loop
+command_timeout_secs = 300
+session_timeout_secs = 1800
+# Errors per session: replies slow down after 3, the session is closed after 10.
+tarpit_after_errors = 3
+max_errors = 10
+tarpit_delay_ms = 1000
+# Per-host accept policy for port 25: client networks and what they must do before
+# MAIL. require = "any" | "tls" | "auth" | "auth+tls". Most specific network wins.
+# [[smtp.accept_policy]]
+# network = "192.0.2.0/24"     # e.g. a partner that must use TLS
+# require = "tls"
+
+[imap]
+max_literal_size = 67108864   # largest APPEND, refused before it is read
+max_line_length = 65536
+idle_timeout_secs = 1800
+login_timeout_secs = 60
+
+[pop3]
+timeout_secs = 600
+
+[outbound]
+# Bulwark -> Internet servers. TLS is tried on every connection.
+max_queue_lifetime_secs = 432000   # 5 days, then the sender gets a failure notice
+delay_notice_after_secs = 14400    # 4 hours, then the sender gets a delay notice
+
+[senderauth]
+# Our own edge gateways / internal relays (CIDR). For mail arriving from them the
+# sender checks use the first external hop found in the Received: headers.
+internal_servers = []
+
+[dns]
+# Resolvers for MX/SPF/DKIM/DMARC lookups; empty = /etc/resolv.conf.
+resolvers = []
+
+[log]
+level = "info"          # server log on stderr
+format = "text"         # or "json"
+dir = "log"             # protocol logs, one file per listener
+rotate_size = 67108864  # rotate at 64 MiB
+rotate_age_secs = 86400 # or after a day
+keep = 14
+
+[metrics]
+# bearer_token = "..."  # required when listeners.metrics is not on loopback
+"#,
+        hostname = p.hostname,
+        domain = p.domain,
+        smtp = b(ListenerKind::Smtp),
+        submission = b(ListenerKind::Submission),
+        submissions = b(ListenerKind::Submissions),
+        imap = b(ListenerKind::Imap),
+        imaps = b(ListenerKind::Imaps),
+        pop3 = b(ListenerKind::Pop3),
+        pop3s = b(ListenerKind::Pop3s),
+        http = b(ListenerKind::Http),
+        https = b(ListenerKind::Https),
+        metrics = b(ListenerKind::Metrics),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Config, Listeners};
+
+    fn params(listen: Option<IpAddr>, port_base: u16) -> TemplateParams {
+        TemplateParams {
+            hostname: "mail.example.test".into(),
+            domain: "example.test".into(),
+            listen,
+            port_base,
+            ephemeral_ports: false,
+        }
+    }
+
+    #[test]
+    fn template_means_exactly_the_defaults() {
+        let text = render(&params(None, 0));
+        let parsed = Config::parse(&text, "template").unwrap();
+        assert_eq!(parsed, Config::with_defaults("mail.example.test"));
+    }
+
+    #[test]
+    fn template_with_port_base() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let parsed = Config::parse(&render(&params(Some(ip), 10000)), "t").unwrap();
+        assert_eq!(parsed.listeners, Listeners::with_bind(Some(ip), 10000));
+        assert_eq!(parsed.listeners.smtp.bind[0].port(), 10025);
+    }
+
+    #[test]
+    fn ephemeral_ports_are_zero() {
+        let mut p = params(Some("127.0.0.1".parse().unwrap()), 0);
+        p.ephemeral_ports = true;
+        let parsed = Config::parse(&render(&p), "t").unwrap();
+        assert!(parsed.listeners.iter().all(|(_, l)| l.bind[0].port() == 0));
+    }
+}

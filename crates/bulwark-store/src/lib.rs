@@ -1,0 +1,190 @@
+//! The store: domains, accounts, aliases, mailboxes, messages and the outbound queue.
+//!
+//! Owns: the `Store` API every protocol uses, its durability contract, and the embedded
+//! backend (SQLite in WAL mode, full fsync, group commit). A PostgreSQL backend will
+//! implement the same trait and pass the same `conformance` suite.
+//!
+//! Durability contract: every method that writes returns only after the change is on
+//! disk (the commit's fsync returned). Concurrent writes are batched into one
+//! transaction and one fsync (group commit) rather than made unsafe. Message bodies
+//! are immutable, stored once per ingest however many mailboxes receive them, and
+//! reference-counted.
+//!
+//! Must not: know protocols. IMAP sequence numbers, SMTP replies and the like belong
+//! to the protocol crates; the store speaks UIDs, MODSEQs and addresses.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+pub mod sqlite;
+mod types;
+
+pub use sqlite::SqliteStore;
+pub use types::*;
+
+/// Store failures, typed so callers can answer precisely (e.g. IMAP `NO [ALREADYEXISTS]`).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    Invalid(String),
+    /// The store was written by a newer Bulwark.
+    #[error("store schema version {found} is newer than this program understands ({known}); upgrade Bulwark")]
+    TooNew { found: i64, known: i64 },
+    /// The database itself failed (disk full, corruption, I/O error).
+    #[error("store backend error: {0}")]
+    Backend(String),
+    #[error("store is shut down")]
+    Closed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(e.to_string())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A shared handle to whichever backend is configured.
+pub type SharedStore = Arc<dyn Store>;
+
+/// The store API. All methods are safe to call concurrently; writes are durable when
+/// they return.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ---- domains ----
+    async fn add_domain(&self, name: &str) -> Result<Domain>;
+    /// Refuses while accounts or aliases of the domain exist.
+    async fn delete_domain(&self, name: &str) -> Result<()>;
+    async fn list_domains(&self) -> Result<Vec<Domain>>;
+    async fn is_local_domain(&self, name: &str) -> Result<bool>;
+
+    // ---- accounts ----
+    /// Creates the account with INBOX and the special-use mailboxes (Sent, Drafts,
+    /// Trash, Junk, Archive). The domain must exist.
+    async fn create_account(&self, address: &str, password_hash: &str) -> Result<Account>;
+    /// Deletes the account with all its mailboxes and messages.
+    async fn delete_account(&self, address: &str) -> Result<()>;
+    async fn set_password_hash(&self, address: &str, password_hash: &str) -> Result<()>;
+    async fn account(&self, address: &str) -> Result<Option<Account>>;
+    async fn account_by_id(&self, id: AccountId) -> Result<Option<Account>>;
+    async fn credentials(&self, address: &str) -> Result<Option<Credentials>>;
+    async fn list_accounts(&self) -> Result<Vec<Account>>;
+
+    // ---- aliases and addresses ----
+    /// Adds SOURCE → TARGET. SOURCE must be in a local domain and not an account;
+    /// TARGET may be local or remote.
+    async fn add_alias(&self, source: &str, target: &str) -> Result<()>;
+    /// Removes SOURCE → TARGET, or every target of SOURCE when `target` is None.
+    async fn delete_alias(&self, source: &str, target: Option<&str>) -> Result<()>;
+    async fn list_aliases(&self) -> Result<Vec<Alias>>;
+    /// What mail to `address` means (aliases expanded recursively, loops cut).
+    async fn resolve(&self, address: &str) -> Result<Resolution>;
+    /// Lets an account send as an extra address (beyond its own and its aliases).
+    async fn add_send_as(&self, account: AccountId, address: &str) -> Result<()>;
+    async fn delete_send_as(&self, account: AccountId, address: &str) -> Result<()>;
+    /// True when `address` is the account's own, an alias delivering to it, or a
+    /// configured send-as address: the anti-spoofing rule of submission.
+    async fn may_send_as(&self, account: AccountId, address: &str) -> Result<bool>;
+
+    // ---- mailboxes ----
+    async fn list_mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>>;
+    async fn mailbox(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>>;
+    async fn mailbox_by_id(&self, id: MailboxId) -> Result<Option<Mailbox>>;
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<SpecialUse>,
+    ) -> Result<Mailbox>;
+    /// Deletes the mailbox and its messages. INBOX cannot be deleted.
+    async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()>;
+    /// Renames the mailbox and every mailbox below it ("old/..." → "new/..."). Renaming
+    /// INBOX is refused here; IMAP implements its special meaning with `move_messages`.
+    async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()>;
+    async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<()>;
+    async fn mailbox_status(&self, mailbox: MailboxId) -> Result<MailboxStatus>;
+
+    // ---- messages ----
+    /// Stores a message body once, delivers it to every target and optionally queues it
+    /// for remote recipients — atomically and durably.
+    async fn ingest(&self, ingest: Ingest) -> Result<IngestReceipt>;
+    /// Every message in a mailbox, by ascending UID.
+    async fn list_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>>;
+    /// Messages with UID in `[first, last]`.
+    async fn messages_in_range(
+        &self,
+        mailbox: MailboxId,
+        first: u32,
+        last: u32,
+    ) -> Result<Vec<MessageMeta>>;
+    /// The raw message (RFC 5322 octets, CRLF line ends).
+    async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>>;
+    /// Opaque per-body cache (e.g. IMAP's parsed ENVELOPE/BODYSTRUCTURE), None until set.
+    async fn blob_summaries(&self, blobs: &[BlobId]) -> Result<Vec<(BlobId, Vec<u8>)>>;
+    async fn set_blob_summary(&self, blob: BlobId, summary: &[u8]) -> Result<()>;
+    async fn update_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: &[u32],
+        op: FlagOp,
+        flags: &Flags,
+        unchanged_since: Option<u64>,
+    ) -> Result<FlagUpdate>;
+    async fn copy_messages(
+        &self,
+        from: MailboxId,
+        uids: &[u32],
+        to: MailboxId,
+    ) -> Result<CopyResult>;
+    /// COPY then EXPUNGE of the source messages, atomically (RFC 6851).
+    async fn move_messages(
+        &self,
+        from: MailboxId,
+        uids: &[u32],
+        to: MailboxId,
+    ) -> Result<CopyResult>;
+    /// Removes messages flagged \Deleted (only those in `uids` when given); returns
+    /// the expunged UIDs.
+    async fn expunge(&self, mailbox: MailboxId, uids: Option<&[u32]>) -> Result<Vec<u32>>;
+    /// Removes the given messages whatever their flags (POP3 DELE at QUIT).
+    async fn delete_messages(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>>;
+    async fn changes_since(&self, mailbox: MailboxId, modseq: u64) -> Result<MailboxChanges>;
+
+    // ---- queue ----
+    async fn queue_list(&self) -> Result<Vec<QueuedMessage>>;
+    async fn queue_get(&self, id: QueueId) -> Result<Option<QueuedMessage>>;
+    /// Claims up to `limit` entries due at `now` and not leased by another worker,
+    /// leasing them until `now + lease_secs`. A crashed worker's lease simply expires.
+    async fn queue_claim_due(
+        &self,
+        now: i64,
+        lease_secs: i64,
+        limit: u32,
+    ) -> Result<Vec<QueuedMessage>>;
+    /// Records an attempt's outcome per recipient and releases the lease. When no
+    /// recipient is pending any more the entry is removed.
+    async fn queue_update(
+        &self,
+        id: QueueId,
+        updates: &[RecipientUpdate],
+        attempts: &[DeliveryAttempt],
+        delay_notified: bool,
+    ) -> Result<()>;
+    async fn queue_attempts(&self, id: QueueId) -> Result<Vec<DeliveryAttempt>>;
+    /// Makes one entry (or all) due now; returns how many.
+    async fn queue_retry(&self, id: Option<QueueId>, now: i64) -> Result<u64>;
+    async fn queue_delete(&self, id: QueueId) -> Result<bool>;
+
+    // ---- notifications ----
+    /// Events after each committed change, for IDLE and queue workers. A lagging
+    /// receiver loses events and must resynchronise (e.g. with `changes_since`).
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StoreEvent>;
+}

@@ -1,0 +1,199 @@
+//! The embedded backend against the conformance suite, plus what only it can show:
+//! crash durability with SIGKILL, reopening, and migrations.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use crate::*;
+
+async fn fresh() -> (SharedStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("store")).unwrap();
+    (std::sync::Arc::new(store), dir)
+}
+
+crate::conformance_tests!(fresh);
+
+#[test]
+fn store_dir_and_file_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("store");
+    let s = SqliteStore::open(&p).unwrap();
+    s.close();
+    assert_eq!(
+        std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    let db = p.join(sqlite::DB_FILE);
+    assert_eq!(
+        std::fs::metadata(db).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("store");
+    SqliteStore::open(&p).unwrap().close();
+    let c = rusqlite::Connection::open(p.join(sqlite::DB_FILE)).unwrap();
+    c.pragma_update(None, "user_version", sqlite::SCHEMA_VERSION + 1)
+        .unwrap();
+    drop(c);
+    match SqliteStore::open(&p) {
+        Err(StoreError::TooNew { found, .. }) => assert_eq!(found, sqlite::SCHEMA_VERSION + 1),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a newer schema must be refused"),
+    }
+}
+
+#[tokio::test]
+async fn data_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("store");
+    {
+        let s = SqliteStore::open(&p).unwrap();
+        s.add_domain("example.test").await.unwrap();
+        s.create_account("a@example.test", "h").await.unwrap();
+        s.close();
+    }
+    let s = SqliteStore::open(&p).unwrap();
+    assert!(s.account("a@example.test").await.unwrap().is_some());
+}
+
+fn body(n: u64) -> Vec<u8> {
+    // Large enough that a torn write would be visible, with the number inside.
+    let mut b = format!("Subject: message {n}\r\n\r\n").into_bytes();
+    b.extend(std::iter::repeat_n(b'x', 8192));
+    b.extend(format!("\r\nend {n}\r\n").into_bytes());
+    b
+}
+
+const CHILD_ENV: &str = "BULWARK_STORE_SIGKILL_CHILD";
+
+/// Child side: writes messages from 8 concurrent tasks forever, printing "ACK n"
+/// only after the store acknowledged message n.
+fn child_writer(dir: &str) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = SqliteStore::open(std::path::Path::new(dir)).unwrap();
+        let acc = store.account("a@example.test").await.unwrap().unwrap();
+        let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let store = store.clone();
+            let counter = counter.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    store
+                        .ingest(Ingest {
+                            data: body(n),
+                            internal_date: n as i64,
+                            deliveries: vec![Delivery {
+                                target: DeliveryTarget::Inbox(acc.id),
+                                flags: Flags::default(),
+                            }],
+                            queue: None,
+                        })
+                        .await
+                        .unwrap();
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "ACK {n}").unwrap();
+                    out.flush().unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+}
+
+/// A writer process is killed with SIGKILL mid-stream; the store must open cleanly
+/// with every acknowledged message present exactly once and no partial message.
+#[test]
+fn sigkill_loses_nothing_acknowledged() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        child_writer(&dir);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("store");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let s = SqliteStore::open(&p).unwrap();
+        s.add_domain("example.test").await.unwrap();
+        s.create_account("a@example.test", "h").await.unwrap();
+        s.close();
+    });
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "sqlite::tests::sigkill_loses_nothing_acknowledged",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, &p)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut acked = Vec::new();
+    let stdout = child.stdout.take().unwrap();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(n) = line.strip_prefix("ACK ") {
+            acked.push(n.parse::<u64>().unwrap());
+            if acked.len() == 400 {
+                child.kill().unwrap(); // SIGKILL
+                break;
+            }
+        }
+    }
+    let _ = child.wait();
+    assert_eq!(acked.len(), 400, "child stopped early");
+
+    rt.block_on(async {
+        let s = SqliteStore::open(&p).unwrap();
+        let acc = s.account("a@example.test").await.unwrap().unwrap();
+        let inbox = s.mailbox(acc.id, "INBOX").await.unwrap().unwrap();
+        let msgs = s.list_messages(inbox.id).await.unwrap();
+        let mut seen = std::collections::HashMap::new();
+        for m in &msgs {
+            let n = m.internal_date as u64;
+            let data = s.read_blob(m.blob_id).await.unwrap();
+            assert_eq!(data, body(n), "message {n} is complete");
+            *seen.entry(n).or_insert(0) += 1;
+        }
+        for n in &acked {
+            assert_eq!(
+                seen.get(n),
+                Some(&1),
+                "acknowledged message {n} present exactly once"
+            );
+        }
+        assert!(seen.values().all(|&c| c == 1), "no duplicates");
+        // UIDs remain strictly increasing after the crash.
+        let before = inbox.uidnext;
+        let r = s
+            .ingest(Ingest {
+                data: body(999_999),
+                internal_date: 0,
+                deliveries: vec![Delivery {
+                    target: DeliveryTarget::Inbox(acc.id),
+                    flags: Flags::default(),
+                }],
+                queue: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(r.delivered[0].2, before);
+    });
+}
