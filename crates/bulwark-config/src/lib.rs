@@ -238,6 +238,7 @@ impl Config {
             server: ServerConfig {
                 hostname: hostname.to_string(),
                 role: Role::default(),
+                shutdown_grace_secs: 30,
             },
             tls: TlsConfig::default(),
             store: StoreConfig::default(),

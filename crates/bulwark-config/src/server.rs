@@ -14,6 +14,13 @@ pub struct ServerConfig {
     /// SMTP gateway and relays inward over direct trust.
     #[serde(default)]
     pub role: Role,
+    /// On SIGTERM, sessions get this long (seconds) to finish before they are cut off.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_secs: u64,
+}
+
+fn default_grace() -> u64 {
+    30
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -57,6 +57,8 @@ pub fn render(p: &TemplateParams) -> String {
 hostname = "{hostname}"
 # "standalone" runs every service. ("edge" — Internet-facing gateway only — is planned.)
 role = "standalone"
+# On SIGTERM: stop accepting, let sessions finish for up to this many seconds, exit 0.
+shutdown_grace_secs = 30
 
 [tls]
 # The certificate every TLS listener presents (chain, leaf first) and its key (0600).

@@ -1,0 +1,233 @@
+//! Authentication shared by every protocol: Argon2id password hashes, SASL PLAIN and
+//! LOGIN decoding, and the brute-force limiter.
+//!
+//! Owns DATA-PATHS rule 4: a failed authentication answers the same whether the
+//! account exists or not (an unknown user costs one Argon2 verification like a known
+//! one), and costs the attacker time (a delay on every failure, growing per IP, then
+//! a block per IP and per account).
+//!
+//! Must not: see a connection. Whether TLS is up is the protocol's business; it must
+//! not call `authenticate` before it is (rule 1). Nothing here logs a password or a
+//! SASL payload; `Secret` cannot even be printed.
+
+mod limiter;
+mod password;
+pub mod sasl;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bulwark_config::AuthConfig;
+use bulwark_store::{Account, SharedStore};
+
+pub use limiter::{Limiter, LimiterVerdict};
+pub use password::{hash_password, verify_password, PasswordError, MIN_PASSWORD_LEN};
+pub use sasl::{SaslError, Secret};
+
+/// Why an authentication did not succeed. Protocols map each to one fixed reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// Wrong user name or password (indistinguishable on purpose).
+    #[error("authentication failed")]
+    Failed,
+    /// Too many failures from this address or for this account; try later.
+    #[error("too many failed attempts; try later")]
+    Throttled,
+    /// The store could not be read; a temporary failure.
+    #[error("authentication temporarily unavailable")]
+    Unavailable,
+}
+
+/// Checks credentials against the store, through the limiter.
+#[derive(Clone)]
+pub struct Authenticator {
+    store: SharedStore,
+    limiter: Arc<Limiter>,
+    config: AuthConfig,
+    /// A real Argon2id hash of a random password: verifying against it makes an
+    /// unknown user cost exactly what a known one costs.
+    dummy_hash: Arc<String>,
+}
+
+impl Authenticator {
+    pub fn new(store: SharedStore, config: AuthConfig) -> Authenticator {
+        let dummy: String = {
+            use rand::Rng;
+            let mut rng = rand::thread_rng();
+            (0..32)
+                .map(|_| rng.sample(rand::distributions::Alphanumeric) as char)
+                .collect()
+        };
+        let dummy_hash = hash_password(&dummy).unwrap_or_default();
+        Authenticator {
+            store,
+            limiter: Arc::new(Limiter::new(&config)),
+            config,
+            dummy_hash: Arc::new(dummy_hash),
+        }
+    }
+
+    /// Verifies `username`/`password` for a client at `peer`. `listener` and
+    /// `mechanism` only label metrics and logs.
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        password: &Secret,
+        peer: IpAddr,
+        listener: &'static str,
+        mechanism: &'static str,
+    ) -> Result<Account, AuthError> {
+        let user = bulwark_store::normalize_address(username);
+        if self.config.limiter_enabled {
+            if let LimiterVerdict::Blocked(reason) = self.limiter.check(peer, &user) {
+                metrics::counter!("bulwark_auth_throttled_total", "listener" => listener, "reason" => reason).increment(1);
+                tracing::warn!(target: "bulwark::auth", %peer, listener, reason, "authentication refused: too many failures");
+                tokio::time::sleep(Duration::from_millis(self.config.failure_delay_ms)).await;
+                return Err(AuthError::Throttled);
+            }
+        }
+        let creds = match self.store.credentials(&user).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(target: "bulwark::auth", error = %e, "credential lookup failed");
+                return Err(AuthError::Unavailable);
+            }
+        };
+        let hash = match &creds {
+            Some(c) => c.password_hash.clone(),
+            None => self.dummy_hash.as_ref().clone(),
+        };
+        let pw = password.clone();
+        let ok = tokio::task::spawn_blocking(move || verify_password(&hash, pw.expose()))
+            .await
+            .unwrap_or(false);
+        match creds {
+            Some(c) if ok => {
+                self.limiter.record_success(&user);
+                metrics::counter!("bulwark_auth_attempts_total", "listener" => listener, "mechanism" => mechanism, "result" => "success").increment(1);
+                tracing::info!(target: "bulwark::auth", %peer, listener, mechanism, user = %c.account.address, "authenticated");
+                Ok(c.account)
+            }
+            _ => {
+                let delay = if self.config.limiter_enabled {
+                    self.limiter.record_failure(peer, &user)
+                } else {
+                    Duration::from_millis(self.config.failure_delay_ms)
+                };
+                metrics::counter!("bulwark_auth_attempts_total", "listener" => listener, "mechanism" => mechanism, "result" => "failure").increment(1);
+                tracing::warn!(target: "bulwark::auth", %peer, listener, mechanism, delay_ms = delay.as_millis() as u64, "authentication failed");
+                tokio::time::sleep(delay).await;
+                Err(AuthError::Failed)
+            }
+        }
+    }
+
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bulwark_store::{SqliteStore, Store};
+
+    async fn setup(cfg: AuthConfig) -> (Authenticator, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s")).unwrap();
+        store.add_domain("example.test").await.unwrap();
+        store
+            .create_account(
+                "alice@example.test",
+                &hash_password("correct horse").unwrap(),
+            )
+            .await
+            .unwrap();
+        (Authenticator::new(Arc::new(store), cfg), dir)
+    }
+
+    fn fast() -> AuthConfig {
+        AuthConfig {
+            failure_delay_ms: 1,
+            max_delay_ms: 5,
+            block_ip_after_failures: 4,
+            block_account_after_failures: 6,
+            ..AuthConfig::default()
+        }
+    }
+
+    fn s(x: &str) -> Secret {
+        Secret::new(x.to_string())
+    }
+
+    #[tokio::test]
+    async fn right_wrong_and_unknown() {
+        let (a, _d) = setup(fast()).await;
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let acc = a
+            .authenticate("Alice@Example.test", &s("correct horse"), ip, "t", "PLAIN")
+            .await
+            .unwrap();
+        assert_eq!(acc.address, "alice@example.test");
+        assert_eq!(
+            a.authenticate("alice@example.test", &s("wrong"), ip, "t", "PLAIN")
+                .await,
+            Err(AuthError::Failed)
+        );
+        assert_eq!(
+            a.authenticate("nobody@example.test", &s("x"), ip, "t", "PLAIN")
+                .await,
+            Err(AuthError::Failed)
+        );
+    }
+
+    #[tokio::test]
+    async fn ip_is_blocked_after_limit_even_with_right_password() {
+        let (a, _d) = setup(fast()).await;
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        for _ in 0..4 {
+            assert_eq!(
+                a.authenticate("nobody@example.test", &s("x"), ip, "t", "PLAIN")
+                    .await,
+                Err(AuthError::Failed)
+            );
+        }
+        assert_eq!(
+            a.authenticate("alice@example.test", &s("correct horse"), ip, "t", "PLAIN")
+                .await,
+            Err(AuthError::Throttled)
+        );
+        // Another address is unaffected.
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        assert!(a
+            .authenticate(
+                "alice@example.test",
+                &s("correct horse"),
+                other,
+                "t",
+                "PLAIN"
+            )
+            .await
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn account_is_blocked_across_addresses() {
+        let (a, _d) = setup(fast()).await;
+        for i in 0..6u8 {
+            let ip = IpAddr::from([198, 51, 100, i]);
+            assert_eq!(
+                a.authenticate("alice@example.test", &s("bad"), ip, "t", "PLAIN")
+                    .await,
+                Err(AuthError::Failed)
+            );
+        }
+        let ip: IpAddr = "203.0.113.1".parse().unwrap();
+        assert_eq!(
+            a.authenticate("alice@example.test", &s("correct horse"), ip, "t", "PLAIN")
+                .await,
+            Err(AuthError::Throttled)
+        );
+    }
+}

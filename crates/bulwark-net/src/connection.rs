@@ -1,0 +1,323 @@
+//! One client connection: buffered, bounded reads of lines and literals, buffered
+//! writes, and the transport changes (STARTTLS) a session may make.
+//!
+//! Reads are cancel-safe: bytes already received stay in the buffer if a read future
+//! is dropped (e.g. in a `select!` with the shutdown signal or a timeout).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bulwark_config::ListenerKind;
+use bulwark_observe::SessionLog;
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::transport::{TlsInfo, Transport};
+
+/// How long a TLS handshake may take before the connection is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Buffered output is flushed when it grows beyond this.
+const WRITE_HIGH_WATER: usize = 64 * 1024;
+
+/// How a line ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineEnding {
+    CrLf,
+    /// A bare LF: not allowed by the mail RFCs; protocols decide what to do about it.
+    Lf,
+}
+
+/// One line without its ending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub bytes: Vec<u8>,
+    pub ending: LineEnding,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The client closed the connection (possibly in the middle of a line).
+    #[error("connection closed by client")]
+    Eof,
+    /// The line was longer than allowed; it has been discarded up to and including
+    /// its end, so the next read starts with the next line.
+    #[error("line too long")]
+    TooLong,
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Connection {
+    transport: Option<Transport>,
+    rbuf: BytesMut,
+    wbuf: Vec<u8>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    kind: ListenerKind,
+    tls: Option<TlsInfo>,
+    session_id: String,
+    shutdown: CancellationToken,
+    /// The protocol log of this session (a no-op unless enabled for the listener).
+    pub log: SessionLog,
+}
+
+impl Connection {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        transport: Transport,
+        initial: BytesMut,
+        peer: SocketAddr,
+        local: SocketAddr,
+        kind: ListenerKind,
+        tls: Option<TlsInfo>,
+        session_id: String,
+        shutdown: CancellationToken,
+        log: SessionLog,
+    ) -> Connection {
+        Connection {
+            transport: Some(transport),
+            rbuf: initial,
+            wbuf: Vec::with_capacity(1024),
+            peer,
+            local,
+            kind,
+            tls,
+            session_id,
+            shutdown,
+            log,
+        }
+    }
+
+    /// The client's address (after any PROXY protocol header).
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+    pub fn kind(&self) -> ListenerKind {
+        self.kind
+    }
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+    /// TLS parameters once TLS is up (from the first byte or after STARTTLS).
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
+    }
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+    /// Cancelled when the server shuts down; sessions finish their current command
+    /// and say goodbye in their protocol's words.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+    /// True when the client has already sent more input (pipelining): replies may
+    /// stay buffered until it has been processed.
+    pub fn has_buffered_input(&self) -> bool {
+        !self.rbuf.is_empty()
+    }
+
+    fn transport(&mut self) -> std::io::Result<&mut Transport> {
+        self.transport.as_mut().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "transport lost during TLS upgrade",
+            )
+        })
+    }
+
+    async fn fill(&mut self) -> Result<(), ReadError> {
+        if self.rbuf.capacity() - self.rbuf.len() < 4096 {
+            self.rbuf.reserve(16 * 1024);
+        }
+        let t = self.transport.as_mut().ok_or(ReadError::Eof)?;
+        let n = t.read_buf(&mut self.rbuf).await?;
+        if n == 0 {
+            return Err(ReadError::Eof);
+        }
+        Ok(())
+    }
+
+    /// Reads one line of at most `max` octets including its line ending.
+    pub async fn read_line(&mut self, max: usize) -> Result<Line, ReadError> {
+        let mut scanned = 0;
+        loop {
+            if let Some(pos) = self.rbuf[scanned..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map(|p| p + scanned)
+            {
+                if pos + 1 > max {
+                    self.rbuf.advance(pos + 1);
+                    return Err(ReadError::TooLong);
+                }
+                let mut bytes = self.rbuf.split_to(pos + 1).to_vec();
+                bytes.pop();
+                let ending = if bytes.last() == Some(&b'\r') {
+                    bytes.pop();
+                    LineEnding::CrLf
+                } else {
+                    LineEnding::Lf
+                };
+                return Ok(Line { bytes, ending });
+            }
+            scanned = self.rbuf.len();
+            if self.rbuf.len() >= max {
+                self.discard_line().await?;
+                return Err(ReadError::TooLong);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Drops input up to and including the next LF.
+    async fn discard_line(&mut self) -> Result<(), ReadError> {
+        loop {
+            if let Some(pos) = self.rbuf.iter().position(|b| *b == b'\n') {
+                self.rbuf.advance(pos + 1);
+                return Ok(());
+            }
+            self.rbuf.clear();
+            self.fill().await?;
+        }
+    }
+
+    /// Reads exactly `n` octets (an IMAP literal, a BDAT chunk) and appends them to
+    /// `out`. The caller bounds `n` before calling.
+    pub async fn read_exact_into(
+        &mut self,
+        mut n: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ReadError> {
+        out.reserve(n.min(64 * 1024 * 1024));
+        while n > 0 {
+            if self.rbuf.is_empty() {
+                self.fill().await?;
+            }
+            let take = n.min(self.rbuf.len());
+            out.extend_from_slice(&self.rbuf[..take]);
+            self.rbuf.advance(take);
+            n -= take;
+        }
+        Ok(())
+    }
+
+    /// Reads and throws away exactly `n` octets (e.g. a BDAT chunk after an error).
+    pub async fn skip_exact(&mut self, mut n: u64) -> Result<(), ReadError> {
+        while n > 0 {
+            if self.rbuf.is_empty() {
+                self.fill().await?;
+            }
+            let take = n.min(self.rbuf.len() as u64) as usize;
+            self.rbuf.advance(take);
+            n -= take as u64;
+        }
+        Ok(())
+    }
+
+    /// Queues output; it is sent at the next `flush` (or when the buffer is large).
+    pub async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.wbuf.extend_from_slice(data);
+        if self.wbuf.len() >= WRITE_HIGH_WATER {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends queued output.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.wbuf);
+        let t = self.transport()?;
+        let r = async {
+            t.write_all(&buf).await?;
+            t.flush().await
+        }
+        .await;
+        self.wbuf = buf;
+        self.wbuf.clear();
+        r
+    }
+
+    /// Writes and flushes.
+    pub async fn send(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.write(data).await?;
+        self.flush().await
+    }
+
+    /// Upgrades to TLS after the protocol's "go ahead" reply has been sent. Everything
+    /// the client sent before the handshake is discarded (never interpreted as
+    /// commands in the TLS session); returns how many octets that was.
+    pub async fn start_tls(&mut self, acceptor: &TlsAcceptor) -> std::io::Result<usize> {
+        if self.tls.is_some() {
+            return Err(std::io::Error::other("TLS is already active"));
+        }
+        self.flush().await?;
+        let discarded = self.rbuf.len();
+        self.rbuf.clear();
+        let plain = match self.transport.take() {
+            Some(Transport::Plain(s)) => s,
+            Some(other) => {
+                self.transport = Some(other);
+                return Err(std::io::Error::other("TLS is already active"));
+            }
+            None => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotConnected,
+                    "no transport",
+                ))
+            }
+        };
+        let listener = self.kind.name();
+        let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(plain)).await;
+        let stream = match handshake {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                metrics::counter!("bulwark_tls_handshake_failures_total", "listener" => listener)
+                    .increment(1);
+                self.log.event(&format!("STARTTLS handshake failed: {e}"));
+                return Err(e);
+            }
+            Err(_) => {
+                metrics::counter!("bulwark_tls_handshake_failures_total", "listener" => listener)
+                    .increment(1);
+                self.log.event("STARTTLS handshake timed out");
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "TLS handshake timed out",
+                ));
+            }
+        };
+        let info = TlsInfo::from_stream(&stream);
+        metrics::counter!("bulwark_starttls_total", "listener" => listener).increment(1);
+        metrics::counter!("bulwark_tls_handshakes_total", "listener" => listener, "version" => info.version.clone())
+            .increment(1);
+        self.log.set_tls(info.describe());
+        if discarded > 0 {
+            self.log.event(&format!(
+                "TLS up ({}); discarded {discarded} octets sent before the handshake",
+                info.describe()
+            ));
+            tracing::warn!(target: "bulwark::net", session = %self.session_id, peer = %self.peer, discarded, "client pipelined data after STARTTLS; discarded");
+        } else {
+            self.log.event(&format!("TLS up ({})", info.describe()));
+        }
+        self.tls = Some(info);
+        self.transport = Some(Transport::Tls(Box::new(stream)));
+        Ok(discarded)
+    }
+
+    /// Closes the connection (TLS close_notify first when TLS is up).
+    pub async fn close(mut self) {
+        let _ = self.flush().await;
+        if let Some(mut t) = self.transport.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t.shutdown()).await;
+        }
+    }
+}

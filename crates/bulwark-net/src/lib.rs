@@ -1,0 +1,47 @@
+//! The connection layer under every protocol: listeners, connection limits, the PROXY
+//! protocol, implicit TLS, STARTTLS, line and literal reading, graceful shutdown, and
+//! the `ServerContext` a protocol is built from.
+//!
+//! Invariants owned here, so no protocol can get them wrong:
+//! - STARTTLS discards every byte the client sent before the handshake (the
+//!   command-injection attack of CVE-2011-0411 and friends): `Connection::start_tls`
+//!   drops the read buffer.
+//! - Implicit-TLS listeners complete the handshake before the protocol sees the
+//!   connection; the protocol cannot write a cleartext byte on them.
+//! - A PROXY header is only read from addresses listed in `proxy_protocol_from`.
+//! - Line reads are bounded; an overlong line is reported, never buffered unbounded.
+//!
+//! Must not: speak a mail protocol.
+
+mod connection;
+mod context;
+mod limits;
+mod listener;
+mod proxy;
+mod transport;
+
+pub use connection::{Connection, Line, LineEnding, ReadError};
+pub use context::ServerContext;
+pub use limits::{ConnectionLimits, Refusal};
+pub use listener::{bind, BoundListener, SessionHandler};
+pub use transport::{TlsInfo, Transport};
+
+pub use tokio_util::sync::CancellationToken;
+pub use tokio_util::task::TaskTracker;
+
+/// A short, unique-enough id for a session: a random per-process prefix and a counter.
+pub fn new_session_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<u32> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(1);
+    let p = PREFIX.get_or_init(rand::random::<u32>);
+    format!(
+        "{:08x}{:06x}",
+        p,
+        COUNTER.fetch_add(1, Ordering::Relaxed) & 0xff_ffff
+    )
+}
+
+#[cfg(test)]
+mod tests;

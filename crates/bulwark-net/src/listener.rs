@@ -1,0 +1,226 @@
+//! Binding listeners and running their accept loops.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bulwark_config::{ListenerConfig, ListenerKind, TlsMode};
+use bulwark_observe::ProtocolLog;
+use bulwark_tls::TlsServer;
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::connection::HANDSHAKE_TIMEOUT;
+use crate::limits::ConnectionLimits;
+use crate::transport::{TlsInfo, Transport};
+use crate::{new_session_id, proxy, Connection};
+
+/// A PROXY header must arrive this quickly.
+const PROXY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A protocol: runs sessions on connections the listener admitted.
+#[async_trait]
+pub trait SessionHandler: Send + Sync + 'static {
+    /// Runs one session until it ends. On implicit-TLS listeners TLS is already up.
+    async fn run(&self, conn: Connection);
+
+    /// The protocol's "busy, try later" line (e.g. `421 4.7.0 … \r\n`), sent in the
+    /// clear before closing when a connection limit is reached on a cleartext-greeting
+    /// listener. Implicit-TLS listeners just close: a handshake would cost more than
+    /// the refusal is worth under a connection flood.
+    fn busy_reply(&self) -> &'static [u8];
+}
+
+/// Sockets bound for one listener, not yet accepting.
+pub struct BoundListener {
+    pub kind: ListenerKind,
+    pub config: ListenerConfig,
+    sockets: Vec<TcpListener>,
+}
+
+/// Binds every address of a listener. Port 0 lets the OS choose.
+pub async fn bind(kind: ListenerKind, config: &ListenerConfig) -> std::io::Result<BoundListener> {
+    let mut sockets = Vec::with_capacity(config.bind.len());
+    for addr in &config.bind {
+        let l = TcpListener::bind(addr).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("listeners.{kind}: cannot bind {addr}: {e}"),
+            )
+        })?;
+        sockets.push(l);
+    }
+    Ok(BoundListener {
+        kind,
+        config: config.clone(),
+        sockets,
+    })
+}
+
+struct Shared {
+    kind: ListenerKind,
+    config: ListenerConfig,
+    handler: Arc<dyn SessionHandler>,
+    tls: TlsServer,
+    log: ProtocolLog,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+}
+
+impl BoundListener {
+    /// The addresses actually bound (with OS-chosen ports resolved).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    /// Starts accepting. Accept loops and sessions are spawned on `tracker`; accept
+    /// loops end when `shutdown` is cancelled, sessions notice it themselves.
+    pub fn serve(
+        self,
+        handler: Arc<dyn SessionHandler>,
+        tls: TlsServer,
+        log: ProtocolLog,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) {
+        let shared = Arc::new(Shared {
+            kind: self.kind,
+            limits: ConnectionLimits::new(
+                self.config.max_connections,
+                self.config.max_connections_per_ip,
+            ),
+            config: self.config,
+            handler,
+            tls,
+            log,
+            shutdown,
+        });
+        for socket in self.sockets {
+            let shared = shared.clone();
+            let t = tracker.clone();
+            tracker.spawn(accept_loop(socket, shared, t));
+        }
+    }
+}
+
+async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => break,
+            r = socket.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                metrics::counter!("bulwark_connections_total", "listener" => shared.kind.name())
+                    .increment(1);
+                let shared = shared.clone();
+                tracker.spawn(handle(stream, peer, shared));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(target: "bulwark::net", listener = %shared.kind, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn handle(mut stream: TcpStream, mut peer: SocketAddr, shared: Arc<Shared>) {
+    let listener = shared.kind.name();
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
+    if shared
+        .config
+        .proxy_protocol_from
+        .iter()
+        .any(|n| n.contains(&peer.ip()))
+    {
+        match tokio::time::timeout(PROXY_TIMEOUT, proxy::read_header(&mut stream)).await {
+            Ok(Ok(Some(real))) => peer = real,
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(target: "bulwark::net", listener, %peer, error = %e, "bad PROXY header; closing");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(target: "bulwark::net", listener, %peer, "no PROXY header in time; closing");
+                return;
+            }
+        }
+    }
+    let permit = match shared.limits.admit(peer.ip()) {
+        Ok(p) => p,
+        Err(why) => {
+            metrics::counter!("bulwark_connections_refused_total", "listener" => listener, "reason" => why.label())
+                .increment(1);
+            tracing::info!(target: "bulwark::net", listener, %peer, reason = why.label(), "connection limit reached");
+            if shared.kind.tls_mode() != TlsMode::Implicit {
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    stream.write_all(shared.handler.busy_reply()),
+                )
+                .await;
+            }
+            return;
+        }
+    };
+    let session_id = new_session_id();
+    let mut log = shared.log.session(&session_id, peer);
+    log.event(&format!("connect from {peer} to {local}"));
+
+    let (transport, tls) = if shared.kind.tls_mode() == TlsMode::Implicit {
+        let acceptor = if shared.kind == ListenerKind::Https {
+            shared.tls.https_acceptor()
+        } else {
+            shared.tls.acceptor()
+        };
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(s)) => {
+                let info = TlsInfo::from_stream(&s);
+                metrics::counter!("bulwark_tls_handshakes_total", "listener" => listener, "version" => info.version.clone())
+                    .increment(1);
+                log.set_tls(info.describe());
+                log.event(&format!("TLS up ({})", info.describe()));
+                (Transport::Tls(Box::new(s)), Some(info))
+            }
+            Ok(Err(e)) => {
+                metrics::counter!("bulwark_tls_handshake_failures_total", "listener" => listener)
+                    .increment(1);
+                log.event(&format!("TLS handshake failed: {e}"));
+                tracing::debug!(target: "bulwark::net", listener, %peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                metrics::counter!("bulwark_tls_handshake_failures_total", "listener" => listener)
+                    .increment(1);
+                log.event("TLS handshake timed out");
+                return;
+            }
+        }
+    } else {
+        (Transport::Plain(stream), None)
+    };
+
+    let conn = Connection::new(
+        transport,
+        BytesMut::new(),
+        peer,
+        local,
+        shared.kind,
+        tls,
+        session_id,
+        shared.shutdown.clone(),
+        log,
+    );
+    metrics::gauge!("bulwark_sessions_active", "listener" => listener).increment(1.0);
+    shared.handler.run(conn).await;
+    metrics::gauge!("bulwark_sessions_active", "listener" => listener).decrement(1.0);
+    drop(permit);
+}

@@ -1,0 +1,251 @@
+//! The connection layer with a tiny line protocol, real sockets and a real TLS client.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bulwark_config::{ListenerConfig, ListenerKind};
+use bulwark_observe::{ProtocolLog, Redactor};
+use bulwark_tls::rustls;
+use bulwark_tls::TlsServer;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::*;
+
+/// Test protocol: "OK hi" greeting; STARTTLS; ECHO <x>; anything else echoed as "? <x>".
+struct Echo {
+    tls: TlsServer,
+}
+
+#[async_trait]
+impl SessionHandler for Echo {
+    async fn run(&self, mut conn: Connection) {
+        let greeting = format!("OK hi {}\r\n", if conn.is_tls() { "tls" } else { "plain" });
+        if conn.send(greeting.as_bytes()).await.is_err() {
+            return;
+        }
+        let shutdown = conn.shutdown().clone();
+        loop {
+            let line = tokio::select! {
+                _ = shutdown.cancelled() => { let _ = conn.send(b"BYE shutdown\r\n").await; return; }
+                l = conn.read_line(64) => l,
+            };
+            match line {
+                Ok(l) if l.bytes == b"STARTTLS" => {
+                    conn.send(b"OK go\r\n").await.unwrap();
+                    let n = conn.start_tls(self.tls.acceptor()).await.unwrap();
+                    conn.send(format!("OK tls discarded={n}\r\n").as_bytes())
+                        .await
+                        .unwrap();
+                }
+                Ok(l) => {
+                    let ending = if l.ending == LineEnding::Lf {
+                        " (bare LF)"
+                    } else {
+                        ""
+                    };
+                    let reply = format!("? {}{}\r\n", String::from_utf8_lossy(&l.bytes), ending);
+                    conn.send(reply.as_bytes()).await.unwrap();
+                }
+                Err(ReadError::TooLong) => conn.send(b"ERR too long\r\n").await.unwrap(),
+                Err(_) => return,
+            }
+        }
+    }
+    fn busy_reply(&self) -> &'static [u8] {
+        b"BUSY\r\n"
+    }
+}
+
+struct Fixture {
+    addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    _dir: tempfile::TempDir,
+    cert_pem: String,
+}
+
+async fn start(kind: ListenerKind, cfg: impl FnOnce(&mut ListenerConfig)) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let g = bulwark_tls::generate_self_signed("mail.example.test", 30).unwrap();
+    let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    bulwark_tls::write_key_and_cert(&k, &g.key_pem, &c, &g.cert_pem).unwrap();
+    let tls = TlsServer::new(&c, &k, bulwark_config::TlsVersion::V1_2).unwrap();
+    let mut lc = ListenerConfig::new(vec!["127.0.0.1:0".parse().unwrap()]);
+    cfg(&mut lc);
+    let bound = bind(kind, &lc).await.unwrap();
+    let addr = bound.local_addrs()[0];
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    bound.serve(
+        Arc::new(Echo { tls: tls.clone() }),
+        tls,
+        ProtocolLog::disabled("test", Redactor::None),
+        shutdown.clone(),
+        &tracker,
+    );
+    Fixture {
+        addr,
+        shutdown,
+        tracker,
+        _dir: dir,
+        cert_pem: g.cert_pem,
+    }
+}
+
+fn client_config(cert_pem: &str) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let mut rd = cert_pem.as_bytes();
+    for c in rustls_pemfile_certs(&mut rd) {
+        roots.add(c).unwrap();
+    }
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(bulwark_tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+fn rustls_pemfile_certs(rd: &mut &[u8]) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_reader_iter(rd)
+        .map(|c| c.unwrap())
+        .collect()
+}
+
+async fn line<R: AsyncRead + Unpin>(r: &mut BufReader<R>) -> String {
+    let mut s = String::new();
+    r.read_line(&mut s).await.unwrap();
+    s
+}
+
+async fn upgrade(stream: TcpStream, cert_pem: &str) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let connector = tokio_rustls::TlsConnector::from(client_config(cert_pem));
+    let name = rustls::pki_types::ServerName::try_from("mail.example.test").unwrap();
+    connector.connect(name, stream).await.unwrap()
+}
+
+async fn send<W: AsyncWrite + Unpin>(w: &mut W, s: &str) {
+    w.write_all(s.as_bytes()).await.unwrap();
+    w.flush().await.unwrap();
+}
+
+#[tokio::test]
+async fn lines_bare_lf_and_overlong() {
+    let f = start(ListenerKind::Smtp, |_| {}).await;
+    let mut s = BufReader::new(TcpStream::connect(f.addr).await.unwrap());
+    assert_eq!(line(&mut s).await, "OK hi plain\r\n");
+    send(s.get_mut(), "hello\r\nbare\n").await;
+    assert_eq!(line(&mut s).await, "? hello\r\n");
+    assert_eq!(line(&mut s).await, "? bare (bare LF)\r\n");
+    let long = format!("{}\r\nafter\r\n", "x".repeat(500));
+    send(s.get_mut(), &long).await;
+    assert_eq!(line(&mut s).await, "ERR too long\r\n");
+    assert_eq!(
+        line(&mut s).await,
+        "? after\r\n",
+        "the next line is read cleanly"
+    );
+}
+
+#[tokio::test]
+async fn starttls_discards_pipelined_plaintext() {
+    let f = start(ListenerKind::Smtp, |_| {}).await;
+    let mut s = BufReader::new(TcpStream::connect(f.addr).await.unwrap());
+    line(&mut s).await;
+    // The classic injection: a command pipelined in the clear right after STARTTLS.
+    send(s.get_mut(), "STARTTLS\r\nINJECTED\r\n").await;
+    assert_eq!(line(&mut s).await, "OK go\r\n");
+    let tls = upgrade(s.into_inner(), &f.cert_pem).await;
+    let mut t = BufReader::new(tls);
+    assert_eq!(line(&mut t).await, "OK tls discarded=10\r\n");
+    send(t.get_mut(), "after\r\n").await;
+    assert_eq!(line(&mut t).await, "? after\r\n", "INJECTED never ran");
+}
+
+#[tokio::test]
+async fn implicit_tls_and_busy_limit() {
+    let f = start(ListenerKind::Imaps, |_| {}).await;
+    let tls = upgrade(TcpStream::connect(f.addr).await.unwrap(), &f.cert_pem).await;
+    let mut t = BufReader::new(tls);
+    assert_eq!(line(&mut t).await, "OK hi tls\r\n");
+    let (_, conn) = t.get_ref().get_ref();
+    assert!(matches!(
+        conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    ));
+
+    let g = start(ListenerKind::Smtp, |c| c.max_connections_per_ip = 1).await;
+    let mut first = BufReader::new(TcpStream::connect(g.addr).await.unwrap());
+    assert_eq!(line(&mut first).await, "OK hi plain\r\n");
+    let mut second = BufReader::new(TcpStream::connect(g.addr).await.unwrap());
+    assert_eq!(line(&mut second).await, "BUSY\r\n");
+}
+
+#[tokio::test]
+async fn tls_1_1_is_refused() {
+    let f = start(ListenerKind::Imaps, |_| {}).await;
+    // rustls cannot even speak TLS 1.1, so send a raw TLS 1.1 ClientHello and expect an
+    // alert (or a close), never a ServerHello.
+    let mut s = TcpStream::connect(f.addr).await.unwrap();
+    let hello: [u8; 52] = [
+        0x16, 0x03, 0x02, 0x00, 0x2f, 0x01, 0x00, 0x00, 0x2b, 0x03, 0x02, 1, 2, 3, 4, 5, 6, 7, 8,
+        9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
+        32, 0x00, 0x00, 0x02, 0xc0, 0x13, 0x01, 0x00, 0x00, 0x00,
+    ];
+    s.write_all(&hello).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::io::AsyncReadExt::read(&mut s, &mut buf)
+        .await
+        .unwrap_or(0);
+    assert!(
+        n == 0 || buf[0] == 0x15,
+        "expected an alert or close, got {:?}",
+        &buf[..n]
+    );
+}
+
+#[tokio::test]
+async fn proxy_header_only_from_trusted() {
+    let f = start(ListenerKind::Smtp, |c| {
+        c.proxy_protocol_from = vec!["127.0.0.0/8".parse().unwrap()]
+    })
+    .await;
+    let mut s = BufReader::new(TcpStream::connect(f.addr).await.unwrap());
+    send(s.get_mut(), "PROXY TCP4 192.0.2.9 127.0.0.1 5555 25\r\n").await;
+    assert_eq!(line(&mut s).await, "OK hi plain\r\n");
+    // Garbage instead of a header from a trusted address: closed.
+    let mut s = BufReader::new(TcpStream::connect(f.addr).await.unwrap());
+    send(s.get_mut(), "EHLO not-a-proxy-header\r\n").await;
+    let mut rest = String::new();
+    let r = s.read_line(&mut rest).await;
+    assert!(
+        matches!(r, Ok(0) | Err(_)),
+        "closed without a greeting, got {rest:?}"
+    );
+    // An untrusted listener treats a PROXY line as protocol data.
+    let g = start(ListenerKind::Smtp, |_| {}).await;
+    let mut s = BufReader::new(TcpStream::connect(g.addr).await.unwrap());
+    line(&mut s).await;
+    send(s.get_mut(), "PROXY TCP4 192.0.2.9 127.0.0.1 5555 25\r\n").await;
+    assert!(line(&mut s).await.starts_with("? PROXY"));
+}
+
+#[tokio::test]
+async fn shutdown_reaches_sessions() {
+    let f = start(ListenerKind::Smtp, |_| {}).await;
+    let mut s = BufReader::new(TcpStream::connect(f.addr).await.unwrap());
+    line(&mut s).await;
+    f.shutdown.cancel();
+    assert_eq!(line(&mut s).await, "BYE shutdown\r\n");
+    f.tracker.close();
+    tokio::time::timeout(std::time::Duration::from_secs(5), f.tracker.wait())
+        .await
+        .unwrap();
+    assert!(
+        TcpStream::connect(f.addr).await.is_err(),
+        "no longer accepting"
+    );
+}

@@ -1,0 +1,72 @@
+//! The `bulwark` binary: command line, wiring, and `serve`.
+//!
+//! Owns: parsing the command line, turning library errors into messages for the
+//! administrator, and assembling the server (config → store → TLS → auth → listeners).
+//! Protocol crates plug in at one place: `serve::handler_for`.
+
+mod cli;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Bulwark: a mail server in which every communication path is protected by default.
+#[derive(Parser)]
+#[command(name = "bulwark", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Data directory holding bulwark.toml, the certificate and the store.
+    #[arg(
+        long,
+        global = true,
+        env = "BULWARK_DIR",
+        default_value = "/var/lib/bulwark"
+    )]
+    dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a data directory: commented config, self-signed certificate, store, domain.
+    Init(cli::init::InitArgs),
+    /// Run every configured listener until SIGTERM/SIGINT; SIGHUP reloads certificates.
+    Serve,
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(cli::config::ConfigCommand),
+    /// Manage user accounts (the address is the login name).
+    #[command(subcommand)]
+    User(cli::users::UserCommand),
+    /// Manage the domains this server accepts mail for.
+    #[command(subcommand)]
+    Domain(cli::domains::DomainCommand),
+    /// Manage aliases (an address delivering to accounts or forwarding elsewhere).
+    #[command(subcommand)]
+    Alias(cli::aliases::AliasCommand),
+    /// Manage the TLS certificate every listener presents.
+    #[command(subcommand)]
+    Cert(cli::cert::CertCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Init(args) => cli::init::run(&cli.dir, args),
+        Command::Serve => serve::run(&cli.dir),
+        Command::Config(c) => cli::config::run(&cli.dir, c),
+        Command::User(c) => cli::block_on(cli::users::run(&cli.dir, c)),
+        Command::Domain(c) => cli::block_on(cli::domains::run(&cli.dir, c)),
+        Command::Alias(c) => cli::block_on(cli::aliases::run(&cli.dir, c)),
+        Command::Cert(c) => cli::cert::run(&cli.dir, c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bulwark: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

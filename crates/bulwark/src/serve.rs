@@ -1,0 +1,249 @@
+//! `bulwark serve`: assemble the server from the configuration and run it.
+//!
+//! Order: config → certificate check → store → TLS → authenticator → listeners →
+//! background services → `DIR/run/listeners.json` → signal loop. SIGHUP reloads the
+//! certificate (sessions keep theirs); SIGTERM/SIGINT stop accepting, give sessions
+//! `shutdown_grace_secs` to finish, and exit 0.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bulwark_config::{ListenerKind, LoadedConfig, TlsMode};
+use bulwark_net::{CancellationToken, ServerContext, SessionHandler, TaskTracker};
+use bulwark_observe::{ProtocolLog, Redactor, Rotation};
+use bulwark_tls::{Severity, TlsServer};
+use serde::Serialize;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// The protocol behind each listener kind: the one place protocol crates plug in.
+/// `None` means the protocol is not implemented yet; the listener is not started.
+fn handler_for(kind: ListenerKind, _ctx: &ServerContext) -> Option<Arc<dyn SessionHandler>> {
+    match kind {
+        ListenerKind::Smtp
+        | ListenerKind::Submission
+        | ListenerKind::Submissions
+        | ListenerKind::Imap
+        | ListenerKind::Imaps
+        | ListenerKind::Pop3
+        | ListenerKind::Pop3s
+        | ListenerKind::Http
+        | ListenerKind::Https
+        | ListenerKind::Metrics => None,
+    }
+}
+
+/// Long-running services that are not listeners (queue delivery, certificate expiry
+/// watch, …), spawned on the tracker so shutdown waits for them.
+fn spawn_background(ctx: &ServerContext, tracker: &TaskTracker) {
+    let tls = ctx.tls.clone();
+    let shutdown = ctx.shutdown.clone();
+    tracker.spawn(async move {
+        loop {
+            report_certificate(&tls);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_secs(12 * 3600)) => {}
+            }
+        }
+    });
+}
+
+fn redactor(kind: ListenerKind) -> Redactor {
+    match kind {
+        ListenerKind::Smtp | ListenerKind::Submission | ListenerKind::Submissions => Redactor::Smtp,
+        ListenerKind::Imap | ListenerKind::Imaps => Redactor::Imap,
+        ListenerKind::Pop3 | ListenerKind::Pop3s => Redactor::Pop3,
+        ListenerKind::Http | ListenerKind::Https | ListenerKind::Metrics => Redactor::None,
+    }
+}
+
+fn tls_mode_name(kind: ListenerKind) -> &'static str {
+    match kind.tls_mode() {
+        TlsMode::Starttls => "starttls",
+        TlsMode::Implicit => "implicit-tls",
+        TlsMode::None => "none",
+    }
+}
+
+/// What `DIR/run/listeners.json` says: the addresses actually bound.
+#[derive(Serialize)]
+struct RunState {
+    pid: u32,
+    listeners: Vec<RunListener>,
+}
+
+#[derive(Serialize)]
+struct RunListener {
+    kind: ListenerKind,
+    addrs: Vec<SocketAddr>,
+    tls: &'static str,
+}
+
+fn report_certificate(tls: &TlsServer) {
+    let info = tls.cert_info();
+    let left = info.seconds_to_expiry(crate::cli::now_unix());
+    metrics::gauge!("bulwark_tls_certificate_expiry_seconds").set(left as f64);
+    if left <= 0 {
+        tracing::error!(target: "bulwark::tls", names = ?info.dns_names, "the certificate has EXPIRED; clients will refuse it");
+    } else if left < 30 * 86400 {
+        tracing::warn!(target: "bulwark::tls", names = ?info.dns_names, days_left = left / 86400, "the certificate expires soon; renew it");
+    }
+}
+
+pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
+    let cfg = super::cli::load_config(dir)?;
+    bulwark_observe::init_tracing(&cfg.config.log.level, cfg.config.log.format);
+    let problems = bulwark_tls::check_files(
+        &cfg.cert_path(),
+        &cfg.key_path(),
+        &cfg.config.server.hostname,
+        crate::cli::now_unix(),
+    );
+    for p in &problems {
+        match p.severity {
+            Severity::Error => tracing::error!(target: "bulwark", "{} — fix: {}", p.message, p.fix),
+            Severity::Warning => {
+                tracing::warn!(target: "bulwark", "{} — fix: {}", p.message, p.fix)
+            }
+        }
+    }
+    anyhow::ensure!(
+        !problems.iter().any(|p| p.severity == Severity::Error),
+        "refusing to start with an unusable certificate (run `bulwark config check`)"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("bulwark")
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(serve(cfg))
+}
+
+async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
+    let store = super::cli::open_store(&cfg)?;
+    let tls = TlsServer::new(
+        &cfg.cert_path(),
+        &cfg.key_path(),
+        cfg.config.tls.min_version,
+    )?;
+    let auth = bulwark_auth::Authenticator::new(store.clone(), cfg.config.auth.clone());
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let cfg = Arc::new(cfg);
+    let ctx = ServerContext {
+        config: cfg.clone(),
+        store,
+        tls: tls.clone(),
+        auth,
+        shutdown: shutdown.clone(),
+    };
+
+    let c = &cfg.config;
+    let rotation = Rotation {
+        max_size: c.log.rotate_size,
+        max_age: Duration::from_secs(c.log.rotate_age_secs),
+        keep: c.log.keep,
+    };
+    let mut running = Vec::new();
+    for (kind, lc) in c.listeners.iter() {
+        if !lc.enabled {
+            tracing::info!(target: "bulwark", listener = %kind, "disabled in configuration");
+            continue;
+        }
+        let Some(handler) = handler_for(kind, &ctx) else {
+            tracing::info!(target: "bulwark", listener = %kind, "not started: this protocol is not available yet");
+            continue;
+        };
+        let bound = bulwark_net::bind(kind, lc).await?;
+        let addrs = bound.local_addrs();
+        let log = if lc.protocol_log {
+            ProtocolLog::open(&cfg.log_dir(), kind.name(), redactor(kind), rotation).with_context(
+                || {
+                    format!(
+                        "cannot open the protocol log in {}",
+                        cfg.log_dir().display()
+                    )
+                },
+            )?
+        } else {
+            ProtocolLog::disabled(kind.name(), redactor(kind))
+        };
+        for a in &addrs {
+            tracing::info!(target: "bulwark", listener = %kind, address = %a, tls = tls_mode_name(kind), protocol_log = lc.protocol_log, "listening");
+        }
+        bound.serve(handler, tls.clone(), log, shutdown.clone(), &tracker);
+        running.push(RunListener {
+            kind,
+            addrs,
+            tls: tls_mode_name(kind),
+        });
+    }
+    spawn_background(&ctx, &tracker);
+    write_run_state(&cfg, &running)?;
+    tracing::info!(target: "bulwark", hostname = %c.server.hostname, listeners = running.len(), "bulwark is running");
+
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match tls.reload() {
+                Ok(info) => {
+                    tracing::info!(target: "bulwark::tls", names = ?info.dns_names, sha256 = %info.sha256, "certificate reloaded");
+                    report_certificate(&tls);
+                }
+                Err(e) => tracing::error!(target: "bulwark::tls", error = %e, "certificate reload failed; keeping the current one"),
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+
+    tracing::info!(target: "bulwark", grace_secs = c.server.shutdown_grace_secs, "shutting down: no new connections");
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(
+        Duration::from_secs(c.server.shutdown_grace_secs),
+        tracker.wait(),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!(target: "bulwark", "sessions still running after the grace period were cut off (nothing they had acknowledged is lost)");
+    }
+    let run = cfg.run_dir();
+    let _ = std::fs::remove_file(run.join("listeners.json"));
+    let _ = std::fs::remove_file(run.join("bulwark.pid"));
+    tracing::info!(target: "bulwark", "stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_run_state(cfg: &LoadedConfig, running: &[RunListener]) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let run = cfg.run_dir();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&run)?;
+    let pid = std::process::id();
+    std::fs::write(run.join("bulwark.pid"), format!("{pid}\n"))?;
+    let state = RunState {
+        pid,
+        listeners: running
+            .iter()
+            .map(|r| RunListener {
+                kind: r.kind,
+                addrs: r.addrs.clone(),
+                tls: r.tls,
+            })
+            .collect(),
+    };
+    let tmp = run.join(".listeners.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&state)?)?;
+    std::fs::rename(&tmp, run.join("listeners.json"))?;
+    Ok(())
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real `bulwark` binary on loopback, driven by independent
+//! clients. One test binary (one link) with a module per area.
+
+mod support;
+
+mod cli;
+mod serve;
