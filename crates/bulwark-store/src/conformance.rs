@@ -15,7 +15,7 @@ macro_rules! conformance_tests {
             domains_and_accounts, aliases_resolve, send_as_rules, mailboxes_lifecycle,
             ingest_is_shared_and_uids_increase, flags_and_modseq, copy_move_expunge,
             changes_feed, queue_lifecycle, events_after_commit, concurrent_ingest_group_commit,
-            account_deletion_frees_bodies);
+            account_deletion_frees_bodies, queue_with_own_body);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -304,6 +304,7 @@ pub async fn ingest_is_shared_and_uids_increase(store: SharedStore) {
                 return_path: "alice@example.test".into(),
                 recipients: vec!["x@remote.test".into()],
                 params: String::new(),
+                data: None,
             }),
         })
         .await
@@ -518,6 +519,7 @@ pub async fn queue_lifecycle(store: SharedStore) {
                 return_path: a.address.clone(),
                 recipients: vec!["x@remote.test".into(), "y@remote.test".into()],
                 params: "{}".into(),
+                data: None,
             }),
         })
         .await
@@ -675,4 +677,50 @@ pub async fn account_deletion_frees_bodies(store: SharedStore) {
         store.read_blob(r.blob_id).await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+pub async fn queue_with_own_body(store: SharedStore) {
+    let (a, _) = setup(&store).await;
+    let local = b"Return-Path: <x@remote.test>\r\nSubject: hi\r\n\r\nbody\r\n".to_vec();
+    let relay = b"Subject: hi\r\n\r\nbody\r\n".to_vec();
+    let r = store
+        .ingest(Ingest {
+            data: local.clone(),
+            internal_date: 0,
+            deliveries: vec![Delivery {
+                target: DeliveryTarget::Inbox(a.id),
+                flags: Flags::default(),
+            }],
+            queue: Some(NewQueueEntry {
+                return_path: "x@remote.test".into(),
+                recipients: vec!["y@remote.test".into()],
+                params: String::new(),
+                data: Some(relay.clone()),
+            }),
+        })
+        .await
+        .unwrap();
+    let q = store.queue_get(r.queue_id.unwrap()).await.unwrap().unwrap();
+    assert_ne!(q.blob_id, r.blob_id);
+    assert_eq!(store.read_blob(q.blob_id).await.unwrap(), relay);
+    assert_eq!(store.read_blob(r.blob_id).await.unwrap(), local);
+    assert!(store.queue_delete(q.id).await.unwrap());
+    assert!(store.read_blob(q.blob_id).await.is_err());
+    assert_eq!(store.read_blob(r.blob_id).await.unwrap(), local);
+    // A queue-only ingest with its own body.
+    let r = store
+        .ingest(Ingest {
+            data: Vec::new(),
+            internal_date: 0,
+            deliveries: vec![],
+            queue: Some(NewQueueEntry {
+                return_path: String::new(),
+                recipients: vec!["y@remote.test".into()],
+                params: String::new(),
+                data: Some(relay.clone()),
+            }),
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.read_blob(r.blob_id).await.unwrap(), relay);
 }

@@ -267,6 +267,10 @@ pub struct NewQueueEntry {
     /// Opaque delivery parameters (e.g. DSN RET/ENVID/NOTIFY as JSON), owned by the
     /// queue crate.
     pub params: String,
+    /// The body to relay when it differs from the one delivered locally (local copies
+    /// carry a `Return-Path:` added at final delivery; relayed copies must not).
+    /// `None` shares the ingest's body.
+    pub data: Option<Vec<u8>>,
 }
 
 /// A message entering the store: one body, any number of mailbox deliveries, and

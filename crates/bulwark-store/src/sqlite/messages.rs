@@ -93,49 +93,65 @@ pub(crate) fn ingest(
     ingest: Ingest,
     ev: &mut Vec<StoreEvent>,
 ) -> Result<IngestReceipt> {
-    let queued = ingest
-        .queue
-        .as_ref()
-        .is_some_and(|q| !q.recipients.is_empty());
-    let refs = ingest.deliveries.len() as i64 + i64::from(queued);
-    if refs == 0 {
+    let queue = ingest.queue.filter(|q| !q.recipients.is_empty());
+    if ingest.deliveries.is_empty() && queue.is_none() {
         return Err(StoreError::Invalid(
             "a message needs at least one mailbox or queue recipient".into(),
         ));
     }
+    // The queue shares the delivered body unless it brings its own.
+    let queue_shares = queue.as_ref().is_some_and(|q| q.data.is_none());
+    let refs = ingest.deliveries.len() as i64 + i64::from(queue_shares);
     let size = ingest.data.len() as u64;
-    let blob = add_blob(c, &ingest.data, refs)?;
-    let mut delivered = Vec::with_capacity(ingest.deliveries.len());
-    for d in &ingest.deliveries {
-        let mb = match d.target {
-            DeliveryTarget::Mailbox(id) => id,
-            DeliveryTarget::Inbox(account) => {
-                mailboxes::by_name(c, account, "INBOX")?
-                    .ok_or_else(|| StoreError::NotFound(format!("INBOX of account #{account}")))?
-                    .id
-            }
-            DeliveryTarget::SpecialUse(account, u) => {
-                mailboxes::special_or_inbox(c, account, u)?.id
-            }
-        };
-        let (uid, uidvalidity, modseq) =
-            insert_message(c, mb, blob, size, ingest.internal_date, &d.flags)?;
-        mailbox_event(c, mb, modseq, ev)?;
-        delivered.push((mb, uidvalidity, uid));
-    }
-    let queue_id = match ingest.queue {
-        Some(q) if queued => {
-            let id = super::queue::insert(c, blob, &q, now())?;
-            ev.push(StoreEvent::Queue);
-            Some(id)
-        }
-        _ => None,
+    let blob = if refs > 0 {
+        Some(add_blob(c, &ingest.data, refs)?)
+    } else {
+        None
     };
+    let mut delivered = Vec::with_capacity(ingest.deliveries.len());
+    if let Some(blob) = blob {
+        for d in &ingest.deliveries {
+            let mb = match d.target {
+                DeliveryTarget::Mailbox(id) => id,
+                DeliveryTarget::Inbox(account) => {
+                    mailboxes::by_name(c, account, "INBOX")?
+                        .ok_or_else(|| {
+                            StoreError::NotFound(format!("INBOX of account #{account}"))
+                        })?
+                        .id
+                }
+                DeliveryTarget::SpecialUse(account, u) => {
+                    mailboxes::special_or_inbox(c, account, u)?.id
+                }
+            };
+            let (uid, uidvalidity, modseq) =
+                insert_message(c, mb, blob, size, ingest.internal_date, &d.flags)?;
+            mailbox_event(c, mb, modseq, ev)?;
+            delivered.push((mb, uidvalidity, uid));
+        }
+    }
+    let mut queue_id = None;
+    let mut queue_blob = None;
+    if let Some(q) = queue {
+        let qb = match (&q.data, blob) {
+            (Some(d), _) => add_blob(c, d, 1)?,
+            (None, Some(b)) => b,
+            (None, None) => unreachable_blob()?,
+        };
+        queue_id = Some(super::queue::insert(c, qb, &q, now())?);
+        queue_blob = Some(qb);
+        ev.push(StoreEvent::Queue);
+    }
     Ok(IngestReceipt {
-        blob_id: blob,
+        blob_id: blob.or(queue_blob).map_or_else(unreachable_blob, Ok)?,
         delivered,
         queue_id,
     })
+}
+
+/// A queue entry without its own body always has a shared one (refs > 0 above).
+fn unreachable_blob() -> Result<BlobId> {
+    Err(StoreError::Invalid("ingest without a body".into()))
 }
 
 fn row_meta(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageMeta> {

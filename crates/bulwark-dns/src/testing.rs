@@ -1,0 +1,348 @@
+//! An authoritative DNS server on 127.0.0.1 (UDP and TCP, same port) answering from an
+//! in-memory zone that tests change at will. It distinguishes NXDOMAIN (no such name)
+//! from NODATA (name exists, no record of that type) — SPF's void-lookup rule and MX
+//! fallback depend on it — and can simulate SERVFAIL and unanswered queries.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bulwark_config::DnsConfig;
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, TXT};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use parking_lot::RwLock;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+
+#[derive(Default)]
+struct Zone {
+    records: HashMap<String, Vec<RData>>,
+    servfail: HashSet<String>,
+    silent: HashSet<String>,
+}
+
+fn key(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn name(s: &str) -> Name {
+    let mut n = Name::from_ascii(s.trim_end_matches('.')).unwrap_or_else(|_| Name::root());
+    n.set_fqdn(true);
+    n
+}
+
+/// The running server; stops when dropped.
+pub struct TestDns {
+    addr: SocketAddr,
+    zone: Arc<RwLock<Zone>>,
+    queries: Arc<AtomicUsize>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for TestDns {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl TestDns {
+    /// Starts the server on an OS-chosen loopback port (UDP and TCP).
+    pub async fn start() -> TestDns {
+        let (udp, tcp) = loop {
+            let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
+            let port = udp.local_addr().expect("addr").port();
+            if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)).await {
+                break (udp, tcp);
+            }
+        };
+        let addr = udp.local_addr().expect("addr");
+        let zone = Arc::new(RwLock::new(Zone::default()));
+        let queries = Arc::new(AtomicUsize::new(0));
+        let udp = Arc::new(udp);
+        let mut tasks = Vec::new();
+        {
+            let (zone, queries, udp) = (zone.clone(), queries.clone(), udp.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                while let Ok((n, from)) = udp.recv_from(&mut buf).await {
+                    queries.fetch_add(1, Ordering::Relaxed);
+                    if let Some(reply) = answer(&zone, &buf[..n]) {
+                        let reply = if reply.len() > 512 {
+                            truncated(&buf[..n]).unwrap_or(reply)
+                        } else {
+                            reply
+                        };
+                        let _ = udp.send_to(&reply, from).await;
+                    }
+                }
+            }));
+        }
+        {
+            let (zone, queries) = (zone.clone(), queries.clone());
+            tasks.push(tokio::spawn(async move {
+                while let Ok((mut s, _)) = tcp.accept().await {
+                    let (zone, queries) = (zone.clone(), queries.clone());
+                    tokio::spawn(async move {
+                        loop {
+                            let Ok(len) = s.read_u16().await else { return };
+                            let mut q = vec![0u8; len as usize];
+                            if s.read_exact(&mut q).await.is_err() {
+                                return;
+                            }
+                            queries.fetch_add(1, Ordering::Relaxed);
+                            let Some(reply) = answer(&zone, &q) else {
+                                continue;
+                            };
+                            if s.write_u16(reply.len() as u16).await.is_err()
+                                || s.write_all(&reply).await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }));
+        }
+        TestDns {
+            addr,
+            zone,
+            queries,
+            tasks,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A `[dns]` section pointing at this server.
+    pub fn config(&self) -> DnsConfig {
+        DnsConfig {
+            resolvers: vec![self.addr],
+        }
+    }
+
+    /// How many queries the server has received.
+    pub fn queries(&self) -> usize {
+        self.queries.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, owner: &str, rdata: RData) {
+        self.zone
+            .write()
+            .records
+            .entry(key(owner))
+            .or_default()
+            .push(rdata);
+    }
+
+    pub fn add_a(&self, owner: &str, ip: Ipv4Addr) {
+        self.add(owner, RData::A(A(ip)));
+    }
+
+    pub fn add_aaaa(&self, owner: &str, ip: Ipv6Addr) {
+        self.add(owner, RData::AAAA(AAAA(ip)));
+    }
+
+    /// A or AAAA depending on the address.
+    pub fn add_ip(&self, owner: &str, ip: IpAddr) {
+        match ip {
+            IpAddr::V4(v4) => self.add_a(owner, v4),
+            IpAddr::V6(v6) => self.add_aaaa(owner, v6),
+        }
+    }
+
+    /// An MX record; an exchange of "." is a null MX (RFC 7505).
+    pub fn add_mx(&self, owner: &str, preference: u16, exchange: &str) {
+        let ex = if exchange == "." {
+            Name::root()
+        } else {
+            name(exchange)
+        };
+        self.add(owner, RData::MX(MX::new(preference, ex)));
+    }
+
+    /// A TXT record; text longer than 255 octets is split into several strings, as
+    /// DNS requires (SPF and DKIM records join them back).
+    pub fn add_txt(&self, owner: &str, text: &str) {
+        let parts: Vec<String> = text
+            .as_bytes()
+            .chunks(255)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect();
+        let parts = if parts.is_empty() {
+            vec![String::new()]
+        } else {
+            parts
+        };
+        self.add(owner, RData::TXT(TXT::new(parts)));
+    }
+
+    pub fn add_cname(&self, owner: &str, target: &str) {
+        self.add(owner, RData::CNAME(CNAME(name(target))));
+    }
+
+    /// A PTR record for an address (the reverse name is computed).
+    pub fn add_ptr(&self, ip: IpAddr, target: &str) {
+        let owner = match ip {
+            IpAddr::V4(v4) => {
+                let o = v4.octets();
+                format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
+            }
+            IpAddr::V6(v6) => {
+                let mut s = String::new();
+                for b in v6.octets().iter().rev() {
+                    s.push_str(&format!("{:x}.{:x}.", b & 0xf, b >> 4));
+                }
+                s.push_str("ip6.arpa");
+                s
+            }
+        };
+        self.add(&owner, RData::PTR(PTR(name(target))));
+    }
+
+    /// Queries for this name (any type) get SERVFAIL.
+    pub fn servfail(&self, owner: &str) {
+        self.zone.write().servfail.insert(key(owner));
+    }
+
+    /// Queries for this name (any type) are never answered (a timeout).
+    pub fn silent(&self, owner: &str) {
+        self.zone.write().silent.insert(key(owner));
+    }
+
+    /// Removes every record of a name.
+    pub fn remove(&self, owner: &str) {
+        let k = key(owner);
+        let mut z = self.zone.write();
+        z.records.remove(&k);
+        z.servfail.remove(&k);
+        z.silent.remove(&k);
+    }
+}
+
+fn rtype(r: &RData) -> RecordType {
+    r.record_type()
+}
+
+fn answer(zone: &RwLock<Zone>, query: &[u8]) -> Option<Vec<u8>> {
+    let q = Message::from_vec(query).ok()?;
+    let mut reply = Message::response(q.metadata.id, q.metadata.op_code);
+    reply.metadata.recursion_desired = q.metadata.recursion_desired;
+    reply.metadata.recursion_available = true;
+    reply.metadata.authoritative = true;
+    let Some(question) = q.queries.first().cloned() else {
+        reply.metadata.response_code = ResponseCode::FormErr;
+        return reply.to_vec().ok();
+    };
+    reply.add_query(question.clone());
+    let z = zone.read();
+    let mut owner = key(&question.name().to_ascii());
+    if z.silent.contains(&owner) {
+        return None;
+    }
+    if z.servfail.contains(&owner) {
+        reply.metadata.response_code = ResponseCode::ServFail;
+        return reply.to_vec().ok();
+    }
+    let want = question.query_type();
+    // Follow CNAMEs (at most 8) unless the CNAME itself is asked for.
+    for _ in 0..8 {
+        let Some(rrs) = z.records.get(&owner) else {
+            if reply.answers.is_empty() {
+                reply.metadata.response_code = ResponseCode::NXDomain;
+            }
+            return reply.to_vec().ok();
+        };
+        let cname = rrs.iter().find_map(|r| match r {
+            RData::CNAME(c) if want != RecordType::CNAME => Some(c.0.clone()),
+            _ => None,
+        });
+        if let Some(target) = cname {
+            reply.add_answer(Record::from_rdata(
+                name(&owner),
+                60,
+                RData::CNAME(CNAME(target.clone())),
+            ));
+            owner = key(&target.to_ascii());
+            continue;
+        }
+        for r in rrs
+            .iter()
+            .filter(|r| rtype(r) == want || want == RecordType::ANY)
+        {
+            reply.add_answer(Record::from_rdata(name(&owner), 60, r.clone()));
+        }
+        break;
+    }
+    reply.to_vec().ok()
+}
+
+/// An empty reply with TC set, so the client retries over TCP.
+fn truncated(query: &[u8]) -> Option<Vec<u8>> {
+    let q = Message::from_vec(query).ok()?;
+    let mut reply = Message::new(q.metadata.id, MessageType::Response, q.metadata.op_code);
+    reply.metadata.truncation = true;
+    reply.add_queries(q.queries.iter().cloned());
+    reply.to_vec().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_resolver::proto::rr::RecordType as RT;
+
+    #[tokio::test]
+    async fn answers_nxdomain_nodata_cname_servfail_and_long_txt() {
+        let dns = TestDns::start().await;
+        dns.add_a("mx1.example.test", "192.0.2.1".parse().unwrap());
+        dns.add_mx("example.test", 10, "mx1.example.test");
+        dns.add_cname("alias.example.test", "mx1.example.test");
+        let long = format!("v=spf1 {} -all", "ip4:192.0.2.0/24 ".repeat(20));
+        dns.add_txt("example.test", &long);
+        dns.servfail("broken.test");
+        let r = crate::resolver(&dns.config()).unwrap();
+
+        let mx = r.mx_lookup("example.test.").await.unwrap();
+        let ex: Vec<String> = mx
+            .answers()
+            .iter()
+            .filter_map(|rr| match &rr.data {
+                RData::MX(m) => Some(m.exchange.to_ascii()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ex, vec!["mx1.example.test.".to_string()]);
+        let a = r.lookup_ip("alias.example.test.").await.unwrap();
+        assert_eq!(a.iter().next(), Some("192.0.2.1".parse().unwrap()));
+        let txt = r.txt_lookup("example.test.").await.unwrap();
+        let joined: String = txt
+            .answers()
+            .iter()
+            .filter_map(|rr| match &rr.data {
+                RData::TXT(t) => Some(
+                    t.txt_data
+                        .iter()
+                        .map(|d| String::from_utf8_lossy(d).into_owned())
+                        .collect::<String>(),
+                ),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(joined, long, "long TXT over TCP after truncation");
+
+        let nx = r.lookup("nope.example.test.", RT::A).await.unwrap_err();
+        assert!(nx.is_nx_domain(), "{nx:?}");
+        let nodata = r.lookup("mx1.example.test.", RT::MX).await.unwrap_err();
+        assert!(
+            nodata.is_no_records_found() && !nodata.is_nx_domain(),
+            "{nodata:?}"
+        );
+        assert!(r.lookup("broken.test.", RT::A).await.is_err());
+        assert!(dns.queries() > 0);
+    }
+}
