@@ -33,7 +33,7 @@ pub use auth::AuthConfig;
 pub use dns::DnsConfig;
 pub use imap::ImapConfig;
 pub use listeners::{ListenerConfig, ListenerKind, Listeners, TlsMode};
-pub use observe::{LogConfig, MetricsConfig};
+pub use observe::{metrics_exposed, LogConfig, MetricsConfig};
 pub use outbound::OutboundConfig;
 pub use pop3::Pop3Config;
 pub use senderauth::SenderAuthConfig;

@@ -197,6 +197,15 @@ pub struct Listeners {
 pub fn default_bind(kind: ListenerKind, listen: Option<IpAddr>, port_base: u16) -> Vec<SocketAddr> {
     let port = port_base.saturating_add(kind.standard_port());
     match (kind, listen) {
+        // `--listen` with a public address moves the mail listeners; metrics stays on
+        // loopback (beyond it, it would need a bearer token init cannot invent).
+        (ListenerKind::Metrics, Some(ip)) if !ip.is_loopback() => {
+            let lo = match ip {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            };
+            vec![SocketAddr::new(lo, port)]
+        }
         (_, Some(ip)) => vec![SocketAddr::new(ip, port)],
         (ListenerKind::Metrics, None) => {
             vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)]
@@ -359,6 +368,15 @@ mod tests {
         let l = Listeners::default();
         assert!(l.metrics.bind.iter().all(|a| a.ip().is_loopback()));
         assert!(l.smtp.bind.iter().all(|a| a.ip().is_unspecified()));
+    }
+
+    #[test]
+    fn metrics_stays_on_loopback_with_a_public_listen_address() {
+        let l = Listeners::with_bind(Some("192.0.2.10".parse().unwrap()), 0);
+        assert_eq!(l.smtp.bind, vec!["192.0.2.10:25".parse().unwrap()]);
+        assert_eq!(l.metrics.bind, vec!["127.0.0.1:9425".parse().unwrap()]);
+        let l = Listeners::with_bind(Some("::".parse().unwrap()), 0);
+        assert_eq!(l.metrics.bind, vec!["[::1]:9425".parse().unwrap()]);
     }
 
     #[test]

@@ -95,9 +95,15 @@ pub struct MetricsConfig {
     pub bearer_token: Option<String>,
 }
 
+/// True when the metrics listener is reachable beyond loopback: it is then served over
+/// HTTPS and needs the bearer token.
+pub fn metrics_exposed(listener: &ListenerConfig) -> bool {
+    listener.enabled && listener.bind.iter().any(|a| !a.ip().is_loopback())
+}
+
 impl MetricsConfig {
     pub(crate) fn validate(&self, listener: &ListenerConfig, issues: &mut Vec<Issue>) {
-        let public = listener.enabled && listener.bind.iter().any(|a| !a.ip().is_loopback());
+        let public = metrics_exposed(listener);
         if public && self.bearer_token.as_deref().is_none_or(|t| t.len() < 16) {
             issues.push(Issue::new(
                 "metrics.bearer_token",

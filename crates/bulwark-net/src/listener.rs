@@ -40,6 +40,7 @@ pub struct BoundListener {
     pub kind: ListenerKind,
     pub config: ListenerConfig,
     sockets: Vec<TcpListener>,
+    implicit_tls: bool,
 }
 
 /// Binds every address of a listener. Port 0 lets the OS choose.
@@ -58,6 +59,7 @@ pub async fn bind(kind: ListenerKind, config: &ListenerConfig) -> std::io::Resul
         kind,
         config: config.clone(),
         sockets,
+        implicit_tls: kind.tls_mode() == TlsMode::Implicit,
     })
 }
 
@@ -69,6 +71,7 @@ struct Shared {
     log: ProtocolLog,
     limits: ConnectionLimits,
     shutdown: CancellationToken,
+    implicit_tls: bool,
 }
 
 impl BoundListener {
@@ -78,6 +81,19 @@ impl BoundListener {
             .iter()
             .filter_map(|s| s.local_addr().ok())
             .collect()
+    }
+
+    /// Completes a TLS handshake (with the mail acceptor: no ALPN) on every connection
+    /// before the handler sees it, whatever the kind's own TLS mode. For listeners
+    /// whose TLS depends on where they are bound: metrics is HTTPS beyond loopback.
+    pub fn with_implicit_tls(mut self) -> Self {
+        self.implicit_tls = true;
+        self
+    }
+
+    /// True when connections get TLS from the first byte.
+    pub fn implicit_tls(&self) -> bool {
+        self.implicit_tls
     }
 
     /// Starts accepting. Accept loops and sessions are spawned on `tracker`; accept
@@ -101,6 +117,7 @@ impl BoundListener {
             tls,
             log,
             shutdown,
+            implicit_tls: self.implicit_tls,
         });
         for socket in self.sockets {
             let shared = shared.clone();
@@ -161,7 +178,7 @@ async fn handle(mut stream: TcpStream, mut peer: SocketAddr, shared: Arc<Shared>
             metrics::counter!("bulwark_connections_refused_total", "listener" => listener, "reason" => why.label())
                 .increment(1);
             tracing::info!(target: "bulwark::net", listener, %peer, reason = why.label(), "connection limit reached");
-            if shared.kind.tls_mode() != TlsMode::Implicit {
+            if !shared.implicit_tls {
                 let _ = tokio::time::timeout(
                     Duration::from_secs(5),
                     stream.write_all(shared.handler.busy_reply()),
@@ -175,7 +192,7 @@ async fn handle(mut stream: TcpStream, mut peer: SocketAddr, shared: Arc<Shared>
     let mut log = shared.log.session(&session_id, peer);
     log.event(&format!("connect from {peer} to {local}"));
 
-    let (transport, tls) = if shared.kind.tls_mode() == TlsMode::Implicit {
+    let (transport, tls) = if shared.implicit_tls {
         let acceptor = if shared.kind == ListenerKind::Https {
             shared.tls.https_acceptor()
         } else {
@@ -219,6 +236,7 @@ async fn handle(mut stream: TcpStream, mut peer: SocketAddr, shared: Arc<Shared>
         shared.shutdown.clone(),
         log,
     );
+    metrics::counter!("bulwark_sessions_total", "listener" => listener).increment(1);
     metrics::gauge!("bulwark_sessions_active", "listener" => listener).increment(1.0);
     shared.handler.run(conn).await;
     metrics::gauge!("bulwark_sessions_active", "listener" => listener).decrement(1.0);

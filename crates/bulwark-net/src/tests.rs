@@ -66,6 +66,14 @@ struct Fixture {
 }
 
 async fn start(kind: ListenerKind, cfg: impl FnOnce(&mut ListenerConfig)) -> Fixture {
+    start_with(kind, cfg, false).await
+}
+
+async fn start_with(
+    kind: ListenerKind,
+    cfg: impl FnOnce(&mut ListenerConfig),
+    implicit_tls: bool,
+) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let g = bulwark_tls::generate_self_signed("mail.example.test", 30).unwrap();
     let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
@@ -73,7 +81,14 @@ async fn start(kind: ListenerKind, cfg: impl FnOnce(&mut ListenerConfig)) -> Fix
     let tls = TlsServer::new(&c, &k, bulwark_config::TlsVersion::V1_2).unwrap();
     let mut lc = ListenerConfig::new(vec!["127.0.0.1:0".parse().unwrap()]);
     cfg(&mut lc);
-    let bound = bind(kind, &lc).await.unwrap();
+    let mut bound = bind(kind, &lc).await.unwrap();
+    assert_eq!(
+        bound.implicit_tls(),
+        kind.tls_mode() == bulwark_config::TlsMode::Implicit
+    );
+    if implicit_tls {
+        bound = bound.with_implicit_tls();
+    }
     let addr = bound.local_addrs()[0];
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -182,6 +197,26 @@ async fn implicit_tls_and_busy_limit() {
     assert_eq!(line(&mut first).await, "OK hi plain\r\n");
     let mut second = BufReader::new(TcpStream::connect(g.addr).await.unwrap());
     assert_eq!(line(&mut second).await, "BUSY\r\n");
+}
+
+#[tokio::test]
+async fn implicit_tls_can_be_switched_on_for_any_kind() {
+    // Metrics beyond loopback is HTTPS: TLS from the first byte on a kind whose own
+    // mode is cleartext.
+    let f = start_with(ListenerKind::Metrics, |_| {}, true).await;
+    let tls = upgrade(TcpStream::connect(f.addr).await.unwrap(), &f.cert_pem).await;
+    let mut t = BufReader::new(tls);
+    assert_eq!(line(&mut t).await, "OK hi tls\r\n");
+    // Without the switch the same kind is cleartext.
+    let g = start(ListenerKind::Metrics, |_| {}).await;
+    let mut s = BufReader::new(TcpStream::connect(g.addr).await.unwrap());
+    assert_eq!(line(&mut s).await, "OK hi plain\r\n");
+    // A cleartext client on the TLS listener gets no greeting.
+    let mut p = BufReader::new(TcpStream::connect(f.addr).await.unwrap());
+    send(p.get_mut(), "GET /metrics HTTP/1.1\r\n\r\n").await;
+    let mut rest = String::new();
+    let _ = p.read_line(&mut rest).await;
+    assert!(!rest.contains("OK hi"), "{rest:?}");
 }
 
 #[tokio::test]

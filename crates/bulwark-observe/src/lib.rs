@@ -1,5 +1,7 @@
-//! What the server records about itself: the server log (tracing) and the protocol
-//! log (one JSON line per command and reply, per listener).
+//! What the server records about itself: the server log (tracing), the protocol
+//! log (one JSON line per command and reply, per listener), and the metrics (the
+//! catalog of every metric name, the Prometheus recorder, and the metrics endpoint's
+//! HTTP exchange without I/O).
 //!
 //! Owns the redaction rule (DATA-PATHS rule 1): a protocol log line passes through
 //! the protocol's `Redactor` before it is written, and AUTH continuation lines are
@@ -9,8 +11,10 @@
 //! Must not: hold protocol state. Protocols tell the session log what they know (TLS
 //! state, authenticated identity); this crate only writes.
 
+pub mod metrics;
 mod protocol_log;
 mod redact;
+pub mod scrape;
 
 pub use protocol_log::{ProtocolLog, Rotation, SessionLog};
 pub use redact::{redact, Redactor};

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use bulwark_config::{ListenerKind, LoadedConfig, TlsMode};
+use bulwark_config::{metrics_exposed, ListenerKind, LoadedConfig, TlsMode};
 use bulwark_net::{CancellationToken, ServerContext, SessionHandler, TaskTracker};
+use bulwark_observe::scrape::ScrapeAccess;
 use bulwark_observe::{ProtocolLog, Redactor, Rotation};
 use bulwark_tls::{Severity, TlsServer};
 use serde::Serialize;
@@ -21,8 +22,24 @@ use tokio::signal::unix::{signal, SignalKind};
 
 /// The protocol behind each listener kind: the one place protocol crates plug in.
 /// `None` means the protocol is not implemented yet; the listener is not started.
-fn handler_for(kind: ListenerKind, _ctx: &ServerContext) -> Option<Arc<dyn SessionHandler>> {
+fn handler_for(kind: ListenerKind, ctx: &ServerContext) -> Option<Arc<dyn SessionHandler>> {
     match kind {
+        ListenerKind::Metrics => {
+            let c = &ctx.config.config;
+            // Beyond loopback the token is mandatory (config validation refuses the file
+            // without one) and the listener runs HTTPS (see `serve`).
+            let access = match (
+                &c.metrics.bearer_token,
+                metrics_exposed(&c.listeners.metrics),
+            ) {
+                (Some(token), true) => ScrapeAccess::bearer(token),
+                _ => ScrapeAccess::open(),
+            };
+            let handle = bulwark_observe::metrics::handle()?;
+            Some(Arc::new(crate::metrics_endpoint::MetricsEndpoint::new(
+                handle, access,
+            )))
+        }
         ListenerKind::Smtp
         | ListenerKind::Submission
         | ListenerKind::Submissions
@@ -31,8 +48,7 @@ fn handler_for(kind: ListenerKind, _ctx: &ServerContext) -> Option<Arc<dyn Sessi
         | ListenerKind::Pop3
         | ListenerKind::Pop3s
         | ListenerKind::Http
-        | ListenerKind::Https
-        | ListenerKind::Metrics => None,
+        | ListenerKind::Https => None,
     }
 }
 
@@ -50,20 +66,50 @@ fn spawn_background(ctx: &ServerContext, tracker: &TaskTracker) {
             }
         }
     });
+    let store = ctx.store.clone();
+    let shutdown = ctx.shutdown.clone();
+    tracker.spawn(async move {
+        loop {
+            sample_queue(&store).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(QUEUE_SAMPLE_INTERVAL) => {}
+            }
+        }
+    });
 }
 
-fn redactor(kind: ListenerKind) -> Redactor {
-    match kind {
-        ListenerKind::Smtp | ListenerKind::Submission | ListenerKind::Submissions => Redactor::Smtp,
-        ListenerKind::Imap | ListenerKind::Imaps => Redactor::Imap,
-        ListenerKind::Pop3 | ListenerKind::Pop3s => Redactor::Pop3,
-        ListenerKind::Http | ListenerKind::Https | ListenerKind::Metrics => Redactor::None,
+/// How often the queue gauges are refreshed from the store.
+const QUEUE_SAMPLE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Sets `bulwark_queue_depth` and `bulwark_queue_oldest_age_seconds` from the store, so
+/// they are right whoever changes the queue (SMTP, the delivery workers, `queue` CLI).
+async fn sample_queue(store: &bulwark_store::SharedStore) {
+    match store.queue_list().await {
+        Ok(entries) => {
+            let now = crate::cli::now_unix();
+            let oldest = entries
+                .iter()
+                .map(|e| e.created)
+                .min()
+                .map_or(0, |c| (now - c).max(0));
+            metrics::gauge!("bulwark_queue_depth").set(entries.len() as f64);
+            metrics::gauge!("bulwark_queue_oldest_age_seconds").set(oldest as f64);
+        }
+        Err(e) => {
+            tracing::warn!(target: "bulwark", error = %e, "cannot read the queue for its metrics")
+        }
     }
 }
 
-fn tls_mode_name(kind: ListenerKind) -> &'static str {
+fn redactor(kind: ListenerKind) -> Redactor {
+    Redactor::for_listener(kind)
+}
+
+fn tls_mode_name(kind: ListenerKind, implicit_tls: bool) -> &'static str {
     match kind.tls_mode() {
         TlsMode::Starttls => "starttls",
+        _ if implicit_tls => "implicit-tls",
         TlsMode::Implicit => "implicit-tls",
         TlsMode::None => "none",
     }
@@ -124,6 +170,8 @@ pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
+    // First, so that every metric emitted from here on is recorded.
+    bulwark_observe::metrics::install()?;
     let store = super::cli::open_store(&cfg)?;
     let tls = TlsServer::new(
         &cfg.cert_path(),
@@ -158,7 +206,12 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
             tracing::info!(target: "bulwark", listener = %kind, "not started: this protocol is not available yet");
             continue;
         };
-        let bound = bulwark_net::bind(kind, lc).await?;
+        let mut bound = bulwark_net::bind(kind, lc).await?;
+        if kind == ListenerKind::Metrics && metrics_exposed(lc) {
+            // DATA-PATHS: "HTTPS when not loopback".
+            bound = bound.with_implicit_tls();
+        }
+        let tls_name = tls_mode_name(kind, bound.implicit_tls());
         let addrs = bound.local_addrs();
         let log = if lc.protocol_log {
             ProtocolLog::open(&cfg.log_dir(), kind.name(), redactor(kind), rotation).with_context(
@@ -173,15 +226,24 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
             ProtocolLog::disabled(kind.name(), redactor(kind))
         };
         for a in &addrs {
-            tracing::info!(target: "bulwark", listener = %kind, address = %a, tls = tls_mode_name(kind), protocol_log = lc.protocol_log, "listening");
+            tracing::info!(target: "bulwark", listener = %kind, address = %a, tls = tls_name, protocol_log = lc.protocol_log, "listening");
         }
         bound.serve(handler, tls.clone(), log, shutdown.clone(), &tracker);
         running.push(RunListener {
             kind,
             addrs,
-            tls: tls_mode_name(kind),
+            tls: tls_name,
         });
     }
+    // Series for every enabled listener, running or not yet implemented: a scraper sees
+    // the same set of series whatever this version serves.
+    let kinds: Vec<ListenerKind> = c
+        .listeners
+        .iter()
+        .filter(|(_, l)| l.enabled)
+        .map(|(k, _)| k)
+        .collect();
+    bulwark_observe::metrics::register_catalog(&kinds);
     spawn_background(&ctx, &tracker);
     write_run_state(&cfg, &running)?;
     tracing::info!(target: "bulwark", hostname = %c.server.hostname, listeners = running.len(), "bulwark is running");

@@ -1,0 +1,510 @@
+//! The metrics every crate emits through the `metrics` facade, and the Prometheus
+//! recorder that `serve` installs to expose them.
+//!
+//! `CATALOG` is the one list of metric names, their labels and what they mean
+//! (mirrored in `METRICS.md`; a test keeps the two and the code that emits metrics in
+//! step). At start `register_catalog` describes every metric and creates its usual
+//! series at 0, so a scraper sees every counter from the first scrape on, before any
+//! traffic, and a `rate()` over a fresh counter starts at a real zero.
+//!
+//! Naming: `bulwark_<area>_<what>[_total|_seconds|_bytes]`, labels in snake_case,
+//! `listener` is always the listener's config name (`smtp`, `imaps`, …).
+
+use std::sync::OnceLock;
+
+use bulwark_config::ListenerKind;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// What kind of series a metric is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+}
+
+/// One metric: its name, labels, meaning, and which part of Bulwark emits it.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricDef {
+    pub name: &'static str,
+    pub kind: MetricKind,
+    pub labels: &'static [&'static str],
+    pub help: &'static str,
+    pub emitted_by: &'static str,
+}
+
+const fn counter(
+    name: &'static str,
+    labels: &'static [&'static str],
+    help: &'static str,
+    emitted_by: &'static str,
+) -> MetricDef {
+    MetricDef {
+        name,
+        kind: MetricKind::Counter,
+        labels,
+        help,
+        emitted_by,
+    }
+}
+
+const fn gauge(
+    name: &'static str,
+    labels: &'static [&'static str],
+    help: &'static str,
+    emitted_by: &'static str,
+) -> MetricDef {
+    MetricDef {
+        name,
+        kind: MetricKind::Gauge,
+        labels,
+        help,
+        emitted_by,
+    }
+}
+
+/// Every metric Bulwark exposes. Add a line here (and to METRICS.md) with every new
+/// `counter!`/`gauge!` name; `catalog_covers_every_emitted_metric` fails otherwise.
+pub const CATALOG: &[MetricDef] = &[
+    // ---- connections and sessions ----
+    counter(
+        "bulwark_connections_total",
+        &["listener"],
+        "TCP connections accepted",
+        "bulwark-net",
+    ),
+    counter(
+        "bulwark_connections_refused_total",
+        &["listener", "reason"],
+        "Connections refused by a connection limit (reason: total, per_ip)",
+        "bulwark-net",
+    ),
+    counter(
+        "bulwark_sessions_total",
+        &["listener"],
+        "Sessions handed to the protocol (after limits and, on implicit-TLS listeners, the handshake)",
+        "bulwark-net",
+    ),
+    gauge(
+        "bulwark_sessions_active",
+        &["listener"],
+        "Sessions running now",
+        "bulwark-net",
+    ),
+    // ---- TLS ----
+    counter(
+        "bulwark_tls_handshakes_total",
+        &["listener", "version"],
+        "Completed TLS handshakes (implicit TLS and STARTTLS) by protocol version (TLSv1.2, TLSv1.3)",
+        "bulwark-net",
+    ),
+    counter(
+        "bulwark_tls_handshake_failures_total",
+        &["listener"],
+        "TLS handshakes that failed or timed out",
+        "bulwark-net",
+    ),
+    counter(
+        "bulwark_starttls_total",
+        &["listener"],
+        "Successful STARTTLS/STLS upgrades",
+        "bulwark-net",
+    ),
+    gauge(
+        "bulwark_tls_certificate_expiry_seconds",
+        &[],
+        "Seconds until the served certificate expires (negative once expired)",
+        "bulwark (serve)",
+    ),
+    // ---- authentication ----
+    counter(
+        "bulwark_auth_attempts_total",
+        &["listener", "mechanism", "result"],
+        "Password checks (mechanism: PLAIN, LOGIN, USER; result: success, failure)",
+        "bulwark-auth",
+    ),
+    counter(
+        "bulwark_auth_throttled_total",
+        &["listener", "reason"],
+        "Authentication attempts refused by the brute-force limiter (reason: ip, account)",
+        "bulwark-auth",
+    ),
+    // ---- messages ----
+    counter(
+        "bulwark_messages_received_total",
+        &["listener"],
+        "Messages accepted (acknowledged) over SMTP, after they were stored",
+        "bulwark-smtp",
+    ),
+    counter(
+        "bulwark_message_bytes_received_total",
+        &["listener"],
+        "Octets of the messages counted in bulwark_messages_received_total",
+        "bulwark-smtp",
+    ),
+    counter(
+        "bulwark_messages_delivered_total",
+        &["destination"],
+        "Message deliveries (destination: local = into a mailbox, remote = accepted by the next hop), one per message and destination",
+        "bulwark-smtp (local), bulwark-queue (remote)",
+    ),
+    counter(
+        "bulwark_message_bytes_delivered_total",
+        &["destination"],
+        "Octets of the deliveries counted in bulwark_messages_delivered_total",
+        "bulwark-smtp (local), bulwark-queue (remote)",
+    ),
+    counter(
+        "bulwark_messages_queued_total",
+        &[],
+        "Messages put in the outbound queue",
+        "bulwark-smtp",
+    ),
+    counter(
+        "bulwark_message_bytes_queued_total",
+        &[],
+        "Octets of the messages counted in bulwark_messages_queued_total",
+        "bulwark-smtp",
+    ),
+    counter(
+        "bulwark_messages_bounced_total",
+        &[],
+        "Failure notices (DSN, RFC 3464) generated for undeliverable messages",
+        "bulwark-queue",
+    ),
+    // ---- queue and delivery ----
+    gauge(
+        "bulwark_queue_depth",
+        &[],
+        "Messages in the outbound queue",
+        "bulwark (serve: sampled from the store)",
+    ),
+    gauge(
+        "bulwark_queue_oldest_age_seconds",
+        &[],
+        "Age of the oldest message in the outbound queue (0 when empty)",
+        "bulwark (serve: sampled from the store)",
+    ),
+    counter(
+        "bulwark_delivery_attempts_total",
+        &["outcome", "tls"],
+        "Outbound delivery attempts per recipient (outcome: delivered, deferred, failed; tls: none, TLSv1.2, TLSv1.3)",
+        "bulwark-queue",
+    ),
+    // ---- sender authentication ----
+    counter(
+        "bulwark_spf_results_total",
+        &["identity", "result"],
+        "SPF results (identity: mailfrom, helo; result: pass, fail, softfail, neutral, none, permerror, temperror)",
+        "bulwark-senderauth",
+    ),
+    counter(
+        "bulwark_senderid_results_total",
+        &["result"],
+        "Sender ID results for the PRA (as SPF, plus no_pra)",
+        "bulwark-senderauth",
+    ),
+    counter(
+        "bulwark_dkim_results_total",
+        &["result"],
+        "DKIM verification results (pass, fail, neutral, none, policy, permerror, temperror)",
+        "bulwark-senderauth",
+    ),
+    counter(
+        "bulwark_dmarc_results_total",
+        &["result"],
+        "DMARC results (pass, fail, none, permerror, temperror)",
+        "bulwark-senderauth",
+    ),
+];
+
+/// The catalog entry of a metric name.
+pub fn lookup(name: &str) -> Option<&'static MetricDef> {
+    CATALOG.iter().find(|m| m.name == name)
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot install the metrics recorder: {0}")]
+pub struct MetricsError(String);
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the Prometheus recorder as the process-wide `metrics` recorder (once;
+/// later calls return the same handle).
+pub fn install() -> Result<PrometheusHandle, MetricsError> {
+    if let Some(h) = HANDLE.get() {
+        return Ok(h.clone());
+    }
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|e| MetricsError(e.to_string()))?;
+    Ok(HANDLE.get_or_init(|| handle).clone())
+}
+
+/// The installed recorder's handle, if `install` ran.
+pub fn handle() -> Option<PrometheusHandle> {
+    HANDLE.get().cloned()
+}
+
+/// The Prometheus text exposition of every metric now.
+pub fn render(handle: &PrometheusHandle) -> String {
+    // Without upkeep, histogram buckets would only be drained at render anyway; calling
+    // it here keeps memory bounded without a timer task.
+    handle.run_upkeep();
+    handle.render()
+}
+
+/// The mechanisms a listener's protocol labels its password checks with.
+fn mechanisms(kind: ListenerKind) -> &'static [&'static str] {
+    match kind {
+        ListenerKind::Submission | ListenerKind::Submissions | ListenerKind::Smtp => {
+            &["PLAIN", "LOGIN"]
+        }
+        ListenerKind::Imap | ListenerKind::Imaps => &["PLAIN", "LOGIN"],
+        ListenerKind::Pop3 | ListenerKind::Pop3s => &["PLAIN", "USER"],
+        ListenerKind::Http | ListenerKind::Https | ListenerKind::Metrics => &[],
+    }
+}
+
+const SPF_RESULTS: &[&str] = &[
+    "pass",
+    "fail",
+    "softfail",
+    "neutral",
+    "none",
+    "permerror",
+    "temperror",
+];
+
+/// Describes every catalogued metric to the recorder and creates its usual series at
+/// 0: per running listener, per TLS version, per mechanism and result, per delivery
+/// outcome, per SPF/Sender ID/DKIM/DMARC result.
+pub fn register_catalog(listeners: &[ListenerKind]) {
+    for m in CATALOG {
+        match m.kind {
+            MetricKind::Counter => metrics::describe_counter!(m.name, m.help),
+            MetricKind::Gauge => metrics::describe_gauge!(m.name, m.help),
+        }
+    }
+    let c = |name: &'static str, labels: &[(&'static str, &'static str)]| {
+        let labels: Vec<metrics::Label> = labels
+            .iter()
+            .map(|(k, v)| metrics::Label::new(*k, *v))
+            .collect();
+        let _ = metrics::counter!(name, labels);
+    };
+    for &kind in listeners {
+        let l = kind.name();
+        c("bulwark_connections_total", &[("listener", l)]);
+        c("bulwark_sessions_total", &[("listener", l)]);
+        let _ = metrics::gauge!("bulwark_sessions_active", "listener" => l);
+        for reason in ["total", "per_ip"] {
+            c(
+                "bulwark_connections_refused_total",
+                &[("listener", l), ("reason", reason)],
+            );
+        }
+        if kind.tls_mode() != bulwark_config::TlsMode::None {
+            for version in ["TLSv1.2", "TLSv1.3"] {
+                c(
+                    "bulwark_tls_handshakes_total",
+                    &[("listener", l), ("version", version)],
+                );
+            }
+            c("bulwark_tls_handshake_failures_total", &[("listener", l)]);
+        }
+        if kind.tls_mode() == bulwark_config::TlsMode::Starttls {
+            c("bulwark_starttls_total", &[("listener", l)]);
+        }
+        for mech in mechanisms(kind) {
+            for result in ["success", "failure"] {
+                c(
+                    "bulwark_auth_attempts_total",
+                    &[("listener", l), ("mechanism", mech), ("result", result)],
+                );
+            }
+        }
+        if !mechanisms(kind).is_empty() {
+            for reason in ["ip", "account"] {
+                c(
+                    "bulwark_auth_throttled_total",
+                    &[("listener", l), ("reason", reason)],
+                );
+            }
+        }
+        if matches!(
+            kind,
+            ListenerKind::Smtp | ListenerKind::Submission | ListenerKind::Submissions
+        ) {
+            c("bulwark_messages_received_total", &[("listener", l)]);
+            c("bulwark_message_bytes_received_total", &[("listener", l)]);
+        }
+    }
+    for d in ["local", "remote"] {
+        c("bulwark_messages_delivered_total", &[("destination", d)]);
+        c(
+            "bulwark_message_bytes_delivered_total",
+            &[("destination", d)],
+        );
+    }
+    c("bulwark_messages_queued_total", &[]);
+    c("bulwark_message_bytes_queued_total", &[]);
+    c("bulwark_messages_bounced_total", &[]);
+    let _ = metrics::gauge!("bulwark_tls_certificate_expiry_seconds");
+    let _ = metrics::gauge!("bulwark_queue_depth");
+    let _ = metrics::gauge!("bulwark_queue_oldest_age_seconds");
+    for outcome in ["delivered", "deferred", "failed"] {
+        for tls in ["none", "TLSv1.2", "TLSv1.3"] {
+            c(
+                "bulwark_delivery_attempts_total",
+                &[("outcome", outcome), ("tls", tls)],
+            );
+        }
+    }
+    for identity in ["mailfrom", "helo"] {
+        for r in SPF_RESULTS {
+            c(
+                "bulwark_spf_results_total",
+                &[("identity", identity), ("result", r)],
+            );
+        }
+    }
+    for r in SPF_RESULTS.iter().chain(&["no_pra"]) {
+        c("bulwark_senderid_results_total", &[("result", r)]);
+    }
+    for r in [
+        "pass",
+        "fail",
+        "neutral",
+        "none",
+        "policy",
+        "permerror",
+        "temperror",
+    ] {
+        c("bulwark_dkim_results_total", &[("result", r)]);
+    }
+    for r in ["pass", "fail", "none", "permerror", "temperror"] {
+        c("bulwark_dmarc_results_total", &[("result", r)]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    fn render_with(f: impl FnOnce()) -> String {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, f);
+        handle.render()
+    }
+
+    #[test]
+    fn catalog_series_exist_at_zero_with_help() {
+        let text = render_with(|| register_catalog(&ListenerKind::ALL));
+        for m in CATALOG {
+            assert!(
+                text.contains(&format!("# HELP {} ", m.name)),
+                "{} not described:\n{text}",
+                m.name
+            );
+            assert!(
+                text.lines().any(|l| l.starts_with(m.name)),
+                "{} has no series:\n{text}",
+                m.name
+            );
+        }
+        assert!(text.contains(
+            "bulwark_auth_attempts_total{listener=\"submission\",mechanism=\"PLAIN\",result=\"failure\"} 0"
+        ));
+        assert!(text.contains("bulwark_starttls_total{listener=\"imap\"} 0"));
+        assert!(!text.contains("bulwark_starttls_total{listener=\"imaps\"}"));
+    }
+
+    #[test]
+    fn catalog_names_are_unique_and_well_formed() {
+        for (i, m) in CATALOG.iter().enumerate() {
+            assert!(m.name.starts_with("bulwark_"), "{}", m.name);
+            assert!(
+                m.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{}",
+                m.name
+            );
+            if m.kind == MetricKind::Counter {
+                assert!(m.name.ends_with("_total"), "{}", m.name);
+            }
+            assert!(
+                CATALOG[i + 1..].iter().all(|o| o.name != m.name),
+                "{} twice",
+                m.name
+            );
+        }
+    }
+
+    fn workspace_root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .nth(2)
+            .expect("workspace root")
+            .to_path_buf()
+    }
+
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if p.file_name().is_some_and(|n| n != "target") {
+                    rust_files(&p, out);
+                }
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+
+    /// Every `counter!("bulwark_…")`/`gauge!`/`histogram!` in the workspace's sources is
+    /// in CATALOG, and every catalogued name is in METRICS.md: the list operators read
+    /// is the list the code emits.
+    #[test]
+    fn catalog_covers_every_emitted_metric() {
+        let root = workspace_root();
+        let mut files = Vec::new();
+        rust_files(&root.join("crates"), &mut files);
+        let mut missing = Vec::new();
+        for f in files {
+            if f.ends_with("bulwark-observe/src/metrics.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&f).unwrap_or_default();
+            for macro_name in ["counter!(", "gauge!(", "histogram!("] {
+                for (i, _) in text.match_indices(macro_name) {
+                    let rest = text[i + macro_name.len()..].trim_start();
+                    let Some(rest) = rest.strip_prefix('"') else {
+                        continue;
+                    };
+                    let name: String = rest.chars().take_while(|c| *c != '"').collect();
+                    if name.starts_with("bulwark_") && lookup(&name).is_none() {
+                        missing.push(format!("{name} ({})", f.display()));
+                    }
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "metrics emitted but not in bulwark-observe/src/metrics.rs CATALOG (add them there and to METRICS.md): {missing:?}"
+        );
+        let doc = std::fs::read_to_string(root.join("METRICS.md")).expect("METRICS.md");
+        for m in CATALOG {
+            assert!(
+                doc.contains(&format!("`{}`", m.name)),
+                "{} is not documented in METRICS.md",
+                m.name
+            );
+        }
+    }
+}
