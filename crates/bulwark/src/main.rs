@@ -50,6 +50,12 @@ enum Command {
     /// Manage the TLS certificate every listener presents.
     #[command(subcommand)]
     Cert(cli::cert::CertCommand),
+    /// Print every data path (port, authentication, encryption) from the live
+    /// configuration; --probe checks what the running listeners really offer.
+    Report(cli::report::ReportArgs),
+    /// Check configuration, certificate, file permissions, running listeners (--probe)
+    /// and DNS records (--dns) against best practice.
+    Audit(cli::audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +68,8 @@ fn main() -> ExitCode {
         Command::Domain(c) => cli::block_on(cli::domains::run(&cli.dir, c)),
         Command::Alias(c) => cli::block_on(cli::aliases::run(&cli.dir, c)),
         Command::Cert(c) => cli::cert::run(&cli.dir, c),
+        Command::Report(a) => cli::report::run(&cli.dir, a),
+        Command::Audit(a) => cli::audit::run(&cli.dir, a),
     };
     match result {
         Ok(code) => code,

@@ -120,6 +120,14 @@ fn tls_mode_name(kind: ListenerKind, implicit_tls: bool) -> &'static str {
 struct RunState {
     pid: u32,
     listeners: Vec<RunListener>,
+    /// Enabled listeners not started, and why (read by `report`/`audit --probe`).
+    skipped: Vec<SkippedListener>,
+}
+
+#[derive(Serialize)]
+struct SkippedListener {
+    kind: ListenerKind,
+    reason: &'static str,
 }
 
 #[derive(Serialize)]
@@ -197,6 +205,7 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
         keep: c.log.keep,
     };
     let mut running = Vec::new();
+    let mut skipped = Vec::new();
     for (kind, lc) in c.listeners.iter() {
         if !lc.enabled {
             tracing::info!(target: "bulwark", listener = %kind, "disabled in configuration");
@@ -204,6 +213,10 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
         }
         let Some(handler) = handler_for(kind, &ctx) else {
             tracing::info!(target: "bulwark", listener = %kind, "not started: this protocol is not available yet");
+            skipped.push(SkippedListener {
+                kind,
+                reason: "not available in this version",
+            });
             continue;
         };
         let mut bound = bulwark_net::bind(kind, lc).await?;
@@ -245,7 +258,7 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
         .collect();
     bulwark_observe::metrics::register_catalog(&kinds);
     spawn_background(&ctx, &tracker);
-    write_run_state(&cfg, &running)?;
+    write_run_state(&cfg, &running, skipped)?;
     tracing::info!(target: "bulwark", hostname = %c.server.hostname, listeners = running.len(), "bulwark is running");
 
     let mut hup = signal(SignalKind::hangup())?;
@@ -284,7 +297,11 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_run_state(cfg: &LoadedConfig, running: &[RunListener]) -> anyhow::Result<()> {
+fn write_run_state(
+    cfg: &LoadedConfig,
+    running: &[RunListener],
+    skipped: Vec<SkippedListener>,
+) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     let run = cfg.run_dir();
     std::fs::DirBuilder::new()
@@ -303,6 +320,7 @@ fn write_run_state(cfg: &LoadedConfig, running: &[RunListener]) -> anyhow::Resul
                 tls: r.tls,
             })
             .collect(),
+        skipped,
     };
     let tmp = run.join(".listeners.json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&state)?)?;

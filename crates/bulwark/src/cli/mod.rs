@@ -2,10 +2,12 @@
 //! while the server runs (the store handles concurrent writers).
 
 pub mod aliases;
+pub mod audit;
 pub mod cert;
 pub mod config;
 pub mod domains;
 pub mod init;
+pub mod report;
 pub mod users;
 
 use std::path::Path;
@@ -25,6 +27,15 @@ pub fn block_on(
         .build()
         .context("cannot start the async runtime")?
         .block_on(f)
+}
+
+/// Runs a future on a small runtime and returns its output.
+pub fn block_on_value<T>(f: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(f))
 }
 
 /// Loads the configuration, with the file/line/fix message on error.

@@ -1,0 +1,478 @@
+//! The data-path table of DATA-PATHS.md, computed from the live configuration (and,
+//! when the server runs, the addresses it actually bound).
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use bulwark_config::{
+    metrics_exposed, ListenerConfig, ListenerKind, LoadedConfig, Requirement, TlsVersion,
+};
+use serde::Serialize;
+
+use crate::probe::ListenerProbe;
+use crate::runstate::RunState;
+use crate::table::Table;
+
+/// The columns of DATA-PATHS.md, in order.
+pub const COLUMNS: [&str; 6] = [
+    "data path",
+    "port",
+    "default authentication",
+    "supported authentication",
+    "encryption supported",
+    "encrypted by default",
+];
+
+/// One row: a way data enters or leaves Bulwark.
+#[derive(Debug, Clone, Serialize)]
+pub struct DataPath {
+    pub data_path: String,
+    pub port: String,
+    pub default_authentication: String,
+    pub supported_authentication: String,
+    pub encryption_supported: String,
+    pub encrypted_by_default: String,
+    /// `listener`, `accept-policy`, `proxy`, `delivery`, `connector`, `admin`, `dns`.
+    pub category: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listener: Option<ListenerKind>,
+    /// Configured bind addresses, or the addresses actually bound when the server runs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<SocketAddr>,
+    /// `listening`, `not running`, `disabled`, `not available in this version`, or
+    /// `configured` for paths that are not listeners.
+    pub state: String,
+    /// With `--probe`: what the running listener offered, next to what is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ListenerProbe>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub hostname: String,
+    pub config_file: String,
+    /// True when `DIR/run/listeners.json` belongs to a live server.
+    pub server_running: bool,
+    pub data_paths: Vec<DataPath>,
+}
+
+fn tls_versions(min: TlsVersion) -> &'static str {
+    match min {
+        TlsVersion::V1_2 => "TLS 1.2/1.3",
+        TlsVersion::V1_3 => "TLS 1.3",
+    }
+}
+
+/// "25/TCP", "10025/TCP on 127.0.0.1", "OS-chosen", or "closed (enabled = false)".
+fn port_cell(lc: &ListenerConfig, addrs: &[SocketAddr], running: bool) -> String {
+    if !lc.enabled {
+        return "closed (enabled = false)".into();
+    }
+    let ports: BTreeSet<u16> = addrs.iter().map(SocketAddr::port).collect();
+    let ports: Vec<String> = ports
+        .iter()
+        .map(|p| {
+            if *p == 0 && !running {
+                "OS-chosen".to_string()
+            } else {
+                format!("{p}/TCP")
+            }
+        })
+        .collect();
+    let mut cell = ports.join(", ");
+    let ips: BTreeSet<String> = addrs
+        .iter()
+        .filter(|a| !a.ip().is_unspecified())
+        .map(|a| a.ip().to_string())
+        .collect();
+    if !ips.is_empty() {
+        cell.push_str(" on ");
+        cell.push_str(&ips.into_iter().collect::<Vec<_>>().join(", "));
+    }
+    cell
+}
+
+struct Texts {
+    path: &'static str,
+    default_auth: &'static str,
+    supported_auth: &'static str,
+    encryption: String,
+    by_default: String,
+}
+
+/// DATA-PATHS.md's words for a listener kind, with this configuration's TLS versions
+/// and per-host policies filled in.
+fn listener_texts(kind: ListenerKind, cfg: &LoadedConfig) -> Texts {
+    let c = &cfg.config;
+    let v = tls_versions(c.tls.min_version);
+    match kind {
+        ListenerKind::Smtp => {
+            let tls_nets = c
+                .smtp
+                .accept_policy
+                .iter()
+                .filter(|p| p.require.needs_tls())
+                .count();
+            Texts {
+                path: "Internet server → Bulwark (SMTP receive)",
+                default_auth: "anonymous",
+                supported_auth: if c.smtp.accept_policy.iter().any(|p| p.require.needs_auth()) {
+                    "anonymous; SASL PLAIN, LOGIN after STARTTLS where a per-host policy requires auth"
+                } else {
+                    "anonymous"
+                },
+                encryption: format!("STARTTLS, {v}"),
+                by_default: if tls_nets > 0 {
+                    format!(
+                        "offered on every session; required by per-host policy for {tls_nets} network(s)"
+                    )
+                } else {
+                    "offered on every session; required by per-host policy (none configured)".into()
+                },
+            }
+        }
+        ListenerKind::Submission => Texts {
+            path: "Mail client → Bulwark (submission)",
+            default_auth: "SASL after STARTTLS",
+            supported_auth: "PLAIN, LOGIN",
+            encryption: format!("STARTTLS, {v}"),
+            by_default: "yes — AUTH and MAIL refused before TLS".into(),
+        },
+        ListenerKind::Submissions => Texts {
+            path: "Mail client → Bulwark (submission, implicit TLS)",
+            default_auth: "SASL",
+            supported_auth: "PLAIN, LOGIN",
+            encryption: format!("TLS from the first byte, {v}"),
+            by_default: "yes".into(),
+        },
+        ListenerKind::Imap => Texts {
+            path: "IMAP client → Bulwark",
+            default_auth: "none until STARTTLS (LOGINDISABLED)",
+            supported_auth: "LOGIN, AUTHENTICATE PLAIN",
+            encryption: format!("STARTTLS, {v}"),
+            by_default: "yes — no login before TLS".into(),
+        },
+        ListenerKind::Imaps => Texts {
+            path: "IMAP client → Bulwark (implicit TLS)",
+            default_auth: "LOGIN / AUTHENTICATE",
+            supported_auth: "LOGIN, AUTHENTICATE PLAIN",
+            encryption: format!("TLS, {v}"),
+            by_default: "yes".into(),
+        },
+        ListenerKind::Pop3 => Texts {
+            path: "POP3 client → Bulwark",
+            default_auth: "none until STLS",
+            supported_auth: "USER/PASS, AUTH PLAIN",
+            encryption: format!("STLS, {v}"),
+            by_default: "yes — no login before TLS".into(),
+        },
+        ListenerKind::Pop3s => Texts {
+            path: "POP3 client → Bulwark (implicit TLS)",
+            default_auth: "USER/PASS, AUTH",
+            supported_auth: "USER/PASS, AUTH PLAIN",
+            encryption: format!("TLS, {v}"),
+            by_default: "yes".into(),
+        },
+        ListenerKind::Http => Texts {
+            path: "Browser → Bulwark (HTTP, redirect only)",
+            default_auth: "—",
+            supported_auth: "—",
+            encryption: "none (redirects to HTTPS)".into(),
+            by_default: "port 80 only redirects to 443".into(),
+        },
+        ListenerKind::Https => Texts {
+            path: "Browser → web mail and JSON API",
+            default_auth: "forms-based login, session cookie with idle timeout",
+            supported_auth: "forms; API bearer tokens",
+            encryption: format!("HTTPS, {v}"),
+            by_default: "yes".into(),
+        },
+        ListenerKind::Metrics => {
+            if metrics_exposed(&c.listeners.metrics) {
+                Texts {
+                    path: "Scraper → metrics",
+                    default_auth: "bearer token",
+                    supported_auth: "bearer token",
+                    encryption: format!("HTTPS, {v}"),
+                    by_default: "yes — bound beyond loopback: HTTPS and token required".into(),
+                }
+            } else {
+                Texts {
+                    path: "Scraper → metrics",
+                    default_auth: "none on loopback",
+                    supported_auth: "bearer token when not loopback",
+                    encryption: "HTTPS when not loopback".into(),
+                    by_default: "loopback only".into(),
+                }
+            }
+        }
+    }
+}
+
+fn requirement_text(r: Requirement) -> (&'static str, &'static str) {
+    match r {
+        Requirement::Any => ("anonymous", "optional (require = \"any\")"),
+        Requirement::Tls => ("anonymous, after STARTTLS", "required (require = \"tls\")"),
+        Requirement::Auth => (
+            "SASL after STARTTLS (required)",
+            "required (require = \"auth\")",
+        ),
+        Requirement::AuthTls => (
+            "SASL after STARTTLS (required)",
+            "required (require = \"auth+tls\")",
+        ),
+    }
+}
+
+/// Builds the table from the configuration (and the server's run state, if it runs).
+pub fn build(cfg: &LoadedConfig, run: Option<&RunState>) -> Report {
+    let c = &cfg.config;
+    let v = tls_versions(c.tls.min_version);
+    let mut rows = Vec::new();
+    for (kind, lc) in c.listeners.iter() {
+        let running = run.and_then(|r| r.listener(kind));
+        let addrs = running.map_or_else(|| lc.bind.clone(), |r| r.addrs.clone());
+        let state = if !lc.enabled {
+            "disabled".to_string()
+        } else if running.is_some() {
+            "listening".to_string()
+        } else if let Some(s) = run.and_then(|r| r.skipped(kind)) {
+            s.reason.clone()
+        } else if run.is_some() {
+            "not running".to_string()
+        } else {
+            "enabled (server not running)".to_string()
+        };
+        let t = listener_texts(kind, cfg);
+        rows.push(DataPath {
+            data_path: t.path.to_string(),
+            port: port_cell(lc, &addrs, running.is_some()),
+            default_authentication: t.default_auth.to_string(),
+            supported_authentication: t.supported_auth.to_string(),
+            encryption_supported: t.encryption,
+            encrypted_by_default: t.by_default,
+            category: "listener",
+            listener: Some(kind),
+            addresses: addrs,
+            state,
+            probe: None,
+        });
+        if kind == ListenerKind::Smtp && lc.enabled {
+            let port = rows.last().map(|r| r.port.clone()).unwrap_or_default();
+            for p in &c.smtp.accept_policy {
+                let (auth, by_default) = requirement_text(p.require);
+                rows.push(DataPath {
+                    data_path: format!(
+                        "Internet server in {} → Bulwark (per-host policy)",
+                        p.network
+                    ),
+                    port: port.clone(),
+                    default_authentication: auth.to_string(),
+                    supported_authentication: if p.require.needs_auth() {
+                        "PLAIN, LOGIN".into()
+                    } else {
+                        "anonymous".into()
+                    },
+                    encryption_supported: format!("STARTTLS, {v}"),
+                    encrypted_by_default: by_default.to_string(),
+                    category: "accept-policy",
+                    listener: Some(kind),
+                    addresses: Vec::new(),
+                    state: "configured".into(),
+                    probe: None,
+                });
+            }
+        }
+    }
+    for (kind, lc) in c.listeners.iter() {
+        if !lc.enabled || lc.proxy_protocol_from.is_empty() {
+            continue;
+        }
+        let nets: Vec<String> = lc
+            .proxy_protocol_from
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        rows.push(DataPath {
+            data_path: format!(
+                "Load balancer / reverse proxy in {} → Bulwark ({kind})",
+                nets.join(", ")
+            ),
+            port: rows
+                .iter()
+                .find(|r| r.category == "listener" && r.listener == Some(kind))
+                .map(|r| r.port.clone())
+                .unwrap_or_default(),
+            default_authentication: format!(
+                "PROXY protocol accepted only from {}",
+                nets.join(", ")
+            ),
+            supported_authentication: "—".into(),
+            encryption_supported: "as the listener".into(),
+            encrypted_by_default: "as the listener".into(),
+            category: "proxy",
+            listener: Some(kind),
+            addresses: Vec::new(),
+            state: "configured".into(),
+            probe: None,
+        });
+    }
+    rows.push(DataPath {
+        data_path: "Bulwark → Internet server (delivery)".into(),
+        port: "25/TCP".into(),
+        default_authentication: "anonymous".into(),
+        supported_authentication: "SASL per outbound connector".into(),
+        encryption_supported: "STARTTLS".into(),
+        encrypted_by_default: "tried on every connection (opportunistic)".into(),
+        category: "delivery",
+        listener: None,
+        addresses: Vec::new(),
+        state: "configured".into(),
+        probe: None,
+    });
+    rows.push(DataPath {
+        data_path: "Administrator → CLI / store".into(),
+        port: "local files".into(),
+        default_authentication: "file-system permissions (0600/0700)".into(),
+        supported_authentication: "—".into(),
+        encryption_supported: "at rest: per-user S/MIME/OpenPGP encryption (not in this version)"
+            .into(),
+        encrypted_by_default: "—".into(),
+        category: "admin",
+        listener: None,
+        addresses: Vec::new(),
+        state: "configured".into(),
+        probe: None,
+    });
+    let dns_port = if c.dns.resolvers.is_empty() {
+        "53 (resolvers from /etc/resolv.conf)".to_string()
+    } else {
+        let list: Vec<String> = c.dns.resolvers.iter().map(|a| a.to_string()).collect();
+        list.join(", ")
+    };
+    rows.push(DataPath {
+        data_path: "Bulwark → DNS resolver".into(),
+        port: dns_port,
+        default_authentication: "—".into(),
+        supported_authentication: "—".into(),
+        encryption_supported: "(DNSSEC validation for DANE, later)".into(),
+        encrypted_by_default: "—".into(),
+        category: "dns",
+        listener: None,
+        addresses: c.dns.resolvers.clone(),
+        state: "configured".into(),
+        probe: None,
+    });
+    Report {
+        hostname: c.server.hostname.clone(),
+        config_file: cfg.file.display().to_string(),
+        server_running: run.is_some(),
+        data_paths: rows,
+    }
+}
+
+impl Report {
+    fn table(&self) -> Table {
+        let mut t = Table::new(&COLUMNS);
+        for r in &self.data_paths {
+            let mut path = r.data_path.clone();
+            if self.server_running
+                && r.category == "listener"
+                && r.state != "listening"
+                && r.state != "disabled"
+            {
+                path.push_str(&format!(" [{}]", r.state));
+            }
+            t.push(vec![
+                path,
+                r.port.clone(),
+                r.default_authentication.clone(),
+                r.supported_authentication.clone(),
+                r.encryption_supported.clone(),
+                r.encrypted_by_default.clone(),
+            ]);
+        }
+        t
+    }
+
+    fn probe_table(&self) -> Option<Table> {
+        let probes: Vec<&ListenerProbe> = self
+            .data_paths
+            .iter()
+            .filter_map(|r| r.probe.as_ref())
+            .collect();
+        if probes.is_empty() {
+            return None;
+        }
+        let mut t = Table::new(&[
+            "listener",
+            "address",
+            "configured",
+            "observed",
+            "differences",
+        ]);
+        for p in probes {
+            t.push(vec![
+                p.listener.name().to_string(),
+                p.address.map_or_else(|| "—".into(), |a| a.to_string()),
+                p.configured.clone(),
+                p.observed_summary(),
+                if p.differences.is_empty() {
+                    "none".into()
+                } else {
+                    p.differences
+                        .iter()
+                        .map(|d| format!("{} [{}]", d.text, d.finding))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                },
+            ]);
+        }
+        Some(t)
+    }
+
+    fn differences(&self) -> usize {
+        self.data_paths
+            .iter()
+            .filter_map(|r| r.probe.as_ref())
+            .map(|p| p.differences.len())
+            .sum()
+    }
+
+    /// Aligned text: the data-path table, then (with `--probe`) observed vs configured.
+    pub fn text(&self) -> String {
+        let mut out = format!(
+            "Data paths of {} ({}{})\n\n",
+            self.hostname,
+            self.config_file,
+            if self.server_running {
+                ", server running"
+            } else {
+                ", server not running"
+            }
+        );
+        out.push_str(&self.table().text());
+        if let Some(t) = self.probe_table() {
+            out.push_str("\nProbed on this machine (observed vs configured):\n\n");
+            out.push_str(&t.text());
+            out.push_str(&format!("\n{} difference(s)\n", self.differences()));
+        }
+        out
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = format!("## Data paths of {}\n\n", self.hostname);
+        out.push_str(&self.table().markdown());
+        if let Some(t) = self.probe_table() {
+            out.push_str("\n### Probed (observed vs configured)\n\n");
+            out.push_str(&t.markdown());
+            out.push_str(&format!("\n{} difference(s)\n", self.differences()));
+        }
+        out
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}

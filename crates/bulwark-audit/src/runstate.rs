@@ -1,0 +1,124 @@
+//! `DIR/run/listeners.json`: what a running `bulwark serve` actually bound.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+
+use bulwark_config::ListenerKind;
+use serde::Deserialize;
+
+/// The server's own record of its listeners.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RunState {
+    pub pid: u32,
+    pub listeners: Vec<RunListener>,
+    /// Enabled listeners the server did not start, with why (e.g. a protocol this
+    /// version does not implement). Absent in files of older versions.
+    #[serde(default)]
+    pub skipped: Vec<SkippedListener>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RunListener {
+    pub kind: ListenerKind,
+    pub addrs: Vec<SocketAddr>,
+    /// "starttls", "implicit-tls" or "none".
+    pub tls: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SkippedListener {
+    pub kind: ListenerKind,
+    pub reason: String,
+}
+
+impl RunState {
+    /// Reads the file if a server wrote it and that server is still alive.
+    pub fn read(run_dir: &Path) -> Option<RunState> {
+        let text = std::fs::read_to_string(run_dir.join("listeners.json")).ok()?;
+        let state: RunState = serde_json::from_str(&text).ok()?;
+        process_alive(state.pid).then_some(state)
+    }
+
+    pub fn listener(&self, kind: ListenerKind) -> Option<&RunListener> {
+        self.listeners.iter().find(|l| l.kind == kind)
+    }
+
+    pub fn skipped(&self, kind: ListenerKind) -> Option<&SkippedListener> {
+        self.skipped.iter().find(|l| l.kind == kind)
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    // Linux: /proc/<pid> exists while the process does. Elsewhere, trust the file
+    // (serve removes it when it stops).
+    let proc = Path::new("/proc");
+    if proc.join("self").exists() {
+        proc.join(pid.to_string()).exists()
+    } else {
+        true
+    }
+}
+
+/// Where to connect to reach a bound address from this machine: the loopback address
+/// of the same family for a wildcard bind, the address itself otherwise.
+pub fn probe_address(bound: SocketAddr) -> SocketAddr {
+    let ip = match bound.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        other => other,
+    };
+    SocketAddr::new(ip, bound.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_addresses() {
+        assert_eq!(
+            probe_address("0.0.0.0:25".parse().unwrap()),
+            "127.0.0.1:25".parse().unwrap()
+        );
+        assert_eq!(
+            probe_address("[::]:25".parse().unwrap()),
+            "[::1]:25".parse().unwrap()
+        );
+        assert_eq!(
+            probe_address("[::ffff:127.0.0.1]:9".parse().unwrap()),
+            "127.0.0.1:9".parse().unwrap()
+        );
+        assert_eq!(
+            probe_address("192.0.2.1:25".parse().unwrap()),
+            "192.0.2.1:25".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn reads_only_a_live_servers_file() {
+        let d = tempfile::tempdir().unwrap();
+        let write = |pid: u32| {
+            std::fs::write(
+                d.path().join("listeners.json"),
+                format!(
+                    r#"{{"pid":{pid},"listeners":[{{"kind":"smtp","addrs":["127.0.0.1:2525"],"tls":"starttls"}}],
+                        "skipped":[{{"kind":"http","reason":"not available in this version"}}]}}"#
+                ),
+            )
+            .unwrap();
+        };
+        write(std::process::id());
+        let s = RunState::read(d.path()).unwrap();
+        assert_eq!(
+            s.listener(ListenerKind::Smtp).unwrap().addrs[0].port(),
+            2525
+        );
+        assert!(s.skipped(ListenerKind::Http).is_some());
+        write(u32::MAX - 1);
+        assert!(RunState::read(d.path()).is_none(), "stale file ignored");
+    }
+}
