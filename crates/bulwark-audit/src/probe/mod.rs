@@ -697,3 +697,6 @@ pub async fn probe_all(cfg: &LoadedConfig, run: &RunState) -> Vec<ListenerProbe>
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

@@ -203,3 +203,515 @@ fn metrics_beyond_loopback_need_https_and_the_token() {
     // The token never reaches a log.
     assert!(!s.log().contains(TOKEN));
 }
+
+// ---------------------------------------------------------------------------------
+// bulwark report / bulwark audit
+// ---------------------------------------------------------------------------------
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `bulwark audit --json` with extra arguments: (exit code, findings as (id, severity)).
+pub fn audit(d: &DataDir, extra: &[&str]) -> (i32, Vec<(String, String)>, serde_json::Value) {
+    let mut args = vec!["audit", "--json"];
+    args.extend_from_slice(extra);
+    let out = d.cli(&args);
+    let code = out.status.code().unwrap_or(-1);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "audit output is not JSON ({e}):\n{}\n{}",
+            stdout(&out),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let findings = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap().to_string(),
+                f["severity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (code, findings, v)
+}
+
+fn has(findings: &[(String, String)], id: &str, severity: &str) -> bool {
+    findings.iter().any(|(i, s)| i == id && s == severity)
+}
+
+#[test]
+fn report_is_computed_from_the_live_configuration_in_three_formats() {
+    let d = DataDir::init();
+    d.edit_config(|c| {
+        c["listeners"]["submission"]["bind"] =
+            toml_edit::value(toml_edit::Array::from_iter(["127.0.0.1:12587"]));
+        c["listeners"]["pop3"]["enabled"] = toml_edit::value(false);
+        c["listeners"]["smtp"]["proxy_protocol_from"] =
+            toml_edit::value(toml_edit::Array::from_iter(["10.0.0.5/32"]));
+        c["tls"]["min_version"] = toml_edit::value("1.3");
+        let mut p = toml_edit::Table::new();
+        p["network"] = toml_edit::value("192.0.2.0/24");
+        p["require"] = toml_edit::value("tls");
+        let mut arr = toml_edit::ArrayOfTables::new();
+        arr.push(p);
+        c["smtp"]["accept_policy"] = toml_edit::Item::ArrayOfTables(arr);
+    });
+
+    let out = d.cli(&["report"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    let header = text
+        .lines()
+        .find(|l| l.starts_with("data path"))
+        .expect("header");
+    let cols: Vec<&str> = header
+        .split("  ")
+        .filter(|s| !s.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        cols,
+        [
+            "data path",
+            "port",
+            "default authentication",
+            "supported authentication",
+            "encryption supported",
+            "encrypted by default"
+        ]
+    );
+    let row = |needle: &str| -> String {
+        text.lines()
+            .find(|l| l.starts_with(needle))
+            .unwrap_or_else(|| panic!("no row {needle:?}:\n{text}"))
+            .to_string()
+    };
+    assert!(row("Mail client → Bulwark (submission) ").contains("12587/TCP on 127.0.0.1"));
+    assert!(row("Mail client → Bulwark (submission) ").contains("STARTTLS, TLS 1.3"));
+    assert!(row("POP3 client → Bulwark ").contains("closed (enabled = false)"));
+    assert!(
+        row("Internet server in 192.0.2.0/24 → Bulwark (per-host policy)")
+            .contains("required (require = \"tls\")")
+    );
+    assert!(row("Internet server → Bulwark (SMTP receive)")
+        .contains("required by per-host policy for 1 network(s)"));
+    assert!(
+        row("Load balancer / reverse proxy in 10.0.0.5/32 → Bulwark (smtp)")
+            .contains("PROXY protocol accepted only from 10.0.0.5/32")
+    );
+    assert!(row("Scraper → metrics").contains("loopback only"));
+    // Columns are aligned: every row's second column starts where the header's does.
+    let port_col = header.find("port").unwrap();
+    for l in text
+        .lines()
+        .skip_while(|l| !l.starts_with("data path"))
+        .skip(2)
+    {
+        if l.is_empty() {
+            break;
+        }
+        let prefix: String = l.chars().take(header[..port_col].chars().count()).collect();
+        assert!(prefix.ends_with("  "), "misaligned: {l}");
+    }
+
+    let out = d.cli(&["report", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["data_paths"].as_array().unwrap();
+    let sub = rows
+        .iter()
+        .find(|r| r["listener"] == "submission" && r["category"] == "listener")
+        .unwrap();
+    assert_eq!(sub["port"], "12587/TCP on 127.0.0.1");
+    assert_eq!(sub["default_authentication"], "SASL after STARTTLS");
+    assert_eq!(sub["addresses"][0], "127.0.0.1:12587");
+    assert!(rows.iter().any(|r| r["category"] == "accept-policy"));
+    assert_eq!(v["server_running"], false);
+
+    let out = d.cli(&["report", "--markdown"]);
+    let md = stdout(&out);
+    assert!(md.contains("| data path | port | default authentication | supported authentication | encryption supported | encrypted by default |\n|---|---|---|---|---|---|\n"), "{md}");
+    assert!(md.contains("| Mail client → Bulwark (submission) | 12587/TCP on 127.0.0.1 | SASL after STARTTLS | PLAIN, LOGIN | STARTTLS, TLS 1.3 | yes — AUTH and MAIL refused before TLS |"), "{md}");
+
+    // --probe needs a running server and says so.
+    let out = d.cli(&["report", "--probe"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
+}
+
+#[test]
+fn fresh_init_audits_clean_except_the_self_signed_certificate() {
+    // On loopback: info.
+    let d = DataDir::init();
+    let (code, f, _) = audit(&d, &["--fail-on", "low"]);
+    assert_eq!(f, [("cert-self-signed".to_string(), "info".to_string())]);
+    assert_eq!(code, 0);
+    let (code, _, _) = audit(&d, &["--fail-on", "info"]);
+    assert_eq!(code, 1);
+
+    // Running, probed: still clean.
+    let s = Server::start(&d);
+    let (code, f, _) = audit(&d, &["--probe", "--fail-on", "low"]);
+    assert_eq!(
+        f,
+        [("cert-self-signed".to_string(), "info".to_string())],
+        "{}",
+        s.log()
+    );
+    assert_eq!(code, 0);
+    let out = d.cli(&["report", "--probe"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(text.contains("Probed on this machine"), "{text}");
+    assert!(text.contains("0 difference(s)"), "{text}");
+    drop(s);
+
+    // Standard ports on all addresses: high.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let out = Command::new(bin())
+        .args([
+            "--dir",
+            dir.to_str().unwrap(),
+            "init",
+            "--domain",
+            DOMAIN,
+            "--hostname",
+            HOSTNAME,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = Command::new(bin())
+        .args([
+            "--dir",
+            dir.to_str().unwrap(),
+            "audit",
+            "--json",
+            "--fail-on",
+            "high",
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = v["findings"].as_array().unwrap();
+    assert_eq!(f.len(), 1, "{v:#}");
+    assert_eq!(f[0]["id"], "cert-self-signed");
+    assert_eq!(f[0]["severity"], "high");
+    assert!(f[0]["fix"]
+        .as_str()
+        .unwrap()
+        .contains("bulwark cert import"));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "--fail-on high with a high finding"
+    );
+    let out = Command::new(bin())
+        .args([
+            "--dir",
+            dir.to_str().unwrap(),
+            "audit",
+            "--fail-on",
+            "critical",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(text.starts_with("HIGH     cert-self-signed  "), "{text}");
+    assert!(text.contains("  found: ") && text.contains("  why:   ") && text.contains("  fix:   "));
+}
+
+fn chmod(p: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn insecure_configurations_raise_their_findings() {
+    let d = DataDir::init();
+    d.edit_config(|c| {
+        c["auth"]["limiter_enabled"] = toml_edit::value(false);
+        c["listeners"]["metrics"]["bind"] =
+            toml_edit::value(toml_edit::Array::from_iter(["0.0.0.0:9425"]));
+        c["listeners"]["smtp"]["proxy_protocol_from"] =
+            toml_edit::value(toml_edit::Array::from_iter(["0.0.0.0/0"]));
+        c["senderauth"]["internal_servers"] =
+            toml_edit::value(toml_edit::Array::from_iter(["10.1.0.0/16"]));
+        c["smtp"]["max_recipients"] = toml_edit::value(0);
+        c["server"]["hostname"] = toml_edit::value("other.example.test");
+    });
+    chmod(&d.path().join("tls/key.pem"), 0o644);
+    chmod(d.path(), 0o755);
+    chmod(&d.path().join("store"), 0o755);
+    chmod(&d.config_path(), 0o644);
+    std::fs::create_dir(d.path().join("log")).unwrap();
+    chmod(&d.path().join("log"), 0o755);
+
+    let (code, f, v) = audit(&d, &["--fail-on", "medium"]);
+    for (id, sev) in [
+        ("auth-limiter-disabled", "high"),
+        ("metrics-no-token", "critical"),
+        ("proxy-protocol-too-broad", "high"),
+        ("accept-policy-internal-weak", "high"),
+        ("config-invalid", "high"),
+        // Metrics on 0.0.0.0 serves the certificate beyond loopback: high.
+        ("cert-name-mismatch", "high"),
+        ("key-permissions", "critical"),
+        ("data-dir-permissions", "high"),
+        ("store-permissions", "high"),
+        ("config-permissions", "medium"),
+        ("log-permissions", "medium"),
+        ("cert-self-signed", "high"),
+    ] {
+        assert!(has(&f, id, sev), "{id} ({sev}) missing: {v:#}");
+    }
+    assert_eq!(code, 1);
+    assert_eq!(
+        v["findings"][0]["severity"], "critical",
+        "most severe first"
+    );
+    let fix_of = |id: &str| -> String {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == id)
+            .unwrap()["fix"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(fix_of("key-permissions").contains("chmod 600"));
+    assert!(fix_of("accept-policy-internal-weak").contains("network = \"10.1.0.0/16\""));
+    assert!(fix_of("config-invalid").contains("100"));
+    let out = d.cli(&["audit", "--markdown"]);
+    assert!(stdout(&out).starts_with("| severity | id | subject | found | fix |\n"));
+
+    // Weak limits, and an internal network covered by an "any" policy.
+    let d = DataDir::init();
+    d.edit_config(|c| {
+        c["auth"]["failure_delay_ms"] = toml_edit::value(0);
+        c["auth"]["block_ip_after_failures"] = toml_edit::value(1000);
+        c["senderauth"]["internal_servers"] =
+            toml_edit::value(toml_edit::Array::from_iter(["10.1.0.0/16"]));
+        let mut p = toml_edit::Table::new();
+        p["network"] = toml_edit::value("10.0.0.0/8");
+        p["require"] = toml_edit::value("tls");
+        let mut q = toml_edit::Table::new();
+        q["network"] = toml_edit::value("10.1.2.0/24");
+        q["require"] = toml_edit::value("any");
+        let mut arr = toml_edit::ArrayOfTables::new();
+        arr.push(p);
+        arr.push(q);
+        c["smtp"]["accept_policy"] = toml_edit::Item::ArrayOfTables(arr);
+    });
+    let (_, f, v) = audit(&d, &[]);
+    assert!(has(&f, "auth-limits-weak", "medium"), "{v:#}");
+    assert!(has(&f, "accept-policy-internal-weak", "high"), "{v:#}");
+    // The internal network itself requires TLS now; only the weaker /24 is named.
+    assert!(v.to_string().contains("10.1.2.0/24"));
+}
+
+#[test]
+fn certificate_findings_expiring_and_untrusted() {
+    let d = DataDir::init();
+    let out = d.cli(&["cert", "selfsigned", "--force", "--days", "10"]);
+    assert!(out.status.success(), "{out:?}");
+    let (_, f, v) = audit(&d, &[]);
+    assert!(has(&f, "cert-expiring", "high"), "{v:#}");
+
+    // A chain from a CA nobody trusts.
+    require_tool("openssl");
+    let t = tempfile::tempdir().unwrap();
+    let p = |n: &str| t.path().join(n).display().to_string();
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl").args(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &p("ca.key"),
+        "-out",
+        &p("ca.pem"),
+        "-subj",
+        "/CN=Bulwark Untrusted Test CA",
+        "-days",
+        "30",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        &p("leaf.key"),
+        "-out",
+        &p("leaf.csr"),
+        "-subj",
+        &format!("/CN={HOSTNAME}"),
+    ]);
+    std::fs::write(
+        t.path().join("ext"),
+        format!("subjectAltName=DNS:{HOSTNAME}\n"),
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("leaf.csr"),
+        "-CA",
+        &p("ca.pem"),
+        "-CAkey",
+        &p("ca.key"),
+        "-CAcreateserial",
+        "-out",
+        &p("leaf.pem"),
+        "-days",
+        "60",
+        "-extfile",
+        &p("ext"),
+    ]);
+    let out = d.cli(&[
+        "cert",
+        "import",
+        "--cert",
+        &p("leaf.pem"),
+        "--key",
+        &p("leaf.key"),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let (_, f, v) = audit(&d, &[]);
+    assert!(has(&f, "cert-untrusted", "low"), "{v:#}");
+    assert!(!f.iter().any(|(i, _)| i == "cert-self-signed"), "{v:#}");
+}
+
+#[test]
+fn protocol_log_redaction_cannot_be_configured_away() {
+    let d = DataDir::init();
+    // There is no key that turns redaction off: any attempt is an unknown key.
+    for (table, key) in [
+        ("log", "redact"),
+        ("log", "redaction"),
+        ("listeners.smtp", "protocol_log_redact"),
+    ] {
+        let text = std::fs::read_to_string(d.config_path()).unwrap();
+        let edited = text.replacen(
+            &format!("[{table}]\n"),
+            &format!("[{table}]\n{key} = false\n"),
+            1,
+        );
+        assert_ne!(text, edited);
+        std::fs::write(d.config_path(), &edited).unwrap();
+        let out = d.cli(&["config", "check"]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("unknown field `{key}`")));
+        std::fs::write(d.config_path(), &text).unwrap();
+    }
+    // Every listener logging: the audit's redaction self-check finds nothing to report.
+    d.edit_config(|c| {
+        for l in [
+            "smtp",
+            "submission",
+            "submissions",
+            "imap",
+            "imaps",
+            "pop3",
+            "pop3s",
+            "metrics",
+        ] {
+            c["listeners"][l]["protocol_log"] = toml_edit::value(true);
+        }
+    });
+    let (_, f, v) = audit(&d, &[]);
+    assert!(
+        !f.iter().any(|(i, _)| i == "protocol-log-unredacted"),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn probing_metrics_beyond_loopback() {
+    let d = DataDir::init();
+    d.edit_config(|c| {
+        c["listeners"]["metrics"]["bind"] =
+            toml_edit::value(toml_edit::Array::from_iter(["[::ffff:127.0.0.1]:0"]));
+        c["metrics"]["bearer_token"] = toml_edit::value(TOKEN);
+    });
+    let s = Server::start(&d);
+    let (_, f, v) = audit(&d, &["--probe"]);
+    assert!(has(&f, "metrics-exposed", "low"), "{v:#}");
+    assert!(
+        !f.iter()
+            .any(|(i, _)| i == "metrics-unprotected" || i == "listener-mismatch"),
+        "{v:#}\n{}",
+        s.log()
+    );
+    let out = d.cli(&["report", "--probe", "--json"]);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = r["data_paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["listener"] == "metrics")
+        .unwrap();
+    let o = &m["probe"]["observed"];
+    assert_eq!(o["http_status"], 401, "{m:#}");
+    assert_eq!(o["plain_http_answered"], false);
+    assert_eq!(o["implicit_tls"], true);
+    assert_eq!(o["tls_1_2"]["accepted"], true);
+    assert_eq!(o["tls_1_3"]["accepted"], true);
+    assert_eq!(o["tls_legacy"]["accepted"], false);
+    assert!(o["certificate"]["subject"]
+        .as_str()
+        .unwrap()
+        .contains(HOSTNAME));
+    assert_eq!(m["probe"]["differences"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        m["encrypted_by_default"],
+        "yes — bound beyond loopback: HTTPS and token required"
+    );
+}
+
+#[test]
+fn dns_records_are_checked_against_a_test_resolver() {
+    use bulwark_dns::testing::TestDns;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dns = rt.block_on(TestDns::start());
+    dns.add_txt(DOMAIN, "v=spf1 mx -all");
+    let d = DataDir::init();
+    let addr = dns.addr().to_string();
+    let (_, f, v) = audit(&d, &["--dns", &addr]);
+    for id in ["dns-mx-missing", "dns-dkim-missing", "dns-dmarc-missing"] {
+        assert!(f.iter().any(|(i, _)| i == id), "{id}: {v:#}");
+    }
+    assert!(!f.iter().any(|(i, _)| i == "dns-spf-missing"), "{v:#}");
+    dns.add_mx(DOMAIN, 10, HOSTNAME);
+    dns.add_txt(&format!("_dmarc.{DOMAIN}"), "v=DMARC1; p=reject");
+    dns.add_txt(
+        &format!("bulwark-ed25519._domainkey.{DOMAIN}"),
+        "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
+    );
+    let (_, f, v) = audit(&d, &["--dns", &addr]);
+    assert!(!f.iter().any(|(i, _)| i.starts_with("dns-")), "{v:#}");
+    let out = d.cli(&["audit", "--dns", "nonsense"]);
+    assert_eq!(out.status.code(), Some(2));
+}
