@@ -239,3 +239,41 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod id_tests {
+    use super::FINDING_IDS;
+    use std::path::Path;
+
+    /// Every id the checks can raise is listed in FINDING_IDS, and every listed id is
+    /// documented in README.md.
+    #[test]
+    fn ids_are_listed_and_documented() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut raised = Vec::new();
+        for f in ["checks.rs", "dns.rs", "probe/mod.rs"] {
+            let text = std::fs::read_to_string(src.join(f)).unwrap();
+            for pat in ["Finding::new(", "diff("] {
+                for (i, _) in text.match_indices(pat) {
+                    let rest = text[i + pat.len()..].trim_start();
+                    if let Some(r) = rest.strip_prefix('"') {
+                        raised.push(r.chars().take_while(|c| *c != '"').collect::<String>());
+                    }
+                }
+            }
+        }
+        assert!(raised.len() > 20, "{raised:?}");
+        for id in &raised {
+            assert!(
+                FINDING_IDS.iter().any(|(i, _)| i == id),
+                "{id} is raised but not in FINDING_IDS"
+            );
+        }
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+                .unwrap();
+        for (id, _) in FINDING_IDS {
+            assert!(readme.contains(&format!("`{id}`")), "{id} not in README.md");
+        }
+    }
+}
