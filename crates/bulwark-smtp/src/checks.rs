@@ -1,0 +1,138 @@
+//! The seam where sender authentication plugs in (SPF, Sender ID, DKIM, DMARC:
+//! `bulwark-senderauth`). This crate implements none of it; it calls a
+//! [`SenderChecks`] at three points and acts on the answers:
+//!
+//! 1. **MAIL** on an unauthenticated session ([`SenderChecks::check_mail_from`]): SPF
+//!    for the MAIL FROM / HELO identity (RFC 7208 §2.4) may refuse the sender right
+//!    away, and may hand back a `Received-SPF` header and an opaque [`CheckNote`] that
+//!    is given back, untouched, at step 2 (e.g. the SPF output DMARC needs).
+//! 2. **End of DATA / last BDAT** on an unauthenticated session
+//!    ([`SenderChecks::check_message`]): sees the message exactly as received (before
+//!    our trace headers). Returns headers to prepend (Authentication-Results RFC 8601,
+//!    Received-SPF) and an action: accept, tag (accept with the headers), quarantine
+//!    (local copies go to the recipient's Junk mailbox), reject or tempfail.
+//! 3. **End of DATA on an authenticated session** ([`SenderChecks::sign`]): the message
+//!    as it will be relayed (our added Message-ID/Date included, trace headers not)
+//!    may be signed; the returned header lines (DKIM-Signature) are prepended.
+//!
+//! The headers returned are complete header fields including their CRLF line ends
+//! (folded as the checker wishes); they are inserted below our `Received:` line.
+//! Every method has a default that does nothing, so an implementation only writes
+//! what it checks. `serve.rs` passes the implementation to `SmtpHandler::new`.
+
+use std::any::Any;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bulwark_config::ListenerKind;
+
+use crate::reply::SmtpError;
+
+/// Whatever a checker wants to remember from MAIL to the end of DATA.
+pub type CheckNote = Arc<dyn Any + Send + Sync>;
+
+/// What is known about the client when MAIL arrives.
+#[derive(Debug, Clone)]
+pub struct SenderContext {
+    pub listener: ListenerKind,
+    pub client_ip: IpAddr,
+    /// The EHLO/HELO argument.
+    pub helo: String,
+    /// The MAIL FROM address; empty for the null sender `<>`.
+    pub mail_from: String,
+    pub tls: bool,
+}
+
+/// The answer at MAIL.
+#[derive(Default)]
+pub struct MailFromVerdict {
+    /// `Some` refuses MAIL with this reply (e.g. 550 5.7.23 for an SPF fail under a
+    /// reject policy, 451 4.7.24 for a temporary DNS error).
+    pub refuse: Option<SmtpError>,
+    /// Header fields to add to the message (e.g. Received-SPF), with CRLF.
+    pub headers: String,
+    /// Given back to `check_message`.
+    pub note: Option<CheckNote>,
+}
+
+/// What a message check decides.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum MessageAction {
+    /// Deliver normally.
+    #[default]
+    Accept,
+    /// Deliver normally; the headers carry the verdict (for metrics it differs from
+    /// Accept).
+    Tag,
+    /// Deliver local copies to the recipient's Junk mailbox
+    /// (`DeliveryTarget::SpecialUse(_, Junk)`); remote forward copies are still queued,
+    /// with the verdict in their headers.
+    Quarantine,
+    /// Refuse (5xx) or defer (4xx) the whole message.
+    Refuse(SmtpError),
+}
+
+/// The answer after DATA.
+#[derive(Default)]
+pub struct MessageVerdict {
+    pub action: MessageAction,
+    /// Header fields to prepend (Authentication-Results, Received-SPF), with CRLF.
+    pub headers: String,
+}
+
+/// The envelope of a received message.
+#[derive(Debug, Clone)]
+pub struct MessageContext {
+    pub sender: SenderContext,
+    pub recipients: Vec<String>,
+    /// Received-SPF etc. produced at MAIL (already to be prepended; for reference).
+    pub mail_from_headers: String,
+}
+
+/// What a signer knows about a submitted message.
+#[derive(Debug, Clone)]
+pub struct SignContext {
+    pub listener: ListenerKind,
+    /// The authenticated account.
+    pub user: String,
+    pub mail_from: String,
+    /// Domain of the (checked) header From address.
+    pub from_domain: Option<String>,
+}
+
+/// Sender authentication, implemented by `bulwark-senderauth`.
+#[async_trait]
+pub trait SenderChecks: Send + Sync + 'static {
+    /// RFC 7208 SPF (and anything else decided on the envelope) at MAIL, for
+    /// unauthenticated sessions only.
+    async fn check_mail_from(&self, _ctx: &SenderContext) -> MailFromVerdict {
+        MailFromVerdict::default()
+    }
+
+    /// DKIM verification, Sender ID (RFC 4406 PRA), DMARC… on the message as received
+    /// (`message` is the raw RFC 5322 octets with CRLF line ends), for unauthenticated
+    /// sessions only.
+    async fn check_message(
+        &self,
+        _ctx: &MessageContext,
+        _note: Option<&CheckNote>,
+        _message: &[u8],
+    ) -> MessageVerdict {
+        MessageVerdict::default()
+    }
+
+    /// DKIM signing (RFC 6376) of an authenticated submission. `message` is the
+    /// message in pieces to be concatenated (added headers, then the client's octets).
+    /// Returns header fields to prepend (with CRLF), or an error that defers the
+    /// message (e.g. 451 4.3.0 when the key cannot be read).
+    async fn sign(&self, _ctx: &SignContext, _message: &[&[u8]]) -> Result<String, SmtpError> {
+        Ok(String::new())
+    }
+}
+
+/// No sender authentication: every check passes, nothing is signed.
+pub struct NoSenderChecks;
+
+#[async_trait]
+impl SenderChecks for NoSenderChecks {}

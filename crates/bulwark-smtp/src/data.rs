@@ -1,0 +1,288 @@
+//! DATA (RFC 5321 §4.1.1.4) with dot-unstuffing (§4.5.2), and the octet rules that
+//! defeat SMTP smuggling (CVE-2023-51766 and relatives).
+//!
+//! The end of data is `CRLF . CRLF` and nothing else: a `.` line counts only if it
+//! ends in CRLF *and* the line before it ended in CRLF. A bare LF or a bare CR anywhere
+//! in the message is not a line end (§2.3.8); such a message is read to its real end
+//! and refused as a whole, so no other server's different idea of "end of data" can
+//! smuggle a second message through us, and we never store one that could smuggle
+//! through the next hop. smtp-proto's `DataReceiver` is not used because it accepts
+//! `LF . LF` style endings; this reader works on the lines `Connection::read_line`
+//! already splits at LF, which tells whether a CR preceded it.
+
+use bulwark_net::LineEnding;
+
+use crate::reply::{Enhanced, Reply, SmtpError};
+use crate::session::{Session, State};
+
+/// What was seen in the message octets.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OctetFlags {
+    pub bare_lf: bool,
+    pub bare_cr: bool,
+    pub nul: bool,
+    /// Octets above 127 (need BODY=8BITMIME or SMTPUTF8, RFC 6152 §3).
+    pub eight_bit: bool,
+}
+
+impl OctetFlags {
+    /// Scans a whole message (BDAT), where line ends are ordinary octets.
+    pub fn scan(data: &[u8]) -> OctetFlags {
+        let mut f = OctetFlags::default();
+        let mut prev = 0u8;
+        for (i, &b) in data.iter().enumerate() {
+            match b {
+                b'\n' if prev != b'\r' => f.bare_lf = true,
+                b'\r' if data.get(i + 1) != Some(&b'\n') => f.bare_cr = true,
+                0 => f.nul = true,
+                0x80.. => f.eight_bit = true,
+                _ => {}
+            }
+            prev = b;
+        }
+        f
+    }
+
+    /// Scans one line's content (no line end); CR inside it is bare.
+    fn scan_line(&mut self, line: &[u8]) {
+        for &b in line {
+            match b {
+                b'\r' => self.bare_cr = true,
+                0 => self.nul = true,
+                0x80.. => self.eight_bit = true,
+                _ => {}
+            }
+        }
+    }
+
+    /// The refusal for these octets, if any. `eight_bit_ok`: BODY=8BITMIME or SMTPUTF8.
+    pub fn refusal(&self, eight_bit_ok: bool) -> Option<SmtpError> {
+        if self.bare_lf || self.bare_cr {
+            return Some(SmtpError::new(
+                554,
+                Enhanced(5, 6, 0),
+                if self.bare_lf { "bare_lf" } else { "bare_cr" },
+                "Message refused: bare LF or CR; lines must end with CRLF (RFC 5321 §2.3.8)",
+            ));
+        }
+        if self.nul {
+            return Some(SmtpError::new(
+                554,
+                Enhanced(5, 6, 0),
+                "nul",
+                "Message refused: NUL octets are not allowed",
+            ));
+        }
+        if self.eight_bit && !eight_bit_ok {
+            return Some(SmtpError::new(
+                554,
+                Enhanced(5, 6, 0),
+                "eight_bit",
+                "Message refused: 8-bit data requires MAIL FROM with BODY=8BITMIME (RFC 6152)",
+            ));
+        }
+        None
+    }
+}
+
+/// Collects DATA lines into the transaction's body.
+#[derive(Debug)]
+pub(crate) struct DataReader {
+    /// The previous line ended with CRLF (the DATA command's own CRLF counts).
+    prev_crlf: bool,
+    pub flags: OctetFlags,
+    /// The message grew beyond the size limit; the rest is read and dropped.
+    pub oversize: bool,
+    /// A line was longer than `DATA_LINE_MAX`.
+    pub too_long: bool,
+}
+
+impl DataReader {
+    pub fn new() -> DataReader {
+        DataReader {
+            prev_crlf: true,
+            flags: OctetFlags::default(),
+            oversize: false,
+            too_long: false,
+        }
+    }
+
+    /// Takes one line (without its ending). Returns true at the end-of-data line.
+    pub fn push_line(
+        &mut self,
+        line: &[u8],
+        ending: LineEnding,
+        body: &mut Vec<u8>,
+        max_size: u64,
+    ) -> bool {
+        let crlf = ending == LineEnding::CrLf;
+        if line == b"." && crlf && self.prev_crlf {
+            return true;
+        }
+        if !crlf {
+            self.flags.bare_lf = true;
+        }
+        self.prev_crlf = crlf;
+        // RFC 5321 §4.5.2: a leading dot was doubled by the client.
+        let content = match line.first() {
+            Some(b'.') => &line[1..],
+            _ => line,
+        };
+        self.flags.scan_line(content);
+        if self.oversize || (body.len() + content.len() + 2) as u64 > max_size {
+            self.oversize = true;
+            return false;
+        }
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+        false
+    }
+
+    /// A line longer than the limit was discarded (up to its LF).
+    pub fn line_too_long(&mut self) {
+        self.too_long = true;
+        // Its end is unknown to us; the next line cannot be a terminator.
+        self.prev_crlf = false;
+    }
+}
+
+impl Session {
+    pub(crate) fn data(&mut self) {
+        let Some(txn) = &self.txn else {
+            return self.fail(SmtpError::bad_sequence("Need MAIL before DATA"));
+        };
+        if txn.bdat {
+            return self.fail(SmtpError::bad_sequence("DATA not allowed after BDAT"));
+        }
+        if txn.recipients.is_empty() {
+            // RFC 2920 §3.1: 554 when no recipient was accepted.
+            return self.fail(SmtpError::new(
+                554,
+                Enhanced(5, 5, 1),
+                "no_recipients",
+                "No valid recipients",
+            ));
+        }
+        self.reply(Reply::plain(354, "End data with <CR><LF>.<CR><LF>"));
+        self.state = State::Data(DataReader::new());
+    }
+
+    /// One line of DATA (without its line ending).
+    pub fn data_line(&mut self, line: &[u8], ending: LineEnding) {
+        let max = self.settings.max_message_size;
+        let (State::Data(reader), Some(txn)) = (&mut self.state, self.txn.as_mut()) else {
+            return self.fail(SmtpError::bad_sequence("No DATA in progress"));
+        };
+        if reader.push_line(line, ending, &mut txn.body, max) {
+            let State::Data(reader) = std::mem::replace(&mut self.state, State::Command) else {
+                return;
+            };
+            self.data_complete(reader);
+        }
+    }
+
+    /// A DATA line longer than `DATA_LINE_MAX` was discarded.
+    pub fn data_line_too_long(&mut self) {
+        if let State::Data(reader) = &mut self.state {
+            reader.line_too_long();
+        }
+    }
+
+    fn data_complete(&mut self, reader: DataReader) {
+        let error = if reader.oversize {
+            Some(SmtpError::size_exceeded())
+        } else if reader.too_long {
+            Some(SmtpError::new(
+                554,
+                Enhanced(5, 6, 0),
+                "line_too_long",
+                "Message refused: a line is too long",
+            ))
+        } else {
+            let ok8 = self.txn.as_ref().is_some_and(|t| t.eight_bit || t.utf8);
+            reader.flags.refusal(ok8)
+        };
+        match error {
+            Some(e) => self.message_refused(e),
+            None => self.message_received(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(lines: &[(&[u8], LineEnding)]) -> (Option<usize>, DataReader, Vec<u8>) {
+        let mut r = DataReader::new();
+        let mut body = Vec::new();
+        for (i, (l, e)) in lines.iter().enumerate() {
+            if r.push_line(l, *e, &mut body, 1 << 20) {
+                return (Some(i), r, body);
+            }
+        }
+        (None, r, body)
+    }
+
+    use LineEnding::{CrLf, Lf};
+
+    #[test]
+    fn ends_only_at_crlf_dot_crlf_and_unstuffs() {
+        let (end, r, body) = feed(&[
+            (b"Subject: x", CrLf),
+            (b"", CrLf),
+            (b"..leading dot", CrLf),
+            (b".", CrLf),
+        ]);
+        assert_eq!(end, Some(3));
+        assert_eq!(body, b"Subject: x\r\n\r\n.leading dot\r\n");
+        assert_eq!(r.flags, OctetFlags::default());
+    }
+
+    #[test]
+    fn lf_dot_lf_is_not_an_end() {
+        // "text\n.\nMAIL FROM..." must not end the message (smuggling).
+        let (end, r, _) = feed(&[
+            (b"text", Lf),
+            (b".", Lf),
+            (b"MAIL FROM:<x@y.test>", CrLf),
+        ]);
+        assert_eq!(end, None);
+        assert!(r.flags.bare_lf);
+        // Nor "\n.\r\n": the dot line must follow a CRLF.
+        let (end, r, _) = feed(&[(b"text", Lf), (b".", CrLf), (b"more", CrLf)]);
+        assert_eq!(end, None);
+        assert!(r.flags.bare_lf);
+    }
+
+    #[test]
+    fn cr_dot_cr_is_not_an_end() {
+        let (end, r, _) = feed(&[(b"text\r.\rMAIL FROM:<x@y.test>", CrLf), (b"x", CrLf)]);
+        assert_eq!(end, None);
+        assert!(r.flags.bare_cr);
+        assert!(r.flags.refusal(true).is_some());
+    }
+
+    #[test]
+    fn size_limit_keeps_reading() {
+        let mut r = DataReader::new();
+        let mut body = Vec::new();
+        assert!(!r.push_line(&[b'a'; 100], CrLf, &mut body, 50));
+        assert!(r.oversize);
+        assert!(body.is_empty());
+        assert!(r.push_line(b".", CrLf, &mut body, 50));
+    }
+
+    #[test]
+    fn scan_whole_messages() {
+        assert_eq!(OctetFlags::scan(b"a\r\nb\r\n"), OctetFlags::default());
+        assert!(OctetFlags::scan(b"a\nb\r\n").bare_lf);
+        assert!(OctetFlags::scan(b"a\rb\r\n").bare_cr);
+        assert!(OctetFlags::scan(b"a\r").bare_cr);
+        assert!(OctetFlags::scan(b"a\0\r\n").nul);
+        let f = OctetFlags::scan("é\r\n".as_bytes());
+        assert!(f.eight_bit);
+        assert!(f.refusal(false).is_some());
+        assert!(f.refusal(true).is_none());
+    }
+}

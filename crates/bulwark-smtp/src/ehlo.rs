@@ -1,0 +1,55 @@
+//! EHLO / HELO (RFC 5321 §4.1.1.1) and the extensions we announce.
+
+use crate::reply::{Enhanced, Reply, SmtpError};
+use crate::session::{Helo, Session};
+
+impl Session {
+    /// Whether AUTH is offered now: only under TLS (RFC 8314 §3, DATA-PATHS rule 1),
+    /// only where the client must authenticate (submission; port 25 only for
+    /// `auth`/`auth+tls` networks), and only once.
+    pub(crate) fn auth_offered(&self) -> bool {
+        self.tls.is_some() && self.requirement.needs_auth() && self.user.is_none()
+    }
+
+    pub(crate) fn ehlo(&mut self, host: &str, esmtp: bool) {
+        // The name only goes into our Received header; keep it to printable ASCII
+        // so no client can inject header text through it.
+        if host.is_empty() || host.len() > 255 || !host.bytes().all(|b| b.is_ascii_graphic()) {
+            return self.fail(SmtpError::new(
+                501,
+                Enhanced(5, 5, 2),
+                "bad_helo",
+                "Invalid domain name",
+            ));
+        }
+        // RFC 5321 §4.1.4: EHLO/HELO resets any transaction.
+        self.txn = None;
+        self.helo = Some(Helo {
+            name: host.to_string(),
+            esmtp,
+        });
+        let greet = format!("{} Hello {}", self.settings.hostname, host);
+        if !esmtp {
+            return self.reply(Reply::plain(250, greet));
+        }
+        let mut lines: Vec<std::borrow::Cow<'static, str>> = vec![greet.into()];
+        lines.push("PIPELINING".into());
+        lines.push(format!("SIZE {}", self.settings.max_message_size).into());
+        lines.push("8BITMIME".into());
+        lines.push("ENHANCEDSTATUSCODES".into());
+        lines.push("SMTPUTF8".into());
+        lines.push("CHUNKING".into());
+        if self.tls.is_none() {
+            lines.push("STARTTLS".into());
+        }
+        if self.auth_offered() {
+            lines.push("AUTH PLAIN LOGIN".into());
+        }
+        self.reply(Reply {
+            code: 250,
+            enhanced: None,
+            lines,
+            reason: "ok",
+        });
+    }
+}

@@ -1,0 +1,46 @@
+//! SMTP: receiving Internet mail on port 25 (RFC 5321), submission on 587 with
+//! STARTTLS and 465 with implicit TLS (RFC 6409, RFC 8314), and final delivery into
+//! local mailboxes — or into the durable queue for remote recipients.
+//!
+//! Owns: the SMTP session state machine ([`Session`], one module per stage, no I/O),
+//! the thin async shell that runs it over a `bulwark_net::Connection`
+//! ([`SmtpHandler`]), the anti-smuggling octet rules, the per-host accept policy, the
+//! submission anti-spoofing rule, trace headers, and the seam where sender
+//! authentication plugs in ([`SenderChecks`]).
+//!
+//! Invariants:
+//! - 250 after the message only when `Store::ingest` returned: one ingest per message,
+//!   durable in every local mailbox and in the queue for remote recipients.
+//! - Never an open relay: recipients outside our domains only from authenticated
+//!   clients; AUTH only under TLS.
+//! - A message whose end the client and we could disagree on (bare LF/CR) is refused
+//!   whole; nothing partial is ever stored.
+//!
+//! Must not: deliver to remote servers (`bulwark-queue` does), implement SPF/DKIM/DMARC
+//! (`bulwark-senderauth` plugs in through [`SenderChecks`]), or log a message body or
+//! a SASL payload.
+
+mod auth;
+mod bdat;
+pub mod checks;
+mod data;
+mod ehlo;
+mod mail;
+mod message;
+mod rcpt;
+pub mod reply;
+mod server;
+mod session;
+mod starttls;
+
+pub use checks::{NoSenderChecks, SenderChecks};
+pub use data::OctetFlags;
+pub use reply::{Enhanced, Reply, SmtpError};
+pub use server::SmtpHandler;
+pub use session::{
+    Effect, EffectResult, Next, Session, SessionSettings, COMMAND_LINE_MAX, DATA_LINE_MAX,
+    SASL_LINE_MAX,
+};
+
+#[cfg(test)]
+mod tests;

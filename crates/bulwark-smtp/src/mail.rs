@@ -1,0 +1,212 @@
+//! MAIL FROM (RFC 5321 §4.1.1.2) with SIZE (RFC 1870), BODY=8BITMIME (RFC 6152),
+//! SMTPUTF8 (RFC 6531) and AUTH= (RFC 4954 §5); the accept policy; the anti-spoofing
+//! rule of submission; the sender check hook.
+
+use std::borrow::Cow;
+
+use bulwark_store::StoreError;
+use smtp_proto::{MailFrom, MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8};
+
+use crate::checks::{MailFromVerdict, SenderContext};
+use crate::reply::{Enhanced, Reply, SmtpError};
+use crate::session::{Effect, Pending, Session, Transaction};
+
+/// A MAIL command that passed the syntax and policy checks, waiting for an effect.
+#[derive(Debug, Clone)]
+pub(crate) struct MailRequest {
+    pub address: String,
+    pub eight_bit: bool,
+    pub utf8: bool,
+}
+
+/// RFC 5321 §4.1.2 Domain / address-literal. smtp-proto checks the local part and the
+/// single `@` but accepts an empty or malformed domain, so the domain is checked here.
+/// With SMTPUTF8, U-labels (RFC 6531 §3.3) are allowed.
+pub(crate) fn valid_address(address: &str, utf8: bool) -> bool {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    if local.is_empty() || domain.is_empty() || domain.len() > 255 {
+        return false;
+    }
+    if let Some(lit) = domain.strip_prefix('[') {
+        let Some(inner) = lit.strip_suffix(']') else {
+            return false;
+        };
+        return match inner.strip_prefix("IPv6:") {
+            Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => inner.parse::<std::net::Ipv4Addr>().is_ok(),
+        };
+    }
+    domain.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || (utf8 && !c.is_ascii()))
+    })
+}
+
+/// 553 5.6.7 for a non-ASCII address without SMTPUTF8 (RFC 6531 §3.5).
+pub(crate) fn non_ascii_address() -> SmtpError {
+    SmtpError::new(
+        553,
+        Enhanced(5, 6, 7),
+        "non_ascii_address",
+        "Non-ASCII addresses require SMTPUTF8",
+    )
+}
+
+impl Session {
+    pub(crate) fn mail(&mut self, from: MailFrom<Cow<'_, str>>) {
+        if self.helo.is_none() {
+            return self.fail(SmtpError::bad_sequence("Send EHLO/HELO first"));
+        }
+        if self.txn.is_some() {
+            return self.fail(SmtpError::bad_sequence("Nested MAIL command"));
+        }
+        // Per-host accept policy and submission rules (RFC 3207 §4, RFC 4954 §6).
+        if self.requirement.needs_tls() && self.tls.is_none() {
+            return self.fail(SmtpError::tls_required());
+        }
+        if self.requirement.needs_auth() && self.user.is_none() {
+            return self.fail(SmtpError::auth_required());
+        }
+        // Only the parameters of the extensions we announce.
+        let known = MAIL_BODY_7BIT | MAIL_BODY_8BITMIME | MAIL_SMTPUTF8;
+        if from.flags & !known != 0
+            || from.trans_id.is_some()
+            || from.env_id.is_some()
+            || from.solicit.is_some()
+            || from.mtrk.is_some()
+            || from.by != 0
+            || from.hold_for != 0
+            || from.hold_until != 0
+            || from.mt_priority != 0
+        {
+            return self.fail(SmtpError::new(
+                555,
+                Enhanced(5, 5, 4),
+                "bad_parameter",
+                "Unsupported MAIL parameter",
+            ));
+        }
+        let esmtp = self.helo.as_ref().is_some_and(|h| h.esmtp);
+        if !esmtp && from.flags != 0 {
+            return self.fail(SmtpError::new(
+                555,
+                Enhanced(5, 5, 4),
+                "bad_parameter",
+                "MAIL parameters require EHLO",
+            ));
+        }
+        // RFC 1870 §6: refuse at once what we would refuse after DATA.
+        if from.size as u64 > self.settings.max_message_size {
+            return self.fail(SmtpError::size_exceeded());
+        }
+        let utf8 = from.flags & MAIL_SMTPUTF8 != 0;
+        let address = from.address.into_owned();
+        if !address.is_ascii() && !utf8 {
+            return self.fail(non_ascii_address());
+        }
+        if !address.is_empty() && !valid_address(&address, utf8) {
+            return self.fail(SmtpError::new(
+                501,
+                Enhanced(5, 1, 7),
+                "bad_address",
+                "Bad sender address syntax",
+            ));
+        }
+        let req = MailRequest {
+            address,
+            eight_bit: from.flags & MAIL_BODY_8BITMIME != 0,
+            utf8,
+        };
+        match &self.user {
+            // Submission anti-spoofing: MAIL FROM must be the user's own address, an
+            // alias delivering to them or a configured send-as address.
+            Some(account) => {
+                if req.address.is_empty() {
+                    return self.fail(not_your_address());
+                }
+                let account = account.id;
+                let addresses = vec![req.address.clone()];
+                self.request(Effect::MaySendAs { account, addresses }, Pending::Mail(req));
+            }
+            None => {
+                let ctx = SenderContext {
+                    listener: self.settings.listener,
+                    client_ip: self.peer.ip(),
+                    helo: self.helo.as_ref().map(|h| h.name.clone()).unwrap_or_default(),
+                    mail_from: req.address.clone(),
+                    tls: self.tls.is_some(),
+                };
+                self.request(Effect::CheckMailFrom(ctx), Pending::Mail(req));
+            }
+        }
+    }
+
+    pub(crate) fn mail_may_send_as(&mut self, req: MailRequest, r: Result<bool, StoreError>) {
+        match r {
+            Ok(true) => self.start_transaction(req, MailFromVerdict::default()),
+            Ok(false) => {
+                tracing::info!(target: "bulwark::smtp", session = %self.id, user = ?self.user.as_ref().map(|u| &u.address), mail_from = %req.address, "MAIL FROM refused: not the user's address");
+                self.fail(not_your_address())
+            }
+            Err(e) => {
+                tracing::error!(target: "bulwark::smtp", session = %self.id, error = %e, "send-as lookup failed");
+                self.fail(SmtpError::temporary_failure("store"))
+            }
+        }
+    }
+
+    pub(crate) fn mail_checked(&mut self, req: MailRequest, v: MailFromVerdict) {
+        if let Some(e) = v.refuse {
+            return self.fail(e);
+        }
+        self.start_transaction(req, v);
+    }
+
+    fn start_transaction(&mut self, req: MailRequest, v: MailFromVerdict) {
+        self.txn = Some(Transaction {
+            mail_from: req.address,
+            eight_bit: req.eight_bit,
+            utf8: req.utf8,
+            mail_from_headers: v.headers,
+            note: v.note,
+            ..Transaction::default()
+        });
+        self.reply(Reply::new(250, Enhanced(2, 1, 0), "Sender OK"));
+    }
+}
+
+/// 550 5.7.1: an authenticated user may only send as their own addresses.
+pub(crate) fn not_your_address() -> SmtpError {
+    SmtpError::new(
+        550,
+        Enhanced(5, 7, 1),
+        "spoofing",
+        "Sender address is not owned by the authenticated user",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_address;
+
+    #[test]
+    fn address_domains() {
+        assert!(valid_address("a@example.test", false));
+        assert!(valid_address("a@[192.0.2.1]", false));
+        assert!(valid_address("a@[IPv6:2001:db8::1]", false));
+        assert!(!valid_address("a@", false));
+        assert!(!valid_address("a@-x.test", false));
+        assert!(!valid_address("a@x..test", false));
+        assert!(!valid_address("a@[999.1.1.1]", false));
+        assert!(!valid_address("a@exa mple.test", false));
+        assert!(!valid_address("a@bücher.test", false));
+        assert!(valid_address("a@bücher.test", true));
+    }
+}

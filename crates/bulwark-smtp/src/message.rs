@@ -1,0 +1,443 @@
+//! The end of a message (after the final dot or BDAT LAST): header checks, the sender
+//! hooks, trace headers, and the one durable ingest that precedes the 250.
+//!
+//! Stages: inspect headers (mail-parser) → loop check → [authenticated: header From /
+//! Sender must be the user's (anti-spoofing), add Date/Message-ID if missing, sign]
+//! [unauthenticated: message check] → ingest → 250 2.0.0.
+//!
+//! What is stored (top to bottom): `Return-Path:` (local copies only: RFC 5321 §4.4
+//! adds it at final delivery), DKIM-Signature (sign hook), checker headers
+//! (Received-SPF, Authentication-Results), our `Received:`, the Date / Message-ID we
+//! added, then the client's octets unchanged. A relayed copy (queue) is the same
+//! without `Return-Path:`.
+
+use bulwark_store::{
+    Delivery, DeliveryTarget, Flags, Ingest, IngestReceipt, NewQueueEntry, SpecialUse,
+    StoreError,
+};
+use mail_parser::{Address, HeaderName, HeaderValue, MessageParser};
+
+use crate::checks::{MessageAction, MessageContext, SenderContext, SignContext};
+use crate::mail::not_your_address;
+use crate::reply::{Enhanced, Reply, SmtpError};
+use crate::session::{Effect, EffectResult, Pending, Session};
+
+/// Where the end-of-message pipeline stands while an effect runs.
+pub(crate) enum MessageStage {
+    /// MaySendAs for the header From/Sender addresses.
+    SendAs,
+    /// `SenderChecks::check_message`.
+    Check,
+    /// `SenderChecks::sign`.
+    Sign,
+    /// `Store::ingest`.
+    Ingest { size: usize, local: usize, remote: usize },
+}
+
+/// What the header section says, as far as we care.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct HeaderFacts {
+    pub received: usize,
+    /// Addresses of every From and Sender field (all of them: a second From must not
+    /// slip past the anti-spoofing rule).
+    pub originators: Vec<String>,
+    /// A From or Sender field without a parseable address.
+    pub unparseable_originator: bool,
+    pub has_from: bool,
+    pub has_date: bool,
+    pub has_message_id: bool,
+}
+
+fn collect(addr: &Address<'_>, out: &mut Vec<String>) -> bool {
+    let mut any = false;
+    for a in addr.iter() {
+        if let Some(x) = a.address() {
+            if !x.is_empty() {
+                out.push(x.to_string());
+                any = true;
+            }
+        }
+    }
+    any
+}
+
+/// Reads the header section with mail-parser (RFC 5322 §3.6).
+pub(crate) fn inspect_headers(message: &[u8]) -> HeaderFacts {
+    let mut f = HeaderFacts::default();
+    let parser = MessageParser::new()
+        .header_address(HeaderName::From)
+        .header_address(HeaderName::Sender);
+    let Some(m) = parser.parse_headers(message) else {
+        return f;
+    };
+    for h in m.headers() {
+        match h.name {
+            HeaderName::Received => f.received += 1,
+            HeaderName::Date => f.has_date = true,
+            HeaderName::MessageId => f.has_message_id = true,
+            HeaderName::From | HeaderName::Sender => {
+                if h.name == HeaderName::From {
+                    f.has_from = true;
+                }
+                let ok = match &h.value {
+                    HeaderValue::Address(a) => collect(a, &mut f.originators),
+                    _ => false,
+                };
+                if !ok {
+                    f.unparseable_originator = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    f
+}
+
+/// RFC 5322 §3.3 date-time, in UTC.
+pub(crate) fn rfc5322_now() -> String {
+    chrono::Utc::now()
+        .format("%a, %d %b %Y %H:%M:%S +0000")
+        .to_string()
+}
+
+impl Session {
+    /// The message as received (for `SenderChecks::check_message`).
+    pub fn message(&self) -> &[u8] {
+        self.txn.as_ref().map_or(&[][..], |t| t.body.as_slice())
+    }
+
+    /// The message as it will be relayed, in pieces (for `SenderChecks::sign`).
+    pub fn sign_parts(&self) -> Vec<&[u8]> {
+        match &self.txn {
+            Some(t) => vec![t.added.as_bytes(), t.body.as_slice()],
+            None => Vec::new(),
+        }
+    }
+
+    /// The message was refused as a whole; the transaction ends (RFC 5321 §4.1.1.4).
+    pub(crate) fn message_refused(&mut self, e: SmtpError) {
+        self.txn = None;
+        metrics::counter!("bulwark_smtp_messages_total", "listener" => self.listener(), "result" => "rejected")
+            .increment(1);
+        tracing::info!(target: "bulwark::smtp", session = %self.id, reason = e.reason, "message refused: {}", e.message);
+        self.fail(e);
+    }
+
+    /// All octets are in and passed the octet rules.
+    pub(crate) fn message_received(&mut self) {
+        let max_hops = self.settings.max_received_headers as usize;
+        let hostname = self.settings.hostname.clone();
+        let Some(t) = self.txn.as_mut() else {
+            return self.fail(SmtpError::bad_sequence("No transaction"));
+        };
+        if t.body.is_empty() {
+            return self.message_refused(SmtpError::new(
+                554,
+                Enhanced(5, 6, 0),
+                "empty",
+                "Message refused: empty message",
+            ));
+        }
+        let facts = inspect_headers(&t.body);
+        // RFC 5321 §6.3: a message that has been around too often is a loop.
+        if facts.received > max_hops {
+            return self.message_refused(SmtpError::new(
+                554,
+                Enhanced(5, 4, 6),
+                "loop",
+                "Message refused: too many Received headers (mail loop?)",
+            ));
+        }
+        let Some(account) = self.user.as_ref().map(|u| u.id) else {
+            let ctx = MessageContext {
+                sender: SenderContext {
+                    listener: self.settings.listener,
+                    client_ip: self.peer.ip(),
+                    helo: self.helo.as_ref().map(|h| h.name.clone()).unwrap_or_default(),
+                    mail_from: t.mail_from.clone(),
+                    tls: self.tls.is_some(),
+                },
+                recipients: t.recipients.iter().map(|r| r.address.clone()).collect(),
+                mail_from_headers: t.mail_from_headers.clone(),
+            };
+            let note = t.note.clone();
+            return self.request(
+                Effect::CheckMessage(Box::new(ctx), note),
+                Pending::Message(MessageStage::Check),
+            );
+        };
+        // Submission (RFC 6409 §8): the header From must exist, and every From and
+        // Sender address must be one the user may send as.
+        if !facts.has_from || facts.unparseable_originator || facts.originators.is_empty() {
+            return self.message_refused(SmtpError::new(
+                550,
+                Enhanced(5, 7, 1),
+                "spoofing",
+                "Message refused: a From header with your address is required",
+            ));
+        }
+        // RFC 6409 §8.3, §8.2: add what the client left out.
+        if !facts.has_date {
+            t.added.push_str("Date: ");
+            t.added.push_str(&rfc5322_now());
+            t.added.push_str("\r\n");
+        }
+        if !facts.has_message_id {
+            let id: [u8; 16] = rand::random();
+            t.added.push_str(&format!(
+                "Message-ID: <{}@{}>\r\n",
+                hex::encode(id),
+                hostname
+            ));
+        }
+        t.from_domain = facts
+            .originators
+            .first()
+            .and_then(|a| bulwark_store::domain_of(a));
+        let mut addresses = facts.originators;
+        addresses.dedup();
+        self.request(
+            Effect::MaySendAs { account, addresses },
+            Pending::Message(MessageStage::SendAs),
+        );
+    }
+
+    pub(crate) fn message_continue(&mut self, stage: MessageStage, r: EffectResult) {
+        match (stage, r) {
+            (MessageStage::SendAs, EffectResult::MaySendAs(Ok(true))) => {
+                let (Some(user), Some(t)) = (&self.user, &self.txn) else {
+                    return self.fail(SmtpError::bad_sequence("No transaction"));
+                };
+                let ctx = SignContext {
+                    listener: self.settings.listener,
+                    user: user.address.clone(),
+                    mail_from: t.mail_from.clone(),
+                    from_domain: t.from_domain.clone(),
+                };
+                self.request(Effect::Sign(ctx), Pending::Message(MessageStage::Sign));
+            }
+            (MessageStage::SendAs, EffectResult::MaySendAs(Ok(false))) => {
+                tracing::info!(target: "bulwark::smtp", session = %self.id, user = ?self.user.as_ref().map(|u| &u.address), "message refused: header From/Sender not the user's address");
+                self.message_refused(not_your_address())
+            }
+            (MessageStage::SendAs, EffectResult::MaySendAs(Err(e))) => {
+                tracing::error!(target: "bulwark::smtp", session = %self.id, error = %e, "send-as lookup failed");
+                self.message_refused(SmtpError::temporary_failure("store"))
+            }
+            (MessageStage::Check, EffectResult::MessageChecked(v)) => {
+                let Some(t) = self.txn.as_mut() else {
+                    return self.fail(SmtpError::bad_sequence("No transaction"));
+                };
+                t.check_headers = v.headers;
+                match v.action {
+                    MessageAction::Refuse(e) => return self.message_refused(e),
+                    MessageAction::Quarantine => t.quarantine = true,
+                    MessageAction::Accept | MessageAction::Tag => {}
+                }
+                self.ingest();
+            }
+            (MessageStage::Sign, EffectResult::Signed(Ok(headers))) => {
+                if let Some(t) = self.txn.as_mut() {
+                    t.sign_headers = headers;
+                }
+                self.ingest();
+            }
+            (MessageStage::Sign, EffectResult::Signed(Err(e))) => self.message_refused(e),
+            (MessageStage::Ingest { size, local, remote }, EffectResult::Ingested(r)) => {
+                self.ingested(size, local, remote, r)
+            }
+            _ => self.fail(SmtpError::temporary_failure("internal")),
+        }
+    }
+
+    /// `Received:` (RFC 5321 §4.4) with the RFC 3848 / RFC 6531 §3.7.3 protocol name
+    /// and the TLS parameters as a comment.
+    pub(crate) fn received_header(&self, id: &str) -> String {
+        let Some(t) = &self.txn else {
+            return String::new();
+        };
+        let helo = self.helo.as_ref();
+        let esmtp = helo.is_some_and(|h| h.esmtp);
+        let proto = match (esmtp, t.utf8, self.tls.is_some(), self.user.is_some()) {
+            (false, _, _, _) => "SMTP",
+            (true, false, false, false) => "ESMTP",
+            (true, false, false, true) => "ESMTPA",
+            (true, false, true, false) => "ESMTPS",
+            (true, false, true, true) => "ESMTPSA",
+            (true, true, false, false) => "UTF8SMTP",
+            (true, true, false, true) => "UTF8SMTPA",
+            (true, true, true, false) => "UTF8SMTPS",
+            (true, true, true, true) => "UTF8SMTPSA",
+        };
+        let ip = match self.peer.ip() {
+            std::net::IpAddr::V4(v4) => format!("[{v4}]"),
+            std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => format!("[{v4}]"),
+                None => format!("[IPv6:{v6}]"),
+            },
+        };
+        let mut h = format!(
+            "Received: from {} ({ip})\r\n",
+            helo.map_or("unknown", |h| h.name.as_str())
+        );
+        if let Some(tls) = &self.tls {
+            h.push_str(&format!(
+                "\t(using {} with cipher {})\r\n",
+                tls.version, tls.cipher
+            ));
+        }
+        h.push_str(&format!(
+            "\tby {} (Bulwark) with {proto} id {id}\r\n",
+            self.settings.hostname
+        ));
+        // Name the recipient only when there is exactly one (RFC 5321 §7.2).
+        if let [r] = t.recipients.as_slice() {
+            h.push_str(&format!("\tfor <{}>", r.address));
+        }
+        h.push_str(&format!("; {}\r\n", rfc5322_now()));
+        h
+    }
+
+    /// Builds the one `Ingest` of this message and hands it out.
+    fn ingest(&mut self) {
+        self.messages += 1;
+        let id = format!("{}.{}", self.id, self.messages);
+        let received = self.received_header(&id);
+        let Some(t) = self.txn.as_mut() else {
+            return self.fail(SmtpError::bad_sequence("No transaction"));
+        };
+        let body = std::mem::take(&mut t.body);
+        let trace_len = t.sign_headers.len()
+            + t.mail_from_headers.len()
+            + t.check_headers.len()
+            + received.len()
+            + t.added.len();
+        // The relayed form: everything but Return-Path.
+        let relay_parts: [&[u8]; 6] = [
+            t.sign_headers.as_bytes(),
+            t.mail_from_headers.as_bytes(),
+            t.check_headers.as_bytes(),
+            received.as_bytes(),
+            t.added.as_bytes(),
+            &body,
+        ];
+        let return_path = format!("Return-Path: <{}>\r\n", t.mail_from);
+        let concat = |first: &[u8]| {
+            let mut v = Vec::with_capacity(first.len() + trace_len + body.len());
+            v.extend_from_slice(first);
+            for p in relay_parts {
+                v.extend_from_slice(p);
+            }
+            v
+        };
+        let deliveries: Vec<Delivery> = t
+            .accounts
+            .iter()
+            .map(|a| Delivery {
+                target: if t.quarantine {
+                    DeliveryTarget::SpecialUse(a.id, SpecialUse::Junk)
+                } else {
+                    DeliveryTarget::Inbox(a.id)
+                },
+                flags: Flags::default(),
+            })
+            .collect();
+        let local = deliveries.len();
+        let remote = t.forward.len();
+        let (data, queue) = match (local > 0, remote > 0) {
+            // Local copies carry Return-Path; the relayed one must not.
+            (true, true) => (
+                concat(return_path.as_bytes()),
+                Some(NewQueueEntry {
+                    return_path: t.mail_from.clone(),
+                    recipients: t.forward.clone(),
+                    params: "{}".into(),
+                    data: Some(concat(b"")),
+                }),
+            ),
+            (true, false) => (concat(return_path.as_bytes()), None),
+            (false, _) => (
+                concat(b""),
+                Some(NewQueueEntry {
+                    return_path: t.mail_from.clone(),
+                    recipients: t.forward.clone(),
+                    params: "{}".into(),
+                    data: None,
+                }),
+            ),
+        };
+        let size = body.len();
+        let ingest = Ingest {
+            data,
+            internal_date: chrono::Utc::now().timestamp(),
+            deliveries,
+            queue,
+        };
+        self.request(
+            Effect::Ingest(Box::new(ingest)),
+            Pending::Message(MessageStage::Ingest {
+                size,
+                local,
+                remote,
+            }),
+        );
+    }
+
+    fn ingested(
+        &mut self,
+        size: usize,
+        local: usize,
+        remote: usize,
+        r: Result<IngestReceipt, StoreError>,
+    ) {
+        let quarantined = self.txn.as_ref().is_some_and(|t| t.quarantine);
+        let mail_from = self.txn.take().map(|t| t.mail_from).unwrap_or_default();
+        match r {
+            Ok(receipt) => {
+                let listener = self.listener();
+                metrics::counter!("bulwark_smtp_messages_total", "listener" => listener, "result" => if quarantined { "quarantined" } else { "accepted" })
+                    .increment(1);
+                metrics::counter!("bulwark_smtp_message_bytes_total", "listener" => listener)
+                    .increment(size as u64);
+                tracing::info!(target: "bulwark::smtp", session = %self.id, from = %mail_from, size, local, remote, blob = receipt.blob_id, queue = ?receipt.queue_id, "message accepted");
+                let id = match receipt.queue_id {
+                    Some(q) => format!("{}.{} (queue {q})", self.id, self.messages),
+                    None => format!("{}.{}", self.id, self.messages),
+                };
+                self.reply(Reply::new(
+                    250,
+                    Enhanced(2, 0, 0),
+                    format!("Message accepted as {id}"),
+                ));
+            }
+            Err(e) => {
+                tracing::error!(target: "bulwark::smtp", session = %self.id, error = %e, "ingest failed; message not accepted");
+                metrics::counter!("bulwark_smtp_messages_total", "listener" => self.listener(), "result" => "failed")
+                    .increment(1);
+                self.fail(SmtpError::temporary_failure("store"));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_facts() {
+        let m = b"Received: a\r\nReceived: b\r\nFrom: Alice <alice@example.test>\r\nSender: bob@example.test\r\nFrom: eve@example.test\r\nSubject: x\r\n\r\nReceived: not a header\r\n";
+        let f = inspect_headers(m);
+        assert_eq!(f.received, 2);
+        assert_eq!(
+            f.originators,
+            vec!["alice@example.test", "bob@example.test", "eve@example.test"]
+        );
+        assert!(f.has_from && !f.has_date && !f.has_message_id);
+        assert!(!f.unparseable_originator);
+
+        let f = inspect_headers(b"From: nobody\r\nDate: x\r\nMessage-ID: <a@b>\r\n\r\n");
+        assert!(f.unparseable_originator);
+        assert!(f.has_date && f.has_message_id);
+    }
+}

@@ -1,0 +1,119 @@
+//! RCPT TO (RFC 5321 §4.1.1.3): recipient filtering and relay control.
+//!
+//! Local recipients (accounts, aliases) are accepted; unknown local ones get
+//! 550 5.1.1 here, not a bounce later. Recipients outside our domains are accepted
+//! only from authenticated clients (then queued); anyone else gets 554 5.7.1 — never
+//! an open relay.
+
+use std::borrow::Cow;
+
+use bulwark_store::{Resolution, StoreError};
+use smtp_proto::RcptTo;
+
+use crate::mail::{non_ascii_address, valid_address};
+use crate::reply::{Enhanced, Reply, SmtpError};
+use crate::session::{Effect, Pending, Recipient, Session};
+
+impl Session {
+    pub(crate) fn rcpt(&mut self, to: RcptTo<Cow<'_, str>>) {
+        let Some(txn) = &self.txn else {
+            return self.fail(SmtpError::bad_sequence("Need MAIL before RCPT"));
+        };
+        if txn.bdat {
+            return self.fail(SmtpError::bad_sequence("RCPT not allowed during BDAT"));
+        }
+        // DSN parameters (RFC 3461) are not announced.
+        if to.flags != 0 || to.orcpt.is_some() || to.rrvs != 0 {
+            return self.fail(SmtpError::new(
+                555,
+                Enhanced(5, 5, 4),
+                "bad_parameter",
+                "Unsupported RCPT parameter",
+            ));
+        }
+        if txn.recipients.len() >= self.settings.max_recipients as usize {
+            // RFC 5321 §4.5.3.1.10: 452 and the client sends the rest later.
+            return self.fail(SmtpError::new(
+                452,
+                Enhanced(4, 5, 3),
+                "too_many_recipients",
+                "Too many recipients",
+            ));
+        }
+        let address = to.address.into_owned();
+        if !address.is_ascii() && !txn.utf8 {
+            return self.fail(non_ascii_address());
+        }
+        if address.is_empty() || !valid_address(&address, txn.utf8) {
+            return self.fail(SmtpError::new(
+                501,
+                Enhanced(5, 1, 3),
+                "bad_address",
+                "Bad recipient address syntax",
+            ));
+        }
+        if txn
+            .recipients
+            .iter()
+            .any(|r| r.address.eq_ignore_ascii_case(&address))
+        {
+            return self.reply(Reply::new(250, Enhanced(2, 1, 5), "Recipient OK"));
+        }
+        self.request(
+            Effect::Resolve {
+                address: address.clone(),
+            },
+            Pending::Rcpt(address),
+        );
+    }
+
+    pub(crate) fn rcpt_resolved(&mut self, address: String, r: Result<Resolution, StoreError>) {
+        let authenticated = self.user.is_some();
+        let Some(txn) = self.txn.as_mut() else {
+            return self.fail(SmtpError::bad_sequence("Need MAIL before RCPT"));
+        };
+        match r {
+            Ok(Resolution::Deliver { accounts, forward }) => {
+                for a in accounts {
+                    if !txn.accounts.iter().any(|x| x.id == a.id) {
+                        txn.accounts.push(a);
+                    }
+                }
+                for f in forward {
+                    if !txn.forward.iter().any(|x| x.eq_ignore_ascii_case(&f)) {
+                        txn.forward.push(f);
+                    }
+                }
+                txn.recipients.push(Recipient { address });
+                metrics::counter!("bulwark_smtp_recipients_total", "listener" => self.settings.listener.name(), "kind" => "local")
+                    .increment(1);
+                self.reply(Reply::new(250, Enhanced(2, 1, 5), "Recipient OK"));
+            }
+            Ok(Resolution::NotOurDomain) if authenticated => {
+                if !txn.forward.iter().any(|x| x.eq_ignore_ascii_case(&address)) {
+                    txn.forward.push(address.clone());
+                }
+                txn.recipients.push(Recipient { address });
+                metrics::counter!("bulwark_smtp_recipients_total", "listener" => self.settings.listener.name(), "kind" => "remote")
+                    .increment(1);
+                self.reply(Reply::new(250, Enhanced(2, 1, 5), "Recipient OK"));
+            }
+            Ok(Resolution::NotOurDomain) => self.fail(SmtpError::new(
+                554,
+                Enhanced(5, 7, 1),
+                "relay_denied",
+                "Relay access denied",
+            )),
+            Ok(Resolution::Unknown) => self.fail(SmtpError::new(
+                550,
+                Enhanced(5, 1, 1),
+                "unknown_recipient",
+                "No such user here",
+            )),
+            Err(e) => {
+                tracing::error!(target: "bulwark::smtp", session = %self.id, error = %e, "recipient lookup failed");
+                self.fail(SmtpError::temporary_failure("store"))
+            }
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! SMTP replies and the errors that become them.
+//!
+//! Every refusal is an [`SmtpError`]: basic code (RFC 5321 §4.2), enhanced status code
+//! (RFC 3463, announced with ENHANCEDSTATUSCODES, RFC 2034), whether it is temporary,
+//! a message for the client that leaks nothing about the configuration, and a short
+//! `reason` label for metrics and logs — the shape of maddy's `exterrors`. Stage
+//! modules return `Result<Reply, SmtpError>`; `Session::reply` is the one place that
+//! turns either into octets, counts it and applies the tarpit.
+//!
+//! Replies are formatted here rather than with smtp-proto's writers: its EHLO writer
+//! fixes the greeting text and its `Response` cannot carry two-digit enhanced codes
+//! such as 5.7.11 (RFC 4954 §6 / RFC 5248).
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// An RFC 3463 enhanced status code `class.subject.detail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enhanced(pub u8, pub u16, pub u16);
+
+impl fmt::Display for Enhanced {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// One reply, possibly multi-line (EHLO).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    /// None for replies that carry none (greeting, EHLO/HELO, 334, 354: RFC 2034 §3).
+    pub enhanced: Option<Enhanced>,
+    /// The first line's text, then further lines (EHLO keywords).
+    pub lines: Vec<Cow<'static, str>>,
+    /// Label for metrics and logs (e.g. "ok", "bare_lf", "relay_denied").
+    pub reason: &'static str,
+}
+
+impl Reply {
+    pub fn new(code: u16, enhanced: Enhanced, text: impl Into<Cow<'static, str>>) -> Reply {
+        Reply {
+            code,
+            enhanced: Some(enhanced),
+            lines: vec![text.into()],
+            reason: "ok",
+        }
+    }
+
+    /// A reply without an enhanced status code.
+    pub fn plain(code: u16, text: impl Into<Cow<'static, str>>) -> Reply {
+        Reply {
+            code,
+            enhanced: None,
+            lines: vec![text.into()],
+            reason: "ok",
+        }
+    }
+
+    pub fn ok(text: impl Into<Cow<'static, str>>) -> Reply {
+        Reply::new(250, Enhanced(2, 0, 0), text)
+    }
+
+    pub fn with_reason(mut self, reason: &'static str) -> Reply {
+        self.reason = reason;
+        self
+    }
+
+    /// 4xx: the client may try again later.
+    pub fn is_temporary(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+
+    /// 4xx or 5xx.
+    pub fn is_negative(&self) -> bool {
+        self.code >= 400
+    }
+
+    /// Appends the reply in wire form (`code-text` continuation lines, `code text` last).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
+        let n = self.lines.len();
+        for (i, line) in self.lines.iter().enumerate() {
+            let sep = if i + 1 == n { ' ' } else { '-' };
+            let _ = write!(out, "{}{}", self.code, sep);
+            if let Some(e) = self.enhanced {
+                let _ = write!(out, "{e} ");
+            }
+            // Replies never echo raw client bytes with line breaks; be sure anyway.
+            for b in line.bytes() {
+                out.push(if b == b'\r' || b == b'\n' { b' ' } else { b });
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(64);
+        self.write_to(&mut v);
+        v
+    }
+}
+
+/// A refusal: what went wrong, in SMTP terms (maddy's `exterrors.SMTPError`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code} {enhanced} {message}")]
+pub struct SmtpError {
+    pub code: u16,
+    pub enhanced: Enhanced,
+    pub message: Cow<'static, str>,
+    /// Label for metrics and logs.
+    pub reason: &'static str,
+}
+
+impl SmtpError {
+    pub fn new(
+        code: u16,
+        enhanced: Enhanced,
+        reason: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> SmtpError {
+        debug_assert!(code >= 400);
+        SmtpError {
+            code,
+            enhanced,
+            message: message.into(),
+            reason,
+        }
+    }
+
+    /// 4xx: the client may retry (RFC 5321 §4.2.1).
+    pub fn is_temporary(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+
+    // ---- the vocabulary, one constructor per kind of refusal ----
+
+    /// 503 5.5.1: a command out of order (RFC 5321 §4.1.4).
+    pub fn bad_sequence(message: &'static str) -> SmtpError {
+        SmtpError::new(503, Enhanced(5, 5, 1), "bad_sequence", message)
+    }
+    pub fn syntax(message: impl Into<Cow<'static, str>>) -> SmtpError {
+        SmtpError::new(501, Enhanced(5, 5, 2), "syntax", message)
+    }
+    pub fn line_too_long() -> SmtpError {
+        SmtpError::new(
+            500,
+            Enhanced(5, 5, 2),
+            "line_too_long",
+            "Line too long (at most 1000 octets including CRLF, RFC 5321 §4.5.3.1.4)",
+        )
+    }
+    pub fn unknown_command() -> SmtpError {
+        SmtpError::new(500, Enhanced(5, 5, 1), "unknown_command", "Command unrecognized")
+    }
+    pub fn not_implemented() -> SmtpError {
+        SmtpError::new(502, Enhanced(5, 5, 1), "not_implemented", "Command not implemented")
+    }
+    /// 530 5.7.0 before STARTTLS where TLS is required (RFC 3207 §4).
+    pub fn tls_required() -> SmtpError {
+        SmtpError::new(
+            530,
+            Enhanced(5, 7, 0),
+            "tls_required",
+            "Must issue a STARTTLS command first",
+        )
+    }
+    /// 530 5.7.0 where AUTH is required (RFC 4954 §6).
+    pub fn auth_required() -> SmtpError {
+        SmtpError::new(530, Enhanced(5, 7, 0), "auth_required", "Authentication required")
+    }
+    /// 538 5.7.11: AUTH before TLS (RFC 4954 §6).
+    pub fn encryption_required() -> SmtpError {
+        SmtpError::new(
+            538,
+            Enhanced(5, 7, 11),
+            "encryption_required",
+            "Encryption required for requested authentication mechanism",
+        )
+    }
+    pub fn size_exceeded() -> SmtpError {
+        SmtpError::new(
+            552,
+            Enhanced(5, 3, 4),
+            "size",
+            "Message size exceeds fixed maximum message size",
+        )
+    }
+    pub fn temporary_failure(reason: &'static str) -> SmtpError {
+        SmtpError::new(
+            451,
+            Enhanced(4, 3, 0),
+            reason,
+            "Temporary local problem, try again later",
+        )
+    }
+}
+
+impl From<SmtpError> for Reply {
+    fn from(e: SmtpError) -> Reply {
+        Reply {
+            code: e.code,
+            enhanced: Some(e.enhanced),
+            lines: vec![e.message],
+            reason: e.reason,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_single_and_multi_line() {
+        assert_eq!(
+            Reply::ok("OK").to_bytes(),
+            b"250 2.0.0 OK\r\n".to_vec()
+        );
+        let r = Reply {
+            code: 250,
+            enhanced: None,
+            lines: vec!["mail.example.test".into(), "PIPELINING".into(), "SIZE 10".into()],
+            reason: "ok",
+        };
+        assert_eq!(
+            r.to_bytes(),
+            b"250-mail.example.test\r\n250-PIPELINING\r\n250 SIZE 10\r\n".to_vec()
+        );
+        let e: Reply = SmtpError::encryption_required().into();
+        assert!(e.to_bytes().starts_with(b"538 5.7.11 "));
+        assert!(!e.is_temporary());
+        assert!(SmtpError::temporary_failure("x").is_temporary());
+    }
+
+    #[test]
+    fn never_emits_a_line_break_inside_a_reply_line() {
+        let r = Reply::ok("a\r\nb");
+        assert_eq!(r.to_bytes(), b"250 2.0.0 a  b\r\n".to_vec());
+    }
+}

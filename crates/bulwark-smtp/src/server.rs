@@ -1,0 +1,307 @@
+//! The thin async shell: runs a [`Session`] over a `bulwark_net::Connection`.
+//!
+//! It reads what the session asks for (with the command timeout, the session
+//! deadline and the shutdown signal), performs its effects against the store, the
+//! authenticator and the sender checks, writes the replies (buffered, flushed once per
+//! pipelined batch: only when no more client input is waiting, RFC 2920 §3.2), and
+//! writes the protocol log: every command line and every reply line, SASL
+//! continuation lines as `***`, message bodies never.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bulwark_config::{ListenerKind, Requirement};
+use bulwark_net::{Connection, Line, ReadError, ServerContext, SessionHandler};
+use tokio::time::Instant;
+
+use crate::checks::SenderChecks;
+use crate::session::{
+    Effect, EffectResult, Next, Session, SessionSettings, COMMAND_LINE_MAX, DATA_LINE_MAX,
+    SASL_LINE_MAX,
+};
+
+/// SMTP on one listener (smtp, submission or submissions).
+pub struct SmtpHandler {
+    ctx: ServerContext,
+    settings: Arc<SessionSettings>,
+    checks: Arc<dyn SenderChecks>,
+    busy: &'static [u8],
+}
+
+impl SmtpHandler {
+    pub fn new(
+        kind: ListenerKind,
+        ctx: ServerContext,
+        checks: Arc<dyn SenderChecks>,
+    ) -> SmtpHandler {
+        let settings = Arc::new(SessionSettings::from_config(kind, &ctx.config.config));
+        // One line per listener for the whole process; leaking it gives the
+        // `&'static` the accept loop wants.
+        let busy: &'static [u8] = Box::leak(
+            format!(
+                "421 4.7.0 {} Too many connections, try again later\r\n",
+                settings.hostname
+            )
+            .into_bytes()
+            .into_boxed_slice(),
+        );
+        SmtpHandler {
+            ctx,
+            settings,
+            checks,
+            busy,
+        }
+    }
+}
+
+/// How a read ended, when it did not produce a line.
+enum Interrupted {
+    Timeout,
+    Shutdown,
+    Closed,
+}
+
+#[async_trait]
+impl SessionHandler for SmtpHandler {
+    async fn run(&self, mut conn: Connection) {
+        let peer = conn.peer();
+        let requirement = match self.settings.listener {
+            ListenerKind::Smtp => self.ctx.config.config.smtp.requirement_for(peer.ip()),
+            _ => Requirement::AuthTls,
+        };
+        let mut s = Session::new(
+            self.settings.clone(),
+            conn.session_id().to_string(),
+            peer,
+            requirement,
+            conn.tls().cloned(),
+        );
+        let smtp = &self.ctx.config.config.smtp;
+        let command_timeout = Duration::from_secs(smtp.command_timeout_secs);
+        let deadline = Instant::now() + Duration::from_secs(smtp.session_timeout_secs);
+        let shutdown = conn.shutdown().clone();
+
+        loop {
+            if let Err(e) = self.write_replies(&mut s, &mut conn).await {
+                conn.log.event(&format!("write failed: {e}"));
+                s.disconnected();
+                return;
+            }
+            match s.next_step() {
+                Next::Command => {
+                    // Flush once per pipelined batch.
+                    if !conn.has_buffered_input() && conn.flush().await.is_err() {
+                        s.disconnected();
+                        return;
+                    }
+                    let timeout = command_timeout.min(deadline.saturating_duration_since(Instant::now()));
+                    let r = tokio::select! {
+                        biased;
+                        r = tokio::time::timeout(timeout, conn.read_line(COMMAND_LINE_MAX)) => flatten(r),
+                        _ = shutdown.cancelled() => Err(Interrupted::Shutdown),
+                    };
+                    match r {
+                        Ok(Ok(line)) => {
+                            conn.log.client(&line.bytes);
+                            let Line { bytes, ending } = line;
+                            s.command(bytes, ending);
+                        }
+                        Ok(Err(())) => {
+                            conn.log.client(b"<line too long, discarded>");
+                            s.command_too_long();
+                        }
+                        Err(Interrupted::Timeout) => s.timed_out(),
+                        Err(Interrupted::Shutdown) => s.shutting_down(),
+                        Err(Interrupted::Closed) => {
+                            conn.log.event("client closed the connection");
+                            s.disconnected();
+                            return;
+                        }
+                    }
+                }
+                Next::DataLine => {
+                    let timeout = command_timeout.min(deadline.saturating_duration_since(Instant::now()));
+                    match flatten(tokio::time::timeout(timeout, conn.read_line(DATA_LINE_MAX)).await) {
+                        Ok(Ok(line)) => s.data_line(&line.bytes, line.ending),
+                        Ok(Err(())) => s.data_line_too_long(),
+                        Err(Interrupted::Closed) => {
+                            conn.log.event("client closed the connection during DATA; nothing stored");
+                            s.disconnected();
+                            return;
+                        }
+                        Err(_) => {
+                            conn.log.event("timeout during DATA; nothing stored");
+                            s.timed_out();
+                        }
+                    }
+                }
+                Next::SaslResponse => {
+                    if conn.flush().await.is_err() {
+                        s.disconnected();
+                        return;
+                    }
+                    let timeout = command_timeout.min(deadline.saturating_duration_since(Instant::now()));
+                    match flatten(tokio::time::timeout(timeout, conn.read_line(SASL_LINE_MAX)).await) {
+                        Ok(Ok(line)) => {
+                            conn.log.client_secret();
+                            s.sasl_response(&line.bytes, line.ending);
+                        }
+                        Ok(Err(())) => {
+                            conn.log.client_secret();
+                            s.sasl_too_long();
+                        }
+                        Err(Interrupted::Closed) => {
+                            s.disconnected();
+                            return;
+                        }
+                        Err(_) => s.timed_out(),
+                    }
+                }
+                Next::Chunk { size, keep } => {
+                    conn.log.client(format!("<BDAT chunk of {size} octets>").as_bytes());
+                    let timeout = command_timeout.min(deadline.saturating_duration_since(Instant::now()));
+                    let r = match s.chunk_buffer().filter(|_| keep) {
+                        Some(buf) => {
+                            let n = usize::try_from(size).unwrap_or(usize::MAX);
+                            tokio::time::timeout(timeout, conn.read_exact_into(n, buf)).await
+                        }
+                        None => tokio::time::timeout(timeout, conn.skip_exact(size)).await,
+                    };
+                    match r {
+                        Ok(Ok(())) => s.chunk_done(),
+                        Ok(Err(_)) => {
+                            conn.log.event("client closed the connection during BDAT; nothing stored");
+                            s.disconnected();
+                            return;
+                        }
+                        Err(_) => {
+                            conn.log.event("timeout during BDAT; nothing stored");
+                            s.timed_out();
+                        }
+                    }
+                }
+                Next::Effect(effect) => {
+                    let r = self.perform(effect, &s, &mut conn).await;
+                    s.effect_done(r);
+                }
+                Next::StartTls => match conn.start_tls(self.ctx.tls.acceptor()).await {
+                    Ok(_) => match conn.tls().cloned() {
+                        Some(info) => s.tls_started(info),
+                        None => return,
+                    },
+                    Err(e) => {
+                        tracing::debug!(target: "bulwark::smtp", %peer, error = %e, "STARTTLS failed");
+                        s.disconnected();
+                        return;
+                    }
+                },
+                Next::Close => {
+                    conn.close().await;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn busy_reply(&self) -> &'static [u8] {
+        self.busy
+    }
+}
+
+/// `Ok(Ok(line))`, `Ok(Err(()))` for an overlong line, or why there is no line.
+fn flatten(
+    r: Result<Result<Line, ReadError>, tokio::time::error::Elapsed>,
+) -> Result<Result<Line, ()>, Interrupted> {
+    match r {
+        Err(_) => Err(Interrupted::Timeout),
+        Ok(Ok(line)) => Ok(Ok(line)),
+        Ok(Err(ReadError::TooLong)) => Ok(Err(())),
+        Ok(Err(ReadError::Eof | ReadError::Io(_))) => Err(Interrupted::Closed),
+    }
+}
+
+impl SmtpHandler {
+    /// Writes pending replies (after the tarpit delay) and logs each line.
+    async fn write_replies(&self, s: &mut Session, conn: &mut Connection) -> std::io::Result<()> {
+        let delay = s.take_delay();
+        if !delay.is_zero() {
+            conn.flush().await?;
+            tokio::time::sleep(delay).await;
+        }
+        let mut buf = Vec::with_capacity(128);
+        for r in s.take_replies() {
+            buf.clear();
+            r.write_to(&mut buf);
+            for line in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                conn.log.server(line);
+            }
+            conn.write(&buf).await?;
+        }
+        Ok(())
+    }
+
+    async fn perform(&self, effect: Effect, s: &Session, conn: &mut Connection) -> EffectResult {
+        let store = &self.ctx.store;
+        match effect {
+            Effect::Resolve { address } => EffectResult::Resolved(store.resolve(&address).await),
+            Effect::Authenticate {
+                username,
+                password,
+                mechanism,
+            } => {
+                let r = self
+                    .ctx
+                    .auth
+                    .authenticate(
+                        &username,
+                        &password,
+                        conn.peer().ip(),
+                        self.settings.listener.name(),
+                        mechanism,
+                    )
+                    .await;
+                match &r {
+                    Ok(account) => {
+                        conn.log.set_user(Some(account.address.clone()));
+                        conn.log.event(&format!("authenticated ({mechanism})"));
+                    }
+                    Err(e) => conn.log.event(&format!("authentication failed ({mechanism}): {e}")),
+                }
+                EffectResult::Authenticated(r)
+            }
+            Effect::MaySendAs { account, addresses } => {
+                let mut all = Ok(true);
+                for a in &addresses {
+                    match store.may_send_as(account, a).await {
+                        Ok(true) => {}
+                        other => {
+                            all = other;
+                            break;
+                        }
+                    }
+                }
+                EffectResult::MaySendAs(all)
+            }
+            Effect::CheckMailFrom(ctx) => {
+                EffectResult::MailFromChecked(self.checks.check_mail_from(&ctx).await)
+            }
+            Effect::CheckMessage(ctx, note) => EffectResult::MessageChecked(
+                self.checks
+                    .check_message(&ctx, note.as_ref(), s.message())
+                    .await,
+            ),
+            Effect::Sign(ctx) => {
+                EffectResult::Signed(self.checks.sign(&ctx, &s.sign_parts()).await)
+            }
+            Effect::Ingest(ingest) => {
+                let n = ingest.data.len();
+                let r = store.ingest(*ingest).await;
+                if r.is_ok() {
+                    conn.log.event(&format!("message of {n} octets stored"));
+                }
+                EffectResult::Ingested(r)
+            }
+        }
+    }
+}

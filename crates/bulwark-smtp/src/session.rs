@@ -1,0 +1,569 @@
+//! The SMTP session as a state machine without I/O.
+//!
+//! Inputs are what the connection produced (a command line, a DATA line, a BDAT chunk
+//! read into [`Session::chunk_buffer`], the result of an effect, TLS coming up, a
+//! timeout); outputs are replies ([`Session::take_replies`]), a tarpit delay
+//! ([`Session::take_delay`]) and what to do next ([`Session::next`]): read a command,
+//! read a DATA line, read a SASL response, read or skip a BDAT chunk, perform an
+//! [`Effect`] (a store lookup, an authentication, a sender check, the ingest) and
+//! feed its [`EffectResult`] back, start TLS, or close.
+//!
+//! Each stage lives in its own module (`ehlo`, `starttls`, `auth`, `mail`, `rcpt`,
+//! `data`, `bdat`, `message`) as `impl Session` blocks; every reply goes through
+//! [`Session::reply`], which counts errors, applies the tarpit and ends sessions that
+//! make too many (RFC 5321 §4.5.4.1 leaves the policy to the server).
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bulwark_auth::{AuthError, Secret};
+use bulwark_config::{Config, ListenerKind, Requirement};
+use bulwark_net::{LineEnding, TlsInfo};
+use bulwark_store::{Account, AccountId, Ingest, IngestReceipt, Resolution, StoreError};
+use smtp_proto::Request;
+
+use crate::auth::SaslStep;
+use crate::bdat::Chunk;
+use crate::checks::{
+    CheckNote, MailFromVerdict, MessageContext, MessageVerdict, SenderContext, SignContext,
+};
+use crate::data::DataReader;
+use crate::mail::MailRequest;
+use crate::message::MessageStage;
+use crate::reply::{Enhanced, Reply, SmtpError};
+
+/// Longest command line, including CRLF (RFC 5321 §4.5.3.1.4).
+pub const COMMAND_LINE_MAX: usize = 1000;
+/// Longest line inside DATA. RFC 5321 §4.5.3.1.6 says 1000 octets; real mail is
+/// sometimes longer, so we accept up to this and refuse the message beyond it.
+pub const DATA_LINE_MAX: usize = 64 * 1024;
+/// Longest SASL response line (RFC 4954 §4: 12288 octets of base64 and CRLF).
+pub const SASL_LINE_MAX: usize = 12_290;
+
+/// Per-listener settings, shared by its sessions.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub listener: ListenerKind,
+    pub hostname: String,
+    pub max_message_size: u64,
+    pub max_recipients: u32,
+    pub max_received_headers: u32,
+    pub tarpit_after_errors: u32,
+    pub max_errors: u32,
+    pub tarpit_delay: Duration,
+}
+
+impl SessionSettings {
+    pub fn from_config(listener: ListenerKind, c: &Config) -> SessionSettings {
+        SessionSettings {
+            listener,
+            hostname: c.server.hostname.clone(),
+            max_message_size: c.smtp.max_message_size,
+            max_recipients: c.smtp.max_recipients,
+            max_received_headers: c.smtp.max_received_headers,
+            tarpit_after_errors: c.smtp.tarpit_after_errors,
+            max_errors: c.smtp.max_errors,
+            tarpit_delay: Duration::from_millis(c.smtp.tarpit_delay_ms),
+        }
+    }
+
+    /// Submission ports always need TLS and AUTH (RFC 6409 §4.3, RFC 8314 §3.3).
+    pub fn is_submission(&self) -> bool {
+        matches!(
+            self.listener,
+            ListenerKind::Submission | ListenerKind::Submissions
+        )
+    }
+}
+
+/// What the connection should do next.
+#[derive(Debug)]
+pub enum Next {
+    /// Read a command line of at most [`COMMAND_LINE_MAX`] octets.
+    Command,
+    /// Read a DATA line of at most [`DATA_LINE_MAX`] octets.
+    DataLine,
+    /// Read a SASL response line (a secret: log it as such).
+    SaslResponse,
+    /// Read `size` octets of a BDAT chunk into `chunk_buffer` (`keep`) or discard them,
+    /// then call `chunk_done`.
+    Chunk { size: u64, keep: bool },
+    /// Perform this and call `effect_done` with the result.
+    Effect(Effect),
+    /// Send the pending replies, start TLS, then call `tls_started`.
+    StartTls,
+    /// Send the pending replies and close the connection.
+    Close,
+}
+
+/// Work the session needs done outside itself.
+#[derive(Debug)]
+pub enum Effect {
+    /// `Store::resolve`.
+    Resolve { address: String },
+    /// `Authenticator::authenticate`.
+    Authenticate {
+        username: String,
+        password: Secret,
+        mechanism: &'static str,
+    },
+    /// `Store::may_send_as` for every address (true only if all are allowed).
+    MaySendAs {
+        account: AccountId,
+        addresses: Vec<String>,
+    },
+    /// `SenderChecks::check_mail_from`.
+    CheckMailFrom(SenderContext),
+    /// `SenderChecks::check_message` with `Session::message()`.
+    CheckMessage(Box<MessageContext>, Option<CheckNote>),
+    /// `SenderChecks::sign` with `Session::sign_parts()`.
+    Sign(SignContext),
+    /// `Store::ingest`: one call per message.
+    Ingest(Box<Ingest>),
+}
+
+/// The outcome of an [`Effect`].
+pub enum EffectResult {
+    Resolved(Result<Resolution, StoreError>),
+    Authenticated(Result<Account, AuthError>),
+    MaySendAs(Result<bool, StoreError>),
+    MailFromChecked(MailFromVerdict),
+    MessageChecked(MessageVerdict),
+    Signed(Result<String, SmtpError>),
+    Ingested(Result<IngestReceipt, StoreError>),
+}
+
+/// What the client said in EHLO/HELO.
+#[derive(Debug, Clone)]
+pub(crate) struct Helo {
+    pub name: String,
+    /// EHLO (extensions in use) rather than HELO.
+    pub esmtp: bool,
+}
+
+/// One accepted RCPT and what it resolved to.
+#[derive(Debug, Clone)]
+pub(crate) struct Recipient {
+    pub address: String,
+}
+
+/// A mail transaction: from MAIL to the end of DATA/BDAT LAST, RSET or EHLO.
+#[derive(Default)]
+pub(crate) struct Transaction {
+    pub mail_from: String,
+    /// BODY=8BITMIME (RFC 6152) was given.
+    pub eight_bit: bool,
+    /// SMTPUTF8 (RFC 6531) was given.
+    pub utf8: bool,
+    pub recipients: Vec<Recipient>,
+    /// Local accounts to deliver to (deduplicated across recipients and aliases).
+    pub accounts: Vec<Account>,
+    /// Outside addresses to queue: remote recipients of authenticated clients and
+    /// alias forward targets (deduplicated).
+    pub forward: Vec<String>,
+    /// From the MAIL-time sender check (e.g. Received-SPF).
+    pub mail_from_headers: String,
+    pub note: Option<CheckNote>,
+    /// The message octets as received (dot-unstuffed DATA, or BDAT chunks).
+    pub body: Vec<u8>,
+    /// BDAT was used; a failed chunk fails the rest of the transaction.
+    pub bdat: bool,
+    pub bdat_failed: Option<SmtpError>,
+    /// Headers we add on submission (Date, Message-ID).
+    pub added: String,
+    /// Headers from `check_message` (Authentication-Results…).
+    pub check_headers: String,
+    /// Headers from `sign` (DKIM-Signature).
+    pub sign_headers: String,
+    pub quarantine: bool,
+    pub from_domain: Option<String>,
+}
+
+pub(crate) enum State {
+    Command,
+    Data(DataReader),
+    Chunk(Chunk),
+    Sasl(SaslStep),
+    /// An effect was handed out; its result continues `Pending`.
+    Waiting(Pending),
+    StartTls,
+    Closed,
+}
+
+/// What an effect's result continues.
+pub(crate) enum Pending {
+    Mail(MailRequest),
+    Rcpt(String),
+    Auth(&'static str),
+    Message(MessageStage),
+}
+
+pub struct Session {
+    pub(crate) settings: Arc<SessionSettings>,
+    pub(crate) id: String,
+    pub(crate) peer: SocketAddr,
+    pub(crate) requirement: Requirement,
+    pub(crate) tls: Option<TlsInfo>,
+    pub(crate) helo: Option<Helo>,
+    pub(crate) user: Option<Account>,
+    pub(crate) txn: Option<Transaction>,
+    pub(crate) state: State,
+    effect: Option<Effect>,
+    replies: Vec<Reply>,
+    delay: Duration,
+    errors: u32,
+    pub(crate) messages: u32,
+}
+
+impl Session {
+    /// A new session; the greeting is the first reply. `requirement` is what the
+    /// client must do before MAIL (per-host accept policy on port 25; `AuthTls` on
+    /// submission). `tls` is set on implicit-TLS listeners.
+    pub fn new(
+        settings: Arc<SessionSettings>,
+        id: String,
+        peer: SocketAddr,
+        requirement: Requirement,
+        tls: Option<TlsInfo>,
+    ) -> Session {
+        let requirement = if settings.is_submission() {
+            Requirement::AuthTls
+        } else {
+            requirement
+        };
+        metrics::counter!("bulwark_smtp_sessions_total", "listener" => settings.listener.name())
+            .increment(1);
+        let greeting = Reply::plain(
+            220,
+            format!("{} ESMTP Bulwark ready", settings.hostname),
+        );
+        let mut s = Session {
+            settings,
+            id,
+            peer,
+            requirement,
+            tls,
+            helo: None,
+            user: None,
+            txn: None,
+            state: State::Command,
+            effect: None,
+            replies: Vec::with_capacity(4),
+            delay: Duration::ZERO,
+            errors: 0,
+            messages: 0,
+        };
+        s.reply(greeting);
+        s
+    }
+
+    pub(crate) fn listener(&self) -> &'static str {
+        self.settings.listener.name()
+    }
+
+    /// The authenticated account, if any.
+    pub fn user(&self) -> Option<&Account> {
+        self.user.as_ref()
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Replies to send, in order.
+    pub fn take_replies(&mut self) -> Vec<Reply> {
+        std::mem::take(&mut self.replies)
+    }
+
+    /// True when replies are waiting to be sent.
+    pub fn has_replies(&self) -> bool {
+        !self.replies.is_empty()
+    }
+
+    /// How long to wait before sending the pending replies (tarpit).
+    pub fn take_delay(&mut self) -> Duration {
+        std::mem::take(&mut self.delay)
+    }
+
+    /// What to do next.
+    pub fn next_step(&mut self) -> Next {
+        match &self.state {
+            State::Command => Next::Command,
+            State::Data(_) => Next::DataLine,
+            State::Sasl(_) => Next::SaslResponse,
+            State::Chunk(c) => Next::Chunk {
+                size: c.size,
+                keep: c.error.is_none(),
+            },
+            State::Waiting(_) => match self.effect.take() {
+                Some(e) => Next::Effect(e),
+                // An effect result is owed but none is pending: a bug; fail safe.
+                None => {
+                    self.fail_internal("effect lost");
+                    Next::Close
+                }
+            },
+            State::StartTls => Next::StartTls,
+            State::Closed => Next::Close,
+        }
+    }
+
+    /// The one place replies are queued: counts errors, tarpits, and closes the
+    /// session at `max_errors` with 421 4.7.0 instead of the error.
+    pub(crate) fn reply(&mut self, r: impl Into<Reply>) {
+        let mut r = r.into();
+        if r.is_negative() && r.code != 421 {
+            self.errors += 1;
+            metrics::counter!("bulwark_smtp_rejections_total", "listener" => self.listener(), "reason" => r.reason)
+                .increment(1);
+            if self.errors >= self.settings.max_errors {
+                metrics::counter!("bulwark_smtp_error_limit_total", "listener" => self.listener())
+                    .increment(1);
+                r = Reply::new(
+                    421,
+                    Enhanced(4, 7, 0),
+                    format!(
+                        "{} Too many errors, closing connection",
+                        self.settings.hostname
+                    ),
+                )
+                .with_reason("too_many_errors");
+                self.txn = None;
+                self.state = State::Closed;
+            } else if self.errors > self.settings.tarpit_after_errors {
+                let n = self.errors - self.settings.tarpit_after_errors;
+                self.delay += self.settings.tarpit_delay.saturating_mul(n);
+                metrics::counter!("bulwark_smtp_tarpit_total", "listener" => self.listener())
+                    .increment(1);
+            }
+        }
+        self.replies.push(r);
+    }
+
+    pub(crate) fn fail(&mut self, e: SmtpError) {
+        self.reply(e);
+    }
+
+    /// Requests an effect; its result continues `pending`.
+    pub(crate) fn request(&mut self, effect: Effect, pending: Pending) {
+        self.effect = Some(effect);
+        self.state = State::Waiting(pending);
+    }
+
+    fn fail_internal(&mut self, what: &str) {
+        tracing::error!(target: "bulwark::smtp", session = %self.id, "internal error: {what}");
+        self.reply(
+            Reply::new(
+                421,
+                Enhanced(4, 3, 0),
+                format!("{} Internal error, closing connection", self.settings.hostname),
+            )
+            .with_reason("internal"),
+        );
+        self.txn = None;
+        self.state = State::Closed;
+    }
+
+    // ---------------------------------------------------------------------------
+    // Inputs
+    // ---------------------------------------------------------------------------
+
+    /// A command line (without its line ending).
+    pub fn command(&mut self, mut line: Vec<u8>, ending: LineEnding) {
+        if !matches!(self.state, State::Command) {
+            return self.fail_internal("command in wrong state");
+        }
+        // RFC 5321 §2.3.8: lines end with CRLF; a bare LF or CR is not a line end, and a
+        // NUL is not text. Refuse rather than guess (command smuggling).
+        if ending == LineEnding::Lf {
+            return self.fail(SmtpError::new(
+                500,
+                Enhanced(5, 5, 2),
+                "bare_lf",
+                "Lines must end with CRLF (RFC 5321 §2.3.8)",
+            ));
+        }
+        if line.contains(&b'\r') {
+            return self.fail(SmtpError::new(
+                500,
+                Enhanced(5, 5, 2),
+                "bare_cr",
+                "Bare CR in command (RFC 5321 §2.3.8)",
+            ));
+        }
+        if line.contains(&0) {
+            return self.fail(SmtpError::new(
+                500,
+                Enhanced(5, 5, 2),
+                "nul",
+                "NUL octet in command",
+            ));
+        }
+        line.extend_from_slice(b"\r\n");
+        let parsed = Request::parse(&mut line.iter());
+        match parsed {
+            Ok(req) => {
+                metrics::counter!("bulwark_smtp_commands_total", "listener" => self.listener(), "command" => req.name())
+                    .increment(1);
+                self.dispatch(req)
+            }
+            Err(e) => {
+                metrics::counter!("bulwark_smtp_commands_total", "listener" => self.listener(), "command" => "invalid")
+                    .increment(1);
+                self.fail(parse_error(e))
+            }
+        }
+    }
+
+    /// The command line was longer than [`COMMAND_LINE_MAX`] (and has been discarded).
+    pub fn command_too_long(&mut self) {
+        self.fail(SmtpError::line_too_long());
+    }
+
+    /// The client stayed silent for the command timeout, or the session ran too long.
+    pub fn timed_out(&mut self) {
+        self.reply(
+            Reply::new(
+                421,
+                Enhanced(4, 4, 2),
+                format!("{} Timeout exceeded, closing connection", self.settings.hostname),
+            )
+            .with_reason("timeout"),
+        );
+        metrics::counter!("bulwark_smtp_timeouts_total", "listener" => self.listener()).increment(1);
+        self.txn = None;
+        self.state = State::Closed;
+    }
+
+    /// The server is shutting down: say so between commands (RFC 5321 §3.8).
+    pub fn shutting_down(&mut self) {
+        self.reply(
+            Reply::new(
+                421,
+                Enhanced(4, 3, 2),
+                format!("{} Service shutting down, try again later", self.settings.hostname),
+            )
+            .with_reason("shutdown"),
+        );
+        self.txn = None;
+        self.state = State::Closed;
+    }
+
+    /// The client went away. Whatever was not acknowledged is dropped; nothing
+    /// partial was ever handed to the store.
+    pub fn disconnected(&mut self) {
+        if let Some(t) = self.txn.take() {
+            if matches!(self.state, State::Data(_) | State::Chunk(_)) || !t.body.is_empty() {
+                metrics::counter!("bulwark_smtp_aborted_transfers_total", "listener" => self.listener())
+                    .increment(1);
+            }
+        }
+        self.state = State::Closed;
+    }
+
+    /// The result of the effect handed out by `next`.
+    pub fn effect_done(&mut self, result: EffectResult) {
+        let State::Waiting(pending) = std::mem::replace(&mut self.state, State::Command) else {
+            return self.fail_internal("effect result without a pending effect");
+        };
+        match (pending, result) {
+            (Pending::Rcpt(address), EffectResult::Resolved(r)) => self.rcpt_resolved(address, r),
+            (Pending::Mail(req), EffectResult::MaySendAs(r)) => self.mail_may_send_as(req, r),
+            (Pending::Mail(req), EffectResult::MailFromChecked(v)) => self.mail_checked(req, v),
+            (Pending::Auth(mech), EffectResult::Authenticated(r)) => self.auth_result(mech, r),
+            (Pending::Message(stage), r) => self.message_continue(stage, r),
+            _ => self.fail_internal("effect result does not match the request"),
+        }
+    }
+
+    fn dispatch(&mut self, req: Request<Cow<'_, str>>) {
+        match req {
+            Request::Ehlo { host } => self.ehlo(&host, true),
+            Request::Helo { host } => self.ehlo(&host, false),
+            Request::Lhlo { .. } => self.fail(SmtpError::unknown_command()),
+            Request::StartTls => self.starttls(),
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(mechanism, &initial_response),
+            Request::Mail { from } => self.mail(from),
+            Request::Rcpt { to } => self.rcpt(to),
+            Request::Data => self.data(),
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => self.bdat(chunk_size as u64, is_last),
+            Request::Rset => {
+                self.txn = None;
+                self.reply(Reply::ok("Flushed"));
+            }
+            Request::Noop { .. } => self.reply(Reply::ok("OK")),
+            // RFC 5321 §3.5.3: 252 when we will not verify; never disclose accounts.
+            Request::Vrfy { .. } => self.reply(Reply::new(
+                252,
+                Enhanced(2, 5, 0),
+                "Cannot VRFY user, but will accept message and attempt delivery",
+            )),
+            Request::Expn { .. } => self.fail(SmtpError::new(
+                502,
+                Enhanced(5, 5, 1),
+                "not_implemented",
+                "EXPN is not available",
+            )),
+            Request::Help { .. } => self.reply(Reply::new(
+                214,
+                Enhanced(2, 0, 0),
+                "See RFC 5321; commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP VRFY QUIT",
+            )),
+            Request::Quit => {
+                self.reply(Reply::new(
+                    221,
+                    Enhanced(2, 0, 0),
+                    format!("{} closing connection", self.settings.hostname),
+                ));
+                self.txn = None;
+                self.state = State::Closed;
+            }
+            Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
+                self.fail(SmtpError::not_implemented())
+            }
+        }
+    }
+}
+
+/// smtp-proto's parse errors in SMTP terms (RFC 5321 §4.2.2, RFC 3463).
+fn parse_error(e: smtp_proto::Error) -> SmtpError {
+    use smtp_proto::Error as E;
+    match e {
+        E::UnknownCommand => SmtpError::unknown_command(),
+        E::InvalidSenderAddress => SmtpError::new(
+            501,
+            Enhanced(5, 1, 7),
+            "bad_address",
+            "Bad sender address syntax",
+        ),
+        E::InvalidRecipientAddress => SmtpError::new(
+            501,
+            Enhanced(5, 1, 3),
+            "bad_address",
+            "Bad recipient address syntax",
+        ),
+        E::SyntaxError { syntax } => SmtpError::syntax(format!("Syntax: {syntax}")),
+        E::InvalidParameter { param } => SmtpError::new(
+            501,
+            Enhanced(5, 5, 4),
+            "bad_parameter",
+            format!("Invalid value for parameter {param}"),
+        ),
+        // RFC 5321 §4.1.1.11: 555 for MAIL/RCPT parameters not recognized.
+        E::UnsupportedParameter { .. } => SmtpError::new(
+            555,
+            Enhanced(5, 5, 4),
+            "bad_parameter",
+            "Unsupported parameter",
+        ),
+        _ => SmtpError::syntax("Syntax error"),
+    }
+}
