@@ -3,7 +3,7 @@
 //! Inputs are what the connection produced (a command line, a DATA line, a BDAT chunk
 //! read into [`Session::chunk_buffer`], the result of an effect, TLS coming up, a
 //! timeout); outputs are replies ([`Session::take_replies`]), a tarpit delay
-//! ([`Session::take_delay`]) and what to do next ([`Session::next`]): read a command,
+//! ([`Session::take_delay`]) and what to do next ([`Session::next_step`]): read a command,
 //! read a DATA line, read a SASL response, read or skip a BDAT chunk, perform an
 //! [`Effect`] (a store lookup, an authentication, a sender check, the ingest) and
 //! feed its [`EffectResult`] back, start TLS, or close.
@@ -78,7 +78,7 @@ impl SessionSettings {
     }
 }
 
-/// What the connection should do next.
+/// What the connection should do next (from `Session::next_step`).
 #[derive(Debug)]
 pub enum Next {
     /// Read a command line of at most [`COMMAND_LINE_MAX`] octets.
@@ -186,7 +186,7 @@ pub(crate) enum State {
     Data(DataReader),
     Chunk(Chunk),
     Sasl(SaslStep),
-    /// An effect was handed out; its result continues `Pending`.
+    /// An effect was handed out by `next_step`; its result continues `Pending`.
     Waiting(Pending),
     StartTls,
     Closed,

@@ -1,0 +1,633 @@
+//! The session driven without sockets: a fake connection splits bytes into lines the
+//! way `Connection::read_line` does, effects run against a real embedded store, and
+//! authentication is faked (password "secret").
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine;
+use bulwark_auth::AuthError;
+use bulwark_config::{ListenerKind, Requirement};
+use bulwark_net::{LineEnding, TlsInfo};
+use bulwark_store::{SpecialUse, SqliteStore, Store};
+
+use crate::checks::{
+    CheckNote, MailFromVerdict, MessageAction, MessageContext, MessageVerdict, SenderChecks,
+    SenderContext, SignContext,
+};
+use crate::reply::{Enhanced, SmtpError};
+use crate::session::{Effect, EffectResult, Next, Session, SessionSettings};
+
+fn settings(listener: ListenerKind) -> SessionSettings {
+    SessionSettings {
+        listener,
+        hostname: "mail.example.test".into(),
+        max_message_size: 10_000,
+        max_recipients: 3,
+        max_received_headers: 5,
+        tarpit_after_errors: 3,
+        max_errors: 8,
+        tarpit_delay: Duration::from_millis(100),
+    }
+}
+
+fn tls_info() -> TlsInfo {
+    TlsInfo {
+        version: "TLSv1.3".into(),
+        cipher: "TLS13_AES_256_GCM_SHA384".into(),
+        sni: None,
+    }
+}
+
+/// A sender check that does what the test says.
+#[derive(Default)]
+struct ScriptedChecks {
+    refuse_mail_from: Option<String>,
+    action: MessageAction,
+}
+
+#[async_trait]
+impl SenderChecks for ScriptedChecks {
+    async fn check_mail_from(&self, ctx: &SenderContext) -> MailFromVerdict {
+        if self.refuse_mail_from.as_deref() == Some(ctx.mail_from.as_str()) {
+            return MailFromVerdict {
+                refuse: Some(SmtpError::new(550, Enhanced(5, 7, 23), "spf", "SPF fail")),
+                ..Default::default()
+            };
+        }
+        MailFromVerdict {
+            headers: "Received-SPF: pass\r\n".into(),
+            note: Some(Arc::new(42u32)),
+            ..Default::default()
+        }
+    }
+    async fn check_message(
+        &self,
+        _ctx: &MessageContext,
+        note: Option<&CheckNote>,
+        message: &[u8],
+    ) -> MessageVerdict {
+        assert_eq!(note.and_then(|n| n.downcast_ref::<u32>()), Some(&42));
+        assert!(message.starts_with(b"Subject") || message.starts_with(b"From"));
+        MessageVerdict {
+            action: self.action.clone(),
+            headers: "Authentication-Results: mail.example.test; spf=pass\r\n".into(),
+        }
+    }
+    async fn sign(&self, ctx: &SignContext, message: &[&[u8]]) -> Result<String, SmtpError> {
+        assert!(message.concat().windows(5).any(|w| w == b"From:"));
+        Ok(format!("DKIM-Signature: d={}\r\n", ctx.from_domain.clone().unwrap_or_default()))
+    }
+}
+
+struct Harness {
+    s: Session,
+    input: Vec<u8>,
+    store: SqliteStore,
+    checks: ScriptedChecks,
+    /// Sum of tarpit delays seen.
+    delayed: Duration,
+    closed: bool,
+    started_tls: bool,
+    _dir: tempfile::TempDir,
+}
+
+async fn store() -> (SqliteStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("store")).unwrap();
+    store.add_domain("example.test").await.unwrap();
+    for u in ["alice@example.test", "bob@example.test", "carol@example.test"] {
+        store.create_account(u, "$argon2id$unused").await.unwrap();
+    }
+    store
+        .add_alias("team@example.test", "bob@example.test")
+        .await
+        .unwrap();
+    store
+        .add_alias("team@example.test", "friend@remote.test")
+        .await
+        .unwrap();
+    store
+        .add_alias("postmaster@example.test", "alice@example.test")
+        .await
+        .unwrap();
+    (store, dir)
+}
+
+impl Harness {
+    async fn new(listener: ListenerKind, requirement: Requirement, tls: bool) -> Harness {
+        Harness::with(settings(listener), requirement, tls, ScriptedChecks::default()).await
+    }
+
+    async fn with(
+        settings: SessionSettings,
+        requirement: Requirement,
+        tls: bool,
+        checks: ScriptedChecks,
+    ) -> Harness {
+        let (store, dir) = store().await;
+        let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        let s = Session::new(
+            Arc::new(settings),
+            "sess1".into(),
+            peer,
+            requirement,
+            tls.then(tls_info),
+        );
+        Harness {
+            s,
+            input: Vec::new(),
+            store,
+            checks,
+            delayed: Duration::ZERO,
+            closed: false,
+            started_tls: false,
+            _dir: dir,
+        }
+    }
+
+    /// Feeds bytes and runs until more input is needed; returns the replies sent.
+    async fn send(&mut self, bytes: &[u8]) -> String {
+        self.input.extend_from_slice(bytes);
+        let mut out = Vec::new();
+        loop {
+            self.delayed += self.s.take_delay();
+            for r in self.s.take_replies() {
+                r.write_to(&mut out);
+            }
+            match self.s.next_step() {
+                Next::Command | Next::DataLine | Next::SaslResponse => {
+                    let Some(pos) = self.input.iter().position(|b| *b == b'\n') else {
+                        break;
+                    };
+                    let mut line: Vec<u8> = self.input.drain(..=pos).collect();
+                    line.pop();
+                    let ending = if line.last() == Some(&b'\r') {
+                        line.pop();
+                        LineEnding::CrLf
+                    } else {
+                        LineEnding::Lf
+                    };
+                    match self.s.next_step() {
+                        Next::Command if line.len() + 2 > crate::COMMAND_LINE_MAX => {
+                            self.s.command_too_long()
+                        }
+                        Next::Command => self.s.command(line, ending),
+                        Next::DataLine => self.s.data_line(&line, ending),
+                        _ => self.s.sasl_response(&line, ending),
+                    }
+                }
+                Next::Chunk { size, keep } => {
+                    let size = size as usize;
+                    if self.input.len() < size {
+                        break;
+                    }
+                    let chunk: Vec<u8> = self.input.drain(..size).collect();
+                    if keep {
+                        self.s.chunk_buffer().unwrap().extend_from_slice(&chunk);
+                    }
+                    self.s.chunk_done();
+                }
+                Next::Effect(e) => {
+                    let r = self.perform(e).await;
+                    self.s.effect_done(r);
+                }
+                Next::StartTls => {
+                    // Connection::start_tls discards what was pipelined.
+                    self.input.clear();
+                    self.started_tls = true;
+                    self.s.tls_started(tls_info());
+                }
+                Next::Close => {
+                    self.closed = true;
+                    break;
+                }
+            }
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    async fn perform(&mut self, e: Effect) -> EffectResult {
+        match e {
+            Effect::Resolve { address } => EffectResult::Resolved(self.store.resolve(&address).await),
+            Effect::Authenticate {
+                username, password, ..
+            } => EffectResult::Authenticated(if username == "throttled@example.test" {
+                Err(AuthError::Throttled)
+            } else if password.expose() == "secret" {
+                match self.store.account(&username).await.unwrap() {
+                    Some(a) => Ok(a),
+                    None => Err(AuthError::Failed),
+                }
+            } else {
+                Err(AuthError::Failed)
+            }),
+            Effect::MaySendAs { account, addresses } => {
+                let mut ok = true;
+                for a in addresses {
+                    ok &= self.store.may_send_as(account, &a).await.unwrap();
+                }
+                EffectResult::MaySendAs(Ok(ok))
+            }
+            Effect::CheckMailFrom(ctx) => {
+                EffectResult::MailFromChecked(self.checks.check_mail_from(&ctx).await)
+            }
+            Effect::CheckMessage(ctx, note) => EffectResult::MessageChecked(
+                self.checks
+                    .check_message(&ctx, note.as_ref(), self.s.message())
+                    .await,
+            ),
+            Effect::Sign(ctx) => {
+                EffectResult::Signed(self.checks.sign(&ctx, &self.s.sign_parts()).await)
+            }
+            Effect::Ingest(i) => EffectResult::Ingested(self.store.ingest(*i).await),
+        }
+    }
+
+    async fn mailbox(&self, user: &str, name: &str) -> Vec<Vec<u8>> {
+        let acc = self.store.account(user).await.unwrap().unwrap();
+        let mb = self.store.mailbox(acc.id, name).await.unwrap().unwrap();
+        let mut out = Vec::new();
+        for m in self.store.list_messages(mb.id).await.unwrap() {
+            out.push(self.store.read_blob(m.blob_id).await.unwrap());
+        }
+        out
+    }
+
+    async fn inbox(&self, user: &str) -> Vec<Vec<u8>> {
+        self.mailbox(user, "INBOX").await
+    }
+
+    async fn stored_anywhere(&self) -> usize {
+        let mut n = 0;
+        for u in ["alice@example.test", "bob@example.test", "carol@example.test"] {
+            n += self.inbox(u).await.len();
+            n += self.mailbox(u, SpecialUse::Junk.default_name()).await.len();
+        }
+        n + self.store.queue_list().await.unwrap().len()
+    }
+
+    async fn authenticate(&mut self, user: &str) {
+        let b64 = base64::engine::general_purpose::STANDARD
+            .encode(format!("\0{user}\0secret").as_bytes());
+        let r = self.send(format!("AUTH PLAIN {b64}\r\n").as_bytes()).await;
+        assert_eq!(r, "235 2.7.0 Authentication successful\r\n");
+    }
+}
+
+fn codes(replies: &str) -> Vec<&str> {
+    replies
+        .lines()
+        .filter(|l| l.len() >= 4 && l.as_bytes()[3] == b' ')
+        .map(|l| &l[..3])
+        .collect()
+}
+
+const MSG: &str = "Subject: hi\r\nFrom: x@remote.test\r\n\r\nHello\r\n..dot\r\n";
+
+#[tokio::test]
+async fn greeting_and_ehlo_on_port_25() {
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    let r = h.send(b"EHLO client.test\r\n").await;
+    assert!(r.starts_with("220 mail.example.test ESMTP"), "{r}");
+    for ext in ["PIPELINING", "SIZE 10000", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "CHUNKING", "STARTTLS"] {
+        assert!(r.contains(&format!("250-{ext}\r\n")) || r.contains(&format!("250 {ext}\r\n")), "{ext}: {r}");
+    }
+    assert!(!r.contains("AUTH"), "no AUTH on port 25 by default: {r}");
+    let r = h.send(b"VRFY bob@example.test\r\nNOOP\r\nHELP\r\nEXPN team\r\n").await;
+    assert_eq!(codes(&r), ["252", "250", "214", "502"]);
+}
+
+#[tokio::test]
+async fn delivers_locally_with_trace_headers() {
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"EHLO client.test\r\n").await;
+    let r = h
+        .send(format!("MAIL FROM:<x@remote.test>\r\nRCPT TO:<Bob@Example.test>\r\nDATA\r\n{MSG}.\r\n").as_bytes())
+        .await;
+    assert_eq!(codes(&r), ["250", "250", "354", "250"], "{r}");
+    let inbox = h.inbox("bob@example.test").await;
+    assert_eq!(inbox.len(), 1);
+    let m = String::from_utf8(inbox[0].clone()).unwrap();
+    assert!(m.starts_with("Return-Path: <x@remote.test>\r\nReceived-SPF: pass\r\nAuthentication-Results: mail.example.test; spf=pass\r\nReceived: from client.test ([192.0.2.7])\r\n\tby mail.example.test (Bulwark) with ESMTP id sess1.1\r\n\tfor <Bob@Example.test>; "), "{m}");
+    assert!(m.ends_with("\r\nSubject: hi\r\nFrom: x@remote.test\r\n\r\nHello\r\n.dot\r\n"), "{m}");
+    // The next transaction works on the same session.
+    let r = h
+        .send(format!("MAIL FROM:<>\r\nRCPT TO:<team@example.test>\r\nDATA\r\n{MSG}.\r\nQUIT\r\n").as_bytes())
+        .await;
+    assert_eq!(codes(&r), ["250", "250", "354", "250", "221"], "{r}");
+    assert!(h.closed);
+    // team = bob + friend@remote.test: a local copy with Return-Path, a queued one without.
+    let inbox = h.inbox("bob@example.test").await;
+    assert_eq!(inbox.len(), 2);
+    assert!(inbox[1].starts_with(b"Return-Path: <>\r\n"));
+    let q = h.store.queue_list().await.unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].recipients[0].address, "friend@remote.test");
+    let relayed = h.store.read_blob(q[0].blob_id).await.unwrap();
+    assert_eq!(&inbox[1][b"Return-Path: <>\r\n".len()..], &relayed[..]);
+}
+
+#[tokio::test]
+async fn unknown_users_and_relaying_are_refused() {
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"EHLO client.test\r\n").await;
+    let r = h
+        .send(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<nobody@example.test>\r\nRCPT TO:<victim@elsewhere.test>\r\nDATA\r\n")
+        .await;
+    assert!(r.contains("550 5.1.1 "), "{r}");
+    assert!(r.contains("554 5.7.1 Relay access denied"), "{r}");
+    assert!(r.contains("554 5.5.1 No valid recipients"), "{r}");
+    assert_eq!(h.stored_anywhere().await, 0);
+}
+
+#[tokio::test]
+async fn sender_check_may_refuse_and_quarantine() {
+    let checks = ScriptedChecks {
+        refuse_mail_from: Some("spf-fail@remote.test".into()),
+        action: MessageAction::Quarantine,
+    };
+    let mut h = Harness::with(settings(ListenerKind::Smtp), Requirement::Any, false, checks).await;
+    h.send(b"EHLO client.test\r\n").await;
+    let r = h.send(b"MAIL FROM:<spf-fail@remote.test>\r\n").await;
+    assert_eq!(r, "550 5.7.23 SPF fail\r\n");
+    let r = h
+        .send(format!("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n{MSG}.\r\n").as_bytes())
+        .await;
+    assert_eq!(codes(&r), ["250", "250", "354", "250"], "{r}");
+    assert!(h.inbox("bob@example.test").await.is_empty());
+    assert_eq!(h.mailbox("bob@example.test", "Junk").await.len(), 1);
+
+    let checks = ScriptedChecks {
+        action: MessageAction::Refuse(SmtpError::new(550, Enhanced(5, 7, 1), "dmarc", "DMARC reject")),
+        ..Default::default()
+    };
+    let mut h = Harness::with(settings(ListenerKind::Smtp), Requirement::Any, false, checks).await;
+    h.send(b"EHLO client.test\r\n").await;
+    let r = h
+        .send(format!("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n{MSG}.\r\n").as_bytes())
+        .await;
+    assert!(r.ends_with("550 5.7.1 DMARC reject\r\n"), "{r}");
+    assert_eq!(h.stored_anywhere().await, 0);
+}
+
+#[tokio::test]
+async fn smuggling_lf_dot_lf_is_refused_and_nothing_runs() {
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"EHLO client.test\r\n").await;
+    let r = h
+        .send(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: one\r\n\r\nbody\n.\nMAIL FROM:<admin@example.test>\r\nRCPT TO:<carol@example.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nx\r\n.\r\n")
+        .await;
+    // One reply for the whole thing: the smuggled commands were message text.
+    assert_eq!(codes(&r), ["250", "250", "354", "554"], "{r}");
+    assert!(r.contains("554 5.6.0 Message refused: bare LF"), "{r}");
+    assert_eq!(h.stored_anywhere().await, 0);
+    // The session goes on.
+    let r = h.send(b"NOOP\r\n").await;
+    assert_eq!(r, "250 2.0.0 OK\r\n");
+}
+
+#[tokio::test]
+async fn smuggling_cr_dot_cr_and_lf_dot_crlf_are_refused() {
+    for payload in [
+        &b"Subject: one\r\n\r\nbody\r.\rMAIL FROM:<a@example.test>\r\n.\r\n"[..],
+        &b"Subject: one\r\n\r\nbody\n.\r\nMAIL FROM:<a@example.test>\r\n.\r\n"[..],
+        &b"Subject: one\r\n\r\nbody\r\n.\nMAIL FROM:<a@example.test>\r\n.\r\n"[..],
+    ] {
+        let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+        h.send(b"EHLO client.test\r\nMAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n").await;
+        let r = h.send(payload).await;
+        assert!(r.starts_with("554 5.6.0 "), "{r:?} for {payload:?}");
+        assert_eq!(codes(&r).len(), 1, "{r}");
+        assert_eq!(h.stored_anywhere().await, 0);
+    }
+}
+
+#[tokio::test]
+async fn nul_and_undeclared_8bit_are_refused() {
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"EHLO client.test\r\n").await;
+    let r = h
+        .send(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: a\0b\r\n\r\nx\r\n.\r\n")
+        .await;
+    assert!(r.ends_with("554 5.6.0 Message refused: NUL octets are not allowed\r\n"), "{r}");
+    let r = h
+        .send("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: caf\u{e9}\r\n\r\nx\r\n.\r\n".as_bytes())
+        .await;
+    assert!(r.ends_with("554 5.6.0 Message refused: 8-bit data requires MAIL FROM with BODY=8BITMIME (RFC 6152)\r\n"), "{r}");
+    assert_eq!(h.stored_anywhere().await, 0);
+    let r = h
+        .send("MAIL FROM:<x@remote.test> BODY=8BITMIME\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: caf\u{e9}\r\n\r\nx\r\n.\r\n".as_bytes())
+        .await;
+    assert!(r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"), "{r}");
+}
+
+#[tokio::test]
+async fn bad_command_lines() {
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"EHLO client.test\r\n").await;
+    let long = format!("NOOP {}\r\n", "a".repeat(1000));
+    assert!(h.send(long.as_bytes()).await.starts_with("500 5.5.2 Line too long"));
+    assert!(h.send(b"NOOP\n").await.starts_with("500 5.5.2 Lines must end with CRLF"));
+    assert!(h.send(b"NO\0OP\r\n").await.starts_with("500 5.5.2 NUL"));
+    let r = h.send(b"MAIL FROM:<a@>\r\n").await;
+    assert!(r.starts_with("501 5.1.7 "), "{r}");
+    let r = h.send(b"MAIL FROM:<a@b.test> RET=FULL\r\n").await;
+    assert!(r.starts_with("555 5.5.4 "), "{r}");
+    assert!(h.send(b"RCPT TO:<bob@example.test>\r\n").await.starts_with("503 5.5.1 "));
+}
+
+#[tokio::test]
+async fn tarpit_grows_then_421() {
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"EHLO client.test\r\n").await;
+    let r = h.send(b"BOGUS\r\nBOGUS\r\nBOGUS\r\n").await;
+    assert_eq!(codes(&r), ["500", "500", "500"]);
+    assert_eq!(h.delayed, Duration::ZERO);
+    h.send(b"BOGUS\r\nBOGUS\r\n").await; // errors 4 and 5: 100 + 200 ms
+    assert_eq!(h.delayed, Duration::from_millis(300));
+    let r = h.send(b"BOGUS\r\nBOGUS\r\nBOGUS\r\nNOOP\r\n").await;
+    assert!(r.ends_with("421 4.7.0 mail.example.test Too many errors, closing connection\r\n"), "{r}");
+    assert!(h.closed);
+    assert!(!r.contains("250"), "nothing after the 421: {r}");
+}
+
+#[tokio::test]
+async fn limits_size_and_recipients() {
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"EHLO client.test\r\n").await;
+    assert!(h.send(b"MAIL FROM:<x@remote.test> SIZE=20000\r\n").await.starts_with("552 5.3.4 "));
+    let r = h
+        .send(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nRCPT TO:<alice@example.test>\r\nRCPT TO:<carol@example.test>\r\nRCPT TO:<team@example.test>\r\n")
+        .await;
+    assert_eq!(codes(&r), ["250", "250", "250", "250", "452"], "{r}");
+    assert!(r.contains("452 4.5.3 "));
+    let big = format!("DATA\r\nSubject: x\r\n\r\n{}\r\n.\r\n", "y\r\n".repeat(6000));
+    let r = h.send(big.as_bytes()).await;
+    assert!(r.ends_with("552 5.3.4 Message size exceeds fixed maximum message size\r\n"), "{r}");
+    assert_eq!(h.stored_anywhere().await, 0);
+}
+
+#[tokio::test]
+async fn loops_are_refused() {
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"EHLO client.test\r\nMAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n").await;
+    let r = h.send(format!("{}Subject: x\r\n\r\nx\r\n.\r\n", "Received: from a by b; x\r\n".repeat(6)).as_bytes()).await;
+    assert!(r.starts_with("554 5.4.6 "), "{r}");
+    assert_eq!(h.stored_anywhere().await, 0);
+}
+
+#[tokio::test]
+async fn bdat_chunks_and_failures() {
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"EHLO client.test\r\n").await;
+    let r = h.send(b"BDAT 4\r\nabcdNOOP\r\n").await;
+    assert_eq!(codes(&r), ["503", "250"], "chunk consumed even when refused: {r}");
+    let part1 = b"Subject: chunked\r\n";
+    let part2 = b"\r\nbody\r\n";
+    let r = h
+        .send(&[
+            &b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\n"[..],
+            format!("BDAT {}\r\n", part1.len()).as_bytes(),
+            part1,
+            format!("BDAT {} LAST\r\n", part2.len()).as_bytes(),
+            part2,
+        ].concat())
+        .await;
+    assert_eq!(codes(&r), ["250", "250", "250", "250"], "{r}");
+    let inbox = h.inbox("bob@example.test").await;
+    assert!(inbox[0].ends_with(b"\r\nSubject: chunked\r\n\r\nbody\r\n"));
+    // Too big: refused, the chunk skipped, and so is the rest of the transaction.
+    let r = h
+        .send(&[
+            &b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nBDAT 20000\r\n"[..],
+            &[b'z'; 20000],
+            b"BDAT 3 LAST\r\nabcNOOP\r\n",
+        ].concat())
+        .await;
+    assert_eq!(codes(&r), ["250", "250", "552", "552", "250"], "{r}");
+    // Bare LF inside BDAT is refused as well (it would smuggle at the next hop).
+    let r = h
+        .send(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nBDAT 12 LAST\r\nSubject: x\n\n")
+        .await;
+    assert!(r.ends_with("554 5.6.0 Message refused: bare LF or CR; lines must end with CRLF (RFC 5321 §2.3.8)\r\n"), "{r}");
+    assert_eq!(h.inbox("bob@example.test").await.len(), 1);
+}
+
+#[tokio::test]
+async fn submission_requires_tls_then_auth() {
+    let lenient = SessionSettings {
+        max_errors: 20,
+        ..settings(ListenerKind::Submission)
+    };
+    let mut h = Harness::with(lenient, Requirement::Any, false, ScriptedChecks::default()).await;
+    let r = h.send(b"EHLO client.test\r\n").await;
+    assert!(r.contains("STARTTLS") && !r.contains("AUTH"), "{r}");
+    assert!(h.send(b"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n").await.starts_with("538 5.7.11 "));
+    assert!(h.send(b"MAIL FROM:<alice@example.test>\r\n").await.starts_with("530 5.7.0 Must issue a STARTTLS"));
+    // STARTTLS discards what was pipelined and resets the session.
+    let r = h.send(b"STARTTLS\r\nMAIL FROM:<alice@example.test>\r\n").await;
+    assert_eq!(r, "220 2.0.0 Ready to start TLS\r\n");
+    assert!(h.started_tls);
+    assert!(h.send(b"MAIL FROM:<alice@example.test>\r\n").await.starts_with("503 5.5.1 Send EHLO"));
+    let r = h.send(b"EHLO client.test\r\n").await;
+    assert!(r.contains("250-AUTH PLAIN LOGIN\r\n") || r.contains("250 AUTH PLAIN LOGIN\r\n"), "{r}");
+    assert!(!r.contains("STARTTLS"));
+    assert!(h.send(b"MAIL FROM:<alice@example.test>\r\n").await.starts_with("530 5.7.0 Authentication required"));
+    // Wrong password and unknown user: the same answer.
+    let bad1 = base64::engine::general_purpose::STANDARD.encode("\0alice@example.test\0wrong");
+    let bad2 = base64::engine::general_purpose::STANDARD.encode("\0nobody@example.test\0secret");
+    let r1 = h.send(format!("AUTH PLAIN {bad1}\r\n").as_bytes()).await;
+    let r2 = h.send(format!("AUTH PLAIN {bad2}\r\n").as_bytes()).await;
+    assert_eq!(r1, "535 5.7.8 Authentication credentials invalid\r\n");
+    assert_eq!(r1, r2);
+    let thr = base64::engine::general_purpose::STANDARD.encode("\0throttled@example.test\0secret");
+    assert!(h.send(format!("AUTH PLAIN {thr}\r\n").as_bytes()).await.starts_with("454 4.7.0 "));
+    // LOGIN with continuation lines.
+    let r = h.send(b"AUTH LOGIN\r\n").await;
+    assert_eq!(r, "334 VXNlcm5hbWU6\r\n");
+    let r = h
+        .send(format!("{}\r\n", base64::engine::general_purpose::STANDARD.encode("alice@example.test")).as_bytes())
+        .await;
+    assert_eq!(r, "334 UGFzc3dvcmQ6\r\n");
+    let r = h.send(b"c2VjcmV0\r\n").await;
+    assert_eq!(r, "235 2.7.0 Authentication successful\r\n");
+    assert!(h.send(b"AUTH PLAIN\r\n").await.starts_with("503 5.5.1 Already"));
+}
+
+#[tokio::test]
+async fn submission_anti_spoofing_and_added_headers() {
+    let mut h = Harness::new(ListenerKind::Submissions, Requirement::Any, true).await;
+    h.send(b"EHLO client.test\r\n").await;
+    h.authenticate("alice@example.test").await;
+    // Envelope: not hers.
+    assert!(h.send(b"MAIL FROM:<bob@example.test>\r\n").await.starts_with("550 5.7.1 "));
+    assert!(h.send(b"MAIL FROM:<>\r\n").await.starts_with("550 5.7.1 "));
+    // Header From: not hers (a second From counts too).
+    let r = h
+        .send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: alice@example.test\r\nFrom: bob@example.test\r\n\r\nx\r\n.\r\n")
+        .await;
+    assert!(r.ends_with("550 5.7.1 Sender address is not owned by the authenticated user\r\n"), "{r}");
+    let r = h
+        .send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: alice@example.test\r\nSender: carol@example.test\r\n\r\nx\r\n.\r\n")
+        .await;
+    assert!(r.contains("550 5.7.1 "), "{r}");
+    let r = h
+        .send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: no from\r\n\r\nx\r\n.\r\n")
+        .await;
+    assert!(r.contains("550 5.7.1 "), "{r}");
+    assert_eq!(h.stored_anywhere().await, 0);
+    // An alias delivering to her is hers; remote recipients are queued.
+    let body = "From: Postmaster <postmaster@example.test>\r\nSubject: ok\r\n\r\nhello\r\n";
+    let r = h
+        .send(format!("MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nRCPT TO:<someone@remote.test>\r\nDATA\r\n{body}.\r\n").as_bytes())
+        .await;
+    assert_eq!(codes(&r), ["250", "250", "250", "354", "250"], "{r}");
+    let m = String::from_utf8(h.inbox("bob@example.test").await.remove(0)).unwrap();
+    assert!(m.starts_with("Return-Path: <alice@example.test>\r\nDKIM-Signature: d=example.test\r\nReceived: from client.test ([192.0.2.7])\r\n\t(using TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384)\r\n\tby mail.example.test (Bulwark) with ESMTPSA id sess1.1\r\n"), "{m}");
+    assert!(m.contains("\r\nDate: "), "{m}");
+    assert!(m.contains("\r\nMessage-ID: <"), "{m}");
+    assert!(m.ends_with(body), "{m}");
+    let q = h.store.queue_list().await.unwrap();
+    assert_eq!(q[0].recipients[0].address, "someone@remote.test");
+    assert_eq!(q[0].return_path, "alice@example.test");
+}
+
+#[tokio::test]
+async fn accept_policy_on_port_25() {
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Tls, false).await;
+    h.send(b"EHLO partner.test\r\n").await;
+    assert!(h.send(b"MAIL FROM:<x@partner.test>\r\n").await.starts_with("530 5.7.0 Must issue a STARTTLS"));
+    h.send(b"STARTTLS\r\n").await;
+    let r = h.send(b"EHLO partner.test\r\n").await;
+    assert!(!r.contains("AUTH"), "tls-only networks get no AUTH: {r}");
+    assert!(h.send(b"MAIL FROM:<x@partner.test>\r\n").await.starts_with("250 "));
+
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Auth, false).await;
+    let r = h.send(b"EHLO office.test\r\n").await;
+    assert!(!r.contains("AUTH"), "no AUTH before TLS: {r}");
+    assert!(h.send(b"MAIL FROM:<alice@example.test>\r\n").await.starts_with("530 5.7.0 Must issue a STARTTLS"));
+    h.send(b"STARTTLS\r\n").await;
+    let r = h.send(b"EHLO office.test\r\n").await;
+    assert!(r.contains("AUTH PLAIN LOGIN"), "{r}");
+    assert!(h.send(b"MAIL FROM:<alice@example.test>\r\n").await.starts_with("530 5.7.0 Authentication required"));
+    h.authenticate("alice@example.test").await;
+    let r = h.send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<x@remote.test>\r\n").await;
+    assert_eq!(codes(&r), ["250", "250"], "{r}");
+}
+
+#[tokio::test]
+async fn timeout_and_shutdown_say_421() {
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"").await;
+    h.s.timed_out();
+    let r = h.send(b"").await;
+    assert!(r.starts_with("421 4.4.2 "), "{r}");
+    assert!(h.closed);
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"").await;
+    h.s.shutting_down();
+    assert!(h.send(b"").await.starts_with("421 4.3.2 "));
+}

@@ -40,10 +40,16 @@ fn handler_for(kind: ListenerKind, ctx: &ServerContext) -> Option<Arc<dyn Sessio
                 handle, access,
             )))
         }
-        ListenerKind::Smtp
-        | ListenerKind::Submission
-        | ListenerKind::Submissions
-        | ListenerKind::Imap
+        // Sender authentication (SPF/DKIM/DMARC) plugs in here: replace
+        // `NoSenderChecks` with bulwark-senderauth's `SenderChecks` implementation.
+        ListenerKind::Smtp | ListenerKind::Submission | ListenerKind::Submissions => {
+            Some(Arc::new(bulwark_smtp::SmtpHandler::new(
+                kind,
+                ctx.clone(),
+                Arc::new(bulwark_smtp::NoSenderChecks),
+            )))
+        }
+        ListenerKind::Imap
         | ListenerKind::Imaps
         | ListenerKind::Pop3
         | ListenerKind::Pop3s
