@@ -6,8 +6,7 @@
 //! logs them as `***`.
 
 use bulwark_auth::sasl::{
-    decode_login_field, decode_plain, SaslError, LOGIN_PASSWORD_CHALLENGE,
-    LOGIN_USERNAME_CHALLENGE,
+    decode_login_field, decode_plain, SaslError, LOGIN_PASSWORD_CHALLENGE, LOGIN_USERNAME_CHALLENGE,
 };
 use bulwark_auth::{AuthError, Secret};
 use bulwark_net::LineEnding;
@@ -58,7 +57,9 @@ impl Session {
         }
         if self.txn.is_some() {
             // RFC 4954 §4: not during a mail transaction.
-            return self.fail(SmtpError::bad_sequence("AUTH not allowed during a transaction"));
+            return self.fail(SmtpError::bad_sequence(
+                "AUTH not allowed during a transaction",
+            ));
         }
         match mechanism {
             AUTH_PLAIN if initial.is_empty() => {
@@ -135,12 +136,9 @@ impl Session {
                 "auth_cancelled",
                 "Authentication cancelled",
             ),
-            SaslError::Base64 => SmtpError::new(
-                501,
-                Enhanced(5, 5, 2),
-                "auth_syntax",
-                "Invalid base64 data",
-            ),
+            SaslError::Base64 => {
+                SmtpError::new(501, Enhanced(5, 5, 2), "auth_syntax", "Invalid base64 data")
+            }
             SaslError::Malformed | SaslError::AuthzMismatch => SmtpError::new(
                 501,
                 Enhanced(5, 5, 2),

@@ -242,11 +242,7 @@ mod tests {
     #[test]
     fn lf_dot_lf_is_not_an_end() {
         // "text\n.\nMAIL FROM..." must not end the message (smuggling).
-        let (end, r, _) = feed(&[
-            (b"text", Lf),
-            (b".", Lf),
-            (b"MAIL FROM:<x@y.test>", CrLf),
-        ]);
+        let (end, r, _) = feed(&[(b"text", Lf), (b".", Lf), (b"MAIL FROM:<x@y.test>", CrLf)]);
         assert_eq!(end, None);
         assert!(r.flags.bare_lf);
         // Nor "\n.\r\n": the dot line must follow a CRLF.

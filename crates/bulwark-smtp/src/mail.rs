@@ -139,7 +139,11 @@ impl Session {
                 let ctx = SenderContext {
                     listener: self.settings.listener,
                     client_ip: self.peer.ip(),
-                    helo: self.helo.as_ref().map(|h| h.name.clone()).unwrap_or_default(),
+                    helo: self
+                        .helo
+                        .as_ref()
+                        .map(|h| h.name.clone())
+                        .unwrap_or_default(),
                     mail_from: req.address.clone(),
                     tls: self.tls.is_some(),
                 };

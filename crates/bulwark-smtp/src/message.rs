@@ -12,8 +12,7 @@
 //! without `Return-Path:`.
 
 use bulwark_store::{
-    Delivery, DeliveryTarget, Flags, Ingest, IngestReceipt, NewQueueEntry, SpecialUse,
-    StoreError,
+    Delivery, DeliveryTarget, Flags, Ingest, IngestReceipt, NewQueueEntry, SpecialUse, StoreError,
 };
 use mail_parser::{Address, HeaderName, HeaderValue, MessageParser};
 
@@ -31,7 +30,11 @@ pub(crate) enum MessageStage {
     /// `SenderChecks::sign`.
     Sign,
     /// `Store::ingest`.
-    Ingest { size: usize, local: usize, remote: usize },
+    Ingest {
+        size: usize,
+        local: usize,
+        remote: usize,
+    },
 }
 
 /// What the header section says, as far as we care.
@@ -153,7 +156,11 @@ impl Session {
                 sender: SenderContext {
                     listener: self.settings.listener,
                     client_ip: self.peer.ip(),
-                    helo: self.helo.as_ref().map(|h| h.name.clone()).unwrap_or_default(),
+                    helo: self
+                        .helo
+                        .as_ref()
+                        .map(|h| h.name.clone())
+                        .unwrap_or_default(),
                     mail_from: t.mail_from.clone(),
                     tls: self.tls.is_some(),
                 },
@@ -243,9 +250,14 @@ impl Session {
                 self.ingest();
             }
             (MessageStage::Sign, EffectResult::Signed(Err(e))) => self.message_refused(e),
-            (MessageStage::Ingest { size, local, remote }, EffectResult::Ingested(r)) => {
-                self.ingested(size, local, remote, r)
-            }
+            (
+                MessageStage::Ingest {
+                    size,
+                    local,
+                    remote,
+                },
+                EffectResult::Ingested(r),
+            ) => self.ingested(size, local, remote, r),
             _ => self.fail(SmtpError::temporary_failure("internal")),
         }
     }

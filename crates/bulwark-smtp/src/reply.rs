@@ -150,10 +150,20 @@ impl SmtpError {
         )
     }
     pub fn unknown_command() -> SmtpError {
-        SmtpError::new(500, Enhanced(5, 5, 1), "unknown_command", "Command unrecognized")
+        SmtpError::new(
+            500,
+            Enhanced(5, 5, 1),
+            "unknown_command",
+            "Command unrecognized",
+        )
     }
     pub fn not_implemented() -> SmtpError {
-        SmtpError::new(502, Enhanced(5, 5, 1), "not_implemented", "Command not implemented")
+        SmtpError::new(
+            502,
+            Enhanced(5, 5, 1),
+            "not_implemented",
+            "Command not implemented",
+        )
     }
     /// 530 5.7.0 before STARTTLS where TLS is required (RFC 3207 §4).
     pub fn tls_required() -> SmtpError {
@@ -166,7 +176,12 @@ impl SmtpError {
     }
     /// 530 5.7.0 where AUTH is required (RFC 4954 §6).
     pub fn auth_required() -> SmtpError {
-        SmtpError::new(530, Enhanced(5, 7, 0), "auth_required", "Authentication required")
+        SmtpError::new(
+            530,
+            Enhanced(5, 7, 0),
+            "auth_required",
+            "Authentication required",
+        )
     }
     /// 538 5.7.11: AUTH before TLS (RFC 4954 §6).
     pub fn encryption_required() -> SmtpError {
@@ -212,14 +227,15 @@ mod tests {
 
     #[test]
     fn formats_single_and_multi_line() {
-        assert_eq!(
-            Reply::ok("OK").to_bytes(),
-            b"250 2.0.0 OK\r\n".to_vec()
-        );
+        assert_eq!(Reply::ok("OK").to_bytes(), b"250 2.0.0 OK\r\n".to_vec());
         let r = Reply {
             code: 250,
             enhanced: None,
-            lines: vec!["mail.example.test".into(), "PIPELINING".into(), "SIZE 10".into()],
+            lines: vec![
+                "mail.example.test".into(),
+                "PIPELINING".into(),
+                "SIZE 10".into(),
+            ],
             reason: "ok",
         };
         assert_eq!(

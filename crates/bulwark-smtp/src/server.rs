@@ -95,7 +95,8 @@ impl SessionHandler for SmtpHandler {
                         s.disconnected();
                         return;
                     }
-                    let timeout = command_timeout.min(deadline.saturating_duration_since(Instant::now()));
+                    let timeout =
+                        command_timeout.min(deadline.saturating_duration_since(Instant::now()));
                     let r = tokio::select! {
                         biased;
                         r = tokio::time::timeout(timeout, conn.read_line(COMMAND_LINE_MAX)) => flatten(r),
@@ -121,12 +122,22 @@ impl SessionHandler for SmtpHandler {
                     }
                 }
                 Next::DataLine => {
-                    let timeout = command_timeout.min(deadline.saturating_duration_since(Instant::now()));
-                    match flatten(tokio::time::timeout(timeout, conn.read_line(DATA_LINE_MAX)).await) {
+                    // The 354 must reach the client before it sends the message; a
+                    // no-op once nothing is buffered.
+                    if conn.flush().await.is_err() {
+                        s.disconnected();
+                        return;
+                    }
+                    let timeout =
+                        command_timeout.min(deadline.saturating_duration_since(Instant::now()));
+                    match flatten(
+                        tokio::time::timeout(timeout, conn.read_line(DATA_LINE_MAX)).await,
+                    ) {
                         Ok(Ok(line)) => s.data_line(&line.bytes, line.ending),
                         Ok(Err(())) => s.data_line_too_long(),
                         Err(Interrupted::Closed) => {
-                            conn.log.event("client closed the connection during DATA; nothing stored");
+                            conn.log
+                                .event("client closed the connection during DATA; nothing stored");
                             s.disconnected();
                             return;
                         }
@@ -141,8 +152,11 @@ impl SessionHandler for SmtpHandler {
                         s.disconnected();
                         return;
                     }
-                    let timeout = command_timeout.min(deadline.saturating_duration_since(Instant::now()));
-                    match flatten(tokio::time::timeout(timeout, conn.read_line(SASL_LINE_MAX)).await) {
+                    let timeout =
+                        command_timeout.min(deadline.saturating_duration_since(Instant::now()));
+                    match flatten(
+                        tokio::time::timeout(timeout, conn.read_line(SASL_LINE_MAX)).await,
+                    ) {
                         Ok(Ok(line)) => {
                             conn.log.client_secret();
                             s.sasl_response(&line.bytes, line.ending);
@@ -159,8 +173,16 @@ impl SessionHandler for SmtpHandler {
                     }
                 }
                 Next::Chunk { size, keep } => {
-                    conn.log.client(format!("<BDAT chunk of {size} octets>").as_bytes());
-                    let timeout = command_timeout.min(deadline.saturating_duration_since(Instant::now()));
+                    // Replies to a pipelined batch must not wait behind a chunk the
+                    // client has not finished sending.
+                    if conn.flush().await.is_err() {
+                        s.disconnected();
+                        return;
+                    }
+                    conn.log
+                        .client(format!("<BDAT chunk of {size} octets>").as_bytes());
+                    let timeout =
+                        command_timeout.min(deadline.saturating_duration_since(Instant::now()));
                     let r = match s.chunk_buffer().filter(|_| keep) {
                         Some(buf) => {
                             let n = usize::try_from(size).unwrap_or(usize::MAX);
@@ -171,7 +193,8 @@ impl SessionHandler for SmtpHandler {
                     match r {
                         Ok(Ok(())) => s.chunk_done(),
                         Ok(Err(_)) => {
-                            conn.log.event("client closed the connection during BDAT; nothing stored");
+                            conn.log
+                                .event("client closed the connection during BDAT; nothing stored");
                             s.disconnected();
                             return;
                         }
@@ -266,7 +289,9 @@ impl SmtpHandler {
                         conn.log.set_user(Some(account.address.clone()));
                         conn.log.event(&format!("authenticated ({mechanism})"));
                     }
-                    Err(e) => conn.log.event(&format!("authentication failed ({mechanism}): {e}")),
+                    Err(e) => conn
+                        .log
+                        .event(&format!("authentication failed ({mechanism}): {e}")),
                 }
                 EffectResult::Authenticated(r)
             }

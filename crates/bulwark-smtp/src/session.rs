@@ -235,10 +235,7 @@ impl Session {
         };
         metrics::counter!("bulwark_smtp_sessions_total", "listener" => settings.listener.name())
             .increment(1);
-        let greeting = Reply::plain(
-            220,
-            format!("{} ESMTP Bulwark ready", settings.hostname),
-        );
+        let greeting = Reply::plain(220, format!("{} ESMTP Bulwark ready", settings.hostname));
         let mut s = Session {
             settings,
             id,
@@ -358,7 +355,10 @@ impl Session {
             Reply::new(
                 421,
                 Enhanced(4, 3, 0),
-                format!("{} Internal error, closing connection", self.settings.hostname),
+                format!(
+                    "{} Internal error, closing connection",
+                    self.settings.hostname
+                ),
             )
             .with_reason("internal"),
         );
@@ -428,11 +428,15 @@ impl Session {
             Reply::new(
                 421,
                 Enhanced(4, 4, 2),
-                format!("{} Timeout exceeded, closing connection", self.settings.hostname),
+                format!(
+                    "{} Timeout exceeded, closing connection",
+                    self.settings.hostname
+                ),
             )
             .with_reason("timeout"),
         );
-        metrics::counter!("bulwark_smtp_timeouts_total", "listener" => self.listener()).increment(1);
+        metrics::counter!("bulwark_smtp_timeouts_total", "listener" => self.listener())
+            .increment(1);
         self.txn = None;
         self.state = State::Closed;
     }
@@ -443,7 +447,10 @@ impl Session {
             Reply::new(
                 421,
                 Enhanced(4, 3, 2),
-                format!("{} Service shutting down, try again later", self.settings.hostname),
+                format!(
+                    "{} Service shutting down, try again later",
+                    self.settings.hostname
+                ),
             )
             .with_reason("shutdown"),
         );

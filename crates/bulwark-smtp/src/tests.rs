@@ -78,7 +78,10 @@ impl SenderChecks for ScriptedChecks {
     }
     async fn sign(&self, ctx: &SignContext, message: &[&[u8]]) -> Result<String, SmtpError> {
         assert!(message.concat().windows(5).any(|w| w == b"From:"));
-        Ok(format!("DKIM-Signature: d={}\r\n", ctx.from_domain.clone().unwrap_or_default()))
+        Ok(format!(
+            "DKIM-Signature: d={}\r\n",
+            ctx.from_domain.clone().unwrap_or_default()
+        ))
     }
 }
 
@@ -98,7 +101,11 @@ async fn store() -> (SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("store")).unwrap();
     store.add_domain("example.test").await.unwrap();
-    for u in ["alice@example.test", "bob@example.test", "carol@example.test"] {
+    for u in [
+        "alice@example.test",
+        "bob@example.test",
+        "carol@example.test",
+    ] {
         store.create_account(u, "$argon2id$unused").await.unwrap();
     }
     store
@@ -118,7 +125,13 @@ async fn store() -> (SqliteStore, tempfile::TempDir) {
 
 impl Harness {
     async fn new(listener: ListenerKind, requirement: Requirement, tls: bool) -> Harness {
-        Harness::with(settings(listener), requirement, tls, ScriptedChecks::default()).await
+        Harness::with(
+            settings(listener),
+            requirement,
+            tls,
+            ScriptedChecks::default(),
+        )
+        .await
     }
 
     async fn with(
@@ -211,7 +224,9 @@ impl Harness {
 
     async fn perform(&mut self, e: Effect) -> EffectResult {
         match e {
-            Effect::Resolve { address } => EffectResult::Resolved(self.store.resolve(&address).await),
+            Effect::Resolve { address } => {
+                EffectResult::Resolved(self.store.resolve(&address).await)
+            }
             Effect::Authenticate {
                 username, password, ..
             } => EffectResult::Authenticated(if username == "throttled@example.test" {
@@ -262,7 +277,11 @@ impl Harness {
 
     async fn stored_anywhere(&self) -> usize {
         let mut n = 0;
-        for u in ["alice@example.test", "bob@example.test", "carol@example.test"] {
+        for u in [
+            "alice@example.test",
+            "bob@example.test",
+            "carol@example.test",
+        ] {
             n += self.inbox(u).await.len();
             n += self.mailbox(u, SpecialUse::Junk.default_name()).await.len();
         }
@@ -292,11 +311,24 @@ async fn greeting_and_ehlo_on_port_25() {
     let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
     let r = h.send(b"EHLO client.test\r\n").await;
     assert!(r.starts_with("220 mail.example.test ESMTP"), "{r}");
-    for ext in ["PIPELINING", "SIZE 10000", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "CHUNKING", "STARTTLS"] {
-        assert!(r.contains(&format!("250-{ext}\r\n")) || r.contains(&format!("250 {ext}\r\n")), "{ext}: {r}");
+    for ext in [
+        "PIPELINING",
+        "SIZE 10000",
+        "8BITMIME",
+        "ENHANCEDSTATUSCODES",
+        "SMTPUTF8",
+        "CHUNKING",
+        "STARTTLS",
+    ] {
+        assert!(
+            r.contains(&format!("250-{ext}\r\n")) || r.contains(&format!("250 {ext}\r\n")),
+            "{ext}: {r}"
+        );
     }
     assert!(!r.contains("AUTH"), "no AUTH on port 25 by default: {r}");
-    let r = h.send(b"VRFY bob@example.test\r\nNOOP\r\nHELP\r\nEXPN team\r\n").await;
+    let r = h
+        .send(b"VRFY bob@example.test\r\nNOOP\r\nHELP\r\nEXPN team\r\n")
+        .await;
     assert_eq!(codes(&r), ["252", "250", "214", "502"]);
 }
 
@@ -305,17 +337,28 @@ async fn delivers_locally_with_trace_headers() {
     let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
     h.send(b"EHLO client.test\r\n").await;
     let r = h
-        .send(format!("MAIL FROM:<x@remote.test>\r\nRCPT TO:<Bob@Example.test>\r\nDATA\r\n{MSG}.\r\n").as_bytes())
+        .send(
+            format!(
+                "MAIL FROM:<x@remote.test>\r\nRCPT TO:<Bob@Example.test>\r\nDATA\r\n{MSG}.\r\n"
+            )
+            .as_bytes(),
+        )
         .await;
     assert_eq!(codes(&r), ["250", "250", "354", "250"], "{r}");
     let inbox = h.inbox("bob@example.test").await;
     assert_eq!(inbox.len(), 1);
     let m = String::from_utf8(inbox[0].clone()).unwrap();
     assert!(m.starts_with("Return-Path: <x@remote.test>\r\nReceived-SPF: pass\r\nAuthentication-Results: mail.example.test; spf=pass\r\nReceived: from client.test ([192.0.2.7])\r\n\tby mail.example.test (Bulwark) with ESMTP id sess1.1\r\n\tfor <Bob@Example.test>; "), "{m}");
-    assert!(m.ends_with("\r\nSubject: hi\r\nFrom: x@remote.test\r\n\r\nHello\r\n.dot\r\n"), "{m}");
+    assert!(
+        m.ends_with("\r\nSubject: hi\r\nFrom: x@remote.test\r\n\r\nHello\r\n.dot\r\n"),
+        "{m}"
+    );
     // The next transaction works on the same session.
     let r = h
-        .send(format!("MAIL FROM:<>\r\nRCPT TO:<team@example.test>\r\nDATA\r\n{MSG}.\r\nQUIT\r\n").as_bytes())
+        .send(
+            format!("MAIL FROM:<>\r\nRCPT TO:<team@example.test>\r\nDATA\r\n{MSG}.\r\nQUIT\r\n")
+                .as_bytes(),
+        )
         .await;
     assert_eq!(codes(&r), ["250", "250", "354", "250", "221"], "{r}");
     assert!(h.closed);
@@ -349,25 +392,52 @@ async fn sender_check_may_refuse_and_quarantine() {
         refuse_mail_from: Some("spf-fail@remote.test".into()),
         action: MessageAction::Quarantine,
     };
-    let mut h = Harness::with(settings(ListenerKind::Smtp), Requirement::Any, false, checks).await;
+    let mut h = Harness::with(
+        settings(ListenerKind::Smtp),
+        Requirement::Any,
+        false,
+        checks,
+    )
+    .await;
     h.send(b"EHLO client.test\r\n").await;
     let r = h.send(b"MAIL FROM:<spf-fail@remote.test>\r\n").await;
     assert_eq!(r, "550 5.7.23 SPF fail\r\n");
     let r = h
-        .send(format!("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n{MSG}.\r\n").as_bytes())
+        .send(
+            format!(
+                "MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n{MSG}.\r\n"
+            )
+            .as_bytes(),
+        )
         .await;
     assert_eq!(codes(&r), ["250", "250", "354", "250"], "{r}");
     assert!(h.inbox("bob@example.test").await.is_empty());
     assert_eq!(h.mailbox("bob@example.test", "Junk").await.len(), 1);
 
     let checks = ScriptedChecks {
-        action: MessageAction::Refuse(SmtpError::new(550, Enhanced(5, 7, 1), "dmarc", "DMARC reject")),
+        action: MessageAction::Refuse(SmtpError::new(
+            550,
+            Enhanced(5, 7, 1),
+            "dmarc",
+            "DMARC reject",
+        )),
         ..Default::default()
     };
-    let mut h = Harness::with(settings(ListenerKind::Smtp), Requirement::Any, false, checks).await;
+    let mut h = Harness::with(
+        settings(ListenerKind::Smtp),
+        Requirement::Any,
+        false,
+        checks,
+    )
+    .await;
     h.send(b"EHLO client.test\r\n").await;
     let r = h
-        .send(format!("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n{MSG}.\r\n").as_bytes())
+        .send(
+            format!(
+                "MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n{MSG}.\r\n"
+            )
+            .as_bytes(),
+        )
         .await;
     assert!(r.ends_with("550 5.7.1 DMARC reject\r\n"), "{r}");
     assert_eq!(h.stored_anywhere().await, 0);
@@ -412,7 +482,10 @@ async fn nul_and_undeclared_8bit_are_refused() {
     let r = h
         .send(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: a\0b\r\n\r\nx\r\n.\r\n")
         .await;
-    assert!(r.ends_with("554 5.6.0 Message refused: NUL octets are not allowed\r\n"), "{r}");
+    assert!(
+        r.ends_with("554 5.6.0 Message refused: NUL octets are not allowed\r\n"),
+        "{r}"
+    );
     let r = h
         .send("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: caf\u{e9}\r\n\r\nx\r\n.\r\n".as_bytes())
         .await;
@@ -421,7 +494,10 @@ async fn nul_and_undeclared_8bit_are_refused() {
     let r = h
         .send("MAIL FROM:<x@remote.test> BODY=8BITMIME\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: caf\u{e9}\r\n\r\nx\r\n.\r\n".as_bytes())
         .await;
-    assert!(r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"), "{r}");
+    assert!(
+        r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
+        "{r}"
+    );
 }
 
 #[tokio::test]
@@ -429,14 +505,23 @@ async fn bad_command_lines() {
     let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
     h.send(b"EHLO client.test\r\n").await;
     let long = format!("NOOP {}\r\n", "a".repeat(1000));
-    assert!(h.send(long.as_bytes()).await.starts_with("500 5.5.2 Line too long"));
-    assert!(h.send(b"NOOP\n").await.starts_with("500 5.5.2 Lines must end with CRLF"));
+    assert!(h
+        .send(long.as_bytes())
+        .await
+        .starts_with("500 5.5.2 Line too long"));
+    assert!(h
+        .send(b"NOOP\n")
+        .await
+        .starts_with("500 5.5.2 Lines must end with CRLF"));
     assert!(h.send(b"NO\0OP\r\n").await.starts_with("500 5.5.2 NUL"));
     let r = h.send(b"MAIL FROM:<a@>\r\n").await;
     assert!(r.starts_with("501 5.1.7 "), "{r}");
     let r = h.send(b"MAIL FROM:<a@b.test> RET=FULL\r\n").await;
     assert!(r.starts_with("555 5.5.4 "), "{r}");
-    assert!(h.send(b"RCPT TO:<bob@example.test>\r\n").await.starts_with("503 5.5.1 "));
+    assert!(h
+        .send(b"RCPT TO:<bob@example.test>\r\n")
+        .await
+        .starts_with("503 5.5.1 "));
 }
 
 #[tokio::test]
@@ -449,7 +534,10 @@ async fn tarpit_grows_then_421() {
     h.send(b"BOGUS\r\nBOGUS\r\n").await; // errors 4 and 5: 100 + 200 ms
     assert_eq!(h.delayed, Duration::from_millis(300));
     let r = h.send(b"BOGUS\r\nBOGUS\r\nBOGUS\r\nNOOP\r\n").await;
-    assert!(r.ends_with("421 4.7.0 mail.example.test Too many errors, closing connection\r\n"), "{r}");
+    assert!(
+        r.ends_with("421 4.7.0 mail.example.test Too many errors, closing connection\r\n"),
+        "{r}"
+    );
     assert!(h.closed);
     assert!(!r.contains("250"), "nothing after the 421: {r}");
 }
@@ -458,23 +546,43 @@ async fn tarpit_grows_then_421() {
 async fn limits_size_and_recipients() {
     let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
     h.send(b"EHLO client.test\r\n").await;
-    assert!(h.send(b"MAIL FROM:<x@remote.test> SIZE=20000\r\n").await.starts_with("552 5.3.4 "));
+    assert!(h
+        .send(b"MAIL FROM:<x@remote.test> SIZE=20000\r\n")
+        .await
+        .starts_with("552 5.3.4 "));
     let r = h
         .send(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nRCPT TO:<alice@example.test>\r\nRCPT TO:<carol@example.test>\r\nRCPT TO:<team@example.test>\r\n")
         .await;
     assert_eq!(codes(&r), ["250", "250", "250", "250", "452"], "{r}");
     assert!(r.contains("452 4.5.3 "));
-    let big = format!("DATA\r\nSubject: x\r\n\r\n{}\r\n.\r\n", "y\r\n".repeat(6000));
+    let big = format!(
+        "DATA\r\nSubject: x\r\n\r\n{}\r\n.\r\n",
+        "y\r\n".repeat(6000)
+    );
     let r = h.send(big.as_bytes()).await;
-    assert!(r.ends_with("552 5.3.4 Message size exceeds fixed maximum message size\r\n"), "{r}");
+    assert!(
+        r.ends_with("552 5.3.4 Message size exceeds fixed maximum message size\r\n"),
+        "{r}"
+    );
     assert_eq!(h.stored_anywhere().await, 0);
 }
 
 #[tokio::test]
 async fn loops_are_refused() {
     let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
-    h.send(b"EHLO client.test\r\nMAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n").await;
-    let r = h.send(format!("{}Subject: x\r\n\r\nx\r\n.\r\n", "Received: from a by b; x\r\n".repeat(6)).as_bytes()).await;
+    h.send(
+        b"EHLO client.test\r\nMAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n",
+    )
+    .await;
+    let r = h
+        .send(
+            format!(
+                "{}Subject: x\r\n\r\nx\r\n.\r\n",
+                "Received: from a by b; x\r\n".repeat(6)
+            )
+            .as_bytes(),
+        )
+        .await;
     assert!(r.starts_with("554 5.4.6 "), "{r}");
     assert_eq!(h.stored_anywhere().await, 0);
 }
@@ -484,28 +592,38 @@ async fn bdat_chunks_and_failures() {
     let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
     h.send(b"EHLO client.test\r\n").await;
     let r = h.send(b"BDAT 4\r\nabcdNOOP\r\n").await;
-    assert_eq!(codes(&r), ["503", "250"], "chunk consumed even when refused: {r}");
+    assert_eq!(
+        codes(&r),
+        ["503", "250"],
+        "chunk consumed even when refused: {r}"
+    );
     let part1 = b"Subject: chunked\r\n";
     let part2 = b"\r\nbody\r\n";
     let r = h
-        .send(&[
-            &b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\n"[..],
-            format!("BDAT {}\r\n", part1.len()).as_bytes(),
-            part1,
-            format!("BDAT {} LAST\r\n", part2.len()).as_bytes(),
-            part2,
-        ].concat())
+        .send(
+            &[
+                &b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\n"[..],
+                format!("BDAT {}\r\n", part1.len()).as_bytes(),
+                part1,
+                format!("BDAT {} LAST\r\n", part2.len()).as_bytes(),
+                part2,
+            ]
+            .concat(),
+        )
         .await;
     assert_eq!(codes(&r), ["250", "250", "250", "250"], "{r}");
     let inbox = h.inbox("bob@example.test").await;
     assert!(inbox[0].ends_with(b"\r\nSubject: chunked\r\n\r\nbody\r\n"));
     // Too big: refused, the chunk skipped, and so is the rest of the transaction.
     let r = h
-        .send(&[
-            &b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nBDAT 20000\r\n"[..],
-            &[b'z'; 20000],
-            b"BDAT 3 LAST\r\nabcNOOP\r\n",
-        ].concat())
+        .send(
+            &[
+                &b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nBDAT 20000\r\n"[..],
+                &[b'z'; 20000],
+                b"BDAT 3 LAST\r\nabcNOOP\r\n",
+            ]
+            .concat(),
+        )
         .await;
     assert_eq!(codes(&r), ["250", "250", "552", "552", "250"], "{r}");
     // Bare LF inside BDAT is refused as well (it would smuggle at the next hop).
@@ -525,17 +643,34 @@ async fn submission_requires_tls_then_auth() {
     let mut h = Harness::with(lenient, Requirement::Any, false, ScriptedChecks::default()).await;
     let r = h.send(b"EHLO client.test\r\n").await;
     assert!(r.contains("STARTTLS") && !r.contains("AUTH"), "{r}");
-    assert!(h.send(b"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n").await.starts_with("538 5.7.11 "));
-    assert!(h.send(b"MAIL FROM:<alice@example.test>\r\n").await.starts_with("530 5.7.0 Must issue a STARTTLS"));
+    assert!(h
+        .send(b"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n")
+        .await
+        .starts_with("538 5.7.11 "));
+    assert!(h
+        .send(b"MAIL FROM:<alice@example.test>\r\n")
+        .await
+        .starts_with("530 5.7.0 Must issue a STARTTLS"));
     // STARTTLS discards what was pipelined and resets the session.
-    let r = h.send(b"STARTTLS\r\nMAIL FROM:<alice@example.test>\r\n").await;
+    let r = h
+        .send(b"STARTTLS\r\nMAIL FROM:<alice@example.test>\r\n")
+        .await;
     assert_eq!(r, "220 2.0.0 Ready to start TLS\r\n");
     assert!(h.started_tls);
-    assert!(h.send(b"MAIL FROM:<alice@example.test>\r\n").await.starts_with("503 5.5.1 Send EHLO"));
+    assert!(h
+        .send(b"MAIL FROM:<alice@example.test>\r\n")
+        .await
+        .starts_with("503 5.5.1 Send EHLO"));
     let r = h.send(b"EHLO client.test\r\n").await;
-    assert!(r.contains("250-AUTH PLAIN LOGIN\r\n") || r.contains("250 AUTH PLAIN LOGIN\r\n"), "{r}");
+    assert!(
+        r.contains("250-AUTH PLAIN LOGIN\r\n") || r.contains("250 AUTH PLAIN LOGIN\r\n"),
+        "{r}"
+    );
     assert!(!r.contains("STARTTLS"));
-    assert!(h.send(b"MAIL FROM:<alice@example.test>\r\n").await.starts_with("530 5.7.0 Authentication required"));
+    assert!(h
+        .send(b"MAIL FROM:<alice@example.test>\r\n")
+        .await
+        .starts_with("530 5.7.0 Authentication required"));
     // Wrong password and unknown user: the same answer.
     let bad1 = base64::engine::general_purpose::STANDARD.encode("\0alice@example.test\0wrong");
     let bad2 = base64::engine::general_purpose::STANDARD.encode("\0nobody@example.test\0secret");
@@ -544,17 +679,29 @@ async fn submission_requires_tls_then_auth() {
     assert_eq!(r1, "535 5.7.8 Authentication credentials invalid\r\n");
     assert_eq!(r1, r2);
     let thr = base64::engine::general_purpose::STANDARD.encode("\0throttled@example.test\0secret");
-    assert!(h.send(format!("AUTH PLAIN {thr}\r\n").as_bytes()).await.starts_with("454 4.7.0 "));
+    assert!(h
+        .send(format!("AUTH PLAIN {thr}\r\n").as_bytes())
+        .await
+        .starts_with("454 4.7.0 "));
     // LOGIN with continuation lines.
     let r = h.send(b"AUTH LOGIN\r\n").await;
     assert_eq!(r, "334 VXNlcm5hbWU6\r\n");
     let r = h
-        .send(format!("{}\r\n", base64::engine::general_purpose::STANDARD.encode("alice@example.test")).as_bytes())
+        .send(
+            format!(
+                "{}\r\n",
+                base64::engine::general_purpose::STANDARD.encode("alice@example.test")
+            )
+            .as_bytes(),
+        )
         .await;
     assert_eq!(r, "334 UGFzc3dvcmQ6\r\n");
     let r = h.send(b"c2VjcmV0\r\n").await;
     assert_eq!(r, "235 2.7.0 Authentication successful\r\n");
-    assert!(h.send(b"AUTH PLAIN\r\n").await.starts_with("503 5.5.1 Already"));
+    assert!(h
+        .send(b"AUTH PLAIN\r\n")
+        .await
+        .starts_with("503 5.5.1 Already"));
 }
 
 #[tokio::test]
@@ -563,13 +710,19 @@ async fn submission_anti_spoofing_and_added_headers() {
     h.send(b"EHLO client.test\r\n").await;
     h.authenticate("alice@example.test").await;
     // Envelope: not hers.
-    assert!(h.send(b"MAIL FROM:<bob@example.test>\r\n").await.starts_with("550 5.7.1 "));
+    assert!(h
+        .send(b"MAIL FROM:<bob@example.test>\r\n")
+        .await
+        .starts_with("550 5.7.1 "));
     assert!(h.send(b"MAIL FROM:<>\r\n").await.starts_with("550 5.7.1 "));
     // Header From: not hers (a second From counts too).
     let r = h
         .send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: alice@example.test\r\nFrom: bob@example.test\r\n\r\nx\r\n.\r\n")
         .await;
-    assert!(r.ends_with("550 5.7.1 Sender address is not owned by the authenticated user\r\n"), "{r}");
+    assert!(
+        r.ends_with("550 5.7.1 Sender address is not owned by the authenticated user\r\n"),
+        "{r}"
+    );
     let r = h
         .send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: alice@example.test\r\nSender: carol@example.test\r\n\r\nx\r\n.\r\n")
         .await;
@@ -599,22 +752,36 @@ async fn submission_anti_spoofing_and_added_headers() {
 async fn accept_policy_on_port_25() {
     let mut h = Harness::new(ListenerKind::Smtp, Requirement::Tls, false).await;
     h.send(b"EHLO partner.test\r\n").await;
-    assert!(h.send(b"MAIL FROM:<x@partner.test>\r\n").await.starts_with("530 5.7.0 Must issue a STARTTLS"));
+    assert!(h
+        .send(b"MAIL FROM:<x@partner.test>\r\n")
+        .await
+        .starts_with("530 5.7.0 Must issue a STARTTLS"));
     h.send(b"STARTTLS\r\n").await;
     let r = h.send(b"EHLO partner.test\r\n").await;
     assert!(!r.contains("AUTH"), "tls-only networks get no AUTH: {r}");
-    assert!(h.send(b"MAIL FROM:<x@partner.test>\r\n").await.starts_with("250 "));
+    assert!(h
+        .send(b"MAIL FROM:<x@partner.test>\r\n")
+        .await
+        .starts_with("250 "));
 
     let mut h = Harness::new(ListenerKind::Smtp, Requirement::Auth, false).await;
     let r = h.send(b"EHLO office.test\r\n").await;
     assert!(!r.contains("AUTH"), "no AUTH before TLS: {r}");
-    assert!(h.send(b"MAIL FROM:<alice@example.test>\r\n").await.starts_with("530 5.7.0 Must issue a STARTTLS"));
+    assert!(h
+        .send(b"MAIL FROM:<alice@example.test>\r\n")
+        .await
+        .starts_with("530 5.7.0 Must issue a STARTTLS"));
     h.send(b"STARTTLS\r\n").await;
     let r = h.send(b"EHLO office.test\r\n").await;
     assert!(r.contains("AUTH PLAIN LOGIN"), "{r}");
-    assert!(h.send(b"MAIL FROM:<alice@example.test>\r\n").await.starts_with("530 5.7.0 Authentication required"));
+    assert!(h
+        .send(b"MAIL FROM:<alice@example.test>\r\n")
+        .await
+        .starts_with("530 5.7.0 Authentication required"));
     h.authenticate("alice@example.test").await;
-    let r = h.send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<x@remote.test>\r\n").await;
+    let r = h
+        .send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<x@remote.test>\r\n")
+        .await;
     assert_eq!(codes(&r), ["250", "250"], "{r}");
 }
 

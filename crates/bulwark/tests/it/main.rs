@@ -6,3 +6,4 @@ mod support;
 mod cli;
 mod observe;
 mod serve;
+mod smtp;
