@@ -163,7 +163,12 @@ impl Session {
                 "No valid recipients",
             ));
         }
+        // One allocation for clients that announced the size (RFC 1870).
+        let hint = txn.declared_size.min(self.settings.max_message_size) as usize;
         self.reply(Reply::plain(354, "End data with <CR><LF>.<CR><LF>"));
+        if let Some(t) = self.txn.as_mut() {
+            t.body.reserve(hint);
+        }
         self.state = State::Data(DataReader::new());
     }
 

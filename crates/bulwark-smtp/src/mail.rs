@@ -15,6 +15,7 @@ use crate::session::{Effect, Pending, Session, Transaction};
 #[derive(Debug, Clone)]
 pub(crate) struct MailRequest {
     pub address: String,
+    pub declared_size: u64,
     pub eight_bit: bool,
     pub utf8: bool,
 }
@@ -121,6 +122,7 @@ impl Session {
         }
         let req = MailRequest {
             address,
+            declared_size: from.size as u64,
             eight_bit: from.flags & MAIL_BODY_8BITMIME != 0,
             utf8,
         };
@@ -176,6 +178,7 @@ impl Session {
     fn start_transaction(&mut self, req: MailRequest, v: MailFromVerdict) {
         self.txn = Some(Transaction {
             mail_from: req.address,
+            declared_size: req.declared_size,
             eight_bit: req.eight_bit,
             utf8: req.utf8,
             mail_from_headers: v.headers,

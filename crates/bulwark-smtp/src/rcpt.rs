@@ -40,11 +40,16 @@ impl Session {
                 "Too many recipients",
             ));
         }
-        let address = to.address.into_owned();
+        let mut address = to.address.into_owned();
+        if address.is_empty() {
+            // smtp-proto reads `<Postmaster>` (no domain) as empty; RFC 5321 §4.5.1
+            // requires accepting it: it means our postmaster.
+            address = format!("postmaster@{}", self.settings.postmaster_domain());
+        }
         if !address.is_ascii() && !txn.utf8 {
             return self.fail(non_ascii_address());
         }
-        if address.is_empty() || !valid_address(&address, txn.utf8) {
+        if !valid_address(&address, txn.utf8) {
             return self.fail(SmtpError::new(
                 501,
                 Enhanced(5, 1, 3),

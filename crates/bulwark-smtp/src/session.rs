@@ -69,6 +69,17 @@ impl SessionSettings {
         }
     }
 
+    /// The domain of `<Postmaster>` without a domain: the mail domain this host
+    /// serves, i.e. the host name without its first label ("mail.example.org" →
+    /// "example.org") when it has three or more labels.
+    pub fn postmaster_domain(&self) -> &str {
+        let h = self.hostname.as_str();
+        match h.split_once('.') {
+            Some((_, parent)) if parent.contains('.') => parent,
+            _ => h,
+        }
+    }
+
     /// Submission ports always need TLS and AUTH (RFC 6409 §4.3, RFC 8314 §3.3).
     pub fn is_submission(&self) -> bool {
         matches!(
@@ -157,6 +168,8 @@ pub(crate) struct Transaction {
     pub eight_bit: bool,
     /// SMTPUTF8 (RFC 6531) was given.
     pub utf8: bool,
+    /// SIZE= from MAIL (RFC 1870), used to size the buffer once.
+    pub declared_size: u64,
     pub recipients: Vec<Recipient>,
     /// Local accounts to deliver to (deduplicated across recipients and aliases).
     pub accounts: Vec<Account>,

@@ -708,7 +708,7 @@ fn eight_bit_data_needs_8bitmime() {
 
 #[test]
 fn invalid_addresses_are_refused() {
-    let (_d, s) = setup(|c| c["smtp"]["max_errors"] = toml_edit::value(50));
+    let (d, s) = setup(|c| c["smtp"]["max_errors"] = toml_edit::value(50));
     let mut c = connect(s.addr("smtp"));
     assert!(
         c.cmd("MAIL FROM:<x@remote.test>").starts_with("503 5.5.1 "),
@@ -725,7 +725,16 @@ fn invalid_addresses_are_refused() {
     assert!(c
         .cmd("RCPT TO:<bob@exa_mple.test>")
         .starts_with("501 5.1.3 "));
-    assert!(c.cmd("RCPT TO:<>").starts_with("501 5.1.3 "));
+    assert!(
+        c.cmd("RCPT TO:<Postmaster>").starts_with("550 5.1.1 "),
+        "no postmaster yet"
+    );
+    d.cli(&["alias", "add", "postmaster@example.test", ALICE]);
+    assert_eq!(
+        code(&c.cmd("RCPT TO:<Postmaster>")),
+        "250",
+        "RFC 5321 §4.5.1"
+    );
     assert!(c
         .cmd("RCPT TO:<nobody@example.test>")
         .starts_with("550 5.1.1 "));
