@@ -171,6 +171,55 @@ pub const CATALOG: &[MetricDef] = &[
         "Failure notices (DSN, RFC 3464) generated for undeliverable messages",
         "bulwark-queue",
     ),
+    // ---- SMTP sessions (bulwark-smtp) ----
+    counter(
+        "bulwark_smtp_commands_total",
+        &["listener", "command"],
+        "SMTP commands received (command: EHLO, MAIL, RCPT, DATA, BDAT, AUTH, …; invalid for unparseable lines)",
+        "bulwark-smtp",
+    ),
+    counter(
+        "bulwark_smtp_rejections_total",
+        &["listener", "reason"],
+        "SMTP error replies (4xx/5xx) by reason (e.g. relay_denied, unknown_recipient, bare_lf, size, spoofing, auth_failed, tls_required)",
+        "bulwark-smtp",
+    ),
+    counter(
+        "bulwark_smtp_recipients_total",
+        &["listener", "kind"],
+        "Recipients accepted at RCPT (kind: local = our domains and aliases, remote = relayed for an authenticated client)",
+        "bulwark-smtp",
+    ),
+    counter(
+        "bulwark_smtp_quarantined_total",
+        &["listener"],
+        "Messages accepted but delivered to Junk by the sender checks",
+        "bulwark-smtp",
+    ),
+    counter(
+        "bulwark_smtp_tarpit_total",
+        &["listener"],
+        "Replies delayed because the session made too many errors",
+        "bulwark-smtp",
+    ),
+    counter(
+        "bulwark_smtp_error_limit_total",
+        &["listener"],
+        "Sessions closed with 421 after smtp.max_errors errors",
+        "bulwark-smtp",
+    ),
+    counter(
+        "bulwark_smtp_timeouts_total",
+        &["listener"],
+        "Sessions closed with 421 for the command or session timeout",
+        "bulwark-smtp",
+    ),
+    counter(
+        "bulwark_smtp_aborted_transfers_total",
+        &["listener"],
+        "Clients that disconnected during a transaction (e.g. mid-DATA); nothing was stored",
+        "bulwark-smtp",
+    ),
     // ---- queue and delivery ----
     gauge(
         "bulwark_queue_depth",
@@ -337,6 +386,41 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
         ) {
             c("bulwark_messages_received_total", &[("listener", l)]);
             c("bulwark_message_bytes_received_total", &[("listener", l)]);
+            for name in [
+                "bulwark_smtp_quarantined_total",
+                "bulwark_smtp_tarpit_total",
+                "bulwark_smtp_error_limit_total",
+                "bulwark_smtp_timeouts_total",
+                "bulwark_smtp_aborted_transfers_total",
+            ] {
+                c(name, &[("listener", l)]);
+            }
+            for kind in ["local", "remote"] {
+                c(
+                    "bulwark_smtp_recipients_total",
+                    &[("listener", l), ("kind", kind)],
+                );
+            }
+            for command in ["EHLO", "MAIL", "RCPT", "DATA", "BDAT", "AUTH", "STARTTLS"] {
+                c(
+                    "bulwark_smtp_commands_total",
+                    &[("listener", l), ("command", command)],
+                );
+            }
+            for reason in [
+                "relay_denied",
+                "unknown_recipient",
+                "bare_lf",
+                "size",
+                "spoofing",
+                "auth_failed",
+                "tls_required",
+            ] {
+                c(
+                    "bulwark_smtp_rejections_total",
+                    &[("listener", l), ("reason", reason)],
+                );
+            }
         }
     }
     for d in ["local", "remote"] {

@@ -128,7 +128,7 @@ impl Session {
     }
 
     fn sasl_error(&mut self, mechanism: &'static str, e: SaslError) {
-        self.auth_metric(mechanism, "malformed");
+        self.auth_trace(mechanism, "malformed");
         self.fail(match e {
             SaslError::Cancelled => SmtpError::new(
                 501,
@@ -159,15 +159,16 @@ impl Session {
         );
     }
 
-    fn auth_metric(&self, mechanism: &'static str, result: &'static str) {
-        metrics::counter!("bulwark_smtp_auth_total", "listener" => self.listener(), "mechanism" => mechanism, "result" => result)
-            .increment(1);
+    /// Password checks are counted by the authenticator
+    /// (`bulwark_auth_attempts_total`); here only what never reached it.
+    fn auth_trace(&self, mechanism: &'static str, result: &'static str) {
+        tracing::debug!(target: "bulwark::smtp", session = %self.id, mechanism, result, "AUTH");
     }
 
     pub(crate) fn auth_result(&mut self, mechanism: &'static str, r: Result<Account, AuthError>) {
         match r {
             Ok(account) => {
-                self.auth_metric(mechanism, "success");
+                self.auth_trace(mechanism, "success");
                 self.user = Some(account);
                 self.reply(Reply::new(
                     235,
@@ -177,7 +178,7 @@ impl Session {
             }
             // Same answer whether the account exists or not (DATA-PATHS rule 4).
             Err(AuthError::Failed) => {
-                self.auth_metric(mechanism, "failure");
+                self.auth_trace(mechanism, "failure");
                 self.fail(SmtpError::new(
                     535,
                     Enhanced(5, 7, 8),
@@ -186,7 +187,7 @@ impl Session {
                 ));
             }
             Err(AuthError::Throttled) => {
-                self.auth_metric(mechanism, "throttled");
+                self.auth_trace(mechanism, "throttled");
                 self.fail(SmtpError::new(
                     454,
                     Enhanced(4, 7, 0),
@@ -195,7 +196,7 @@ impl Session {
                 ));
             }
             Err(AuthError::Unavailable) => {
-                self.auth_metric(mechanism, "unavailable");
+                self.auth_trace(mechanism, "unavailable");
                 self.fail(SmtpError::new(
                     454,
                     Enhanced(4, 7, 0),

@@ -31,9 +31,14 @@ pub(crate) enum MessageStage {
     Sign,
     /// `Store::ingest`.
     Ingest {
+        /// The client's octets.
         size: usize,
+        /// Mailboxes delivered to.
         local: usize,
+        /// Outside addresses queued.
         remote: usize,
+        /// Octets of the local copy and of the queued copy.
+        stored: (usize, usize),
     },
 }
 
@@ -120,8 +125,6 @@ impl Session {
     /// The message was refused as a whole; the transaction ends (RFC 5321 §4.1.1.4).
     pub(crate) fn message_refused(&mut self, e: SmtpError) {
         self.txn = None;
-        metrics::counter!("bulwark_smtp_messages_total", "listener" => self.listener(), "result" => "rejected")
-            .increment(1);
         tracing::info!(target: "bulwark::smtp", session = %self.id, reason = e.reason, "message refused: {}", e.message);
         self.fail(e);
     }
@@ -255,9 +258,10 @@ impl Session {
                     size,
                     local,
                     remote,
+                    stored,
                 },
                 EffectResult::Ingested(r),
-            ) => self.ingested(size, local, remote, r),
+            ) => self.ingested(size, local, remote, stored, r),
             _ => self.fail(SmtpError::temporary_failure("internal")),
         }
     }
@@ -379,6 +383,11 @@ impl Session {
             ),
         };
         let size = body.len();
+        let stored = match &queue {
+            Some(NewQueueEntry { data: Some(d), .. }) => (data.len(), d.len()),
+            Some(_) => (0, data.len()),
+            None => (data.len(), 0),
+        };
         let ingest = Ingest {
             data,
             internal_date: chrono::Utc::now().timestamp(),
@@ -391,6 +400,7 @@ impl Session {
                 size,
                 local,
                 remote,
+                stored,
             }),
         );
     }
@@ -400,17 +410,34 @@ impl Session {
         size: usize,
         local: usize,
         remote: usize,
+        stored: (usize, usize),
         r: Result<IngestReceipt, StoreError>,
     ) {
         let quarantined = self.txn.as_ref().is_some_and(|t| t.quarantine);
         let mail_from = self.txn.take().map(|t| t.mail_from).unwrap_or_default();
         match r {
             Ok(receipt) => {
+                // The catalogue in bulwark-observe/src/metrics.rs (METRICS.md).
                 let listener = self.listener();
-                metrics::counter!("bulwark_smtp_messages_total", "listener" => listener, "result" => if quarantined { "quarantined" } else { "accepted" })
+                metrics::counter!("bulwark_messages_received_total", "listener" => listener)
                     .increment(1);
-                metrics::counter!("bulwark_smtp_message_bytes_total", "listener" => listener)
+                metrics::counter!("bulwark_message_bytes_received_total", "listener" => listener)
                     .increment(size as u64);
+                if local > 0 {
+                    metrics::counter!("bulwark_messages_delivered_total", "destination" => "local")
+                        .increment(1);
+                    metrics::counter!("bulwark_message_bytes_delivered_total", "destination" => "local")
+                        .increment(stored.0 as u64);
+                }
+                if remote > 0 {
+                    metrics::counter!("bulwark_messages_queued_total").increment(1);
+                    metrics::counter!("bulwark_message_bytes_queued_total")
+                        .increment(stored.1 as u64);
+                }
+                if quarantined {
+                    metrics::counter!("bulwark_smtp_quarantined_total", "listener" => listener)
+                        .increment(1);
+                }
                 tracing::info!(target: "bulwark::smtp", session = %self.id, from = %mail_from, size, local, remote, blob = receipt.blob_id, queue = ?receipt.queue_id, "message accepted");
                 let id = match receipt.queue_id {
                     Some(q) => format!("{}.{} (queue {q})", self.id, self.messages),
@@ -424,8 +451,6 @@ impl Session {
             }
             Err(e) => {
                 tracing::error!(target: "bulwark::smtp", session = %self.id, error = %e, "ingest failed; message not accepted");
-                metrics::counter!("bulwark_smtp_messages_total", "listener" => self.listener(), "result" => "failed")
-                    .increment(1);
                 self.fail(SmtpError::temporary_failure("store"));
             }
         }

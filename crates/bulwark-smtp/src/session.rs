@@ -246,8 +246,6 @@ impl Session {
         } else {
             requirement
         };
-        metrics::counter!("bulwark_smtp_sessions_total", "listener" => settings.listener.name())
-            .increment(1);
         let greeting = Reply::plain(220, format!("{} ESMTP Bulwark ready", settings.hostname));
         let mut s = Session {
             settings,

@@ -381,6 +381,31 @@ s.quit()
     let rp = b"Return-Path: <alice@example.test>\r\n";
     assert!(local.starts_with(rp));
     assert_eq!(&local[rp.len()..], &q[0].1[..]);
+    // And the metrics say so.
+    let m = crate::observe::scrape(&s);
+    let get = |series: &str| crate::observe::metric(&m, series);
+    assert_eq!(
+        get("bulwark_messages_received_total{listener=\"submissions\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        get("bulwark_messages_delivered_total{destination=\"local\"}"),
+        Some(1.0)
+    );
+    assert_eq!(get("bulwark_messages_queued_total"), Some(1.0));
+    assert_eq!(
+        get("bulwark_message_bytes_queued_total"),
+        Some(q[0].1.len() as f64)
+    );
+    let remote = m
+        .lines()
+        .find(|l| {
+            l.starts_with("bulwark_smtp_recipients_total{")
+                && l.contains("listener=\"submissions\"")
+                && l.contains("kind=\"remote\"")
+        })
+        .unwrap_or_default();
+    assert!(remote.ends_with(" 1"), "{m}");
 }
 
 #[test]
@@ -773,6 +798,11 @@ fn pipelining_abuse_is_answered_tarpitted_and_cut_off() {
     assert!(
         !replies.iter().any(|r| r.starts_with("221")),
         "QUIT was never reached: {replies:?}"
+    );
+    let m = crate::observe::scrape(&s);
+    assert_eq!(
+        crate::observe::metric(&m, "bulwark_smtp_error_limit_total{listener=\"smtp\"}"),
+        Some(1.0)
     );
     assert!(stored(d.path(), BOB, "INBOX").is_empty());
     // The server keeps serving others.
