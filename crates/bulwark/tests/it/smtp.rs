@@ -690,7 +690,7 @@ fn nul_octets_are_refused() {
 
 #[test]
 fn overlong_command_lines_get_500_5_5_2() {
-    let (_d, s) = setup(|_| {});
+    let (d, s) = setup(|_| {});
     let mut c = connect(s.addr("smtp"));
     // 998 octets + CRLF = 1000: allowed.
     let ok = format!("NOOP {}", "a".repeat(993));
@@ -702,6 +702,19 @@ fn overlong_command_lines_get_500_5_5_2() {
     let huge = format!("NOOP {}", "a".repeat(200_000));
     assert!(c.cmd(&huge).starts_with("500 5.5.2 Line too long"));
     assert_eq!(c.cmd("NOOP"), "250 2.0.0 OK");
+    // Inside DATA a line beyond 64 KiB gets the message refused, after its end.
+    drop(c);
+    let mut c = start_data(s.addr("smtp"));
+    c.send(
+        format!(
+            "Subject: long\r\n\r\n{}\r\nend\r\n.\r\n",
+            "b".repeat(70_000)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(c.reply(), "554 5.6.0 Message refused: a line is too long");
+    assert_eq!(c.cmd("NOOP"), "250 2.0.0 OK");
+    assert!(stored(d.path(), BOB, "INBOX").is_empty());
 }
 
 #[test]
