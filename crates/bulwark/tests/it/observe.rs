@@ -715,3 +715,239 @@ fn dns_records_are_checked_against_a_test_resolver() {
     let out = d.cli(&["audit", "--dns", "nonsense"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+// ---------------------------------------------------------------------------------
+// Protocols: the protocol log after real logins, and what --probe sees.
+// ---------------------------------------------------------------------------------
+
+/// The mail listeners whose probes are tested (the protocols on main)…
+const PROTOCOL_LISTENERS: &[&str] = &["smtp", "submission", "submissions"];
+/// …and those that take logins.
+fn login_listeners() -> impl Iterator<Item = &'static str> {
+    PROTOCOL_LISTENERS.iter().copied().filter(|l| *l != "smtp")
+}
+
+const LOGIN_SCRIPT: &str = include_str!("observe_logins.py");
+
+fn b64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Every file under `dir`, recursively (rotated logs included).
+fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// DATA-PATHS rule 1: after real logins with every mechanism on every protocol, no
+/// protocol log (nor the server log) contains the password, its base64 form, or the
+/// base64 SASL PLAIN blob.
+#[test]
+fn protocol_logs_never_contain_passwords_after_real_logins() {
+    let d = DataDir::init();
+    let user = format!("alice@{DOMAIN}");
+    d.add_user(&user);
+    d.edit_config(|c| {
+        for l in PROTOCOL_LISTENERS {
+            c["listeners"][l]["protocol_log"] = toml_edit::value(true);
+        }
+    });
+    let s = Server::start(&d);
+    let mut args = vec![
+        user.clone(),
+        PASSWORD.to_string(),
+        d.cert_path().display().to_string(),
+    ];
+    for l in login_listeners() {
+        args.push(format!("{l}={}", s.port(l)));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let done = python_ok(LOGIN_SCRIPT, &args);
+    for l in login_listeners() {
+        assert!(
+            done.lines().any(|x| x.starts_with(&format!("{l} "))),
+            "no login on {l}: {done}"
+        );
+    }
+
+    let secrets = [
+        PASSWORD.to_string(),
+        b64(PASSWORD.as_bytes()),
+        b64(format!("\0{user}\0{PASSWORD}").as_bytes()),
+    ];
+    let mut files = Vec::new();
+    files_under(&d.path().join("log"), &mut files);
+    let mut logged = String::new();
+    for f in &files {
+        let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned();
+        for secret in &secrets {
+            assert!(
+                !text.contains(secret.as_str()),
+                "{} contains {secret:?}",
+                f.display()
+            );
+        }
+        logged.push_str(&text);
+    }
+    let server_log = s.log();
+    for secret in &secrets {
+        assert!(
+            !server_log.contains(secret.as_str()),
+            "the server log contains {secret:?}"
+        );
+    }
+    // The logs really recorded the logins (so the absence above means something).
+    for l in login_listeners() {
+        assert!(
+            logged.contains(&format!("\"listener\":\"{l}\"")),
+            "nothing logged for {l}"
+        );
+    }
+    assert!(
+        logged.contains(&format!("\"user\":\"{user}\"")),
+        "no authenticated line"
+    );
+    assert!(logged.contains("***"), "no redacted line");
+
+    // The metrics saw the same activity.
+    let m = scrape(&s);
+    let v = |series: &str| metric(&m, series).unwrap_or(0.0);
+    for l in login_listeners() {
+        assert!(
+            v(&format!("bulwark_sessions_total{{listener=\"{l}\"}}")) >= 2.0,
+            "{l}:\n{m}"
+        );
+        assert!(
+            v(&format!(
+                "bulwark_tls_handshakes_total{{listener=\"{l}\",version=\"TLSv1.3\"}}"
+            )) >= 2.0,
+            "{l}:\n{m}"
+        );
+    }
+    if PROTOCOL_LISTENERS.contains(&"submission") {
+        assert!(
+            v("bulwark_starttls_total{listener=\"submission\"}") >= 4.0,
+            "{m}"
+        );
+        for mech in ["PLAIN", "LOGIN"] {
+            assert!(
+                v(&format!("bulwark_auth_attempts_total{{listener=\"submission\",mechanism=\"{mech}\",result=\"success\"}}")) >= 2.0,
+                "{mech}:\n{m}"
+            );
+        }
+    }
+}
+
+/// `--probe` against the real protocol servers: what each offers matches the
+/// configuration, with TLS 1.2 and 1.3 accepted, 1.0/1.1 refused, and the configured
+/// certificate presented; with min_version = "1.3", TLS 1.2 is refused.
+#[test]
+fn probes_see_what_the_protocols_offer() {
+    let d = DataDir::init();
+    let s = Server::start(&d);
+    let out = d.cli(&["report", "--probe", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cert = bulwark_tls::CertInfo::from_pem(d.cert_pem().as_bytes()).unwrap();
+    let probe = |l: &str| -> serde_json::Value {
+        r["data_paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["listener"] == l && p["category"] == "listener")
+            .unwrap()["probe"]
+            .clone()
+    };
+    for l in PROTOCOL_LISTENERS {
+        let p = probe(l);
+        let o = &p["observed"];
+        assert_eq!(
+            p["differences"].as_array().unwrap().len(),
+            0,
+            "{l}: {p:#}\n{}",
+            s.log()
+        );
+        assert_eq!(o["tls_1_2"]["accepted"], true, "{l}");
+        assert_eq!(o["tls_1_3"]["accepted"], true, "{l}");
+        assert_eq!(o["tls_legacy"]["accepted"], false, "{l}");
+        assert_eq!(o["certificate"]["sha256"], cert.sha256.as_str(), "{l}");
+        assert!(o["relay_accepted"].is_null(), "{l}");
+        if ["smtp", "submission", "imap", "pop3"].contains(l) {
+            assert_eq!(o["starttls_offered"], true, "{l}");
+            assert_eq!(
+                o["auth_before_tls"].as_array().unwrap().len(),
+                0,
+                "{l}: {o:#}"
+            );
+            assert!(o["cleartext_auth_accepted"].is_null(), "{l}");
+        } else {
+            assert_eq!(o["implicit_tls"], true, "{l}");
+        }
+        let after: Vec<&str> = o["auth_after_tls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap())
+            .collect();
+        let want: &[&str] = match *l {
+            "submission" | "submissions" => &["PLAIN", "LOGIN"],
+            "imap" | "imaps" => &["LOGIN", "PLAIN"],
+            "pop3" | "pop3s" => &["USER", "PLAIN"],
+            _ => &[],
+        };
+        for m in want {
+            assert!(after.contains(m), "{l}: {m} missing after TLS: {after:?}");
+        }
+        if *l == "imap" {
+            assert_eq!(o["logindisabled_before_tls"], true);
+        }
+    }
+    drop(s);
+
+    d.edit_config(|c| c["tls"]["min_version"] = toml_edit::value("1.3"));
+    let s = Server::start(&d);
+    let out = d.cli(&["report", "--probe", "--json"]);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for p in r["data_paths"].as_array().unwrap() {
+        let Some(l) = p["listener"].as_str() else {
+            continue;
+        };
+        if !PROTOCOL_LISTENERS.contains(&l) || p["category"] != "listener" {
+            continue;
+        }
+        let o = &p["probe"]["observed"];
+        assert_eq!(o["tls_1_2"]["accepted"], false, "{l}: {o:#}\n{}", s.log());
+        assert_eq!(o["tls_1_3"]["accepted"], true, "{l}");
+        assert_eq!(
+            p["probe"]["differences"].as_array().unwrap().len(),
+            0,
+            "{l}: {p:#}"
+        );
+    }
+    let (_, f, v) = audit(&d, &["--probe"]);
+    assert_eq!(
+        f,
+        [("cert-self-signed".to_string(), "info".to_string())],
+        "{v:#}"
+    );
+}
