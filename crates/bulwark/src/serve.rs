@@ -24,6 +24,9 @@ use tokio::signal::unix::{signal, SignalKind};
 /// `None` means the protocol is not implemented yet; the listener is not started.
 fn handler_for(kind: ListenerKind, ctx: &ServerContext) -> Option<Arc<dyn SessionHandler>> {
     match kind {
+        ListenerKind::Pop3 | ListenerKind::Pop3s => {
+            Some(Arc::new(bulwark_pop3::Pop3Handler::new(kind, ctx.clone())))
+        }
         ListenerKind::Metrics => {
             let c = &ctx.config.config;
             // Beyond loopback the token is mandatory (config validation refuses the file
@@ -51,8 +54,6 @@ fn handler_for(kind: ListenerKind, ctx: &ServerContext) -> Option<Arc<dyn Sessio
         }
         ListenerKind::Imap
         | ListenerKind::Imaps
-        | ListenerKind::Pop3
-        | ListenerKind::Pop3s
         | ListenerKind::Http
         | ListenerKind::Https => None,
     }
