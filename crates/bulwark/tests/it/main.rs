@@ -5,5 +5,6 @@ mod support;
 
 mod cli;
 mod observe;
+mod pop3;
 mod serve;
 mod smtp;
