@@ -164,6 +164,8 @@ idle_timeout_secs = 1800
 login_timeout_secs = 60
 
 [pop3]
+# Closes a session (without deleting anything) after this long without a command,
+# or when the client stops reading a reply. RFC 1939 asks for at least 10 minutes.
 timeout_secs = 600
 
 [outbound]

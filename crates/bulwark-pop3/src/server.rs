@@ -23,6 +23,8 @@ pub const BUSY_REPLY: &[u8] = b"-ERR [SYS/TEMP] too many connections; try again 
 
 /// Message bodies are encoded and written in pieces of this size.
 const STREAM_CHUNK: usize = 32 * 1024;
+/// How long the final flush and TLS close_notify may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The POP3 protocol for one listener (110 or 995).
 pub struct Pop3Handler {
@@ -64,8 +66,9 @@ impl SessionHandler for Pop3Handler {
             shell.session.tls_started();
         }
         shell.run().await;
+        // The lock goes first: closing may wait on a client that stopped reading.
         drop(shell.guard.take());
-        shell.conn.close().await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, shell.conn.close()).await;
         active.decrement(1.0);
     }
 
@@ -95,13 +98,17 @@ struct Shell<'a> {
 impl Shell<'_> {
     async fn run(&mut self) {
         let greeting = self.session.greeting();
-        if self.reply(&greeting).await.is_err() || self.conn.flush().await.is_err() {
+        if self.reply(&greeting).await.is_err() || self.flush().await.is_err() {
             return;
         }
         loop {
             let action = match self.read().await {
                 Input::Line(line) => {
-                    let label = metric_label(&line);
+                    let label = if self.session.expects_secret() {
+                        "AUTH-response"
+                    } else {
+                        metric_label(&line)
+                    };
                     let action = self.session.on_line(&line);
                     let ok = match &action {
                         Action::Reply(r) | Action::Close(r) | Action::StartTls(r) => r.is_ok(),
@@ -148,10 +155,38 @@ impl Shell<'_> {
         }
     }
 
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.h.ctx.config.config.pop3.timeout_secs)
+    }
+
+    /// Queues output. A client that stops reading cannot hold the session (and its
+    /// maildrop lock) forever: a write that makes no progress for the session
+    /// timeout fails.
+    async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        let t = self.timeout();
+        match tokio::time::timeout(t, self.conn.write(data)).await {
+            Ok(r) => r,
+            Err(_) => Err(self.write_timed_out()),
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        let t = self.timeout();
+        match tokio::time::timeout(t, self.conn.flush()).await {
+            Ok(r) => r,
+            Err(_) => Err(self.write_timed_out()),
+        }
+    }
+
+    fn write_timed_out(&self) -> std::io::Error {
+        self.conn.log.event("client stopped reading; closing");
+        std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading")
+    }
+
     /// Reads the next line, flushing pending replies first unless the client has
     /// already pipelined more commands (RFC 2449 §6.6).
     async fn read(&mut self) -> Input {
-        if !self.conn.has_buffered_input() && self.conn.flush().await.is_err() {
+        if !self.conn.has_buffered_input() && self.flush().await.is_err() {
             return Input::Closed;
         }
         let secret = self.session.expects_secret();
@@ -160,7 +195,7 @@ impl Shell<'_> {
         } else {
             MAX_COMMAND_LINE
         };
-        let timeout = Duration::from_secs(self.h.ctx.config.config.pop3.timeout_secs);
+        let timeout = self.timeout();
         let shutdown = self.conn.shutdown().clone();
         let read = tokio::select! {
             _ = shutdown.cancelled() => return Input::Shutdown,
@@ -194,7 +229,7 @@ impl Shell<'_> {
                 .log
                 .event(&format!("multi-line response: {} lines", lines.len()));
         }
-        self.conn.write(&r.to_bytes()).await
+        self.write(&r.to_bytes()).await
     }
 
     /// Performs an action and what follows from it. `Ok(false)` ends the session.
@@ -205,7 +240,7 @@ impl Shell<'_> {
                 Action::Reply(r) => self.reply(&r).await?,
                 Action::Close(r) => {
                     self.reply(&r).await?;
-                    self.conn.flush().await?;
+                    self.flush().await?;
                     return Ok(false);
                 }
                 Action::StartTls(r) => {
@@ -351,12 +386,12 @@ impl Shell<'_> {
             out.clear();
             st.push(chunk, &mut out);
             sent += out.len() as u64;
-            self.conn.write(&out).await?;
+            self.write(&out).await?;
         }
         out.clear();
         st.finish(&mut out);
         sent += out.len() as u64;
-        self.conn.write(&out).await?;
+        self.write(&out).await?;
         // The protocol log never holds message bodies: only their size.
         self.conn.log.event(&format!(
             "{} message {number}: {sent} octets sent (body not logged)",

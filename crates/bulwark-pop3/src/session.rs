@@ -455,8 +455,9 @@ impl Session {
         self.state = State::Closed;
         match removed {
             Ok(n) => Action::Close(Reply::ok(format!(
-                "{} POP3 server signing off ({n} messages deleted)",
-                self.settings.hostname
+                "{} POP3 server signing off ({n} message{} deleted)",
+                self.settings.hostname,
+                if n == 1 { "" } else { "s" }
             ))),
             // RFC 1939 §6.
             Err(()) => Action::Close(Reply::err("[SYS/TEMP] some deleted messages not removed")),
