@@ -73,6 +73,10 @@ impl Reply {
         self.status.starts_with("+OK")
     }
 
+    pub fn is_err(&self) -> bool {
+        self.status.starts_with("-ERR")
+    }
+
     /// The body lines of a multi-line reply.
     pub fn lines(&self) -> Option<&[String]> {
         self.lines.as_deref()

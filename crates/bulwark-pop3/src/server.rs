@@ -111,7 +111,7 @@ impl Shell<'_> {
                     };
                     let action = self.session.on_line(&line);
                     let ok = match &action {
-                        Action::Reply(r) | Action::Close(r) | Action::StartTls(r) => r.is_ok(),
+                        Action::Reply(r) | Action::Close(r) | Action::StartTls(r) => !r.is_err(),
                         _ => true,
                     };
                     metrics::counter!("bulwark_pop3_commands_total", "listener" => self.listener,
