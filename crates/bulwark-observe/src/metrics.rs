@@ -220,6 +220,37 @@ pub const CATALOG: &[MetricDef] = &[
         "Clients that disconnected during a transaction (e.g. mid-DATA); nothing was stored",
         "bulwark-smtp",
     ),
+    // ---- POP3 ----
+    counter(
+        "bulwark_pop3_commands_total",
+        &["listener", "command", "result"],
+        "POP3 command lines (command: the verb, unknown, overlong, AUTH-response; result: ok, err)",
+        "bulwark-pop3",
+    ),
+    counter(
+        "bulwark_pop3_logins_total",
+        &["listener", "mechanism", "result"],
+        "POP3 logins (mechanism: USER, PLAIN; result: success, failed, throttled, unavailable, in_use)",
+        "bulwark-pop3",
+    ),
+    counter(
+        "bulwark_pop3_messages_sent_total",
+        &["listener", "command"],
+        "Messages sent to POP3 clients (command: retr, top)",
+        "bulwark-pop3",
+    ),
+    counter(
+        "bulwark_pop3_message_bytes_sent_total",
+        &["listener"],
+        "Octets of the RETR/TOP responses counted in bulwark_pop3_messages_sent_total",
+        "bulwark-pop3",
+    ),
+    counter(
+        "bulwark_pop3_messages_deleted_total",
+        &["listener"],
+        "Messages removed in the POP3 UPDATE state (after DELE and QUIT)",
+        "bulwark-pop3",
+    ),
     // ---- queue and delivery ----
     gauge(
         "bulwark_queue_depth",
@@ -313,6 +344,11 @@ fn mechanisms(kind: ListenerKind) -> &'static [&'static str] {
         ListenerKind::Http | ListenerKind::Https | ListenerKind::Metrics => &[],
     }
 }
+
+const POP3_VERBS: &[&str] = &[
+    "CAPA", "STLS", "USER", "PASS", "APOP", "AUTH", "QUIT", "STAT", "LIST", "RETR", "DELE", "NOOP",
+    "RSET", "TOP", "UIDL",
+];
 
 const SPF_RESULTS: &[&str] = &[
     "pass",
@@ -421,6 +457,33 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
                     &[("listener", l), ("reason", reason)],
                 );
             }
+        }
+        if matches!(kind, ListenerKind::Pop3 | ListenerKind::Pop3s) {
+            // RFC 1939 / 2449 / 5034 verbs (bulwark-pop3 `command::Verb`).
+            for verb in POP3_VERBS {
+                for result in ["ok", "err"] {
+                    c(
+                        "bulwark_pop3_commands_total",
+                        &[("listener", l), ("command", verb), ("result", result)],
+                    );
+                }
+            }
+            for mech in ["USER", "PLAIN"] {
+                for result in ["success", "failed", "throttled", "unavailable", "in_use"] {
+                    c(
+                        "bulwark_pop3_logins_total",
+                        &[("listener", l), ("mechanism", mech), ("result", result)],
+                    );
+                }
+            }
+            for command in ["retr", "top"] {
+                c(
+                    "bulwark_pop3_messages_sent_total",
+                    &[("listener", l), ("command", command)],
+                );
+            }
+            c("bulwark_pop3_message_bytes_sent_total", &[("listener", l)]);
+            c("bulwark_pop3_messages_deleted_total", &[("listener", l)]);
         }
     }
     for d in ["local", "remote"] {

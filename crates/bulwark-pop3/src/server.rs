@@ -47,10 +47,8 @@ impl Pop3Handler {
 #[async_trait]
 impl SessionHandler for Pop3Handler {
     async fn run(&self, conn: Connection) {
+        // Sessions are counted by bulwark-net (bulwark_sessions_total / _active).
         let listener = self.kind.name();
-        metrics::counter!("bulwark_pop3_sessions_total", "listener" => listener).increment(1);
-        let active = metrics::gauge!("bulwark_pop3_sessions_active", "listener" => listener);
-        active.increment(1.0);
         let mut shell = Shell {
             h: self,
             conn,
@@ -69,7 +67,6 @@ impl SessionHandler for Pop3Handler {
         // The lock goes first: closing may wait on a client that stopped reading.
         drop(shell.guard.take());
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, shell.conn.close()).await;
-        active.decrement(1.0);
     }
 
     fn busy_reply(&self) -> &'static [u8] {
@@ -400,7 +397,7 @@ impl Shell<'_> {
         let kind = if body_lines.is_some() { "top" } else { "retr" };
         metrics::counter!("bulwark_pop3_messages_sent_total", "listener" => self.listener, "command" => kind)
             .increment(1);
-        metrics::counter!("bulwark_pop3_sent_bytes_total", "listener" => self.listener)
+        metrics::counter!("bulwark_pop3_message_bytes_sent_total", "listener" => self.listener)
             .increment(sent);
         Ok(())
     }

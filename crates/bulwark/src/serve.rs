@@ -52,10 +52,7 @@ fn handler_for(kind: ListenerKind, ctx: &ServerContext) -> Option<Arc<dyn Sessio
                 Arc::new(bulwark_smtp::NoSenderChecks),
             )))
         }
-        ListenerKind::Imap
-        | ListenerKind::Imaps
-        | ListenerKind::Http
-        | ListenerKind::Https => None,
+        ListenerKind::Imap | ListenerKind::Imaps | ListenerKind::Http | ListenerKind::Https => None,
     }
 }
 

@@ -733,6 +733,44 @@ fn rset_unmarks_and_a_dropped_connection_deletes_nothing() {
     assert_eq!(c.cmd("STAT"), format!("+OK 2 {}", simple("m1").len() * 2));
     assert!(c.cmd("QUIT").starts_with("+OK"));
     assert_eq!(mail.uids(ALICE), uids[..2].to_vec());
+
+    // The metrics endpoint saw it: one message removed by UPDATE, five DELEs.
+    let m = scrape(&s);
+    assert_eq!(
+        metric(
+            &m,
+            "bulwark_pop3_messages_deleted_total{listener=\"pop3s\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "bulwark_pop3_commands_total{listener=\"pop3s\",command=\"DELE\",result=\"ok\"}"
+        ),
+        5
+    );
+    assert!(
+        metric(
+            &m,
+            "bulwark_pop3_logins_total{listener=\"pop3s\",mechanism=\"USER\",result=\"success\"}"
+        ) >= 3
+    );
+}
+
+/// The server's metrics (loopback: plain HTTP).
+fn scrape(s: &Server) -> String {
+    String::from_utf8(curl_ok(&[
+        "-sS",
+        &format!("http://{}/metrics", s.addr("metrics")),
+    ]))
+    .unwrap()
+}
+
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{series} not in:\n{text}")) as u64
 }
 
 #[test]
