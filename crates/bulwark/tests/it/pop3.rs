@@ -1108,3 +1108,43 @@ fn busy_reply_is_a_pop3_error() {
     assert!(second.closed());
     assert!(first.cmd("QUIT").starts_with("+OK"));
 }
+
+#[test]
+fn report_probe_sees_stls_and_no_cleartext_login() {
+    let (d, _s) = setup();
+    let out = d.cli(&["report", "--probe", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let probe = |listener: &str| {
+        r["data_paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["listener"] == listener)
+            .unwrap_or_else(|| panic!("{listener} not reported: {r:#}"))["probe"]
+            .clone()
+    };
+    let p110 = probe("pop3");
+    let o = &p110["observed"];
+    assert_eq!(o["starttls_offered"], true, "{p110:#}");
+    assert_eq!(o["auth_before_tls"], serde_json::json!([]), "{p110:#}");
+    assert_eq!(o["auth_after_tls"], serde_json::json!(["USER", "PLAIN"]));
+    assert_eq!(p110["differences"], serde_json::json!([]), "{p110:#}");
+    let p995 = probe("pop3s");
+    assert_eq!(p995["observed"]["implicit_tls"], true, "{p995:#}");
+    assert_eq!(p995["differences"], serde_json::json!([]), "{p995:#}");
+    let out = d.cli(&["audit", "--probe", "--json"]);
+    let a: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        !a["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["id"] == "pop3-cleartext-login"),
+        "{a:#}"
+    );
+}
