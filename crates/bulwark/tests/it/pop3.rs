@@ -573,6 +573,49 @@ fn poplib_stls_and_pop3_ssl_retrieve_byte_exact_with_top_and_uidl() {
     assert!(c.cmd("QUIT").starts_with("+OK"));
 }
 
+/// Mail received over SMTP (smtplib, STARTTLS on 25) and fetched with poplib (STLS).
+const SMTP_THEN_POP3: &str = r#"
+import poplib, smtplib, ssl, sys
+smtp_port, pop_port, cafile, user, pw, path = sys.argv[1:7]
+msg = open(path, "rb").read()
+ctx = ssl.create_default_context(cafile=cafile)
+ctx.check_hostname = False
+s = smtplib.SMTP("127.0.0.1", int(smtp_port), timeout=60)
+s.ehlo("client.test")
+s.starttls(context=ctx)
+s.ehlo("client.test")
+assert s.sendmail("x@remote.test", [user], msg, mail_options=["BODY=8BITMIME"]) == {}
+s.quit()
+p = poplib.POP3("127.0.0.1", int(pop_port), timeout=60)
+p.stls(context=ctx)
+p.user(user)
+p.pass_(pw)
+count, size = p.stat()
+assert count == 1, count
+resp, lines, _ = p.retr(1)
+got = b"\r\n".join(lines) + b"\r\n"
+assert size == len(got), (size, len(got))
+assert got.startswith(b"Return-Path: <x@remote.test>\r\nReceived: "), got[:300]
+# What the SMTP client sent comes back octet for octet after our trace headers.
+assert got.endswith(msg), got
+p.dele(1)
+p.quit()
+"#;
+
+#[test]
+fn mail_received_over_smtp_is_retrieved_and_deleted_over_pop3() {
+    let (d, s) = setup();
+    let files = write_files(d.path(), &[msg_dots_8bit()]);
+    let (smtp, pop3) = (s.port("smtp").to_string(), s.port("pop3").to_string());
+    let cafile = d.cert_path().display().to_string();
+    let path = files[0].display().to_string();
+    python_ok(
+        SMTP_THEN_POP3,
+        &[&smtp, &pop3, &cafile, ALICE, PASSWORD, &path],
+    );
+    assert!(Mail::open(&d).uids(ALICE).is_empty());
+}
+
 #[test]
 fn curl_lists_and_retrieves_over_pop3s_and_stls() {
     let (d, s) = setup();
