@@ -721,7 +721,7 @@ fn dns_records_are_checked_against_a_test_resolver() {
 // ---------------------------------------------------------------------------------
 
 /// The mail listeners whose probes are tested (the protocols on main)…
-const PROTOCOL_LISTENERS: &[&str] = &["smtp", "submission", "submissions"];
+const PROTOCOL_LISTENERS: &[&str] = &["smtp", "submission", "submissions", "pop3", "pop3s"];
 /// …and those that take logins.
 fn login_listeners() -> impl Iterator<Item = &'static str> {
     PROTOCOL_LISTENERS.iter().copied().filter(|l| *l != "smtp")
@@ -844,15 +844,33 @@ fn protocol_logs_never_contain_passwords_after_real_logins() {
             "{l}:\n{m}"
         );
     }
-    if PROTOCOL_LISTENERS.contains(&"submission") {
-        assert!(
-            v("bulwark_starttls_total{listener=\"submission\"}") >= 4.0,
-            "{m}"
-        );
-        for mech in ["PLAIN", "LOGIN"] {
+    // Successful logins per listener and mechanism, as the login script made them.
+    for (l, mech, n) in [
+        ("submission", "PLAIN", 2.0),
+        ("submission", "LOGIN", 2.0),
+        ("submissions", "PLAIN", 2.0),
+        ("submissions", "LOGIN", 2.0),
+        ("imap", "LOGIN", 1.0),
+        ("imap", "PLAIN", 1.0),
+        ("imaps", "LOGIN", 1.0),
+        ("imaps", "PLAIN", 1.0),
+        ("pop3", "USER", 1.0),
+        ("pop3", "PLAIN", 2.0),
+        ("pop3s", "USER", 1.0),
+        ("pop3s", "PLAIN", 2.0),
+    ] {
+        if PROTOCOL_LISTENERS.contains(&l) {
+            let series = format!(
+                "bulwark_auth_attempts_total{{listener=\"{l}\",mechanism=\"{mech}\",result=\"success\"}}"
+            );
+            assert!(v(&series) >= n, "{series}:\n{m}");
+        }
+    }
+    for l in ["submission", "imap", "pop3"] {
+        if PROTOCOL_LISTENERS.contains(&l) {
             assert!(
-                v(&format!("bulwark_auth_attempts_total{{listener=\"submission\",mechanism=\"{mech}\",result=\"success\"}}")) >= 2.0,
-                "{mech}:\n{m}"
+                v(&format!("bulwark_starttls_total{{listener=\"{l}\"}}")) >= 2.0,
+                "{l}:\n{m}"
             );
         }
     }
