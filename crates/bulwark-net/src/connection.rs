@@ -18,6 +18,8 @@ use crate::transport::{TlsInfo, Transport};
 
 /// How long a TLS handshake may take before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long closing (final flush, TLS close_notify) may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Buffered output is flushed when it grows beyond this.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 
@@ -313,11 +315,12 @@ impl Connection {
         Ok(discarded)
     }
 
-    /// Closes the connection (TLS close_notify first when TLS is up).
+    /// Closes the connection (TLS close_notify first when TLS is up). Bounded: a
+    /// client that stopped reading cannot hold the session open.
     pub async fn close(mut self) {
-        let _ = self.flush().await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.flush()).await;
         if let Some(mut t) = self.transport.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t.shutdown()).await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, t.shutdown()).await;
         }
     }
 }

@@ -46,6 +46,7 @@ pub async fn run(dir: &Path, cmd: UserCommand) -> anyhow::Result<ExitCode> {
                 tokio::task::spawn_blocking(move || bulwark_auth::hash_password(&pw)).await??;
             let acc = store.create_account(&address, &hash).await?;
             println!("created {}", acc.address);
+            ensure_postmaster(store.as_ref(), &acc.address).await?;
         }
         UserCommand::Del { address } => {
             store.delete_account(&address).await?;
@@ -89,4 +90,21 @@ pub async fn run(dir: &Path, cmd: UserCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// RFC 5321 §4.5.1: every domain must accept mail for `postmaster`. When a domain gets
+/// its first account and has no postmaster yet, that account receives it (an alias the
+/// administrator can change with `bulwark alias`).
+async fn ensure_postmaster(store: &dyn bulwark_store::Store, address: &str) -> anyhow::Result<()> {
+    let Some(domain) = bulwark_store::domain_of(address) else {
+        return Ok(());
+    };
+    let postmaster = format!("postmaster@{domain}");
+    if postmaster != address
+        && store.resolve(&postmaster).await? == bulwark_store::Resolution::Unknown
+    {
+        store.add_alias(&postmaster, address).await?;
+        println!("{postmaster} -> {address} (RFC 5321 requires a postmaster; change it with `bulwark alias`)");
+    }
+    Ok(())
 }

@@ -209,12 +209,17 @@ fn users_domains_aliases() {
         .success());
     assert_eq!(
         stdout(&d.cli(&["alias", "list"])),
-        "sales@example.test -> alice@example.test\nsales@example.test -> bob@example.test\n"
+        "postmaster@example.test -> alice@example.test\nsales@example.test -> alice@example.test\nsales@example.test -> bob@example.test\n",
+        "the domain's first account receives postmaster mail"
     );
     let out = d.cli(&["alias", "add", "x@example.test", "ghost@example.test"]);
     assert!(!out.status.success());
     assert!(d
         .cli(&["alias", "del", "sales@example.test", "bob@example.test"])
+        .status
+        .success());
+    assert!(d
+        .cli(&["alias", "del", "postmaster@example.test"])
         .status
         .success());
     assert_eq!(
