@@ -1,0 +1,156 @@
+//! The few DNS questions SPF and Sender ID ask (TXT, A, AAAA, MX, PTR), over the one
+//! shared hickory resolver (its cache is what makes repeated checks cheap). Answers
+//! keep the distinction SPF needs: records, "void" (NXDOMAIN or no records of that
+//! type, RFC 7208 §4.6.4) and a transient failure (SERVFAIL, timeout: temperror).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use bulwark_dns::hickory_resolver::proto::rr::{Name, RData, RecordType};
+use bulwark_dns::TokioResolver;
+
+/// Why a lookup produced no records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupError {
+    /// NXDOMAIN or NODATA: counts as a void lookup.
+    Void,
+    /// SERVFAIL, timeout, unreachable server: the check cannot conclude now.
+    Temporary(String),
+}
+
+pub type Lookup<T> = Result<Vec<T>, LookupError>;
+
+/// A name we can ask about: absolute (no search list) and syntactically valid.
+fn fqdn(name: &str) -> Option<Name> {
+    let mut n = Name::from_ascii(name.trim_end_matches('.')).ok()?;
+    n.set_fqdn(true);
+    Some(n)
+}
+
+#[derive(Clone)]
+pub struct SpfDns {
+    resolver: TokioResolver,
+}
+
+impl SpfDns {
+    pub fn new(resolver: TokioResolver) -> Self {
+        SpfDns { resolver }
+    }
+
+    async fn query(&self, name: &str, rtype: RecordType) -> Lookup<RData> {
+        // A name that is not even a valid DNS name cannot exist: void, like NXDOMAIN.
+        let Some(n) = fqdn(name) else {
+            return Err(LookupError::Void);
+        };
+        match self.resolver.lookup(n, rtype).await {
+            Ok(l) => {
+                let v: Vec<RData> = l
+                    .answers()
+                    .iter()
+                    .filter(|r| r.data.record_type() == rtype)
+                    .map(|r| r.data.clone())
+                    .collect();
+                if v.is_empty() {
+                    Err(LookupError::Void)
+                } else {
+                    Ok(v)
+                }
+            }
+            Err(e) if e.is_no_records_found() || e.is_nx_domain() => Err(LookupError::Void),
+            Err(e) => Err(LookupError::Temporary(e.to_string())),
+        }
+    }
+
+    /// TXT records, each with its strings concatenated (RFC 7208 §3.3).
+    pub async fn txt(&self, name: &str) -> Lookup<Vec<u8>> {
+        Ok(self
+            .query(name, RecordType::TXT)
+            .await?
+            .into_iter()
+            .filter_map(|r| match r {
+                RData::TXT(t) => Some(t.txt_data.iter().flat_map(|s| s.iter().copied()).collect()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    pub async fn a(&self, name: &str) -> Lookup<Ipv4Addr> {
+        Ok(self
+            .query(name, RecordType::A)
+            .await?
+            .into_iter()
+            .filter_map(|r| match r {
+                RData::A(a) => Some(a.0),
+                _ => None,
+            })
+            .collect())
+    }
+
+    pub async fn aaaa(&self, name: &str) -> Lookup<Ipv6Addr> {
+        Ok(self
+            .query(name, RecordType::AAAA)
+            .await?
+            .into_iter()
+            .filter_map(|r| match r {
+                RData::AAAA(a) => Some(a.0),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Addresses of the client's family: A for IPv4, AAAA for IPv6 (RFC 7208 §5.3).
+    pub async fn addrs_like(&self, name: &str, ip: IpAddr) -> Lookup<IpAddr> {
+        match ip {
+            IpAddr::V4(_) => Ok(self.a(name).await?.into_iter().map(IpAddr::V4).collect()),
+            IpAddr::V6(_) => Ok(self.aaaa(name).await?.into_iter().map(IpAddr::V6).collect()),
+        }
+    }
+
+    /// MX exchanges, most preferred first (the order only matters for the trace).
+    pub async fn mx(&self, name: &str) -> Lookup<String> {
+        let mut v: Vec<(u16, String)> = self
+            .query(name, RecordType::MX)
+            .await?
+            .into_iter()
+            .filter_map(|r| match r {
+                RData::MX(m) => Some((m.preference, m.exchange.to_ascii())),
+                _ => None,
+            })
+            .collect();
+        v.sort_by_key(|(p, _)| *p);
+        Ok(v.into_iter()
+            .map(|(_, n)| n.trim_end_matches('.').to_ascii_lowercase())
+            .collect())
+    }
+
+    /// PTR names of an address.
+    pub async fn ptr(&self, ip: IpAddr) -> Lookup<String> {
+        let owner = reverse_name(ip);
+        Ok(self
+            .query(&owner, RecordType::PTR)
+            .await?
+            .into_iter()
+            .filter_map(|r| match r {
+                RData::PTR(p) => Some(p.0.to_ascii().trim_end_matches('.').to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+/// `4.3.2.1.in-addr.arpa` / nibble `ip6.arpa` name of an address.
+pub fn reverse_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(v6) => {
+            let mut s = String::with_capacity(72);
+            for b in v6.octets().iter().rev() {
+                s.push_str(&format!("{:x}.{:x}.", b & 0xf, b >> 4));
+            }
+            s.push_str("ip6.arpa");
+            s
+        }
+    }
+}

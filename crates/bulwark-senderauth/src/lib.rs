@@ -1,0 +1,12 @@
+//! Who sent it: SPF (RFC 7208), Sender ID (RFC 4406/4407), DKIM (RFC 6376/8463) and
+//! DMARC (RFC 7489) for mail received on port 25, the Authentication-Results /
+//! Received-SPF headers that record them, the policy that turns results into an SMTP
+//! action, and DKIM signing of mail our users submit.
+//!
+//! Must not: know about SMTP sessions or sockets. The SMTP server calls
+//! [`SenderAuth::check_mail_from`] at MAIL and [`SenderAuth::check_message`] after
+//! DATA and acts on the returned [`Action`]; pure parts (PRA selection, the Received
+//! walk, header building) are plain functions tested without DNS.
+
+pub mod dns;
+pub mod spf;
