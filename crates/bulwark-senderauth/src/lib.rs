@@ -10,3 +10,5 @@
 
 pub mod dns;
 pub mod spf;
+pub mod pra;
+pub mod received;
