@@ -174,9 +174,69 @@ max_queue_lifetime_secs = 432000   # 5 days, then the sender gets a failure noti
 delay_notice_after_secs = 14400    # 4 hours, then the sender gets a delay notice
 
 [senderauth]
+# Who sent it: SPF (RFC 7208), Sender ID (RFC 4406), DKIM (RFC 6376) and DMARC
+# (RFC 7489) on mail received on port 25. Every result is recorded in one
+# Authentication-Results: header (plus Received-SPF:); the tables below say what is
+# done per result: "accept" (record only), "tag" (deliver with an
+# X-Bulwark-Auth-Warning: header), "quarantine" (deliver to Junk), "reject" (550;
+# for SPF at MAIL with 5.7.23, others after DATA with 5.7.1), "tempfail" (451 4.7.x,
+# temperror only). The strictest action of all checks wins.
+enabled = true
 # Our own edge gateways / internal relays (CIDR). For mail arriving from them the
 # sender checks use the first external hop found in the Received: headers.
 internal_servers = []
+
+[senderauth.spf]
+# SPF breaks on plain forwarding, so a fail is tagged, not rejected; DMARC (which
+# also accepts a DKIM pass) is what blocks forgeries of domains that ask for it.
+pass = "accept"
+fail = "tag"
+softfail = "accept"
+neutral = "accept"
+none = "accept"
+permerror = "accept"   # the sender's broken record; rejecting would lose real mail
+temperror = "accept"   # fail is only tagged, so an unknown result need not delay mail
+
+[senderauth.sender_id]
+# Checks the header sender the reader sees (the PRA: Resent-Sender, Resent-From,
+# Sender, From) against spf2.0/pra, falling back to v=spf1. Misfires on mailing
+# lists, so only tagged.
+pass = "accept"
+fail = "tag"
+softfail = "accept"
+neutral = "accept"
+none = "accept"
+permerror = "accept"
+temperror = "accept"
+no_pra = "tag"         # headers too ill-formed to name a sender (RFC 4407 §2)
+
+[senderauth.dkim]
+# A broken signature counts as no signature (RFC 6376 §6.3; lists modify mail).
+pass = "accept"
+fail = "accept"
+neutral = "accept"
+none = "accept"
+permerror = "accept"
+temperror = "accept"
+
+[senderauth.dmarc]
+# A failing message gets the action for the policy its domain publishes (after
+# pct= sampling): honouring p=reject stops exact-domain phishing.
+pass = "accept"
+fail_p_reject = "reject"
+fail_p_quarantine = "quarantine"
+fail_p_none = "tag"
+none = "accept"
+permerror = "accept"
+temperror = "tempfail" # the domain may say p=reject: let the sender retry
+
+[senderauth.signing]
+# DKIM-sign mail our users submit when a key exists for the From domain. Create keys
+# with `bulwark dkim generate --domain D`; it prints the DNS TXT record to publish at
+# <selector>-rsa._domainkey.D / <selector>-ed25519._domainkey.D.
+enabled = true
+selector = "bulwark"
+key_dir = "dkim"
 
 [dns]
 # Resolvers for MX/SPF/DKIM/DMARC lookups; empty = /etc/resolv.conf.
