@@ -342,7 +342,9 @@ impl SenderAuthConfig {
         if !label_ok {
             issues.push(Issue::new(
                 "senderauth.signing.selector",
-                format!("{sel:?} is not a DNS label (it becomes <selector>-rsa._domainkey.<domain>)"),
+                format!(
+                    "{sel:?} is not a DNS label (it becomes <selector>-rsa._domainkey.<domain>)"
+                ),
                 "use letters, digits and hyphens, e.g. \"bulwark\" or \"2025\"",
             ));
         }
@@ -366,14 +368,20 @@ mod tests {
         let c = parse("[senderauth.spf]\nfail = \"reject\"\n[senderauth.dmarc]\nfail_p_reject = \"quarantine\"\n").unwrap();
         assert_eq!(c.senderauth.spf.fail, super::AuthAction::Reject);
         assert_eq!(c.senderauth.spf.softfail, super::AuthAction::Accept);
-        assert_eq!(c.senderauth.dmarc.fail_p_reject, super::AuthAction::Quarantine);
+        assert_eq!(
+            c.senderauth.dmarc.fail_p_reject,
+            super::AuthAction::Quarantine
+        );
         assert_eq!(c.senderauth.dmarc.temperror, super::AuthAction::Tempfail);
     }
 
     #[test]
     fn nonsense_actions_are_refused_with_a_fix() {
         let e = parse("[senderauth.spf]\nfail = \"tempfail\"\n").unwrap_err();
-        assert!(e.contains("senderauth.spf.fail") && e.contains("fix:"), "{e}");
+        assert!(
+            e.contains("senderauth.spf.fail") && e.contains("fix:"),
+            "{e}"
+        );
         let e = parse("[senderauth.dkim]\npass = \"reject\"\n").unwrap_err();
         assert!(e.contains("senderauth.dkim.pass"), "{e}");
         let e = parse("[senderauth.signing]\nselector = \"a b\"\n").unwrap_err();

@@ -8,7 +8,17 @@
 //! DATA and acts on the returned [`Action`]; pure parts (PRA selection, the Received
 //! walk, header building) are plain functions tested without DNS.
 
+pub mod check;
 pub mod dns;
-pub mod spf;
+pub mod headers;
 pub mod pra;
 pub mod received;
+pub mod sign;
+pub mod spf;
+
+pub use check::{
+    Action, DkimCheck, DmarcCheck, Results, SenderAuth, SenderIdOutcome, SpfOutcome, Verdict,
+};
+pub use pra::{NoPra, Pra, PraSelector};
+pub use sign::{DkimSigner, GeneratedKey, KeyAlgorithm};
+pub use spf::{Evaluation, Scope, SpfResult};

@@ -34,7 +34,10 @@ pub enum Walk {
     /// Every recorded hop is internal: the message originated inside.
     AllInternal,
     /// A header written by an internal host does not say where it came from.
-    Unreadable { index: usize, reason: String },
+    Unreadable {
+        index: usize,
+        reason: String,
+    },
 }
 
 pub fn is_internal(ip: IpAddr, internal: &[IpNet]) -> bool {
@@ -56,7 +59,9 @@ fn host_name(h: &Host<'_>) -> String {
 pub fn first_external_hop(headers: &[(&[u8], &[u8])], internal: &[IpNet]) -> Walk {
     let received = headers
         .iter()
-        .filter(|(n, _)| std::str::from_utf8(n).is_ok_and(|n| n.trim().eq_ignore_ascii_case("Received")))
+        .filter(|(n, _)| {
+            std::str::from_utf8(n).is_ok_and(|n| n.trim().eq_ignore_ascii_case("Received"))
+        })
         .take(MAX_HOPS);
     let mut hops = 0;
     for (index, (_, value)) in received.enumerate() {
@@ -100,8 +105,10 @@ mod tests {
             .iter()
             .map(|v| format!(" {v}\r\n").into_bytes())
             .collect();
-        let mut headers: Vec<(&[u8], &[u8])> =
-            vals.iter().map(|v| (b"Received".as_slice(), v.as_slice())).collect();
+        let mut headers: Vec<(&[u8], &[u8])> = vals
+            .iter()
+            .map(|v| (b"Received".as_slice(), v.as_slice()))
+            .collect();
         headers.insert(0, (b"X-Other", b" x\r\n"));
         let nets: Vec<IpNet> = internal.iter().map(|n| n.parse().unwrap()).collect();
         first_external_hop(&headers, &nets)
@@ -133,7 +140,16 @@ mod tests {
             &["from mx.sender.test ([192.0.2.4]) by edge.corp.test; Mon, 20 Feb 2006 15:04:47 -1000"],
             &["10.0.0.0/8"],
         );
-        assert!(matches!(w, Walk::External(ExternalHop { internal_hops: 0, .. })), "{w:?}");
+        assert!(
+            matches!(
+                w,
+                Walk::External(ExternalHop {
+                    internal_hops: 0,
+                    ..
+                })
+            ),
+            "{w:?}"
+        );
     }
 
     #[test]
@@ -145,7 +161,9 @@ mod tests {
             ],
             &["2001:db8:1::/48"],
         );
-        let Walk::External(hop) = w else { panic!("{w:?}") };
+        let Walk::External(hop) = w else {
+            panic!("{w:?}")
+        };
         assert_eq!(hop.ip, "2001:db8:ffff::25".parse::<IpAddr>().unwrap());
         assert_eq!(hop.internal_hops, 1);
     }
@@ -161,7 +179,10 @@ mod tests {
         );
         assert_eq!(walk(&[], &["10.0.0.0/8"]), Walk::AllInternal);
         assert!(matches!(
-            walk(&["by b.corp.test; Mon, 20 Feb 2006 15:04:53 -1000"], &["10.0.0.0/8"]),
+            walk(
+                &["by b.corp.test; Mon, 20 Feb 2006 15:04:53 -1000"],
+                &["10.0.0.0/8"]
+            ),
             Walk::Unreadable { index: 0, .. }
         ));
     }

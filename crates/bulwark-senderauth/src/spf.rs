@@ -104,6 +104,8 @@ pub struct Evaluation {
     pub ip: IpAddr,
     /// The sender as used for macros (`postmaster@` filled in when needed).
     pub sender: String,
+    /// The HELO name given (for `%{h}` and Received-SPF).
+    pub helo: String,
     /// The term that decided, as written (with macros expanded), e.g. `ip4:192.0.2.0/24`.
     pub mechanism: Option<String>,
     /// Why, in one line: `192.0.2.4 matched ip4:192.0.2.0/24 of pass.test`.
@@ -189,6 +191,7 @@ pub async fn check_host(dns: &SpfDns, q: Query<'_>) -> Evaluation {
         domain,
         ip,
         sender,
+        helo: q.helo.to_string(),
         mechanism,
         reason,
         explanation,
@@ -344,7 +347,9 @@ pub fn select_record(
             1 => {
                 let text = String::from_utf8_lossy(v2[0]).into_owned();
                 if !text.is_ascii() || text.bytes().any(|b| b.is_ascii_control()) {
-                    return Err("the spf2.0/pra record contains non-ASCII or control characters".into());
+                    return Err(
+                        "the spf2.0/pra record contains non-ASCII or control characters".into(),
+                    );
                 }
                 let rest = text.split_once(' ').map_or("", |(_, r)| r);
                 return Ok(Some((format!("v=spf1 {rest}"), "spf2.0/pra")));
@@ -355,9 +360,7 @@ pub fn select_record(
     let v1: Vec<&Vec<u8>> = records
         .iter()
         .filter(|r| {
-            r.len() >= 6
-                && r[..6].eq_ignore_ascii_case(b"v=spf1")
-                && (r.len() == 6 || r[6] == b' ')
+            r.len() >= 6 && r[..6].eq_ignore_ascii_case(b"v=spf1") && (r.len() == 6 || r[6] == b' ')
         })
         .collect();
     match v1.len() {
@@ -534,7 +537,6 @@ pub fn parse_record(record: &str) -> Result<Spf, String> {
     Ok(spf)
 }
 
-
 /// Where a term's CIDR suffix starts (index of its first '/' within `rest`, the term
 /// after its name), if it has one. ip4/ip6 addresses contain no '/', so the first '/'
 /// starts it; a domain-spec may itself contain '/' (RFC 7208 §7.1 macro-literal), so
@@ -544,9 +546,8 @@ fn cidr_suffix_start(rest: &str, name: &str) -> Option<usize> {
         "ip4" | "ip6" => rest.find('/'),
         "a" | "mx" if rest.starts_with('/') => Some(0),
         "a" | "mx" => {
-            let digits_end = |s: &str| {
-                s.len() - s.trim_end_matches(|c: char| c.is_ascii_digit()).len()
-            };
+            let digits_end =
+                |s: &str| s.len() - s.trim_end_matches(|c: char| c.is_ascii_digit()).len();
             let mut end = rest.len();
             let mut start = None;
             // optional trailing "//M"
@@ -687,8 +688,10 @@ impl Ctx<'_> {
         let (text, kind) = match select_record(&txts, self.scope) {
             Ok(Some(r)) => r,
             Ok(None) => {
-                self.trace
-                    .push(format!("TXT {domain}: {} record(s), none is SPF", txts.len()));
+                self.trace.push(format!(
+                    "TXT {domain}: {} record(s), none is SPF",
+                    txts.len()
+                ));
                 return Ok(none_step(&domain, self.scope));
             }
             Err(e) => {
@@ -696,9 +699,10 @@ impl Ctx<'_> {
                 return Err(perm(format!("{e} at {domain}")));
             }
         };
-        self.trace.push(format!("TXT {domain}: \"{text}\" ({kind})"));
-        let spf = parse_record(&text)
-            .map_err(|e| perm(format!("{e} in the SPF record of {domain}")))?;
+        self.trace
+            .push(format!("TXT {domain}: \"{text}\" ({kind})"));
+        let spf =
+            parse_record(&text).map_err(|e| perm(format!("{e} in the SPF record of {domain}")))?;
         self.evaluate(&spf, &domain).await
     }
 
@@ -857,7 +861,8 @@ impl Ctx<'_> {
         let kind = if ip.is_ipv4() { "A" } else { "AAAA" };
         match self.dns.addrs_like(target, ip).await {
             Ok(addrs) => {
-                self.trace.push(format!("{kind} {target}: {}", join(&addrs)));
+                self.trace
+                    .push(format!("{kind} {target}: {}", join(&addrs)));
                 Ok(addrs.into_iter().any(|a| in_net(ip, a, m4, m6)))
             }
             Err(LookupError::Void) => {
@@ -887,7 +892,8 @@ impl Ctx<'_> {
             }
             Err(LookupError::Temporary(e)) => return Err(temp(&format!("MX {target}"), &e)),
         };
-        self.trace.push(format!("MX {target}: {}", names.join(", ")));
+        self.trace
+            .push(format!("MX {target}: {}", names.join(", ")));
         // RFC 7208 §4.6.4: more than 10 MX names is a permerror for this term.
         if names.len() > MAX_NAMES {
             return Err(perm(format!(
@@ -996,7 +1002,11 @@ mod tests {
             select_record(&mfrom_only, Scope::Pra).unwrap(),
             Some(("v=spf1 ?all".into(), "v=spf1"))
         );
-        assert!(select_record(&r(&["spf2.0/pra -all", "spf2.0/pra,mfrom +all"]), Scope::Pra).is_err());
+        assert!(select_record(
+            &r(&["spf2.0/pra -all", "spf2.0/pra,mfrom +all"]),
+            Scope::Pra
+        )
+        .is_err());
     }
 
     #[test]
@@ -1006,7 +1016,10 @@ mod tests {
         assert!(!is_valid_spf_domain("A2345678"));
         assert!(!is_valid_spf_domain("[1.2.3.5]"));
         assert!(!is_valid_spf_domain("a..example.com"));
-        assert!(!is_valid_spf_domain(&format!("{}.example.com", "a".repeat(64))));
+        assert!(!is_valid_spf_domain(&format!(
+            "{}.example.com",
+            "a".repeat(64)
+        )));
     }
 
     #[test]
@@ -1022,13 +1035,30 @@ mod tests {
         let spf = parse_record("v=spf1 ip4:0.0.0.0/0 a/0//0 mx:x.test//0 ip6:::/0").unwrap();
         let d = &spf.directives;
         assert!(matches!(d[0].mechanism, Mechanism::Ip4 { mask: 0, .. }));
-        assert!(matches!(d[1].mechanism, Mechanism::A { ip4_mask: 0, ip6_mask: 0, .. }));
-        assert!(matches!(d[2].mechanism, Mechanism::Mx { ip4_mask: u32::MAX, ip6_mask: 0, .. }));
+        assert!(matches!(
+            d[1].mechanism,
+            Mechanism::A {
+                ip4_mask: 0,
+                ip6_mask: 0,
+                ..
+            }
+        ));
+        assert!(matches!(
+            d[2].mechanism,
+            Mechanism::Mx {
+                ip4_mask: u32::MAX,
+                ip6_mask: 0,
+                ..
+            }
+        ));
         assert!(matches!(d[3].mechanism, Mechanism::Ip6 { mask: 0, .. }));
         let spf = parse_record("v=spf1 a:x.test/24//64").unwrap();
         assert!(matches!(
             spf.directives[0].mechanism,
-            Mechanism::A { ip4_mask: 0xffff_ff00, .. }
+            Mechanism::A {
+                ip4_mask: 0xffff_ff00,
+                ..
+            }
         ));
     }
 

@@ -38,7 +38,10 @@ fn s(v: &Value) -> String {
 fn ptr_owner_ip(owner: &str) -> Option<IpAddr> {
     let o = owner.trim_end_matches('.').to_ascii_lowercase();
     if let Some(rest) = o.strip_suffix(".in-addr.arpa") {
-        let p: Vec<u8> = rest.split('.').map(|x| x.parse().ok()).collect::<Option<_>>()?;
+        let p: Vec<u8> = rest
+            .split('.')
+            .map(|x| x.parse().ok())
+            .collect::<Option<_>>()?;
         if p.len() != 4 {
             return None;
         }
@@ -163,7 +166,9 @@ async fn rfc7208_test_suite() {
             let (scope, domain, sender) = if mailfrom.is_empty() {
                 (Scope::Helo, helo.clone(), format!("postmaster@{helo}"))
             } else {
-                let d = mailfrom.rsplit_once('@').map_or(mailfrom.as_str(), |(_, d)| d);
+                let d = mailfrom
+                    .rsplit_once('@')
+                    .map_or(mailfrom.as_str(), |(_, d)| d);
                 (Scope::MailFrom, d.to_string(), mailfrom.clone())
             };
             let ev = check_host(
@@ -178,7 +183,9 @@ async fn rfc7208_test_suite() {
                 },
             )
             .await;
-            let mut ok = expected.iter().any(|e| SpfResult::parse(e) == Some(ev.result));
+            let mut ok = expected
+                .iter()
+                .any(|e| SpfResult::parse(e) == Some(ev.result));
             let mut why = format!("got {}, expected {}", ev.summary(), expected.join("|"));
             if ok && ev.result == SpfResult::Fail {
                 if let Some(exp) = case.get("explanation").map(s) {
@@ -199,7 +206,9 @@ async fn rfc7208_test_suite() {
     }
     println!("RFC 7208 test suite: {passed} of {total} cases pass");
     for f in &failures {
-        let known = KNOWN_FAILURES.iter().any(|(n, _)| f.contains(&format!("/ {n}:")));
+        let known = KNOWN_FAILURES
+            .iter()
+            .any(|(n, _)| f.contains(&format!("/ {n}:")));
         println!("  {} {f}", if known { "known:" } else { "FAIL: " });
     }
     assert!(
@@ -209,3 +218,495 @@ async fn rfc7208_test_suite() {
 }
 
 use serde::Deserialize;
+
+// ---------------------------------------------------------------------------------
+// DKIM, Sender ID, DMARC and the whole verdict, through SenderAuth.
+
+use bulwark_config::SenderAuthConfig;
+use bulwark_senderauth::{
+    Action, DkimSigner, KeyAlgorithm, SenderAuth, SenderIdOutcome, SpfOutcome,
+};
+
+const HOST: &str = "mail.example.test";
+
+fn auth(dns: &TestDns, cfg: SenderAuthConfig) -> SenderAuth {
+    SenderAuth::new(&cfg, HOST, bulwark_dns::resolver(&dns.config()).unwrap())
+}
+
+fn msg(from: &str, extra: &str, body: &str) -> Vec<u8> {
+    format!(
+        "{extra}From: {from}\r\nTo: bob@example.test\r\nSubject: test\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\nMessage-ID: <1@x>\r\n\r\n{body}"
+    )
+    .into_bytes()
+}
+
+async fn verdict(
+    a: &SenderAuth,
+    ip: &str,
+    helo: &str,
+    mail_from: &str,
+    m: &[u8],
+) -> bulwark_senderauth::Verdict {
+    let ip: IpAddr = ip.parse().unwrap();
+    let spf = a.check_mail_from(ip, helo, mail_from).await;
+    a.check_message(ip, helo, mail_from, &spf, m).await
+}
+
+#[tokio::test]
+async fn rfc8463_example_signatures_verify() {
+    let dns = TestDns::start().await;
+    for line in include_str!("fixtures/rfc8463-example.dns").lines() {
+        let (name, txt) = line.split_once(' ').unwrap();
+        dns.add_txt(name, txt);
+    }
+    let a = auth(&dns, SenderAuthConfig::default());
+    let m = include_bytes!("fixtures/rfc8463-example.eml");
+    let v = verdict(
+        &a,
+        "192.0.2.1",
+        "football.example.com",
+        "joe@football.example.com",
+        m,
+    )
+    .await;
+    let algs: Vec<(&str, &str)> = v
+        .results
+        .dkim
+        .iter()
+        .map(|d| (d.algorithm, d.result))
+        .collect();
+    assert_eq!(
+        algs,
+        vec![("ed25519-sha256", "pass"), ("rsa-sha256", "pass")],
+        "{v:#?}"
+    );
+    assert!(
+        v.headers_to_prepend.contains(
+            "dkim=pass header.d=football.example.com header.s=brisbane header.a=ed25519-sha256"
+        ),
+        "{}",
+        v.headers_to_prepend
+    );
+    // One changed body byte breaks both.
+    let tampered = String::from_utf8_lossy(m).replace("hungry", "Hungry");
+    let v = verdict(
+        &a,
+        "192.0.2.1",
+        "football.example.com",
+        "joe@football.example.com",
+        tampered.as_bytes(),
+    )
+    .await;
+    assert!(
+        v.results.dkim.iter().all(|d| d.result == "fail"),
+        "{:?}",
+        v.results.dkim
+    );
+}
+
+#[tokio::test]
+async fn generated_keys_sign_and_verify_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let dns = TestDns::start().await;
+    for alg in [KeyAlgorithm::Ed25519, KeyAlgorithm::Rsa2048] {
+        let k = bulwark_senderauth::sign::generate_key(
+            dir.path(),
+            "Signed.Test",
+            "bulwark",
+            alg,
+            false,
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&k.path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", k.path.display());
+        dns.add_txt(&k.dns_name, &k.dns_txt);
+        // A second generate without --force refuses to overwrite.
+        assert!(bulwark_senderauth::sign::generate_key(
+            dir.path(),
+            "signed.test",
+            "bulwark",
+            alg,
+            false
+        )
+        .is_err());
+    }
+    dns.add_txt("_dmarc.signed.test", "v=DMARC1; p=reject");
+    let signer = DkimSigner::load(dir.path()).unwrap();
+    assert_eq!(signer.selectors().len(), 2);
+    let m = msg("Alice <alice@signed.test>", "", "Hello.\r\n");
+    let sig = signer.sign(&m).unwrap().expect("a key for signed.test");
+    assert_eq!(sig.matches("DKIM-Signature:").count(), 2);
+    let mut signed = sig.into_bytes();
+    signed.extend_from_slice(&m);
+    let a = auth(&dns, SenderAuthConfig::default());
+    // No SPF record at all: DMARC passes through the aligned DKIM signature.
+    let v = verdict(
+        &a,
+        "192.0.2.50",
+        "out.signed.test",
+        "alice@signed.test",
+        &signed,
+    )
+    .await;
+    let res: Vec<&str> = v.results.dkim.iter().map(|d| d.result).collect();
+    assert_eq!(res, vec!["pass", "pass"], "{:?}", v.results.dkim);
+    assert_eq!(v.results.dmarc.as_ref().unwrap().result, "pass");
+    assert_eq!(v.action, Action::Accept);
+    // Tampered body: both fail, and DMARC p=reject now rejects.
+    let mut bad = signed.clone();
+    let n = bad.len();
+    bad[n - 3] = b'X';
+    let v = verdict(
+        &a,
+        "192.0.2.50",
+        "out.signed.test",
+        "alice@signed.test",
+        &bad,
+    )
+    .await;
+    assert!(
+        v.results.dkim.iter().all(|d| d.result == "fail"),
+        "{:?}",
+        v.results.dkim
+    );
+    assert_eq!(v.results.dmarc.as_ref().unwrap().result, "fail");
+    assert!(
+        matches!(
+            v.action,
+            Action::Reject {
+                code: 550,
+                enhanced: "5.7.1",
+                ..
+            }
+        ),
+        "{:?}",
+        v.action
+    );
+    // No key for other domains.
+    assert!(signer
+        .sign(&msg("x@other.test", "", "b"))
+        .unwrap()
+        .is_none());
+}
+
+fn spf_zone(dns: &TestDns) {
+    dns.add_txt("pass.test", "v=spf1 ip4:192.0.2.0/24 -all");
+    dns.add_txt("fail.test", "v=spf1 ip4:198.51.100.1 -all");
+    dns.add_txt("soft.test", "v=spf1 ~all");
+    dns.add_a("none.test", "192.0.2.99".parse().unwrap());
+}
+
+#[tokio::test]
+async fn spf_results_headers_and_default_policy() {
+    let dns = TestDns::start().await;
+    spf_zone(&dns);
+    let a = auth(&dns, SenderAuthConfig::default());
+    for (from, want, action) in [
+        ("u@pass.test", "pass", Action::Accept),
+        ("u@fail.test", "fail", Action::Tag),
+        ("u@soft.test", "softfail", Action::Accept),
+        ("u@none.test", "none", Action::Accept),
+    ] {
+        let m = msg(from, "", "hi\r\n");
+        let v = verdict(&a, "192.0.2.4", "mx.sender.test", from, &m).await;
+        assert_eq!(
+            v.results.spf.as_ref().unwrap().result.as_str(),
+            want,
+            "{from}"
+        );
+        assert!(
+            v.headers_to_prepend.starts_with(&format!(
+                "Authentication-Results: {HOST};\r\n\tspf={want} ("
+            )),
+            "{}",
+            v.headers_to_prepend
+        );
+        assert!(v
+            .headers_to_prepend
+            .contains(&format!("Received-SPF: {want} ({HOST}: ")));
+        assert!(v
+            .headers_to_prepend
+            .contains(&format!("smtp.mailfrom={from}")));
+        assert_eq!(v.action, action, "{from}");
+        if action == Action::Tag {
+            assert!(v
+                .headers_to_prepend
+                .contains("X-Bulwark-Auth-Warning: spf=fail"));
+        }
+    }
+    let v = verdict(
+        &a,
+        "192.0.2.4",
+        "mx.sender.test",
+        "u@pass.test",
+        &msg("u@pass.test", "", ""),
+    )
+    .await;
+    assert!(v
+        .headers_to_prepend
+        .contains("spf=pass (192.0.2.4 matched ip4:192.0.2.0/24 of pass.test)"));
+    assert!(
+        v.headers_to_prepend
+            .contains("mechanism=\"ip4:192.0.2.0/24\""),
+        "{}",
+        v.headers_to_prepend
+    );
+}
+
+#[tokio::test]
+async fn spf_reject_policy_refuses_at_mail_with_5_7_23() {
+    let dns = TestDns::start().await;
+    spf_zone(&dns);
+    dns.add_txt("fail.test", "exp=why.fail.test");
+    let mut cfg = SenderAuthConfig::default();
+    cfg.spf.fail = bulwark_config::senderauth::AuthAction::Reject;
+    cfg.spf.temperror = bulwark_config::senderauth::AuthAction::Tempfail;
+    let a = auth(&dns, cfg);
+    let o = a
+        .check_mail_from("192.0.2.4".parse().unwrap(), "mx.x.test", "u@fail.test")
+        .await;
+    let reply = o.action.reply().unwrap();
+    assert!(
+        reply.starts_with("550 5.7.23 SPF fail for fail.test"),
+        "{reply}"
+    );
+    dns.servfail("broken.test");
+    let o = a
+        .check_mail_from("192.0.2.4".parse().unwrap(), "mx.x.test", "u@broken.test")
+        .await;
+    assert!(
+        o.action.reply().unwrap().starts_with("451 4.7.24"),
+        "{:?}",
+        o.action
+    );
+    // null reverse-path: the HELO identity
+    dns.add_txt("mx.fail.test", "v=spf1 -all");
+    let o = a
+        .check_mail_from("192.0.2.4".parse().unwrap(), "mx.fail.test", "")
+        .await;
+    assert_eq!(o.evaluation.as_ref().unwrap().scope, Scope::Helo);
+    assert!(
+        o.action.reply().unwrap().contains("HELO mx.fail.test"),
+        "{:?}",
+        o.action
+    );
+}
+
+#[tokio::test]
+async fn sender_id_uses_spf2_pra_then_falls_back_to_spf1() {
+    let dns = TestDns::start().await;
+    // v=spf1 allows the IP for MAIL FROM, spf2.0/pra forbids it for the PRA.
+    dns.add_txt("both.test", "v=spf1 ip4:192.0.2.0/24 -all");
+    dns.add_txt("both.test", "spf2.0/pra ip4:198.51.100.0/24 -all");
+    dns.add_txt("v1only.test", "v=spf1 ip4:192.0.2.0/24 -all");
+    let a = auth(&dns, SenderAuthConfig::default());
+    let v = verdict(
+        &a,
+        "192.0.2.4",
+        "mx.test",
+        "u@both.test",
+        &msg("u@both.test", "", ""),
+    )
+    .await;
+    assert_eq!(v.results.spf.as_ref().unwrap().result, SpfResult::Pass);
+    let Some(SenderIdOutcome::Checked { pra, evaluation }) = &v.results.sender_id else {
+        panic!()
+    };
+    assert_eq!((pra.address.as_str(), pra.header), ("u@both.test", "From"));
+    assert_eq!(evaluation.result, SpfResult::Fail);
+    assert!(
+        evaluation.lookups.iter().any(|l| l.contains("spf2.0/pra")),
+        "{:?}",
+        evaluation.lookups
+    );
+    assert!(
+        v.headers_to_prepend.contains("sender-id=fail ("),
+        "{}",
+        v.headers_to_prepend
+    );
+    assert!(v.headers_to_prepend.contains("header.from=u@both.test"));
+    assert_eq!(v.action, Action::Tag);
+    // Fallback to v=spf1, with the PRA from Sender (a list) rather than From.
+    let m = msg("u@other.test", "Sender: list@v1only.test\r\n", "");
+    let v = verdict(&a, "192.0.2.4", "mx.test", "bounce@v1only.test", &m).await;
+    let Some(SenderIdOutcome::Checked { pra, evaluation }) = &v.results.sender_id else {
+        panic!()
+    };
+    assert_eq!(pra.header, "Sender");
+    assert_eq!(evaluation.result, SpfResult::Pass);
+    assert!(v.headers_to_prepend.contains("sender-id=pass"));
+    assert!(v
+        .headers_to_prepend
+        .contains("header.sender=list@v1only.test"));
+    // No PRA: two From headers.
+    let m = msg("a@v1only.test", "From: b@v1only.test\r\n", "");
+    let v = verdict(&a, "192.0.2.4", "mx.test", "bounce@v1only.test", &m).await;
+    assert!(matches!(
+        v.results.sender_id,
+        Some(SenderIdOutcome::NoPra { .. })
+    ));
+    assert!(
+        v.headers_to_prepend
+            .contains("sender-id=permerror (no PRA: 2 From headers"),
+        "{}",
+        v.headers_to_prepend
+    );
+    assert_eq!(v.action, Action::Tag);
+}
+
+#[tokio::test]
+async fn dmarc_policies_and_pct() {
+    let dns = TestDns::start().await;
+    spf_zone(&dns);
+    dns.add_txt("_dmarc.fail.test", "v=DMARC1; p=reject");
+    dns.add_txt("q.test", "v=spf1 -all");
+    dns.add_txt("_dmarc.q.test", "v=DMARC1; p=quarantine");
+    dns.add_txt("sampled.test", "v=spf1 -all");
+    dns.add_txt("_dmarc.sampled.test", "v=DMARC1; p=reject; pct=0");
+    dns.add_txt("_dmarc.pass.test", "v=DMARC1; p=reject");
+    let a = auth(&dns, SenderAuthConfig::default());
+    let v = verdict(
+        &a,
+        "192.0.2.4",
+        "mx.test",
+        "u@fail.test",
+        &msg("u@fail.test", "", ""),
+    )
+    .await;
+    assert_eq!(v.results.dmarc.as_ref().unwrap().result, "fail");
+    let reply = v.action.reply().unwrap();
+    assert!(
+        reply.starts_with("550 5.7.1 DMARC: rejected by the DMARC policy of fail.test (p=reject)"),
+        "{reply}"
+    );
+    assert!(v
+        .headers_to_prepend
+        .contains("dmarc=fail (p=reject) header.from=fail.test"));
+    let v = verdict(
+        &a,
+        "192.0.2.4",
+        "mx.test",
+        "u@q.test",
+        &msg("u@q.test", "", ""),
+    )
+    .await;
+    assert_eq!(v.action, Action::Quarantine);
+    // pct=0: never sampled, so p=reject becomes quarantine (RFC 7489 §6.6.4).
+    let v = verdict(
+        &a,
+        "192.0.2.4",
+        "mx.test",
+        "u@sampled.test",
+        &msg("u@sampled.test", "", ""),
+    )
+    .await;
+    let d = v.results.dmarc.as_ref().unwrap();
+    assert!(d.sampled_out && d.policy == Some("quarantine"), "{d:?}");
+    assert_eq!(v.action, Action::Quarantine);
+    // SPF pass aligned with From: DMARC pass.
+    let v = verdict(
+        &a,
+        "192.0.2.4",
+        "mx.test",
+        "u@pass.test",
+        &msg("u@pass.test", "", ""),
+    )
+    .await;
+    assert_eq!(v.results.dmarc.as_ref().unwrap().result, "pass");
+    assert_eq!(v.action, Action::Accept);
+    // DNS failure for the DMARC record: tempfail by default.
+    dns.add_txt("dt.test", "v=spf1 -all");
+    dns.servfail("_dmarc.dt.test");
+    let v = verdict(
+        &a,
+        "192.0.2.4",
+        "mx.test",
+        "u@dt.test",
+        &msg("u@dt.test", "", ""),
+    )
+    .await;
+    assert_eq!(
+        v.results.dmarc.as_ref().unwrap().result,
+        "temperror",
+        "{:?}",
+        v.results.dmarc
+    );
+    assert!(
+        v.action.reply().unwrap().starts_with("451 4.7.1"),
+        "{:?}",
+        v.action
+    );
+}
+
+#[tokio::test]
+async fn internal_relay_is_checked_against_the_received_walk() {
+    let dns = TestDns::start().await;
+    spf_zone(&dns);
+    let mut cfg = SenderAuthConfig::default();
+    cfg.internal_servers = vec!["10.0.0.0/8".parse().unwrap()];
+    let a = auth(&dns, cfg);
+    let relay: IpAddr = "10.0.0.5".parse().unwrap();
+    // At MAIL the relay's own address is not checked.
+    let at_mail = a
+        .check_mail_from(relay, "edge.corp.test", "u@pass.test")
+        .await;
+    assert_eq!(
+        at_mail,
+        SpfOutcome {
+            evaluation: None,
+            action: Action::Accept
+        }
+    );
+    let received = "Received: from mx.sender.test (mx.sender.test [192.0.2.4]) by edge.corp.test with ESMTP id 1; Mon, 1 Jan 2024 10:00:00 +0000\r\nReceived: from liar.test ([198.51.100.1]) by mx.sender.test; Mon, 1 Jan 2024 09:59:00 +0000\r\n";
+    let m = msg("u@pass.test", received, "");
+    let v = a
+        .check_message(relay, "edge.corp.test", "u@pass.test", &at_mail, &m)
+        .await;
+    let ev = v.results.spf.as_ref().unwrap();
+    assert_eq!(ev.ip, "192.0.2.4".parse::<IpAddr>().unwrap());
+    assert_eq!(ev.result, SpfResult::Pass);
+    assert_eq!(ev.helo, "mx.sender.test");
+    assert!(v.headers_to_prepend.contains("via internal relay, external hop 192.0.2.4 helo=mx.sender.test from Received header #1"), "{}", v.headers_to_prepend);
+    // The same message relayed for a domain that does not allow 192.0.2.4: fail.
+    let m = msg("u@fail.test", received, "");
+    let v = a
+        .check_message(relay, "edge.corp.test", "u@fail.test", &at_mail, &m)
+        .await;
+    assert_eq!(v.results.spf.as_ref().unwrap().result, SpfResult::Fail);
+    // Mail that never left the inside is not checked.
+    let m = msg(
+        "u@pass.test",
+        "Received: from a ([10.9.9.9]) by edge.corp.test; Mon, 1 Jan 2024 10:00:00 +0000\r\n",
+        "",
+    );
+    let v = a
+        .check_message(relay, "edge.corp.test", "u@pass.test", &at_mail, &m)
+        .await;
+    assert!(v.results.spf.is_none() && v.results.note.is_some());
+    assert_eq!(v.action, Action::Accept);
+}
+
+#[tokio::test]
+async fn forged_results_for_our_host_are_removed() {
+    let dns = TestDns::start().await;
+    spf_zone(&dns);
+    let a = auth(&dns, SenderAuthConfig::default());
+    let forged = format!("Authentication-Results: {HOST}; spf=pass smtp.mailfrom=ceo@fail.test; dmarc=pass\r\nAuthentication-Results: elsewhere.test; spf=fail\r\n");
+    let m = msg("u@fail.test", &forged, "body\r\n");
+    let v = verdict(&a, "192.0.2.4", "mx.test", "u@fail.test", &m).await;
+    let stored = String::from_utf8(v.apply(&m)).unwrap();
+    assert_eq!(
+        stored
+            .matches(&format!("Authentication-Results: {HOST}"))
+            .count(),
+        1,
+        "{stored}"
+    );
+    assert!(
+        stored.starts_with(&format!("Authentication-Results: {HOST};\r\n\tspf=fail")),
+        "{stored}"
+    );
+    assert!(stored.contains("Authentication-Results: elsewhere.test; spf=fail"));
+    assert!(stored.ends_with("\r\n\r\nbody\r\n"));
+}

@@ -1,0 +1,252 @@
+//! The header fields we add (Authentication-Results, RFC 8601; Received-SPF, RFC 7208
+//! §9.1) and the removal of Authentication-Results fields that claim to be ours but
+//! arrived from outside (RFC 8601 §5).
+//!
+//! Everything we write that came from the network or DNS (addresses, HELO names,
+//! `exp=` text, reasons) goes through `comment`/`value` so it cannot break out of its
+//! place: no CR/LF/control characters, parentheses and quotes escaped, bounded length.
+
+/// Text for a `( comment )`: printable ASCII, parentheses and backslashes escaped.
+pub fn comment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(200));
+    for c in s.chars().take(200) {
+        match c {
+            '(' | ')' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_ascii_graphic() || c == ' ' => out.push(c),
+            _ => out.push('?'),
+        }
+    }
+    out
+}
+
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c)
+}
+
+/// A value (RFC 8601 `pvalue` / RFC 7208 key-value): as a dot-atom, `local@domain`
+/// of dot-atoms, or else a quoted-string.
+pub fn value(s: &str) -> String {
+    let dot_atom = |p: &str| {
+        !p.is_empty()
+            && p.split('.')
+                .all(|a| !a.is_empty() && a.chars().all(is_atext))
+    };
+    let plain = match s.rsplit_once('@') {
+        Some((l, d)) => (l.is_empty() || dot_atom(l)) && dot_atom(d),
+        None => dot_atom(s),
+    };
+    if plain && s.len() <= 254 {
+        return s.to_string();
+    }
+    let mut out = String::from("\"");
+    for c in s.chars().take(254) {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_ascii_graphic() || c == ' ' => out.push(c),
+            _ => out.push('?'),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// One `method=result (comment) ptype.property=value ...` clause of an
+/// Authentication-Results header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResInfo {
+    pub method: &'static str,
+    pub result: String,
+    pub comment: Option<String>,
+    pub props: Vec<(String, String)>,
+}
+
+/// `Authentication-Results: <authserv-id>; clause; clause` (RFC 8601 §2.2), folded one
+/// clause per line, ending in CRLF. With no clause: `<authserv-id>; none`.
+pub fn authentication_results(authserv_id: &str, clauses: &[ResInfo]) -> String {
+    let mut h = format!("Authentication-Results: {}", value(authserv_id));
+    if clauses.is_empty() {
+        h.push_str("; none\r\n");
+        return h;
+    }
+    for c in clauses {
+        h.push_str(";\r\n\t");
+        h.push_str(c.method);
+        h.push('=');
+        h.push_str(&c.result);
+        if let Some(t) = &c.comment {
+            h.push_str(" (");
+            h.push_str(&comment(t));
+            h.push(')');
+        }
+        for (k, v) in &c.props {
+            h.push(' ');
+            h.push_str(k);
+            h.push('=');
+            h.push_str(&value(v));
+        }
+    }
+    h.push_str("\r\n");
+    h
+}
+
+/// `Received-SPF: result (comment) key=value; ...` (RFC 7208 §9.1), ending in CRLF.
+pub fn received_spf(result: &str, comment_text: &str, pairs: &[(&str, String)]) -> String {
+    let mut h = format!("Received-SPF: {result} ({})", comment(comment_text));
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        h.push_str(if i == 0 { "\r\n\t" } else { ";\r\n\t" });
+        h.push_str(k);
+        h.push('=');
+        h.push_str(&value(v));
+    }
+    h.push_str("\r\n");
+    h
+}
+
+/// The header fields of a message as byte ranges (start, end including the line
+/// break), and where the body starts. Hand-written: RFC 5322 §2.2 fields are a line
+/// plus continuation lines starting with WSP, and we need exact byte ranges to remove
+/// fields without touching anything else (which mail-parser does not give for the
+/// whole field).
+fn field_ranges(msg: &[u8]) -> (Vec<(usize, usize)>, usize) {
+    let mut fields: Vec<(usize, usize)> = Vec::new();
+    let mut pos = 0;
+    while pos < msg.len() {
+        let end = msg[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(msg.len(), |i| pos + i + 1);
+        let line = &msg[pos..end];
+        if line == b"\r\n" || line == b"\n" {
+            return (fields, end);
+        }
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            if let Some(last) = fields.last_mut() {
+                last.1 = end;
+            }
+        } else {
+            fields.push((pos, end));
+        }
+        pos = end;
+    }
+    (fields, msg.len())
+}
+
+/// The authserv-id of an Authentication-Results value (RFC 8601 §2.2: the first
+/// token, after optional CFWS; a version may follow it).
+fn authserv_id(value: &[u8]) -> String {
+    let s = String::from_utf8_lossy(value);
+    let mut rest = s.trim_start();
+    // skip leading comments
+    while rest.starts_with('(') {
+        match rest.find(')') {
+            Some(i) => rest = rest[i + 1..].trim_start(),
+            None => return String::new(),
+        }
+    }
+    let end = rest
+        .find(|c: char| c == ';' || c.is_whitespace() || c == '(')
+        .unwrap_or(rest.len());
+    rest[..end].trim_matches('"').to_ascii_lowercase()
+}
+
+/// Removes every Authentication-Results (and ARC-less Received-SPF is left alone)
+/// field whose authserv-id is ours: only we may speak for us (RFC 8601 §5).
+/// Returns the number of fields removed and the new message.
+pub fn strip_forged_results(msg: &[u8], our_id: &str) -> (usize, Vec<u8>) {
+    let (fields, _) = field_ranges(msg);
+    let ours = our_id.to_ascii_lowercase();
+    let mut out = Vec::with_capacity(msg.len());
+    let mut last = 0;
+    let mut removed = 0;
+    for (start, end) in fields {
+        let f = &msg[start..end];
+        let Some(colon) = f.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = &f[..colon];
+        if name
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"Authentication-Results")
+            && authserv_id(&f[colon + 1..]) == ours
+        {
+            out.extend_from_slice(&msg[last..start]);
+            last = end;
+            removed += 1;
+        }
+    }
+    out.extend_from_slice(&msg[last..]);
+    (removed, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_and_comments_cannot_break_out() {
+        assert_eq!(value("user@example.com"), "user@example.com");
+        assert_eq!(value("a b@example.com"), "\"a b@example.com\"");
+        assert_eq!(value("x\"\r\nInjected: 1"), "\"x\\\"??Injected: 1\"");
+        assert_eq!(comment("a (b)\r\nX: y"), "a \\(b\\)??X: y");
+        assert!(comment(&"x".repeat(1000)).len() <= 200);
+    }
+
+    #[test]
+    fn authentication_results_layout() {
+        let h = authentication_results(
+            "mail.example.test",
+            &[ResInfo {
+                method: "spf",
+                result: "pass".into(),
+                comment: Some("192.0.2.4 matched ip4:192.0.2.0/24 of pass.test".into()),
+                props: vec![("smtp.mailfrom".into(), "u@pass.test".into())],
+            }],
+        );
+        assert_eq!(
+            h,
+            "Authentication-Results: mail.example.test;\r\n\tspf=pass (192.0.2.4 matched ip4:192.0.2.0/24 of pass.test) smtp.mailfrom=u@pass.test\r\n"
+        );
+        assert_eq!(
+            authentication_results("m.test", &[]),
+            "Authentication-Results: m.test; none\r\n"
+        );
+    }
+
+    #[test]
+    fn received_spf_layout() {
+        let h = received_spf(
+            "fail",
+            "m.test: 192.0.2.9 matched -all of f.test",
+            &[
+                ("client-ip", "192.0.2.9".into()),
+                ("envelope-from", "a b@f.test".into()),
+            ],
+        );
+        assert_eq!(
+            h,
+            "Received-SPF: fail (m.test: 192.0.2.9 matched -all of f.test)\r\n\tclient-ip=192.0.2.9;\r\n\tenvelope-from=\"a b@f.test\"\r\n"
+        );
+    }
+
+    #[test]
+    fn strips_only_results_claiming_our_id() {
+        let msg = b"Received: from x\r\nAuthentication-Results: MAIL.example.test;\r\n\tspf=pass smtp.mailfrom=forged@bank.test\r\nAuthentication-Results: other.test; dkim=pass\r\nAuthentication-Results: (c) mail.example.test 1; spf=pass\r\nSubject: hi\r\n\r\nAuthentication-Results: mail.example.test; body text\r\n";
+        let (n, out) = strip_forged_results(msg, "mail.example.test");
+        assert_eq!(n, 2);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "Received: from x\r\nAuthentication-Results: other.test; dkim=pass\r\nSubject: hi\r\n\r\nAuthentication-Results: mail.example.test; body text\r\n"
+        );
+        let (n, out) = strip_forged_results(b"Subject: x\r\n\r\nbody", "m.test");
+        assert_eq!(
+            (n, out.as_slice()),
+            (0, b"Subject: x\r\n\r\nbody".as_slice())
+        );
+    }
+}

@@ -1,0 +1,360 @@
+//! DKIM signing of mail our users submit (RFC 6376, rsa-sha256; RFC 8463,
+//! ed25519-sha256) with keys kept per domain under `DIR/<key_dir>/<domain>/`, and
+//! generation of those keys with the DNS record to publish.
+//!
+//! Layout: `DIR/dkim/<domain>/<selector>.pem`, mode 0600 in a 0700 directory. The file
+//! name is the selector (`bulwark-rsa`, `bulwark-ed25519`); the PEM label says the
+//! algorithm (`RSA PRIVATE KEY` = PKCS#1 RSA, `PRIVATE KEY` = PKCS#8 Ed25519).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use mail_auth::common::crypto::{Algorithm, DkimKey, Ed25519Key, RsaKey, Sha256, SigningKey};
+use mail_auth::common::headers::{HeaderWriter, Writable};
+use mail_auth::dkim::generate::DkimKeyPair;
+use mail_auth::dkim::DkimSigner as MaDkimSigner;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a usable DKIM key: {reason}")]
+    BadKey { path: String, reason: String },
+    #[error("{path} already exists; use --force to replace it (and republish the DNS record)")]
+    Exists { path: String },
+    #[error("{0:?} is not a domain name")]
+    BadDomain(String),
+    #[error("cannot generate the key: {0}")]
+    Generate(String),
+    #[error("cannot sign: {0}")]
+    Sign(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlgorithm {
+    /// RFC 8463. Small, fast; not every verifier knows it yet, so sign with both.
+    Ed25519,
+    /// RFC 6376 / RFC 8301: 2048 bits.
+    Rsa2048,
+}
+
+impl KeyAlgorithm {
+    /// The selector suffix and the `k=` tag value.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            KeyAlgorithm::Ed25519 => "ed25519",
+            KeyAlgorithm::Rsa2048 => "rsa",
+        }
+    }
+}
+
+/// A key just written, and what to publish in DNS.
+#[derive(Debug, Clone)]
+pub struct GeneratedKey {
+    pub domain: String,
+    pub selector: String,
+    pub algorithm: KeyAlgorithm,
+    pub path: PathBuf,
+    /// `<selector>._domainkey.<domain>`
+    pub dns_name: String,
+    /// `v=DKIM1; k=...; p=...`
+    pub dns_txt: String,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SignError + '_ {
+    move |source| SignError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    let b = B64.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+fn unpem(text: &str) -> Option<(String, Vec<u8>)> {
+    let begin = text.find("-----BEGIN ")?;
+    let rest = &text[begin + 11..];
+    let label_end = rest.find("-----")?;
+    let label = rest[..label_end].to_string();
+    let body_start = label_end + 5;
+    let end = rest.find("-----END ")?;
+    let b64: String = rest[body_start..end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    Some((label, B64.decode(b64).ok()?))
+}
+
+/// DER length octets.
+fn der_len(n: usize) -> Vec<u8> {
+    if n < 0x80 {
+        vec![n as u8]
+    } else if n < 0x100 {
+        vec![0x81, n as u8]
+    } else {
+        vec![0x82, (n >> 8) as u8, n as u8]
+    }
+}
+
+/// Wraps a PKCS#1 RSAPublicKey in a SubjectPublicKeyInfo, the form most DKIM records
+/// publish (`MIIBIjANBgkq…`) and every verifier accepts.
+fn rsa_spki(pkcs1: &[u8]) -> Vec<u8> {
+    // SEQUENCE { OID 1.2.840.113549.1.1.1, NULL }
+    const ALG: [u8; 15] = [
+        0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+    ];
+    let mut bit = vec![0x03];
+    bit.extend(der_len(pkcs1.len() + 1));
+    bit.push(0);
+    bit.extend_from_slice(pkcs1);
+    let mut out = vec![0x30];
+    out.extend(der_len(ALG.len() + bit.len()));
+    out.extend_from_slice(&ALG);
+    out.extend(bit);
+    out
+}
+
+/// Creates `<key_dir>/<domain>/<selector_prefix>-<alg>.pem` (0600) and returns the
+/// DNS record to publish. Refuses to replace an existing key unless `force`.
+pub fn generate_key(
+    key_dir: &Path,
+    domain: &str,
+    selector_prefix: &str,
+    algorithm: KeyAlgorithm,
+    force: bool,
+) -> Result<GeneratedKey, SignError> {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    if !crate::spf::is_valid_spf_domain(&domain) {
+        return Err(SignError::BadDomain(domain));
+    }
+    let dir = key_dir.join(&domain);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(io(&dir))?;
+    let selector = format!("{selector_prefix}-{}", algorithm.suffix());
+    let path = dir.join(format!("{selector}.pem"));
+    let (text, public) = match algorithm {
+        KeyAlgorithm::Ed25519 => {
+            let pair =
+                DkimKeyPair::generate_ed25519().map_err(|e| SignError::Generate(e.to_string()))?;
+            (
+                pem("PRIVATE KEY", pair.private_key()),
+                pair.public_key().to_vec(),
+            )
+        }
+        KeyAlgorithm::Rsa2048 => {
+            let pair =
+                DkimKeyPair::generate_rsa(2048).map_err(|e| SignError::Generate(e.to_string()))?;
+            (
+                pem("RSA PRIVATE KEY", pair.private_key()),
+                rsa_spki(pair.public_key()),
+            )
+        }
+    };
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).mode(0o600);
+    if force {
+        opts.create(true).truncate(true);
+    } else {
+        opts.create_new(true);
+    }
+    let mut f = opts.open(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            SignError::Exists {
+                path: path.display().to_string(),
+            }
+        } else {
+            io(&path)(e)
+        }
+    })?;
+    f.write_all(text.as_bytes()).map_err(io(&path))?;
+    f.sync_all().map_err(io(&path))?;
+    Ok(GeneratedKey {
+        dns_name: format!("{selector}._domainkey.{domain}"),
+        dns_txt: format!(
+            "v=DKIM1; k={}; p={}",
+            algorithm.suffix(),
+            B64.encode(public)
+        ),
+        domain,
+        selector,
+        algorithm,
+        path,
+    })
+}
+
+fn load_key(path: &Path) -> Result<(KeyAlgorithm, DkimKey), SignError> {
+    let bad = |reason: &str| SignError::BadKey {
+        path: path.display().to_string(),
+        reason: reason.into(),
+    };
+    let text = fs::read_to_string(path).map_err(io(path))?;
+    let (label, der) = unpem(&text).ok_or_else(|| bad("not PEM"))?;
+    match label.as_str() {
+        "RSA PRIVATE KEY" => {
+            let k =
+                RsaKey::<Sha256>::from_key_der(rustls_pki_types::PrivateKeyDer::Pkcs1(der.into()))
+                    .map_err(|e| bad(&e.to_string()))?;
+            Ok((KeyAlgorithm::Rsa2048, DkimKey::Rsa(k)))
+        }
+        "PRIVATE KEY" => {
+            let k = Ed25519Key::from_pkcs8_der(&der).map_err(|e| bad(&e.to_string()))?;
+            Ok((KeyAlgorithm::Ed25519, DkimKey::Ed25519(k)))
+        }
+        other => Err(bad(&format!("unexpected PEM label {other:?}"))),
+    }
+}
+
+/// The headers we sign (RFC 6376 §5.4.1's recommendations; From is required).
+/// Listing From/Subject/To/Cc/Date twice would also forbid adding a second copy
+/// ("oversigning"); From is oversigned because a second From is the classic attack.
+const SIGNED_HEADERS: &[&str] = &[
+    "From",
+    "From",
+    "Reply-To",
+    "Subject",
+    "Date",
+    "To",
+    "Cc",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "List-Unsubscribe",
+];
+
+struct LoadedKey {
+    selector: String,
+    key: DkimKey,
+}
+
+/// Every domain's keys, loaded once; signs a message with each key of its From domain.
+pub struct DkimSigner {
+    keys: BTreeMap<String, Vec<LoadedKey>>,
+}
+
+impl DkimSigner {
+    /// Loads `<key_dir>/<domain>/*.pem`. A missing directory means "no keys".
+    pub fn load(key_dir: &Path) -> Result<DkimSigner, SignError> {
+        let mut keys: BTreeMap<String, Vec<LoadedKey>> = BTreeMap::new();
+        let entries = match fs::read_dir(key_dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(DkimSigner { keys }),
+            Err(e) => return Err(io(key_dir)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io(key_dir))?;
+            let dir = entry.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            let domain = entry.file_name().to_string_lossy().to_ascii_lowercase();
+            let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+                .map_err(io(&dir))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "pem"))
+                .collect();
+            files.sort();
+            for f in files {
+                let (_, key) = load_key(&f)?;
+                let selector = f
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                keys.entry(domain.clone())
+                    .or_default()
+                    .push(LoadedKey { selector, key });
+            }
+        }
+        Ok(DkimSigner { keys })
+    }
+
+    /// Domains with at least one key.
+    pub fn domains(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(|s| s.as_str())
+    }
+
+    /// `(domain, selector)` of every loaded key.
+    pub fn selectors(&self) -> Vec<(String, String)> {
+        self.keys
+            .iter()
+            .flat_map(|(d, ks)| ks.iter().map(move |k| (d.clone(), k.selector.clone())))
+            .collect()
+    }
+
+    /// The DKIM-Signature header line(s) (CRLF-terminated) to prepend for the From
+    /// domain of `message`, or `None` when we hold no key for it.
+    pub fn sign(&self, message: &[u8]) -> Result<Option<String>, SignError> {
+        let Some(domain) = from_domain(message) else {
+            return Ok(None);
+        };
+        self.sign_as(&domain, message)
+    }
+
+    /// Signs with the keys of `domain` (d=domain).
+    pub fn sign_as(&self, domain: &str, message: &[u8]) -> Result<Option<String>, SignError> {
+        let Some(keys) = self.keys.get(&domain.to_ascii_lowercase()) else {
+            return Ok(None);
+        };
+        let mut out = String::new();
+        for k in keys {
+            let sig = MaDkimSigner::from_key(KeyRef(&k.key))
+                .domain(domain.to_ascii_lowercase())
+                .selector(k.selector.clone())
+                .headers(SIGNED_HEADERS.iter().copied())
+                .sign(message)
+                .map_err(|e| SignError::Sign(e.to_string()))?;
+            out.push_str(&sig.to_header());
+        }
+        Ok(Some(out))
+    }
+}
+
+/// mail-auth's signer takes its key by value and ring key pairs are not Clone; our
+/// keys are loaded once, so the signer borrows them through this.
+struct KeyRef<'a>(&'a DkimKey);
+
+impl SigningKey for KeyRef<'_> {
+    type Hasher = Sha256;
+
+    fn sign(&self, input: impl Writable) -> mail_auth::Result<Vec<u8>> {
+        self.0.sign(input)
+    }
+
+    fn algorithm(&self) -> Algorithm {
+        self.0.algorithm()
+    }
+}
+
+/// The domain of the single From address (None when absent or ambiguous).
+pub fn from_domain(message: &[u8]) -> Option<String> {
+    let msg = mail_auth::AuthenticatedMessage::parse(message)?;
+    let froms = msg.froms();
+    if froms.len() != 1 {
+        return None;
+    }
+    froms[0]
+        .rsplit_once('@')
+        .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
+}
