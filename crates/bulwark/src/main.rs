@@ -56,6 +56,12 @@ enum Command {
     /// Check configuration, certificate, file permissions, running listeners (--probe)
     /// and DNS records (--dns) against best practice.
     Audit(cli::audit::AuditArgs),
+    /// SPF and Sender ID: diagnose a sender, print the record to publish.
+    #[command(subcommand)]
+    Spf(cli::spf::SpfCommand),
+    /// DKIM signing keys for our domains.
+    #[command(subcommand)]
+    Dkim(cli::dkim::DkimCommand),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +76,8 @@ fn main() -> ExitCode {
         Command::Cert(c) => cli::cert::run(&cli.dir, c),
         Command::Report(a) => cli::report::run(&cli.dir, a),
         Command::Audit(a) => cli::audit::run(&cli.dir, a),
+        Command::Spf(c) => cli::spf::run(&cli.dir, c),
+        Command::Dkim(c) => cli::dkim::run(&cli.dir, c),
     };
     match result {
         Ok(code) => code,

@@ -5,9 +5,11 @@ pub mod aliases;
 pub mod audit;
 pub mod cert;
 pub mod config;
+pub mod dkim;
 pub mod domains;
 pub mod init;
 pub mod report;
+pub mod spf;
 pub mod users;
 
 use std::path::Path;

@@ -6,5 +6,6 @@ mod support;
 mod cli;
 mod observe;
 mod pop3;
+mod senderauth;
 mod serve;
 mod smtp;
