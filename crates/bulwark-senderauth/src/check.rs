@@ -179,6 +179,7 @@ pub struct SpfOutcome {
 
 /// Sender ID as decided after DATA.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // built once per message; boxing buys nothing
 pub enum SenderIdOutcome {
     Checked {
         pra: Pra,

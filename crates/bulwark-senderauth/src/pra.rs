@@ -164,7 +164,8 @@ mod tests {
     /// RFC 4407 §2, step by step. Each row: headers (top first) → PRA or "no PRA".
     #[test]
     fn rfc4407_section2_table() {
-        let cases: &[(&str, &str, Option<(&str, &str)>)] = &[
+        type Case<'a> = (&'a str, &'a str, Option<(&'a str, &'a str)>);
+        let cases: &[Case] = &[
             // step 4: a single From
             ("plain From", "From: Alice <alice@a.test>\n", Some(("alice@a.test", "From"))),
             // step 3 beats 4: Sender

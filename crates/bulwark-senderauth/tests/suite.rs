@@ -643,8 +643,10 @@ async fn dmarc_policies_and_pct() {
 async fn internal_relay_is_checked_against_the_received_walk() {
     let dns = TestDns::start().await;
     spf_zone(&dns);
-    let mut cfg = SenderAuthConfig::default();
-    cfg.internal_servers = vec!["10.0.0.0/8".parse().unwrap()];
+    let cfg = SenderAuthConfig {
+        internal_servers: vec!["10.0.0.0/8".parse().unwrap()],
+        ..Default::default()
+    };
     let a = auth(&dns, cfg);
     let relay: IpAddr = "10.0.0.5".parse().unwrap();
     // At MAIL the relay's own address is not checked.
