@@ -162,9 +162,25 @@ fn other_action(a: AuthAction, check: &str, what: &str) -> Action {
     }
 }
 
+/// Counts one result, under the names of the metrics catalog (METRICS.md):
+/// `bulwark_spf_results_total{identity,result}`, `bulwark_senderid_results_total`,
+/// `bulwark_dkim_results_total`, `bulwark_dmarc_results_total` (`{result}`).
 fn count(check: &'static str, result: &str) {
-    metrics::counter!("bulwark_senderauth_results_total", "check" => check, "result" => result.to_string())
-        .increment(1);
+    let result = result.to_string();
+    match check {
+        "spf_helo" => metrics::counter!("bulwark_spf_results_total", "identity" => "helo", "result" => result).increment(1),
+        "spf" => metrics::counter!("bulwark_spf_results_total", "identity" => "mailfrom", "result" => result).increment(1),
+        "sender_id" => metrics::counter!("bulwark_senderid_results_total", "result" => result).increment(1),
+        "dkim" => metrics::counter!("bulwark_dkim_results_total", "result" => result).increment(1),
+        _ => metrics::counter!("bulwark_dmarc_results_total", "result" => result).increment(1),
+    }
+}
+
+fn count_spf(ev: &Evaluation) {
+    count(
+        if ev.scope == Scope::Helo { "spf_helo" } else { "spf" },
+        ev.result.as_str(),
+    );
 }
 
 /// SPF as decided at MAIL time.
@@ -343,7 +359,7 @@ impl SenderAuth {
             };
         }
         let ev = self.evaluate_spf(ip, helo, mail_from).await;
-        count("spf", ev.result.as_str());
+        count_spf(&ev);
         let action = spf_action(self.spf_policy(ev.result), &ev);
         SpfOutcome {
             evaluation: Some(ev),
@@ -453,7 +469,7 @@ impl SenderAuth {
             }
             _ => {
                 let ev = self.evaluate_spf(check_ip, &check_helo, mail_from).await;
-                count("spf", ev.result.as_str());
+                count_spf(&ev);
                 action = action.max(spf_action(self.spf_policy(ev.result), &ev));
                 ev
             }
@@ -684,8 +700,7 @@ impl SenderAuth {
     }
 
     fn finish(&self, results: Results, action: Action, tagged: Vec<String>) -> Verdict {
-        metrics::counter!("bulwark_senderauth_actions_total", "action" => action.name())
-            .increment(1);
+        tracing::debug!(target: "bulwark::senderauth", action = action.name(), "message verdict");
         let mut h = headers::authentication_results(&self.hostname, &self.clauses(&results));
         if let Some(ev) = &results.spf {
             h.push_str(&self.received_spf(ev, results.via_relay.is_some()));

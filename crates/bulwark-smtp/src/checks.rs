@@ -79,6 +79,10 @@ pub struct MessageVerdict {
     pub action: MessageAction,
     /// Header fields to prepend (Authentication-Results, Received-SPF), with CRLF.
     pub headers: String,
+    /// The received message rewritten, to be stored instead of the client's octets:
+    /// RFC 8601 §5 asks to remove Authentication-Results fields that claim our
+    /// authserv-id but arrived from outside. `None` keeps the message as received.
+    pub replace_message: Option<Vec<u8>>,
 }
 
 /// The envelope of a received message.

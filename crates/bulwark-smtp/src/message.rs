@@ -239,6 +239,9 @@ impl Session {
                     return self.fail(SmtpError::bad_sequence("No transaction"));
                 };
                 t.check_headers = v.headers;
+                if let Some(rewritten) = v.replace_message {
+                    t.body = rewritten;
+                }
                 match v.action {
                     MessageAction::Refuse(e) => return self.message_refused(e),
                     MessageAction::Quarantine => t.quarantine = true,

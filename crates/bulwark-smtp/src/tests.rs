@@ -74,6 +74,7 @@ impl SenderChecks for ScriptedChecks {
         MessageVerdict {
             action: self.action.clone(),
             headers: "Authentication-Results: mail.example.test; spf=pass\r\n".into(),
+            replace_message: None,
         }
     }
     async fn sign(&self, ctx: &SignContext, message: &[&[u8]]) -> Result<String, SmtpError> {

@@ -6,6 +6,7 @@
 
 mod cli;
 mod metrics_endpoint;
+mod sender_checks;
 mod serve;
 
 use std::path::PathBuf;

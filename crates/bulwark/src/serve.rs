@@ -43,13 +43,22 @@ fn handler_for(kind: ListenerKind, ctx: &ServerContext) -> Option<Arc<dyn Sessio
                 handle, access,
             )))
         }
-        // Sender authentication (SPF/DKIM/DMARC) plugs in here: replace
-        // `NoSenderChecks` with bulwark-senderauth's `SenderChecks` implementation.
+        // Sender authentication (SPF/Sender ID/DKIM/DMARC on 25, DKIM signing on
+        // 587/465): bulwark-senderauth through the SMTP crate's `SenderChecks` seam.
         ListenerKind::Smtp | ListenerKind::Submission | ListenerKind::Submissions => {
+            let checks: Arc<dyn bulwark_smtp::SenderChecks> =
+                match crate::sender_checks::SenderAuthChecks::from_config(&ctx.config) {
+                    Ok(c) => Arc::new(c),
+                    Err(e) => {
+                        tracing::error!(target: "bulwark::senderauth", error = %e, listener = ?kind,
+                            "sender authentication unavailable: no SPF/DKIM/DMARC checks or signing on this listener");
+                        Arc::new(bulwark_smtp::NoSenderChecks)
+                    }
+                };
             Some(Arc::new(bulwark_smtp::SmtpHandler::new(
                 kind,
                 ctx.clone(),
-                Arc::new(bulwark_smtp::NoSenderChecks),
+                checks,
             )))
         }
         ListenerKind::Imap | ListenerKind::Imaps | ListenerKind::Http | ListenerKind::Https => None,

@@ -1,8 +1,8 @@
-//! SPF / Sender ID / DKIM administration tools against a loopback DNS server:
-//! `bulwark spf check`, `bulwark spf record`, `bulwark dkim generate|list`.
-//!
-//! End-to-end checks through SMTP sessions belong here too once the SMTP server
-//! calls `bulwark_senderauth::SenderAuth` (see README, "Sender authentication").
+//! Sender authentication end to end: SMTP sessions on port 25 (Python's smtplib) with
+//! the sending domains' SPF/DMARC records served by a loopback DNS server, the stored
+//! message's Authentication-Results and the policy outcome, the internal-relay case;
+//! DKIM signing on 587; and the administration tools `bulwark spf check|record`,
+//! `bulwark dkim generate|list`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Output;
@@ -246,4 +246,302 @@ fn spf_record_and_dkim_generate() {
         stdout(&o),
         "bulwark-ed25519._domainkey.example.test\nbulwark-rsa._domainkey.example.test\n"
     );
+}
+
+// ---------------------------------------------------------------------------------
+// Through SMTP
+// ---------------------------------------------------------------------------------
+
+const BOB: &str = "bob@example.test";
+
+fn zone(dns: &TestDns) {
+    dns.add_txt("pass.test", "v=spf1 ip4:127.0.0.0/8 -all");
+    dns.add_txt("fail.test", "v=spf1 ip4:192.0.2.1 -all");
+    dns.add_txt("soft.test", "v=spf1 ip4:192.0.2.1 ~all");
+    dns.add_a("norecord.test", "192.0.2.80".parse().unwrap());
+    dns.add_txt("reject.test", "v=spf1 ip4:192.0.2.1 -all");
+    dns.add_txt("_dmarc.reject.test", "v=DMARC1; p=reject");
+    dns.add_txt("junk.test", "v=spf1 ip4:192.0.2.1 -all");
+    dns.add_txt("_dmarc.junk.test", "v=DMARC1; p=quarantine");
+    dns.add_txt("relayed.test", "v=spf1 ip4:192.0.2.4 -all");
+}
+
+/// Starts a server with sender checks on, resolving through `dns`.
+async fn server(dns: &TestDns, internal: &[&str]) -> (Arc<DataDir>, Arc<Server>) {
+    let at = dns.addr().to_string();
+    let internal: Vec<String> = internal.iter().map(|s| s.to_string()).collect();
+    let (d, s) = tokio::task::spawn_blocking(move || {
+        let d = DataDir::init();
+        d.add_user(BOB);
+        d.add_user("alice@example.test");
+        d.edit_config(|c| {
+            c["senderauth"]["enabled"] = toml_edit::value(true);
+            let mut dns = toml_edit::Array::new();
+            dns.push(at.as_str());
+            c["dns"]["resolvers"] = toml_edit::value(dns);
+            let mut nets = toml_edit::Array::new();
+            for n in &internal {
+                nets.push(n.as_str());
+            }
+            c["senderauth"]["internal_servers"] = toml_edit::value(nets);
+        });
+        let s = Server::start(&d);
+        (d, s)
+    })
+    .await
+    .unwrap();
+    (Arc::new(d), Arc::new(s))
+}
+
+/// Sends one message per (mail_from, extra headers) with smtplib on port 25 and
+/// prints one line per message: "ok" or the refusal code and text.
+const SEND: &str = r#"
+import smtplib, sys
+port = int(sys.argv[1])
+jobs = sys.argv[2:]
+for i in range(0, len(jobs), 2):
+    sender, extra = jobs[i], jobs[i + 1].replace("|", "\r\n")
+    msg = ("%sFrom: <%s>\r\nTo: bob@example.test\r\nSubject: %s\r\nMessage-ID: <%d@t>\r\n\r\nhello\r\n" % (extra, sender, sender, i)).encode()
+    s = smtplib.SMTP("127.0.0.1", port, timeout=30)
+    s.ehlo("client.sender.test")
+    try:
+        s.sendmail(sender, ["bob@example.test"], msg)
+        print("ok")
+    except smtplib.SMTPSenderRefused as e:
+        print("MAIL", e.smtp_code, e.smtp_error.decode())
+    except smtplib.SMTPDataError as e:
+        print("DATA", e.smtp_code, e.smtp_error.decode())
+    s.quit()
+"#;
+
+async fn send(s: &Arc<Server>, jobs: &[(&str, &str)]) -> Vec<String> {
+    let mut a = vec![s.port("smtp").to_string()];
+    for (f, x) in jobs {
+        a.push(f.to_string());
+        a.push(x.to_string());
+    }
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
+        python_ok(SEND, &a).lines().map(|l| l.to_string()).collect()
+    })
+    .await
+    .unwrap()
+}
+
+fn stored(dir: &std::path::Path, user: &str, mailbox: &str) -> Vec<String> {
+    let dir = dir.to_path_buf();
+    let user = user.to_string();
+    let mailbox = mailbox.to_string();
+    // The test's own runtime serves DNS; read the store on a separate thread.
+    std::thread::spawn(move || {
+        use bulwark_store::{SqliteStore, Store};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let store = SqliteStore::open(&dir.join("store")).unwrap();
+            let acc = store.account(&user).await.unwrap().expect("account");
+            let mb = store.mailbox(acc.id, &mailbox).await.unwrap().expect("mailbox");
+            let mut out = Vec::new();
+            for m in store.list_messages(mb.id).await.unwrap() {
+                let b = store.read_blob(m.blob_id).await.unwrap();
+                out.push(String::from_utf8_lossy(&b).into_owned());
+            }
+            store.close();
+            out
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// Our Authentication-Results header (unfolded) of a stored message.
+fn our_results(m: &str) -> String {
+    let start = m
+        .find("Authentication-Results: mail.example.test;")
+        .unwrap_or_else(|| panic!("no Authentication-Results in {m}"));
+    let rest = &m[start..];
+    let mut end = 0;
+    for (i, _) in rest.match_indices("\r\n") {
+        if !rest[i + 2..].starts_with('\t') {
+            end = i;
+            break;
+        }
+    }
+    rest[..end].replace("\r\n\t", " ")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_25_spf_results_policy_and_authentication_results() {
+    let dns = TestDns::start().await;
+    zone(&dns);
+    let (d, s) = server(&dns, &[]).await;
+    let forged = "Authentication-Results: mail.example.test; spf=pass smtp.mailfrom=ceo@pass.test; dmarc=pass|";
+    let replies = send(
+        &s,
+        &[
+            ("u@pass.test", forged),
+            ("u@fail.test", ""),
+            ("u@soft.test", ""),
+            ("u@norecord.test", ""),
+            ("u@reject.test", ""),
+            ("u@junk.test", ""),
+        ],
+    )
+    .await;
+    assert_eq!(replies[..4], ["ok", "ok", "ok", "ok"], "{replies:?}");
+    // DMARC p=reject with SPF fail and no DKIM: refused after DATA, nothing stored.
+    assert!(
+        replies[4].starts_with("DATA 550 5.7.1 DMARC: rejected by the DMARC policy of reject.test (p=reject)"),
+        "{replies:?}"
+    );
+    assert_eq!(replies[5], "ok");
+    let inbox = stored(d.path(), BOB, "INBOX");
+    assert_eq!(inbox.len(), 4, "pass, fail, softfail, none in INBOX");
+    let by_subject = |subj: &str| {
+        inbox
+            .iter()
+            .find(|m| m.contains(&format!("Subject: {subj}")))
+            .unwrap_or_else(|| panic!("{subj} not stored"))
+            .clone()
+    };
+    let m = by_subject("u@pass.test");
+    let ar = our_results(&m);
+    assert!(
+        ar.starts_with("Authentication-Results: mail.example.test; spf=pass (127.0.0.1 matched ip4:127.0.0.0/8 of pass.test) smtp.mailfrom=u@pass.test;"),
+        "{ar}"
+    );
+    assert!(ar.contains("sender-id=pass"), "{ar}");
+    assert!(ar.contains("dkim=none"), "{ar}");
+    assert!(ar.contains("dmarc=none header.from=pass.test"), "{ar}");
+    assert!(m.contains("Received-SPF: pass (mail.example.test: 127.0.0.1 matched"), "{m}");
+    // The forged result claiming our host name is gone; exactly one is ours.
+    assert_eq!(m.matches("Authentication-Results: mail.example.test").count(), 1, "{m}");
+    assert!(!m.contains("ceo@pass.test"), "{m}");
+
+    let m = by_subject("u@fail.test");
+    assert!(our_results(&m).contains("spf=fail (127.0.0.1 matched -all of fail.test)"), "{m}");
+    assert!(m.contains("X-Bulwark-Auth-Warning: spf=fail"), "SPF fail is tagged: {m}");
+    let m = by_subject("u@soft.test");
+    assert!(our_results(&m).contains("spf=softfail"), "{m}");
+    assert!(!m.contains("X-Bulwark-Auth-Warning"), "softfail is only recorded: {m}");
+    let m = by_subject("u@norecord.test");
+    assert!(our_results(&m).contains("spf=none (no SPF record for norecord.test)"), "{m}");
+
+    // p=quarantine: delivered to Junk.
+    let junk = stored(d.path(), BOB, "Junk");
+    assert_eq!(junk.len(), 1);
+    assert!(our_results(&junk[0]).contains("dmarc=fail (p=quarantine)"), "{}", junk[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spf_reject_policy_refuses_mail_from_with_5_7_23() {
+    let dns = TestDns::start().await;
+    zone(&dns);
+    let (d, s) = server(&dns, &[]).await;
+    tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || d.edit_config(|c| c["senderauth"]["spf"]["fail"] = toml_edit::value("reject"))
+    })
+    .await
+    .unwrap();
+    drop(s);
+    let s = Arc::new(tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || Server::start(&d)
+    })
+    .await
+    .unwrap());
+    let replies = send(&s, &[("u@fail.test", ""), ("u@pass.test", "")]).await;
+    assert!(
+        replies[0].starts_with("MAIL 550 5.7.23 SPF fail for fail.test: 127.0.0.1 is not allowed to send this mail"),
+        "{replies:?}"
+    );
+    assert_eq!(replies[1], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_relay_uses_the_first_external_hop() {
+    let dns = TestDns::start().await;
+    zone(&dns);
+    // 127.0.0.1 plays our edge gateway.
+    let (d, s) = server(&dns, &["127.0.0.0/8"]).await;
+    let hop = "Received: from mx.sender.test (mx.sender.test [192.0.2.4]) by edge.example.test with ESMTP id 7; Mon, 1 Jan 2024 10:00:00 +0000|Received: from forged.test ([198.51.100.66]) by mx.sender.test; Mon, 1 Jan 2024 09:59:00 +0000|";
+    let replies = send(&s, &[("u@relayed.test", hop), ("u@fail.test", hop)]).await;
+    assert_eq!(replies, ["ok", "ok"]);
+    let inbox = stored(d.path(), BOB, "INBOX");
+    let m = inbox.iter().find(|m| m.contains("Subject: u@relayed.test")).unwrap();
+    let ar = our_results(m);
+    assert!(
+        ar.contains("spf=pass (192.0.2.4 matched ip4:192.0.2.4 of relayed.test; via internal relay, external hop 192.0.2.4 helo=mx.sender.test from Received header #1)"),
+        "{ar}"
+    );
+    assert!(m.contains("client-ip=192.0.2.4"), "{m}");
+    let m = inbox.iter().find(|m| m.contains("Subject: u@fail.test")).unwrap();
+    assert!(our_results(m).contains("spf=fail (192.0.2.4 matched -all of fail.test"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submissions_are_dkim_signed_and_verify() {
+    let dns = TestDns::start().await;
+    let (d, s) = server(&dns, &[]).await;
+    // Keys generated while the server runs are picked up at the next start.
+    let out = tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || d.cli(&["dkim", "generate", "--domain", "example.test"])
+    })
+    .await
+    .unwrap();
+    for line in stdout(&out).lines().filter(|l| l.contains("._domainkey.")) {
+        let (name, rest) = line.split_once(".  IN TXT  ").unwrap();
+        let txt: String = rest.split('"').skip(1).step_by(2).collect();
+        dns.add_txt(name, &txt);
+    }
+    dns.add_txt("_dmarc.example.test", "v=DMARC1; p=reject");
+    drop(s);
+    let s = Arc::new(tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || Server::start(&d)
+    })
+    .await
+    .unwrap());
+    let port = s.port("submissions").to_string();
+    let cert = d.cert_path().to_string_lossy().into_owned();
+    tokio::task::spawn_blocking(move || {
+        python_ok(
+            r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2]); ctx.check_hostname = False
+s = smtplib.SMTP_SSL("127.0.0.1", int(sys.argv[1]), context=ctx, timeout=30)
+s.login("alice@example.test", sys.argv[3])
+s.sendmail("alice@example.test", ["bob@example.test"], b"From: alice@example.test
+To: bob@example.test
+Subject: signed
+
+hi
+")
+s.quit()
+"#,
+            &[&port, &cert, PASSWORD],
+        )
+    })
+    .await
+    .unwrap();
+    let m = stored(d.path(), BOB, "INBOX").pop().unwrap();
+    assert_eq!(m.matches("DKIM-Signature:").count(), 2, "{m}");
+    // Verify what was stored with the library, against the published keys.
+    let body = &m[m.find("DKIM-Signature:").unwrap()..];
+    let auth = bulwark_senderauth::SenderAuth::new(
+        &Default::default(),
+        "verifier.test",
+        bulwark_dns::resolver(&dns.config()).unwrap(),
+    );
+    let spf = bulwark_senderauth::SpfOutcome { evaluation: None, action: bulwark_senderauth::Action::Accept };
+    let v = auth
+        .check_message("192.0.2.1".parse().unwrap(), "x.test", "alice@example.test", &spf, body.as_bytes())
+        .await;
+    let res: Vec<(&str, &str)> = v.results.dkim.iter().map(|d| (d.algorithm, d.result)).collect();
+    assert_eq!(res, vec![("rsa-sha256", "pass"), ("ed25519-sha256", "pass")], "{m}");
+    assert_eq!(v.results.dmarc.unwrap().result, "pass");
 }

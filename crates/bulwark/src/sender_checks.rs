@@ -1,0 +1,134 @@
+//! The glue between the SMTP server's seam (`bulwark_smtp::SenderChecks`) and
+//! `bulwark_senderauth`, which knows nothing of SMTP sessions: SPF at MAIL, Sender
+//! ID/DKIM/DMARC after DATA on port 25, DKIM signing of submissions.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bulwark_config::{ListenerKind, LoadedConfig};
+use bulwark_senderauth::{Action, DkimSigner, SenderAuth, SpfOutcome};
+use bulwark_smtp::checks::{
+    CheckNote, MailFromVerdict, MessageAction, MessageContext, MessageVerdict, SenderContext,
+    SignContext,
+};
+use bulwark_smtp::{Enhanced, SmtpError};
+
+pub struct SenderAuthChecks {
+    auth: SenderAuth,
+    /// `None` when signing is disabled.
+    signer: Option<DkimSigner>,
+}
+
+impl SenderAuthChecks {
+    pub fn from_config(cfg: &LoadedConfig) -> anyhow::Result<SenderAuthChecks> {
+        let auth = SenderAuth::from_config(&cfg.config)?;
+        let signing = &cfg.config.senderauth.signing;
+        let signer = if signing.enabled {
+            let s = DkimSigner::load(&cfg.path(&signing.key_dir))?;
+            for (domain, selector) in s.selectors() {
+                tracing::info!(target: "bulwark::senderauth", %domain, %selector, "DKIM signing key loaded");
+            }
+            Some(s)
+        } else {
+            None
+        };
+        Ok(SenderAuthChecks { auth, signer })
+    }
+}
+
+/// "5.7.23" → `Enhanced(5, 7, 23)`.
+fn enhanced(s: &str) -> Enhanced {
+    let mut p = s.split('.').map(|x| x.parse::<u16>().unwrap_or(0));
+    let class = p.next().unwrap_or(5) as u8;
+    Enhanced(class, p.next().unwrap_or(7), p.next().unwrap_or(1))
+}
+
+fn refusal(a: &Action, reason: &'static str) -> Option<SmtpError> {
+    match a {
+        Action::Reject {
+            code,
+            enhanced: e,
+            text,
+        }
+        | Action::TempFail {
+            code,
+            enhanced: e,
+            text,
+        } => Some(SmtpError::new(*code, enhanced(e), reason, text.clone())),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl bulwark_smtp::SenderChecks for SenderAuthChecks {
+    async fn check_mail_from(&self, ctx: &SenderContext) -> MailFromVerdict {
+        if ctx.listener != ListenerKind::Smtp || !self.auth.enabled() {
+            return MailFromVerdict::default();
+        }
+        let o = self
+            .auth
+            .check_mail_from(ctx.client_ip, &ctx.helo, &ctx.mail_from)
+            .await;
+        MailFromVerdict {
+            refuse: refusal(&o.action, "spf"),
+            // Received-SPF is written after DATA, together with Authentication-Results.
+            headers: String::new(),
+            note: Some(Arc::new(o)),
+        }
+    }
+
+    async fn check_message(
+        &self,
+        ctx: &MessageContext,
+        note: Option<&CheckNote>,
+        message: &[u8],
+    ) -> MessageVerdict {
+        if ctx.sender.listener != ListenerKind::Smtp || !self.auth.enabled() {
+            return MessageVerdict::default();
+        }
+        let spf = note
+            .and_then(|n| n.downcast_ref::<SpfOutcome>())
+            .cloned()
+            .unwrap_or(SpfOutcome {
+                evaluation: None,
+                action: Action::Accept,
+            });
+        let s = &ctx.sender;
+        let v = self
+            .auth
+            .check_message(s.client_ip, &s.helo, &s.mail_from, &spf, message)
+            .await;
+        let (removed, stripped) =
+            bulwark_senderauth::headers::strip_forged_results(message, self.auth.hostname());
+        if removed > 0 {
+            tracing::info!(target: "bulwark::senderauth", removed, "removed Authentication-Results claiming our host name");
+        }
+        let action = match &v.action {
+            Action::Accept => MessageAction::Accept,
+            Action::Tag => MessageAction::Tag,
+            Action::Quarantine => MessageAction::Quarantine,
+            a => match refusal(a, "senderauth") {
+                Some(e) => MessageAction::Refuse(e),
+                None => MessageAction::Accept,
+            },
+        };
+        MessageVerdict {
+            action,
+            headers: v.headers_to_prepend,
+            replace_message: (removed > 0).then_some(stripped),
+        }
+    }
+
+    async fn sign(&self, ctx: &SignContext, message: &[&[u8]]) -> Result<String, SmtpError> {
+        let (Some(signer), Some(domain)) = (&self.signer, &ctx.from_domain) else {
+            return Ok(String::new());
+        };
+        match signer.sign_as(domain, &message.concat()) {
+            Ok(h) => Ok(h.unwrap_or_default()),
+            Err(e) => {
+                tracing::error!(target: "bulwark::senderauth", %domain, error = %e, "DKIM signing failed");
+                Err(SmtpError::temporary_failure("dkim"))
+            }
+        }
+    }
+}
