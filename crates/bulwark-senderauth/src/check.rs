@@ -178,7 +178,11 @@ fn count(check: &'static str, result: &str) {
 
 fn count_spf(ev: &Evaluation) {
     count(
-        if ev.scope == Scope::Helo { "spf_helo" } else { "spf" },
+        if ev.scope == Scope::Helo {
+            "spf_helo"
+        } else {
+            "spf"
+        },
         ev.result.as_str(),
     );
 }

@@ -342,7 +342,11 @@ fn stored(dir: &std::path::Path, user: &str, mailbox: &str) -> Vec<String> {
         rt.block_on(async {
             let store = SqliteStore::open(&dir.join("store")).unwrap();
             let acc = store.account(&user).await.unwrap().expect("account");
-            let mb = store.mailbox(acc.id, &mailbox).await.unwrap().expect("mailbox");
+            let mb = store
+                .mailbox(acc.id, &mailbox)
+                .await
+                .unwrap()
+                .expect("mailbox");
             let mut out = Vec::new();
             for m in store.list_messages(mb.id).await.unwrap() {
                 let b = store.read_blob(m.blob_id).await.unwrap();
@@ -393,7 +397,9 @@ async fn port_25_spf_results_policy_and_authentication_results() {
     assert_eq!(replies[..4], ["ok", "ok", "ok", "ok"], "{replies:?}");
     // DMARC p=reject with SPF fail and no DKIM: refused after DATA, nothing stored.
     assert!(
-        replies[4].starts_with("DATA 550 5.7.1 DMARC: rejected by the DMARC policy of reject.test (p=reject)"),
+        replies[4].starts_with(
+            "DATA 550 5.7.1 DMARC: rejected by the DMARC policy of reject.test (p=reject)"
+        ),
         "{replies:?}"
     );
     assert_eq!(replies[5], "ok");
@@ -415,24 +421,48 @@ async fn port_25_spf_results_policy_and_authentication_results() {
     assert!(ar.contains("sender-id=pass"), "{ar}");
     assert!(ar.contains("dkim=none"), "{ar}");
     assert!(ar.contains("dmarc=none header.from=pass.test"), "{ar}");
-    assert!(m.contains("Received-SPF: pass (mail.example.test: 127.0.0.1 matched"), "{m}");
+    assert!(
+        m.contains("Received-SPF: pass (mail.example.test: 127.0.0.1 matched"),
+        "{m}"
+    );
     // The forged result claiming our host name is gone; exactly one is ours.
-    assert_eq!(m.matches("Authentication-Results: mail.example.test").count(), 1, "{m}");
+    assert_eq!(
+        m.matches("Authentication-Results: mail.example.test")
+            .count(),
+        1,
+        "{m}"
+    );
     assert!(!m.contains("ceo@pass.test"), "{m}");
 
     let m = by_subject("u@fail.test");
-    assert!(our_results(&m).contains("spf=fail (127.0.0.1 matched -all of fail.test)"), "{m}");
-    assert!(m.contains("X-Bulwark-Auth-Warning: spf=fail"), "SPF fail is tagged: {m}");
+    assert!(
+        our_results(&m).contains("spf=fail (127.0.0.1 matched -all of fail.test)"),
+        "{m}"
+    );
+    assert!(
+        m.contains("X-Bulwark-Auth-Warning: spf=fail"),
+        "SPF fail is tagged: {m}"
+    );
     let m = by_subject("u@soft.test");
     assert!(our_results(&m).contains("spf=softfail"), "{m}");
-    assert!(!m.contains("X-Bulwark-Auth-Warning"), "softfail is only recorded: {m}");
+    assert!(
+        !m.contains("X-Bulwark-Auth-Warning"),
+        "softfail is only recorded: {m}"
+    );
     let m = by_subject("u@norecord.test");
-    assert!(our_results(&m).contains("spf=none (no SPF record for norecord.test)"), "{m}");
+    assert!(
+        our_results(&m).contains("spf=none (no SPF record for norecord.test)"),
+        "{m}"
+    );
 
     // p=quarantine: delivered to Junk.
     let junk = stored(d.path(), BOB, "Junk");
     assert_eq!(junk.len(), 1);
-    assert!(our_results(&junk[0]).contains("dmarc=fail (p=quarantine)"), "{}", junk[0]);
+    assert!(
+        our_results(&junk[0]).contains("dmarc=fail (p=quarantine)"),
+        "{}",
+        junk[0]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -447,15 +477,19 @@ async fn spf_reject_policy_refuses_mail_from_with_5_7_23() {
     .await
     .unwrap();
     drop(s);
-    let s = Arc::new(tokio::task::spawn_blocking({
-        let d = d.clone();
-        move || Server::start(&d)
-    })
-    .await
-    .unwrap());
+    let s = Arc::new(
+        tokio::task::spawn_blocking({
+            let d = d.clone();
+            move || Server::start(&d)
+        })
+        .await
+        .unwrap(),
+    );
     let replies = send(&s, &[("u@fail.test", ""), ("u@pass.test", "")]).await;
     assert!(
-        replies[0].starts_with("MAIL 550 5.7.23 SPF fail for fail.test: 127.0.0.1 is not allowed to send this mail"),
+        replies[0].starts_with(
+            "MAIL 550 5.7.23 SPF fail for fail.test: 127.0.0.1 is not allowed to send this mail"
+        ),
         "{replies:?}"
     );
     assert_eq!(replies[1], "ok");
@@ -471,15 +505,24 @@ async fn internal_relay_uses_the_first_external_hop() {
     let replies = send(&s, &[("u@relayed.test", hop), ("u@fail.test", hop)]).await;
     assert_eq!(replies, ["ok", "ok"]);
     let inbox = stored(d.path(), BOB, "INBOX");
-    let m = inbox.iter().find(|m| m.contains("Subject: u@relayed.test")).unwrap();
+    let m = inbox
+        .iter()
+        .find(|m| m.contains("Subject: u@relayed.test"))
+        .unwrap();
     let ar = our_results(m);
     assert!(
         ar.contains("spf=pass (192.0.2.4 matched ip4:192.0.2.4 of relayed.test; via internal relay, external hop 192.0.2.4 helo=mx.sender.test from Received header #1)"),
         "{ar}"
     );
     assert!(m.contains("client-ip=192.0.2.4"), "{m}");
-    let m = inbox.iter().find(|m| m.contains("Subject: u@fail.test")).unwrap();
-    assert!(our_results(m).contains("spf=fail (192.0.2.4 matched -all of fail.test"), "{m}");
+    let m = inbox
+        .iter()
+        .find(|m| m.contains("Subject: u@fail.test"))
+        .unwrap();
+    assert!(
+        our_results(m).contains("spf=fail (192.0.2.4 matched -all of fail.test"),
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -500,12 +543,14 @@ async fn submissions_are_dkim_signed_and_verify() {
     }
     dns.add_txt("_dmarc.example.test", "v=DMARC1; p=reject");
     drop(s);
-    let s = Arc::new(tokio::task::spawn_blocking({
-        let d = d.clone();
-        move || Server::start(&d)
-    })
-    .await
-    .unwrap());
+    let s = Arc::new(
+        tokio::task::spawn_blocking({
+            let d = d.clone();
+            move || Server::start(&d)
+        })
+        .await
+        .unwrap(),
+    );
     let port = s.port("submissions").to_string();
     let cert = d.cert_path().to_string_lossy().into_owned();
     tokio::task::spawn_blocking(move || {
@@ -515,12 +560,7 @@ import smtplib, ssl, sys
 ctx = ssl.create_default_context(cafile=sys.argv[2]); ctx.check_hostname = False
 s = smtplib.SMTP_SSL("127.0.0.1", int(sys.argv[1]), context=ctx, timeout=30)
 s.login("alice@example.test", sys.argv[3])
-s.sendmail("alice@example.test", ["bob@example.test"], b"From: alice@example.test
-To: bob@example.test
-Subject: signed
-
-hi
-")
+s.sendmail("alice@example.test", ["bob@example.test"], b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: signed\r\n\r\nhi\r\n")
 s.quit()
 "#,
             &[&port, &cert, PASSWORD],
@@ -537,11 +577,29 @@ s.quit()
         "verifier.test",
         bulwark_dns::resolver(&dns.config()).unwrap(),
     );
-    let spf = bulwark_senderauth::SpfOutcome { evaluation: None, action: bulwark_senderauth::Action::Accept };
+    let spf = bulwark_senderauth::SpfOutcome {
+        evaluation: None,
+        action: bulwark_senderauth::Action::Accept,
+    };
     let v = auth
-        .check_message("192.0.2.1".parse().unwrap(), "x.test", "alice@example.test", &spf, body.as_bytes())
+        .check_message(
+            "192.0.2.1".parse().unwrap(),
+            "x.test",
+            "alice@example.test",
+            &spf,
+            body.as_bytes(),
+        )
         .await;
-    let res: Vec<(&str, &str)> = v.results.dkim.iter().map(|d| (d.algorithm, d.result)).collect();
-    assert_eq!(res, vec![("rsa-sha256", "pass"), ("ed25519-sha256", "pass")], "{m}");
+    let res: Vec<(&str, &str)> = v
+        .results
+        .dkim
+        .iter()
+        .map(|d| (d.algorithm, d.result))
+        .collect();
+    assert_eq!(
+        res,
+        vec![("ed25519-sha256", "pass"), ("rsa-sha256", "pass")],
+        "{m}"
+    );
     assert_eq!(v.results.dmarc.unwrap().result, "pass");
 }
