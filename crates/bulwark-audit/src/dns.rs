@@ -129,7 +129,7 @@ pub async fn check_domains(
                     d.clone(),
                     format!("no DKIM public key at {}", names.join(" or ")),
                     "receivers cannot verify your signatures, so DMARC passes only on SPF, which breaks on forwarding",
-                    format!("publish the public key of your signing key as TXT \"v=DKIM1; k=…; p=…\" at {}", names.join(" / ")),
+                    format!("run `bulwark dkim generate --domain {d}` and publish the TXT records it prints (at {})", names.join(" / ")),
                 ));
             }
         }

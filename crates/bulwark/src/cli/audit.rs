@@ -28,8 +28,8 @@ pub struct AuditArgs {
     /// resolver at ADDR:PORT, or `config` for [dns] resolvers / /etc/resolv.conf.
     #[arg(long, value_name = "ADDR:PORT|config")]
     dns: Option<String>,
-    /// DKIM selector we sign with (repeatable). Default: the signing selector's
-    /// `-rsa` and `-ed25519` keys.
+    /// DKIM selector we sign with (repeatable). Default: `[senderauth.signing]
+    /// selector` with `-rsa` and `-ed25519` (what `bulwark dkim generate` publishes).
     #[arg(long = "dkim-selector", value_name = "SELECTOR")]
     dkim_selectors: Vec<String>,
 }
@@ -63,7 +63,9 @@ fn audit(dir: &Path, args: &AuditArgs) -> anyhow::Result<ExitCode> {
         Vec::new()
     };
     let dkim_selectors = if args.dkim_selectors.is_empty() {
-        vec!["bulwark-rsa".to_string(), "bulwark-ed25519".to_string()]
+        // `bulwark dkim generate` publishes <selector>-rsa and <selector>-ed25519.
+        let sel = &cfg.config.senderauth.signing.selector;
+        vec![format!("{sel}-rsa"), format!("{sel}-ed25519")]
     } else {
         args.dkim_selectors.clone()
     };
