@@ -1,0 +1,225 @@
+//! Mailbox names on the wire: modified UTF-7 (RFC 3501 §5.1.3, RFC 9051 §5.1.3) ↔ the
+//! UTF-8 names the store keeps, the name rules we enforce, and LIST pattern matching
+//! (RFC 9051 §6.3.9).
+//!
+//! Hand-written: imap-codec hands us the raw mailbox octets and leaves the mUTF-7
+//! transformation to the server (it is ~80 lines; no maintained crate we use does it).
+
+use base64::Engine;
+
+/// Hierarchy delimiter (the store's).
+pub const DELIMITER: char = '/';
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("mailbox name is not valid modified UTF-7")]
+    BadEncoding,
+    #[error("mailbox name contains a forbidden character or level")]
+    Forbidden,
+}
+
+/// The modified-base64 alphabet: "," instead of "/", no padding.
+fn engine() -> base64::engine::GeneralPurpose {
+    base64::engine::GeneralPurpose::new(
+        &base64::alphabet::IMAP_MUTF7,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_encode_padding(false)
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone),
+    )
+}
+
+/// Decodes a wire name. Strict: rejects what RFC 3501 §5.1.3 forbids (unencoded
+/// non-ASCII, "&-" spelt the long way, empty or non-minimal shifts, bad UTF-16).
+pub fn decode_mutf7(wire: &[u8]) -> Result<String, NameError> {
+    let mut out = String::with_capacity(wire.len());
+    let mut i = 0;
+    while i < wire.len() {
+        let b = wire[i];
+        if !(0x20..=0x7e).contains(&b) {
+            return Err(NameError::BadEncoding);
+        }
+        if b != b'&' {
+            out.push(b as char);
+            i += 1;
+            continue;
+        }
+        let end = wire[i + 1..]
+            .iter()
+            .position(|c| *c == b'-')
+            .map(|p| p + i + 1)
+            .ok_or(NameError::BadEncoding)?;
+        let chunk = &wire[i + 1..end];
+        if chunk.is_empty() {
+            out.push('&');
+        } else {
+            let bytes = engine()
+                .decode(chunk)
+                .map_err(|_| NameError::BadEncoding)?;
+            if bytes.len() % 2 != 0 {
+                return Err(NameError::BadEncoding);
+            }
+            let units: Vec<u16> = bytes
+                .chunks(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect();
+            let s = String::from_utf16(&units).map_err(|_| NameError::BadEncoding)?;
+            // Printable ASCII must not be encoded (RFC 3501 §5.1.3).
+            if s.chars().any(|c| (' '..='~').contains(&c)) {
+                return Err(NameError::BadEncoding);
+            }
+            out.push_str(&s);
+        }
+        i = end + 1;
+    }
+    // Round-trip check: the canonical encoding must be what we were given.
+    if encode_mutf7(&out).as_bytes() != wire {
+        return Err(NameError::BadEncoding);
+    }
+    Ok(out)
+}
+
+/// Encodes a UTF-8 name for the wire.
+pub fn encode_mutf7(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut pending: Vec<u16> = Vec::new();
+    let flush = |pending: &mut Vec<u16>, out: &mut String| {
+        if pending.is_empty() {
+            return;
+        }
+        let bytes: Vec<u8> = pending.iter().flat_map(|u| u.to_be_bytes()).collect();
+        out.push('&');
+        out.push_str(&engine().encode(bytes));
+        out.push('-');
+        pending.clear();
+    };
+    for c in name.chars() {
+        if (' '..='~').contains(&c) {
+            flush(&mut pending, &mut out);
+            if c == '&' {
+                out.push_str("&-");
+            } else {
+                out.push(c);
+            }
+        } else {
+            let mut buf = [0u16; 2];
+            pending.extend_from_slice(c.encode_utf16(&mut buf));
+        }
+    }
+    flush(&mut pending, &mut out);
+    out
+}
+
+/// A client-supplied mailbox name, decoded and checked: no NUL or control characters,
+/// no empty, "." or ".." level. A trailing delimiter is dropped (RFC 9051 §6.3.4).
+/// "INBOX" in any case is INBOX.
+pub fn parse_name(wire: &[u8]) -> Result<String, NameError> {
+    let mut name = decode_mutf7(wire)?;
+    while name.len() > 1 && name.ends_with(DELIMITER) {
+        name.pop();
+    }
+    if name.is_empty() || name.len() > 512 || name.chars().any(|c| c.is_control()) {
+        return Err(NameError::Forbidden);
+    }
+    if name
+        .split(DELIMITER)
+        .any(|l| l.is_empty() || l == "." || l == "..")
+    {
+        return Err(NameError::Forbidden);
+    }
+    if name.eq_ignore_ascii_case("INBOX") {
+        return Ok("INBOX".into());
+    }
+    // "inbox/x" is below INBOX: keep INBOX's canonical spelling.
+    if name.len() > 6 && name[..6].eq_ignore_ascii_case("INBOX/") {
+        name = format!("INBOX/{}", &name[6..]);
+    }
+    Ok(name)
+}
+
+/// LIST matching: "*" matches anything, "%" anything but the delimiter
+/// (RFC 9051 §6.3.9). Iterative with backtracking, so hostile patterns stay linear-ish.
+pub fn pattern_matches(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    matches_from(&p, &n)
+}
+
+fn matches_from(p: &[char], n: &[char]) -> bool {
+    // Bound the work a pathological pattern can cause.
+    let mut budget: u32 = 100_000;
+    fn go(p: &[char], n: &[char], budget: &mut u32) -> bool {
+        if *budget == 0 {
+            return false;
+        }
+        *budget -= 1;
+        match p.first() {
+            None => n.is_empty(),
+            Some('*') => (0..=n.len()).any(|k| go(&p[1..], &n[k..], budget)),
+            Some('%') => {
+                let max = n.iter().position(|c| *c == DELIMITER).unwrap_or(n.len());
+                (0..=max).any(|k| go(&p[1..], &n[k..], budget))
+            }
+            Some(c) => n.first() == Some(c) && go(&p[1..], &n[1..], budget),
+        }
+    }
+    go(p, n, &mut budget)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mutf7_round_trips() {
+        for (utf8, wire) in [
+            ("INBOX", "INBOX"),
+            ("Entwürfe", "Entw&APw-rfe"),
+            ("A&B", "A&-B"),
+            ("日本語", "&ZeVnLIqe-"),
+            ("~peter/mail/台北/日本語", "~peter/mail/&U,BTFw-/&ZeVnLIqe-"),
+            ("😀", "&2D3eAA-"),
+        ] {
+            assert_eq!(encode_mutf7(utf8), wire);
+            assert_eq!(decode_mutf7(wire.as_bytes()).unwrap(), utf8);
+        }
+    }
+
+    #[test]
+    fn mutf7_rejects_bad_input() {
+        for bad in [
+            &b"&Jjo"[..],       // unterminated
+            b"&AGE-",           // encodes printable "a"
+            b"\xc3\xbc",        // raw 8-bit
+            b"&2D0-",           // lone surrogate
+            b"&ZeVnLIqe=-",     // padding
+            b"a\x00b",          // NUL
+        ] {
+            assert!(decode_mutf7(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn name_rules() {
+        assert_eq!(parse_name(b"inbox").unwrap(), "INBOX");
+        assert_eq!(parse_name(b"Inbox/Sub").unwrap(), "INBOX/Sub");
+        assert_eq!(parse_name(b"Work/").unwrap(), "Work");
+        for bad in [&b"a/../b"[..], b"..", b"a//b", b"/a", b"", b"a\x01"] {
+            assert!(parse_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn patterns() {
+        assert!(pattern_matches("*", "a/b/c"));
+        assert!(pattern_matches("%", "a"));
+        assert!(!pattern_matches("%", "a/b"));
+        assert!(pattern_matches("a/%", "a/b"));
+        assert!(pattern_matches("a*c", "a/b/c"));
+        assert!(!pattern_matches("a%c", "a/c"));
+        assert!(pattern_matches("INBOX", "INBOX"));
+        assert!(!pattern_matches("*a", "b"));
+        // A hostile pattern terminates.
+        let p = "*".repeat(50) + "x";
+        assert!(!pattern_matches(&p, &"a".repeat(60)));
+    }
+}
