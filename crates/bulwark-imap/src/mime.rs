@@ -280,7 +280,11 @@ pub fn write_envelope(m: &Message<'_>, out: &mut Vec<u8>) {
     out.push(b')');
 }
 
-fn write_params(out: &mut Vec<u8>, ct: Option<&mail_parser::ContentType<'_>>, default: &[(&str, &str)]) {
+fn write_params(
+    out: &mut Vec<u8>,
+    ct: Option<&mail_parser::ContentType<'_>>,
+    default: &[(&str, &str)],
+) {
     let attrs: Vec<(String, String)> = match ct.and_then(|c| c.attributes.as_ref()) {
         Some(a) if !a.is_empty() => a
             .iter()
@@ -307,7 +311,10 @@ fn write_params(out: &mut Vec<u8>, ct: Option<&mail_parser::ContentType<'_>>, de
     out.push(b')');
 }
 
-fn content_type<'a, 'x>(m: &'a Message<'x>, part: usize) -> Option<&'a mail_parser::ContentType<'x>> {
+fn content_type<'a, 'x>(
+    m: &'a Message<'x>,
+    part: usize,
+) -> Option<&'a mail_parser::ContentType<'x>> {
     match header_value(m, part, "Content-Type") {
         Some(HeaderValue::ContentType(ct)) => Some(ct),
         _ => None,
@@ -452,7 +459,10 @@ pub enum SectionText {
     /// The part's content (BODY[] or BODY[1.2]).
     Whole,
     Header,
-    HeaderFields { names: Vec<String>, not: bool },
+    HeaderFields {
+        names: Vec<String>,
+        not: bool,
+    },
     Text,
     Mime,
 }
@@ -528,7 +538,12 @@ pub fn section(raw: &[u8], path: &[u32], what: &SectionText) -> Option<Vec<u8>> 
                 names,
                 *not,
             ),
-            SectionText::Text => slice(&top, root.offset_body, root.offset_end.max(root.offset_body)).to_vec(),
+            SectionText::Text => slice(
+                &top,
+                root.offset_body,
+                root.offset_end.max(root.offset_body),
+            )
+            .to_vec(),
         });
     }
     let node = find(&top, path)?;
@@ -750,7 +765,10 @@ JVBERi0=\r\n\
             String::from_utf8(s.body).unwrap(),
             "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 55 1)"
         );
-        assert_eq!(Summary::decode(&compute_summary(SIMPLE).encode()), Some(compute_summary(SIMPLE)));
+        assert_eq!(
+            Summary::decode(&compute_summary(SIMPLE).encode()),
+            Some(compute_summary(SIMPLE))
+        );
     }
 
     #[test]
@@ -758,9 +776,18 @@ JVBERi0=\r\n\
         let raw = multipart();
         let s = String::from_utf8(compute_summary(&raw).bodystructure).unwrap();
         assert!(s.starts_with("((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \"QUOTED-PRINTABLE\" 26 1 NIL NIL NIL NIL)"), "{s}");
-        assert!(s.contains("(\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\" 50 (NIL \"inner\""), "{s}");
-        assert!(s.contains("(\"ATTACHMENT\" (\"FILENAME\" \"a.pdf\"))"), "{s}");
-        assert!(s.ends_with(" \"MIXED\" (\"BOUNDARY\" \"XX\") NIL NIL NIL)"), "{s}");
+        assert!(
+            s.contains("(\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\" 50 (NIL \"inner\""),
+            "{s}"
+        );
+        assert!(
+            s.contains("(\"ATTACHMENT\" (\"FILENAME\" \"a.pdf\"))"),
+            "{s}"
+        );
+        assert!(
+            s.ends_with(" \"MIXED\" (\"BOUNDARY\" \"XX\") NIL NIL NIL)"),
+            "{s}"
+        );
 
         let sec = |path: &[u32], w: SectionText| {
             String::from_utf8(section(&raw, path, &w).unwrap_or_else(|| b"<none>".to_vec()))
@@ -797,7 +824,10 @@ JVBERi0=\r\n\
                 not: true,
             },
         );
-        assert_eq!(not, "From: =?utf-8?q?J=C3=BCrgen?= <j@example.test>\r\n\r\n");
+        assert_eq!(
+            not,
+            "From: =?utf-8?q?J=C3=BCrgen?= <j@example.test>\r\n\r\n"
+        );
         assert!(sec(&[], SectionText::Text).starts_with("preamble\r\n--XX"));
         // A single-part message has part 1 = its body.
         assert_eq!(
@@ -810,8 +840,14 @@ JVBERi0=\r\n\
     fn search_text_is_decoded() {
         let raw = multipart();
         let d = search_doc(&raw, true);
-        assert!(d.headers.iter().any(|(n, v)| n == "subject" && v.contains("grüße")));
-        assert!(d.headers.iter().any(|(n, v)| n == "from" && v.contains("jürgen")));
+        assert!(d
+            .headers
+            .iter()
+            .any(|(n, v)| n == "subject" && v.contains("grüße")));
+        assert!(d
+            .headers
+            .iter()
+            .any(|(n, v)| n == "from" && v.contains("jürgen")));
         assert!(d.body.contains("grüße aus berlin"), "{}", d.body);
         assert!(d.body.contains("inner body"));
     }
@@ -819,7 +855,13 @@ JVBERi0=\r\n\
     #[test]
     fn non_ascii_names_are_encoded_words() {
         let s = String::from_utf8(compute_summary(&multipart()).envelope).unwrap();
-        assert!(s.contains("((\"=?utf-8?b?SsO8cmdlbg==?=\" NIL \"j\" \"example.test\"))"), "{s}");
-        assert!(s.contains("((NIL NIL \"a\" \"example.test\")(\"B b\" NIL \"b\" \"example.test\"))"), "{s}");
+        assert!(
+            s.contains("((\"=?utf-8?b?SsO8cmdlbg==?=\" NIL \"j\" \"example.test\"))"),
+            "{s}"
+        );
+        assert!(
+            s.contains("((NIL NIL \"a\" \"example.test\")(\"B b\" NIL \"b\" \"example.test\"))"),
+            "{s}"
+        );
     }
 }

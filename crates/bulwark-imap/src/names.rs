@@ -52,9 +52,7 @@ pub fn decode_mutf7(wire: &[u8]) -> Result<String, NameError> {
         if chunk.is_empty() {
             out.push('&');
         } else {
-            let bytes = engine()
-                .decode(chunk)
-                .map_err(|_| NameError::BadEncoding)?;
+            let bytes = engine().decode(chunk).map_err(|_| NameError::BadEncoding)?;
             if bytes.len() % 2 != 0 {
                 return Err(NameError::BadEncoding);
             }
@@ -187,12 +185,12 @@ mod tests {
     #[test]
     fn mutf7_rejects_bad_input() {
         for bad in [
-            &b"&Jjo"[..],       // unterminated
-            b"&AGE-",           // encodes printable "a"
-            b"\xc3\xbc",        // raw 8-bit
-            b"&2D0-",           // lone surrogate
-            b"&ZeVnLIqe=-",     // padding
-            b"a\x00b",          // NUL
+            &b"&Jjo"[..],   // unterminated
+            b"&AGE-",       // encodes printable "a"
+            b"\xc3\xbc",    // raw 8-bit
+            b"&2D0-",       // lone surrogate
+            b"&ZeVnLIqe=-", // padding
+            b"a\x00b",      // NUL
         ] {
             assert!(decode_mutf7(bad).is_err(), "{bad:?}");
         }

@@ -148,10 +148,7 @@ fn is_astring_char(c: u8) -> bool {
 }
 
 pub fn push_string(out: &mut Vec<u8>, b: &[u8]) {
-    let quotable = b.len() <= 1024
-        && b
-            .iter()
-            .all(|c| (0x20..=0x7e).contains(c));
+    let quotable = b.len() <= 1024 && b.iter().all(|c| (0x20..=0x7e).contains(c));
     if quotable {
         out.push(b'"');
         for &c in b {
@@ -232,7 +229,9 @@ mod tests {
     #[test]
     fn literal_contents_stay_out_of_the_log() {
         let mut r = Resp::new();
-        r.text("* 1 FETCH (BODY[] ").literal(b"secret body").text(")");
+        r.text("* 1 FETCH (BODY[] ")
+            .literal(b"secret body")
+            .text(")");
         assert!(String::from_utf8_lossy(&r.data).contains("secret body"));
         assert!(!String::from_utf8_lossy(&r.log).contains("secret"));
     }

@@ -27,6 +27,9 @@ fn handler_for(kind: ListenerKind, ctx: &ServerContext) -> Option<Arc<dyn Sessio
         ListenerKind::Pop3 | ListenerKind::Pop3s => {
             Some(Arc::new(bulwark_pop3::Pop3Handler::new(kind, ctx.clone())))
         }
+        ListenerKind::Imap | ListenerKind::Imaps => {
+            Some(bulwark_imap::ImapHandler::new(ctx.clone()))
+        }
         ListenerKind::Metrics => {
             let c = &ctx.config.config;
             // Beyond loopback the token is mandatory (config validation refuses the file
@@ -61,7 +64,7 @@ fn handler_for(kind: ListenerKind, ctx: &ServerContext) -> Option<Arc<dyn Sessio
                 checks,
             )))
         }
-        ListenerKind::Imap | ListenerKind::Imaps | ListenerKind::Http | ListenerKind::Https => None,
+        ListenerKind::Http | ListenerKind::Https => None,
     }
 }
 

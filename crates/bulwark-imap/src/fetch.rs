@@ -1,0 +1,453 @@
+//! FETCH / UID FETCH (RFC 9051 §6.4.5, RFC 7162 CHANGEDSINCE/MODSEQ).
+//!
+//! Streams: messages are read from the store in chunks and each response is written
+//! (and flushed by the connection at its high-water mark) before the next chunk is
+//! read, so `1:*` over 100,000 messages holds one chunk of metadata and one body at
+//! a time.
+
+use std::collections::HashMap;
+
+use bulwark_store::{BlobId, FlagOp, Flags, MessageMeta};
+use imap_codec::imap_types::{
+    command::FetchModifier,
+    fetch::{MacroOrMessageDataItemNames, MessageDataItemName, Part, Section},
+    sequence::SequenceSet,
+};
+
+use crate::mime::{self, SectionText, Summary};
+use crate::resp::{internal_date, Resp, Sink};
+use crate::seqset;
+use crate::session::{store_no, Done, Session};
+
+const CHUNK: usize = 200;
+
+/// One requested item, reduced to what we need to produce it.
+#[derive(Debug, Clone)]
+enum Item {
+    Uid,
+    Flags,
+    InternalDate,
+    Size,
+    Envelope,
+    BodyStructure,
+    /// BODY without section: the non-extensible structure.
+    Body,
+    ModSeq,
+    Section {
+        /// How the item is named in the response, e.g. `BODY[HEADER]` or `RFC822`.
+        label: String,
+        path: Vec<u32>,
+        what: SectionText,
+        partial: Option<(u32, u32)>,
+    },
+}
+
+fn part_path(p: &Option<Part>) -> Vec<u32> {
+    p.as_ref()
+        .map(|p| p.0.as_ref().iter().map(|n| n.get()).collect())
+        .unwrap_or_default()
+}
+
+fn path_label(path: &[u32]) -> String {
+    path.iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn section_spec(section: &Option<Section<'_>>) -> (Vec<u32>, SectionText, String) {
+    let join = |path: &[u32], what: &str| {
+        let p = path_label(path);
+        if p.is_empty() {
+            what.to_string()
+        } else if what.is_empty() {
+            p
+        } else {
+            format!("{p}.{what}")
+        }
+    };
+    let names = |v: &[imap_codec::imap_types::core::AString<'_>]| -> Vec<String> {
+        v.iter()
+            .map(|a| String::from_utf8_lossy(a.as_ref()).to_uppercase())
+            .collect()
+    };
+    match section {
+        None => (Vec::new(), SectionText::Whole, String::new()),
+        Some(Section::Part(p)) => {
+            let path: Vec<u32> = p.0.as_ref().iter().map(|n| n.get()).collect();
+            let label = path_label(&path);
+            (path, SectionText::Whole, label)
+        }
+        Some(Section::Header(p)) => {
+            let path = part_path(p);
+            let l = join(&path, "HEADER");
+            (path, SectionText::Header, l)
+        }
+        Some(Section::HeaderFields(p, list)) | Some(Section::HeaderFieldsNot(p, list)) => {
+            let not = matches!(section, Some(Section::HeaderFieldsNot(..)));
+            let path = part_path(p);
+            let n = names(list.as_ref());
+            let what = if not {
+                "HEADER.FIELDS.NOT"
+            } else {
+                "HEADER.FIELDS"
+            };
+            let l = format!("{} ({})", join(&path, what), n.join(" "));
+            (path, SectionText::HeaderFields { names: n, not }, l)
+        }
+        Some(Section::Text(p)) => {
+            let path = part_path(p);
+            let l = join(&path, "TEXT");
+            (path, SectionText::Text, l)
+        }
+        Some(Section::Mime(p)) => {
+            let path: Vec<u32> = p.0.as_ref().iter().map(|n| n.get()).collect();
+            let l = join(&path, "MIME");
+            (path, SectionText::Mime, l)
+        }
+    }
+}
+
+impl Session {
+    pub(crate) async fn fetch(
+        &mut self,
+        set: &SequenceSet,
+        items: MacroOrMessageDataItemNames<'_>,
+        uid: bool,
+        modifiers: &[FetchModifier],
+        sink: &mut dyn Sink,
+    ) -> std::io::Result<Done> {
+        let names: Vec<MessageDataItemName<'_>> = match items {
+            MacroOrMessageDataItemNames::Macro(m) => {
+                use imap_codec::imap_types::fetch::Macro;
+                use MessageDataItemName as N;
+                match m {
+                    Macro::Fast => vec![N::Flags, N::InternalDate, N::Rfc822Size],
+                    Macro::All => vec![N::Flags, N::InternalDate, N::Rfc822Size, N::Envelope],
+                    _ => vec![
+                        N::Flags,
+                        N::InternalDate,
+                        N::Rfc822Size,
+                        N::Envelope,
+                        N::Body,
+                    ],
+                }
+            }
+            MacroOrMessageDataItemNames::MessageDataItemNames(n) => n,
+        };
+        let mut changed_since = None;
+        for m in modifiers {
+            match m {
+                FetchModifier::ChangedSince(n) => {
+                    changed_since = Some(n.get());
+                    self.condstore = true;
+                }
+                FetchModifier::Vanished => {
+                    return Ok(Done::Bad(
+                        "VANISHED requires QRESYNC, which is not enabled".into(),
+                    ))
+                }
+            }
+        }
+        let mut list: Vec<Item> = Vec::new();
+        let mut set_seen = false;
+        if uid {
+            list.push(Item::Uid);
+        }
+        for n in names {
+            let it = match n {
+                MessageDataItemName::Uid => {
+                    if uid {
+                        continue;
+                    }
+                    Item::Uid
+                }
+                MessageDataItemName::Flags => Item::Flags,
+                MessageDataItemName::InternalDate => Item::InternalDate,
+                MessageDataItemName::Rfc822Size => Item::Size,
+                MessageDataItemName::Envelope => Item::Envelope,
+                MessageDataItemName::BodyStructure => Item::BodyStructure,
+                MessageDataItemName::Body => Item::Body,
+                MessageDataItemName::ModSeq => {
+                    self.condstore = true;
+                    Item::ModSeq
+                }
+                MessageDataItemName::Rfc822 => {
+                    set_seen = true;
+                    Item::Section {
+                        label: "RFC822".into(),
+                        path: vec![],
+                        what: SectionText::Whole,
+                        partial: None,
+                    }
+                }
+                MessageDataItemName::Rfc822Header => Item::Section {
+                    label: "RFC822.HEADER".into(),
+                    path: vec![],
+                    what: SectionText::Header,
+                    partial: None,
+                },
+                MessageDataItemName::Rfc822Text => {
+                    set_seen = true;
+                    Item::Section {
+                        label: "RFC822.TEXT".into(),
+                        path: vec![],
+                        what: SectionText::Text,
+                        partial: None,
+                    }
+                }
+                MessageDataItemName::BodyExt {
+                    section,
+                    partial,
+                    peek,
+                } => {
+                    if !peek {
+                        set_seen = true;
+                    }
+                    let (path, what, spec) = section_spec(&section);
+                    Item::Section {
+                        label: format!("BODY[{spec}]"),
+                        path,
+                        what,
+                        partial: partial.map(|(o, n)| (o, n.get())),
+                    }
+                }
+                MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. } => {
+                    return Ok(Done::Bad("BINARY is not supported".into()));
+                }
+            };
+            list.push(it);
+        }
+        if self.condstore && !list.iter().any(|i| matches!(i, Item::ModSeq)) {
+            // RFC 7162 §3.1.4.1: once CONDSTORE is on, FETCH responses carry MODSEQ.
+            list.push(Item::ModSeq);
+        }
+        let Some(v) = self.view.as_ref() else {
+            return Ok(Done::Bad("No mailbox selected".into()));
+        };
+        let uids = match seqset::resolve(v, set, uid) {
+            Ok(u) => u,
+            Err(e) => return Ok(Done::Bad(e.to_string())),
+        };
+        let mailbox = v.mailbox;
+        let read_only = v.read_only;
+        let need_blob = list.iter().any(|i| matches!(i, Item::Section { .. }));
+        let need_summary = list
+            .iter()
+            .any(|i| matches!(i, Item::Envelope | Item::BodyStructure | Item::Body));
+
+        let mut missing = false;
+        let mut count = 0u64;
+        for chunk in uids.chunks(CHUNK) {
+            let (Some(&first), Some(&last)) = (chunk.first(), chunk.last()) else {
+                continue;
+            };
+            let metas = match self.store.messages_in_range(mailbox, first, last).await {
+                Ok(m) => m,
+                Err(e) => return Ok(store_no(&e)),
+            };
+            let mut metas: Vec<MessageMeta> = metas
+                .into_iter()
+                .filter(|m| chunk.binary_search(&m.uid).is_ok())
+                .filter(|m| changed_since.is_none_or(|c| m.modseq > c))
+                .collect();
+            // \Seen is set by non-PEEK body fetches (RFC 9051 §6.4.5) before the
+            // data is sent, and the new flags are part of the response.
+            let mut flags_changed: Vec<u32> = Vec::new();
+            if set_seen && !read_only {
+                let unseen: Vec<u32> = metas
+                    .iter()
+                    .filter(|m| !m.flags.has(Flags::SEEN))
+                    .map(|m| m.uid)
+                    .collect();
+                if !unseen.is_empty() {
+                    let r = match self
+                        .store
+                        .update_flags(
+                            mailbox,
+                            &unseen,
+                            FlagOp::Add,
+                            &Flags::new(Flags::SEEN),
+                            None,
+                        )
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(e) => return Ok(store_no(&e)),
+                    };
+                    let updated: HashMap<u32, (Flags, u64)> = r
+                        .updated
+                        .into_iter()
+                        .map(|(u, f, ms)| (u, (f, ms)))
+                        .collect();
+                    for m in &mut metas {
+                        if let Some((f, ms)) = updated.get(&m.uid) {
+                            if *f != m.flags {
+                                flags_changed.push(m.uid);
+                            }
+                            m.flags = f.clone();
+                            m.modseq = *ms;
+                            if let Some(v) = self.view.as_mut() {
+                                v.note_own_change(m.uid, *ms);
+                            }
+                        }
+                    }
+                    self.mark_dirty();
+                }
+            }
+            if metas.len() < chunk.len() && changed_since.is_none() {
+                missing = true;
+            }
+            let summaries = if need_summary {
+                self.summaries(&metas).await
+            } else {
+                HashMap::new()
+            };
+            for m in &metas {
+                let Some(seq) = self.view.as_ref().and_then(|v| v.seq(m.uid)) else {
+                    continue;
+                };
+                let blob = if need_blob || (need_summary && !summaries.contains_key(&m.blob_id)) {
+                    match self.store.read_blob(m.blob_id).await {
+                        Ok(b) => Some(b),
+                        Err(_) => {
+                            missing = true;
+                            continue;
+                        }
+                    }
+                } else {
+                    None
+                };
+                let summary = match summaries.get(&m.blob_id) {
+                    Some(s) => Some(s.clone()),
+                    None if need_summary => {
+                        let s = mime::compute_summary(blob.as_deref().unwrap_or_default());
+                        self.cache_summary(m.blob_id, &s);
+                        Some(s)
+                    }
+                    None => None,
+                };
+                let (flags, modseq) = (&m.flags, m.modseq);
+                let flags_changed = flags_changed.contains(&m.uid);
+                let mut r = Resp::new();
+                r.text(&format!("* {seq} FETCH ("));
+                let mut first_item = true;
+                let mut sep = |r: &mut Resp| {
+                    if !first_item {
+                        r.text(" ");
+                    }
+                    first_item = false;
+                };
+                let mut sent_flags = false;
+                for it in &list {
+                    sep(&mut r);
+                    match it {
+                        Item::Uid => {
+                            r.text(&format!("UID {}", m.uid));
+                        }
+                        Item::Flags => {
+                            sent_flags = true;
+                            r.text("FLAGS ").flags(flags, false);
+                        }
+                        Item::InternalDate => {
+                            r.text("INTERNALDATE ")
+                                .text(&internal_date(m.internal_date));
+                        }
+                        Item::Size => {
+                            r.text(&format!("RFC822.SIZE {}", m.size));
+                        }
+                        Item::ModSeq => {
+                            r.text(&format!("MODSEQ ({modseq})"));
+                        }
+                        Item::Envelope => {
+                            r.text("ENVELOPE ");
+                            if let Some(s) = &summary {
+                                r.opaque(&s.envelope, "(…)");
+                            }
+                        }
+                        Item::BodyStructure => {
+                            r.text("BODYSTRUCTURE ");
+                            if let Some(s) = &summary {
+                                r.opaque(&s.bodystructure, "(…)");
+                            }
+                        }
+                        Item::Body => {
+                            r.text("BODY ");
+                            if let Some(s) = &summary {
+                                r.opaque(&s.body, "(…)");
+                            }
+                        }
+                        Item::Section {
+                            label,
+                            path,
+                            what,
+                            partial,
+                        } => {
+                            let raw = blob.as_deref().unwrap_or_default();
+                            let data = mime::section(raw, path, what);
+                            match partial {
+                                Some((origin, len)) => {
+                                    r.text(&format!("{label}<{origin}> "));
+                                    let d = data.unwrap_or_default();
+                                    let start = (*origin as usize).min(d.len());
+                                    let end = start.saturating_add(*len as usize).min(d.len());
+                                    r.literal(&d[start..end]);
+                                }
+                                None => {
+                                    r.text(&format!("{label} "));
+                                    match data {
+                                        Some(d) => {
+                                            r.literal(&d);
+                                        }
+                                        None => {
+                                            r.text("NIL");
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                if flags_changed && !sent_flags {
+                    sep(&mut r);
+                    r.text("FLAGS ").flags(flags, false);
+                }
+                r.text(")");
+                r.send(sink).await?;
+                count += 1;
+            }
+        }
+        metrics::counter!("bulwark_imap_fetched_messages_total", "listener" => self.cfg.listener)
+            .increment(count);
+        if missing {
+            // RFC 5530: another session expunged some of them meanwhile.
+            return Ok(Done::Ok(
+                "[EXPUNGEISSUED] Some messages were expunged meanwhile".into(),
+            ));
+        }
+        Ok(Done::Ok("FETCH completed".into()))
+    }
+
+    /// Cached ENVELOPE/BODYSTRUCTURE for the chunk's bodies.
+    async fn summaries(&self, metas: &[MessageMeta]) -> HashMap<BlobId, Summary> {
+        let blobs: Vec<BlobId> = metas.iter().map(|m| m.blob_id).collect();
+        match self.store.blob_summaries(&blobs).await {
+            Ok(v) => v
+                .into_iter()
+                .filter_map(|(b, s)| Summary::decode(&s).map(|s| (b, s)))
+                .collect(),
+            Err(_) => HashMap::new(),
+        }
+    }
+
+    /// Stores a computed summary without making the client wait for the write.
+    fn cache_summary(&self, blob: BlobId, s: &Summary) {
+        let store = self.store.clone();
+        let bytes = s.encode();
+        tokio::spawn(async move {
+            if let Err(e) = store.set_blob_summary(blob, &bytes).await {
+                tracing::debug!(target: "bulwark::imap", error = %e, "cannot cache message summary");
+            }
+        });
+    }
+}

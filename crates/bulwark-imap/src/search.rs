@@ -1,0 +1,274 @@
+//! SEARCH / UID SEARCH (RFC 9051 §6.4.4; RFC 7162 §3.1.5 MODSEQ).
+//!
+//! Metadata keys (flags, sizes, dates, sets) are answered from the store's index;
+//! text keys parse the message (decoded MIME, case-insensitive substring), and only
+//! for messages the cheaper keys have not already decided.
+
+use bulwark_store::{Flags, MessageMeta};
+use imap_codec::imap_types::{core::Vec1, search::SearchKey};
+
+use crate::mime::{self, SearchDoc};
+use crate::resp::Sink;
+use crate::seqset::{self, RangeSet};
+use crate::session::{store_no, Done, Session};
+
+/// What evaluating a key needs beyond the index.
+#[derive(Default, Clone, Copy)]
+struct Needs {
+    headers: bool,
+    body: bool,
+}
+
+fn needs(k: &SearchKey<'_>, n: &mut Needs) {
+    use SearchKey as K;
+    match k {
+        K::Bcc(_)
+        | K::Cc(_)
+        | K::From(_)
+        | K::To(_)
+        | K::Subject(_)
+        | K::Header(..)
+        | K::SentBefore(_)
+        | K::SentOn(_)
+        | K::SentSince(_) => n.headers = true,
+        K::Body(_) => n.body = true,
+        K::Text(_) => {
+            n.headers = true;
+            n.body = true;
+        }
+        K::Not(k) => needs(k, n),
+        K::Or(a, b) => {
+            needs(a, n);
+            needs(b, n);
+        }
+        K::And(list) => list.as_ref().iter().for_each(|k| needs(k, n)),
+        _ => {}
+    }
+}
+
+/// Keys compiled against the view: sets resolved to ranges, strings lower-cased.
+enum Key {
+    All,
+    Seq(RangeSet),
+    Uid(RangeSet),
+    Flag(u8, bool),
+    Keyword(String, bool),
+    /// Never true: \Recent is not kept (see README).
+    False,
+    Larger(u64),
+    Smaller(u64),
+    Before(chrono::NaiveDate),
+    On(chrono::NaiveDate),
+    Since(chrono::NaiveDate),
+    SentBefore(chrono::NaiveDate),
+    SentOn(chrono::NaiveDate),
+    SentSince(chrono::NaiveDate),
+    Header(String, String),
+    Body(String),
+    Text(String),
+    ModSeq(u64),
+    Not(Box<Key>),
+    Or(Box<Key>, Box<Key>),
+    And(Vec<Key>),
+}
+
+fn lower(a: &impl AsRef<[u8]>) -> String {
+    String::from_utf8_lossy(a.as_ref()).to_lowercase()
+}
+
+fn compile(k: &SearchKey<'_>, exists: u32, max_uid: u32, modseq_used: &mut bool) -> Key {
+    use SearchKey as K;
+    let date = |d: &imap_codec::imap_types::datetime::NaiveDate| *d.as_ref();
+    match k {
+        K::All => Key::All,
+        K::SequenceSet(s) => Key::Seq(RangeSet::new(seqset::ranges(s, exists))),
+        K::Uid(s) => Key::Uid(RangeSet::new(seqset::ranges(s, max_uid))),
+        K::Answered => Key::Flag(Flags::ANSWERED, true),
+        K::Unanswered => Key::Flag(Flags::ANSWERED, false),
+        K::Deleted => Key::Flag(Flags::DELETED, true),
+        K::Undeleted => Key::Flag(Flags::DELETED, false),
+        K::Draft => Key::Flag(Flags::DRAFT, true),
+        K::Undraft => Key::Flag(Flags::DRAFT, false),
+        K::Flagged => Key::Flag(Flags::FLAGGED, true),
+        K::Unflagged => Key::Flag(Flags::FLAGGED, false),
+        K::Seen => Key::Flag(Flags::SEEN, true),
+        K::Unseen => Key::Flag(Flags::SEEN, false),
+        K::Keyword(a) => Key::Keyword(a.as_ref().to_string(), true),
+        K::Unkeyword(a) => Key::Keyword(a.as_ref().to_string(), false),
+        K::Recent | K::New => Key::False,
+        K::Old => Key::All,
+        K::Larger(n) => Key::Larger(u64::from(*n)),
+        K::Smaller(n) => Key::Smaller(u64::from(*n)),
+        K::Before(d) => Key::Before(date(d)),
+        K::On(d) => Key::On(date(d)),
+        K::Since(d) => Key::Since(date(d)),
+        K::SentBefore(d) => Key::SentBefore(date(d)),
+        K::SentOn(d) => Key::SentOn(date(d)),
+        K::SentSince(d) => Key::SentSince(date(d)),
+        K::From(s) => Key::Header("from".into(), lower(s)),
+        K::To(s) => Key::Header("to".into(), lower(s)),
+        K::Cc(s) => Key::Header("cc".into(), lower(s)),
+        K::Bcc(s) => Key::Header("bcc".into(), lower(s)),
+        K::Subject(s) => Key::Header("subject".into(), lower(s)),
+        K::Header(name, value) => Key::Header(lower(name), lower(value)),
+        K::Body(s) => Key::Body(lower(s)),
+        K::Text(s) => Key::Text(lower(s)),
+        K::ModSequence { modseq, .. } => {
+            *modseq_used = true;
+            Key::ModSeq(*modseq)
+        }
+        K::Not(k) => Key::Not(Box::new(compile(k, exists, max_uid, modseq_used))),
+        K::Or(a, b) => Key::Or(
+            Box::new(compile(a, exists, max_uid, modseq_used)),
+            Box::new(compile(b, exists, max_uid, modseq_used)),
+        ),
+        K::And(list) => Key::And(
+            list.as_ref()
+                .iter()
+                .map(|k| compile(k, exists, max_uid, modseq_used))
+                .collect(),
+        ),
+    }
+}
+
+struct Msg<'a> {
+    seq: u32,
+    meta: &'a MessageMeta,
+    doc: Option<&'a SearchDoc>,
+}
+
+fn internal_day(unix: i64) -> chrono::NaiveDate {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .unwrap_or_default()
+        .date_naive()
+}
+
+fn eval(k: &Key, m: &Msg<'_>) -> bool {
+    let sent = || {
+        m.doc
+            .and_then(|d| d.sent)
+            .and_then(|(y, mo, d)| chrono::NaiveDate::from_ymd_opt(y, mo, d))
+    };
+    match k {
+        Key::All => true,
+        Key::False => false,
+        Key::Seq(r) => r.contains(m.seq),
+        Key::Uid(r) => r.contains(m.meta.uid),
+        Key::Flag(bit, set) => m.meta.flags.has(*bit) == *set,
+        Key::Keyword(kw, set) => {
+            m.meta
+                .flags
+                .keywords
+                .iter()
+                .any(|k| k.eq_ignore_ascii_case(kw))
+                == *set
+        }
+        Key::Larger(n) => m.meta.size > *n,
+        Key::Smaller(n) => m.meta.size < *n,
+        Key::Before(d) => internal_day(m.meta.internal_date) < *d,
+        Key::On(d) => internal_day(m.meta.internal_date) == *d,
+        Key::Since(d) => internal_day(m.meta.internal_date) >= *d,
+        Key::SentBefore(d) => sent().is_some_and(|s| s < *d),
+        Key::SentOn(d) => sent().is_some_and(|s| s == *d),
+        Key::SentSince(d) => sent().is_some_and(|s| s >= *d),
+        Key::Header(name, needle) => m.doc.is_some_and(|d| {
+            d.headers
+                .iter()
+                .any(|(n, v)| n == name && v.contains(needle.as_str()))
+        }),
+        Key::Body(needle) => m.doc.is_some_and(|d| d.body.contains(needle.as_str())),
+        Key::Text(needle) => m.doc.is_some_and(|d| {
+            d.body.contains(needle.as_str())
+                || d.headers
+                    .iter()
+                    .any(|(n, v)| n.contains(needle.as_str()) || v.contains(needle.as_str()))
+        }),
+        Key::ModSeq(n) => m.meta.modseq >= *n,
+        Key::Not(k) => !eval(k, m),
+        Key::Or(a, b) => eval(a, m) || eval(b, m),
+        Key::And(list) => list.iter().all(|k| eval(k, m)),
+    }
+}
+
+impl Session {
+    pub(crate) async fn search(
+        &mut self,
+        charset: Option<&str>,
+        criteria: &Vec1<SearchKey<'_>>,
+        uid: bool,
+        sink: &mut dyn Sink,
+    ) -> std::io::Result<Done> {
+        if let Some(cs) = charset {
+            // RFC 9051 §6.4.4: UTF-8 must be supported; US-ASCII is a subset.
+            if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
+                return Ok(Done::No(
+                    "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset".into(),
+                ));
+            }
+        }
+        let Some(v) = self.view.as_ref() else {
+            return Ok(Done::Bad("No mailbox selected".into()));
+        };
+        let mut n = Needs::default();
+        criteria.as_ref().iter().for_each(|k| needs(k, &mut n));
+        let mut modseq_used = false;
+        let max_uid = v.uids().last().copied().unwrap_or(0);
+        let keys: Vec<Key> = criteria
+            .as_ref()
+            .iter()
+            .map(|k| compile(k, v.exists(), max_uid, &mut modseq_used))
+            .collect();
+        if modseq_used {
+            self.condstore = true;
+        }
+        let metas = match self.store.list_messages(v.mailbox).await {
+            Ok(m) => m,
+            Err(e) => return Ok(store_no(&e)),
+        };
+        let mut hits: Vec<u32> = Vec::new();
+        let mut max_modseq = 0u64;
+        // Both lists ascend by UID: merge them to get each message's sequence number.
+        let uids = v.uids();
+        let mut i = 0usize;
+        for meta in &metas {
+            while i < uids.len() && uids[i] < meta.uid {
+                i += 1;
+            }
+            if i >= uids.len() || uids[i] != meta.uid {
+                continue; // not (yet) in this session's view
+            }
+            let seq = i as u32 + 1;
+            let doc = if n.headers || n.body {
+                match self.store.read_blob(meta.blob_id).await {
+                    Ok(raw) => Some(mime::search_doc(&raw, n.body)),
+                    Err(_) => continue,
+                }
+            } else {
+                None
+            };
+            let m = Msg {
+                seq,
+                meta,
+                doc: doc.as_ref(),
+            };
+            if keys.iter().all(|k| eval(k, &m)) {
+                hits.push(if uid { meta.uid } else { seq });
+                max_modseq = max_modseq.max(meta.modseq);
+            }
+        }
+        drop(metas);
+        metrics::counter!("bulwark_imap_searches_total", "listener" => self.cfg.listener)
+            .increment(1);
+        let mut line = String::with_capacity(8 + hits.len() * 7);
+        line.push_str("* SEARCH");
+        for h in &hits {
+            line.push(' ');
+            line.push_str(&h.to_string());
+        }
+        if modseq_used && !hits.is_empty() {
+            line.push_str(&format!(" (MODSEQ {max_modseq})"));
+        }
+        crate::resp::line(sink, &line).await?;
+        Ok(Done::Ok("SEARCH completed".into()))
+    }
+}

@@ -1,0 +1,1298 @@
+//! The sans-I/O session core: states (RFC 9051 §3: Not Authenticated, Authenticated,
+//! Selected, Logout), command dispatch and every command's semantics.
+//!
+//! It is fed decoded commands and writes responses to a `Sink`; what needs the socket
+//! (STARTTLS, the SASL continuation, IDLE's wait, closing) is returned as `Next` for
+//! the shell in `server.rs` to perform. The store and the authenticator are its only
+//! other dependencies, so unit tests run whole sessions on a temporary store.
+
+use std::net::IpAddr;
+
+use bulwark_auth::{AuthError, Authenticator, Secret};
+use bulwark_store::{
+    Account, Delivery, DeliveryTarget, FlagOp, Flags, Ingest, Mailbox, SharedStore, StoreError,
+    StoreEvent,
+};
+use imap_codec::imap_types::{
+    auth::AuthMechanism,
+    command::{Command, CommandBody},
+    extensions::enable::CapabilityEnable,
+    flag::{Flag, StoreResponse, StoreType},
+    mailbox::{ListMailbox, Mailbox as WireMailbox},
+    status::StatusDataItemName,
+};
+use tokio::sync::broadcast;
+
+use crate::names::{self, encode_mutf7, parse_name, pattern_matches, DELIMITER};
+use crate::resp::{self, Resp, Sink};
+use crate::seqset;
+use crate::view::{Updates, View};
+
+/// Per-session settings from the configuration and the connection.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// The listener's name (`imap` or `imaps`), for metrics and the authenticator.
+    pub listener: &'static str,
+    pub peer: IpAddr,
+    /// TLS is up (implicit TLS, or after STARTTLS).
+    pub tls: bool,
+    pub max_literal_size: u64,
+}
+
+/// What the shell must do after a command.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Read the next command.
+    Continue,
+    /// The OK was sent: start the TLS handshake, then call `tls_started`.
+    StartTls,
+    /// Send "+ " and pass the client's next line to `auth_response`.
+    AuthContinue(String),
+    /// Send "+ idling", then wait for DONE (`idle_done`) while calling
+    /// `idle_updates` whenever `wait_change` returns.
+    Idle(String),
+    /// Close the connection.
+    Close,
+}
+
+/// How a command ended, before the tagged line is written.
+pub(crate) enum Done {
+    Ok(String),
+    No(String),
+    Bad(String),
+}
+
+fn ok(s: impl Into<String>) -> Done {
+    Done::Ok(s.into())
+}
+fn no(s: impl Into<String>) -> Done {
+    Done::No(s.into())
+}
+fn bad(s: impl Into<String>) -> Done {
+    Done::Bad(s.into())
+}
+
+/// Maps a store failure to a response (RFC 5530 response codes).
+pub(crate) fn store_no(e: &StoreError) -> Done {
+    match e {
+        StoreError::NotFound(_) => no("[NONEXISTENT] No such mailbox"),
+        StoreError::AlreadyExists(_) => no("[ALREADYEXISTS] Mailbox already exists"),
+        StoreError::Invalid(m) => no(format!("[CANNOT] {m}")),
+        _ => {
+            tracing::error!(target: "bulwark::imap", error = %e, "store failure");
+            no("[UNAVAILABLE] Temporary server failure, try again later")
+        }
+    }
+}
+
+pub struct Session {
+    pub(crate) store: SharedStore,
+    auth: Authenticator,
+    pub(crate) cfg: SessionConfig,
+    pub(crate) account: Option<Account>,
+    pub(crate) view: Option<View>,
+    /// Store events while a mailbox is selected (IDLE wake-ups, NOOP).
+    events: Option<broadcast::Receiver<StoreEvent>>,
+    /// The selected mailbox may have changed since the last sync.
+    dirty: bool,
+    /// RFC 7162 CONDSTORE enabled (ENABLE, SELECT (CONDSTORE) or a MODSEQ use).
+    pub(crate) condstore: bool,
+    logged_out: bool,
+}
+
+impl Session {
+    pub fn new(store: SharedStore, auth: Authenticator, cfg: SessionConfig) -> Session {
+        Session {
+            store,
+            auth,
+            cfg,
+            account: None,
+            view: None,
+            events: None,
+            dirty: false,
+            condstore: false,
+            logged_out: false,
+        }
+    }
+
+    /// The logged-in user, for the protocol log.
+    pub fn user(&self) -> Option<&str> {
+        self.account.as_ref().map(|a| a.address.as_str())
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        self.account.is_some()
+    }
+
+    pub fn tls_started(&mut self) {
+        self.cfg.tls = true;
+    }
+
+    /// The capability list for the current state (RFC 9051 §7.2.2). Before TLS: no
+    /// way to send a password is offered (LOGINDISABLED, no AUTH=).
+    pub fn capabilities(&self) -> String {
+        let mut c = String::from("IMAP4rev1");
+        if !self.cfg.tls {
+            c.push_str(" STARTTLS LOGINDISABLED");
+        } else if self.account.is_none() {
+            c.push_str(" AUTH=PLAIN SASL-IR");
+        }
+        c.push_str(" LITERAL+ ID ENABLE");
+        if self.account.is_some() {
+            c.push_str(" IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN CONDSTORE");
+        }
+        c
+    }
+
+    pub fn greeting(&self) -> String {
+        format!(
+            "* OK [CAPABILITY {}] Bulwark IMAP ready\r\n",
+            self.capabilities()
+        )
+    }
+
+    /// Handles one decoded command.
+    pub async fn handle(&mut self, cmd: Command<'_>, sink: &mut dyn Sink) -> std::io::Result<Next> {
+        let tag = cmd.tag.as_ref().to_string();
+        let name = command_name(&cmd.body);
+        let uid_cmd = matches!(
+            &cmd.body,
+            CommandBody::Fetch { uid: true, .. }
+                | CommandBody::Store { uid: true, .. }
+                | CommandBody::Search { uid: true, .. }
+                | CommandBody::Copy { uid: true, .. }
+                | CommandBody::Move { uid: true, .. }
+        );
+        // RFC 9051 §7.5.1: no EXPUNGE while answering FETCH, STORE or SEARCH.
+        let allow_expunge = uid_cmd
+            || !matches!(
+                &cmd.body,
+                CommandBody::Fetch { .. } | CommandBody::Store { .. } | CommandBody::Search { .. }
+            );
+        let (done, next) = self.dispatch(&tag, cmd.body, sink).await?;
+        let result = match &done {
+            Done::Ok(_) => "ok",
+            Done::No(_) => "no",
+            Done::Bad(_) => "bad",
+        };
+        metrics::counter!("bulwark_imap_commands_total", "listener" => self.cfg.listener, "command" => name, "result" => result).increment(1);
+        if !matches!(done, Done::Bad(_)) && next == Next::Continue {
+            self.send_updates(sink, allow_expunge).await?;
+        }
+        let line = match done {
+            Done::Ok(t) => format!("{tag} OK {t}"),
+            Done::No(t) => format!("{tag} NO {t}"),
+            Done::Bad(t) => format!("{tag} BAD {t}"),
+        };
+        resp::line(sink, &line).await?;
+        Ok(next)
+    }
+
+    async fn dispatch(
+        &mut self,
+        tag: &str,
+        body: CommandBody<'_>,
+        sink: &mut dyn Sink,
+    ) -> std::io::Result<(Done, Next)> {
+        use CommandBody as C;
+        let authed = self.account.is_some();
+        let selected = self.view.is_some();
+        let d = match body {
+            // ---- any state (RFC 9051 §6.1) ----
+            C::Capability => {
+                resp::line(sink, &format!("* CAPABILITY {}", self.capabilities())).await?;
+                ok("CAPABILITY completed")
+            }
+            C::Noop => ok("NOOP completed"),
+            C::Check if selected => ok("CHECK completed"),
+            C::Logout => {
+                resp::line(sink, "* BYE Logging out").await?;
+                self.logged_out = true;
+                self.view = None;
+                self.events = None;
+                return Ok((ok("LOGOUT completed"), Next::Close));
+            }
+            C::Id { .. } => {
+                // RFC 2971: tell who we are; what the client says is not needed.
+                resp::line(sink, "* ID (\"name\" \"Bulwark\" \"vendor\" \"Bulwark\")").await?;
+                ok("ID completed")
+            }
+            // ---- not authenticated (RFC 9051 §6.2) ----
+            C::StartTLS => {
+                if self.cfg.tls {
+                    bad("TLS is already active")
+                } else if authed {
+                    bad("STARTTLS is only allowed before login")
+                } else {
+                    return Ok((ok("Begin TLS negotiation now"), Next::StartTls));
+                }
+            }
+            C::Login { username, password } => {
+                if authed {
+                    bad("Already authenticated")
+                } else if !self.cfg.tls {
+                    // RFC 9051 §6.2.3, DATA-PATHS rule 1: no password without TLS.
+                    no("[PRIVACYREQUIRED] LOGIN is disabled until STARTTLS")
+                } else {
+                    let user = String::from_utf8_lossy(username.as_ref()).into_owned();
+                    let pass = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
+                    self.login(&user, Secret::new(pass), "login").await
+                }
+            }
+            C::Authenticate {
+                mechanism,
+                initial_response,
+            } => {
+                if authed {
+                    bad("Already authenticated")
+                } else if !self.cfg.tls {
+                    no("[PRIVACYREQUIRED] AUTHENTICATE is disabled until STARTTLS")
+                } else if mechanism != AuthMechanism::Plain {
+                    no("Unsupported authentication mechanism")
+                } else {
+                    match initial_response {
+                        // RFC 4959 SASL-IR: the response came with the command.
+                        Some(ir) => self.auth_plain(ir.declassify().as_ref()).await,
+                        None => return Ok((ok(""), Next::AuthContinue(tag.to_string()))),
+                    }
+                }
+            }
+            _ if !authed => bad("Log in first (STARTTLS, then LOGIN or AUTHENTICATE)"),
+            // ---- authenticated (RFC 9051 §6.3) ----
+            C::Enable { capabilities } => {
+                let mut enabled = Vec::new();
+                for c in capabilities.as_ref() {
+                    if matches!(c, CapabilityEnable::CondStore) {
+                        self.condstore = true;
+                        enabled.push("CONDSTORE");
+                    }
+                }
+                if !enabled.is_empty() {
+                    resp::line(sink, &format!("* ENABLED {}", enabled.join(" "))).await?;
+                }
+                ok("ENABLE completed")
+            }
+            C::Namespace => {
+                resp::line(sink, "* NAMESPACE ((\"\" \"/\")) NIL NIL").await?;
+                ok("NAMESPACE completed")
+            }
+            C::Select {
+                mailbox,
+                parameters,
+            } => {
+                if !parameters.is_empty() {
+                    self.condstore = true;
+                }
+                self.select(&mailbox, false, sink).await?
+            }
+            C::Examine {
+                mailbox,
+                parameters,
+            } => {
+                if !parameters.is_empty() {
+                    self.condstore = true;
+                }
+                self.select(&mailbox, true, sink).await?
+            }
+            C::Create { mailbox } => self.create(&mailbox).await,
+            C::Delete { mailbox } => self.delete(&mailbox).await,
+            C::Rename { from, to } => self.rename(&from, &to).await,
+            C::Subscribe { mailbox } => self.subscribe(&mailbox, true).await,
+            C::Unsubscribe { mailbox } => self.subscribe(&mailbox, false).await,
+            C::List {
+                reference,
+                mailbox_wildcard,
+            } => {
+                self.list(&reference, &mailbox_wildcard, false, sink)
+                    .await?
+            }
+            C::Lsub {
+                reference,
+                mailbox_wildcard,
+            } => self.list(&reference, &mailbox_wildcard, true, sink).await?,
+            C::Status {
+                mailbox,
+                item_names,
+            } => self.status(&mailbox, item_names.as_ref(), sink).await?,
+            C::Append {
+                mailbox,
+                flags,
+                date,
+                message,
+            } => {
+                let data = match &message {
+                    imap_codec::imap_types::extensions::binary::LiteralOrLiteral8::Literal(l) => {
+                        l.data()
+                    }
+                    imap_codec::imap_types::extensions::binary::LiteralOrLiteral8::Literal8(l) => {
+                        l.data.as_ref()
+                    }
+                };
+                let date = date.map(|d| d.as_ref().timestamp());
+                self.append(&mailbox, &flags, date, data).await
+            }
+            C::Idle => {
+                // Pending updates first, then the continuation (RFC 2177).
+                self.send_updates(sink, true).await?;
+                return Ok((ok("IDLE terminated"), Next::Idle(tag.to_string())));
+            }
+            _ if !selected => bad("No mailbox selected"),
+            // ---- selected (RFC 9051 §6.4) ----
+            C::Check => ok("CHECK completed"),
+            C::Unselect => {
+                self.unselect();
+                ok("UNSELECT completed")
+            }
+            C::Close => {
+                if let Some(v) = &self.view {
+                    if !v.read_only {
+                        // Silent expunge (RFC 9051 §6.4.1): no EXPUNGE responses.
+                        if let Err(e) = self.store.expunge(v.mailbox, None).await {
+                            return Ok((store_no(&e), Next::Continue));
+                        }
+                    }
+                }
+                self.unselect();
+                ok("CLOSE completed")
+            }
+            C::Expunge => self.expunge(None).await,
+            C::ExpungeUid { sequence_set } => self.expunge(Some(&sequence_set)).await,
+            C::Search {
+                charset,
+                criteria,
+                uid,
+            } => {
+                let charset = charset.map(|c| c.as_ref().to_string());
+                self.search(charset.as_deref(), &criteria, uid, sink)
+                    .await?
+            }
+            C::Fetch {
+                sequence_set,
+                macro_or_item_names,
+                uid,
+                modifiers,
+            } => {
+                self.fetch(&sequence_set, macro_or_item_names, uid, &modifiers, sink)
+                    .await?
+            }
+            C::Store {
+                sequence_set,
+                kind,
+                response,
+                flags,
+                uid,
+                modifiers,
+            } => {
+                self.store_flags(&sequence_set, kind, response, &flags, uid, &modifiers, sink)
+                    .await?
+            }
+            C::Copy {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy(&sequence_set, &mailbox, uid, false, sink).await?,
+            C::Move {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy(&sequence_set, &mailbox, uid, true, sink).await?,
+            _ => bad("Command not supported"),
+        };
+        Ok((d, Next::Continue))
+    }
+
+    // ---------------------------------------------------------------- login
+
+    async fn login(&mut self, user: &str, pass: Secret, mech: &'static str) -> Done {
+        match self
+            .auth
+            .authenticate(user, &pass, self.cfg.peer, self.cfg.listener, mech)
+            .await
+        {
+            Ok(account) => {
+                metrics::counter!("bulwark_imap_logins_total", "listener" => self.cfg.listener, "result" => "success").increment(1);
+                self.account = Some(account);
+                ok(format!("[CAPABILITY {}] Logged in", self.capabilities()))
+            }
+            Err(e) => {
+                let label = match e {
+                    AuthError::Failed => "failed",
+                    AuthError::Throttled => "throttled",
+                    AuthError::Unavailable => "unavailable",
+                };
+                metrics::counter!("bulwark_imap_logins_total", "listener" => self.cfg.listener, "result" => label).increment(1);
+                match e {
+                    // Same answer whether the user exists or not (DATA-PATHS rule 4).
+                    AuthError::Failed => no("[AUTHENTICATIONFAILED] Authentication failed"),
+                    AuthError::Throttled => {
+                        no("[UNAVAILABLE] Too many failed attempts, try again later")
+                    }
+                    AuthError::Unavailable => {
+                        no("[UNAVAILABLE] Authentication temporarily unavailable")
+                    }
+                }
+            }
+        }
+    }
+
+    async fn auth_plain(&mut self, message: &[u8]) -> Done {
+        match bulwark_auth::sasl::parse_plain(message) {
+            Ok(c) => self.login(&c.username, c.password, "plain").await,
+            Err(_) => {
+                metrics::counter!("bulwark_imap_logins_total", "listener" => self.cfg.listener, "result" => "malformed").increment(1);
+                no("[AUTHENTICATIONFAILED] Authentication failed")
+            }
+        }
+    }
+
+    /// The client's answer to the "+ " of AUTHENTICATE PLAIN (RFC 9051 §6.2.2):
+    /// base64, or "*" to cancel. The line is a secret; the shell logs it as `***`.
+    pub async fn auth_response(
+        &mut self,
+        tag: &str,
+        line: &[u8],
+        sink: &mut dyn Sink,
+    ) -> std::io::Result<Next> {
+        let text = String::from_utf8_lossy(line);
+        let done = match bulwark_auth::sasl::decode_response(&text) {
+            Ok(msg) => self.auth_plain(&msg).await,
+            Err(bulwark_auth::SaslError::Cancelled) => bad("Authentication cancelled"),
+            Err(_) => bad("Invalid base64 in authentication response"),
+        };
+        let line = match done {
+            Done::Ok(t) => format!("{tag} OK {t}"),
+            Done::No(t) => format!("{tag} NO {t}"),
+            Done::Bad(t) => format!("{tag} BAD {t}"),
+        };
+        resp::line(sink, &line).await?;
+        Ok(Next::Continue)
+    }
+
+    // ---------------------------------------------------------------- updates
+
+    /// Waits until the selected mailbox changes (for IDLE). Never returns when no
+    /// mailbox is selected.
+    pub async fn wait_change(&mut self) {
+        let Some(rx) = self.events.as_mut() else {
+            return std::future::pending().await;
+        };
+        let Some(mb) = self.view.as_ref().map(|v| v.mailbox) else {
+            return std::future::pending().await;
+        };
+        loop {
+            match rx.recv().await {
+                Ok(StoreEvent::Mailbox { mailbox_id, .. }) if mailbox_id == mb => break,
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => break,
+                Err(broadcast::error::RecvError::Closed) => {
+                    return std::future::pending().await;
+                }
+            }
+        }
+        self.dirty = true;
+    }
+
+    /// Sends what changed while idling (EXPUNGE allowed, RFC 2177).
+    pub async fn idle_updates(&mut self, sink: &mut dyn Sink) -> std::io::Result<()> {
+        self.send_updates(sink, true).await
+    }
+
+    fn drain_events(&mut self) {
+        let Some(mb) = self.view.as_ref().map(|v| v.mailbox) else {
+            return;
+        };
+        let Some(rx) = self.events.as_mut() else {
+            return;
+        };
+        loop {
+            match rx.try_recv() {
+                Ok(StoreEvent::Mailbox { mailbox_id, .. }) if mailbox_id == mb => self.dirty = true,
+                Ok(_) => {}
+                Err(broadcast::error::TryRecvError::Lagged(_)) => self.dirty = true,
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Folds the store's changes into the view and tells the client (EXISTS,
+    /// EXPUNGE when allowed, FETCH FLAGS).
+    pub(crate) async fn send_updates(
+        &mut self,
+        sink: &mut dyn Sink,
+        allow_expunge: bool,
+    ) -> std::io::Result<()> {
+        self.drain_events();
+        let Some(v) = self.view.as_mut() else {
+            return Ok(());
+        };
+        if !self.dirty && !(allow_expunge && v.has_pending_expunges()) {
+            return Ok(());
+        }
+        let changes = match self.store.changes_since(v.mailbox, v.modseq).await {
+            Ok(c) => c,
+            Err(StoreError::NotFound(_)) => {
+                // The mailbox was deleted under us (RFC 9051 §7.1.5 BYE is allowed;
+                // we go back to the authenticated state instead).
+                self.view = None;
+                self.events = None;
+                return resp::line(sink, "* OK [CLOSED] Mailbox was deleted").await;
+            }
+            Err(e) => {
+                tracing::warn!(target: "bulwark::imap", error = %e, "cannot read mailbox changes");
+                return Ok(());
+            }
+        };
+        self.dirty = false;
+        let up = v.sync(&changes, allow_expunge);
+        let condstore = self.condstore;
+        write_updates(sink, &up, condstore).await
+    }
+
+    fn unselect(&mut self) {
+        self.view = None;
+        self.events = None;
+        self.dirty = false;
+    }
+
+    pub(crate) fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
+    // ---------------------------------------------------------------- mailboxes
+
+    fn account_id(&self) -> i64 {
+        self.account.as_ref().map_or(0, |a| a.id)
+    }
+
+    async fn find_mailbox(&self, wire: &WireMailbox<'_>) -> Result<Mailbox, Done> {
+        let name = mailbox_name(wire)?;
+        match self.store.mailbox(self.account_id(), &name).await {
+            Ok(Some(m)) => Ok(m),
+            Ok(None) => Err(no("[NONEXISTENT] No such mailbox")),
+            Err(e) => Err(store_no(&e)),
+        }
+    }
+
+    async fn select(
+        &mut self,
+        wire: &WireMailbox<'_>,
+        read_only: bool,
+        sink: &mut dyn Sink,
+    ) -> std::io::Result<Done> {
+        // Selecting deselects first, even if the new SELECT fails (RFC 9051 §6.3.2).
+        if self.view.is_some() {
+            self.unselect();
+            resp::line(sink, "* OK [CLOSED] Previous mailbox closed").await?;
+        }
+        let mb = match self.find_mailbox(wire).await {
+            Ok(m) => m,
+            Err(d) => return Ok(d),
+        };
+        // Subscribe before reading so no change falls between the read and the watch.
+        let events = self.store.subscribe();
+        let msgs = match self.store.list_messages(mb.id).await {
+            Ok(m) => m,
+            Err(e) => return Ok(store_no(&e)),
+        };
+        let mut uids = Vec::with_capacity(msgs.len());
+        let mut first_unseen = None;
+        let mut keywords: Vec<String> = Vec::new();
+        let mut max_modseq = mb.highest_modseq;
+        for (i, m) in msgs.iter().enumerate() {
+            uids.push(m.uid);
+            if first_unseen.is_none() && !m.flags.has(Flags::SEEN) {
+                first_unseen = Some(i + 1);
+            }
+            for k in &m.flags.keywords {
+                if keywords.len() < 256 && !keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                    keywords.push(k.clone());
+                }
+            }
+            max_modseq = max_modseq.max(m.modseq);
+        }
+        drop(msgs);
+        let uidnext = mb
+            .uidnext
+            .max(uids.last().map_or(1, |u| u.saturating_add(1)));
+        let exists = uids.len();
+        let mut kw = String::new();
+        for k in &keywords {
+            kw.push(' ');
+            kw.push_str(k);
+        }
+        resp::line(
+            sink,
+            &format!("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})"),
+        )
+        .await?;
+        if read_only {
+            resp::line(sink, "* OK [PERMANENTFLAGS ()] Read-only mailbox").await?;
+        } else {
+            resp::line(
+                sink,
+                &format!(
+                    "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw} \\*)] Flags permitted"
+                ),
+            )
+            .await?;
+        }
+        resp::line(sink, &format!("* {exists} EXISTS")).await?;
+        // \Recent is not kept (RFC 9051 removed it): always 0. See README.
+        resp::line(sink, "* 0 RECENT").await?;
+        if let Some(u) = first_unseen {
+            resp::line(sink, &format!("* OK [UNSEEN {u}] First unseen")).await?;
+        }
+        resp::line(
+            sink,
+            &format!("* OK [UIDVALIDITY {}] UIDs valid", mb.uidvalidity),
+        )
+        .await?;
+        resp::line(
+            sink,
+            &format!("* OK [UIDNEXT {uidnext}] Predicted next UID"),
+        )
+        .await?;
+        resp::line(sink, &format!("* OK [HIGHESTMODSEQ {max_modseq}] Highest")).await?;
+        self.view = Some(View::new(
+            mb.id,
+            mb.name.clone(),
+            mb.uidvalidity,
+            read_only,
+            uids,
+            mb.highest_modseq,
+        ));
+        self.events = Some(events);
+        // Changes between reading the mailbox row and the messages are picked up
+        // by the first sync.
+        self.dirty = true;
+        metrics::counter!("bulwark_imap_selects_total", "listener" => self.cfg.listener)
+            .increment(1);
+        Ok(if read_only {
+            ok("[READ-ONLY] EXAMINE completed")
+        } else {
+            ok("[READ-WRITE] SELECT completed")
+        })
+    }
+
+    async fn create(&mut self, wire: &WireMailbox<'_>) -> Done {
+        let name = match mailbox_name(wire) {
+            Ok(n) => n,
+            Err(d) => return d,
+        };
+        if name == "INBOX" {
+            return no("[ALREADYEXISTS] INBOX always exists");
+        }
+        // Create missing superiors too (RFC 9051 §6.3.4).
+        let mut prefix = String::new();
+        let levels: Vec<&str> = name.split(DELIMITER).collect();
+        for (i, level) in levels.iter().enumerate() {
+            if i > 0 {
+                prefix.push(DELIMITER);
+            }
+            prefix.push_str(level);
+            let last = i + 1 == levels.len();
+            match self.store.mailbox(self.account_id(), &prefix).await {
+                Ok(Some(_)) if last => return no("[ALREADYEXISTS] Mailbox already exists"),
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(e) => return store_no(&e),
+            }
+            if let Err(e) = self
+                .store
+                .create_mailbox(self.account_id(), &prefix, None)
+                .await
+            {
+                if !(matches!(e, StoreError::AlreadyExists(_)) && !last) {
+                    return store_no(&e);
+                }
+            }
+        }
+        ok("CREATE completed")
+    }
+
+    async fn delete(&mut self, wire: &WireMailbox<'_>) -> Done {
+        let mb = match self.find_mailbox(wire).await {
+            Ok(m) => m,
+            Err(d) => return d,
+        };
+        if mb.name == "INBOX" {
+            return no("[CANNOT] INBOX cannot be deleted");
+        }
+        match self.store.list_mailboxes(self.account_id()).await {
+            Ok(all) => {
+                let prefix = format!("{}{DELIMITER}", mb.name);
+                if all.iter().any(|m| m.name.starts_with(&prefix)) {
+                    return no("[INUSE] Mailbox has children; delete them first");
+                }
+            }
+            Err(e) => return store_no(&e),
+        }
+        if let Err(e) = self.store.delete_mailbox(self.account_id(), &mb.name).await {
+            return store_no(&e);
+        }
+        if self.view.as_ref().is_some_and(|v| v.mailbox == mb.id) {
+            self.unselect();
+        }
+        ok("DELETE completed")
+    }
+
+    async fn rename(&mut self, from: &WireMailbox<'_>, to: &WireMailbox<'_>) -> Done {
+        let src = match self.find_mailbox(from).await {
+            Ok(m) => m,
+            Err(d) => return d,
+        };
+        let to = match mailbox_name(to) {
+            Ok(n) => n,
+            Err(d) => return d,
+        };
+        let account = self.account_id();
+        if src.name == "INBOX" {
+            // RFC 9051 §6.3.6: renaming INBOX moves its messages to a new mailbox and
+            // leaves INBOX empty.
+            let dst = match self.store.create_mailbox(account, &to, None).await {
+                Ok(m) => m,
+                Err(e) => return store_no(&e),
+            };
+            let uids: Vec<u32> = match self.store.list_messages(src.id).await {
+                Ok(m) => m.iter().map(|m| m.uid).collect(),
+                Err(e) => return store_no(&e),
+            };
+            for chunk in uids.chunks(10_000) {
+                if let Err(e) = self.store.move_messages(src.id, chunk, dst.id).await {
+                    return store_no(&e);
+                }
+            }
+            if self.view.as_ref().is_some_and(|v| v.mailbox == src.id) {
+                self.mark_dirty();
+            }
+            return ok("RENAME completed");
+        }
+        if to == "INBOX" {
+            return no("[ALREADYEXISTS] INBOX already exists");
+        }
+        match self.store.rename_mailbox(account, &src.name, &to).await {
+            Ok(()) => {
+                if let Some(v) = self.view.as_mut() {
+                    if v.mailbox == src.id {
+                        v.name = to;
+                    }
+                }
+                ok("RENAME completed")
+            }
+            Err(e) => store_no(&e),
+        }
+    }
+
+    async fn subscribe(&mut self, wire: &WireMailbox<'_>, on: bool) -> Done {
+        let mb = match self.find_mailbox(wire).await {
+            Ok(m) => m,
+            Err(d) => return d,
+        };
+        match self
+            .store
+            .set_subscribed(self.account_id(), &mb.name, on)
+            .await
+        {
+            Ok(()) if on => ok("SUBSCRIBE completed"),
+            Ok(()) => ok("UNSUBSCRIBE completed"),
+            Err(e) => store_no(&e),
+        }
+    }
+
+    async fn list(
+        &mut self,
+        reference: &WireMailbox<'_>,
+        pattern: &ListMailbox<'_>,
+        lsub: bool,
+        sink: &mut dyn Sink,
+    ) -> std::io::Result<Done> {
+        let verb = if lsub { "LSUB" } else { "LIST" };
+        let reference = match reference {
+            WireMailbox::Inbox => "INBOX".to_string(),
+            WireMailbox::Other(o) => lenient_name(o.as_ref()),
+        };
+        let pattern_bytes: &[u8] = match pattern {
+            ListMailbox::Token(t) => t.as_ref(),
+            ListMailbox::String(s) => s.as_ref(),
+        };
+        let pattern = lenient_name(pattern_bytes);
+        if pattern.is_empty() {
+            // RFC 9051 §6.3.9: the hierarchy delimiter and root.
+            resp::line(sink, &format!("* {verb} (\\Noselect) \"/\" \"\"")).await?;
+            return Ok(ok(format!("{verb} completed")));
+        }
+        let full = format!("{reference}{pattern}");
+        let all = match self.store.list_mailboxes(self.account_id()).await {
+            Ok(a) => a,
+            Err(e) => return Ok(store_no(&e)),
+        };
+        let names: std::collections::BTreeSet<&str> = all.iter().map(|m| m.name.as_str()).collect();
+        let has_children = |n: &str| {
+            let p = format!("{n}{DELIMITER}");
+            names
+                .range(p.as_str()..)
+                .next()
+                .is_some_and(|x| x.starts_with(&p))
+        };
+        let matches = |n: &str| {
+            if n == "INBOX" || n.starts_with("INBOX/") {
+                // INBOX matches case-insensitively (RFC 9051 §5.1).
+                pattern_matches(&full, n)
+                    || pattern_matches(&full.to_uppercase(), &n.to_uppercase())
+            } else {
+                pattern_matches(&full, n)
+            }
+        };
+        let mut implied: std::collections::BTreeSet<String> = Default::default();
+        for m in &all {
+            if lsub && !m.subscribed {
+                continue;
+            }
+            if matches(&m.name) {
+                let mut attrs: Vec<&str> = Vec::new();
+                attrs.push(if has_children(&m.name) {
+                    "\\HasChildren"
+                } else {
+                    "\\HasNoChildren"
+                });
+                if let Some(u) = m.special_use {
+                    attrs.push(u.attribute());
+                }
+                let mut r = Resp::new();
+                r.text(&format!("* {verb} ({}) \"/\" ", attrs.join(" ")));
+                r.astring(encode_mutf7(&m.name).as_bytes());
+                r.send(sink).await?;
+            }
+            // Superiors that do not exist but match ("%" stops at them).
+            let mut p = m.name.as_str();
+            while let Some(i) = p.rfind(DELIMITER) {
+                p = &p[..i];
+                if !names.contains(p) && matches(p) {
+                    implied.insert(p.to_string());
+                }
+            }
+        }
+        for p in implied {
+            let mut r = Resp::new();
+            r.text(&format!("* {verb} (\\Noselect \\HasChildren) \"/\" "));
+            r.astring(encode_mutf7(&p).as_bytes());
+            r.send(sink).await?;
+        }
+        Ok(ok(format!("{verb} completed")))
+    }
+
+    async fn status(
+        &mut self,
+        wire: &WireMailbox<'_>,
+        items: &[StatusDataItemName],
+        sink: &mut dyn Sink,
+    ) -> std::io::Result<Done> {
+        let mb = match self.find_mailbox(wire).await {
+            Ok(m) => m,
+            Err(d) => return Ok(d),
+        };
+        let st = match self.store.mailbox_status(mb.id).await {
+            Ok(s) => s,
+            Err(e) => return Ok(store_no(&e)),
+        };
+        let mut parts = Vec::new();
+        for it in items {
+            match it {
+                StatusDataItemName::Messages => parts.push(format!("MESSAGES {}", st.messages)),
+                StatusDataItemName::Recent => parts.push("RECENT 0".to_string()),
+                StatusDataItemName::UidNext => {
+                    parts.push(format!("UIDNEXT {}", st.mailbox.uidnext))
+                }
+                StatusDataItemName::UidValidity => {
+                    parts.push(format!("UIDVALIDITY {}", st.mailbox.uidvalidity))
+                }
+                StatusDataItemName::Unseen => parts.push(format!("UNSEEN {}", st.unseen)),
+                StatusDataItemName::Deleted => {
+                    let n = match self.store.list_messages(mb.id).await {
+                        Ok(m) => m.iter().filter(|m| m.flags.has(Flags::DELETED)).count(),
+                        Err(e) => return Ok(store_no(&e)),
+                    };
+                    parts.push(format!("DELETED {n}"));
+                }
+                StatusDataItemName::DeletedStorage => {}
+                StatusDataItemName::HighestModSeq => {
+                    parts.push(format!("HIGHESTMODSEQ {}", st.mailbox.highest_modseq))
+                }
+            }
+        }
+        let mut r = Resp::new();
+        r.text("* STATUS ");
+        r.astring(encode_mutf7(&mb.name).as_bytes());
+        r.text(&format!(" ({})", parts.join(" ")));
+        r.send(sink).await?;
+        Ok(ok("STATUS completed"))
+    }
+
+    async fn append(
+        &mut self,
+        wire: &WireMailbox<'_>,
+        flags: &[Flag<'_>],
+        date: Option<i64>,
+        data: &[u8],
+    ) -> Done {
+        let mb = match self.find_mailbox(wire).await {
+            Ok(m) => m,
+            // RFC 9051 §6.3.12: TRYCREATE tells the client to create it first.
+            Err(Done::No(t)) if t.starts_with("[NONEXISTENT]") => {
+                return no("[TRYCREATE] No such mailbox")
+            }
+            Err(d) => return d,
+        };
+        if data.is_empty() {
+            return no("Empty message");
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let ingest = Ingest {
+            data: data.to_vec(),
+            internal_date: date.unwrap_or(now),
+            deliveries: vec![Delivery {
+                target: DeliveryTarget::Mailbox(mb.id),
+                flags: to_flags(flags),
+            }],
+            queue: None,
+        };
+        // The OK goes out only after the store returned: the message is durable.
+        match self.store.ingest(ingest).await {
+            Ok(r) => {
+                metrics::counter!("bulwark_imap_appends_total", "listener" => self.cfg.listener)
+                    .increment(1);
+                metrics::counter!("bulwark_imap_append_bytes_total", "listener" => self.cfg.listener).increment(data.len() as u64);
+                if self.view.as_ref().is_some_and(|v| v.mailbox == mb.id) {
+                    self.mark_dirty();
+                }
+                match r.delivered.first() {
+                    Some((_, uidvalidity, uid)) => {
+                        ok(format!("[APPENDUID {uidvalidity} {uid}] APPEND completed"))
+                    }
+                    None => ok("APPEND completed"),
+                }
+            }
+            Err(e) => store_no(&e),
+        }
+    }
+
+    // ---------------------------------------------------------------- selected
+
+    async fn expunge(
+        &mut self,
+        set: Option<&imap_codec::imap_types::sequence::SequenceSet>,
+    ) -> Done {
+        let Some(v) = self.view.as_ref() else {
+            return bad("No mailbox selected");
+        };
+        if v.read_only {
+            return no("[READ-ONLY] Mailbox is read-only");
+        }
+        let uids = match set {
+            Some(s) => match seqset::resolve(v, s, true) {
+                Ok(u) => Some(u),
+                Err(e) => return bad(e.to_string()),
+            },
+            None => None,
+        };
+        match self.store.expunge(v.mailbox, uids.as_deref()).await {
+            Ok(_) => {
+                self.mark_dirty();
+                ok("EXPUNGE completed")
+            }
+            Err(e) => store_no(&e),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn store_flags(
+        &mut self,
+        set: &imap_codec::imap_types::sequence::SequenceSet,
+        kind: StoreType,
+        response: StoreResponse,
+        flags: &[Flag<'_>],
+        uid: bool,
+        modifiers: &[imap_codec::imap_types::command::StoreModifier],
+        sink: &mut dyn Sink,
+    ) -> std::io::Result<Done> {
+        let Some(v) = self.view.as_ref() else {
+            return Ok(bad("No mailbox selected"));
+        };
+        if v.read_only {
+            return Ok(no("[READ-ONLY] Mailbox is read-only"));
+        }
+        let uids = match seqset::resolve(v, set, uid) {
+            Ok(u) => u,
+            Err(e) => return Ok(bad(e.to_string())),
+        };
+        let mut unchanged_since = None;
+        for m in modifiers {
+            let imap_codec::imap_types::command::StoreModifier::UnchangedSince(n) = m;
+            unchanged_since = Some(*n);
+            self.condstore = true;
+        }
+        let op = match kind {
+            StoreType::Add => FlagOp::Add,
+            StoreType::Remove => FlagOp::Remove,
+            StoreType::Replace => FlagOp::Replace,
+        };
+        let change = to_flags(flags);
+        let mailbox = v.mailbox;
+        let mut result = bulwark_store::FlagUpdate::default();
+        for chunk in uids.chunks(5_000) {
+            match self
+                .store
+                .update_flags(mailbox, chunk, op, &change, unchanged_since)
+                .await
+            {
+                Ok(r) => {
+                    result.updated.extend(r.updated);
+                    result.modified.extend(r.modified);
+                }
+                Err(e) => return Ok(store_no(&e)),
+            }
+        }
+        let condstore = self.condstore;
+        let Some(v) = self.view.as_mut() else {
+            return Ok(bad("No mailbox selected"));
+        };
+        for (u, f, modseq) in &result.updated {
+            v.note_own_change(*u, *modseq);
+            if response == StoreResponse::Silent && !condstore {
+                continue;
+            }
+            let Some(seq) = v.seq(*u) else { continue };
+            let mut r = Resp::new();
+            r.text(&format!("* {seq} FETCH ("));
+            if response == StoreResponse::Answer {
+                r.text("FLAGS ").flags(f, false);
+                if uid || condstore {
+                    r.text(" ");
+                }
+            }
+            if uid {
+                r.text(&format!("UID {u}"));
+                if condstore {
+                    r.text(" ");
+                }
+            }
+            if condstore {
+                r.text(&format!("MODSEQ ({modseq})"));
+            }
+            r.text(")");
+            r.send(sink).await?;
+        }
+        self.mark_dirty();
+        if !result.modified.is_empty() {
+            let Some(v) = self.view.as_ref() else {
+                return Ok(bad("No mailbox selected"));
+            };
+            let mut nums: Vec<u32> = if uid {
+                result.modified.clone()
+            } else {
+                result.modified.iter().filter_map(|u| v.seq(*u)).collect()
+            };
+            nums.sort_unstable();
+            return Ok(ok(format!(
+                "[MODIFIED {}] Conditional STORE failed for some messages",
+                seqset::compress(&nums)
+            )));
+        }
+        Ok(ok("STORE completed"))
+    }
+
+    async fn copy(
+        &mut self,
+        set: &imap_codec::imap_types::sequence::SequenceSet,
+        wire: &WireMailbox<'_>,
+        uid: bool,
+        is_move: bool,
+        sink: &mut dyn Sink,
+    ) -> std::io::Result<Done> {
+        let Some(v) = self.view.as_ref() else {
+            return Ok(bad("No mailbox selected"));
+        };
+        if is_move && v.read_only {
+            return Ok(no("[READ-ONLY] Mailbox is read-only"));
+        }
+        let uids = match seqset::resolve(v, set, uid) {
+            Ok(u) => u,
+            Err(e) => return Ok(bad(e.to_string())),
+        };
+        let src = v.mailbox;
+        let dst = match self.find_mailbox(wire).await {
+            Ok(m) => m,
+            Err(Done::No(t)) if t.starts_with("[NONEXISTENT]") => {
+                return Ok(no("[TRYCREATE] No such mailbox"))
+            }
+            Err(d) => return Ok(d),
+        };
+        let verb = if is_move { "MOVE" } else { "COPY" };
+        if uids.is_empty() {
+            return Ok(ok(format!("{verb} completed (no messages)")));
+        }
+        let mut pairs = Vec::with_capacity(uids.len());
+        let mut uidvalidity = dst.uidvalidity;
+        for chunk in uids.chunks(10_000) {
+            let r = if is_move {
+                self.store.move_messages(src, chunk, dst.id).await
+            } else {
+                self.store.copy_messages(src, chunk, dst.id).await
+            };
+            match r {
+                Ok(r) => {
+                    uidvalidity = r.uidvalidity;
+                    pairs.extend(r.pairs);
+                }
+                Err(e) => return Ok(store_no(&e)),
+            }
+        }
+        self.mark_dirty();
+        metrics::counter!("bulwark_imap_copied_messages_total", "listener" => self.cfg.listener, "op" => verb).increment(pairs.len() as u64);
+        if pairs.is_empty() {
+            return Ok(ok(format!("{verb} completed (no messages)")));
+        }
+        let src_set: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+        let dst_set: Vec<u32> = pairs.iter().map(|p| p.1).collect();
+        // RFC 4315 §3: COPYUID lists source and destination UIDs in matching order;
+        // ranges only where both sides run together.
+        let (s, d) = uid_pair_sets(&src_set, &dst_set);
+        let code = format!("[COPYUID {uidvalidity} {s} {d}]");
+        if is_move {
+            // RFC 6851 §4.3: COPYUID in an untagged OK before the EXPUNGEs.
+            resp::line(sink, &format!("* OK {code} Moved")).await?;
+            Ok(ok("MOVE completed"))
+        } else {
+            Ok(ok(format!("{code} COPY completed")))
+        }
+    }
+}
+
+/// COPYUID sets: both lists in the same order, compressed only where both run
+/// consecutively, so the n-th source UID still maps to the n-th destination UID.
+fn uid_pair_sets(src: &[u32], dst: &[u32]) -> (String, String) {
+    let mut s = String::new();
+    let mut d = String::new();
+    let mut i = 0;
+    while i < src.len() {
+        let mut j = i;
+        while j + 1 < src.len()
+            && src[j + 1] == src[j].wrapping_add(1)
+            && dst[j + 1] == dst[j].wrapping_add(1)
+        {
+            j += 1;
+        }
+        if !s.is_empty() {
+            s.push(',');
+            d.push(',');
+        }
+        if i == j {
+            s.push_str(&src[i].to_string());
+            d.push_str(&dst[i].to_string());
+        } else {
+            s.push_str(&format!("{}:{}", src[i], src[j]));
+            d.push_str(&format!("{}:{}", dst[i], dst[j]));
+        }
+        i = j + 1;
+    }
+    (s, d)
+}
+
+pub(crate) async fn write_updates(
+    sink: &mut dyn Sink,
+    up: &Updates,
+    condstore: bool,
+) -> std::io::Result<()> {
+    for seq in &up.expunged {
+        resp::line(sink, &format!("* {seq} EXPUNGE")).await?;
+    }
+    if let Some(n) = up.exists {
+        resp::line(sink, &format!("* {n} EXISTS")).await?;
+    }
+    for (seq, uid, flags, modseq) in &up.flags {
+        let mut r = Resp::new();
+        r.text(&format!("* {seq} FETCH (UID {uid} FLAGS "));
+        r.flags(flags, false);
+        if condstore {
+            r.text(&format!(" MODSEQ ({modseq})"));
+        }
+        r.text(")");
+        r.send(sink).await?;
+    }
+    Ok(())
+}
+
+/// A decoded, checked mailbox name from the wire.
+fn mailbox_name(wire: &WireMailbox<'_>) -> Result<String, Done> {
+    match wire {
+        WireMailbox::Inbox => Ok("INBOX".to_string()),
+        WireMailbox::Other(o) => parse_name(o.as_ref()).map_err(|e| match e {
+            names::NameError::BadEncoding => bad("Mailbox name is not valid modified UTF-7"),
+            names::NameError::Forbidden => no("[CANNOT] Invalid mailbox name"),
+        }),
+    }
+}
+
+/// LIST references and patterns: decoded when they are valid mUTF-7, else taken as
+/// they are (they may contain wildcards and partial names).
+fn lenient_name(b: &[u8]) -> String {
+    names::decode_mutf7(b).unwrap_or_else(|_| String::from_utf8_lossy(b).into_owned())
+}
+
+/// STORE/APPEND flags to the store's form. \Recent cannot be set by clients and
+/// unknown system flags are ignored (RFC 9051 §2.3.2).
+pub(crate) fn to_flags(flags: &[Flag<'_>]) -> Flags {
+    let mut f = Flags::default();
+    for fl in flags {
+        match fl {
+            Flag::Seen => f.bits |= Flags::SEEN,
+            Flag::Answered => f.bits |= Flags::ANSWERED,
+            Flag::Flagged => f.bits |= Flags::FLAGGED,
+            Flag::Deleted => f.bits |= Flags::DELETED,
+            Flag::Draft => f.bits |= Flags::DRAFT,
+            Flag::Keyword(k) => f.add_keyword(k.as_ref()),
+            Flag::Extension(_) => {}
+        }
+    }
+    f
+}
+
+fn command_name(b: &CommandBody<'_>) -> &'static str {
+    use CommandBody as C;
+    match b {
+        C::Capability => "CAPABILITY",
+        C::Noop => "NOOP",
+        C::Logout => "LOGOUT",
+        C::StartTLS => "STARTTLS",
+        C::Authenticate { .. } => "AUTHENTICATE",
+        C::Login { .. } => "LOGIN",
+        C::Select { .. } => "SELECT",
+        C::Unselect => "UNSELECT",
+        C::Examine { .. } => "EXAMINE",
+        C::Create { .. } => "CREATE",
+        C::Delete { .. } => "DELETE",
+        C::Rename { .. } => "RENAME",
+        C::Subscribe { .. } => "SUBSCRIBE",
+        C::Unsubscribe { .. } => "UNSUBSCRIBE",
+        C::List { .. } => "LIST",
+        C::Lsub { .. } => "LSUB",
+        C::Status { .. } => "STATUS",
+        C::Append { .. } => "APPEND",
+        C::Check => "CHECK",
+        C::Close => "CLOSE",
+        C::Expunge => "EXPUNGE",
+        C::ExpungeUid { .. } => "UID EXPUNGE",
+        C::Search { .. } => "SEARCH",
+        C::Fetch { .. } => "FETCH",
+        C::Store { .. } => "STORE",
+        C::Copy { .. } => "COPY",
+        C::Move { .. } => "MOVE",
+        C::Idle => "IDLE",
+        C::Enable { .. } => "ENABLE",
+        C::Id { .. } => "ID",
+        C::Namespace => "NAMESPACE",
+        _ => "OTHER",
+    }
+}

@@ -1,0 +1,253 @@
+//! A session's view of its selected mailbox: the sequence-number ↔ UID map and the
+//! updates not yet told to the client.
+//!
+//! RFC 9051 §7.5.1 / §5.5: sequence numbers change only when the server says so
+//! (EXPUNGE), and the server must not send EXPUNGE while a FETCH, STORE or SEARCH by
+//! sequence number runs (nor at all outside a command, except in IDLE). So the view
+//! is changed only by `sync`, which the session calls at the allowed points; between
+//! them other sessions' expunges are remembered as pending.
+//!
+//! Memory: one `u32` per message (400 KB for 100,000 messages); flags are not kept —
+//! FETCH and SEARCH read them from the store, unsolicited FETCH comes from
+//! `changes_since`.
+
+use std::collections::HashMap;
+
+use bulwark_store::{Flags, MailboxChanges, MailboxId};
+
+/// What `sync` decided to tell the client, in order.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Updates {
+    /// Sequence numbers to announce as expunged, in the order to send them (each
+    /// relative to the state after the previous one).
+    pub expunged: Vec<u32>,
+    /// New EXISTS count, when it changed (or any message was added).
+    pub exists: Option<u32>,
+    /// (seq, uid, flags, modseq) of messages whose flags others changed.
+    pub flags: Vec<(u32, u32, Flags, u64)>,
+}
+
+impl Updates {
+    pub fn is_empty(&self) -> bool {
+        self.expunged.is_empty() && self.exists.is_none() && self.flags.is_empty()
+    }
+}
+
+#[derive(Debug)]
+pub struct View {
+    pub mailbox: MailboxId,
+    pub name: String,
+    pub uidvalidity: u32,
+    pub read_only: bool,
+    /// UIDs by sequence number - 1, ascending.
+    uids: Vec<u32>,
+    /// Highest UID ever in the view (so a changed UID above it is a new message).
+    max_uid: u32,
+    /// The MODSEQ up to which the store's changes are reflected.
+    pub modseq: u64,
+    /// Expunged in the store, not yet announced (they keep their sequence numbers).
+    pending_expunge: Vec<u32>,
+    /// Flag changes this session made and already reported: uid → modseq.
+    own_changes: HashMap<u32, u64>,
+}
+
+impl View {
+    pub fn new(
+        mailbox: MailboxId,
+        name: String,
+        uidvalidity: u32,
+        read_only: bool,
+        uids: Vec<u32>,
+        modseq: u64,
+    ) -> View {
+        let max_uid = uids.last().copied().unwrap_or(0);
+        View {
+            mailbox,
+            name,
+            uidvalidity,
+            read_only,
+            uids,
+            max_uid,
+            modseq,
+            pending_expunge: Vec::new(),
+            own_changes: HashMap::new(),
+        }
+    }
+
+    pub fn exists(&self) -> u32 {
+        self.uids.len() as u32
+    }
+
+    pub fn uids(&self) -> &[u32] {
+        &self.uids
+    }
+
+    pub fn uid(&self, seq: u32) -> Option<u32> {
+        self.uids.get((seq as usize).checked_sub(1)?).copied()
+    }
+
+    pub fn seq(&self, uid: u32) -> Option<u32> {
+        self.uids.binary_search(&uid).ok().map(|i| i as u32 + 1)
+    }
+
+    /// Whether the message was expunged by someone else and not yet announced.
+    pub fn is_expunged(&self, uid: u32) -> bool {
+        self.pending_expunge.binary_search(&uid).is_ok()
+    }
+
+    pub fn has_pending_expunges(&self) -> bool {
+        !self.pending_expunge.is_empty()
+    }
+
+    /// Remembers a flag change this session reported itself, so `sync` does not
+    /// repeat it.
+    pub fn note_own_change(&mut self, uid: u32, modseq: u64) {
+        // Bounded: a giant STORE just means some repeats later.
+        if self.own_changes.len() < 100_000 {
+            self.own_changes.insert(uid, modseq);
+        }
+    }
+
+    /// Folds the store's changes into the view. `allow_expunge` is false during
+    /// FETCH/STORE/SEARCH by sequence number (RFC 9051 §7.5.1).
+    pub fn sync(&mut self, changes: &MailboxChanges, allow_expunge: bool) -> Updates {
+        let mut up = Updates::default();
+        // 1. Expunges (of messages we know), remembered until they may be announced.
+        for &uid in &changes.expunged {
+            if self.uids.binary_search(&uid).is_ok() {
+                if let Err(pos) = self.pending_expunge.binary_search(&uid) {
+                    self.pending_expunge.insert(pos, uid);
+                }
+            }
+        }
+        // 2. New messages and flag changes.
+        let mut added = 0;
+        for m in &changes.changed {
+            if m.uid > self.max_uid {
+                self.uids.push(m.uid);
+                self.max_uid = m.uid;
+                added += 1;
+            } else if let Ok(i) = self.uids.binary_search(&m.uid) {
+                if self.own_changes.get(&m.uid) == Some(&m.modseq) {
+                    continue;
+                }
+                if !self.is_expunged(m.uid) {
+                    up.flags
+                        .push((i as u32 + 1, m.uid, m.flags.clone(), m.modseq));
+                }
+            }
+        }
+        self.own_changes.clear();
+        // 3. Announce expunges, highest sequence number first so each number is
+        //    still valid when the client applies it.
+        if allow_expunge && !self.pending_expunge.is_empty() {
+            let doomed = std::mem::take(&mut self.pending_expunge);
+            let mut seqs: Vec<u32> = doomed
+                .iter()
+                .filter_map(|u| self.uids.binary_search(u).ok().map(|i| i as u32 + 1))
+                .collect();
+            seqs.sort_unstable_by(|a, b| b.cmp(a));
+            self.uids.retain(|u| doomed.binary_search(u).is_err());
+            // Flag updates refer to sequence numbers after the expunges.
+            for f in &mut up.flags {
+                let below = seqs.iter().filter(|s| **s < f.0).count() as u32;
+                f.0 -= below;
+            }
+            up.expunged = seqs;
+        }
+        // EXISTS after the EXPUNGEs, with the final count (RFC 9051 §7.4.1).
+        if added > 0 {
+            up.exists = Some(self.uids.len() as u32);
+        }
+        self.modseq = self.modseq.max(changes.mailbox.highest_modseq);
+        up
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bulwark_store::{Mailbox, MessageMeta};
+
+    fn mb(modseq: u64) -> Mailbox {
+        Mailbox {
+            id: 1,
+            account_id: 1,
+            name: "INBOX".into(),
+            uidvalidity: 7,
+            uidnext: 100,
+            highest_modseq: modseq,
+            special_use: None,
+            subscribed: true,
+        }
+    }
+
+    fn meta(uid: u32, flags: u8, modseq: u64) -> MessageMeta {
+        MessageMeta {
+            uid,
+            blob_id: 1,
+            size: 1,
+            internal_date: 0,
+            flags: Flags::new(flags),
+            modseq,
+        }
+    }
+
+    #[test]
+    fn expunges_wait_until_allowed() {
+        let mut v = View::new(1, "INBOX".into(), 7, false, vec![1, 2, 3, 5], 10);
+        let ch = MailboxChanges {
+            mailbox: mb(12),
+            changed: vec![meta(6, 0, 11)],
+            expunged: vec![2, 4],
+        };
+        // During FETCH: the new message is announced, the expunge is not.
+        let up = v.sync(&ch, false);
+        assert_eq!(up.exists, Some(5));
+        assert!(up.expunged.is_empty());
+        assert_eq!(v.uid(2), Some(2));
+        assert!(v.is_expunged(2));
+        // At the next allowed point: one EXPUNGE for sequence 2.
+        let none = MailboxChanges {
+            mailbox: mb(12),
+            changed: vec![],
+            expunged: vec![],
+        };
+        let up = v.sync(&none, true);
+        assert_eq!(up.expunged, vec![2]);
+        assert_eq!(up.exists, None);
+        assert_eq!(v.uids(), &[1, 3, 5, 6]);
+        assert_eq!(v.seq(5), Some(3));
+    }
+
+    #[test]
+    fn expunges_go_highest_first_and_flags_follow() {
+        let mut v = View::new(1, "INBOX".into(), 7, false, vec![10, 20, 30, 40], 10);
+        let ch = MailboxChanges {
+            mailbox: mb(13),
+            changed: vec![meta(40, Flags::SEEN, 12)],
+            expunged: vec![10, 30],
+        };
+        let up = v.sync(&ch, true);
+        assert_eq!(up.expunged, vec![3, 1]);
+        assert_eq!(up.flags.len(), 1);
+        assert_eq!(up.flags[0].0, 2, "uid 40 is now sequence 2");
+        assert_eq!(v.exists(), 2);
+        assert_eq!(v.modseq, 13);
+    }
+
+    #[test]
+    fn own_changes_are_not_repeated() {
+        let mut v = View::new(1, "INBOX".into(), 7, false, vec![1, 2], 10);
+        v.note_own_change(1, 11);
+        let ch = MailboxChanges {
+            mailbox: mb(12),
+            changed: vec![meta(1, Flags::SEEN, 11), meta(2, Flags::SEEN, 12)],
+            expunged: vec![],
+        };
+        let up = v.sync(&ch, true);
+        assert_eq!(up.flags.len(), 1);
+        assert_eq!(up.flags[0].1, 2);
+        assert_eq!(up.exists, None);
+    }
+}
