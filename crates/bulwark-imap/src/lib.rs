@@ -25,3 +25,5 @@ pub mod view;
 
 pub use server::ImapHandler;
 pub use session::{Next, Session, SessionConfig};
+#[cfg(test)]
+mod tests;

@@ -179,6 +179,10 @@ impl Session {
         if !matches!(done, Done::Bad(_)) && next == Next::Continue {
             self.send_updates(sink, allow_expunge).await?;
         }
+        // IDLE and the SASL exchange end with their tagged line later.
+        if matches!(next, Next::Idle(_) | Next::AuthContinue(_)) {
+            return Ok(next);
+        }
         let line = match done {
             Done::Ok(t) => format!("{tag} OK {t}"),
             Done::No(t) => format!("{tag} NO {t}"),

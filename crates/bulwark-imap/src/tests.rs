@@ -1,0 +1,540 @@
+//! Session-core tests: whole IMAP conversations against a temporary store, without
+//! sockets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bulwark_auth::{hash_password, Authenticator};
+use bulwark_config::AuthConfig;
+use bulwark_store::{Delivery, DeliveryTarget, Flags, Ingest, SharedStore, SqliteStore, Store};
+use imap_codec::{decode::Decoder, CommandCodec};
+
+use crate::resp::VecSink;
+use crate::session::{Next, Session, SessionConfig};
+
+const USER: &str = "alice@example.test";
+const PASS: &str = "correct horse battery";
+
+struct Env {
+    store: SharedStore,
+    auth: Authenticator,
+    _dir: tempfile::TempDir,
+}
+
+async fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("s")).unwrap();
+    store.add_domain("example.test").await.unwrap();
+    store
+        .create_account(USER, &hash_password(PASS).unwrap())
+        .await
+        .unwrap();
+    store
+        .create_account("bob@example.test", &hash_password(PASS).unwrap())
+        .await
+        .unwrap();
+    let store: SharedStore = Arc::new(store);
+    let auth = Authenticator::new(
+        store.clone(),
+        AuthConfig {
+            failure_delay_ms: 1,
+            max_delay_ms: 5,
+            ..AuthConfig::default()
+        },
+    );
+    Env {
+        store,
+        auth,
+        _dir: dir,
+    }
+}
+
+struct Client {
+    s: Session,
+    out: VecSink,
+}
+
+impl Client {
+    fn new(e: &Env, tls: bool) -> Client {
+        Client {
+            s: Session::new(
+                e.store.clone(),
+                e.auth.clone(),
+                SessionConfig {
+                    listener: "imap",
+                    peer: "127.0.0.1".parse().unwrap(),
+                    tls,
+                    max_literal_size: 1 << 20,
+                },
+            ),
+            out: VecSink::default(),
+        }
+    }
+
+    async fn logged_in(e: &Env) -> Client {
+        let mut c = Client::new(e, true);
+        let r = c.cmd(&format!("l LOGIN {USER} \"{PASS}\"")).await;
+        assert!(r.contains("l OK [CAPABILITY"), "{r}");
+        c
+    }
+
+    /// Sends one command (literals inline, as the shell would have assembled them).
+    async fn cmd_next(&mut self, line: &str) -> (String, Next) {
+        let bytes = format!("{line}\r\n").into_bytes();
+        let (_, cmd) = CommandCodec::default()
+            .decode(&bytes)
+            .unwrap_or_else(|e| panic!("cannot decode {line:?}: {e:?}"));
+        let next = self.s.handle(cmd, &mut self.out).await.unwrap();
+        (self.out.take_string(), next)
+    }
+
+    async fn cmd(&mut self, line: &str) -> String {
+        self.cmd_next(line).await.0
+    }
+}
+
+async fn deliver(e: &Env, subject: &str) -> u32 {
+    let mb = e
+        .store
+        .mailbox(e.store.account(USER).await.unwrap().unwrap().id, "INBOX")
+        .await
+        .unwrap()
+        .unwrap();
+    let data = format!(
+        "From: Bob <bob@example.test>\r\nTo: {USER}\r\nSubject: {subject}\r\nDate: Tue, 3 Mar 2026 10:00:00 +0100\r\n\r\nHello {subject}\r\n"
+    );
+    let r = e
+        .store
+        .ingest(Ingest {
+            data: data.into_bytes(),
+            internal_date: 1_772_000_000,
+            deliveries: vec![Delivery {
+                target: DeliveryTarget::Mailbox(mb.id),
+                flags: Flags::default(),
+            }],
+            queue: None,
+        })
+        .await
+        .unwrap();
+    r.delivered[0].2
+}
+
+#[tokio::test]
+async fn no_login_before_tls() {
+    let e = env().await;
+    let mut c = Client::new(&e, false);
+    assert!(c.s.greeting().contains("STARTTLS LOGINDISABLED"));
+    let r = c.cmd("a CAPABILITY").await;
+    assert!(r.contains("LOGINDISABLED") && !r.contains("AUTH="), "{r}");
+    let r = c.cmd(&format!("b LOGIN {USER} \"{PASS}\"")).await;
+    assert!(r.starts_with("b NO [PRIVACYREQUIRED]"), "{r}");
+    let r = c
+        .cmd("c AUTHENTICATE PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABjb3JyZWN0IGhvcnNlIGJhdHRlcnk=")
+        .await;
+    assert!(r.starts_with("c NO [PRIVACYREQUIRED]"), "{r}");
+    assert!(!c.s.is_authenticated());
+    let r = c.cmd("d SELECT INBOX").await;
+    assert!(r.starts_with("d BAD"), "{r}");
+    let (r, next) = c.cmd_next("e STARTTLS").await;
+    assert!(r.starts_with("e OK"), "{r}");
+    assert_eq!(next, Next::StartTls);
+    c.s.tls_started();
+    let r = c.cmd("f CAPABILITY").await;
+    assert!(
+        r.contains("AUTH=PLAIN") && !r.contains("LOGINDISABLED"),
+        "{r}"
+    );
+    let r = c.cmd("g STARTTLS").await;
+    assert!(r.starts_with("g BAD"), "{r}");
+}
+
+#[tokio::test]
+async fn login_failures_look_the_same() {
+    let e = env().await;
+    let mut c = Client::new(&e, true);
+    let wrong = c.cmd(&format!("a LOGIN {USER} wrong")).await;
+    let unknown = c.cmd("a LOGIN nobody@example.test wrong").await;
+    assert_eq!(wrong, unknown);
+    assert!(wrong.starts_with("a NO [AUTHENTICATIONFAILED]"), "{wrong}");
+    // AUTHENTICATE PLAIN with SASL-IR, then without (continuation).
+    let r = c
+        .cmd("b AUTHENTICATE PLAIN AGFsaWNlQGV4YW1wbGUudGVzdAB3cm9uZw==")
+        .await;
+    assert!(r.starts_with("b NO [AUTHENTICATIONFAILED]"), "{r}");
+    let (r, next) = c.cmd_next("c AUTHENTICATE PLAIN").await;
+    assert_eq!(r, "");
+    assert_eq!(next, Next::AuthContinue("c".into()));
+    c.s.auth_response("c", b"*", &mut c.out).await.unwrap();
+    assert!(c.out.take_string().starts_with("c BAD"));
+    c.s.auth_response(
+        "c",
+        b"AGFsaWNlQGV4YW1wbGUudGVzdABjb3JyZWN0IGhvcnNlIGJhdHRlcnk=",
+        &mut c.out,
+    )
+    .await
+    .unwrap();
+    let r = c.out.take_string();
+    assert!(r.starts_with("c OK [CAPABILITY IMAP4rev1"), "{r}");
+    assert_eq!(c.s.user(), Some(USER));
+}
+
+#[tokio::test]
+async fn select_append_fetch_store_expunge() {
+    let e = env().await;
+    let mut c = Client::logged_in(&e).await;
+    let r = c.cmd("a SELECT inbox").await;
+    for want in [
+        "* FLAGS (",
+        "* OK [PERMANENTFLAGS (",
+        "* 0 EXISTS",
+        "* 0 RECENT",
+        "* OK [UIDVALIDITY ",
+        "* OK [UIDNEXT 1]",
+        "* OK [HIGHESTMODSEQ ",
+        "a OK [READ-WRITE]",
+    ] {
+        assert!(r.contains(want), "{want} missing in {r}");
+    }
+    let r = c
+        .cmd("b APPEND INBOX (\\Flagged $Work) \"03-Mar-2026 10:00:00 +0100\" {21+}\r\nSubject: hi\r\n\r\nbody\r\n\r\n")
+        .await;
+    assert!(r.contains("* 1 EXISTS"), "{r}");
+    assert!(r.contains("b OK [APPENDUID "), "{r}");
+    deliver(&e, "second").await;
+    let r = c.cmd("c NOOP").await;
+    assert!(r.contains("* 2 EXISTS"), "{r}");
+    let r = c
+        .cmd("d FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)")
+        .await;
+    assert!(
+        r.contains("* 1 FETCH (UID 1 FLAGS (\\Flagged $Work) INTERNALDATE \"03-Mar-2026 09:00:00 +0000\" RFC822.SIZE 21)"),
+        "{r}"
+    );
+    let r = c.cmd("e FETCH 2 (BODY[TEXT])").await;
+    assert!(r.contains("BODY[TEXT] {14}\r\nHello second\r\n"), "{r}");
+    assert!(r.contains("FLAGS (\\Seen)"), "\\Seen set and reported: {r}");
+    let r = c.cmd("f UID STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    assert!(!r.contains("FETCH"), "{r}");
+    let r = c.cmd("g STORE 2 -FLAGS (\\Seen)").await;
+    assert!(r.contains("* 2 FETCH (FLAGS ())"), "{r}");
+    let r = c.cmd("h EXPUNGE").await;
+    assert!(r.contains("* 1 EXPUNGE") && r.contains("h OK"), "{r}");
+    let r = c.cmd("i FETCH 1 (UID)").await;
+    assert!(r.contains("* 1 FETCH (UID 2)"), "{r}");
+    let r = c.cmd("j FETCH 2 (UID)").await;
+    assert!(r.starts_with("j BAD"), "seq 2 no longer exists: {r}");
+    let r = c.cmd("k UID FETCH 1:* (FLAGS)").await;
+    assert!(r.contains("* 1 FETCH (UID 2 FLAGS ())"), "{r}");
+}
+
+#[tokio::test]
+async fn no_expunge_during_fetch_but_on_noop() {
+    let e = env().await;
+    for i in 0..3 {
+        deliver(&e, &format!("m{i}")).await;
+    }
+    let mut a = Client::logged_in(&e).await;
+    let mut b = Client::logged_in(&e).await;
+    a.cmd("s SELECT INBOX").await;
+    b.cmd("s SELECT INBOX").await;
+    let r = b.cmd("x UID STORE 2 +FLAGS (\\Deleted)").await;
+    assert!(r.contains("x OK"), "{r}");
+    let r = b.cmd("y UID EXPUNGE 2").await;
+    assert!(r.contains("* 2 EXPUNGE"), "{r}");
+    // A's FETCH must not renumber: message 3 is still 3, and no EXPUNGE is sent.
+    let r = a.cmd("f FETCH 1:3 (UID)").await;
+    assert!(!r.contains("* 2 EXPUNGE"), "{r}");
+    assert!(r.contains("* 3 FETCH (UID 3)"), "{r}");
+    assert!(r.contains("f OK [EXPUNGEISSUED]"), "{r}");
+    let r = a.cmd("s SEARCH ALL").await;
+    assert!(!r.contains("* 2 EXPUNGE"), "{r}");
+    let r = a.cmd("n NOOP").await;
+    assert!(r.contains("* 2 EXPUNGE"), "{r}");
+    let r = a.cmd("f FETCH 1:* (UID)").await;
+    assert!(r.contains("* 2 FETCH (UID 3)"), "{r}");
+    // Flag changes by B reach A as unsolicited FETCH.
+    b.cmd("z STORE 1 +FLAGS (\\Answered)").await;
+    let r = a.cmd("n NOOP").await;
+    assert!(r.contains("* 1 FETCH (UID 1 FLAGS (\\Answered))"), "{r}");
+}
+
+#[tokio::test]
+async fn idle_wakes_on_delivery() {
+    let e = env().await;
+    let mut a = Client::logged_in(&e).await;
+    a.cmd("s SELECT INBOX").await;
+    let (r, next) = a.cmd_next("i IDLE").await;
+    assert_eq!(r, "");
+    assert_eq!(next, Next::Idle("i".into()));
+    let store = e.store.clone();
+    let deliver_later = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = store; // delivery below uses the env
+    };
+    deliver_later.await;
+    deliver(&e, "new").await;
+    tokio::time::timeout(Duration::from_secs(5), a.s.wait_change())
+        .await
+        .expect("IDLE must wake up");
+    a.s.idle_updates(&mut a.out).await.unwrap();
+    assert_eq!(a.out.take_string(), "* 1 EXISTS\r\n");
+}
+
+#[tokio::test]
+async fn mailboxes_list_rename_and_special_use() {
+    let e = env().await;
+    let mut c = Client::logged_in(&e).await;
+    let r = c.cmd("a LIST \"\" *").await;
+    for want in [
+        "* LIST (\\HasNoChildren) \"/\" INBOX",
+        "\\Sent) \"/\" Sent",
+        "\\Drafts) \"/\" Drafts",
+        "\\Trash) \"/\" Trash",
+        "\\Junk) \"/\" Junk",
+        "\\Archive) \"/\" Archive",
+    ] {
+        assert!(r.contains(want), "{want} missing in {r}");
+    }
+    let r = c.cmd("b CREATE Projekte/Entw&APw-rfe").await;
+    assert!(r.starts_with("b OK"), "{r}");
+    let r = c.cmd("c LIST \"\" %").await;
+    assert!(r.contains("(\\HasChildren) \"/\" Projekte"), "{r}");
+    assert!(!r.contains("Entw"), "{r}");
+    let r = c.cmd("c LIST \"\" \"\"").await;
+    assert!(r.contains("* LIST (\\Noselect) \"/\" \"\""), "{r}");
+    let r = c.cmd("d LIST Projekte/ %").await;
+    assert!(r.contains("\"/\" Projekte/Entw&APw-rfe"), "{r}");
+    for bad in [
+        "e CREATE a/../b",
+        "e CREATE \"a//b\"",
+        "e CREATE &Jjo",
+        "e CREATE ..",
+    ] {
+        let r = c.cmd(bad).await;
+        assert!(
+            r.starts_with("e NO") || r.starts_with("e BAD"),
+            "{bad}: {r}"
+        );
+    }
+    let r = c.cmd("f DELETE INBOX").await;
+    assert!(r.starts_with("f NO"), "{r}");
+    let r = c.cmd("f DELETE Projekte").await;
+    assert!(r.starts_with("f NO [INUSE]"), "{r}");
+    // RENAME INBOX moves the messages and leaves INBOX empty.
+    deliver(&e, "one").await;
+    let r = c.cmd("g RENAME INBOX Old").await;
+    assert!(r.starts_with("g OK"), "{r}");
+    let r = c.cmd("h STATUS INBOX (MESSAGES UIDNEXT)").await;
+    assert!(r.contains("* STATUS INBOX (MESSAGES 0 UIDNEXT 2)"), "{r}");
+    let r = c.cmd("h STATUS Old (MESSAGES UNSEEN RECENT)").await;
+    assert!(
+        r.contains("* STATUS Old (MESSAGES 1 UNSEEN 1 RECENT 0)"),
+        "{r}"
+    );
+    let r = c.cmd("i UNSUBSCRIBE Old").await;
+    assert!(r.starts_with("i OK"), "{r}");
+    let r = c.cmd("j LSUB \"\" *").await;
+    assert!(!r.contains(" Old"), "{r}");
+    assert!(r.contains(" INBOX"), "{r}");
+    // Another account's mailboxes are invisible.
+    let mut bob = Client::new(&e, true);
+    bob.cmd(&format!("l LOGIN bob@example.test \"{PASS}\""))
+        .await;
+    let r = bob.cmd("a SELECT Old").await;
+    assert!(r.starts_with("a NO [NONEXISTENT]"), "{r}");
+    let r = bob.cmd("a STATUS Projekte (MESSAGES)").await;
+    assert!(r.starts_with("a NO [NONEXISTENT]"), "{r}");
+}
+
+#[tokio::test]
+async fn copy_move_and_uidplus() {
+    let e = env().await;
+    for i in 0..4 {
+        deliver(&e, &format!("m{i}")).await;
+    }
+    let mut c = Client::logged_in(&e).await;
+    c.cmd("s SELECT INBOX").await;
+    let r = c.cmd("a COPY 1:2 Archive").await;
+    assert!(r.contains("a OK [COPYUID "), "{r}");
+    assert!(r.contains(" 1:2 1:2]"), "{r}");
+    let r = c.cmd("b UID MOVE 3 Trash").await;
+    assert!(r.contains("* OK [COPYUID "), "{r}");
+    assert!(r.contains("* 3 EXPUNGE"), "{r}");
+    assert!(r.ends_with("b OK MOVE completed\r\n"), "{r}");
+    let r = c.cmd("c COPY 1 Nowhere").await;
+    assert!(r.starts_with("c NO [TRYCREATE]"), "{r}");
+    let r = c.cmd("d APPEND Nowhere {1+}\r\nx").await;
+    assert!(r.starts_with("d NO [TRYCREATE]"), "{r}");
+    let r = c.cmd("e STATUS Archive (MESSAGES)").await;
+    assert!(r.contains("(MESSAGES 2)"), "{r}");
+    let r = c.cmd("f EXAMINE Archive").await;
+    assert!(
+        r.contains("* OK [CLOSED]") && r.contains("[READ-ONLY]"),
+        "{r}"
+    );
+    let r = c.cmd("g STORE 1 +FLAGS (\\Seen)").await;
+    assert!(r.starts_with("g NO"), "{r}");
+    let r = c.cmd("h FETCH 1 (BODY[])").await;
+    assert!(!r.contains("\\Seen"), "EXAMINE must not set \\Seen: {r}");
+}
+
+#[tokio::test]
+async fn search_keys() {
+    let e = env().await;
+    for s in ["Apples", "Bananas", "Grüße aus Köln"] {
+        deliver(&e, s).await;
+    }
+    let mut c = Client::logged_in(&e).await;
+    c.cmd("s SELECT INBOX").await;
+    c.cmd("a STORE 2 +FLAGS (\\Flagged)").await;
+    for (q, want) in [
+        ("SEARCH ALL", "* SEARCH 1 2 3"),
+        ("SEARCH SUBJECT banana", "* SEARCH 2"),
+        ("SEARCH FLAGGED", "* SEARCH 2"),
+        ("SEARCH UNFLAGGED SUBJECT a", "* SEARCH 1 3"),
+        ("SEARCH OR SUBJECT apples SUBJECT bananas", "* SEARCH 1 2"),
+        ("SEARCH NOT FROM bob", "* SEARCH\r\n"),
+        ("SEARCH BODY \"hello apples\"", "* SEARCH 1"),
+        ("SEARCH CHARSET UTF-8 TEXT {5+}\r\nköln", "* SEARCH 3"),
+        (
+            "SEARCH CHARSET UTF-8 SUBJECT {7+}\r\nGRÜSSE",
+            "* SEARCH\r\n",
+        ),
+        ("SEARCH CHARSET UTF-8 SUBJECT {7+}\r\ngrüße", "* SEARCH 3"),
+        ("SEARCH HEADER To alice", "* SEARCH 1 2 3"),
+        ("SEARCH SENTON 3-Mar-2026", "* SEARCH 1 2 3"),
+        ("SEARCH SENTBEFORE 3-Mar-2026", "* SEARCH\r\n"),
+        (
+            "SEARCH SINCE 1-Jan-2026 BEFORE 1-Jan-2027",
+            "* SEARCH 1 2 3",
+        ),
+        ("SEARCH LARGER 10 SMALLER 100000", "* SEARCH 1 2 3"),
+        ("SEARCH 2:*", "* SEARCH 2 3"),
+        ("UID SEARCH UID 2:3", "* SEARCH 2 3"),
+        ("SEARCH RECENT", "* SEARCH\r\n"),
+        ("SEARCH MODSEQ 1", "(MODSEQ "),
+    ] {
+        let r = c.cmd(&format!("t {q}")).await;
+        assert!(r.contains(want), "{q}: {r}");
+        assert!(r.contains("t OK"), "{q}: {r}");
+    }
+    let r = c.cmd("t SEARCH CHARSET KOI8-R ALL").await;
+    assert!(r.starts_with("t NO [BADCHARSET"), "{r}");
+}
+
+#[tokio::test]
+async fn fetch_sections_envelope_and_condstore() {
+    let e = env().await;
+    deliver(&e, "structure").await;
+    let mut c = Client::logged_in(&e).await;
+    c.cmd("s SELECT INBOX").await;
+    let r = c.cmd("a FETCH 1 (ENVELOPE BODY BODYSTRUCTURE)").await;
+    assert!(r.contains("ENVELOPE (\"Tue, 3 Mar 2026 10:00:00 +0100\" \"structure\" ((\"Bob\" NIL \"bob\" \"example.test\"))"), "{r}");
+    assert!(
+        r.contains("BODY (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 17 1)"),
+        "{r}"
+    );
+    assert!(r.contains("BODYSTRUCTURE (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 17 1 NIL NIL NIL NIL)"), "{r}");
+    // The summary was cached in the store for the next FETCH.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let metas = e
+        .store
+        .list_messages(c.s.view.as_ref().unwrap().mailbox)
+        .await
+        .unwrap();
+    let cached = e.store.blob_summaries(&[metas[0].blob_id]).await.unwrap();
+    assert_eq!(cached.len(), 1);
+    let r = c
+        .cmd("b FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)]<0.9> BODY.PEEK[1] RFC822.HEADER)")
+        .await;
+    assert!(
+        r.contains("BODY[HEADER.FIELDS (SUBJECT)]<0> {9}\r\nSubject: "),
+        "{r}"
+    );
+    assert!(r.contains("BODY[1] {17}\r\nHello structure\r\n"), "{r}");
+    assert!(r.contains("RFC822.HEADER {"), "{r}");
+    assert!(!r.contains("\\Seen"), "{r}");
+    let r = c.cmd("c ENABLE CONDSTORE").await;
+    assert!(r.contains("* ENABLED CONDSTORE"), "{r}");
+    let r = c.cmd("d FETCH 1 (FLAGS) (CHANGEDSINCE 1)").await;
+    assert!(r.contains("MODSEQ ("), "{r}");
+    let modseq: u64 = r
+        .split("MODSEQ (")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap();
+    let r = c
+        .cmd(&format!(
+            "e STORE 1 (UNCHANGEDSINCE {}) +FLAGS (\\Seen)",
+            modseq - 1
+        ))
+        .await;
+    assert!(r.contains("e OK [MODIFIED 1]"), "{r}");
+    let r = c
+        .cmd(&format!(
+            "e STORE 1 (UNCHANGEDSINCE {modseq}) +FLAGS (\\Seen)"
+        ))
+        .await;
+    assert!(r.contains("* 1 FETCH (FLAGS (\\Seen) MODSEQ ("), "{r}");
+    let r = c
+        .cmd(&format!("f FETCH 1:* (UID) (CHANGEDSINCE {})", modseq + 1))
+        .await;
+    assert!(!r.contains("* 1 FETCH"), "{r}");
+}
+
+#[tokio::test]
+async fn bad_sequence_sets_and_unknown_commands() {
+    let e = env().await;
+    let mut c = Client::logged_in(&e).await;
+    c.cmd("s SELECT INBOX").await;
+    let r = c.cmd("a FETCH 1 (FLAGS)").await;
+    assert!(r.starts_with("a BAD"), "empty mailbox: {r}");
+    let r = c.cmd("a FETCH 1:* (FLAGS)").await;
+    assert!(r.starts_with("a OK"), "{r}");
+    assert!(CommandCodec::default()
+        .decode(b"a FETCH 0:x (FLAGS)\r\n")
+        .is_err());
+    assert!(CommandCodec::default().decode(b"a FROBNICATE\r\n").is_err());
+    let r = c.cmd("b UNSELECT").await;
+    assert!(r.starts_with("b OK"), "{r}");
+    let r = c.cmd("c FETCH 1 (FLAGS)").await;
+    assert!(r.starts_with("c BAD"), "{r}");
+    let (r, next) = c.cmd_next("z LOGOUT").await;
+    assert!(r.starts_with("* BYE") && r.contains("z OK"), "{r}");
+    assert_eq!(next, Next::Close);
+}
+
+#[tokio::test]
+async fn select_of_a_large_mailbox_is_compact() {
+    let e = env().await;
+    let acc = e.store.account(USER).await.unwrap().unwrap();
+    let mb = e.store.mailbox(acc.id, "INBOX").await.unwrap().unwrap();
+    let mut futs = Vec::new();
+    for i in 0..2000 {
+        let store = e.store.clone();
+        futs.push(tokio::spawn(async move {
+            store
+                .ingest(Ingest {
+                    data: format!("Subject: {i}\r\n\r\nx\r\n").into_bytes(),
+                    internal_date: 1,
+                    deliveries: vec![Delivery {
+                        target: DeliveryTarget::Mailbox(mb.id),
+                        flags: Flags::new(if i == 0 { 0 } else { Flags::SEEN }),
+                    }],
+                    queue: None,
+                })
+                .await
+                .unwrap();
+        }));
+    }
+    for f in futs {
+        f.await.unwrap();
+    }
+    let mut c = Client::logged_in(&e).await;
+    let r = c.cmd("s SELECT INBOX").await;
+    assert!(r.contains("* 2000 EXISTS"), "{r}");
+    assert!(r.contains("* OK [UNSEEN "), "{r}");
+    let r = c.cmd("f FETCH 1:* (UID)").await;
+    assert_eq!(r.matches(" FETCH (UID ").count(), 2000);
+}
