@@ -269,10 +269,11 @@ impl ImapHandler {
                 Ok(n) => n,
                 Err(_) => return,
             };
-            if !conn.has_buffered_input() || next != Next::Continue {
-                if conn.flush().await.is_err() {
-                    return;
-                }
+            // Pipelined commands: answer them together (RFC 9051 §5.5).
+            if (!conn.has_buffered_input() || next != Next::Continue)
+                && conn.flush().await.is_err()
+            {
+                return;
             }
             match next {
                 Next::Continue => {}

@@ -529,7 +529,7 @@ impl Session {
         let Some(v) = self.view.as_mut() else {
             return Ok(());
         };
-        if !self.dirty && !(allow_expunge && v.has_pending_expunges()) {
+        if !(self.dirty || allow_expunge && v.has_pending_expunges()) {
             return Ok(());
         }
         let changes = match self.store.changes_since(v.mailbox, v.modseq).await {
@@ -706,7 +706,7 @@ impl Session {
                 .create_mailbox(self.account_id(), &prefix, None)
                 .await
             {
-                if !(matches!(e, StoreError::AlreadyExists(_)) && !last) {
+                if !matches!(e, StoreError::AlreadyExists(_)) || last {
                     return store_no(&e);
                 }
             }
