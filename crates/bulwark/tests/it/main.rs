@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod imap;
 mod observe;
 mod pop3;
 mod senderauth;
