@@ -417,7 +417,7 @@ impl Session {
                 count += 1;
             }
         }
-        metrics::counter!("bulwark_imap_fetched_messages_total", "listener" => self.cfg.listener)
+        metrics::counter!("bulwark_imap_messages_fetched_total", "listener" => self.cfg.listener)
             .increment(count);
         if missing {
             // RFC 5530: another session expunged some of them meanwhile.

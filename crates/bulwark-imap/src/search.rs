@@ -257,8 +257,6 @@ impl Session {
             }
         }
         drop(metas);
-        metrics::counter!("bulwark_imap_searches_total", "listener" => self.cfg.listener)
-            .increment(1);
         let mut line = String::with_capacity(8 + hits.len() * 7);
         line.push_str("* SEARCH");
         for h in &hits {

@@ -153,13 +153,10 @@ async fn read_command(conn: &mut Connection, limits: &Limits) -> Result<Frame, R
 #[async_trait]
 impl SessionHandler for ImapHandler {
     async fn run(&self, mut conn: Connection) {
-        let listener = conn.kind().name();
-        metrics::counter!("bulwark_imap_sessions_total", "listener" => listener).increment(1);
-        metrics::gauge!("bulwark_imap_sessions_active", "listener" => listener).increment(1.0);
+        // Session counts and TLS handshakes are measured by bulwark-net.
         conn.log.event("connect");
         self.session(&mut conn).await;
         conn.log.event("disconnect");
-        metrics::gauge!("bulwark_imap_sessions_active", "listener" => listener).decrement(1.0);
         conn.close().await;
     }
 
@@ -270,8 +267,7 @@ impl ImapHandler {
                 Err(_) => return,
             };
             // Pipelined commands: answer them together (RFC 9051 §5.5).
-            if (!conn.has_buffered_input() || next != Next::Continue)
-                && conn.flush().await.is_err()
+            if (!conn.has_buffered_input() || next != Next::Continue) && conn.flush().await.is_err()
             {
                 return;
             }
@@ -335,6 +331,21 @@ impl ImapHandler {
         if conn.send(b"+ idling\r\n").await.is_err() {
             return false;
         }
+        let listener = conn.kind().name();
+        metrics::gauge!("bulwark_imap_idle_sessions", "listener" => listener).increment(1.0);
+        let r = self.idle_loop(conn, s, tag, limits, idle_timeout).await;
+        metrics::gauge!("bulwark_imap_idle_sessions", "listener" => listener).decrement(1.0);
+        r
+    }
+
+    async fn idle_loop(
+        &self,
+        conn: &mut Connection,
+        s: &mut Session,
+        tag: &str,
+        limits: &Limits,
+        idle_timeout: Duration,
+    ) -> bool {
         let deadline = tokio::time::Instant::now() + idle_timeout;
         let shutdown = self.ctx.shutdown.clone();
         loop {

@@ -414,17 +414,11 @@ impl Session {
             .await
         {
             Ok(account) => {
-                metrics::counter!("bulwark_imap_logins_total", "listener" => self.cfg.listener, "result" => "success").increment(1);
                 self.account = Some(account);
                 ok(format!("[CAPABILITY {}] Logged in", self.capabilities()))
             }
+            // Attempts are counted by the authenticator (bulwark_auth_*).
             Err(e) => {
-                let label = match e {
-                    AuthError::Failed => "failed",
-                    AuthError::Throttled => "throttled",
-                    AuthError::Unavailable => "unavailable",
-                };
-                metrics::counter!("bulwark_imap_logins_total", "listener" => self.cfg.listener, "result" => label).increment(1);
                 match e {
                     // Same answer whether the user exists or not (DATA-PATHS rule 4).
                     AuthError::Failed => no("[AUTHENTICATIONFAILED] Authentication failed"),
@@ -443,7 +437,7 @@ impl Session {
         match bulwark_auth::sasl::parse_plain(message) {
             Ok(c) => self.login(&c.username, c.password, "plain").await,
             Err(_) => {
-                metrics::counter!("bulwark_imap_logins_total", "listener" => self.cfg.listener, "result" => "malformed").increment(1);
+                metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "sasl").increment(1);
                 no("[AUTHENTICATIONFAILED] Authentication failed")
             }
         }
@@ -669,8 +663,6 @@ impl Session {
         // Changes between reading the mailbox row and the messages are picked up
         // by the first sync.
         self.dirty = true;
-        metrics::counter!("bulwark_imap_selects_total", "listener" => self.cfg.listener)
-            .increment(1);
         Ok(if read_only {
             ok("[READ-ONLY] EXAMINE completed")
         } else {
@@ -965,9 +957,9 @@ impl Session {
         // The OK goes out only after the store returned: the message is durable.
         match self.store.ingest(ingest).await {
             Ok(r) => {
-                metrics::counter!("bulwark_imap_appends_total", "listener" => self.cfg.listener)
+                metrics::counter!("bulwark_imap_messages_appended_total", "listener" => self.cfg.listener)
                     .increment(1);
-                metrics::counter!("bulwark_imap_append_bytes_total", "listener" => self.cfg.listener).increment(data.len() as u64);
+                metrics::counter!("bulwark_imap_message_bytes_appended_total", "listener" => self.cfg.listener).increment(data.len() as u64);
                 if self.view.as_ref().is_some_and(|v| v.mailbox == mb.id) {
                     self.mark_dirty();
                 }
@@ -1154,7 +1146,7 @@ impl Session {
             }
         }
         self.mark_dirty();
-        metrics::counter!("bulwark_imap_copied_messages_total", "listener" => self.cfg.listener, "op" => verb).increment(pairs.len() as u64);
+        metrics::counter!("bulwark_imap_messages_copied_total", "listener" => self.cfg.listener, "op" => verb).increment(pairs.len() as u64);
         if pairs.is_empty() {
             return Ok(ok(format!("{verb} completed (no messages)")));
         }

@@ -538,3 +538,57 @@ async fn select_of_a_large_mailbox_is_compact() {
     let r = c.cmd("f FETCH 1:* (UID)").await;
     assert_eq!(r.matches(" FETCH (UID ").count(), 2000);
 }
+
+/// Rough figure for SELECT of a 100,000-message mailbox (not a benchmark: no
+/// assertion on time). Run with
+/// `cargo test --release -p bulwark-imap select_100k -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn select_100k_figure() {
+    let e = env().await;
+    let acc = e.store.account(USER).await.unwrap().unwrap();
+    let mb = e.store.mailbox(acc.id, "INBOX").await.unwrap().unwrap();
+    let t = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..64 {
+        let store = e.store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..(100_000 / 64 + 1) {
+                let n = w * 10_000 + i;
+                store
+                    .ingest(Ingest {
+                        data: format!("Subject: {n}\r\n\r\nx\r\n").into_bytes(),
+                        internal_date: 1,
+                        deliveries: vec![Delivery {
+                            target: DeliveryTarget::Mailbox(mb.id),
+                            flags: Flags::new(Flags::SEEN),
+                        }],
+                        queue: None,
+                    })
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    eprintln!("filled in {:?}", t.elapsed());
+    let mut c = Client::logged_in(&e).await;
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let r = c.cmd("s SELECT INBOX").await;
+        eprintln!(
+            "SELECT of {} took {:?}",
+            r.lines().find(|l| l.ends_with("EXISTS")).unwrap_or(""),
+            t.elapsed()
+        );
+    }
+    let t = std::time::Instant::now();
+    let r = c.cmd("f FETCH 1:* (UID FLAGS)").await;
+    eprintln!(
+        "FETCH 1:* (UID FLAGS): {} lines in {:?}",
+        r.lines().count(),
+        t.elapsed()
+    );
+}

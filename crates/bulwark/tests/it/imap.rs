@@ -205,14 +205,12 @@ print('ok')
 fn curl_reads_over_imaps_and_starttls() {
     require_tool("curl");
     let env = start(|_| {});
-    env.py(
-        r#"
+    env.py(r#"
 s = ssl_client()
 s.login(USER, PASS)
 s.append('INBOX', None, None, msg('curl test', 'fetched by curl'))
 s.logout()
-"#,
-    );
+"#);
     let cert = env.data.cert_path();
     let run = |url: String, extra: &[&str]| {
         let out = std::process::Command::new("curl")
@@ -221,7 +219,10 @@ s.logout()
             .args(["--resolve"])
             .arg(format!(
                 "mail.example.test:{}:127.0.0.1",
-                url.rsplit(':').next().and_then(|p| p.split('/').next()).unwrap_or("0")
+                url.rsplit(':')
+                    .next()
+                    .and_then(|p| p.split('/').next())
+                    .unwrap_or("0")
             ))
             .args(["-u", &format!("{USER}:{PASSWORD}")])
             .args(extra)
@@ -242,7 +243,10 @@ s.logout()
         format!("imaps://mail.example.test:{imaps}/INBOX;UID=1"),
         &[],
     );
-    assert!(body.contains("Subject: curl test") && body.contains("fetched by curl"), "{body}");
+    assert!(
+        body.contains("Subject: curl test") && body.contains("fetched by curl"),
+        "{body}"
+    );
     let imap = env.server.port("imap");
     let body = run(
         format!("imap://mail.example.test:{imap}/INBOX;UID=1;SECTION=TEXT"),
@@ -254,8 +258,7 @@ s.logout()
 #[test]
 fn raw_logindisabled_and_starttls_injection() {
     let env = start(|_| {});
-    let out = env.py(
-        r#"
+    let out = env.py(r#"
 r = Raw(IMAP, False)
 g = r.line()
 assert 'STARTTLS' in g and 'LOGINDISABLED' in g and 'AUTH=' not in g, g
@@ -279,8 +282,7 @@ assert out[-1].startswith('g BAD'), 'the injected LOGIN must not have logged us 
 out = r.cmd('h', 'AUTHENTICATE PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABjb3JyZWN0IGhvcnNlIGJhdHRlcnk=')
 assert out[-1].startswith('h OK [CAPABILITY'), out
 print('ok')
-"#,
-    );
+"#);
     assert!(out.contains("ok"), "{out}");
 }
 
@@ -289,8 +291,7 @@ fn failed_logins_answer_alike_and_secrets_stay_out_of_the_log() {
     let env = start(|c| {
         c["listeners"]["imaps"]["protocol_log"] = toml_edit::value(true);
     });
-    let out = env.py(
-        r#"
+    let out = env.py(r#"
 r = Raw(IMAPS, True)
 r.line()
 a = r.cmd('a', 'LOGIN alice@example.test "Wrong-Password-1"')[-1]
@@ -312,8 +313,7 @@ assert r.line().startswith('+ ')
 r.send('correct horse battery\r\n')
 assert r.until('e')[-1].startswith('e OK'), 'literal login'
 print('ok')
-"#,
-    );
+"#);
     assert!(out.contains("ok"), "{out}");
     let log = std::fs::read_to_string(env.data.path().join("log/imaps.log")).unwrap();
     for secret in [
@@ -321,7 +321,10 @@ print('ok')
         "correct horse",
         "AGFsaWNlQGV4YW1wbGUudGVzdABjb3JyZWN0",
     ] {
-        assert!(!log.contains(secret), "{secret} in the protocol log:\n{log}");
+        assert!(
+            !log.contains(secret),
+            "{secret} in the protocol log:\n{log}"
+        );
     }
     assert!(log.contains("a LOGIN ***"), "{log}");
     assert!(log.contains("\"line\":\"***\""), "{log}");
@@ -330,8 +333,7 @@ print('ok')
 #[test]
 fn idle_sees_deliveries_flag_changes_and_expunges_of_other_sessions() {
     let env = start(|_| {});
-    let out = env.py(
-        r#"
+    let out = env.py(r#"
 a = login_raw()
 out = a.cmd('s', 'SELECT INBOX')
 assert '* 0 EXISTS' in out, out
@@ -354,8 +356,7 @@ assert a.line() == 'i OK IDLE terminated'
 out = a.cmd('n', 'NOOP')
 assert out == ['n OK NOOP completed'], out
 print('ok')
-"#,
-    );
+"#);
     assert!(out.contains("ok"), "{out}");
 }
 
@@ -364,8 +365,7 @@ fn literal_limits_are_enforced_before_reading() {
     let env = start(|c| {
         c["imap"]["max_literal_size"] = toml_edit::value(1000);
     });
-    let out = env.py(
-        r#"
+    let out = env.py(r#"
 r = login_raw()
 # A synchronising literal over the limit: NO, and no "+" (the client never sends it).
 r.send('a APPEND INBOX {5000}\r\n')
@@ -394,8 +394,7 @@ r = login_raw()
 out = r.cmd('f', 'STATUS INBOX (MESSAGES)')
 assert '* STATUS INBOX (MESSAGES 2)' in out, out
 print('ok')
-"#,
-    );
+"#);
     assert!(out.contains("ok"), "{out}");
 }
 
@@ -404,8 +403,7 @@ fn bad_input_gets_clear_replies_and_nothing_partial_is_stored() {
     let env = start(|c| {
         c["imap"]["max_line_length"] = toml_edit::value(2048);
     });
-    let out = env.py(
-        r#"
+    let out = env.py(r#"
 r = login_raw()
 out = r.cmd('a', 'FROBNICATE now')
 assert out[-1].startswith('a BAD'), out
@@ -439,16 +437,14 @@ r = login_raw()
 out = r.cmd('k', 'STATUS INBOX (MESSAGES)')
 assert '* STATUS INBOX (MESSAGES 0)' in out, out
 print('ok')
-"#,
-    );
+"#);
     assert!(out.contains("ok"), "{out}");
 }
 
 #[test]
 fn a_big_fetch_streams_every_message() {
     let env = start(|_| {});
-    let out = env.py(
-        r#"
+    let out = env.py(r#"
 s = ssl_client()
 s.login(USER, PASS)
 body = 'y' * 4000
@@ -462,8 +458,7 @@ assert all(b[1].endswith(body.encode() + b'\r\n') for b in bodies)
 typ, data = s.uid('FETCH', '1:*', '(FLAGS)')
 assert len(data) == 300, len(data)
 print('ok')
-"#,
-    );
+"#);
     assert!(out.contains("ok"), "{out}");
 }
 
@@ -545,8 +540,7 @@ print('ok', len(va), moved, copied, rounds)
 #[test]
 fn server_keeps_running_after_abrupt_disconnects() {
     let env = start(|_| {});
-    env.py(
-        r#"
+    env.py(r#"
 for i in range(20):
     r = Raw(IMAPS, True)
     r.line()
@@ -554,8 +548,7 @@ for i in range(20):
     r.s.close()
 r = login_raw()
 assert r.cmd('x', 'NOOP')[-1].startswith('x OK')
-"#,
-    );
+"#);
     std::thread::sleep(Duration::from_millis(100));
     assert!(env.server.log().contains("bulwark is running"));
 }
