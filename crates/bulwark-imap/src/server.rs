@@ -349,6 +349,8 @@ impl ImapHandler {
         let deadline = tokio::time::Instant::now() + idle_timeout;
         let shutdown = self.ctx.shutdown.clone();
         loop {
+            // Thousands of sessions may idle for hours: hold no buffer meanwhile.
+            conn.shrink_buffers();
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     let _ = bye(conn, "* BYE [UNAVAILABLE] Server shutting down").await;

@@ -240,7 +240,7 @@ impl Session {
                 } else {
                     let user = String::from_utf8_lossy(username.as_ref()).into_owned();
                     let pass = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
-                    self.login(&user, Secret::new(pass), "login").await
+                    self.login(&user, Secret::new(pass), "LOGIN").await
                 }
             }
             C::Authenticate {
@@ -435,7 +435,7 @@ impl Session {
 
     async fn auth_plain(&mut self, message: &[u8]) -> Done {
         match bulwark_auth::sasl::parse_plain(message) {
-            Ok(c) => self.login(&c.username, c.password, "plain").await,
+            Ok(c) => self.login(&c.username, c.password, "PLAIN").await,
             Err(_) => {
                 metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "sasl").increment(1);
                 no("[AUTHENTICATIONFAILED] Authentication failed")

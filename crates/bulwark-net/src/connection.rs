@@ -133,6 +133,18 @@ impl Connection {
     }
 
     async fn fill(&mut self) -> Result<(), ReadError> {
+        if self.rbuf.capacity() == 0 {
+            // After `shrink_buffers`: wait for the next input without holding a read
+            // buffer, so a long wait (IMAP IDLE) costs no buffer memory.
+            let mut small = [0u8; 512];
+            let t = self.transport.as_mut().ok_or(ReadError::Eof)?;
+            let n = t.read(&mut small).await?;
+            if n == 0 {
+                return Err(ReadError::Eof);
+            }
+            self.rbuf.extend_from_slice(&small[..n]);
+            return Ok(());
+        }
         if self.rbuf.capacity() - self.rbuf.len() < 4096 {
             self.rbuf.reserve(16 * 1024);
         }
@@ -142,6 +154,19 @@ impl Connection {
             return Err(ReadError::Eof);
         }
         Ok(())
+    }
+
+    /// Gives back the read and write buffers' spare memory before a long wait for
+    /// input (IMAP IDLE): thousands of idle sessions should not each keep 16 KiB+
+    /// of buffers. Buffered input and output are kept; the next read allocates only
+    /// what arrives, and buffers grow again as usual afterwards.
+    pub fn shrink_buffers(&mut self) {
+        if self.rbuf.is_empty() {
+            self.rbuf = BytesMut::new();
+        }
+        if self.wbuf.is_empty() {
+            self.wbuf = Vec::new();
+        }
     }
 
     /// Reads one line of at most `max` octets including its line ending.

@@ -31,6 +31,11 @@ impl SessionHandler for Echo {
                 l = conn.read_line(64) => l,
             };
             match line {
+                Ok(l) if l.bytes == b"SHRINK" => {
+                    conn.shrink_buffers();
+                    conn.send(b"OK shrunk\r\n").await.unwrap();
+                    conn.shrink_buffers();
+                }
                 Ok(l) if l.bytes == b"STARTTLS" => {
                     conn.send(b"OK go\r\n").await.unwrap();
                     let n = conn.start_tls(self.tls.acceptor()).await.unwrap();
@@ -163,6 +168,33 @@ async fn lines_bare_lf_and_overlong() {
         "? after\r\n",
         "the next line is read cleanly"
     );
+}
+
+#[tokio::test]
+async fn shrunk_buffers_keep_input_and_grow_again() {
+    let f = start(ListenerKind::Smtp, |_| {}).await;
+    let s = TcpStream::connect(f.addr).await.unwrap();
+    let mut s = BufReader::new(s);
+    line(&mut s).await;
+    send(s.get_mut(), "STARTTLS\r\n").await;
+    line(&mut s).await;
+    let mut t = BufReader::new(upgrade(s.into_inner(), &f.cert_pem).await);
+    line(&mut t).await;
+    // Input buffered at the time of the shrink is kept.
+    send(t.get_mut(), "SHRINK\r\nkept\r\n").await;
+    assert_eq!(line(&mut t).await, "OK shrunk\r\n");
+    assert_eq!(line(&mut t).await, "? kept\r\n");
+    send(t.get_mut(), "SHRINK\r\n").await;
+    assert_eq!(line(&mut t).await, "OK shrunk\r\n");
+    // Reads after the shrink work, also for a line arriving in pieces.
+    send(t.get_mut(), "in ").await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    send(t.get_mut(), "pieces\r\n").await;
+    assert_eq!(line(&mut t).await, "? in pieces\r\n");
+    let long = format!("{}\r\nafter\r\n", "y".repeat(2000));
+    send(t.get_mut(), &long).await;
+    assert_eq!(line(&mut t).await, "ERR too long\r\n");
+    assert_eq!(line(&mut t).await, "? after\r\n");
 }
 
 #[tokio::test]

@@ -271,6 +271,49 @@ pub const CATALOG: &[MetricDef] = &[
         "bulwark-queue",
     ),
     // ---- sender authentication ----
+    // ---- IMAP (bulwark-imap) ----
+    counter(
+        "bulwark_imap_commands_total",
+        &["listener", "command", "result"],
+        "IMAP commands completed (command: SELECT, FETCH, …; result: ok, no, bad)",
+        "bulwark-imap",
+    ),
+    counter(
+        "bulwark_imap_bad_input_total",
+        &["listener", "reason"],
+        "IMAP input refused (reason: line_too_long, literal_too_big, malformed, sasl)",
+        "bulwark-imap",
+    ),
+    counter(
+        "bulwark_imap_messages_appended_total",
+        &["listener"],
+        "Messages stored by APPEND (counted after the store call returned)",
+        "bulwark-imap",
+    ),
+    counter(
+        "bulwark_imap_message_bytes_appended_total",
+        &["listener"],
+        "Octets of the messages counted in bulwark_imap_messages_appended_total",
+        "bulwark-imap",
+    ),
+    counter(
+        "bulwark_imap_messages_fetched_total",
+        &["listener"],
+        "FETCH responses sent (one per message per FETCH command)",
+        "bulwark-imap",
+    ),
+    counter(
+        "bulwark_imap_messages_copied_total",
+        &["listener", "op"],
+        "Messages copied or moved (op: COPY, MOVE)",
+        "bulwark-imap",
+    ),
+    gauge(
+        "bulwark_imap_idle_sessions",
+        &["listener"],
+        "IMAP sessions in IDLE now",
+        "bulwark-imap",
+    ),
     counter(
         "bulwark_spf_results_total",
         &["identity", "result"],
