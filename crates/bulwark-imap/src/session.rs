@@ -207,8 +207,16 @@ impl Session {
                 resp::line(sink, &format!("* CAPABILITY {}", self.capabilities())).await?;
                 ok("CAPABILITY completed")
             }
-            C::Noop => ok("NOOP completed"),
-            C::Check if selected => ok("CHECK completed"),
+            C::Noop => {
+                // NOOP is how clients poll (RFC 9051 §6.1.2): always look at the store,
+                // not only when an event said something changed.
+                self.mark_dirty();
+                ok("NOOP completed")
+            }
+            C::Check if selected => {
+                self.mark_dirty();
+                ok("CHECK completed")
+            }
             C::Logout => {
                 resp::line(sink, "* BYE Logging out").await?;
                 self.logged_out = true;
@@ -337,12 +345,12 @@ impl Session {
             }
             C::Idle => {
                 // Pending updates first, then the continuation (RFC 2177).
+                self.mark_dirty();
                 self.send_updates(sink, true).await?;
                 return Ok((ok("IDLE terminated"), Next::Idle(tag.to_string())));
             }
             _ if !selected => bad("No mailbox selected"),
             // ---- selected (RFC 9051 §6.4) ----
-            C::Check => ok("CHECK completed"),
             C::Unselect => {
                 self.unselect();
                 ok("UNSELECT completed")

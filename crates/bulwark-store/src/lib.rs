@@ -184,7 +184,8 @@ pub trait Store: Send + Sync + 'static {
     async fn queue_delete(&self, id: QueueId) -> Result<bool>;
 
     // ---- notifications ----
-    /// Events after each committed change, for IDLE and queue workers. A lagging
-    /// receiver loses events and must resynchronise (e.g. with `changes_since`).
+    /// Events after each committed change, for IDLE and queue workers, published
+    /// before the write that caused them returns. A lagging receiver loses events and
+    /// must resynchronise (e.g. with `changes_since`).
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StoreEvent>;
 }

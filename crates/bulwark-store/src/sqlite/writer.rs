@@ -144,14 +144,16 @@ fn writer_loop(
         if let Err(e) = &commit {
             tracing::error!(target: "bulwark::store", error = %e, jobs = batch.len(), "store commit failed; nothing of this batch was acknowledged");
         }
-        let ok = commit.is_ok();
-        for job in batch.drain(..) {
-            job.finish(commit.clone());
-        }
-        if ok {
+        // Events go out before the writers hear back, so a session that made a change
+        // finds its event already queued when its write returns (IMAP NOOP after a
+        // delivery sees it); still only after the commit is durable.
+        if commit.is_ok() {
             for ev in published {
                 let _ = events.send(ev);
             }
+        }
+        for job in batch.drain(..) {
+            job.finish(commit.clone());
         }
     }
 }
