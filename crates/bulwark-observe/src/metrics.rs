@@ -443,6 +443,47 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
         if kind.tls_mode() == bulwark_config::TlsMode::Starttls {
             c("bulwark_starttls_total", &[("listener", l)]);
         }
+        if matches!(kind, ListenerKind::Imap | ListenerKind::Imaps) {
+            for command in [
+                "LOGIN",
+                "AUTHENTICATE",
+                "SELECT",
+                "FETCH",
+                "STORE",
+                "SEARCH",
+                "APPEND",
+                "COPY",
+                "MOVE",
+                "EXPUNGE",
+                "IDLE",
+            ] {
+                for result in ["ok", "no", "bad"] {
+                    c(
+                        "bulwark_imap_commands_total",
+                        &[("listener", l), ("command", command), ("result", result)],
+                    );
+                }
+            }
+            for reason in ["line_too_long", "literal_too_big", "malformed", "sasl"] {
+                c(
+                    "bulwark_imap_bad_input_total",
+                    &[("listener", l), ("reason", reason)],
+                );
+            }
+            c("bulwark_imap_messages_appended_total", &[("listener", l)]);
+            c(
+                "bulwark_imap_message_bytes_appended_total",
+                &[("listener", l)],
+            );
+            c("bulwark_imap_messages_fetched_total", &[("listener", l)]);
+            for op in ["COPY", "MOVE"] {
+                c(
+                    "bulwark_imap_messages_copied_total",
+                    &[("listener", l), ("op", op)],
+                );
+            }
+            let _ = metrics::gauge!("bulwark_imap_idle_sessions", "listener" => l);
+        }
         for mech in mechanisms(kind) {
             for result in ["success", "failure"] {
                 c(
