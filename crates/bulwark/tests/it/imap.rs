@@ -506,24 +506,28 @@ print('ok')
     assert!(out.contains("ok"), "{out}");
 }
 
-/// Two sessions on one mailbox while a third APPENDs 200 messages (SMTP had not
-/// landed when this was written) and one of the two flags, moves and expunges: at
-/// the end both see exactly the same mailbox, which is also what a fresh session
-/// sees.
+/// Two IMAP sessions on one mailbox while SMTP (submission, 587 with STARTTLS and
+/// AUTH, to the account itself) delivers 200 messages and one of the two sessions
+/// flags, copies, moves and expunges; the other IDLEs and FETCHes. At the end both
+/// see exactly the same mailbox, which is also what a fresh session sees.
 #[test]
-fn sessions_stay_consistent_under_concurrent_changes() {
+fn sessions_stay_consistent_while_smtp_delivers() {
     let env = start(|_| {});
-    let out = env.py(
+    let submission = env.server.port("submission").to_string();
+    let out = env.py(&format!(
+        "SUBMISSION = {submission}\n{}",
         r#"
-import threading
+import threading, smtplib
 errors = []
 def deliver():
     try:
-        c = ssl_client()
+        c = smtplib.SMTP(HOST, SUBMISSION, timeout=60)
+        c.starttls(context=ctx(False))
         c.login(USER, PASS)
         for i in range(200):
-            c.append('INBOX', None, None, msg('load %d' % i))
-        c.logout()
+            m = msg('load %d' % i).replace(b'From: Bob <bob@example.test>', b'From: Alice <alice@example.test>')
+            assert c.sendmail(USER, [USER], m) == {}
+        c.quit()
     except Exception as e:
         errors.append(e)
 t = threading.Thread(target=deliver)
@@ -534,13 +538,14 @@ a.cmd('s', 'SELECT INBOX')
 b = ssl_client()           # changes things
 b.login(USER, PASS)
 b.select('INBOX')
-rounds = 0
+rounds = ops = 0
 while t.is_alive() or rounds < 3:
     rounds += 1
     b.noop()
     typ, data = b.search(None, 'ALL')
     n = len(data[0].split())
     if n >= 3:
+        ops += 1
         b.store('1', '+FLAGS', '(\\Flagged)')
         b.copy('2', 'Archive')
         b._simple_command('MOVE', '3', 'Trash')
@@ -575,9 +580,13 @@ moved = int(re.search(rb'MESSAGES (\d+)', data[0]).group(1))
 typ, data = fresh.status('Archive', '(MESSAGES)')
 copied = int(re.search(rb'MESSAGES (\d+)', data[0]).group(1))
 assert moved > 0 and copied > 0 and len(vf) > 0, (moved, copied, len(vf))
-print('ok', len(va), moved, copied, rounds)
-"#,
-    );
+# Nothing lost or duplicated: each round with changes moved one message to Trash,
+# copied one to Archive and expunged one.
+assert moved == ops and copied == ops, (moved, copied, ops)
+assert len(vf) + 2 * ops == 200, (len(vf), ops)
+print('ok', len(va), ops, rounds)
+"#
+    ));
     assert!(out.contains("ok"), "{out}");
 }
 
