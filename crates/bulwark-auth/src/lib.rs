@@ -48,6 +48,10 @@ pub struct Authenticator {
     /// A real Argon2id hash of a random password: verifying against it makes an
     /// unknown user cost exactly what a known one costs.
     dummy_hash: Arc<String>,
+    /// Argon2id verification needs 19 MiB and a core for tens of milliseconds: running
+    /// more at once than there are cores only adds memory (a login burst of hundreds
+    /// would otherwise hold hundreds of those buffers) without finishing sooner.
+    verify_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Authenticator {
@@ -60,11 +64,13 @@ impl Authenticator {
                 .collect()
         };
         let dummy_hash = hash_password(&dummy).unwrap_or_default();
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Authenticator {
             store,
             limiter: Arc::new(Limiter::new(&config)),
             config,
             dummy_hash: Arc::new(dummy_hash),
+            verify_slots: Arc::new(tokio::sync::Semaphore::new(cores.max(2))),
         }
     }
 
@@ -99,9 +105,16 @@ impl Authenticator {
             None => self.dummy_hash.as_ref().clone(),
         };
         let pw = password.clone();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&hash, pw.expose()))
+        let ok = match self.verify_slots.clone().acquire_owned().await {
+            Ok(slot) => tokio::task::spawn_blocking(move || {
+                let ok = verify_password(&hash, pw.expose());
+                drop(slot);
+                ok
+            })
             .await
-            .unwrap_or(false);
+            .unwrap_or(false),
+            Err(_) => false,
+        };
         match creds {
             Some(c) if ok => {
                 self.limiter.record_success(&user);
@@ -210,6 +223,29 @@ mod tests {
             )
             .await
             .is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_logins_all_complete_through_the_bounded_verifier() {
+        let (a, _d) = setup(fast()).await;
+        let mut tasks = Vec::new();
+        for i in 0..24u8 {
+            let a = a.clone();
+            tasks.push(tokio::spawn(async move {
+                let ip = IpAddr::from([192, 0, 2, i]);
+                a.authenticate("alice@example.test", &s("correct horse"), ip, "t", "PLAIN")
+                    .await
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap().is_ok());
+        }
+        assert_eq!(
+            a.verify_slots.available_permits(),
+            std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .max(2)
+        );
     }
 
     #[tokio::test]
