@@ -721,7 +721,15 @@ fn dns_records_are_checked_against_a_test_resolver() {
 // ---------------------------------------------------------------------------------
 
 /// The mail listeners whose probes are tested (the protocols on main)…
-const PROTOCOL_LISTENERS: &[&str] = &["smtp", "submission", "submissions", "pop3", "pop3s"];
+const PROTOCOL_LISTENERS: &[&str] = &[
+    "smtp",
+    "submission",
+    "submissions",
+    "imap",
+    "imaps",
+    "pop3",
+    "pop3s",
+];
 /// …and those that take logins.
 fn login_listeners() -> impl Iterator<Item = &'static str> {
     PROTOCOL_LISTENERS.iter().copied().filter(|l| *l != "smtp")

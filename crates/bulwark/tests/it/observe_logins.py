@@ -65,3 +65,43 @@ for name in ("pop3", "pop3s"):
         assert r.startswith(b"+"), r
         p._putcmd(plain); r = p._getresp(); p.quit()
         print(f"{name} AUTH PLAIN continuation")
+
+# IMAP forms imaplib does not use: LOGIN with synchronizing and non-synchronizing
+# (LITERAL+) literals, and AUTHENTICATE with the initial response on the command line
+# (SASL-IR). Raw over implicit TLS.
+import socket
+
+def raw_imaps():
+    s = ctx.wrap_socket(socket.create_connection((host, int(ports["imaps"])), timeout=30))
+    f = s.makefile("rb")
+    assert f.readline().startswith(b"* OK")
+    return s, f
+
+def until_tagged(f, tag):
+    while True:
+        l = f.readline()
+        assert l, "closed"
+        if l.startswith(tag + b" "):
+            return l
+
+if "imaps" in ports:
+    u, p = user.encode(), pw.encode()
+    s, f = raw_imaps()
+    s.sendall(b"x1 LOGIN {%d}\r\n" % len(u))
+    assert f.readline().startswith(b"+")
+    s.sendall(u + b" {%d}\r\n" % len(p))
+    assert f.readline().startswith(b"+")
+    s.sendall(p + b"\r\n")
+    assert until_tagged(f, b"x1").startswith(b"x1 OK"), "literal LOGIN"
+    s.close()
+    print("imaps LOGIN literals")
+    s, f = raw_imaps()
+    s.sendall(b"x2 LOGIN {%d+}\r\n" % len(u) + u + b" {%d+}\r\n" % len(p) + p + b"\r\n")
+    assert until_tagged(f, b"x2").startswith(b"x2 OK"), "LITERAL+ LOGIN"
+    s.close()
+    print("imaps LOGIN literal+")
+    s, f = raw_imaps()
+    s.sendall(b"x3 AUTHENTICATE PLAIN " + plain.encode() + b"\r\n")
+    assert until_tagged(f, b"x3").startswith(b"x3 OK"), "SASL-IR"
+    s.close()
+    print("imaps AUTHENTICATE PLAIN SASL-IR")
