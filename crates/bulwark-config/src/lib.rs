@@ -34,7 +34,7 @@ pub use dns::DnsConfig;
 pub use imap::ImapConfig;
 pub use listeners::{ListenerConfig, ListenerKind, Listeners, TlsMode};
 pub use observe::{metrics_exposed, LogConfig, MetricsConfig};
-pub use outbound::OutboundConfig;
+pub use outbound::{ConnectorConfig, OutboundConfig, TlsLevel};
 pub use pop3::Pop3Config;
 pub use senderauth::SenderAuthConfig;
 pub use server::{Role, ServerConfig};

@@ -169,9 +169,48 @@ login_timeout_secs = 60
 timeout_secs = 600
 
 [outbound]
-# Bulwark -> Internet servers. TLS is tried on every connection.
+# Bulwark -> Internet servers (MX hosts, port 25) and smart hosts. STARTTLS is tried on
+# every connection; TLS 1.2 is the floor. `bulwark queue list|show|retry|delete`
+# manages the queue.
 max_queue_lifetime_secs = 432000   # 5 days, then the sender gets a failure notice
 delay_notice_after_secs = 14400    # 4 hours, then the sender gets a delay notice
+# helo_name = "{hostname}"   # EHLO name; default: [server] hostname
+max_concurrent_deliveries = 32     # SMTP connections at once, all destinations
+max_concurrent_per_domain = 4      # ... and to one domain (or one smart host)
+retry_initial_secs = 60            # retries after temporary failures: 1 min,
+retry_max_secs = 3600              # doubling up to 1 hour, until the lifetime ends
+connect_timeout_secs = 30
+command_timeout_secs = 300         # per reply (RFC 5321 §4.5.3.2)
+data_timeout_secs = 600            # for the reply to the message data
+lease_secs = 120                   # a crashed server's deliveries resume after this
+scan_interval_secs = 5             # look for due messages at least this often
+remote_port = 25                   # MX port; change only for tests and labs
+protocol_log = false               # outbound SMTP transcript in [log] dir/outbound.log
+#
+# Connectors: how mail for an address space leaves. The most specific match wins
+# ("partner.example" > "*.partner.example" > "*"); unmatched domains go to their MX
+# hosts with opportunistic TLS. tls = one of
+#   "opportunistic"  STARTTLS when offered (certificate not checked), else cleartext
+#   "required"       never cleartext: no STARTTLS or a failed handshake defers
+#   "verify"         required + certificate chains to the system trust store (or
+#                    trust_anchors) and names the MX host / smart host
+#   "pinned"         required + the peer certificate's or public key's SHA-256 is in
+#                    tls_pins (direct trust)
+# Credentials (credentials_file: user name line, password line; mode 0600) are sent
+# only over TLS, and need tls = "required" or stronger.
+# [[outbound.connector]]
+# name = "partner"
+# address_space = ["partner.example", "*.partner.example"]
+# tls = "pinned"
+# tls_pins = ["<64 hex digits>"]
+#
+# [[outbound.connector]]
+# name = "relay"
+# address_space = ["*"]
+# smart_host = "smtp.provider.example"
+# port = 587                        # 465 = implicit TLS
+# tls = "verify"
+# credentials_file = "secrets/relay.credentials"
 
 [senderauth]
 # Who sent it: SPF (RFC 7208), Sender ID (RFC 4406), DKIM (RFC 6376) and DMARC
