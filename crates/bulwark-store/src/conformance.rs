@@ -15,7 +15,7 @@ macro_rules! conformance_tests {
             domains_and_accounts, aliases_resolve, send_as_rules, mailboxes_lifecycle,
             ingest_is_shared_and_uids_increase, flags_and_modseq, copy_move_expunge,
             changes_feed, queue_lifecycle, events_after_commit, concurrent_ingest_group_commit,
-            account_deletion_frees_bodies, queue_with_own_body);
+            account_deletion_frees_bodies, queue_with_own_body, queue_progress_keeps_lease);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -608,6 +608,73 @@ pub async fn queue_lifecycle(store: SharedStore) {
         "and their body is freed"
     );
     assert!(!store.queue_delete(id).await.unwrap());
+}
+
+/// `queue_progress` records part of an attempt without releasing the lease or
+/// removing the entry; the closing `queue_update` does both.
+pub async fn queue_progress_keeps_lease(store: SharedStore) {
+    let (a, _) = setup(&store).await;
+    let r = store
+        .ingest(Ingest {
+            data: msg(1),
+            internal_date: 0,
+            deliveries: vec![],
+            queue: Some(NewQueueEntry {
+                return_path: a.address.clone(),
+                recipients: vec!["x@one.test".into(), "y@two.test".into()],
+                params: String::new(),
+                data: None,
+            }),
+        })
+        .await
+        .unwrap();
+    let id = r.queue_id.unwrap();
+    let now = store.queue_get(id).await.unwrap().unwrap().created;
+    assert_eq!(store.queue_claim_due(now, 60, 10).await.unwrap().len(), 1);
+    let delivered = |addr: &str| RecipientUpdate {
+        address: addr.into(),
+        status: RecipientStatus::Delivered,
+        reply: "250 ok".into(),
+        next_attempt: 0,
+    };
+    store
+        .queue_progress(
+            id,
+            &[delivered("x@one.test")],
+            &[DeliveryAttempt {
+                at: now,
+                recipient: "x@one.test".into(),
+                peer: "mx.one.test[127.0.0.1]:25".into(),
+                tls: "none".into(),
+                reply: "250 ok".into(),
+                outcome: RecipientStatus::Delivered,
+            }],
+            now + 500,
+        )
+        .await
+        .unwrap();
+    // Still leased, beyond the original lease too.
+    assert!(store
+        .queue_claim_due(now + 100, 60, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let q = store.queue_get(id).await.unwrap().unwrap();
+    assert_eq!(q.recipients[0].status, RecipientStatus::Delivered);
+    assert_eq!(q.recipients[0].attempts, 1);
+    assert_eq!(store.queue_attempts(id).await.unwrap().len(), 1);
+    // Nothing pending any more: the entry stays until the closing update.
+    store
+        .queue_progress(id, &[delivered("y@two.test")], &[], now + 500)
+        .await
+        .unwrap();
+    assert!(store.queue_get(id).await.unwrap().is_some());
+    store.queue_update(id, &[], &[], false).await.unwrap();
+    assert!(store.queue_get(id).await.unwrap().is_none());
+    assert!(matches!(
+        store.queue_progress(id, &[], &[], now + 500).await,
+        Err(crate::StoreError::NotFound(_))
+    ));
 }
 
 pub async fn events_after_commit(store: SharedStore) {

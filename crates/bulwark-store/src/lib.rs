@@ -178,6 +178,18 @@ pub trait Store: Send + Sync + 'static {
         attempts: &[DeliveryAttempt],
         delay_notified: bool,
     ) -> Result<()>;
+    /// Records the outcome of part of an attempt (one SMTP transaction) while the
+    /// worker keeps the entry: the lease is extended to `lease_until` and the entry
+    /// stays even when no recipient is pending (the closing `queue_update` removes
+    /// it). With no updates it only renews the lease. `NotFound` when the entry was
+    /// deleted meanwhile.
+    async fn queue_progress(
+        &self,
+        id: QueueId,
+        updates: &[RecipientUpdate],
+        attempts: &[DeliveryAttempt],
+        lease_until: i64,
+    ) -> Result<()>;
     async fn queue_attempts(&self, id: QueueId) -> Result<Vec<DeliveryAttempt>>;
     /// Makes one entry (or all) due now; returns how many.
     async fn queue_retry(&self, id: Option<QueueId>, now: i64) -> Result<u64>;

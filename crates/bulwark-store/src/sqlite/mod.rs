@@ -399,6 +399,18 @@ impl Store for SqliteStore {
         self.write(move |tx, _| queue::update(tx, id, &updates, &attempts, delay_notified))
             .await
     }
+    async fn queue_progress(
+        &self,
+        id: QueueId,
+        updates: &[RecipientUpdate],
+        attempts: &[DeliveryAttempt],
+        lease_until: i64,
+    ) -> Result<()> {
+        let updates = updates.to_vec();
+        let attempts = attempts.to_vec();
+        self.write(move |tx, _| queue::progress(tx, id, &updates, &attempts, lease_until))
+            .await
+    }
     async fn queue_attempts(&self, id: QueueId) -> Result<Vec<DeliveryAttempt>> {
         self.read(move |c| queue::attempts(c, id)).await
     }

@@ -127,6 +127,44 @@ pub(crate) fn update(
     attempts: &[DeliveryAttempt],
     delay_notified: bool,
 ) -> Result<()> {
+    record(c, id, updates, attempts)?;
+    c.prepare_cached(
+        "UPDATE queue SET lease_until = 0, delay_notified = delay_notified OR ?2 WHERE id = ?1",
+    )?
+    .execute(params![id, delay_notified as i64])?;
+    let pending: i64 = c
+        .prepare_cached(
+            "SELECT count(*) FROM queue_recipients WHERE queue_id = ?1 AND status = 'pending'",
+        )?
+        .query_row([id], |r| r.get(0))?;
+    if pending == 0 {
+        delete(c, id)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn progress(
+    c: &Connection,
+    id: QueueId,
+    updates: &[RecipientUpdate],
+    attempts: &[DeliveryAttempt],
+    lease_until: i64,
+) -> Result<()> {
+    let n = c
+        .prepare_cached("UPDATE queue SET lease_until = ?2 WHERE id = ?1")?
+        .execute(params![id, lease_until])?;
+    if n == 0 {
+        return Err(crate::StoreError::NotFound(format!("queue entry {id}")));
+    }
+    record(c, id, updates, attempts)
+}
+
+fn record(
+    c: &Connection,
+    id: QueueId,
+    updates: &[RecipientUpdate],
+    attempts: &[DeliveryAttempt],
+) -> Result<()> {
     let mut st = c.prepare_cached(
         "UPDATE queue_recipients SET status = ?3, last_reply = ?4, next_attempt = ?5, attempts = attempts + 1
          WHERE queue_id = ?1 AND address = ?2",
@@ -153,18 +191,6 @@ pub(crate) fn update(
             a.reply,
             a.outcome.db()
         ])?;
-    }
-    c.prepare_cached(
-        "UPDATE queue SET lease_until = 0, delay_notified = delay_notified OR ?2 WHERE id = ?1",
-    )?
-    .execute(params![id, delay_notified as i64])?;
-    let pending: i64 = c
-        .prepare_cached(
-            "SELECT count(*) FROM queue_recipients WHERE queue_id = ?1 AND status = 'pending'",
-        )?
-        .query_row([id], |r| r.get(0))?;
-    if pending == 0 {
-        delete(c, id)?;
     }
     Ok(())
 }
