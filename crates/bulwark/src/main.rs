@@ -63,6 +63,9 @@ enum Command {
     /// DKIM signing keys for our domains.
     #[command(subcommand)]
     Dkim(cli::dkim::DkimCommand),
+    /// Inspect and manage the outbound delivery queue.
+    #[command(subcommand)]
+    Queue(cli::queue::QueueCommand),
 }
 
 fn main() -> ExitCode {
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::Audit(a) => cli::audit::run(&cli.dir, a),
         Command::Spf(c) => cli::spf::run(&cli.dir, c),
         Command::Dkim(c) => cli::dkim::run(&cli.dir, c),
+        Command::Queue(c) => cli::block_on(cli::queue::run(&cli.dir, c)),
     };
     match result {
         Ok(code) => code,

@@ -70,7 +70,16 @@ fn handler_for(kind: ListenerKind, ctx: &ServerContext) -> Option<Arc<dyn Sessio
 
 /// Long-running services that are not listeners (queue delivery, certificate expiry
 /// watch, …), spawned on the tracker so shutdown waits for them.
-fn spawn_background(ctx: &ServerContext, tracker: &TaskTracker) {
+fn spawn_background(ctx: &ServerContext, tracker: &TaskTracker) -> anyhow::Result<()> {
+    // Outbound delivery: empties the durable queue; on shutdown it claims nothing new
+    // and finishes the deliveries in progress within the grace period.
+    bulwark_queue::start(
+        ctx.config.clone(),
+        ctx.store.clone(),
+        ctx.shutdown.clone(),
+        tracker,
+    )
+    .context("cannot start outbound delivery")?;
     let tls = ctx.tls.clone();
     let shutdown = ctx.shutdown.clone();
     tracker.spawn(async move {
@@ -93,6 +102,7 @@ fn spawn_background(ctx: &ServerContext, tracker: &TaskTracker) {
             }
         }
     });
+    Ok(())
 }
 
 /// How often the queue gauges are refreshed from the store.
@@ -287,7 +297,7 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
         .map(|(k, _)| k)
         .collect();
     bulwark_observe::metrics::register_catalog(&kinds);
-    spawn_background(&ctx, &tracker);
+    spawn_background(&ctx, &tracker)?;
     write_run_state(&cfg, &running, skipped)?;
     tracing::info!(target: "bulwark", hostname = %c.server.hostname, listeners = running.len(), "bulwark is running");
 

@@ -8,6 +8,7 @@ pub mod config;
 pub mod dkim;
 pub mod domains;
 pub mod init;
+pub mod queue;
 pub mod report;
 pub mod spf;
 pub mod users;

@@ -1,0 +1,99 @@
+//! What the client needs to know about a message's octets, and how they go on the wire.
+
+/// Facts about a message that decide which SMTP extensions its transfer needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageInfo {
+    pub size: usize,
+    /// Some octet ≥ 0x80 anywhere: needs BODY=8BITMIME (RFC 6152).
+    pub eight_bit: bool,
+    /// Some octet ≥ 0x80 in the header section (RFC 6532 UTF-8 headers).
+    pub utf8_headers: bool,
+}
+
+impl MessageInfo {
+    pub fn of(data: &[u8]) -> MessageInfo {
+        let headers = header_section(data);
+        MessageInfo {
+            size: data.len(),
+            eight_bit: data.iter().any(|b| *b >= 0x80),
+            utf8_headers: headers.iter().any(|b| *b >= 0x80),
+        }
+    }
+}
+
+/// The header section: everything before the first empty line (the whole message if
+/// there is no body).
+pub fn header_section(data: &[u8]) -> &[u8] {
+    let mut start = 0;
+    while start < data.len() {
+        let end = data[start..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(data.len(), |i| start + i + 1);
+        let line = &data[start..end];
+        if line == b"\r\n" || line == b"\n" {
+            return &data[..start];
+        }
+        start = end;
+    }
+    data
+}
+
+/// True when an address cannot be written in ASCII and so needs SMTPUTF8 (RFC 6531).
+pub fn needs_utf8(address: &str) -> bool {
+    !address.is_ascii()
+}
+
+/// The DATA payload (RFC 5321 §4.5.2): lines starting with "." get another ".", bare
+/// LF becomes CRLF (RFC 5321 §2.3.8 forbids bare LF on the wire), and the end-of-data
+/// marker follows.
+pub fn dot_stuff(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 50 + 5);
+    let mut at_line_start = true;
+    let mut prev = 0u8;
+    for &b in data {
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+        prev = b;
+    }
+    if !out.is_empty() && !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_stuffing_and_line_ends() {
+        assert_eq!(
+            dot_stuff(b"a\r\n.b\r\n..\r\n"),
+            b"a\r\n..b\r\n...\r\n.\r\n".to_vec()
+        );
+        assert_eq!(dot_stuff(b".x\nend"), b"..x\r\nend\r\n.\r\n".to_vec());
+        assert_eq!(dot_stuff(b""), b".\r\n".to_vec());
+        assert_eq!(dot_stuff(b"a\r\n.\r\n"), b"a\r\n..\r\n.\r\n".to_vec());
+    }
+
+    #[test]
+    fn header_section_and_8bit() {
+        let m = b"Subject: x\r\nFrom: a@b\r\n\r\nbody \xc3\xa9\r\n";
+        assert_eq!(header_section(m), b"Subject: x\r\nFrom: a@b\r\n");
+        let i = MessageInfo::of(m);
+        assert!(i.eight_bit && !i.utf8_headers);
+        let h = MessageInfo::of("Subject: caf\u{e9}\r\n\r\nx".as_bytes());
+        assert!(h.eight_bit && h.utf8_headers);
+        assert_eq!(header_section(b"Only: headers\r\n"), b"Only: headers\r\n");
+        assert!(needs_utf8("j\u{f6}rg@example.test"));
+        assert!(!needs_utf8("joerg@example.test"));
+    }
+}

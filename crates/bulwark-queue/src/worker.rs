@@ -1,0 +1,859 @@
+//! The delivery loop: claim due entries, deliver each destination's recipients under
+//! the concurrency limits, record every outcome, notify the sender.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bulwark_config::LoadedConfig;
+use bulwark_dns::TokioResolver;
+use bulwark_observe::{ProtocolLog, Redactor, Rotation};
+use bulwark_store::{
+    domain_of, Delivery, DeliveryAttempt, DeliveryTarget, Flags, Ingest, NewQueueEntry, QueueId,
+    QueuedMessage, RecipientStatus, RecipientUpdate, Resolution, SharedStore, StoreError,
+    StoreEvent,
+};
+use parking_lot::Mutex;
+use tokio::sync::{broadcast, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::dsn::{self, Action, DsnRecipient};
+use crate::message::{dot_stuff, MessageInfo};
+use crate::outcome::{Outcome, Verdict};
+use crate::params::{DeliveryParams, NotifyOn};
+use crate::route::{self, Connector, Connectors};
+use crate::smtp::client::{self, Envelope, HostResult, Settings};
+use crate::{now, QueueError};
+
+const TARGET: &str = "bulwark::queue";
+
+pub(crate) struct Worker {
+    store: SharedStore,
+    hostname: String,
+    own_names: Vec<String>,
+    settings: Settings,
+    connectors: Connectors,
+    resolver: TokioResolver,
+    log: ProtocolLog,
+    lifetime: i64,
+    delay_notice_after: i64,
+    retry_initial: i64,
+    retry_max: i64,
+    lease: i64,
+    scan: Duration,
+    max_entries: usize,
+    global: Arc<Semaphore>,
+    max_global: usize,
+    per_destination: usize,
+    destinations: Mutex<HashMap<String, Arc<Semaphore>>>,
+    in_flight: Mutex<HashSet<QueueId>>,
+    sessions: AtomicU64,
+    shutdown: CancellationToken,
+}
+
+/// What one destination's delivery decided for one recipient.
+struct RecipientResult {
+    address: String,
+    outcome: Outcome,
+    /// The host that answered, when one did.
+    remote: Option<String>,
+    /// The server that took it announced DSN (RFC 3461), so success notices are its job.
+    remote_dsn: bool,
+}
+
+/// The entry being delivered, shared by its destination tasks.
+struct EntryCtx {
+    entry: QueuedMessage,
+    params: DeliveryParams,
+    data: Vec<u8>,
+    payload: Vec<u8>,
+    info: MessageInfo,
+    now: i64,
+    deleted: AtomicBool,
+}
+
+impl EntryCtx {
+    fn attempts_so_far(&self, address: &str) -> u32 {
+        self.entry
+            .recipients
+            .iter()
+            .find(|r| r.address == address)
+            .map_or(0, |r| r.attempts)
+    }
+}
+
+/// Exponential backoff: `initial` after the first failed attempt, doubling, at most
+/// `max` (e.g. 1 min, 2, 4, … 60 min).
+pub(crate) fn backoff(attempts: u32, initial: i64, max: i64) -> i64 {
+    let shift = attempts.saturating_sub(1).min(30);
+    initial.saturating_mul(1i64 << shift).min(max).max(1)
+}
+
+fn tls_label(tls: &Option<String>) -> &'static str {
+    match tls.as_deref() {
+        None => "none",
+        Some(t) if t.starts_with("TLSv1.3") => "tls1.3",
+        Some(t) if t.starts_with("TLSv1.2") => "tls1.2",
+        Some(_) => "other",
+    }
+}
+
+fn status_of(v: Verdict) -> RecipientStatus {
+    match v {
+        Verdict::Delivered => RecipientStatus::Delivered,
+        Verdict::Deferred => RecipientStatus::Pending,
+        Verdict::Failed => RecipientStatus::Failed,
+    }
+}
+
+impl Worker {
+    pub(crate) fn new(
+        cfg: Arc<LoadedConfig>,
+        store: SharedStore,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<Worker>, QueueError> {
+        let c = &cfg.config;
+        let o = &c.outbound;
+        let connectors = Connectors::from_config(&cfg)?;
+        let resolver = bulwark_dns::resolver(&c.dns)?;
+        let log = if o.protocol_log {
+            let rotation = Rotation {
+                max_size: c.log.rotate_size,
+                max_age: Duration::from_secs(c.log.rotate_age_secs),
+                keep: c.log.keep,
+            };
+            ProtocolLog::open(&cfg.log_dir(), "outbound", Redactor::Smtp, rotation).map_err(
+                |source| QueueError::ProtocolLog {
+                    dir: cfg.log_dir().display().to_string(),
+                    source,
+                },
+            )?
+        } else {
+            ProtocolLog::disabled("outbound", Redactor::Smtp)
+        };
+        let helo = o
+            .helo_name
+            .clone()
+            .unwrap_or_else(|| c.server.hostname.clone());
+        let mut own_names = vec![c.server.hostname.to_ascii_lowercase()];
+        if !own_names.contains(&helo.to_ascii_lowercase()) {
+            own_names.push(helo.to_ascii_lowercase());
+        }
+        Ok(Arc::new(Worker {
+            store,
+            hostname: c.server.hostname.clone(),
+            own_names,
+            settings: Settings {
+                helo,
+                connect_timeout: Duration::from_secs(o.connect_timeout_secs),
+                command_timeout: Duration::from_secs(o.command_timeout_secs),
+                data_timeout: Duration::from_secs(o.data_timeout_secs),
+            },
+            connectors,
+            resolver,
+            log,
+            lifetime: o.max_queue_lifetime_secs as i64,
+            delay_notice_after: o.delay_notice_after_secs as i64,
+            retry_initial: o.retry_initial_secs as i64,
+            retry_max: o.retry_max_secs as i64,
+            lease: o.lease_secs as i64,
+            scan: Duration::from_secs(o.scan_interval_secs),
+            // Entries waiting for a per-destination slot hold a lease; allow some
+            // beyond the connection limit so other destinations keep moving.
+            max_entries: o.max_concurrent_deliveries * 2,
+            global: Arc::new(Semaphore::new(o.max_concurrent_deliveries)),
+            max_global: o.max_concurrent_deliveries,
+            per_destination: o.max_concurrent_per_domain,
+            destinations: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashSet::new()),
+            sessions: AtomicU64::new(0),
+            shutdown,
+        }))
+    }
+
+    /// Claims and delivers until shutdown; then waits for the deliveries in progress.
+    pub(crate) async fn run(self: Arc<Self>) {
+        let mut events = self.store.subscribe();
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut gauges_at = Instant::now() - Duration::from_secs(3600);
+        tracing::info!(target: TARGET, helo = %self.settings.helo, max_concurrent = self.max_global, per_destination = self.per_destination, "outbound delivery started");
+        loop {
+            while tasks.try_join_next().is_some() {}
+            if self.shutdown.is_cancelled() {
+                break;
+            }
+            let capacity = self.max_entries.saturating_sub(tasks.len());
+            if capacity > 0 {
+                match self
+                    .store
+                    .queue_claim_due(now(), self.lease, capacity as u32)
+                    .await
+                {
+                    Ok(entries) => {
+                        for e in entries {
+                            if self.in_flight.lock().insert(e.id) {
+                                tasks.spawn(self.clone().process(e));
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(target: TARGET, error = %e, "cannot claim queue entries")
+                    }
+                }
+            }
+            if gauges_at.elapsed() >= Duration::from_secs(30) {
+                gauges_at = Instant::now();
+                self.update_gauges().await;
+            }
+            // Sleep until something may be due: a queue event, a finished entry (a
+            // slot is free), or the scan interval.
+            let sleep = tokio::time::sleep(self.scan);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => break,
+                    _ = &mut sleep => break,
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => break,
+                    ev = events.recv() => match ev {
+                        Ok(StoreEvent::Queue) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                        Ok(_) => continue,
+                        Err(broadcast::error::RecvError::Closed) => {
+                            events = self.store.subscribe();
+                            break;
+                        }
+                    },
+                }
+            }
+        }
+        tracing::info!(target: TARGET, in_progress = tasks.len(), "outbound delivery stopping: finishing deliveries in progress");
+        while tasks.join_next().await.is_some() {}
+        tracing::info!(target: TARGET, "outbound delivery stopped");
+    }
+
+    async fn update_gauges(&self) {
+        let Ok(list) = self.store.queue_list().await else {
+            return;
+        };
+        let now = now();
+        let pending: usize = list
+            .iter()
+            .map(|m| {
+                m.recipients
+                    .iter()
+                    .filter(|r| r.status == RecipientStatus::Pending)
+                    .count()
+            })
+            .sum();
+        let oldest = list.iter().map(|m| m.created).min().map_or(0, |c| now - c);
+        metrics::gauge!("bulwark_queue_messages").set(list.len() as f64);
+        metrics::gauge!("bulwark_queue_recipients_pending").set(pending as f64);
+        metrics::gauge!("bulwark_queue_oldest_age_seconds").set(oldest.max(0) as f64);
+    }
+
+    /// Delivers one claimed entry, renewing its lease while that takes.
+    async fn process(self: Arc<Self>, entry: QueuedMessage) {
+        let id = entry.id;
+        let work = self.clone().deliver_entry(entry);
+        tokio::pin!(work);
+        let period = Duration::from_secs((self.lease / 3).max(1) as u64);
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tokio::select! {
+                _ = &mut work => break,
+                _ = renew.tick() => {
+                    if let Err(e) = self.store.queue_progress(id, &[], &[], now() + self.lease).await {
+                        tracing::warn!(target: TARGET, queue_id = id, error = %e, "cannot renew the queue lease");
+                    }
+                }
+            }
+        }
+        self.in_flight.lock().remove(&id);
+    }
+
+    async fn deliver_entry(self: Arc<Self>, entry: QueuedMessage) {
+        let id = entry.id;
+        let now = now();
+        let data = match self.store.read_blob(entry.blob_id).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(target: TARGET, queue_id = id, error = %e, "cannot read the queued message; will retry");
+                let _ = self
+                    .store
+                    .queue_update(id, &[], &[], entry.delay_notified)
+                    .await;
+                return;
+            }
+        };
+        let params = DeliveryParams::parse(&entry.params);
+        let info = MessageInfo::of(&data);
+        let payload = dot_stuff(&data);
+        let mut groups: BTreeMap<String, (Arc<Connector>, String, Vec<String>)> = BTreeMap::new();
+        let mut immediate = Vec::new();
+        for r in &entry.recipients {
+            if r.status != RecipientStatus::Pending || r.next_attempt > now {
+                continue;
+            }
+            let Some(domain) = domain_of(&r.address) else {
+                immediate.push(RecipientResult {
+                    address: r.address.clone(),
+                    outcome: Outcome::failed("5.1.3", "the address has no domain"),
+                    remote: None,
+                    remote_dsn: false,
+                });
+                continue;
+            };
+            let connector = self.connectors.select(&domain);
+            let key = connector.destination_key(&domain);
+            groups
+                .entry(key)
+                .or_insert_with(|| (connector, domain, Vec::new()))
+                .2
+                .push(r.address.clone());
+        }
+        let ctx = Arc::new(EntryCtx {
+            entry,
+            params,
+            data,
+            payload,
+            info,
+            now,
+            deleted: AtomicBool::new(false),
+        });
+        let mut set = JoinSet::new();
+        for (key, (connector, domain, rcpts)) in groups {
+            set.spawn(
+                self.clone()
+                    .deliver_destination(ctx.clone(), key, connector, domain, rcpts),
+            );
+        }
+        let mut results = immediate;
+        while let Some(r) = set.join_next().await {
+            if let Ok(mut rs) = r {
+                results.append(&mut rs);
+            }
+        }
+        if ctx.deleted.load(Ordering::Relaxed) {
+            tracing::info!(target: TARGET, queue_id = id, "the entry was deleted during delivery");
+            return;
+        }
+        self.finish(&ctx, results).await;
+    }
+
+    fn destination(&self, key: &str) -> Arc<Semaphore> {
+        self.destinations
+            .lock()
+            .entry(key.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_destination)))
+            .clone()
+    }
+
+    fn release_destination(&self, key: &str, sem: Arc<Semaphore>) {
+        let mut map = self.destinations.lock();
+        drop(sem);
+        if map.get(key).is_some_and(|s| Arc::strong_count(s) == 1) {
+            map.remove(key);
+        }
+    }
+
+    /// One destination of one entry: connect (within the limits), deliver, and record
+    /// the delivered and deferred recipients at once. Permanent failures are returned
+    /// and recorded by `finish` together with the notice.
+    async fn deliver_destination(
+        self: Arc<Self>,
+        ctx: Arc<EntryCtx>,
+        key: String,
+        connector: Arc<Connector>,
+        domain: String,
+        rcpts: Vec<String>,
+    ) -> Vec<RecipientResult> {
+        let dest = self.destination(&key);
+        let results = {
+            let Ok(_slot) = dest.clone().acquire_owned().await else {
+                return Vec::new();
+            };
+            let Ok(_conn) = self.global.clone().acquire_owned().await else {
+                return Vec::new();
+            };
+            if self.shutdown.is_cancelled() || ctx.deleted.load(Ordering::Relaxed) {
+                // Not attempted: the recipients stay due for the next start.
+                Vec::new()
+            } else {
+                metrics::gauge!("bulwark_queue_deliveries_in_progress").increment(1.0);
+                let (results, attempts) = self.attempt(&ctx, &connector, &domain, &rcpts).await;
+                metrics::gauge!("bulwark_queue_deliveries_in_progress").decrement(1.0);
+                let now = now();
+                let mut updates = Vec::new();
+                let mut rest = Vec::new();
+                for r in results {
+                    match self.settle(&ctx, &r, now) {
+                        Some(u) => updates.push(u),
+                        None => rest.push(r),
+                    }
+                }
+                // Durable before the next transaction starts: a crash from here on
+                // never re-sends to these recipients.
+                match self
+                    .store
+                    .queue_progress(ctx.entry.id, &updates, &attempts, now + self.lease)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(StoreError::NotFound(_)) => ctx.deleted.store(true, Ordering::Relaxed),
+                    Err(e) => {
+                        tracing::error!(target: TARGET, queue_id = ctx.entry.id, error = %e, "cannot record delivery outcomes")
+                    }
+                }
+                rest
+            }
+        };
+        self.release_destination(&key, dest);
+        results
+    }
+
+    /// The update to record now for a delivered or deferred recipient; None for a
+    /// permanent failure (or expiry), which `finish` records with its notice.
+    fn settle(&self, ctx: &EntryCtx, r: &RecipientResult, now: i64) -> Option<RecipientUpdate> {
+        match r.outcome.verdict {
+            Verdict::Delivered => Some(RecipientUpdate {
+                address: r.address.clone(),
+                status: RecipientStatus::Delivered,
+                reply: r.outcome.text.clone(),
+                next_attempt: 0,
+            }),
+            Verdict::Failed => None,
+            Verdict::Deferred => {
+                let expires = ctx.entry.created + self.lifetime;
+                if now >= expires {
+                    return None;
+                }
+                let attempts = ctx.attempts_so_far(&r.address) + 1;
+                let next = (now + backoff(attempts, self.retry_initial, self.retry_max))
+                    .min(expires)
+                    .max(now + 1);
+                Some(RecipientUpdate {
+                    address: r.address.clone(),
+                    status: RecipientStatus::Pending,
+                    reply: r.outcome.text.clone(),
+                    next_attempt: next,
+                })
+            }
+        }
+    }
+
+    /// Routes and tries every address of every host until one server decides.
+    async fn attempt(
+        &self,
+        ctx: &EntryCtx,
+        connector: &Connector,
+        domain: &str,
+        rcpts: &[String],
+    ) -> (Vec<RecipientResult>, Vec<DeliveryAttempt>) {
+        let id = ctx.entry.id;
+        let mut attempts = Vec::new();
+        let record = |attempts: &mut Vec<DeliveryAttempt>,
+                      rcpt: &str,
+                      peer: &str,
+                      tls: &Option<String>,
+                      o: &Outcome| {
+            let tls_text = tls.clone().unwrap_or_else(|| "none".into());
+            metrics::counter!("bulwark_queue_attempts_total", "outcome" => o.verdict.name(), "tls" => tls_label(tls)).increment(1);
+            tracing::info!(target: TARGET, queue_id = id, rcpt, peer, tls = %tls_text, connector = %connector.name, outcome = o.verdict.name(), reply = %o.text, "delivery attempt");
+            attempts.push(DeliveryAttempt {
+                at: now(),
+                recipient: rcpt.to_string(),
+                peer: peer.to_string(),
+                tls: tls_text,
+                reply: o.text.clone(),
+                outcome: status_of(o.verdict),
+            });
+        };
+        let all = |o: &Outcome, remote: Option<&str>| -> Vec<RecipientResult> {
+            rcpts
+                .iter()
+                .map(|a| RecipientResult {
+                    address: a.clone(),
+                    outcome: o.clone(),
+                    remote: remote.map(str::to_string),
+                    remote_dsn: false,
+                })
+                .collect()
+        };
+        let hosts = match route::resolve(&self.resolver, domain, connector, &self.own_names).await {
+            Ok(h) => h,
+            Err(o) => {
+                for r in rcpts {
+                    record(&mut attempts, r, &format!("(dns {domain})"), &None, &o);
+                }
+                return (all(&o, None), attempts);
+            }
+        };
+        let envelope = Envelope {
+            return_path: &ctx.entry.return_path,
+            recipients: rcpts,
+            params: &ctx.params,
+            info: ctx.info,
+            payload: &ctx.payload,
+        };
+        let mut last_temporary: Option<(Outcome, String)> = None;
+        let mut last_permanent: Option<(Outcome, String)> = None;
+        'hosts: for host in &hosts {
+            for ip in &host.addrs {
+                if self.shutdown.is_cancelled() {
+                    let o = Outcome::deferred("4.3.2", "the server is shutting down");
+                    last_temporary = Some((o, host.name.clone()));
+                    break 'hosts;
+                }
+                let addr = SocketAddr::new(*ip, connector.port);
+                let n = self.sessions.fetch_add(1, Ordering::Relaxed);
+                let log = self.log.session(&format!("q{id}-{n}"), addr);
+                let a =
+                    client::deliver(&self.settings, connector, &host.name, addr, &envelope, log)
+                        .await;
+                metrics::counter!("bulwark_queue_connections_total", "tls" => tls_label(&a.tls))
+                    .increment(1);
+                match a.result {
+                    HostResult::Done(outcomes) => {
+                        let mut out = Vec::with_capacity(rcpts.len());
+                        for (rcpt, o) in rcpts.iter().zip(outcomes) {
+                            record(&mut attempts, rcpt, &a.peer, &a.tls, &o);
+                            out.push(RecipientResult {
+                                address: rcpt.clone(),
+                                outcome: o,
+                                remote: Some(host.name.clone()),
+                                remote_dsn: a.remote_dsn,
+                            });
+                        }
+                        return (out, attempts);
+                    }
+                    HostResult::NextHost(o) => {
+                        for rcpt in rcpts {
+                            record(&mut attempts, rcpt, &a.peer, &a.tls, &o);
+                        }
+                        if o.verdict == Verdict::Failed {
+                            last_permanent = Some((o, host.name.clone()));
+                        } else {
+                            last_temporary = Some((o, host.name.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        // No server decided. Permanent only when every server refused permanently.
+        let (o, remote) = match (last_temporary, last_permanent) {
+            (Some(t), _) => t,
+            (None, Some(p)) => p,
+            (None, None) => (
+                Outcome::deferred("4.4.4", format!("no usable mail host for {domain}")),
+                String::new(),
+            ),
+        };
+        let remote = (!remote.is_empty()).then_some(remote);
+        (all(&o, remote.as_deref()), attempts)
+    }
+
+    /// After every destination: notices, then the closing update with the failures,
+    /// which also releases the lease (and removes the entry when nothing is pending).
+    async fn finish(&self, ctx: &EntryCtx, results: Vec<RecipientResult>) {
+        let e = &ctx.entry;
+        let now = now();
+        let expires = e.created + self.lifetime;
+        let mut failed: Vec<(&RecipientResult, Outcome)> = Vec::new();
+        let mut relayed: Vec<&RecipientResult> = Vec::new();
+        let mut decided: HashSet<&str> = HashSet::new();
+        for r in &results {
+            match r.outcome.verdict {
+                Verdict::Failed => {
+                    failed.push((r, r.outcome.clone()));
+                    decided.insert(&r.address);
+                }
+                Verdict::Deferred if now >= expires => {
+                    let days = self.lifetime / 86400;
+                    let mut o = r.outcome.clone();
+                    o.verdict = Verdict::Failed;
+                    o.text = format!(
+                        "delivery time expired after {} ({}); last error: {}",
+                        if days > 0 {
+                            format!("{days} day(s)")
+                        } else {
+                            format!("{}s", self.lifetime)
+                        },
+                        "RFC 5321 §4.5.4.1",
+                        r.outcome.text
+                    );
+                    if !o.status.starts_with('4') && !o.status.starts_with('5') {
+                        o.status = "4.4.7".into();
+                    }
+                    failed.push((r, o));
+                    decided.insert(&r.address);
+                }
+                Verdict::Delivered => {
+                    decided.insert(&r.address);
+                    if !r.remote_dsn && ctx.params.wants(&r.address, NotifyOn::Success) {
+                        relayed.push(r);
+                    }
+                }
+                Verdict::Deferred => {}
+            }
+        }
+        let sender = e.return_path.as_str();
+        let mut updates: Vec<RecipientUpdate> = Vec::new();
+
+        // Failure (and relayed) notice. Never to the null sender: notices are sent from
+        // <> themselves, so this is what makes bounce loops impossible.
+        let notify_failed: Vec<DsnRecipient> = failed
+            .iter()
+            .filter(|(r, _)| ctx.params.wants(&r.address, NotifyOn::Failure))
+            .map(|(r, o)| self.dsn_recipient(ctx, r, o, Action::Failed))
+            .chain(relayed.iter().map(|r| {
+                let mut d = self.dsn_recipient(ctx, r, &r.outcome, Action::Relayed);
+                d.status = "2.0.0".into();
+                d
+            }))
+            .collect();
+        let mut notice_ok = true;
+        if !notify_failed.is_empty() {
+            if sender.is_empty() {
+                tracing::info!(target: TARGET, queue_id = e.id, recipients = notify_failed.len(), "permanent failure of a message from <>: no notice (RFC 3464 §2, no bounce to the null sender)");
+            } else {
+                let has_failure = notify_failed.iter().any(|d| d.action == Action::Failed);
+                let bytes = dsn::build(&dsn::Report {
+                    reporting_mta: &self.hostname,
+                    to: sender,
+                    envid: ctx.params.envid.as_deref(),
+                    arrival: e.created,
+                    retry_until: None,
+                    recipients: &notify_failed,
+                    original: &ctx.data,
+                    ret: ctx.params.ret(),
+                    now,
+                });
+                match self.send_notice(sender, bytes).await {
+                    Ok(()) => {
+                        let kind = if has_failure { "failure" } else { "relayed" };
+                        metrics::counter!("bulwark_queue_notices_total", "kind" => kind)
+                            .increment(1);
+                        tracing::info!(target: TARGET, queue_id = e.id, to = sender, kind, recipients = notify_failed.len(), "delivery status notification sent");
+                    }
+                    Err(err) => {
+                        notice_ok = false;
+                        tracing::error!(target: TARGET, queue_id = e.id, error = %err, "cannot send the failure notice; the recipients stay queued");
+                    }
+                }
+            }
+        }
+        for (r, o) in &failed {
+            if notice_ok {
+                updates.push(RecipientUpdate {
+                    address: r.address.clone(),
+                    status: RecipientStatus::Failed,
+                    reply: o.text.clone(),
+                    next_attempt: 0,
+                });
+            } else {
+                // Keep it (and try again) rather than lose the notice.
+                updates.push(RecipientUpdate {
+                    address: r.address.clone(),
+                    status: RecipientStatus::Pending,
+                    reply: o.text.clone(),
+                    next_attempt: now + self.retry_initial,
+                });
+            }
+        }
+
+        // Delay notice, once, for what is still pending after the configured time.
+        let mut delay_notified = e.delay_notified;
+        if !e.delay_notified && now - e.created >= self.delay_notice_after {
+            let still: Vec<DsnRecipient> = e
+                .recipients
+                .iter()
+                .filter(|q| {
+                    q.status == RecipientStatus::Pending && !decided.contains(q.address.as_str())
+                })
+                .filter(|q| ctx.params.wants(&q.address, NotifyOn::Delay))
+                .map(|q| {
+                    let now_result = results.iter().find(|r| r.address == q.address);
+                    let (status, text, remote, diag) = match now_result {
+                        Some(r) => (
+                            r.outcome.status.clone(),
+                            self.explain(r, &r.outcome),
+                            r.remote.clone(),
+                            r.outcome.remote.then(|| r.outcome.text.clone()),
+                        ),
+                        None => (
+                            "4.0.0".to_string(),
+                            q.last_reply
+                                .clone()
+                                .unwrap_or_else(|| "not yet attempted".into()),
+                            None,
+                            None,
+                        ),
+                    };
+                    DsnRecipient {
+                        address: q.address.clone(),
+                        original: ctx.params.orcpt(&q.address).map(str::to_string),
+                        action: Action::Delayed,
+                        status,
+                        remote_mta: remote,
+                        smtp_diagnostic: diag,
+                        explanation: text,
+                        last_attempt: Some(now),
+                    }
+                })
+                .collect();
+            let any_pending = e.recipients.iter().any(|q| {
+                q.status == RecipientStatus::Pending && !decided.contains(q.address.as_str())
+            });
+            if any_pending {
+                if !still.is_empty() && !sender.is_empty() {
+                    let bytes = dsn::build(&dsn::Report {
+                        reporting_mta: &self.hostname,
+                        to: sender,
+                        envid: ctx.params.envid.as_deref(),
+                        arrival: e.created,
+                        retry_until: Some(expires),
+                        recipients: &still,
+                        original: &ctx.data,
+                        ret: ctx.params.ret(),
+                        now,
+                    });
+                    match self.send_notice(sender, bytes).await {
+                        Ok(()) => {
+                            metrics::counter!("bulwark_queue_notices_total", "kind" => "delay")
+                                .increment(1);
+                            tracing::info!(target: TARGET, queue_id = e.id, to = sender, recipients = still.len(), "delay notice sent");
+                            delay_notified = true;
+                        }
+                        Err(err) => {
+                            tracing::error!(target: TARGET, queue_id = e.id, error = %err, "cannot send the delay notice; will try again")
+                        }
+                    }
+                } else {
+                    delay_notified = true;
+                }
+            }
+        }
+
+        match self
+            .store
+            .queue_update(e.id, &updates, &[], delay_notified)
+            .await
+        {
+            Ok(()) | Err(StoreError::NotFound(_)) => {}
+            Err(err) => {
+                tracing::error!(target: TARGET, queue_id = e.id, error = %err, "cannot record the end of the attempt; the lease will expire")
+            }
+        }
+    }
+
+    fn explain(&self, r: &RecipientResult, o: &Outcome) -> String {
+        match (&r.remote, o.remote, o.stage) {
+            (Some(host), true, Some(stage)) => {
+                format!("host {host} said: {} (in reply to {stage})", o.text)
+            }
+            (Some(host), true, None) => format!("host {host} said: {}", o.text),
+            _ => o.text.clone(),
+        }
+    }
+
+    fn dsn_recipient(
+        &self,
+        ctx: &EntryCtx,
+        r: &RecipientResult,
+        o: &Outcome,
+        action: Action,
+    ) -> DsnRecipient {
+        DsnRecipient {
+            address: r.address.clone(),
+            original: ctx.params.orcpt(&r.address).map(str::to_string),
+            action,
+            status: o.status.clone(),
+            remote_mta: r.remote.clone(),
+            smtp_diagnostic: o.remote.then(|| o.text.clone()),
+            explanation: self.explain(r, o),
+            last_attempt: Some(ctx.now),
+        }
+    }
+
+    /// Delivers a notice: into the sender's mailboxes when the sender is local (its
+    /// aliases' remote targets get a queued copy), else queued for delivery — always
+    /// with the null reverse-path, so it can never bounce back.
+    async fn send_notice(&self, to: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        let now = now();
+        let remote = |recipients: Vec<String>| NewQueueEntry {
+            return_path: String::new(),
+            recipients,
+            params: String::new(),
+            data: None,
+        };
+        match self.store.resolve(to).await? {
+            Resolution::NotOurDomain => {
+                self.store
+                    .ingest(Ingest {
+                        data: bytes,
+                        internal_date: now,
+                        deliveries: Vec::new(),
+                        queue: Some(remote(vec![to.to_string()])),
+                    })
+                    .await?;
+            }
+            Resolution::Unknown => {
+                tracing::warn!(target: TARGET, to, "the sender's local address does not exist; notice dropped");
+            }
+            Resolution::Deliver { accounts, forward } => {
+                if accounts.is_empty() {
+                    if !forward.is_empty() {
+                        self.store
+                            .ingest(Ingest {
+                                data: bytes,
+                                internal_date: now,
+                                deliveries: Vec::new(),
+                                queue: Some(remote(forward)),
+                            })
+                            .await?;
+                    }
+                    return Ok(());
+                }
+                // Local copies get the Return-Path of final delivery (RFC 5321
+                // §4.4); the relayed copy must not.
+                let mut local = b"Return-Path: <>\r\n".to_vec();
+                local.extend_from_slice(&bytes);
+                let queue = (!forward.is_empty()).then(|| NewQueueEntry {
+                    data: Some(bytes),
+                    ..remote(forward)
+                });
+                self.store
+                    .ingest(Ingest {
+                        data: local,
+                        internal_date: now,
+                        deliveries: accounts
+                            .iter()
+                            .map(|a| Delivery {
+                                target: DeliveryTarget::Inbox(a.id),
+                                flags: Flags::default(),
+                            })
+                            .collect(),
+                        queue,
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum() {
+        let b: Vec<i64> = (1..=9).map(|n| backoff(n, 60, 3600)).collect();
+        assert_eq!(b, vec![60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]);
+        assert_eq!(backoff(0, 60, 3600), 60);
+        assert_eq!(backoff(u32::MAX, 60, 3600), 3600);
+        assert_eq!(backoff(3, 1, 2), 2);
+    }
+}
