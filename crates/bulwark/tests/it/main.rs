@@ -8,5 +8,6 @@ mod imap;
 mod observe;
 mod pop3;
 mod senderauth;
+mod outbound;
 mod serve;
 mod smtp;
