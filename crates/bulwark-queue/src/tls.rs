@@ -330,7 +330,7 @@ mod tests {
         assert!(d.starts_with("TLSv1.3 TLS13_"), "{d}");
 
         for pin in [&info.sha256, &info.spki_sha256] {
-            let pinned = client_config(TlsLevel::Pinned, None, &[pin.clone()]).unwrap();
+            let pinned = client_config(TlsLevel::Pinned, None, std::slice::from_ref(pin)).unwrap();
             assert!(handshake(&good, pinned.clone(), "anything.test")
                 .await
                 .is_ok());

@@ -127,7 +127,7 @@ impl ReplyBuffer {
         Ok(Some((reply, raw)))
     }
 
-    pub fn next(&mut self) -> Result<Option<Reply>, ReplyError> {
+    pub fn next_reply(&mut self) -> Result<Option<Reply>, ReplyError> {
         Ok(self.next_raw()?.map(|(r, _)| r))
     }
 }
@@ -204,7 +204,7 @@ mod tests {
     fn one(bytes: &[u8]) -> Reply {
         let mut b = ReplyBuffer::default();
         b.push(bytes);
-        let r = b.next().unwrap().unwrap();
+        let r = b.next_reply().unwrap().unwrap();
         assert!(!b.has_pending());
         r
     }
@@ -239,27 +239,27 @@ mod tests {
     fn replies_arrive_in_pieces_and_back_to_back() {
         let mut b = ReplyBuffer::default();
         b.push(b"250-first\r\n250 sec");
-        assert_eq!(b.next().unwrap(), None);
+        assert_eq!(b.next_reply().unwrap(), None);
         b.push(b"ond\r\n221 bye\r\n");
-        assert_eq!(b.next().unwrap().unwrap().text, "first second");
+        assert_eq!(b.next_reply().unwrap().unwrap().text, "first second");
         assert!(b.has_pending());
-        assert_eq!(b.next().unwrap().unwrap().code, 221);
-        assert_eq!(b.next().unwrap(), None);
+        assert_eq!(b.next_reply().unwrap().unwrap().code, 221);
+        assert_eq!(b.next_reply().unwrap(), None);
     }
 
     #[test]
     fn hostile_replies_are_errors() {
         let mut b = ReplyBuffer::default();
         b.push(b"hello there\r\n");
-        assert!(matches!(b.next(), Err(ReplyError::Malformed(_))));
+        assert!(matches!(b.next_reply(), Err(ReplyError::Malformed(_))));
         let mut b = ReplyBuffer::default();
         b.push(&vec![b'2'; MAX_REPLY + 10]);
-        assert_eq!(b.next(), Err(ReplyError::TooLong));
+        assert_eq!(b.next_reply(), Err(ReplyError::TooLong));
         let mut b = ReplyBuffer::default();
         for _ in 0..1000 {
             b.push(b"250-more\r\n");
         }
-        assert_eq!(b.next(), Err(ReplyError::TooLong));
+        assert_eq!(b.next_reply(), Err(ReplyError::TooLong));
         // Control characters never reach a log.
         assert_eq!(one(b"250 ok\x1b[31m\r\n").text, "ok?[31m");
     }
