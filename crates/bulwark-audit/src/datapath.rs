@@ -320,7 +320,7 @@ pub fn build(cfg: &LoadedConfig, run: Option<&RunState>) -> Report {
     }
     rows.push(DataPath {
         data_path: "Bulwark → Internet server (delivery)".into(),
-        port: "25/TCP".into(),
+        port: format!("{}/TCP", c.outbound.remote_port),
         default_authentication: "anonymous".into(),
         supported_authentication: "SASL per outbound connector".into(),
         encryption_supported: "STARTTLS".into(),
@@ -331,6 +331,48 @@ pub fn build(cfg: &LoadedConfig, run: Option<&RunState>) -> Report {
         state: "configured".into(),
         probe: None,
     });
+    // One row per [[outbound.connector]]: where mail for its address space goes and
+    // what protects it.
+    for k in &c.outbound.connectors {
+        use bulwark_config::TlsLevel;
+        let implicit = k.uses_implicit_tls(c.outbound.remote_port);
+        let target = match &k.smart_host {
+            Some(h) => format!("smart host {h}"),
+            None => "MX hosts".to_string(),
+        };
+        let level = match k.tls {
+            TlsLevel::Opportunistic if implicit => "yes (implicit TLS, certificate not checked)",
+            TlsLevel::Opportunistic => "tried on every connection (opportunistic)",
+            TlsLevel::Required => "required (certificate not checked)",
+            TlsLevel::Verify => "required; certificate chain and name verified",
+            TlsLevel::Pinned => "required; certificate pinned (SHA-256)",
+        };
+        rows.push(DataPath {
+            data_path: format!(
+                "Bulwark → {target} (connector {}: {})",
+                k.name,
+                k.address_space.join(", ")
+            ),
+            port: format!("{}/TCP", k.port_or(c.outbound.remote_port)),
+            default_authentication: if k.credentials_file.is_some() {
+                "SASL PLAIN/LOGIN (credentials file), after TLS".into()
+            } else {
+                "anonymous".into()
+            },
+            supported_authentication: "PLAIN, LOGIN".into(),
+            encryption_supported: if implicit {
+                "implicit TLS, TLS 1.2/1.3".into()
+            } else {
+                "STARTTLS, TLS 1.2/1.3".into()
+            },
+            encrypted_by_default: level.into(),
+            category: "connector",
+            listener: None,
+            addresses: Vec::new(),
+            state: "configured".into(),
+            probe: None,
+        });
+    }
     rows.push(DataPath {
         data_path: "Administrator → CLI / store".into(),
         port: "local files".into(),
@@ -474,5 +516,55 @@ impl Report {
 
     pub fn json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod connector_rows {
+    use super::*;
+
+    #[test]
+    fn every_connector_is_a_data_path_row() {
+        let config = bulwark_config::Config::parse(
+            r#"[server]
+hostname = "mail.example.test"
+[[outbound.connector]]
+name = "relay"
+address_space = ["*"]
+smart_host = "smtp.provider.example"
+port = 465
+tls = "verify"
+credentials_file = "secrets/relay"
+[[outbound.connector]]
+name = "partner"
+address_space = ["partner.example"]
+tls = "pinned"
+tls_pins = ["0000000000000000000000000000000000000000000000000000000000000000"]
+"#,
+            "t",
+        )
+        .unwrap();
+        let cfg = LoadedConfig {
+            dir: "/nonexistent".into(),
+            file: "/nonexistent/bulwark.toml".into(),
+            config,
+        };
+        let r = build(&cfg, None);
+        let rows: Vec<&DataPath> = r
+            .data_paths
+            .iter()
+            .filter(|d| d.category == "connector")
+            .collect();
+        assert_eq!(rows.len(), 2);
+        assert!(rows[0]
+            .data_path
+            .contains("smart host smtp.provider.example"));
+        assert_eq!(rows[0].port, "465/TCP");
+        assert!(rows[0].default_authentication.contains("after TLS"));
+        assert!(rows[0].encryption_supported.starts_with("implicit TLS"));
+        assert!(rows[0].encrypted_by_default.contains("verified"));
+        assert_eq!(rows[1].port, "25/TCP");
+        assert!(rows[1].encrypted_by_default.contains("pinned"));
+        assert_eq!(rows[1].default_authentication, "anonymous");
     }
 }

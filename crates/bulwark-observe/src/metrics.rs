@@ -270,6 +270,18 @@ pub const CATALOG: &[MetricDef] = &[
         "Outbound delivery attempts per recipient (outcome: delivered, deferred, failed; tls: none, TLSv1.2, TLSv1.3)",
         "bulwark-queue",
     ),
+    gauge(
+        "bulwark_queue_deliveries_in_progress",
+        &[],
+        "Outbound SMTP deliveries (connections) in progress",
+        "bulwark-queue",
+    ),
+    counter(
+        "bulwark_delivery_delay_notices_total",
+        &[],
+        "Delay notices (DSN, RFC 3464, action delayed) sent to senders",
+        "bulwark-queue",
+    ),
     // ---- sender authentication ----
     // ---- IMAP (bulwark-imap) ----
     counter(
@@ -583,6 +595,8 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
     let _ = metrics::gauge!("bulwark_tls_certificate_expiry_seconds");
     let _ = metrics::gauge!("bulwark_queue_depth");
     let _ = metrics::gauge!("bulwark_queue_oldest_age_seconds");
+    let _ = metrics::gauge!("bulwark_queue_deliveries_in_progress");
+    c("bulwark_delivery_delay_notices_total", &[]);
     for outcome in ["delivered", "deferred", "failed"] {
         for tls in ["none", "TLSv1.2", "TLSv1.3"] {
             c(

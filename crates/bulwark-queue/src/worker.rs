@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bulwark_config::LoadedConfig;
 use bulwark_dns::TokioResolver;
@@ -92,11 +92,12 @@ pub(crate) fn backoff(attempts: u32, initial: i64, max: i64) -> i64 {
     initial.saturating_mul(1i64 << shift).min(max).max(1)
 }
 
+/// The `tls` label of `bulwark_delivery_attempts_total` (METRICS.md).
 fn tls_label(tls: &Option<String>) -> &'static str {
     match tls.as_deref() {
         None => "none",
-        Some(t) if t.starts_with("TLSv1.3") => "tls1.3",
-        Some(t) if t.starts_with("TLSv1.2") => "tls1.2",
+        Some(t) if t.starts_with("TLSv1.3") => "TLSv1.3",
+        Some(t) if t.starts_with("TLSv1.2") => "TLSv1.2",
         Some(_) => "other",
     }
 }
@@ -178,7 +179,6 @@ impl Worker {
     pub(crate) async fn run(self: Arc<Self>) {
         let mut events = self.store.subscribe();
         let mut tasks: JoinSet<()> = JoinSet::new();
-        let mut gauges_at = Instant::now() - Duration::from_secs(3600);
         tracing::info!(target: TARGET, helo = %self.settings.helo, max_concurrent = self.max_global, per_destination = self.per_destination, "outbound delivery started");
         loop {
             while tasks.try_join_next().is_some() {}
@@ -204,10 +204,6 @@ impl Worker {
                     }
                 }
             }
-            if gauges_at.elapsed() >= Duration::from_secs(30) {
-                gauges_at = Instant::now();
-                self.update_gauges().await;
-            }
             // Sleep until something may be due: a queue event, a finished entry (a
             // slot is free), or the scan interval.
             let sleep = tokio::time::sleep(self.scan);
@@ -231,26 +227,6 @@ impl Worker {
         tracing::info!(target: TARGET, in_progress = tasks.len(), "outbound delivery stopping: finishing deliveries in progress");
         while tasks.join_next().await.is_some() {}
         tracing::info!(target: TARGET, "outbound delivery stopped");
-    }
-
-    async fn update_gauges(&self) {
-        let Ok(list) = self.store.queue_list().await else {
-            return;
-        };
-        let now = now();
-        let pending: usize = list
-            .iter()
-            .map(|m| {
-                m.recipients
-                    .iter()
-                    .filter(|r| r.status == RecipientStatus::Pending)
-                    .count()
-            })
-            .sum();
-        let oldest = list.iter().map(|m| m.created).min().map_or(0, |c| now - c);
-        metrics::gauge!("bulwark_queue_messages").set(list.len() as f64);
-        metrics::gauge!("bulwark_queue_recipients_pending").set(pending as f64);
-        metrics::gauge!("bulwark_queue_oldest_age_seconds").set(oldest.max(0) as f64);
     }
 
     /// Delivers one claimed entry, renewing its lease while that takes.
@@ -459,7 +435,7 @@ impl Worker {
                       tls: &Option<String>,
                       o: &Outcome| {
             let tls_text = tls.clone().unwrap_or_else(|| "none".into());
-            metrics::counter!("bulwark_queue_attempts_total", "outcome" => o.verdict.name(), "tls" => tls_label(tls)).increment(1);
+            metrics::counter!("bulwark_delivery_attempts_total", "outcome" => o.verdict.name(), "tls" => tls_label(tls)).increment(1);
             tracing::info!(target: TARGET, queue_id = id, rcpt, peer, tls = %tls_text, connector = %connector.name, outcome = o.verdict.name(), reply = %o.text, "delivery attempt");
             attempts.push(DeliveryAttempt {
                 at: now(),
@@ -512,10 +488,13 @@ impl Worker {
                 let a =
                     client::deliver(&self.settings, connector, &host.name, addr, &envelope, log)
                         .await;
-                metrics::counter!("bulwark_queue_connections_total", "tls" => tls_label(&a.tls))
-                    .increment(1);
                 match a.result {
                     HostResult::Done(outcomes) => {
+                        if outcomes.iter().any(|o| o.verdict == Verdict::Delivered) {
+                            metrics::counter!("bulwark_messages_delivered_total", "destination" => "remote").increment(1);
+                            metrics::counter!("bulwark_message_bytes_delivered_total", "destination" => "remote")
+                                .increment(ctx.data.len() as u64);
+                        }
                         let mut out = Vec::with_capacity(rcpts.len());
                         for (rcpt, o) in rcpts.iter().zip(outcomes) {
                             record(&mut attempts, rcpt, &a.peer, &a.tls, &o);
@@ -721,8 +700,7 @@ impl Worker {
                     });
                     match self.send_notice(sender, bytes).await {
                         Ok(()) => {
-                            metrics::counter!("bulwark_queue_notices_total", "kind" => "delay")
-                                .increment(1);
+                            metrics::counter!("bulwark_delivery_delay_notices_total").increment(1);
                             tracing::info!(target: TARGET, queue_id = e.id, to = sender, recipients = still.len(), "delay notice sent");
                             delay_notified = true;
                         }
