@@ -612,8 +612,9 @@ impl Worker {
                 match self.send_notice(sender, bytes).await {
                     Ok(()) => {
                         let kind = if has_failure { "failure" } else { "relayed" };
-                        metrics::counter!("bulwark_queue_notices_total", "kind" => kind)
-                            .increment(1);
+                        if has_failure {
+                            metrics::counter!("bulwark_messages_bounced_total").increment(1);
+                        }
                         tracing::info!(target: TARGET, queue_id = e.id, to = sender, kind, recipients = notify_failed.len(), "delivery status notification sent");
                     }
                     Err(err) => {
