@@ -15,4 +15,6 @@
 pub mod client;
 pub mod reply;
 mod stream;
+#[cfg(test)]
+mod tests;
 pub mod transaction;
