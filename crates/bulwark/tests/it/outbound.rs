@@ -811,3 +811,139 @@ fn queue_cli_lists_shows_retries_and_deletes() {
         "delete sends no notice"
     );
 }
+
+/// A second Bulwark (domain remote.test, host mx.remote.test) as the final destination:
+/// alice submits on 587 with Python's smtplib, the first server relays over verified
+/// TLS to the second, which refuses an unknown user at RCPT (→ a notice for alice).
+#[test]
+fn relays_to_a_second_bulwark_over_verified_tls() {
+    let lab = Lab::new();
+    // The destination server.
+    let remote = tempfile::tempdir().unwrap();
+    let rdir = remote.path().join("data");
+    let run = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut c = std::process::Command::new(bin())
+            .arg("--dir")
+            .arg(&rdir)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(
+        &[
+            "init",
+            "--domain",
+            "remote.test",
+            "--hostname",
+            "mx.remote.test",
+            "--listen",
+            "127.0.0.1",
+            "--ephemeral-ports",
+        ],
+        "",
+    );
+    run(
+        &["user", "add", "bob@remote.test", "--password-stdin"],
+        &format!("{PASSWORD}\n"),
+    );
+    let cfg_path = rdir.join("bulwark.toml");
+    let mut doc: toml_edit::DocumentMut =
+        std::fs::read_to_string(&cfg_path).unwrap().parse().unwrap();
+    let mut a = toml_edit::Array::new();
+    a.push(lab.dns.addr().to_string());
+    doc["dns"]["resolvers"] = value(a);
+    std::fs::write(&cfg_path, doc.to_string()).unwrap();
+    let b = Server::start_in(&rdir);
+
+    // The sending server trusts exactly the destination's certificate.
+    lab.mx("remote.test", "mx.remote.test");
+    std::fs::copy(
+        rdir.join("tls/cert.pem"),
+        lab.data.path().join("remote-ca.pem"),
+    )
+    .unwrap();
+    lab.connector(&format!(
+        "name = \"remote\"\naddress_space = [\"remote.test\"]\nport = {}\ntls = \"verify\"\ntrust_anchors = \"remote-ca.pem\"",
+        b.port("smtp")
+    ));
+    let a = Server::start(&lab.data);
+    python_ok(
+        r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+ctx.check_hostname = False
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30)
+s.starttls(context=ctx)
+s.login("alice@example.test", "correct horse battery")
+msg = b"From: alice@example.test\r\nTo: bob@remote.test\r\nSubject: across\r\n\r\nfrom one Bulwark to another\r\n"
+assert s.sendmail("alice@example.test", ["bob@remote.test", "nobody@remote.test"], msg) == {}
+s.quit()
+"#,
+        &[
+            &a.port("submission").to_string(),
+            lab.data.cert_path().to_str().unwrap(),
+        ],
+    );
+
+    // bob's INBOX on the destination.
+    let rstore: SharedStore = std::sync::Arc::new(SqliteStore::open(&rdir.join("store")).unwrap());
+    let bob_inbox = || {
+        let s = rstore.clone();
+        lab.rt.block_on(async move {
+            let acc = s.account("bob@remote.test").await.unwrap().unwrap();
+            let mb = s.mailbox(acc.id, "INBOX").await.unwrap().unwrap();
+            let mut out = Vec::new();
+            for m in s.list_messages(mb.id).await.unwrap() {
+                out.push(
+                    String::from_utf8_lossy(&s.read_blob(m.blob_id).await.unwrap()).into_owned(),
+                );
+            }
+            out
+        })
+    };
+    lab.wait("bob's copy on the second server", || {
+        !bob_inbox().is_empty()
+    });
+    let got = &bob_inbox()[0];
+    assert!(
+        got.starts_with("Return-Path: <alice@example.test>\r\n"),
+        "{got}"
+    );
+    assert!(got.contains("by mx.remote.test"), "{got}");
+    assert!(
+        got.ends_with("Subject: across\r\n\r\nfrom one Bulwark to another\r\n"),
+        "{got}"
+    );
+
+    // nobody@remote.test was refused by the second server: alice gets the notice.
+    lab.wait("the notice for nobody@remote.test", || {
+        !lab.inbox("alice@example.test").is_empty()
+    });
+    let n = parse_notice(&lab.inbox("alice@example.test")[0]);
+    assert!(
+        n.contains("ds1.final-recipient=rfc822; nobody@remote.test"),
+        "{n}"
+    );
+    assert!(
+        n.contains("ds1.status=5.1.1") && n.contains("ds1.remote-mta=dns; mx.remote.test"),
+        "{n}"
+    );
+    lab.wait("the queue to empty", || lab.queue_len() == 0);
+    let log = log_text(&a);
+    assert!(
+        log.contains("connector=remote") && log.contains("tls=TLSv1.3"),
+        "{log}"
+    );
+    drop(b);
+}

@@ -49,6 +49,14 @@ impl DataDir {
         // Internet: tests that want them turn them on with a loopback DNS server
         // (see senderauth.rs).
         d.edit_config(|c| c["senderauth"]["enabled"] = toml_edit::value(false));
+        // Tests never query the real Internet: every server runs the outbound delivery
+        // worker (MX lookups) and sender checks, so DNS goes to a loopback port that
+        // refuses, unless a test points `[dns] resolvers` at its own TestDns.
+        d.edit_config(|c| {
+            let mut a = toml_edit::Array::new();
+            a.push("127.0.0.1:9");
+            c["dns"]["resolvers"] = toml_edit::value(a);
+        });
         d
     }
 
