@@ -2,8 +2,9 @@
 //! loopback (a scriptable sink; see `outbound/sink.rs`), finding them through a DNS
 //! test server, with the TLS level, credentials and retry behaviour each test sets.
 //!
-//! Until the SMTP listener lands, messages enter the queue through the store itself
-//! (`Store::ingest` with a queue entry), exactly as the SMTP server will put them there.
+//! Most tests put messages in the queue through the store itself (`Store::ingest` with
+//! a queue entry, as the SMTP server does) to choose the envelope freely; the relay
+//! test submits with Python's smtplib to one Bulwark and receives on a second one.
 
 mod sink;
 
