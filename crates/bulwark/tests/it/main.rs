@@ -9,5 +9,6 @@ mod observe;
 mod pop3;
 mod senderauth;
 mod outbound;
+mod pop3;
 mod serve;
 mod smtp;
