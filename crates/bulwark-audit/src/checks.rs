@@ -85,7 +85,12 @@ fn config_issue_finding(i: &Issue) -> Finding {
 pub fn check_config(cfg: &LoadedConfig, issues: &[Issue], now: i64, roots: &Path) -> Vec<Finding> {
     let mut f = Vec::new();
     let c = &cfg.config;
-    for i in issues.iter().filter(|i| i.key != "metrics.bearer_token") {
+    // Issues that have their own, more precise finding below.
+    let own_finding = |i: &Issue| {
+        i.key == "metrics.bearer_token"
+            || (i.key.starts_with("outbound.connector") && i.problem.contains("credentials"))
+    };
+    for i in issues.iter().filter(|i| !own_finding(i)) {
         f.push(config_issue_finding(i));
     }
     check_certificate(cfg, now, roots, &mut f);
@@ -168,6 +173,40 @@ pub fn check_config(cfg: &LoadedConfig, issues: &[Issue], now: i64, roots: &Path
                     "list only your load balancers' addresses (e.g. \"10.0.0.5/32\")",
                 ));
             }
+        }
+    }
+
+    // Outbound connectors (DATA-PATHS: "required whenever credentials are configured").
+    for (i, k) in c.outbound.connectors.iter().enumerate() {
+        let Some(creds) = &k.credentials_file else {
+            continue;
+        };
+        if !k.tls.requires_tls() {
+            f.push(Finding::new(
+                "connector-credentials-without-tls",
+                Severity::Critical,
+                format!("outbound.connector[{i}] ({})", k.name),
+                format!(
+                    "the connector sends SASL credentials but tls = \"{}\" lets the session continue in cleartext",
+                    k.tls.name()
+                ),
+                "a server (or an attacker) that does not offer STARTTLS receives the password in cleartext (DATA-PATHS rule 1)",
+                "set tls = \"required\" (or \"verify\" / \"pinned\") on this connector",
+            ));
+        }
+        let path = cfg.path(creds);
+        if let Some(m) = mode(&path).filter(|m| m & 0o077 != 0) {
+            f.push(Finding::new(
+                "credentials-permissions",
+                Severity::High,
+                path.display().to_string(),
+                format!(
+                    "the credentials file of connector {} has mode {m:o}",
+                    k.name
+                ),
+                "other local users can read the smart host password",
+                format!("chmod 600 {}", path.display()),
+            ));
         }
     }
 

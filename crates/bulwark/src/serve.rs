@@ -94,11 +94,30 @@ fn spawn_background(ctx: &ServerContext, tracker: &TaskTracker) -> anyhow::Resul
     let store = ctx.store.clone();
     let shutdown = ctx.shutdown.clone();
     tracker.spawn(async move {
+        // Sampled on a timer, and soon after the queue changes (a new or retried entry),
+        // at most once a second.
+        let mut events = store.subscribe();
         loop {
             sample_queue(&store).await;
+            let queue_changed = async {
+                use tokio::sync::broadcast::error::RecvError;
+                loop {
+                    match events.recv().await {
+                        Ok(bulwark_store::StoreEvent::Queue) | Err(RecvError::Lagged(_)) => {
+                            return true
+                        }
+                        Ok(_) => continue,
+                        Err(RecvError::Closed) => return false,
+                    }
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(QUEUE_SAMPLE_INTERVAL) => {}
+                changed = queue_changed => {
+                    let pause = if changed { Duration::from_secs(1) } else { QUEUE_SAMPLE_INTERVAL };
+                    tokio::time::sleep(pause).await;
+                }
             }
         }
     });

@@ -104,6 +104,61 @@ fn metrics_on_loopback_are_plain_http_and_count_activity() {
     );
 }
 
+/// A message for a remote domain that cannot be delivered (DNS refuses) stays queued:
+/// the queue gauges and message counters follow.
+#[test]
+fn metrics_follow_the_queue() {
+    let d = DataDir::init();
+    let user = format!("alice@{DOMAIN}");
+    d.add_user(&user);
+    let s = Server::start(&d);
+    let before = scrape(&s);
+    assert_eq!(metric(&before, "bulwark_queue_depth"), Some(0.0));
+    python_ok(
+        r#"
+import smtplib, ssl, sys
+port, user, pw, cafile = sys.argv[1:5]
+ctx = ssl.create_default_context(cafile=cafile); ctx.check_hostname = False
+s = smtplib.SMTP("127.0.0.1", int(port), timeout=30)
+s.starttls(context=ctx); s.login(user, pw)
+s.sendmail(user, ["bob@remote.test"], f"From: {user}\r\nTo: bob@remote.test\r\nSubject: queued\r\n\r\nhello\r\n")
+s.quit()
+"#,
+        &[
+            &s.port("submission").to_string(),
+            &user,
+            PASSWORD,
+            &d.cert_path().display().to_string(),
+        ],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        let m = scrape(&s);
+        if metric(&m, "bulwark_queue_depth") == Some(1.0) {
+            break m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "queue depth never became 1:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(metric(&after, "bulwark_queue_oldest_age_seconds").unwrap() >= 0.0);
+    assert_eq!(
+        metric(&after, "bulwark_messages_queued_total"),
+        Some(1.0),
+        "{after}"
+    );
+    assert!(
+        metric(
+            &after,
+            "bulwark_messages_received_total{listener=\"submission\"}"
+        )
+        .unwrap()
+            >= 1.0
+    );
+}
+
 #[test]
 fn metrics_request_heads_are_bounded() {
     let d = DataDir::init();
@@ -602,6 +657,70 @@ fn certificate_findings_expiring_and_untrusted() {
     let (_, f, v) = audit(&d, &[]);
     assert!(has(&f, "cert-untrusted", "low"), "{v:#}");
     assert!(!f.iter().any(|(i, _)| i == "cert-self-signed"), "{v:#}");
+}
+
+#[test]
+fn outbound_connectors_in_report_and_audit() {
+    let d = DataDir::init();
+    std::fs::create_dir(d.path().join("secrets")).unwrap();
+    std::fs::write(d.path().join("secrets/relay"), "relayuser\nrelaypass\n").unwrap();
+    chmod(&d.path().join("secrets/relay"), 0o644);
+    d.edit_config(|c| {
+        let mut a = toml_edit::Table::new();
+        a["name"] = toml_edit::value("partner");
+        a["address_space"] = toml_edit::value(toml_edit::Array::from_iter(["partner.example"]));
+        a["smart_host"] = toml_edit::value("relay.partner.example");
+        a["port"] = toml_edit::value(587);
+        a["tls"] = toml_edit::value("opportunistic");
+        a["credentials_file"] = toml_edit::value("secrets/relay");
+        let mut b = toml_edit::Table::new();
+        b["name"] = toml_edit::value("bank");
+        b["address_space"] = toml_edit::value(toml_edit::Array::from_iter(["*.bank.example"]));
+        b["tls"] = toml_edit::value("pinned");
+        b["tls_pins"] = toml_edit::value(toml_edit::Array::from_iter(["ab".repeat(32)]));
+        let mut arr = toml_edit::ArrayOfTables::new();
+        arr.push(a);
+        arr.push(b);
+        c["outbound"]["connector"] = toml_edit::Item::ArrayOfTables(arr);
+    });
+    let (code, f, v) = audit(&d, &[]);
+    assert!(
+        has(&f, "connector-credentials-without-tls", "critical"),
+        "{v:#}"
+    );
+    assert!(has(&f, "credentials-permissions", "high"), "{v:#}");
+    assert!(
+        !v.to_string().contains("allows a cleartext session"),
+        "the config issue is not reported twice: {v:#}"
+    );
+    assert_eq!(code, 1, "critical finding, default --fail-on critical");
+
+    let out = d.cli(&["report", "--json"]);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows: Vec<&serde_json::Value> = r["data_paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["category"] == "connector")
+        .collect();
+    assert_eq!(rows.len(), 2, "{r:#}");
+    assert!(rows[0]["data_path"]
+        .as_str()
+        .unwrap()
+        .contains("smart host relay.partner.example"));
+    assert_eq!(rows[0]["port"], "587/TCP");
+    assert!(rows[0]["default_authentication"]
+        .as_str()
+        .unwrap()
+        .contains("SASL"));
+    assert!(rows[1]["data_path"]
+        .as_str()
+        .unwrap()
+        .contains("*.bank.example"));
+    assert!(rows[1]["encrypted_by_default"]
+        .as_str()
+        .unwrap()
+        .contains("pinned"));
 }
 
 #[test]
