@@ -26,16 +26,7 @@ pub struct TlsInfo {
 impl TlsInfo {
     pub(crate) fn from_stream(s: &TlsStream<TcpStream>) -> TlsInfo {
         let (_, conn) = s.get_ref();
-        let version = match conn.protocol_version() {
-            Some(tokio_rustls::rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
-            Some(tokio_rustls::rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
-            Some(v) => format!("{v:?}"),
-            None => "unknown".to_string(),
-        };
-        let cipher = conn
-            .negotiated_cipher_suite()
-            .map(|s| format!("{:?}", s.suite()))
-            .unwrap_or_else(|| "unknown".into());
+        let (version, cipher) = bulwark_tls::session_parameters(conn);
         TlsInfo {
             version,
             cipher,

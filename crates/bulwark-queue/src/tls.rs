@@ -21,11 +21,9 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use bulwark_config::TlsLevel;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::ServerName;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
@@ -83,7 +81,7 @@ pub fn client_config(
     let config = match level {
         TlsLevel::Opportunistic | TlsLevel::Required => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate { provider }))
+            .with_custom_certificate_verifier(Arc::new(bulwark_tls::AnyServerCert::new(provider)))
             .with_no_client_auth(),
         TlsLevel::Verify => {
             let roots = match trust_anchors {
@@ -97,10 +95,10 @@ pub fn client_config(
         }
         TlsLevel::Pinned => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedCertificate {
-                pins: pins.to_vec(),
+            .with_custom_certificate_verifier(Arc::new(bulwark_tls::PinnedServerCert::new(
+                pins.to_vec(),
                 provider,
-            }))
+            )))
             .with_no_client_auth(),
     };
     Ok(Arc::new(config))
@@ -113,164 +111,8 @@ pub fn server_name(host: &str) -> Option<ServerName<'static>> {
 
 /// "TLSv1.3 TLS13_AES_256_GCM_SHA384", as the listeners describe sessions too.
 pub fn describe(conn: &rustls::ClientConnection) -> String {
-    let version = match conn.protocol_version() {
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
-        Some(v) => format!("{v:?}"),
-        None => "unknown".to_string(),
-    };
-    let cipher = conn
-        .negotiated_cipher_suite()
-        .map(|s| format!("{:?}", s.suite()))
-        .unwrap_or_else(|| "unknown".into());
-    format!("{version} {cipher}")
+    bulwark_tls::describe_session(conn)
 }
-
-fn check_signature12(
-    provider: &CryptoProvider,
-    message: &[u8],
-    cert: &CertificateDer<'_>,
-    dss: &DigitallySignedStruct,
-) -> Result<HandshakeSignatureValid, rustls::Error> {
-    verify_tls12_signature(
-        message,
-        cert,
-        dss,
-        &provider.signature_verification_algorithms,
-    )
-}
-
-fn check_signature13(
-    provider: &CryptoProvider,
-    message: &[u8],
-    cert: &CertificateDer<'_>,
-    dss: &DigitallySignedStruct,
-) -> Result<HandshakeSignatureValid, rustls::Error> {
-    verify_tls13_signature(
-        message,
-        cert,
-        dss,
-        &provider.signature_verification_algorithms,
-    )
-}
-
-/// `opportunistic` and `required`: encryption without authentication of the peer.
-#[derive(Debug)]
-struct AnyCertificate {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        check_signature12(&self.provider, message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        check_signature13(&self.provider, message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// `pinned`: the leaf certificate (or its SPKI) must have a configured SHA-256.
-#[derive(Debug)]
-struct PinnedCertificate {
-    pins: Vec<String>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinnedCertificate {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let info = bulwark_tls::CertInfo::from_der(end_entity.as_ref()).map_err(|_| {
-            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
-        })?;
-        if self
-            .pins
-            .iter()
-            .any(|p| *p == info.sha256 || *p == info.spki_sha256)
-        {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::Other(rustls::OtherError(Arc::new(PinMismatch(
-                    info.sha256,
-                )))),
-            ))
-        }
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        check_signature12(&self.provider, message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        check_signature13(&self.provider, message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// Debug prints the sentence too: rustls shows the inner error with `{:?}` in the
-/// message that ends up in logs and `queue show`.
-struct PinMismatch(String);
-
-impl std::fmt::Debug for PinMismatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(self, f)
-    }
-}
-
-impl std::fmt::Display for PinMismatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the certificate (SHA-256 {}) matches no configured pin",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for PinMismatch {}
 
 #[cfg(test)]
 mod tests {

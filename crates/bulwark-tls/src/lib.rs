@@ -12,11 +12,13 @@
 mod generate;
 mod inspect;
 mod load;
+mod peer;
 mod server;
 
 pub use generate::{generate_csr, generate_self_signed, write_key_and_cert, GeneratedCert};
 pub use inspect::{sha256_fingerprint, CertInfo};
 pub use load::{check_files, load_certified_key, read_chain, CertProblem, Severity};
+pub use peer::{describe_session, session_parameters, AnyServerCert, PinnedServerCert};
 pub use server::{provider, server_config, ReloadableCert, TlsServer};
 
 pub use rustls;

@@ -5,61 +5,6 @@
 use std::sync::Arc;
 
 use bulwark_tls::rustls;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
-
-/// Accepts any certificate so the probe can see what is presented (self-signed,
-/// expired, wrong name — judging it is the audit's job, from the recorded chain). The
-/// handshake signatures are still verified, so the session is a real one.
-#[derive(Debug)]
-struct RecordOnly(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for RecordOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
 
 /// Which versions a probe client offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,7 +28,8 @@ pub fn client_config(
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(v)?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(RecordOnly(provider)))
+        // Record, don't judge: the audit judges the recorded chain.
+        .with_custom_certificate_verifier(Arc::new(bulwark_tls::AnyServerCert::new(provider)))
         .with_no_client_auth();
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(cfg))
@@ -91,17 +37,7 @@ pub fn client_config(
 
 /// "TLSv1.3 TLS13_AES_256_GCM_SHA384".
 pub fn describe(conn: &rustls::ClientConnection) -> String {
-    let v = match conn.protocol_version() {
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
-        Some(other) => format!("{other:?}"),
-        None => "unknown".into(),
-    };
-    let c = conn
-        .negotiated_cipher_suite()
-        .map(|s| format!("{:?}", s.suite()))
-        .unwrap_or_default();
-    format!("{v} {c}")
+    bulwark_tls::describe_session(conn)
 }
 
 /// A TLS ClientHello offering at most TLS 1.1 (record version 1.0) with the suites
