@@ -117,7 +117,7 @@ impl Authenticator {
         };
         match creds {
             Some(c) if ok => {
-                self.limiter.record_success(&user);
+                self.limiter.record_success(peer, &user);
                 metrics::counter!("bulwark_auth_attempts_total", "listener" => listener, "mechanism" => mechanism, "result" => "success").increment(1);
                 tracing::info!(target: "bulwark::auth", %peer, listener, mechanism, user = %c.account.address, "authenticated");
                 Ok(c.account)

@@ -24,7 +24,15 @@ pub enum LimiterVerdict {
 struct Failures {
     by_ip: HashMap<IpAddr, VecDeque<Instant>>,
     by_account: HashMap<String, VecDeque<Instant>>,
+    /// (account, client address) pairs that logged in successfully, and when. An
+    /// account under attack stays reachable from where its owner logs in: the
+    /// per-account block is how attackers with many addresses would otherwise lock a
+    /// user out on purpose.
+    known: HashMap<(String, IpAddr), Instant>,
 }
+
+/// How long a successful login keeps its address exempt from the account block.
+const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 
 pub struct Limiter {
     window: Duration,
@@ -104,9 +112,13 @@ impl Limiter {
                 return LimiterVerdict::Blocked("ip");
             }
         }
+        let known = s
+            .known
+            .get(&(user.to_string(), key_ip(ip)))
+            .is_some_and(|t| now.duration_since(*t) < KNOWN_FOR);
         if let Some(q) = s.by_account.get_mut(user) {
             prune(q, now, self.window);
-            if q.len() as u32 >= self.block_account {
+            if q.len() as u32 >= self.block_account && !known {
                 return LimiterVerdict::Blocked("account");
             }
         }
@@ -134,9 +146,24 @@ impl Limiter {
     }
 
     /// A successful login clears that account's failures (not the address's: one known
-    /// password must not reset an attacker's counter for guessing others).
-    pub fn record_success(&self, user: &str) {
-        self.state.lock().by_account.remove(user);
+    /// password must not reset an attacker's counter for guessing others) and marks the
+    /// address as one its owner uses.
+    pub fn record_success(&self, ip: IpAddr, user: &str) {
+        let now = Instant::now();
+        let mut s = self.state.lock();
+        s.by_account.remove(user);
+        if s.known.len() >= MAX_KEYS {
+            s.known.retain(|_, t| now.duration_since(*t) < KNOWN_FOR);
+            if s.known.len() >= MAX_KEYS {
+                let mut oldest: Vec<((String, IpAddr), Instant)> =
+                    s.known.iter().map(|(k, t)| (k.clone(), *t)).collect();
+                oldest.sort_by_key(|(_, t)| *t);
+                for (k, _) in oldest.into_iter().take(MAX_KEYS / 10) {
+                    s.known.remove(&k);
+                }
+            }
+        }
+        s.known.insert((user.to_string(), key_ip(ip)), now);
     }
 
     /// Failures currently counted for an address (for metrics and tests).
@@ -167,6 +194,25 @@ mod tests {
             .map(|_| l.record_failure(ip, "u").as_millis())
             .collect();
         assert_eq!(d, vec![100, 100, 200, 400, 800, 1000, 1000, 1000]);
+    }
+
+    #[test]
+    fn account_block_spares_addresses_its_owner_used() {
+        let l = Limiter::new(&AuthConfig {
+            block_account_after_failures: 3,
+            block_ip_after_failures: 100,
+            ..AuthConfig::default()
+        });
+        let home: IpAddr = "198.51.100.7".parse().unwrap();
+        l.record_success(home, "alice");
+        for i in 0..3u8 {
+            l.record_failure(IpAddr::from([203, 0, 113, i]), "alice");
+        }
+        assert_eq!(
+            l.check("203.0.113.200".parse().unwrap(), "alice"),
+            LimiterVerdict::Blocked("account")
+        );
+        assert_eq!(l.check(home, "alice"), LimiterVerdict::Allowed);
     }
 
     #[test]

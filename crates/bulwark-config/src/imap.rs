@@ -48,6 +48,13 @@ impl Default for ImapConfig {
 
 impl ImapConfig {
     pub(crate) fn validate(&self, issues: &mut Vec<Issue>) {
+        if self.max_literal_size > crate::smtp::MAX_MESSAGE_SIZE_LIMIT {
+            issues.push(Issue::new(
+                "imap.max_literal_size",
+                "is beyond what the store keeps in one piece",
+                "use at most 536870912 (512 MiB); 67108864 (64 MiB) is the default",
+            ));
+        }
         if self.max_line_length < 1024 {
             issues.push(Issue::new(
                 "imap.max_line_length",

@@ -72,6 +72,10 @@ impl Requirement {
     }
 }
 
+/// Messages are held in memory while received and stored as one database value;
+/// beyond this the embedded store cannot keep them.
+pub const MAX_MESSAGE_SIZE_LIMIT: u64 = 512 * 1024 * 1024;
+
 fn default_max_message_size() -> u64 {
     25 * 1024 * 1024
 }
@@ -125,6 +129,18 @@ impl SmtpConfig {
     }
 
     pub(crate) fn validate(&self, issues: &mut Vec<Issue>) {
+        if self.max_message_size > MAX_MESSAGE_SIZE_LIMIT {
+            issues.push(Issue::new(
+                "smtp.max_message_size",
+                format!(
+                    "{} octets is beyond what the store keeps in one piece",
+                    self.max_message_size
+                ),
+                format!(
+                    "use at most {MAX_MESSAGE_SIZE_LIMIT} (512 MiB); 26214400 (25 MiB) is usual"
+                ),
+            ));
+        }
         if self.max_message_size < 1024 {
             issues.push(Issue::new(
                 "smtp.max_message_size",

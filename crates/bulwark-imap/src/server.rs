@@ -102,7 +102,7 @@ async fn read_command(conn: &mut Connection, limits: &Limits) -> Result<Frame, R
     for line_no in 0.. {
         let line = match conn.read_line(limits.max_line + 2).await {
             Ok(l) => l,
-            Err(ReadError::TooLong) => return Ok(Frame::LineTooLong),
+            Err(ReadError::TooLong { .. }) => return Ok(Frame::LineTooLong),
             Err(e) => return Err(e),
         };
         if line_no == 0 {
@@ -292,7 +292,7 @@ impl ImapHandler {
                     };
                     let line = match line {
                         Ok(Ok(l)) => l,
-                        Ok(Err(ReadError::TooLong)) => {
+                        Ok(Err(ReadError::TooLong { .. })) => {
                             let _ = reply(conn, &format!("{tag} BAD Authentication data too long"))
                                 .await;
                             continue;
@@ -363,7 +363,7 @@ impl ImapHandler {
                 line = conn.read_line(limits.max_line + 2) => {
                     let text = match line {
                         Ok(l) => l.bytes,
-                        Err(ReadError::TooLong) => Vec::new(),
+                        Err(ReadError::TooLong { .. }) => Vec::new(),
                         Err(_) => return false,
                     };
                     conn.log.client(&text);

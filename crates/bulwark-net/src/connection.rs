@@ -20,6 +20,10 @@ use crate::transport::{TlsInfo, Transport};
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long closing (final flush, TLS close_notify) may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one flush may wait for the client to take our output, unless the protocol
+/// sets its own: a client that stops reading must not hold a session (and its
+/// connection slot) forever.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Buffered output is flushed when it grows beyond this.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 
@@ -44,9 +48,10 @@ pub enum ReadError {
     #[error("connection closed by client")]
     Eof,
     /// The line was longer than allowed; it has been discarded up to and including
-    /// its end, so the next read starts with the next line.
+    /// its end, so the next read starts with the next line. `crlf` tells whether that
+    /// discarded line ended in CRLF (SMTP's end-of-data detection needs to know).
     #[error("line too long")]
-    TooLong,
+    TooLong { crlf: bool },
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -61,6 +66,7 @@ pub struct Connection {
     tls: Option<TlsInfo>,
     session_id: String,
     shutdown: CancellationToken,
+    write_timeout: Duration,
     /// The protocol log of this session (a no-op unless enabled for the listener).
     pub log: SessionLog,
 }
@@ -88,8 +94,15 @@ impl Connection {
             tls,
             session_id,
             shutdown,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             log,
         }
+    }
+
+    /// Bounds how long a flush may wait for the client to read (default
+    /// [`DEFAULT_WRITE_TIMEOUT`]); protocols set their command timeout here.
+    pub fn set_write_timeout(&mut self, t: Duration) {
+        self.write_timeout = t;
     }
 
     /// The client's address (after any PROXY protocol header).
@@ -179,8 +192,9 @@ impl Connection {
                 .map(|p| p + scanned)
             {
                 if pos + 1 > max {
+                    let crlf = pos > 0 && self.rbuf[pos - 1] == b'\r';
                     self.rbuf.advance(pos + 1);
-                    return Err(ReadError::TooLong);
+                    return Err(ReadError::TooLong { crlf });
                 }
                 let mut bytes = self.rbuf.split_to(pos + 1).to_vec();
                 bytes.pop();
@@ -194,20 +208,27 @@ impl Connection {
             }
             scanned = self.rbuf.len();
             if self.rbuf.len() >= max {
-                self.discard_line().await?;
-                return Err(ReadError::TooLong);
+                let crlf = self.discard_line().await?;
+                return Err(ReadError::TooLong { crlf });
             }
             self.fill().await?;
         }
     }
 
-    /// Drops input up to and including the next LF.
-    async fn discard_line(&mut self) -> Result<(), ReadError> {
+    /// Drops input up to and including the next LF; returns whether a CR preceded it.
+    async fn discard_line(&mut self) -> Result<bool, ReadError> {
+        let mut last = None;
         loop {
             if let Some(pos) = self.rbuf.iter().position(|b| *b == b'\n') {
+                let before = if pos > 0 {
+                    Some(self.rbuf[pos - 1])
+                } else {
+                    last
+                };
                 self.rbuf.advance(pos + 1);
-                return Ok(());
+                return Ok(before == Some(b'\r'));
             }
+            last = self.rbuf.last().copied().or(last);
             self.rbuf.clear();
             self.fill().await?;
         }
@@ -255,18 +276,26 @@ impl Connection {
         Ok(())
     }
 
-    /// Sends queued output.
+    /// Sends queued output. Fails with `TimedOut` when the client does not take it
+    /// within the write timeout.
     pub async fn flush(&mut self) -> std::io::Result<()> {
         if self.wbuf.is_empty() {
             return Ok(());
         }
         let buf = std::mem::take(&mut self.wbuf);
+        let limit = self.write_timeout;
         let t = self.transport()?;
-        let r = async {
+        let r = tokio::time::timeout(limit, async {
             t.write_all(&buf).await?;
             t.flush().await
-        }
-        .await;
+        })
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client did not read our output in time",
+            ))
+        });
         self.wbuf = buf;
         self.wbuf.clear();
         r

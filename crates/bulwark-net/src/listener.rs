@@ -47,7 +47,7 @@ pub struct BoundListener {
 pub async fn bind(kind: ListenerKind, config: &ListenerConfig) -> std::io::Result<BoundListener> {
     let mut sockets = Vec::with_capacity(config.bind.len());
     for addr in &config.bind {
-        let l = TcpListener::bind(addr).await.map_err(|e| {
+        let l = listen(*addr).map_err(|e| {
             std::io::Error::new(
                 e.kind(),
                 format!("listeners.{kind}: cannot bind {addr}: {e}"),
@@ -61,6 +61,25 @@ pub async fn bind(kind: ListenerKind, config: &ListenerConfig) -> std::io::Resul
         sockets,
         implicit_tls: kind.tls_mode() == TlsMode::Implicit,
     })
+}
+
+/// A listening socket. IPv6 sockets are IPv6-only, so `0.0.0.0:25` and `[::]:25` can
+/// both be bound (Linux's default dual-stack sockets would make the second fail), and
+/// an IPv4 client never appears as an IPv4-mapped IPv6 address that CIDR rules miss.
+/// An IPv4-mapped IPv6 address (`[::ffff:192.0.2.1]`) is bound as the IPv4 address it
+/// means.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let addr = SocketAddr::new(addr.ip().to_canonical(), addr.port());
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
 }
 
 struct Shared {
@@ -149,8 +168,11 @@ async fn accept_loop(socket: TcpListener, shared: Arc<Shared>, tracker: TaskTrac
     }
 }
 
-async fn handle(mut stream: TcpStream, mut peer: SocketAddr, shared: Arc<Shared>) {
+async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     let listener = shared.kind.name();
+    // An IPv4 client reaching an IPv6 socket (e.g. through a proxy's mapped address) is
+    // handled as the IPv4 address it is, so policy networks, limits and logs match.
+    let mut peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
     if shared

@@ -43,6 +43,18 @@ impl SessionHandler for Echo {
                         .await
                         .unwrap();
                 }
+                Ok(l) if l.bytes == b"FLOOD" => {
+                    // Write far more than socket buffers hold to a client that never reads.
+                    conn.set_write_timeout(std::time::Duration::from_millis(300));
+                    let chunk = vec![b'x'; 1 << 20];
+                    loop {
+                        if let Err(e) = conn.send(&chunk).await {
+                            assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+                            FLOOD_TIMED_OUT.store(true, std::sync::atomic::Ordering::SeqCst);
+                            return;
+                        }
+                    }
+                }
                 Ok(l) => {
                     let ending = if l.ending == LineEnding::Lf {
                         " (bare LF)"
@@ -52,7 +64,10 @@ impl SessionHandler for Echo {
                     let reply = format!("? {}{}\r\n", String::from_utf8_lossy(&l.bytes), ending);
                     conn.send(reply.as_bytes()).await.unwrap();
                 }
-                Err(ReadError::TooLong) => conn.send(b"ERR too long\r\n").await.unwrap(),
+                Err(ReadError::TooLong { crlf }) => conn
+                    .send(format!("ERR too long crlf={crlf}\r\n").as_bytes())
+                    .await
+                    .unwrap(),
                 Err(_) => return,
             }
         }
@@ -61,6 +76,8 @@ impl SessionHandler for Echo {
         b"BUSY\r\n"
     }
 }
+
+static FLOOD_TIMED_OUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 struct Fixture {
     addr: std::net::SocketAddr,
@@ -162,7 +179,7 @@ async fn lines_bare_lf_and_overlong() {
     assert_eq!(line(&mut s).await, "? bare (bare LF)\r\n");
     let long = format!("{}\r\nafter\r\n", "x".repeat(500));
     send(s.get_mut(), &long).await;
-    assert_eq!(line(&mut s).await, "ERR too long\r\n");
+    assert_eq!(line(&mut s).await, "ERR too long crlf=true\r\n");
     assert_eq!(
         line(&mut s).await,
         "? after\r\n",
@@ -193,7 +210,7 @@ async fn shrunk_buffers_keep_input_and_grow_again() {
     assert_eq!(line(&mut t).await, "? in pieces\r\n");
     let long = format!("{}\r\nafter\r\n", "y".repeat(2000));
     send(t.get_mut(), &long).await;
-    assert_eq!(line(&mut t).await, "ERR too long\r\n");
+    assert_eq!(line(&mut t).await, "ERR too long crlf=true\r\n");
     assert_eq!(line(&mut t).await, "? after\r\n");
 }
 
@@ -315,4 +332,61 @@ async fn shutdown_reaches_sessions() {
         TcpStream::connect(f.addr).await.is_err(),
         "no longer accepting"
     );
+}
+
+#[tokio::test]
+async fn overlong_line_reports_its_ending() {
+    let f = start(ListenerKind::Smtp, |_| {}).await;
+    let mut s = BufReader::new(TcpStream::connect(f.addr).await.unwrap());
+    line(&mut s).await;
+    // Longer than the buffer limit before the LF arrives, ending in a bare LF.
+    send(s.get_mut(), &format!("{}\n", "y".repeat(70_000))).await;
+    assert_eq!(line(&mut s).await, "ERR too long crlf=false\r\n");
+    // Split so the CR ends one read and the LF starts the next.
+    send(s.get_mut(), &format!("{}\r", "z".repeat(70_000))).await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    send(s.get_mut(), "\nok\r\n").await;
+    assert_eq!(line(&mut s).await, "ERR too long crlf=true\r\n");
+    assert_eq!(line(&mut s).await, "? ok\r\n");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_cannot_hold_the_session() {
+    let f = start(ListenerKind::Smtp, |_| {}).await;
+    let mut s = TcpStream::connect(f.addr).await.unwrap();
+    send(&mut s, "FLOOD\r\n").await;
+    // Never read. The server's flush must give up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !FLOOD_TIMED_OUT.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never timed out"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(s);
+}
+
+#[tokio::test]
+async fn ipv4_and_ipv6_wildcards_bind_side_by_side() {
+    // IPv6 sockets are IPv6-only, so the usual pair of binds does not collide.
+    let v4 = bind(
+        ListenerKind::Smtp,
+        &ListenerConfig::new(vec!["0.0.0.0:0".parse().unwrap()]),
+    )
+    .await
+    .unwrap();
+    let port = v4.local_addrs()[0].port();
+    let v6 = ListenerConfig::new(vec![format!("[::]:{port}").parse().unwrap()]);
+    match bind(ListenerKind::Smtp, &v6).await {
+        Ok(b) => assert_eq!(b.local_addrs()[0].port(), port),
+        Err(e) if e.to_string().contains("Address family not supported") => {
+            eprintln!("skipped: this machine has no IPv6 ({e})");
+        }
+        Err(e) => panic!("[::]:{port} next to 0.0.0.0:{port}: {e}"),
+    }
+    // An IPv4-mapped address binds as IPv4.
+    let mapped = ListenerConfig::new(vec!["[::ffff:127.0.0.1]:0".parse().unwrap()]);
+    let b = bind(ListenerKind::Smtp, &mapped).await.unwrap();
+    assert!(b.local_addrs()[0].is_ipv4());
 }

@@ -208,7 +208,7 @@ impl Shell<'_> {
                 }
                 Input::Line(line.bytes)
             }
-            Ok(Err(ReadError::TooLong)) => Input::TooLong,
+            Ok(Err(ReadError::TooLong { .. })) => Input::TooLong,
             Ok(Err(ReadError::Eof)) => Input::Closed,
             Ok(Err(ReadError::Io(e))) => {
                 self.conn.log.event(&format!("read error: {e}"));

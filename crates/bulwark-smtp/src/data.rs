@@ -138,11 +138,14 @@ impl DataReader {
         false
     }
 
-    /// A line longer than the limit was discarded (up to its LF).
-    pub fn line_too_long(&mut self) {
+    /// A line longer than the limit was discarded (up to its LF); `crlf` tells whether
+    /// it ended in CRLF, so a "." right after it still ends the message.
+    pub fn line_too_long(&mut self, crlf: bool) {
         self.too_long = true;
-        // Its end is unknown to us; the next line cannot be a terminator.
-        self.prev_crlf = false;
+        if !crlf {
+            self.flags.bare_lf = true;
+        }
+        self.prev_crlf = crlf;
     }
 }
 
@@ -187,9 +190,9 @@ impl Session {
     }
 
     /// A DATA line longer than `DATA_LINE_MAX` was discarded.
-    pub fn data_line_too_long(&mut self) {
+    pub fn data_line_too_long(&mut self, crlf: bool) {
         if let State::Data(reader) = &mut self.state {
-            reader.line_too_long();
+            reader.line_too_long(crlf);
         }
     }
 

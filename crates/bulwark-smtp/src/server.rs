@@ -108,7 +108,7 @@ impl SessionHandler for SmtpHandler {
                             let Line { bytes, ending } = line;
                             s.command(bytes, ending);
                         }
-                        Ok(Err(())) => {
+                        Ok(Err(_)) => {
                             conn.log.client(b"<line too long, discarded>");
                             s.command_too_long();
                         }
@@ -134,7 +134,7 @@ impl SessionHandler for SmtpHandler {
                         tokio::time::timeout(timeout, conn.read_line(DATA_LINE_MAX)).await,
                     ) {
                         Ok(Ok(line)) => s.data_line(&line.bytes, line.ending),
-                        Ok(Err(())) => s.data_line_too_long(),
+                        Ok(Err(crlf)) => s.data_line_too_long(crlf),
                         Err(Interrupted::Closed) => {
                             conn.log
                                 .event("client closed the connection during DATA; nothing stored");
@@ -161,7 +161,7 @@ impl SessionHandler for SmtpHandler {
                             conn.log.client_secret();
                             s.sasl_response(&line.bytes, line.ending);
                         }
-                        Ok(Err(())) => {
+                        Ok(Err(_)) => {
                             conn.log.client_secret();
                             s.sasl_too_long();
                         }
@@ -232,14 +232,15 @@ impl SessionHandler for SmtpHandler {
     }
 }
 
-/// `Ok(Ok(line))`, `Ok(Err(()))` for an overlong line, or why there is no line.
+/// `Ok(Ok(line))`, `Ok(Err(crlf))` for an overlong line (and whether it ended in
+/// CRLF), or why there is no line.
 fn flatten(
     r: Result<Result<Line, ReadError>, tokio::time::error::Elapsed>,
-) -> Result<Result<Line, ()>, Interrupted> {
+) -> Result<Result<Line, bool>, Interrupted> {
     match r {
         Err(_) => Err(Interrupted::Timeout),
         Ok(Ok(line)) => Ok(Ok(line)),
-        Ok(Err(ReadError::TooLong)) => Ok(Err(())),
+        Ok(Err(ReadError::TooLong { crlf })) => Ok(Err(crlf)),
         Ok(Err(ReadError::Eof | ReadError::Io(_))) => Err(Interrupted::Closed),
     }
 }

@@ -56,7 +56,7 @@ async fn read_head(conn: &mut Connection) -> Result<Vec<Vec<u8>>, HeadError> {
                 }
                 lines.push(l.bytes);
             }
-            Err(ReadError::TooLong) => return Err(HeadError::Reply(Verdict::TooLarge)),
+            Err(ReadError::TooLong { .. }) => return Err(HeadError::Reply(Verdict::TooLarge)),
             Err(ReadError::Eof) | Err(ReadError::Io(_)) => return Err(HeadError::Closed),
         }
     }

@@ -22,7 +22,11 @@ use tokio::signal::unix::{signal, SignalKind};
 
 /// The protocol behind each listener kind: the one place protocol crates plug in.
 /// `None` means the protocol is not implemented yet; the listener is not started.
-fn handler_for(kind: ListenerKind, ctx: &ServerContext) -> Option<Arc<dyn SessionHandler>> {
+fn handler_for(
+    kind: ListenerKind,
+    ctx: &ServerContext,
+    sender_checks: &Arc<dyn bulwark_smtp::SenderChecks>,
+) -> Option<Arc<dyn SessionHandler>> {
     match kind {
         ListenerKind::Pop3 | ListenerKind::Pop3s => {
             Some(Arc::new(bulwark_pop3::Pop3Handler::new(kind, ctx.clone())))
@@ -47,21 +51,13 @@ fn handler_for(kind: ListenerKind, ctx: &ServerContext) -> Option<Arc<dyn Sessio
             )))
         }
         // Sender authentication (SPF/Sender ID/DKIM/DMARC on 25, DKIM signing on
-        // 587/465): bulwark-senderauth through the SMTP crate's `SenderChecks` seam.
+        // 587/465): bulwark-senderauth through the SMTP crate's `SenderChecks` seam,
+        // built once in `serve` (which refuses to start without it).
         ListenerKind::Smtp | ListenerKind::Submission | ListenerKind::Submissions => {
-            let checks: Arc<dyn bulwark_smtp::SenderChecks> =
-                match crate::sender_checks::SenderAuthChecks::from_config(&ctx.config) {
-                    Ok(c) => Arc::new(c),
-                    Err(e) => {
-                        tracing::error!(target: "bulwark::senderauth", error = %e, listener = ?kind,
-                            "sender authentication unavailable: no SPF/DKIM/DMARC checks or signing on this listener");
-                        Arc::new(bulwark_smtp::NoSenderChecks)
-                    }
-                };
             Some(Arc::new(bulwark_smtp::SmtpHandler::new(
                 kind,
                 ctx.clone(),
-                checks,
+                sender_checks.clone(),
             )))
         }
         ListenerKind::Http | ListenerKind::Https => None,
@@ -237,8 +233,20 @@ pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
+    // Signals first: a reload or stop that arrives while we start must not find the
+    // default dispositions (SIGHUP would kill the process).
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     // First, so that every metric emitted from here on is recorded.
     bulwark_observe::metrics::install()?;
+    // Fail closed: mail must not flow without the configured sender checks (SPF/DMARC
+    // on 25) and DKIM signing (587/465) just because a key or the resolver is broken.
+    let sender_checks: Arc<dyn bulwark_smtp::SenderChecks> = Arc::new(
+        crate::sender_checks::SenderAuthChecks::from_config(&cfg).context(
+            "sender authentication cannot start (fix the error above, or set [senderauth] enabled = false / [senderauth.signing] enabled = false deliberately)",
+        )?,
+    );
     let store = super::cli::open_store(&cfg)?;
     let tls = TlsServer::new(
         &cfg.cert_path(),
@@ -270,7 +278,7 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
             tracing::info!(target: "bulwark", listener = %kind, "disabled in configuration");
             continue;
         }
-        let Some(handler) = handler_for(kind, &ctx) else {
+        let Some(handler) = handler_for(kind, &ctx, &sender_checks) else {
             tracing::info!(target: "bulwark", listener = %kind, "not started: this protocol is not available yet");
             skipped.push(SkippedListener {
                 kind,
@@ -320,9 +328,6 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
     write_run_state(&cfg, &running, skipped)?;
     tracing::info!(target: "bulwark", hostname = %c.server.hostname, listeners = running.len(), "bulwark is running");
 
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     loop {
         tokio::select! {
             _ = hup.recv() => match tls.reload() {

@@ -32,6 +32,24 @@ fn store_dir_and_file_are_private() {
     );
 }
 
+/// Killing a process keeps the page cache, so the SIGKILL test cannot tell whether
+/// commits are fsynced; this pins the settings that make them so.
+#[tokio::test]
+async fn writer_commits_are_fsynced_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("store")).unwrap();
+    let (sync, mode): (i64, String) = s
+        .write(|tx, _| {
+            let sync = tx.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+            let mode = tx.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+            Ok((sync, mode))
+        })
+        .await
+        .unwrap();
+    assert_eq!(sync, 2, "synchronous = FULL");
+    assert_eq!(mode, "wal");
+}
+
 #[test]
 fn newer_schema_is_refused() {
     let dir = tempfile::tempdir().unwrap();

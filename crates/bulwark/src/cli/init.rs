@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use bulwark_config::{template, Config, TemplateParams, CONFIG_FILE};
+use bulwark_config::{template, Config, ListenerKind, TemplateParams, CONFIG_FILE};
 
 /// Days the self-signed certificate made at init is valid.
 pub const SELF_SIGNED_DAYS: u32 = 730;
@@ -59,6 +59,17 @@ pub fn run(dir: &Path, args: InitArgs) -> anyhow::Result<ExitCode> {
         "--domain {:?} is not a valid domain (e.g. example.org)",
         args.domain
     );
+    let highest = ListenerKind::ALL
+        .iter()
+        .map(|k| k.standard_port())
+        .max()
+        .unwrap_or(0);
+    anyhow::ensure!(
+        u32::from(args.port_base) + u32::from(highest) <= 65535,
+        "--port-base {} is too large: the highest standard port ({highest}) would exceed 65535; use at most {}",
+        args.port_base,
+        65535 - highest
+    );
     let file = dir.join(CONFIG_FILE);
     if file.exists() && !args.force {
         anyhow::bail!(
@@ -66,7 +77,27 @@ pub fn run(dir: &Path, args: InitArgs) -> anyhow::Result<ExitCode> {
             file.display()
         );
     }
-    private_dir(dir)?;
+    // A directory with someone else's files (say, --dir /var/lib by mistake) is not
+    // turned into ours: its mode is not changed and nothing is written without --force.
+    let foreign = !file.exists()
+        && std::fs::read_dir(dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false);
+    if foreign && !args.force {
+        anyhow::bail!(
+            "{} exists and is not empty; refusing to put Bulwark's files among others. Choose a new or empty directory (or use --force).",
+            dir.display()
+        );
+    }
+    if foreign {
+        eprintln!(
+            "warning: {} is not empty; its permissions are left as they are — make sure only the server's user can read it",
+            dir.display()
+        );
+        std::fs::create_dir_all(dir)?;
+    } else {
+        private_dir(dir)?;
+    }
 
     let text = template::render(&TemplateParams {
         hostname: hostname.clone(),

@@ -388,3 +388,57 @@ fn help_explains_every_command() {
         assert!(stdout(&out).len() > 80, "{args:?}: {}", stdout(&out));
     }
 }
+
+#[test]
+fn init_refuses_a_non_empty_foreign_directory_and_a_too_large_port_base() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("shared");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(dir.join("someone-elses.txt"), "x").unwrap();
+    let init = |extra: &[&str]| {
+        std::process::Command::new(bin())
+            .args([
+                "--dir",
+                dir.to_str().unwrap(),
+                "init",
+                "--domain",
+                "example.test",
+            ])
+            .args(["--hostname", "mail.example.test"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = init(&[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
+    assert!(!dir.join("bulwark.toml").exists());
+    assert_eq!(mode(&dir), 0o755, "a foreign directory keeps its mode");
+    // --force proceeds but still leaves the directory's mode alone.
+    let out = init(&["--force"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mode(&dir), 0o755);
+    assert_eq!(mode(&dir.join("bulwark.toml")), 0o600);
+
+    let fresh = tmp.path().join("fresh");
+    let out = std::process::Command::new(bin())
+        .args([
+            "--dir",
+            fresh.to_str().unwrap(),
+            "init",
+            "--domain",
+            "example.test",
+        ])
+        .args(["--hostname", "mail.example.test", "--port-base", "60000"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--port-base 60000 is too large"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("internal"));
+    assert!(!fresh.exists(), "nothing is created for a refused init");
+}

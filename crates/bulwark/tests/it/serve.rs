@@ -52,3 +52,19 @@ fn refuses_an_invalid_configuration() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bulwark.toml:"));
 }
+
+#[test]
+fn refuses_to_start_when_dkim_signing_cannot_load_its_keys() {
+    // Fail closed: no submission without the configured DKIM signing.
+    let d = DataDir::init();
+    let keys = d.path().join("dkim/example.test");
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::write(keys.join("broken.pem"), "not a key").unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["--dir", d.path().to_str().unwrap(), "serve"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("sender authentication cannot start"), "{e}");
+}
