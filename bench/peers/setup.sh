@@ -80,13 +80,23 @@ if [[ ${PEER_RESET:-0} == 1 ]]; then
     rm -rf "$PEER_DIR/mail" "$PEER_DIR/postfix/spool" "$PEER_DIR/postfix/lib" "$PEER_DIR/log"
 fi
 mkdir -p "$PEER_DIR"/{tls,log,run,lib/dovecot,dovecot,postfix/etc,postfix/spool,postfix/lib,mail}
-chown "$MAIL_USER:$MAIL_USER" "$PEER_DIR/mail"
+# Homes owned by the mail user, so Dovecot (and the bench's Maildir seeding) can
+# create the Maildirs in them.
+for u in $BENCH_USERS; do
+    mkdir -p "$PEER_DIR/mail/$BENCH_DOMAIN/$u"
+done
+chown -R "$MAIL_USER:$MAIL_USER" "$PEER_DIR/mail"
 chmod 0700 "$PEER_DIR/mail"
 
 # ---- certificate: self-signed ECDSA P-256, as `bulwark init` makes ------------------
-if [[ ! -s $PEER_DIR/tls/cert.pem || ! -s $PEER_DIR/tls/key.pem ]]; then
+# An end-entity certificate (CA:FALSE), so clients that verify it as a trust anchor
+# (the load generator uses webpki) accept it.
+if [[ ! -s $PEER_DIR/tls/cert.pem || ! -s $PEER_DIR/tls/key.pem ]] ||
+    ! openssl x509 -in "$PEER_DIR/tls/cert.pem" -noout -text | grep -q "CA:FALSE"; then
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 730 \
         -subj "/CN=$BENCH_HOSTNAME" -addext "subjectAltName=DNS:$BENCH_HOSTNAME" \
+        -addext "basicConstraints=critical,CA:FALSE" -addext "keyUsage=critical,digitalSignature" \
+        -addext "extendedKeyUsage=serverAuth" \
         -keyout "$PEER_DIR/tls/key.pem" -out "$PEER_DIR/tls/cert.pem" 2>/dev/null
 fi
 chmod 0600 "$PEER_DIR/tls/key.pem"

@@ -1,0 +1,587 @@
+//! `bulwark-bench`: the load generator of Bulwark's benchmarks.
+//!
+//! Speaks SMTP (plain, STARTTLS, AUTH PLAIN), IMAP (LOGIN, SELECT, FETCH, SEARCH,
+//! STATUS, APPEND, IDLE) and POP3 (RETR) with and without TLS against any host:port,
+//! with bounded counts and durations; reports throughput, p50/p95/p99 latency, errors,
+//! and the server's peak RSS and CPU seconds summed over all its processes (read from
+//! /proc, see `procstat`). Each run appends one JSON line to `--out`; `report` turns
+//! the file into the Markdown table. `bench/run.sh` runs every scenario against
+//! Bulwark and the Postfix + Dovecot reference.
+//!
+//! Not the product: nothing here is used by the server.
+
+mod conn;
+mod imap;
+mod message;
+mod pop3;
+mod procstat;
+mod report;
+mod scenarios;
+mod seed;
+mod sink;
+mod smtp;
+mod stats;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use scenarios::{ImapRead, ImapReadKind, Target};
+
+#[derive(Parser)]
+#[command(
+    name = "bulwark-bench",
+    about = "Load generator for Bulwark's benchmarks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args)]
+struct TargetArgs {
+    /// Name of the server under test in the results: "bulwark" or "reference".
+    #[arg(long)]
+    target: String,
+    /// Root PID of the server's process tree (repeatable).
+    #[arg(long = "pid")]
+    pids: Vec<i32>,
+    /// File holding a root PID (repeatable; Postfix's and Dovecot's master.pid).
+    #[arg(long = "pid-file")]
+    pid_files: Vec<PathBuf>,
+    /// CA (or self-signed certificate) to trust for TLS.
+    #[arg(long)]
+    ca: PathBuf,
+    /// Name expected in the server's certificate.
+    #[arg(long, default_value = "mail.example.test")]
+    tls_name: String,
+    #[arg(long, default_value_t = 60)]
+    op_timeout_secs: u64,
+    /// Results file (JSON lines) to append to.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Scenario name in the results.
+    #[arg(long)]
+    scenario: String,
+}
+
+#[derive(Args)]
+struct Login {
+    #[arg(long)]
+    user: String,
+    #[arg(long, env = "BENCH_PASSWORD", default_value = "bench-password")]
+    pass: String,
+}
+
+#[derive(Args)]
+struct SmtpArgs {
+    #[arg(long)]
+    addr: SocketAddr,
+    #[arg(long)]
+    starttls: bool,
+    /// AUTH PLAIN as this user (after STARTTLS); password from --pass.
+    #[arg(long)]
+    auth_user: Option<String>,
+    #[arg(long, env = "BENCH_PASSWORD", default_value = "bench-password")]
+    pass: String,
+    #[arg(long)]
+    from: String,
+    #[arg(long)]
+    to: String,
+    #[arg(long, default_value_t = 4096)]
+    size: usize,
+    #[arg(long, default_value_t = 1)]
+    clients: usize,
+    #[arg(long, default_value_t = 1000)]
+    messages: u64,
+    /// Messages per SMTP session (then QUIT and reconnect).
+    #[arg(long, default_value_t = 1)]
+    per_session: u64,
+    /// Upper bound of the sending phase.
+    #[arg(long, default_value_t = 120)]
+    max_secs: u64,
+    /// Check delivery: count the recipient's INBOX over IMAPS at this address.
+    #[arg(long)]
+    verify_imaps: Option<SocketAddr>,
+    #[arg(long)]
+    verify_user: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// SMTP load (inbound on 25 or submission on 587); counts a message only once it
+    /// is in the recipient's mailbox when --verify-imaps is given.
+    Smtp {
+        #[command(flatten)]
+        t: TargetArgs,
+        #[command(flatten)]
+        s: SmtpArgs,
+    },
+    /// Submission → queue → a sink on loopback that this command runs; counts a
+    /// message once the sink has it.
+    Relay {
+        #[command(flatten)]
+        t: TargetArgs,
+        #[command(flatten)]
+        s: SmtpArgs,
+        /// Where the sink listens.
+        #[arg(long)]
+        sink: SocketAddr,
+    },
+    /// SELECT + FETCH 1:* ITEMS over IMAPS, repeated.
+    ImapFetch {
+        #[command(flatten)]
+        t: TargetArgs,
+        #[command(flatten)]
+        l: Login,
+        #[arg(long)]
+        imaps: SocketAddr,
+        #[arg(long, default_value = "(FLAGS ENVELOPE)")]
+        items: String,
+        #[arg(long)]
+        expect: u64,
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
+    /// SELECT + SEARCH TEXT <the bench word> over IMAPS, repeated.
+    ImapSearch {
+        #[command(flatten)]
+        t: TargetArgs,
+        #[command(flatten)]
+        l: Login,
+        #[arg(long)]
+        imaps: SocketAddr,
+        #[arg(long)]
+        expect: u64,
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
+    /// SELECT alone over IMAPS, repeated.
+    ImapSelect {
+        #[command(flatten)]
+        t: TargetArgs,
+        #[command(flatten)]
+        l: Login,
+        #[arg(long)]
+        imaps: SocketAddr,
+        #[arg(long)]
+        expect: u64,
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+    },
+    /// Many IMAP connections over TLS in IDLE; reads the server's memory at rest.
+    ImapIdle {
+        #[command(flatten)]
+        t: TargetArgs,
+        #[command(flatten)]
+        l: Login,
+        #[arg(long)]
+        imaps: SocketAddr,
+        #[arg(long, default_value_t = 5000)]
+        connections: usize,
+        #[arg(long, default_value_t = 64)]
+        parallel: usize,
+        #[arg(long, default_value_t = 5)]
+        settle_secs: u64,
+        #[arg(long, default_value_t = 300)]
+        max_secs: u64,
+    },
+    /// APPEND over IMAPS from several connections.
+    ImapAppend {
+        #[command(flatten)]
+        t: TargetArgs,
+        #[command(flatten)]
+        l: Login,
+        #[arg(long)]
+        imaps: SocketAddr,
+        #[arg(long, default_value_t = 10)]
+        clients: usize,
+        #[arg(long, default_value_t = 1000)]
+        messages: u64,
+        #[arg(long, default_value_t = 4096)]
+        size: usize,
+        #[arg(long, default_value_t = 120)]
+        max_secs: u64,
+    },
+    /// RETR of every message over POP3S, repeated.
+    Pop3Retr {
+        #[command(flatten)]
+        t: TargetArgs,
+        #[command(flatten)]
+        l: Login,
+        #[arg(long)]
+        pop3s: SocketAddr,
+        #[arg(long)]
+        expect: u64,
+        #[arg(long, default_value_t = 2)]
+        repeat: usize,
+    },
+    /// Seeds a Bulwark account's INBOX through the store crate (server stopped).
+    SeedStore {
+        #[arg(long)]
+        store: PathBuf,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        count: usize,
+        #[arg(long, default_value_t = 4096)]
+        size: usize,
+        #[arg(long, default_value_t = 0)]
+        first: usize,
+    },
+    /// Seeds a Maildir for Dovecot with files written directly.
+    SeedMaildir {
+        #[arg(long)]
+        maildir: PathBuf,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        count: usize,
+        #[arg(long, default_value_t = 4096)]
+        size: usize,
+        #[arg(long, default_value_t = 0)]
+        first: usize,
+        /// Owner of the files, UID:GID (Dovecot's mail user).
+        #[arg(long)]
+        owner: String,
+    },
+    /// Prints an Argon2id hash (Bulwark's parameters) of the password read from stdin,
+    /// so the reference verifies logins at the same cost.
+    HashPassword,
+    /// Prints the number of messages that contain the SEARCH word among N.
+    SearchHits { count: usize },
+    /// Renders a results file as the Markdown table.
+    Report {
+        #[arg(long)]
+        results: PathBuf,
+    },
+}
+
+fn target(t: &TargetArgs) -> anyhow::Result<Target> {
+    let mut roots = t.pids.clone();
+    for f in &t.pid_files {
+        roots.push(procstat::read_pid_file(f)?);
+    }
+    Ok(Target {
+        name: t.target.clone(),
+        roots,
+        tls: conn::Tls::from_ca_file(&t.ca, &t.tls_name)?,
+        op_timeout: Duration::from_secs(t.op_timeout_secs),
+    })
+}
+
+fn emit(t: &TargetArgs, r: &stats::RunResult) -> anyhow::Result<()> {
+    let line = serde_json::to_string(r)?;
+    eprintln!(
+        "{:<28} {:<9} {:>10.1} {}/s  p50 {:>8.1} ms  p99 {:>8.1} ms  errors {}  server: peak RSS {:.0} MiB{}, CPU {:.1} s  ({})",
+        r.scenario,
+        r.target,
+        r.throughput,
+        r.unit,
+        r.p50_ms,
+        r.p99_ms,
+        r.errors,
+        r.server.peak_rss_mib,
+        r.server.pss_mib.map_or(String::new(), |p| format!(", PSS {p:.0} MiB")),
+        r.server.cpu_secs,
+        r.note
+    );
+    println!("{line}");
+    if let Some(out) = &t.out {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(out)
+            .with_context(|| format!("cannot append to {}", out.display()))?;
+        writeln!(f, "{line}")?;
+    }
+    Ok(())
+}
+
+/// The IDLE scenario needs thousands of descriptors: raise the soft limit to the hard.
+fn raise_fd_limit() {
+    // SAFETY: plain libc calls on a local struct.
+    unsafe {
+        let mut l = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
+
+fn smtp_load(t: &TargetArgs, s: &SmtpArgs, sink: Option<Arc<sink::Sink>>) -> scenarios::SmtpLoad {
+    scenarios::SmtpLoad {
+        scenario: t.scenario.clone(),
+        addr: s.addr,
+        starttls: s.starttls || s.auth_user.is_some(),
+        auth: s.auth_user.clone().map(|u| (u, s.pass.clone())),
+        from: s.from.clone(),
+        to: s.to.clone(),
+        size: s.size,
+        clients: s.clients,
+        messages: s.messages,
+        per_session: s.per_session.max(1),
+        max_duration: Duration::from_secs(s.max_secs),
+        verify: s.verify_imaps.map(|imaps| scenarios::Verify {
+            imaps,
+            user: s.verify_user.clone().unwrap_or_else(|| s.to.clone()),
+            pass: s.pass.clone(),
+        }),
+        sink,
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Smtp { t, s } => {
+            let tg = target(&t)?;
+            let r = scenarios::smtp_load(&tg, smtp_load(&t, &s, None)).await?;
+            emit(&t, &r)
+        }
+        Cmd::Relay { t, s, sink } => {
+            let tg = target(&t)?;
+            let sink = Arc::new(sink::Sink::start(sink).await?);
+            let sink_addr = sink.addr;
+            let mut load = smtp_load(&t, &s, Some(sink));
+            load.verify = None;
+            let mut r = scenarios::smtp_load(&tg, load).await?;
+            r.note
+                .push_str(&format!("; counted at the sink on {sink_addr}"));
+            emit(&t, &r)
+        }
+        Cmd::ImapFetch {
+            t,
+            l,
+            imaps,
+            items,
+            expect,
+            repeat,
+        } => {
+            let tg = target(&t)?;
+            let r = scenarios::imap_read(
+                &tg,
+                ImapRead {
+                    scenario: t.scenario.clone(),
+                    imaps,
+                    user: l.user,
+                    pass: l.pass,
+                    kind: ImapReadKind::Fetch(items),
+                    expect,
+                    repeat,
+                },
+            )
+            .await?;
+            emit(&t, &r)
+        }
+        Cmd::ImapSearch {
+            t,
+            l,
+            imaps,
+            expect,
+            repeat,
+        } => {
+            let tg = target(&t)?;
+            let hits = message::search_hits(expect as usize) as u64;
+            let r = scenarios::imap_read(
+                &tg,
+                ImapRead {
+                    scenario: t.scenario.clone(),
+                    imaps,
+                    user: l.user,
+                    pass: l.pass,
+                    kind: ImapReadKind::Search(format!("TEXT {}", message::SEARCH_WORD), hits),
+                    expect,
+                    repeat,
+                },
+            )
+            .await?;
+            emit(&t, &r)
+        }
+        Cmd::ImapSelect {
+            t,
+            l,
+            imaps,
+            expect,
+            repeat,
+        } => {
+            let tg = target(&t)?;
+            let r = scenarios::imap_read(
+                &tg,
+                ImapRead {
+                    scenario: t.scenario.clone(),
+                    imaps,
+                    user: l.user,
+                    pass: l.pass,
+                    kind: ImapReadKind::Select,
+                    expect,
+                    repeat,
+                },
+            )
+            .await?;
+            emit(&t, &r)
+        }
+        Cmd::ImapIdle {
+            t,
+            l,
+            imaps,
+            connections,
+            parallel,
+            settle_secs,
+            max_secs,
+        } => {
+            let tg = target(&t)?;
+            let r = scenarios::imap_idle(
+                &tg,
+                scenarios::IdleLoad {
+                    scenario: t.scenario.clone(),
+                    imaps,
+                    user: l.user,
+                    pass: l.pass,
+                    connections,
+                    parallel,
+                    settle: Duration::from_secs(settle_secs),
+                    max_duration: Duration::from_secs(max_secs),
+                },
+            )
+            .await?;
+            emit(&t, &r)
+        }
+        Cmd::ImapAppend {
+            t,
+            l,
+            imaps,
+            clients,
+            messages,
+            size,
+            max_secs,
+        } => {
+            let tg = target(&t)?;
+            let r = scenarios::imap_append(
+                &tg,
+                scenarios::ImapAppend {
+                    scenario: t.scenario.clone(),
+                    imaps,
+                    user: l.user,
+                    pass: l.pass,
+                    clients,
+                    messages,
+                    size,
+                    max_duration: Duration::from_secs(max_secs),
+                },
+            )
+            .await?;
+            emit(&t, &r)
+        }
+        Cmd::Pop3Retr {
+            t,
+            l,
+            pop3s,
+            expect,
+            repeat,
+        } => {
+            let tg = target(&t)?;
+            let r = scenarios::pop3_retr(
+                &tg,
+                scenarios::Pop3Retr {
+                    scenario: t.scenario.clone(),
+                    pop3s,
+                    user: l.user,
+                    pass: l.pass,
+                    expect,
+                    repeat,
+                },
+            )
+            .await?;
+            emit(&t, &r)
+        }
+        Cmd::SeedStore {
+            store,
+            user,
+            count,
+            size,
+            first,
+        } => {
+            seed::seed_store(
+                &store,
+                &seed::SeedSpec {
+                    address: &user,
+                    count,
+                    size,
+                    first_index: first,
+                },
+            )
+            .await
+        }
+        Cmd::SeedMaildir {
+            maildir,
+            user,
+            count,
+            size,
+            first,
+            owner,
+        } => {
+            let (u, g) = owner
+                .split_once(':')
+                .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)))
+                .context("--owner must be UID:GID")?;
+            seed::seed_maildir(
+                &maildir,
+                &seed::SeedSpec {
+                    address: &user,
+                    count,
+                    size,
+                    first_index: first,
+                },
+                (u, g),
+            )
+        }
+        Cmd::HashPassword => {
+            let mut pw = String::new();
+            std::io::stdin().read_line(&mut pw)?;
+            let h = bulwark_auth::hash_password(pw.trim_end_matches(['\r', '\n']))?;
+            println!("{h}");
+            Ok(())
+        }
+        Cmd::SearchHits { count } => {
+            println!("{}", message::search_hits(count));
+            Ok(())
+        }
+        Cmd::Report { results } => {
+            let text = std::fs::read_to_string(&results)
+                .with_context(|| format!("cannot read {}", results.display()))?;
+            print!("{}", report::render(&report::parse(&text)?));
+            Ok(())
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    raise_fd_limit();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bulwark-bench: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bulwark-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
