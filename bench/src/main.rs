@@ -108,6 +108,9 @@ struct SmtpArgs {
     /// Check delivery: count the recipient's INBOX over IMAPS at this address.
     #[arg(long)]
     verify_imaps: Option<SocketAddr>,
+    /// Check delivery in Bulwark's store directory instead (a Bulwark without IMAP).
+    #[arg(long, conflicts_with = "verify_imaps")]
+    verify_store: Option<PathBuf>,
     #[arg(long)]
     verify_user: Option<String>,
 }
@@ -318,8 +321,28 @@ fn raise_fd_limit() {
     }
 }
 
-fn smtp_load(t: &TargetArgs, s: &SmtpArgs, sink: Option<Arc<sink::Sink>>) -> scenarios::SmtpLoad {
-    scenarios::SmtpLoad {
+fn smtp_load(
+    t: &TargetArgs,
+    s: &SmtpArgs,
+    sink: Option<Arc<sink::Sink>>,
+) -> anyhow::Result<scenarios::SmtpLoad> {
+    let user = s.verify_user.clone().unwrap_or_else(|| s.to.clone());
+    let verify = match (&s.verify_imaps, &s.verify_store) {
+        (Some(imaps), _) => Some(scenarios::Verify::Imap {
+            imaps: *imaps,
+            user,
+            pass: s.pass.clone(),
+        }),
+        (None, Some(dir)) => Some(scenarios::Verify::Store {
+            store: Arc::new(
+                bulwark_store::SqliteStore::open(dir)
+                    .with_context(|| format!("cannot open the store in {}", dir.display()))?,
+            ),
+            user,
+        }),
+        (None, None) => None,
+    };
+    Ok(scenarios::SmtpLoad {
         scenario: t.scenario.clone(),
         addr: s.addr,
         starttls: s.starttls || s.auth_user.is_some(),
@@ -331,27 +354,23 @@ fn smtp_load(t: &TargetArgs, s: &SmtpArgs, sink: Option<Arc<sink::Sink>>) -> sce
         messages: s.messages,
         per_session: s.per_session.max(1),
         max_duration: Duration::from_secs(s.max_secs),
-        verify: s.verify_imaps.map(|imaps| scenarios::Verify {
-            imaps,
-            user: s.verify_user.clone().unwrap_or_else(|| s.to.clone()),
-            pass: s.pass.clone(),
-        }),
+        verify,
         sink,
-    }
+    })
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Smtp { t, s } => {
             let tg = target(&t)?;
-            let r = scenarios::smtp_load(&tg, smtp_load(&t, &s, None)).await?;
+            let r = scenarios::smtp_load(&tg, smtp_load(&t, &s, None)?).await?;
             emit(&t, &r)
         }
         Cmd::Relay { t, s, sink } => {
             let tg = target(&t)?;
             let sink = Arc::new(sink::Sink::start(sink).await?);
             let sink_addr = sink.addr;
-            let mut load = smtp_load(&t, &s, Some(sink));
+            let mut load = smtp_load(&t, &s, Some(sink))?;
             load.verify = None;
             let mut r = scenarios::smtp_load(&tg, load).await?;
             r.note

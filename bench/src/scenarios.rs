@@ -81,17 +81,42 @@ pub struct SmtpLoad {
     pub sink: Option<Arc<crate::sink::Sink>>,
 }
 
-pub struct Verify {
-    pub imaps: SocketAddr,
-    pub user: String,
-    pub pass: String,
+/// Where delivery is checked: the recipient's INBOX.
+pub enum Verify {
+    /// IMAP STATUS over TLS.
+    Imap {
+        imaps: SocketAddr,
+        user: String,
+        pass: String,
+    },
+    /// Bulwark's store read directly (a second SQLite connection sees only committed,
+    /// fsynced transactions) — for a Bulwark without IMAP.
+    Store {
+        store: Arc<dyn bulwark_store::Store>,
+        user: String,
+    },
 }
 
 async fn inbox_count(t: &Target, v: &Verify) -> anyhow::Result<u64> {
-    let mut c = imap_login(t, v.imaps, &v.user, &v.pass).await?;
-    let n = bounded(t.op_timeout, "STATUS", c.status_messages("INBOX")).await?;
-    let _ = c.logout().await;
-    Ok(n)
+    match v {
+        Verify::Imap { imaps, user, pass } => {
+            let mut c = imap_login(t, *imaps, user, pass).await?;
+            let n = bounded(t.op_timeout, "STATUS", c.status_messages("INBOX")).await?;
+            let _ = c.logout().await;
+            Ok(n)
+        }
+        Verify::Store { store, user } => {
+            let account = store
+                .account(user)
+                .await?
+                .with_context(|| format!("no account {user}"))?;
+            let mb = store
+                .mailbox(account.id, "INBOX")
+                .await?
+                .context("no INBOX")?;
+            Ok(u64::from(store.mailbox_status(mb.id).await?.messages))
+        }
+    }
 }
 
 /// Sends `messages` messages from `clients` concurrent clients; the run ends when
