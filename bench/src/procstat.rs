@@ -225,6 +225,7 @@ impl Sampler {
             peak_rss_mib: peak.rss,
             peak_pss_mib: peak.pss,
             pss_mib: None,
+            rest_rss_mib: None,
             cpu_secs: (end.cpu_secs - self.start.cpu_secs).max(0.0),
             max_processes: peak.processes,
         }

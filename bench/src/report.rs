@@ -203,6 +203,7 @@ mod tests {
             peak_rss_mib: 10.0,
             peak_pss_mib: None,
             pss_mib: None,
+            rest_rss_mib: None,
             cpu_secs: 1.0,
             max_processes: 1,
         };

@@ -449,6 +449,7 @@ pub async fn imap_idle(t: &Target, s: IdleLoad) -> anyhow::Result<RunResult> {
     tasks.abort_all();
     let mut usage = sampler.finish();
     usage.pss_mib = Some(pss);
+    usage.rest_rss_mib = Some(at_rest.rss_mib);
     let ok = lat.len() as u64;
     let mut r = RunResult::new(
         &s.scenario,

@@ -45,6 +45,9 @@ pub struct ServerUsage {
     /// Only taken where a scenario asks for it (the IDLE scenario).
     #[serde(default)]
     pub pss_mib: Option<f64>,
+    /// Sum of RSS at the measuring point (IDLE: all connections idle), MiB.
+    #[serde(default)]
+    pub rest_rss_mib: Option<f64>,
     /// CPU seconds (user + system) the server's processes used during the run,
     /// including processes that exited meanwhile.
     pub cpu_secs: f64,
