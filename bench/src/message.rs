@@ -68,7 +68,7 @@ pub fn build(index: usize, size: usize, from: &str, to: &str) -> Vec<u8> {
     .into_bytes();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (index as u64 + 1));
     let mut line = 0usize;
-    if index % SEARCH_EVERY == 0 {
+    if index.is_multiple_of(SEARCH_EVERY) {
         m.extend_from_slice(format!("The secret word is {SEARCH_WORD}.\r\n").as_bytes());
     }
     while m.len() + 2 < size {

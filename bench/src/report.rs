@@ -179,12 +179,18 @@ fn targets(by: &BTreeMap<(&str, &str), &RunResult>) -> Vec<Check> {
         },
         bp.zip(rp).map(|(b, r)| b * 10.0 <= r),
     ));
+    // Memory of the idle connections (at rest), not of the login burst before.
+    let rest = |b: &RunResult| b.server.rest_rss_mib.unwrap_or(b.server.peak_rss_mib);
     out.push((
-        "imap-idle-5000: < 150 MB RSS (Bulwark)".into(),
+        "imap-idle-5000: < 150 MB RSS with 5,000 idle (Bulwark)".into(),
         b.map_or("–".into(), |b| {
-            format!("peak RSS {:.0} MiB", b.server.peak_rss_mib)
+            format!(
+                "{:.0} MB RSS at rest (peak while logging in: {:.0} MB)",
+                rest(b) * 1.048_576,
+                b.server.peak_rss_mib * 1.048_576
+            )
         }),
-        b.map(|b| b.server.peak_rss_mib * 1.048_576 < 150.0 && b.ops >= 5000),
+        b.map(|b| rest(b) * 1.048_576 < 150.0 && b.ops >= 5000),
     ));
     out
 }
