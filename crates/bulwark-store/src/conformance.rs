@@ -359,6 +359,15 @@ pub async fn ingest_is_shared_and_uids_increase(store: SharedStore) {
         })
         .await
         .is_err());
+    // Several bodies in one call, in order; missing ones left out.
+    let all = store.list_messages(ai.id).await.unwrap();
+    let ids: Vec<BlobId> = all.iter().map(|m| m.blob_id).chain([999_999]).collect();
+    let got = store.read_blobs(&ids).await.unwrap();
+    assert_eq!(got.len(), all.len());
+    for ((id, data), m) in got.iter().zip(&all) {
+        assert_eq!(*id, m.blob_id);
+        assert_eq!(*data, store.read_blob(m.blob_id).await.unwrap());
+    }
     // A summary cache round-trips.
     store.set_blob_summary(r.blob_id, b"cached").await.unwrap();
     assert_eq!(

@@ -127,6 +127,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<MessageMeta>>;
     /// The raw message (RFC 5322 octets, CRLF line ends).
     async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>>;
+    /// Several raw messages in one round trip (SEARCH, bulk FETCH), in the order asked;
+    /// bodies that no longer exist (expunged meanwhile) are left out.
+    async fn read_blobs(&self, blobs: &[BlobId]) -> Result<Vec<(BlobId, Vec<u8>)>>;
     /// Opaque per-body cache (e.g. IMAP's parsed ENVELOPE/BODYSTRUCTURE), None until set.
     async fn blob_summaries(&self, blobs: &[BlobId]) -> Result<Vec<(BlobId, Vec<u8>)>>;
     async fn set_blob_summary(&self, blob: BlobId, summary: &[u8]) -> Result<()>;

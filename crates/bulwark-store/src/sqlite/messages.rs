@@ -201,6 +201,17 @@ pub(crate) fn read_blob(c: &Connection, blob: BlobId) -> Result<Vec<u8>> {
         .ok_or_else(|| StoreError::NotFound(format!("message body #{blob}")))
 }
 
+pub(crate) fn read_blobs(c: &Connection, blobs: &[BlobId]) -> Result<Vec<(BlobId, Vec<u8>)>> {
+    let mut st = c.prepare_cached("SELECT data FROM blobs WHERE id = ?1")?;
+    let mut out = Vec::with_capacity(blobs.len());
+    for &b in blobs {
+        if let Some(d) = st.query_row([b], |r| r.get::<_, Vec<u8>>(0)).optional()? {
+            out.push((b, d));
+        }
+    }
+    Ok(out)
+}
+
 pub(crate) fn summaries(c: &Connection, blobs: &[BlobId]) -> Result<Vec<(BlobId, Vec<u8>)>> {
     let mut st =
         c.prepare_cached("SELECT summary FROM blobs WHERE id = ?1 AND summary IS NOT NULL")?;

@@ -313,6 +313,10 @@ impl Store for SqliteStore {
     async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>> {
         self.read(move |c| messages::read_blob(c, blob)).await
     }
+    async fn read_blobs(&self, blobs: &[BlobId]) -> Result<Vec<(BlobId, Vec<u8>)>> {
+        let blobs = blobs.to_vec();
+        self.read(move |c| messages::read_blobs(c, &blobs)).await
+    }
     async fn blob_summaries(&self, blobs: &[BlobId]) -> Result<Vec<(BlobId, Vec<u8>)>> {
         let blobs = blobs.to_vec();
         self.read(move |c| messages::summaries(c, &blobs)).await
