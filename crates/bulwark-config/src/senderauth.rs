@@ -19,6 +19,20 @@ pub struct SenderAuthConfig {
     /// against the first external hop found by walking the `Received:` headers.
     #[serde(default)]
     pub internal_servers: Vec<IpNet>,
+    /// A message whose header section cannot be parsed (no header field at all, or
+    /// garbage): DKIM and DMARC cannot be evaluated, so no domain's policy can be
+    /// honoured. Failing closed is the default: such a message is refused.
+    #[serde(default = "reject")]
+    pub unparseable: AuthAction,
+    /// The whole check after DATA (Sender ID, DKIM, DMARC, and SPF for relayed mail)
+    /// must finish within this many seconds; otherwise it is a temperror and
+    /// `[senderauth.dmarc] temperror` decides (default: 451, the sender retries).
+    #[serde(default = "default_check_timeout")]
+    pub check_timeout_secs: u64,
+    /// RFC 7505 §4.2: refuse MAIL FROM a domain that publishes a null MX ("this
+    /// domain sends no mail", so nobody could get a bounce) with 550 5.7.27.
+    #[serde(default = "yes")]
+    pub reject_null_mx_senders: bool,
     #[serde(default)]
     pub spf: SpfPolicy,
     #[serde(default)]
@@ -35,11 +49,18 @@ fn yes() -> bool {
     true
 }
 
+fn default_check_timeout() -> u64 {
+    60
+}
+
 impl Default for SenderAuthConfig {
     fn default() -> Self {
         SenderAuthConfig {
             enabled: true,
             internal_servers: Vec::new(),
+            unparseable: reject(),
+            check_timeout_secs: default_check_timeout(),
+            reject_null_mx_senders: true,
             spf: SpfPolicy::default(),
             sender_id: SenderIdPolicy::default(),
             dkim: DkimPolicy::default(),
@@ -270,6 +291,23 @@ impl Default for SigningConfig {
 
 impl SenderAuthConfig {
     pub(crate) fn validate(&self, issues: &mut Vec<Issue>) {
+        if self.unparseable == AuthAction::Tempfail {
+            issues.push(Issue::new(
+                "senderauth.unparseable",
+                "\"tempfail\" makes senders retry a message whose headers will not change",
+                "use \"reject\" (the default), \"quarantine\" or \"tag\"",
+            ));
+        }
+        if self.check_timeout_secs == 0 || self.check_timeout_secs > 600 {
+            issues.push(Issue::new(
+                "senderauth.check_timeout_secs",
+                format!(
+                    "{} seconds: the check after DATA needs a limit between 1 and 600 seconds (RFC 5321 §4.5.3.2.6 gives the client 10 minutes for the reply)",
+                    self.check_timeout_secs
+                ),
+                "use 60 (the default)",
+            ));
+        }
         let mut check = |key: &str, result: &str, a: AuthAction| {
             let k = format!("senderauth.{key}.{result}");
             if a == AuthAction::Tempfail && result != "temperror" {

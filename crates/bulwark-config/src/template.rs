@@ -197,7 +197,9 @@ protocol_log = false               # outbound SMTP transcript in [log] dir/outbo
 #   "pinned"         required + the peer certificate's or public key's SHA-256 is in
 #                    tls_pins (direct trust)
 # Credentials (credentials_file: user name line, password line; mode 0600) are sent
-# only over TLS, and need tls = "required" or stronger.
+# only over TLS, need tls = "required" or stronger (better "verify" or "pinned":
+# "required" does not authenticate the server, so an active attacker could collect
+# them; `bulwark audit` flags it) and a smart_host (never to recipients' MX hosts).
 # [[outbound.connector]]
 # name = "partner"
 # address_space = ["partner.example", "*.partner.example"]
@@ -224,6 +226,11 @@ enabled = true
 # Our own edge gateways / internal relays (CIDR). For mail arriving from them the
 # sender checks use the first external hop found in the Received: headers.
 internal_servers = []
+# A message whose header section cannot be parsed cannot be checked for DKIM and
+# DMARC; failing closed, it is refused (or "quarantine" / "tag").
+unparseable = "reject"
+check_timeout_secs = 60      # the checks after DATA; beyond it: DMARC temperror
+reject_null_mx_senders = true # MAIL FROM a domain with a null MX: 550 5.7.27 (RFC 7505)
 
 [senderauth.spf]
 # SPF breaks on plain forwarding, so a fail is tagged, not rejected; DMARC (which

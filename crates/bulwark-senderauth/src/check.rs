@@ -2,11 +2,14 @@
 //! each result turned into an action by `[senderauth]`, all recorded in one
 //! Authentication-Results header.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bulwark_config::senderauth::{AuthAction, SenderAuthConfig};
 use bulwark_dns::TokioResolver;
+use mail_auth::common::crypto::Algorithm;
 use mail_auth::dkim::DkimError;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::dmarc::Policy;
@@ -90,6 +93,64 @@ impl Action {
             Action::TempFail { .. } => "tempfail",
         }
     }
+}
+
+/// At most this many DKIM signatures are verified per message (RFC 6376 §6.1 lets a
+/// verifier limit them); more are reported as not verified.
+pub const MAX_DKIM_SIGNATURES: usize = 10;
+
+/// The stricter of two configured actions.
+fn stricter(a: AuthAction, b: AuthAction) -> AuthAction {
+    let rank = |a: AuthAction| match a {
+        AuthAction::Accept => 0,
+        AuthAction::Tag => 1,
+        AuthAction::Quarantine => 2,
+        AuthAction::Tempfail => 3,
+        AuthAction::Reject => 4,
+    };
+    if rank(b) > rank(a) {
+        b
+    } else {
+        a
+    }
+}
+
+/// How telling a DMARC result is, to pick the decisive domain among equal actions.
+fn dmarc_rank(result: &str) -> u8 {
+    match result {
+        "fail" => 4,
+        "temperror" => 3,
+        "permerror" => 2,
+        "none" => 1,
+        _ => 0,
+    }
+}
+
+/// The distinct domains of the From addresses (lower case, in order of appearance),
+/// each with its addresses.
+fn from_domains(froms: &[String]) -> Vec<(String, Vec<String>)> {
+    let mut order: Vec<String> = Vec::new();
+    let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for f in froms {
+        let Some((_, d)) = f.rsplit_once('@') else {
+            continue;
+        };
+        let d = d.trim_end_matches('.').to_ascii_lowercase();
+        if d.is_empty() {
+            continue;
+        }
+        if !by.contains_key(&d) {
+            order.push(d.clone());
+        }
+        by.entry(d).or_default().push(f.clone());
+    }
+    order
+        .into_iter()
+        .map(|d| {
+            let a = by.remove(&d).unwrap_or_default();
+            (d, a)
+        })
+        .collect()
 }
 
 /// Printable, bounded text for a reply line (an `exp=` text comes from DNS).
@@ -224,6 +285,43 @@ pub struct DkimCheck {
     pub reason: Option<String>,
 }
 
+impl DkimCheck {
+    fn of(
+        result: &'static str,
+        sig: Option<&mail_auth::dkim::Signature>,
+        reason: Option<String>,
+    ) -> DkimCheck {
+        DkimCheck {
+            result,
+            domain: sig.map(|s| s.d.clone()).unwrap_or_default(),
+            selector: sig.map(|s| s.s.clone()).unwrap_or_default(),
+            algorithm: match sig.map(|s| s.a) {
+                Some(Algorithm::Ed25519Sha256) => "ed25519-sha256",
+                Some(Algorithm::RsaSha1) => "rsa-sha1",
+                Some(_) => "rsa-sha256",
+                None => "",
+            },
+            b: sig
+                .map(|s| {
+                    use base64::Engine;
+                    base64::engine::general_purpose::STANDARD
+                        .encode(&s.b)
+                        .chars()
+                        .take(8)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            reason,
+        }
+    }
+
+    /// A result that stands for no particular signature (a summary or an error that
+    /// prevented verification).
+    fn summary(result: &'static str, reason: &str) -> DkimCheck {
+        DkimCheck::of(result, None, Some(reason.to_string()))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DmarcCheck {
     /// pass, fail, none, permerror, temperror.
@@ -235,17 +333,22 @@ pub struct DmarcCheck {
     pub policy: Option<&'static str>,
     /// pct= below 100 and this message fell outside the sample (RFC 7489 §6.6.4).
     pub sampled_out: bool,
+    /// Why there is no ordinary result (no From, unparseable headers, timeout).
+    pub reason: Option<String>,
 }
 
 /// Everything checked for one message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Results {
     pub spf: Option<Evaluation>,
     /// Set when the checked IP/HELO came from the Received walk (internal relay).
     pub via_relay: Option<received::ExternalHop>,
     pub sender_id: Option<SenderIdOutcome>,
     pub dkim: Vec<DkimCheck>,
+    /// The decisive DMARC result: the one whose action is the strictest.
     pub dmarc: Option<DmarcCheck>,
+    /// One result per RFC5322.From domain (RFC 7489 §6.6.1), in order.
+    pub dmarc_domains: Vec<DmarcCheck>,
     /// Why some checks were skipped (message from inside, unreadable Received).
     pub note: Option<String>,
 }
@@ -371,6 +474,31 @@ impl SenderAuth {
         }
     }
 
+    /// RFC 7505 §4.2: a MAIL FROM domain that publishes a null MX declares it sends
+    /// no mail (and could take no bounce): refused with 550 5.7.27. When DNS cannot
+    /// answer the sender is accepted (the other checks still run).
+    pub async fn check_null_mx_sender(&self, mail_from: &str) -> Action {
+        if !self.cfg.enabled || !self.cfg.reject_null_mx_senders {
+            return Action::Accept;
+        }
+        let Some((_, domain)) = mail_from.rsplit_once('@') else {
+            return Action::Accept;
+        };
+        match self.spf_dns.mx(domain).await {
+            Ok(names) if names.len() == 1 && names[0].is_empty() => {
+                tracing::info!(target: "bulwark::senderauth", %domain, "MAIL FROM refused: the domain publishes a null MX");
+                Action::Reject {
+                    code: 550,
+                    enhanced: "5.7.27",
+                    text: reply_text(&format!(
+                        "Sender address rejected: {domain} publishes a null MX and sends no mail (RFC 7505)"
+                    )),
+                }
+            }
+            _ => Action::Accept,
+        }
+    }
+
     fn spf_policy(&self, r: SpfResult) -> AuthAction {
         let p = &self.cfg.spf;
         match r {
@@ -419,24 +547,82 @@ impl SenderAuth {
         spf_at_mail: &SpfOutcome,
         message: &[u8],
     ) -> Verdict {
-        let mut results = Results {
-            spf: None,
-            via_relay: None,
-            sender_id: None,
-            dkim: Vec::new(),
-            dmarc: None,
-            note: None,
-        };
         if !self.cfg.enabled {
-            return self.finish(results, Action::Accept, Vec::new());
+            return self.finish(Results::default(), Action::Accept, Vec::new());
         }
+        // A hostile message (many signatures, slow DNS behind its domains) must not hold
+        // the SMTP session forever: the whole check has one budget; beyond it the result
+        // is a temperror and `[senderauth.dmarc] temperror` decides (451 by default).
+        let limit = Duration::from_secs(self.cfg.check_timeout_secs.max(1));
+        match tokio::time::timeout(
+            limit,
+            self.check_message_within(ip, helo, mail_from, spf_at_mail, message),
+        )
+        .await
+        {
+            Ok(v) => v,
+            Err(_) => self.timed_out(spf_at_mail, message, limit),
+        }
+    }
+
+    /// The verdict when the checks after DATA did not finish in time.
+    fn timed_out(&self, spf_at_mail: &SpfOutcome, message: &[u8], limit: Duration) -> Verdict {
+        let why = format!(
+            "the sender checks did not finish within {} seconds",
+            limit.as_secs()
+        );
+        tracing::warn!(target: "bulwark::senderauth", "{why}; treated as temperror");
+        count("dkim", "temperror");
+        count("dmarc", "temperror");
+        let domain = crate::sign::from_domain(message).unwrap_or_default();
+        let mut results = Results {
+            spf: spf_at_mail.evaluation.clone(),
+            ..Results::default()
+        };
+        results.dkim.push(DkimCheck::summary("temperror", &why));
+        let dm = DmarcCheck {
+            result: "temperror",
+            domain,
+            policy: None,
+            sampled_out: false,
+            reason: Some(why.clone()),
+        };
+        let action = spf_at_mail.action.clone().max(other_action(
+            self.cfg.dmarc.temperror,
+            "DMARC",
+            &why,
+        ));
+        let mut tagged = Vec::new();
+        if matches!(
+            self.cfg.dmarc.temperror,
+            AuthAction::Tag | AuthAction::Quarantine
+        ) {
+            tagged.push("dmarc=temperror".to_string());
+        }
+        results.dmarc_domains.push(dm.clone());
+        results.dmarc = Some(dm);
+        self.finish(results, action, tagged)
+    }
+
+    async fn check_message_within(
+        &self,
+        ip: IpAddr,
+        helo: &str,
+        mail_from: &str,
+        spf_at_mail: &SpfOutcome,
+        message: &[u8],
+    ) -> Verdict {
+        let mut results = Results::default();
         let parsed = AuthenticatedMessage::parse(message);
         let header_list: Vec<(&[u8], &[u8])> = parsed
             .as_ref()
             .map(|m| m.headers.clone())
             .unwrap_or_default();
 
-        // Which IP and HELO are checked.
+        // Which IP and HELO are checked. `None` when the Received walk could not find
+        // the external hop: SPF and Sender ID then have no IP to check (permerror),
+        // but DKIM and DMARC, which do not need one, still run — never fail open.
+        let mut no_hop: Option<String> = None;
         let (check_ip, check_helo) = if self.is_internal(ip) {
             match received::first_external_hop(&header_list, &self.cfg.internal_servers) {
                 Walk::External(hop) => {
@@ -444,19 +630,20 @@ impl SenderAuth {
                     results.via_relay = Some(hop);
                     r
                 }
-                Walk::AllInternal => {
+                Walk::AllInternal if parsed.is_some() => {
                     results.note = Some(format!(
                         "message from inside: every hop is an internal server of {}",
                         self.hostname
                     ));
                     return self.finish(results, Action::Accept, Vec::new());
                 }
+                Walk::AllInternal => {
+                    no_hop = Some("the header section cannot be parsed".to_string());
+                    (ip, helo.to_string())
+                }
                 Walk::Unreadable { index, reason } => {
-                    results.note = Some(format!(
-                        "cannot find the external hop (Received header {}: {reason}); sender checks skipped",
-                        index + 1
-                    ));
-                    return self.finish(results, Action::Accept, Vec::new());
+                    no_hop = Some(format!("Received header #{}: {reason}", index + 1));
+                    (ip, helo.to_string())
                 }
             }
         } else {
@@ -466,8 +653,28 @@ impl SenderAuth {
         let mut action = Action::Accept;
 
         // SPF: reuse the MAIL-time result unless it was deferred.
-        let spf_ev = match &spf_at_mail.evaluation {
-            Some(ev) if results.via_relay.is_none() => {
+        let spf_ev = match (&spf_at_mail.evaluation, &no_hop) {
+            (_, Some(why)) => {
+                let (scope, domain, sender) = spf_identity(helo, mail_from);
+                let ev = Evaluation {
+                    result: SpfResult::PermError,
+                    scope,
+                    domain,
+                    ip,
+                    sender,
+                    helo: helo.to_string(),
+                    mechanism: None,
+                    reason: format!(
+                        "no readable external hop behind internal server {ip} ({why})"
+                    ),
+                    explanation: None,
+                    lookups: Vec::new(),
+                };
+                count_spf(&ev);
+                action = action.max(spf_action(self.spf_policy(ev.result), &ev));
+                ev
+            }
+            (Some(ev), None) if results.via_relay.is_none() => {
                 action = action.max(spf_at_mail.action.clone());
                 ev.clone()
             }
@@ -488,7 +695,21 @@ impl SenderAuth {
         // Sender ID.
         let sid = match PraSelector::select(&header_list) {
             Ok(pra) => {
-                let ev = self.evaluate_pra(check_ip, &check_helo, &pra).await;
+                let ev = match &no_hop {
+                    Some(why) => Evaluation {
+                        result: SpfResult::PermError,
+                        scope: Scope::Pra,
+                        domain: pra.domain.clone(),
+                        ip,
+                        sender: pra.address.clone(),
+                        helo: helo.to_string(),
+                        mechanism: None,
+                        reason: format!("no readable external hop ({why})"),
+                        explanation: None,
+                        lookups: Vec::new(),
+                    },
+                    None => self.evaluate_pra(check_ip, &check_helo, &pra).await,
+                };
                 count("sender_id", ev.result.as_str());
                 let a = self.sender_id_policy(ev.result);
                 if matches!(a, AuthAction::Tag | AuthAction::Quarantine) {
@@ -520,118 +741,213 @@ impl SenderAuth {
         };
         results.sender_id = Some(sid);
 
-        // DKIM and DMARC need a parseable message.
-        if let Some(msg) = &parsed {
-            let outputs = self.authenticator.verify_dkim(msg).await;
-            for o in &outputs {
-                let (result, reason) = match o.result() {
-                    DkimResult::Pass => ("pass", None),
-                    // RFC 6376 §6.1.3: a body hash mismatch is a failed signature
-                    // (mail-auth files it under neutral).
-                    DkimResult::Neutral(
-                        e @ mail_auth::Error::Dkim(DkimError::FailedBodyHashMatch),
-                    ) => ("fail", Some(e.to_string())),
-                    DkimResult::Neutral(e) => ("neutral", Some(e.to_string())),
-                    DkimResult::Fail(e) => ("fail", Some(e.to_string())),
-                    DkimResult::PermError(e) => ("permerror", Some(e.to_string())),
-                    DkimResult::TempError(e) => ("temperror", Some(e.to_string())),
-                    DkimResult::None => ("none", None),
-                };
-                let sig = o.signature();
-                results.dkim.push(DkimCheck {
-                    result,
-                    domain: sig.map(|s| s.d.clone()).unwrap_or_default(),
-                    selector: sig.map(|s| s.s.clone()).unwrap_or_default(),
-                    algorithm: match sig.map(|s| s.a) {
-                        Some(mail_auth::common::crypto::Algorithm::Ed25519Sha256) => {
-                            "ed25519-sha256"
-                        }
-                        Some(mail_auth::common::crypto::Algorithm::RsaSha1) => "rsa-sha1",
-                        _ => "rsa-sha256",
-                    },
-                    b: sig
-                        .map(|s| {
-                            use base64::Engine;
-                            base64::engine::general_purpose::STANDARD
-                                .encode(&s.b)
-                                .chars()
-                                .take(8)
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    reason,
-                });
-            }
-            let best = best_dkim(&results.dkim);
-            count("dkim", best);
-            let p = &self.cfg.dkim;
-            let a = match best {
-                "pass" => p.pass,
-                "fail" => p.fail,
-                "neutral" => p.neutral,
-                "permerror" => p.permerror,
-                "temperror" => p.temperror,
-                _ => p.none,
+        // DKIM and DMARC need the header section. Without it no domain's policy can be
+        // honoured, so the message gets `[senderauth] unparseable` (reject by default)
+        // instead of slipping through unchecked.
+        let Some(msg) = &parsed else {
+            let why = "the header section cannot be parsed";
+            count("dkim", "permerror");
+            count("dmarc", "permerror");
+            results.dkim.push(DkimCheck::summary("permerror", why));
+            let dm = DmarcCheck {
+                result: "permerror",
+                domain: String::new(),
+                policy: None,
+                sampled_out: false,
+                reason: Some(why.to_string()),
             };
+            results.dmarc_domains.push(dm.clone());
+            results.dmarc = Some(dm);
+            let a = self.cfg.unparseable;
             if matches!(a, AuthAction::Tag | AuthAction::Quarantine) {
-                tagged.push(format!("dkim={best}"));
-            }
-            action = action.max(other_action(a, "DKIM", &format!("signature {best}")));
-
-            // DMARC (RFC 7489): the SPF input is the MAIL FROM identity (or HELO).
-            let spf_domain = spf_ev.domain.clone();
-            let spf_for_dmarc =
-                SpfOutput::new(spf_domain.clone()).with_result(to_mail_auth(spf_ev.result));
-            let out = self
-                .authenticator
-                .verify_dmarc(DmarcParameters::new(
-                    msg,
-                    &outputs,
-                    &spf_domain,
-                    &spf_for_dmarc,
-                ))
-                .await;
-            let dm = self.dmarc_check(msg, &out).await;
-            count("dmarc", dm.result);
-            let d = &self.cfg.dmarc;
-            let a = match (dm.result, dm.policy) {
-                ("pass", _) => d.pass,
-                ("fail", Some("reject")) => d.fail_p_reject,
-                ("fail", Some("quarantine")) => d.fail_p_quarantine,
-                ("fail", _) => d.fail_p_none,
-                ("permerror", _) => d.permerror,
-                ("temperror", _) => d.temperror,
-                _ => d.none,
-            };
-            if matches!(a, AuthAction::Tag | AuthAction::Quarantine) {
-                tagged.push(format!("dmarc={}", dm.result));
+                tagged.push("unparseable".into());
             }
             action = action.max(other_action(
                 a,
-                "DMARC",
+                "Message refused",
+                "the header section cannot be parsed, so its sender cannot be authenticated (DKIM, DMARC)",
+            ));
+            results.spf = Some(spf_ev);
+            return self.finish(results, action, tagged);
+        };
+
+        // DKIM (RFC 6376). rsa-sha1 is not verified at all (RFC 8301 §3.1: it MUST
+        // NOT be considered valid), and at most MAX_DKIM_SIGNATURES signatures are
+        // verified (RFC 6376 §6.1 lets a verifier limit its work; each one costs a DNS
+        // lookup and a public-key operation): the rest are reported, not verified.
+        let mut verify = msg.clone();
+        verify.dkim_headers.clear();
+        verify.errors.truncate(MAX_DKIM_SIGNATURES);
+        let mut sha1: Vec<&mail_auth::common::headers::Header<'_, mail_auth::dkim::Signature>> =
+            Vec::new();
+        let mut not_verified = 0usize;
+        for h in &msg.dkim_headers {
+            if h.header.a == Algorithm::RsaSha1 {
+                sha1.push(h);
+            } else if verify.dkim_headers.len() < MAX_DKIM_SIGNATURES {
+                verify.dkim_headers.push(h.clone());
+            } else {
+                not_verified += 1;
+            }
+        }
+        not_verified += msg
+            .errors
+            .len()
+            .saturating_sub(MAX_DKIM_SIGNATURES);
+        let outputs = self.authenticator.verify_dkim(&verify).await;
+        for o in &outputs {
+            let (result, reason) = match o.result() {
+                DkimResult::Pass => ("pass", None),
+                // RFC 6376 §6.1.3: a body hash mismatch is a failed signature
+                // (mail-auth files it under neutral).
+                DkimResult::Neutral(e @ mail_auth::Error::Dkim(DkimError::FailedBodyHashMatch)) => {
+                    ("fail", Some(e.to_string()))
+                }
+                DkimResult::Neutral(e) => ("neutral", Some(e.to_string())),
+                DkimResult::Fail(e) => ("fail", Some(e.to_string())),
+                DkimResult::PermError(e) => ("permerror", Some(e.to_string())),
+                DkimResult::TempError(e) => ("temperror", Some(e.to_string())),
+                DkimResult::None => ("none", None),
+            };
+            results
+                .dkim
+                .push(DkimCheck::of(result, o.signature(), reason));
+        }
+        for (i, h) in sha1.iter().enumerate() {
+            if i < MAX_DKIM_SIGNATURES {
+                results.dkim.push(DkimCheck::of(
+                    "permerror",
+                    Some(&h.header),
+                    Some("rsa-sha1 not accepted per RFC 8301 section 3.1".into()),
+                ));
+            } else {
+                not_verified += 1;
+            }
+        }
+        if not_verified > 0 {
+            results.dkim.push(DkimCheck::summary(
+                "neutral",
                 &format!(
-                    "rejected by the DMARC policy of {} (p={})",
-                    dm.domain,
-                    dm.policy.unwrap_or("none")
+                    "{not_verified} more signature(s) not verified: at most {MAX_DKIM_SIGNATURES} are checked per message"
                 ),
             ));
+        }
+        let best = best_dkim(&results.dkim);
+        count("dkim", best);
+        let p = &self.cfg.dkim;
+        let a = match best {
+            "pass" => p.pass,
+            "fail" => p.fail,
+            "neutral" => p.neutral,
+            "permerror" => p.permerror,
+            "temperror" => p.temperror,
+            _ => p.none,
+        };
+        if matches!(a, AuthAction::Tag | AuthAction::Quarantine) {
+            tagged.push(format!("dkim={best}"));
+        }
+        action = action.max(other_action(a, "DKIM", &format!("signature {best}")));
+
+        // DMARC (RFC 7489): the SPF input is the MAIL FROM identity (or HELO). Only
+        // the signatures we verified feed it (rsa-sha1 and unverified ones are no
+        // signatures for DMARC).
+        let spf_domain = spf_ev.domain.clone();
+        let spf_for_dmarc =
+            SpfOutput::new(spf_domain.clone()).with_result(to_mail_auth(spf_ev.result));
+        let domains = from_domains(msg.froms());
+        if domains.is_empty() {
+            // RFC 7489 §6.6.1: no usable RFC5322.From, so there is no Author Domain
+            // whose policy could be honoured. Recorded as permerror, and at least
+            // tagged: a message that names no author is not an ordinary one.
+            let why = if msg.froms().is_empty() {
+                "no From address (RFC 7489 §6.6.1)"
+            } else {
+                "no From address with a domain (RFC 7489 §6.6.1)"
+            };
+            count("dmarc", "permerror");
+            let dm = DmarcCheck {
+                result: "permerror",
+                domain: String::new(),
+                policy: None,
+                sampled_out: false,
+                reason: Some(why.to_string()),
+            };
+            let a = stricter(self.cfg.dmarc.permerror, AuthAction::Tag);
+            if matches!(a, AuthAction::Tag | AuthAction::Quarantine) {
+                tagged.push("dmarc=permerror".into());
+            }
+            action = action.max(other_action(a, "DMARC", why));
+            results.dmarc_domains.push(dm.clone());
             results.dmarc = Some(dm);
+        } else {
+            // RFC 7489 §6.6.1: with several From domains mail-auth returns no result
+            // at all ("exempt"), which would let a forged p=reject domain through next
+            // to a harmless one. Each Author Domain is evaluated on its own and the
+            // strictest outcome applies.
+            let mut decisive: Option<(Action, DmarcCheck, AuthAction)> = None;
+            for (domain, addrs) in domains {
+                let mut one = msg.clone();
+                one.from = addrs;
+                let out = self
+                    .authenticator
+                    .verify_dmarc(DmarcParameters::new(
+                        &one,
+                        &outputs,
+                        &spf_domain,
+                        &spf_for_dmarc,
+                    ))
+                    .await;
+                let dm = self.dmarc_check(&domain, &out).await;
+                let a = self.dmarc_policy(&dm);
+                let act = other_action(
+                    a,
+                    "DMARC",
+                    &format!(
+                        "rejected by the DMARC policy of {} (p={})",
+                        dm.domain,
+                        dm.policy.unwrap_or("none")
+                    ),
+                );
+                results.dmarc_domains.push(dm.clone());
+                let stricter = decisive.as_ref().is_none_or(|(d, prev, _)| {
+                    act.rank() > d.rank()
+                        || (act.rank() == d.rank()
+                            && dmarc_rank(dm.result) > dmarc_rank(prev.result))
+                });
+                if stricter {
+                    decisive = Some((act, dm, a));
+                }
+            }
+            if let Some((act, dm, a)) = decisive {
+                count("dmarc", dm.result);
+                if matches!(a, AuthAction::Tag | AuthAction::Quarantine) {
+                    tagged.push(format!("dmarc={}", dm.result));
+                }
+                action = action.max(act);
+                results.dmarc = Some(dm);
+            }
         }
         results.spf = Some(spf_ev);
         self.finish(results, action, tagged)
     }
 
-    async fn dmarc_check(
-        &self,
-        msg: &AuthenticatedMessage<'_>,
-        out: &mail_auth::DmarcOutput,
-    ) -> DmarcCheck {
+    fn dmarc_policy(&self, dm: &DmarcCheck) -> AuthAction {
+        let d = &self.cfg.dmarc;
+        match (dm.result, dm.policy) {
+            ("pass", _) => d.pass,
+            ("fail", Some("reject")) => d.fail_p_reject,
+            ("fail", Some("quarantine")) => d.fail_p_quarantine,
+            ("fail", _) => d.fail_p_none,
+            ("permerror", _) => d.permerror,
+            ("temperror", _) => d.temperror,
+            _ => d.none,
+        }
+    }
+
+    /// One Author Domain's DMARC result from mail-auth's output.
+    async fn dmarc_check(&self, domain: &str, out: &mail_auth::DmarcOutput) -> DmarcCheck {
         let domain = if out.domain().is_empty() {
-            msg.froms()
-                .first()
-                .and_then(|f| f.rsplit_once('@'))
-                .map(|(_, d)| d.to_ascii_lowercase())
-                .unwrap_or_default()
+            domain.to_string()
         } else {
             out.domain().to_string()
         };
@@ -649,6 +965,7 @@ impl SenderAuth {
                 domain,
                 policy: None,
                 sampled_out: false,
+                reason: None,
             };
         };
         let pass = matches!(out.spf_result(), DmarcResult::Pass)
@@ -677,6 +994,7 @@ impl SenderAuth {
             domain,
             policy: Some(policy),
             sampled_out,
+            reason: None,
         }
     }
 
@@ -705,7 +1023,14 @@ impl SenderAuth {
 
     fn finish(&self, results: Results, action: Action, tagged: Vec<String>) -> Verdict {
         tracing::debug!(target: "bulwark::senderauth", action = action.name(), "message verdict");
-        let mut h = headers::authentication_results(&self.hostname, &self.clauses(&results));
+        let clauses = self.clauses(&results);
+        // RFC 8601 §2.2: when nothing was checked the header says so with the
+        // no-result form ("; none"), not with an invented result.
+        let mut h = if clauses.is_empty() {
+            headers::authentication_results_none(&self.hostname, results.note.as_deref())
+        } else {
+            headers::authentication_results(&self.hostname, &clauses)
+        };
         if let Some(ev) = &results.spf {
             h.push_str(&self.received_spf(ev, results.via_relay.is_some()));
         }
@@ -776,51 +1101,59 @@ impl SenderAuth {
             });
         }
         for d in &r.dkim {
+            let props: Vec<(String, String)> = [
+                ("header.d", &d.domain),
+                ("header.s", &d.selector),
+                ("header.a", &d.algorithm.to_string()),
+                ("header.b", &d.b),
+            ]
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
             v.push(ResInfo {
                 method: "dkim",
                 result: d.result.to_string(),
                 comment: d.reason.clone(),
-                props: vec![
-                    ("header.d".into(), d.domain.clone()),
-                    ("header.s".into(), d.selector.clone()),
-                    ("header.a".into(), d.algorithm.to_string()),
-                    ("header.b".into(), d.b.clone()),
-                ],
+                props,
             });
         }
-        if let Some(d) = &r.dmarc {
-            let comment = d.policy.map(|p| {
-                if d.sampled_out {
-                    format!("p={p} after pct sampling")
-                } else {
-                    format!("p={p}")
-                }
-            });
+        for d in &r.dmarc_domains {
+            let comment = match (&d.reason, d.policy) {
+                (Some(why), _) => Some(why.clone()),
+                (None, Some(p)) if d.sampled_out => Some(format!("p={p} after pct sampling")),
+                (None, Some(p)) => Some(format!("p={p}")),
+                (None, None) => None,
+            };
+            let props = if d.domain.is_empty() {
+                Vec::new()
+            } else {
+                vec![("header.from".into(), d.domain.clone())]
+            };
             v.push(ResInfo {
                 method: "dmarc",
                 result: d.result.to_string(),
                 comment,
-                props: vec![("header.from".into(), d.domain.clone())],
+                props,
             });
-        }
-        if let Some(note) = &r.note {
-            if v.is_empty() {
-                v.push(ResInfo {
-                    method: "spf",
-                    result: "none".into(),
-                    comment: Some(note.clone()),
-                    props: Vec::new(),
-                });
-            }
         }
         v
     }
 
+    /// `Received-SPF:` (RFC 7208 §9.1).
     fn received_spf(&self, ev: &Evaluation, via_relay: bool) -> String {
         let comment = format!("{}: {}", self.hostname, ev.reason);
+        // `envelope-from` is the envelope sender as given: for the null reverse-path
+        // "<>" (quoted, the key-value grammar has no bare "<"), not the
+        // postmaster@HELO mailbox that SPF evaluates in its place (RFC 7208 §2.4).
+        let envelope_from = if ev.scope == Scope::Helo {
+            "<>".to_string()
+        } else {
+            ev.sender.clone()
+        };
         let mut pairs: Vec<(&str, String)> = vec![
             ("client-ip", ev.ip.to_string()),
-            ("envelope-from", ev.sender.clone()),
+            ("envelope-from", envelope_from),
         ];
         if ev.scope == Scope::Helo || via_relay || !ev.domain.is_empty() {
             pairs.push(("helo", helo_of(ev)));
@@ -830,8 +1163,11 @@ impl SenderAuth {
         if let Some(m) = &ev.mechanism {
             pairs.push(("mechanism", m.clone()));
         }
-        if let Some(e) = &ev.explanation {
-            pairs.push(("problem", e.clone()));
+        // `problem` describes an error found while evaluating (RFC 7208 §9.1); the
+        // domain owner's exp= text is an explanation for a fail, not a problem, and is
+        // not repeated here.
+        if matches!(ev.result, SpfResult::PermError | SpfResult::TempError) {
+            pairs.push(("problem", ev.reason.clone()));
         }
         headers::received_spf(ev.result.as_str(), &comment, &pairs)
     }

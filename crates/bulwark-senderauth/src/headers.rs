@@ -95,6 +95,19 @@ pub fn authentication_results(authserv_id: &str, clauses: &[ResInfo]) -> String 
     h
 }
 
+/// `Authentication-Results: <authserv-id>; none (comment)`: the no-result form of
+/// RFC 8601 §2.2 for a message nothing was checked on, with why as a comment.
+pub fn authentication_results_none(authserv_id: &str, why: Option<&str>) -> String {
+    match why {
+        Some(w) => format!(
+            "Authentication-Results: {}; none ({})\r\n",
+            value(authserv_id),
+            comment(w)
+        ),
+        None => format!("Authentication-Results: {}; none\r\n", value(authserv_id)),
+    }
+}
+
 /// `Received-SPF: result (comment) key=value; ...` (RFC 7208 §9.1), ending in CRLF.
 pub fn received_spf(result: &str, comment_text: &str, pairs: &[(&str, String)]) -> String {
     let mut h = format!("Received-SPF: {result} ({})", comment(comment_text));

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -31,6 +31,8 @@ pub enum SignError {
     BadKey { path: String, reason: String },
     #[error("{path} already exists; use --force to replace it (and republish the DNS record)")]
     Exists { path: String },
+    #[error("{path}: the DKIM private key is readable by others (mode {mode:o}); anyone who reads it can sign mail as this domain\n  fix: chmod 600 {path}")]
+    Permissions { path: String, mode: u32 },
     #[error("{0:?} is not a domain name")]
     BadDomain(String),
     #[error("cannot generate the key: {0}")]
@@ -224,18 +226,23 @@ fn load_key(path: &Path) -> Result<(KeyAlgorithm, DkimKey), SignError> {
     }
 }
 
-/// The headers we sign (RFC 6376 §5.4.1's recommendations; From is required).
-/// Listing From/Subject/To/Cc/Date twice would also forbid adding a second copy
-/// ("oversigning"); From is oversigned because a second From is the classic attack.
-const SIGNED_HEADERS: &[&str] = &[
+/// Headers that carry what the reader sees and who sent it: each is listed once more
+/// than it occurs ("oversigning", RFC 6376 §8.15; once when absent), so a copy added
+/// after signing — a second From above ours, an added Sender or Reply-To — breaks the
+/// signature instead of riding on it.
+const OVERSIGNED_HEADERS: &[&str] = &[
     "From",
-    "From",
+    "Sender",
     "Reply-To",
     "Subject",
-    "Date",
     "To",
     "Cc",
+    "Date",
     "Message-ID",
+];
+
+/// Further headers signed when present (RFC 6376 §5.4.1's recommendations).
+const SIGNED_HEADERS: &[&str] = &[
     "In-Reply-To",
     "References",
     "MIME-Version",
@@ -243,6 +250,61 @@ const SIGNED_HEADERS: &[&str] = &[
     "Content-Transfer-Encoding",
     "List-Unsubscribe",
 ];
+
+/// The `h=` list for a message: every oversigned header once more than it occurs.
+/// (mail-auth signs every occurrence of a listed name and lists each name that does
+/// not occur again at the end, so naming a present header twice yields its
+/// occurrences plus one empty instance.)
+fn header_list(message: &[u8]) -> Vec<&'static str> {
+    let present: Vec<Vec<u8>> = mail_auth::AuthenticatedMessage::parse(message)
+        .map(|m| {
+            m.headers
+                .iter()
+                .map(|(n, _)| n.trim_ascii().to_ascii_lowercase())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut h = Vec::new();
+    for name in OVERSIGNED_HEADERS {
+        h.push(*name);
+        if present
+            .iter()
+            .any(|p| p.as_slice() == name.to_ascii_lowercase().as_bytes())
+        {
+            h.push(*name);
+        }
+    }
+    h.extend_from_slice(SIGNED_HEADERS);
+    h
+}
+
+/// Private key files under `key_dir` (`<domain>/*.pem`) that group or others may
+/// read or write, with their modes. A DKIM key lets anyone sign mail as our domains.
+pub fn insecure_key_files(key_dir: &Path) -> Vec<(PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let Ok(domains) = fs::read_dir(key_dir) else {
+        return out;
+    };
+    for d in domains.flatten() {
+        let Ok(files) = fs::read_dir(d.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            let p = f.path();
+            if p.extension().is_some_and(|x| x == "pem") {
+                if let Ok(m) = f.metadata() {
+                    let mode = m.permissions().mode() & 0o777;
+                    if mode & 0o077 != 0 {
+                        out.push((p, mode));
+                    }
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
 
 struct LoadedKey {
     selector: String,
@@ -277,6 +339,14 @@ impl DkimSigner {
                 .collect();
             files.sort();
             for f in files {
+                // Fail closed: a key others can read is a key others can sign with.
+                let mode = fs::metadata(&f).map_err(io(&f))?.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    return Err(SignError::Permissions {
+                        path: f.display().to_string(),
+                        mode,
+                    });
+                }
                 let (_, key) = load_key(&f)?;
                 let selector = f
                     .file_stem()
@@ -322,7 +392,7 @@ impl DkimSigner {
             let sig = MaDkimSigner::from_key(KeyRef(&k.key))
                 .domain(domain.to_ascii_lowercase())
                 .selector(k.selector.clone())
-                .headers(SIGNED_HEADERS.iter().copied())
+                .headers(header_list(message))
                 .sign(message)
                 .map_err(|e| SignError::Sign(e.to_string()))?;
             out.push_str(&sig.to_header());

@@ -65,6 +65,16 @@ impl bulwark_smtp::SenderChecks for SenderAuthChecks {
         if ctx.listener != ListenerKind::Smtp || !self.auth.enabled() {
             return MailFromVerdict::default();
         }
+        // RFC 7505 §4.2: a sender domain with a null MX sends no mail (550 5.7.27).
+        if !self.auth.is_internal(ctx.client_ip) {
+            let a = self.auth.check_null_mx_sender(&ctx.mail_from).await;
+            if let Some(refuse) = refusal(&a, "null-mx") {
+                return MailFromVerdict {
+                    refuse: Some(refuse),
+                    ..MailFromVerdict::default()
+                };
+            }
+        }
         let o = self
             .auth
             .check_mail_from(ctx.client_ip, &ctx.helo, &ctx.mail_from)
@@ -83,8 +93,22 @@ impl bulwark_smtp::SenderChecks for SenderAuthChecks {
         note: Option<&CheckNote>,
         message: &[u8],
     ) -> MessageVerdict {
-        if ctx.sender.listener != ListenerKind::Smtp || !self.auth.enabled() {
+        if ctx.sender.listener != ListenerKind::Smtp {
             return MessageVerdict::default();
+        }
+        // Forged Authentication-Results claiming our host name are removed whether or
+        // not the checks run (RFC 8601 §5): downstream filters and clients trust our
+        // authserv-id, so a sender must never be able to write results in our name.
+        let (removed, stripped) =
+            bulwark_senderauth::headers::strip_forged_results(message, self.auth.hostname());
+        if removed > 0 {
+            tracing::info!(target: "bulwark::senderauth", removed, "removed Authentication-Results claiming our host name");
+        }
+        if !self.auth.enabled() {
+            return MessageVerdict {
+                replace_message: (removed > 0).then_some(stripped),
+                ..MessageVerdict::default()
+            };
         }
         let spf = note
             .and_then(|n| n.downcast_ref::<SpfOutcome>())
@@ -98,11 +122,6 @@ impl bulwark_smtp::SenderChecks for SenderAuthChecks {
             .auth
             .check_message(s.client_ip, &s.helo, &s.mail_from, &spf, message)
             .await;
-        let (removed, stripped) =
-            bulwark_senderauth::headers::strip_forged_results(message, self.auth.hostname());
-        if removed > 0 {
-            tracing::info!(target: "bulwark::senderauth", removed, "removed Authentication-Results claiming our host name");
-        }
         let action = match &v.action {
             Action::Accept => MessageAction::Accept,
             Action::Tag => MessageAction::Tag,
