@@ -428,6 +428,19 @@ fn check_permissions(cfg: &LoadedConfig, f: &mut Vec<Finding>) {
             format!("chmod 600 {}", key.display()),
         ));
     }
+    // DKIM signing keys: `bulwark serve` refuses to load one others can read, but the
+    // audit says so before a restart does.
+    let signing = &cfg.config.senderauth.signing;
+    for (path, m) in bulwark_senderauth::sign::insecure_key_files(&cfg.path(&signing.key_dir)) {
+        f.push(Finding::new(
+            "dkim-key-permissions",
+            Severity::Critical,
+            path.display().to_string(),
+            format!("the DKIM private key has mode {m:o}: readable by other users"),
+            "whoever reads it can sign mail as the domain, and DMARC will accept the forgeries; bulwark serve refuses to start with it",
+            format!("chmod 600 {}", path.display()),
+        ));
+    }
     let dir = &cfg.dir;
     if let Some(m) = mode(dir).filter(|m| m & 0o077 != 0) {
         f.push(Finding::new(

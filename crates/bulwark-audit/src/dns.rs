@@ -58,12 +58,15 @@ fn failed(domain: &str, what: &str, e: &str) -> Finding {
 }
 
 /// Checks every domain; `dkim_selectors` are the selectors we sign with (a key under
-/// any one of them is enough). `hostname` is only used in the suggested records.
+/// any one of them is enough). `hostname` and `spf_record` (what `bulwark spf record`
+/// prints: `bulwark_senderauth::record::recommended_spf`) are only used in the
+/// suggested records.
 pub async fn check_domains(
     r: &TokioResolver,
     domains: &[String],
     dkim_selectors: &[String],
     hostname: &str,
+    spf_record: &str,
 ) -> Vec<Finding> {
     let mut f = Vec::new();
     for d in domains {
@@ -88,7 +91,7 @@ pub async fn check_domains(
                 d.clone(),
                 format!("no SPF record (TXT \"v=spf1 …\") at {d}"),
                 "receivers cannot tell your servers from forgers; your mail scores worse and your domain is easier to spoof",
-                format!("publish: {d}. TXT \"v=spf1 mx -all\" (`bulwark spf record` prints the exact record)"),
+                format!("publish: {d}. TXT \"{spf_record}\" (`bulwark spf record` explains each term)"),
             )),
         }
         let dmarc = format!("_dmarc.{d}");
@@ -142,6 +145,8 @@ mod tests {
     use super::*;
     use bulwark_dns::testing::TestDns;
 
+    const SPF: &str = "v=spf1 a:mail.bare.test mx ~all";
+
     #[test]
     fn tags() {
         assert!(starts_with_tag("v=spf1 mx -all", "v=spf1"));
@@ -162,9 +167,9 @@ mod tests {
         dns.servfail("broken.test");
         let r = bulwark_dns::resolver(&dns.config()).unwrap();
         let sel = vec!["bulwark-rsa".to_string(), "bulwark-ed25519".to_string()];
-        let f = check_domains(&r, &["good.test".into()], &sel, "mail.good.test").await;
+        let f = check_domains(&r, &["good.test".into()], &sel, "mail.good.test", SPF).await;
         assert!(f.is_empty(), "{f:?}");
-        let f = check_domains(&r, &["bare.test".into()], &sel, "mail.bare.test").await;
+        let f = check_domains(&r, &["bare.test".into()], &sel, "mail.bare.test", SPF).await;
         let ids: Vec<&str> = f.iter().map(|x| x.id).collect();
         assert_eq!(
             ids,
@@ -176,8 +181,10 @@ mod tests {
             ],
             "{f:?}"
         );
+        // The fix suggests the record `bulwark spf record` prints, not another one.
+        assert!(f[1].fix.contains(SPF), "{f:?}");
         // A failing server is not reported as a missing record.
-        let f = check_domains(&r, &["broken.test".into()], &sel, "m").await;
+        let f = check_domains(&r, &["broken.test".into()], &sel, "m", SPF).await;
         let failed: Vec<&str> = f
             .iter()
             .filter(|x| x.id == "dns-lookup-failed")

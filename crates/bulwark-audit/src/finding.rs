@@ -104,6 +104,7 @@ pub const FINDING_IDS: &[(&str, &str)] = &[
     ("cert-untrusted", "the chain does not verify against the system's trusted roots"),
     ("cert-not-served", "the running server presents another certificate than tls.cert (probe)"),
     ("key-permissions", "the private key is readable by group or others"),
+    ("dkim-key-permissions", "a DKIM signing key is readable by group or others"),
     ("data-dir-permissions", "the data directory is accessible to group or others"),
     ("store-permissions", "the store directory or its files are accessible to group or others"),
     ("config-permissions", "bulwark.toml is readable by group or others"),

@@ -142,6 +142,7 @@ pub async fn audit(
                 &opts.domains,
                 &opts.dkim_selectors,
                 &cfg.config.server.hostname,
+                &bulwark_senderauth::record::recommended_spf(&cfg.config).record(),
             )
             .await,
         );

@@ -13,6 +13,7 @@ pub mod dns;
 pub mod headers;
 pub mod pra;
 pub mod received;
+pub mod record;
 pub mod sign;
 pub mod spf;
 

@@ -173,15 +173,18 @@ async fn record(dir: &Path, only: Option<String>) -> anyhow::Result<ExitCode> {
         !domains.is_empty(),
         "no domains; add one with `bulwark domain add`"
     );
-    let (terms, why) = spf_terms(c);
-    let record = format!("v=spf1 {}", terms.join(" "));
+    // The same function computes the fix `bulwark audit --dns` suggests.
+    let rec = bulwark_senderauth::record::recommended_spf(c);
     for d in &domains {
-        println!("{d}.  IN TXT  \"{record}\"");
+        println!("{}", rec.zone_line(d));
     }
     println!();
     println!("Why:");
-    for (t, w) in terms.iter().zip(why) {
-        println!("  {t:<24} {w}");
+    for t in &rec.terms {
+        println!("  {:<24} {}", t.term, t.why);
+    }
+    for n in &rec.notes {
+        println!("\nNote: {n}");
     }
     println!(
         "\nPublish one such TXT record per domain (a second v=spf1 record is a permerror).\n\
@@ -189,24 +192,4 @@ async fn record(dir: &Path, only: Option<String>) -> anyhow::Result<ExitCode> {
          e.g. _dmarc.D TXT \"v=DMARC1; p=quarantine; adkim=r; aspf=r\"."
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// The SPF terms for our outbound mail, each with its reason.
-fn spf_terms(c: &Config) -> (Vec<String>, Vec<String>) {
-    let mut terms = Vec::new();
-    let mut why = Vec::new();
-    let host = &c.server.hostname;
-    terms.push(format!("a:{host}"));
-    why.push(format!(
-        "this server delivers outbound mail itself, from the addresses of {host}"
-    ));
-    terms.push("mx".into());
-    why.push("the domain's MX hosts may send too (usually this server)".into());
-    // Outbound smart hosts / connectors and fixed source addresses would add
-    // ip4:/ip6:/include: terms here once [outbound] configures them.
-    terms.push("~all".into());
-    why.push(
-        "anything else is softfail: receivers mark it; DMARC with DKIM decides rejection".into(),
-    );
-    (terms, why)
 }
