@@ -602,4 +602,166 @@ s.quit()
         "{m}"
     );
     assert_eq!(v.results.dmarc.unwrap().result, "pass");
+
+    // An independent verifier: dkimpy (Debian python3-dkim, installed by
+    // scripts/ensure-deps.sh into the system interpreter), with the TXT records
+    // `bulwark dkim generate` printed as its DNS. Both signatures must verify, and
+    // the oversigned headers (From, Sender, …) must be listed once more than present.
+    let mut records = String::new();
+    for line in stdout(&out).lines().filter(|l| l.contains("._domainkey.")) {
+        let (name, rest) = line.split_once(".  IN TXT  ").unwrap();
+        let txt: String = rest.split('"').skip(1).step_by(2).collect();
+        records.push_str(&format!("{name}. {txt}\n"));
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let msg_path = tmp.path().join("m.eml");
+    let dns_path = tmp.path().join("dns.txt");
+    std::fs::write(&msg_path, body).unwrap();
+    std::fs::write(&dns_path, records).unwrap();
+    let o = std::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(
+            r#"
+import sys, dkim
+recs = dict(l.split(" ", 1) for l in open(sys.argv[2]).read().splitlines())
+def dnsfunc(name, timeout=5):
+    return recs.get(name.decode(), "").encode()
+m = open(sys.argv[1], "rb").read()
+d = dkim.DKIM(m)
+for i in range(2):
+    print(i, d.verify(idx=i, dnsfunc=dnsfunc))
+"#,
+        )
+        .arg(&msg_path)
+        .arg(&dns_path)
+        .output()
+        .expect("run /usr/bin/python3 (scripts/ensure-deps.sh test installs python3-dkim)");
+    let so = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && so.contains("0 True") && so.contains("1 True"),
+        "dkimpy does not verify our signatures:\n{so}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let h = body
+        .split("DKIM-Signature:")
+        .nth(1)
+        .unwrap()
+        .replace("\r\n\t", "")
+        .replace(' ', "")
+        .to_ascii_lowercase();
+    let list: Vec<&str> = h
+        .split(";h=")
+        .nth(1)
+        .and_then(|x| x.split(';').next())
+        .unwrap_or_default()
+        .split(':')
+        .collect();
+    let n = |name: &str| list.iter().filter(|x| **x == name).count();
+    // Present once → listed twice; absent (Sender, Reply-To, Cc) → listed once.
+    for (name, times) in [
+        ("from", 2),
+        ("subject", 2),
+        ("to", 2),
+        ("sender", 1),
+        ("reply-to", 1),
+        ("cc", 1),
+    ] {
+        assert_eq!(n(name), times, "{name} in {list:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_mx_sender_is_refused_at_mail_with_5_7_27() {
+    let dns = TestDns::start().await;
+    zone(&dns);
+    // RFC 7505: "this domain sends and receives no mail".
+    dns.add_mx("nomail.test", 0, ".");
+    dns.add_txt("nomail.test", "v=spf1 ip4:127.0.0.0/8 -all");
+    let (d, s) = server(&dns, &[]).await;
+    let series = [
+        "bulwark_spf_results_total{identity=\"mailfrom\",result=\"pass\"}",
+        "bulwark_dkim_results_total{result=\"none\"}",
+        "bulwark_dmarc_results_total{result=\"none\"}",
+    ];
+    let counts = |s: Arc<Server>| async move {
+        tokio::task::spawn_blocking(move || {
+            let text = crate::observe::scrape(&s);
+            series.map(|x| crate::observe::metric(&text, x).unwrap_or(0.0))
+        })
+        .await
+        .unwrap()
+    };
+    let before = counts(s.clone()).await;
+    let replies = send(&s, &[("u@nomail.test", ""), ("u@pass.test", "")]).await;
+    assert_eq!(
+        replies,
+        [
+            "MAIL 550 5.7.27 Sender address rejected: nomail.test publishes a null MX and sends no mail (RFC 7505)",
+            "ok"
+        ]
+    );
+    assert_eq!(stored(d.path(), BOB, "INBOX").len(), 1);
+    // The checks of the accepted message are counted (the refused one never got to
+    // SPF: the null MX refused it first).
+    let after = counts(s.clone()).await;
+    for (i, name) in series.iter().enumerate() {
+        assert_eq!(after[i] - before[i], 1.0, "{name}: {before:?} -> {after:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_results_are_removed_even_with_checks_disabled() {
+    let dns = TestDns::start().await;
+    let (d, s) = server(&dns, &[]).await;
+    drop(s);
+    let s = Arc::new(
+        tokio::task::spawn_blocking({
+            let d = d.clone();
+            move || {
+                d.edit_config(|c| c["senderauth"]["enabled"] = toml_edit::value(false));
+                Server::start(&d)
+            }
+        })
+        .await
+        .unwrap(),
+    );
+    let forged = "Authentication-Results: mail.example.test; dkim=pass header.d=bank.test; dmarc=pass|Authentication-Results: other.test; spf=pass|";
+    let replies = send(&s, &[("u@pass.test", forged)]).await;
+    assert_eq!(replies, ["ok"]);
+    let m = stored(d.path(), BOB, "INBOX").pop().unwrap();
+    // Ours is gone (nobody may write results in our name); another host's stays.
+    assert!(
+        !m.contains("Authentication-Results: mail.example.test"),
+        "{m}"
+    );
+    assert!(!m.contains("bank.test"), "{m}");
+    assert!(
+        m.contains("Authentication-Results: other.test; spf=pass"),
+        "{m}"
+    );
+}
+
+#[test]
+fn spf_record_lists_smart_hosts_like_the_audit() {
+    let d = DataDir::init();
+    d.edit_config(|c| {
+        let mut t = toml_edit::Table::new();
+        t["name"] = toml_edit::value("relay");
+        let mut space = toml_edit::Array::new();
+        space.push("*");
+        t["address_space"] = toml_edit::value(space);
+        t["smart_host"] = toml_edit::value("192.0.2.25");
+        let mut arr = toml_edit::ArrayOfTables::new();
+        arr.push(t);
+        c["outbound"]["connector"] = toml_edit::Item::ArrayOfTables(arr);
+    });
+    let o = d.cli(&["spf", "record"]);
+    assert!(o.status.success(), "{o:?}");
+    let out = stdout(&o);
+    // Every route goes through the smart host: it, not this server, sends our mail.
+    assert!(
+        out.contains("example.test.  IN TXT  \"v=spf1 mx ip4:192.0.2.25 ~all\""),
+        "{out}"
+    );
+    assert!(out.contains("connector \"relay\""), "{out}");
 }
