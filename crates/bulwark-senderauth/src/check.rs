@@ -587,11 +587,11 @@ impl SenderAuth {
             sampled_out: false,
             reason: Some(why.clone()),
         };
-        let action = spf_at_mail.action.clone().max(other_action(
-            self.cfg.dmarc.temperror,
-            "DMARC",
-            &why,
-        ));
+        let action =
+            spf_at_mail
+                .action
+                .clone()
+                .max(other_action(self.cfg.dmarc.temperror, "DMARC", &why));
         let mut tagged = Vec::new();
         if matches!(
             self.cfg.dmarc.temperror,
@@ -664,9 +664,7 @@ impl SenderAuth {
                     sender,
                     helo: helo.to_string(),
                     mechanism: None,
-                    reason: format!(
-                        "no readable external hop behind internal server {ip} ({why})"
-                    ),
+                    reason: format!("no readable external hop behind internal server {ip} ({why})"),
                     explanation: None,
                     lookups: Vec::new(),
                 };
@@ -790,10 +788,7 @@ impl SenderAuth {
                 not_verified += 1;
             }
         }
-        not_verified += msg
-            .errors
-            .len()
-            .saturating_sub(MAX_DKIM_SIGNATURES);
+        not_verified += msg.errors.len().saturating_sub(MAX_DKIM_SIGNATURES);
         let outputs = self.authenticator.verify_dkim(&verify).await;
         for o in &outputs {
             let (result, reason) = match o.result() {

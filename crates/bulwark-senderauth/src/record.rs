@@ -133,8 +133,7 @@ mod tests {
 
     #[test]
     fn smart_hosts_are_authorised() {
-        let r = recommended_spf(&cfg(
-            r#"
+        let r = recommended_spf(&cfg(r#"
 [[outbound.connector]]
 name = "relay"
 address_space = ["*"]
@@ -149,8 +148,7 @@ smart_host = "192.0.2.25"
 name = "v6"
 address_space = ["v6.test"]
 smart_host = "2001:db8::25"
-"#,
-        ));
+"#));
         // Every route goes through a smart host: this server never sends directly.
         assert_eq!(
             r.record(),
@@ -158,8 +156,7 @@ smart_host = "2001:db8::25"
         );
         assert!(r.notes[0].contains("include:"), "{:?}", r.notes);
         // A connector without smart host: this server delivers too.
-        let r = recommended_spf(&cfg(
-            r#"
+        let r = recommended_spf(&cfg(r#"
 [[outbound.connector]]
 name = "relay"
 address_space = ["*"]
@@ -168,8 +165,7 @@ smart_host = "smtp.provider.test"
 name = "partner"
 address_space = ["partner.test"]
 tls = "verify"
-"#,
-        ));
+"#));
         assert_eq!(
             r.record(),
             "v=spf1 a:mail.example.test mx a:smtp.provider.test ~all"

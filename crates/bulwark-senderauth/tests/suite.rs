@@ -792,7 +792,8 @@ async fn a_message_without_from_is_a_dmarc_permerror_and_tagged() {
     assert!(
         v.headers_to_prepend
             .contains("dmarc=permerror (no From address (RFC 7489 §6.6.1))")
-            || v.headers_to_prepend.contains("dmarc=permerror (no From address"),
+            || v.headers_to_prepend
+                .contains("dmarc=permerror (no From address"),
         "{}",
         v.headers_to_prepend
     );
@@ -845,7 +846,9 @@ async fn an_unreadable_received_walk_still_runs_dkim_and_dmarc() {
     };
     let a = auth(&dns, cfg);
     let relay: IpAddr = "10.0.0.5".parse().unwrap();
-    let at_mail = a.check_mail_from(relay, "edge.corp.test", "u@fail.test").await;
+    let at_mail = a
+        .check_mail_from(relay, "edge.corp.test", "u@fail.test")
+        .await;
     // Hostile HELO names our edge wrote into its Received header: the walk cannot find
     // the sending IP. Before, this skipped every check and accepted.
     for helo in ["a;b", "x) by evil ([10.0.0.1])", "\"x"] {
@@ -857,8 +860,9 @@ async fn an_unreadable_received_walk_still_runs_dkim_and_dmarc() {
         let ev = v.results.spf.as_ref().unwrap();
         assert_eq!(ev.result, SpfResult::PermError, "{helo}");
         assert!(
-            v.headers_to_prepend
-                .contains("spf=permerror (no readable external hop behind internal server 10.0.0.5"),
+            v.headers_to_prepend.contains(
+                "spf=permerror (no readable external hop behind internal server 10.0.0.5"
+            ),
             "{helo}: {}",
             v.headers_to_prepend
         );
@@ -877,7 +881,12 @@ async fn an_unreadable_received_walk_still_runs_dkim_and_dmarc() {
     // A DKIM signature aligned with From still passes DMARC without any IP.
     let dir = tempfile::tempdir().unwrap();
     let received = "Received: from a;b ([203.0.113.5])\r\n\tby edge.corp.test (Bulwark) with ESMTP id 1; Mon, 1 Jan 2024 10:00:00 +0000\r\n";
-    let m = signed_by(&dns, dir.path(), "fail.test", &msg("boss@fail.test", "", ""));
+    let m = signed_by(
+        &dns,
+        dir.path(),
+        "fail.test",
+        &msg("boss@fail.test", "", ""),
+    );
     let mut relayed = received.as_bytes().to_vec();
     relayed.extend_from_slice(&m);
     let v = a
@@ -902,13 +911,23 @@ async fn at_most_ten_dkim_signatures_are_verified() {
     }
     many.extend_from_slice(&m);
     let a = auth(&dns, SenderAuthConfig::default());
-    let v = verdict(&a, "192.0.2.50", "out.signed.test", "alice@signed.test", &many).await;
+    let v = verdict(
+        &a,
+        "192.0.2.50",
+        "out.signed.test",
+        "alice@signed.test",
+        &many,
+    )
+    .await;
     let verified = v.results.dkim.iter().filter(|d| d.result == "pass").count();
     assert_eq!(verified, 10, "{:?}", v.results.dkim);
     let last = v.results.dkim.last().unwrap();
     assert_eq!(last.result, "neutral");
     assert!(
-        last.reason.as_deref().unwrap().starts_with("4 more signature(s) not verified"),
+        last.reason
+            .as_deref()
+            .unwrap()
+            .starts_with("4 more signature(s) not verified"),
         "{last:?}"
     );
     assert_eq!(v.results.dmarc.as_ref().unwrap().result, "pass");
@@ -919,7 +938,12 @@ async fn the_checks_after_data_have_a_time_limit() {
     let dns = TestDns::start().await;
     spf_zone(&dns);
     let dir = tempfile::tempdir().unwrap();
-    let m = signed_by(&dns, dir.path(), "slow.test", &msg("a@slow.test", "", "x\r\n"));
+    let m = signed_by(
+        &dns,
+        dir.path(),
+        "slow.test",
+        &msg("a@slow.test", "", "x\r\n"),
+    );
     // The signing domain's name servers never answer.
     dns.silent("t-rsa._domainkey.slow.test");
     dns.silent("t-ed25519._domainkey.slow.test");
@@ -936,7 +960,8 @@ async fn the_checks_after_data_have_a_time_limit() {
         v.action
     );
     assert!(
-        v.headers_to_prepend.contains("dmarc=temperror (the sender checks did not finish"),
+        v.headers_to_prepend
+            .contains("dmarc=temperror (the sender checks did not finish"),
         "{}",
         v.headers_to_prepend
     );
@@ -963,8 +988,9 @@ async fn rsa_sha1_signatures_do_not_count() {
     let d = &v.results.dkim[0];
     assert_eq!((d.result, d.algorithm), ("permerror", "rsa-sha1"));
     assert!(
-        v.headers_to_prepend
-            .contains("dkim=permerror (rsa-sha1 not accepted per RFC 8301 section 3.1) header.d=sha1.example"),
+        v.headers_to_prepend.contains(
+            "dkim=permerror (rsa-sha1 not accepted per RFC 8301 section 3.1) header.d=sha1.example"
+        ),
         "{}",
         v.headers_to_prepend
     );
@@ -1005,7 +1031,14 @@ async fn oversigned_headers_cannot_be_added_after_signing() {
         assert_eq!(count(n), want, "{n} in h={h}");
     }
     let a = auth(&dns, SenderAuthConfig::default());
-    let v = verdict(&a, "192.0.2.50", "out.signed.test", "alice@signed.test", &signed).await;
+    let v = verdict(
+        &a,
+        "192.0.2.50",
+        "out.signed.test",
+        "alice@signed.test",
+        &signed,
+    )
+    .await;
     assert_eq!(v.results.dmarc.as_ref().unwrap().result, "pass");
     // Anything the reader sees, added on top afterwards, breaks every signature.
     for added in [
@@ -1045,11 +1078,25 @@ async fn dmarc_subdomain_policy_and_dkim_only_alignment() {
     dns.add_txt("org.test", "v=spf1 -all");
     dns.add_txt("sub.org.test", "v=spf1 -all");
     let a = auth(&dns, SenderAuthConfig::default());
-    let v = verdict(&a, "192.0.2.4", "mx.test", "u@sub.org.test", &msg("u@sub.org.test", "", "")).await;
+    let v = verdict(
+        &a,
+        "192.0.2.4",
+        "mx.test",
+        "u@sub.org.test",
+        &msg("u@sub.org.test", "", ""),
+    )
+    .await;
     let d = v.results.dmarc.as_ref().unwrap();
     assert_eq!((d.result, d.policy), ("fail", Some("reject")), "{d:?}");
     assert!(matches!(v.action, Action::Reject { .. }));
-    let v = verdict(&a, "192.0.2.4", "mx.test", "u@org.test", &msg("u@org.test", "", "")).await;
+    let v = verdict(
+        &a,
+        "192.0.2.4",
+        "mx.test",
+        "u@org.test",
+        &msg("u@org.test", "", ""),
+    )
+    .await;
     let d = v.results.dmarc.as_ref().unwrap();
     assert_eq!((d.result, d.policy), ("fail", Some("none")), "{d:?}");
     assert_eq!(v.action, Action::Tag);
@@ -1104,14 +1151,28 @@ async fn received_spf_for_the_null_sender_and_without_exp_in_problem() {
     dns.add_txt("why.fail.test", "go away %{i}");
     dns.add_txt("fail.test", "v=spf1 -all exp=why.fail.test");
     let a = auth(&dns, SenderAuthConfig::default());
-    let v = verdict(&a, "192.0.2.4", "mx.fail.test", "", &msg("x@other.test", "", "")).await;
+    let v = verdict(
+        &a,
+        "192.0.2.4",
+        "mx.fail.test",
+        "",
+        &msg("x@other.test", "", ""),
+    )
+    .await;
     assert!(
         v.headers_to_prepend.contains("envelope-from=\"<>\";"),
         "{}",
         v.headers_to_prepend
     );
     assert!(!v.headers_to_prepend.contains("postmaster@mx.fail.test;"));
-    let v = verdict(&a, "192.0.2.4", "mx.x.test", "u@fail.test", &msg("u@fail.test", "", "")).await;
+    let v = verdict(
+        &a,
+        "192.0.2.4",
+        "mx.x.test",
+        "u@fail.test",
+        &msg("u@fail.test", "", ""),
+    )
+    .await;
     assert!(
         !v.headers_to_prepend.contains("problem=") && !v.headers_to_prepend.contains("go away"),
         "{}",
