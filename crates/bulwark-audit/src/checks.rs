@@ -193,6 +193,15 @@ pub fn check_config(cfg: &LoadedConfig, issues: &[Issue], now: i64, roots: &Path
                 "a server (or an attacker) that does not offer STARTTLS receives the password in cleartext (DATA-PATHS rule 1)",
                 "set tls = \"required\" (or \"verify\" / \"pinned\") on this connector",
             ));
+        } else if k.tls == bulwark_config::TlsLevel::Required {
+            f.push(Finding::new(
+                "connector-credentials-unverified-tls",
+                Severity::Medium,
+                format!("outbound.connector[{i}] ({})", k.name),
+                "the connector sends SASL credentials over TLS that does not authenticate the server (tls = \"required\")",
+                "an active attacker between us and the smart host can present any certificate and collect the password",
+                "set tls = \"verify\" (or \"pinned\") on this connector",
+            ));
         }
         let path = cfg.path(creds);
         if let Some(m) = mode(&path).filter(|m| m & 0o077 != 0) {

@@ -115,6 +115,7 @@ pub const FINDING_IDS: &[(&str, &str)] = &[
     ("accept-policy-internal-weak", "an internal network's per-host policy does not require TLS"),
     ("proxy-protocol-too-broad", "PROXY headers accepted from a very large network"),
     ("connector-credentials-without-tls", "an outbound connector sends credentials without required TLS"),
+    ("connector-credentials-unverified-tls", "an outbound connector sends credentials over TLS that does not verify the server"),
     ("credentials-permissions", "an outbound connector's credentials file is readable by group or others"),
     ("auth-limiter-disabled", "brute-force protection is off"),
     ("auth-limits-weak", "brute-force limits are far weaker than the defaults"),

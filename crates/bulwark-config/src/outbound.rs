@@ -61,6 +61,23 @@ pub struct OutboundConfig {
     /// (AUTH payloads redacted, like every protocol log).
     #[serde(default)]
     pub protocol_log: bool,
+    /// At most this many MX hosts are tried per delivery attempt (like Postfix's
+    /// `smtp_mx_session_limit`): a domain listing many hosts cannot make one message
+    /// fan out into many connections.
+    #[serde(default = "default_mx_host_limit")]
+    pub mx_host_limit: usize,
+    /// At most this many IP addresses are tried per delivery attempt, over all hosts
+    /// (like Postfix's `smtp_mx_address_limit`).
+    #[serde(default = "default_mx_address_limit")]
+    pub mx_address_limit: usize,
+    /// LAB ONLY. By default mail is never delivered to loopback, private (RFC 1918,
+    /// RFC 4193), link-local, CGNAT or unspecified addresses found through DNS or in an
+    /// address literal: otherwise anyone who can send us mail for a domain whose MX
+    /// points at 127.0.0.1 or 10.x makes this server connect to internal services
+    /// (SSRF). Configured smart hosts are exempt (they are the administrator's choice).
+    /// Tests on loopback set this to true.
+    #[serde(default)]
+    pub allow_private_destinations: bool,
     /// Connectors: how mail for an address space leaves. Mail for domains no connector
     /// matches goes to their MX hosts with opportunistic TLS.
     #[serde(default, rename = "connector", skip_serializing_if = "Vec::is_empty")]
@@ -203,6 +220,12 @@ fn default_scan_interval() -> u64 {
 fn default_remote_port() -> u16 {
     25
 }
+fn default_mx_host_limit() -> usize {
+    2
+}
+fn default_mx_address_limit() -> usize {
+    5
+}
 
 impl Default for OutboundConfig {
     fn default() -> Self {
@@ -221,6 +244,9 @@ impl Default for OutboundConfig {
             scan_interval_secs: default_scan_interval(),
             remote_port: default_remote_port(),
             protocol_log: false,
+            mx_host_limit: default_mx_host_limit(),
+            mx_address_limit: default_mx_address_limit(),
+            allow_private_destinations: false,
             connectors: Vec::new(),
         }
     }
@@ -278,6 +304,13 @@ impl OutboundConfig {
                     "remove the line to use the default",
                 ));
             }
+        }
+        if self.mx_host_limit == 0 || self.mx_address_limit == 0 {
+            issues.push(Issue::new(
+                "outbound.mx_host_limit",
+                "mx_host_limit and mx_address_limit must be at least 1, or nothing is ever tried",
+                "use mx_host_limit = 2 and mx_address_limit = 5 (the defaults)",
+            ));
         }
         if self.lease_secs < 3 {
             issues.push(Issue::new(
@@ -395,6 +428,16 @@ impl ConnectorConfig {
                 "set tls = \"verify\" or remove trust_anchors",
             ));
         }
+        // Credentials belong to one provider: without a smart host the connector
+        // delivers to each recipient domain's MX, and the provider's password would go
+        // to every one of them — including a domain an attacker controls.
+        if self.credentials_file.is_some() && self.smart_host.is_none() {
+            issues.push(Issue::new(
+                key("credentials_file"),
+                "a connector with credentials but no smart_host would send the provider's password to every recipient domain's MX host (anyone can own a recipient domain)",
+                "set smart_host = \"<the provider's submission host>\" on this connector, or remove credentials_file",
+            ));
+        }
         // DATA-PATHS rule 1: no credentials without TLS.
         if self.credentials_file.is_some() && !self.tls.requires_tls() {
             issues.push(Issue::new(
@@ -474,6 +517,40 @@ credentials_file = "secrets/relay"
         assert!(err.contains("outbound.connector[0].tls"), "{err}");
         assert!(err.contains("cleartext"), "{err}");
         assert!(err.contains("fix: set tls = \"required\""), "{err}");
+    }
+
+    #[test]
+    fn credentials_need_a_smart_host() {
+        // Without smart_host the connector delivers to each recipient's MX: the
+        // provider's password would go to whoever runs the recipient domain.
+        let err = parse(
+            r#"
+[[outbound.connector]]
+name = "relay"
+address_space = ["*"]
+tls = "verify"
+credentials_file = "secrets/relay"
+"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("outbound.connector[0].credentials_file"),
+            "{err}"
+        );
+        assert!(err.contains("every recipient domain's MX"), "{err}");
+        assert!(err.contains("fix: set smart_host"), "{err}");
+    }
+
+    #[test]
+    fn fan_out_limits_and_the_private_destination_guard_default_safe() {
+        let c = parse("").unwrap();
+        assert_eq!(
+            (c.outbound.mx_host_limit, c.outbound.mx_address_limit),
+            (2, 5)
+        );
+        assert!(!c.outbound.allow_private_destinations);
+        let err = parse("[outbound]\nmx_address_limit = 0\n").unwrap_err();
+        assert!(err.contains("outbound.mx_host_limit"), "{err}");
     }
 
     #[test]

@@ -186,6 +186,12 @@ lease_secs = 120                   # a crashed server's deliveries resume after 
 scan_interval_secs = 5             # look for due messages at least this often
 remote_port = 25                   # MX port; change only for tests and labs
 protocol_log = false               # outbound SMTP transcript in [log] dir/outbound.log
+mx_host_limit = 2                  # MX hosts tried per attempt (Postfix smtp_mx_session_limit)
+mx_address_limit = 5               # addresses tried per attempt (smtp_mx_address_limit)
+# LAB ONLY: allow delivery to loopback/private/link-local addresses found in DNS or
+# address literals. Off, a domain whose MX points inside cannot make this server
+# connect to internal services (SSRF). Smart hosts are exempt.
+allow_private_destinations = false
 #
 # Connectors: how mail for an address space leaves. The most specific match wins
 # ("partner.example" > "*.partner.example" > "*"); unmatched domains go to their MX

@@ -362,6 +362,108 @@ pub async fn resolve(
     Ok(hosts)
 }
 
+/// Bounds on where one delivery attempt may connect (`[outbound] mx_host_limit`,
+/// `mx_address_limit`, `allow_private_destinations`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub mx_hosts: usize,
+    pub addresses: usize,
+    pub allow_private: bool,
+}
+
+impl Limits {
+    pub fn from_config(o: &bulwark_config::OutboundConfig) -> Limits {
+        Limits {
+            mx_hosts: o.mx_host_limit.max(1),
+            addresses: o.mx_address_limit.max(1),
+            allow_private: o.allow_private_destinations,
+        }
+    }
+}
+
+/// Addresses mail found through DNS (or in an address literal) must never be sent to
+/// unless the administrator allows it: loopback, unspecified, RFC 1918 and RFC 4193
+/// private, link-local, CGNAT (RFC 6598), broadcast and multicast. Anyone can publish
+/// an MX pointing there, and would make us connect to internal services (SSRF).
+pub fn is_private_destination(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_unspecified()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private_destination(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// Applies `limits` to the hosts `resolve` found for `domain`: private destinations
+/// are dropped unless allowed, then at most `mx_hosts` hosts and `addresses`
+/// addresses over all of them are kept (Postfix's smtp_mx_session_limit and
+/// smtp_mx_address_limit), so one message cannot fan out into dozens of connections.
+/// A connector's smart host is the administrator's choice and is exempt.
+pub fn limit(
+    hosts: Vec<Host>,
+    domain: &str,
+    connector: &Connector,
+    limits: &Limits,
+) -> Result<Vec<Host>, Outcome> {
+    if connector.smart_host.is_some() {
+        return Ok(hosts);
+    }
+    let mut refused: Vec<String> = Vec::new();
+    let mut left = limits.addresses;
+    let mut out = Vec::new();
+    for mut h in hosts {
+        if out.len() == limits.mx_hosts || left == 0 {
+            break;
+        }
+        if !limits.allow_private {
+            h.addrs.retain(|a| {
+                let private = is_private_destination(*a);
+                if private {
+                    refused.push(format!("{} ({a})", h.name));
+                }
+                !private
+            });
+        }
+        h.addrs.truncate(left);
+        if h.addrs.is_empty() {
+            continue;
+        }
+        left -= h.addrs.len();
+        out.push(h);
+    }
+    if !refused.is_empty() {
+        tracing::warn!(target: "bulwark::queue", %domain, refused = %refused.join(", "), "not delivering to private or loopback addresses ([outbound] allow_private_destinations = false)");
+    }
+    if out.is_empty() {
+        return Err(Outcome::failed(
+            "5.4.4",
+            format!(
+                "the mail hosts of {domain} resolve only to loopback or private addresses ({}), which this server does not deliver to",
+                refused.join(", ")
+            ),
+        ));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,5 +632,101 @@ credentials_file = "missing"
         assert_eq!(e.verdict, crate::outcome::Verdict::Deferred);
         let h = resolve(&r, "[127.0.0.9]", &d, &own).await.unwrap();
         assert_eq!(h[0].addrs, vec!["127.0.0.9".parse::<IpAddr>().unwrap()]);
+    }
+
+    fn host(name: &str, addrs: &[&str]) -> Host {
+        Host {
+            name: name.into(),
+            addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
+        }
+    }
+
+    #[test]
+    fn private_destinations_are_refused_and_fan_out_is_capped() {
+        for a in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(is_private_destination(a.parse().unwrap()), "{a}");
+        }
+        for a in [
+            "192.0.2.25",
+            "8.8.8.8",
+            "100.128.0.1",
+            "2001:db8::25",
+            "::ffff:192.0.2.1",
+        ] {
+            assert!(!is_private_destination(a.parse().unwrap()), "{a}");
+        }
+        let cfg = loaded("");
+        let c = Connectors::from_config(&cfg).unwrap();
+        let mx = c.select("x");
+        let strict = Limits::from_config(&cfg.config.outbound);
+        assert_eq!(
+            strict,
+            Limits {
+                mx_hosts: 2,
+                addresses: 5,
+                allow_private: false
+            }
+        );
+        // An MX at 169.254.169.254 (cloud metadata) is never connected to.
+        let e = limit(
+            vec![host("mx.evil.test", &["169.254.169.254", "127.0.0.1"])],
+            "evil.test",
+            &mx,
+            &strict,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.verdict, e.status.as_str()),
+            (crate::outcome::Verdict::Failed, "5.4.4")
+        );
+        assert!(
+            e.text.contains("mx.evil.test (169.254.169.254)"),
+            "{}",
+            e.text
+        );
+        // Private addresses are dropped, public ones kept; hosts and addresses capped.
+        let many = vec![
+            host("a", &["10.0.0.1", "192.0.2.1", "192.0.2.2"]),
+            host("b", &["192.0.2.3", "192.0.2.4", "192.0.2.5", "192.0.2.6"]),
+            host("c", &["192.0.2.7"]),
+        ];
+        let h = limit(many.clone(), "many.test", &mx, &strict).unwrap();
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[0].addrs.len() + h[1].addrs.len(), 5);
+        assert_eq!(h[1].addrs.len(), 3);
+        let lab = Limits {
+            allow_private: true,
+            ..strict
+        };
+        let h = limit(many, "many.test", &mx, &lab).unwrap();
+        assert_eq!(h[0].addrs[0], "10.0.0.1".parse::<IpAddr>().unwrap());
+        // A smart host is the administrator's choice: exempt.
+        let cfg = loaded(
+            "[[outbound.connector]]\nname = \"r\"\naddress_space = [\"*\"]\nsmart_host = \"127.0.0.1\"\n",
+        );
+        let c = Connectors::from_config(&cfg).unwrap();
+        let h = limit(
+            vec![host("127.0.0.1", &["127.0.0.1"])],
+            "x.test",
+            &c.select("x.test"),
+            &strict,
+        )
+        .unwrap();
+        assert_eq!(h.len(), 1);
     }
 }

@@ -34,6 +34,7 @@ pub(crate) struct Worker {
     store: SharedStore,
     hostname: String,
     own_names: Vec<String>,
+    limits: route::Limits,
     settings: Settings,
     connectors: Connectors,
     resolver: TokioResolver,
@@ -147,6 +148,7 @@ impl Worker {
             store,
             hostname: c.server.hostname.clone(),
             own_names,
+            limits: route::Limits::from_config(o),
             settings: Settings {
                 helo,
                 connect_timeout: Duration::from_secs(o.connect_timeout_secs),
@@ -457,7 +459,10 @@ impl Worker {
                 })
                 .collect()
         };
-        let hosts = match route::resolve(&self.resolver, domain, connector, &self.own_names).await {
+        let hosts = match route::resolve(&self.resolver, domain, connector, &self.own_names)
+            .await
+            .and_then(|h| route::limit(h, domain, connector, &self.limits))
+        {
             Ok(h) => h,
             Err(o) => {
                 for r in rcpts {

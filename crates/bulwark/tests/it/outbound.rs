@@ -57,6 +57,9 @@ impl Lab {
             o["connect_timeout_secs"] = value(5);
             o["command_timeout_secs"] = value(10);
             o["protocol_log"] = value(true);
+            // The sinks listen on loopback and the test DNS points MX hosts there:
+            // the SSRF guard (default off) would refuse them. One test turns it on.
+            o["allow_private_destinations"] = value(true);
         });
         Lab {
             rt,
@@ -611,6 +614,29 @@ fn null_mx_fails_at_once_and_a_remote_sender_gets_a_queued_notice() {
     assert!(
         log.contains(&format!("queue_id={id}")) && log.contains("(dns nomail.test)"),
         "{log}"
+    );
+    lab.wait("the queue to empty", || lab.queue_len() == 0);
+}
+
+#[test]
+fn private_destinations_are_refused_unless_allowed() {
+    // The default: an MX pointing at loopback (here: a running sink) is never
+    // connected to; the message bounces at once with 5.4.4, to a local sender's inbox.
+    let lab = Lab::new();
+    lab.outbound("allow_private_destinations", false);
+    let sink = lab.sink(Behaviour::new("mx.inside.test"));
+    lab.mx("inside.test", "mx.inside.test");
+    lab.outbound("remote_port", i64::from(sink.port()));
+    let server = Server::start(&lab.data);
+    lab.enqueue("alice@example.test", &["x@inside.test"], "ssrf");
+    lab.wait("the bounce", || !lab.inbox("alice@example.test").is_empty());
+    let n = parse_notice(&lab.inbox("alice@example.test")[0]);
+    assert!(n.contains("ds1.status=5.4.4"), "{n}");
+    assert!(sink.sessions().is_empty(), "the sink was contacted");
+    assert!(
+        log_text(&server).contains("not delivering to private or loopback addresses"),
+        "{}",
+        log_text(&server)
     );
     lab.wait("the queue to empty", || lab.queue_len() == 0);
 }

@@ -765,3 +765,37 @@ fn spf_record_lists_smart_hosts_like_the_audit() {
     );
     assert!(out.contains("connector \"relay\""), "{out}");
 }
+
+#[test]
+fn audit_flags_readable_dkim_keys_and_unverified_tls_for_credentials() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = DataDir::init();
+    let o = d.cli(&["dkim", "generate", "--domain", "example.test"]);
+    assert!(o.status.success(), "{o:?}");
+    let key = d.path().join("dkim/example.test/bulwark-rsa.pem");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::create_dir_all(d.path().join("secrets")).unwrap();
+    let creds = d.path().join("secrets/relay");
+    std::fs::write(&creds, "user\npass\n").unwrap();
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o600)).unwrap();
+    d.edit_config(|c| {
+        let mut t = toml_edit::Table::new();
+        t["name"] = toml_edit::value("relay");
+        t["address_space"] = toml_edit::value(toml_edit::Array::from_iter(["*"]));
+        t["smart_host"] = toml_edit::value("smtp.provider.test");
+        t["port"] = toml_edit::value(587);
+        t["tls"] = toml_edit::value("required");
+        t["credentials_file"] = toml_edit::value("secrets/relay");
+        let mut arr = toml_edit::ArrayOfTables::new();
+        arr.push(t);
+        c["outbound"]["connector"] = toml_edit::Item::ArrayOfTables(arr);
+    });
+    let (_, f, v) = crate::observe::audit(&d, &[]);
+    let has = |id: &str, sev: &str| f.iter().any(|(i, s)| i == id && s == sev);
+    assert!(has("dkim-key-permissions", "critical"), "{v:#}");
+    assert!(v.to_string().contains("bulwark-rsa.pem"), "{v:#}");
+    assert!(
+        has("connector-credentials-unverified-tls", "medium"),
+        "{v:#}"
+    );
+}
