@@ -24,7 +24,10 @@ pub struct SmtpConfig {
     #[serde(default = "default_session_timeout")]
     pub session_timeout_secs: u64,
     /// Errors tolerated per session; each error beyond `tarpit_after_errors` delays the
-    /// reply (growing), and at `max_errors` the session is closed with 421.
+    /// reply (growing), and at `max_errors` the session is closed with 421. A
+    /// recipient refused only because the message has `max_recipients` already
+    /// (452 4.5.3) is not an error: RFC 5321 §4.5.3.1.10 has the client send the rest
+    /// in a later transaction.
     #[serde(default = "default_tarpit_after")]
     pub tarpit_after_errors: u32,
     #[serde(default = "default_max_errors")]
@@ -32,6 +35,20 @@ pub struct SmtpConfig {
     /// Delay added per error beyond `tarpit_after_errors`, in milliseconds.
     #[serde(default = "default_tarpit_delay_ms")]
     pub tarpit_delay_ms: u64,
+    /// Octets of message data all SMTP sessions together may hold in memory while
+    /// receiving (every listener, every connection). A message that would go beyond
+    /// it is read to its end, dropped and answered 452 4.3.1 (try again later), so a
+    /// burst of large messages cannot exhaust memory. At least `max_message_size`.
+    #[serde(default = "default_max_inflight_bytes")]
+    pub max_inflight_bytes: u64,
+    /// Port 25: refuse (550 5.7.1) an unauthenticated MAIL FROM in one of our own
+    /// domains, unless the client is one of `[senderauth] internal_servers`. Our
+    /// users send through submission; only a forger claims our domain from outside.
+    /// Turn off when a third party (a mailing service, a scanner) relays mail from
+    /// our domains to port 25 without authenticating. The null sender is always
+    /// accepted.
+    #[serde(default = "yes")]
+    pub reject_unauthenticated_local_senders: bool,
     /// Per-host accept policy for port 25: client networks and what they must do
     /// before MAIL is accepted. The most specific matching network wins; clients in no
     /// listed network need nothing beyond the defaults (`any`).
@@ -76,6 +93,12 @@ impl Requirement {
 /// beyond this the embedded store cannot keep them.
 pub const MAX_MESSAGE_SIZE_LIMIT: u64 = 512 * 1024 * 1024;
 
+fn yes() -> bool {
+    true
+}
+fn default_max_inflight_bytes() -> u64 {
+    512 * 1024 * 1024
+}
 fn default_max_message_size() -> u64 {
     25 * 1024 * 1024
 }
@@ -94,8 +117,9 @@ fn default_session_timeout() -> u64 {
 fn default_tarpit_after() -> u32 {
     3
 }
+/// Postfix's `smtpd_hard_error_limit`.
 fn default_max_errors() -> u32 {
-    10
+    20
 }
 fn default_tarpit_delay_ms() -> u64 {
     1000
@@ -112,6 +136,8 @@ impl Default for SmtpConfig {
             tarpit_after_errors: default_tarpit_after(),
             max_errors: default_max_errors(),
             tarpit_delay_ms: default_tarpit_delay_ms(),
+            max_inflight_bytes: default_max_inflight_bytes(),
+            reject_unauthenticated_local_senders: true,
             accept_policy: Vec::new(),
         }
     }
@@ -159,7 +185,17 @@ impl SmtpConfig {
             issues.push(Issue::new(
                 "smtp.max_errors",
                 "must be positive and at least tarpit_after_errors",
-                "use e.g. tarpit_after_errors = 3, max_errors = 10",
+                "use e.g. tarpit_after_errors = 3, max_errors = 20",
+            ));
+        }
+        if self.max_inflight_bytes < self.max_message_size {
+            issues.push(Issue::new(
+                "smtp.max_inflight_bytes",
+                format!(
+                    "{} octets cannot hold even one message of max_message_size ({})",
+                    self.max_inflight_bytes, self.max_message_size
+                ),
+                "use at least max_message_size; 536870912 (512 MiB) is the default",
             ));
         }
         if self.command_timeout_secs == 0 || self.session_timeout_secs == 0 {
@@ -189,6 +225,20 @@ impl SmtpConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inflight_budget_must_hold_one_message() {
+        let mut issues = Vec::new();
+        SmtpConfig::default().validate(&mut issues);
+        assert!(issues.is_empty(), "{issues:?}");
+        let c = SmtpConfig {
+            max_inflight_bytes: 1024 * 1024,
+            ..Default::default()
+        };
+        c.validate(&mut issues);
+        assert_eq!(issues.len(), 1);
+        assert_eq!(issues[0].key, "smtp.max_inflight_bytes");
+    }
 
     #[test]
     fn most_specific_network_wins() {

@@ -147,10 +147,18 @@ max_recipients = 100
 max_received_headers = 50     # more hops than this is a mail loop
 command_timeout_secs = 300
 session_timeout_secs = 1800
-# Errors per session: replies slow down after 3, the session is closed after 10.
+# Errors per session: replies slow down after 3, the session is closed after 20.
+# A recipient refused because max_recipients is reached (452 4.5.3) is no error.
 tarpit_after_errors = 3
-max_errors = 10
+max_errors = 20
 tarpit_delay_ms = 1000
+# Message data all SMTP sessions together may hold in memory while receiving; a
+# message beyond it is read, dropped and answered 452 4.3.1 (try again later).
+max_inflight_bytes = 536870912   # 512 MiB; at least max_message_size
+# Port 25: MAIL FROM in our own domains needs AUTH (550 5.7.1), unless the client is
+# one of [senderauth] internal_servers. Set to false if a third party relays mail
+# from our domains to port 25 without authenticating. <> is always accepted.
+reject_unauthenticated_local_senders = true
 # Per-host accept policy for port 25: client networks and what they must do before
 # MAIL. require = "any" | "tls" | "auth" | "auth+tls". Most specific network wins.
 # [[smtp.accept_policy]]

@@ -254,6 +254,18 @@ impl Connection {
         Ok(())
     }
 
+    /// Reads at least one and at most `max` octets: what is already buffered, else
+    /// what the next read from the socket brings. For transfers a protocol bounds per
+    /// read rather than as a whole (a large BDAT chunk from a slow but steady client):
+    /// each call can get its own timeout. Cancel-safe.
+    pub async fn read_some(&mut self, max: usize) -> Result<BytesMut, ReadError> {
+        if self.rbuf.is_empty() {
+            self.fill().await?;
+        }
+        let take = max.min(self.rbuf.len());
+        Ok(self.rbuf.split_to(take))
+    }
+
     /// Reads and throws away exactly `n` octets (e.g. a BDAT chunk after an error).
     pub async fn skip_exact(&mut self, mut n: u64) -> Result<(), ReadError> {
         while n > 0 {

@@ -43,6 +43,20 @@ impl SessionHandler for Echo {
                         .await
                         .unwrap();
                 }
+                Ok(l) if l.bytes.starts_with(b"PIECES ") => {
+                    // Reads N octets piecewise, then says how many reads it took.
+                    let mut n: usize = String::from_utf8_lossy(&l.bytes[7..]).parse().unwrap();
+                    let (mut reads, mut got) = (0, Vec::new());
+                    while n > 0 {
+                        let piece = conn.read_some(n.min(4)).await.unwrap();
+                        assert!(!piece.is_empty() && piece.len() <= 4);
+                        n -= piece.len();
+                        got.extend_from_slice(&piece);
+                        reads += 1;
+                    }
+                    let reply = format!("OK {} in {reads}\r\n", String::from_utf8_lossy(&got));
+                    conn.send(reply.as_bytes()).await.unwrap();
+                }
                 Ok(l) if l.bytes == b"FLOOD" => {
                     // Write far more than socket buffers hold to a client that never reads.
                     conn.set_write_timeout(std::time::Duration::from_millis(300));
@@ -332,6 +346,25 @@ async fn shutdown_reaches_sessions() {
         TcpStream::connect(f.addr).await.is_err(),
         "no longer accepting"
     );
+}
+
+#[tokio::test]
+async fn read_some_returns_what_arrived_piece_by_piece() {
+    let f = start(ListenerKind::Smtp, |_| {}).await;
+    let mut s = BufReader::new(TcpStream::connect(f.addr).await.unwrap());
+    line(&mut s).await;
+    // Buffered input is handed out first (the 3 octets after the command line), then
+    // what later writes bring, at most 4 octets at a time.
+    send(s.get_mut(), "PIECES 10\r\nabc").await;
+    send(s.get_mut(), "defghij").await;
+    let reply = line(&mut s).await;
+    assert!(reply.starts_with("OK abcdefghij in "), "{reply}");
+    let reads: usize = reply.trim_end()[17..].parse().unwrap();
+    assert!(reads >= 3, "at most 4 octets per read: {reply}");
+    // The next line is read normally.
+    send(s.get_mut(), "x\r\n").await;
+    assert_eq!(line(&mut s).await, "? x\r\n");
+    f.shutdown.cancel();
 }
 
 #[tokio::test]

@@ -220,6 +220,12 @@ pub const CATALOG: &[MetricDef] = &[
         "Clients that disconnected during a transaction (e.g. mid-DATA); nothing was stored",
         "bulwark-smtp",
     ),
+    gauge(
+        "bulwark_smtp_inflight_bytes",
+        &[],
+        "Octets of message data SMTP sessions hold in memory while receiving (bounded by smtp.max_inflight_bytes)",
+        "bulwark-smtp",
+    ),
     // ---- POP3 ----
     counter(
         "bulwark_pop3_commands_total",
@@ -593,6 +599,7 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
     c("bulwark_message_bytes_queued_total", &[]);
     c("bulwark_messages_bounced_total", &[]);
     let _ = metrics::gauge!("bulwark_tls_certificate_expiry_seconds");
+    let _ = metrics::gauge!("bulwark_smtp_inflight_bytes");
     let _ = metrics::gauge!("bulwark_queue_depth");
     let _ = metrics::gauge!("bulwark_queue_oldest_age_seconds");
     let _ = metrics::gauge!("bulwark_queue_deliveries_in_progress");

@@ -27,17 +27,24 @@ pub(crate) enum SaslStep {
 }
 
 impl Session {
+    /// AUTH refused before any exchange: the client may already be sending its
+    /// response(s); `command_is_secret` keeps them out of the protocol log.
+    fn auth_refused(&mut self, e: SmtpError) {
+        self.sasl_refused = true;
+        self.fail(e);
+    }
+
     pub(crate) fn auth(&mut self, mechanism: u64, initial: &str) {
         if self.user.is_some() {
             // RFC 4954 §4: AUTH is not allowed after a successful one.
-            return self.fail(SmtpError::bad_sequence("Already authenticated"));
+            return self.auth_refused(SmtpError::bad_sequence("Already authenticated"));
         }
         if self.tls.is_none() {
             if self.requirement.needs_auth() {
                 // DATA-PATHS rule 1: no password without TLS.
-                return self.fail(SmtpError::encryption_required());
+                return self.auth_refused(SmtpError::encryption_required());
             }
-            return self.fail(SmtpError::new(
+            return self.auth_refused(SmtpError::new(
                 503,
                 Enhanced(5, 5, 1),
                 "auth_unavailable",
@@ -45,7 +52,7 @@ impl Session {
             ));
         }
         if !self.auth_offered() {
-            return self.fail(SmtpError::new(
+            return self.auth_refused(SmtpError::new(
                 503,
                 Enhanced(5, 5, 1),
                 "auth_unavailable",
@@ -53,11 +60,11 @@ impl Session {
             ));
         }
         if !self.helo.as_ref().is_some_and(|h| h.esmtp) {
-            return self.fail(SmtpError::bad_sequence("Send EHLO first"));
+            return self.auth_refused(SmtpError::bad_sequence("Send EHLO first"));
         }
         if self.txn.is_some() {
             // RFC 4954 §4: not during a mail transaction.
-            return self.fail(SmtpError::bad_sequence(
+            return self.auth_refused(SmtpError::bad_sequence(
                 "AUTH not allowed during a transaction",
             ));
         }
@@ -72,7 +79,7 @@ impl Session {
                 self.state = State::Sasl(SaslStep::LoginUser);
             }
             AUTH_LOGIN => self.login_user(initial),
-            _ => self.fail(SmtpError::new(
+            _ => self.auth_refused(SmtpError::new(
                 504,
                 Enhanced(5, 5, 4),
                 "auth_mechanism",
@@ -129,7 +136,7 @@ impl Session {
 
     fn sasl_error(&mut self, mechanism: &'static str, e: SaslError) {
         self.auth_trace(mechanism, "malformed");
-        self.fail(match e {
+        self.auth_refused(match e {
             SaslError::Cancelled => SmtpError::new(
                 501,
                 Enhanced(5, 0, 0),

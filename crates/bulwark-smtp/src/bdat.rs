@@ -5,6 +5,9 @@
 //! transaction is refused too, until BDAT LAST, RSET or a new MAIL. The octet rules of
 //! DATA apply to the assembled message as well: a bare LF or CR stored here could
 //! smuggle a message through the next hop when we relay it with DATA.
+//!
+//! The connection hands a chunk over in pieces as they arrive ([`Session::chunk_data`]),
+//! so each read has its own timeout and the memory budget is drawn as the body grows.
 
 use crate::data::OctetFlags;
 use crate::reply::{Enhanced, Reply, SmtpError};
@@ -14,6 +17,8 @@ use crate::session::{Session, State};
 #[derive(Debug)]
 pub(crate) struct Chunk {
     pub size: u64,
+    /// Octets of it read so far.
+    pub received: u64,
     pub last: bool,
     /// `Some`: discard the chunk and answer with this.
     pub error: Option<SmtpError>,
@@ -36,27 +41,58 @@ impl Session {
                     Some(e.clone())
                 } else if (t.body.len() as u64).saturating_add(size) > max {
                     let e = SmtpError::size_exceeded();
-                    t.bdat_failed = Some(e.clone());
-                    t.body = Vec::new();
+                    t.fail_bdat(e.clone());
                     Some(e)
                 } else {
                     None
                 }
             }
         };
-        self.state = State::Chunk(Chunk { size, last, error });
-    }
-
-    /// Where a kept chunk is read to (the transaction's body).
-    pub fn chunk_buffer(&mut self) -> Option<&mut Vec<u8>> {
-        match (&self.state, self.txn.as_mut()) {
-            (State::Chunk(Chunk { error: None, .. }), Some(t)) => Some(&mut t.body),
-            _ => None,
+        self.state = State::Chunk(Chunk {
+            size,
+            received: 0,
+            last,
+            error,
+        });
+        if size == 0 {
+            self.chunk_complete();
         }
     }
 
-    /// The chunk announced by `Next::Chunk` has been read (or discarded).
-    pub fn chunk_done(&mut self) {
+    /// The next piece of the chunk announced by `Next::Chunk` (at most `remaining`
+    /// octets; anything beyond is ignored).
+    pub fn chunk_data(&mut self, data: &[u8]) {
+        let max = self.settings.max_message_size as usize;
+        let (State::Chunk(chunk), txn) = (&mut self.state, self.txn.as_mut()) else {
+            return self.fail(SmtpError::bad_sequence("No BDAT in progress"));
+        };
+        let remaining = chunk.size.saturating_sub(chunk.received);
+        let data = &data[..data
+            .len()
+            .min(usize::try_from(remaining).unwrap_or(usize::MAX))];
+        chunk.received += data.len() as u64;
+        if chunk.error.is_none() {
+            if let Some(t) = txn {
+                let room = match t.reservation.as_mut() {
+                    Some(r) => r.make_room(&mut t.body, data.len(), max),
+                    None => false,
+                };
+                if room {
+                    t.body.extend_from_slice(data);
+                } else {
+                    let e = SmtpError::insufficient_memory();
+                    t.fail_bdat(e.clone());
+                    chunk.error = Some(e);
+                }
+            }
+        }
+        if chunk.received >= chunk.size {
+            self.chunk_complete();
+        }
+    }
+
+    /// The whole chunk has been read (or discarded).
+    fn chunk_complete(&mut self) {
         let State::Chunk(chunk) = std::mem::replace(&mut self.state, State::Command) else {
             return self.fail(SmtpError::bad_sequence("No BDAT in progress"));
         };
@@ -80,6 +116,18 @@ impl Session {
         match OctetFlags::scan(&t.body).refusal(ok8) {
             Some(e) => self.message_refused(e),
             None => self.message_received(),
+        }
+    }
+}
+
+impl crate::session::Transaction {
+    /// The rest of this BDAT transaction is refused with `e`; the body is dropped and
+    /// its memory given back.
+    fn fail_bdat(&mut self, e: SmtpError) {
+        self.bdat_failed = Some(e);
+        self.body = Vec::new();
+        if let Some(r) = self.reservation.as_mut() {
+            r.release_all();
         }
     }
 }

@@ -12,8 +12,9 @@
 
 use bulwark_net::LineEnding;
 
+use crate::budget::Reservation;
 use crate::reply::{Enhanced, Reply, SmtpError};
-use crate::session::{Session, State};
+use crate::session::{Session, State, Transaction};
 
 /// What was seen in the message octets.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +94,8 @@ pub(crate) struct DataReader {
     pub flags: OctetFlags,
     /// The message grew beyond the size limit; the rest is read and dropped.
     pub oversize: bool,
+    /// The memory budget could not cover the message; the rest is read and dropped.
+    pub no_memory: bool,
     /// A line was longer than `DATA_LINE_MAX`.
     pub too_long: bool,
 }
@@ -103,16 +106,19 @@ impl DataReader {
             prev_crlf: true,
             flags: OctetFlags::default(),
             oversize: false,
+            no_memory: false,
             too_long: false,
         }
     }
 
-    /// Takes one line (without its ending). Returns true at the end-of-data line.
+    /// Takes one line (without its ending) into `body`, drawing on `budget` as it
+    /// grows. Returns true at the end-of-data line.
     pub fn push_line(
         &mut self,
         line: &[u8],
         ending: LineEnding,
         body: &mut Vec<u8>,
+        budget: &mut Reservation,
         max_size: u64,
     ) -> bool {
         let crlf = ending == LineEnding::CrLf;
@@ -129,8 +135,18 @@ impl DataReader {
             _ => line,
         };
         self.flags.scan_line(content);
-        if self.oversize || (body.len() + content.len() + 2) as u64 > max_size {
+        if self.oversize || self.no_memory {
+            return false;
+        }
+        if (body.len() + content.len() + 2) as u64 > max_size {
             self.oversize = true;
+        } else if !budget.make_room(body, content.len() + 2, max_size as usize) {
+            self.no_memory = true;
+        }
+        if self.oversize || self.no_memory {
+            // Nothing of it will be stored: give the memory back now.
+            *body = Vec::new();
+            budget.release_all();
             return false;
         }
         body.extend_from_slice(content);
@@ -166,22 +182,27 @@ impl Session {
                 "No valid recipients",
             ));
         }
-        // One allocation for clients that announced the size (RFC 1870).
-        let hint = txn.declared_size.min(self.settings.max_message_size) as usize;
+        // The body grows with the budget as lines arrive; SIZE= (RFC 1870) is only a
+        // claim and reserves nothing.
         self.reply(Reply::plain(354, "End data with <CR><LF>.<CR><LF>"));
-        if let Some(t) = self.txn.as_mut() {
-            t.body.reserve(hint);
-        }
         self.state = State::Data(DataReader::new());
     }
 
     /// One line of DATA (without its line ending).
     pub fn data_line(&mut self, line: &[u8], ending: LineEnding) {
         let max = self.settings.max_message_size;
-        let (State::Data(reader), Some(txn)) = (&mut self.state, self.txn.as_mut()) else {
-            return self.fail(SmtpError::bad_sequence("No DATA in progress"));
+        let done = match (&mut self.state, self.txn.as_mut()) {
+            (
+                State::Data(reader),
+                Some(Transaction {
+                    body,
+                    reservation: Some(budget),
+                    ..
+                }),
+            ) => reader.push_line(line, ending, body, budget, max),
+            _ => return self.fail_internal("DATA line without a transaction"),
         };
-        if reader.push_line(line, ending, &mut txn.body, max) {
+        if done {
             let State::Data(reader) = std::mem::replace(&mut self.state, State::Command) else {
                 return;
             };
@@ -208,7 +229,11 @@ impl Session {
             ))
         } else {
             let ok8 = self.txn.as_ref().is_some_and(|t| t.eight_bit || t.utf8);
-            reader.flags.refusal(ok8)
+            // A permanent refusal wins over "try again later".
+            reader
+                .flags
+                .refusal(ok8)
+                .or_else(|| reader.no_memory.then(SmtpError::insufficient_memory))
         };
         match error {
             Some(e) => self.message_refused(e),
@@ -221,11 +246,16 @@ impl Session {
 mod tests {
     use super::*;
 
+    fn budget() -> Reservation {
+        Reservation::new(crate::budget::InflightBudget::new(1 << 30))
+    }
+
     fn feed(lines: &[(&[u8], LineEnding)]) -> (Option<usize>, DataReader, Vec<u8>) {
         let mut r = DataReader::new();
         let mut body = Vec::new();
+        let mut b = budget();
         for (i, (l, e)) in lines.iter().enumerate() {
-            if r.push_line(l, *e, &mut body, 1 << 20) {
+            if r.push_line(l, *e, &mut body, &mut b, 1 << 20) {
                 return (Some(i), r, body);
             }
         }
@@ -271,10 +301,35 @@ mod tests {
     fn size_limit_keeps_reading() {
         let mut r = DataReader::new();
         let mut body = Vec::new();
-        assert!(!r.push_line(&[b'a'; 100], CrLf, &mut body, 50));
+        let mut b = budget();
+        assert!(!r.push_line(&[b'a'; 10], CrLf, &mut body, &mut b, 50));
+        assert!(!r.push_line(&[b'a'; 100], CrLf, &mut body, &mut b, 50));
         assert!(r.oversize);
+        assert!(body.is_empty() && body.capacity() == 0, "dropped at once");
+        assert_eq!(b.held(), 0, "and its budget given back");
+        assert!(r.push_line(b".", CrLf, &mut body, &mut b, 50));
+    }
+
+    #[test]
+    fn budget_exhausted_keeps_reading() {
+        let shared = crate::budget::InflightBudget::new(100 * 1024);
+        let mut other = Reservation::new(shared.clone());
+        assert!(other.cover(60 * 1024));
+        let mut r = DataReader::new();
+        let mut body = Vec::new();
+        let mut b = Reservation::new(shared.clone());
+        let line = [b'x'; 998];
+        let mut n = 0;
+        while !r.no_memory {
+            assert!(!r.push_line(&line, CrLf, &mut body, &mut b, 1 << 20));
+            n += 1;
+            assert!(n < 100, "the budget must run out");
+        }
         assert!(body.is_empty());
-        assert!(r.push_line(b".", CrLf, &mut body, 50));
+        assert_eq!(shared.in_use(), 60 * 1024, "only the other share is left");
+        assert!(!r.push_line(&line, CrLf, &mut body, &mut b, 1 << 20));
+        assert!(r.push_line(b".", CrLf, &mut body, &mut b, 1 << 20));
+        assert!(!r.oversize);
     }
 
     #[test]

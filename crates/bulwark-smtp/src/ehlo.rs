@@ -12,14 +12,18 @@ impl Session {
     }
 
     pub(crate) fn ehlo(&mut self, host: &str, esmtp: bool) {
-        // The name only goes into our Received header; keep it to printable ASCII
-        // so no client can inject header text through it.
-        if host.is_empty() || host.len() > 255 || !host.bytes().all(|b| b.is_ascii_graphic()) {
+        // RFC 5321 §4.1.1.1: `Domain / address-literal`, nothing else. The name goes
+        // into our Received header, where a `;`, quote or parenthesis would end or
+        // hide the `from` clause: the Received walk of an internal server reading it
+        // (senderauth, `[senderauth] internal_servers`) could then not find the client
+        // IP. U-labels are not allowed here (RFC 6531 §3.7.1 allows them only after
+        // SMTPUTF8 was negotiated, which EHLO precedes).
+        if !crate::mail::valid_domain_or_literal(host, false) {
             return self.fail(SmtpError::new(
                 501,
-                Enhanced(5, 5, 2),
+                Enhanced(5, 5, 4),
                 "bad_helo",
-                "Invalid domain name",
+                "Invalid EHLO/HELO argument: a domain name or address literal is required (RFC 5321 §4.1.1.1)",
             ));
         }
         // RFC 5321 §4.1.4: EHLO/HELO resets any transaction.

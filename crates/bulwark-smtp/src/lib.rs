@@ -11,6 +11,9 @@
 //! Invariants:
 //! - 250 after the message only when `Store::ingest` returned: one ingest per message,
 //!   durable in every local mailbox and in the queue for remote recipients.
+//! - No message is parsed before its MIME nesting depth was checked
+//!   (`bulwark_mime::nesting_depth`), and message data held in memory by all sessions
+//!   together stays within `[smtp] max_inflight_bytes` ([`InflightBudget`]).
 //! - Never an open relay: recipients outside our domains only from authenticated
 //!   clients; AUTH only under TLS.
 //! - A message whose end the client and we could disagree on (bare LF/CR) is refused
@@ -22,6 +25,7 @@
 
 mod auth;
 mod bdat;
+mod budget;
 pub mod checks;
 mod data;
 mod ehlo;
@@ -33,6 +37,7 @@ mod server;
 mod session;
 mod starttls;
 
+pub use budget::InflightBudget;
 pub use checks::{NoSenderChecks, SenderChecks};
 pub use data::OctetFlags;
 pub use reply::{Enhanced, Reply, SmtpError};

@@ -1,12 +1,14 @@
 //! MAIL FROM (RFC 5321 §4.1.1.2) with SIZE (RFC 1870), BODY=8BITMIME (RFC 6152),
 //! SMTPUTF8 (RFC 6531) and AUTH= (RFC 4954 §5); the accept policy; the anti-spoofing
-//! rule of submission; the sender check hook.
+//! rules (submission: the user's own addresses; port 25: our domains only with AUTH
+//! or from our relays); the sender check hook.
 
 use std::borrow::Cow;
 
 use bulwark_store::StoreError;
 use smtp_proto::{MailFrom, MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8};
 
+use crate::budget::Reservation;
 use crate::checks::{MailFromVerdict, SenderContext};
 use crate::reply::{Enhanced, Reply, SmtpError};
 use crate::session::{Effect, Pending, Session, Transaction};
@@ -15,9 +17,10 @@ use crate::session::{Effect, Pending, Session, Transaction};
 #[derive(Debug, Clone)]
 pub(crate) struct MailRequest {
     pub address: String,
-    pub declared_size: u64,
     pub eight_bit: bool,
     pub utf8: bool,
+    /// The local-domain rule has been checked (or does not apply).
+    pub local_checked: bool,
 }
 
 /// RFC 5321 §4.1.2 Domain / address-literal. smtp-proto checks the local part and the
@@ -27,16 +30,25 @@ pub(crate) fn valid_address(address: &str, utf8: bool) -> bool {
     let Some((local, domain)) = address.rsplit_once('@') else {
         return false;
     };
-    if local.is_empty() || domain.is_empty() || domain.len() > 255 {
+    !local.is_empty() && valid_domain_or_literal(domain, utf8)
+}
+
+/// RFC 5321 §4.1.2: `Domain / address-literal`, where the literal is an IPv4 address
+/// or `IPv6:` and an IPv6 address (§4.1.3; general literals are not accepted). Written
+/// by hand: smtp-proto passes EHLO arguments and domains through unchecked.
+pub(crate) fn valid_domain_or_literal(domain: &str, utf8: bool) -> bool {
+    if domain.is_empty() || domain.len() > 255 {
         return false;
     }
     if let Some(lit) = domain.strip_prefix('[') {
         let Some(inner) = lit.strip_suffix(']') else {
             return false;
         };
-        return match inner.strip_prefix("IPv6:") {
-            Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
-            None => inner.parse::<std::net::Ipv4Addr>().is_ok(),
+        return match inner.get(..5) {
+            Some(tag) if tag.eq_ignore_ascii_case("IPv6:") => {
+                inner[5..].parse::<std::net::Ipv6Addr>().is_ok()
+            }
+            _ => inner.parse::<std::net::Ipv4Addr>().is_ok(),
         };
     }
     domain.split('.').all(|label| {
@@ -122,10 +134,16 @@ impl Session {
         }
         let req = MailRequest {
             address,
-            declared_size: from.size as u64,
             eight_bit: from.flags & MAIL_BODY_8BITMIME != 0,
             utf8,
+            local_checked: false,
         };
+        self.mail_checks(req);
+    }
+
+    /// The effects MAIL waits for, in order: may-send-as (authenticated), or the
+    /// local-domain rule and then the sender check (unauthenticated).
+    fn mail_checks(&mut self, mut req: MailRequest) {
         match &self.user {
             // Submission anti-spoofing: MAIL FROM must be the user's own address, an
             // alias delivering to them or a configured send-as address.
@@ -136,6 +154,23 @@ impl Session {
                 let account = account.id;
                 let addresses = vec![req.address.clone()];
                 self.request(Effect::MaySendAs { account, addresses }, Pending::Mail(req));
+            }
+            None if !req.local_checked => {
+                req.local_checked = true;
+                // Port 25 anti-spoofing: our users authenticate; a client claiming one of
+                // our domains without AUTH is a forger, unless it is one of our own relays
+                // (`[senderauth] internal_servers`). The null sender is always accepted
+                // (RFC 5321 §4.5.5: notices must get through).
+                let domain = bulwark_store::domain_of(&req.address);
+                match domain {
+                    Some(domain)
+                        if self.settings.reject_unauthenticated_local_senders
+                            && !self.settings.is_internal_server(self.peer.ip()) =>
+                    {
+                        self.request(Effect::IsLocalDomain { domain }, Pending::Mail(req));
+                    }
+                    _ => self.mail_checks(req),
+                }
             }
             None => {
                 let ctx = SenderContext {
@@ -168,6 +203,25 @@ impl Session {
         }
     }
 
+    pub(crate) fn mail_local_domain(&mut self, req: MailRequest, r: Result<bool, StoreError>) {
+        match r {
+            Ok(false) => self.mail_checks(req),
+            Ok(true) => {
+                tracing::info!(target: "bulwark::smtp", session = %self.id, peer = %self.peer.ip(), mail_from = %req.address, "MAIL FROM refused: our domain without authentication");
+                self.fail(SmtpError::new(
+                    550,
+                    Enhanced(5, 7, 1),
+                    "local_sender",
+                    "Authentication required to send as a local address",
+                ))
+            }
+            Err(e) => {
+                tracing::error!(target: "bulwark::smtp", session = %self.id, error = %e, "domain lookup failed");
+                self.fail(SmtpError::temporary_failure("store"))
+            }
+        }
+    }
+
     pub(crate) fn mail_checked(&mut self, req: MailRequest, v: MailFromVerdict) {
         if let Some(e) = v.refuse {
             return self.fail(e);
@@ -178,7 +232,7 @@ impl Session {
     fn start_transaction(&mut self, req: MailRequest, v: MailFromVerdict) {
         self.txn = Some(Transaction {
             mail_from: req.address,
-            declared_size: req.declared_size,
+            reservation: Some(Reservation::new(self.settings.budget.clone())),
             eight_bit: req.eight_bit,
             utf8: req.utf8,
             mail_from_headers: v.headers,

@@ -1,15 +1,18 @@
 //! The end of a message (after the final dot or BDAT LAST): header checks, the sender
 //! hooks, trace headers, and the one durable ingest that precedes the 250.
 //!
-//! Stages: inspect headers (mail-parser) → loop check → [authenticated: header From /
-//! Sender must be the user's (anti-spoofing), add Date/Message-ID if missing, sign]
-//! [unauthenticated: message check] → ingest → 250 2.0.0.
+//! Stages: MIME nesting depth (before anything parses the message) → inspect headers
+//! (mail-parser) → loop check → [authenticated: header From / Sender must be the
+//! user's (anti-spoofing), add Date/Message-ID if missing, sign] [unauthenticated:
+//! header section hygiene, then the message check] → ingest → 250 2.0.0.
 //!
 //! What is stored (top to bottom): `Return-Path:` (local copies only: RFC 5321 §4.4
 //! adds it at final delivery), DKIM-Signature (sign hook), checker headers
 //! (Received-SPF, Authentication-Results), our `Received:`, the Date / Message-ID we
 //! added, then the client's octets unchanged. A relayed copy (queue) is the same
-//! without `Return-Path:`.
+//! without `Return-Path:`. With only local or only remote recipients that is one body,
+//! built in place around the received octets; with both, two (the local one with
+//! `Return-Path:`, the queued one without), as the store keeps bodies immutable.
 
 use bulwark_store::{
     Delivery, DeliveryTarget, Flags, Ingest, IngestReceipt, NewQueueEntry, SpecialUse, StoreError,
@@ -101,6 +104,135 @@ pub(crate) fn inspect_headers(message: &[u8]) -> HeaderFacts {
     f
 }
 
+/// What a line-by-line look at the header section found (RFC 5322 §2.2, §3.6).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct HeaderSection {
+    pub from_fields: usize,
+    pub sender_fields: usize,
+    /// 1-based number of the first line before the empty line that is neither a
+    /// header field (`name:`) nor a continuation line.
+    pub bad_line: Option<usize>,
+}
+
+/// Counts From and Sender fields and finds lines that are not header fields.
+///
+/// Written by hand on purpose: mail-parser (what IMAP shows) and mail-auth (what DKIM
+/// and DMARC check) each skip malformed header lines in their own way, so a message
+/// with such a line can show a From to the user that the checks never saw. We refuse
+/// what they could disagree on instead of asking either parser. RFC 5322 §3.6.8:
+/// `field-name = 1*ftext` (printable ASCII but `:`), §4.5.3 allows white space
+/// before the colon (obs-optional); continuation lines start with SP or HTAB (§2.2.3).
+pub(crate) fn header_section(message: &[u8]) -> HeaderSection {
+    let mut h = HeaderSection::default();
+    for (i, raw) in message.split(|b| *b == b'\n').enumerate() {
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if line.is_empty() {
+            break;
+        }
+        if matches!(line[0], b' ' | b'\t') {
+            if i == 0 {
+                h.bad_line.get_or_insert(1);
+            }
+            continue;
+        }
+        let name = line
+            .iter()
+            .position(|b| *b == b':')
+            .map(|colon| trim_wsp_end(&line[..colon]))
+            .filter(|n| !n.is_empty() && n.iter().all(|b| (33..=126).contains(b)));
+        match name {
+            Some(n) if n.eq_ignore_ascii_case(b"From") => h.from_fields += 1,
+            Some(n) if n.eq_ignore_ascii_case(b"Sender") => h.sender_fields += 1,
+            Some(_) => {}
+            None => {
+                h.bad_line.get_or_insert(i + 1);
+            }
+        }
+    }
+    h
+}
+
+fn trim_wsp_end(mut s: &[u8]) -> &[u8] {
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+impl HeaderSection {
+    /// Port 25: what the sender checks rely on. Exactly one From (RFC 5322 §3.6: a
+    /// second one leaves DMARC without a single author domain while the user's
+    /// client shows either), at most one Sender, and no line the parsers could
+    /// disagree on.
+    pub fn refusal(&self) -> Option<SmtpError> {
+        if let Some(n) = self.bad_line {
+            return Some(SmtpError::new(
+                554,
+                Enhanced(5, 6, 0),
+                "header_syntax",
+                format!("Message refused: header line {n} is not a header field (RFC 5322 §2.2)"),
+            ));
+        }
+        if self.from_fields != 1 {
+            return Some(SmtpError::new(
+                550,
+                Enhanced(5, 7, 1),
+                "header_from",
+                "Message refused: exactly one From header field is required (RFC 5322 §3.6)",
+            ));
+        }
+        if self.sender_fields > 1 {
+            return Some(SmtpError::new(
+                550,
+                Enhanced(5, 7, 1),
+                "header_from",
+                "Message refused: at most one Sender header field is allowed (RFC 5322 §3.6)",
+            ));
+        }
+        None
+    }
+}
+
+/// The queue entry's `params` (`bulwark_queue::DeliveryParams`, JSON): what the
+/// envelope said that delivery needs. DSN parameters (RFC 3461) are not offered, so
+/// there are none to carry.
+pub(crate) fn delivery_params(body_8bitmime: bool, smtputf8: bool) -> String {
+    let mut fields = Vec::new();
+    if body_8bitmime {
+        fields.push("\"body_8bitmime\":true");
+    }
+    if smtputf8 {
+        fields.push("\"smtputf8\":true");
+    }
+    format!("{{{}}}", fields.join(","))
+}
+
+/// An address that can stand in `for <…>` of our Received header as it is: a
+/// dot-atom local part (RFC 5322 §3.2.3, UTF-8 allowed per RFC 6532) — no quotes,
+/// spaces, `;` or parentheses that would end or hide parts of the field for a parser.
+/// The domain was checked at RCPT.
+fn traceable(address: &str) -> bool {
+    let Some((local, _)) = address.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && local.split('.').all(|atom| {
+            !atom.is_empty()
+                && atom.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+                })
+        })
+}
+
+/// Inserts `parts` in front of `body`, in place: one move of the octets received
+/// instead of a second copy of the message.
+fn prepend(body: &mut Vec<u8>, parts: &[&[u8]]) {
+    let n: usize = parts.iter().map(|p| p.len()).sum();
+    // Exact: `splice` alone would reserve by doubling a message-sized buffer.
+    body.reserve_exact(n);
+    body.splice(0..0, parts.iter().flat_map(|p| p.iter().copied()));
+}
+
 /// RFC 5322 §3.3 date-time, in UTC.
 pub(crate) fn rfc5322_now() -> String {
     chrono::Utc::now()
@@ -144,6 +276,18 @@ impl Session {
                 "Message refused: empty message",
             ));
         }
+        // Before anything parses the message (our header inspection, the sender
+        // checks, IMAP later): MIME parsers recurse per nesting level, and a message of
+        // a megabyte or two can nest deep enough to overflow the stack and abort the
+        // whole server. Linear scan, no recursion.
+        if let Err(e) = bulwark_mime::nesting_depth(&t.body, bulwark_mime::MAX_NESTING) {
+            return self.message_refused(SmtpError::new(
+                554,
+                Enhanced(5, 6, 0),
+                "mime_nesting",
+                format!("Message refused: {e}"),
+            ));
+        }
         let facts = inspect_headers(&t.body);
         // RFC 5321 §6.3: a message that has been around too often is a loop.
         if facts.received > max_hops {
@@ -155,6 +299,9 @@ impl Session {
             ));
         }
         let Some(account) = self.user.as_ref().map(|u| u.id) else {
+            if let Some(e) = header_section(&t.body).refusal() {
+                return self.message_refused(e);
+            }
             let ctx = MessageContext {
                 sender: SenderContext {
                     listener: self.settings.listener,
@@ -309,9 +456,12 @@ impl Session {
             "\tby {} (Bulwark) with {proto} id {id}\r\n",
             self.settings.hostname
         ));
-        // Name the recipient only when there is exactly one (RFC 5321 §7.2).
+        // Name the recipient only when there is exactly one (RFC 5321 §7.2), and only
+        // when it cannot confuse a parser of this field.
         if let [r] = t.recipients.as_slice() {
-            h.push_str(&format!("\tfor <{}>", r.address));
+            if traceable(&r.address) {
+                h.push_str(&format!("\tfor <{}>", r.address));
+            }
         }
         h.push_str(&format!("; {}\r\n", rfc5322_now()));
         h
@@ -325,30 +475,18 @@ impl Session {
         let Some(t) = self.txn.as_mut() else {
             return self.fail(SmtpError::bad_sequence("No transaction"));
         };
-        let body = std::mem::take(&mut t.body);
-        let trace_len = t.sign_headers.len()
-            + t.mail_from_headers.len()
-            + t.check_headers.len()
-            + received.len()
-            + t.added.len();
-        // The relayed form: everything but Return-Path.
-        let relay_parts: [&[u8]; 6] = [
+        let mut body = std::mem::take(&mut t.body);
+        let size = body.len();
+        // The relayed form: our trace headers on top of the octets received.
+        let trace: [&[u8]; 5] = [
             t.sign_headers.as_bytes(),
             t.mail_from_headers.as_bytes(),
             t.check_headers.as_bytes(),
             received.as_bytes(),
             t.added.as_bytes(),
-            &body,
         ];
+        let trace_len: usize = trace.iter().map(|p| p.len()).sum();
         let return_path = format!("Return-Path: <{}>\r\n", t.mail_from);
-        let concat = |first: &[u8]| {
-            let mut v = Vec::with_capacity(first.len() + trace_len + body.len());
-            v.extend_from_slice(first);
-            for p in relay_parts {
-                v.extend_from_slice(p);
-            }
-            v
-        };
         let deliveries: Vec<Delivery> = t
             .accounts
             .iter()
@@ -363,29 +501,55 @@ impl Session {
             .collect();
         let local = deliveries.len();
         let remote = t.forward.len();
+        // The copies made here count against the in-flight budget too.
+        let extra = trace_len
+            + return_path.len()
+            + if local > 0 && remote > 0 {
+                return_path.len() + trace_len + size
+            } else {
+                0
+            };
+        let covered = t.reservation.as_mut().is_some_and(|r| r.grow(extra as u64));
+        if !covered {
+            return self.message_refused(SmtpError::insufficient_memory());
+        }
+        let params = delivery_params(t.eight_bit, t.utf8);
         let (data, queue) = match (local > 0, remote > 0) {
             // Local copies carry Return-Path; the relayed one must not.
-            (true, true) => (
-                concat(return_path.as_bytes()),
-                Some(NewQueueEntry {
-                    return_path: t.mail_from.clone(),
-                    recipients: t.forward.clone(),
-                    params: "{}".into(),
-                    data: Some(concat(b"")),
-                }),
-            ),
-            (true, false) => (concat(return_path.as_bytes()), None),
-            (false, _) => (
-                concat(b""),
-                Some(NewQueueEntry {
-                    return_path: t.mail_from.clone(),
-                    recipients: t.forward.clone(),
-                    params: "{}".into(),
-                    data: None,
-                }),
-            ),
+            (true, true) => {
+                prepend(&mut body, &trace);
+                let mut local_copy = Vec::with_capacity(return_path.len() + body.len());
+                local_copy.extend_from_slice(return_path.as_bytes());
+                local_copy.extend_from_slice(&body);
+                (
+                    local_copy,
+                    Some(NewQueueEntry {
+                        return_path: t.mail_from.clone(),
+                        recipients: t.forward.clone(),
+                        params,
+                        data: Some(body),
+                    }),
+                )
+            }
+            (true, false) => {
+                let mut parts = vec![return_path.as_bytes()];
+                parts.extend_from_slice(&trace);
+                prepend(&mut body, &parts);
+                (body, None)
+            }
+            (false, _) => {
+                prepend(&mut body, &trace);
+                (
+                    body,
+                    Some(NewQueueEntry {
+                        return_path: t.mail_from.clone(),
+                        recipients: t.forward.clone(),
+                        params,
+                        data: None,
+                    }),
+                )
+            }
         };
-        let size = body.len();
         let stored = match &queue {
             Some(NewQueueEntry { data: Some(d), .. }) => (data.len(), d.len()),
             Some(_) => (0, data.len()),

@@ -32,8 +32,9 @@ impl Session {
             ));
         }
         if txn.recipients.len() >= self.settings.max_recipients as usize {
-            // RFC 5321 §4.5.3.1.10: 452 and the client sends the rest later.
-            return self.fail(SmtpError::new(
+            // RFC 5321 §4.5.3.1.10: 452 and the client sends the rest later. A client
+            // that does so is not misbehaving: no error count, no tarpit.
+            return self.reply_uncounted(SmtpError::new(
                 452,
                 Enhanced(4, 5, 3),
                 "too_many_recipients",

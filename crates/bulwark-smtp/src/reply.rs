@@ -200,6 +200,17 @@ impl SmtpError {
             "Message size exceeds fixed maximum message size",
         )
     }
+    /// 452 4.3.1: the memory for messages in transit (`[smtp] max_inflight_bytes`) is
+    /// taken by other sessions; the client retries later (RFC 3463 §3.4 "mail system
+    /// full", RFC 5321 §4.2.2 452 "insufficient system storage").
+    pub fn insufficient_memory() -> SmtpError {
+        SmtpError::new(
+            452,
+            Enhanced(4, 3, 1),
+            "inflight_budget",
+            "Insufficient system resources, try again later",
+        )
+    }
     pub fn temporary_failure(reason: &'static str) -> SmtpError {
         SmtpError::new(
             451,

@@ -5,7 +5,9 @@
 //! authenticator and the sender checks, writes the replies (buffered, flushed once per
 //! pipelined batch: only when no more client input is waiting, RFC 2920 §3.2), and
 //! writes the protocol log: every command line and every reply line, SASL
-//! continuation lines as `***`, message bodies never.
+//! continuation lines (and stray SASL responses after a refused AUTH) as `***`,
+//! message bodies never. Every read and every flush is bounded by the command
+//! timeout, and the whole session by the session timeout.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use bulwark_config::{ListenerKind, Requirement};
 use bulwark_net::{Connection, Line, ReadError, ServerContext, SessionHandler};
 use tokio::time::Instant;
 
+use crate::budget::InflightBudget;
 use crate::checks::SenderChecks;
 use crate::session::{
     Effect, EffectResult, Next, Session, SessionSettings, COMMAND_LINE_MAX, DATA_LINE_MAX,
@@ -30,12 +33,19 @@ pub struct SmtpHandler {
 }
 
 impl SmtpHandler {
+    /// `budget` is shared by every SMTP listener of the process
+    /// (`InflightBudget::new(config.smtp.max_inflight_bytes)`, made once).
     pub fn new(
         kind: ListenerKind,
         ctx: ServerContext,
         checks: Arc<dyn SenderChecks>,
+        budget: Arc<InflightBudget>,
     ) -> SmtpHandler {
-        let settings = Arc::new(SessionSettings::from_config(kind, &ctx.config.config));
+        let settings = Arc::new(SessionSettings::from_config(
+            kind,
+            &ctx.config.config,
+            budget,
+        ));
         // One line per listener for the whole process; leaking it gives the
         // `&'static` the accept loop wants.
         let busy: &'static [u8] = Box::leak(
@@ -81,19 +91,22 @@ impl SessionHandler for SmtpHandler {
         let command_timeout = Duration::from_secs(smtp.command_timeout_secs);
         let deadline = Instant::now() + Duration::from_secs(smtp.session_timeout_secs);
         let shutdown = conn.shutdown().clone();
+        // A client that stops reading our replies is dropped like a silent one.
+        conn.set_write_timeout(command_timeout);
 
         loop {
             if let Err(e) = self.write_replies(&mut s, &mut conn).await {
-                conn.log.event(&format!("write failed: {e}"));
-                s.disconnected();
+                write_failed(&mut s, &mut conn, &e);
                 return;
             }
             match s.next_step() {
                 Next::Command => {
                     // Flush once per pipelined batch.
-                    if !conn.has_buffered_input() && conn.flush().await.is_err() {
-                        s.disconnected();
-                        return;
+                    if !conn.has_buffered_input() {
+                        if let Err(e) = conn.flush().await {
+                            write_failed(&mut s, &mut conn, &e);
+                            return;
+                        }
                     }
                     let timeout =
                         command_timeout.min(deadline.saturating_duration_since(Instant::now()));
@@ -104,7 +117,11 @@ impl SessionHandler for SmtpHandler {
                     };
                     match r {
                         Ok(Ok(line)) => {
-                            conn.log.client(&line.bytes);
+                            if s.command_is_secret(&line.bytes) {
+                                conn.log.client_secret();
+                            } else {
+                                conn.log.client(&line.bytes);
+                            }
                             let Line { bytes, ending } = line;
                             s.command(bytes, ending);
                         }
@@ -124,8 +141,8 @@ impl SessionHandler for SmtpHandler {
                 Next::DataLine => {
                     // The 354 must reach the client before it sends the message; a
                     // no-op once nothing is buffered.
-                    if conn.flush().await.is_err() {
-                        s.disconnected();
+                    if let Err(e) = conn.flush().await {
+                        write_failed(&mut s, &mut conn, &e);
                         return;
                     }
                     let timeout =
@@ -148,8 +165,8 @@ impl SessionHandler for SmtpHandler {
                     }
                 }
                 Next::SaslResponse => {
-                    if conn.flush().await.is_err() {
-                        s.disconnected();
+                    if let Err(e) = conn.flush().await {
+                        write_failed(&mut s, &mut conn, &e);
                         return;
                     }
                     let timeout =
@@ -172,26 +189,24 @@ impl SessionHandler for SmtpHandler {
                         Err(_) => s.timed_out(),
                     }
                 }
-                Next::Chunk { size, keep } => {
+                Next::Chunk { size, remaining } => {
                     // Replies to a pipelined batch must not wait behind a chunk the
                     // client has not finished sending.
-                    if conn.flush().await.is_err() {
-                        s.disconnected();
+                    if let Err(e) = conn.flush().await {
+                        write_failed(&mut s, &mut conn, &e);
                         return;
                     }
-                    conn.log
-                        .client(format!("<BDAT chunk of {size} octets>").as_bytes());
+                    if remaining == size {
+                        conn.log
+                            .client(format!("<BDAT chunk of {size} octets>").as_bytes());
+                    }
+                    // The timeout bounds each read, not the whole chunk (up to the
+                    // message size limit): a slow client that keeps sending goes on.
                     let timeout =
                         command_timeout.min(deadline.saturating_duration_since(Instant::now()));
-                    let r = match s.chunk_buffer().filter(|_| keep) {
-                        Some(buf) => {
-                            let n = usize::try_from(size).unwrap_or(usize::MAX);
-                            tokio::time::timeout(timeout, conn.read_exact_into(n, buf)).await
-                        }
-                        None => tokio::time::timeout(timeout, conn.skip_exact(size)).await,
-                    };
-                    match r {
-                        Ok(Ok(())) => s.chunk_done(),
+                    let max = usize::try_from(remaining.min(BDAT_PIECE)).unwrap_or(1);
+                    match tokio::time::timeout(timeout, conn.read_some(max)).await {
+                        Ok(Ok(piece)) => s.chunk_data(&piece),
                         Ok(Err(_)) => {
                             conn.log
                                 .event("client closed the connection during BDAT; nothing stored");
@@ -232,6 +247,22 @@ impl SessionHandler for SmtpHandler {
     }
 }
 
+/// The most of a BDAT chunk taken from the connection per read.
+const BDAT_PIECE: u64 = 64 * 1024;
+
+/// A reply could not be sent: the client went away, or did not read for the command
+/// timeout (it may be trying to hold the session open). The session ends.
+fn write_failed(s: &mut Session, conn: &mut Connection, e: &std::io::Error) {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        conn.log
+            .event("the client did not read our replies within the command timeout; closing");
+        s.write_timed_out();
+    } else {
+        conn.log.event(&format!("write failed: {e}"));
+        s.disconnected();
+    }
+}
+
 /// `Ok(Ok(line))`, `Ok(Err(crlf))` for an overlong line (and whether it ended in
 /// CRLF), or why there is no line.
 fn flatten(
@@ -269,6 +300,9 @@ impl SmtpHandler {
         let store = &self.ctx.store;
         match effect {
             Effect::Resolve { address } => EffectResult::Resolved(store.resolve(&address).await),
+            Effect::IsLocalDomain { domain } => {
+                EffectResult::LocalDomain(store.is_local_domain(&domain).await)
+            }
             Effect::Authenticate {
                 username,
                 password,

@@ -1,12 +1,12 @@
 //! The SMTP session as a state machine without I/O.
 //!
-//! Inputs are what the connection produced (a command line, a DATA line, a BDAT chunk
-//! read into [`Session::chunk_buffer`], the result of an effect, TLS coming up, a
-//! timeout); outputs are replies ([`Session::take_replies`]), a tarpit delay
-//! ([`Session::take_delay`]) and what to do next ([`Session::next_step`]): read a command,
-//! read a DATA line, read a SASL response, read or skip a BDAT chunk, perform an
-//! [`Effect`] (a store lookup, an authentication, a sender check, the ingest) and
-//! feed its [`EffectResult`] back, start TLS, or close.
+//! Inputs are what the connection produced (a command line, a DATA line, a piece of a
+//! BDAT chunk, the result of an effect, TLS coming up, a timeout); outputs are replies
+//! ([`Session::take_replies`]), a tarpit delay ([`Session::take_delay`]) and what to do
+//! next ([`Session::next_step`]): read a command, read a DATA line, read a SASL
+//! response, read (the rest of) a BDAT chunk, perform an [`Effect`] (a store lookup,
+//! an authentication, a sender check, the ingest) and feed its [`EffectResult`] back,
+//! start TLS, or close.
 //!
 //! Each stage lives in its own module (`ehlo`, `starttls`, `auth`, `mail`, `rcpt`,
 //! `data`, `bdat`, `message`) as `impl Session` blocks; every reply goes through
@@ -22,10 +22,12 @@ use bulwark_auth::{AuthError, Secret};
 use bulwark_config::{Config, ListenerKind, Requirement};
 use bulwark_net::{LineEnding, TlsInfo};
 use bulwark_store::{Account, AccountId, Ingest, IngestReceipt, Resolution, StoreError};
+use ipnet::IpNet;
 use smtp_proto::Request;
 
 use crate::auth::SaslStep;
 use crate::bdat::Chunk;
+use crate::budget::{InflightBudget, Reservation};
 use crate::checks::{
     CheckNote, MailFromVerdict, MessageContext, MessageVerdict, SenderContext, SignContext,
 };
@@ -53,10 +55,22 @@ pub struct SessionSettings {
     pub tarpit_after_errors: u32,
     pub max_errors: u32,
     pub tarpit_delay: Duration,
+    /// Shared by every listener: message data held in memory by all sessions.
+    pub budget: Arc<InflightBudget>,
+    /// `[senderauth] internal_servers`: our own relays, which may hand in mail from our
+    /// domains without authenticating.
+    pub internal_servers: Vec<IpNet>,
+    /// `[smtp] reject_unauthenticated_local_senders`.
+    pub reject_unauthenticated_local_senders: bool,
 }
 
 impl SessionSettings {
-    pub fn from_config(listener: ListenerKind, c: &Config) -> SessionSettings {
+    /// `budget` is the one [`InflightBudget`] of the process (all listeners).
+    pub fn from_config(
+        listener: ListenerKind,
+        c: &Config,
+        budget: Arc<InflightBudget>,
+    ) -> SessionSettings {
         SessionSettings {
             listener,
             hostname: c.server.hostname.clone(),
@@ -66,7 +80,16 @@ impl SessionSettings {
             tarpit_after_errors: c.smtp.tarpit_after_errors,
             max_errors: c.smtp.max_errors,
             tarpit_delay: Duration::from_millis(c.smtp.tarpit_delay_ms),
+            budget,
+            internal_servers: c.senderauth.internal_servers.clone(),
+            reject_unauthenticated_local_senders: c.smtp.reject_unauthenticated_local_senders,
         }
+    }
+
+    /// The client is one of our internal relays (`[senderauth] internal_servers`).
+    pub fn is_internal_server(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.internal_servers.iter().any(|n| n.contains(&ip))
     }
 
     /// The domain of `<Postmaster>` without a domain: the mail domain this host
@@ -98,9 +121,11 @@ pub enum Next {
     DataLine,
     /// Read a SASL response line (a secret: log it as such).
     SaslResponse,
-    /// Read `size` octets of a BDAT chunk into `chunk_buffer` (`keep`) or discard them,
-    /// then call `chunk_done`.
-    Chunk { size: u64, keep: bool },
+    /// Read at most `remaining` octets of the current BDAT chunk (of `size` octets)
+    /// and hand them to `chunk_data`; again until the chunk is complete. Each read
+    /// gets the command timeout (RFC 3030 does not bound a chunk's transfer time, so a
+    /// slow but steady client is not cut off).
+    Chunk { size: u64, remaining: u64 },
     /// Perform this and call `effect_done` with the result.
     Effect(Effect),
     /// Send the pending replies, start TLS, then call `tls_started`.
@@ -114,6 +139,8 @@ pub enum Next {
 pub enum Effect {
     /// `Store::resolve`.
     Resolve { address: String },
+    /// `Store::is_local_domain`.
+    IsLocalDomain { domain: String },
     /// `Authenticator::authenticate`.
     Authenticate {
         username: String,
@@ -138,6 +165,7 @@ pub enum Effect {
 /// The outcome of an [`Effect`].
 pub enum EffectResult {
     Resolved(Result<Resolution, StoreError>),
+    LocalDomain(Result<bool, StoreError>),
     Authenticated(Result<Account, AuthError>),
     MaySendAs(Result<bool, StoreError>),
     MailFromChecked(MailFromVerdict),
@@ -168,8 +196,6 @@ pub(crate) struct Transaction {
     pub eight_bit: bool,
     /// SMTPUTF8 (RFC 6531) was given.
     pub utf8: bool,
-    /// SIZE= from MAIL (RFC 1870), used to size the buffer once.
-    pub declared_size: u64,
     pub recipients: Vec<Recipient>,
     /// Local accounts to deliver to (deduplicated across recipients and aliases).
     pub accounts: Vec<Account>,
@@ -181,6 +207,9 @@ pub(crate) struct Transaction {
     pub note: Option<CheckNote>,
     /// The message octets as received (dot-unstuffed DATA, or BDAT chunks).
     pub body: Vec<u8>,
+    /// The share of `[smtp] max_inflight_bytes` that covers `body` (and, at the end,
+    /// the copies made for the ingest); given back when the transaction ends.
+    pub reservation: Option<Reservation>,
     /// BDAT was used; a failed chunk fails the rest of the transaction.
     pub bdat: bool,
     pub bdat_failed: Option<SmtpError>,
@@ -228,6 +257,9 @@ pub struct Session {
     delay: Duration,
     errors: u32,
     pub(crate) messages: u32,
+    /// An AUTH was refused before its exchange began: a client that went ahead
+    /// anyway sends its SASL response(s) next, which must not reach the log.
+    pub(crate) sasl_refused: bool,
 }
 
 impl Session {
@@ -262,6 +294,7 @@ impl Session {
             delay: Duration::ZERO,
             errors: 0,
             messages: 0,
+            sasl_refused: false,
         };
         s.reply(greeting);
         s
@@ -303,7 +336,7 @@ impl Session {
             State::Sasl(_) => Next::SaslResponse,
             State::Chunk(c) => Next::Chunk {
                 size: c.size,
-                keep: c.error.is_none(),
+                remaining: c.size.saturating_sub(c.received),
             },
             State::Waiting(_) => match self.effect.take() {
                 Some(e) => Next::Effect(e),
@@ -321,11 +354,23 @@ impl Session {
     /// The one place replies are queued: counts errors, tarpits, and closes the
     /// session at `max_errors` with 421 4.7.0 instead of the error.
     pub(crate) fn reply(&mut self, r: impl Into<Reply>) {
-        let mut r = r.into();
+        self.push_reply(r.into(), true);
+    }
+
+    /// A refusal that is not the client's error and must not bring it closer to the
+    /// error limit or the tarpit: RFC 5321 §4.5.3.1.10 has a client that meets
+    /// `max_recipients` (452 4.5.3) send the rest in a later transaction.
+    pub(crate) fn reply_uncounted(&mut self, r: impl Into<Reply>) {
+        self.push_reply(r.into(), false);
+    }
+
+    fn push_reply(&mut self, mut r: Reply, counted: bool) {
         if r.is_negative() && r.code != 421 {
-            self.errors += 1;
             metrics::counter!("bulwark_smtp_rejections_total", "listener" => self.listener(), "reason" => r.reason)
                 .increment(1);
+        }
+        if counted && r.is_negative() && r.code != 421 {
+            self.errors += 1;
             if self.errors >= self.settings.max_errors {
                 metrics::counter!("bulwark_smtp_error_limit_total", "listener" => self.listener())
                     .increment(1);
@@ -360,7 +405,7 @@ impl Session {
         self.state = State::Waiting(pending);
     }
 
-    fn fail_internal(&mut self, what: &str) {
+    pub(crate) fn fail_internal(&mut self, what: &str) {
         tracing::error!(target: "bulwark::smtp", session = %self.id, "internal error: {what}");
         self.reply(
             Reply::new(
@@ -381,10 +426,21 @@ impl Session {
     // Inputs
     // ---------------------------------------------------------------------------
 
+    /// Whether the protocol log must show this command line as `***`: after a refused
+    /// AUTH, a client that did not wait for the refusal sends its SASL response(s)
+    /// (base64 credentials) as the next line(s). Lines that start with an SMTP verb
+    /// are commands and logged as usual (AUTH lines are redacted by the log itself).
+    pub fn command_is_secret(&self, line: &[u8]) -> bool {
+        self.sasl_refused && !starts_with_verb(line)
+    }
+
     /// A command line (without its line ending).
     pub fn command(&mut self, mut line: Vec<u8>, ending: LineEnding) {
         if !matches!(self.state, State::Command) {
             return self.fail_internal("command in wrong state");
+        }
+        if starts_with_verb(&line) {
+            self.sasl_refused = false;
         }
         // RFC 5321 §2.3.8: lines end with CRLF; a bare LF or CR is not a line end, and a
         // NUL is not text. Refuse rather than guess (command smuggling).
@@ -452,6 +508,14 @@ impl Session {
         self.state = State::Closed;
     }
 
+    /// The client did not take our replies within the command timeout: nothing more
+    /// can be said to it; the session ends (counted as a timeout).
+    pub fn write_timed_out(&mut self) {
+        metrics::counter!("bulwark_smtp_timeouts_total", "listener" => self.listener())
+            .increment(1);
+        self.disconnected();
+    }
+
     /// The server is shutting down: say so between commands (RFC 5321 §3.8).
     pub fn shutting_down(&mut self) {
         self.reply(
@@ -488,6 +552,7 @@ impl Session {
         };
         match (pending, result) {
             (Pending::Rcpt(address), EffectResult::Resolved(r)) => self.rcpt_resolved(address, r),
+            (Pending::Mail(req), EffectResult::LocalDomain(r)) => self.mail_local_domain(req, r),
             (Pending::Mail(req), EffectResult::MaySendAs(r)) => self.mail_may_send_as(req, r),
             (Pending::Mail(req), EffectResult::MailFromChecked(v)) => self.mail_checked(req, v),
             (Pending::Auth(mech), EffectResult::Authenticated(r)) => self.auth_result(mech, r),
@@ -549,6 +614,37 @@ impl Session {
             }
         }
     }
+}
+
+/// The verbs of RFC 5321 §4.1 and the extensions we know (RFC 3207, 4954, 3030, 1985,
+/// 2645, 4468); used only to tell commands from stray SASL responses in the log.
+const VERBS: [&[u8]; 18] = [
+    b"EHLO",
+    b"HELO",
+    b"MAIL",
+    b"RCPT",
+    b"DATA",
+    b"BDAT",
+    b"RSET",
+    b"NOOP",
+    b"QUIT",
+    b"VRFY",
+    b"EXPN",
+    b"HELP",
+    b"STARTTLS",
+    b"AUTH",
+    b"ETRN",
+    b"ATRN",
+    b"BURL",
+    b"LHLO",
+];
+
+/// The line starts with an SMTP verb followed by a space or nothing. A base64 SASL
+/// response has no space, and one that happened to spell a bare verb would be three
+/// octets of binary, not a credential.
+fn starts_with_verb(line: &[u8]) -> bool {
+    let word = line.split(|b| *b == b' ').next().unwrap_or_default();
+    VERBS.iter().any(|v| word.eq_ignore_ascii_case(v))
 }
 
 /// smtp-proto's parse errors in SMTP terms (RFC 5321 §4.2.2, RFC 3463).

@@ -13,6 +13,7 @@ use bulwark_config::{ListenerKind, Requirement};
 use bulwark_net::{LineEnding, TlsInfo};
 use bulwark_store::{SpecialUse, SqliteStore, Store};
 
+use crate::budget::InflightBudget;
 use crate::checks::{
     CheckNote, MailFromVerdict, MessageAction, MessageContext, MessageVerdict, SenderChecks,
     SenderContext, SignContext,
@@ -30,6 +31,9 @@ fn settings(listener: ListenerKind) -> SessionSettings {
         tarpit_after_errors: 3,
         max_errors: 8,
         tarpit_delay: Duration::from_millis(100),
+        budget: InflightBudget::new(1 << 30),
+        internal_servers: vec!["10.0.0.0/8".parse().unwrap()],
+        reject_unauthenticated_local_senders: true,
     }
 }
 
@@ -46,6 +50,8 @@ fn tls_info() -> TlsInfo {
 struct ScriptedChecks {
     refuse_mail_from: Option<String>,
     action: MessageAction,
+    /// Messages handed to `check_message` or `sign`.
+    seen: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait]
@@ -69,6 +75,7 @@ impl SenderChecks for ScriptedChecks {
         note: Option<&CheckNote>,
         message: &[u8],
     ) -> MessageVerdict {
+        self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         assert_eq!(note.and_then(|n| n.downcast_ref::<u32>()), Some(&42));
         assert!(message.starts_with(b"Subject") || message.starts_with(b"From"));
         MessageVerdict {
@@ -78,6 +85,7 @@ impl SenderChecks for ScriptedChecks {
         }
     }
     async fn sign(&self, ctx: &SignContext, message: &[&[u8]]) -> Result<String, SmtpError> {
+        self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         assert!(message.concat().windows(5).any(|w| w == b"From:"));
         Ok(format!(
             "DKIM-Signature: d={}\r\n",
@@ -88,7 +96,7 @@ impl SenderChecks for ScriptedChecks {
 
 struct Harness {
     s: Session,
-    input: Vec<u8>,
+    input: std::collections::VecDeque<u8>,
     store: SqliteStore,
     checks: ScriptedChecks,
     /// Sum of tarpit delays seen.
@@ -141,8 +149,18 @@ impl Harness {
         tls: bool,
         checks: ScriptedChecks,
     ) -> Harness {
+        Harness::with_peer(settings, requirement, tls, checks, "192.0.2.7:40000").await
+    }
+
+    async fn with_peer(
+        settings: SessionSettings,
+        requirement: Requirement,
+        tls: bool,
+        checks: ScriptedChecks,
+        peer: &str,
+    ) -> Harness {
         let (store, dir) = store().await;
-        let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        let peer: SocketAddr = peer.parse().unwrap();
         let s = Session::new(
             Arc::new(settings),
             "sess1".into(),
@@ -152,7 +170,7 @@ impl Harness {
         );
         Harness {
             s,
-            input: Vec::new(),
+            input: std::collections::VecDeque::new(),
             store,
             checks,
             delayed: Duration::ZERO,
@@ -164,7 +182,7 @@ impl Harness {
 
     /// Feeds bytes and runs until more input is needed; returns the replies sent.
     async fn send(&mut self, bytes: &[u8]) -> String {
-        self.input.extend_from_slice(bytes);
+        self.input.extend(bytes);
         let mut out = Vec::new();
         loop {
             self.delayed += self.s.take_delay();
@@ -193,16 +211,17 @@ impl Harness {
                         _ => self.s.sasl_response(&line, ending),
                     }
                 }
-                Next::Chunk { size, keep } => {
-                    let size = size as usize;
-                    if self.input.len() < size {
+                Next::Chunk { remaining, .. } => {
+                    // Chunks arrive in pieces, as from a slow network: 7 octets at a
+                    // time, a third at a time for large chunks (to keep tests quick).
+                    let n = (remaining as usize)
+                        .min(self.input.len())
+                        .min(7.max(remaining as usize / 3));
+                    if n == 0 {
                         break;
                     }
-                    let chunk: Vec<u8> = self.input.drain(..size).collect();
-                    if keep {
-                        self.s.chunk_buffer().unwrap().extend_from_slice(&chunk);
-                    }
-                    self.s.chunk_done();
+                    let piece: Vec<u8> = self.input.drain(..n).collect();
+                    self.s.chunk_data(&piece);
                 }
                 Next::Effect(e) => {
                     let r = self.perform(e).await;
@@ -227,6 +246,9 @@ impl Harness {
         match e {
             Effect::Resolve { address } => {
                 EffectResult::Resolved(self.store.resolve(&address).await)
+            }
+            Effect::IsLocalDomain { domain } => {
+                EffectResult::LocalDomain(self.store.is_local_domain(&domain).await)
             }
             Effect::Authenticate {
                 username, password, ..
@@ -392,6 +414,7 @@ async fn sender_check_may_refuse_and_quarantine() {
     let checks = ScriptedChecks {
         refuse_mail_from: Some("spf-fail@remote.test".into()),
         action: MessageAction::Quarantine,
+        ..Default::default()
     };
     let mut h = Harness::with(
         settings(ListenerKind::Smtp),
@@ -493,7 +516,7 @@ async fn nul_and_undeclared_8bit_are_refused() {
     assert!(r.ends_with("554 5.6.0 Message refused: 8-bit data requires MAIL FROM with BODY=8BITMIME (RFC 6152)\r\n"), "{r}");
     assert_eq!(h.stored_anywhere().await, 0);
     let r = h
-        .send("MAIL FROM:<x@remote.test> BODY=8BITMIME\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: caf\u{e9}\r\n\r\nx\r\n.\r\n".as_bytes())
+        .send("MAIL FROM:<x@remote.test> BODY=8BITMIME\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: x@remote.test\r\nSubject: caf\u{e9}\r\n\r\nx\r\n.\r\n".as_bytes())
         .await;
     assert!(
         r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
@@ -598,7 +621,7 @@ async fn bdat_chunks_and_failures() {
         ["503", "250"],
         "chunk consumed even when refused: {r}"
     );
-    let part1 = b"Subject: chunked\r\n";
+    let part1 = b"From: x@remote.test\r\nSubject: chunked\r\n";
     let part2 = b"\r\nbody\r\n";
     let r = h
         .send(
@@ -798,4 +821,594 @@ async fn timeout_and_shutdown_say_421() {
     h.send(b"").await;
     h.s.shutting_down();
     assert!(h.send(b"").await.starts_with("421 4.3.2 "));
+}
+
+// ---------------------------------------------------------------------------------
+// Review findings: nesting, memory, header hygiene, HELO, local senders, error count,
+// the log after a refused AUTH, queue parameters.
+// ---------------------------------------------------------------------------------
+
+fn nested_multiparts(levels: usize) -> String {
+    let mut m = String::from("From: x@remote.test\r\nSubject: deep\r\n");
+    for i in 0..levels {
+        m.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n"
+        ));
+    }
+    m.push_str("Content-Type: text/plain\r\n\r\nhello\r\n");
+    for i in (0..levels).rev() {
+        m.push_str(&format!("--b{i}--\r\n"));
+    }
+    m
+}
+
+fn nested_messages(levels: usize) -> String {
+    let mut m = String::from("From: x@remote.test\r\n");
+    for _ in 0..levels {
+        m.push_str("Subject: x\r\nContent-Type: message/rfc822\r\n\r\n");
+    }
+    m.push_str("Subject: end\r\n\r\nbody\r\n");
+    m
+}
+
+#[tokio::test]
+async fn deep_mime_nesting_is_refused_before_anything_parses_it() {
+    let big = SessionSettings {
+        max_message_size: 4 << 20,
+        ..settings(ListenerKind::Smtp)
+    };
+    for (listener, tls) in [
+        (ListenerKind::Smtp, false),
+        (ListenerKind::Submissions, true),
+    ] {
+        let mut h = Harness::with(
+            SessionSettings {
+                listener,
+                ..big.clone()
+            },
+            Requirement::Any,
+            tls,
+            ScriptedChecks::default(),
+        )
+        .await;
+        h.send(b"EHLO client.test\r\n").await;
+        let from = if tls {
+            h.authenticate("alice@example.test").await;
+            "alice@example.test"
+        } else {
+            "x@remote.test"
+        };
+        for deep in [
+            nested_multiparts(20_000),
+            nested_messages(40_000),
+            nested_multiparts(bulwark_mime::MAX_NESTING + 1),
+        ] {
+            let deep = deep.replace("x@remote.test", from);
+            let r = h
+                .send(
+                    format!(
+                        "MAIL FROM:<{from}>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n{deep}.\r\n"
+                    )
+                    .as_bytes(),
+                )
+                .await;
+            assert!(
+                r.ends_with("554 5.6.0 Message refused: MIME nesting deeper than 100 levels\r\n"),
+                "{r}"
+            );
+            // The same over BDAT.
+            let r = h
+                .send(
+                    format!(
+                        "MAIL FROM:<{from}>\r\nRCPT TO:<bob@example.test>\r\nBDAT {} LAST\r\n{deep}",
+                        deep.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+            assert!(
+                r.ends_with("554 5.6.0 Message refused: MIME nesting deeper than 100 levels\r\n"),
+                "{r}"
+            );
+        }
+        assert_eq!(h.stored_anywhere().await, 0);
+        assert_eq!(
+            h.checks.seen.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "the sender checks never saw them"
+        );
+        // Nesting within the limit is fine.
+        let ok = nested_multiparts(50).replace("x@remote.test", from);
+        let r = h
+            .send(
+                format!("MAIL FROM:<{from}>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n{ok}.\r\n")
+                    .as_bytes(),
+            )
+            .await;
+        assert!(
+            r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
+            "{r}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn inflight_budget_refuses_with_452_and_gives_memory_back() {
+    let budget = InflightBudget::new(200 * 1024);
+    let st = SessionSettings {
+        max_message_size: 150 * 1024,
+        budget: budget.clone(),
+        ..settings(ListenerKind::Smtp)
+    };
+    let mut h = Harness::with(st, Requirement::Any, false, ScriptedChecks::default()).await;
+    h.send(b"EHLO client.test\r\n").await;
+    // About 100 KiB: fits the message size limit, not what is left of the budget.
+    let body = format!(
+        "From: x@remote.test\r\nSubject: big\r\n\r\n{}",
+        format!("{}\r\n", "z".repeat(998)).repeat(100)
+    );
+    // Another session holds most of the budget.
+    let mut other = crate::budget::Reservation::new(budget.clone());
+    assert!(other.cover(120 * 1024));
+    let r = h
+        .send(
+            format!(
+                "MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n{body}.\r\n"
+            )
+            .as_bytes(),
+        )
+        .await;
+    assert!(
+        r.ends_with("452 4.3.1 Insufficient system resources, try again later\r\n"),
+        "{r}"
+    );
+    assert_eq!(
+        budget.in_use(),
+        120 * 1024,
+        "the refused message holds nothing"
+    );
+    // BDAT: the chunk that does not fit is refused, so is the rest of the transaction.
+    let half = body.len() / 2;
+    let r = h
+        .send(
+            format!(
+                "MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nBDAT {half}\r\n{}BDAT {} LAST\r\n{}",
+                &body[..half],
+                body.len() - half,
+                &body[half..]
+            )
+            .as_bytes(),
+        )
+        .await;
+    assert_eq!(codes(&r), ["250", "250", "250", "452"], "{r}");
+    assert_eq!(budget.in_use(), 120 * 1024);
+    assert_eq!(h.stored_anywhere().await, 0);
+    // Once the other session is done, the same message goes through, and its share is
+    // given back when the transaction ends.
+    drop(other);
+    let r = h
+        .send(
+            format!(
+                "MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n{body}.\r\n"
+            )
+            .as_bytes(),
+        )
+        .await;
+    assert!(
+        r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
+        "{r}"
+    );
+    assert_eq!(budget.in_use(), 0);
+    let r = h
+        .send(
+            format!(
+                "MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nBDAT {} LAST\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await;
+    assert!(
+        r.ends_with("250 2.0.0 Message accepted as sess1.2\r\n"),
+        "{r}"
+    );
+    assert_eq!(budget.in_use(), 0);
+    // A transaction given up half-way gives its share back too.
+    h.send(
+        format!(
+            "MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nBDAT {half}\r\n{}",
+            &body[..half]
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert!(budget.in_use() > 0);
+    h.send(b"RSET\r\n").await;
+    assert_eq!(budget.in_use(), 0);
+    assert_eq!(h.inbox("bob@example.test").await.len(), 2);
+}
+
+/// One message from x@remote.test to bob; the last reply line.
+async fn last_reply(h: &mut Harness, msg: &str) -> String {
+    h.send(
+        format!("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n{msg}.\r\n")
+            .as_bytes(),
+    )
+    .await
+    .lines()
+    .last()
+    .unwrap_or_default()
+    .to_string()
+}
+
+#[tokio::test]
+async fn port_25_needs_exactly_one_from_and_clean_header_lines() {
+    let lenient = SessionSettings {
+        max_errors: 50,
+        ..settings(ListenerKind::Smtp)
+    };
+    let mut h = Harness::with(lenient, Requirement::Any, false, ScriptedChecks::default()).await;
+    h.send(b"EHLO client.test\r\n").await;
+    let one_from =
+        "550 5.7.1 Message refused: exactly one From header field is required (RFC 5322 §3.6)";
+    // A second From: DMARC would see no single author domain.
+    assert_eq!(
+        last_reply(
+            &mut h,
+            "From: a@bank.test\r\nFrom: x@remote.test\r\nSubject: s\r\n\r\nx\r\n"
+        )
+        .await,
+        one_from
+    );
+    assert_eq!(
+        last_reply(
+            &mut h,
+            "from: a@bank.test\r\nFROM : x@remote.test\r\n\r\nx\r\n"
+        )
+        .await,
+        one_from
+    );
+    assert_eq!(
+        last_reply(&mut h, "Subject: no from\r\n\r\nx\r\n").await,
+        one_from
+    );
+    assert_eq!(
+        last_reply(
+            &mut h,
+            "From: x@remote.test\r\nSender: a@bank.test\r\nSender: b@bank.test\r\n\r\nx\r\n"
+        )
+        .await,
+        "550 5.7.1 Message refused: at most one Sender header field is allowed (RFC 5322 §3.6)"
+    );
+    // A line that is no header field before the empty line: the parsers disagree
+    // about what follows it.
+    for (msg, n) in [
+        (
+            "Subject: s\r\nnot a header\r\nFrom: a@bank.test\r\n\r\nx\r\n",
+            2,
+        ),
+        (
+            "Subject: s\r\n: no name\r\nFrom: a@bank.test\r\n\r\nx\r\n",
+            2,
+        ),
+        ("From: x@remote.test\r\nBad Name: v\r\n\r\nx\r\n", 2),
+        (" continuation first\r\nFrom: x@remote.test\r\n\r\nx\r\n", 1),
+        ("From: x@remote.test\r\nX-\u{e9}: v\r\n\r\nx\r\n", 2),
+    ] {
+        let r = h
+            .send(
+                format!("MAIL FROM:<x@remote.test> BODY=8BITMIME\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n{msg}.\r\n")
+                    .as_bytes(),
+            )
+            .await;
+        assert!(
+            r.ends_with(&format!(
+                "554 5.6.0 Message refused: header line {n} is not a header field (RFC 5322 §2.2)\r\n"
+            )),
+            "{msg:?}: {r}"
+        );
+    }
+    assert_eq!(h.stored_anywhere().await, 0);
+    // Folded fields, white space before the colon (RFC 5322 §4.5.3) and anything after
+    // the empty line are fine.
+    let ok = "From: x@remote.test\r\nSubject : obsolete\r\nX-Folded: a\r\n\tb\r\n c\r\n\r\nno header: here\r\nFrom: y@z.test\r\n";
+    assert_eq!(
+        last_reply(&mut h, ok).await,
+        "250 2.0.0 Message accepted as sess1.1"
+    );
+    // Submission keeps its own rule (every From/Sender must be the user's).
+    let mut h = Harness::new(ListenerKind::Submissions, Requirement::Any, true).await;
+    h.send(b"EHLO client.test\r\n").await;
+    h.authenticate("alice@example.test").await;
+    let r = h
+        .send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: alice@example.test\r\nsome text\r\n\r\nx\r\n.\r\n")
+        .await;
+    assert!(
+        r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
+        "{r}"
+    );
+}
+
+#[test]
+fn header_section_scan() {
+    use crate::message::header_section;
+    let h = header_section(b"From: a\r\nSender: b\r\nX: y\r\n\tz\r\n\r\nFrom: c\r\nbody\r\n");
+    assert_eq!((h.from_fields, h.sender_fields, h.bad_line), (1, 1, None));
+    assert!(h.refusal().is_none());
+    // No empty line: everything is the header section.
+    assert_eq!(header_section(b"From: a\r\nbody").bad_line, Some(2));
+    assert_eq!(header_section(b"\r\nFrom: a\r\n").from_fields, 0);
+}
+
+#[tokio::test]
+async fn ehlo_argument_must_be_a_domain_or_an_address_literal() {
+    let lenient = SessionSettings {
+        max_errors: 50,
+        ..settings(ListenerKind::Smtp)
+    };
+    let mut h = Harness::with(lenient, Requirement::Any, false, ScriptedChecks::default()).await;
+    h.send(b"").await; // the greeting
+    for bad in [
+        "x;",
+        "a\"b",
+        "x(y)",
+        "a_b.test",
+        "-a.test",
+        "a..test",
+        "a.test.",
+        "[999.1.1.1]",
+        "[IPv6:zz::1]",
+        "[tag:value]",
+        "[192.0.2.1",
+        "b\u{fc}cher.test",
+        "a<b>",
+    ] {
+        for verb in ["EHLO", "HELO"] {
+            let r = h.send(format!("{verb} {bad}\r\n").as_bytes()).await;
+            assert!(
+                r.starts_with("501 5.5.4 Invalid EHLO/HELO argument"),
+                "{verb} {bad}: {r}"
+            );
+        }
+    }
+    assert!(h.s.helo.is_none(), "nothing was recorded");
+    for good in [
+        "client.test",
+        "localhost",
+        "[192.0.2.1]",
+        "[IPv6:2001:db8::1]",
+        "xn--bcher-kva.test",
+        "A-1.Example.TEST",
+    ] {
+        let r = h.send(format!("EHLO {good}\r\n").as_bytes()).await;
+        assert!(r.starts_with("250-mail.example.test Hello "), "{good}: {r}");
+    }
+}
+
+/// What an internal server's Received walk (bulwark-senderauth) reads from the header
+/// we wrote: the client IP, for every accepted HELO and any recipient.
+#[tokio::test]
+async fn received_header_always_parses_back_to_the_client_ip() {
+    use mail_parser::parsers::MessageStream;
+    use mail_parser::HeaderValue;
+    let recipients = [
+        "bob@example.test",
+        "\"a;b(c\"@example.test",
+        "\"x>; Mon, 1 Jan 2001 00:00:00 +0000\"@example.test",
+        "j\u{f6}rg@example.test",
+    ];
+    for peer in ["192.0.2.7:4000", "[2001:db8::7]:4000"] {
+        for helo in [
+            "client.test",
+            "[198.51.100.1]",
+            "[IPv6:2001:db8::99]",
+            "localhost",
+        ] {
+            for rcpt in recipients {
+                for tls in [false, true] {
+                    let mut h = Harness::with_peer(
+                        settings(ListenerKind::Smtp),
+                        Requirement::Any,
+                        tls,
+                        ScriptedChecks::default(),
+                        peer,
+                    )
+                    .await;
+                    let r = h.send(format!("EHLO {helo}\r\n").as_bytes()).await;
+                    assert!(r.contains("250"), "{r}");
+                    h.s.txn = Some(crate::session::Transaction {
+                        recipients: vec![crate::session::Recipient {
+                            address: rcpt.into(),
+                        }],
+                        ..Default::default()
+                    });
+                    let header = h.s.received_header("sess1.1");
+                    let value = header.strip_prefix("Received:").unwrap();
+                    let HeaderValue::Received(parsed) =
+                        MessageStream::new(value.as_bytes()).parse_received()
+                    else {
+                        panic!("unparseable: {header}");
+                    };
+                    let ip: std::net::SocketAddr = peer.parse().unwrap();
+                    assert_eq!(parsed.from_ip(), Some(ip.ip()), "{header}");
+                    assert_eq!(
+                        header.contains("\tfor <"),
+                        !rcpt.starts_with('"'),
+                        "quoted local parts are left out: {header}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn unauthenticated_mail_from_our_domains_is_refused_on_25() {
+    let local_refused = "550 5.7.1 Authentication required to send as a local address\r\n";
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"EHLO client.test\r\n").await;
+    assert_eq!(
+        h.send(b"MAIL FROM:<alice@example.test>\r\n").await,
+        local_refused
+    );
+    assert_eq!(
+        h.send(b"MAIL FROM:<Nobody@EXAMPLE.Test>\r\n").await,
+        local_refused
+    );
+    // The null sender always gets through (notices); other domains too.
+    assert!(h
+        .send(b"MAIL FROM:<>\r\nRSET\r\n")
+        .await
+        .starts_with("250 2.1.0"));
+    assert!(h
+        .send(b"MAIL FROM:<x@remote.test>\r\nRSET\r\n")
+        .await
+        .starts_with("250 2.1.0"));
+    // Under TLS it is no different: TLS is not authentication.
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Tls, true).await;
+    h.send(b"EHLO client.test\r\n").await;
+    assert_eq!(
+        h.send(b"MAIL FROM:<alice@example.test>\r\n").await,
+        local_refused
+    );
+    // Our internal relays ([senderauth] internal_servers) hand in our own mail.
+    let mut h = Harness::with_peer(
+        settings(ListenerKind::Smtp),
+        Requirement::Any,
+        false,
+        ScriptedChecks::default(),
+        "10.1.2.3:25",
+    )
+    .await;
+    h.send(b"EHLO relay.example.test\r\n").await;
+    assert!(h
+        .send(b"MAIL FROM:<alice@example.test>\r\n")
+        .await
+        .starts_with("250 2.1.0"));
+    // Authenticated on an `auth` network: the send-as rule applies instead.
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Auth, true).await;
+    h.send(b"EHLO office.test\r\n").await;
+    h.authenticate("alice@example.test").await;
+    assert!(h
+        .send(b"MAIL FROM:<alice@example.test>\r\n")
+        .await
+        .starts_with("250 2.1.0"));
+    // And it can be turned off.
+    let off = SessionSettings {
+        reject_unauthenticated_local_senders: false,
+        ..settings(ListenerKind::Smtp)
+    };
+    let mut h = Harness::with(off, Requirement::Any, false, ScriptedChecks::default()).await;
+    h.send(b"EHLO client.test\r\n").await;
+    assert!(h
+        .send(b"MAIL FROM:<alice@example.test>\r\n")
+        .await
+        .starts_with("250 2.1.0"));
+}
+
+#[tokio::test]
+async fn recipient_limit_replies_are_not_errors() {
+    // max_recipients 3, max_errors 8, tarpit after 3.
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"EHLO client.test\r\nMAIL FROM:<x@remote.test>\r\n")
+        .await;
+    let rcpts = "RCPT TO:<bob@example.test>\r\nRCPT TO:<alice@example.test>\r\nRCPT TO:<carol@example.test>\r\n"
+        .to_string()
+        + &"RCPT TO:<team@example.test>\r\n".repeat(20);
+    let r = h.send(rcpts.as_bytes()).await;
+    let c = codes(&r);
+    assert_eq!(c.len(), 23, "{r}");
+    assert!(c[3..].iter().all(|c| *c == "452"), "{r}");
+    assert!(!r.contains("421"), "{r}");
+    assert_eq!(h.delayed, Duration::ZERO, "no tarpit");
+    let r = h.send(format!("DATA\r\n{MSG}.\r\n").as_bytes()).await;
+    assert!(
+        r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
+        "{r}"
+    );
+    // Real errors still count.
+    let r = h.send(&b"BOGUS\r\n".repeat(8)).await;
+    assert!(
+        r.ends_with("421 4.7.0 mail.example.test Too many errors, closing connection\r\n"),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn sasl_responses_after_a_refused_auth_are_secrets() {
+    // Port 25 without TLS: AUTH is refused; a client that does not wait sends its
+    // response next.
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"EHLO client.test\r\n").await;
+    let payload = base64::engine::general_purpose::STANDARD.encode("\0alice@example.test\0secret");
+    assert!(!h.s.command_is_secret(payload.as_bytes()));
+    let r = h.send(b"AUTH PLAIN\r\n").await;
+    assert!(
+        r.starts_with("503 5.5.1 Authentication not available"),
+        "{r}"
+    );
+    assert!(h.s.command_is_secret(payload.as_bytes()));
+    h.send(format!("{payload}\r\n").as_bytes()).await;
+    // LOGIN sends two lines.
+    assert!(h.s.command_is_secret(b"YWxpY2U="));
+    h.send(b"YWxpY2U=\r\n").await;
+    assert!(h.s.command_is_secret(b"c2VjcmV0"));
+    // A command ends it (and is logged as usual).
+    assert!(!h.s.command_is_secret(b"NOOP"));
+    assert!(!h.s.command_is_secret(b"mail FROM:<x@remote.test>"));
+    h.send(b"NOOP\r\n").await;
+    assert!(!h.s.command_is_secret(payload.as_bytes()));
+    // Submission before TLS (538) and an unknown mechanism (504) likewise.
+    let mut h = Harness::new(ListenerKind::Submission, Requirement::Any, false).await;
+    h.send(b"EHLO client.test\r\n").await;
+    assert!(h.send(b"AUTH LOGIN\r\n").await.starts_with("538 5.7.11"));
+    assert!(h.s.command_is_secret(b"YWxpY2U="));
+    let mut h = Harness::new(ListenerKind::Submissions, Requirement::Any, true).await;
+    h.send(b"EHLO client.test\r\n").await;
+    assert!(h.send(b"AUTH CRAM-MD5\r\n").await.starts_with("504 5.5.4"));
+    assert!(h.s.command_is_secret(b"YWxpY2UgNDQ3ZmQ="));
+}
+
+#[tokio::test]
+async fn queue_entries_carry_the_envelope_parameters() {
+    assert_eq!(crate::message::delivery_params(false, false), "{}");
+    assert_eq!(
+        crate::message::delivery_params(true, true),
+        r#"{"body_8bitmime":true,"smtputf8":true}"#
+    );
+    let mut h = Harness::new(ListenerKind::Submissions, Requirement::Any, true).await;
+    h.send(b"EHLO client.test\r\n").await;
+    h.authenticate("alice@example.test").await;
+    let msg = "From: alice@example.test\r\nSubject: caf\u{e9}\r\n\r\nx\r\n";
+    for opts in ["", " BODY=8BITMIME", " BODY=8BITMIME SMTPUTF8", " SMTPUTF8"] {
+        let msg = if opts.is_empty() {
+            "From: alice@example.test\r\n\r\nx\r\n"
+        } else {
+            msg
+        };
+        let r = h
+            .send(format!("MAIL FROM:<alice@example.test>{opts}\r\nRCPT TO:<x@remote.test>\r\nDATA\r\n{msg}.\r\n").as_bytes())
+            .await;
+        assert!(
+            r.ends_with(" (queue 1)\r\n") || r.contains("250 2.0.0 Message accepted"),
+            "{r}"
+        );
+    }
+    let params: Vec<String> = h
+        .store
+        .queue_list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.params)
+        .collect();
+    assert_eq!(
+        params,
+        [
+            "{}",
+            r#"{"body_8bitmime":true}"#,
+            r#"{"body_8bitmime":true,"smtputf8":true}"#,
+            r#"{"smtputf8":true}"#
+        ]
+    );
 }

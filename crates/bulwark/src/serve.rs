@@ -26,6 +26,7 @@ fn handler_for(
     kind: ListenerKind,
     ctx: &ServerContext,
     sender_checks: &Arc<dyn bulwark_smtp::SenderChecks>,
+    smtp_budget: &Arc<bulwark_smtp::InflightBudget>,
 ) -> Option<Arc<dyn SessionHandler>> {
     match kind {
         ListenerKind::Pop3 | ListenerKind::Pop3s => {
@@ -58,6 +59,7 @@ fn handler_for(
                 kind,
                 ctx.clone(),
                 sender_checks.clone(),
+                smtp_budget.clone(),
             )))
         }
         ListenerKind::Http | ListenerKind::Https => None,
@@ -271,6 +273,8 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
         max_age: Duration::from_secs(c.log.rotate_age_secs),
         keep: c.log.keep,
     };
+    // One memory budget for message data shared by the SMTP listeners (25, 587, 465).
+    let smtp_budget = bulwark_smtp::InflightBudget::new(c.smtp.max_inflight_bytes);
     let mut running = Vec::new();
     let mut skipped = Vec::new();
     for (kind, lc) in c.listeners.iter() {
@@ -278,7 +282,7 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
             tracing::info!(target: "bulwark", listener = %kind, "disabled in configuration");
             continue;
         }
-        let Some(handler) = handler_for(kind, &ctx, &sender_checks) else {
+        let Some(handler) = handler_for(kind, &ctx, &sender_checks, &smtp_budget) else {
             tracing::info!(target: "bulwark", listener = %kind, "not started: this protocol is not available yet");
             skipped.push(SkippedListener {
                 kind,
