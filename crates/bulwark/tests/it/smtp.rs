@@ -459,6 +459,7 @@ fn curl(
     url_scheme: &str,
     port: u16,
     user: Option<&str>,
+    mail_from: &str,
     mail: &str,
 ) -> std::process::Output {
     require_tool("curl");
@@ -470,7 +471,7 @@ fn curl(
         .arg(d.cert_path())
         .args(["--resolve", &format!("{HOSTNAME}:{port}:127.0.0.1")])
         .arg(format!("{url_scheme}://{HOSTNAME}:{port}"))
-        .args(["--mail-from", ALICE, "--mail-rcpt", BOB])
+        .args(["--mail-from", mail_from, "--mail-rcpt", BOB])
         .arg("--upload-file")
         .arg(&file);
     if let Some(u) = user {
@@ -484,23 +485,28 @@ fn curl_submits_over_starttls_and_implicit_tls() {
     let (d, s) = setup(|_| {});
     let mail =
         "From: alice@example.test\r\nTo: bob@example.test\r\nSubject: curl\r\n\r\nvia curl\r\n";
-    let out = curl(&d, "smtp", s.port("submission"), Some(ALICE), mail);
+    let out = curl(&d, "smtp", s.port("submission"), Some(ALICE), ALICE, mail);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = curl(&d, "smtps", s.port("submissions"), Some(ALICE), mail);
+    let out = curl(&d, "smtps", s.port("submissions"), Some(ALICE), ALICE, mail);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     // Without credentials the server refuses MAIL (530), and curl reports failure.
-    let out = curl(&d, "smtp", s.port("submission"), None, mail);
+    let out = curl(&d, "smtp", s.port("submission"), None, ALICE, mail);
+    assert!(!out.status.success());
+    // Nor may anyone claim alice's address on port 25 without AUTH (550 5.7.1).
+    let out = curl(&d, "smtp", s.port("smtp"), None, ALICE, mail);
     assert!(!out.status.success());
     // --ssl-reqd also works against port 25 (STARTTLS is offered there).
-    let out = curl(&d, "smtp", s.port("smtp"), None, mail);
+    let inbound =
+        "From: carol@remote.test\r\nTo: bob@example.test\r\nSubject: curl\r\n\r\nvia curl\r\n";
+    let out = curl(&d, "smtp", s.port("smtp"), None, "carol@remote.test", inbound);
     assert!(
         out.status.success(),
         "{}",
@@ -508,7 +514,8 @@ fn curl_submits_over_starttls_and_implicit_tls() {
     );
     let inbox = stored(d.path(), BOB, "INBOX");
     assert_eq!(inbox.len(), 3);
-    assert!(inbox.iter().all(|m| m.ends_with(mail.as_bytes())));
+    assert!(inbox[..2].iter().all(|m| m.ends_with(mail.as_bytes())));
+    assert!(inbox[2].ends_with(inbound.as_bytes()));
     assert!(String::from_utf8_lossy(&inbox[0]).contains(" with ESMTPSA id "));
     assert!(String::from_utf8_lossy(&inbox[2]).contains(" with ESMTPS id "));
 }
@@ -732,7 +739,7 @@ fn eight_bit_data_needs_8bitmime() {
     assert_eq!(code(&c.reply()), "250");
     assert_eq!(code(&c.reply()), "250");
     assert_eq!(code(&c.reply()), "354");
-    c.send("Subject: caf\u{e9}\r\n\r\nx\r\n.\r\n".as_bytes());
+    c.send("From: x@remote.test\r\nSubject: caf\u{e9}\r\n\r\nx\r\n.\r\n".as_bytes());
     assert!(c.reply().starts_with("250 2.0.0 "));
     // SMTPUTF8 addresses need SMTPUTF8.
     assert!(c
@@ -844,11 +851,11 @@ fn disconnect_mid_data_stores_nothing_and_others_go_on() {
     drop(c);
     // Meanwhile, and afterwards, other sessions work.
     let mut c = start_data(s.addr("smtp"));
-    c.send(b"Subject: whole\r\n\r\nok\r\n.\r\n");
+    c.send(b"From: x@remote.test\r\nSubject: whole\r\n\r\nok\r\n.\r\n");
     assert!(c.reply().starts_with("250 2.0.0 "));
     let inbox = stored(d.path(), BOB, "INBOX");
     assert_eq!(inbox.len(), 1);
-    assert!(inbox[0].ends_with(b"Subject: whole\r\n\r\nok\r\n"));
+    assert!(inbox[0].ends_with(b"From: x@remote.test\r\nSubject: whole\r\n\r\nok\r\n"));
     let deadline = Instant::now() + Duration::from_secs(10);
     while !protocol_log(&d, "smtp")
         .contains("client closed the connection during DATA; nothing stored")
@@ -870,7 +877,7 @@ fn disconnect_mid_bdat_stores_nothing() {
     // BDAT done right works.
     let mut c = connect(s.addr("smtp"));
     assert_eq!(code(&c.cmd("EHLO client.test")), "250");
-    let body = b"Subject: chunks\r\n\r\nbody\r\n";
+    let body = b"From: x@remote.test\r\nSubject: chunks\r\n\r\nbody\r\n";
     c.send(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nBDAT 10\r\n");
     c.send(&body[..10]);
     c.send(format!("BDAT {} LAST\r\n", body.len() - 10).as_bytes());
@@ -962,7 +969,7 @@ print(s.docmd("MAIL", "FROM:<x@partner.test>"))
 s.starttls(context=ctx)
 s.ehlo("partner.test")
 assert not s.has_extn("auth")
-assert s.sendmail("x@partner.test", ["bob@example.test"], b"Subject: partner\r\n\r\nx\r\n") == {}
+assert s.sendmail("x@partner.test", ["bob@example.test"], b"From: x@partner.test\r\nSubject: partner\r\n\r\nx\r\n") == {}
 s.quit()
 "#,
     );
@@ -1177,4 +1184,517 @@ fn sigkill_during_load_loses_no_acknowledged_message() {
     // And the restarted server takes mail again.
     let mut c = connect(s2.addr("smtp"));
     assert_eq!(code(&c.cmd("EHLO client.test")), "250");
+}
+
+// ---------------------------------------------------------------------------------
+// Review findings: MIME nesting, memory budget, header hygiene, HELO, local senders,
+// error counting, BDAT timeouts, the log after a refused AUTH, queue parameters,
+// timeouts, connection caps, metrics, graceful shutdown
+// ---------------------------------------------------------------------------------
+
+/// A Python helper: `nested(kind, levels)` builds a deeply nested message.
+const PY_NESTED: &str = r#"
+def nested(kind, levels, sender):
+    head = ("From: %s\r\nTo: bob@example.test\r\nSubject: deep\r\n" % sender).encode()
+    if kind == "multipart":
+        body = b"".join(b"Content-Type: multipart/mixed; boundary=\"b%d\"\r\n\r\n--b%d\r\n" % (i, i) for i in range(levels))
+        body += b"Content-Type: text/plain\r\n\r\nhello\r\n"
+        body += b"".join(b"--b%d--\r\n" % i for i in reversed(range(levels)))
+    else:
+        body = b"Subject: x\r\nContent-Type: message/rfc822\r\n\r\n" * levels + b"Subject: end\r\n\r\nbody\r\n"
+    return head + body
+def data_reply(s, sender, msg):
+    try:
+        s.sendmail(sender, ["bob@example.test"], msg)
+        return "250"
+    except smtplib.SMTPDataError as e:
+        return "%d %s" % (e.smtp_code, e.smtp_error.decode())
+"#;
+
+#[test]
+fn deeply_nested_mime_is_refused_on_25_and_587_and_the_server_keeps_running() {
+    let (d, s) = setup(|_| {});
+    let out = py(
+        &d,
+        &s,
+        &format!(
+            "{PY_NESTED}\n{}",
+            r#"
+m1, m2 = nested("multipart", 20000, "x@remote.test"), nested("message", 40000, "x@remote.test")
+assert 1_000_000 < len(m1) < 2_500_000 and 1_000_000 < len(m2) < 2_500_000, (len(m1), len(m2))
+s = smtplib.SMTP(host, int(ports["smtp"]), timeout=60)
+s.ehlo("client.test")
+print(data_reply(s, "x@remote.test", m1))
+print(data_reply(s, "x@remote.test", m2))
+s.quit()
+s = smtplib.SMTP(host, int(ports["submission"]), timeout=60)
+s.starttls(context=ctx)
+s.login("alice@example.test", PASSWORD)
+for kind, n in [("multipart", 20000), ("message", 40000)]:
+    print(data_reply(s, "alice@example.test", nested(kind, n, "alice@example.test")))
+# Within the limit: delivered.
+print(data_reply(s, "alice@example.test", nested("multipart", 20, "alice@example.test")))
+s.quit()
+"#
+        ),
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    let refused = "554 5.6.0 Message refused: MIME nesting deeper than 100 levels";
+    assert_eq!(lines, [refused, refused, refused, refused, "250"], "{out}");
+    assert_eq!(stored(d.path(), BOB, "INBOX").len(), 1);
+    // Still serving.
+    let mut c = connect(s.addr("smtp"));
+    assert_eq!(code(&c.cmd("EHLO client.test")), "250");
+    assert_eq!(c.cmd("NOOP"), "250 2.0.0 OK");
+}
+
+#[test]
+fn overlong_last_line_before_the_dot_is_answered_at_once() {
+    let (d, s) = setup(|_| {});
+    let mut c = start_data(s.addr("smtp"));
+    // The LAST line is beyond 64 KiB; its CRLF and the "." line end the message. A
+    // reader that lost track of that line's ending would wait for more (30 s read
+    // timeout here, then an empty reply).
+    c.send(
+        format!(
+            "From: x@remote.test\r\nSubject: long\r\n\r\n{}\r\n.\r\n",
+            "b".repeat(70_000)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(c.reply(), "554 5.6.0 Message refused: a line is too long");
+    assert_eq!(c.cmd("NOOP"), "250 2.0.0 OK");
+    assert!(stored(d.path(), BOB, "INBOX").is_empty());
+}
+
+#[test]
+fn inflight_budget_answers_452_while_other_sessions_hold_the_memory() {
+    let (d, s) = setup(|c| {
+        c["smtp"]["max_message_size"] = toml_edit::value(1_048_576);
+        c["smtp"]["max_inflight_bytes"] = toml_edit::value(1_572_864);
+    });
+    let inflight = |s: &Server| {
+        crate::observe::metric(&crate::observe::scrape(s), "bulwark_smtp_inflight_bytes")
+            .unwrap_or(0.0)
+    };
+    assert_eq!(inflight(&s), 0.0);
+    // A holds ~900 KB without finishing its message.
+    let mut a = start_data(s.addr("smtp"));
+    let line = format!("{}\r\n", "a".repeat(998));
+    let part = format!("From: x@remote.test\r\nSubject: a\r\n\r\n{}", line.repeat(900));
+    a.send(part.as_bytes());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while inflight(&s) < 900_000.0 {
+        assert!(Instant::now() < deadline, "A's data never arrived");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // B's 800 KB message does not fit beside it: read to its end, refused, retried.
+    let b_msg = format!("From: y@remote.test\r\nSubject: b\r\n\r\n{}.\r\n", line.repeat(800));
+    let mut b = start_data(s.addr("smtp"));
+    b.send(b_msg.as_bytes());
+    assert_eq!(
+        b.reply(),
+        "452 4.3.1 Insufficient system resources, try again later"
+    );
+    assert_eq!(b.cmd("NOOP"), "250 2.0.0 OK", "the session goes on");
+    // A finishes; B's retry now fits.
+    a.send(b".\r\n");
+    assert!(a.reply().starts_with("250 2.0.0 Message accepted"));
+    b.send(b"MAIL FROM:<y@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n");
+    for _ in 0..3 {
+        b.reply();
+    }
+    b.send(b_msg.as_bytes());
+    assert!(b.reply().starts_with("250 2.0.0 Message accepted"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while inflight(&s) != 0.0 {
+        assert!(Instant::now() < deadline, "memory never given back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let m = crate::observe::scrape(&s);
+    assert_eq!(
+        crate::observe::metric(
+            &m,
+            "bulwark_smtp_rejections_total{listener=\"smtp\",reason=\"inflight_budget\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(stored(d.path(), BOB, "INBOX").len(), 2);
+}
+
+#[test]
+fn port_25_refuses_what_sender_checks_could_be_fooled_by() {
+    let (d, s) = setup(|_| {});
+    let out = py(
+        &d,
+        &s,
+        r#"
+def attempt(msg):
+    s = smtplib.SMTP(host, int(ports["smtp"]), timeout=30)
+    s.ehlo("client.test")
+    try:
+        s.sendmail("x@remote.test", ["bob@example.test"], msg)
+        r = "250"
+    except smtplib.SMTPDataError as e:
+        r = "%d %s" % (e.smtp_code, e.smtp_error.decode())
+    s.quit()
+    return r
+# Two From fields: DMARC sees no single author domain; the user sees one of them.
+print(attempt(b"From: ceo@bank.test\r\nFrom: x@remote.test\r\nSubject: pay\r\n\r\nx\r\n"))
+print(attempt(b"To: bob@example.test\r\nSubject: no author\r\n\r\nx\r\n"))
+print(attempt(b"From: x@remote.test\r\nSender: a@bank.test\r\nSender: b@bank.test\r\n\r\nx\r\n"))
+# A non-header line in the header section: the DKIM/DMARC parser and IMAP disagree.
+print(attempt(b"Subject: pay\r\nthis is no header\r\nFrom: ceo@bank.test\r\n\r\nx\r\n"))
+print(attempt(b"From: x@remote.test\r\nTo: bob@example.test\r\nSubject: fine\r\n\r\nx\r\n"))
+"#,
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "550 5.7.1 Message refused: exactly one From header field is required (RFC 5322 §3.6)",
+            "550 5.7.1 Message refused: exactly one From header field is required (RFC 5322 §3.6)",
+            "550 5.7.1 Message refused: at most one Sender header field is allowed (RFC 5322 §3.6)",
+            "554 5.6.0 Message refused: header line 2 is not a header field (RFC 5322 §2.2)",
+            "250",
+        ],
+        "{out}"
+    );
+    assert_eq!(stored(d.path(), BOB, "INBOX").len(), 1);
+}
+
+#[test]
+fn ehlo_needs_a_domain_or_address_literal_and_received_stays_parseable() {
+    let (d, s) = setup(|_| {});
+    let mut c = connect(s.addr("smtp"));
+    for bad in ["EHLO x;", "HELO a\"b", "EHLO x(y)", "EHLO a_b.example"] {
+        let r = c.cmd(bad);
+        assert!(r.starts_with("501 5.5.4 Invalid EHLO/HELO argument"), "{bad}: {r}");
+    }
+    assert!(c.cmd("MAIL FROM:<x@remote.test>").starts_with("503 5.5.1 "));
+    assert_eq!(code(&c.cmd("EHLO [127.0.0.1]")), "250");
+    c.send(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n");
+    for _ in 0..3 {
+        c.reply();
+    }
+    c.send(b"From: x@remote.test\r\n\r\nhi\r\n.\r\n");
+    assert!(c.reply().starts_with("250 2.0.0 "));
+    let m = String::from_utf8(stored(d.path(), BOB, "INBOX").remove(0)).unwrap();
+    assert!(
+        m.contains("\r\nReceived: from [127.0.0.1] ([127.0.0.1])\r\n"),
+        "{m}"
+    );
+}
+
+#[test]
+fn unauthenticated_senders_in_our_domains_are_refused_on_25() {
+    let script = r#"
+s = smtplib.SMTP(host, int(ports["smtp"]), timeout=30)
+s.ehlo("client.test")
+for sender in ["alice@example.test", "ALICE@Example.TEST", "", "x@remote.test"]:
+    code, text = s.mail(sender)
+    print(code, text.decode())
+    s.rset()
+s.quit()
+"#;
+    let (d, s) = setup(|_| {});
+    let out = py(&d, &s, script);
+    let lines: Vec<&str> = out.lines().collect();
+    let refused = "550 5.7.1 Authentication required to send as a local address";
+    assert_eq!(
+        lines,
+        [refused, refused, "250 2.1.0 Sender OK", "250 2.1.0 Sender OK"],
+        "{out}"
+    );
+    // Our own relays may, and a site can turn the rule off.
+    for edit in [
+        (|c: &mut toml_edit::DocumentMut| {
+            let mut a = toml_edit::Array::new();
+            a.push("127.0.0.0/8");
+            c["senderauth"]["internal_servers"] = toml_edit::value(a);
+        }) as fn(&mut toml_edit::DocumentMut),
+        |c| c["smtp"]["reject_unauthenticated_local_senders"] = toml_edit::value(false),
+    ] {
+        let (d, s) = setup(edit);
+        let out = py(&d, &s, script);
+        assert!(out.lines().all(|l| l == "250 2.1.0 Sender OK"), "{out}");
+    }
+}
+
+#[test]
+fn recipient_limit_replies_do_not_close_the_session() {
+    let (d, s) = setup(|c| c["smtp"]["max_recipients"] = toml_edit::value(2));
+    let mut c = connect(s.addr("smtp"));
+    assert_eq!(code(&c.cmd("EHLO client.test")), "250");
+    // 30 recipients in one batch: the limit answers 452 4.5.3 for 28 of them (more
+    // than the default max_errors of 20), and the message still goes through.
+    let mut batch = String::from("MAIL FROM:<x@remote.test>\r\n");
+    batch += &"RCPT TO:<bob@example.test>\r\nRCPT TO:<alice@example.test>\r\n";
+    batch += &"RCPT TO:<postmaster@example.test>\r\n".repeat(28);
+    batch += "DATA\r\n";
+    c.send(batch.as_bytes());
+    let replies: Vec<String> = (0..32).map(|_| c.reply()).collect();
+    assert!(replies[3..31].iter().all(|r| r.starts_with("452 4.5.3 ")), "{replies:?}");
+    assert_eq!(code(&replies[31]), "354", "{replies:?}");
+    c.send(b"From: x@remote.test\r\n\r\nhi\r\n.\r\n");
+    assert!(c.reply().starts_with("250 2.0.0 "));
+    assert_eq!(stored(d.path(), BOB, "INBOX").len(), 1);
+}
+
+#[test]
+fn a_slow_bdat_chunk_is_not_cut_off_by_the_command_timeout() {
+    let (d, s) = setup(|c| c["smtp"]["command_timeout_secs"] = toml_edit::value(2));
+    let mut c = connect(s.addr("smtp"));
+    assert_eq!(code(&c.cmd("EHLO client.test")), "250");
+    let body = format!(
+        "From: x@remote.test\r\nSubject: slow\r\n\r\n{}",
+        format!("{}\r\n", "s".repeat(98)).repeat(60)
+    );
+    c.send(
+        format!(
+            "MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nBDAT {} LAST\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(code(&c.reply()), "250");
+    assert_eq!(code(&c.reply()), "250");
+    // Six pieces, 0.6 s apart: 3 s for the chunk, more than the 2 s command timeout,
+    // but never 2 s without progress.
+    for piece in body.as_bytes().chunks(body.len().div_ceil(6)) {
+        c.send(piece);
+        std::thread::sleep(Duration::from_millis(600));
+    }
+    let r = c.reply();
+    assert!(r.starts_with("250 2.0.0 Message accepted"), "{r}");
+    assert!(stored(d.path(), BOB, "INBOX")[0].ends_with(body.as_bytes()));
+    // A chunk that stalls is still cut off.
+    c.send(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nBDAT 100 LAST\r\nFrom: x");
+    assert_eq!(code(&c.reply()), "250");
+    assert_eq!(code(&c.reply()), "250");
+    assert!(c.reply().starts_with("421 4.4.2 "));
+    assert!(c.closed());
+}
+
+#[test]
+fn sasl_responses_after_a_refused_auth_never_reach_the_log() {
+    let (d, s) = setup(|_| {});
+    use base64::Engine;
+    let b64 = |x: &str| base64::engine::general_purpose::STANDARD.encode(x);
+    let plain = b64(&format!("\0{ALICE}\0{PASSWORD}"));
+    // Port 25 has no AUTH; the client sends its response without waiting.
+    let mut c = connect(s.addr("smtp"));
+    assert_eq!(code(&c.cmd("EHLO client.test")), "250");
+    c.send(format!("AUTH PLAIN\r\n{plain}\r\nNOOP\r\n").as_bytes());
+    assert!(c.reply().starts_with("503 5.5.1 Authentication not available"));
+    assert!(c.reply().starts_with("500 5.5.1 "));
+    assert_eq!(c.reply(), "250 2.0.0 OK");
+    // 587 before STARTTLS: 538, and LOGIN's two responses follow.
+    let mut c = connect(s.addr("submission"));
+    assert_eq!(code(&c.cmd("EHLO client.test")), "250");
+    c.send(format!("AUTH LOGIN\r\n{}\r\n{}\r\nQUIT\r\n", b64(ALICE), b64(PASSWORD)).as_bytes());
+    assert!(c.reply().starts_with("538 5.7.11 "));
+    assert!(c.reply().starts_with("500 5.5.1 "));
+    assert!(c.reply().starts_with("500 5.5.1 "));
+    assert!(c.reply().starts_with("221 "));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !protocol_log(&d, "submission").contains("221 2.0.0") {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for l in ["smtp", "submission"] {
+        let log = protocol_log(&d, l);
+        for secret in [&plain, &b64(ALICE), &b64(PASSWORD)] {
+            assert!(!log.contains(secret.as_str()), "{l}: {log}");
+        }
+        assert!(log.contains("\"line\":\"***\""), "{l}: {log}");
+    }
+    assert!(protocol_log(&d, "smtp").contains("\"line\":\"NOOP\""));
+}
+
+#[test]
+fn queued_messages_carry_8bitmime_and_smtputf8() {
+    let (d, s) = setup(|_| {});
+    py(
+        &d,
+        &s,
+        r#"
+s = smtplib.SMTP_SSL(host, int(ports["submissions"]), context=ctx, timeout=30)
+s.login("alice@example.test", PASSWORD)
+msg = "From: alice@example.test\r\nTo: j\u00f6rg@remote.test\r\nSubject: caf\u00e9\r\n\r\nx\r\n".encode()
+assert s.sendmail("alice@example.test", ["j\u00f6rg@remote.test"], msg, mail_options=["BODY=8BITMIME", "SMTPUTF8"]) == {}
+assert s.sendmail("alice@example.test", ["friend@remote.test"], b"From: alice@example.test\r\n\r\nx\r\n") == {}
+s.quit()
+"#,
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let params: Vec<bulwark_queue::DeliveryParams> = rt.block_on(async {
+        let store = SqliteStore::open(&d.path().join("store")).unwrap();
+        let q = store.queue_list().await.unwrap();
+        store.close();
+        q.iter()
+            .map(|e| bulwark_queue::DeliveryParams::parse(&e.params))
+            .collect()
+    });
+    assert_eq!(params.len(), 2);
+    assert!(params[0].body_8bitmime && params[0].smtputf8, "{params:?}");
+    assert_eq!(params[1], bulwark_queue::DeliveryParams::default());
+}
+
+#[test]
+fn session_timeout_ends_even_a_busy_session() {
+    let (_d, s) = setup(|c| c["smtp"]["session_timeout_secs"] = toml_edit::value(2));
+    let mut c = connect(s.addr("smtp"));
+    // A client that never pauses long enough for the command timeout.
+    for _ in 0..200 {
+        let r = c.cmd("NOOP");
+        if r.starts_with("421 4.4.2 ") {
+            assert!(c.closed());
+            return;
+        }
+        assert_eq!(r, "250 2.0.0 OK");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the session outlived session_timeout_secs by far");
+}
+
+#[test]
+fn total_connection_cap_and_the_implicit_tls_port() {
+    let (_d, s) = setup(|c| {
+        c["listeners"]["smtp"]["max_connections"] = toml_edit::value(2);
+        c["listeners"]["submissions"]["max_connections"] = toml_edit::value(1);
+    });
+    let _one = connect(s.addr("smtp"));
+    let _two = connect(s.addr("smtp"));
+    let mut third = TcpStream::connect(s.addr("smtp")).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = String::new();
+    third.read_to_string(&mut buf).unwrap();
+    assert_eq!(
+        buf,
+        "421 4.7.0 mail.example.test Too many connections, try again later\r\n"
+    );
+    // On 465 TLS comes first, so there is no way to say 421: the connection is closed.
+    let _tls = TcpStream::connect(s.addr("submissions")).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut second = TcpStream::connect(s.addr("submissions")).unwrap();
+    second
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut bytes = Vec::new();
+    second.read_to_end(&mut bytes).unwrap();
+    assert!(bytes.is_empty(), "{bytes:?}");
+    let m = crate::observe::scrape(&s);
+    assert_eq!(
+        crate::observe::metric(
+            &m,
+            "bulwark_connections_refused_total{listener=\"smtp\",reason=\"total\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        crate::observe::metric(
+            &m,
+            "bulwark_connections_refused_total{listener=\"submissions\",reason=\"total\"}"
+        ),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn auth_failures_and_throttling_show_in_metrics() {
+    let (d, s) = setup(|c| {
+        c["auth"]["block_ip_after_failures"] = toml_edit::value(3);
+        c["auth"]["slow_after_failures"] = toml_edit::value(1);
+    });
+    let get = |m: &str, series: &str| crate::observe::metric(m, series).unwrap_or(0.0);
+    let before = crate::observe::scrape(&s);
+    let failure = "bulwark_auth_attempts_total{listener=\"submissions\",mechanism=\"PLAIN\",result=\"failure\"}";
+    let throttled = "bulwark_auth_throttled_total{listener=\"submissions\",reason=\"ip\"}";
+    let rejected = "bulwark_smtp_rejections_total{listener=\"submissions\",reason=\"auth_failed\"}";
+    assert_eq!(get(&before, failure), 0.0);
+    py(
+        &d,
+        &s,
+        r#"
+s = smtplib.SMTP_SSL(host, int(ports["submissions"]), context=ctx, timeout=30)
+s.ehlo("client.test")
+def plain(user, pw):
+    return s.docmd("AUTH", "PLAIN " + base64.b64encode(("\0%s\0%s" % (user, pw)).encode()).decode())[0]
+assert [plain("alice@example.test", "wrong %d" % i) for i in range(3)] == [535, 535, 535]
+assert plain("alice@example.test", PASSWORD) == 454
+"#,
+    );
+    let after = crate::observe::scrape(&s);
+    assert_eq!(get(&after, failure), 3.0, "{after}");
+    assert_eq!(get(&after, rejected), 3.0, "{after}");
+    assert!(get(&after, throttled) >= 1.0, "{after}");
+}
+
+#[test]
+fn data_in_progress_finishes_during_the_sigterm_grace_period() {
+    let (d, mut s) = setup(|_| {});
+    let mut c = start_data(s.addr("smtp"));
+    c.send(b"From: x@remote.test\r\nSubject: late\r\n\r\nfirst half\r\n");
+    s.signal(libc::SIGTERM);
+    // New connections are refused once the listeners are closed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(s.addr("smtp")).is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The transfer in progress completes and is acknowledged...
+    c.send(b"second half\r\n.\r\n");
+    let r = c.reply();
+    assert!(r.starts_with("250 2.0.0 Message accepted"), "{r}");
+    // ...then the session is told the server is going away.
+    assert!(c.reply().starts_with("421 4.3.2 "));
+    let st = s.wait_exit(Duration::from_secs(40));
+    assert!(st.success(), "{st}");
+    let inbox = stored(d.path(), BOB, "INBOX");
+    assert_eq!(inbox.len(), 1);
+    assert!(inbox[0].ends_with(b"\r\n\r\nfirst half\r\nsecond half\r\n"));
+}
+
+#[test]
+fn a_client_that_stops_reading_replies_is_dropped() {
+    let (_d, s) = setup(|c| {
+        c["smtp"]["command_timeout_secs"] = toml_edit::value(2);
+        // Hundreds of thousands of NOOPs are not worth logging.
+        c["listeners"]["smtp"]["protocol_log"] = toml_edit::value(false);
+    });
+    let c = connect(s.addr("smtp"));
+    let mut w = c.r.into_inner();
+    // Pipeline NOOPs forever and never read: the replies pile up until our write
+    // blocks; after the command timeout the server gives up on the client.
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let batch = b"NOOP\r\n".repeat(10_000);
+        let r = loop {
+            if let Err(e) = w.write_all(&batch) {
+                break e;
+            }
+        };
+        let _ = done.send(r.kind());
+    });
+    let kind = finished
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server kept a client that does not read");
+    assert!(
+        matches!(
+            kind,
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+        ),
+        "{kind:?}"
+    );
+    let m = crate::observe::scrape(&s);
+    assert_eq!(
+        crate::observe::metric(&m, "bulwark_smtp_timeouts_total{listener=\"smtp\"}"),
+        Some(1.0)
+    );
 }
