@@ -453,16 +453,18 @@ impl Session {
             ));
         }
         h.push_str(&format!(
-            "\tby {} (Bulwark) with {proto} id {id}\r\n",
+            "\tby {} (Bulwark) with {proto} id {id}",
             self.settings.hostname
         ));
         // Name the recipient only when there is exactly one (RFC 5321 §7.2), and only
         // when it cannot confuse a parser of this field.
         if let [r] = t.recipients.as_slice() {
             if traceable(&r.address) {
-                h.push_str(&format!("\tfor <{}>", r.address));
+                h.push_str(&format!("\r\n\tfor <{}>", r.address));
             }
         }
+        // The date stays on a folded line of the field (RFC 5322 §2.2.3): a line
+        // starting with ";" would end the header section for strict parsers.
         h.push_str(&format!("; {}\r\n", rfc5322_now()));
         h
     }

@@ -1231,6 +1231,14 @@ async fn received_header_always_parses_back_to_the_client_ip() {
                     };
                     let ip: std::net::SocketAddr = peer.parse().unwrap();
                     assert_eq!(parsed.from_ip(), Some(ip.ip()), "{header}");
+                    // Every line after the first is a continuation: the field must
+                    // pass our own port-25 header check when the message is relayed
+                    // to another server (a bare "; date" line once failed it).
+                    assert_eq!(
+                        crate::message::header_section(format!("{header}\r\n").as_bytes()).bad_line,
+                        None,
+                        "{header}"
+                    );
                     assert_eq!(
                         header.contains("\tfor <"),
                         !rcpt.starts_with('"'),

@@ -506,7 +506,14 @@ fn curl_submits_over_starttls_and_implicit_tls() {
     // --ssl-reqd also works against port 25 (STARTTLS is offered there).
     let inbound =
         "From: carol@remote.test\r\nTo: bob@example.test\r\nSubject: curl\r\n\r\nvia curl\r\n";
-    let out = curl(&d, "smtp", s.port("smtp"), None, "carol@remote.test", inbound);
+    let out = curl(
+        &d,
+        "smtp",
+        s.port("smtp"),
+        None,
+        "carol@remote.test",
+        inbound,
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -1281,7 +1288,10 @@ fn inflight_budget_answers_452_while_other_sessions_hold_the_memory() {
     // A holds ~900 KB without finishing its message.
     let mut a = start_data(s.addr("smtp"));
     let line = format!("{}\r\n", "a".repeat(998));
-    let part = format!("From: x@remote.test\r\nSubject: a\r\n\r\n{}", line.repeat(900));
+    let part = format!(
+        "From: x@remote.test\r\nSubject: a\r\n\r\n{}",
+        line.repeat(900)
+    );
     a.send(part.as_bytes());
     let deadline = Instant::now() + Duration::from_secs(30);
     while inflight(&s) < 900_000.0 {
@@ -1289,7 +1299,10 @@ fn inflight_budget_answers_452_while_other_sessions_hold_the_memory() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // B's 800 KB message does not fit beside it: read to its end, refused, retried.
-    let b_msg = format!("From: y@remote.test\r\nSubject: b\r\n\r\n{}.\r\n", line.repeat(800));
+    let b_msg = format!(
+        "From: y@remote.test\r\nSubject: b\r\n\r\n{}.\r\n",
+        line.repeat(800)
+    );
     let mut b = start_data(s.addr("smtp"));
     b.send(b_msg.as_bytes());
     assert_eq!(
@@ -1369,7 +1382,10 @@ fn ehlo_needs_a_domain_or_address_literal_and_received_stays_parseable() {
     let mut c = connect(s.addr("smtp"));
     for bad in ["EHLO x;", "HELO a\"b", "EHLO x(y)", "EHLO a_b.example"] {
         let r = c.cmd(bad);
-        assert!(r.starts_with("501 5.5.4 Invalid EHLO/HELO argument"), "{bad}: {r}");
+        assert!(
+            r.starts_with("501 5.5.4 Invalid EHLO/HELO argument"),
+            "{bad}: {r}"
+        );
     }
     assert!(c.cmd("MAIL FROM:<x@remote.test>").starts_with("503 5.5.1 "));
     assert_eq!(code(&c.cmd("EHLO [127.0.0.1]")), "250");
@@ -1403,7 +1419,12 @@ s.quit()
     let refused = "550 5.7.1 Authentication required to send as a local address";
     assert_eq!(
         lines,
-        [refused, refused, "250 2.1.0 Sender OK", "250 2.1.0 Sender OK"],
+        [
+            refused,
+            refused,
+            "250 2.1.0 Sender OK",
+            "250 2.1.0 Sender OK"
+        ],
         "{out}"
     );
     // Our own relays may, and a site can turn the rule off.
@@ -1434,7 +1455,10 @@ fn recipient_limit_replies_do_not_close_the_session() {
     batch += "DATA\r\n";
     c.send(batch.as_bytes());
     let replies: Vec<String> = (0..32).map(|_| c.reply()).collect();
-    assert!(replies[3..31].iter().all(|r| r.starts_with("452 4.5.3 ")), "{replies:?}");
+    assert!(
+        replies[3..31].iter().all(|r| r.starts_with("452 4.5.3 ")),
+        "{replies:?}"
+    );
     assert_eq!(code(&replies[31]), "354", "{replies:?}");
     c.send(b"From: x@remote.test\r\n\r\nhi\r\n.\r\n");
     assert!(c.reply().starts_with("250 2.0.0 "));
@@ -1486,13 +1510,22 @@ fn sasl_responses_after_a_refused_auth_never_reach_the_log() {
     let mut c = connect(s.addr("smtp"));
     assert_eq!(code(&c.cmd("EHLO client.test")), "250");
     c.send(format!("AUTH PLAIN\r\n{plain}\r\nNOOP\r\n").as_bytes());
-    assert!(c.reply().starts_with("503 5.5.1 Authentication not available"));
+    assert!(c
+        .reply()
+        .starts_with("503 5.5.1 Authentication not available"));
     assert!(c.reply().starts_with("500 5.5.1 "));
     assert_eq!(c.reply(), "250 2.0.0 OK");
     // 587 before STARTTLS: 538, and LOGIN's two responses follow.
     let mut c = connect(s.addr("submission"));
     assert_eq!(code(&c.cmd("EHLO client.test")), "250");
-    c.send(format!("AUTH LOGIN\r\n{}\r\n{}\r\nQUIT\r\n", b64(ALICE), b64(PASSWORD)).as_bytes());
+    c.send(
+        format!(
+            "AUTH LOGIN\r\n{}\r\n{}\r\nQUIT\r\n",
+            b64(ALICE),
+            b64(PASSWORD)
+        )
+        .as_bytes(),
+    );
     assert!(c.reply().starts_with("538 5.7.11 "));
     assert!(c.reply().starts_with("500 5.5.1 "));
     assert!(c.reply().starts_with("500 5.5.1 "));
