@@ -763,7 +763,7 @@ async fn submission_anti_spoofing_and_added_headers() {
         .await;
     assert_eq!(codes(&r), ["250", "250", "250", "354", "250"], "{r}");
     let m = String::from_utf8(h.inbox("bob@example.test").await.remove(0)).unwrap();
-    assert!(m.starts_with("Return-Path: <alice@example.test>\r\nDKIM-Signature: d=example.test\r\nReceived: from client.test ([192.0.2.7])\r\n\t(using TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384)\r\n\tby mail.example.test (Bulwark) with ESMTPSA id sess1.1\r\n"), "{m}");
+    assert!(m.starts_with("Return-Path: <alice@example.test>\r\nDKIM-Signature: d=example.test\r\nReceived: from client.test ([192.0.2.7])\r\n\t(using TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384)\r\n\tby mail.example.test (Bulwark) with ESMTPSA id sess1.1; "), "{m}");
     assert!(m.contains("\r\nDate: "), "{m}");
     assert!(m.contains("\r\nMessage-ID: <"), "{m}");
     assert!(m.ends_with(body), "{m}");
