@@ -1450,7 +1450,7 @@ fn recipient_limit_replies_do_not_close_the_session() {
     // 30 recipients in one batch: the limit answers 452 4.5.3 for 28 of them (more
     // than the default max_errors of 20), and the message still goes through.
     let mut batch = String::from("MAIL FROM:<x@remote.test>\r\n");
-    batch += &"RCPT TO:<bob@example.test>\r\nRCPT TO:<alice@example.test>\r\n";
+    batch += "RCPT TO:<bob@example.test>\r\nRCPT TO:<alice@example.test>\r\n";
     batch += &"RCPT TO:<postmaster@example.test>\r\n".repeat(28);
     batch += "DATA\r\n";
     c.send(batch.as_bytes());
