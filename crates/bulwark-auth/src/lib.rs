@@ -10,6 +10,9 @@
 //! not call `authenticate` before it is (rule 1). Nothing here logs a password or a
 //! SASL payload; `Secret` cannot even be printed.
 
+/// Harness for fuzz targets and seeded property tests (not server code).
+#[doc(hidden)]
+pub mod fuzzing;
 mod limiter;
 mod password;
 pub mod sasl;

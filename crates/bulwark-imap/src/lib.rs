@@ -14,6 +14,9 @@
 //! Must not: touch the socket from the session core, or log literal contents.
 
 mod fetch;
+/// Harnesses for fuzz targets and seeded property tests (not server code).
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod mime;
 pub mod names;
 pub mod resp;

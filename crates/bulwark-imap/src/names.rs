@@ -128,7 +128,8 @@ pub fn parse_name(wire: &[u8]) -> Result<String, NameError> {
         return Ok("INBOX".into());
     }
     // "inbox/x" is below INBOX: keep INBOX's canonical spelling.
-    if name.len() > 6 && name[..6].eq_ignore_ascii_case("INBOX/") {
+    // `get`: the sixth octet may be inside a multi-octet character ("Fuzz/é").
+    if name.len() > 6 && name.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("INBOX/")) {
         name = format!("INBOX/{}", &name[6..]);
     }
     Ok(name)
@@ -137,7 +138,22 @@ pub fn parse_name(wire: &[u8]) -> Result<String, NameError> {
 /// LIST matching: "*" matches anything, "%" anything but the delimiter
 /// (RFC 9051 §6.3.9). Iterative with backtracking, so hostile patterns stay linear-ish.
 pub fn pattern_matches(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
+    // A run of wildcards matches what its widest member matches ("%*" is "*"), so
+    // runs are collapsed first. Then every other pattern character consumes a name
+    // character, which bounds the recursion below by twice the name's length rather
+    // than by the pattern's: a LIST with 60,000 "*" must not overflow the stack.
+    let mut p: Vec<char> = Vec::with_capacity(pattern.len());
+    for c in pattern.chars() {
+        match (p.last().copied(), c) {
+            (Some('*' | '%'), '*') => {
+                p.pop();
+                p.push('*');
+            }
+            (Some('*'), '%') => {}
+            (Some('%'), '%') => {}
+            _ => p.push(c),
+        }
+    }
     let n: Vec<char> = name.chars().collect();
     matches_from(&p, &n)
 }
@@ -166,6 +182,15 @@ fn matches_from(p: &[char], n: &[char]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_multi_octet_character_at_octet_six_is_not_split() {
+        // Found by the session property test: "Fuzz/&AOk-" panicked (string slice
+        // inside 'é') when checked for an "INBOX/" prefix.
+        assert_eq!(parse_name(b"Fuzz/&AOk-").unwrap(), "Fuzz/\u{e9}");
+        assert_eq!(parse_name(b"inbox/&AOk-").unwrap(), "INBOX/\u{e9}");
+        assert_eq!(parse_name(b"&AOkA6QDp-").unwrap(), "\u{e9}\u{e9}\u{e9}");
+    }
 
     #[test]
     fn mutf7_round_trips() {

@@ -51,7 +51,8 @@ impl Sink for ConnSink<'_> {
 }
 
 /// A complete command, or why there is none.
-enum Frame {
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Frame {
     Command(Vec<u8>),
     /// A line longer than `max_line_length`.
     LineTooLong,
@@ -66,13 +67,14 @@ enum Frame {
     },
 }
 
-struct Limits {
-    max_line: usize,
-    max_literal: u64,
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub max_line: usize,
+    pub max_literal: u64,
 }
 
 /// The tag of a line, when it has one (for BAD replies to unparseable commands).
-fn guess_tag(buf: &[u8]) -> Option<String> {
+pub(crate) fn guess_tag(buf: &[u8]) -> Option<String> {
     let end = buf
         .iter()
         .position(|c| *c == b' ' || *c == b'\r' || *c == b'\n')
@@ -86,7 +88,7 @@ fn guess_tag(buf: &[u8]) -> Option<String> {
     valid.then(|| String::from_utf8_lossy(t).into_owned())
 }
 
-fn verb_is_secret(first_line: &[u8]) -> bool {
+pub(crate) fn verb_is_secret(first_line: &[u8]) -> bool {
     let mut words = first_line.split(|c| *c == b' ').filter(|w| !w.is_empty());
     let _tag = words.next();
     words.next().is_some_and(|v| {
@@ -94,13 +96,109 @@ fn verb_is_secret(first_line: &[u8]) -> bool {
     })
 }
 
+/// What the framer needs next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FrameStep {
+    /// Done: answer this.
+    Frame(Frame),
+    /// Read a literal of `length` octets into `Framer::buf` (after sending "+" when
+    /// `sync`), call `literal_read`, then read the next line.
+    Literal { length: u64, sync: bool },
+}
+
+/// Assembles one command from its lines and literals (RFC 9051 §4.3, RFC 7888), without
+/// I/O: `read_command` feeds it what the connection reads, the fuzz targets feed it
+/// octets directly.
+///
+/// imap-codec has no incremental decoder, so the buffer is decoded again after each
+/// line. That costs the length of the buffer each time; `work` bounds the sum so that
+/// a command of many short lines, each announcing a literal, cannot make the server
+/// re-parse a growing buffer a thousand times (quadratic CPU for linear input).
+pub(crate) struct Framer {
+    limits: Limits,
+    pub buf: Vec<u8>,
+    literal_total: u64,
+    lines: usize,
+    /// Octets decoded so far for this command.
+    work: u64,
+}
+
+/// Decoding work allowed per command beyond `WORK_FACTOR` times its size.
+const WORK_ALLOWANCE: u64 = 1 << 20;
+/// Each octet of a command may be decoded this many times (a LOGIN with two literals
+/// is decoded three times, an APPEND twice).
+const WORK_FACTOR: u64 = 16;
+/// Lines (literal announcements + 1) in one command.
+const MAX_COMMAND_LINES: usize = 1000;
+
+impl Framer {
+    pub fn new(limits: Limits) -> Framer {
+        Framer {
+            limits,
+            buf: Vec::new(),
+            literal_total: 0,
+            lines: 0,
+            work: 0,
+        }
+    }
+
+    /// The longest line to read (with its CRLF).
+    pub fn max_line(&self) -> usize {
+        self.limits.max_line + 2
+    }
+
+    fn malformed(&self) -> FrameStep {
+        FrameStep::Frame(Frame::Malformed {
+            tag: guess_tag(&self.buf),
+        })
+    }
+
+    /// One line (without its line ending).
+    pub fn line(&mut self, line: &[u8]) -> FrameStep {
+        self.lines += 1;
+        self.buf.extend_from_slice(line);
+        self.buf.extend_from_slice(b"\r\n");
+        let len = self.buf.len() as u64;
+        if self.lines > MAX_COMMAND_LINES
+            || len > self.limits.max_literal + 64 * self.limits.max_line as u64
+        {
+            return self.malformed();
+        }
+        self.work += len;
+        if self.work > WORK_FACTOR * len + WORK_ALLOWANCE {
+            return self.malformed();
+        }
+        match CommandCodec::default().decode(&self.buf) {
+            Ok(_) => FrameStep::Frame(Frame::Command(std::mem::take(&mut self.buf))),
+            Err(CommandDecodeError::LiteralFound { tag, length, mode }) => {
+                let length = u64::from(length);
+                if self.literal_total + length > self.limits.max_literal {
+                    return FrameStep::Frame(Frame::LiteralTooBig {
+                        tag: tag.as_ref().to_string(),
+                        sync: mode == LiteralMode::Sync,
+                    });
+                }
+                FrameStep::Literal {
+                    length,
+                    sync: mode == LiteralMode::Sync,
+                }
+            }
+            Err(_) => self.malformed(),
+        }
+    }
+
+    /// The literal announced by the last `FrameStep::Literal` is in `buf`.
+    pub fn literal_read(&mut self, length: u64) {
+        self.literal_total += length;
+    }
+}
+
 /// Reads one command with its literals.
 async fn read_command(conn: &mut Connection, limits: &Limits) -> Result<Frame, ReadError> {
-    let mut buf: Vec<u8> = Vec::new();
-    let mut literal_total: u64 = 0;
+    let mut framer = Framer::new(*limits);
     let mut secret = false;
     for line_no in 0.. {
-        let line = match conn.read_line(limits.max_line + 2).await {
+        let line = match conn.read_line(framer.max_line()).await {
             Ok(l) => l,
             Err(ReadError::TooLong { .. }) => return Ok(Frame::LineTooLong),
             Err(e) => return Err(e),
@@ -114,36 +212,17 @@ async fn read_command(conn: &mut Connection, limits: &Limits) -> Result<Frame, R
         } else {
             conn.log.client(&line.bytes);
         }
-        buf.extend_from_slice(&line.bytes);
-        buf.extend_from_slice(b"\r\n");
-        if line_no >= 1000 || buf.len() as u64 > limits.max_literal + 64 * limits.max_line as u64 {
-            return Ok(Frame::Malformed {
-                tag: guess_tag(&buf),
-            });
-        }
-        match CommandCodec::default().decode(&buf) {
-            Ok(_) => return Ok(Frame::Command(buf)),
-            Err(CommandDecodeError::LiteralFound { tag, length, mode }) => {
-                let tag = tag.as_ref().to_string();
-                let length = u64::from(length);
-                if literal_total + length > limits.max_literal {
-                    return Ok(Frame::LiteralTooBig {
-                        tag,
-                        sync: mode == LiteralMode::Sync,
-                    });
-                }
-                if mode == LiteralMode::Sync {
+        match framer.line(&line.bytes) {
+            FrameStep::Frame(f) => return Ok(f),
+            FrameStep::Literal { length, sync } => {
+                if sync {
                     let cont = b"+ Ready for literal data\r\n";
                     conn.log.server(&cont[..cont.len() - 2]);
                     conn.send(cont).await?;
                 }
-                conn.read_exact_into(length as usize, &mut buf).await?;
-                literal_total += length;
-            }
-            Err(_) => {
-                return Ok(Frame::Malformed {
-                    tag: guess_tag(&buf),
-                })
+                conn.read_exact_into(length as usize, &mut framer.buf)
+                    .await?;
+                framer.literal_read(length);
             }
         }
     }

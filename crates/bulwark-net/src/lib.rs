@@ -20,6 +20,10 @@ mod listener;
 mod proxy;
 mod transport;
 
+/// Harness support for fuzz targets and seeded property tests (not server code).
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use connection::{Connection, Line, LineEnding, ReadError};
 pub use context::ServerContext;
 pub use limits::{ConnectionLimits, Refusal};

@@ -67,13 +67,13 @@ async fn read_n(stream: &mut TcpStream, buf: &mut BytesMut, n: usize) -> Result<
     }
 }
 
-enum Parsed {
+pub(crate) enum Parsed {
     Done(Option<SocketAddr>, usize),
     Incomplete,
     Invalid,
 }
 
-fn parse(buf: &[u8]) -> Parsed {
+pub(crate) fn parse(buf: &[u8]) -> Parsed {
     let result = HeaderResult::parse(buf);
     if result.is_incomplete() {
         return Parsed::Incomplete;

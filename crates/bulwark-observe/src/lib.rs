@@ -11,6 +11,9 @@
 //! Must not: hold protocol state. Protocols tell the session log what they know (TLS
 //! state, authenticated identity); this crate only writes.
 
+/// Harness for fuzz targets and seeded property tests (not server code).
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 mod protocol_log;
 mod redact;

@@ -22,6 +22,9 @@
 
 pub mod command;
 pub mod dotstuff;
+/// Harnesses for fuzz targets and seeded property tests (not server code).
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod lock;
 pub mod maildrop;
 pub mod reply;

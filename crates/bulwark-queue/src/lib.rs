@@ -20,6 +20,9 @@
 
 pub mod credentials;
 pub mod dsn;
+/// Harnesses for fuzz targets and seeded property tests (not delivery code).
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod message;
 pub mod outcome;
 pub mod params;

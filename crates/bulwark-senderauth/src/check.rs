@@ -1213,7 +1213,7 @@ fn to_mail_auth(r: SpfResult) -> mail_auth::SpfResult {
 }
 
 /// `pct=` of a DMARC record (RFC 7489 §6.3), 100 when absent or invalid.
-fn parse_pct(record: &[u8]) -> u8 {
+pub(crate) fn parse_pct(record: &[u8]) -> u8 {
     String::from_utf8_lossy(record)
         .split(';')
         .filter_map(|t| t.split_once('='))

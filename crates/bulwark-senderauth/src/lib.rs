@@ -10,6 +10,9 @@
 
 pub mod check;
 pub mod dns;
+/// Harnesses for fuzz targets and seeded property tests (not part of the checks).
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod headers;
 pub mod pra;
 pub mod received;

@@ -29,6 +29,9 @@ mod budget;
 pub mod checks;
 mod data;
 mod ehlo;
+/// Harnesses for fuzz targets and seeded property tests (not server code).
+#[doc(hidden)]
+pub mod fuzzing;
 mod mail;
 mod message;
 mod rcpt;

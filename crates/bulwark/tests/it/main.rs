@@ -8,6 +8,7 @@ mod imap;
 mod observe;
 mod outbound;
 mod pop3;
+mod reliability;
 mod senderauth;
 mod serve;
 mod smtp;
