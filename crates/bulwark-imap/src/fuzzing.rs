@@ -408,6 +408,53 @@ mod tests {
         framing(b"a LOGIN {5}\r\nalice {3}\r\npw\r\n");
     }
 
+    /// Feeds a command of `first` and then `literals` literals of `size` octets, each
+    /// followed by `cont`; returns the frame and how many literals were read.
+    fn frame_with_literals(first: &[u8], cont: &[u8], size: usize, literals: usize) -> (Frame, usize) {
+        let limits = Limits {
+            max_line: 65536,
+            max_literal: 64 << 20,
+        };
+        let mut f = Framer::new(limits);
+        let mut read = 0;
+        let mut step = f.line(first);
+        loop {
+            match step {
+                FrameStep::Frame(fr) => return (fr, read),
+                FrameStep::Literal { length, .. } => {
+                    assert_eq!(length as usize, size);
+                    f.buf.extend(std::iter::repeat_n(b'x', size));
+                    f.literal_read(length);
+                    read += 1;
+                    step = f.line(if read == literals { b"" } else { cont });
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn many_literals_cannot_make_decoding_quadratic() {
+        // imap-codec decodes the whole buffer again after each line. Unbounded, a
+        // command of 1,000 literals of 60,000 octets took 18 s of CPU to refuse
+        // (one connection, before login); the work budget refuses it after a few dozen.
+        let (frame, read) =
+            frame_with_literals(b"a SEARCH TEXT {60000+}", b" TEXT {60000+}", 60_000, 1000);
+        assert!(matches!(frame, Frame::Malformed { tag: Some(ref t) } if t == "a"), "{frame:?}");
+        assert!(read < 64, "{read} literals read before refusing");
+        // Many tiny literals: refused long before the 1,000-line limit.
+        let (frame, read) = frame_with_literals(b"a SEARCH TEXT {1+}", b" TEXT {1+}", 1, 1000);
+        assert!(matches!(frame, Frame::Malformed { .. }));
+        assert!(read < 1000);
+        // What clients send still passes: a big APPEND, LOGIN with two literals, a
+        // SEARCH with a handful of literal strings.
+        let (frame, _) = frame_with_literals(b"a APPEND INBOX {5000000+}", b"", 5_000_000, 1);
+        assert!(matches!(frame, Frame::Command(_)), "{frame:?}");
+        let (frame, _) = frame_with_literals(b"a LOGIN {30+}", b" {30+}", 30, 2);
+        assert!(matches!(frame, Frame::Command(_)), "{frame:?}");
+        let (frame, _) = frame_with_literals(b"a SEARCH TEXT {200+}", b" TEXT {200+}", 200, 20);
+        assert!(matches!(frame, Frame::Command(_)), "{frame:?}");
+    }
+
     #[test]
     fn hostile_list_patterns_do_not_overflow_the_stack() {
         // A LIST pattern of 60,000 wildcards: the matcher must not recurse per
