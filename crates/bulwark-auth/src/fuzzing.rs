@@ -35,14 +35,26 @@ mod tests {
             z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
             z ^ (z >> 31)
         };
-        let parts: &[&[u8]] = &[b"\0", b"alice@example.test", b"secret", b"", b"\xff", b"*", b"="];
+        let parts: &[&[u8]] = &[
+            b"\0",
+            b"alice@example.test",
+            b"secret",
+            b"",
+            b"\xff",
+            b"*",
+            b"=",
+        ];
         for _ in 0..5000 {
             let mut raw = Vec::new();
             for _ in 0..(next() % 6) {
                 raw.extend_from_slice(parts[(next() % parts.len() as u64) as usize]);
             }
             sasl(&raw);
-            sasl(base64::engine::general_purpose::STANDARD.encode(&raw).as_bytes());
+            sasl(
+                base64::engine::general_purpose::STANDARD
+                    .encode(&raw)
+                    .as_bytes(),
+            );
         }
     }
 }

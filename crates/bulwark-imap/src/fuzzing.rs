@@ -410,7 +410,12 @@ mod tests {
 
     /// Feeds a command of `first` and then `literals` literals of `size` octets, each
     /// followed by `cont`; returns the frame and how many literals were read.
-    fn frame_with_literals(first: &[u8], cont: &[u8], size: usize, literals: usize) -> (Frame, usize) {
+    fn frame_with_literals(
+        first: &[u8],
+        cont: &[u8],
+        size: usize,
+        literals: usize,
+    ) -> (Frame, usize) {
         let limits = Limits {
             max_line: 65536,
             max_literal: 64 << 20,
@@ -439,7 +444,10 @@ mod tests {
         // (one connection, before login); the work budget refuses it after a few dozen.
         let (frame, read) =
             frame_with_literals(b"a SEARCH TEXT {60000+}", b" TEXT {60000+}", 60_000, 1000);
-        assert!(matches!(frame, Frame::Malformed { tag: Some(ref t) } if t == "a"), "{frame:?}");
+        assert!(
+            matches!(frame, Frame::Malformed { tag: Some(ref t) } if t == "a"),
+            "{frame:?}"
+        );
         assert!(read < 64, "{read} literals read before refusing");
         // Many tiny literals: refused long before the 1,000-line limit.
         let (frame, read) = frame_with_literals(b"a SEARCH TEXT {1+}", b" TEXT {1+}", 1, 1000);

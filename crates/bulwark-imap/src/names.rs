@@ -129,7 +129,11 @@ pub fn parse_name(wire: &[u8]) -> Result<String, NameError> {
     }
     // "inbox/x" is below INBOX: keep INBOX's canonical spelling.
     // `get`: the sixth octet may be inside a multi-octet character ("Fuzz/é").
-    if name.len() > 6 && name.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("INBOX/")) {
+    if name.len() > 6
+        && name
+            .get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case("INBOX/"))
+    {
         name = format!("INBOX/{}", &name[6..]);
     }
     Ok(name)

@@ -146,12 +146,16 @@ pub fn cases(default: usize) -> usize {
 pub fn run_cases(name: &str, default_seed: u64, default_cases: usize, check: impl Fn(u64)) {
     let base = seed(default_seed);
     let n = cases(default_cases);
-    eprintln!("{name}: {n} cases from seed {base:#x} (BULWARK_FUZZ_SEED / BULWARK_FUZZ_CASES to change)");
+    eprintln!(
+        "{name}: {n} cases from seed {base:#x} (BULWARK_FUZZ_SEED / BULWARK_FUZZ_CASES to change)"
+    );
     for i in 0..n as u64 {
         let s = base.wrapping_add(i);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(s)));
         if let Err(e) = r {
-            eprintln!("{name}: case failed; reproduce with BULWARK_FUZZ_SEED={s:#x} BULWARK_FUZZ_CASES=1");
+            eprintln!(
+                "{name}: case failed; reproduce with BULWARK_FUZZ_SEED={s:#x} BULWARK_FUZZ_CASES=1"
+            );
             std::panic::resume_unwind(e);
         }
     }
@@ -298,7 +302,11 @@ pub fn session_bytes(rng: &mut Rng, dict: &[&[u8]], max_lines: usize) -> Vec<u8>
 pub fn proxy_header(data: &[u8]) {
     use crate::proxy::{parse, Parsed};
     if let Parsed::Done(_, len) = parse(data) {
-        assert!(len > 0 && len <= data.len(), "header length {len} of {}", data.len());
+        assert!(
+            len > 0 && len <= data.len(),
+            "header length {len} of {}",
+            data.len()
+        );
     }
 }
 

@@ -38,9 +38,17 @@ pub fn inputs(data: &[u8]) {
         let _ = decide(&head, &ScrapeAccess::bearer("token-token-token"));
         let _ = decide(&head, &ScrapeAccess::open());
     }
-    for r in [Redactor::Smtp, Redactor::Imap, Redactor::Pop3, Redactor::None] {
+    for r in [
+        Redactor::Smtp,
+        Redactor::Imap,
+        Redactor::Pop3,
+        Redactor::None,
+    ] {
         let out = redact(r, data);
-        assert!(!out.chars().any(char::is_control), "control character logged");
+        assert!(
+            !out.chars().any(char::is_control),
+            "control character logged"
+        );
         let text = String::from_utf8_lossy(data);
         let text = text.trim_end_matches(['\r', '\n']);
         if let Some(keep) = kept_words(r, text) {
@@ -69,9 +77,30 @@ mod tests {
     #[test]
     fn property_inputs() {
         let words: &[&str] = &[
-            "AUTH", "auth", "PLAIN", "PASS", "APOP", "a", "LOGIN", "AUTHENTICATE", "secret",
-            "\"quoted pass\"", "{5}", "GET", "/metrics", "HTTP/1.1", "Authorization:",
-            "Bearer", "token-token-token", "\t", " ", "\u{7f}", "\0", "\r", "é", "Host: x",
+            "AUTH",
+            "auth",
+            "PLAIN",
+            "PASS",
+            "APOP",
+            "a",
+            "LOGIN",
+            "AUTHENTICATE",
+            "secret",
+            "\"quoted pass\"",
+            "{5}",
+            "GET",
+            "/metrics",
+            "HTTP/1.1",
+            "Authorization:",
+            "Bearer",
+            "token-token-token",
+            "\t",
+            " ",
+            "\u{7f}",
+            "\0",
+            "\r",
+            "é",
+            "Host: x",
         ];
         let seed: u64 = std::env::var("BULWARK_FUZZ_SEED")
             .ok()

@@ -93,7 +93,10 @@ fn check_reply(r: &Reply) {
         "status {st:?}"
     );
     assert!(!st.contains(['\r', '\n']), "line break in a status line");
-    assert!(st.len() + 2 <= MAX_REPLY_LINE, "status line over 512 octets");
+    assert!(
+        st.len() + 2 <= MAX_REPLY_LINE,
+        "status line over 512 octets"
+    );
     check_multiline(&r.to_bytes(), r.lines().map(<[String]>::len));
 }
 
@@ -248,7 +251,9 @@ pub fn session(data: &[u8]) {
                 } => {
                     check_reply(&reply);
                     let md = s.maildrop().expect("RETR outside TRANSACTION");
-                    let entry = md.get(number).expect("RETR of a deleted or unknown message");
+                    let entry = md
+                        .get(number)
+                        .expect("RETR of a deleted or unknown message");
                     assert_eq!(entry.blob, blob, "RETR sent another message's body");
                     let msg = MESSAGES[blob as usize];
                     let msg = match body_lines {

@@ -45,7 +45,11 @@ pub fn replies(data: &[u8]) {
         match buf.next_raw() {
             Ok(Some((reply, raw))) => {
                 assert!(raw.len() <= MAX_REPLY);
-                assert!(reply.code >= 100 && reply.code <= 999, "code {}", reply.code);
+                assert!(
+                    reply.code >= 100 && reply.code <= 999,
+                    "code {}",
+                    reply.code
+                );
                 let _ = reply.status();
                 let _ = Capabilities::from_ehlo(&raw);
                 got.push(reply);
@@ -68,7 +72,13 @@ pub fn replies(data: &[u8]) {
         eight_bit: false,
         utf8_headers: false,
     };
-    let Ok(p) = plan(&caps, "s@example.test", &rcpts, &info, &DeliveryParams::default()) else {
+    let Ok(p) = plan(
+        &caps,
+        "s@example.test",
+        &rcpts,
+        &info,
+        &DeliveryParams::default(),
+    ) else {
         return;
     };
     let mut t = Transaction::new(p, caps.pipelining);

@@ -64,10 +64,18 @@ pub fn headers(data: &[u8]) {
     }
     let (removed, out) = strip_forged_results(data, OUR_ID);
     assert!(out.len() <= data.len());
-    assert_eq!(removed == 0, out.len() == data.len(), "removed fields but kept the length");
+    assert_eq!(
+        removed == 0,
+        out.len() == data.len(),
+        "removed fields but kept the length"
+    );
     // Removing is complete: nothing left claims our id.
     let (again, out2) = strip_forged_results(&out, OUR_ID);
-    assert_eq!((again, out2.as_slice()), (0, out.as_slice()), "strip is not idempotent");
+    assert_eq!(
+        (again, out2.as_slice()),
+        (0, out.as_slice()),
+        "strip is not idempotent"
+    );
 }
 
 /// SPF record selection and parsing, and DMARC `pct=`, on TXT records separated by

@@ -122,16 +122,14 @@ fn perform(effect: Effect, session: &Session, ingested: &mut usize) -> EffectRes
         }
         Effect::Authenticate {
             username, password, ..
-        } => EffectResult::Authenticated(
-            if username == ALICE && password.expose() == "secret" {
-                Ok(account(1, ALICE))
-            } else {
-                Err(AuthError::Failed)
-            },
-        ),
-        Effect::MaySendAs { addresses, .. } => EffectResult::MaySendAs(Ok(addresses
-            .iter()
-            .all(|a| a.eq_ignore_ascii_case(ALICE)))),
+        } => EffectResult::Authenticated(if username == ALICE && password.expose() == "secret" {
+            Ok(account(1, ALICE))
+        } else {
+            Err(AuthError::Failed)
+        }),
+        Effect::MaySendAs { addresses, .. } => {
+            EffectResult::MaySendAs(Ok(addresses.iter().all(|a| a.eq_ignore_ascii_case(ALICE))))
+        }
         Effect::CheckMailFrom(_) => EffectResult::MailFromChecked(MailFromVerdict::default()),
         Effect::CheckMessage(..) => {
             // The checker sees the message as received: the same octet rules hold.
@@ -206,7 +204,9 @@ pub fn session(data: &[u8]) -> usize {
         max_errors: if cfg & 0x20 != 0 { 10 } else { 1000 },
         tarpit_delay: Duration::from_millis(1),
     });
-    let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap_or(SocketAddr::from(([0; 4], 0)));
+    let peer: SocketAddr = "192.0.2.7:40000"
+        .parse()
+        .unwrap_or(SocketAddr::from(([0; 4], 0)));
     let mut s = Session::new(
         settings,
         "fuzz".into(),
@@ -224,7 +224,10 @@ pub fn session(data: &[u8]) -> usize {
     for _ in 0..budget {
         for r in s.take_replies() {
             assert!((200..600).contains(&r.code), "reply code {}", r.code);
-            if r.code == 250 && r.lines.first().is_some_and(|l| l.starts_with("Message accepted"))
+            if r.code == 250
+                && r.lines
+                    .first()
+                    .is_some_and(|l| l.starts_with("Message accepted"))
             {
                 accepted += 1;
             }
@@ -232,7 +235,8 @@ pub fn session(data: &[u8]) -> usize {
             for line in wire.split_inclusive(|b| *b == b'\n') {
                 assert!(line.ends_with(b"\r\n"), "reply line without CRLF");
                 assert!(
-                    !line[..line.len() - 2].contains(&b'\r') && !line[..line.len() - 2].contains(&b'\n'),
+                    !line[..line.len() - 2].contains(&b'\r')
+                        && !line[..line.len() - 2].contains(&b'\n'),
                     "line break inside a reply line"
                 );
             }
@@ -378,7 +382,16 @@ mod tests {
 
     #[test]
     fn property_data_reader() {
-        let lines: &[&[u8]] = &[b"Subject: x", b"", b"text", b".", b"..", b".x", b"\r", b"x\r"];
+        let lines: &[&[u8]] = &[
+            b"Subject: x",
+            b"",
+            b"text",
+            b".",
+            b"..",
+            b".x",
+            b"\r",
+            b"x\r",
+        ];
         run_cases("smtp data reader", 0xda7a_0001, 3000, |seed| {
             let mut rng = Rng::new(seed);
             data_reader(&session_bytes(&mut rng, lines, 30));

@@ -113,7 +113,9 @@ fn stored_messages(dir: &std::path::Path) -> Vec<((String, String), Vec<u8>)> {
 fn stored_ids(dir: &std::path::Path) -> HashMap<(String, String), Vec<String>> {
     let mut out: HashMap<(String, String), Vec<String>> = HashMap::new();
     for (k, m) in stored_messages(dir) {
-        out.entry(k).or_default().push(message_id(&m).unwrap_or_default());
+        out.entry(k)
+            .or_default()
+            .push(message_id(&m).unwrap_or_default());
     }
     out
 }
@@ -136,7 +138,10 @@ fn assert_exactly_once(
         let n = stored
             .get(&(user.clone(), mb.clone()))
             .map_or(0, |ids| ids.iter().filter(|i| *i == id).count());
-        assert_eq!(n, 1, "{id} acknowledged for {user}/{mb} but stored {n} times");
+        assert_eq!(
+            n, 1,
+            "{id} acknowledged for {user}/{mb} but stored {n} times"
+        );
     }
 }
 
@@ -242,6 +247,7 @@ def pop3_worker(t):
             if count:
                 p.retr(random.randint(1, count))
             p.quit()
+            out("READ pop3", t)
             time.sleep(0.05)
     except Exception as e:
         msg_ = str(e)
@@ -256,7 +262,13 @@ for t in ts: t.join()
 out("DONE")
 "#;
 
-fn spawn_load(d: &DataDir, s: &Server, tag: &str, secs: u64, counts: [u32; 4]) -> std::process::Child {
+fn spawn_load(
+    d: &DataDir,
+    s: &Server,
+    tag: &str,
+    secs: u64,
+    counts: [u32; 4],
+) -> std::process::Child {
     require_tool("python3");
     Command::new("python3")
         .arg("-u")
@@ -282,7 +294,9 @@ fn spawn_load(d: &DataDir, s: &Server, tag: &str, secs: u64, counts: [u32; 4]) -
 }
 
 /// Collects the loader's output lines as they come.
-fn collect(child: &mut std::process::Child) -> (Arc<Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
+fn collect(
+    child: &mut std::process::Child,
+) -> (Arc<Mutex<Vec<String>>>, std::thread::JoinHandle<()>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let stdout = child.stdout.take().unwrap();
     let l = lines.clone();
@@ -415,7 +429,12 @@ fn soak_20_smtp_and_10_imap_clients_lose_and_duplicate_nothing() {
     let status = child.wait().unwrap();
     reader.join().unwrap();
     let mut err = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     let lines = lines.lock().unwrap().clone();
     assert!(status.success(), "loader failed: {err}");
     let errors: Vec<&String> = lines.iter().filter(|l| l.starts_with("ERROR")).collect();
@@ -435,7 +454,11 @@ fn soak_20_smtp_and_10_imap_clients_lose_and_duplicate_nothing() {
     assert_exactly_once(&over_imap, &acked);
     assert_exactly_once(&stored_ids(d.path()), &acked);
     let total: usize = over_imap.values().map(Vec::len).sum();
-    assert_eq!(total, acked.len(), "messages nobody acknowledged were stored");
+    assert_eq!(
+        total,
+        acked.len(),
+        "messages nobody acknowledged were stored"
+    );
     assert_no_panic(&s);
 }
 
@@ -467,18 +490,27 @@ fn three_sigkills_during_mixed_load_lose_nothing_acknowledged() {
         let (lines, reader) = collect(&mut child);
         // Kill once every kind of client has had acknowledgements, mid-stream.
         let deadline = Instant::now() + Duration::from_secs(90);
-        let target = 150 + 40 * round;
+        let target = 600 + 200 * round;
         loop {
-            let a = acks(&lines.lock().unwrap());
+            let (a, reads) = {
+                let l = lines.lock().unwrap();
+                (acks(&l), l.iter().filter(|x| x.starts_with("READ")).count())
+            };
             let sub = a.iter().filter(|x| x.2.contains("-sub-")).count();
             let app = a.iter().filter(|x| x.1 == "Archive").count();
-            if a.len() >= target && sub >= 5 && app >= 5 {
+            if a.len() >= target && sub >= 20 && app >= 20 && reads >= 3 {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
                 "round {round}: load did not get going: {:?}",
-                lines.lock().unwrap().iter().rev().take(20).collect::<Vec<_>>()
+                lines
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .rev()
+                    .take(20)
+                    .collect::<Vec<_>>()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -486,7 +518,10 @@ fn three_sigkills_during_mixed_load_lose_nothing_acknowledged() {
         let _ = child.wait();
         reader.join().unwrap();
         let round_acks = acks(&lines.lock().unwrap());
-        eprintln!("crash round {round}: {} acknowledged before SIGKILL", round_acks.len());
+        eprintln!(
+            "crash round {round}: {} acknowledged before SIGKILL",
+            round_acks.len()
+        );
         acked.extend(round_acks);
 
         // The store opens cleanly (the server starts on it), passes SQLite's
@@ -495,7 +530,11 @@ fn three_sigkills_during_mixed_load_lose_nothing_acknowledged() {
         assert_store_intact(&d);
         assert_exactly_once(&stored_ids(d.path()), &acked);
         assert_answers_normally(&d, &s, &format!("{tag}-after"));
-        acked.push((BOB.into(), "INBOX".into(), format!("{tag}-after-probe@client.test")));
+        acked.push((
+            BOB.into(),
+            "INBOX".into(),
+            format!("{tag}-after-probe@client.test"),
+        ));
         assert_no_panic(&s);
     }
     assert_exactly_once(&imap_ids(&d, &s), &acked);
@@ -516,14 +555,17 @@ enum Ending {
     Midway,
 }
 
-fn read_until_closed(s: &mut impl Read, deadline: Instant) {
+/// Reads until the server closes (or the deadline); returns the octets read.
+fn read_until_closed(s: &mut impl Read, deadline: Instant) -> usize {
     let mut buf = [0u8; 4096];
+    let mut total = 0;
     while Instant::now() < deadline {
         match s.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
         }
     }
+    total
 }
 
 /// Extra hostile lines per protocol, beyond the mutated dictionaries.
@@ -535,7 +577,12 @@ fn hostile(proto: &str, rng: &mut Rng) -> Vec<u8> {
             b"a APPEND INBOX {99999999999+}\r\n".to_vec(),
             b"a LOGIN {1000000}\r\n".to_vec(),
             b"a SEARCH TEXT {1+}\r\nx TEXT {1+}\r\nx TEXT {1+}\r\nx\r\n".to_vec(),
-            b"a LIST \"\" \"".iter().copied().chain(std::iter::repeat_n(b'*', 20_000)).chain(*b"\"\r\n").collect(),
+            b"a LIST \"\" \""
+                .iter()
+                .copied()
+                .chain(std::iter::repeat_n(b'*', 20_000))
+                .chain(*b"\"\r\n")
+                .collect(),
             b"a FETCH 1:4294967295,*:1 (BODY[1.2.3.4.5.6.7.8.9.10])\r\n".to_vec(),
             [b"a NOOP ".as_slice(), &long, b"\r\n"].concat(),
         ],
@@ -567,7 +614,7 @@ fn malformed_bytes(proto: &str, seed: u64) -> (Vec<u8>, Ending) {
         "pop3" => bulwark_pop3::fuzzing::DICTIONARY,
         _ => bulwark_smtp::fuzzing::DICTIONARY,
     };
-    let mut data = session_bytes(&mut rng, dict, 12);
+    let mut data = session_bytes(&mut rng, dict, 30);
     if rng.chance(1, 3) {
         let at = rng.below(data.len() + 1);
         let h = hostile(proto, &mut rng);
@@ -581,26 +628,32 @@ fn malformed_bytes(proto: &str, seed: u64) -> (Vec<u8>, Ending) {
     (data, ending)
 }
 
-/// One plaintext session: greeting, the bytes, then the ending.
-fn plain_session(addr: SocketAddr, data: &[u8], ending: Ending, cut: usize) {
+/// One plaintext session: greeting, the bytes, then the ending. Returns whether the
+/// server greeted, and how many octets it answered after that (drained sessions).
+fn plain_session(addr: SocketAddr, data: &[u8], ending: Ending, cut: usize) -> (bool, usize) {
     let Ok(mut s) = TcpStream::connect(addr) else {
-        return;
+        return (false, 0);
     };
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
     let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
     let mut greeting = [0u8; 512];
-    let _ = s.read(&mut greeting);
+    let greeted = matches!(s.read(&mut greeting), Ok(n) if n > 0);
     match ending {
         Ending::Abrupt => {
             let _ = s.write_all(data);
+            (greeted, 0)
         }
         Ending::Midway => {
             let _ = s.write_all(&data[..cut.min(data.len())]);
+            (greeted, 0)
         }
         Ending::Drain => {
             let _ = s.write_all(data);
             let _ = s.shutdown(Shutdown::Write);
-            read_until_closed(&mut s, Instant::now() + Duration::from_secs(20));
+            (
+                greeted,
+                read_until_closed(&mut s, Instant::now() + Duration::from_secs(20)),
+            )
         }
     }
 }
@@ -700,6 +753,11 @@ fn thousands_of_malformed_sessions_leave_the_server_up_and_serving() {
     jobs.sort_by_key(|j| j.3.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let hello = client_hello(&d);
     let next = AtomicUsize::new(0);
+    let (greeted, answered, plain) = (
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    );
     let started = Instant::now();
     std::thread::scope(|scope| {
         for _ in 0..24 {
@@ -713,15 +771,54 @@ fn thousands_of_malformed_sessions_leave_the_server_up_and_serving() {
                 } else {
                     let (data, ending) = malformed_bytes(proto, job_seed);
                     let cut = (job_seed as usize) % (data.len() + 1);
-                    plain_session(addr, &data, ending, cut);
+                    let (g, n) = plain_session(addr, &data, ending, cut);
+                    plain.fetch_add(1, Ordering::Relaxed);
+                    greeted.fetch_add(usize::from(g), Ordering::Relaxed);
+                    answered.fetch_add(usize::from(n > 0), Ordering::Relaxed);
                 }
             });
         }
     });
+    let (plain, greeted, answered) = (
+        plain.into_inner(),
+        greeted.into_inner(),
+        answered.into_inner(),
+    );
     eprintln!(
-        "malformed input: {} sessions in {:.1?}",
+        "malformed input: {} sessions in {:.1?}; {plain} plaintext, {greeted} greeted, {answered} answered after the greeting",
         jobs.len(),
         started.elapsed()
+    );
+    // Every session reached the protocol (nothing refused by a limit), and the
+    // drained ones (3 in 5) got answers.
+    assert_eq!(greeted, plain, "sessions not greeted");
+    assert!(
+        answered * 2 >= plain,
+        "too few sessions answered: {answered} of {plain}"
+    );
+    // Logged in, hostile input reaches deeper code: a LIST pattern of 60,000
+    // wildcards overflowed the matcher's stack and aborted the whole process.
+    let out = python_ok(
+        &format!(
+            "{PY_PRELUDE}\n{}",
+            r#"
+M = imaplib.IMAP4_SSL(host, P["imaps"], ssl_context=ctx, timeout=60)
+M.login("alice@example.test", PASSWORD)
+print(M.list('""', '"' + "*%" * 30000 + '"')[0])
+print(M.list('""', '"' + "*" * 60000 + '"')[0])
+print(M.noop()[0])
+M.logout()
+"#
+        ),
+        &[
+            "127.0.0.1",
+            d.cert_path().to_str().unwrap(),
+            &format!("imaps={}", s.port("imaps")),
+        ],
+    );
+    assert_eq!(
+        out.split_whitespace().collect::<Vec<_>>(),
+        ["OK", "OK", "OK"]
     );
     // Same process, no panic, and normal sessions work.
     assert_eq!(s.pid(), pid);
@@ -743,6 +840,10 @@ fn thousands_of_malformed_sessions_leave_the_server_up_and_serving() {
                 || (b == b'\n' && (i == 0 || m[i - 1] != b'\r'))
                 || (b == b'\r' && m.get(i + 1) != Some(&b'\n'))
         });
-        assert!(!bad, "{user}/{mb}: stored message breaks the octet rules: {:?}", String::from_utf8_lossy(&m));
+        assert!(
+            !bad,
+            "{user}/{mb}: stored message breaks the octet rules: {:?}",
+            String::from_utf8_lossy(&m)
+        );
     }
 }
