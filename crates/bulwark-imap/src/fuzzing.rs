@@ -100,7 +100,7 @@ pub fn framing(data: &[u8]) {
         let frame = loop {
             let line = match input.read_line(framer.max_line()) {
                 Ok(l) => l,
-                Err(NoLine::TooLong) => break Frame::LineTooLong,
+                Err(NoLine::TooLong { .. }) => break Frame::LineTooLong,
                 Err(NoLine::Eof) => return,
             };
             if first {
@@ -236,7 +236,7 @@ impl SessionEnv {
             let frame = loop {
                 let line = match input.read_line(framer.max_line()) {
                     Ok(l) => l,
-                    Err(NoLine::TooLong) => break Frame::LineTooLong,
+                    Err(NoLine::TooLong { .. }) => break Frame::LineTooLong,
                     Err(NoLine::Eof) => return,
                 };
                 match framer.line(&line.bytes) {
@@ -271,7 +271,7 @@ impl SessionEnv {
                     assert!(s.cfg.tls, "AUTHENTICATE without TLS");
                     let line = match input.read_line(16 * 1024) {
                         Ok(l) => l,
-                        Err(NoLine::TooLong) => continue,
+                        Err(NoLine::TooLong { .. }) => continue,
                         Err(NoLine::Eof) => return,
                     };
                     let _ = s

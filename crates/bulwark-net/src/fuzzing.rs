@@ -19,8 +19,9 @@ use crate::connection::{Line, LineEnding};
 /// Why [`Input::read_line`] produced no line (the pure twin of `ReadError`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoLine {
-    /// The line was longer than allowed and was discarded up to its LF.
-    TooLong,
+    /// The line was longer than allowed and was discarded up to its LF; `crlf` tells
+    /// whether a CR preceded that LF.
+    TooLong { crlf: bool },
     /// The input ended (a partial last line is lost, as when a client disconnects).
     Eof,
 }
@@ -56,7 +57,9 @@ impl<'a> Input<'a> {
         };
         self.pos += lf + 1;
         if lf + 1 > max {
-            return Err(NoLine::TooLong);
+            return Err(NoLine::TooLong {
+                crlf: lf > 0 && rest[lf - 1] == b'\r',
+            });
         }
         let mut bytes = rest[..lf].to_vec();
         let ending = if bytes.last() == Some(&b'\r') {
@@ -334,7 +337,7 @@ mod tests {
         assert_eq!(i.read_line(10).unwrap().bytes, b"a");
         let l = i.read_line(10).unwrap();
         assert_eq!((l.bytes.as_slice(), l.ending), (&b"b"[..], LineEnding::Lf));
-        assert_eq!(i.read_line(10), Err(NoLine::TooLong));
+        assert_eq!(i.read_line(10), Err(NoLine::TooLong { crlf: true }));
         assert_eq!(i.read_exact(3), Some(&b"c\r\n"[..]));
         assert_eq!(i.read_exact(5), None);
         assert_eq!(i.read_line(10), Err(NoLine::Eof));

@@ -218,7 +218,7 @@ pub fn session(data: &[u8]) {
                 }
                 s.on_line(&l.bytes)
             }
-            Err(NoLine::TooLong) => s.on_line_too_long(),
+            Err(NoLine::TooLong { .. }) => s.on_line_too_long(),
             // RFC 1939 §6: a dropped connection never reaches UPDATE.
             Err(NoLine::Eof) => return,
         };

@@ -245,7 +245,7 @@ pub fn session(data: &[u8]) -> usize {
         match s.next_step() {
             Next::Command => match input.read_line(COMMAND_LINE_MAX) {
                 Ok(l) => s.command(l.bytes, l.ending),
-                Err(NoLine::TooLong) => s.command_too_long(),
+                Err(NoLine::TooLong { .. }) => s.command_too_long(),
                 Err(NoLine::Eof) => {
                     s.disconnected();
                     closed = true;
@@ -253,7 +253,7 @@ pub fn session(data: &[u8]) -> usize {
             },
             Next::DataLine => match input.read_line(DATA_LINE_MAX) {
                 Ok(l) => s.data_line(&l.bytes, l.ending),
-                Err(NoLine::TooLong) => s.data_line_too_long(),
+                Err(NoLine::TooLong { crlf }) => s.data_line_too_long(crlf),
                 Err(NoLine::Eof) => {
                     s.disconnected();
                     closed = true;
@@ -261,7 +261,7 @@ pub fn session(data: &[u8]) -> usize {
             },
             Next::SaslResponse => match input.read_line(SASL_LINE_MAX) {
                 Ok(l) => s.sasl_response(&l.bytes, l.ending),
-                Err(NoLine::TooLong) => s.sasl_too_long(),
+                Err(NoLine::TooLong { .. }) => s.sasl_too_long(),
                 Err(NoLine::Eof) => {
                     s.disconnected();
                     closed = true;
@@ -310,7 +310,6 @@ pub fn data_reader(data: &[u8]) {
     let mut reader = DataReader::new();
     let mut body = Vec::new();
     let mut input = Input::new(data);
-    let mut any_too_long = false;
     let end = loop {
         match input.read_line(DATA_LINE_MAX) {
             Ok(l) => {
@@ -318,28 +317,18 @@ pub fn data_reader(data: &[u8]) {
                     break Some(input.position());
                 }
             }
-            Err(NoLine::TooLong) => {
-                any_too_long = true;
-                reader.line_too_long();
-            }
+            Err(NoLine::TooLong { crlf }) => reader.line_too_long(crlf),
             Err(NoLine::Eof) => break None,
         }
     };
     // The model: the message ends at the first ".\r\n" at the start of the data or
-    // right after a "\r\n". With an overlong line the reader is stricter on purpose
-    // (it cannot know how that line ended), so the model only applies without one.
+    // right after a "\r\n" (overlong lines included: their ending is reported).
     let model_end = (0..data.len())
         .find(|&i| data[i..].starts_with(b".\r\n") && (i == 0 || data[..i].ends_with(b"\r\n")))
         .map(|i| i + 3);
-    if any_too_long {
-        if let (Some(e), Some(m)) = (end, model_end) {
-            assert!(e >= m, "end of data before the first CRLF.CRLF");
-        }
-        return;
-    }
     assert_eq!(end, model_end, "end of data differs from CRLF.CRLF");
     let Some(end) = end else { return };
-    if reader.flags.bare_lf || reader.flags.bare_cr || reader.oversize {
+    if reader.flags.bare_lf || reader.flags.bare_cr || reader.oversize || reader.too_long {
         return;
     }
     // Dot-unstuffing (§4.5.2): each CRLF line loses one leading dot.
