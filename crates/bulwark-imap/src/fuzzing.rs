@@ -127,11 +127,13 @@ pub fn framing(data: &[u8]) {
                 );
             }
             Frame::LiteralTooBig { tag, .. } => assert!(!tag.is_empty()),
-            Frame::Malformed { tag: Some(t) } => {
+            Frame::Malformed { tag: Some(t) } | Frame::TooComplex { tag: Some(t) } => {
                 assert!(!t.is_empty() && !t.contains([' ', '\r', '\n']));
                 assert_eq!(guess_tag(t.as_bytes()).as_deref(), Some(t.as_str()));
             }
-            Frame::Malformed { tag: None } | Frame::LineTooLong => {}
+            Frame::Malformed { tag: None }
+            | Frame::TooComplex { tag: None }
+            | Frame::LineTooLong => {}
         }
     }
 }
@@ -445,13 +447,13 @@ mod tests {
         let (frame, read) =
             frame_with_literals(b"a SEARCH TEXT {60000+}", b" TEXT {60000+}", 60_000, 1000);
         assert!(
-            matches!(frame, Frame::Malformed { tag: Some(ref t) } if t == "a"),
+            matches!(frame, Frame::TooComplex { tag: Some(ref t) } if t == "a"),
             "{frame:?}"
         );
         assert!(read < 64, "{read} literals read before refusing");
         // Many tiny literals: refused long before the 1,000-line limit.
         let (frame, read) = frame_with_literals(b"a SEARCH TEXT {1+}", b" TEXT {1+}", 1, 1000);
-        assert!(matches!(frame, Frame::Malformed { .. }));
+        assert!(matches!(frame, Frame::TooComplex { .. }), "{frame:?}");
         assert!(read < 1000);
         // What clients send still passes: a big APPEND, LOGIN with two literals, a
         // SEARCH with a handful of literal strings.

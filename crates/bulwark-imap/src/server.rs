@@ -65,6 +65,10 @@ pub(crate) enum Frame {
     Malformed {
         tag: Option<String>,
     },
+    /// Too many lines, or too much decoding work, for one command.
+    TooComplex {
+        tag: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -159,14 +163,14 @@ impl Framer {
         self.buf.extend_from_slice(line);
         self.buf.extend_from_slice(b"\r\n");
         let len = self.buf.len() as u64;
-        if self.lines > MAX_COMMAND_LINES
-            || len > self.limits.max_literal + 64 * self.limits.max_line as u64
-        {
+        if len > self.limits.max_literal + 64 * self.limits.max_line as u64 {
             return self.malformed();
         }
         self.work += len;
-        if self.work > WORK_FACTOR * len + WORK_ALLOWANCE {
-            return self.malformed();
+        if self.lines > MAX_COMMAND_LINES || self.work > WORK_FACTOR * len + WORK_ALLOWANCE {
+            return FrameStep::Frame(Frame::TooComplex {
+                tag: guess_tag(&self.buf),
+            });
         }
         match CommandCodec::default().decode(&self.buf) {
             Ok(_) => FrameStep::Frame(Frame::Command(std::mem::take(&mut self.buf))),
@@ -323,6 +327,15 @@ impl ImapHandler {
                     .await;
                     let _ = bye(conn, "* BYE Non-synchronizing literal too large").await;
                     return;
+                }
+                Frame::TooComplex { tag } => {
+                    bad_input(listener, "too_complex");
+                    let t = tag.unwrap_or_else(|| "*".into());
+                    reply(
+                        conn,
+                        &format!("{t} BAD [TOOBIG] Too many literals or lines in one command"),
+                    )
+                    .await
                 }
                 Frame::Malformed { tag } => {
                     bad_input(listener, "malformed");

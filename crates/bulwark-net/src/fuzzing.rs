@@ -276,10 +276,9 @@ pub fn session_bytes(rng: &mut Rng, dict: &[&[u8]], max_lines: usize) -> Vec<u8>
     let mut out = Vec::new();
     let lines = 1 + rng.below(max_lines.max(1));
     for _ in 0..lines {
-        let base: &[u8] = if dict.is_empty() {
-            b""
-        } else {
-            *rng.pick(dict)
+        let base: &[u8] = match dict.len() {
+            0 => b"",
+            n => dict[rng.below(n)],
         };
         match rng.below(20) {
             0 => {

@@ -299,7 +299,7 @@ pub const CATALOG: &[MetricDef] = &[
     counter(
         "bulwark_imap_bad_input_total",
         &["listener", "reason"],
-        "IMAP input refused (reason: line_too_long, literal_too_big, malformed, sasl)",
+        "IMAP input refused (reason: line_too_long, literal_too_big, malformed, too_complex, sasl)",
         "bulwark-imap",
     ),
     counter(
@@ -482,7 +482,13 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
                     );
                 }
             }
-            for reason in ["line_too_long", "literal_too_big", "malformed", "sasl"] {
+            for reason in [
+                "line_too_long",
+                "literal_too_big",
+                "malformed",
+                "too_complex",
+                "sasl",
+            ] {
                 c(
                     "bulwark_imap_bad_input_total",
                     &[("listener", l), ("reason", reason)],

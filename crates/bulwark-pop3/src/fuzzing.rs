@@ -208,10 +208,10 @@ pub fn session(data: &[u8]) {
             Ok(l) => {
                 // Track DELE/RSET as a client would, to check UPDATE.
                 match parse(&l.bytes) {
-                    Ok(crate::command::Command::Dele(n)) if s.maildrop().is_some() => {
-                        if s.maildrop().is_some_and(|m| m.get(n).is_ok()) {
-                            marked.push(n);
-                        }
+                    Ok(crate::command::Command::Dele(n))
+                        if s.maildrop().is_some_and(|m| m.get(n).is_ok()) =>
+                    {
+                        marked.push(n);
                     }
                     Ok(crate::command::Command::Rset) if s.maildrop().is_some() => marked.clear(),
                     _ => {}

@@ -577,6 +577,12 @@ fn hostile(proto: &str, rng: &mut Rng) -> Vec<u8> {
             b"a APPEND INBOX {99999999999+}\r\n".to_vec(),
             b"a LOGIN {1000000}\r\n".to_vec(),
             b"a SEARCH TEXT {1+}\r\nx TEXT {1+}\r\nx TEXT {1+}\r\nx\r\n".to_vec(),
+            [
+                b"a SEARCH TEXT {1+}\r\nx".as_slice(),
+                &b" TEXT {1+}\r\nx".repeat(1100),
+                b"\r\n",
+            ]
+            .concat(),
             b"a LIST \"\" \""
                 .iter()
                 .copied()
