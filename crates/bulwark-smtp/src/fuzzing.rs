@@ -22,6 +22,7 @@ use bulwark_net::fuzzing::{Input, NoLine};
 use bulwark_net::TlsInfo;
 use bulwark_store::{Account, IngestReceipt, Resolution, StoreError};
 
+use crate::budget::{InflightBudget, Reservation};
 use crate::checks::{MailFromVerdict, MessageVerdict};
 use crate::data::DataReader;
 use crate::session::{
@@ -130,6 +131,9 @@ fn perform(effect: Effect, session: &Session, ingested: &mut usize) -> EffectRes
         Effect::MaySendAs { addresses, .. } => {
             EffectResult::MaySendAs(Ok(addresses.iter().all(|a| a.eq_ignore_ascii_case(ALICE))))
         }
+        Effect::IsLocalDomain { domain } => {
+            EffectResult::LocalDomain(Ok(domain.eq_ignore_ascii_case("example.test")))
+        }
         Effect::CheckMailFrom(_) => EffectResult::MailFromChecked(MailFromVerdict::default()),
         Effect::CheckMessage(..) => {
             // The checker sees the message as received: the same octet rules hold.
@@ -203,6 +207,11 @@ pub fn session(data: &[u8]) -> usize {
         tarpit_after_errors: 3,
         max_errors: if cfg & 0x20 != 0 { 10 } else { 1000 },
         tarpit_delay: Duration::from_millis(1),
+        // A budget smaller than the message size limit now and then, so the 452 4.3.1
+        // path is exercised too.
+        budget: InflightBudget::new(if cfg & 0x40 != 0 { 2048 } else { 1 << 20 }),
+        internal_servers: Vec::new(),
+        reject_unauthenticated_local_senders: cfg & 0x80 != 0,
     });
     let peer: SocketAddr = "192.0.2.7:40000"
         .parse()
@@ -267,21 +276,17 @@ pub fn session(data: &[u8]) -> usize {
                     closed = true;
                 }
             },
-            Next::Chunk { size, keep } => match input.read_exact(size) {
-                Some(chunk) => {
-                    if keep {
-                        match s.chunk_buffer() {
-                            Some(buf) => buf.extend_from_slice(chunk),
-                            None => panic!("Next::Chunk keep=true without a chunk buffer"),
-                        }
+            Next::Chunk { remaining, .. } => {
+                // The server reads a chunk in pieces; so does the harness (at most
+                // 100 octets at a time), ending the session where the input ends.
+                match input.read_exact(remaining.min(100)) {
+                    Some(piece) if !piece.is_empty() => s.chunk_data(piece),
+                    _ => {
+                        s.disconnected();
+                        closed = true;
                     }
-                    s.chunk_done();
                 }
-                None => {
-                    s.disconnected();
-                    closed = true;
-                }
-            },
+            }
             Next::Effect(e) => {
                 let r = perform(e, &s, &mut ingested);
                 s.effect_done(r);
@@ -309,11 +314,12 @@ pub fn data_reader(data: &[u8]) {
     const MAX: u64 = 1 << 20;
     let mut reader = DataReader::new();
     let mut body = Vec::new();
+    let mut reservation = Reservation::new(InflightBudget::new(4 * MAX));
     let mut input = Input::new(data);
     let end = loop {
         match input.read_line(DATA_LINE_MAX) {
             Ok(l) => {
-                if reader.push_line(&l.bytes, l.ending, &mut body, MAX) {
+                if reader.push_line(&l.bytes, l.ending, &mut body, &mut reservation, MAX) {
                     break Some(input.position());
                 }
             }
@@ -405,7 +411,7 @@ mod tests {
         // property tests above would prove little.
         let mut ok = vec![0u8];
         ok.extend_from_slice(
-            b"EHLO c\r\nMAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: a\r\n\r\nhi\r\n.\r\nQUIT\r\n",
+            b"EHLO c\r\nMAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: x@remote.test\r\nSubject: a\r\n\r\nhi\r\n.\r\nQUIT\r\n",
         );
         assert_eq!(session(&ok), 1);
         data_reader(b"a\r\n..b\r\n.\r\n");
