@@ -383,12 +383,14 @@ impl Session {
                             what,
                             partial,
                         } => {
+                            // BODY[], RFC822 and BODY[HEADER/TEXT] are cut from the raw
+                            // octets; only part numbers parse the message.
                             let raw = blob.as_deref().unwrap_or_default();
                             let data = mime::section(raw, path, what);
                             match partial {
                                 Some((origin, len)) => {
                                     r.text(&format!("{label}<{origin}> "));
-                                    let d = data.unwrap_or_default();
+                                    let d: &[u8] = data.as_deref().unwrap_or_default();
                                     let start = (*origin as usize).min(d.len());
                                     let end = start.saturating_add(*len as usize).min(d.len());
                                     r.literal(&d[start..end]);

@@ -6,12 +6,22 @@
 //! opaque per-body summary (`Summary::encode`), so a header FETCH of many messages
 //! never re-parses them.
 //!
-//! Hand-written here: the IMAP encoding of those structures and the header-field
-//! filtering of HEADER.FIELDS — mail-parser parses MIME, it does not speak IMAP.
+//! Hand-written here: the IMAP encoding of those structures, the header-field
+//! filtering of HEADER.FIELDS, and finding the end of the top-level header (the first
+//! empty line, RFC 5322 §2.1) — mail-parser parses MIME, it does not speak IMAP, and
+//! BODY[], BODY[HEADER…] and BODY[TEXT] of the whole message need no MIME parse at
+//! all (the bulk of what clients fetch during a sync).
+//!
+//! Safety: nothing here parses a message deeper than `bulwark_mime::MAX_NESTING`
+//! (checked with the linear `nesting_depth` scan first; such a message is described
+//! as one opaque text part), parsed messages are taken apart iteratively when dropped
+//! (`Parsed`: mail-parser's own drop recurses once per encapsulation level), and
+//! `write_structure` stops recursing at `MAX_STRUCTURE_DEPTH`.
 
 use std::borrow::Cow;
 
 use base64::Engine;
+use bulwark_mime::{nesting_depth, MAX_NESTING};
 use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser, PartType};
 
 use crate::resp::push_string;
@@ -68,8 +78,93 @@ pub fn parser() -> MessageParser {
         .header_text(HeaderName::Comments)
 }
 
-pub fn parse(raw: &[u8]) -> Option<Message<'_>> {
-    parser().parse(raw)
+/// Nesting deeper than this is not described (a leaf stands for the rest); the scan
+/// before parsing keeps real structures within `MAX_NESTING`, this bounds our own
+/// recursion should mail-parser ever see more levels than the scan.
+pub const MAX_STRUCTURE_DEPTH: usize = MAX_NESTING + 16;
+
+/// A message parsed by mail-parser. Dropping it takes nested messages apart one at a
+/// time: mail-parser's own drop recurses once per message/rfc822 level, and tens of
+/// thousands of levels (a megabyte or two) would overflow the stack.
+pub struct Parsed<'x>(Option<Message<'x>>);
+
+impl<'x> std::ops::Deref for Parsed<'x> {
+    type Target = Message<'x>;
+    fn deref(&self) -> &Message<'x> {
+        // Always Some until dropped.
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("Parsed is only emptied by drop"))
+    }
+}
+
+impl Drop for Parsed<'_> {
+    fn drop(&mut self) {
+        let mut pending: Vec<Message<'_>> = self.0.take().into_iter().collect();
+        while let Some(mut m) = pending.pop() {
+            for p in m.parts.iter_mut() {
+                if matches!(p.body, PartType::Message(_)) {
+                    if let PartType::Message(inner) =
+                        std::mem::replace(&mut p.body, PartType::Text(Cow::Borrowed("")))
+                    {
+                        pending.push(inner);
+                    }
+                }
+            }
+            // `m` holds no nested message any more: dropping it does not recurse.
+        }
+    }
+}
+
+/// Whether the message may be given to mail-parser at all.
+pub fn parseable(raw: &[u8]) -> bool {
+    nesting_depth(raw, MAX_NESTING).is_ok()
+}
+
+/// Parses a message, unless it nests MIME parts deeper than `MAX_NESTING` (such
+/// messages are refused at APPEND and SMTP DATA, but may predate that) or
+/// mail-parser finds nothing in it.
+pub fn parse(raw: &[u8]) -> Option<Parsed<'_>> {
+    if !parseable(raw) {
+        metrics::counter!("bulwark_imap_mime_too_deep_total").increment(1);
+        return None;
+    }
+    parser().parse(raw).map(|m| Parsed(Some(m)))
+}
+
+/// Where the top-level header ends: just after the first empty line (RFC 5322 §2.1),
+/// so the header includes it, as BODY[HEADER] must (RFC 9051 §6.4.5). A message
+/// without an empty line is all header.
+pub fn header_end(raw: &[u8]) -> usize {
+    let mut pos = 0;
+    while pos < raw.len() {
+        let end = raw[pos..]
+            .iter()
+            .position(|c| *c == b'\n')
+            .map_or(raw.len(), |i| pos + i);
+        let line = &raw[pos..end];
+        if line.is_empty() || line == b"\r" {
+            return (end + 1).min(raw.len());
+        }
+        pos = end + 1;
+    }
+    raw.len()
+}
+
+/// The summary of a message we do not parse: an empty envelope and one plain-text
+/// part, the body after the header (what BODY[1] and BODY[TEXT] then return).
+fn opaque_summary(raw: &[u8]) -> Summary {
+    let body = &raw[header_end(raw)..];
+    let basic = format!(
+        "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" {} {})",
+        body.len(),
+        count_lines(body)
+    );
+    Summary {
+        envelope: b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)".to_vec(),
+        bodystructure: format!("{} NIL NIL NIL NIL)", &basic[..basic.len() - 1]).into_bytes(),
+        body: basic.into_bytes(),
+    }
 }
 
 pub fn compute_summary(raw: &[u8]) -> Summary {
@@ -78,29 +173,16 @@ pub fn compute_summary(raw: &[u8]) -> Summary {
             let mut envelope = Vec::new();
             write_envelope(&m, &mut envelope);
             let mut bodystructure = Vec::new();
-            write_structure(&m, 0, true, &mut bodystructure);
+            write_structure(&m, 0, true, 0, &mut bodystructure);
             let mut body = Vec::new();
-            write_structure(&m, 0, false, &mut body);
+            write_structure(&m, 0, false, 0, &mut body);
             Summary {
                 envelope,
                 bodystructure,
                 body,
             }
         }
-        _ => {
-            // Unparseable: an empty envelope and a plain-text body of the whole thing.
-            let basic = format!(
-                "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" {} {})",
-                raw.len(),
-                count_lines(raw)
-            )
-            .into_bytes();
-            Summary {
-                envelope: b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)".to_vec(),
-                bodystructure: basic.clone(),
-                body: basic,
-            }
-        }
+        _ => opaque_summary(raw),
     }
 }
 
@@ -188,22 +270,20 @@ fn encode_word(s: &str) -> Cow<'_, [u8]> {
     }
 }
 
+/// One address (RFC 9051 §7.5.2 ENVELOPE). NIL host or NIL mailbox would mark a group
+/// start or end, so an address without a domain (`root`) or an entry with only a
+/// display name gets empty strings instead.
 fn write_addr(out: &mut Vec<u8>, name: Option<&str>, address: Option<&str>) {
     out.push(b'(');
     nstring(out, name.map(encode_word).as_deref());
     out.extend_from_slice(b" NIL ");
-    match address {
-        Some(a) => {
-            let (local, host) = match a.rsplit_once('@') {
-                Some((l, h)) => (l, Some(h)),
-                None => (a, None),
-            };
-            nstring(out, Some(local.as_bytes()));
-            out.push(b' ');
-            nstring(out, host.map(str::as_bytes));
-        }
-        None => out.extend_from_slice(b"NIL NIL"),
-    }
+    let (local, host) = match address {
+        Some(a) => a.rsplit_once('@').unwrap_or((a, "")),
+        None => ("", ""),
+    };
+    push_string(out, local.as_bytes());
+    out.push(b' ');
+    push_string(out, host.as_bytes());
     out.push(b')');
 }
 
@@ -358,27 +438,65 @@ fn write_ext_tail(m: &Message<'_>, part: usize, out: &mut Vec<u8>) {
     nstring(out, raw_header(m, part, "Content-Location").as_deref());
 }
 
-/// BODYSTRUCTURE (`ext` = true) or BODY of one part of `m`.
-pub fn write_structure(m: &Message<'_>, part: usize, ext: bool, out: &mut Vec<u8>) {
+/// Content type and subtype (upper case) as a part's header declares them.
+fn declared_type(ct: Option<&mail_parser::ContentType<'_>>) -> Option<(String, String)> {
+    let c = ct?;
+    let t = c.c_type.to_uppercase();
+    let st = c.c_subtype.as_deref().unwrap_or("").to_uppercase();
+    Some((t, st))
+}
+
+/// An empty text body, for a message/rfc822 part whose content is empty.
+const EMPTY_TEXT: &[u8] = b"(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 0 0)";
+const EMPTY_ENVELOPE: &[u8] = b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)";
+
+/// BODYSTRUCTURE (`ext` = true) or BODY of one part of `m` (RFC 9051 §7.5.2).
+///
+/// The IMAP type follows what mail-parser made of the part, not only its header: a
+/// part parsed as a message is MESSAGE/RFC822 even without a Content-Type (the default
+/// inside multipart/digest, RFC 2046 §5.1.5); a multipart header on a part that is
+/// not one (no boundary) describes a TEXT/PLAIN leaf; a message/rfc822 header on a
+/// part mail-parser could not open describes APPLICATION/OCTET-STREAM.
+pub fn write_structure(m: &Message<'_>, part: usize, ext: bool, depth: usize, out: &mut Vec<u8>) {
     let Some(p) = m.parts.get(part) else {
         out.extend_from_slice(b"NIL");
         return;
     };
     let ct = content_type(m, part);
+    let declared = declared_type(ct);
+    let body = m
+        .raw_message
+        .get(p.offset_body as usize..p.offset_end as usize)
+        .unwrap_or_default();
+    if depth >= MAX_STRUCTURE_DEPTH {
+        // Not described further: an opaque leaf.
+        out.extend_from_slice(
+            format!(
+                "(\"APPLICATION\" \"OCTET-STREAM\" NIL NIL NIL \"7BIT\" {}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        if ext {
+            out.extend_from_slice(b" NIL NIL NIL NIL");
+        }
+        out.push(b')');
+        return;
+    }
     if let PartType::Multipart(children) = &p.body {
         out.push(b'(');
         if children.is_empty() {
             // RFC 9051 requires at least one part; describe an empty text part.
-            out.extend_from_slice(b"(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 0 0)");
+            out.extend_from_slice(EMPTY_TEXT);
         }
         for &c in children {
-            write_structure(m, c as usize, ext, out);
+            write_structure(m, c as usize, ext, depth + 1, out);
         }
         out.push(b' ');
-        let subtype = ct
-            .and_then(|c| c.c_subtype.as_deref())
-            .unwrap_or("MIXED")
-            .to_uppercase();
+        let subtype = match &declared {
+            Some((t, st)) if t == "MULTIPART" && !st.is_empty() => st.clone(),
+            _ => "MIXED".to_string(),
+        };
         push_string(out, subtype.as_bytes());
         if ext {
             out.push(b' ');
@@ -388,26 +506,38 @@ pub fn write_structure(m: &Message<'_>, part: usize, ext: bool, out: &mut Vec<u8
         out.push(b')');
         return;
     }
-    let (ctype, subtype) = match ct {
-        Some(c) => (
-            c.c_type.to_uppercase(),
-            c.c_subtype.as_deref().unwrap_or("").to_uppercase(),
-        ),
-        None => ("TEXT".into(), "PLAIN".into()),
-    };
-    let subtype = if subtype.is_empty() {
-        if ctype == "TEXT" {
-            "PLAIN".to_string()
-        } else {
-            "OCTET-STREAM".to_string()
+    let is_message = matches!(p.body, PartType::Message(_));
+    let (ctype, subtype) = match declared {
+        _ if is_message => match &declared {
+            Some((t, st)) if t == "MESSAGE" && !st.is_empty() => {
+                ("MESSAGE".to_string(), st.clone())
+            }
+            _ => ("MESSAGE".to_string(), "RFC822".to_string()),
+        },
+        Some((t, _)) if t == "MULTIPART" => ("TEXT".to_string(), "PLAIN".to_string()),
+        Some((t, st)) if t == "MESSAGE" && (st == "RFC822" || st == "GLOBAL") => {
+            ("APPLICATION".to_string(), "OCTET-STREAM".to_string())
         }
-    } else {
-        subtype
+        Some((t, st)) if !t.is_empty() => {
+            let st = if !st.is_empty() {
+                st
+            } else if t == "TEXT" {
+                "PLAIN".to_string()
+            } else {
+                "OCTET-STREAM".to_string()
+            };
+            (t, st)
+        }
+        _ => ("TEXT".to_string(), "PLAIN".to_string()),
     };
-    let body = m
-        .raw_message
-        .get(p.offset_body as usize..p.offset_end as usize)
-        .unwrap_or_default();
+    // Parameters of a header that no longer describes the part are left out.
+    let own_params = match ct {
+        Some(c) => {
+            let t = c.c_type.to_uppercase();
+            t == ctype || (t == "MESSAGE" && ctype == "APPLICATION")
+        }
+        None => false,
+    };
     out.push(b'(');
     push_string(out, ctype.as_bytes());
     out.push(b' ');
@@ -418,7 +548,7 @@ pub fn write_structure(m: &Message<'_>, part: usize, ext: bool, out: &mut Vec<u8
     } else {
         &[]
     };
-    write_params(out, ct, default_params);
+    write_params(out, if own_params { ct } else { None }, default_params);
     out.push(b' ');
     nstring(out, raw_header(m, part, "Content-ID").as_deref());
     out.push(b' ');
@@ -430,20 +560,23 @@ pub fn write_structure(m: &Message<'_>, part: usize, ext: bool, out: &mut Vec<u8
     push_string(out, &enc);
     out.push(b' ');
     out.extend_from_slice(body.len().to_string().as_bytes());
-    match &p.body {
-        PartType::Message(nested) if !nested.parts.is_empty() => {
+    if let PartType::Message(nested) = &p.body {
+        // body-type-msg: envelope, body, lines — all three are required.
+        out.push(b' ');
+        if nested.parts.is_empty() {
+            out.extend_from_slice(EMPTY_ENVELOPE);
             out.push(b' ');
+            out.extend_from_slice(EMPTY_TEXT);
+        } else {
             write_envelope(nested, out);
             out.push(b' ');
-            write_structure(nested, 0, ext, out);
-            out.push(b' ');
-            out.extend_from_slice(count_lines(body).to_string().as_bytes());
+            write_structure(nested, 0, ext, depth + 1, out);
         }
-        _ if ctype == "TEXT" => {
-            out.push(b' ');
-            out.extend_from_slice(count_lines(body).to_string().as_bytes());
-        }
-        _ => {}
+        out.push(b' ');
+        out.extend_from_slice(count_lines(body).to_string().as_bytes());
+    } else if ctype == "TEXT" {
+        out.push(b' ');
+        out.extend_from_slice(count_lines(body).to_string().as_bytes());
     }
     if ext {
         out.push(b' ');
@@ -510,51 +643,40 @@ fn slice<'a>(m: &'a Message<'_>, a: u32, b: u32) -> &'a [u8] {
         .unwrap_or_default()
 }
 
-/// The octets of a section; None when the part does not exist (the client then gets
-/// an empty string, as RFC 9051 §6.4.5 suggests for non-existent parts... we send NIL).
-pub fn section(raw: &[u8], path: &[u32], what: &SectionText) -> Option<Vec<u8>> {
-    // BODY[] / RFC822 is the stored octets as they are: no need to parse. Parsing
-    // (which decodes every text part's charset) was 25% of the server's CPU when
-    // clients download whole messages (bench/README.md, imap-fetch-body-1k).
-    if path.is_empty() && matches!(what, SectionText::Whole) {
-        return Some(raw.to_vec());
-    }
-    let Some(top) = parse(raw) else {
-        // Not MIME at all: everything is body, there is no header.
-        return match (path, what) {
-            ([], SectionText::Whole | SectionText::Text) | ([1], SectionText::Whole) => {
-                Some(raw.to_vec())
-            }
-            ([], _) => Some(Vec::new()),
-            _ => None,
-        };
-    };
-    if top.parts.is_empty() {
-        return Some(Vec::new());
-    }
+/// The octets of a section; None when the part does not exist (sent as NIL).
+///
+/// Sections of the whole message (BODY[], BODY[HEADER], BODY[HEADER.FIELDS …],
+/// BODY[TEXT]) are cut from the raw octets without parsing: the header ends at the
+/// first empty line. Part numbers need the MIME structure; a message that is not
+/// parsed (too deep, or nothing mail-parser recognises) has one part, its body.
+/// (Parsing, which decodes every text part's charset, was 25% of the server's CPU
+/// when clients download whole messages: bench/README.md, imap-fetch-body-1k.)
+pub fn section<'r>(raw: &'r [u8], path: &[u32], what: &SectionText) -> Option<Cow<'r, [u8]>> {
     if path.is_empty() {
-        let root = &top.parts[0];
+        let h = header_end(raw);
         return Some(match what {
-            SectionText::Whole => raw.to_vec(),
-            SectionText::Header | SectionText::Mime => {
-                slice(&top, root.offset_header, root.offset_body).to_vec()
+            SectionText::Whole => Cow::Borrowed(raw),
+            SectionText::Header | SectionText::Mime => Cow::Borrowed(&raw[..h]),
+            SectionText::HeaderFields { names, not } => {
+                Cow::Owned(filter_header(&raw[..h], names, *not))
             }
-            SectionText::HeaderFields { names, not } => filter_header(
-                slice(&top, root.offset_header, root.offset_body),
-                names,
-                *not,
-            ),
-            SectionText::Text => slice(
-                &top,
-                root.offset_body,
-                root.offset_end.max(root.offset_body),
-            )
-            .to_vec(),
+            SectionText::Text => Cow::Borrowed(&raw[h..]),
         });
     }
+    let top = match parse(raw) {
+        Some(t) if !t.parts.is_empty() => t,
+        _ => {
+            let h = header_end(raw);
+            return match (path, what) {
+                ([1], SectionText::Whole) => Some(Cow::Borrowed(&raw[h..])),
+                ([1], SectionText::Mime) => Some(Cow::Borrowed(&b""[..])),
+                _ => None,
+            };
+        }
+    };
     let node = find(&top, path)?;
     let p = node.msg.parts.get(node.idx)?;
-    Some(match what {
+    Some(Cow::Owned(match what {
         SectionText::Whole => slice(node.msg, p.offset_body, p.offset_end).to_vec(),
         SectionText::Mime => slice(node.msg, p.offset_header, p.offset_body).to_vec(),
         SectionText::Header | SectionText::HeaderFields { .. } | SectionText::Text => {
@@ -573,7 +695,7 @@ pub fn section(raw: &[u8], path: &[u32], what: &SectionText) -> Option<Vec<u8>> 
                 _ => slice(nested, root.offset_body, root.offset_end).to_vec(),
             }
         }
-    })
+    }))
 }
 
 /// Keeps (or drops, for HEADER.FIELDS.NOT) the named fields of a header block and
@@ -649,12 +771,40 @@ fn value_text(v: &HeaderValue<'_>, raw: &[u8]) -> String {
     }
 }
 
+/// The top-level header fields as (lower-case name, unfolded raw value), for a
+/// message that is not parsed.
+fn raw_fields(header: &[u8]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in header.split(|c| *c == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if matches!(line.first(), Some(b' ' | b'\t')) {
+            if let Some(last) = out.last_mut() {
+                last.1
+                    .push_str(&String::from_utf8_lossy(line).to_lowercase());
+            }
+            continue;
+        }
+        if let Some(colon) = line.iter().position(|c| *c == b':') {
+            out.push((
+                String::from_utf8_lossy(trim(&line[..colon])).to_lowercase(),
+                String::from_utf8_lossy(&line[colon + 1..]).to_lowercase(),
+            ));
+        }
+    }
+    out
+}
+
 pub fn search_doc(raw: &[u8], want_body: bool) -> SearchDoc {
     let Some(m) = parse(raw) else {
+        // Not parsed (too deep, or not MIME): raw header fields and body text.
+        let h = header_end(raw);
         return SearchDoc {
-            headers: Vec::new(),
+            headers: raw_fields(&raw[..h]),
             body: if want_body {
-                String::from_utf8_lossy(raw).to_lowercase()
+                String::from_utf8_lossy(&raw[h..]).to_lowercase()
             } else {
                 String::new()
             },
@@ -808,8 +958,12 @@ JVBERi0=\r\n\
         );
 
         let sec = |path: &[u32], w: SectionText| {
-            String::from_utf8(section(&raw, path, &w).unwrap_or_else(|| b"<none>".to_vec()))
-                .unwrap()
+            String::from_utf8(
+                section(&raw, path, &w)
+                    .map(|c| c.into_owned())
+                    .unwrap_or_else(|| b"<none>".to_vec()),
+            )
+            .unwrap()
         };
         // The CRLF before a boundary belongs to the boundary (RFC 2046 §5.1.1).
         assert_eq!(sec(&[1], SectionText::Whole), "Gr=C3=BC=C3=9Fe aus Berlin");
@@ -849,7 +1003,12 @@ JVBERi0=\r\n\
         assert!(sec(&[], SectionText::Text).starts_with("preamble\r\n--XX"));
         // A single-part message has part 1 = its body.
         assert_eq!(
-            String::from_utf8(section(SIMPLE, &[1], &SectionText::Whole).unwrap()).unwrap(),
+            String::from_utf8(
+                section(SIMPLE, &[1], &SectionText::Whole)
+                    .unwrap()
+                    .into_owned()
+            )
+            .unwrap(),
             "Hello Joe, do you think we can meet at 3:30 tomorrow?\r\n"
         );
     }
@@ -881,5 +1040,346 @@ JVBERi0=\r\n\
             s.contains("((NIL NIL \"a\" \"example.test\")(\"B b\" NIL \"b\" \"example.test\"))"),
             "{s}"
         );
+    }
+
+    /// Parses `* 1 FETCH (BODYSTRUCTURE … BODY … ENVELOPE …)` with imap-codec's
+    /// response parser — an implementation independent of our encoder, strict about
+    /// the RFC 9051 grammar (e.g. a TEXT part must have lines, a MESSAGE/RFC822 part an
+    /// envelope, body and lines).
+    fn decode_items(s: &Summary) -> Vec<imap_codec::imap_types::fetch::MessageDataItem<'static>> {
+        use imap_codec::decode::Decoder;
+        use imap_codec::imap_types::response::{Data, Response};
+        use imap_codec::imap_types::IntoStatic;
+        let mut line = b"* 1 FETCH (BODYSTRUCTURE ".to_vec();
+        line.extend_from_slice(&s.bodystructure);
+        line.extend_from_slice(b" BODY ");
+        line.extend_from_slice(&s.body);
+        line.extend_from_slice(b" ENVELOPE ");
+        line.extend_from_slice(&s.envelope);
+        line.extend_from_slice(b")\r\n");
+        match imap_codec::ResponseCodec::default().decode(&line) {
+            Ok((rest, Response::Data(Data::Fetch { items, .. }))) if rest.is_empty() => items
+                .into_inner()
+                .into_iter()
+                .map(|i| i.into_static())
+                .collect(),
+            other => panic!(
+                "not valid IMAP: {other:?}\n{}",
+                String::from_utf8_lossy(&line)
+            ),
+        }
+    }
+
+    fn structure(s: &Summary) -> imap_codec::imap_types::body::BodyStructure<'static> {
+        use imap_codec::imap_types::fetch::MessageDataItem;
+        decode_items(s)
+            .into_iter()
+            .find_map(|i| match i {
+                MessageDataItem::BodyStructure(b) => Some(b),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    fn envelope(s: &Summary) -> imap_codec::imap_types::envelope::Envelope<'static> {
+        use imap_codec::imap_types::fetch::MessageDataItem;
+        decode_items(s)
+            .into_iter()
+            .find_map(|i| match i {
+                MessageDataItem::Envelope(e) => Some(e),
+                _ => None,
+            })
+            .unwrap()
+    }
+
+    /// (type, subtype) of each part in order, "MULTIPART/x" for multiparts.
+    fn shape(b: &imap_codec::imap_types::body::BodyStructure<'_>, out: &mut Vec<String>) {
+        use imap_codec::imap_types::body::{BodyStructure, SpecificFields};
+        let s = |x: &imap_codec::imap_types::core::IString<'_>| {
+            String::from_utf8_lossy(x.as_ref()).to_uppercase()
+        };
+        match b {
+            BodyStructure::Single { body, .. } => match &body.specific {
+                SpecificFields::Basic { r#type, subtype } => {
+                    out.push(format!("{}/{}", s(r#type), s(subtype)))
+                }
+                SpecificFields::Text { subtype, .. } => out.push(format!("TEXT/{}", s(subtype))),
+                SpecificFields::Message { body_structure, .. } => {
+                    out.push("MESSAGE/RFC822".into());
+                    shape(body_structure, out);
+                }
+            },
+            BodyStructure::Multi {
+                bodies, subtype, ..
+            } => {
+                out.push(format!("MULTIPART/{}", s(subtype)));
+                for b in bodies.as_ref() {
+                    shape(b, out);
+                }
+            }
+        }
+    }
+
+    fn shape_of(raw: &[u8]) -> Vec<String> {
+        let mut v = Vec::new();
+        shape(&structure(&compute_summary(raw)), &mut v);
+        v
+    }
+
+    #[test]
+    fn structures_follow_what_was_parsed() {
+        // multipart/digest: a part without Content-Type is a message (RFC 2046 §5.1.5).
+        let digest = b"Subject: d\r\nContent-Type: multipart/digest; boundary=\"B\"\r\n\r\n--B\r\n\r\nSubject: inner1\r\nFrom: a@b.example\r\n\r\nbody1\r\n--B\r\nContent-Type: text/plain\r\n\r\nplain\r\n--B--\r\n";
+        assert_eq!(
+            shape_of(digest),
+            [
+                "MULTIPART/DIGEST",
+                "MESSAGE/RFC822",
+                "TEXT/PLAIN",
+                "TEXT/PLAIN"
+            ]
+        );
+        // A multipart header without a boundary is not a multipart.
+        let nob = b"Subject: n\r\nContent-Type: multipart/mixed\r\n\r\nhello\r\n";
+        assert_eq!(shape_of(nob), ["TEXT/PLAIN"]);
+        // message/rfc822 parts: empty, unparseable (encoded emptiness), nested.
+        let broken = b"Subject: r\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: message/rfc822\r\n\r\n--B\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n\r\n--B\r\nContent-Type: message/rfc822\r\n\r\nSubject: ok\r\nContent-Type: multipart/alternative; boundary=C\r\n\r\n--C\r\nContent-Type: text/plain\r\n\r\nx\r\n--C\r\nContent-Type: text/html\r\n\r\n<b>x</b>\r\n--C--\r\n--B--\r\n";
+        let sh = shape_of(broken);
+        assert_eq!(sh[0], "MULTIPART/MIXED", "{sh:?}");
+        assert!(
+            sh.ends_with(&[
+                "MESSAGE/RFC822".to_string(),
+                "MULTIPART/ALTERNATIVE".to_string(),
+                "TEXT/PLAIN".to_string(),
+                "TEXT/HTML".to_string()
+            ]),
+            "{sh:?}"
+        );
+        // Every message/rfc822 part carries envelope, body and lines, or is opaque.
+        assert!(
+            sh.iter().all(|t| t == "MULTIPART/MIXED"
+                || t == "MESSAGE/RFC822"
+                || t.starts_with("TEXT/")
+                || t == "APPLICATION/OCTET-STREAM"
+                || t == "MULTIPART/ALTERNATIVE"),
+            "{sh:?}"
+        );
+        // The test messages of this module, and unparseable input.
+        for raw in [SIMPLE, &multipart()[..], b"", b"just text, no header\r\n"] {
+            structure(&compute_summary(raw));
+        }
+    }
+
+    #[test]
+    fn envelope_addresses_are_never_mistaken_for_groups() {
+        let raw = b"From: root\r\nTo: John Doe, <x@y.example>, undisclosed-recipients:;\r\nCc: \"Only Name\", team: a@b.example, c@d.example;\r\nSubject: s\r\n\r\nb\r\n";
+        let e = envelope(&compute_summary(raw));
+        let is_nil = |n: &imap_codec::imap_types::core::NString<'_>| n.0.is_none();
+        for (field, list) in [("from", &e.from), ("to", &e.to), ("cc", &e.cc)] {
+            // Group start: NIL host and a mailbox; group end: NIL mailbox and NIL host.
+            let mut open = 0i32;
+            let mut groups = 0;
+            for a in list {
+                match (is_nil(&a.mailbox), is_nil(&a.host)) {
+                    (false, true) => {
+                        open += 1;
+                        groups += 1;
+                    }
+                    (true, true) => open -= 1,
+                    _ => {}
+                }
+                assert!(
+                    (0..=1).contains(&open),
+                    "{field}: unbalanced groups {list:?}"
+                );
+            }
+            assert_eq!(open, 0, "{field}: {list:?}");
+            let want = if field == "from" { 0 } else { 1 };
+            assert_eq!(groups, want, "{field}: {list:?}");
+        }
+        assert_eq!(e.from.len(), 1);
+        assert_eq!(e.to.len(), 4, "John Doe, x@y, group start, group end");
+        assert_eq!(
+            e.cc.len(),
+            5,
+            "Only Name, group start, 2 members, group end"
+        );
+    }
+
+    fn nested_multipart(levels: usize) -> Vec<u8> {
+        let mut m = b"From: a@example.test\r\nSubject: deep\r\n".to_vec();
+        for i in 0..levels {
+            m.extend(
+                format!("Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n")
+                    .into_bytes(),
+            );
+        }
+        m.extend(b"Content-Type: text/plain\r\n\r\nhello deep world\r\n");
+        for i in (0..levels).rev() {
+            m.extend(format!("--b{i}--\r\n").into_bytes());
+        }
+        m
+    }
+
+    fn nested_messages(levels: usize) -> Vec<u8> {
+        let mut m =
+            b"From: a@example.test\r\nSubject: deep\r\nContent-Type: message/rfc822\r\n\r\n"
+                .to_vec();
+        for _ in 1..levels {
+            m.extend(b"Subject: x\r\nContent-Type: message/rfc822\r\n\r\n");
+        }
+        m.extend(b"Subject: end\r\n\r\nhello deep world\r\n");
+        m
+    }
+
+    /// Runs `f` on a thread with a small stack, so a regression overflows here
+    /// (and aborts the test binary) rather than passing by luck.
+    fn on_small_stack<F: FnOnce() + Send + 'static>(f: F) {
+        std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn deep_messages_are_described_without_parsing() {
+        on_small_stack(|| {
+            for raw in [nested_multipart(20_000), nested_messages(40_000)] {
+                assert!(!parseable(&raw));
+                let s = compute_summary(&raw);
+                assert_eq!(s.envelope, EMPTY_ENVELOPE);
+                structure(&s);
+                let h = header_end(&raw);
+                assert_eq!(
+                    section(&raw, &[], &SectionText::Header).unwrap().as_ref(),
+                    &raw[..h]
+                );
+                assert_eq!(
+                    section(&raw, &[], &SectionText::Whole).unwrap().as_ref(),
+                    &raw[..]
+                );
+                assert_eq!(
+                    section(&raw, &[1], &SectionText::Whole).unwrap().as_ref(),
+                    &raw[h..]
+                );
+                assert!(section(&raw, &[1, 1], &SectionText::Whole).is_none());
+                let d = search_doc(&raw, true);
+                assert!(d.body.contains("hello deep world"));
+                assert!(d
+                    .headers
+                    .iter()
+                    .any(|(n, v)| n == "subject" && v.contains("deep")));
+            }
+        });
+    }
+
+    #[test]
+    fn dropping_a_deeply_nested_parse_does_not_recurse() {
+        // Parsed directly (no depth check): mail-parser builds 40,000 nested messages;
+        // `Parsed` must take them apart without recursing.
+        on_small_stack(|| {
+            let raw = nested_messages(40_000);
+            let m = Parsed(parser().parse(&raw[..]));
+            assert!(!m.parts.is_empty());
+            drop(m);
+            // And the structure writer stops at its depth limit.
+            let m = Parsed(parser().parse(&raw[..]));
+            let mut out = Vec::new();
+            write_structure(&m, 0, true, 0, &mut out);
+            assert!(out.windows(14).any(|w| w == b"\"OCTET-STREAM\""));
+        });
+    }
+
+    /// The depth mail-parser actually builds (each multipart and each encapsulated
+    /// message adds one), measured without recursion.
+    fn parsed_depth(m: &Message<'_>) -> usize {
+        let mut deepest = 0;
+        let mut todo: Vec<(&Message<'_>, usize, usize)> = vec![(m, 0, 0)];
+        while let Some((msg, idx, depth)) = todo.pop() {
+            deepest = deepest.max(depth);
+            let Some(p) = msg.parts.get(idx) else {
+                continue;
+            };
+            match &p.body {
+                PartType::Multipart(children) => {
+                    for &c in children {
+                        todo.push((msg, c as usize, depth + 1));
+                    }
+                }
+                PartType::Message(inner) => todo.push((inner, 0, depth + 1)),
+                _ => {}
+            }
+        }
+        deepest
+    }
+
+    #[test]
+    fn the_depth_scan_never_sees_less_than_mail_parser_builds() {
+        // Constructions where a scanner that follows RFC 2046 alone undercounts.
+        let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+        let chain = |n: usize, level: &str| {
+            let mut m = Vec::new();
+            for _ in 0..n {
+                m.extend_from_slice(level.as_bytes());
+            }
+            m.extend_from_slice(b"Subject: end\r\n\r\nx\r\n");
+            m
+        };
+        let mut cases: Vec<Vec<u8>> = vec![
+            chain(6, "Content-Type: message/rfc822 (c)\r\n\r\n"),
+            chain(6, "Content-Type: \"message/rfc822\"\r\n\r\n"),
+            chain(6, "\rContent-Type: message/rfc822\r\n\r\n"),
+            chain(
+                6,
+                "Content-Type: text/plain\r\nContent-Type: message/rfc822\r\n\r\n",
+            ),
+            nested_multipart(6),
+            nested_messages(6),
+        ];
+        let mut digest = Vec::new();
+        for i in 0..6 {
+            digest.extend(
+                format!("Content-Type: multipart/digest; boundary=d{i}\r\n\r\n--d{i}\r\n\r\n")
+                    .into_bytes(),
+            );
+        }
+        digest.extend(b"Subject: end\r\n\r\nx\r\n");
+        cases.push(digest);
+        let mut anywhere = Vec::new();
+        for i in 0..6 {
+            anywhere.extend(format!("Content-Type: multipart/mixed; boundary = b{i}\r\n\r\njunk--b{i}\r\nContent-Type: message/rfc822\r\n\r\n").into_bytes());
+        }
+        anywhere.extend(b"Subject: end\r\n\r\nx\r\n");
+        cases.push(anywhere);
+        let inner = nested_messages(6);
+        cases.push(
+            format!(
+                "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+                b64(&inner)
+            )
+            .into_bytes(),
+        );
+        let mut pops = b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n".to_vec();
+        for _ in 0..4 {
+            pops.extend(b"Content-Type: message/rfc822\r\n\r\nContent-Type: message/rfc822\r\n\r\nSubject: x\r\n\r\nx\r\n--B\r\n");
+        }
+        cases.push(pops);
+        for raw in cases {
+            let m = Parsed(parser().parse(&raw[..]));
+            let actual = parsed_depth(&m);
+            let scanned = nesting_depth(&raw, MAX_NESTING).unwrap();
+            assert!(
+                actual >= 3,
+                "the case should nest: {actual} {}",
+                String::from_utf8_lossy(&raw)
+            );
+            assert!(
+                scanned >= actual,
+                "scan {scanned} < parsed {actual}: {}",
+                String::from_utf8_lossy(&raw)
+            );
+        }
     }
 }

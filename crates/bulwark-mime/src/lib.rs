@@ -2,21 +2,37 @@
 //!
 //! Owns: [`nesting_depth`], a linear, non-recursive scan of multipart boundaries and
 //! `message/rfc822` encapsulation. MIME parsers (mail-parser, and mail-auth on top of
-//! it) recurse once per nesting level, so a message of a megabyte or two with tens of
-//! thousands of nested parts overflows the stack and aborts the whole server. Every
-//! entry point that accepts a message (SMTP DATA/BDAT, IMAP APPEND) refuses messages
-//! deeper than [`MAX_NESTING`] before anything parses them, and every reader of stored
-//! messages checks again before parsing (messages stored by older versions).
+//! it) recurse once per nesting level — mail-parser builds nested messages iteratively
+//! but drops them (and copies the ones inside encoded parts) recursively — so a
+//! message of a megabyte or two with tens of thousands of nested parts overflows the
+//! stack and aborts the whole server. Every entry point that accepts a message (SMTP
+//! DATA/BDAT, IMAP APPEND) refuses messages deeper than [`MAX_NESTING`] before anything
+//! parses them, and every reader of stored messages checks again before parsing
+//! (messages stored by older versions).
+//!
+//! The scan follows the splitting rules of mail-parser 0.11 (the parser behind it),
+//! not only those of RFC 2046, because a scanner that is stricter than the parser can
+//! be blinded: mail-parser finds a boundary anywhere in a line and only the innermost
+//! one, ends one encapsulated message per boundary, treats a part without
+//! Content-Type inside multipart/digest as message/rfc822 (RFC 2046 §5.1.5), accepts
+//! comments and quotes in Content-Type, and decodes base64/quoted-printable
+//! message/rfc822 bodies (up to 3 levels) and parses what they contain. Where the two
+//! might still differ, the scan errs towards counting more levels.
 //!
 //! Hand-written because the point is to not parse: it only looks at header names,
-//! `Content-Type` values and boundary delimiter lines (RFC 2046 §5.1.1), in one pass,
+//! `Content-Type`/`Content-Transfer-Encoding` values and boundary delimiters, in one
+//! pass (plus one per encoded message part, at most 3 deep), without recursion and
 //! with memory proportional to the depth it allows.
 //!
-//! Must not: judge content, decode anything, or allocate per line.
+//! Must not: judge content.
 
 /// Deepest MIME nesting accepted; Postfix's `mime_nesting_limit` default. Real mail
 /// rarely goes beyond 5–10 (a forwarded message inside a digest inside a reply).
 pub const MAX_NESTING: usize = 100;
+
+/// How many levels of base64/quoted-printable encoded message/rfc822 bodies
+/// mail-parser 0.11 decodes and parses (`MAX_NESTED_ENCODED`).
+const ENCODED_LEVELS: u32 = 3;
 
 /// The message nests MIME entities deeper than allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,154 +48,498 @@ impl std::fmt::Display for TooDeep {
 
 impl std::error::Error for TooDeep {}
 
-/// One open entity: a multipart with its boundary, or an encapsulated message (which
-/// ends where its enclosing multipart's next boundary appears).
-struct Frame {
-    boundary: Option<Vec<u8>>,
-}
-
-/// What a header block said about the entity's body.
-enum BodyKind {
-    Leaf,
-    Multipart(Vec<u8>),
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Multipart,
     Message,
 }
 
-fn classify(content_type: &[u8]) -> BodyKind {
-    let lower: Vec<u8> = content_type
-        .iter()
-        .map(|b| b.to_ascii_lowercase())
-        .collect();
-    let value = lower.split(|b| *b == b';').next().unwrap_or(&[]);
-    let value = trim(value);
-    if value.starts_with(b"multipart/") {
-        match boundary_param(content_type) {
-            Some(b) if !b.is_empty() => BodyKind::Multipart(b),
-            _ => BodyKind::Leaf,
-        }
-    } else if value == b"message/rfc822" || value == b"message/global" {
-        BodyKind::Message
-    } else {
-        BodyKind::Leaf
-    }
+/// One open entity. A multipart owns its boundary; an encapsulated message borrows
+/// the enclosing one while it is open (mail-parser's `mime_boundary.take()`), so
+/// the boundary searched for is always the innermost frame's.
+struct Frame {
+    kind: Kind,
+    boundary: Option<Vec<u8>>,
+    digest: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Base64,
+    QuotedPrintable,
+}
+
+/// What one header block says about its body.
+#[derive(Default)]
+struct Header {
+    content_type: Option<Vec<u8>>,
+    transfer_encoding: Option<Vec<u8>>,
+}
+
+/// Longest header value looked at (a Content-Type with a boundary fits easily).
+const MAX_VALUE: usize = 4096;
+
+fn is_ws(b: u8) -> bool {
+    b.is_ascii_whitespace()
 }
 
 fn trim(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
+    while let [first, rest @ ..] = s {
+        if !is_ws(*first) {
+            break;
+        }
         s = rest;
     }
-    while let [rest @ .., b' ' | b'\t' | b'\r'] = s {
+    while let [rest @ .., last] = s {
+        if !is_ws(*last) {
+            break;
+        }
         s = rest;
     }
     s
 }
 
-/// The `boundary` parameter (RFC 2046 §5.1.1), quoted or not, case preserved.
-fn boundary_param(content_type: &[u8]) -> Option<Vec<u8>> {
-    let lower: Vec<u8> = content_type
+/// The end of the line starting at `pos` (index of its LF, or the data's end).
+fn line_end(data: &[u8], pos: usize) -> usize {
+    data[pos..]
         .iter()
-        .map(|b| b.to_ascii_lowercase())
-        .collect();
-    let key = b"boundary=";
-    let pos = lower.windows(key.len()).position(|w| w == key)?;
-    // The parameter name must start a parameter (after ';' and optional spaces).
-    let before = trim(&lower[..pos]);
-    if !before.ends_with(b";") {
-        return None;
+        .position(|b| *b == b'\n')
+        .map_or(data.len(), |i| pos + i)
+}
+
+/// Reads the header block starting at `pos` (possibly in the middle of a line, right
+/// after a boundary). Returns it and where the body starts, or None when the data
+/// ends inside it (mail-parser then stops parsing).
+///
+/// Like mail-parser: leading whitespace (CR included) before a field name is
+/// skipped, a line that is then empty ends the block, a line starting with a space
+/// or tab after a field is a folded continuation (even if blank).
+fn read_header(data: &[u8], mut pos: usize) -> Option<(Header, usize)> {
+    #[derive(PartialEq)]
+    enum Collect {
+        None,
+        ContentType,
+        Encoding,
     }
-    let rest = &content_type[pos + key.len()..];
-    let rest = trim(rest);
-    if let Some(q) = rest.strip_prefix(b"\"") {
-        let end = q.iter().position(|b| *b == b'"')?;
-        Some(q[..end].to_vec())
-    } else {
-        let end = rest
-            .iter()
-            .position(|b| *b == b';' || *b == b' ' || *b == b'\t')
-            .unwrap_or(rest.len());
-        Some(rest[..end].to_vec())
+    let mut h = Header::default();
+    let mut seen_field = false;
+    let mut collect = Collect::None;
+    loop {
+        if pos >= data.len() {
+            return None;
+        }
+        let end = line_end(data, pos);
+        let line = &data[pos..end];
+        let next = (end + 1).min(data.len());
+        if seen_field && matches!(line.first(), Some(b' ' | b'\t')) {
+            let target = match collect {
+                Collect::ContentType => h.content_type.as_mut(),
+                Collect::Encoding => h.transfer_encoding.as_mut(),
+                Collect::None => None,
+            };
+            if let Some(v) = target {
+                let room = MAX_VALUE.saturating_sub(v.len());
+                v.extend_from_slice(&line[..line.len().min(room)]);
+            }
+        } else if line.iter().all(|b| is_ws(*b)) {
+            if end >= data.len() {
+                // No LF after the blank rest: mail-parser finds no end of headers.
+                return None;
+            }
+            return Some((h, next));
+        } else {
+            seen_field = true;
+            let field = trim(line);
+            collect = Collect::None;
+            if let Some(colon) = field.iter().position(|b| *b == b':') {
+                let name = trim(&field[..colon]);
+                let value = &field[colon + 1..];
+                let value = value[..value.len().min(MAX_VALUE)].to_vec();
+                if name.eq_ignore_ascii_case(b"content-type") {
+                    // The last one counts, as in mail-parser.
+                    h.content_type = Some(value);
+                    collect = Collect::ContentType;
+                } else if name.eq_ignore_ascii_case(b"content-transfer-encoding") {
+                    h.transfer_encoding = Some(value);
+                    collect = Collect::Encoding;
+                }
+            }
+        }
+        if end >= data.len() {
+            return None;
+        }
+        pos = next;
     }
 }
 
-/// The deepest MIME nesting in `message` (0 for a single-part message), or `TooDeep`
-/// as soon as it exceeds `limit`. Linear in the message size, no recursion.
-pub fn nesting_depth(message: &[u8], limit: usize) -> Result<usize, TooDeep> {
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut deepest = 0usize;
-    let mut in_headers = true;
-    // The Content-Type of the header block being read, unfolded (bounded).
-    let mut content_type: Option<Vec<u8>> = None;
-    let mut collecting = false;
-    for raw in message.split(|b| *b == b'\n') {
-        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if in_headers {
-            if line.is_empty() {
-                in_headers = false;
-                collecting = false;
-                match content_type
-                    .take()
-                    .map(|ct| classify(&ct))
-                    .unwrap_or(BodyKind::Leaf)
-                {
-                    BodyKind::Multipart(b) => stack.push(Frame { boundary: Some(b) }),
-                    BodyKind::Message => {
-                        // The body is another message: its header block starts now.
-                        stack.push(Frame { boundary: None });
-                        in_headers = true;
-                    }
-                    BodyKind::Leaf => {}
-                }
-                deepest = deepest.max(stack.len());
-                if stack.len() > limit {
-                    return Err(TooDeep { limit });
-                }
-            } else if matches!(line.first(), Some(b' ' | b'\t')) {
-                if collecting {
-                    if let Some(ct) = content_type.as_mut() {
-                        if ct.len() < 4096 {
-                            ct.extend_from_slice(line);
-                        }
-                    }
-                }
-            } else {
-                let name_end = line.iter().position(|b| *b == b':');
-                collecting = name_end
-                    .is_some_and(|i| trim(&line[..i]).eq_ignore_ascii_case(b"content-type"));
-                if collecting {
-                    let value = &line[name_end.unwrap_or(0) + 1..];
-                    content_type = Some(value[..value.len().min(4096)].to_vec());
-                }
+/// Removes RFC 5322 comments (nested, with quoted pairs); quoted strings are kept.
+fn strip_comments(v: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len());
+    let mut depth = 0usize;
+    let mut quoted = false;
+    let mut escaped = false;
+    for &b in v {
+        if escaped {
+            escaped = false;
+            if depth == 0 {
+                out.push(b);
             }
             continue;
         }
-        if !line.starts_with(b"--") {
-            continue;
-        }
-        // A delimiter of any open multipart closes everything opened inside it.
-        let text = trim(&line[2..]);
-        let hit = stack.iter().rposition(|f| {
-            f.boundary.as_deref().is_some_and(|b| {
-                text == b
-                    || (text.len() == b.len() + 2 && text.starts_with(b) && text.ends_with(b"--"))
-            })
-        });
-        if let Some(i) = hit {
-            let closing = text.ends_with(b"--")
-                && stack[i]
-                    .boundary
-                    .as_deref()
-                    .is_some_and(|b| text.len() == b.len() + 2);
-            if closing {
-                stack.truncate(i);
-            } else {
-                stack.truncate(i + 1);
-                in_headers = true;
-                content_type = None;
-                collecting = false;
+        match b {
+            b'\\' => {
+                escaped = true;
+                if depth == 0 {
+                    out.push(b);
+                }
             }
+            b'"' if depth == 0 => {
+                quoted = !quoted;
+                out.push(b);
+            }
+            b'(' if !quoted => depth += 1,
+            b')' if !quoted && depth > 0 => depth -= 1,
+            _ if depth == 0 => out.push(b),
+            _ => {}
         }
     }
-    Ok(deepest)
+    out
+}
+
+/// `type/subtype` of a Content-Type value, lower-cased, without comments, quotes or
+/// whitespace.
+fn media_type(value: &[u8]) -> Vec<u8> {
+    let v = strip_comments(value);
+    v.split(|b| *b == b';')
+        .next()
+        .unwrap_or(&[])
+        .iter()
+        .filter(|b| !is_ws(**b) && **b != b'"')
+        .map(|b| b.to_ascii_lowercase())
+        .collect()
+}
+
+/// The `boundary` parameter (RFC 2046 §5.1.1), quoted or not, case preserved; also
+/// `boundary = x` and the RFC 2231 form `boundary*=charset'lang'x`.
+fn boundary_param(value: &[u8]) -> Option<Vec<u8>> {
+    let v = strip_comments(value);
+    // Split on ';' outside quoted strings.
+    let mut params: Vec<&[u8]> = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0usize, false, false);
+    for (i, &b) in v.iter().enumerate() {
+        if escaped {
+            escaped = false;
+        } else if b == b'\\' {
+            escaped = true;
+        } else if b == b'"' {
+            quoted = !quoted;
+        } else if b == b';' && !quoted {
+            params.push(&v[start..i]);
+            start = i + 1;
+        }
+    }
+    params.push(&v[start..]);
+    for p in params.into_iter().skip(1) {
+        let Some(eq) = p.iter().position(|b| *b == b'=') else {
+            continue;
+        };
+        let name = trim(&p[..eq]);
+        let extended = name.ends_with(b"*");
+        let name = name.strip_suffix(b"*").unwrap_or(name);
+        if !name.eq_ignore_ascii_case(b"boundary") {
+            continue;
+        }
+        let raw = trim(&p[eq + 1..]);
+        let mut value = if let Some(q) = raw.strip_prefix(b"\"") {
+            let mut out = Vec::new();
+            let mut esc = false;
+            for &b in q {
+                if esc {
+                    out.push(b);
+                    esc = false;
+                } else if b == b'\\' {
+                    esc = true;
+                } else if b == b'"' {
+                    break;
+                } else {
+                    out.push(b);
+                }
+            }
+            out
+        } else {
+            raw.iter()
+                .copied()
+                .take_while(|b| !is_ws(*b))
+                .collect::<Vec<u8>>()
+        };
+        if extended {
+            // charset'language'value, percent-encoded.
+            let quotes: Vec<usize> = value
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\'')
+                .map(|(i, _)| i)
+                .collect();
+            if quotes.len() >= 2 {
+                value = value[quotes[1] + 1..].to_vec();
+            }
+            value = percent_decode(&value);
+        }
+        return Some(value);
+    }
+    None
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+fn percent_decode(v: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len());
+    let mut i = 0;
+    while i < v.len() {
+        if v[i] == b'%' {
+            if let (Some(a), Some(b)) = (
+                v.get(i + 1).copied().and_then(hex),
+                v.get(i + 2).copied().and_then(hex),
+            ) {
+                out.push(a << 4 | b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(v[i]);
+        i += 1;
+    }
+    out
+}
+
+fn transfer_encoding(h: &Header) -> Option<Encoding> {
+    let v: Vec<u8> = strip_comments(h.transfer_encoding.as_deref()?)
+        .iter()
+        .map(|b| b.to_ascii_lowercase())
+        .collect();
+    let v = trim(&v);
+    // mail-parser compares the whole value; containing it is the cautious reading.
+    if v.windows(6).any(|w| w == b"base64") {
+        Some(Encoding::Base64)
+    } else if v.windows(16).any(|w| w == b"quoted-printable") {
+        Some(Encoding::QuotedPrintable)
+    } else {
+        None
+    }
+}
+
+/// Lenient decoders, like mail-parser's: unknown characters are skipped.
+fn decode(enc: Encoding, body: &[u8]) -> Vec<u8> {
+    match enc {
+        Encoding::Base64 => {
+            let mut out = Vec::with_capacity(body.len() / 4 * 3);
+            let (mut acc, mut bits) = (0u32, 0u32);
+            for &b in body {
+                let v = match b {
+                    b'A'..=b'Z' => b - b'A',
+                    b'a'..=b'z' => b - b'a' + 26,
+                    b'0'..=b'9' => b - b'0' + 52,
+                    b'+' => 62,
+                    b'/' => 63,
+                    _ => continue,
+                };
+                acc = (acc << 6 | u32::from(v)) & 0xff_ffff;
+                bits += 6;
+                if bits >= 8 {
+                    bits -= 8;
+                    out.push((acc >> bits) as u8);
+                }
+            }
+            out
+        }
+        Encoding::QuotedPrintable => {
+            let mut out = Vec::with_capacity(body.len());
+            let mut i = 0;
+            while i < body.len() {
+                if body[i] == b'=' {
+                    match (body.get(i + 1), body.get(i + 2)) {
+                        (Some(b'\n'), _) => {
+                            i += 2;
+                            continue;
+                        }
+                        (Some(b'\r'), Some(b'\n')) => {
+                            i += 3;
+                            continue;
+                        }
+                        (Some(&a), Some(&b)) => {
+                            if let (Some(a), Some(b)) = (hex(a), hex(b)) {
+                                out.push(a << 4 | b);
+                                i += 3;
+                                continue;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                out.push(body[i]);
+                i += 1;
+            }
+            out
+        }
+    }
+}
+
+/// The first `--boundary` at or after `from`, anywhere in a line (mail-parser does
+/// not require it to start one): (its start, the index after it).
+fn find_delimiter(data: &[u8], from: usize, boundary: &[u8]) -> Option<(usize, usize)> {
+    let n = boundary.len() + 2;
+    if boundary.is_empty() || from >= data.len() {
+        return None;
+    }
+    let mut i = from;
+    while i + n <= data.len() {
+        let rel = data[i..data.len() - n + 2]
+            .windows(2)
+            .position(|w| w == b"--")?;
+        let at = i + rel;
+        if data[at + 2..].starts_with(boundary) {
+            return Some((at, at + n));
+        }
+        i = at + 1;
+    }
+    None
+}
+
+/// mail-parser's `skip_crlf`: spaces, tabs and CRs, then at most one LF.
+fn skip_crlf(data: &[u8], mut p: usize) -> usize {
+    while let Some(&b) = data.get(p) {
+        match b {
+            b'\r' | b' ' | b'\t' => p += 1,
+            b'\n' => return p + 1,
+            _ => break,
+        }
+    }
+    p
+}
+
+/// The deepest MIME nesting in `message` (0 for a single-part message), or `TooDeep`
+/// as soon as it exceeds `limit`. Linear in the message size (plus one pass over each
+/// encoded message part, at most 3 deep), no recursion on the message's structure.
+pub fn nesting_depth(message: &[u8], limit: usize) -> Result<usize, TooDeep> {
+    scan(message, limit, ENCODED_LEVELS).ok_or(TooDeep { limit })
+}
+
+/// The scan proper; None when deeper than `limit`.
+fn scan(data: &[u8], limit: usize, encoded_levels: u32) -> Option<usize> {
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut deepest = 0usize;
+    let mut pos = 0usize;
+    loop {
+        // A part's header block. Its default type is message/rfc822 directly inside
+        // multipart/digest (RFC 2046 §5.1.5).
+        let in_digest = matches!(
+            stack.last(),
+            Some(Frame {
+                kind: Kind::Multipart,
+                digest: true,
+                ..
+            })
+        );
+        let Some((h, body)) = read_header(data, pos) else {
+            break;
+        };
+        pos = body;
+        let media = h.content_type.as_deref().map(media_type);
+        let is_message = match &media {
+            Some(m) => m == b"message/rfc822" || m == b"message/global",
+            None => in_digest,
+        };
+        if let (Some(m), Some(ct)) = (&media, &h.content_type) {
+            if m.starts_with(b"multipart/") {
+                if let Some(b) = boundary_param(ct).filter(|b| !b.is_empty()) {
+                    // Without a first delimiter mail-parser treats it as text.
+                    if let Some((_, after)) = find_delimiter(data, pos, &b) {
+                        stack.push(Frame {
+                            kind: Kind::Multipart,
+                            boundary: Some(b),
+                            digest: m == b"multipart/digest",
+                        });
+                        deepest = deepest.max(stack.len());
+                        if stack.len() > limit {
+                            return None;
+                        }
+                        pos = skip_crlf(data, after);
+                        continue;
+                    }
+                }
+            }
+        }
+        let encoding = transfer_encoding(&h);
+        if is_message && encoding.is_none() {
+            // Encapsulated message: its header block starts right here.
+            let inherited = stack.last_mut().and_then(|f| f.boundary.take());
+            stack.push(Frame {
+                kind: Kind::Message,
+                boundary: inherited,
+                digest: false,
+            });
+            deepest = deepest.max(stack.len());
+            if stack.len() > limit {
+                return None;
+            }
+            continue;
+        }
+        // A leaf: its body runs to the innermost boundary (or the end).
+        let current = stack.last().and_then(|f| f.boundary.clone());
+        let found = current
+            .as_deref()
+            .and_then(|b| find_delimiter(data, pos, b));
+        let body_end = found.map_or(data.len(), |(start, _)| start);
+        if let (true, Some(enc)) = (is_message, encoding) {
+            if encoded_levels > 0 {
+                // mail-parser decodes it and parses what it holds.
+                let here = stack.len() + 1;
+                let inner = decode(enc, &data[pos..body_end.max(pos)]);
+                let nested = scan(&inner, limit.checked_sub(here)?, encoded_levels - 1)?;
+                deepest = deepest.max(here + nested);
+                if deepest > limit {
+                    return None;
+                }
+            }
+        }
+        let Some((_, mut p)) = found else {
+            break;
+        };
+        loop {
+            // One encapsulated message ends per delimiter.
+            if matches!(stack.last(), Some(f) if f.kind == Kind::Message) {
+                if let Some(f) = stack.pop() {
+                    if let Some(top) = stack.last_mut() {
+                        top.boundary = f.boundary;
+                    }
+                }
+            }
+            if data[p..].starts_with(b"--") {
+                // Close delimiter: the multipart ends; look for its parent's next one.
+                stack.pop();
+                let parent = stack.last().and_then(|f| f.boundary.clone());
+                match parent.and_then(|b| find_delimiter(data, p + 2, &b)) {
+                    Some((_, after)) => {
+                        p = after;
+                        continue;
+                    }
+                    None => return Some(deepest),
+                }
+            }
+            // mail-parser's `is_multipart_end` when it is not one.
+            p = match (data.get(p), data.get(p + 1)) {
+                (Some(b'\r'), Some(b'\n')) => p + 2,
+                (Some(b'\n'), _) => p + 1,
+                (Some(&b), _) if is_ws(b) => skip_crlf(data, p + 1),
+                _ => p,
+            };
+            break;
+        }
+        pos = p;
+    }
+    Some(deepest)
 }
 
 #[cfg(test)]
@@ -274,5 +634,136 @@ mod tests {
             nesting_depth(b"Content-Type: multipart/mixed\r\n\r\n--x\r\n", 100),
             Ok(0)
         );
+    }
+
+    fn chain(levels: usize, level: &str, end: &str) -> Vec<u8> {
+        let mut m = Vec::new();
+        for _ in 0..levels {
+            m.extend_from_slice(level.as_bytes());
+        }
+        m.extend_from_slice(end.as_bytes());
+        m
+    }
+
+    #[test]
+    fn content_type_spellings_mail_parser_accepts() {
+        for level in [
+            "Content-Type: message/rfc822 (a comment)\r\n\r\n",
+            "Content-Type: \"message/rfc822\"\r\n\r\n",
+            "Content-Type: Message/RFC822\r\n\r\n",
+            "\rContent-Type: message/rfc822\r\n\r\n",
+            " Content-Type: message/rfc822\r\n\r\n",
+            "Content-Type :message/global\r\n\r\n",
+            "Content-Type: text/plain\r\nContent-Type: message/rfc822\r\n\r\n",
+            "Content-Type:\r\n message/rfc822\r\n\r\n",
+        ] {
+            let m = chain(150, level, "Subject: end\r\n\r\nx\r\n");
+            assert_eq!(
+                nesting_depth(&m, 100),
+                Err(TooDeep { limit: 100 }),
+                "{level:?}"
+            );
+            assert_eq!(
+                nesting_depth(&chain(3, level, "\r\nx"), 100),
+                Ok(3),
+                "{level:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn boundary_spellings_and_delimiters_anywhere() {
+        for (ct, delim) in [
+            ("multipart/mixed; boundary = \"b{i}\"", "--b{i}\r\n"),
+            ("multipart/mixed; boundary*=b{i}", "--b{i}\r\n"),
+            (
+                "multipart/mixed; boundary*=us-ascii''b%7B{i}",
+                "--b{{{i}\r\n",
+            ),
+            ("multipart/mixed; (c) boundary=b{i}", "--b{i}\r\n"),
+            // mail-parser finds the delimiter in the middle of a line.
+            ("multipart/mixed; boundary=b{i}", "junk--b{i}\r\n"),
+            ("multipart/mixed; boundary=b{i}", "--b{i} "),
+        ] {
+            let mut m = Vec::new();
+            for i in 0..150 {
+                let ct = ct.replace("{i}", &i.to_string());
+                let d = delim.replace("{i}", &i.to_string()).replace("{{", "{");
+                m.extend(format!("Content-Type: {ct}\r\n\r\n{d}").into_bytes());
+            }
+            m.extend(b"\r\nx\r\n");
+            assert_eq!(
+                nesting_depth(&m, 100),
+                Err(TooDeep { limit: 100 }),
+                "{ct} {delim}"
+            );
+        }
+    }
+
+    #[test]
+    fn digest_parts_default_to_messages() {
+        // Each level: a digest whose part has no Content-Type, i.e. message/rfc822.
+        let mut m = Vec::new();
+        for i in 0..60 {
+            m.extend(
+                format!("Content-Type: multipart/digest; boundary=d{i}\r\n\r\n--d{i}\r\n\r\n")
+                    .into_bytes(),
+            );
+        }
+        m.extend(b"Subject: end\r\n\r\nx\r\n");
+        assert_eq!(nesting_depth(&m, 100), Err(TooDeep { limit: 100 }));
+        let one = b"Content-Type: multipart/digest; boundary=D\r\n\r\n--D\r\n\r\nSubject: a\r\n\r\nx\r\n--D--\r\n";
+        assert_eq!(nesting_depth(one, 100), Ok(2));
+    }
+
+    #[test]
+    fn encoded_messages_are_looked_into() {
+        use std::fmt::Write;
+        let inner = nested_messages(300);
+        let b64 = {
+            const A: &[u8; 64] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            let mut s = String::new();
+            for (n, c) in inner.chunks(3).enumerate() {
+                let v = (u32::from(c[0]) << 16)
+                    | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                    | u32::from(*c.get(2).unwrap_or(&0));
+                for k in 0..=c.len() {
+                    s.push(A[(v >> (18 - 6 * k) & 63) as usize] as char);
+                }
+                if n % 19 == 18 {
+                    s.push_str("\r\n");
+                }
+            }
+            s
+        };
+        let m = format!("Subject: x\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n{b64}\r\n");
+        assert_eq!(
+            nesting_depth(m.as_bytes(), 100),
+            Err(TooDeep { limit: 100 })
+        );
+        let mut qp = String::new();
+        for b in &inner {
+            let _ = write!(qp, "={b:02X}");
+        }
+        let m = format!("Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n{qp}\r\n--B--\r\n");
+        assert_eq!(
+            nesting_depth(m.as_bytes(), 100),
+            Err(TooDeep { limit: 100 })
+        );
+        // A shallow encoded message is fine.
+        let m = "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\nU3ViamVjdDogaQ0KDQpoaQ0K\r\n";
+        assert_eq!(nesting_depth(m.as_bytes(), 100), Ok(1));
+    }
+
+    #[test]
+    fn one_message_ends_per_delimiter() {
+        // mail-parser closes only the innermost encapsulated message at a delimiter,
+        // so messages opened in successive parts keep adding up.
+        let mut m = b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n".to_vec();
+        for _ in 0..150 {
+            m.extend(b"Content-Type: message/rfc822\r\n\r\nContent-Type: message/rfc822\r\n\r\nSubject: x\r\n\r\nx\r\n--B\r\n");
+        }
+        assert_eq!(nesting_depth(&m, 100), Err(TooDeep { limit: 100 }));
     }
 }
