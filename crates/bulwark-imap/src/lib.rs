@@ -14,11 +14,13 @@
 //! Must not: touch the socket from the session core, or log literal contents.
 
 mod fetch;
+pub mod framing;
 /// Harnesses for fuzz targets and seeded property tests (not server code).
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod mime;
 pub mod names;
+pub mod notify;
 pub mod resp;
 mod search;
 pub mod seqset;

@@ -15,7 +15,8 @@ macro_rules! conformance_tests {
             domains_and_accounts, aliases_resolve, send_as_rules, mailboxes_lifecycle,
             ingest_is_shared_and_uids_increase, flags_and_modseq, copy_move_expunge,
             changes_feed, queue_lifecycle, events_after_commit, concurrent_ingest_group_commit,
-            account_deletion_frees_bodies, queue_with_own_body, queue_progress_keeps_lease);
+            account_deletion_frees_bodies, queue_with_own_body, queue_progress_keeps_lease,
+            subscriptions_are_names);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -800,4 +801,49 @@ pub async fn queue_with_own_body(store: SharedStore) {
         .await
         .unwrap();
     assert_eq!(store.read_blob(r.blob_id).await.unwrap(), relay);
+}
+
+pub async fn subscriptions_are_names(store: SharedStore) {
+    let (a, b) = setup(&store).await;
+    // Created mailboxes start subscribed, like the ones every account gets.
+    store.create_mailbox(a.id, "Work", None).await.unwrap();
+    store.create_mailbox(a.id, "Work/2026", None).await.unwrap();
+    let subs = store.subscriptions(a.id).await.unwrap();
+    for n in ["INBOX", "Work", "Work/2026"] {
+        assert!(subs.iter().any(|s| s == n), "{n} in {subs:?}");
+    }
+    assert!(store.mailbox(a.id, "Work").await.unwrap().unwrap().subscribed);
+    // Deleting a mailbox keeps its subscription (RFC 9051 §6.3.4, §6.3.7).
+    store.delete_mailbox(a.id, "Work/2026").await.unwrap();
+    assert!(store
+        .subscriptions(a.id)
+        .await
+        .unwrap()
+        .contains(&"Work/2026".to_string()));
+    // A stale name can be unsubscribed; unsubscribing twice says so.
+    assert!(store.remove_subscription(a.id, "Work/2026").await.unwrap());
+    assert!(!store.remove_subscription(a.id, "Work/2026").await.unwrap());
+    // Names that never existed can be subscribed, once.
+    store.add_subscription(a.id, "Later/x").await.unwrap();
+    store.add_subscription(a.id, "Later/x").await.unwrap();
+    let subs = store.subscriptions(a.id).await.unwrap();
+    assert_eq!(subs.iter().filter(|s| *s == "Later/x").count(), 1);
+    assert!(store.add_subscription(a.id, "bad//name").await.is_err());
+    // Renaming moves the subscription with the mailbox.
+    store.rename_mailbox(a.id, "Work", "Jobs").await.unwrap();
+    let subs = store.subscriptions(a.id).await.unwrap();
+    assert!(subs.contains(&"Jobs".to_string()) && !subs.contains(&"Work".to_string()));
+    // set_subscribed still works on existing mailboxes.
+    store.set_subscribed(a.id, "Jobs", false).await.unwrap();
+    assert!(!store.mailbox(a.id, "Jobs").await.unwrap().unwrap().subscribed);
+    assert!(store.set_subscribed(a.id, "Nowhere", true).await.is_err());
+    // Per account.
+    assert!(!store
+        .subscriptions(b.id)
+        .await
+        .unwrap()
+        .contains(&"Later/x".to_string()));
+    // Deleting the account removes its subscriptions.
+    store.delete_account(&a.address).await.unwrap();
+    assert!(store.subscriptions(a.id).await.unwrap().is_empty());
 }

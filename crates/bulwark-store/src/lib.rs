@@ -109,7 +109,16 @@ pub trait Store: Send + Sync + 'static {
     /// Renames the mailbox and every mailbox below it ("old/..." → "new/..."). Renaming
     /// INBOX is refused here; IMAP implements its special meaning with `move_messages`.
     async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()>;
+    /// Subscribes or unsubscribes an existing mailbox (NotFound if it does not exist).
     async fn set_subscribed(&self, account: AccountId, name: &str, subscribed: bool) -> Result<()>;
+    /// The account's subscribed names (RFC 9051 §6.3.7), sorted. They are names, not
+    /// mailboxes: deleting a mailbox keeps its subscription, renaming moves it, and a
+    /// name may be subscribed whether or not a mailbox has it.
+    async fn subscriptions(&self, account: AccountId) -> Result<Vec<String>>;
+    /// Subscribes a name (idempotent). New mailboxes start subscribed.
+    async fn add_subscription(&self, account: AccountId, name: &str) -> Result<()>;
+    /// Unsubscribes a name, existing mailbox or not; false when it was not subscribed.
+    async fn remove_subscription(&self, account: AccountId, name: &str) -> Result<bool>;
     async fn mailbox_status(&self, mailbox: MailboxId) -> Result<MailboxStatus>;
 
     // ---- messages ----

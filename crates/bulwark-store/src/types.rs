@@ -124,6 +124,7 @@ pub struct Mailbox {
     /// RFC 7162 MODSEQ of the last change in the mailbox (any message or expunge).
     pub highest_modseq: u64,
     pub special_use: Option<SpecialUse>,
+    /// Subscribed under its current name (from the subscriptions, which are names).
     pub subscribed: bool,
 }
 

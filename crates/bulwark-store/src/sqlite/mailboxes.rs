@@ -37,8 +37,8 @@ pub(crate) fn valid_name(name: &str) -> Result<String> {
     Ok(canonical_name(name))
 }
 
-const COLUMNS: &str =
-    "id, account_id, name, uidvalidity, uidnext, highest_modseq, special_use, subscribed";
+const COLUMNS: &str = "id, account_id, name, uidvalidity, uidnext, highest_modseq, special_use, \
+     EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mailboxes.account_id AND s.name = mailboxes.name)";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
     let su: Option<String> = r.get(6)?;
@@ -119,9 +119,11 @@ pub(crate) fn create(
     let uidvalidity = next_uidvalidity(c)?;
     c.execute(
         "INSERT INTO mailboxes (account_id, name, uidvalidity, uidnext, highest_modseq, special_use, subscribed)
-         VALUES (?1, ?2, ?3, 1, 1, ?4, 1)",
+         VALUES (?1, ?2, ?3, 1, 1, ?4, 0)",
         params![account, name, uidvalidity, special_use.map(|u| u.db_name())],
     )?;
+    // New mailboxes start subscribed (clients expect to see what they create).
+    add_subscription(c, account, name)?;
     ev.push(StoreEvent::MailboxList {
         account_id: account,
     });
@@ -199,10 +201,17 @@ pub(crate) fn rename(
         }
     }
     for (id, new_name) in moves {
+        let old: String = c.query_row("SELECT name FROM mailboxes WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })?;
         c.execute(
             "UPDATE mailboxes SET name = ?2 WHERE id = ?1",
             params![id, new_name],
         )?;
+        // A subscription follows its mailbox.
+        if remove_subscription(c, account, &old)? {
+            add_subscription(c, account, &new_name)?;
+        }
     }
     ev.push(StoreEvent::MailboxList {
         account_id: account,
@@ -216,14 +225,35 @@ pub(crate) fn set_subscribed(
     name: &str,
     subscribed: bool,
 ) -> Result<()> {
-    let n = c.execute(
-        "UPDATE mailboxes SET subscribed = ?3 WHERE account_id = ?1 AND name = ?2",
-        params![account, name, subscribed as i64],
-    )?;
-    if n == 0 {
+    if by_name(c, account, name)?.is_none() {
         return Err(StoreError::NotFound(format!("mailbox {name}")));
     }
+    if subscribed {
+        add_subscription(c, account, name)?;
+    } else {
+        remove_subscription(c, account, name)?;
+    }
     Ok(())
+}
+
+pub(crate) fn subscriptions(c: &Connection, account: AccountId) -> Result<Vec<String>> {
+    let mut st =
+        c.prepare_cached("SELECT name FROM subscriptions WHERE account_id = ?1 ORDER BY name")?;
+    let rows = st.query_map([account], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn add_subscription(c: &Connection, account: AccountId, name: &str) -> Result<()> {
+    c.prepare_cached("INSERT OR IGNORE INTO subscriptions (account_id, name) VALUES (?1, ?2)")?
+        .execute(params![account, name])?;
+    Ok(())
+}
+
+pub(crate) fn remove_subscription(c: &Connection, account: AccountId, name: &str) -> Result<bool> {
+    let n = c
+        .prepare_cached("DELETE FROM subscriptions WHERE account_id = ?1 AND name = ?2")?
+        .execute(params![account, name])?;
+    Ok(n > 0)
 }
 
 pub(crate) fn status(c: &Connection, id: MailboxId) -> Result<MailboxStatus> {

@@ -289,6 +289,20 @@ impl Store for SqliteStore {
         self.write(move |tx, _| mailboxes::set_subscribed(tx, account, &name, subscribed))
             .await
     }
+    async fn subscriptions(&self, account: AccountId) -> Result<Vec<String>> {
+        self.read(move |c| mailboxes::subscriptions(c, account))
+            .await
+    }
+    async fn add_subscription(&self, account: AccountId, name: &str) -> Result<()> {
+        let name = mailboxes::valid_name(name)?;
+        self.write(move |tx, _| mailboxes::add_subscription(tx, account, &name))
+            .await
+    }
+    async fn remove_subscription(&self, account: AccountId, name: &str) -> Result<bool> {
+        let name = mailboxes::canonical_name(name);
+        self.write(move |tx, _| mailboxes::remove_subscription(tx, account, &name))
+            .await
+    }
     async fn mailbox_status(&self, mailbox: MailboxId) -> Result<MailboxStatus> {
         self.read(move |c| mailboxes::status(c, mailbox)).await
     }

@@ -110,6 +110,18 @@ CREATE TABLE queue_attempts (
 );
 CREATE INDEX queue_attempts_by_queue ON queue_attempts (queue_id);
 "#,
+    // 2: subscriptions are names of their own (RFC 9051 §6.3.7): they outlive the
+    // mailbox (DELETE must not drop them) and can name mailboxes that do not exist.
+    // `mailboxes.subscribed` is no longer read or written.
+    r#"
+CREATE TABLE subscriptions (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name       TEXT NOT NULL,
+    PRIMARY KEY (account_id, name)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO subscriptions (account_id, name)
+    SELECT account_id, name FROM mailboxes WHERE subscribed = 1;
+"#,
 ];
 
 /// The schema version this program writes.

@@ -66,6 +66,34 @@ fn newer_schema_is_refused() {
     }
 }
 
+/// A version-1 store (subscriptions as a column) keeps its subscriptions when the
+/// subscriptions table is introduced.
+#[tokio::test]
+async fn migration_2_keeps_subscriptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("store");
+    let store = SqliteStore::open(&p).unwrap();
+    store.add_domain("example.test").await.unwrap();
+    let a = store.create_account("a@example.test", "x").await.unwrap();
+    store.create_mailbox(a.id, "Kept", None).await.unwrap();
+    store.create_mailbox(a.id, "Dropped", None).await.unwrap();
+    store.close();
+    drop(store);
+    // Back to version 1: the subscription only in the old column.
+    let c = rusqlite::Connection::open(p.join(sqlite::DB_FILE)).unwrap();
+    c.execute_batch(
+        "DROP TABLE subscriptions; UPDATE mailboxes SET subscribed = (name <> 'Dropped'); PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(c);
+    let store = SqliteStore::open(&p).unwrap();
+    let subs = store.subscriptions(a.id).await.unwrap();
+    assert!(subs.contains(&"Kept".to_string()), "{subs:?}");
+    assert!(subs.contains(&"INBOX".to_string()), "{subs:?}");
+    assert!(!subs.contains(&"Dropped".to_string()), "{subs:?}");
+    store.close();
+}
+
 #[tokio::test]
 async fn data_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
