@@ -17,9 +17,14 @@ pub struct ImapConfig {
     /// Idle timeout for an authenticated session, seconds (RFC 9051 §5.4: at least 30 min).
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout_secs: u64,
-    /// Timeout before login, seconds.
+    /// How long a client has, from connecting, to log in (seconds); an absolute limit
+    /// for the whole unauthenticated phase, not per command.
     #[serde(default = "default_login_timeout")]
     pub login_timeout_secs: u64,
+    /// While a client is in IDLE, `* OK Still here` is sent this often (seconds), so
+    /// NAT gateways and mobile networks keep the idle connection open.
+    #[serde(default = "default_idle_keepalive")]
+    pub idle_keepalive_secs: u64,
 }
 
 fn default_max_literal() -> u64 {
@@ -34,6 +39,9 @@ fn default_idle_timeout() -> u64 {
 fn default_login_timeout() -> u64 {
     60
 }
+fn default_idle_keepalive() -> u64 {
+    120
+}
 
 impl Default for ImapConfig {
     fn default() -> Self {
@@ -42,6 +50,7 @@ impl Default for ImapConfig {
             max_line_length: default_max_line(),
             idle_timeout_secs: default_idle_timeout(),
             login_timeout_secs: default_login_timeout(),
+            idle_keepalive_secs: default_idle_keepalive(),
         }
     }
 }
@@ -67,6 +76,13 @@ impl ImapConfig {
                 "imap.idle_timeout_secs",
                 "timeouts this short cut off ordinary clients",
                 "use idle_timeout_secs >= 1800 (RFC 9051) and login_timeout_secs >= 30",
+            ));
+        }
+        if self.idle_keepalive_secs == 0 || self.idle_keepalive_secs >= self.idle_timeout_secs {
+            issues.push(Issue::new(
+                "imap.idle_keepalive_secs",
+                "must be above 0 and below idle_timeout_secs",
+                "use 120 (two minutes keeps most NAT mappings alive)",
             ));
         }
     }

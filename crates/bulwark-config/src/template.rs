@@ -168,13 +168,15 @@ reject_unauthenticated_local_senders = true
 [imap]
 max_literal_size = 67108864   # largest APPEND, refused before it is read
 max_line_length = 65536
-idle_timeout_secs = 1800
-login_timeout_secs = 60
+idle_timeout_secs = 1800      # authenticated sessions without a command, and IDLE
+login_timeout_secs = 60       # from connecting to a successful login, in all
+idle_keepalive_secs = 120     # "* OK Still here" during IDLE, for NAT and mobiles
 
 [pop3]
 # Closes a session (without deleting anything) after this long without a command,
 # or when the client stops reading a reply. RFC 1939 asks for at least 10 minutes.
 timeout_secs = 600
+login_timeout_secs = 60       # from connecting to a successful login, in all
 
 [outbound]
 # Bulwark -> Internet servers (MX hosts, port 25) and smart hosts. STARTTLS is tried on

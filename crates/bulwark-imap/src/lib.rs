@@ -18,6 +18,7 @@ pub mod framing;
 /// Harnesses for fuzz targets and seeded property tests (not server code).
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod list_ext;
 pub mod mime;
 pub mod names;
 pub mod notify;

@@ -9,28 +9,54 @@
 //! over the limit is already on its way, so the connection is closed after a BYE
 //! (RFC 7888 §4) rather than reading and discarding gigabytes.
 
+//! The thin async shell: reads commands (with their literals) from the connection,
+//! feeds them to the session core, and does what the core asks (STARTTLS, the SASL
+//! continuation, IDLE, close).
+//!
+//! Literal handling (RFC 9051 §4.3, RFC 7888 LITERAL+) is decided by `framing` from
+//! the line that announces a literal, before a byte of it is read: a synchronising
+//! literal that is refused gets a tagged NO/BAD and no "+", so the client never sends
+//! it; a refused non-synchronising one is already on its way, so the connection is
+//! closed after a BYE (RFC 7888 §4) rather than reading and discarding gigabytes.
+//! A command is decoded once, when complete.
+//!
+//! Time limits: a client has `login_timeout_secs` from connecting to log in (the
+//! whole unauthenticated phase, not per command); after login each command may be
+//! `idle_timeout_secs` apart, and IDLE lasts at most that long, with `* OK Still
+//! here` every `idle_keepalive_secs`. A client that does not take our output within
+//! `WRITE_TIMEOUT` (per piece of at most `WRITE_CHUNK` octets) loses its session.
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bulwark_net::{Connection, ReadError, ServerContext, SessionHandler};
-use imap_codec::{
-    decode::{CommandDecodeError, Decoder},
-    imap_types::core::LiteralMode,
-    CommandCodec,
-};
+use tokio::time::Instant;
 
+use crate::framing::{FrameLimits, FrameState, Framer, Step};
+use crate::notify::Notifier;
 use crate::resp::Sink;
 use crate::session::{Next, Session, SessionConfig};
+
+/// How long one write may wait for the client to take our output.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Output is handed to the connection in pieces of this size, so the write timeout
+/// applies per piece: a large FETCH to a slow client is fine, a stalled one is not.
+const WRITE_CHUNK: usize = 64 * 1024;
+/// Literal octets are read in pieces of this size (memory grows as data arrives,
+/// not with what was announced).
+const READ_CHUNK: u64 = 256 * 1024;
 
 /// The protocol handler for `imap` (143) and `imaps` (993).
 pub struct ImapHandler {
     ctx: ServerContext,
+    notifier: Notifier,
 }
 
 impl ImapHandler {
     pub fn new(ctx: ServerContext) -> Arc<ImapHandler> {
-        Arc::new(ImapHandler { ctx })
+        let notifier = Notifier::new(&ctx.store);
+        Arc::new(ImapHandler { ctx, notifier })
     }
 }
 
@@ -43,7 +69,10 @@ struct ConnSink<'a> {
 impl Sink for ConnSink<'_> {
     async fn send(&mut self, data: &[u8], log: &[u8]) -> std::io::Result<()> {
         self.conn.log.server(log);
-        self.conn.write(data).await
+        for piece in data.chunks(WRITE_CHUNK) {
+            self.conn.write(piece).await?;
+        }
+        Ok(())
     }
     async fn flush(&mut self) -> std::io::Result<()> {
         self.conn.flush().await
@@ -51,186 +80,59 @@ impl Sink for ConnSink<'_> {
 }
 
 /// A complete command, or why there is none.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Frame {
+enum Frame {
     Command(Vec<u8>),
-    /// A line longer than `max_line_length`.
+    /// A line longer than allowed.
     LineTooLong,
-    /// A literal over the limit; `sync` tells whether the client is waiting for "+".
-    LiteralTooBig {
-        tag: String,
-        sync: bool,
-    },
+    /// A literal refused before it was read; `close` when it is on its way anyway.
+    Refused { reply: String, close: bool },
     /// Syntax error; the tag when one could be read.
-    Malformed {
-        tag: Option<String>,
-    },
-    /// Too many lines, or too much decoding work, for one command.
-    TooComplex {
-        tag: Option<String>,
-    },
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
-    pub max_line: usize,
-    pub max_literal: u64,
-}
-
-/// The tag of a line, when it has one (for BAD replies to unparseable commands).
-pub(crate) fn guess_tag(buf: &[u8]) -> Option<String> {
-    let end = buf
-        .iter()
-        .position(|c| *c == b' ' || *c == b'\r' || *c == b'\n')
-        .unwrap_or(buf.len());
-    let t = &buf[..end];
-    // RFC 9051 tag: 1*<any ASTRING-CHAR except "+">.
-    let valid = !t.is_empty()
-        && t.len() <= 64
-        && t.iter()
-            .all(|c| (0x21..=0x7e).contains(c) && !b"(){%*\"\\+".contains(c));
-    valid.then(|| String::from_utf8_lossy(t).into_owned())
-}
-
-pub(crate) fn verb_is_secret(first_line: &[u8]) -> bool {
-    let mut words = first_line.split(|c| *c == b' ').filter(|w| !w.is_empty());
-    let _tag = words.next();
-    words.next().is_some_and(|v| {
-        v.eq_ignore_ascii_case(b"LOGIN") || v.eq_ignore_ascii_case(b"AUTHENTICATE")
-    })
-}
-
-/// What the framer needs next.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum FrameStep {
-    /// Done: answer this.
-    Frame(Frame),
-    /// Read a literal of `length` octets into `Framer::buf` (after sending "+" when
-    /// `sync`), call `literal_read`, then read the next line.
-    Literal { length: u64, sync: bool },
-}
-
-/// Assembles one command from its lines and literals (RFC 9051 §4.3, RFC 7888), without
-/// I/O: `read_command` feeds it what the connection reads, the fuzz targets feed it
-/// octets directly.
-///
-/// imap-codec has no incremental decoder, so the buffer is decoded again after each
-/// line. That costs the length of the buffer each time; `work` bounds the sum so that
-/// a command of many short lines, each announcing a literal, cannot make the server
-/// re-parse a growing buffer a thousand times (quadratic CPU for linear input).
-pub(crate) struct Framer {
-    limits: Limits,
-    pub buf: Vec<u8>,
-    literal_total: u64,
-    lines: usize,
-    /// Octets decoded so far for this command.
-    work: u64,
-}
-
-/// Decoding work allowed per command beyond `WORK_FACTOR` times its size.
-const WORK_ALLOWANCE: u64 = 1 << 20;
-/// Each octet of a command may be decoded this many times (a LOGIN with two literals
-/// is decoded three times, an APPEND twice).
-const WORK_FACTOR: u64 = 16;
-/// Lines (literal announcements + 1) in one command.
-const MAX_COMMAND_LINES: usize = 1000;
-
-impl Framer {
-    pub fn new(limits: Limits) -> Framer {
-        Framer {
-            limits,
-            buf: Vec::new(),
-            literal_total: 0,
-            lines: 0,
-            work: 0,
-        }
-    }
-
-    /// The longest line to read (with its CRLF).
-    pub fn max_line(&self) -> usize {
-        self.limits.max_line + 2
-    }
-
-    fn malformed(&self) -> FrameStep {
-        FrameStep::Frame(Frame::Malformed {
-            tag: guess_tag(&self.buf),
-        })
-    }
-
-    /// One line (without its line ending).
-    pub fn line(&mut self, line: &[u8]) -> FrameStep {
-        self.lines += 1;
-        self.buf.extend_from_slice(line);
-        self.buf.extend_from_slice(b"\r\n");
-        let len = self.buf.len() as u64;
-        if len > self.limits.max_literal + 64 * self.limits.max_line as u64 {
-            return self.malformed();
-        }
-        self.work += len;
-        if self.lines > MAX_COMMAND_LINES || self.work > WORK_FACTOR * len + WORK_ALLOWANCE {
-            return FrameStep::Frame(Frame::TooComplex {
-                tag: guess_tag(&self.buf),
-            });
-        }
-        match CommandCodec::default().decode(&self.buf) {
-            Ok(_) => FrameStep::Frame(Frame::Command(std::mem::take(&mut self.buf))),
-            Err(CommandDecodeError::LiteralFound { tag, length, mode }) => {
-                let length = u64::from(length);
-                if self.literal_total + length > self.limits.max_literal {
-                    return FrameStep::Frame(Frame::LiteralTooBig {
-                        tag: tag.as_ref().to_string(),
-                        sync: mode == LiteralMode::Sync,
-                    });
-                }
-                FrameStep::Literal {
-                    length,
-                    sync: mode == LiteralMode::Sync,
-                }
-            }
-            Err(_) => self.malformed(),
-        }
-    }
-
-    /// The literal announced by the last `FrameStep::Literal` is in `buf`.
-    pub fn literal_read(&mut self, length: u64) {
-        self.literal_total += length;
-    }
+    Malformed { tag: Option<String> },
 }
 
 /// Reads one command with its literals.
-async fn read_command(conn: &mut Connection, limits: &Limits) -> Result<Frame, ReadError> {
-    let mut framer = Framer::new(*limits);
-    let mut secret = false;
-    for line_no in 0.. {
-        let line = match conn.read_line(framer.max_line()).await {
+async fn read_command(
+    conn: &mut Connection,
+    state: FrameState,
+    limits: FrameLimits,
+) -> Result<Frame, ReadError> {
+    let mut f = Framer::new(state, limits);
+    let mut first = true;
+    loop {
+        let line = match conn.read_line(f.max_line() + 2).await {
             Ok(l) => l,
             Err(ReadError::TooLong { .. }) => return Ok(Frame::LineTooLong),
             Err(e) => return Err(e),
         };
-        if line_no == 0 {
-            secret = verb_is_secret(&line.bytes);
+        if first {
+            // LOGIN/AUTHENTICATE arguments are redacted by verb.
             conn.log.client(&line.bytes);
-        } else if secret {
+            first = false;
+        } else if f.is_secret() {
             // The rest of a LOGIN after a literal may hold the password.
             conn.log.client_secret();
         } else {
             conn.log.client(&line.bytes);
         }
-        match framer.line(&line.bytes) {
-            FrameStep::Frame(f) => return Ok(f),
-            FrameStep::Literal { length, sync } => {
+        match f.push_line(&line.bytes) {
+            Step::Complete(bytes) => return Ok(Frame::Command(bytes)),
+            Step::Malformed { tag } => return Ok(Frame::Malformed { tag }),
+            Step::Refuse { reply, close } => return Ok(Frame::Refused { reply, close }),
+            Step::Literal { len, sync } => {
                 if sync {
                     let cont = b"+ Ready for literal data\r\n";
                     conn.log.server(&cont[..cont.len() - 2]);
                     conn.send(cont).await?;
                 }
-                conn.read_exact_into(length as usize, &mut framer.buf)
-                    .await?;
-                framer.literal_read(length);
+                let mut left = len;
+                while left > 0 {
+                    let n = left.min(READ_CHUNK);
+                    conn.read_exact_into(n as usize, f.literal_buffer()).await?;
+                    left -= n;
+                }
             }
         }
     }
-    Ok(Frame::Malformed { tag: None })
 }
 
 #[async_trait]
@@ -251,12 +153,15 @@ impl SessionHandler for ImapHandler {
 impl ImapHandler {
     async fn session(&self, conn: &mut Connection) {
         let icfg = &self.ctx.config.config.imap;
-        let limits = Limits {
+        let limits = FrameLimits {
             max_line: icfg.max_line_length,
             max_literal: icfg.max_literal_size,
         };
         let login_timeout = Duration::from_secs(icfg.login_timeout_secs);
         let idle_timeout = Duration::from_secs(icfg.idle_timeout_secs);
+        // The whole unauthenticated phase, from connecting.
+        let login_deadline = Instant::now() + login_timeout;
+        conn.set_write_timeout(WRITE_TIMEOUT.min(login_timeout));
         let listener = conn.kind().name();
         let mut s = Session::new(
             self.ctx.store.clone(),
@@ -267,29 +172,52 @@ impl ImapHandler {
                 tls: conn.is_tls(),
                 max_literal_size: icfg.max_literal_size,
             },
+            self.notifier.clone(),
         );
         let shutdown = self.ctx.shutdown.clone();
         let greeting = s.greeting();
         conn.log.server(greeting.trim_end().as_bytes());
-        if conn.send(greeting.as_bytes()).await.is_err() {
+        if let Err(e) = conn.send(greeting.as_bytes()).await {
+            write_failed(conn, &e);
             return;
         }
+        let mut authenticated = false;
         loop {
-            let timeout = if s.is_authenticated() {
-                idle_timeout
+            if !authenticated && s.is_authenticated() {
+                authenticated = true;
+                conn.set_write_timeout(WRITE_TIMEOUT);
+            }
+            let deadline = if authenticated {
+                Instant::now() + idle_timeout
             } else {
-                login_timeout
+                login_deadline
+            };
+            let state = FrameState {
+                authenticated,
+                tls: conn.is_tls(),
             };
             let frame = tokio::select! {
                 _ = shutdown.cancelled() => {
                     let _ = bye(conn, "* BYE [UNAVAILABLE] Server shutting down").await;
                     return;
                 }
-                r = tokio::time::timeout(timeout, read_command(conn, &limits)) => r,
+                r = tokio::time::timeout_at(deadline, read_command(conn, state, limits)) => r,
             };
             let frame = match frame {
-                Err(_) => {
+                Err(_) if authenticated => {
                     let _ = bye(conn, "* BYE Autologout; idle for too long").await;
+                    return;
+                }
+                Err(_) => {
+                    conn.log.event("login timeout");
+                    let _ = bye(
+                        conn,
+                        &format!(
+                            "* BYE Autologout; log in within {} seconds of connecting",
+                            login_timeout.as_secs()
+                        ),
+                    )
+                    .await;
                     return;
                 }
                 Ok(Err(ReadError::Eof)) => return,
@@ -304,64 +232,39 @@ impl ImapHandler {
                     bad_input(listener, "line_too_long");
                     reply(conn, "* BAD [TOOBIG] Command line too long").await
                 }
-                Frame::LiteralTooBig { tag, sync: true } => {
-                    bad_input(listener, "literal_too_big");
-                    reply(
-                        conn,
-                        &format!(
-                            "{tag} NO [TOOBIG] Literal larger than {} octets",
-                            limits.max_literal
-                        ),
-                    )
-                    .await
-                }
-                Frame::LiteralTooBig { tag, sync: false } => {
-                    bad_input(listener, "literal_too_big");
-                    let _ = reply(
-                        conn,
-                        &format!(
-                            "{tag} NO [TOOBIG] Literal larger than {} octets",
-                            limits.max_literal
-                        ),
-                    )
-                    .await;
-                    let _ = bye(conn, "* BYE Non-synchronizing literal too large").await;
-                    return;
-                }
-                Frame::TooComplex { tag } => {
-                    bad_input(listener, "too_complex");
-                    let t = tag.unwrap_or_else(|| "*".into());
-                    reply(
-                        conn,
-                        &format!("{t} BAD [TOOBIG] Too many literals or lines in one command"),
-                    )
-                    .await
+                Frame::Refused { reply: text, close } => {
+                    bad_input(listener, "literal_refused");
+                    if close {
+                        let _ = reply(conn, &text).await;
+                        let _ = bye(conn, "* BYE Refused literal is already on its way").await;
+                        return;
+                    }
+                    reply(conn, &text).await
                 }
                 Frame::Malformed { tag } => {
                     bad_input(listener, "malformed");
                     let t = tag.unwrap_or_else(|| "*".into());
                     reply(conn, &format!("{t} BAD Syntax error or unknown command")).await
                 }
-                Frame::Command(bytes) => match CommandCodec::default().decode(&bytes) {
-                    Ok((_, cmd)) => {
-                        let r = s.handle(cmd, &mut ConnSink { conn }).await;
-                        conn.log.set_user(s.user().map(str::to_string));
-                        match r {
-                            Ok(n) => Ok(n),
-                            Err(e) => Err(e),
-                        }
-                    }
-                    Err(_) => reply(conn, "* BAD Syntax error").await,
-                },
+                Frame::Command(bytes) => {
+                    let r = s.handle_raw(&bytes, &mut ConnSink { conn }).await;
+                    conn.log.set_user(s.user().map(str::to_string));
+                    r
+                }
             };
             let next = match next {
                 Ok(n) => n,
-                Err(_) => return,
+                Err(e) => {
+                    write_failed(conn, &e);
+                    return;
+                }
             };
             // Pipelined commands: answer them together (RFC 9051 §5.5).
-            if (!conn.has_buffered_input() || next != Next::Continue) && conn.flush().await.is_err()
-            {
-                return;
+            if !conn.has_buffered_input() || next != Next::Continue {
+                if let Err(e) = conn.flush().await {
+                    write_failed(conn, &e);
+                    return;
+                }
             }
             match next {
                 Next::Continue => {}
@@ -380,7 +283,7 @@ impl ImapHandler {
                     conn.log.server(b"+ ");
                     let line = tokio::select! {
                         _ = shutdown.cancelled() => return,
-                        r = tokio::time::timeout(login_timeout, conn.read_line(16 * 1024)) => r,
+                        r = tokio::time::timeout_at(login_deadline, conn.read_line(16 * 1024)) => r,
                     };
                     let line = match line {
                         Ok(Ok(l)) => l,
@@ -388,6 +291,11 @@ impl ImapHandler {
                             let _ = reply(conn, &format!("{tag} BAD Authentication data too long"))
                                 .await;
                             continue;
+                        }
+                        Err(_) => {
+                            conn.log.event("login timeout");
+                            let _ = bye(conn, "* BYE Autologout; login took too long").await;
+                            return;
                         }
                         _ => return,
                     };
@@ -416,7 +324,7 @@ impl ImapHandler {
         conn: &mut Connection,
         s: &mut Session,
         tag: &str,
-        limits: &Limits,
+        limits: &FrameLimits,
         idle_timeout: Duration,
     ) -> bool {
         conn.log.server(b"+ idling");
@@ -435,10 +343,13 @@ impl ImapHandler {
         conn: &mut Connection,
         s: &mut Session,
         tag: &str,
-        limits: &Limits,
+        limits: &FrameLimits,
         idle_timeout: Duration,
     ) -> bool {
-        let deadline = tokio::time::Instant::now() + idle_timeout;
+        let deadline = Instant::now() + idle_timeout;
+        let keepalive =
+            Duration::from_secs(self.ctx.config.config.imap.idle_keepalive_secs.max(1));
+        let mut next_keepalive = Instant::now() + keepalive;
         let shutdown = self.ctx.shutdown.clone();
         loop {
             // Thousands of sessions may idle for hours: hold no buffer meanwhile.
@@ -451,6 +362,15 @@ impl ImapHandler {
                 _ = tokio::time::sleep_until(deadline) => {
                     let _ = bye(conn, "* BYE Autologout; idle for too long").await;
                     return false;
+                }
+                _ = tokio::time::sleep_until(next_keepalive) => {
+                    // Keeps NAT mappings and mobile radios from dropping the
+                    // connection (RFC 2177 §3 suggests re-issuing IDLE; this spares it).
+                    next_keepalive = Instant::now() + keepalive;
+                    if let Err(e) = bye(conn, "* OK Still here").await {
+                        write_failed(conn, &e);
+                        return false;
+                    }
                 }
                 line = conn.read_line(limits.max_line + 2) => {
                     let text = match line {
@@ -467,13 +387,31 @@ impl ImapHandler {
                     return r.is_ok() && conn.flush().await.is_ok();
                 }
                 _ = s.wait_change() => {
-                    let ok = s.idle_updates(&mut ConnSink { conn }).await.is_ok();
-                    if !ok || conn.flush().await.is_err() {
+                    let r = s.idle_updates(&mut ConnSink { conn }).await;
+                    let r = match r {
+                        Ok(()) => conn.flush().await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = r {
+                        write_failed(conn, &e);
+                        return false;
+                    }
+                    if s.is_closing() {
+                        // The selected mailbox was deleted: BYE was sent.
                         return false;
                     }
                 }
             }
         }
+    }
+}
+
+/// A write failed: the client is gone or stopped reading (the write timeout).
+fn write_failed(conn: &mut Connection, e: &std::io::Error) {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        conn.log.event("client stopped reading; closing");
+        metrics::counter!("bulwark_imap_write_timeouts_total", "listener" => conn.kind().name())
+            .increment(1);
     }
 }
 

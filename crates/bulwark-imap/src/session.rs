@@ -11,7 +11,6 @@ use std::net::IpAddr;
 use bulwark_auth::{AuthError, Authenticator, Secret};
 use bulwark_store::{
     Account, Delivery, DeliveryTarget, FlagOp, Flags, Ingest, Mailbox, SharedStore, StoreError,
-    StoreEvent,
 };
 use imap_codec::imap_types::{
     auth::AuthMechanism,
@@ -21,12 +20,17 @@ use imap_codec::imap_types::{
     mailbox::{ListMailbox, Mailbox as WireMailbox},
     status::StatusDataItemName,
 };
-use tokio::sync::broadcast;
-
-use crate::names::{self, encode_mutf7, parse_name, pattern_matches, DELIMITER};
+use crate::names::{self, encode_mutf7, parse_name, Pattern, DELIMITER};
+use crate::notify::{MailboxWatch, Notifier};
 use crate::resp::{self, Resp, Sink};
 use crate::seqset;
 use crate::view::{Updates, View};
+
+/// Longest password LOGIN and AUTHENTICATE accept (longer ones are refused before
+/// any hashing).
+pub const MAX_PASSWORD: usize = 1024;
+/// Longest user name (an address: RFC 5321 §4.5.3.1 allows 64 + 1 + 255 octets).
+pub const MAX_USERNAME: usize = 320;
 
 /// Per-session settings from the configuration and the connection.
 #[derive(Debug, Clone)]
@@ -91,8 +95,11 @@ pub struct Session {
     pub(crate) cfg: SessionConfig,
     pub(crate) account: Option<Account>,
     pub(crate) view: Option<View>,
-    /// Store events while a mailbox is selected (IDLE wake-ups, NOOP).
-    events: Option<broadcast::Receiver<StoreEvent>>,
+    notifier: Notifier,
+    /// Changes of the selected mailbox (IDLE wake-ups, updates after commands).
+    watch: Option<MailboxWatch>,
+    /// The selected mailbox was deleted by another session: BYE, then close.
+    closing: bool,
     /// The selected mailbox may have changed since the last sync.
     dirty: bool,
     /// RFC 7162 CONDSTORE enabled (ENABLE, SELECT (CONDSTORE) or a MODSEQ use).
@@ -101,14 +108,21 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(store: SharedStore, auth: Authenticator, cfg: SessionConfig) -> Session {
+    pub fn new(
+        store: SharedStore,
+        auth: Authenticator,
+        cfg: SessionConfig,
+        notifier: Notifier,
+    ) -> Session {
         Session {
             store,
             auth,
             cfg,
             account: None,
             view: None,
-            events: None,
+            notifier,
+            watch: None,
+            closing: false,
             dirty: false,
             condstore: false,
             logged_out: false,
@@ -151,6 +165,35 @@ impl Session {
         )
     }
 
+    /// Whether the session must end (after a BYE it has sent).
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Handles one complete command as read from the client (with its literals):
+    /// decoded with imap-codec, or, for what imap-codec does not know, by the
+    /// hand-written LIST-EXTENDED parser (`list_ext`).
+    pub async fn handle_raw(&mut self, bytes: &[u8], sink: &mut dyn Sink) -> std::io::Result<Next> {
+        use imap_codec::decode::Decoder;
+        match imap_codec::CommandCodec::default().decode(bytes) {
+            Ok((_, cmd)) => self.handle(cmd, sink).await,
+            Err(_) => match crate::list_ext::parse(bytes) {
+                Some(Ok(ext)) => self.handle_list_extended(ext, sink).await,
+                Some(Err(tag)) => {
+                    resp::line(sink, &format!("{tag} BAD Invalid LIST options")).await?;
+                    Ok(Next::Continue)
+                }
+                None => {
+                    metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "malformed").increment(1);
+                    let tag = crate::framing::guess_tag(bytes).unwrap_or_else(|| "*".into());
+                    resp::line(sink, &format!("{tag} BAD Syntax error or unknown command"))
+                        .await?;
+                    Ok(Next::Continue)
+                }
+            },
+        }
+    }
+
     /// Handles one decoded command.
     pub async fn handle(&mut self, cmd: Command<'_>, sink: &mut dyn Sink) -> std::io::Result<Next> {
         let tag = cmd.tag.as_ref().to_string();
@@ -189,6 +232,9 @@ impl Session {
             Done::Bad(t) => format!("{tag} BAD {t}"),
         };
         resp::line(sink, &line).await?;
+        if self.closing {
+            return Ok(Next::Close);
+        }
         Ok(next)
     }
 
@@ -221,7 +267,7 @@ impl Session {
                 resp::line(sink, "* BYE Logging out").await?;
                 self.logged_out = true;
                 self.view = None;
-                self.events = None;
+                self.watch = None;
                 return Ok((ok("LOGOUT completed"), Next::Close));
             }
             C::Id { .. } => {
@@ -245,6 +291,13 @@ impl Session {
                 } else if !self.cfg.tls {
                     // RFC 9051 §6.2.3, DATA-PATHS rule 1: no password without TLS.
                     no("[PRIVACYREQUIRED] LOGIN is disabled until STARTTLS")
+                } else if password.declassify().as_ref().len() > MAX_PASSWORD
+                    || username.as_ref().len() > MAX_USERNAME
+                {
+                    // Not worth an Argon2 run; says nothing about the account.
+                    bad(format!(
+                        "User names are limited to {MAX_USERNAME} octets, passwords to {MAX_PASSWORD}"
+                    ))
                 } else {
                     let user = String::from_utf8_lossy(username.as_ref()).into_owned();
                     let pass = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
@@ -315,13 +368,16 @@ impl Session {
                 reference,
                 mailbox_wildcard,
             } => {
-                self.list(&reference, &mailbox_wildcard, false, sink)
-                    .await?
+                let req = ListRequest::basic(&reference, &mailbox_wildcard, false);
+                self.list(req, sink).await?
             }
             C::Lsub {
                 reference,
                 mailbox_wildcard,
-            } => self.list(&reference, &mailbox_wildcard, true, sink).await?,
+            } => {
+                let req = ListRequest::basic(&reference, &mailbox_wildcard, true);
+                self.list(req, sink).await?
+            }
             C::Status {
                 mailbox,
                 item_names,
@@ -443,6 +499,11 @@ impl Session {
 
     async fn auth_plain(&mut self, message: &[u8]) -> Done {
         match bulwark_auth::sasl::parse_plain(message) {
+            Ok(c) if c.password.expose().len() > MAX_PASSWORD || c.username.len() > MAX_USERNAME => {
+                bad(format!(
+                    "User names are limited to {MAX_USERNAME} octets, passwords to {MAX_PASSWORD}"
+                ))
+            }
             Ok(c) => self.login(&c.username, c.password, "PLAIN").await,
             Err(_) => {
                 metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "sasl").increment(1);
@@ -479,21 +540,9 @@ impl Session {
     /// Waits until the selected mailbox changes (for IDLE). Never returns when no
     /// mailbox is selected.
     pub async fn wait_change(&mut self) {
-        let Some(rx) = self.events.as_mut() else {
-            return std::future::pending().await;
-        };
-        let Some(mb) = self.view.as_ref().map(|v| v.mailbox) else {
-            return std::future::pending().await;
-        };
-        loop {
-            match rx.recv().await {
-                Ok(StoreEvent::Mailbox { mailbox_id, .. }) if mailbox_id == mb => break,
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => break,
-                Err(broadcast::error::RecvError::Closed) => {
-                    return std::future::pending().await;
-                }
-            }
+        match self.watch.as_mut() {
+            Some(w) => w.changed().await,
+            None => std::future::pending().await,
         }
         self.dirty = true;
     }
@@ -504,19 +553,8 @@ impl Session {
     }
 
     fn drain_events(&mut self) {
-        let Some(mb) = self.view.as_ref().map(|v| v.mailbox) else {
-            return;
-        };
-        let Some(rx) = self.events.as_mut() else {
-            return;
-        };
-        loop {
-            match rx.try_recv() {
-                Ok(StoreEvent::Mailbox { mailbox_id, .. }) if mailbox_id == mb => self.dirty = true,
-                Ok(_) => {}
-                Err(broadcast::error::TryRecvError::Lagged(_)) => self.dirty = true,
-                Err(_) => break,
-            }
+        if self.watch.as_mut().is_some_and(|w| w.take_changed()) {
+            self.dirty = true;
         }
     }
 
@@ -537,11 +575,12 @@ impl Session {
         let changes = match self.store.changes_since(v.mailbox, v.modseq).await {
             Ok(c) => c,
             Err(StoreError::NotFound(_)) => {
-                // The mailbox was deleted under us (RFC 9051 §7.1.5 BYE is allowed;
-                // we go back to the authenticated state instead).
-                self.view = None;
-                self.events = None;
-                return resp::line(sink, "* OK [CLOSED] Mailbox was deleted").await;
+                // Another session deleted the selected mailbox. Its sequence numbers
+                // mean nothing any more; RFC 9051 §7.1.5: BYE, and the connection ends
+                // after this command's tagged response.
+                self.unselect();
+                self.closing = true;
+                return resp::line(sink, "* BYE [CLOSED] The selected mailbox was deleted").await;
             }
             Err(e) => {
                 tracing::warn!(target: "bulwark::imap", error = %e, "cannot read mailbox changes");
@@ -556,7 +595,7 @@ impl Session {
 
     fn unselect(&mut self) {
         self.view = None;
-        self.events = None;
+        self.watch = None;
         self.dirty = false;
     }
 
@@ -594,8 +633,8 @@ impl Session {
             Ok(m) => m,
             Err(d) => return Ok(d),
         };
-        // Subscribe before reading so no change falls between the read and the watch.
-        let events = self.store.subscribe();
+        // Watch before reading so no change falls between the read and the watch.
+        let watch = self.notifier.watch(mb.id);
         let msgs = match self.store.list_messages(mb.id).await {
             Ok(m) => m,
             Err(e) => return Ok(store_no(&e)),
@@ -667,7 +706,7 @@ impl Session {
             uids,
             mb.highest_modseq,
         ));
-        self.events = Some(events);
+        self.watch = Some(watch);
         // Changes between reading the mailbox row and the messages are picked up
         // by the first sync.
         self.dirty = true;
@@ -722,15 +761,11 @@ impl Session {
         if mb.name == "INBOX" {
             return no("[CANNOT] INBOX cannot be deleted");
         }
-        match self.store.list_mailboxes(self.account_id()).await {
-            Ok(all) => {
-                let prefix = format!("{}{DELIMITER}", mb.name);
-                if all.iter().any(|m| m.name.starts_with(&prefix)) {
-                    return no("[INUSE] Mailbox has children; delete them first");
-                }
-            }
-            Err(e) => return store_no(&e),
-        }
+        // RFC 3501 §6.3.4: a mailbox with inferiors loses its messages and keeps its
+        // name as \Noselect. The store keeps no \Noselect mailboxes; LIST shows
+        // the name as \Noselect for as long as something below it exists, which is
+        // the same thing. (Deleting that name again is the error the RFC asks for:
+        // it no longer exists.)
         if let Err(e) = self.store.delete_mailbox(self.account_id(), &mb.name).await {
             return store_no(&e);
         }
@@ -761,13 +796,14 @@ impl Session {
                 Ok(m) => m.iter().map(|m| m.uid).collect(),
                 Err(e) => return store_no(&e),
             };
-            for chunk in uids.chunks(10_000) {
-                if let Err(e) = self.store.move_messages(src.id, chunk, dst.id).await {
-                    return store_no(&e);
-                }
+            if let Err(e) = self.store.move_messages(src.id, &uids, dst.id).await {
+                return store_no(&e);
             }
             if self.view.as_ref().is_some_and(|v| v.mailbox == src.id) {
                 self.mark_dirty();
+            }
+            if let Err(e) = self.create_superiors(&to).await {
+                return store_no(&e);
             }
             return ok("RENAME completed");
         }
@@ -776,6 +812,10 @@ impl Session {
         }
         match self.store.rename_mailbox(account, &src.name, &to).await {
             Ok(()) => {
+                // RFC 9051 §6.3.6: superiors the new name needs are created.
+                if let Err(e) = self.create_superiors(&to).await {
+                    return store_no(&e);
+                }
                 if let Some(v) = self.view.as_mut() {
                     if v.mailbox == src.id {
                         v.name = to;
@@ -787,99 +827,208 @@ impl Session {
         }
     }
 
+    /// Creates the missing superiors of `name` ("a" and "a/b" for "a/b/c").
+    async fn create_superiors(&self, name: &str) -> Result<(), StoreError> {
+        let mut end = 0;
+        while let Some(i) = name[end..].find(DELIMITER) {
+            end += i;
+            let prefix = &name[..end];
+            end += DELIMITER.len_utf8();
+            if self.store.mailbox(self.account_id(), prefix).await?.is_some() {
+                continue;
+            }
+            match self.store.create_mailbox(self.account_id(), prefix, None).await {
+                Ok(_) | Err(StoreError::AlreadyExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// RFC 9051 §6.3.7/§6.3.8: subscriptions are names. SUBSCRIBE checks that the
+    /// mailbox exists (allowed by the RFC); UNSUBSCRIBE works on any subscribed name,
+    /// including ones whose mailbox is gone.
     async fn subscribe(&mut self, wire: &WireMailbox<'_>, on: bool) -> Done {
-        let mb = match self.find_mailbox(wire).await {
-            Ok(m) => m,
+        if on {
+            let mb = match self.find_mailbox(wire).await {
+                Ok(m) => m,
+                Err(d) => return d,
+            };
+            return match self.store.add_subscription(self.account_id(), &mb.name).await {
+                Ok(()) => ok("SUBSCRIBE completed"),
+                Err(e) => store_no(&e),
+            };
+        }
+        let name = match mailbox_name(wire) {
+            Ok(n) => n,
             Err(d) => return d,
         };
-        match self
-            .store
-            .set_subscribed(self.account_id(), &mb.name, on)
-            .await
-        {
-            Ok(()) if on => ok("SUBSCRIBE completed"),
-            Ok(()) => ok("UNSUBSCRIBE completed"),
+        match self.store.remove_subscription(self.account_id(), &name).await {
+            Ok(true) => ok("UNSUBSCRIBE completed"),
+            Ok(false) => no("[NONEXISTENT] Not subscribed to that name"),
             Err(e) => store_no(&e),
         }
     }
 
-    async fn list(
+    async fn handle_list_extended(
         &mut self,
-        reference: &WireMailbox<'_>,
-        pattern: &ListMailbox<'_>,
-        lsub: bool,
+        ext: crate::list_ext::ListExt,
         sink: &mut dyn Sink,
-    ) -> std::io::Result<Done> {
-        let verb = if lsub { "LSUB" } else { "LIST" };
-        let reference = match reference {
-            WireMailbox::Inbox => "INBOX".to_string(),
-            WireMailbox::Other(o) => lenient_name(o.as_ref()),
+    ) -> std::io::Result<Next> {
+        let tag = ext.tag.clone();
+        let done = if self.account.is_none() {
+            bad("Log in first (STARTTLS, then LOGIN or AUTHENTICATE)")
+        } else {
+            let req = ListRequest {
+                lsub: false,
+                reference: lenient_name(&ext.reference),
+                patterns: ext.patterns.iter().map(|p| lenient_name(p)).collect(),
+                select_subscribed: ext.select_subscribed,
+                select_special_use: ext.select_special_use,
+                return_subscribed: ext.return_subscribed || ext.select_subscribed,
+                extended: true,
+            };
+            self.list(req, sink).await?
         };
-        let pattern_bytes: &[u8] = match pattern {
-            ListMailbox::Token(t) => t.as_ref(),
-            ListMailbox::String(s) => s.as_ref(),
+        let result = match &done {
+            Done::Ok(_) => "ok",
+            Done::No(_) => "no",
+            Done::Bad(_) => "bad",
         };
-        let pattern = lenient_name(pattern_bytes);
-        if pattern.is_empty() {
+        metrics::counter!("bulwark_imap_commands_total", "listener" => self.cfg.listener, "command" => "LIST", "result" => result).increment(1);
+        if !matches!(done, Done::Bad(_)) {
+            self.send_updates(sink, true).await?;
+        }
+        let line = match done {
+            Done::Ok(t) => format!("{tag} OK {t}"),
+            Done::No(t) => format!("{tag} NO {t}"),
+            Done::Bad(t) => format!("{tag} BAD {t}"),
+        };
+        resp::line(sink, &line).await?;
+        Ok(if self.closing { Next::Close } else { Next::Continue })
+    }
+
+    /// LIST and LSUB (RFC 9051 §6.3.9, RFC 3501 §6.3.9), with the RFC 5258 selection
+    /// and return options SUBSCRIBED and SPECIAL-USE (RFC 6154 §5.2).
+    async fn list(&mut self, req: ListRequest, sink: &mut dyn Sink) -> std::io::Result<Done> {
+        let verb = if req.lsub { "LSUB" } else { "LIST" };
+        if req.patterns.len() == 1 && req.patterns[0].is_empty() && !req.extended {
             // RFC 9051 §6.3.9: the hierarchy delimiter and root.
             resp::line(sink, &format!("* {verb} (\\Noselect) \"/\" \"\"")).await?;
             return Ok(ok(format!("{verb} completed")));
         }
-        let full = format!("{reference}{pattern}");
+        let mut compiled = Vec::with_capacity(req.patterns.len());
+        for p in &req.patterns {
+            let full = format!("{}{p}", req.reference);
+            let (Some(exact), Some(upper)) =
+                (Pattern::new(&full), Pattern::new(&full.to_uppercase()))
+            else {
+                return Ok(no(format!(
+                    "[LIMIT] Patterns are limited to {} characters",
+                    names::MAX_PATTERN
+                )));
+            };
+            compiled.push((exact, upper));
+        }
+        let matches = |n: &str| {
+            compiled.iter().any(|(exact, upper)| {
+                // INBOX matches case-insensitively (RFC 9051 §5.1).
+                exact.matches(n)
+                    || ((n == "INBOX" || n.starts_with("INBOX/")) && upper.matches(&n.to_uppercase()))
+            })
+        };
         let all = match self.store.list_mailboxes(self.account_id()).await {
             Ok(a) => a,
             Err(e) => return Ok(store_no(&e)),
         };
-        let names: std::collections::BTreeSet<&str> = all.iter().map(|m| m.name.as_str()).collect();
+        let subscriptions: std::collections::BTreeSet<String> =
+            if req.lsub || req.select_subscribed || req.return_subscribed {
+                match self.store.subscriptions(self.account_id()).await {
+                    Ok(s) => s.into_iter().collect(),
+                    Err(e) => return Ok(store_no(&e)),
+                }
+            } else {
+                Default::default()
+            };
+        let by_name: std::collections::BTreeMap<&str, &Mailbox> =
+            all.iter().map(|m| (m.name.as_str(), m)).collect();
         let has_children = |n: &str| {
             let p = format!("{n}{DELIMITER}");
-            names
+            by_name
                 .range(p.as_str()..)
                 .next()
-                .is_some_and(|x| x.starts_with(&p))
+                .is_some_and(|(x, _)| x.starts_with(&p))
         };
-        let matches = |n: &str| {
-            if n == "INBOX" || n.starts_with("INBOX/") {
-                // INBOX matches case-insensitively (RFC 9051 §5.1).
-                pattern_matches(&full, n)
-                    || pattern_matches(&full.to_uppercase(), &n.to_uppercase())
+        let attributes = |m: &Mailbox| {
+            let mut attrs: Vec<&str> = vec![if has_children(&m.name) {
+                "\\HasChildren"
             } else {
-                pattern_matches(&full, n)
+                "\\HasNoChildren"
+            }];
+            if let Some(u) = m.special_use {
+                attrs.push(u.attribute());
             }
+            if req.return_subscribed && subscriptions.contains(&m.name) {
+                attrs.push("\\Subscribed");
+            }
+            attrs.join(" ")
         };
-        let mut implied: std::collections::BTreeSet<String> = Default::default();
-        for m in &all {
-            if lsub && !m.subscribed {
-                continue;
-            }
-            if matches(&m.name) {
-                let mut attrs: Vec<&str> = Vec::new();
-                attrs.push(if has_children(&m.name) {
-                    "\\HasChildren"
-                } else {
-                    "\\HasNoChildren"
-                });
-                if let Some(u) = m.special_use {
-                    attrs.push(u.attribute());
+        let mut out: Vec<(String, String)> = Vec::new();
+        if req.lsub || req.select_subscribed {
+            // Subscribed names, whether or not the mailbox exists.
+            let mut parents: std::collections::BTreeSet<String> = Default::default();
+            for name in &subscriptions {
+                if matches(name) {
+                    let attrs = match by_name.get(name.as_str()) {
+                        Some(m) => attributes(m),
+                        None if req.lsub => "\\Noselect".to_string(),
+                        None => "\\NonExistent \\Subscribed".to_string(),
+                    };
+                    out.push((attrs, name.clone()));
+                } else if req.lsub {
+                    // RFC 3501 §6.3.9: with "%", a subscribed child's superior that
+                    // matches is listed \Noselect, even though it is not subscribed.
+                    let mut p = name.as_str();
+                    while let Some(i) = p.rfind(DELIMITER) {
+                        p = &p[..i];
+                        if !subscriptions.contains(p) && matches(p) {
+                            parents.insert(p.to_string());
+                        }
+                    }
                 }
-                let mut r = Resp::new();
-                r.text(&format!("* {verb} ({}) \"/\" ", attrs.join(" ")));
-                r.astring(encode_mutf7(&m.name).as_bytes());
-                r.send(sink).await?;
             }
-            // Superiors that do not exist but match ("%" stops at them).
-            let mut p = m.name.as_str();
-            while let Some(i) = p.rfind(DELIMITER) {
-                p = &p[..i];
-                if !names.contains(p) && matches(p) {
-                    implied.insert(p.to_string());
+            for p in parents {
+                out.push(("\\Noselect".to_string(), p));
+            }
+        } else {
+            let mut implied: std::collections::BTreeSet<String> = Default::default();
+            for m in &all {
+                if req.select_special_use && m.special_use.is_none() {
+                    continue;
                 }
+                if matches(&m.name) {
+                    out.push((attributes(m), m.name.clone()));
+                }
+                if req.extended {
+                    continue;
+                }
+                // Superiors that do not exist but match ("%" stops at them).
+                let mut p = m.name.as_str();
+                while let Some(i) = p.rfind(DELIMITER) {
+                    p = &p[..i];
+                    if !by_name.contains_key(p) && matches(p) {
+                        implied.insert(p.to_string());
+                    }
+                }
+            }
+            for p in implied {
+                out.push(("\\Noselect \\HasChildren".to_string(), p));
             }
         }
-        for p in implied {
+        for (attrs, name) in out {
             let mut r = Resp::new();
-            r.text(&format!("* {verb} (\\Noselect \\HasChildren) \"/\" "));
-            r.astring(encode_mutf7(&p).as_bytes());
+            r.text(&format!("* {verb} ({attrs}) \"/\" "));
+            r.astring(encode_mutf7(&name).as_bytes());
             r.send(sink).await?;
         }
         Ok(ok(format!("{verb} completed")))
@@ -950,11 +1099,19 @@ impl Session {
         if data.is_empty() {
             return no("Empty message");
         }
+        // RFC 9051 §6.3.12 wants CRLF line ends; a bare LF is stored as CRLF, so the
+        // stored size is what every protocol then sends (POP3 LIST/STAT and RETR).
+        let data = crlf(data);
+        if let Err(e) = bulwark_mime::nesting_depth(&data, bulwark_mime::MAX_NESTING) {
+            metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "mime_too_deep").increment(1);
+            return no(format!("[LIMIT] Message refused: {e}; nothing was stored"));
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
+        let size = data.len();
         let ingest = Ingest {
-            data: data.to_vec(),
+            data: data.into_owned(),
             internal_date: date.unwrap_or(now),
             deliveries: vec![Delivery {
                 target: DeliveryTarget::Mailbox(mb.id),
@@ -967,7 +1124,7 @@ impl Session {
             Ok(r) => {
                 metrics::counter!("bulwark_imap_messages_appended_total", "listener" => self.cfg.listener)
                     .increment(1);
-                metrics::counter!("bulwark_imap_message_bytes_appended_total", "listener" => self.cfg.listener).increment(data.len() as u64);
+                metrics::counter!("bulwark_imap_message_bytes_appended_total", "listener" => self.cfg.listener).increment(size as u64);
                 if self.view.as_ref().is_some_and(|v| v.mailbox == mb.id) {
                     self.mark_dirty();
                 }
@@ -1137,22 +1294,17 @@ impl Session {
         if uids.is_empty() {
             return Ok(ok(format!("{verb} completed (no messages)")));
         }
-        let mut pairs = Vec::with_capacity(uids.len());
-        let mut uidvalidity = dst.uidvalidity;
-        for chunk in uids.chunks(10_000) {
-            let r = if is_move {
-                self.store.move_messages(src, chunk, dst.id).await
-            } else {
-                self.store.copy_messages(src, chunk, dst.id).await
-            };
-            match r {
-                Ok(r) => {
-                    uidvalidity = r.uidvalidity;
-                    pairs.extend(r.pairs);
-                }
-                Err(e) => return Ok(store_no(&e)),
-            }
-        }
+        // One store transaction, whatever the count: all or nothing (RFC 9051
+        // §6.4.7, RFC 6851 §3.3).
+        let r = if is_move {
+            self.store.move_messages(src, &uids, dst.id).await
+        } else {
+            self.store.copy_messages(src, &uids, dst.id).await
+        };
+        let (uidvalidity, pairs) = match r {
+            Ok(r) => (r.uidvalidity, r.pairs),
+            Err(e) => return Ok(store_no(&e)),
+        };
         self.mark_dirty();
         metrics::counter!("bulwark_imap_messages_copied_total", "listener" => self.cfg.listener, "op" => verb).increment(pairs.len() as u64);
         if pairs.is_empty() {
@@ -1226,6 +1378,60 @@ pub(crate) async fn write_updates(
         r.send(sink).await?;
     }
     Ok(())
+}
+
+/// What a LIST or LSUB asks for.
+struct ListRequest {
+    lsub: bool,
+    /// Decoded reference, prefixed to each pattern.
+    reference: String,
+    patterns: Vec<String>,
+    select_subscribed: bool,
+    select_special_use: bool,
+    return_subscribed: bool,
+    /// LIST-EXTENDED syntax: no implied superiors, no empty-pattern special case.
+    extended: bool,
+}
+
+impl ListRequest {
+    fn basic(reference: &WireMailbox<'_>, pattern: &ListMailbox<'_>, lsub: bool) -> ListRequest {
+        let reference = match reference {
+            WireMailbox::Inbox => "INBOX".to_string(),
+            WireMailbox::Other(o) => lenient_name(o.as_ref()),
+        };
+        let pattern_bytes: &[u8] = match pattern {
+            ListMailbox::Token(t) => t.as_ref(),
+            ListMailbox::String(s) => s.as_ref(),
+        };
+        ListRequest {
+            lsub,
+            reference,
+            patterns: vec![lenient_name(pattern_bytes)],
+            select_subscribed: false,
+            select_special_use: false,
+            return_subscribed: false,
+            extended: false,
+        }
+    }
+}
+
+/// Bare LF line ends as CRLF (borrowed when there are none).
+fn crlf(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let bare = data
+        .iter()
+        .enumerate()
+        .any(|(i, c)| *c == b'\n' && (i == 0 || data[i - 1] != b'\r'));
+    if !bare {
+        return std::borrow::Cow::Borrowed(data);
+    }
+    let mut out = Vec::with_capacity(data.len() + data.len() / 32);
+    for (i, &c) in data.iter().enumerate() {
+        if c == b'\n' && (i == 0 || data[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(c);
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// A decoded, checked mailbox name from the wire.

@@ -9,6 +9,7 @@ use bulwark_config::AuthConfig;
 use bulwark_store::{Delivery, DeliveryTarget, Flags, Ingest, SharedStore, SqliteStore, Store};
 use imap_codec::{decode::Decoder, CommandCodec};
 
+use crate::notify::Notifier;
 use crate::resp::VecSink;
 use crate::session::{Next, Session, SessionConfig};
 
@@ -18,6 +19,7 @@ const PASS: &str = "correct horse battery";
 struct Env {
     store: SharedStore,
     auth: Authenticator,
+    notifier: Notifier,
     _dir: tempfile::TempDir,
 }
 
@@ -43,6 +45,7 @@ async fn env() -> Env {
         },
     );
     Env {
+        notifier: Notifier::new(&store),
         store,
         auth,
         _dir: dir,
@@ -66,6 +69,7 @@ impl Client {
                     tls,
                     max_literal_size: 1 << 20,
                 },
+                e.notifier.clone(),
             ),
             out: VecSink::default(),
         }
@@ -80,11 +84,11 @@ impl Client {
 
     /// Sends one command (literals inline, as the shell would have assembled them).
     async fn cmd_next(&mut self, line: &str) -> (String, Next) {
-        let bytes = format!("{line}\r\n").into_bytes();
-        let (_, cmd) = CommandCodec::default()
-            .decode(&bytes)
-            .unwrap_or_else(|e| panic!("cannot decode {line:?}: {e:?}"));
-        let next = self.s.handle(cmd, &mut self.out).await.unwrap();
+        self.raw_next(format!("{line}\r\n").as_bytes()).await
+    }
+
+    async fn raw_next(&mut self, bytes: &[u8]) -> (String, Next) {
+        let next = self.s.handle_raw(bytes, &mut self.out).await.unwrap();
         (self.out.take_string(), next)
     }
 
@@ -266,18 +270,61 @@ async fn idle_wakes_on_delivery() {
     let (r, next) = a.cmd_next("i IDLE").await;
     assert_eq!(r, "");
     assert_eq!(next, Next::Idle("i".into()));
-    let store = e.store.clone();
-    let deliver_later = async {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let _ = store; // delivery below uses the env
+    // The delivery happens while the session waits in IDLE, not before.
+    let waiting = tokio::time::timeout(Duration::from_secs(10), a.s.wait_change());
+    let later = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        deliver(&e, "new").await
     };
-    deliver_later.await;
-    deliver(&e, "new").await;
-    tokio::time::timeout(Duration::from_secs(5), a.s.wait_change())
-        .await
-        .expect("IDLE must wake up");
+    let (woke, _) = tokio::join!(waiting, later);
+    woke.expect("IDLE must wake up on a delivery made while idling");
     a.s.idle_updates(&mut a.out).await.unwrap();
     assert_eq!(a.out.take_string(), "* 1 EXISTS\r\n");
+}
+
+/// Deliveries wake only the sessions that have the mailbox selected.
+#[tokio::test]
+async fn idle_wakes_only_sessions_of_the_changed_mailbox() {
+    let e = env().await;
+    let mut inbox = Client::logged_in(&e).await;
+    inbox.cmd("s SELECT INBOX").await;
+    let mut archive = Client::logged_in(&e).await;
+    archive.cmd("s SELECT Archive").await;
+    let mut bob = Client::new(&e, true);
+    bob.cmd(&format!("l LOGIN bob@example.test \"{PASS}\"")).await;
+    bob.cmd("s SELECT INBOX").await;
+    assert_eq!(e.notifier.watched(), 3);
+    // Alice's INBOX changes; then Archive, as a marker that the first event has
+    // been dispatched too (events are dispatched in order).
+    let uid = deliver(&e, "for inbox").await;
+    let acc = e.store.account(USER).await.unwrap().unwrap();
+    let inbox_id = e.store.mailbox(acc.id, "INBOX").await.unwrap().unwrap().id;
+    let archive_id = e.store.mailbox(acc.id, "Archive").await.unwrap().unwrap().id;
+    e.store
+        .copy_messages(inbox_id, &[uid], archive_id)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), archive.s.wait_change())
+        .await
+        .expect("archive session woken");
+    tokio::time::timeout(Duration::from_secs(10), inbox.s.wait_change())
+        .await
+        .expect("inbox session woken");
+    // Bob's session was never woken: nothing pending for him.
+    let r = bob.cmd("n CHECK").await;
+    assert_eq!(r, "n OK CHECK completed\r\n");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1), bob.s.wait_change())
+            .await
+            .is_err(),
+        "bob's INBOX did not change"
+    );
+    // Channels go away with the last session of a mailbox.
+    drop(archive);
+    assert_eq!(e.notifier.watched(), 2);
+    inbox.cmd("u UNSELECT").await;
+    bob.cmd("u UNSELECT").await;
+    assert_eq!(e.notifier.watched(), 0);
 }
 
 #[tokio::test]
@@ -318,8 +365,21 @@ async fn mailboxes_list_rename_and_special_use() {
     }
     let r = c.cmd("f DELETE INBOX").await;
     assert!(r.starts_with("f NO"), "{r}");
+    // RFC 3501 §6.3.4: a mailbox with children loses its messages and stays as a
+    // \Noselect name; deleting that name again is an error.
     let r = c.cmd("f DELETE Projekte").await;
-    assert!(r.starts_with("f NO [INUSE]"), "{r}");
+    assert!(r.starts_with("f OK"), "{r}");
+    let r = c.cmd("f LIST \"\" Projekte").await;
+    assert!(
+        r.contains("* LIST (\\Noselect \\HasChildren) \"/\" Projekte"),
+        "{r}"
+    );
+    let r = c.cmd("f SELECT Projekte").await;
+    assert!(r.starts_with("f NO [NONEXISTENT]"), "{r}");
+    let r = c.cmd("f DELETE Projekte").await;
+    assert!(r.starts_with("f NO [NONEXISTENT]"), "{r}");
+    let r = c.cmd("f STATUS Projekte/Entw&APw-rfe (MESSAGES)").await;
+    assert!(r.contains("(MESSAGES 0)"), "the child is untouched: {r}");
     // RENAME INBOX moves the messages and leaves INBOX empty.
     deliver(&e, "one").await;
     let r = c.cmd("g RENAME INBOX Old").await;
