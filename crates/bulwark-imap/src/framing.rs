@@ -197,7 +197,10 @@ impl Framer {
             };
         };
         if self.literals == 0 && self.verb == "APPEND" {
-            let words: Vec<&[u8]> = line.split(|c| *c == b' ').filter(|w| !w.is_empty()).collect();
+            let words: Vec<&[u8]> = line
+                .split(|c| *c == b' ')
+                .filter(|w| !w.is_empty())
+                .collect();
             self.append_mailbox_literal = words.len() == 3;
         }
         self.literals += 1;
@@ -293,8 +296,14 @@ mod tests {
     #[test]
     fn announcements() {
         assert_eq!(literal_announcement(b"a LOGIN {5}"), Some(Ok((5, true))));
-        assert_eq!(literal_announcement(b"a APPEND x {5+}"), Some(Ok((5, false))));
-        assert_eq!(literal_announcement(b"a APPEND x ~{7}"), Some(Ok((7, true))));
+        assert_eq!(
+            literal_announcement(b"a APPEND x {5+}"),
+            Some(Ok((5, false)))
+        );
+        assert_eq!(
+            literal_announcement(b"a APPEND x ~{7}"),
+            Some(Ok((7, true)))
+        );
         assert_eq!(literal_announcement(b"a NOOP"), None);
         assert_eq!(literal_announcement(b"a X {}"), None);
         assert_eq!(literal_announcement(b"a X {1a}"), None);
@@ -305,7 +314,10 @@ mod tests {
     #[test]
     fn one_complete_command_per_line_without_literals() {
         let mut f = Framer::new(AUTHED, LIMITS);
-        assert_eq!(f.push_line(b"a NOOP"), Step::Complete(b"a NOOP\r\n".to_vec()));
+        assert_eq!(
+            f.push_line(b"a NOOP"),
+            Step::Complete(b"a NOOP\r\n".to_vec())
+        );
     }
 
     #[test]
@@ -323,7 +335,10 @@ mod tests {
     #[test]
     fn before_login_literals_are_small_and_only_for_login() {
         let mut f = Framer::new(ANON_TLS, LIMITS);
-        assert_eq!(f.push_line(b"a LOGIN {5}"), Step::Literal { len: 5, sync: true });
+        assert_eq!(
+            f.push_line(b"a LOGIN {5}"),
+            Step::Literal { len: 5, sync: true }
+        );
         f.literal_buffer().extend_from_slice(b"alice");
         assert_eq!(
             f.push_line(b" {8000}"),
@@ -364,7 +379,10 @@ mod tests {
         let (r, _) = refused(f.push_line(b"a APPEND {5000}"));
         assert!(r.starts_with("a NO [TOOBIG]"), "{r}");
         let mut f = Framer::new(AUTHED, LIMITS);
-        assert_eq!(f.push_line(b"a APPEND {5}"), Step::Literal { len: 5, sync: true });
+        assert_eq!(
+            f.push_line(b"a APPEND {5}"),
+            Step::Literal { len: 5, sync: true }
+        );
         f.literal_buffer().extend_from_slice(b"INBOX");
         assert_eq!(
             f.push_line(b" {50000+}"),
@@ -380,7 +398,10 @@ mod tests {
         let (r, _) = refused(f.push_line(b"a SEARCH TEXT {100000}"));
         assert!(r.starts_with("a NO [TOOBIG]"), "{r}");
         let mut f = Framer::new(AUTHED, LIMITS);
-        assert!(matches!(f.push_line(b"a LIST \"\" {900}"), Step::Literal { .. }));
+        assert!(matches!(
+            f.push_line(b"a LIST \"\" {900}"),
+            Step::Literal { .. }
+        ));
     }
 
     #[test]
@@ -396,7 +417,10 @@ mod tests {
         }
         assert!(matches!(last, Step::Malformed { .. }), "{last:?}");
         let mut f = Framer::new(AUTHED, LIMITS);
-        assert!(matches!(f.push_line(b"a X {99999999999}"), Step::Malformed { .. }));
+        assert!(matches!(
+            f.push_line(b"a X {99999999999}"),
+            Step::Malformed { .. }
+        ));
     }
 
     #[test]

@@ -217,12 +217,18 @@ mod tests {
     fn what_mailkit_sends() {
         let l = ok("a LIST (SPECIAL-USE) \"\" \"*\"\r\n");
         assert!(l.select_special_use && !l.return_special_use);
-        assert_eq!((l.reference, l.patterns), (b"".to_vec(), vec![b"*".to_vec()]));
+        assert_eq!(
+            (l.reference, l.patterns),
+            (b"".to_vec(), vec![b"*".to_vec()])
+        );
         let l = ok("b list \"\" \"*\" return (special-use)\r\n");
         assert!(l.return_special_use && !l.select_special_use);
         let l = ok("c LIST (SUBSCRIBED REMOTE) \"\" (INBOX \"Sent\" {3}\r\nA/%) RETURN (CHILDREN SUBSCRIBED)\r\n");
         assert!(l.select_subscribed && l.return_subscribed);
-        assert_eq!(l.patterns, vec![b"INBOX".to_vec(), b"Sent".to_vec(), b"A/%".to_vec()]);
+        assert_eq!(
+            l.patterns,
+            vec![b"INBOX".to_vec(), b"Sent".to_vec(), b"A/%".to_vec()]
+        );
         let l = ok("d LIST () \"\" % RETURN ()\r\n");
         assert!(!l.select_subscribed && !l.return_subscribed);
     }

@@ -863,7 +863,7 @@ pub fn search_doc(raw: &[u8], want_body: bool) -> SearchDoc {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const SIMPLE: &[u8] = b"Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n\
@@ -1206,7 +1206,7 @@ JVBERi0=\r\n\
         );
     }
 
-    fn nested_multipart(levels: usize) -> Vec<u8> {
+    pub(crate) fn nested_multipart(levels: usize) -> Vec<u8> {
         let mut m = b"From: a@example.test\r\nSubject: deep\r\n".to_vec();
         for i in 0..levels {
             m.extend(
@@ -1221,7 +1221,7 @@ JVBERi0=\r\n\
         m
     }
 
-    fn nested_messages(levels: usize) -> Vec<u8> {
+    pub(crate) fn nested_messages(levels: usize) -> Vec<u8> {
         let mut m =
             b"From: a@example.test\r\nSubject: deep\r\nContent-Type: message/rfc822\r\n\r\n"
                 .to_vec();

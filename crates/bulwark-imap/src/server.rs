@@ -85,9 +85,14 @@ enum Frame {
     /// A line longer than allowed.
     LineTooLong,
     /// A literal refused before it was read; `close` when it is on its way anyway.
-    Refused { reply: String, close: bool },
+    Refused {
+        reply: String,
+        close: bool,
+    },
     /// Syntax error; the tag when one could be read.
-    Malformed { tag: Option<String> },
+    Malformed {
+        tag: Option<String>,
+    },
 }
 
 /// Reads one command with its literals.
@@ -347,8 +352,7 @@ impl ImapHandler {
         idle_timeout: Duration,
     ) -> bool {
         let deadline = Instant::now() + idle_timeout;
-        let keepalive =
-            Duration::from_secs(self.ctx.config.config.imap.idle_keepalive_secs.max(1));
+        let keepalive = Duration::from_secs(self.ctx.config.config.imap.idle_keepalive_secs.max(1));
         let mut next_keepalive = Instant::now() + keepalive;
         let shutdown = self.ctx.shutdown.clone();
         loop {

@@ -8,6 +8,11 @@
 
 use std::net::IpAddr;
 
+use crate::names::{self, encode_mutf7, parse_name, Pattern, DELIMITER};
+use crate::notify::{MailboxWatch, Notifier};
+use crate::resp::{self, Resp, Sink};
+use crate::seqset;
+use crate::view::{Updates, View};
 use bulwark_auth::{AuthError, Authenticator, Secret};
 use bulwark_store::{
     Account, Delivery, DeliveryTarget, FlagOp, Flags, Ingest, Mailbox, SharedStore, StoreError,
@@ -20,11 +25,6 @@ use imap_codec::imap_types::{
     mailbox::{ListMailbox, Mailbox as WireMailbox},
     status::StatusDataItemName,
 };
-use crate::names::{self, encode_mutf7, parse_name, Pattern, DELIMITER};
-use crate::notify::{MailboxWatch, Notifier};
-use crate::resp::{self, Resp, Sink};
-use crate::seqset;
-use crate::view::{Updates, View};
 
 /// Longest password LOGIN and AUTHENTICATE accept (longer ones are refused before
 /// any hashing).
@@ -186,8 +186,7 @@ impl Session {
                 None => {
                     metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "malformed").increment(1);
                     let tag = crate::framing::guess_tag(bytes).unwrap_or_else(|| "*".into());
-                    resp::line(sink, &format!("{tag} BAD Syntax error or unknown command"))
-                        .await?;
+                    resp::line(sink, &format!("{tag} BAD Syntax error or unknown command")).await?;
                     Ok(Next::Continue)
                 }
             },
@@ -499,7 +498,9 @@ impl Session {
 
     async fn auth_plain(&mut self, message: &[u8]) -> Done {
         match bulwark_auth::sasl::parse_plain(message) {
-            Ok(c) if c.password.expose().len() > MAX_PASSWORD || c.username.len() > MAX_USERNAME => {
+            Ok(c)
+                if c.password.expose().len() > MAX_PASSWORD || c.username.len() > MAX_USERNAME =>
+            {
                 bad(format!(
                     "User names are limited to {MAX_USERNAME} octets, passwords to {MAX_PASSWORD}"
                 ))
@@ -834,10 +835,19 @@ impl Session {
             end += i;
             let prefix = &name[..end];
             end += DELIMITER.len_utf8();
-            if self.store.mailbox(self.account_id(), prefix).await?.is_some() {
+            if self
+                .store
+                .mailbox(self.account_id(), prefix)
+                .await?
+                .is_some()
+            {
                 continue;
             }
-            match self.store.create_mailbox(self.account_id(), prefix, None).await {
+            match self
+                .store
+                .create_mailbox(self.account_id(), prefix, None)
+                .await
+            {
                 Ok(_) | Err(StoreError::AlreadyExists(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -854,7 +864,11 @@ impl Session {
                 Ok(m) => m,
                 Err(d) => return d,
             };
-            return match self.store.add_subscription(self.account_id(), &mb.name).await {
+            return match self
+                .store
+                .add_subscription(self.account_id(), &mb.name)
+                .await
+            {
                 Ok(()) => ok("SUBSCRIBE completed"),
                 Err(e) => store_no(&e),
             };
@@ -863,7 +877,11 @@ impl Session {
             Ok(n) => n,
             Err(d) => return d,
         };
-        match self.store.remove_subscription(self.account_id(), &name).await {
+        match self
+            .store
+            .remove_subscription(self.account_id(), &name)
+            .await
+        {
             Ok(true) => ok("UNSUBSCRIBE completed"),
             Ok(false) => no("[NONEXISTENT] Not subscribed to that name"),
             Err(e) => store_no(&e),
@@ -905,7 +923,11 @@ impl Session {
             Done::Bad(t) => format!("{tag} BAD {t}"),
         };
         resp::line(sink, &line).await?;
-        Ok(if self.closing { Next::Close } else { Next::Continue })
+        Ok(if self.closing {
+            Next::Close
+        } else {
+            Next::Continue
+        })
     }
 
     /// LIST and LSUB (RFC 9051 §6.3.9, RFC 3501 §6.3.9), with the RFC 5258 selection
@@ -934,7 +956,8 @@ impl Session {
             compiled.iter().any(|(exact, upper)| {
                 // INBOX matches case-insensitively (RFC 9051 §5.1).
                 exact.matches(n)
-                    || ((n == "INBOX" || n.starts_with("INBOX/")) && upper.matches(&n.to_uppercase()))
+                    || ((n == "INBOX" || n.starts_with("INBOX/"))
+                        && upper.matches(&n.to_uppercase()))
             })
         };
         let all = match self.store.list_mailboxes(self.account_id()).await {

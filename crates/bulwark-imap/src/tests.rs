@@ -9,6 +9,7 @@ use bulwark_config::AuthConfig;
 use bulwark_store::{Delivery, DeliveryTarget, Flags, Ingest, SharedStore, SqliteStore, Store};
 use imap_codec::{decode::Decoder, CommandCodec};
 
+use crate::mime::tests as mime_tests;
 use crate::notify::Notifier;
 use crate::resp::VecSink;
 use crate::session::{Next, Session, SessionConfig};
@@ -291,7 +292,8 @@ async fn idle_wakes_only_sessions_of_the_changed_mailbox() {
     let mut archive = Client::logged_in(&e).await;
     archive.cmd("s SELECT Archive").await;
     let mut bob = Client::new(&e, true);
-    bob.cmd(&format!("l LOGIN bob@example.test \"{PASS}\"")).await;
+    bob.cmd(&format!("l LOGIN bob@example.test \"{PASS}\""))
+        .await;
     bob.cmd("s SELECT INBOX").await;
     assert_eq!(e.notifier.watched(), 3);
     // Alice's INBOX changes; then Archive, as a marker that the first event has
@@ -299,7 +301,13 @@ async fn idle_wakes_only_sessions_of_the_changed_mailbox() {
     let uid = deliver(&e, "for inbox").await;
     let acc = e.store.account(USER).await.unwrap().unwrap();
     let inbox_id = e.store.mailbox(acc.id, "INBOX").await.unwrap().unwrap().id;
-    let archive_id = e.store.mailbox(acc.id, "Archive").await.unwrap().unwrap().id;
+    let archive_id = e
+        .store
+        .mailbox(acc.id, "Archive")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
     e.store
         .copy_messages(inbox_id, &[uid], archive_id)
         .await
@@ -651,4 +659,321 @@ async fn select_100k_figure() {
         r.lines().count(),
         t.elapsed()
     );
+}
+
+async fn ingest_raw(e: &Env, mailbox: &str, data: Vec<u8>, copies: usize) -> Vec<u32> {
+    let acc = e.store.account(USER).await.unwrap().unwrap();
+    let mb = e.store.mailbox(acc.id, mailbox).await.unwrap().unwrap();
+    let r = e
+        .store
+        .ingest(Ingest {
+            data,
+            internal_date: 1_772_000_000,
+            deliveries: (0..copies)
+                .map(|_| Delivery {
+                    target: DeliveryTarget::Mailbox(mb.id),
+                    flags: Flags::default(),
+                })
+                .collect(),
+            queue: None,
+        })
+        .await
+        .unwrap();
+    r.delivered.iter().map(|d| d.2).collect()
+}
+
+#[tokio::test]
+async fn list_patterns_of_60000_wildcards() {
+    let e = env().await;
+    let mut c = Client::logged_in(&e).await;
+    let stars = "*".repeat(60_000);
+    let r = c.cmd(&format!("a LIST \"\" {{60000}}\r\n{stars}")).await;
+    assert!(
+        r.contains("* LIST (\\HasNoChildren) \"/\" INBOX"),
+        "{}",
+        &r[..r.len().min(300)]
+    );
+    assert!(r.ends_with("a OK LIST completed\r\n"), "{r}");
+    let mixed = "%*".repeat(30_000);
+    let r = c.cmd(&format!("b LSUB \"\" {{60000}}\r\n{mixed}")).await;
+    assert!(
+        r.contains(" INBOX\r\n") && r.ends_with("b OK LSUB completed\r\n"),
+        "{r}"
+    );
+    // Patterns that cannot collapse are refused beyond the limit.
+    let alternating = "%a".repeat(30_000);
+    let r = c
+        .cmd(&format!("c LIST \"\" {{60000}}\r\n{alternating}"))
+        .await;
+    assert!(r.starts_with("c NO [LIMIT]"), "{r}");
+}
+
+#[tokio::test]
+async fn list_extended_special_use_and_subscribed() {
+    let e = env().await;
+    let mut c = Client::logged_in(&e).await;
+    c.cmd("a CREATE Work").await;
+    // MailKit's forms once SPECIAL-USE is advertised (RFC 6154 §5.2).
+    let r = c.cmd("b LIST (SPECIAL-USE) \"\" \"*\"").await;
+    for want in ["\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive"] {
+        assert!(r.contains(want), "{want}: {r}");
+    }
+    assert!(!r.contains(" INBOX\r\n") && !r.contains(" Work\r\n"), "{r}");
+    assert!(r.ends_with("b OK LIST completed\r\n"), "{r}");
+    let r = c.cmd("c LIST \"\" \"*\" RETURN (SPECIAL-USE)").await;
+    assert!(
+        r.contains(" INBOX\r\n") && r.contains(" Work\r\n") && r.contains("\\Junk"),
+        "{r}"
+    );
+    // SUBSCRIBED: subscribed names, existing or not.
+    c.cmd("d CREATE Gone").await;
+    c.cmd("d DELETE Gone").await;
+    c.cmd("d UNSUBSCRIBE Work").await;
+    let r = c
+        .cmd("e LIST (SUBSCRIBED) \"\" \"*\" RETURN (CHILDREN)")
+        .await;
+    assert!(
+        r.contains("* LIST (\\NonExistent \\Subscribed) \"/\" Gone"),
+        "{r}"
+    );
+    assert!(r.contains("\\Subscribed) \"/\" INBOX"), "{r}");
+    assert!(!r.contains(" Work\r\n"), "{r}");
+    let r = c.cmd("f LIST \"\" (INBOX Work) RETURN (SUBSCRIBED)").await;
+    assert!(
+        r.contains("* LIST (\\HasNoChildren \\Subscribed) \"/\" INBOX"),
+        "{r}"
+    );
+    assert!(r.contains("* LIST (\\HasNoChildren) \"/\" Work"), "{r}");
+    let r = c.cmd("g LIST (BOGUS) \"\" *").await;
+    assert!(r.starts_with("g BAD"), "{r}");
+    let mut anon = Client::new(&e, true);
+    let r = anon.cmd("h LIST (SPECIAL-USE) \"\" *").await;
+    assert!(r.starts_with("h BAD"), "{r}");
+}
+
+#[tokio::test]
+async fn subscriptions_outlive_mailboxes_and_lsub_shows_superiors() {
+    let e = env().await;
+    let mut c = Client::logged_in(&e).await;
+    c.cmd("a CREATE Lists/rust").await;
+    let r = c.cmd("b UNSUBSCRIBE Lists").await;
+    assert!(r.starts_with("b OK"), "{r}");
+    // RFC 3501 §6.3.9: "%" reports the unsubscribed superior as \Noselect.
+    let r = c.cmd("c LSUB \"\" %").await;
+    assert!(r.contains("* LSUB (\\Noselect) \"/\" Lists\r\n"), "{r}");
+    assert!(!r.contains("Lists/rust"), "{r}");
+    let r = c.cmd("c LSUB \"\" *").await;
+    assert!(
+        r.contains(" Lists/rust\r\n") && !r.contains(" Lists\r\n"),
+        "{r}"
+    );
+    // DELETE does not unsubscribe (RFC 3501 §6.3.4); the stale name can be removed.
+    let r = c.cmd("d DELETE Lists/rust").await;
+    assert!(r.starts_with("d OK"), "{r}");
+    let r = c.cmd("e LSUB \"\" Lists/*").await;
+    assert!(r.contains("* LSUB (\\Noselect) \"/\" Lists/rust"), "{r}");
+    let r = c.cmd("f UNSUBSCRIBE Lists/rust").await;
+    assert!(r.starts_with("f OK"), "{r}");
+    let r = c.cmd("f UNSUBSCRIBE Lists/rust").await;
+    assert!(r.starts_with("f NO"), "{r}");
+    let r = c.cmd("g SUBSCRIBE Nowhere").await;
+    assert!(r.starts_with("g NO [NONEXISTENT]"), "{r}");
+}
+
+#[tokio::test]
+async fn rename_creates_superiors() {
+    let e = env().await;
+    let mut c = Client::logged_in(&e).await;
+    c.cmd("a CREATE Old").await;
+    let r = c.cmd("b RENAME Old Year/2026/Old").await;
+    assert!(r.starts_with("b OK"), "{r}");
+    for name in ["Year", "Year/2026"] {
+        let r = c.cmd(&format!("c SELECT {name}")).await;
+        assert!(r.contains("c OK [READ-WRITE]"), "{name}: {r}");
+    }
+    deliver(&e, "moved").await;
+    let r = c.cmd("d RENAME INBOX Archive2/Inbox").await;
+    assert!(r.starts_with("d OK"), "{r}");
+    let r = c.cmd("e STATUS Archive2/Inbox (MESSAGES)").await;
+    assert!(r.contains("(MESSAGES 1)"), "{r}");
+    let r = c.cmd("e STATUS Archive2 (MESSAGES)").await;
+    assert!(r.contains("(MESSAGES 0)"), "{r}");
+}
+
+/// COPY and MOVE of more messages than any batch are one transaction: the target
+/// changes once, never half.
+#[tokio::test]
+async fn copy_and_move_are_all_or_nothing() {
+    let e = env().await;
+    let n = 10_050;
+    ingest_raw(&e, "INBOX", b"Subject: many\r\n\r\nx\r\n".to_vec(), n).await;
+    let mut c = Client::logged_in(&e).await;
+    let r = c.cmd("s SELECT INBOX").await;
+    assert!(r.contains(&format!("* {n} EXISTS")), "{r}");
+    let acc = e.store.account(USER).await.unwrap().unwrap();
+    let trash = e.store.mailbox(acc.id, "Trash").await.unwrap().unwrap().id;
+    let archive = e
+        .store
+        .mailbox(acc.id, "Archive")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let mut events = e.store.subscribe();
+    let r = c.cmd("a COPY 1:* Archive").await;
+    assert!(
+        r.contains("a OK [COPYUID "),
+        "{}",
+        &r[r.len().saturating_sub(200)..]
+    );
+    let r = c.cmd("b MOVE 1:* Trash").await;
+    assert!(
+        r.ends_with("b OK MOVE completed\r\n"),
+        "{}",
+        &r[r.len().saturating_sub(200)..]
+    );
+    let mut changes = std::collections::HashMap::new();
+    while let Ok(ev) = events.try_recv() {
+        if let bulwark_store::StoreEvent::Mailbox { mailbox_id, .. } = ev {
+            *changes.entry(mailbox_id).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(changes.get(&archive), Some(&1), "{changes:?}");
+    assert_eq!(changes.get(&trash), Some(&1), "{changes:?}");
+    let r = c.cmd("c STATUS Trash (MESSAGES)").await;
+    assert!(r.contains(&format!("(MESSAGES {n})")), "{r}");
+}
+
+#[tokio::test]
+async fn a_session_whose_mailbox_is_deleted_gets_bye() {
+    let e = env().await;
+    let mut a = Client::logged_in(&e).await;
+    let mut b = Client::logged_in(&e).await;
+    a.cmd("c CREATE Work").await;
+    a.cmd("s SELECT Work").await;
+    b.cmd("d DELETE Work").await;
+    let (r, next) = a.cmd_next("n NOOP").await;
+    assert!(r.starts_with("* BYE [CLOSED]"), "{r}");
+    assert_eq!(next, Next::Close);
+    // The same in IDLE.
+    let mut a = Client::logged_in(&e).await;
+    a.cmd("c CREATE Work").await;
+    a.cmd("s SELECT Work").await;
+    a.cmd_next("i IDLE").await;
+    b.cmd("d DELETE Work").await;
+    tokio::time::timeout(Duration::from_secs(10), a.s.wait_change())
+        .await
+        .expect("woken by the deletion");
+    a.s.idle_updates(&mut a.out).await.unwrap();
+    assert!(a.out.take_string().starts_with("* BYE [CLOSED]"));
+    assert!(a.s.is_closing());
+}
+
+#[tokio::test]
+async fn close_expunges_silently() {
+    let e = env().await;
+    for i in 0..3 {
+        deliver(&e, &format!("m{i}")).await;
+    }
+    let mut c = Client::logged_in(&e).await;
+    c.cmd("s SELECT INBOX").await;
+    c.cmd("a STORE 1:2 +FLAGS.SILENT (\\Deleted)").await;
+    let r = c.cmd("b CLOSE").await;
+    // RFC 9051 §6.4.1: no EXPUNGE responses, and the messages are gone.
+    assert_eq!(r, "b OK CLOSE completed\r\n");
+    let r = c.cmd("c STATUS INBOX (MESSAGES)").await;
+    assert!(r.contains("(MESSAGES 1)"), "{r}");
+    // EXAMINE + CLOSE expunges nothing.
+    c.cmd("d EXAMINE INBOX").await;
+    c.cmd("e STORE 1 +FLAGS (\\Deleted)").await;
+    c.cmd("f CLOSE").await;
+    let r = c.cmd("g STATUS INBOX (MESSAGES)").await;
+    assert!(r.contains("(MESSAGES 1)"), "{r}");
+}
+
+#[tokio::test]
+async fn append_stores_crlf_and_refuses_deep_mime() {
+    let e = env().await;
+    let mut c = Client::logged_in(&e).await;
+    let r = c
+        .cmd("a APPEND INBOX {25+}\r\nSubject: lf\n\nline1\nline2\n")
+        .await;
+    assert!(r.starts_with("a OK [APPENDUID"), "{r}");
+    c.cmd("s SELECT INBOX").await;
+    let r = c.cmd("b FETCH 1 (RFC822.SIZE BODY.PEEK[])").await;
+    assert!(
+        r.contains("RFC822.SIZE 29 BODY[] {29}\r\nSubject: lf\r\n\r\nline1\r\nline2\r\n)"),
+        "{r}"
+    );
+    let deep = mime_tests::nested_multipart(150);
+    let r = c
+        .raw_next(
+            &[
+                format!("d APPEND INBOX {{{}+}}\r\n", deep.len()).as_bytes(),
+                &deep,
+                b"\r\n",
+            ]
+            .concat(),
+        )
+        .await
+        .0;
+    assert!(r.starts_with("d NO [LIMIT]"), "{r}");
+    let r = c.cmd("e STATUS INBOX (MESSAGES)").await;
+    assert!(r.contains("(MESSAGES 1)"), "nothing stored: {r}");
+}
+
+/// Messages stored before the depth check existed (or by another path) are served
+/// without parsing them: every FETCH item and SEARCH answer, the process survives.
+#[tokio::test]
+async fn deep_messages_in_the_store_are_served() {
+    let e = env().await;
+    ingest_raw(&e, "INBOX", mime_tests::nested_multipart(20_000), 1).await;
+    ingest_raw(&e, "INBOX", mime_tests::nested_messages(40_000), 1).await;
+    let mut c = Client::logged_in(&e).await;
+    c.cmd("s SELECT INBOX").await;
+    let r = c
+        .cmd("a FETCH 1:2 (UID FLAGS RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY BODY.PEEK[] BODY.PEEK[]<0.10> BODY.PEEK[HEADER] BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY.PEEK[HEADER.FIELDS.NOT (SUBJECT)] BODY.PEEK[TEXT] BODY.PEEK[1] BODY.PEEK[1.MIME] BODY.PEEK[2] BODY.PEEK[1.1.HEADER])")
+        .await;
+    assert!(
+        r.ends_with("a OK FETCH completed\r\n"),
+        "{}",
+        &r[r.len().saturating_sub(300)..]
+    );
+    assert_eq!(
+        r.matches("ENVELOPE (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)")
+            .count(),
+        2
+    );
+    // Both top-level headers are cut from the octets, not parsed.
+    assert_eq!(
+        r.matches("BODY[HEADER.FIELDS (SUBJECT)] {17}\r\nSubject: deep\r\n\r\n")
+            .count(),
+        2
+    );
+    assert!(r.contains("BODY[HEADER.FIELDS.NOT (SUBJECT)] {70}\r\nFrom: a@example.test\r\nContent-Type: multipart/mixed; boundary=\"b0\"\r\n\r\n"));
+    let r = c
+        .cmd("b FETCH 1:2 (RFC822 RFC822.HEADER RFC822.TEXT)")
+        .await;
+    assert!(r.ends_with("b OK FETCH completed\r\n"));
+    for q in [
+        "SEARCH TEXT \"hello deep world\"",
+        "SEARCH BODY hello",
+        "SEARCH SUBJECT deep",
+        "SEARCH FROM a@example.test",
+    ] {
+        let r = c.cmd(&format!("c {q}")).await;
+        assert!(r.starts_with("* SEARCH 1 2\r\n"), "{q}: {r}");
+    }
+}
+
+#[tokio::test]
+async fn overlong_credentials_are_refused_before_hashing() {
+    let e = env().await;
+    let mut c = Client::new(&e, true);
+    let long = "x".repeat(1025);
+    let r = c.cmd(&format!("a LOGIN {USER} {{1025}}\r\n{long}")).await;
+    assert!(r.starts_with("a BAD"), "{r}");
+    let ok = "x".repeat(1024);
+    let r = c.cmd(&format!("b LOGIN {USER} {{1024}}\r\n{ok}")).await;
+    assert!(r.starts_with("b NO [AUTHENTICATIONFAILED]"), "{r}");
 }

@@ -812,7 +812,14 @@ pub async fn subscriptions_are_names(store: SharedStore) {
     for n in ["INBOX", "Work", "Work/2026"] {
         assert!(subs.iter().any(|s| s == n), "{n} in {subs:?}");
     }
-    assert!(store.mailbox(a.id, "Work").await.unwrap().unwrap().subscribed);
+    assert!(
+        store
+            .mailbox(a.id, "Work")
+            .await
+            .unwrap()
+            .unwrap()
+            .subscribed
+    );
     // Deleting a mailbox keeps its subscription (RFC 9051 §6.3.4, §6.3.7).
     store.delete_mailbox(a.id, "Work/2026").await.unwrap();
     assert!(store
@@ -835,7 +842,14 @@ pub async fn subscriptions_are_names(store: SharedStore) {
     assert!(subs.contains(&"Jobs".to_string()) && !subs.contains(&"Work".to_string()));
     // set_subscribed still works on existing mailboxes.
     store.set_subscribed(a.id, "Jobs", false).await.unwrap();
-    assert!(!store.mailbox(a.id, "Jobs").await.unwrap().unwrap().subscribed);
+    assert!(
+        !store
+            .mailbox(a.id, "Jobs")
+            .await
+            .unwrap()
+            .unwrap()
+            .subscribed
+    );
     assert!(store.set_subscribed(a.id, "Nowhere", true).await.is_err());
     // Per account.
     assert!(!store
