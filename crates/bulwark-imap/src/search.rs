@@ -143,13 +143,16 @@ fn internal_day(unix: i64) -> chrono::NaiveDate {
         .date_naive()
 }
 
-fn eval(k: &Key, m: &Msg<'_>) -> bool {
-    let sent = || {
-        m.doc
-            .and_then(|d| d.sent)
+/// Evaluates a key; `None` when it depends on the message's text and the text has
+/// not been read (`m.doc` is None). Three-valued (Kleene) logic, so metadata keys
+/// decide as many messages as they can before any body is fetched.
+fn eval(k: &Key, m: &Msg<'_>) -> Option<bool> {
+    let sent = |d: &SearchDoc| {
+        d.sent
             .and_then(|(y, mo, d)| chrono::NaiveDate::from_ymd_opt(y, mo, d))
     };
-    match k {
+    let text = |f: &dyn Fn(&SearchDoc) -> bool| m.doc.map(f);
+    Some(match k {
         Key::All => true,
         Key::False => false,
         Key::Seq(r) => r.contains(m.seq),
@@ -168,27 +171,55 @@ fn eval(k: &Key, m: &Msg<'_>) -> bool {
         Key::Before(d) => internal_day(m.meta.internal_date) < *d,
         Key::On(d) => internal_day(m.meta.internal_date) == *d,
         Key::Since(d) => internal_day(m.meta.internal_date) >= *d,
-        Key::SentBefore(d) => sent().is_some_and(|s| s < *d),
-        Key::SentOn(d) => sent().is_some_and(|s| s == *d),
-        Key::SentSince(d) => sent().is_some_and(|s| s >= *d),
-        Key::Header(name, needle) => m.doc.is_some_and(|d| {
-            d.headers
-                .iter()
-                .any(|(n, v)| n == name && v.contains(needle.as_str()))
-        }),
-        Key::Body(needle) => m.doc.is_some_and(|d| d.body.contains(needle.as_str())),
-        Key::Text(needle) => m.doc.is_some_and(|d| {
-            d.body.contains(needle.as_str())
-                || d.headers
+        Key::SentBefore(d) => return text(&|doc| sent(doc).is_some_and(|s| s < *d)),
+        Key::SentOn(d) => return text(&|doc| sent(doc).is_some_and(|s| s == *d)),
+        Key::SentSince(d) => return text(&|doc| sent(doc).is_some_and(|s| s >= *d)),
+        Key::Header(name, needle) => {
+            return text(&|d| {
+                d.headers
                     .iter()
-                    .any(|(n, v)| n.contains(needle.as_str()) || v.contains(needle.as_str()))
-        }),
+                    .any(|(n, v)| n == name && v.contains(needle.as_str()))
+            })
+        }
+        Key::Body(needle) => return text(&|d| d.body.contains(needle.as_str())),
+        Key::Text(needle) => {
+            return text(&|d| {
+                d.body.contains(needle.as_str())
+                    || d.headers
+                        .iter()
+                        .any(|(n, v)| n.contains(needle.as_str()) || v.contains(needle.as_str()))
+            })
+        }
         Key::ModSeq(n) => m.meta.modseq >= *n,
-        Key::Not(k) => !eval(k, m),
-        Key::Or(a, b) => eval(a, m) || eval(b, m),
-        Key::And(list) => list.iter().all(|k| eval(k, m)),
-    }
+        Key::Not(k) => return eval(k, m).map(|b| !b),
+        Key::Or(a, b) => {
+            return match (eval(a, m), eval(b, m)) {
+                (Some(true), _) | (_, Some(true)) => Some(true),
+                (Some(false), Some(false)) => Some(false),
+                _ => None,
+            }
+        }
+        Key::And(list) => return all(list, m),
+    })
 }
+
+/// A conjunction of keys (the top-level criteria list is one).
+fn all(keys: &[Key], m: &Msg<'_>) -> Option<bool> {
+    let mut known = true;
+    for k in keys {
+        match eval(k, m) {
+            Some(false) => return Some(false),
+            Some(true) => {}
+            None => known = false,
+        }
+    }
+    known.then_some(true)
+}
+
+/// Bodies fetched per store round trip for text keys: at most this many messages…
+pub(crate) const BATCH_MESSAGES: usize = 256;
+/// …and about this many octets (a single larger message is still one batch).
+const BATCH_OCTETS: u64 = 4 << 20;
 
 impl Session {
     pub(crate) async fn search(
@@ -227,35 +258,73 @@ impl Session {
         };
         let mut hits: Vec<u32> = Vec::new();
         let mut max_modseq = 0u64;
+        let mut hit = |seq: u32, meta: &MessageMeta| {
+            hits.push(if uid { meta.uid } else { seq });
+            max_modseq = max_modseq.max(meta.modseq);
+        };
+        // Messages the metadata keys could not decide, waiting for their bodies.
+        let mut pending: Vec<(u32, &MessageMeta)> = Vec::new();
+        let mut pending_octets = 0u64;
         // Both lists ascend by UID: merge them to get each message's sequence number.
         let uids = v.uids();
         let mut i = 0usize;
-        for meta in &metas {
-            while i < uids.len() && uids[i] < meta.uid {
-                i += 1;
-            }
-            if i >= uids.len() || uids[i] != meta.uid {
-                continue; // not (yet) in this session's view
-            }
-            let seq = i as u32 + 1;
-            let doc = if n.headers || n.body {
-                match self.store.read_blob(meta.blob_id).await {
-                    Ok(raw) => Some(mime::search_doc(&raw, n.body)),
-                    Err(_) => continue,
+        let mut metas_iter = metas.iter();
+        loop {
+            let next = metas_iter.next();
+            if let Some(meta) = next {
+                while i < uids.len() && uids[i] < meta.uid {
+                    i += 1;
                 }
-            } else {
-                None
-            };
-            let m = Msg {
-                seq,
-                meta,
-                doc: doc.as_ref(),
-            };
-            if keys.iter().all(|k| eval(k, &m)) {
-                hits.push(if uid { meta.uid } else { seq });
-                max_modseq = max_modseq.max(meta.modseq);
+                if i >= uids.len() || uids[i] != meta.uid {
+                    continue; // not (yet) in this session's view
+                }
+                let seq = i as u32 + 1;
+                let m = Msg {
+                    seq,
+                    meta,
+                    doc: None,
+                };
+                match all(&keys, &m) {
+                    Some(true) => hit(seq, meta),
+                    Some(false) => {}
+                    None => {
+                        pending.push((seq, meta));
+                        pending_octets += meta.size;
+                    }
+                }
+            }
+            let full = pending.len() >= BATCH_MESSAGES || pending_octets >= BATCH_OCTETS;
+            if !pending.is_empty() && (full || next.is_none()) {
+                // One round trip for the whole batch instead of one per message.
+                let ids: Vec<_> = pending.iter().map(|(_, m)| m.blob_id).collect();
+                let bodies = match self.store.read_blobs(&ids).await {
+                    Ok(b) => b,
+                    Err(e) => return Ok(store_no(&e)),
+                };
+                // In the order asked, bodies expunged meanwhile left out.
+                let mut bodies = bodies.into_iter().peekable();
+                for (seq, meta) in pending.drain(..) {
+                    let Some((_, raw)) = bodies.next_if(|(id, _)| *id == meta.blob_id) else {
+                        continue;
+                    };
+                    let doc = mime::search_doc(&raw, n.body);
+                    let m = Msg {
+                        seq,
+                        meta,
+                        doc: Some(&doc),
+                    };
+                    if all(&keys, &m) == Some(true) {
+                        hit(seq, meta);
+                    }
+                }
+                pending_octets = 0;
+            }
+            if next.is_none() {
+                break;
             }
         }
+        // Messages decided by metadata alone were answered before earlier text matches.
+        hits.sort_unstable();
         drop(metas);
         let mut line = String::with_capacity(8 + hits.len() * 7);
         line.push_str("* SEARCH");

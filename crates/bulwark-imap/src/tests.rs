@@ -977,3 +977,50 @@ async fn overlong_credentials_are_refused_before_hashing() {
     let r = c.cmd(&format!("b LOGIN {USER} {{1024}}\r\n{ok}")).await;
     assert!(r.starts_with("b NO [AUTHENTICATIONFAILED]"), "{r}");
 }
+
+/// Text keys read bodies in batches (`Store::read_blobs`); answers stay exact across
+/// batch boundaries, metadata keys decide first (three-valued), and hits ascend.
+#[tokio::test]
+async fn search_text_across_body_batches() {
+    let e = env().await;
+    let n = 2 * super::search::BATCH_MESSAGES as u32 + 7;
+    let acc = e.store.account(USER).await.unwrap().unwrap();
+    let inbox = e.store.mailbox(acc.id, "INBOX").await.unwrap().unwrap();
+    for i in 1..=n {
+        let word = if i % 100 == 0 { "needle" } else { "hay" };
+        e.store
+            .ingest(Ingest {
+                data: format!("Subject: m{i}\r\n\r\nsome {word} here\r\n").into_bytes(),
+                internal_date: 1_772_000_000,
+                deliveries: vec![Delivery {
+                    target: DeliveryTarget::Mailbox(inbox.id),
+                    flags: Flags::default(),
+                }],
+                queue: None,
+            })
+            .await
+            .unwrap();
+    }
+    let mut c = Client::logged_in(&e).await;
+    c.cmd("s SELECT INBOX").await;
+    let r = c.cmd("a SEARCH TEXT NEEDLE").await;
+    assert_eq!(r, "* SEARCH 100 200 300 400 500\r\na OK SEARCH completed\r\n");
+    c.cmd("b STORE 1,200 +FLAGS.SILENT (\\Flagged)").await;
+    // OR: message 1 is decided by its flag, the others by their text.
+    let r = c.cmd("c SEARCH OR FLAGGED BODY needle").await;
+    assert_eq!(r, "* SEARCH 1 100 200 300 400 500\r\nc OK SEARCH completed\r\n");
+    // AND: only flagged messages need their bodies.
+    let r = c.cmd("d SEARCH FLAGGED BODY needle").await;
+    assert!(r.starts_with("* SEARCH 200\r\n"), "{r}");
+    let r = c.cmd("e SEARCH NOT BODY hay").await;
+    assert!(r.starts_with("* SEARCH 100 200 300 400 500\r\n"), "{r}");
+    let r = c.cmd("f SEARCH NOT UNFLAGGED NOT SUBJECT m1").await;
+    assert!(r.starts_with("* SEARCH 200\r\n"), "{r}");
+    let r = c.cmd(&format!("g UID SEARCH SUBJECT m{n}")).await;
+    assert!(r.starts_with(&format!("* SEARCH {n}\r\n")), "{r}");
+    // Expunged messages are left out, the rest keep their sequence numbers.
+    c.cmd("h STORE 100 +FLAGS.SILENT (\\Deleted)").await;
+    c.cmd("h EXPUNGE").await;
+    let r = c.cmd("i SEARCH BODY needle").await;
+    assert!(r.starts_with("* SEARCH 199 299 399 499\r\n"), "{r}");
+}
