@@ -104,6 +104,9 @@ pub enum Command {
         mechanism: String,
         initial_response: Option<String>,
     },
+    /// `AUTH` without a mechanism: the list of mechanisms (the pre-CAPA convention
+    /// of RFC 1734 clients such as Outlook; RFC 5034 clients use CAPA's SASL line).
+    AuthMechanisms,
     Quit,
     Stat,
     List(Option<u32>),
@@ -233,6 +236,7 @@ pub fn parse_args(verb: Verb, rest: &[u8]) -> Result<Command, ParseError> {
         Verb::Auth => {
             let usage = "mechanism [initial-response]";
             match args.as_slice() {
+                [] => Ok(Command::AuthMechanisms),
                 [m] => Ok(Command::Auth {
                     mechanism: text_arg(verb, m, usage)?.to_ascii_uppercase(),
                     initial_response: None,
@@ -308,6 +312,8 @@ mod tests {
                 initial_response: Some("AGEAYg==".into())
             })
         );
+        assert_eq!(parse(b"AUTH"), Ok(Command::AuthMechanisms));
+        assert_eq!(parse(b"auth "), Ok(Command::AuthMechanisms));
         assert_eq!(
             parse(b"AUTH PLAIN"),
             Ok(Command::Auth {

@@ -261,6 +261,11 @@ impl Session {
                 }
             }
             Command::Apop => self.err("APOP is not supported; use USER/PASS or AUTH PLAIN"),
+            // Only reached over TLS: AUTH is refused by verb before it.
+            Command::AuthMechanisms => Action::Reply(Reply::multi(
+                "SASL mechanisms follow",
+                vec!["PLAIN".into()],
+            )),
             Command::Auth {
                 mechanism,
                 initial_response,
@@ -444,7 +449,11 @@ impl Session {
                 action
             }
             Command::Stls => self.err("STLS is only valid before login"),
-            Command::User(_) | Command::Pass(_) | Command::Apop | Command::Auth { .. } => {
+            Command::User(_)
+            | Command::Pass(_)
+            | Command::Apop
+            | Command::Auth { .. }
+            | Command::AuthMechanisms => {
                 self.err("already logged in")
             }
         }
@@ -472,7 +481,7 @@ fn verb_of(cmd: &Command) -> Verb {
         Command::User(_) => Verb::User,
         Command::Pass(_) => Verb::Pass,
         Command::Apop => Verb::Apop,
-        Command::Auth { .. } => Verb::Auth,
+        Command::Auth { .. } | Command::AuthMechanisms => Verb::Auth,
         Command::Quit => Verb::Quit,
         Command::Stat => Verb::Stat,
         Command::List(_) => Verb::List,
@@ -653,6 +662,23 @@ mod tests {
         }
     }
 
+    /// `AUTH` alone lists the mechanisms once TLS is up (the RFC 1734 convention
+    /// clients without CAPA use); the session stays in AUTHORIZATION.
+    #[test]
+    fn auth_without_mechanism_lists_plain() {
+        let mut s = session(false, true);
+        assert!(matches!(s.on_line(b"STLS"), Action::StartTls(_)));
+        s.tls_started();
+        match s.on_line(b"AUTH") {
+            Action::Reply(r) => {
+                assert_eq!(r.status(), "+OK SASL mechanisms follow");
+                assert_eq!(r.lines().unwrap(), ["PLAIN".to_string()]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(reply(&mut s, "AUTH PLAIN"), "+ ");
+    }
+
     #[test]
     fn commands_in_the_wrong_state() {
         let mut s = session(true, false);
@@ -666,6 +692,7 @@ mod tests {
         assert_eq!(reply(&mut s, "USER a"), "-ERR already logged in");
         assert_eq!(reply(&mut s, "PASS a"), "-ERR already logged in");
         assert_eq!(reply(&mut s, "AUTH PLAIN"), "-ERR already logged in");
+        assert_eq!(reply(&mut s, "AUTH"), "-ERR already logged in");
         assert_eq!(
             reply(&mut s, "STLS"),
             "-ERR STLS is only valid before login"

@@ -366,6 +366,11 @@ if mode == "stls":
         raise SystemExit("USER accepted before TLS")
     except poplib.error_proto as e:
         assert str(e).startswith("b'-ERR [SYS/PERM]"), e
+    try:
+        p._longcmd("AUTH")
+        raise SystemExit("AUTH answered before TLS")
+    except poplib.error_proto as e:
+        assert str(e).startswith("b'-ERR [SYS/PERM]"), e
     p.stls(context=ctx)
 else:
     p = poplib.POP3_SSL("127.0.0.1", int(port), context=ctx, timeout=60)
@@ -374,6 +379,9 @@ assert "STLS" not in caps, caps
 for c in ["TOP", "UIDL", "USER", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]:
     assert c in caps, (c, caps)
 assert caps["SASL"] == ["PLAIN"], caps
+# AUTH without a mechanism lists them (RFC 1734 convention), over TLS only.
+resp, mechs, _ = p._longcmd("AUTH")
+assert resp.startswith(b"+OK") and mechs == [b"PLAIN"], (resp, mechs)
 p.user(user)
 p.pass_(pw)
 count, size = p.stat()
