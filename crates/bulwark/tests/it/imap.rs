@@ -360,6 +360,51 @@ print('ok')
     assert!(out.contains("ok"), "{out}");
 }
 
+/// A session already in IDLE is woken by an SMTP delivery made after IDLE started
+/// (the per-mailbox notifier), and only sessions on that mailbox are.
+#[test]
+fn idle_is_woken_by_an_smtp_delivery_after_idle_started() {
+    let env = start(|_| {});
+    let submission = env.server.port("submission").to_string();
+    let out = env.py(&format!(
+        "SUBMISSION = {submission}\n{}",
+        r#"
+import smtplib
+m = ssl_client()
+m.login(USER, PASS)
+m.create('Other')
+m.logout()
+a = login_raw()
+out = a.cmd('s', 'SELECT INBOX')
+exists = [l for l in out if l.endswith(' EXISTS')]
+assert exists == ['* 0 EXISTS'], out
+a.send('i IDLE\r\n')
+assert a.line().startswith('+ '), 'idle continuation'
+o = login_raw()
+o.cmd('s', 'SELECT Other')
+o.send('j IDLE\r\n')
+assert o.line().startswith('+ '), 'idle continuation'
+# Only now is the message submitted.
+c = smtplib.SMTP(HOST, SUBMISSION, timeout=60)
+c.starttls(context=ctx(False))
+c.login(USER, PASS)
+assert c.sendmail(USER, [USER], msg('after idle').replace(b'From: Bob <bob@example.test>', b'From: Alice <alice@example.test>')) == {}
+c.quit()
+a.s.settimeout(30)
+assert a.line() == '* 1 EXISTS'
+a.send('DONE\r\n')
+assert a.line() == 'i OK IDLE terminated'
+out = a.cmd('f', 'FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])')
+assert any('Subject: after idle' in l for l in out), out
+# The session on the other mailbox heard nothing: DONE is answered at once.
+o.send('DONE\r\n')
+assert o.line() == 'j OK IDLE terminated'
+print('ok')
+"#
+    ));
+    assert!(out.contains("ok"), "{out}");
+}
+
 #[test]
 fn literal_limits_are_enforced_before_reading() {
     let env = start(|c| {
