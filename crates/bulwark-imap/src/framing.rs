@@ -21,8 +21,10 @@
 pub const PRE_AUTH_LITERAL: u64 = 8 * 1024;
 /// Longest command line before login (the longest useful one is a LOGIN or an ID).
 pub const PRE_AUTH_LINE: usize = 8 * 1024;
-/// Most literals in one command.
-const MAX_LITERALS: usize = 64;
+/// Most literals in one command (a LOGIN has two, an APPEND two or three, a
+/// MULTIAPPEND-less SEARCH a handful). Each line is decoded once (when the command is
+/// complete), so the work per command is linear in its size whatever this is.
+pub const MAX_LITERALS: usize = 64;
 
 /// Where the session stands, as far as framing is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +53,12 @@ pub enum Step {
     /// already sending it (non-synchronising literal), close the connection after a
     /// BYE (RFC 7888 §4) instead of reading it.
     Refuse { reply: String, close: bool },
-    /// Not a command we can frame (too many literals, bad announcement).
+    /// Not a command we can frame (bad announcement, too much text).
     Malformed { tag: Option<String> },
+    /// More literals than any real command has: `BAD [TOOBIG]`. Refused when the
+    /// line announcing one too many arrives, before that literal is read; `close`
+    /// when it is non-synchronising (already on its way).
+    TooComplex { tag: Option<String>, close: bool },
 }
 
 /// A literal announcement at the end of a line: `{n}`, `{n+}` or `~{n}` (RFC 3516).
@@ -205,8 +211,9 @@ impl Framer {
         }
         self.literals += 1;
         if self.literals > MAX_LITERALS {
-            return Step::Malformed {
+            return Step::TooComplex {
                 tag: self.tag.clone(),
+                close: !sync,
             };
         }
         let tag = self.tag.clone().unwrap_or_else(|| "*".into());
@@ -415,7 +422,33 @@ mod tests {
             }
             f.literal_buffer().push(b'x');
         }
-        assert!(matches!(last, Step::Malformed { .. }), "{last:?}");
+        assert_eq!(
+            last,
+            Step::TooComplex {
+                tag: None,
+                close: false
+            }
+        );
+        let mut f = Framer::new(AUTHED, LIMITS);
+        assert_eq!(
+            f.push_line(b"t SEARCH TEXT {1+}"),
+            Step::Literal {
+                len: 1,
+                sync: false
+            }
+        );
+        let mut last = Step::Complete(Vec::new());
+        for _ in 0..MAX_LITERALS {
+            f.literal_buffer().push(b'x');
+            last = f.push_line(b" TEXT {1+}");
+        }
+        assert_eq!(
+            last,
+            Step::TooComplex {
+                tag: Some("t".into()),
+                close: true
+            }
+        );
         let mut f = Framer::new(AUTHED, LIMITS);
         assert!(matches!(
             f.push_line(b"a X {99999999999}"),

@@ -128,7 +128,12 @@ pub fn parse_name(wire: &[u8]) -> Result<String, NameError> {
         return Ok("INBOX".into());
     }
     // "inbox/x" is below INBOX: keep INBOX's canonical spelling.
-    if name.len() > 6 && name[..6].eq_ignore_ascii_case("INBOX/") {
+    // `get`: the sixth octet may be inside a multi-octet character ("Fuzz/é").
+    if name.len() > 6
+        && name
+            .get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case("INBOX/"))
+    {
         name = format!("INBOX/{}", &name[6..]);
     }
     Ok(name)
@@ -228,6 +233,15 @@ pub fn pattern_matches(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_multi_octet_character_at_octet_six_is_not_split() {
+        // "Fuzz/&AOk-" panicked (string slice inside 'é') when checked for an
+        // "INBOX/" prefix.
+        assert_eq!(parse_name(b"Fuzz/&AOk-").unwrap(), "Fuzz/\u{e9}");
+        assert_eq!(parse_name(b"inbox/&AOk-").unwrap(), "INBOX/\u{e9}");
+        assert_eq!(parse_name(b"&AOkA6QDp-").unwrap(), "\u{e9}\u{e9}\u{e9}");
+    }
 
     #[test]
     fn mutf7_round_trips() {

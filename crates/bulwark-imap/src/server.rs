@@ -93,6 +93,11 @@ enum Frame {
     Malformed {
         tag: Option<String>,
     },
+    /// Too many literals for one command; `close` when one is on its way anyway.
+    TooComplex {
+        tag: Option<String>,
+        close: bool,
+    },
 }
 
 /// Reads one command with its literals.
@@ -122,6 +127,7 @@ async fn read_command(
         match f.push_line(&line.bytes) {
             Step::Complete(bytes) => return Ok(Frame::Command(bytes)),
             Step::Malformed { tag } => return Ok(Frame::Malformed { tag }),
+            Step::TooComplex { tag, close } => return Ok(Frame::TooComplex { tag, close }),
             Step::Refuse { reply, close } => return Ok(Frame::Refused { reply, close }),
             Step::Literal { len, sync } => {
                 if sync {
@@ -239,6 +245,17 @@ impl ImapHandler {
                 }
                 Frame::Refused { reply: text, close } => {
                     bad_input(listener, "literal_refused");
+                    if close {
+                        let _ = reply(conn, &text).await;
+                        let _ = bye(conn, "* BYE Refused literal is already on its way").await;
+                        return;
+                    }
+                    reply(conn, &text).await
+                }
+                Frame::TooComplex { tag, close } => {
+                    bad_input(listener, "too_complex");
+                    let t = tag.unwrap_or_else(|| "*".into());
+                    let text = format!("{t} BAD [TOOBIG] Too many literals in one command");
                     if close {
                         let _ = reply(conn, &text).await;
                         let _ = bye(conn, "* BYE Refused literal is already on its way").await;

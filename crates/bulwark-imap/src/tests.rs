@@ -1004,11 +1004,17 @@ async fn search_text_across_body_batches() {
     let mut c = Client::logged_in(&e).await;
     c.cmd("s SELECT INBOX").await;
     let r = c.cmd("a SEARCH TEXT NEEDLE").await;
-    assert_eq!(r, "* SEARCH 100 200 300 400 500\r\na OK SEARCH completed\r\n");
+    assert_eq!(
+        r,
+        "* SEARCH 100 200 300 400 500\r\na OK SEARCH completed\r\n"
+    );
     c.cmd("b STORE 1,200 +FLAGS.SILENT (\\Flagged)").await;
     // OR: message 1 is decided by its flag, the others by their text.
     let r = c.cmd("c SEARCH OR FLAGGED BODY needle").await;
-    assert_eq!(r, "* SEARCH 1 100 200 300 400 500\r\nc OK SEARCH completed\r\n");
+    assert_eq!(
+        r,
+        "* SEARCH 1 100 200 300 400 500\r\nc OK SEARCH completed\r\n"
+    );
     // AND: only flagged messages need their bodies.
     let r = c.cmd("d SEARCH FLAGGED BODY needle").await;
     assert!(r.starts_with("* SEARCH 200\r\n"), "{r}");

@@ -262,10 +262,9 @@ impl Session {
             }
             Command::Apop => self.err("APOP is not supported; use USER/PASS or AUTH PLAIN"),
             // Only reached over TLS: AUTH is refused by verb before it.
-            Command::AuthMechanisms => Action::Reply(Reply::multi(
-                "SASL mechanisms follow",
-                vec!["PLAIN".into()],
-            )),
+            Command::AuthMechanisms => {
+                Action::Reply(Reply::multi("SASL mechanisms follow", vec!["PLAIN".into()]))
+            }
             Command::Auth {
                 mechanism,
                 initial_response,
@@ -453,9 +452,7 @@ impl Session {
             | Command::Pass(_)
             | Command::Apop
             | Command::Auth { .. }
-            | Command::AuthMechanisms => {
-                self.err("already logged in")
-            }
+            | Command::AuthMechanisms => self.err("already logged in"),
         }
     }
 
