@@ -203,6 +203,20 @@ fn eval(k: &Key, m: &Msg<'_>) -> Option<bool> {
     })
 }
 
+/// The strings BODY and TEXT keys look for, wherever they are in the criteria.
+fn body_needles<'k>(k: &'k Key, out: &mut Vec<&'k str>) {
+    match k {
+        Key::Body(s) | Key::Text(s) => out.push(s),
+        Key::Not(k) => body_needles(k, out),
+        Key::Or(a, b) => {
+            body_needles(a, out);
+            body_needles(b, out);
+        }
+        Key::And(list) => list.iter().for_each(|k| body_needles(k, out)),
+        _ => {}
+    }
+}
+
 /// A conjunction of keys (the top-level criteria list is one).
 fn all(keys: &[Key], m: &Msg<'_>) -> Option<bool> {
     let mut known = true;
@@ -262,6 +276,8 @@ impl Session {
             hits.push(if uid { meta.uid } else { seq });
             max_modseq = max_modseq.max(meta.modseq);
         };
+        let mut needles = Vec::new();
+        keys.iter().for_each(|k| body_needles(k, &mut needles));
         // Messages the metadata keys could not decide, waiting for their bodies.
         let mut pending: Vec<(u32, &MessageMeta)> = Vec::new();
         let mut pending_octets = 0u64;
@@ -307,7 +323,7 @@ impl Session {
                     let Some((_, raw)) = bodies.next_if(|(id, _)| *id == meta.blob_id) else {
                         continue;
                     };
-                    let doc = mime::search_doc(&raw, n.body);
+                    let doc = mime::search_doc_for(&raw, n.body, &needles);
                     let m = Msg {
                         seq,
                         meta,
