@@ -2,17 +2,6 @@
 //! feeds them to the session core, and does what the core asks (STARTTLS, the SASL
 //! continuation, IDLE, close).
 //!
-//! Literal handling (RFC 9051 §4.3, RFC 7888 LITERAL+): each line is decoded with
-//! imap-codec as soon as it arrives; when it ends in a literal announcement the size
-//! is checked *before* anything else happens. A synchronising literal over the limit
-//! gets a tagged NO and no "+", so the client never sends it; a non-synchronising one
-//! over the limit is already on its way, so the connection is closed after a BYE
-//! (RFC 7888 §4) rather than reading and discarding gigabytes.
-
-//! The thin async shell: reads commands (with their literals) from the connection,
-//! feeds them to the session core, and does what the core asks (STARTTLS, the SASL
-//! continuation, IDLE, close).
-//!
 //! Literal handling (RFC 9051 §4.3, RFC 7888 LITERAL+) is decided by `framing` from
 //! the line that announces a literal, before a byte of it is read: a synchronising
 //! literal that is refused gets a tagged NO/BAD and no "+", so the client never sends

@@ -1030,3 +1030,65 @@ async fn search_text_across_body_batches() {
     let r = c.cmd("i SEARCH BODY needle").await;
     assert!(r.starts_with("* SEARCH 199 299 399 499\r\n"), "{r}");
 }
+
+/// Rough figure for SEARCH TEXT over 10,000 4 KB messages (100 hits), next to the
+/// former way (one `read_blob` and a full decode per message). Not a benchmark: no
+/// assertion on time. Run with
+/// `cargo test --release -p bulwark-imap search_10k -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn search_10k_figure() {
+    let e = env().await;
+    let acc = e.store.account(USER).await.unwrap().unwrap();
+    let mb = e.store.mailbox(acc.id, "INBOX").await.unwrap().unwrap();
+    let filler = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. ".repeat(70);
+    let mut tasks = Vec::new();
+    for w in 0..50u32 {
+        let store = e.store.clone();
+        let filler = filler.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..200u32 {
+                let n = w * 200 + i;
+                let word = if n % 100 == 0 { "zanzibarquux" } else { "plain" };
+                store
+                    .ingest(Ingest {
+                        data: format!(
+                            "From: Bob <bob@example.test>\r\nTo: alice@example.test\r\nSubject: message {n}\r\nDate: Tue, 3 Mar 2026 10:00:00 +0100\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{filler}\r\n{word}\r\n"
+                        )
+                        .into_bytes(),
+                        internal_date: 1,
+                        deliveries: vec![Delivery {
+                            target: DeliveryTarget::Mailbox(mb.id),
+                            flags: Flags::default(),
+                        }],
+                        queue: None,
+                    })
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let mut c = Client::logged_in(&e).await;
+    c.cmd("s SELECT INBOX").await;
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let r = c.cmd("a SEARCH TEXT zanzibarquux").await;
+        let hits = r.lines().next().unwrap_or("").split(' ').count() - 2;
+        eprintln!("SEARCH TEXT: {hits} hits in {:?}", t.elapsed());
+    }
+    let metas = e.store.list_messages(mb.id).await.unwrap();
+    let t = std::time::Instant::now();
+    let mut hits = 0;
+    for m in &metas {
+        let raw = e.store.read_blob(m.blob_id).await.unwrap();
+        let d = crate::mime::search_doc(&raw, true);
+        hits += usize::from(d.body.contains("zanzibarquux"));
+    }
+    eprintln!(
+        "one read_blob + full decode per message: {hits} hits in {:?}",
+        t.elapsed()
+    );
+}
