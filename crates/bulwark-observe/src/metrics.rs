@@ -299,7 +299,19 @@ pub const CATALOG: &[MetricDef] = &[
     counter(
         "bulwark_imap_bad_input_total",
         &["listener", "reason"],
-        "IMAP input refused (reason: line_too_long, literal_too_big, malformed, too_complex, sasl)",
+        "IMAP input refused (reason: line_too_long, literal_refused, too_complex, malformed, sasl, mime_too_deep)",
+        "bulwark-imap",
+    ),
+    counter(
+        "bulwark_imap_write_timeouts_total",
+        &["listener"],
+        "IMAP sessions closed because the client did not take our output in time",
+        "bulwark-imap",
+    ),
+    counter(
+        "bulwark_imap_mime_too_deep_total",
+        &[],
+        "Stored messages served without MIME parsing because they nest too deep",
         "bulwark-imap",
     ),
     counter(
@@ -484,10 +496,11 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
             }
             for reason in [
                 "line_too_long",
-                "literal_too_big",
-                "malformed",
+                "literal_refused",
                 "too_complex",
+                "malformed",
                 "sasl",
+                "mime_too_deep",
             ] {
                 c(
                     "bulwark_imap_bad_input_total",
@@ -495,6 +508,7 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
                 );
             }
             c("bulwark_imap_messages_appended_total", &[("listener", l)]);
+            c("bulwark_imap_write_timeouts_total", &[("listener", l)]);
             c(
                 "bulwark_imap_message_bytes_appended_total",
                 &[("listener", l)],
@@ -602,6 +616,7 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
         );
     }
     c("bulwark_messages_queued_total", &[]);
+    c("bulwark_imap_mime_too_deep_total", &[]);
     c("bulwark_message_bytes_queued_total", &[]);
     c("bulwark_messages_bounced_total", &[]);
     let _ = metrics::gauge!("bulwark_tls_certificate_expiry_seconds");
