@@ -1124,7 +1124,7 @@ JVBERi0=\r\n\
         line.extend_from_slice(&s.envelope);
         line.extend_from_slice(b")\r\n");
         match imap_codec::ResponseCodec::default().decode(&line) {
-            Ok((rest, Response::Data(Data::Fetch { items, .. }))) if rest.is_empty() => items
+            Ok((&[], Response::Data(Data::Fetch { items, .. }))) => items
                 .into_inner()
                 .into_iter()
                 .map(|i| i.into_static())
