@@ -171,6 +171,12 @@ pub const CATALOG: &[MetricDef] = &[
         "Failure notices (DSN, RFC 3464) generated for undeliverable messages",
         "bulwark-queue",
     ),
+    counter(
+        "bulwark_message_bytes_bounced_total",
+        &[],
+        "Octets of the messages returned by the notices in bulwark_messages_bounced_total",
+        "bulwark-queue",
+    ),
     // ---- SMTP sessions (bulwark-smtp) ----
     counter(
         "bulwark_smtp_commands_total",
@@ -619,6 +625,7 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
     c("bulwark_imap_mime_too_deep_total", &[]);
     c("bulwark_message_bytes_queued_total", &[]);
     c("bulwark_messages_bounced_total", &[]);
+    c("bulwark_message_bytes_bounced_total", &[]);
     let _ = metrics::gauge!("bulwark_tls_certificate_expiry_seconds");
     let _ = metrics::gauge!("bulwark_smtp_inflight_bytes");
     let _ = metrics::gauge!("bulwark_queue_depth");

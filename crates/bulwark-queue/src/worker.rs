@@ -619,6 +619,8 @@ impl Worker {
                         let kind = if has_failure { "failure" } else { "relayed" };
                         if has_failure {
                             metrics::counter!("bulwark_messages_bounced_total").increment(1);
+                            metrics::counter!("bulwark_message_bytes_bounced_total")
+                                .increment(e.size);
                         }
                         tracing::info!(target: TARGET, queue_id = e.id, to = sender, kind, recipients = notify_failed.len(), "delivery status notification sent");
                     }

@@ -520,6 +520,7 @@ pub async fn changes_feed(store: SharedStore) {
 
 pub async fn queue_lifecycle(store: SharedStore) {
     let (a, _) = setup(&store).await;
+    assert_eq!(store.queue_stats().await.unwrap(), QueueStats::default());
     let r = store
         .ingest(Ingest {
             data: msg(1),
@@ -539,6 +540,13 @@ pub async fn queue_lifecycle(store: SharedStore) {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].recipients.len(), 2);
     let now = list[0].created;
+    assert_eq!(
+        store.queue_stats().await.unwrap(),
+        QueueStats {
+            entries: 1,
+            oldest_created: Some(now)
+        }
+    );
     let claimed = store.queue_claim_due(now, 60, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
     // Leased: a second worker gets nothing until the lease ends.
@@ -618,6 +626,7 @@ pub async fn queue_lifecycle(store: SharedStore) {
         "and their body is freed"
     );
     assert!(!store.queue_delete(id).await.unwrap());
+    assert_eq!(store.queue_stats().await.unwrap(), QueueStats::default());
 }
 
 /// `queue_progress` records part of an attempt without releasing the lease or

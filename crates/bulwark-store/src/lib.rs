@@ -172,6 +172,9 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- queue ----
     async fn queue_list(&self) -> Result<Vec<QueuedMessage>>;
+    /// Entry count and oldest entry in one cheap query (the queue gauges are sampled
+    /// often; `queue_list` reads every entry with its recipients).
+    async fn queue_stats(&self) -> Result<QueueStats>;
     async fn queue_get(&self, id: QueueId) -> Result<Option<QueuedMessage>>;
     /// Claims up to `limit` entries due at `now` and not leased by another worker,
     /// leasing them until `now + lease_secs`. A crashed worker's lease simply expires.

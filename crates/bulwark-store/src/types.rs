@@ -360,6 +360,15 @@ pub struct QueueRecipient {
     pub last_reply: Option<String>,
 }
 
+/// Size and age of the outbound queue (its gauges), without loading the entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Entries in the queue (messages with recipients still to deliver or report).
+    pub entries: u64,
+    /// When the oldest entry was queued (Unix seconds); `None` when the queue is empty.
+    pub oldest_created: Option<i64>,
+}
+
 /// A message waiting for outbound delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedMessage {

@@ -128,15 +128,11 @@ const QUEUE_SAMPLE_INTERVAL: Duration = Duration::from_secs(15);
 /// Sets `bulwark_queue_depth` and `bulwark_queue_oldest_age_seconds` from the store, so
 /// they are right whoever changes the queue (SMTP, the delivery workers, `queue` CLI).
 async fn sample_queue(store: &bulwark_store::SharedStore) {
-    match store.queue_list().await {
-        Ok(entries) => {
+    match store.queue_stats().await {
+        Ok(stats) => {
             let now = crate::cli::now_unix();
-            let oldest = entries
-                .iter()
-                .map(|e| e.created)
-                .min()
-                .map_or(0, |c| (now - c).max(0));
-            metrics::gauge!("bulwark_queue_depth").set(entries.len() as f64);
+            let oldest = stats.oldest_created.map_or(0, |c| (now - c).max(0));
+            metrics::gauge!("bulwark_queue_depth").set(stats.entries as f64);
             metrics::gauge!("bulwark_queue_oldest_age_seconds").set(oldest as f64);
         }
         Err(e) => {

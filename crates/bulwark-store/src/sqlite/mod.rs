@@ -393,6 +393,9 @@ impl Store for SqliteStore {
     async fn queue_list(&self) -> Result<Vec<QueuedMessage>> {
         self.read(queue::list).await
     }
+    async fn queue_stats(&self) -> Result<QueueStats> {
+        self.read(queue::stats).await
+    }
     async fn queue_get(&self, id: QueueId) -> Result<Option<QueuedMessage>> {
         self.read(move |c| queue::get(c, id)).await
     }

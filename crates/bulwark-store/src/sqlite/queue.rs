@@ -94,6 +94,16 @@ pub(crate) fn list(c: &Connection) -> Result<Vec<QueuedMessage>> {
     Ok(out)
 }
 
+pub(crate) fn stats(c: &Connection) -> Result<QueueStats> {
+    let mut st = c.prepare_cached("SELECT COUNT(*), MIN(created) FROM queue")?;
+    let (entries, oldest_created): (i64, Option<i64>) =
+        st.query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(QueueStats {
+        entries: u64::try_from(entries).unwrap_or(0),
+        oldest_created,
+    })
+}
+
 pub(crate) fn claim_due(
     c: &Connection,
     now: i64,

@@ -574,6 +574,16 @@ fn permanent_failure_bounces_to_the_sender_inbox_and_never_to_the_null_sender() 
         "headers only by default"
     );
     lab.wait("the queue to empty", || lab.queue_len() == 0);
+    // Counted: one notice, returning the octets of the original message.
+    let m = crate::observe::scrape(&server);
+    assert_eq!(
+        crate::observe::metric(&m, "bulwark_messages_bounced_total"),
+        Some(1.0)
+    );
+    assert_eq!(
+        crate::observe::metric(&m, "bulwark_message_bytes_bounced_total"),
+        Some(body("bounce-me").len() as f64)
+    );
 
     // The same failure for a message from <> (itself a notice): no notice at all.
     sink.set(|b| {
