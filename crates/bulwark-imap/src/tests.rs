@@ -611,7 +611,7 @@ async fn select_of_a_large_mailbox_is_compact() {
 /// assertion on time). Run with
 /// `cargo test --release -p bulwark-imap select_100k -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
+#[ignore = "a figure, not a test: seeds 100,000 messages and prints the SELECT time; bench/ measures it against the reference"]
 async fn select_100k_figure() {
     let e = env().await;
     let acc = e.store.account(USER).await.unwrap().unwrap();
@@ -1036,7 +1036,7 @@ async fn search_text_across_body_batches() {
 /// assertion on time. Run with
 /// `cargo test --release -p bulwark-imap search_10k -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
+#[ignore = "a figure, not a test: seeds 10,000 messages and prints the SEARCH time; bench/ measures it against the reference"]
 async fn search_10k_figure() {
     let e = env().await;
     let acc = e.store.account(USER).await.unwrap().unwrap();

@@ -68,6 +68,34 @@ fn newer_schema_is_refused() {
 
 /// A version-1 store (subscriptions as a column) keeps its subscriptions when the
 /// subscriptions table is introduced.
+/// Deleting a blob checks the foreign keys of `messages` and `queue`: by index, not
+/// by a scan of every row (migration 3).
+#[tokio::test]
+async fn blob_references_are_found_by_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("store");
+    let store = SqliteStore::open(&p).unwrap();
+    store.close();
+    drop(store);
+    let c = rusqlite::Connection::open(p.join(sqlite::DB_FILE)).unwrap();
+    for table in ["messages", "queue"] {
+        let plan: Vec<String> = c
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT 1 FROM {table} WHERE blob_id = ?1"
+            ))
+            .unwrap()
+            .query_map([1], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|l| l.contains("USING") && l.contains("INDEX")),
+            "{table}: {plan:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn migration_2_keeps_subscriptions() {
     let dir = tempfile::tempdir().unwrap();
