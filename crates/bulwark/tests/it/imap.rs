@@ -613,6 +613,10 @@ def view_raw():
 
 def view_lib(m):
     m.noop()
+    # imaplib keeps untagged FETCH responses of earlier commands (flag updates sent
+    # at NOOP, which the server may send at any time, RFC 9051 §7) until the next
+    # fetch/store returns them with its own: drop them, as view_raw does.
+    m.untagged_responses.pop('FETCH', None)
     typ, data = m.fetch('1:*', '(UID FLAGS)')
     return sorted('* ' + d.decode() for d in data if d)
 
