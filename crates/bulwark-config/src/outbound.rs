@@ -27,6 +27,9 @@ pub struct OutboundConfig {
     pub max_concurrent_deliveries: usize,
     /// Deliveries in progress at once to one destination domain (or one smart host),
     /// so a big queue for one domain cannot starve the others or flood that domain.
+    /// 20 is Postfix's `default_destination_concurrency_limit`, which receiving
+    /// servers are used to; each delivery waits for its own fsyncs, so fewer
+    /// connections cap the throughput to a smart host.
     #[serde(default = "default_max_per_domain")]
     pub max_concurrent_per_domain: usize,
     /// First retry after a temporary failure, in seconds; doubles per attempt…
@@ -194,7 +197,7 @@ fn default_max_concurrent() -> usize {
     32
 }
 fn default_max_per_domain() -> usize {
-    4
+    20
 }
 fn default_retry_initial() -> u64 {
     60
