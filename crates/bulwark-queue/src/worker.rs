@@ -46,6 +46,8 @@ pub(crate) struct Worker {
     lease: i64,
     scan: Duration,
     max_entries: usize,
+    /// Memory for message bodies held by deliveries, in KiB (see `BODY_BUDGET`).
+    bodies: Arc<Semaphore>,
     global: Arc<Semaphore>,
     max_global: usize,
     per_destination: usize,
@@ -53,6 +55,20 @@ pub(crate) struct Worker {
     in_flight: Mutex<HashSet<QueueId>>,
     sessions: AtomicU64,
     shutdown: CancellationToken,
+}
+
+/// Memory all deliveries together may use for message bodies (each entry holds its
+/// body and the dot-stuffed copy). Without it, `max_entries` entries of the largest
+/// size could be held at once: 64 × 2 × 25 MiB = 3.2 GB with the defaults.
+const BODY_BUDGET_KIB: u32 = 256 * 1024;
+
+/// The budget share (KiB) of one entry of `size` octets: two copies, at least 1 KiB,
+/// at most the whole budget.
+fn body_permits(size: u64) -> u32 {
+    let kib = (size.saturating_mul(2) / 1024).saturating_add(1);
+    u32::try_from(kib)
+        .unwrap_or(BODY_BUDGET_KIB)
+        .min(BODY_BUDGET_KIB)
 }
 
 /// What one destination's delivery decided for one recipient.
@@ -167,6 +183,7 @@ impl Worker {
             // Entries waiting for a per-destination slot hold a lease; allow some
             // beyond the connection limit so other destinations keep moving.
             max_entries: o.max_concurrent_deliveries * 2,
+            bodies: Arc::new(Semaphore::new(BODY_BUDGET_KIB as usize)),
             global: Arc::new(Semaphore::new(o.max_concurrent_deliveries)),
             max_global: o.max_concurrent_deliveries,
             per_destination: o.max_concurrent_per_domain,
@@ -253,6 +270,17 @@ impl Worker {
 
     async fn deliver_entry(self: Arc<Self>, entry: QueuedMessage) {
         let id = entry.id;
+        // The body and its dot-stuffed copy stay in memory while the entry is
+        // delivered: wait for their share of the budget first (the lease is renewed
+        // meanwhile). A message larger than the whole budget takes all of it.
+        let Ok(_memory) = self
+            .bodies
+            .clone()
+            .acquire_many_owned(body_permits(entry.size))
+            .await
+        else {
+            return;
+        };
         let now = now();
         let data = match self.store.read_blob(entry.blob_id).await {
             Ok(d) => d,
@@ -841,5 +869,19 @@ mod tests {
         assert_eq!(backoff(0, 60, 3600), 60);
         assert_eq!(backoff(u32::MAX, 60, 3600), 3600);
         assert_eq!(backoff(3, 1, 2), 2);
+    }
+
+    #[test]
+    fn body_budget_shares() {
+        // Two copies of the body, rounded up to whole KiB.
+        assert_eq!(body_permits(0), 1);
+        assert_eq!(body_permits(4096), 9);
+        assert_eq!(body_permits(25 * 1024 * 1024), 50 * 1024 + 1);
+        // Five messages of the largest default size fit at once, not more: the rest
+        // wait for memory instead of being read.
+        assert_eq!(BODY_BUDGET_KIB / body_permits(25 * 1024 * 1024), 5);
+        // A message beyond the budget takes all of it and still goes.
+        assert_eq!(body_permits(u64::MAX), BODY_BUDGET_KIB);
+        assert_eq!(body_permits(1 << 40), BODY_BUDGET_KIB);
     }
 }
