@@ -71,6 +71,26 @@ fn body_permits(size: u64) -> u32 {
         .min(BODY_BUDGET_KIB)
 }
 
+/// Marks a claimed entry as being delivered by this worker while it lives.
+struct InFlight<'a> {
+    worker: &'a Worker,
+    id: QueueId,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.worker.in_flight.lock().remove(&self.id);
+    }
+}
+
+/// A delivered recipient whose NOTIFY=SUCCESS is now ours to honour: the server that
+/// took the message did not announce DSN, so it will not send the success notice.
+fn wants_relayed_notice(ctx: &EntryCtx, r: &RecipientResult) -> bool {
+    r.outcome.verdict == Verdict::Delivered
+        && !r.remote_dsn
+        && ctx.params.wants(&r.address, NotifyOn::Success)
+}
+
 /// What one destination's delivery decided for one recipient.
 struct RecipientResult {
     address: String,
@@ -251,6 +271,10 @@ impl Worker {
     /// Delivers one claimed entry, renewing its lease while that takes.
     async fn process(self: Arc<Self>, entry: QueuedMessage) {
         let id = entry.id;
+        // Released however this ends, a panic included: the entry's lease then
+        // expires and another attempt claims it, instead of it being skipped as "in
+        // flight" until the next restart.
+        let _in_flight = InFlight { worker: &self, id };
         let work = self.clone().deliver_entry(entry);
         tokio::pin!(work);
         let period = Duration::from_secs((self.lease / 3).max(1) as u64);
@@ -265,7 +289,6 @@ impl Worker {
                 }
             }
         }
-        self.in_flight.lock().remove(&id);
     }
 
     async fn deliver_entry(self: Arc<Self>, entry: QueuedMessage) {
@@ -395,7 +418,15 @@ impl Worker {
                 let mut rest = Vec::new();
                 for r in results {
                     match self.settle(&ctx, &r, now) {
-                        Some(u) => updates.push(u),
+                        Some(u) => {
+                            updates.push(u);
+                            // Recorded as delivered now; `finish` still sends the
+                            // "relayed" notice NOTIFY=SUCCESS asked for when the
+                            // receiving server does not do DSN (RFC 3461 §5.2.2).
+                            if wants_relayed_notice(&ctx, &r) {
+                                rest.push(r);
+                            }
+                        }
                         None => rest.push(r),
                     }
                 }
@@ -603,7 +634,7 @@ impl Worker {
                 }
                 Verdict::Delivered => {
                     decided.insert(&r.address);
-                    if !r.remote_dsn && ctx.params.wants(&r.address, NotifyOn::Success) {
+                    if wants_relayed_notice(ctx, r) {
                         relayed.push(r);
                     }
                 }

@@ -101,6 +101,11 @@ impl Lab {
 
     /// Queues a message as the SMTP server will: one body, a queue entry.
     fn enqueue(&self, from: &str, rcpts: &[&str], subject: &str) -> i64 {
+        self.enqueue_with_params(from, rcpts, subject, "")
+    }
+
+    /// The same with the SMTP server's DSN parameters (`bulwark_queue::DeliveryParams`).
+    fn enqueue_with_params(&self, from: &str, rcpts: &[&str], subject: &str, params: &str) -> i64 {
         let store = self.store().clone();
         let ingest = Ingest {
             data: body(subject),
@@ -109,7 +114,7 @@ impl Lab {
             queue: Some(NewQueueEntry {
                 return_path: from.to_string(),
                 recipients: rcpts.iter().map(|s| s.to_string()).collect(),
-                params: String::new(),
+                params: params.to_string(),
                 data: None,
             }),
         };
@@ -517,6 +522,65 @@ print("original=" + parts[2].get_payload().replace("\r\n", "\\n").replace("\n", 
 "#,
         &[f.path().to_str().unwrap()],
     )
+}
+
+/// NOTIFY=SUCCESS (RFC 3461 §5.2.2): a receiving server without DSN takes the
+/// message and the sender gets a "relayed" notice from us; a server with DSN gets
+/// NOTIFY passed on, and no notice comes from us.
+#[test]
+fn notify_success_gets_a_relayed_notice_only_when_the_receiver_has_no_dsn() {
+    let lab = Lab::new();
+    let sink = lab.sink(Behaviour::new("mx.remote.test"));
+    lab.mx("remote.test", "mx.remote.test");
+    lab.outbound("remote_port", i64::from(sink.port()));
+    let _server = Server::start(&lab.data);
+    let params = r#"{"rcpt":{"carol@remote.test":{"notify":["success"]}}}"#;
+    lab.enqueue_with_params(
+        "alice@example.test",
+        &["carol@remote.test"],
+        "tell-me",
+        params,
+    );
+    lab.wait("a notice in alice's INBOX", || {
+        !lab.inbox("alice@example.test").is_empty()
+    });
+    let n = parse_notice(&lab.inbox("alice@example.test")[0]);
+    for needle in [
+        "report-type=delivery-status",
+        "ds1.final-recipient=rfc822; carol@remote.test",
+        "ds1.action=relayed",
+        "Subject: tell-me",
+    ] {
+        assert!(n.contains(needle), "missing {needle:?} in\n{n}");
+    }
+    assert_eq!(
+        sink.completed()[0].rcpts,
+        vec!["carol@remote.test".to_string()]
+    );
+    lab.wait("the queue to empty", || lab.queue_len() == 0);
+
+    sink.set(|b| b.dsn = true);
+    lab.enqueue_with_params(
+        "alice@example.test",
+        &["carol@remote.test"],
+        "quiet",
+        params,
+    );
+    sink.wait("the second delivery", WAIT, |s| {
+        s.iter().filter(|s| s.completed).count() == 2
+    });
+    lab.wait("the queue to empty", || lab.queue_len() == 0);
+    let second = sink.completed().into_iter().nth(1).unwrap();
+    assert!(
+        second.lines.iter().any(|l| l.contains("NOTIFY=SUCCESS")),
+        "NOTIFY passed on: {:?}",
+        second.lines
+    );
+    assert_eq!(
+        lab.inbox("alice@example.test").len(),
+        1,
+        "the DSN-capable server notifies, not us"
+    );
 }
 
 #[test]
