@@ -76,15 +76,15 @@ pub fn recommended_spf(c: &Config) -> SpfRecommendation {
             continue;
         };
         let (term, what) = match smart.parse::<IpAddr>() {
-            Ok(IpAddr::V4(v4)) => (format!("ip4:{v4}"), "its address"),
-            Ok(IpAddr::V6(v6)) => (format!("ip6:{v6}"), "its address"),
-            Err(_) => (format!("a:{smart}"), "the addresses of that name"),
+            Ok(IpAddr::V4(v4)) => (format!("ip4:{v4}"), "that address sends"),
+            Ok(IpAddr::V6(v6)) => (format!("ip6:{v6}"), "that address sends"),
+            Err(_) => (format!("a:{smart}"), "the addresses of that name send"),
         };
         push(
             &mut terms,
             term,
             format!(
-                "connector {:?} ({}) relays through smart host {smart}: {what} send our mail",
+                "connector {:?} ({}) relays through smart host {smart}: {what} our mail",
                 k.name,
                 k.address_space.join(", ")
             ),
