@@ -627,6 +627,25 @@ pub async fn queue_lifecycle(store: SharedStore) {
     );
     assert!(!store.queue_delete(id).await.unwrap());
     assert_eq!(store.queue_stats().await.unwrap(), QueueStats::default());
+    // The queue is empty again; the next entry still gets a new ID, so an old
+    // listing, log line or `queue delete` never names another message.
+    let again = store
+        .ingest(Ingest {
+            data: msg(2),
+            internal_date: 0,
+            deliveries: vec![],
+            queue: Some(NewQueueEntry {
+                return_path: a.address.clone(),
+                recipients: vec!["z@remote.test".into()],
+                params: "{}".into(),
+                data: None,
+            }),
+        })
+        .await
+        .unwrap()
+        .queue_id
+        .unwrap();
+    assert!(again > id, "queue ID {again} reused (was {id})");
 }
 
 /// `queue_progress` records part of an attempt without releasing the lease or

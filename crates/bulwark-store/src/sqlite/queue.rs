@@ -7,11 +7,18 @@ use crate::types::*;
 use crate::Result;
 
 pub(crate) fn insert(c: &Connection, blob: BlobId, q: &NewQueueEntry, now: i64) -> Result<QueueId> {
+    // The next ID above every one handed out before (migration 4), in the same
+    // transaction as the entry.
+    let id: i64 = c
+        .prepare_cached(
+            "UPDATE meta SET value = MAX(value, (SELECT COALESCE(MAX(id), 0) FROM queue)) + 1
+             WHERE key = 'queue_last_id' RETURNING value",
+        )?
+        .query_row([], |r| r.get(0))?;
     c.prepare_cached(
-        "INSERT INTO queue (blob_id, return_path, created, params) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO queue (id, blob_id, return_path, created, params) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![blob, q.return_path, now, q.params])?;
-    let id = c.last_insert_rowid();
+    .execute(params![id, blob, q.return_path, now, q.params])?;
     let mut st = c.prepare_cached(
         "INSERT OR IGNORE INTO queue_recipients (queue_id, address, status, next_attempt) VALUES (?1, ?2, 'pending', ?3)",
     )?;

@@ -130,6 +130,14 @@ INSERT OR IGNORE INTO subscriptions (account_id, name)
 CREATE INDEX IF NOT EXISTS messages_by_blob ON messages (blob_id);
 CREATE INDEX IF NOT EXISTS queue_by_blob ON queue (blob_id);
 "#,
+    // 4: queue IDs are never reused. `queue.id` is a plain rowid, which SQLite hands
+    // out again once the highest entries are gone (an empty queue starts over at 1):
+    // logs and an administrator's `queue delete N` from an old listing would name
+    // another message. The last ID handed out is kept in `meta`.
+    r#"
+INSERT OR IGNORE INTO meta (key, value)
+    SELECT 'queue_last_id', COALESCE(MAX(id), 0) FROM queue;
+"#,
 ];
 
 /// The schema version this program writes.
