@@ -11,8 +11,7 @@ pub(crate) fn insert(c: &Connection, blob: BlobId, q: &NewQueueEntry, now: i64) 
     // transaction as the entry.
     let id: i64 = c
         .prepare_cached(
-            "UPDATE meta SET value = MAX(value, (SELECT COALESCE(MAX(id), 0) FROM queue)) + 1
-             WHERE key = 'queue_last_id' RETURNING value",
+            "UPDATE meta SET value = value + 1 WHERE key = 'queue_last_id' RETURNING value",
         )?
         .query_row([], |r| r.get(0))?;
     c.prepare_cached(
