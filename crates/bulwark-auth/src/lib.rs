@@ -24,7 +24,7 @@ use std::time::Duration;
 use bulwark_config::AuthConfig;
 use bulwark_store::{Account, SharedStore};
 
-pub use limiter::{Limiter, LimiterVerdict};
+pub use limiter::{Attempt, Limiter, LimiterVerdict, NotYet};
 pub use password::{hash_password, verify_password, PasswordError, MIN_PASSWORD_LEN};
 pub use sasl::{SaslError, Secret};
 
@@ -88,17 +88,28 @@ impl Authenticator {
         mechanism: &'static str,
     ) -> Result<Account, AuthError> {
         let user = bulwark_store::normalize_address(username);
-        if self.config.limiter_enabled {
-            if let LimiterVerdict::Blocked(reason) = self.limiter.check(peer, &user) {
-                metrics::counter!("bulwark_auth_throttled_total", "listener" => listener, "reason" => reason).increment(1);
-                tracing::warn!(target: "bulwark::auth", %peer, listener, reason, "authentication refused: too many failures");
-                tokio::time::sleep(Duration::from_millis(self.config.failure_delay_ms)).await;
-                return Err(AuthError::Throttled);
+        // The attempt is reserved (counted) before the password is looked at, so
+        // parallel attempts cannot all pass a check that only later failures update.
+        let attempt = if self.config.limiter_enabled {
+            match self.reserve(peer, &user).await {
+                Ok(a) => Some(a),
+                Err(reason) => {
+                    metrics::counter!("bulwark_auth_throttled_total", "listener" => listener, "reason" => reason).increment(1);
+                    tracing::warn!(target: "bulwark::auth", %peer, listener, reason, "authentication refused: too many failures");
+                    tokio::time::sleep(Duration::from_millis(self.config.failure_delay_ms)).await;
+                    return Err(AuthError::Throttled);
+                }
             }
-        }
+        } else {
+            None
+        };
         let creds = match self.store.credentials(&user).await {
             Ok(c) => c,
             Err(e) => {
+                // Not the client's failure: give the reservation back uncounted.
+                if let Some(a) = attempt {
+                    a.cancel();
+                }
                 tracing::error!(target: "bulwark::auth", error = %e, "credential lookup failed");
                 return Err(AuthError::Unavailable);
             }
@@ -120,21 +131,38 @@ impl Authenticator {
         };
         match creds {
             Some(c) if ok => {
-                self.limiter.record_success(peer, &user);
+                if let Some(a) = attempt {
+                    a.success();
+                }
                 metrics::counter!("bulwark_auth_attempts_total", "listener" => listener, "mechanism" => mechanism, "result" => "success").increment(1);
                 tracing::info!(target: "bulwark::auth", %peer, listener, mechanism, user = %c.account.address, "authenticated");
                 Ok(c.account)
             }
             _ => {
-                let delay = if self.config.limiter_enabled {
-                    self.limiter.record_failure(peer, &user)
-                } else {
-                    Duration::from_millis(self.config.failure_delay_ms)
+                let delay = match attempt {
+                    Some(a) => a.failure(),
+                    None => Duration::from_millis(self.config.failure_delay_ms),
                 };
                 metrics::counter!("bulwark_auth_attempts_total", "listener" => listener, "mechanism" => mechanism, "result" => "failure").increment(1);
                 tracing::warn!(target: "bulwark::auth", %peer, listener, mechanism, delay_ms = delay.as_millis() as u64, "authentication failed");
                 tokio::time::sleep(delay).await;
                 Err(AuthError::Failed)
+            }
+        }
+    }
+
+    /// Reserves an attempt, waiting while attempts in flight could still reach a limit.
+    /// The wait ends with the session's own timeouts at the latest.
+    async fn reserve(&self, peer: IpAddr, user: &str) -> Result<Attempt<'_>, &'static str> {
+        loop {
+            let changed = self.limiter.changed().notified();
+            tokio::pin!(changed);
+            // Registered before asking, so a finish between the two is not missed.
+            changed.as_mut().enable();
+            match self.limiter.reserve(peer, user, false) {
+                Ok(a) => return Ok(a),
+                Err(NotYet::Blocked(reason)) => return Err(reason),
+                Err(NotYet::Busy) => changed.await,
             }
         }
     }
@@ -249,6 +277,41 @@ mod tests {
                 .map_or(2, |n| n.get())
                 .max(2)
         );
+    }
+
+    /// Issue 15 #1: a burst of parallel guesses from one address must not all be
+    /// checked; only as many as the per-address limit reach the password check.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_guesses_from_one_address_stop_at_the_limit() {
+        let (a, _d) = setup(AuthConfig {
+            block_account_after_failures: 1000,
+            ..fast()
+        })
+        .await;
+        let ip: IpAddr = "192.0.2.77".parse().unwrap();
+        let barrier = Arc::new(tokio::sync::Barrier::new(40));
+        let mut tasks = Vec::new();
+        for _ in 0..40 {
+            let a = a.clone();
+            let barrier = barrier.clone();
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                a.authenticate("alice@example.test", &s("guess"), ip, "t", "PLAIN")
+                    .await
+            }));
+        }
+        let mut failed = 0;
+        let mut throttled = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Err(AuthError::Failed) => failed += 1,
+                Err(AuthError::Throttled) => throttled += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!((failed, throttled), (4, 36));
+        assert_eq!(a.limiter().failures_from(ip), 4);
+        assert_eq!(a.limiter().in_flight(), 0);
     }
 
     #[tokio::test]

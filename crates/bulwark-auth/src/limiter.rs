@@ -12,6 +12,20 @@ use parking_lot::Mutex;
 
 const MAX_KEYS: usize = 100_000;
 
+/// Why [`Limiter::reserve`] did not admit an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotYet {
+    /// Refused: the failures counted reach a limit. The reason labels metrics ("ip",
+    /// "account").
+    Blocked(&'static str),
+    /// The failures so far are below the limits, but with the attempts still being
+    /// checked they could reach them: wait for one of those to finish
+    /// ([`Limiter::changed`]) and ask again. Parallel attempts near a limit are thus
+    /// checked one after another instead of all at once, and an honest burst (many
+    /// devices, a NAT) is delayed rather than refused.
+    Busy,
+}
+
 /// Whether an attempt may proceed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimiterVerdict {
@@ -24,6 +38,12 @@ pub enum LimiterVerdict {
 struct Failures {
     by_ip: HashMap<IpAddr, VecDeque<Instant>>,
     by_account: HashMap<String, VecDeque<Instant>>,
+    /// Attempts admitted by [`Limiter::reserve`] whose password is still being checked.
+    /// They count against the limits like failures: a check-then-count limiter lets a
+    /// burst of parallel attempts all pass the check before the first failure is
+    /// counted (150 concurrent guesses from one address were all verified).
+    inflight_ip: HashMap<IpAddr, u32>,
+    inflight_account: HashMap<String, u32>,
     /// (account, client address) pairs that logged in successfully, and when. An
     /// account under attack stays reachable from where its owner logs in: the
     /// per-account block is how attackers with many addresses would otherwise lock a
@@ -42,10 +62,11 @@ pub struct Limiter {
     block_ip: u32,
     block_account: u32,
     state: Mutex<Failures>,
+    changed: tokio::sync::Notify,
 }
 
 /// IPv6 clients usually own a whole /64: count them as one.
-fn key_ip(ip: IpAddr) -> IpAddr {
+pub fn key_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => {
@@ -89,6 +110,78 @@ fn bound<K: std::hash::Hash + Eq + Clone>(
     }
 }
 
+/// (failures in the window, attempts in flight) for one key.
+fn counted<K: std::hash::Hash + Eq>(
+    failures: &mut HashMap<K, VecDeque<Instant>>,
+    inflight: &HashMap<K, u32>,
+    key: &K,
+    now: Instant,
+    window: Duration,
+) -> (u32, u32) {
+    let failed = failures.get_mut(key).map_or(0, |q| {
+        prune(q, now, window);
+        q.len() as u32
+    });
+    (failed, inflight.get(key).copied().unwrap_or(0))
+}
+
+fn release<K: std::hash::Hash + Eq>(inflight: &mut HashMap<K, u32>, key: &K) {
+    if let Some(n) = inflight.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            inflight.remove(key);
+        }
+    }
+}
+
+/// One admitted login attempt, counted as in flight until its outcome is recorded.
+/// Dropped without an outcome (the session went away mid-check) it counts as a
+/// failure: closing the connection must not be a way to guess for free.
+#[must_use = "an attempt must be resolved with success() or failure()"]
+pub struct Attempt<'a> {
+    limiter: &'a Limiter,
+    ip: IpAddr,
+    user: String,
+    resolved: bool,
+}
+
+impl Attempt<'_> {
+    /// The password was right: see [`Limiter::record_success`].
+    pub fn success(mut self) {
+        self.resolved = true;
+        self.limiter.finish(self.ip, &self.user, true);
+    }
+
+    /// The password was wrong: returns how long to wait before answering it (see
+    /// [`Limiter::record_failure`]).
+    pub fn failure(mut self) -> Duration {
+        self.resolved = true;
+        self.limiter.finish(self.ip, &self.user, false)
+    }
+}
+
+impl Attempt<'_> {
+    /// Gives the reservation back without counting it (the server, not the client,
+    /// could not decide, e.g. the store was unreadable).
+    pub fn cancel(mut self) {
+        self.resolved = true;
+        {
+            let mut s = self.limiter.state.lock();
+            release(&mut s.inflight_ip, &self.ip);
+            release(&mut s.inflight_account, &self.user);
+        }
+        self.limiter.changed.notify_waiters();
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.resolved {
+            self.limiter.finish(self.ip, &self.user, false);
+        }
+    }
+}
+
 impl Limiter {
     pub fn new(c: &AuthConfig) -> Limiter {
         Limiter {
@@ -99,30 +192,108 @@ impl Limiter {
             block_ip: c.block_ip_after_failures,
             block_account: c.block_account_after_failures,
             state: Mutex::new(Failures::default()),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
-    /// May this address try to log in as this (normalised) user now?
-    pub fn check(&self, ip: IpAddr, user: &str) -> LimiterVerdict {
+    /// Admits one attempt by this address for this (normalised) user, or refuses it.
+    /// The check and the count are one step under one lock, so N parallel attempts
+    /// cannot all see "below the limit": an admitted attempt counts as a failure
+    /// until its outcome says otherwise.
+    ///
+    /// The per-address limit refuses every attempt from the address. The per-account
+    /// limit refuses attempts for the account only from addresses that have not
+    /// logged in to it successfully within `KNOWN_FOR` (`known_elsewhere` says the
+    /// caller's durable record knows the pair): guessing from many addresses slows
+    /// the account down for strangers without locking its owner out.
+    pub fn reserve(
+        &self,
+        ip: IpAddr,
+        user: &str,
+        known_elsewhere: bool,
+    ) -> Result<Attempt<'_>, NotYet> {
         let now = Instant::now();
+        let ip = key_ip(ip);
         let mut s = self.state.lock();
-        if let Some(q) = s.by_ip.get_mut(&key_ip(ip)) {
-            prune(q, now, self.window);
-            if q.len() as u32 >= self.block_ip {
-                return LimiterVerdict::Blocked("ip");
-            }
+        let st = &mut *s;
+        let (failed, pending) = counted(&mut st.by_ip, &st.inflight_ip, &ip, now, self.window);
+        if failed >= self.block_ip {
+            return Err(NotYet::Blocked("ip"));
         }
-        let known = s
-            .known
-            .get(&(user.to_string(), key_ip(ip)))
-            .is_some_and(|t| now.duration_since(*t) < KNOWN_FOR);
-        if let Some(q) = s.by_account.get_mut(user) {
-            prune(q, now, self.window);
-            if q.len() as u32 >= self.block_account && !known {
-                return LimiterVerdict::Blocked("account");
+        let mut busy = failed + pending >= self.block_ip;
+        let known = known_elsewhere || Self::is_known(st, user, ip, now);
+        let user_key = user.to_string();
+        if !known {
+            let (failed, pending) = counted(
+                &mut st.by_account,
+                &st.inflight_account,
+                &user_key,
+                now,
+                self.window,
+            );
+            if failed >= self.block_account {
+                return Err(NotYet::Blocked("account"));
             }
+            busy |= failed + pending >= self.block_account;
         }
-        LimiterVerdict::Allowed
+        if busy {
+            return Err(NotYet::Busy);
+        }
+        *st.inflight_ip.entry(ip).or_insert(0) += 1;
+        *st.inflight_account.entry(user_key.clone()).or_insert(0) += 1;
+        Ok(Attempt {
+            limiter: self,
+            ip,
+            user: user_key,
+            resolved: false,
+        })
+    }
+
+    /// Notified whenever an admitted attempt finishes: a `Busy` caller asks again.
+    pub fn changed(&self) -> &tokio::sync::Notify {
+        &self.changed
+    }
+
+    fn is_known(st: &Failures, user: &str, ip: IpAddr, now: Instant) -> bool {
+        st.known
+            .get(&(user.to_string(), ip))
+            .is_some_and(|t| now.duration_since(*t) < KNOWN_FOR)
+    }
+
+    /// True when this address logged in to this account successfully (in memory,
+    /// since the server started) within `KNOWN_FOR`.
+    pub fn knows(&self, ip: IpAddr, user: &str) -> bool {
+        Self::is_known(&self.state.lock(), user, key_ip(ip), Instant::now())
+    }
+
+    /// Would an attempt be refused now (without reserving one)? For callers that
+    /// only want to ask, e.g. before a costlier lookup.
+    pub fn check(&self, ip: IpAddr, user: &str) -> LimiterVerdict {
+        match self.reserve(ip, user, false) {
+            Ok(a) => {
+                a.cancel();
+                LimiterVerdict::Allowed
+            }
+            Err(NotYet::Busy) => LimiterVerdict::Allowed,
+            Err(NotYet::Blocked(why)) => LimiterVerdict::Blocked(why),
+        }
+    }
+
+    fn finish(&self, ip: IpAddr, user: &str, success: bool) -> Duration {
+        // Recorded before the in-flight count drops, so no waiter sees neither.
+        let delay = if success {
+            self.record_success(ip, user);
+            Duration::ZERO
+        } else {
+            self.record_failure(ip, user)
+        };
+        {
+            let mut s = self.state.lock();
+            release(&mut s.inflight_ip, &ip);
+            release(&mut s.inflight_account, &user.to_string());
+        }
+        self.changed.notify_waiters();
+        delay
     }
 
     /// Records a failure and returns how long to wait before answering it: the base
@@ -175,6 +346,11 @@ impl Limiter {
             q.len()
         })
     }
+
+    /// Attempts admitted and not yet resolved (for tests).
+    pub fn in_flight(&self) -> u32 {
+        self.state.lock().inflight_ip.values().sum()
+    }
 }
 
 #[cfg(test)]
@@ -213,6 +389,93 @@ mod tests {
             LimiterVerdict::Blocked("account")
         );
         assert_eq!(l.check(home, "alice"), LimiterVerdict::Allowed);
+    }
+
+    #[test]
+    fn in_flight_attempts_hold_back_others_until_they_resolve() {
+        let l = Limiter::new(&AuthConfig {
+            block_ip_after_failures: 3,
+            block_account_after_failures: 100,
+            ..AuthConfig::default()
+        });
+        let ip: IpAddr = "192.0.2.9".parse().unwrap();
+        // Three attempts admitted and still being checked: the fourth must wait
+        // although no failure has been recorded yet; once they failed it is refused.
+        let held: Vec<_> = (0..3).map(|_| l.reserve(ip, "u", false).unwrap()).collect();
+        assert_eq!(l.failures_from(ip), 0);
+        assert_eq!(l.reserve(ip, "u", false).err(), Some(NotYet::Busy));
+        assert_eq!(l.in_flight(), 3);
+        for a in held {
+            let _ = a.failure();
+        }
+        assert_eq!(l.in_flight(), 0);
+        assert_eq!(l.failures_from(ip), 3);
+        assert_eq!(l.reserve(ip, "u", false).err(), Some(NotYet::Blocked("ip")));
+    }
+
+    #[test]
+    fn an_abandoned_attempt_counts_and_a_cancelled_one_does_not() {
+        let l = Limiter::new(&AuthConfig::default());
+        let ip: IpAddr = "192.0.2.10".parse().unwrap();
+        drop(l.reserve(ip, "u", false).unwrap());
+        assert_eq!(l.failures_from(ip), 1);
+        l.reserve(ip, "u", false).unwrap().cancel();
+        assert_eq!(l.failures_from(ip), 1);
+        l.reserve(ip, "u", false).unwrap().success();
+        assert_eq!(l.failures_from(ip), 1);
+        assert_eq!(l.in_flight(), 0);
+    }
+
+    #[test]
+    fn account_limit_counts_in_flight_but_spares_known_addresses() {
+        let l = Limiter::new(&AuthConfig {
+            block_account_after_failures: 2,
+            block_ip_after_failures: 100,
+            ..AuthConfig::default()
+        });
+        let home: IpAddr = "198.51.100.7".parse().unwrap();
+        l.reserve(home, "alice", false).unwrap().success();
+        let a1 = l
+            .reserve("203.0.113.1".parse().unwrap(), "alice", false)
+            .unwrap();
+        let a2 = l
+            .reserve("203.0.113.2".parse().unwrap(), "alice", false)
+            .unwrap();
+        assert_eq!(
+            l.reserve("203.0.113.3".parse().unwrap(), "alice", false)
+                .err(),
+            Some(NotYet::Busy)
+        );
+        // The owner's address, and one the caller's durable record knows, still get in.
+        assert!(l.knows(home, "alice"));
+        l.reserve(home, "alice", false).unwrap().success();
+        l.reserve("192.0.2.44".parse().unwrap(), "alice", true)
+            .unwrap()
+            .cancel();
+        // Other accounts are not affected.
+        l.reserve("203.0.113.3".parse().unwrap(), "bob", false)
+            .unwrap()
+            .cancel();
+        let _ = (a1.failure(), a2.failure());
+        assert_eq!(
+            l.reserve("203.0.113.3".parse().unwrap(), "alice", false)
+                .err(),
+            Some(NotYet::Blocked("account"))
+        );
+        l.reserve(home, "alice", false).unwrap().success();
+    }
+
+    #[test]
+    fn a_success_in_flight_lets_the_waiter_through() {
+        let l = Limiter::new(&AuthConfig {
+            block_ip_after_failures: 1,
+            ..AuthConfig::default()
+        });
+        let ip: IpAddr = "192.0.2.11".parse().unwrap();
+        let a = l.reserve(ip, "u", false).unwrap();
+        assert_eq!(l.reserve(ip, "v", false).err(), Some(NotYet::Busy));
+        a.success();
+        l.reserve(ip, "v", false).unwrap().cancel();
     }
 
     #[test]
