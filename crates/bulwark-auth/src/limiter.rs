@@ -316,13 +316,15 @@ impl Limiter {
             .min(self.max_delay)
     }
 
-    /// A successful login clears that account's failures (not the address's: one known
-    /// password must not reset an attacker's counter for guessing others) and marks the
-    /// address as one its owner uses.
+    /// A successful login marks the address as one the account's owner uses. It clears
+    /// no failures: not the address's (one known password must not reset an
+    /// attacker's counter for guessing others), and not the account's either (a mail
+    /// client logging in every few minutes would otherwise hand an attacker with many
+    /// addresses a fresh account budget each time; the owner is not slowed by it,
+    /// his addresses are exempt).
     pub fn record_success(&self, ip: IpAddr, user: &str) {
         let now = Instant::now();
         let mut s = self.state.lock();
-        s.by_account.remove(user);
         if s.known.len() >= MAX_KEYS {
             s.known.retain(|_, t| now.duration_since(*t) < KNOWN_FOR);
             if s.known.len() >= MAX_KEYS {

@@ -30,8 +30,10 @@ pub struct AuthConfig {
     #[serde(default = "default_block_ip")]
     pub block_ip_after_failures: u32,
     /// After this many failures for one account in the window (from anywhere), attempts
-    /// for it are refused until the window has passed. Higher than the per-IP limit so
-    /// that a single attacker is blocked by IP long before they can lock a user out.
+    /// for it are refused until the window has passed — except from addresses (IPv6:
+    /// /64s) that logged in to the account successfully in the last 30 days, so an
+    /// attacker cannot lock its owner out. Higher than the per-IP limit so that a
+    /// single attacker is blocked by IP long before it applies.
     #[serde(default = "default_block_account")]
     pub block_account_after_failures: u32,
 }

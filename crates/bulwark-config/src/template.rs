@@ -133,11 +133,15 @@ bind = {metrics}
 limiter_enabled = true
 failure_delay_ms = 500
 window_secs = 900
+# Attempts still being checked count too: parallel guesses near a limit are checked
+# one after another, never more than the limit in all.
 # From one IP: slower and slower after 3 failures, refused after 20 (per window).
 slow_after_failures = 3
 max_delay_ms = 8000
 block_ip_after_failures = 20
-# For one account, from anywhere: refused after 50 failures (per window).
+# For one account, from anywhere: after 50 failures (per window) it is refused from
+# every address that has not logged in to it successfully in the last 30 days; the
+# owner's own addresses still get in (an attacker cannot lock a user out).
 block_account_after_failures = 50
 
 [smtp]

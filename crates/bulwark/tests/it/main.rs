@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod imap;
+mod limits;
 mod observe;
 mod outbound;
 mod pop3;

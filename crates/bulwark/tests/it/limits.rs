@@ -1,0 +1,216 @@
+//! Resource and authentication limits under attack (issue 15): parallel password
+//! guessing, file-descriptor exhaustion, IMAP memory. Real binary, independent
+//! clients (Python's standard library), loopback addresses only (Linux routes all of
+//! 127.0.0.0/8 to lo, so 127.0.0.x stand in for different client addresses).
+
+use crate::support::*;
+
+const USER: &str = "alice@example.test";
+
+/// Login attempts over implicit TLS from a chosen loopback source address, in
+/// parallel threads that connect first and send their credentials together (a
+/// barrier), then classify each answer: ok, failed (the password was checked and
+/// wrong) or throttled (refused by the limiter without a check).
+///
+/// argv: cert, then JSON {"imaps": port, "pop3s": port, "submissions": port,
+/// "jobs": [[proto, source, user, password], …]}; prints JSON {index: outcome}.
+const PARALLEL_LOGINS: &str = r#"
+import base64, json, socket, ssl, sys, threading
+CERT = sys.argv[1]
+spec = json.loads(sys.argv[2])
+ctx = ssl.create_default_context(cafile=CERT)
+ctx.check_hostname = False
+jobs = spec["jobs"]
+barrier = threading.Barrier(len(jobs), timeout=120)
+out = {}
+
+class Conn:
+    def __init__(self, port, src):
+        s = socket.create_connection(("127.0.0.1", port), timeout=120, source_address=(src, 0))
+        self.s, self.buf = ctx.wrap_socket(s, server_hostname="mail.example.test"), b""
+    def line(self):
+        while b"\r\n" not in self.buf:
+            d = self.s.recv(65536)
+            if not d:
+                raise EOFError(repr(self.buf))
+            self.buf += d
+        l, self.buf = self.buf.split(b"\r\n", 1)
+        return l.decode("utf-8", "replace")
+    def send(self, t):
+        self.s.sendall(t.encode())
+
+def classify(ok, reply):
+    if ok:
+        return "ok"
+    if "too many" in reply.lower():
+        return "throttled"
+    return "failed:" + reply
+
+def imap(c, user, pw):
+    c.line()
+    barrier.wait()
+    c.send('a LOGIN "%s" "%s"\r\n' % (user, pw))
+    while True:
+        l = c.line()
+        if l.startswith("a "):
+            if "AUTHENTICATIONFAILED" in l:
+                return "failed"
+            return classify(l.startswith("a OK"), l)
+
+def pop3(c, user, pw):
+    c.line()
+    c.send("USER %s\r\n" % user)
+    assert c.line().startswith("+OK")
+    barrier.wait()
+    c.send("PASS %s\r\n" % pw)
+    l = c.line()
+    if l.startswith("-ERR [AUTH]"):
+        return "failed"
+    return classify(l.startswith("+OK"), l)
+
+def smtp(c, user, pw):
+    c.line()
+    c.send("EHLO client.test\r\n")
+    while not c.line().startswith("250 "):
+        pass
+    barrier.wait()
+    tok = base64.b64encode(("\0%s\0%s" % (user, pw)).encode()).decode()
+    c.send("AUTH PLAIN %s\r\n" % tok)
+    l = c.line()
+    if l.startswith("535"):
+        return "failed"
+    return classify(l.startswith("235"), l)
+
+PROTO = {"imaps": imap, "pop3s": pop3, "submissions": smtp}
+
+def run(i, proto, src, user, pw):
+    try:
+        c = Conn(spec[proto], src)
+    except Exception as e:
+        barrier.abort()
+        out[i] = "connect error: %r" % e
+        return
+    try:
+        out[i] = PROTO[proto](c, user, pw)
+    except Exception as e:
+        out[i] = "error: %r" % e
+
+threads = [threading.Thread(target=run, args=(i, *j)) for i, j in enumerate(jobs)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(json.dumps(out))
+"#;
+
+/// Runs `PARALLEL_LOGINS`; returns each job's outcome, in job order.
+fn parallel_logins(
+    data: &DataDir,
+    server: &Server,
+    jobs: &[(&str, &str, &str, &str)],
+) -> Vec<String> {
+    let spec = serde_json::json!({
+        "imaps": server.port("imaps"),
+        "pop3s": server.port("pop3s"),
+        "submissions": server.port("submissions"),
+        "jobs": jobs.iter().map(|(p, s, u, w)| [p, s, u, w]).collect::<Vec<_>>(),
+    });
+    let cert = data.cert_path();
+    let out = python_ok(
+        PARALLEL_LOGINS,
+        &[cert.to_str().unwrap(), &spec.to_string()],
+    );
+    let map: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    (0..jobs.len())
+        .map(|i| map[i.to_string()].as_str().unwrap_or("missing").to_string())
+        .collect()
+}
+
+fn count(outcomes: &[String], what: &str) -> usize {
+    outcomes.iter().filter(|o| *o == what).count()
+}
+
+/// Short delays so the test takes seconds; the limits are the defaults unless set.
+fn fast_auth(data: &DataDir) {
+    data.edit_config(|c| {
+        c["auth"]["failure_delay_ms"] = toml_edit::value(50);
+        c["auth"]["max_delay_ms"] = toml_edit::value(200);
+    });
+}
+
+/// Issue 15 #1: 150 wrong passwords sent at once from one address (50 each on IMAPS,
+/// POP3S and 465) were all checked. Only `block_ip_after_failures` (20) may reach the
+/// password check; the rest are throttled. Meanwhile the account's owner logs in
+/// from an address he used before.
+#[test]
+fn parallel_guesses_from_one_address_are_checked_only_up_to_the_limit() {
+    let data = DataDir::init();
+    data.add_user(USER);
+    fast_auth(&data);
+    let server = Server::start(&data);
+    // The owner has logged in from 127.0.0.2 before.
+    let before = parallel_logins(&data, &server, &[("imaps", "127.0.0.2", USER, PASSWORD)]);
+    assert_eq!(before, ["ok"]);
+
+    let mut jobs = Vec::new();
+    for proto in ["imaps", "pop3s", "submissions"] {
+        for _ in 0..50 {
+            jobs.push((proto, "127.0.0.1", USER, "wrong guess"));
+        }
+    }
+    jobs.push(("imaps", "127.0.0.2", USER, PASSWORD));
+    let out = parallel_logins(&data, &server, &jobs);
+    let attack = &out[..150];
+    let (failed, throttled) = (count(attack, "failed"), count(attack, "throttled"));
+    assert!(
+        failed <= 20 && failed >= 1 && failed + throttled == 150,
+        "checked {failed}, throttled {throttled}: {attack:?}"
+    );
+    assert_eq!(out[150], "ok", "the owner was locked out");
+}
+
+/// Issue 15 #1: guessing one account's password from several addresses must not lock
+/// its owner out: the account limit refuses addresses that never logged in to it,
+/// not the one its owner uses (and still counts attempts in flight).
+#[test]
+fn guessing_from_many_addresses_does_not_lock_the_owner_out() {
+    let data = DataDir::init();
+    data.add_user(USER);
+    fast_auth(&data);
+    data.edit_config(|c| c["auth"]["block_account_after_failures"] = toml_edit::value(10));
+    let server = Server::start(&data);
+    let before = parallel_logins(&data, &server, &[("imaps", "127.0.0.2", USER, PASSWORD)]);
+    assert_eq!(before, ["ok"]);
+
+    // 40 guesses from four addresses, ten each: below the per-address limit (20).
+    let sources = ["127.0.0.10", "127.0.0.11", "127.0.0.12", "127.0.0.13"];
+    let mut jobs = Vec::new();
+    for src in sources {
+        for _ in 0..10 {
+            jobs.push(("imaps", src, USER, "wrong guess"));
+        }
+    }
+    jobs.push(("imaps", "127.0.0.2", USER, PASSWORD));
+    let out = parallel_logins(&data, &server, &jobs);
+    let attack = &out[..40];
+    let (failed, throttled) = (count(attack, "failed"), count(attack, "throttled"));
+    assert!(
+        failed <= 10 && failed >= 1 && failed + throttled == 40,
+        "checked {failed}, throttled {throttled}: {attack:?}"
+    );
+    assert_eq!(out[40], "ok", "the owner was locked out during the attack");
+
+    // After it: the owner still gets in from his address (on every protocol), while a
+    // never-seen address is refused even with the right password until the window ends.
+    let after = parallel_logins(
+        &data,
+        &server,
+        &[
+            ("imaps", "127.0.0.2", USER, PASSWORD),
+            ("pop3s", "127.0.0.2", USER, PASSWORD),
+            ("submissions", "127.0.0.2", USER, PASSWORD),
+            ("imaps", "127.0.0.50", USER, PASSWORD),
+        ],
+    );
+    assert_eq!(after, ["ok", "ok", "ok", "throttled"]);
+}
