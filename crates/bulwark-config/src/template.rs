@@ -114,11 +114,12 @@ bind = {pop3}
 [listeners.pop3s]
 bind = {pop3s}
 
-# Browsers: port 80 only redirects to HTTPS.
+# Browsers. Not served by this version (there is no web server yet): `bulwark serve`
+# does not open these two ports whatever they say, and `bulwark report` shows them as
+# "not served". Once built, port 80 will only redirect to HTTPS.
 [listeners.http]
 bind = {http}
 
-# Browsers -> web mail and JSON API over HTTPS.
 [listeners.https]
 bind = {https}
 

@@ -5,23 +5,23 @@
 //! certificate (sessions keep theirs); SIGTERM/SIGINT stop accepting, give sessions
 //! `shutdown_grace_secs` to finish, and exit 0.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use bulwark_audit::runstate::{self, Availability, RunListener, RunState, SkippedListener};
 use bulwark_config::{metrics_exposed, ListenerKind, LoadedConfig, TlsMode};
 use bulwark_net::{CancellationToken, ServerContext, SessionHandler, TaskTracker};
 use bulwark_observe::scrape::ScrapeAccess;
 use bulwark_observe::{ProtocolLog, Redactor, Rotation};
 use bulwark_tls::{Severity, TlsServer};
-use serde::Serialize;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// The protocol behind each listener kind: the one place protocol crates plug in.
-/// `None` means the protocol is not implemented yet; the listener is not started.
+/// `None` for the kinds `bulwark_audit::runstate::availability` calls not served (the
+/// one list `report` also reads); `serve` fails if the two ever disagree.
 fn handler_for(
     kind: ListenerKind,
     ctx: &ServerContext,
@@ -154,28 +154,6 @@ fn tls_mode_name(kind: ListenerKind, implicit_tls: bool) -> &'static str {
     }
 }
 
-/// What `DIR/run/listeners.json` says: the addresses actually bound.
-#[derive(Serialize)]
-struct RunState {
-    pid: u32,
-    listeners: Vec<RunListener>,
-    /// Enabled listeners not started, and why (read by `report`/`audit --probe`).
-    skipped: Vec<SkippedListener>,
-}
-
-#[derive(Serialize)]
-struct SkippedListener {
-    kind: ListenerKind,
-    reason: &'static str,
-}
-
-#[derive(Serialize)]
-struct RunListener {
-    kind: ListenerKind,
-    addrs: Vec<SocketAddr>,
-    tls: &'static str,
-}
-
 fn report_certificate(tls: &TlsServer) {
     let info = tls.cert_info();
     let left = info.seconds_to_expiry(crate::cli::now_unix());
@@ -278,14 +256,16 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
             tracing::info!(target: "bulwark", listener = %kind, "disabled in configuration");
             continue;
         }
-        let Some(handler) = handler_for(kind, &ctx, &sender_checks, &smtp_budget) else {
-            tracing::info!(target: "bulwark", listener = %kind, "not started: this protocol is not available yet");
+        if let Availability::NotServed(reason) = runstate::availability(kind) {
+            tracing::info!(target: "bulwark", listener = %kind, reason, "not started");
             skipped.push(SkippedListener {
                 kind,
-                reason: "not available in this version",
+                reason: reason.to_string(),
             });
             continue;
-        };
+        }
+        let handler = handler_for(kind, &ctx, &sender_checks, &smtp_budget)
+            .with_context(|| format!("cannot serve the {kind} listener"))?;
         let mut bound = bulwark_net::bind(kind, lc).await?;
         if kind == ListenerKind::Metrics && metrics_exposed(lc) {
             // DATA-PATHS: "HTTPS when not loopback".
@@ -312,7 +292,7 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
         running.push(RunListener {
             kind,
             addrs,
-            tls: tls_name,
+            tls: tls_name.to_string(),
         });
     }
     // Series for every enabled listener, running or not yet implemented: a scraper sees
@@ -325,8 +305,15 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
         .collect();
     bulwark_observe::metrics::register_catalog(&kinds);
     spawn_background(&ctx, &tracker)?;
-    write_run_state(&cfg, &running, skipped)?;
-    tracing::info!(target: "bulwark", hostname = %c.server.hostname, listeners = running.len(), "bulwark is running");
+    let started = running.len();
+    RunState {
+        pid: std::process::id(),
+        listeners: running,
+        skipped,
+    }
+    .write(&cfg.run_dir())
+    .with_context(|| format!("cannot write {}", cfg.run_dir().display()))?;
+    tracing::info!(target: "bulwark", hostname = %c.server.hostname, listeners = started, "bulwark is running");
 
     loop {
         tokio::select! {
@@ -359,35 +346,4 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
     let _ = std::fs::remove_file(run.join("bulwark.pid"));
     tracing::info!(target: "bulwark", "stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-fn write_run_state(
-    cfg: &LoadedConfig,
-    running: &[RunListener],
-    skipped: Vec<SkippedListener>,
-) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    let run = cfg.run_dir();
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&run)?;
-    let pid = std::process::id();
-    std::fs::write(run.join("bulwark.pid"), format!("{pid}\n"))?;
-    let state = RunState {
-        pid,
-        listeners: running
-            .iter()
-            .map(|r| RunListener {
-                kind: r.kind,
-                addrs: r.addrs.clone(),
-                tls: r.tls,
-            })
-            .collect(),
-        skipped,
-    };
-    let tmp = run.join(".listeners.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&state)?)?;
-    std::fs::rename(&tmp, run.join("listeners.json"))?;
-    Ok(())
 }
