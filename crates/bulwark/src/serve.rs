@@ -1,7 +1,8 @@
 //! `bulwark serve`: assemble the server from the configuration and run it.
 //!
-//! Order: config → certificate check → store → TLS → authenticator → listeners →
-//! background services → `DIR/run/listeners.json` → signal loop. SIGHUP reloads the
+//! Order: config → certificate check → privilege plan → sender checks (DKIM keys) →
+//! TLS → bind every listener → drop root (`[server] user`) → store → authenticator →
+//! serve the listeners → background services → `DIR/run/listeners.json` → signal loop. SIGHUP reloads the
 //! certificate (sessions keep theirs); SIGTERM/SIGINT stop accepting, give sessions
 //! `shutdown_grace_secs` to finish, and exit 0.
 
@@ -17,6 +18,8 @@ use bulwark_net::{CancellationToken, ServerContext, SessionHandler, TaskTracker}
 use bulwark_observe::scrape::ScrapeAccess;
 use bulwark_observe::{ProtocolLog, Redactor, Rotation};
 use bulwark_tls::{Severity, TlsServer};
+
+use crate::privilege::Plan;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// The protocol behind each listener kind: the one place protocol crates plug in.
@@ -141,6 +144,24 @@ async fn sample_queue(store: &bulwark_store::SharedStore) {
     }
 }
 
+/// How to get past a listener that cannot be bound: said with the error, since the
+/// usual cause (another mail server on the standard ports) is not Bulwark's to fix.
+fn bind_failure_fix(kind: ListenerKind, e: &std::io::Error) -> String {
+    let table = format!("[listeners.{kind}] bind in bulwark.toml");
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "another program holds that port (a local MTA such as Postfix or Exim, or another Bulwark: `ss -ltnp` names it). Stop it, or move Bulwark's ports: `./scripts/run.sh --port-base 10000` (every listener at its standard port + 10000), `bulwark init --port-base N` for a new data directory, or edit {table}"
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "ports below 1024 need root: start `serve` as root with [server] user set (it drops to that user after binding), or use ports above 1024 (`./scripts/run.sh --port-base 10000`, or edit {table})"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => format!(
+            "that address is not on this machine: choose one it has (`./scripts/run.sh --listen ADDR`, or edit {table})"
+        ),
+        _ => format!("check {table}"),
+    }
+}
+
 fn redactor(kind: ListenerKind) -> Redactor {
     Redactor::for_listener(kind)
 }
@@ -178,7 +199,7 @@ fn keep_large_allocations_unmappable() {
     }
 }
 
-pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
+pub fn run(dir: &Path, allow_root: bool) -> anyhow::Result<ExitCode> {
     keep_large_allocations_unmappable();
     let cfg = super::cli::load_config(dir)?;
     bulwark_observe::init_tracing(&cfg.config.log.level, cfg.config.log.format);
@@ -200,15 +221,18 @@ pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
         !problems.iter().any(|p| p.severity == Severity::Error),
         "refusing to start with an unusable certificate (run `bulwark config check`)"
     );
+    // Decided before anything is bound: as root without a usable [server] user,
+    // refuse (unless --allow-root) rather than serve with root's privileges.
+    let plan = crate::privilege::plan(&cfg, allow_root)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("bulwark")
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(serve(cfg))
+    rt.block_on(serve(cfg, plan))
 }
 
-async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
+async fn serve(cfg: LoadedConfig, plan: Plan) -> anyhow::Result<ExitCode> {
     // Signals first: a reload or stop that arrives while we start must not find the
     // default dispositions (SIGHUP would kill the process).
     let mut hup = signal(SignalKind::hangup())?;
@@ -218,17 +242,56 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
     bulwark_observe::metrics::install()?;
     // Fail closed: mail must not flow without the configured sender checks (SPF/DMARC
     // on 25) and DKIM signing (587/465) just because a key or the resolver is broken.
+    // Read before the privilege drop: the keys may be readable by root only.
     let sender_checks: Arc<dyn bulwark_smtp::SenderChecks> = Arc::new(
         crate::sender_checks::SenderAuthChecks::from_config(&cfg).context(
             "sender authentication cannot start (fix the error above, or set [senderauth] enabled = false / [senderauth.signing] enabled = false deliberately)",
         )?,
     );
-    let store = super::cli::open_store(&cfg)?;
     let tls = TlsServer::new(
         &cfg.cert_path(),
         &cfg.key_path(),
         cfg.config.tls.min_version,
     )?;
+    // Every listener is bound while we may still be root (ports below 1024), and
+    // nothing is served before the drop.
+    let mut bound_listeners = Vec::new();
+    let mut skipped = Vec::new();
+    for (kind, lc) in cfg.config.listeners.iter() {
+        if !lc.enabled {
+            tracing::info!(target: "bulwark", listener = %kind, "disabled in configuration");
+            continue;
+        }
+        if let Availability::NotServed(reason) = runstate::availability(kind) {
+            tracing::info!(target: "bulwark", listener = %kind, reason, "not started");
+            skipped.push(SkippedListener {
+                kind,
+                reason: reason.to_string(),
+            });
+            continue;
+        }
+        let mut bound = bulwark_net::bind(kind, lc)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e} — {}", bind_failure_fix(kind, &e)))?;
+        if kind == ListenerKind::Metrics && metrics_exposed(lc) {
+            // DATA-PATHS: "HTTPS when not loopback".
+            bound = bound.with_implicit_tls();
+        }
+        bound_listeners.push((kind, lc.clone(), bound));
+    }
+    match &plan {
+        Plan::Drop(account) => {
+            crate::privilege::drop_to(account)?;
+            tracing::info!(target: "bulwark", user = %account.user, uid = account.uid, group = %account.group, gid = account.gid, "listeners bound; running as an unprivileged user from here on");
+        }
+        Plan::StayRoot(why) => {
+            tracing::warn!(target: "bulwark", reason = %why, "running as root (--allow-root): every session runs with root's privileges; set [server] user");
+        }
+        Plan::Unprivileged => {}
+    }
+    // From here on files are created as the unprivileged user: the store (and its
+    // WAL), the run state, the protocol logs.
+    let store = super::cli::open_store(&cfg)?;
     let auth = bulwark_auth::Authenticator::new(store.clone(), cfg.config.auth.clone());
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -250,27 +313,9 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
     // One memory budget for message data shared by the SMTP listeners (25, 587, 465).
     let smtp_budget = bulwark_smtp::InflightBudget::new(c.smtp.max_inflight_bytes);
     let mut running = Vec::new();
-    let mut skipped = Vec::new();
-    for (kind, lc) in c.listeners.iter() {
-        if !lc.enabled {
-            tracing::info!(target: "bulwark", listener = %kind, "disabled in configuration");
-            continue;
-        }
-        if let Availability::NotServed(reason) = runstate::availability(kind) {
-            tracing::info!(target: "bulwark", listener = %kind, reason, "not started");
-            skipped.push(SkippedListener {
-                kind,
-                reason: reason.to_string(),
-            });
-            continue;
-        }
+    for (kind, lc, bound) in bound_listeners {
         let handler = handler_for(kind, &ctx, &sender_checks, &smtp_budget)
             .with_context(|| format!("cannot serve the {kind} listener"))?;
-        let mut bound = bulwark_net::bind(kind, lc).await?;
-        if kind == ListenerKind::Metrics && metrics_exposed(lc) {
-            // DATA-PATHS: "HTTPS when not loopback".
-            bound = bound.with_implicit_tls();
-        }
         let tls_name = tls_mode_name(kind, bound.implicit_tls());
         let addrs = bound.local_addrs();
         let log = if lc.protocol_log {
