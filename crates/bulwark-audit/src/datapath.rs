@@ -10,7 +10,7 @@ use bulwark_config::{
 use serde::Serialize;
 
 use crate::probe::ListenerProbe;
-use crate::runstate::RunState;
+use crate::runstate::{availability, Availability, RunState};
 use crate::table::Table;
 
 /// The columns of DATA-PATHS.md, in order.
@@ -39,8 +39,8 @@ pub struct DataPath {
     /// Configured bind addresses, or the addresses actually bound when the server runs.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<SocketAddr>,
-    /// `listening`, `not running`, `disabled`, `not available in this version`, or
-    /// `configured` for paths that are not listeners.
+    /// `listening`, `not running`, `disabled`, `not served` (this version never opens
+    /// it), or `configured` for paths that are not listeners.
     pub state: String,
     /// With `--probe`: what the running listener offered, next to what is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -174,12 +174,14 @@ fn listener_texts(kind: ListenerKind, cfg: &LoadedConfig) -> Texts {
             encryption: format!("TLS, {v}"),
             by_default: "yes".into(),
         },
+        // Not served by this version (see `runstate::availability`): `build` shows
+        // these rows as "not served"; the words below are what they will promise.
         ListenerKind::Http => Texts {
             path: "Browser → Bulwark (HTTP, redirect only)",
             default_auth: "—",
             supported_auth: "—",
             encryption: "none (redirects to HTTPS)".into(),
-            by_default: "port 80 only redirects to 443".into(),
+            by_default: http_redirect_text(c),
         },
         ListenerKind::Https => Texts {
             path: "Browser → web mail and JSON API",
@@ -210,6 +212,55 @@ fn listener_texts(kind: ListenerKind, cfg: &LoadedConfig) -> Texts {
     }
 }
 
+/// "port 80 only redirects to 443", with the ports actually configured.
+fn http_redirect_text(c: &bulwark_config::Config) -> String {
+    let ports = |lc: &ListenerConfig| -> String {
+        let set: BTreeSet<u16> = lc.bind.iter().map(SocketAddr::port).collect();
+        let list: Vec<String> = set
+            .iter()
+            .map(|p| {
+                if *p == 0 {
+                    "an OS-chosen port".to_string()
+                } else {
+                    p.to_string()
+                }
+            })
+            .collect();
+        list.join(", ")
+    };
+    format!(
+        "port {} only redirects to {}",
+        ports(&c.listeners.http),
+        ports(&c.listeners.https)
+    )
+}
+
+/// The row of a path this version does not serve: its name and configured port, and
+/// "not served" where a served path would say what protects it.
+fn not_served_row(
+    path: &str,
+    port: String,
+    kind: ListenerKind,
+    addrs: Vec<SocketAddr>,
+) -> DataPath {
+    DataPath {
+        data_path: path.to_string(),
+        port,
+        default_authentication: "—".into(),
+        supported_authentication: "—".into(),
+        encryption_supported: "—".into(),
+        encrypted_by_default: NOT_SERVED.into(),
+        category: "listener",
+        listener: Some(kind),
+        addresses: addrs,
+        state: NOT_SERVED.into(),
+        probe: None,
+    }
+}
+
+/// The state and the "encrypted by default" cell of a path this version never opens.
+pub const NOT_SERVED: &str = "not served";
+
 fn requirement_text(r: Requirement) -> (&'static str, &'static str) {
     match r {
         Requirement::Any => ("anonymous", "optional (require = \"any\")"),
@@ -233,6 +284,12 @@ pub fn build(cfg: &LoadedConfig, run: Option<&RunState>) -> Report {
     for (kind, lc) in c.listeners.iter() {
         let running = run.and_then(|r| r.listener(kind));
         let addrs = running.map_or_else(|| lc.bind.clone(), |r| r.addrs.clone());
+        let t = listener_texts(kind, cfg);
+        let port = port_cell(lc, &addrs, running.is_some());
+        if availability(kind) != Availability::Served {
+            rows.push(not_served_row(t.path, port, kind, addrs));
+            continue;
+        }
         let state = if !lc.enabled {
             "disabled".to_string()
         } else if running.is_some() {
@@ -244,10 +301,9 @@ pub fn build(cfg: &LoadedConfig, run: Option<&RunState>) -> Report {
         } else {
             "enabled (server not running)".to_string()
         };
-        let t = listener_texts(kind, cfg);
         rows.push(DataPath {
             data_path: t.path.to_string(),
-            port: port_cell(lc, &addrs, running.is_some()),
+            port,
             default_authentication: t.default_auth.to_string(),
             supported_authentication: t.supported_auth.to_string(),
             encryption_supported: t.encryption,
@@ -286,7 +342,10 @@ pub fn build(cfg: &LoadedConfig, run: Option<&RunState>) -> Report {
         }
     }
     for (kind, lc) in c.listeners.iter() {
-        if !lc.enabled || lc.proxy_protocol_from.is_empty() {
+        if !lc.enabled
+            || lc.proxy_protocol_from.is_empty()
+            || availability(kind) != Availability::Served
+        {
             continue;
         }
         let nets: Vec<String> = lc
@@ -378,9 +437,10 @@ pub fn build(cfg: &LoadedConfig, run: Option<&RunState>) -> Report {
         port: "local files".into(),
         default_authentication: "file-system permissions (0600/0700)".into(),
         supported_authentication: "—".into(),
-        encryption_supported: "at rest: per-user S/MIME/OpenPGP encryption (not in this version)"
-            .into(),
-        encrypted_by_default: "—".into(),
+        // Say what is true: the store is protected by file permissions only; Bulwark
+        // does not encrypt data at rest (a disk's own encryption is the place for it).
+        encryption_supported: "none at rest (use the disk's encryption)".into(),
+        encrypted_by_default: "no".into(),
         category: "admin",
         listener: None,
         addresses: Vec::new(),
@@ -398,8 +458,9 @@ pub fn build(cfg: &LoadedConfig, run: Option<&RunState>) -> Report {
         port: dns_port,
         default_authentication: "—".into(),
         supported_authentication: "—".into(),
-        encryption_supported: "(DNSSEC validation for DANE, later)".into(),
-        encrypted_by_default: "—".into(),
+        // Plain DNS (hickory over UDP/TCP); answers are not DNSSEC-validated.
+        encryption_supported: "none (plain DNS, no DNSSEC validation)".into(),
+        encrypted_by_default: "no".into(),
         category: "dns",
         listener: None,
         addresses: c.dns.resolvers.clone(),
@@ -423,6 +484,7 @@ impl Report {
                 && r.category == "listener"
                 && r.state != "listening"
                 && r.state != "disabled"
+                && r.state != NOT_SERVED
             {
                 path.push_str(&format!(" [{}]", r.state));
             }
@@ -503,6 +565,11 @@ impl Report {
         out
     }
 
+    /// The data-path table alone, in Markdown (DATA-PATHS.md embeds it).
+    pub fn markdown_table(&self) -> String {
+        self.table().markdown()
+    }
+
     pub fn markdown(&self) -> String {
         let mut out = format!("## Data paths of {}\n\n", self.hostname);
         out.push_str(&self.table().markdown());
@@ -566,5 +633,65 @@ tls_pins = ["0000000000000000000000000000000000000000000000000000000000000000"]
         assert_eq!(rows[1].port, "25/TCP");
         assert!(rows[1].encrypted_by_default.contains("pinned"));
         assert_eq!(rows[1].default_authentication, "anonymous");
+    }
+}
+
+#[cfg(test)]
+mod served_rows {
+    use super::*;
+
+    fn loaded(text: &str) -> LoadedConfig {
+        LoadedConfig {
+            dir: "/nonexistent".into(),
+            file: "/nonexistent/bulwark.toml".into(),
+            config: bulwark_config::Config::parse(text, "t").unwrap(),
+        }
+    }
+
+    #[test]
+    fn paths_serve_does_not_open_say_not_served() {
+        let cfg = loaded("[server]\nhostname = \"mail.example.test\"\n");
+        let r = build(&cfg, None);
+        for row in r.data_paths.iter().filter(|d| d.category == "listener") {
+            let kind = row.listener.unwrap();
+            match availability(kind) {
+                Availability::Served => {
+                    assert_ne!(row.state, NOT_SERVED, "{row:?}");
+                    assert_ne!(row.encrypted_by_default, NOT_SERVED, "{row:?}");
+                }
+                Availability::NotServed(_) => {
+                    assert_eq!(row.state, NOT_SERVED, "{row:?}");
+                    assert_eq!(row.encrypted_by_default, NOT_SERVED, "{row:?}");
+                    assert_eq!(row.default_authentication, "—", "{row:?}");
+                }
+            }
+        }
+        let https = r
+            .data_paths
+            .iter()
+            .find(|d| d.listener == Some(ListenerKind::Https))
+            .unwrap();
+        assert_eq!(https.encrypted_by_default, NOT_SERVED);
+        for row in &r.data_paths {
+            assert!(
+                !row.encryption_supported.contains("not in this version")
+                    && !row.encryption_supported.contains("later"),
+                "{row:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_redirect_names_the_configured_ports() {
+        let cfg = loaded(
+            "[server]\nhostname = \"mail.example.test\"\n\
+             [listeners.http]\nbind = [\"127.0.0.1:10080\"]\n\
+             [listeners.https]\nbind = [\"127.0.0.1:10443\"]\n",
+        );
+        let t = listener_texts(ListenerKind::Http, &cfg);
+        assert_eq!(t.by_default, "port 10080 only redirects to 10443");
+        let cfg = loaded("[server]\nhostname = \"mail.example.test\"\n");
+        let t = listener_texts(ListenerKind::Http, &cfg);
+        assert_eq!(t.by_default, "port 80 only redirects to 443");
     }
 }

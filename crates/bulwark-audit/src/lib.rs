@@ -1,7 +1,9 @@
 //! Seeing and proving: `bulwark report` and `bulwark audit`.
 //!
 //! Owns: the data-path table of DATA-PATHS.md computed from the live configuration
-//! (`datapath`), the probes that connect to the running listeners and record what they
+//! (`datapath`), DATA-PATHS.md itself (`contract`), the run state shared with `serve`
+//! (`runstate`: which listeners this version serves, what a running server bound),
+//! the probes that connect to the running listeners and record what they
 //! really offer (`probe`), and the best-practice checks with their findings (`checks`,
 //! `dns`, `finding`). Everything reads the same typed `LoadedConfig` that `serve` runs,
 //! so what is reported cannot drift from what is configured; the probes then show
@@ -13,6 +15,7 @@
 //! they are given.
 
 pub mod checks;
+pub mod contract;
 pub mod datapath;
 pub mod dns;
 pub mod finding;
@@ -27,7 +30,7 @@ use bulwark_config::{Config, ConfigError, DnsConfig, Issue, LoadedConfig, CONFIG
 
 pub use datapath::{DataPath, Report};
 pub use finding::{Finding, Severity, FINDING_IDS};
-pub use runstate::RunState;
+pub use runstate::{availability, Availability, RunState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {

@@ -1,13 +1,49 @@
-//! `DIR/run/listeners.json`: what a running `bulwark serve` actually bound.
+//! The server's run state, shared by `serve` (which writes it) and `report`/`audit`
+//! (which read it): which listener kinds this version serves ([`availability`]), and
+//! `DIR/run/listeners.json`, what a running `bulwark serve` actually bound.
+//!
+//! One answer to "which listeners does `serve` start" keeps the report honest: a path
+//! this version does not serve is "not served" whether or not the server runs, so the
+//! data-path table (and DATA-PATHS.md, generated from it) never claims a port that is
+//! not opened.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
 use bulwark_config::ListenerKind;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// The server's own record of its listeners.
-#[derive(Debug, Clone, Deserialize)]
+/// Whether this version of `bulwark serve` starts a listener of a kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    /// `serve` starts it when it is enabled.
+    Served,
+    /// `serve` never opens it, whatever the configuration says; the reason.
+    NotServed(&'static str),
+}
+
+/// Why the web listeners are not opened; also the `skipped` reason in listeners.json.
+pub const NO_WEB_SERVER: &str = "not served: no web server in this version";
+
+/// Which listener kinds `serve` starts. `serve` skips every kind this calls
+/// `NotServed` (and fails if it has no protocol for one called `Served`), so the
+/// report and the server cannot disagree.
+pub fn availability(kind: ListenerKind) -> Availability {
+    match kind {
+        ListenerKind::Smtp
+        | ListenerKind::Submission
+        | ListenerKind::Submissions
+        | ListenerKind::Imap
+        | ListenerKind::Imaps
+        | ListenerKind::Pop3
+        | ListenerKind::Pop3s
+        | ListenerKind::Metrics => Availability::Served,
+        ListenerKind::Http | ListenerKind::Https => Availability::NotServed(NO_WEB_SERVER),
+    }
+}
+
+/// The server's own record of its listeners (`DIR/run/listeners.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunState {
     pub pid: u32,
     pub listeners: Vec<RunListener>,
@@ -17,7 +53,7 @@ pub struct RunState {
     pub skipped: Vec<SkippedListener>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunListener {
     pub kind: ListenerKind,
     pub addrs: Vec<SocketAddr>,
@@ -25,7 +61,7 @@ pub struct RunListener {
     pub tls: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SkippedListener {
     pub kind: ListenerKind,
     pub reason: String,
@@ -37,6 +73,21 @@ impl RunState {
         let text = std::fs::read_to_string(run_dir.join("listeners.json")).ok()?;
         let state: RunState = serde_json::from_str(&text).ok()?;
         process_alive(state.pid).then_some(state)
+    }
+
+    /// Writes `listeners.json` (atomically: a reader sees the old file or the new one)
+    /// and `bulwark.pid` into `run_dir`, created with mode 0700 if missing.
+    pub fn write(&self, run_dir: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(run_dir)?;
+        std::fs::write(run_dir.join("bulwark.pid"), format!("{}\n", self.pid))?;
+        let tmp = run_dir.join(".listeners.json.tmp");
+        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(&tmp, json)?;
+        std::fs::rename(&tmp, run_dir.join("listeners.json"))
     }
 
     pub fn listener(&self, kind: ListenerKind) -> Option<&RunListener> {
@@ -120,5 +171,37 @@ mod tests {
         assert!(s.skipped(ListenerKind::Http).is_some());
         write(u32::MAX - 1);
         assert!(RunState::read(d.path()).is_none(), "stale file ignored");
+    }
+
+    #[test]
+    fn written_state_reads_back() {
+        let d = tempfile::tempdir().unwrap();
+        let run = d.path().join("run");
+        let state = RunState {
+            pid: std::process::id(),
+            listeners: vec![RunListener {
+                kind: ListenerKind::Imaps,
+                addrs: vec!["127.0.0.1:993".parse().unwrap()],
+                tls: "implicit-tls".into(),
+            }],
+            skipped: vec![SkippedListener {
+                kind: ListenerKind::Https,
+                reason: NO_WEB_SERVER.into(),
+            }],
+        };
+        state.write(&run).unwrap();
+        let back = RunState::read(&run).unwrap();
+        assert_eq!(
+            back.listener(ListenerKind::Imaps).unwrap().tls,
+            "implicit-tls"
+        );
+        assert_eq!(
+            back.skipped(ListenerKind::Https).unwrap().reason,
+            NO_WEB_SERVER
+        );
+        assert_eq!(
+            std::fs::read_to_string(run.join("bulwark.pid")).unwrap(),
+            format!("{}\n", std::process::id())
+        );
     }
 }

@@ -239,6 +239,8 @@ impl Config {
                 hostname: hostname.to_string(),
                 role: Role::default(),
                 shutdown_grace_secs: 30,
+                user: None,
+                group: None,
             },
             tls: TlsConfig::default(),
             store: StoreConfig::default(),

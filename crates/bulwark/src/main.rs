@@ -6,6 +6,7 @@
 
 mod cli;
 mod metrics_endpoint;
+mod privilege;
 mod sender_checks;
 mod serve;
 
@@ -35,7 +36,8 @@ enum Command {
     /// Create a data directory: commented config, self-signed certificate, store, domain.
     Init(cli::init::InitArgs),
     /// Run every configured listener until SIGTERM/SIGINT; SIGHUP reloads certificates.
-    Serve,
+    /// Started as root, binds the listeners and then runs as [server] user.
+    Serve(ServeArgs),
     /// Check the configuration.
     #[command(subcommand)]
     Config(cli::config::ConfigCommand),
@@ -68,11 +70,19 @@ enum Command {
     Queue(cli::queue::QueueCommand),
 }
 
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Run as root when no [server] user is configured or the drop to it cannot be
+    /// done (labs and tests only: every session would run with root's privileges).
+    #[arg(long)]
+    allow_root: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Init(args) => cli::init::run(&cli.dir, args),
-        Command::Serve => serve::run(&cli.dir),
+        Command::Serve(a) => serve::run(&cli.dir, a.allow_root),
         Command::Config(c) => cli::config::run(&cli.dir, c),
         Command::User(c) => cli::block_on(cli::users::run(&cli.dir, c)),
         Command::Domain(c) => cli::block_on(cli::domains::run(&cli.dir, c)),

@@ -1,27 +1,30 @@
 //! `bulwark serve`: assemble the server from the configuration and run it.
 //!
-//! Order: config → certificate check → store → TLS → authenticator → listeners →
-//! background services → `DIR/run/listeners.json` → signal loop. SIGHUP reloads the
+//! Order: config → certificate check → privilege plan → sender checks (DKIM keys) →
+//! TLS → bind every listener → drop root (`[server] user`) → store → authenticator →
+//! serve the listeners → background services → `DIR/run/listeners.json` → signal loop. SIGHUP reloads the
 //! certificate (sessions keep theirs); SIGTERM/SIGINT stop accepting, give sessions
 //! `shutdown_grace_secs` to finish, and exit 0.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use bulwark_audit::runstate::{self, Availability, RunListener, RunState, SkippedListener};
 use bulwark_config::{metrics_exposed, ListenerKind, LoadedConfig, TlsMode};
 use bulwark_net::{CancellationToken, ServerContext, SessionHandler, TaskTracker};
 use bulwark_observe::scrape::ScrapeAccess;
 use bulwark_observe::{ProtocolLog, Redactor, Rotation};
 use bulwark_tls::{Severity, TlsServer};
-use serde::Serialize;
+
+use crate::privilege::Plan;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// The protocol behind each listener kind: the one place protocol crates plug in.
-/// `None` means the protocol is not implemented yet; the listener is not started.
+/// `None` for the kinds `bulwark_audit::runstate::availability` calls not served (the
+/// one list `report` also reads); `serve` fails if the two ever disagree.
 fn handler_for(
     kind: ListenerKind,
     ctx: &ServerContext,
@@ -141,6 +144,24 @@ async fn sample_queue(store: &bulwark_store::SharedStore) {
     }
 }
 
+/// How to get past a listener that cannot be bound: said with the error, since the
+/// usual cause (another mail server on the standard ports) is not Bulwark's to fix.
+fn bind_failure_fix(kind: ListenerKind, e: &std::io::Error) -> String {
+    let table = format!("[listeners.{kind}] bind in bulwark.toml");
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "another program holds that port (a local MTA such as Postfix or Exim, or another Bulwark: `ss -ltnp` names it). Stop it, or move Bulwark's ports: `./scripts/run.sh --port-base 10000` (every listener at its standard port + 10000), `bulwark init --port-base N` for a new data directory, or edit {table}"
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "ports below 1024 need root: start `serve` as root with [server] user set (it drops to that user after binding), or use ports above 1024 (`./scripts/run.sh --port-base 10000`, or edit {table})"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => format!(
+            "that address is not on this machine: choose one it has (`./scripts/run.sh --listen ADDR`, or edit {table})"
+        ),
+        _ => format!("check {table}"),
+    }
+}
+
 fn redactor(kind: ListenerKind) -> Redactor {
     Redactor::for_listener(kind)
 }
@@ -152,28 +173,6 @@ fn tls_mode_name(kind: ListenerKind, implicit_tls: bool) -> &'static str {
         TlsMode::Implicit => "implicit-tls",
         TlsMode::None => "none",
     }
-}
-
-/// What `DIR/run/listeners.json` says: the addresses actually bound.
-#[derive(Serialize)]
-struct RunState {
-    pid: u32,
-    listeners: Vec<RunListener>,
-    /// Enabled listeners not started, and why (read by `report`/`audit --probe`).
-    skipped: Vec<SkippedListener>,
-}
-
-#[derive(Serialize)]
-struct SkippedListener {
-    kind: ListenerKind,
-    reason: &'static str,
-}
-
-#[derive(Serialize)]
-struct RunListener {
-    kind: ListenerKind,
-    addrs: Vec<SocketAddr>,
-    tls: &'static str,
 }
 
 fn report_certificate(tls: &TlsServer) {
@@ -200,7 +199,7 @@ fn keep_large_allocations_unmappable() {
     }
 }
 
-pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
+pub fn run(dir: &Path, allow_root: bool) -> anyhow::Result<ExitCode> {
     keep_large_allocations_unmappable();
     let cfg = super::cli::load_config(dir)?;
     bulwark_observe::init_tracing(&cfg.config.log.level, cfg.config.log.format);
@@ -222,15 +221,18 @@ pub fn run(dir: &Path) -> anyhow::Result<ExitCode> {
         !problems.iter().any(|p| p.severity == Severity::Error),
         "refusing to start with an unusable certificate (run `bulwark config check`)"
     );
+    // Decided before anything is bound: as root without a usable [server] user,
+    // refuse (unless --allow-root) rather than serve with root's privileges.
+    let plan = crate::privilege::plan(&cfg, allow_root)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("bulwark")
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(serve(cfg))
+    rt.block_on(serve(cfg, plan))
 }
 
-async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
+async fn serve(cfg: LoadedConfig, plan: Plan) -> anyhow::Result<ExitCode> {
     // Signals first: a reload or stop that arrives while we start must not find the
     // default dispositions (SIGHUP would kill the process).
     let mut hup = signal(SignalKind::hangup())?;
@@ -240,17 +242,56 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
     bulwark_observe::metrics::install()?;
     // Fail closed: mail must not flow without the configured sender checks (SPF/DMARC
     // on 25) and DKIM signing (587/465) just because a key or the resolver is broken.
+    // Read before the privilege drop: the keys may be readable by root only.
     let sender_checks: Arc<dyn bulwark_smtp::SenderChecks> = Arc::new(
         crate::sender_checks::SenderAuthChecks::from_config(&cfg).context(
             "sender authentication cannot start (fix the error above, or set [senderauth] enabled = false / [senderauth.signing] enabled = false deliberately)",
         )?,
     );
-    let store = super::cli::open_store(&cfg)?;
     let tls = TlsServer::new(
         &cfg.cert_path(),
         &cfg.key_path(),
         cfg.config.tls.min_version,
     )?;
+    // Every listener is bound while we may still be root (ports below 1024), and
+    // nothing is served before the drop.
+    let mut bound_listeners = Vec::new();
+    let mut skipped = Vec::new();
+    for (kind, lc) in cfg.config.listeners.iter() {
+        if !lc.enabled {
+            tracing::info!(target: "bulwark", listener = %kind, "disabled in configuration");
+            continue;
+        }
+        if let Availability::NotServed(reason) = runstate::availability(kind) {
+            tracing::info!(target: "bulwark", listener = %kind, reason, "not started");
+            skipped.push(SkippedListener {
+                kind,
+                reason: reason.to_string(),
+            });
+            continue;
+        }
+        let mut bound = bulwark_net::bind(kind, lc)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e} — {}", bind_failure_fix(kind, &e)))?;
+        if kind == ListenerKind::Metrics && metrics_exposed(lc) {
+            // DATA-PATHS: "HTTPS when not loopback".
+            bound = bound.with_implicit_tls();
+        }
+        bound_listeners.push((kind, lc.clone(), bound));
+    }
+    match &plan {
+        Plan::Drop(account) => {
+            crate::privilege::drop_to(account)?;
+            tracing::info!(target: "bulwark", user = %account.user, uid = account.uid, group = %account.group, gid = account.gid, "listeners bound; running as an unprivileged user from here on");
+        }
+        Plan::StayRoot(why) => {
+            tracing::warn!(target: "bulwark", reason = %why, "running as root (--allow-root): every session runs with root's privileges; set [server] user");
+        }
+        Plan::Unprivileged => {}
+    }
+    // From here on files are created as the unprivileged user: the store (and its
+    // WAL), the run state, the protocol logs.
+    let store = super::cli::open_store(&cfg)?;
     let auth = bulwark_auth::Authenticator::new(store.clone(), cfg.config.auth.clone());
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -272,25 +313,9 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
     // One memory budget for message data shared by the SMTP listeners (25, 587, 465).
     let smtp_budget = bulwark_smtp::InflightBudget::new(c.smtp.max_inflight_bytes);
     let mut running = Vec::new();
-    let mut skipped = Vec::new();
-    for (kind, lc) in c.listeners.iter() {
-        if !lc.enabled {
-            tracing::info!(target: "bulwark", listener = %kind, "disabled in configuration");
-            continue;
-        }
-        let Some(handler) = handler_for(kind, &ctx, &sender_checks, &smtp_budget) else {
-            tracing::info!(target: "bulwark", listener = %kind, "not started: this protocol is not available yet");
-            skipped.push(SkippedListener {
-                kind,
-                reason: "not available in this version",
-            });
-            continue;
-        };
-        let mut bound = bulwark_net::bind(kind, lc).await?;
-        if kind == ListenerKind::Metrics && metrics_exposed(lc) {
-            // DATA-PATHS: "HTTPS when not loopback".
-            bound = bound.with_implicit_tls();
-        }
+    for (kind, lc, bound) in bound_listeners {
+        let handler = handler_for(kind, &ctx, &sender_checks, &smtp_budget)
+            .with_context(|| format!("cannot serve the {kind} listener"))?;
         let tls_name = tls_mode_name(kind, bound.implicit_tls());
         let addrs = bound.local_addrs();
         let log = if lc.protocol_log {
@@ -312,7 +337,7 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
         running.push(RunListener {
             kind,
             addrs,
-            tls: tls_name,
+            tls: tls_name.to_string(),
         });
     }
     // Series for every enabled listener, running or not yet implemented: a scraper sees
@@ -325,8 +350,15 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
         .collect();
     bulwark_observe::metrics::register_catalog(&kinds);
     spawn_background(&ctx, &tracker)?;
-    write_run_state(&cfg, &running, skipped)?;
-    tracing::info!(target: "bulwark", hostname = %c.server.hostname, listeners = running.len(), "bulwark is running");
+    let started = running.len();
+    RunState {
+        pid: std::process::id(),
+        listeners: running,
+        skipped,
+    }
+    .write(&cfg.run_dir())
+    .with_context(|| format!("cannot write {}", cfg.run_dir().display()))?;
+    tracing::info!(target: "bulwark", hostname = %c.server.hostname, listeners = started, "bulwark is running");
 
     loop {
         tokio::select! {
@@ -359,35 +391,4 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
     let _ = std::fs::remove_file(run.join("bulwark.pid"));
     tracing::info!(target: "bulwark", "stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-fn write_run_state(
-    cfg: &LoadedConfig,
-    running: &[RunListener],
-    skipped: Vec<SkippedListener>,
-) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    let run = cfg.run_dir();
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&run)?;
-    let pid = std::process::id();
-    std::fs::write(run.join("bulwark.pid"), format!("{pid}\n"))?;
-    let state = RunState {
-        pid,
-        listeners: running
-            .iter()
-            .map(|r| RunListener {
-                kind: r.kind,
-                addrs: r.addrs.clone(),
-                tls: r.tls,
-            })
-            .collect(),
-        skipped,
-    };
-    let tmp = run.join(".listeners.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&state)?)?;
-    std::fs::rename(&tmp, run.join("listeners.json"))?;
-    Ok(())
 }

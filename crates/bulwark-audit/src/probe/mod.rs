@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use self::conn::{connect_tcp, handshake, ProbeConn, ProbeError, STEP_TIMEOUT};
 use self::mail::{http_get, Dialect};
 use self::tls::{client_config, legacy_client_hello, parse_legacy_answer, LegacyAnswer, Versions};
-use crate::runstate::{probe_address, RunState};
+use crate::runstate::{availability, probe_address, Availability, RunState};
 
 /// What the configuration says a listener must offer.
 #[derive(Debug, Clone)]
@@ -217,7 +217,8 @@ impl ListenerProbe {
         }
         if let Some(s) = o.starttls_offered {
             parts.push(format!(
-                "STARTTLS {}",
+                "{} {}",
+                upgrade_verb(self.listener),
                 if s { "offered" } else { "NOT offered" }
             ));
         }
@@ -271,6 +272,15 @@ impl ListenerProbe {
             parts.push(format!("error: {e}"));
         }
         parts.join("; ")
+    }
+}
+
+/// The command that upgrades a cleartext session: POP3 calls it STLS (RFC 2595 §4),
+/// SMTP and IMAP STARTTLS.
+fn upgrade_verb(kind: ListenerKind) -> &'static str {
+    match kind {
+        ListenerKind::Pop3 | ListenerKind::Pop3s => "STLS",
+        _ => "STARTTLS",
     }
 }
 
@@ -538,7 +548,10 @@ pub fn compare(exp: &Expectation, o: &Observed) -> Vec<Difference> {
     };
     if exp.starttls() && exp.dialect().is_some() && o.greeting.is_some() {
         if o.starttls_offered == Some(false) {
-            d.push(diff(cleartext_finding, "STARTTLS/STLS is not offered"));
+            d.push(diff(
+                cleartext_finding,
+                format!("{} is not offered", upgrade_verb(exp.kind)),
+            ));
         }
         if !o.auth_before_tls.is_empty() {
             d.push(diff(
@@ -674,9 +687,10 @@ pub async fn probe_all(cfg: &LoadedConfig, run: &RunState) -> Vec<ListenerProbe>
                 }
             }
             None => {
-                let (skipped, differences) = match run.skipped(kind) {
-                    Some(s) => (Some(s.reason.clone()), Vec::new()),
-                    None => (
+                let (skipped, differences) = match (run.skipped(kind), availability(kind)) {
+                    (_, Availability::NotServed(reason)) => (Some(reason.to_string()), Vec::new()),
+                    (Some(s), Availability::Served) => (Some(s.reason.clone()), Vec::new()),
+                    (None, Availability::Served) => (
                         Some("not listening".to_string()),
                         vec![diff(
                             "listener-mismatch",

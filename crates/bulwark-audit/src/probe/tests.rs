@@ -150,6 +150,17 @@ async fn pop3_with_user_before_stls() {
     let p = probe_listener(&exp(ListenerKind::Pop3), addr).await;
     assert_eq!(p.observed.auth_before_tls, ["USER", "PLAIN"]);
     assert_eq!(ids(&p), ["pop3-cleartext-login"], "{:?}", p.differences);
+    // POP3's upgrade command is STLS (RFC 2595 §4): the report names it so.
+    let summary = p.observed_summary();
+    assert!(summary.contains("STLS NOT offered"), "{summary}");
+    assert!(!summary.contains("STARTTLS"), "{summary}");
+    assert!(
+        p.differences
+            .iter()
+            .any(|d| d.text == "STLS is not offered"),
+        "{:?}",
+        p.differences
+    );
 }
 
 #[tokio::test]

@@ -30,6 +30,10 @@ pub struct InitArgs {
     /// Bind every listener to port 0 (the OS chooses; see DIR/run/listeners.json).
     #[arg(long, conflicts_with = "port_base")]
     ephemeral_ports: bool,
+    /// The unprivileged account `serve` runs as when started as root ([server] user);
+    /// the account must exist and own the data directory when the server starts.
+    #[arg(long)]
+    user: Option<String>,
     /// Overwrite an existing configuration and certificate. The store (accounts and
     /// mail) is kept.
     #[arg(long)]
@@ -105,10 +109,17 @@ pub fn run(dir: &Path, args: InitArgs) -> anyhow::Result<ExitCode> {
         listen: args.listen,
         port_base: args.port_base,
         ephemeral_ports: args.ephemeral_ports,
+        user: args.user.clone(),
     });
-    // The file must mean what init promises; a failure here is a bug, not user error.
-    Config::parse(&text, &file.display().to_string())
-        .map_err(|e| anyhow::anyhow!("internal: generated configuration is invalid: {e}"))?;
+    // The file must mean what init promises; a failure here is a bug, not user error
+    // (but for --user, whose name the configuration's own rules check).
+    Config::parse(&text, &file.display().to_string()).map_err(|e| {
+        if args.user.is_some() {
+            anyhow::anyhow!("--user: {e}")
+        } else {
+            anyhow::anyhow!("internal: generated configuration is invalid: {e}")
+        }
+    })?;
     write_private(&file, text.as_bytes())?;
 
     let cfg = Config::load(dir).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -397,6 +397,84 @@ fn report_is_computed_from_the_live_configuration_in_three_formats() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not running"));
 }
 
+/// Every listener row of `bulwark report` against what `bulwark serve` really starts:
+/// a row that promises protection must be a listener the running server opened, and a
+/// listener the server does not open must say "not served" — the same with the server
+/// stopped (what an auditor reading the report sees) as while it runs.
+#[test]
+fn report_rows_match_the_listeners_serve_starts() {
+    let d = DataDir::init();
+    // Every listener kind enabled, so each one's row is tested.
+    d.edit_config(|c| {
+        for kind in ["http", "https"] {
+            c["listeners"][kind]["enabled"] = toml_edit::value(true);
+        }
+    });
+    let report = |d: &DataDir| -> serde_json::Value {
+        let out = d.cli(&["report", "--json"]);
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let listener_rows = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+        v["data_paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["category"] == "listener")
+            .cloned()
+            .collect()
+    };
+    let stopped = report(&d);
+    assert_eq!(stopped["server_running"], false);
+    let s = Server::start(&d);
+    let running = report(&d);
+    assert_eq!(running["server_running"], true);
+    let stopped_rows = listener_rows(&stopped);
+    let running_rows = listener_rows(&running);
+    assert_eq!(stopped_rows.len(), 10, "{stopped:#}");
+    for (before, now) in stopped_rows.iter().zip(&running_rows) {
+        let kind = before["listener"].as_str().unwrap();
+        assert_eq!(now["listener"], kind);
+        let started = s.listeners.contains_key(kind);
+        let not_served = before["encrypted_by_default"] == "not served";
+        assert_eq!(
+            started,
+            !not_served,
+            "{kind}: serve {} it, the stopped server's report says {before:#}",
+            if started { "starts" } else { "does not start" }
+        );
+        // The promise does not depend on whether the server runs.
+        for col in [
+            "data_path",
+            "default_authentication",
+            "supported_authentication",
+            "encryption_supported",
+            "encrypted_by_default",
+        ] {
+            assert_eq!(
+                before[col], now[col],
+                "{kind}: {col} changes when the server runs"
+            );
+        }
+        if started {
+            assert_eq!(now["state"], "listening", "{now:#}");
+        } else {
+            assert_eq!(now["state"], "not served", "{now:#}");
+            assert_eq!(before["state"], "not served", "{before:#}");
+        }
+    }
+    // The web listeners are the ones this version does not open.
+    assert!(!s.listeners.contains_key("https") && !s.listeners.contains_key("http"));
+    // No row claims a feature "not in this version" or "later".
+    for r in stopped["data_paths"].as_array().unwrap() {
+        let text = r.to_string();
+        assert!(
+            !text.contains("not in this version") && !text.contains("later"),
+            "{r:#}"
+        );
+    }
+}
+
 #[test]
 fn fresh_init_audits_clean_except_the_self_signed_certificate() {
     // On loopback: info.

@@ -433,7 +433,12 @@ fn misconfigured_credentials_stop_the_server_from_starting() {
         "name = \"relay\"\naddress_space = [\"*\"]\nsmart_host = \"relay.test\"\ntls = \"required\"\ncredentials_file = \"cred\"",
     );
     let out = std::process::Command::new(bin())
-        .args(["--dir", lab.data.path().to_str().unwrap(), "serve"])
+        .args([
+            "--dir",
+            lab.data.path().to_str().unwrap(),
+            "serve",
+            "--allow-root",
+        ])
         .output()
         .unwrap();
     let e = String::from_utf8_lossy(&out.stderr);

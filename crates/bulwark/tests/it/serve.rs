@@ -33,7 +33,7 @@ fn refuses_to_start_with_an_unusable_certificate() {
     let d = DataDir::init();
     std::fs::write(d.cert_path(), "garbage").unwrap();
     let out = std::process::Command::new(bin())
-        .args(["--dir", d.path().to_str().unwrap(), "serve"])
+        .args(["--dir", d.path().to_str().unwrap(), "serve", "--allow-root"])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -46,7 +46,7 @@ fn refuses_an_invalid_configuration() {
     let d = DataDir::init();
     d.edit_config(|c| c["tls"]["min_version"] = toml_edit::value("1.0"));
     let out = std::process::Command::new(bin())
-        .args(["--dir", d.path().to_str().unwrap(), "serve"])
+        .args(["--dir", d.path().to_str().unwrap(), "serve", "--allow-root"])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -61,10 +61,272 @@ fn refuses_to_start_when_dkim_signing_cannot_load_its_keys() {
     std::fs::create_dir_all(&keys).unwrap();
     std::fs::write(keys.join("broken.pem"), "not a key").unwrap();
     let out = std::process::Command::new(bin())
-        .args(["--dir", d.path().to_str().unwrap(), "serve"])
+        .args(["--dir", d.path().to_str().unwrap(), "serve", "--allow-root"])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("sender authentication cannot start"), "{e}");
+}
+
+/// `serve` as root: without a `[server] user` it refuses (unless `--allow-root`); with
+/// one it binds, drops to that user and group for good, and mail still flows (the
+/// store, opened after the drop, is writable). Checked in /proc/PID/status.
+#[test]
+fn as_root_binds_then_runs_as_the_configured_user() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: dropping privileges needs root (CI runs the tests as root)");
+        return;
+    }
+    let d = DataDir::init();
+    d.add_user("alice@example.test");
+    let serve = |args: &[&str]| -> String {
+        let out = std::process::Command::new(bin())
+            .args(["--dir", d.path().to_str().unwrap(), "serve"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "serve started: {out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // No user configured: refused, with both ways out named.
+    let e = serve(&[]);
+    assert!(
+        e.contains("refusing to run as root")
+            && e.contains("[server] user")
+            && e.contains("--allow-root"),
+        "{e}"
+    );
+    // A user that does not exist: refused.
+    d.edit_config(|c| c["server"]["user"] = toml_edit::value("no-such-user-bulwark-it"));
+    let e = serve(&[]);
+    assert!(e.contains("does not exist"), "{e}");
+    // `nobody` (uid/gid 65534 on Debian), but the data directory is root's: refused
+    // with the chown that fixes it.
+    d.edit_config(|c| c["server"]["user"] = toml_edit::value("nobody"));
+    let e = serve(&[]);
+    assert!(
+        e.contains("not owned by nobody") && e.contains("chown -R nobody:"),
+        "{e}"
+    );
+
+    let st = std::process::Command::new("chown")
+        .args(["-R", "nobody:", d.path().to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let s = Server::start_with(d.path(), &[]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
+    let field = |name: &str| -> Vec<String> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    // Real, effective, saved and file-system IDs all dropped; no other groups.
+    assert_eq!(field("Uid:"), ["65534"; 4], "{status}");
+    assert_eq!(field("Gid:"), ["65534"; 4], "{status}");
+    assert_eq!(field("Groups:"), ["65534"], "{status}");
+    assert!(
+        s.log().contains("running as an unprivileged user"),
+        "{}",
+        s.log()
+    );
+
+    // Mail flows: received on 25 (STARTTLS), stored, read back over POP3 (STLS).
+    let script = r#"
+import poplib, smtplib, ssl, sys
+smtp_port, pop_port, cafile, user, pw = sys.argv[1:6]
+ctx = ssl.create_default_context(cafile=cafile)
+ctx.check_hostname = False
+s = smtplib.SMTP("127.0.0.1", int(smtp_port), timeout=60)
+s.starttls(context=ctx)
+assert s.sendmail("x@remote.test", [user], b"From: x@remote.test\r\nSubject: dropped\r\n\r\nhello\r\n") == {}
+s.quit()
+p = poplib.POP3("127.0.0.1", int(pop_port), timeout=60)
+p.stls(context=ctx)
+p.user(user)
+p.pass_(pw)
+count, _ = p.stat()
+assert count == 1, count
+_, lines, _ = p.retr(1)
+assert b"Subject: dropped" in lines, lines
+p.quit()
+"#;
+    python_ok(
+        script,
+        &[
+            &s.port("smtp").to_string(),
+            &s.port("pop3").to_string(),
+            &d.cert_path().display().to_string(),
+            "alice@example.test",
+            PASSWORD,
+        ],
+    );
+    // What the server created after the drop belongs to the user.
+    use std::os::unix::fs::MetadataExt;
+    for entry in std::fs::read_dir(d.path().join("run")).unwrap() {
+        let p = entry.unwrap().path();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().uid(),
+            65534,
+            "{}",
+            p.display()
+        );
+    }
+}
+
+/// A port held by another program: `serve` says which listener and port failed and
+/// how to get past it (move the ports, or stop the other server).
+#[test]
+fn a_port_in_use_names_the_listener_and_the_fix() {
+    let d = DataDir::init();
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = other.local_addr().unwrap().port();
+    d.edit_config(|c| {
+        let mut a = toml_edit::Array::new();
+        a.push(format!("127.0.0.1:{port}"));
+        c["listeners"]["smtp"]["bind"] = toml_edit::value(a);
+    });
+    let out = std::process::Command::new(bin())
+        .args(["--dir", d.path().to_str().unwrap(), "serve", "--allow-root"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains(&format!("listeners.smtp: cannot bind 127.0.0.1:{port}")),
+        "{e}"
+    );
+    assert!(e.contains("--port-base") && e.contains("Stop it"), "{e}");
+    drop(other);
+}
+
+/// A base N such that every listener's standard port + N is free on 127.0.0.1 now,
+/// below the kernel's ephemeral range (so OS-chosen ports of other tests do not land
+/// there).
+fn free_port_base(not: u16) -> u16 {
+    const STD: [u16; 10] = [25, 587, 465, 143, 993, 110, 995, 80, 443, 9425];
+    let start = 11_000 + (std::process::id() % 20) as u16 * 500;
+    (0..24)
+        .map(|i| 11_000 + (start - 11_000 + i * 500) % 12_000)
+        .find(|b| {
+            *b != not
+                && STD
+                    .iter()
+                    .all(|p| std::net::TcpListener::bind(("127.0.0.1", b + p)).is_ok())
+        })
+        .expect("no free port base between 11000 and 23000")
+}
+
+/// `scripts/run.sh --listen ADDR --port-base N` initialises a data directory with
+/// those ports; run again on the same directory with another base (this time from
+/// `BULWARK_PORT_BASE`), it moves the existing configuration's listeners instead of
+/// failing the same way again. As root it runs the server as `BULWARK_USER`.
+#[test]
+fn run_sh_takes_port_base_and_listen_for_new_and_existing_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/run.sh");
+    let run = |args: &[&str], env: &[(&str, String)]| -> (Server, serde_json::Value) {
+        let log = tmp.path().join("run.log");
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg(script)
+            .args(args)
+            .arg(&dir)
+            .env("BULWARK_BIN", bin())
+            // As root: a user every Debian system has, instead of creating one.
+            .env("BULWARK_USER", "nobody")
+            .env_remove("BULWARK_DIR")
+            .env_remove("BULWARK_PORT_BASE")
+            .env_remove("BULWARK_LISTEN")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let s = Server::adopt(cmd.spawn().unwrap(), &dir, &log);
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("run/listeners.json")).unwrap())
+                .unwrap();
+        (s, state)
+    };
+    let port_of = |state: &serde_json::Value, kind: &str| -> String {
+        state["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["kind"] == kind)
+            .unwrap_or_else(|| panic!("{kind} not running: {state:#}"))["addrs"][0]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    let base = free_port_base(0);
+    let (mut s, state) = run(
+        &["--listen", "127.0.0.1", "--port-base", &base.to_string()],
+        &[],
+    );
+    assert_eq!(port_of(&state, "smtp"), format!("127.0.0.1:{}", base + 25));
+    assert_eq!(
+        port_of(&state, "imaps"),
+        format!("127.0.0.1:{}", base + 993)
+    );
+    assert_eq!(
+        port_of(&state, "metrics"),
+        format!("127.0.0.1:{}", base + 9425)
+    );
+    s.signal(libc::SIGTERM);
+    assert!(
+        s.wait_exit(Duration::from_secs(40)).success(),
+        "{}",
+        s.log()
+    );
+
+    let base2 = free_port_base(base);
+    let (mut s, state) = run(
+        &[],
+        &[
+            ("BULWARK_PORT_BASE", base2.to_string()),
+            ("BULWARK_LISTEN", "127.0.0.1".to_string()),
+        ],
+    );
+    assert_eq!(
+        port_of(&state, "submission"),
+        format!("127.0.0.1:{}", base2 + 587)
+    );
+    assert_eq!(
+        port_of(&state, "pop3s"),
+        format!("127.0.0.1:{}", base2 + 995)
+    );
+    assert_eq!(
+        port_of(&state, "metrics"),
+        format!("127.0.0.1:{}", base2 + 9425)
+    );
+    assert!(dir.join("bulwark.toml.bak").exists());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("bulwark.toml"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "bulwark.toml must stay private: {mode:o}");
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
+        assert!(
+            status.contains("Uid:\t65534\t65534\t65534\t65534"),
+            "{status}"
+        );
+    }
+    s.signal(libc::SIGTERM);
+    assert!(
+        s.wait_exit(Duration::from_secs(40)).success(),
+        "{}",
+        s.log()
+    );
 }

@@ -137,7 +137,14 @@ impl Server {
         Server::start_in(data.path())
     }
 
+    /// Tests run as root in CI: `--allow-root` (a no-op otherwise), since their data
+    /// directories configure no `[server] user` (see privilege.rs for the drop).
     pub fn start_in(dir: &Path) -> Server {
+        Server::start_with(dir, &["--allow-root"])
+    }
+
+    /// Starts `bulwark serve` with these arguments after `serve`.
+    pub fn start_with(dir: &Path, serve_args: &[&str]) -> Server {
         let run = dir.join("run/listeners.json");
         let _ = std::fs::remove_file(&run);
         let log_path = dir.join(format!("server-{}.log", std::process::id()));
@@ -150,16 +157,24 @@ impl Server {
             .arg("--dir")
             .arg(dir)
             .arg("serve")
+            .args(serve_args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("spawn serve");
+        Server::adopt(child, dir, &log_path)
+    }
+
+    /// Waits until `child` (a `bulwark serve`, or a script that execs one) has written
+    /// `DIR/run/listeners.json`; `log_path` is where its stderr goes.
+    pub fn adopt(child: Child, dir: &Path, log_path: &Path) -> Server {
+        let run = dir.join("run/listeners.json");
         let pid = child.id();
         let mut s = Server {
             child: Some(child),
             listeners: HashMap::new(),
-            log_path,
+            log_path: log_path.to_path_buf(),
             dir: dir.to_path_buf(),
         };
         let deadline = Instant::now() + Duration::from_secs(60);

@@ -1,0 +1,321 @@
+//! Running as root only as long as needed: `serve` started as root binds every
+//! listener and reads its key files, then becomes `[server] user` for good, as Postfix
+//! and Dovecot do.
+//!
+//! The drop is setgroups (only the target group), setresgid, setresuid — group before
+//! user, since an unprivileged process may no longer change its groups — with real,
+//! effective and saved IDs all set, so there is no way back; afterwards the process
+//! checks that it cannot become root again. glibc applies set*id calls to every
+//! thread of the process (POSIX semantics), so the async runtime's threads drop too.
+
+use std::ffi::{CStr, CString};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use bulwark_config::LoadedConfig;
+
+/// What `serve` does about its identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Not started as root: keep running as whoever started it.
+    Unprivileged,
+    /// Started as root with `--allow-root`, and no drop possible: stay root (warned).
+    StayRoot(String),
+    /// Started as root: become this account once the listeners are bound.
+    Drop(Account),
+}
+
+/// The account to run as, resolved from the system's user and group databases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub user: String,
+    pub uid: libc::uid_t,
+    pub group: String,
+    pub gid: libc::gid_t,
+}
+
+/// Why a server started as root will not run.
+fn no_user() -> anyhow::Error {
+    anyhow::anyhow!("refusing to run as root: no [server] user is configured. Set `user = \"bulwark\"` in [server] (create the account with `useradd --system --home-dir DIR --shell /usr/sbin/nologin bulwark`, then `chown -R bulwark: DIR`; scripts/run.sh does both), or pass --allow-root to run as root deliberately")
+}
+
+fn cannot_drop(why: &str) -> anyhow::Error {
+    anyhow::anyhow!("refusing to run as root: {why}. Fix that, or pass --allow-root to run as root deliberately")
+}
+
+/// Decides, before anything is bound, whether and to whom `serve` will drop.
+pub fn plan(cfg: &LoadedConfig, allow_root: bool) -> anyhow::Result<Plan> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    plan_for(cfg, allow_root, euid)
+}
+
+fn plan_for(cfg: &LoadedConfig, allow_root: bool, euid: libc::uid_t) -> anyhow::Result<Plan> {
+    let server = &cfg.config.server;
+    if euid != 0 {
+        return Ok(Plan::Unprivileged);
+    }
+    let Some(user) = &server.user else {
+        return if allow_root {
+            Ok(Plan::StayRoot("no [server] user is configured".into()))
+        } else {
+            Err(no_user())
+        };
+    };
+    let resolved = resolve(user, server.group.as_deref()).map(|a| {
+        let wrong = not_owned(cfg, a.uid);
+        (a, wrong)
+    });
+    match resolved {
+        Ok((account, wrong)) if wrong.is_empty() => Ok(Plan::Drop(account)),
+        Ok((account, wrong)) => {
+            let list: Vec<String> = wrong.iter().map(|p| p.display().to_string()).collect();
+            let why = format!(
+                "{} not owned by {} (fix: chown -R {}:{} {})",
+                list.join(", "),
+                account.user,
+                account.user,
+                account.group,
+                cfg.dir.display()
+            );
+            if allow_root {
+                Ok(Plan::StayRoot(why))
+            } else {
+                Err(cannot_drop(&why))
+            }
+        }
+        Err(why) if allow_root => Ok(Plan::StayRoot(why)),
+        Err(why) => Err(cannot_drop(&why)),
+    }
+}
+
+/// Looks the user (and group, default: the user's primary group) up.
+fn resolve(user: &str, group: Option<&str>) -> Result<Account, String> {
+    let (uid, primary) = lookup_user(user)?.ok_or_else(|| {
+        format!("the user {user:?} ([server] user) does not exist (create it: useradd --system --shell /usr/sbin/nologin {user})")
+    })?;
+    if uid == 0 {
+        return Err(format!("the user {user:?} is root"));
+    }
+    let (group, gid) = match group {
+        Some(g) => {
+            let gid = lookup_group(g)?.ok_or_else(|| {
+                format!("the group {g:?} ([server] group) does not exist (create it: groupadd --system {g})")
+            })?;
+            (g.to_string(), gid)
+        }
+        None => (
+            group_name(primary).unwrap_or_else(|| primary.to_string()),
+            primary,
+        ),
+    };
+    if gid == 0 {
+        return Err(format!("the group {group:?} is root's"));
+    }
+    Ok(Account {
+        user: user.to_string(),
+        uid,
+        group,
+        gid,
+    })
+}
+
+/// What the server writes after the drop — the data directory itself, the store, the
+/// run directory and the protocol logs (and what is in them) — that the user does not
+/// own. Missing paths are fine: the server creates them as that user.
+fn not_owned(cfg: &LoadedConfig, uid: libc::uid_t) -> Vec<PathBuf> {
+    let mut wrong = Vec::new();
+    let mut check = |p: &Path| {
+        if let Ok(m) = std::fs::symlink_metadata(p) {
+            if m.uid() != uid {
+                wrong.push(p.to_path_buf());
+            }
+        }
+    };
+    check(&cfg.dir);
+    for d in [cfg.store_path(), cfg.run_dir(), cfg.log_dir()] {
+        check(&d);
+        if let Ok(entries) = std::fs::read_dir(&d) {
+            for e in entries.flatten() {
+                check(&e.path());
+            }
+        }
+    }
+    wrong
+}
+
+/// getpwnam_r: (uid, primary gid), or None when there is no such user.
+fn lookup_user(name: &str) -> Result<Option<(libc::uid_t, libc::gid_t)>, String> {
+    let c = CString::new(name).map_err(|_| format!("{name:?} is not a user name"))?;
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: an all-zero passwd is a valid value for getpwnam_r to fill in.
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; buf outlives the use of pwd's
+    // string fields (we read only the numeric ones).
+    let rc = unsafe {
+        libc::getpwnam_r(
+            c.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "cannot look up the user {name:?}: {}",
+            std::io::Error::from_raw_os_error(rc)
+        ));
+    }
+    Ok((!result.is_null()).then_some((pwd.pw_uid, pwd.pw_gid)))
+}
+
+/// getgrnam_r: the gid, or None when there is no such group.
+fn lookup_group(name: &str) -> Result<Option<libc::gid_t>, String> {
+    let c = CString::new(name).map_err(|_| format!("{name:?} is not a group name"))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    // SAFETY: an all-zero group is a valid value for getgrnam_r to fill in.
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: as in lookup_user.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            c.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "cannot look up the group {name:?}: {}",
+            std::io::Error::from_raw_os_error(rc)
+        ));
+    }
+    Ok((!result.is_null()).then_some(grp.gr_gid))
+}
+
+/// getgrgid_r: a group's name, for messages.
+fn group_name(gid: libc::gid_t) -> Option<String> {
+    let mut buf = vec![0u8; 64 * 1024];
+    // SAFETY: as in lookup_group.
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: as in lookup_group; gr_name points into buf, read before buf is dropped.
+    unsafe {
+        let rc = libc::getgrgid_r(
+            gid,
+            &mut grp,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut result,
+        );
+        if rc != 0 || result.is_null() || grp.gr_name.is_null() {
+            return None;
+        }
+        Some(CStr::from_ptr(grp.gr_name).to_string_lossy().into_owned())
+    }
+}
+
+/// Becomes `account` for good. Call once every listener is bound and every file that
+/// needs root has been read.
+pub fn drop_to(account: &Account) -> anyhow::Result<()> {
+    let err = |what: &str| {
+        anyhow::anyhow!(
+            "cannot drop privileges: {what}: {}",
+            std::io::Error::last_os_error()
+        )
+    };
+    let gid = account.gid;
+    let uid = account.uid;
+    // SAFETY: plain system calls on integers and a one-element array that outlives
+    // the call. Order matters: groups, then gid, then uid (after setresuid the
+    // process may not change its groups any more).
+    unsafe {
+        if libc::setgroups(1, &gid) != 0 {
+            return Err(err("setgroups"));
+        }
+        if libc::setresgid(gid, gid, gid) != 0 {
+            return Err(err("setresgid"));
+        }
+        if libc::setresuid(uid, uid, uid) != 0 {
+            return Err(err("setresuid"));
+        }
+    }
+    let (mut r, mut e, mut s) = (0, 0, 0);
+    let (mut rg, mut eg, mut sg) = (0, 0, 0);
+    // SAFETY: the pointers are to locals.
+    let ids_ok = unsafe {
+        libc::getresuid(&mut r, &mut e, &mut s) == 0
+            && libc::getresgid(&mut rg, &mut eg, &mut sg) == 0
+    };
+    if !ids_ok || [r, e, s] != [uid; 3] || [rg, eg, sg] != [gid; 3] {
+        anyhow::bail!(
+            "cannot drop privileges: the process still has other IDs (uid {r}/{e}/{s}, gid {rg}/{eg}/{sg})"
+        );
+    }
+    // No way back: regaining root must fail.
+    // SAFETY: as above; if it succeeded we refuse to go on.
+    if unsafe { libc::setuid(0) } == 0 {
+        anyhow::bail!("cannot drop privileges: the process could become root again");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(dir: &Path, server_extra: &str) -> LoadedConfig {
+        let text = format!("[server]\nhostname = \"mail.example.test\"\n{server_extra}");
+        LoadedConfig {
+            dir: dir.to_path_buf(),
+            file: dir.join("bulwark.toml"),
+            config: bulwark_config::Config::parse(&text, "t").unwrap(),
+        }
+    }
+
+    #[test]
+    fn not_root_changes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(
+            plan_for(&cfg(d.path(), ""), false, 1000).unwrap(),
+            Plan::Unprivileged
+        );
+    }
+
+    #[test]
+    fn root_without_a_user_refuses_unless_allowed() {
+        let d = tempfile::tempdir().unwrap();
+        let c = cfg(d.path(), "");
+        let e = plan_for(&c, false, 0).unwrap_err();
+        assert!(e.to_string().contains("--allow-root"), "{e}");
+        assert!(matches!(plan_for(&c, true, 0).unwrap(), Plan::StayRoot(_)));
+    }
+
+    #[test]
+    fn root_with_an_unknown_user_refuses_unless_allowed() {
+        let d = tempfile::tempdir().unwrap();
+        let c = cfg(d.path(), "user = \"no-such-user-bulwark-test\"\n");
+        let e = plan_for(&c, false, 0).unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+        assert!(matches!(plan_for(&c, true, 0).unwrap(), Plan::StayRoot(_)));
+    }
+
+    #[test]
+    fn a_data_directory_owned_by_someone_else_is_named_with_the_fix() {
+        // `nobody` exists on every Debian system; the temp dir belongs to whoever
+        // runs the test, never to nobody.
+        if lookup_user("nobody").ok().flatten().is_none() {
+            eprintln!("skipped: this system has no user `nobody`");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let c = cfg(d.path(), "user = \"nobody\"\n");
+        let e = plan_for(&c, false, 0).unwrap_err().to_string();
+        assert!(e.contains("not owned by nobody"), "{e}");
+        assert!(e.contains("chown -R nobody:"), "{e}");
+    }
+}
