@@ -295,6 +295,9 @@ impl Session {
                     self.mark_dirty();
                 }
             }
+            // Keywords other sessions set since our last FLAGS (RFC 3501 §7.2.6).
+            self.announce_keywords(metas.iter().map(|m| &m.flags), sink)
+                .await?;
             if metas.len() < chunk.len() && changed_since.is_none() {
                 missing = true;
             }
@@ -328,6 +331,7 @@ impl Session {
                     None => None,
                 };
                 let (flags, modseq) = (&m.flags, m.modseq);
+                let recent = self.view.as_ref().is_some_and(|v| v.is_recent(m.uid));
                 let flags_changed = flags_changed.contains(&m.uid);
                 let mut r = Resp::new();
                 r.text(&format!("* {seq} FETCH ("));
@@ -347,7 +351,7 @@ impl Session {
                         }
                         Item::Flags => {
                             sent_flags = true;
-                            r.text("FLAGS ").flags(flags, false);
+                            r.text("FLAGS ").flags(flags, recent);
                         }
                         Item::InternalDate => {
                             r.text("INTERNALDATE ")
@@ -412,7 +416,7 @@ impl Session {
                 }
                 if flags_changed && !sent_flags {
                     sep(&mut r);
-                    r.text("FLAGS ").flags(flags, false);
+                    r.text("FLAGS ").flags(flags, recent);
                 }
                 r.text(")");
                 r.send(sink).await?;

@@ -19,8 +19,11 @@
 
 /// Most literal octets a command may carry before login (LOGIN user and password).
 pub const PRE_AUTH_LITERAL: u64 = 8 * 1024;
-/// Longest command line before login (the longest useful one is a LOGIN or an ID).
-pub const PRE_AUTH_LINE: usize = 8 * 1024;
+/// Longest command line before login. The longest legitimate one is an ID (RFC 2971
+/// §3.3: at most 30 field-value pairs, fields of at most 30 octets, values of at most
+/// 1024): 30 × (30 + 1024 + 4 quotes + 2 spaces) + `tag ID ()` ≈ 31,810 octets, which
+/// imaptest's `id` script sends. LOGIN and AUTHENTICATE are far shorter.
+pub const PRE_AUTH_LINE: usize = 32 * 1024;
 /// Most literals in one command (a LOGIN has two, an APPEND two or three, a
 /// MULTIAPPEND-less SEARCH a handful). Each line is decoded once (when the command is
 /// complete), so the work per command is linear in its size whatever this is.

@@ -34,7 +34,9 @@ pub struct Summary {
     pub body: Vec<u8>,
 }
 
-const SUMMARY_VERSION: u8 = 1;
+/// Bumped when what the summary holds changes, so cached ones are recomputed
+/// (2: group comments are not addresses, obs-route goes to the adl field).
+const SUMMARY_VERSION: u8 = 2;
 
 impl Summary {
     pub fn encode(&self) -> Vec<u8> {
@@ -276,11 +278,21 @@ fn encode_word(s: &str) -> Cow<'_, [u8]> {
 fn write_addr(out: &mut Vec<u8>, name: Option<&str>, address: Option<&str>) {
     out.push(b'(');
     nstring(out, name.map(encode_word).as_deref());
-    out.extend_from_slice(b" NIL ");
-    let (local, host) = match address {
+    out.push(b' ');
+    let (mut local, host) = match address {
         Some(a) => a.rsplit_once('@').unwrap_or((a, "")),
         None => ("", ""),
     };
+    // RFC 5322 §4.4 obs-route (`<@route:user@domain>`): mail-parser keeps the route
+    // in the address; ENVELOPE has a field of its own for it (the "adl").
+    match local.strip_prefix('@').and_then(|r| r.split_once(':')) {
+        Some((route, mailbox)) if !route.is_empty() => {
+            push_string(out, format!("@{route}").as_bytes());
+            local = mailbox;
+        }
+        _ => out.extend_from_slice(b"NIL"),
+    }
+    out.push(b' ');
     push_string(out, local.as_bytes());
     out.push(b' ');
     push_string(out, host.as_bytes());
@@ -309,7 +321,10 @@ fn write_addresses(out: &mut Vec<u8>, v: Option<&HeaderValue<'_>>) -> bool {
                         body.extend_from_slice(b"(NIL NIL ");
                         push_string(&mut body, name.as_bytes());
                         body.extend_from_slice(b" NIL)");
-                        for addr in &g.addresses {
+                        // RFC 5322 §3.4: a group's members are addresses; what
+                        // mail-parser returns without one (`group2: (foo) ;`) is a
+                        // comment, not a member.
+                        for addr in g.addresses.iter().filter(|a| a.address.is_some()) {
                             write_addr(&mut body, addr.name.as_deref(), addr.address.as_deref());
                         }
                         body.extend_from_slice(b"(NIL NIL NIL NIL)");
@@ -692,7 +707,24 @@ pub fn section<'r>(raw: &'r [u8], path: &[u32], what: &SectionText) -> Option<Co
                     names,
                     *not,
                 ),
-                _ => slice(nested, root.offset_body, root.offset_end).to_vec(),
+                _ => {
+                    // RFC 3501 §6.4.5: TEXT is the embedded message's body, up to the
+                    // end of the part that holds it. A multipart root ends at its closing
+                    // boundary in mail-parser, which would drop the epilogue; the
+                    // enclosing part's end keeps it. (A nested message that had to be
+                    // decoded first has a buffer of its own, where the root ends at
+                    // that buffer's end already.)
+                    let same_buffer = std::ptr::eq(
+                        nested.raw_message.as_ref().as_ptr(),
+                        node.msg.raw_message.as_ref().as_ptr(),
+                    );
+                    let end = if same_buffer {
+                        p.offset_end
+                    } else {
+                        root.offset_end
+                    };
+                    slice(nested, root.offset_body, end).to_vec()
+                }
             }
         }
     }))
@@ -1079,6 +1111,27 @@ JVBERi0=\r\n\
         );
     }
 
+    /// imaptest `fetch-body-message-rfc822-mime`: BODY[1.TEXT] of a message/rfc822
+    /// part whose message is a multipart runs to the end of the part, epilogue
+    /// included (168 octets, not the 154 up to the closing boundary).
+    #[test]
+    fn text_of_an_embedded_multipart_keeps_its_epilogue() {
+        let inner = "prologue\r\n\r\n--foo \r\n\r\nFrom: m1@example.com\r\nSubject: m1\r\n\r\nm1 body\r\n\r\n\
+                     --foo \r\nX-Mime: m2 header\r\n\r\nFrom: m2@example.com\r\nSubject: m2\r\n\r\nm2 body\r\n\r\n\
+                     --foo--\r\n\r\nepilogue\r\n";
+        let raw = format!(
+            "From: user@domain.org\r\nMime-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\n\
+             From: sub@domain.org\r\nSubject: submsg\r\n\
+             Content-Type: multipart/digest; boundary=\"foo\"\r\n\r\n{inner}"
+        );
+        let text = section(raw.as_bytes(), &[1], &SectionText::Text).unwrap();
+        assert_eq!(String::from_utf8_lossy(&text), inner);
+        assert_eq!(text.len(), 168);
+        // The part itself (header + text) ends at the same place.
+        let whole = section(raw.as_bytes(), &[1], &SectionText::Whole).unwrap();
+        assert!(whole.ends_with(b"epilogue\r\n"));
+    }
+
     #[test]
     fn search_text_is_decoded() {
         let raw = multipart();
@@ -1234,6 +1287,30 @@ JVBERi0=\r\n\
         for raw in [SIMPLE, &multipart()[..], b"", b"just text, no header\r\n"] {
             structure(&compute_summary(raw));
         }
+    }
+
+    /// imaptest `fetch-envelope`: a comment in an empty group is not a member
+    /// (RFC 5322 §3.4), and an obs-route goes to the adl field (RFC 3501 §7.4.2).
+    #[test]
+    fn envelope_groups_with_comments_and_routes() {
+        let raw = b"Date: Thu, 15 Feb 2007 01:02:03 +0200\r\nFrom: user@domain (Real Name)\r\n\
+            To: group: g1@d1.org, g2@d2.org;, group2: g3@d3.org;\r\nCc: group:;, group2: (foo) ;\r\n\r\nbody\r\n";
+        let env = String::from_utf8(compute_summary(raw).envelope).unwrap();
+        assert!(
+            env.contains("((NIL NIL \"group\" NIL)(NIL NIL \"g1\" \"d1.org\")(NIL NIL \"g2\" \"d2.org\")(NIL NIL NIL NIL)(NIL NIL \"group2\" NIL)(NIL NIL \"g3\" \"d3.org\")(NIL NIL NIL NIL))"),
+            "{env}"
+        );
+        assert!(
+            env.contains("((NIL NIL \"group\" NIL)(NIL NIL NIL NIL)(NIL NIL \"group2\" NIL)(NIL NIL NIL NIL))"),
+            "{env}"
+        );
+        let raw = b"From: <@route:user@domain>\r\n\r\nbody\r\n";
+        let env = String::from_utf8(compute_summary(raw).envelope).unwrap();
+        assert!(env.contains("((NIL \"@route\" \"user\" \"domain\"))"), "{env}");
+        // A summary cached by an older version is recomputed, not served.
+        let mut old = compute_summary(raw).encode();
+        old[0] = 1;
+        assert!(Summary::decode(&old).is_none());
     }
 
     #[test]

@@ -53,8 +53,8 @@ enum Key {
     Uid(RangeSet),
     Flag(u8, bool),
     Keyword(String, bool),
-    /// Never true: \Recent is not kept (see README).
-    False,
+    /// `\Recent` owned by this session (RFC 3501 §2.3.2).
+    Recent,
     Larger(u64),
     Smaller(u64),
     Before(chrono::NaiveDate),
@@ -95,8 +95,10 @@ fn compile(k: &SearchKey<'_>, exists: u32, max_uid: u32, modseq_used: &mut bool)
         K::Unseen => Key::Flag(Flags::SEEN, false),
         K::Keyword(a) => Key::Keyword(a.as_ref().to_string(), true),
         K::Unkeyword(a) => Key::Keyword(a.as_ref().to_string(), false),
-        K::Recent | K::New => Key::False,
-        K::Old => Key::All,
+        // RFC 3501 §6.4.4: NEW is RECENT UNSEEN, OLD is NOT RECENT.
+        K::Recent => Key::Recent,
+        K::New => Key::And(vec![Key::Recent, Key::Flag(Flags::SEEN, false)]),
+        K::Old => Key::Not(Box::new(Key::Recent)),
         K::Larger(n) => Key::Larger(u64::from(*n)),
         K::Smaller(n) => Key::Smaller(u64::from(*n)),
         K::Before(d) => Key::Before(date(d)),
@@ -133,6 +135,7 @@ fn compile(k: &SearchKey<'_>, exists: u32, max_uid: u32, modseq_used: &mut bool)
 
 struct Msg<'a> {
     seq: u32,
+    recent: bool,
     meta: &'a MessageMeta,
     doc: Option<&'a SearchDoc>,
 }
@@ -154,7 +157,7 @@ fn eval(k: &Key, m: &Msg<'_>) -> Option<bool> {
     let text = |f: &dyn Fn(&SearchDoc) -> bool| m.doc.map(f);
     Some(match k {
         Key::All => true,
-        Key::False => false,
+        Key::Recent => m.recent,
         Key::Seq(r) => r.contains(m.seq),
         Key::Uid(r) => r.contains(m.meta.uid),
         Key::Flag(bit, set) => m.meta.flags.has(*bit) == *set,
@@ -297,6 +300,7 @@ impl Session {
                 let seq = i as u32 + 1;
                 let m = Msg {
                     seq,
+                    recent: v.is_recent(meta.uid),
                     meta,
                     doc: None,
                 };
@@ -326,6 +330,7 @@ impl Session {
                     let doc = mime::search_doc_for(&raw, n.body, &needles);
                     let m = Msg {
                         seq,
+                        recent: v.is_recent(meta.uid),
                         meta,
                         doc: Some(&doc),
                     };

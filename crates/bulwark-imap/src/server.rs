@@ -71,8 +71,8 @@ impl Sink for ConnSink<'_> {
 /// A complete command, or why there is none.
 enum Frame {
     Command(Vec<u8>),
-    /// A line longer than allowed.
-    LineTooLong,
+    /// A line longer than allowed, with the command's tag when it could be read.
+    LineTooLong { tag: Option<String> },
     /// A literal refused before it was read; `close` when it is on its way anyway.
     Refused {
         reply: String,
@@ -100,7 +100,15 @@ async fn read_command(
     loop {
         let line = match conn.read_line(f.max_line() + 2).await {
             Ok(l) => l,
-            Err(ReadError::TooLong { .. }) => return Ok(Frame::LineTooLong),
+            Err(ReadError::TooLong { .. }) => {
+                // RFC 9051 §2.2.2: the refused command still gets its tagged reply;
+                // the tag is the framer's (a later line) or the discarded line's.
+                let tag = f
+                    .tag()
+                    .map(str::to_owned)
+                    .or_else(|| crate::framing::guess_tag(conn.discarded_head()));
+                return Ok(Frame::LineTooLong { tag });
+            }
             Err(e) => return Err(e),
         };
         if first {
@@ -228,9 +236,10 @@ impl ImapHandler {
                 Ok(Ok(f)) => f,
             };
             let next = match frame {
-                Frame::LineTooLong => {
+                Frame::LineTooLong { tag } => {
                     bad_input(listener, "line_too_long");
-                    reply(conn, "* BAD [TOOBIG] Command line too long").await
+                    let t = tag.unwrap_or_else(|| "*".into());
+                    reply(conn, &format!("{t} BAD [TOOBIG] Command line too long")).await
                 }
                 Frame::Refused { reply: text, close } => {
                     bad_input(listener, "literal_refused");

@@ -589,9 +589,60 @@ impl Session {
             }
         };
         self.dirty = false;
-        let up = v.sync(&changes, allow_expunge);
+        let mut up = v.sync(&changes, allow_expunge);
+        if up.exists.is_some() {
+            // New messages: this session is the first to be told of them, so it
+            // claims their `\Recent` unless another session already has (RFC 3501
+            // §2.3.2). Read-only sessions show the unclaimed ones as recent.
+            let below = v.max_uid().saturating_add(1);
+            let first = changes.mailbox.first_recent_uid;
+            if v.read_only || first >= below {
+                v.add_recent(first, below);
+            } else {
+                let mailbox = v.mailbox;
+                match self.store.claim_recent(mailbox, below).await {
+                    Ok(from) => {
+                        if let Some(v) = self.view.as_mut() {
+                            v.add_recent(from, below);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(target: "bulwark::imap", error = %e, "cannot claim \\Recent");
+                    }
+                }
+            }
+            up.recent = self.view.as_ref().map(View::recent_count);
+        }
+        self.announce_keywords(changes.changed.iter().map(|m| &m.flags), sink)
+            .await?;
         let condstore = self.condstore;
-        write_updates(sink, &up, condstore).await
+        let Some(v) = self.view.as_ref() else {
+            return Ok(());
+        };
+        write_updates(sink, &up, condstore, &|uid| v.is_recent(uid)).await
+    }
+
+    /// RFC 3501 §7.2.6: before a FETCH (ours or another session's change) shows a
+    /// keyword the client was not told of, a new `* FLAGS` (and PERMANENTFLAGS)
+    /// announces it — imaptest calls the opposite "Keyword used without being in FLAGS".
+    pub(crate) async fn announce_keywords<'a>(
+        &mut self,
+        flags: impl Iterator<Item = &'a Flags> + Send,
+        sink: &mut dyn Sink,
+    ) -> std::io::Result<()> {
+        let Some(v) = self.view.as_mut() else {
+            return Ok(());
+        };
+        let mut added = false;
+        for f in flags {
+            for k in &f.keywords {
+                added |= v.add_keyword(k);
+            }
+        }
+        if added {
+            write_flags_lines(sink, v).await?;
+        }
+        Ok(())
     }
 
     fn unselect(&mut self) {
@@ -642,49 +693,47 @@ impl Session {
         };
         let mut uids = Vec::with_capacity(msgs.len());
         let mut first_unseen = None;
-        let mut keywords: Vec<String> = Vec::new();
         let mut max_modseq = mb.highest_modseq;
         for (i, m) in msgs.iter().enumerate() {
             uids.push(m.uid);
             if first_unseen.is_none() && !m.flags.has(Flags::SEEN) {
                 first_unseen = Some(i + 1);
             }
-            for k in &m.flags.keywords {
-                if keywords.len() < 256 && !keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
-                    keywords.push(k.clone());
-                }
-            }
             max_modseq = max_modseq.max(m.modseq);
         }
-        drop(msgs);
         let uidnext = mb
             .uidnext
             .max(uids.last().map_or(1, |u| u.saturating_add(1)));
         let exists = uids.len();
-        let mut kw = String::new();
-        for k in &keywords {
-            kw.push(' ');
-            kw.push_str(k);
+        let mut view = View::new(
+            mb.id,
+            mb.name.clone(),
+            mb.uidvalidity,
+            read_only,
+            uids,
+            mb.highest_modseq,
+        );
+        for m in &msgs {
+            for k in &m.flags.keywords {
+                view.add_keyword(k);
+            }
         }
-        resp::line(
-            sink,
-            &format!("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})"),
-        )
-        .await?;
-        if read_only {
-            resp::line(sink, "* OK [PERMANENTFLAGS ()] Read-only mailbox").await?;
+        drop(msgs);
+        write_flags_lines(sink, &view).await?;
+        // RFC 3501 §2.3.2: SELECT claims `\Recent` of what arrived since the last claim
+        // (in the store, so one session in the whole cluster owns each message);
+        // EXAMINE shows the unclaimed messages as recent without claiming them.
+        let below = view.max_uid().saturating_add(1);
+        if read_only || mb.first_recent_uid >= below {
+            view.add_recent(mb.first_recent_uid, below);
         } else {
-            resp::line(
-                sink,
-                &format!(
-                    "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw} \\*)] Flags permitted"
-                ),
-            )
-            .await?;
+            match self.store.claim_recent(mb.id, below).await {
+                Ok(from) => view.add_recent(from, below),
+                Err(e) => return Ok(store_no(&e)),
+            }
         }
         resp::line(sink, &format!("* {exists} EXISTS")).await?;
-        // \Recent is not kept (RFC 9051 removed it): always 0. See README.
-        resp::line(sink, "* 0 RECENT").await?;
+        resp::line(sink, &format!("* {} RECENT", view.recent_count())).await?;
         if let Some(u) = first_unseen {
             resp::line(sink, &format!("* OK [UNSEEN {u}] First unseen")).await?;
         }
@@ -699,14 +748,7 @@ impl Session {
         )
         .await?;
         resp::line(sink, &format!("* OK [HIGHESTMODSEQ {max_modseq}] Highest")).await?;
-        self.view = Some(View::new(
-            mb.id,
-            mb.name.clone(),
-            mb.uidvalidity,
-            read_only,
-            uids,
-            mb.highest_modseq,
-        ));
+        self.view = Some(view);
         self.watch = Some(watch);
         // Changes between reading the mailbox row and the messages are picked up
         // by the first sync.
@@ -1075,7 +1117,7 @@ impl Session {
         for it in items {
             match it {
                 StatusDataItemName::Messages => parts.push(format!("MESSAGES {}", st.messages)),
-                StatusDataItemName::Recent => parts.push("RECENT 0".to_string()),
+                StatusDataItemName::Recent => parts.push(format!("RECENT {}", st.recent)),
                 StatusDataItemName::UidNext => {
                     parts.push(format!("UIDNEXT {}", st.mailbox.uidnext))
                 }
@@ -1238,6 +1280,8 @@ impl Session {
                 Err(e) => return Ok(store_no(&e)),
             }
         }
+        self.announce_keywords(result.updated.iter().map(|(_, f, _)| f), sink)
+            .await?;
         let condstore = self.condstore;
         let Some(v) = self.view.as_mut() else {
             return Ok(bad("No mailbox selected"));
@@ -1251,7 +1295,7 @@ impl Session {
             let mut r = Resp::new();
             r.text(&format!("* {seq} FETCH ("));
             if response == StoreResponse::Answer {
-                r.text("FLAGS ").flags(f, false);
+                r.text("FLAGS ").flags(f, v.is_recent(*u));
                 if uid || condstore {
                     r.text(" ");
                 }
@@ -1379,10 +1423,38 @@ fn uid_pair_sets(src: &[u32], dst: &[u32]) -> (String, String) {
     (s, d)
 }
 
+/// The FLAGS response and PERMANENTFLAGS code of the selected mailbox (RFC 3501
+/// §7.2.6, §7.1): system flags plus the keywords in use; `\*` lets clients create
+/// keywords. Sent at SELECT and again whenever a new keyword appears.
+async fn write_flags_lines(sink: &mut dyn Sink, v: &View) -> std::io::Result<()> {
+    let mut kw = String::new();
+    for k in v.keywords() {
+        kw.push(' ');
+        kw.push_str(k);
+    }
+    resp::line(
+        sink,
+        &format!("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})"),
+    )
+    .await?;
+    if v.read_only {
+        resp::line(sink, "* OK [PERMANENTFLAGS ()] Read-only mailbox").await
+    } else {
+        resp::line(
+            sink,
+            &format!(
+                "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw} \\*)] Flags permitted"
+            ),
+        )
+        .await
+    }
+}
+
 pub(crate) async fn write_updates(
     sink: &mut dyn Sink,
     up: &Updates,
     condstore: bool,
+    is_recent: &(dyn Fn(u32) -> bool + Sync),
 ) -> std::io::Result<()> {
     for seq in &up.expunged {
         resp::line(sink, &format!("* {seq} EXPUNGE")).await?;
@@ -1390,10 +1462,13 @@ pub(crate) async fn write_updates(
     if let Some(n) = up.exists {
         resp::line(sink, &format!("* {n} EXISTS")).await?;
     }
+    if let Some(n) = up.recent {
+        resp::line(sink, &format!("* {n} RECENT")).await?;
+    }
     for (seq, uid, flags, modseq) in &up.flags {
         let mut r = Resp::new();
         r.text(&format!("* {seq} FETCH (UID {uid} FLAGS "));
-        r.flags(flags, false);
+        r.flags(flags, is_recent(*uid));
         if condstore {
             r.text(&format!(" MODSEQ ({modseq})"));
         }
@@ -1462,7 +1537,11 @@ fn mailbox_name(wire: &WireMailbox<'_>) -> Result<String, Done> {
     match wire {
         WireMailbox::Inbox => Ok("INBOX".to_string()),
         WireMailbox::Other(o) => parse_name(o.as_ref()).map_err(|e| match e {
-            names::NameError::BadEncoding => bad("Mailbox name is not valid modified UTF-7"),
+            // RFC 3501 §5.1.3 / §7.1.3: the command is well-formed, the name is
+            // just not one we can have — NO (imaptest `atoms`), as for a forbidden one.
+            names::NameError::BadEncoding => {
+                no("[CANNOT] Mailbox name is not valid modified UTF-7")
+            }
             names::NameError::Forbidden => no("[CANNOT] Invalid mailbox name"),
         }),
     }

@@ -203,7 +203,7 @@ async fn select_append_fetch_store_expunge() {
     let r = c
         .cmd("b APPEND INBOX (\\Flagged $Work) \"03-Mar-2026 10:00:00 +0100\" {21+}\r\nSubject: hi\r\n\r\nbody\r\n\r\n")
         .await;
-    assert!(r.contains("* 1 EXISTS"), "{r}");
+    assert!(r.contains("* 1 EXISTS\r\n* 1 RECENT\r\n"), "{r}");
     assert!(r.contains("b OK [APPENDUID "), "{r}");
     deliver(&e, "second").await;
     let r = c.cmd("c NOOP").await;
@@ -212,16 +212,16 @@ async fn select_append_fetch_store_expunge() {
         .cmd("d FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)")
         .await;
     assert!(
-        r.contains("* 1 FETCH (UID 1 FLAGS (\\Flagged $Work) INTERNALDATE \"03-Mar-2026 09:00:00 +0000\" RFC822.SIZE 21)"),
+        r.contains("* 1 FETCH (UID 1 FLAGS (\\Flagged $Work \\Recent) INTERNALDATE \"03-Mar-2026 09:00:00 +0000\" RFC822.SIZE 21)"),
         "{r}"
     );
     let r = c.cmd("e FETCH 2 (BODY[TEXT])").await;
     assert!(r.contains("BODY[TEXT] {14}\r\nHello second\r\n"), "{r}");
-    assert!(r.contains("FLAGS (\\Seen)"), "\\Seen set and reported: {r}");
+    assert!(r.contains("FLAGS (\\Seen \\Recent)"), "\\Seen set and reported: {r}");
     let r = c.cmd("f UID STORE 1 +FLAGS.SILENT (\\Deleted)").await;
     assert!(!r.contains("FETCH"), "{r}");
     let r = c.cmd("g STORE 2 -FLAGS (\\Seen)").await;
-    assert!(r.contains("* 2 FETCH (FLAGS ())"), "{r}");
+    assert!(r.contains("* 2 FETCH (FLAGS (\\Recent))"), "{r}");
     let r = c.cmd("h EXPUNGE").await;
     assert!(r.contains("* 1 EXPUNGE") && r.contains("h OK"), "{r}");
     let r = c.cmd("i FETCH 1 (UID)").await;
@@ -229,7 +229,7 @@ async fn select_append_fetch_store_expunge() {
     let r = c.cmd("j FETCH 2 (UID)").await;
     assert!(r.starts_with("j BAD"), "seq 2 no longer exists: {r}");
     let r = c.cmd("k UID FETCH 1:* (FLAGS)").await;
-    assert!(r.contains("* 1 FETCH (UID 2 FLAGS ())"), "{r}");
+    assert!(r.contains("* 1 FETCH (UID 2 FLAGS (\\Recent))"), "{r}");
 }
 
 #[tokio::test]
@@ -260,7 +260,8 @@ async fn no_expunge_during_fetch_but_on_noop() {
     // Flag changes by B reach A as unsolicited FETCH.
     b.cmd("z STORE 1 +FLAGS (\\Answered)").await;
     let r = a.cmd("n NOOP").await;
-    assert!(r.contains("* 1 FETCH (UID 1 FLAGS (\\Answered))"), "{r}");
+    // A selected first, so it owns the messages' \\Recent (RFC 3501 §2.3.2).
+    assert!(r.contains("* 1 FETCH (UID 1 FLAGS (\\Answered \\Recent))"), "{r}");
 }
 
 #[tokio::test]
@@ -280,7 +281,8 @@ async fn idle_wakes_on_delivery() {
     let (woke, _) = tokio::join!(waiting, later);
     woke.expect("IDLE must wake up on a delivery made while idling");
     a.s.idle_updates(&mut a.out).await.unwrap();
-    assert_eq!(a.out.take_string(), "* 1 EXISTS\r\n");
+    // The idling session is the first to learn of it: it owns its \\Recent.
+    assert_eq!(a.out.take_string(), "* 1 EXISTS\r\n* 1 RECENT\r\n");
 }
 
 /// Deliveries wake only the sessions that have the mailbox selected.
@@ -396,11 +398,12 @@ async fn mailboxes_list_rename_and_special_use() {
     assert!(r.contains("* STATUS INBOX (MESSAGES 0 UIDNEXT 2)"), "{r}");
     let r = c.cmd("h STATUS Old (MESSAGES UNSEEN RECENT)").await;
     assert!(
-        r.contains("* STATUS Old (MESSAGES 1 UNSEEN 1 RECENT 0)"),
+        r.contains("* STATUS Old (MESSAGES 1 UNSEEN 1 RECENT 1)"),
         "{r}"
     );
+    // The mailbox RENAME INBOX creates is not subscribed (nor is any created one).
     let r = c.cmd("i UNSUBSCRIBE Old").await;
-    assert!(r.starts_with("i OK"), "{r}");
+    assert!(r.starts_with("i NO"), "{r}");
     let r = c.cmd("j LSUB \"\" *").await;
     assert!(!r.contains(" Old"), "{r}");
     assert!(r.contains(" INBOX"), "{r}");
@@ -412,6 +415,111 @@ async fn mailboxes_list_rename_and_special_use() {
     assert!(r.starts_with("a NO [NONEXISTENT]"), "{r}");
     let r = bob.cmd("a STATUS Projekte (MESSAGES)").await;
     assert!(r.starts_with("a NO [NONEXISTENT]"), "{r}");
+}
+
+/// RFC 3501 §2.3.2: `\Recent` belongs to the first session that selects the mailbox
+/// (or is told of the message while it has it selected); EXAMINE and STATUS show
+/// unclaimed messages as recent without claiming them; copies are recent again.
+#[tokio::test]
+async fn recent_is_owned_by_one_session() {
+    let e = env().await;
+    deliver(&e, "one").await;
+    deliver(&e, "two").await;
+    let mut a = Client::logged_in(&e).await;
+    let mut b = Client::logged_in(&e).await;
+    let r = a.cmd("a1 EXAMINE INBOX").await;
+    assert!(r.contains("* 2 EXISTS\r\n* 2 RECENT\r\n"), "{r}");
+    let r = a.cmd("a2 FETCH 1 (FLAGS)").await;
+    assert!(r.contains("* 1 FETCH (FLAGS (\\Recent))"), "{r}");
+    let r = b.cmd("b1 STATUS INBOX (RECENT MESSAGES)").await;
+    assert!(r.contains("(RECENT 2 MESSAGES 2)"), "EXAMINE claimed nothing: {r}");
+    let r = a.cmd("a3 SELECT INBOX").await;
+    assert!(r.contains("* 2 RECENT"), "{r}");
+    let r = b.cmd("b2 SELECT INBOX").await;
+    assert!(r.contains("* 2 EXISTS\r\n* 0 RECENT\r\n"), "a owns them: {r}");
+    let r = b.cmd("b3 FETCH 1:2 (FLAGS)").await;
+    assert!(!r.contains("Recent"), "{r}");
+    // A new message goes to the first session told of it.
+    deliver(&e, "three").await;
+    let r = a.cmd("a4 NOOP").await;
+    assert!(r.contains("* 3 EXISTS\r\n* 3 RECENT\r\n"), "{r}");
+    let r = b.cmd("b4 NOOP").await;
+    assert!(r.contains("* 3 EXISTS\r\n* 0 RECENT\r\n"), "{r}");
+    a.cmd("a5 STORE 1 +FLAGS.SILENT (\\Seen)").await;
+    for (q, want) in [
+        ("SEARCH RECENT", "* SEARCH 1 2 3\r\n"),
+        ("SEARCH NEW", "* SEARCH 2 3\r\n"),
+        ("SEARCH OLD", "* SEARCH\r\n"),
+        ("SEARCH NOT NEW", "* SEARCH 1\r\n"),
+    ] {
+        let r = a.cmd(&format!("a6 {q}")).await;
+        assert!(r.contains(want), "{q}: {r}");
+    }
+    let r = b.cmd("b5 SEARCH OLD").await;
+    assert!(r.contains("* SEARCH 1 2 3\r\n"), "{r}");
+    let r = b.cmd("b6 SEARCH RECENT").await;
+    assert!(r.contains("* SEARCH\r\n"), "{r}");
+    // Another session's flag change reaches `a` with its \Recent.
+    b.cmd("b7 STORE 2 +FLAGS (\\Flagged)").await;
+    let r = a.cmd("a7 NOOP").await;
+    assert!(r.contains("FLAGS (\\Flagged \\Recent)"), "{r}");
+    // COPY makes new messages in the target: recent there, for its first SELECT.
+    let r = a.cmd("a8 COPY 1:2 Archive").await;
+    assert!(r.contains("a8 OK"), "{r}");
+    let r = b.cmd("b8 STATUS Archive (RECENT)").await;
+    assert!(r.contains("(RECENT 2)"), "{r}");
+    let r = b.cmd("b9 SELECT Archive").await;
+    assert!(r.contains("* 2 RECENT"), "{r}");
+    let r = b.cmd("b10 FETCH 1 (FLAGS)").await;
+    assert!(r.contains("\\Seen \\Recent"), "{r}");
+    let r = a.cmd("a9 STATUS Archive (RECENT)").await;
+    assert!(r.contains("(RECENT 0)"), "{r}");
+    // Closing gives nothing back: the messages are no longer recent for anyone.
+    b.cmd("b11 CLOSE").await;
+    let r = b.cmd("b12 SELECT Archive").await;
+    assert!(r.contains("* 0 RECENT"), "{r}");
+}
+
+/// RFC 3501 §7.2.6: a keyword new to the mailbox is announced with `* FLAGS` and
+/// PERMANENTFLAGS before any FETCH shows it — to the session that set it and to every
+/// other session with the mailbox selected (imaptest: "Keyword used without being in
+/// FLAGS").
+#[tokio::test]
+async fn new_keywords_are_announced_in_flags_to_every_session() {
+    let e = env().await;
+    deliver(&e, "one").await;
+    deliver(&e, "two").await;
+    let mut a = Client::logged_in(&e).await;
+    let mut b = Client::logged_in(&e).await;
+    a.cmd("a1 SELECT INBOX").await;
+    let r = b.cmd("b1 EXAMINE INBOX").await;
+    assert!(!r.contains("$Hello"), "{r}");
+    let r = a.cmd("a2 STORE 1 +FLAGS ($Hello)").await;
+    let flags = r.find("* FLAGS (").expect(&r);
+    let fetch = r.find("* 1 FETCH (FLAGS (").expect(&r);
+    assert!(flags < fetch, "FLAGS before the FETCH that uses it: {r}");
+    assert!(
+        r.contains("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Hello)\r\n"),
+        "{r}"
+    );
+    assert!(r.contains("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Hello \\*)]"), "{r}");
+    // Already announced: not again.
+    let r = a.cmd("a3 STORE 2 +FLAGS ($hello)").await;
+    assert!(!r.contains("* FLAGS"), "{r}");
+    // The other session learns it with the change, before the FETCH.
+    let r = b.cmd("b2 NOOP").await;
+    let flags = r.find("* FLAGS (").expect(&r);
+    let fetch = r.find(" FETCH (").expect(&r);
+    assert!(flags < fetch, "{r}");
+    assert!(r.contains("$Hello)\r\n* OK [PERMANENTFLAGS ()]"), "read-only: {r}");
+    // A FETCH that reads a keyword set meanwhile announces it too.
+    let mut c = Client::logged_in(&e).await;
+    c.cmd("c1 SELECT INBOX").await;
+    a.cmd("a4 STORE 1 +FLAGS ($Later)").await;
+    let r = c.cmd("c2 UID FETCH 1 (FLAGS)").await;
+    let flags = r.find("$Later)\r\n* OK [PERMANENTFLAGS").expect(&r);
+    let fetch = r.find("FETCH (UID 1 FLAGS (").or_else(|| r.find("FETCH (FLAGS")).expect(&r);
+    assert!(flags < fetch, "{r}");
 }
 
 #[tokio::test]
@@ -479,7 +587,9 @@ async fn search_keys() {
         ("SEARCH LARGER 10 SMALLER 100000", "* SEARCH 1 2 3"),
         ("SEARCH 2:*", "* SEARCH 2 3"),
         ("UID SEARCH UID 2:3", "* SEARCH 2 3"),
-        ("SEARCH RECENT", "* SEARCH\r\n"),
+        ("SEARCH RECENT", "* SEARCH 1 2 3"),
+        ("SEARCH NEW", "* SEARCH 1 2 3"),
+        ("SEARCH OLD", "* SEARCH\r\n"),
         ("SEARCH MODSEQ 1", "(MODSEQ "),
     ] {
         let r = c.cmd(&format!("t {q}")).await;
@@ -544,7 +654,7 @@ async fn fetch_sections_envelope_and_condstore() {
             "e STORE 1 (UNCHANGEDSINCE {modseq}) +FLAGS (\\Seen)"
         ))
         .await;
-    assert!(r.contains("* 1 FETCH (FLAGS (\\Seen) MODSEQ ("), "{r}");
+    assert!(r.contains("* 1 FETCH (FLAGS (\\Seen \\Recent) MODSEQ ("), "{r}");
     let r = c
         .cmd(&format!("f FETCH 1:* (UID) (CHANGEDSINCE {})", modseq + 1))
         .await;
@@ -739,8 +849,8 @@ async fn list_extended_special_use_and_subscribed() {
     );
     // SUBSCRIBED: subscribed names, existing or not.
     c.cmd("d CREATE Gone").await;
+    c.cmd("d SUBSCRIBE Gone").await;
     c.cmd("d DELETE Gone").await;
-    c.cmd("d UNSUBSCRIBE Work").await;
     let r = c
         .cmd("e LIST (SUBSCRIBED) \"\" \"*\" RETURN (CHILDREN)")
         .await;
@@ -768,7 +878,7 @@ async fn subscriptions_outlive_mailboxes_and_lsub_shows_superiors() {
     let e = env().await;
     let mut c = Client::logged_in(&e).await;
     c.cmd("a CREATE Lists/rust").await;
-    let r = c.cmd("b UNSUBSCRIBE Lists").await;
+    let r = c.cmd("b SUBSCRIBE Lists/rust").await;
     assert!(r.starts_with("b OK"), "{r}");
     // RFC 3501 §6.3.9: "%" reports the unsubscribed superior as \Noselect.
     let r = c.cmd("c LSUB \"\" %").await;
@@ -790,6 +900,57 @@ async fn subscriptions_outlive_mailboxes_and_lsub_shows_superiors() {
     assert!(r.starts_with("f NO"), "{r}");
     let r = c.cmd("g SUBSCRIBE Nowhere").await;
     assert!(r.starts_with("g NO [NONEXISTENT]"), "{r}");
+}
+
+/// RFC 3501 §6.3.3/§6.3.9 and imaptest's `subscribe` script: CREATE does not subscribe
+/// (neither the mailbox nor the superiors it creates); LSUB lists subscribed names only,
+/// and with "%" an unsubscribed superior of a subscribed name — existing or only
+/// implied — is `\Noselect`.
+#[tokio::test]
+async fn create_does_not_subscribe_and_lsub_marks_superiors_noselect() {
+    let e = env().await;
+    let mut c = Client::logged_in(&e).await;
+    for m in ["box/", "box/test", "box/test2/", "box/test3/", "box/test2/test", "box/test3/test3"] {
+        let r = c.cmd(&format!("a CREATE {m}")).await;
+        assert!(r.starts_with("a OK"), "{m}: {r}");
+    }
+    let r = c.cmd("b LSUB \"\" box*").await;
+    assert!(!r.contains("* LSUB"), "nothing is subscribed yet: {r}");
+    for m in ["box/test", "box/test2/test", "box/test3/test3"] {
+        let r = c.cmd(&format!("c SUBSCRIBE {m}")).await;
+        assert!(r.starts_with("c OK"), "{m}: {r}");
+    }
+    let r = c.cmd("d LSUB \"\" box/%").await;
+    assert!(r.contains("* LSUB (\\HasNoChildren) \"/\" box/test\r\n"), "{r}");
+    assert!(r.contains("* LSUB (\\Noselect) \"/\" box/test2\r\n"), "{r}");
+    assert!(r.contains("* LSUB (\\Noselect) \"/\" box/test3\r\n"), "{r}");
+    assert!(!r.contains("box/test2/test") && !r.contains("box/test3/test3"), "{r}");
+    c.cmd("e UNSUBSCRIBE box/test3/test3").await;
+    let r = c.cmd("f LSUB \"\" box/%").await;
+    assert!(!r.contains("box/test3"), "unsubscribed, only created: {r}");
+    assert!(r.contains(" box/test2\r\n"), "{r}");
+    // LIST still shows every mailbox.
+    let r = c.cmd("g LIST \"\" box/%").await;
+    assert!(r.contains(" box/test3\r\n") && r.contains(" box/test\r\n"), "{r}");
+}
+
+/// A well-formed command whose mailbox name is not valid modified UTF-7 gets NO
+/// (RFC 3501 §7.1.2: BAD is for commands that cannot be parsed); imaptest `atoms`.
+#[tokio::test]
+async fn invalid_modified_utf7_names_get_no() {
+    let e = env().await;
+    let mut c = Client::logged_in(&e).await;
+    for q in [
+        "CREATE &Jjo",
+        "SELECT !#$&'+,-.0123456789:;<=>?@^_`|[}",
+        "STATUS &- (MESSAGES)",
+        "DELETE a&b",
+    ] {
+        let r = c.cmd(&format!("t {q}")).await;
+        assert!(r.starts_with("t NO"), "{q}: {r}");
+    }
+    let r = c.cmd("u LIST \"\" \"!#$&'+,-.0123456789:;<=>?@^_`|[}%*\"").await;
+    assert!(r.ends_with("u OK LIST completed\r\n"), "{r}");
 }
 
 #[tokio::test]

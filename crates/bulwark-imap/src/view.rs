@@ -25,6 +25,9 @@ pub struct Updates {
     pub exists: Option<u32>,
     /// (seq, uid, flags, modseq) of messages whose flags others changed.
     pub flags: Vec<(u32, u32, Flags, u64)>,
+    /// New RECENT count, sent with EXISTS (RFC 3501 §7.3.2); set by the session once
+    /// it has claimed the new messages' `\Recent`.
+    pub recent: Option<u32>,
 }
 
 impl Updates {
@@ -49,7 +52,17 @@ pub struct View {
     pending_expunge: Vec<u32>,
     /// Flag changes this session made and already reported: uid → modseq.
     own_changes: HashMap<u32, u64>,
+    /// UID ranges `[from, to)` whose `\Recent` this session owns (RFC 3501 §2.3.2):
+    /// claimed in the store at SELECT and when new messages are announced, so they
+    /// ascend and do not overlap. Usually one or two ranges.
+    recent: Vec<(u32, u32)>,
+    /// Keywords announced in the last `* FLAGS` (RFC 3501 §7.2.6): a keyword the client
+    /// has not been told of must be announced before a FETCH shows it.
+    keywords: Vec<String>,
 }
+
+/// Most keywords announced in FLAGS per mailbox (the line stays a few KiB).
+pub const MAX_ANNOUNCED_KEYWORDS: usize = 256;
 
 impl View {
     pub fn new(
@@ -71,7 +84,57 @@ impl View {
             modseq,
             pending_expunge: Vec::new(),
             own_changes: HashMap::new(),
+            recent: Vec::new(),
+            keywords: Vec::new(),
         }
+    }
+
+    pub fn keywords(&self) -> &[String] {
+        &self.keywords
+    }
+
+    /// Adds a keyword to the announced set; true when it is new (and fits).
+    pub fn add_keyword(&mut self, k: &str) -> bool {
+        if self.keywords.len() >= MAX_ANNOUNCED_KEYWORDS
+            || self.keywords.iter().any(|x| x.eq_ignore_ascii_case(k))
+        {
+            return false;
+        }
+        self.keywords.push(k.to_string());
+        true
+    }
+
+    /// Highest UID the view has announced.
+    pub fn max_uid(&self) -> u32 {
+        self.max_uid
+    }
+
+    /// Records that this session owns the `\Recent` of UIDs in `[from, to)`.
+    pub fn add_recent(&mut self, from: u32, to: u32) {
+        if from >= to {
+            return;
+        }
+        match self.recent.last_mut() {
+            Some(last) if last.1 >= from => last.1 = last.1.max(to),
+            _ => self.recent.push((from, to)),
+        }
+    }
+
+    pub fn is_recent(&self, uid: u32) -> bool {
+        let i = self.recent.partition_point(|r| r.1 <= uid);
+        self.recent.get(i).is_some_and(|r| r.0 <= uid)
+    }
+
+    /// Messages in the view with `\Recent` (the RECENT response).
+    pub fn recent_count(&self) -> u32 {
+        self.recent
+            .iter()
+            .map(|&(from, to)| {
+                let a = self.uids.partition_point(|u| *u < from);
+                let b = self.uids.partition_point(|u| *u < to);
+                (b - a) as u32
+            })
+            .sum()
     }
 
     pub fn exists(&self) -> u32 {
@@ -179,6 +242,7 @@ mod tests {
             highest_modseq: modseq,
             special_use: None,
             subscribed: true,
+            first_recent_uid: 1,
         }
     }
 
@@ -249,5 +313,19 @@ mod tests {
         assert_eq!(up.flags.len(), 1);
         assert_eq!(up.flags[0].1, 2);
         assert_eq!(up.exists, None);
+    }
+
+    #[test]
+    fn recent_ranges() {
+        let mut v = View::new(1, "INBOX".into(), 7, false, vec![1, 2, 5, 6, 9], 10);
+        assert_eq!(v.recent_count(), 0);
+        v.add_recent(2, 6);
+        v.add_recent(6, 7);
+        v.add_recent(9, 9);
+        v.add_recent(9, 12);
+        assert_eq!(v.recent, vec![(2, 7), (9, 12)]);
+        let recent: Vec<u32> = (0..13).filter(|u| v.is_recent(*u)).collect();
+        assert_eq!(recent, vec![2, 3, 4, 5, 6, 9, 10, 11]);
+        assert_eq!(v.recent_count(), 4, "UIDs 2, 5, 6 and 9 are in the view");
     }
 }

@@ -67,9 +67,16 @@ pub struct Connection {
     session_id: String,
     shutdown: CancellationToken,
     write_timeout: Duration,
+    /// The start of the last line `read_line` refused as too long (see
+    /// `discarded_head`).
+    discarded_head: Vec<u8>,
     /// The protocol log of this session (a no-op unless enabled for the listener).
     pub log: SessionLog,
 }
+
+/// Octets of a too-long line kept for `Connection::discarded_head`: enough for an IMAP
+/// tag (RFC 9051 gives it no limit; ours accepts up to 64) and a command word.
+const DISCARDED_HEAD: usize = 128;
 
 impl Connection {
     #[allow(clippy::too_many_arguments)]
@@ -95,6 +102,7 @@ impl Connection {
             session_id,
             shutdown,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            discarded_head: Vec::new(),
             log,
         }
     }
@@ -182,6 +190,13 @@ impl Connection {
         }
     }
 
+    /// The first octets (at most 128) of the line the last `ReadError::TooLong` discarded,
+    /// so a protocol can still answer the refused command by its tag (IMAP: every
+    /// command gets a tagged reply, RFC 9051 §2.2.2).
+    pub fn discarded_head(&self) -> &[u8] {
+        &self.discarded_head
+    }
+
     /// Reads one line of at most `max` octets including its line ending.
     pub async fn read_line(&mut self, max: usize) -> Result<Line, ReadError> {
         let mut scanned = 0;
@@ -193,6 +208,7 @@ impl Connection {
             {
                 if pos + 1 > max {
                     let crlf = pos > 0 && self.rbuf[pos - 1] == b'\r';
+                    self.keep_discarded_head();
                     self.rbuf.advance(pos + 1);
                     return Err(ReadError::TooLong { crlf });
                 }
@@ -208,11 +224,18 @@ impl Connection {
             }
             scanned = self.rbuf.len();
             if self.rbuf.len() >= max {
+                self.keep_discarded_head();
                 let crlf = self.discard_line().await?;
                 return Err(ReadError::TooLong { crlf });
             }
             self.fill().await?;
         }
+    }
+
+    fn keep_discarded_head(&mut self) {
+        let n = self.rbuf.len().min(DISCARDED_HEAD);
+        self.discarded_head.clear();
+        self.discarded_head.extend_from_slice(&self.rbuf[..n]);
     }
 
     /// Drops input up to and including the next LF; returns whether a CR preceded it.

@@ -69,6 +69,7 @@ fn maildrop(n: usize) -> Maildrop {
         highest_modseq: 1,
         special_use: None,
         subscribed: true,
+        first_recent_uid: 1,
     };
     let messages: Vec<MessageMeta> = MESSAGES
         .iter()

@@ -157,6 +157,7 @@ pub(crate) mod tests {
             highest_modseq: 1,
             special_use: None,
             subscribed: true,
+            first_recent_uid: 1,
         };
         let msgs: Vec<MessageMeta> = sizes
             .iter()

@@ -16,7 +16,7 @@ macro_rules! conformance_tests {
             ingest_is_shared_and_uids_increase, flags_and_modseq, copy_move_expunge,
             changes_feed, queue_lifecycle, events_after_commit, concurrent_ingest_group_commit,
             account_deletion_frees_bodies, queue_with_own_body, queue_progress_keeps_lease,
-            subscriptions_are_names);
+            subscriptions_are_names, recent_is_claimed_once);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -833,13 +833,18 @@ pub async fn queue_with_own_body(store: SharedStore) {
 
 pub async fn subscriptions_are_names(store: SharedStore) {
     let (a, b) = setup(&store).await;
-    // Created mailboxes start subscribed, like the ones every account gets.
-    store.create_mailbox(a.id, "Work", None).await.unwrap();
+    // The mailboxes every account gets start subscribed; created ones do not
+    // (RFC 3501 §6.3.3: CREATE does not subscribe, SUBSCRIBE does).
+    let work = store.create_mailbox(a.id, "Work", None).await.unwrap();
+    assert!(!work.subscribed);
     store.create_mailbox(a.id, "Work/2026", None).await.unwrap();
     let subs = store.subscriptions(a.id).await.unwrap();
-    for n in ["INBOX", "Work", "Work/2026"] {
+    for n in ["INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive"] {
         assert!(subs.iter().any(|s| s == n), "{n} in {subs:?}");
     }
+    assert!(!subs.iter().any(|s| s.starts_with("Work")), "{subs:?}");
+    store.add_subscription(a.id, "Work").await.unwrap();
+    store.add_subscription(a.id, "Work/2026").await.unwrap();
     assert!(
         store
             .mailbox(a.id, "Work")
@@ -888,4 +893,38 @@ pub async fn subscriptions_are_names(store: SharedStore) {
     // Deleting the account removes its subscriptions.
     store.delete_account(&a.address).await.unwrap();
     assert!(store.subscriptions(a.id).await.unwrap().is_empty());
+}
+
+/// RFC 3501 §2.3.2 `\Recent`: new messages (delivery, APPEND, COPY, MOVE) are recent
+/// until one session claims them; each UID is claimed once, whoever asks first.
+pub async fn recent_is_claimed_once(store: SharedStore) {
+    let (a, _) = setup(&store).await;
+    let inbox = inbox(&store, &a).await;
+    assert_eq!(inbox.first_recent_uid, 1);
+    let u1 = deliver(&store, inbox.id, 1).await;
+    let u2 = deliver(&store, inbox.id, 2).await;
+    let st = store.mailbox_status(inbox.id).await.unwrap();
+    assert_eq!((st.messages, st.recent), (2, 2));
+    // The first claimer owns [1, 3); a second claim of the same range gets nothing.
+    assert_eq!(store.claim_recent(inbox.id, u2 + 1).await.unwrap(), 1);
+    assert_eq!(store.claim_recent(inbox.id, u2 + 1).await.unwrap(), u2 + 1);
+    // A claim never lowers the mark.
+    assert_eq!(store.claim_recent(inbox.id, u1).await.unwrap(), u2 + 1);
+    let st = store.mailbox_status(inbox.id).await.unwrap();
+    assert_eq!((st.recent, st.mailbox.first_recent_uid), (0, u2 + 1));
+    // Copies are new messages in their mailbox: recent there.
+    let other = store.create_mailbox(a.id, "Other", None).await.unwrap();
+    store.copy_messages(inbox.id, &[u1], other.id).await.unwrap();
+    store.move_messages(inbox.id, &[u2], other.id).await.unwrap();
+    assert_eq!(store.mailbox_status(other.id).await.unwrap().recent, 2);
+    // Concurrent claims of the same UIDs: exactly one gets them.
+    let u3 = deliver(&store, inbox.id, 3).await;
+    let (x, y) = tokio::join!(
+        store.claim_recent(inbox.id, u3 + 1),
+        store.claim_recent(inbox.id, u3 + 1)
+    );
+    let mut got = [x.unwrap(), y.unwrap()];
+    got.sort_unstable();
+    assert_eq!(got, [u3, u3 + 1], "one claimer owns [u3, u3+1), the other nothing");
+    assert!(store.claim_recent(999_999, 5).await.is_err());
 }

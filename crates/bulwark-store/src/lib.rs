@@ -115,11 +115,19 @@ pub trait Store: Send + Sync + 'static {
     /// mailboxes: deleting a mailbox keeps its subscription, renaming moves it, and a
     /// name may be subscribed whether or not a mailbox has it.
     async fn subscriptions(&self, account: AccountId) -> Result<Vec<String>>;
-    /// Subscribes a name (idempotent). New mailboxes start subscribed.
+    /// Subscribes a name (idempotent). `create_mailbox` does not subscribe (RFC 3501
+    /// §6.3.3 leaves that to SUBSCRIBE, as Dovecot does); `create_account` subscribes the
+    /// mailboxes every account gets.
     async fn add_subscription(&self, account: AccountId, name: &str) -> Result<()>;
     /// Unsubscribes a name, existing mailbox or not; false when it was not subscribed.
     async fn remove_subscription(&self, account: AccountId, name: &str) -> Result<bool>;
     async fn mailbox_status(&self, mailbox: MailboxId) -> Result<MailboxStatus>;
+    /// RFC 3501 §2.3.2: the session that claims a message's `\Recent` owns it, and no
+    /// other session sees it recent. Atomically raises the mailbox's `first_recent_uid`
+    /// to `below` (never lowers it) and returns the value before, so the caller owns
+    /// exactly the UIDs in `[returned, below)`; two callers never get the same UID.
+    /// Kept in the store, not in memory, so sessions on different nodes agree.
+    async fn claim_recent(&self, mailbox: MailboxId, below: u32) -> Result<u32>;
 
     // ---- messages ----
     /// Stores a message body once, delivers it to every target and optionally queues it

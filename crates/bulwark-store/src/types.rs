@@ -126,6 +126,10 @@ pub struct Mailbox {
     pub special_use: Option<SpecialUse>,
     /// Subscribed under its current name (from the subscriptions, which are names).
     pub subscribed: bool,
+    /// RFC 3501 §2.3.2 `\Recent`: messages with a UID at or above this one arrived
+    /// after the last session that claimed them (`Store::claim_recent`), so they are
+    /// recent and no session owns them yet.
+    pub first_recent_uid: u32,
 }
 
 /// Counts for IMAP STATUS / SELECT and POP3 STAT.
@@ -134,10 +138,13 @@ pub struct MailboxStatus {
     pub mailbox: Mailbox,
     pub messages: u32,
     pub unseen: u32,
+    /// Messages at or above `first_recent_uid` (recent, not yet claimed by a session).
+    pub recent: u32,
     pub size: u64,
 }
 
-/// System flags as bits plus keywords. `\Recent` is per session and not stored.
+/// System flags as bits plus keywords. `\Recent` is not a flag of the message but of
+/// its UID against the mailbox's `first_recent_uid` and the session that claimed it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Flags {
     pub bits: u8,

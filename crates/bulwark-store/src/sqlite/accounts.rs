@@ -141,8 +141,11 @@ pub(crate) fn create_account(c: &Connection, address: &str, hash: &str) -> Resul
     let id = c.last_insert_rowid();
     let mut ignored = Vec::new();
     mailboxes::create(c, id, "INBOX", None, &mut ignored)?;
+    mailboxes::add_subscription(c, id, "INBOX")?;
     for u in SpecialUse::ALL {
         mailboxes::create(c, id, u.default_name(), Some(u), &mut ignored)?;
+        // Clients that show only subscribed folders must see these from the start.
+        mailboxes::add_subscription(c, id, u.default_name())?;
     }
     Ok(Account {
         id,

@@ -38,7 +38,8 @@ pub(crate) fn valid_name(name: &str) -> Result<String> {
 }
 
 const COLUMNS: &str = "id, account_id, name, uidvalidity, uidnext, highest_modseq, special_use, \
-     EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mailboxes.account_id AND s.name = mailboxes.name)";
+     EXISTS (SELECT 1 FROM subscriptions s WHERE s.account_id = mailboxes.account_id AND s.name = mailboxes.name), \
+     first_recent_uid";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
     let su: Option<String> = r.get(6)?;
@@ -51,6 +52,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
         highest_modseq: r.get::<_, i64>(5)? as u64,
         special_use: su.as_deref().and_then(SpecialUse::from_db),
         subscribed: r.get::<_, i64>(7)? != 0,
+        first_recent_uid: r.get::<_, i64>(8)? as u32,
     })
 }
 
@@ -118,24 +120,27 @@ pub(crate) fn create(
     }
     let uidvalidity = next_uidvalidity(c)?;
     c.execute(
-        "INSERT INTO mailboxes (account_id, name, uidvalidity, uidnext, highest_modseq, special_use, subscribed)
-         VALUES (?1, ?2, ?3, 1, 1, ?4, 0)",
+        "INSERT INTO mailboxes (account_id, name, uidvalidity, uidnext, highest_modseq, special_use, subscribed, first_recent_uid)
+         VALUES (?1, ?2, ?3, 1, 1, ?4, 0, 1)",
         params![account, name, uidvalidity, special_use.map(|u| u.db_name())],
     )?;
-    // New mailboxes start subscribed (clients expect to see what they create).
-    add_subscription(c, account, name)?;
+    let id = c.last_insert_rowid();
+    // Not subscribed: RFC 3501 §6.3.3 CREATE does not subscribe, SUBSCRIBE does
+    // (imaptest's `subscribe` script and Dovecot agree). Accounts subscribe their
+    // default mailboxes themselves.
     ev.push(StoreEvent::MailboxList {
         account_id: account,
     });
     Ok(Mailbox {
-        id: c.last_insert_rowid(),
+        id,
         account_id: account,
         name: name.to_string(),
         uidvalidity,
         uidnext: 1,
         highest_modseq: 1,
         special_use,
-        subscribed: true,
+        subscribed: false,
+        first_recent_uid: 1,
     })
 }
 
@@ -263,12 +268,39 @@ pub(crate) fn status(c: &Connection, id: MailboxId) -> Result<MailboxStatus> {
         [id],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
+    // The primary key (mailbox_id, uid) makes this a range count.
+    let recent: i64 = c.query_row(
+        "SELECT count(*) FROM messages WHERE mailbox_id = ?1 AND uid >= ?2",
+        params![id, mailbox.first_recent_uid],
+        |r| r.get(0),
+    )?;
     Ok(MailboxStatus {
         mailbox,
         messages: messages as u32,
         unseen: unseen as u32,
+        recent: recent as u32,
         size: size as u64,
     })
+}
+
+/// See `Store::claim_recent`. Runs in the writer's transaction, so concurrent claims
+/// are serialised and each UID is handed out once.
+pub(crate) fn claim_recent(c: &Connection, id: MailboxId, below: u32) -> Result<u32> {
+    let before: i64 = c
+        .query_row(
+            "SELECT first_recent_uid FROM mailboxes WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("mailbox #{id}")))?;
+    if i64::from(below) > before {
+        c.execute(
+            "UPDATE mailboxes SET first_recent_uid = ?2 WHERE id = ?1",
+            params![id, below],
+        )?;
+    }
+    Ok(before as u32)
 }
 
 /// Allocates the next MODSEQ of a mailbox (one per changing transaction step).

@@ -306,6 +306,10 @@ impl Store for SqliteStore {
     async fn mailbox_status(&self, mailbox: MailboxId) -> Result<MailboxStatus> {
         self.read(move |c| mailboxes::status(c, mailbox)).await
     }
+    async fn claim_recent(&self, mailbox: MailboxId, below: u32) -> Result<u32> {
+        self.write(move |tx, _| mailboxes::claim_recent(tx, mailbox, below))
+            .await
+    }
 
     async fn ingest(&self, ingest: Ingest) -> Result<IngestReceipt> {
         self.write(move |tx, ev| messages::ingest(tx, ingest, ev))

@@ -138,6 +138,14 @@ CREATE INDEX IF NOT EXISTS queue_by_blob ON queue (blob_id);
 INSERT OR IGNORE INTO meta (key, value)
     SELECT 'queue_last_id', COALESCE(MAX(id), 0) FROM queue;
 "#,
+    // 5: IMAP \Recent (RFC 3501 §2.3.2) lives in the store so that sessions on
+    // different nodes agree which one owns a new message: UIDs at or above
+    // `first_recent_uid` are recent and unclaimed; a read-write SELECT raises it.
+    // Messages stored before this version are not recent (nobody can own them now).
+    r#"
+ALTER TABLE mailboxes ADD COLUMN first_recent_uid INTEGER NOT NULL DEFAULT 1;
+UPDATE mailboxes SET first_recent_uid = uidnext;
+"#,
 ];
 
 /// The schema version this program writes.

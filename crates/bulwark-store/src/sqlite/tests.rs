@@ -110,7 +110,8 @@ async fn migration_2_keeps_subscriptions() {
     // Back to version 1: the subscription only in the old column.
     let c = rusqlite::Connection::open(p.join(sqlite::DB_FILE)).unwrap();
     c.execute_batch(
-        "DROP TABLE subscriptions; UPDATE mailboxes SET subscribed = (name <> 'Dropped'); PRAGMA user_version = 1;",
+        "DROP TABLE subscriptions; UPDATE mailboxes SET subscribed = (name <> 'Dropped');
+         ALTER TABLE mailboxes DROP COLUMN first_recent_uid; PRAGMA user_version = 1;",
     )
     .unwrap();
     drop(c);
@@ -119,6 +120,42 @@ async fn migration_2_keeps_subscriptions() {
     assert!(subs.contains(&"Kept".to_string()), "{subs:?}");
     assert!(subs.contains(&"INBOX".to_string()), "{subs:?}");
     assert!(!subs.contains(&"Dropped".to_string()), "{subs:?}");
+    store.close();
+}
+
+/// Migration 5 (`\Recent` in the store): messages stored before it are not recent,
+/// messages after it are, until a session claims them.
+#[tokio::test]
+async fn migration_5_starts_recent_after_existing_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("store");
+    let store = SqliteStore::open(&p).unwrap();
+    store.add_domain("example.test").await.unwrap();
+    let a = store.create_account("a@example.test", "x").await.unwrap();
+    let inbox = store.mailbox(a.id, "INBOX").await.unwrap().unwrap();
+    let ingest = |n: u8| Ingest {
+        data: format!("Subject: {n}\r\n\r\nbody\r\n").into_bytes(),
+        internal_date: 1,
+        deliveries: vec![Delivery {
+            target: DeliveryTarget::Mailbox(inbox.id),
+            flags: Flags::default(),
+        }],
+        queue: None,
+    };
+    store.ingest(ingest(1)).await.unwrap();
+    store.ingest(ingest(2)).await.unwrap();
+    store.close();
+    drop(store);
+    // Back to version 4: no first_recent_uid column.
+    let c = rusqlite::Connection::open(p.join(sqlite::DB_FILE)).unwrap();
+    c.execute_batch("ALTER TABLE mailboxes DROP COLUMN first_recent_uid; PRAGMA user_version = 4;")
+        .unwrap();
+    drop(c);
+    let store = SqliteStore::open(&p).unwrap();
+    assert_eq!(store.mailbox_status(inbox.id).await.unwrap().recent, 0);
+    store.ingest(ingest(3)).await.unwrap();
+    let st = store.mailbox_status(inbox.id).await.unwrap();
+    assert_eq!((st.messages, st.recent, st.mailbox.first_recent_uid), (3, 1, 3));
     store.close();
 }
 
