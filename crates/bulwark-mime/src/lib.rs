@@ -24,7 +24,12 @@
 //! pass (plus one per encoded message part, at most 3 deep), without recursion and
 //! with memory proportional to the depth it allows.
 //!
+//! Also owns the one header boundary ([`header`]): where the header section ends and
+//! whether every line before it is a field, for every component that splits a message.
+//!
 //! Must not: judge content.
+
+pub mod header;
 
 /// Deepest MIME nesting accepted; Postfix's `mime_nesting_limit` default. Real mail
 /// rarely goes beyond 5–10 (a forwarded message inside a digest inside a reply).

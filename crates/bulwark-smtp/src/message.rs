@@ -14,6 +14,7 @@
 //! built in place around the received octets; with both, two (the local one with
 //! `Return-Path:`, the queued one without), as the store keeps bodies immutable.
 
+use bulwark_mime::header::HeaderScan;
 use bulwark_store::{
     Delivery, DeliveryTarget, Flags, Ingest, IngestReceipt, NewQueueEntry, SpecialUse, StoreError,
 };
@@ -72,13 +73,16 @@ fn collect(addr: &Address<'_>, out: &mut Vec<String>) -> bool {
     any
 }
 
-/// Reads the header section with mail-parser (RFC 5322 §3.6).
+/// Reads the header section with mail-parser (RFC 5322 §3.6). mail-parser only sees
+/// the section up to our boundary (`bulwark_mime::header::header_end`), so it cannot
+/// take a field from what IMAP shows as the body.
 pub(crate) fn inspect_headers(message: &[u8]) -> HeaderFacts {
     let mut f = HeaderFacts::default();
     let parser = MessageParser::new()
         .header_address(HeaderName::From)
         .header_address(HeaderName::Sender);
-    let Some(m) = parser.parse_headers(message) else {
+    let head = &message[..bulwark_mime::header::header_end(message)];
+    let Some(m) = parser.parse_headers(head) else {
         return f;
     };
     for h in m.headers() {
@@ -104,95 +108,41 @@ pub(crate) fn inspect_headers(message: &[u8]) -> HeaderFacts {
     f
 }
 
-/// What a line-by-line look at the header section found (RFC 5322 §2.2, §3.6).
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct HeaderSection {
-    pub from_fields: usize,
-    pub sender_fields: usize,
-    /// 1-based number of the first line before the empty line that is neither a
-    /// header field (`name:`) nor a continuation line.
-    pub bad_line: Option<usize>,
+/// Lines the parsers could disagree on (RFC 5322 §2.2): refused on every port, so
+/// the sender check, the DKIM signer and IMAP all see the same header section
+/// (`bulwark_mime::header` says why).
+fn header_hygiene(scan: &HeaderScan) -> Option<SmtpError> {
+    let n = scan.bad_line?;
+    Some(SmtpError::new(
+        554,
+        Enhanced(5, 6, 0),
+        "header_syntax",
+        format!("Message refused: header line {n} is not a header field (RFC 5322 §2.2)"),
+    ))
 }
 
-/// Counts From and Sender fields and finds lines that are not header fields.
-///
-/// Written by hand on purpose: mail-parser (what IMAP shows) and mail-auth (what DKIM
-/// and DMARC check) each skip malformed header lines in their own way, so a message
-/// with such a line can show a From to the user that the checks never saw. We refuse
-/// what they could disagree on instead of asking either parser. RFC 5322 §3.6.8:
-/// `field-name = 1*ftext` (printable ASCII but `:`), §4.5.3 allows white space
-/// before the colon (obs-optional); continuation lines start with SP or HTAB (§2.2.3).
-pub(crate) fn header_section(message: &[u8]) -> HeaderSection {
-    let mut h = HeaderSection::default();
-    for (i, raw) in message.split(|b| *b == b'\n').enumerate() {
-        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if line.is_empty() {
-            break;
-        }
-        if matches!(line[0], b' ' | b'\t') {
-            if i == 0 {
-                h.bad_line.get_or_insert(1);
-            }
-            continue;
-        }
-        let name = line
-            .iter()
-            .position(|b| *b == b':')
-            .map(|colon| trim_wsp_end(&line[..colon]))
-            .filter(|n| !n.is_empty() && n.iter().all(|b| (33..=126).contains(b)));
-        match name {
-            Some(n) if n.eq_ignore_ascii_case(b"From") => h.from_fields += 1,
-            Some(n) if n.eq_ignore_ascii_case(b"Sender") => h.sender_fields += 1,
-            Some(_) => {}
-            None => {
-                h.bad_line.get_or_insert(i + 1);
-            }
-        }
+/// Port 25: what the sender checks rely on. Exactly one From (RFC 5322 §3.6: a
+/// second one leaves DMARC without a single author domain while the user's client
+/// shows either) and at most one Sender.
+fn originator_fields(scan: &HeaderScan) -> Option<SmtpError> {
+    if scan.from_fields != 1 {
+        return Some(SmtpError::new(
+            550,
+            Enhanced(5, 7, 1),
+            "header_from",
+            "Message refused: exactly one From header field is required (RFC 5322 §3.6)",
+        ));
     }
-    h
-}
-
-fn trim_wsp_end(mut s: &[u8]) -> &[u8] {
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
+    if scan.sender_fields > 1 {
+        return Some(SmtpError::new(
+            550,
+            Enhanced(5, 7, 1),
+            "header_from",
+            "Message refused: at most one Sender header field is allowed (RFC 5322 §3.6)",
+        ));
     }
-    s
+    None
 }
-
-impl HeaderSection {
-    /// Port 25: what the sender checks rely on. Exactly one From (RFC 5322 §3.6: a
-    /// second one leaves DMARC without a single author domain while the user's
-    /// client shows either), at most one Sender, and no line the parsers could
-    /// disagree on.
-    pub fn refusal(&self) -> Option<SmtpError> {
-        if let Some(n) = self.bad_line {
-            return Some(SmtpError::new(
-                554,
-                Enhanced(5, 6, 0),
-                "header_syntax",
-                format!("Message refused: header line {n} is not a header field (RFC 5322 §2.2)"),
-            ));
-        }
-        if self.from_fields != 1 {
-            return Some(SmtpError::new(
-                550,
-                Enhanced(5, 7, 1),
-                "header_from",
-                "Message refused: exactly one From header field is required (RFC 5322 §3.6)",
-            ));
-        }
-        if self.sender_fields > 1 {
-            return Some(SmtpError::new(
-                550,
-                Enhanced(5, 7, 1),
-                "header_from",
-                "Message refused: at most one Sender header field is allowed (RFC 5322 §3.6)",
-            ));
-        }
-        None
-    }
-}
-
 /// The queue entry's `params` (`bulwark_queue::DeliveryParams`, JSON): what the
 /// envelope said that delivery needs. DSN parameters (RFC 3461) are not offered, so
 /// there are none to carry.
@@ -288,6 +238,12 @@ impl Session {
                 format!("Message refused: {e}"),
             ));
         }
+        // One header boundary for everyone (issue: a form-feed line ended the section
+        // for the sender check but not for IMAP): the same hygiene on every port.
+        let scan = bulwark_mime::header::scan(&t.body);
+        if let Some(e) = header_hygiene(&scan) {
+            return self.message_refused(e);
+        }
         let facts = inspect_headers(&t.body);
         // RFC 5321 §6.3: a message that has been around too often is a loop.
         if facts.received > max_hops {
@@ -299,7 +255,7 @@ impl Session {
             ));
         }
         let Some(account) = self.user.as_ref().map(|u| u.id) else {
-            if let Some(e) = header_section(&t.body).refusal() {
+            if let Some(e) = originator_fields(&scan) {
                 return self.message_refused(e);
             }
             let ctx = MessageContext {

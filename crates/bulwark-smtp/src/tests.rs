@@ -1116,28 +1116,52 @@ async fn port_25_needs_exactly_one_from_and_clean_header_lines() {
         last_reply(&mut h, ok).await,
         "250 2.0.0 Message accepted as sess1.1"
     );
-    // Submission keeps its own rule (every From/Sender must be the user's).
-    let mut h = Harness::new(ListenerKind::Submissions, Requirement::Any, true).await;
-    h.send(b"EHLO client.test\r\n").await;
-    h.authenticate("alice@example.test").await;
-    let r = h
-        .send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: alice@example.test\r\nsome text\r\n\r\nx\r\n.\r\n")
-        .await;
-    assert!(
-        r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
-        "{r}"
-    );
 }
 
-#[test]
-fn header_section_scan() {
-    use crate::message::header_section;
-    let h = header_section(b"From: a\r\nSender: b\r\nX: y\r\n\tz\r\n\r\nFrom: c\r\nbody\r\n");
-    assert_eq!((h.from_fields, h.sender_fields, h.bad_line), (1, 1, None));
-    assert!(h.refusal().is_none());
-    // No empty line: everything is the header section.
-    assert_eq!(header_section(b"From: a\r\nbody").bad_line, Some(2));
-    assert_eq!(header_section(b"\r\nFrom: a\r\n").from_fields, 0);
+#[tokio::test]
+async fn submission_refuses_lines_that_are_no_header_fields() {
+    // A form-feed line ended the section for the sender check (mail-parser) but not
+    // for IMAP, which then showed `Sender: bob`; mail-auth would sign only `From`.
+    for listener in [ListenerKind::Submission, ListenerKind::Submissions] {
+        let mut h = Harness::new(listener, Requirement::Any, true).await;
+        h.send(b"EHLO client.test\r\n").await;
+        h.authenticate("alice@example.test").await;
+        for (msg, n) in [
+            (
+                "From: alice@example.test\r\n\x0c\r\nSender: bob@example.test\r\n\r\nx\r\n",
+                2,
+            ),
+            (
+                "From: alice@example.test\r\n\x0cSender: bob@example.test\r\n\r\nx\r\n",
+                2,
+            ),
+            ("From: alice@example.test\r\nsome text\r\n\r\nx\r\n", 2),
+        ] {
+            let r = h
+                .send(format!("MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n{msg}.\r\n").as_bytes())
+                .await;
+            assert!(
+                r.ends_with(&format!(
+                    "554 5.6.0 Message refused: header line {n} is not a header field (RFC 5322 §2.2)\r\n"
+                )),
+                "{listener:?} {msg:?}: {r}"
+            );
+        }
+        assert_eq!(
+            h.stored_anywhere().await,
+            0,
+            "nothing stored, nothing signed"
+        );
+        assert_eq!(h.checks.seen.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // A white-space-only continuation line is still a continuation.
+        let r = h
+            .send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: alice@example.test\r\nX-Folded: a\r\n \r\n\r\nx\r\n.\r\n")
+            .await;
+        assert!(
+            r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
+            "{r}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -1235,7 +1259,7 @@ async fn received_header_always_parses_back_to_the_client_ip() {
                     // pass our own port-25 header check when the message is relayed
                     // to another server (a bare "; date" line once failed it).
                     assert_eq!(
-                        crate::message::header_section(format!("{header}\r\n").as_bytes()).bad_line,
+                        bulwark_mime::header::scan(format!("{header}\r\n").as_bytes()).bad_line,
                         None,
                         "{header}"
                     );
