@@ -20,6 +20,8 @@ use bulwark_store::{
 };
 use mail_parser::{Address, HeaderName, HeaderValue, MessageParser};
 
+use bulwark_config::LocalFromAction;
+
 use crate::checks::{MessageAction, MessageContext, SenderContext, SignContext};
 use crate::mail::not_your_address;
 use crate::reply::{Enhanced, Reply, SmtpError};
@@ -29,6 +31,8 @@ use crate::session::{Effect, EffectResult, Pending, Session};
 pub(crate) enum MessageStage {
     /// MaySendAs for the header From/Sender addresses.
     SendAs,
+    /// Port 25: IsLocalDomain for a header From domain; `rest` are still to ask.
+    LocalFrom { domain: String, rest: Vec<String> },
     /// `SenderChecks::check_message`.
     Check,
     /// `SenderChecks::sign`.
@@ -53,6 +57,8 @@ pub(crate) struct HeaderFacts {
     /// Addresses of every From and Sender field (all of them: a second From must not
     /// slip past the anti-spoofing rule).
     pub originators: Vec<String>,
+    /// Addresses of the From fields alone.
+    pub from_addresses: Vec<String>,
     /// A From or Sender field without a parseable address.
     pub unparseable_originator: bool,
     pub has_from: bool,
@@ -93,6 +99,9 @@ pub(crate) fn inspect_headers(message: &[u8]) -> HeaderFacts {
             HeaderName::From | HeaderName::Sender => {
                 if h.name == HeaderName::From {
                     f.has_from = true;
+                    if let HeaderValue::Address(a) = &h.value {
+                        collect(a, &mut f.from_addresses);
+                    }
                 }
                 let ok = match &h.value {
                     HeaderValue::Address(a) => collect(a, &mut f.originators),
@@ -143,6 +152,30 @@ fn originator_fields(scan: &HeaderScan) -> Option<SmtpError> {
     }
     None
 }
+/// Marks a message whose header From is in a local domain but that came from an
+/// outside client on port 25 (`[smtp] local_from_on_inbound = "tag"`). Forged copies
+/// of it are removed at intake like every `X-Bulwark-*` field.
+pub(crate) const LOCAL_FROM_TAG: &str = "X-Bulwark-Local-From: outside\r\n";
+
+/// The refusal for a message beyond a structural limit.
+fn structure_refusal(e: bulwark_mime::StructureError) -> SmtpError {
+    match e {
+        bulwark_mime::StructureError::TooDeep { .. } => SmtpError::new(
+            554,
+            Enhanced(5, 6, 0),
+            "mime_nesting",
+            format!("Message refused: {e}"),
+        ),
+        // RFC 3463 §3.4: 5.3.4 "message too big for system".
+        bulwark_mime::StructureError::TooManyParts { .. } => SmtpError::new(
+            552,
+            Enhanced(5, 3, 4),
+            "mime_parts",
+            format!("Message refused: {e}"),
+        ),
+    }
+}
+
 /// The queue entry's `params` (`bulwark_queue::DeliveryParams`, JSON): what the
 /// envelope said that delivery needs. DSN parameters (RFC 3461) are not offered, so
 /// there are none to carry.
@@ -214,6 +247,7 @@ impl Session {
     /// All octets are in and passed the octet rules.
     pub(crate) fn message_received(&mut self) {
         let max_hops = self.settings.max_received_headers as usize;
+        let max_parts = self.settings.max_mime_parts;
         let hostname = self.settings.hostname.clone();
         let Some(t) = self.txn.as_mut() else {
             return self.fail(SmtpError::bad_sequence("No transaction"));
@@ -229,17 +263,18 @@ impl Session {
         // Before anything parses the message (our header inspection, the sender
         // checks, IMAP later): MIME parsers recurse per nesting level, and a message of
         // a megabyte or two can nest deep enough to overflow the stack and abort the
-        // whole server. Linear scan, no recursion.
-        if let Err(e) = bulwark_mime::nesting_depth(&t.body, bulwark_mime::MAX_NESTING) {
-            return self.message_refused(SmtpError::new(
-                554,
-                Enhanced(5, 6, 0),
-                "mime_nesting",
-                format!("Message refused: {e}"),
-            ));
+        // whole server; millions of parts cost parsing and IMAP BODYSTRUCTURE far more
+        // than their octets. One linear scan, no recursion.
+        let limits = bulwark_mime::Limits {
+            depth: bulwark_mime::MAX_NESTING,
+            parts: max_parts,
+        };
+        if let Err(e) = bulwark_mime::measure(&t.body, limits) {
+            return self.message_refused(structure_refusal(e));
         }
-        // One header boundary for everyone (issue: a form-feed line ended the section
-        // for the sender check but not for IMAP): the same hygiene on every port.
+        // One header boundary for everyone: a line the parsers could disagree on (a
+        // form feed ends the section for mail-parser, not for IMAP) is refused on
+        // every port, before anything reads the header fields.
         let scan = bulwark_mime::header::scan(&t.body);
         if let Some(e) = header_hygiene(&scan) {
             return self.message_refused(e);
@@ -258,26 +293,21 @@ impl Session {
             if let Some(e) = originator_fields(&scan) {
                 return self.message_refused(e);
             }
-            let ctx = MessageContext {
-                sender: SenderContext {
-                    listener: self.settings.listener,
-                    client_ip: self.peer.ip(),
-                    helo: self
-                        .helo
-                        .as_ref()
-                        .map(|h| h.name.clone())
-                        .unwrap_or_default(),
-                    mail_from: t.mail_from.clone(),
-                    tls: self.tls.is_some(),
-                },
-                recipients: t.recipients.iter().map(|r| r.address.clone()).collect(),
-                mail_from_headers: t.mail_from_headers.clone(),
+            // Port 25 anti-spoofing of the header From (what the user sees): our
+            // domains' mail comes through submission or an internal server.
+            let mut domains: Vec<String> = if self.settings.is_internal_server(self.peer.ip()) {
+                Vec::new()
+            } else {
+                facts
+                    .from_addresses
+                    .iter()
+                    .filter_map(|a| bulwark_store::domain_of(a))
+                    .map(|d| d.trim_end_matches('.').to_string())
+                    .collect()
             };
-            let note = t.note.clone();
-            return self.request(
-                Effect::CheckMessage(Box::new(ctx), note),
-                Pending::Message(MessageStage::Check),
-            );
+            domains.sort();
+            domains.dedup();
+            return self.local_from_next(domains);
         };
         // Submission (RFC 6409 §8): the header From must exist, and every From and
         // Sender address must be one the user may send as.
@@ -315,8 +345,81 @@ impl Session {
         );
     }
 
+    /// Asks whether the next header From domain is ours; with none left, the sender
+    /// checks run.
+    fn local_from_next(&mut self, mut domains: Vec<String>) {
+        match domains.pop() {
+            Some(domain) => self.request(
+                Effect::IsLocalDomain {
+                    domain: domain.clone(),
+                },
+                Pending::Message(MessageStage::LocalFrom {
+                    domain,
+                    rest: domains,
+                }),
+            ),
+            None => self.check_message(),
+        }
+    }
+
+    /// A header From domain is one of ours and the client is an outsider.
+    fn local_from_outside(&mut self, domain: &str) {
+        tracing::info!(target: "bulwark::smtp", session = %self.id, %domain, "header From in a local domain from an outside client");
+        match self.settings.local_from_on_inbound {
+            LocalFromAction::Reject => self.message_refused(SmtpError::new(
+                550,
+                Enhanced(5, 7, 1),
+                "local_from",
+                "Message refused: the From address is in a local domain; local users must authenticate (submission)",
+            )),
+            LocalFromAction::Tag => {
+                if let Some(t) = self.txn.as_mut() {
+                    if !t.added.contains(LOCAL_FROM_TAG) {
+                        t.added.push_str(LOCAL_FROM_TAG);
+                    }
+                }
+                self.check_message();
+            }
+        }
+    }
+
+    /// Hands the message to `SenderChecks::check_message` (unauthenticated sessions).
+    fn check_message(&mut self) {
+        let Some(t) = self.txn.as_ref() else {
+            return self.fail(SmtpError::bad_sequence("No transaction"));
+        };
+        let ctx = MessageContext {
+            sender: SenderContext {
+                listener: self.settings.listener,
+                client_ip: self.peer.ip(),
+                helo: self
+                    .helo
+                    .as_ref()
+                    .map(|h| h.name.clone())
+                    .unwrap_or_default(),
+                mail_from: t.mail_from.clone(),
+                tls: self.tls.is_some(),
+            },
+            recipients: t.recipients.iter().map(|r| r.address.clone()).collect(),
+            mail_from_headers: t.mail_from_headers.clone(),
+        };
+        let note = t.note.clone();
+        self.request(
+            Effect::CheckMessage(Box::new(ctx), note),
+            Pending::Message(MessageStage::Check),
+        );
+    }
+
     pub(crate) fn message_continue(&mut self, stage: MessageStage, r: EffectResult) {
         match (stage, r) {
+            (MessageStage::LocalFrom { domain, rest }, EffectResult::LocalDomain(r)) => match r {
+                Ok(true) => self.local_from_outside(&domain),
+                Ok(false) => self.local_from_next(rest),
+                Err(e) => {
+                    tracing::error!(target: "bulwark::smtp", session = %self.id, error = %e, "local domain lookup failed");
+                    self.message_refused(SmtpError::temporary_failure("store"))
+                }
+            },
             (MessageStage::SendAs, EffectResult::MaySendAs(Ok(true))) => {
                 let (Some(user), Some(t)) = (&self.user, &self.txn) else {
                     return self.fail(SmtpError::bad_sequence("No transaction"));
