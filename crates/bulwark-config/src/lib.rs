@@ -38,7 +38,7 @@ pub use outbound::{ConnectorConfig, OutboundConfig, TlsLevel};
 pub use pop3::Pop3Config;
 pub use senderauth::SenderAuthConfig;
 pub use server::{Role, ServerConfig};
-pub use smtp::{AcceptPolicy, Requirement, SmtpConfig};
+pub use smtp::{AcceptPolicy, LocalFromAction, Requirement, SmtpConfig};
 pub use store::{StoreBackend, StoreConfig};
 pub use template::TemplateParams;
 pub use tls::{TlsConfig, TlsVersion};

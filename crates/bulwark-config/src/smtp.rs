@@ -49,11 +49,36 @@ pub struct SmtpConfig {
     /// accepted.
     #[serde(default = "yes")]
     pub reject_unauthenticated_local_senders: bool,
+    /// Most MIME entities (the message, every part, every encapsulated message) in
+    /// one message, on every SMTP port and for IMAP APPEND (552 5.3.4 / NO [LIMIT]
+    /// beyond). Every part costs parsing and IMAP BODYSTRUCTURE far more than its
+    /// octets. At most 50000.
+    #[serde(default = "default_max_mime_parts")]
+    pub max_mime_parts: u32,
+    /// Port 25: a header `From:` in one of our own domains on a message from a
+    /// client that is neither authenticated nor one of `[senderauth]
+    /// internal_servers`. Our users send through submission, so only a forger
+    /// writes our domain from outside: `reject` (550 5.7.1) or `tag` (accept with an
+    /// `X-Bulwark-Local-From: outside` header for filters).
+    #[serde(default)]
+    pub local_from_on_inbound: LocalFromAction,
     /// Per-host accept policy for port 25: client networks and what they must do
     /// before MAIL is accepted. The most specific matching network wins; clients in no
     /// listed network need nothing beyond the defaults (`any`).
     #[serde(default)]
     pub accept_policy: Vec<AcceptPolicy>,
+}
+
+/// What port 25 does with a header From in our domains from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum LocalFromAction {
+    /// 550 5.7.1.
+    #[default]
+    #[serde(rename = "reject")]
+    Reject,
+    /// Accept, marked with `X-Bulwark-Local-From: outside`.
+    #[serde(rename = "tag")]
+    Tag,
 }
 
 /// What a client network must do on port 25 before its mail is accepted.
@@ -96,6 +121,12 @@ pub const MAX_MESSAGE_SIZE_LIMIT: u64 = 512 * 1024 * 1024;
 fn yes() -> bool {
     true
 }
+/// `bulwark_mime::MAX_PARTS` (config sits below every other crate).
+fn default_max_mime_parts() -> u32 {
+    5000
+}
+/// `bulwark_mime::MAX_PARTS_CEILING`: what IMAP still describes part by part.
+pub const MAX_MIME_PARTS_LIMIT: u32 = 50_000;
 fn default_max_inflight_bytes() -> u64 {
     512 * 1024 * 1024
 }
@@ -138,6 +169,8 @@ impl Default for SmtpConfig {
             tarpit_delay_ms: default_tarpit_delay_ms(),
             max_inflight_bytes: default_max_inflight_bytes(),
             reject_unauthenticated_local_senders: true,
+            max_mime_parts: default_max_mime_parts(),
+            local_from_on_inbound: LocalFromAction::default(),
             accept_policy: Vec::new(),
         }
     }
@@ -198,6 +231,16 @@ impl SmtpConfig {
                 "use at least max_message_size; 536870912 (512 MiB) is the default",
             ));
         }
+        if self.max_mime_parts == 0 || self.max_mime_parts > MAX_MIME_PARTS_LIMIT {
+            issues.push(Issue::new(
+                "smtp.max_mime_parts",
+                format!(
+                    "{} is outside 1..={MAX_MIME_PARTS_LIMIT}",
+                    self.max_mime_parts
+                ),
+                "use e.g. 5000 (the default); real mail has a few hundred parts at most",
+            ));
+        }
         if self.command_timeout_secs == 0 || self.session_timeout_secs == 0 {
             issues.push(Issue::new(
                 "smtp.command_timeout_secs",
@@ -225,6 +268,32 @@ impl SmtpConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mime_part_limit_is_bounded() {
+        for (n, ok) in [
+            (0, false),
+            (1, true),
+            (5000, true),
+            (50_000, true),
+            (50_001, false),
+        ] {
+            let mut issues = Vec::new();
+            SmtpConfig {
+                max_mime_parts: n,
+                ..Default::default()
+            }
+            .validate(&mut issues);
+            assert_eq!(issues.is_empty(), ok, "{n}: {issues:?}");
+        }
+        let c: SmtpConfig = toml::from_str("local_from_on_inbound = \"tag\"").unwrap();
+        assert_eq!(c.local_from_on_inbound, LocalFromAction::Tag);
+        assert_eq!(
+            SmtpConfig::default().local_from_on_inbound,
+            LocalFromAction::Reject
+        );
+        assert!(toml::from_str::<SmtpConfig>("local_from_on_inbound = \"drop\"").is_err());
+    }
 
     #[test]
     fn inflight_budget_must_hold_one_message() {

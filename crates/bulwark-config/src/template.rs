@@ -181,6 +181,13 @@ max_inflight_bytes = 536870912   # 512 MiB; at least max_message_size
 # one of [senderauth] internal_servers. Set to false if a third party relays mail
 # from our domains to port 25 without authenticating. <> is always accepted.
 reject_unauthenticated_local_senders = true
+# Port 25: a header From: in our own domains from a client that is neither
+# authenticated nor an internal server: "reject" (550 5.7.1) or "tag" (accepted with
+# X-Bulwark-Local-From: outside). Our users send through submission.
+local_from_on_inbound = "reject"
+# MIME parts per message (the message, each part, each attached message), on every
+# SMTP port and for IMAP APPEND: 552 5.3.4 / NO [LIMIT] beyond. At most 50000.
+max_mime_parts = 5000
 # Per-host accept policy for port 25: client networks and what they must do before
 # MAIL. require = "any" | "tls" | "auth" | "auth+tls". Most specific network wins.
 # [[smtp.accept_policy]]

@@ -7,8 +7,8 @@
 //! never re-parses them.
 //!
 //! Hand-written here: the IMAP encoding of those structures, the header-field
-//! filtering of HEADER.FIELDS, and finding the end of the top-level header (the first
-//! empty line, RFC 5322 §2.1) — mail-parser parses MIME, it does not speak IMAP, and
+//! filtering of HEADER.FIELDS (the end of the top-level header comes from
+//! `bulwark_mime::header`, shared with SMTP and DKIM) — mail-parser parses MIME, it does not speak IMAP, and
 //! BODY[], BODY[HEADER…] and BODY[TEXT] of the whole message need no MIME parse at
 //! all (the bulk of what clients fetch during a sync).
 //!
@@ -136,21 +136,11 @@ pub fn parse(raw: &[u8]) -> Option<Parsed<'_>> {
 
 /// Where the top-level header ends: just after the first empty line (RFC 5322 §2.1),
 /// so the header includes it, as BODY[HEADER] must (RFC 9051 §6.4.5). A message
-/// without an empty line is all header.
+/// without an empty line is all header. The one boundary every component uses
+/// (`bulwark_mime::header`), so IMAP shows the fields the SMTP checks and the DKIM
+/// signer saw.
 pub fn header_end(raw: &[u8]) -> usize {
-    let mut pos = 0;
-    while pos < raw.len() {
-        let end = raw[pos..]
-            .iter()
-            .position(|c| *c == b'\n')
-            .map_or(raw.len(), |i| pos + i);
-        let line = &raw[pos..end];
-        if line.is_empty() || line == b"\r" {
-            return (end + 1).min(raw.len());
-        }
-        pos = end + 1;
-    }
-    raw.len()
+    bulwark_mime::header::header_end(raw)
 }
 
 /// The summary of a message we do not parse: an empty envelope and one plain-text

@@ -24,7 +24,12 @@
 //! pass (plus one per encoded message part, at most 3 deep), without recursion and
 //! with memory proportional to the depth it allows.
 //!
+//! Also owns the one header boundary ([`header`]): where the header section ends and
+//! whether every line before it is a field, for every component that splits a message.
+//!
 //! Must not: judge content.
+
+pub mod header;
 
 /// Deepest MIME nesting accepted; Postfix's `mime_nesting_limit` default. Real mail
 /// rarely goes beyond 5–10 (a forwarded message inside a digest inside a reply).
@@ -423,11 +428,88 @@ fn skip_crlf(data: &[u8], mut p: usize) -> usize {
 /// as soon as it exceeds `limit`. Linear in the message size (plus one pass over each
 /// encoded message part, at most 3 deep), no recursion on the message's structure.
 pub fn nesting_depth(message: &[u8], limit: usize) -> Result<usize, TooDeep> {
-    scan(message, limit, ENCODED_LEVELS).ok_or(TooDeep { limit })
+    let limits = Limits {
+        depth: limit,
+        parts: usize::MAX,
+    };
+    match measure(message, limits) {
+        Ok(shape) => Ok(shape.depth),
+        Err(_) => Err(TooDeep { limit }),
+    }
 }
 
-/// The scan proper; None when deeper than `limit`.
-fn scan(data: &[u8], limit: usize, encoded_levels: u32) -> Option<usize> {
+/// Default number of MIME entities per message (`[smtp] max_mime_parts`). Real mail
+/// has a handful to a few hundred (a digest of 100 messages with attachments); a
+/// 20 MB message can hold two million, and every part costs a parser and an IMAP
+/// BODYSTRUCTURE far more than its octets (148 MB of BODYSTRUCTURE, 1.5 GB of
+/// memory for one such message).
+pub const MAX_PARTS: usize = 5000;
+
+/// The most parts any configuration may allow, and what IMAP still describes part by
+/// part for a stored message (one stored before the limit existed, or under a
+/// higher one, is described as a single part beyond it).
+pub const MAX_PARTS_CEILING: usize = 50_000;
+
+/// What [`measure`] allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Deepest nesting ([`MAX_NESTING`]).
+    pub depth: usize,
+    /// Most MIME entities (header blocks: the message itself, every part, every
+    /// encapsulated message; [`MAX_PARTS`]).
+    pub parts: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            depth: MAX_NESTING,
+            parts: MAX_PARTS,
+        }
+    }
+}
+
+/// What [`measure`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub depth: usize,
+    pub parts: usize,
+}
+
+/// The message is beyond a structural limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StructureError {
+    #[error("MIME nesting deeper than {limit} levels")]
+    TooDeep { limit: usize },
+    #[error("more than {limit} MIME parts")]
+    TooManyParts { limit: usize },
+}
+
+/// Nesting depth and number of MIME entities, in the same linear pass as
+/// [`nesting_depth`]; stops as soon as either limit is passed, so a message of
+/// millions of parts costs no more than reading it once.
+pub fn measure(message: &[u8], limits: Limits) -> Result<Shape, StructureError> {
+    let mut parts = 0usize;
+    let depth = scan(
+        message,
+        limits.depth,
+        ENCODED_LEVELS,
+        &mut parts,
+        limits.parts,
+    )?;
+    Ok(Shape { depth, parts })
+}
+
+/// The scan proper. `parts` counts header blocks across nested scans of encoded
+/// messages too.
+fn scan(
+    data: &[u8],
+    limit: usize,
+    encoded_levels: u32,
+    parts: &mut usize,
+    max_parts: usize,
+) -> Result<usize, StructureError> {
+    let too_deep = StructureError::TooDeep { limit };
     let mut stack: Vec<Frame> = Vec::new();
     let mut deepest = 0usize;
     let mut pos = 0usize;
@@ -445,6 +527,10 @@ fn scan(data: &[u8], limit: usize, encoded_levels: u32) -> Option<usize> {
         let Some((h, body)) = read_header(data, pos) else {
             break;
         };
+        *parts += 1;
+        if *parts > max_parts {
+            return Err(StructureError::TooManyParts { limit: max_parts });
+        }
         pos = body;
         let media = h.content_type.as_deref().map(media_type);
         let is_message = match &media {
@@ -463,7 +549,7 @@ fn scan(data: &[u8], limit: usize, encoded_levels: u32) -> Option<usize> {
                         });
                         deepest = deepest.max(stack.len());
                         if stack.len() > limit {
-                            return None;
+                            return Err(too_deep);
                         }
                         pos = skip_crlf(data, after);
                         continue;
@@ -482,7 +568,7 @@ fn scan(data: &[u8], limit: usize, encoded_levels: u32) -> Option<usize> {
             });
             deepest = deepest.max(stack.len());
             if stack.len() > limit {
-                return None;
+                return Err(too_deep);
             }
             continue;
         }
@@ -497,10 +583,15 @@ fn scan(data: &[u8], limit: usize, encoded_levels: u32) -> Option<usize> {
                 // mail-parser decodes it and parses what it holds.
                 let here = stack.len() + 1;
                 let inner = decode(enc, &data[pos..body_end.max(pos)]);
-                let nested = scan(&inner, limit.checked_sub(here)?, encoded_levels - 1)?;
+                let inner_limit = limit.checked_sub(here).ok_or(too_deep)?;
+                let nested = scan(&inner, inner_limit, encoded_levels - 1, parts, max_parts)
+                    .map_err(|e| match e {
+                        StructureError::TooDeep { .. } => too_deep,
+                        other => other,
+                    })?;
                 deepest = deepest.max(here + nested);
                 if deepest > limit {
-                    return None;
+                    return Err(too_deep);
                 }
             }
         }
@@ -525,7 +616,7 @@ fn scan(data: &[u8], limit: usize, encoded_levels: u32) -> Option<usize> {
                         p = after;
                         continue;
                     }
-                    None => return Some(deepest),
+                    None => return Ok(deepest),
                 }
             }
             // mail-parser's `is_multipart_end` when it is not one.
@@ -539,7 +630,7 @@ fn scan(data: &[u8], limit: usize, encoded_levels: u32) -> Option<usize> {
         }
         pos = p;
     }
-    Some(deepest)
+    Ok(deepest)
 }
 
 #[cfg(test)]
@@ -754,6 +845,60 @@ mod tests {
         // A shallow encoded message is fine.
         let m = "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\nU3ViamVjdDogaQ0KDQpoaQ0K\r\n";
         assert_eq!(nesting_depth(m.as_bytes(), 100), Ok(1));
+    }
+
+    fn flat_parts(n: usize) -> Vec<u8> {
+        let mut m =
+            b"From: a@example.test\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n".to_vec();
+        for _ in 0..n {
+            m.extend(b"--B\r\n\r\nx\r\n");
+        }
+        m.extend(b"--B--\r\n");
+        m
+    }
+
+    #[test]
+    fn parts_are_counted_and_limited() {
+        let limits = Limits {
+            depth: 100,
+            parts: 10,
+        };
+        assert_eq!(
+            measure(b"Subject: x\r\n\r\nbody", limits),
+            Ok(Shape { depth: 0, parts: 1 })
+        );
+        // The message itself and its nine parts.
+        assert_eq!(
+            measure(&flat_parts(9), limits),
+            Ok(Shape {
+                depth: 1,
+                parts: 10
+            })
+        );
+        assert_eq!(
+            measure(&flat_parts(10), limits),
+            Err(StructureError::TooManyParts { limit: 10 })
+        );
+        // Two million parts cost one pass and are refused at the first one too many.
+        let huge = flat_parts(2_000_000);
+        assert_eq!(
+            measure(&huge, Limits::default()),
+            Err(StructureError::TooManyParts { limit: MAX_PARTS })
+        );
+        // Encapsulated messages and the parts inside encoded ones count too.
+        assert_eq!(
+            measure(&nested_messages(12), limits),
+            Err(StructureError::TooManyParts { limit: 10 })
+        );
+        let m = "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\nU3ViamVjdDogaQ0KDQpoaQ0K\r\n";
+        assert_eq!(
+            measure(m.as_bytes(), limits),
+            Ok(Shape { depth: 1, parts: 2 })
+        );
+        assert_eq!(
+            StructureError::TooManyParts { limit: 5000 }.to_string(),
+            "more than 5000 MIME parts"
+        );
     }
 
     #[test]

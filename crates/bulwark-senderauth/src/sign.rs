@@ -39,6 +39,8 @@ pub enum SignError {
     Generate(String),
     #[error("cannot sign: {0}")]
     Sign(String),
+    #[error("will not sign: header line {0} is not a header field (RFC 5322 §2.2)")]
+    HeaderSyntax(usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -387,6 +389,12 @@ impl DkimSigner {
         let Some(keys) = self.keys.get(&domain.to_ascii_lowercase()) else {
             return Ok(None);
         };
+        // mail-auth ends the header section at any line without a colon, IMAP only at
+        // the empty line (`bulwark_mime::header`): a signature over a section the two
+        // read differently would vouch for fields the signer never hashed as headers.
+        if let Some(n) = bulwark_mime::header::scan(message).bad_line {
+            return Err(SignError::HeaderSyntax(n));
+        }
         let mut out = String::new();
         for k in keys {
             let sig = MaDkimSigner::from_key(KeyRef(&k.key))
@@ -427,4 +435,31 @@ pub fn from_domain(message: &[u8]) -> Option<String> {
     froms[0]
         .rsplit_once('@')
         .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_section_the_parsers_read_differently_is_not_signed() {
+        let dir = tempfile::tempdir().unwrap();
+        generate_key(
+            dir.path(),
+            "example.test",
+            "t",
+            KeyAlgorithm::Ed25519,
+            false,
+        )
+        .unwrap();
+        let signer = DkimSigner::load(dir.path()).unwrap();
+        let forged = b"From: alice@example.test\r\n\x0c\r\nSender: bob@example.test\r\n\r\nx\r\n";
+        assert!(matches!(
+            signer.sign_as("example.test", forged),
+            Err(SignError::HeaderSyntax(2))
+        ));
+        let clean = b"From: alice@example.test\r\nSender: bob@example.test\r\n\r\nx\r\n";
+        let sig = signer.sign_as("example.test", clean).unwrap().unwrap();
+        assert!(sig.starts_with("DKIM-Signature:"), "{sig}");
+    }
 }

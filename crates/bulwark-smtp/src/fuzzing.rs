@@ -212,6 +212,12 @@ pub fn session(data: &[u8]) -> usize {
         budget: InflightBudget::new(if cfg & 0x40 != 0 { 2048 } else { 1 << 20 }),
         internal_servers: Vec::new(),
         reject_unauthenticated_local_senders: cfg & 0x80 != 0,
+        max_mime_parts: 20,
+        local_from_on_inbound: if cfg & 0x08 != 0 {
+            bulwark_config::LocalFromAction::Tag
+        } else {
+            bulwark_config::LocalFromAction::Reject
+        },
     });
     let peer: SocketAddr = "192.0.2.7:40000"
         .parse()

@@ -14,10 +14,13 @@
 //! built in place around the received octets; with both, two (the local one with
 //! `Return-Path:`, the queued one without), as the store keeps bodies immutable.
 
+use bulwark_mime::header::HeaderScan;
 use bulwark_store::{
     Delivery, DeliveryTarget, Flags, Ingest, IngestReceipt, NewQueueEntry, SpecialUse, StoreError,
 };
 use mail_parser::{Address, HeaderName, HeaderValue, MessageParser};
+
+use bulwark_config::LocalFromAction;
 
 use crate::checks::{MessageAction, MessageContext, SenderContext, SignContext};
 use crate::mail::not_your_address;
@@ -28,6 +31,8 @@ use crate::session::{Effect, EffectResult, Pending, Session};
 pub(crate) enum MessageStage {
     /// MaySendAs for the header From/Sender addresses.
     SendAs,
+    /// Port 25: IsLocalDomain for a header From domain; `rest` are still to ask.
+    LocalFrom { domain: String, rest: Vec<String> },
     /// `SenderChecks::check_message`.
     Check,
     /// `SenderChecks::sign`.
@@ -52,6 +57,8 @@ pub(crate) struct HeaderFacts {
     /// Addresses of every From and Sender field (all of them: a second From must not
     /// slip past the anti-spoofing rule).
     pub originators: Vec<String>,
+    /// Addresses of the From fields alone.
+    pub from_addresses: Vec<String>,
     /// A From or Sender field without a parseable address.
     pub unparseable_originator: bool,
     pub has_from: bool,
@@ -72,13 +79,16 @@ fn collect(addr: &Address<'_>, out: &mut Vec<String>) -> bool {
     any
 }
 
-/// Reads the header section with mail-parser (RFC 5322 §3.6).
+/// Reads the header section with mail-parser (RFC 5322 §3.6). mail-parser only sees
+/// the section up to our boundary (`bulwark_mime::header::header_end`), so it cannot
+/// take a field from what IMAP shows as the body.
 pub(crate) fn inspect_headers(message: &[u8]) -> HeaderFacts {
     let mut f = HeaderFacts::default();
     let parser = MessageParser::new()
         .header_address(HeaderName::From)
         .header_address(HeaderName::Sender);
-    let Some(m) = parser.parse_headers(message) else {
+    let head = &message[..bulwark_mime::header::header_end(message)];
+    let Some(m) = parser.parse_headers(head) else {
         return f;
     };
     for h in m.headers() {
@@ -89,6 +99,9 @@ pub(crate) fn inspect_headers(message: &[u8]) -> HeaderFacts {
             HeaderName::From | HeaderName::Sender => {
                 if h.name == HeaderName::From {
                     f.has_from = true;
+                    if let HeaderValue::Address(a) = &h.value {
+                        collect(a, &mut f.from_addresses);
+                    }
                 }
                 let ok = match &h.value {
                     HeaderValue::Address(a) => collect(a, &mut f.originators),
@@ -104,92 +117,62 @@ pub(crate) fn inspect_headers(message: &[u8]) -> HeaderFacts {
     f
 }
 
-/// What a line-by-line look at the header section found (RFC 5322 §2.2, §3.6).
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct HeaderSection {
-    pub from_fields: usize,
-    pub sender_fields: usize,
-    /// 1-based number of the first line before the empty line that is neither a
-    /// header field (`name:`) nor a continuation line.
-    pub bad_line: Option<usize>,
+/// Lines the parsers could disagree on (RFC 5322 §2.2): refused on every port, so
+/// the sender check, the DKIM signer and IMAP all see the same header section
+/// (`bulwark_mime::header` says why).
+fn header_hygiene(scan: &HeaderScan) -> Option<SmtpError> {
+    let n = scan.bad_line?;
+    Some(SmtpError::new(
+        554,
+        Enhanced(5, 6, 0),
+        "header_syntax",
+        format!("Message refused: header line {n} is not a header field (RFC 5322 §2.2)"),
+    ))
 }
 
-/// Counts From and Sender fields and finds lines that are not header fields.
-///
-/// Written by hand on purpose: mail-parser (what IMAP shows) and mail-auth (what DKIM
-/// and DMARC check) each skip malformed header lines in their own way, so a message
-/// with such a line can show a From to the user that the checks never saw. We refuse
-/// what they could disagree on instead of asking either parser. RFC 5322 §3.6.8:
-/// `field-name = 1*ftext` (printable ASCII but `:`), §4.5.3 allows white space
-/// before the colon (obs-optional); continuation lines start with SP or HTAB (§2.2.3).
-pub(crate) fn header_section(message: &[u8]) -> HeaderSection {
-    let mut h = HeaderSection::default();
-    for (i, raw) in message.split(|b| *b == b'\n').enumerate() {
-        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if line.is_empty() {
-            break;
-        }
-        if matches!(line[0], b' ' | b'\t') {
-            if i == 0 {
-                h.bad_line.get_or_insert(1);
-            }
-            continue;
-        }
-        let name = line
-            .iter()
-            .position(|b| *b == b':')
-            .map(|colon| trim_wsp_end(&line[..colon]))
-            .filter(|n| !n.is_empty() && n.iter().all(|b| (33..=126).contains(b)));
-        match name {
-            Some(n) if n.eq_ignore_ascii_case(b"From") => h.from_fields += 1,
-            Some(n) if n.eq_ignore_ascii_case(b"Sender") => h.sender_fields += 1,
-            Some(_) => {}
-            None => {
-                h.bad_line.get_or_insert(i + 1);
-            }
-        }
+/// Port 25: what the sender checks rely on. Exactly one From (RFC 5322 §3.6: a
+/// second one leaves DMARC without a single author domain while the user's client
+/// shows either) and at most one Sender.
+fn originator_fields(scan: &HeaderScan) -> Option<SmtpError> {
+    if scan.from_fields != 1 {
+        return Some(SmtpError::new(
+            550,
+            Enhanced(5, 7, 1),
+            "header_from",
+            "Message refused: exactly one From header field is required (RFC 5322 §3.6)",
+        ));
     }
-    h
-}
-
-fn trim_wsp_end(mut s: &[u8]) -> &[u8] {
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
+    if scan.sender_fields > 1 {
+        return Some(SmtpError::new(
+            550,
+            Enhanced(5, 7, 1),
+            "header_from",
+            "Message refused: at most one Sender header field is allowed (RFC 5322 §3.6)",
+        ));
     }
-    s
+    None
 }
+/// Marks a message whose header From is in a local domain but that came from an
+/// outside client on port 25 (`[smtp] local_from_on_inbound = "tag"`). Forged copies
+/// of it are removed at intake like every `X-Bulwark-*` field.
+pub(crate) const LOCAL_FROM_TAG: &str = "X-Bulwark-Local-From: outside\r\n";
 
-impl HeaderSection {
-    /// Port 25: what the sender checks rely on. Exactly one From (RFC 5322 §3.6: a
-    /// second one leaves DMARC without a single author domain while the user's
-    /// client shows either), at most one Sender, and no line the parsers could
-    /// disagree on.
-    pub fn refusal(&self) -> Option<SmtpError> {
-        if let Some(n) = self.bad_line {
-            return Some(SmtpError::new(
-                554,
-                Enhanced(5, 6, 0),
-                "header_syntax",
-                format!("Message refused: header line {n} is not a header field (RFC 5322 §2.2)"),
-            ));
-        }
-        if self.from_fields != 1 {
-            return Some(SmtpError::new(
-                550,
-                Enhanced(5, 7, 1),
-                "header_from",
-                "Message refused: exactly one From header field is required (RFC 5322 §3.6)",
-            ));
-        }
-        if self.sender_fields > 1 {
-            return Some(SmtpError::new(
-                550,
-                Enhanced(5, 7, 1),
-                "header_from",
-                "Message refused: at most one Sender header field is allowed (RFC 5322 §3.6)",
-            ));
-        }
-        None
+/// The refusal for a message beyond a structural limit.
+fn structure_refusal(e: bulwark_mime::StructureError) -> SmtpError {
+    match e {
+        bulwark_mime::StructureError::TooDeep { .. } => SmtpError::new(
+            554,
+            Enhanced(5, 6, 0),
+            "mime_nesting",
+            format!("Message refused: {e}"),
+        ),
+        // RFC 3463 §3.4: 5.3.4 "message too big for system".
+        bulwark_mime::StructureError::TooManyParts { .. } => SmtpError::new(
+            552,
+            Enhanced(5, 3, 4),
+            "mime_parts",
+            format!("Message refused: {e}"),
+        ),
     }
 }
 
@@ -264,6 +247,7 @@ impl Session {
     /// All octets are in and passed the octet rules.
     pub(crate) fn message_received(&mut self) {
         let max_hops = self.settings.max_received_headers as usize;
+        let max_parts = self.settings.max_mime_parts;
         let hostname = self.settings.hostname.clone();
         let Some(t) = self.txn.as_mut() else {
             return self.fail(SmtpError::bad_sequence("No transaction"));
@@ -279,14 +263,21 @@ impl Session {
         // Before anything parses the message (our header inspection, the sender
         // checks, IMAP later): MIME parsers recurse per nesting level, and a message of
         // a megabyte or two can nest deep enough to overflow the stack and abort the
-        // whole server. Linear scan, no recursion.
-        if let Err(e) = bulwark_mime::nesting_depth(&t.body, bulwark_mime::MAX_NESTING) {
-            return self.message_refused(SmtpError::new(
-                554,
-                Enhanced(5, 6, 0),
-                "mime_nesting",
-                format!("Message refused: {e}"),
-            ));
+        // whole server; millions of parts cost parsing and IMAP BODYSTRUCTURE far more
+        // than their octets. One linear scan, no recursion.
+        let limits = bulwark_mime::Limits {
+            depth: bulwark_mime::MAX_NESTING,
+            parts: max_parts,
+        };
+        if let Err(e) = bulwark_mime::measure(&t.body, limits) {
+            return self.message_refused(structure_refusal(e));
+        }
+        // One header boundary for everyone: a line the parsers could disagree on (a
+        // form feed ends the section for mail-parser, not for IMAP) is refused on
+        // every port, before anything reads the header fields.
+        let scan = bulwark_mime::header::scan(&t.body);
+        if let Some(e) = header_hygiene(&scan) {
+            return self.message_refused(e);
         }
         let facts = inspect_headers(&t.body);
         // RFC 5321 §6.3: a message that has been around too often is a loop.
@@ -299,29 +290,24 @@ impl Session {
             ));
         }
         let Some(account) = self.user.as_ref().map(|u| u.id) else {
-            if let Some(e) = header_section(&t.body).refusal() {
+            if let Some(e) = originator_fields(&scan) {
                 return self.message_refused(e);
             }
-            let ctx = MessageContext {
-                sender: SenderContext {
-                    listener: self.settings.listener,
-                    client_ip: self.peer.ip(),
-                    helo: self
-                        .helo
-                        .as_ref()
-                        .map(|h| h.name.clone())
-                        .unwrap_or_default(),
-                    mail_from: t.mail_from.clone(),
-                    tls: self.tls.is_some(),
-                },
-                recipients: t.recipients.iter().map(|r| r.address.clone()).collect(),
-                mail_from_headers: t.mail_from_headers.clone(),
+            // Port 25 anti-spoofing of the header From (what the user sees): our
+            // domains' mail comes through submission or an internal server.
+            let mut domains: Vec<String> = if self.settings.is_internal_server(self.peer.ip()) {
+                Vec::new()
+            } else {
+                facts
+                    .from_addresses
+                    .iter()
+                    .filter_map(|a| bulwark_store::domain_of(a))
+                    .map(|d| d.trim_end_matches('.').to_string())
+                    .collect()
             };
-            let note = t.note.clone();
-            return self.request(
-                Effect::CheckMessage(Box::new(ctx), note),
-                Pending::Message(MessageStage::Check),
-            );
+            domains.sort();
+            domains.dedup();
+            return self.local_from_next(domains);
         };
         // Submission (RFC 6409 §8): the header From must exist, and every From and
         // Sender address must be one the user may send as.
@@ -359,8 +345,81 @@ impl Session {
         );
     }
 
+    /// Asks whether the next header From domain is ours; with none left, the sender
+    /// checks run.
+    fn local_from_next(&mut self, mut domains: Vec<String>) {
+        match domains.pop() {
+            Some(domain) => self.request(
+                Effect::IsLocalDomain {
+                    domain: domain.clone(),
+                },
+                Pending::Message(MessageStage::LocalFrom {
+                    domain,
+                    rest: domains,
+                }),
+            ),
+            None => self.check_message(),
+        }
+    }
+
+    /// A header From domain is one of ours and the client is an outsider.
+    fn local_from_outside(&mut self, domain: &str) {
+        tracing::info!(target: "bulwark::smtp", session = %self.id, %domain, "header From in a local domain from an outside client");
+        match self.settings.local_from_on_inbound {
+            LocalFromAction::Reject => self.message_refused(SmtpError::new(
+                550,
+                Enhanced(5, 7, 1),
+                "local_from",
+                "Message refused: the From address is in a local domain; local users must authenticate (submission)",
+            )),
+            LocalFromAction::Tag => {
+                if let Some(t) = self.txn.as_mut() {
+                    if !t.added.contains(LOCAL_FROM_TAG) {
+                        t.added.push_str(LOCAL_FROM_TAG);
+                    }
+                }
+                self.check_message();
+            }
+        }
+    }
+
+    /// Hands the message to `SenderChecks::check_message` (unauthenticated sessions).
+    fn check_message(&mut self) {
+        let Some(t) = self.txn.as_ref() else {
+            return self.fail(SmtpError::bad_sequence("No transaction"));
+        };
+        let ctx = MessageContext {
+            sender: SenderContext {
+                listener: self.settings.listener,
+                client_ip: self.peer.ip(),
+                helo: self
+                    .helo
+                    .as_ref()
+                    .map(|h| h.name.clone())
+                    .unwrap_or_default(),
+                mail_from: t.mail_from.clone(),
+                tls: self.tls.is_some(),
+            },
+            recipients: t.recipients.iter().map(|r| r.address.clone()).collect(),
+            mail_from_headers: t.mail_from_headers.clone(),
+        };
+        let note = t.note.clone();
+        self.request(
+            Effect::CheckMessage(Box::new(ctx), note),
+            Pending::Message(MessageStage::Check),
+        );
+    }
+
     pub(crate) fn message_continue(&mut self, stage: MessageStage, r: EffectResult) {
         match (stage, r) {
+            (MessageStage::LocalFrom { domain, rest }, EffectResult::LocalDomain(r)) => match r {
+                Ok(true) => self.local_from_outside(&domain),
+                Ok(false) => self.local_from_next(rest),
+                Err(e) => {
+                    tracing::error!(target: "bulwark::smtp", session = %self.id, error = %e, "local domain lookup failed");
+                    self.message_refused(SmtpError::temporary_failure("store"))
+                }
+            },
             (MessageStage::SendAs, EffectResult::MaySendAs(Ok(true))) => {
                 let (Some(user), Some(t)) = (&self.user, &self.txn) else {
                     return self.fail(SmtpError::bad_sequence("No transaction"));

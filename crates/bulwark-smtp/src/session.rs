@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bulwark_auth::{AuthError, Secret};
-use bulwark_config::{Config, ListenerKind, Requirement};
+use bulwark_config::{Config, ListenerKind, LocalFromAction, Requirement};
 use bulwark_net::{LineEnding, TlsInfo};
 use bulwark_store::{Account, AccountId, Ingest, IngestReceipt, Resolution, StoreError};
 use ipnet::IpNet;
@@ -62,6 +62,10 @@ pub struct SessionSettings {
     pub internal_servers: Vec<IpNet>,
     /// `[smtp] reject_unauthenticated_local_senders`.
     pub reject_unauthenticated_local_senders: bool,
+    /// `[smtp] max_mime_parts`.
+    pub max_mime_parts: usize,
+    /// `[smtp] local_from_on_inbound`.
+    pub local_from_on_inbound: LocalFromAction,
 }
 
 impl SessionSettings {
@@ -83,6 +87,8 @@ impl SessionSettings {
             budget,
             internal_servers: c.senderauth.internal_servers.clone(),
             reject_unauthenticated_local_senders: c.smtp.reject_unauthenticated_local_senders,
+            max_mime_parts: c.smtp.max_mime_parts as usize,
+            local_from_on_inbound: c.smtp.local_from_on_inbound,
         }
     }
 
@@ -213,7 +219,8 @@ pub(crate) struct Transaction {
     /// BDAT was used; a failed chunk fails the rest of the transaction.
     pub bdat: bool,
     pub bdat_failed: Option<SmtpError>,
-    /// Headers we add on submission (Date, Message-ID).
+    /// Headers we add below our Received: (submission: Date, Message-ID; port 25:
+    /// the local-From tag).
     pub added: String,
     /// Headers from `check_message` (Authentication-Results…).
     pub check_headers: String,

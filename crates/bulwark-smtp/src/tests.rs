@@ -34,6 +34,8 @@ fn settings(listener: ListenerKind) -> SessionSettings {
         budget: InflightBudget::new(1 << 30),
         internal_servers: vec!["10.0.0.0/8".parse().unwrap()],
         reject_unauthenticated_local_senders: true,
+        max_mime_parts: 5000,
+        local_from_on_inbound: bulwark_config::LocalFromAction::Reject,
     }
 }
 
@@ -1116,28 +1118,52 @@ async fn port_25_needs_exactly_one_from_and_clean_header_lines() {
         last_reply(&mut h, ok).await,
         "250 2.0.0 Message accepted as sess1.1"
     );
-    // Submission keeps its own rule (every From/Sender must be the user's).
-    let mut h = Harness::new(ListenerKind::Submissions, Requirement::Any, true).await;
-    h.send(b"EHLO client.test\r\n").await;
-    h.authenticate("alice@example.test").await;
-    let r = h
-        .send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: alice@example.test\r\nsome text\r\n\r\nx\r\n.\r\n")
-        .await;
-    assert!(
-        r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
-        "{r}"
-    );
 }
 
-#[test]
-fn header_section_scan() {
-    use crate::message::header_section;
-    let h = header_section(b"From: a\r\nSender: b\r\nX: y\r\n\tz\r\n\r\nFrom: c\r\nbody\r\n");
-    assert_eq!((h.from_fields, h.sender_fields, h.bad_line), (1, 1, None));
-    assert!(h.refusal().is_none());
-    // No empty line: everything is the header section.
-    assert_eq!(header_section(b"From: a\r\nbody").bad_line, Some(2));
-    assert_eq!(header_section(b"\r\nFrom: a\r\n").from_fields, 0);
+#[tokio::test]
+async fn submission_refuses_lines_that_are_no_header_fields() {
+    // A form-feed line ended the section for the sender check (mail-parser) but not
+    // for IMAP, which then showed `Sender: bob`; mail-auth would sign only `From`.
+    for listener in [ListenerKind::Submission, ListenerKind::Submissions] {
+        let mut h = Harness::new(listener, Requirement::Any, true).await;
+        h.send(b"EHLO client.test\r\n").await;
+        h.authenticate("alice@example.test").await;
+        for (msg, n) in [
+            (
+                "From: alice@example.test\r\n\x0c\r\nSender: bob@example.test\r\n\r\nx\r\n",
+                2,
+            ),
+            (
+                "From: alice@example.test\r\n\x0cSender: bob@example.test\r\n\r\nx\r\n",
+                2,
+            ),
+            ("From: alice@example.test\r\nsome text\r\n\r\nx\r\n", 2),
+        ] {
+            let r = h
+                .send(format!("MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n{msg}.\r\n").as_bytes())
+                .await;
+            assert!(
+                r.ends_with(&format!(
+                    "554 5.6.0 Message refused: header line {n} is not a header field (RFC 5322 §2.2)\r\n"
+                )),
+                "{listener:?} {msg:?}: {r}"
+            );
+        }
+        assert_eq!(
+            h.stored_anywhere().await,
+            0,
+            "nothing stored, nothing signed"
+        );
+        assert_eq!(h.checks.seen.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // A white-space-only continuation line is still a continuation.
+        let r = h
+            .send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: alice@example.test\r\nX-Folded: a\r\n \r\n\r\nx\r\n.\r\n")
+            .await;
+        assert!(
+            r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
+            "{r}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -1235,7 +1261,7 @@ async fn received_header_always_parses_back_to_the_client_ip() {
                     // pass our own port-25 header check when the message is relayed
                     // to another server (a bare "; date" line once failed it).
                     assert_eq!(
-                        crate::message::header_section(format!("{header}\r\n").as_bytes()).bad_line,
+                        bulwark_mime::header::scan(format!("{header}\r\n").as_bytes()).bad_line,
                         None,
                         "{header}"
                     );
@@ -1418,5 +1444,151 @@ async fn queue_entries_carry_the_envelope_parameters() {
             r#"{"body_8bitmime":true,"smtputf8":true}"#,
             r#"{"smtputf8":true}"#
         ]
+    );
+}
+
+fn flat_parts(parts: usize, from: &str) -> String {
+    let mut m = format!("From: {from}\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n");
+    for _ in 0..parts {
+        m.push_str("--B\r\n\r\nx\r\n");
+    }
+    m.push_str("--B--\r\n");
+    m
+}
+
+#[tokio::test]
+async fn too_many_mime_parts_get_552_5_3_4_on_every_port() {
+    let few = SessionSettings {
+        max_mime_parts: 10,
+        ..settings(ListenerKind::Smtp)
+    };
+    for (listener, tls) in [
+        (ListenerKind::Smtp, false),
+        (ListenerKind::Submission, true),
+        (ListenerKind::Submissions, true),
+    ] {
+        let mut h = Harness::with(
+            SessionSettings {
+                listener,
+                ..few.clone()
+            },
+            Requirement::Any,
+            tls,
+            ScriptedChecks::default(),
+        )
+        .await;
+        h.send(b"EHLO client.test\r\n").await;
+        let from = if tls {
+            h.authenticate("alice@example.test").await;
+            "alice@example.test"
+        } else {
+            "x@remote.test"
+        };
+        // The message and 10 parts: 11 entities.
+        let many = flat_parts(10, from);
+        let r = h
+            .send(
+                format!("MAIL FROM:<{from}>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n{many}.\r\n")
+                    .as_bytes(),
+            )
+            .await;
+        assert!(
+            r.ends_with("552 5.3.4 Message refused: more than 10 MIME parts\r\n"),
+            "{listener:?}: {r}"
+        );
+        let r = h
+            .send(
+                format!(
+                    "MAIL FROM:<{from}>\r\nRCPT TO:<bob@example.test>\r\nBDAT {} LAST\r\n{many}",
+                    many.len()
+                )
+                .as_bytes(),
+            )
+            .await;
+        assert!(
+            r.ends_with("552 5.3.4 Message refused: more than 10 MIME parts\r\n"),
+            "{r}"
+        );
+        assert_eq!(h.stored_anywhere().await, 0);
+        assert_eq!(h.checks.seen.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let ok = flat_parts(9, from);
+        let r = h
+            .send(
+                format!("MAIL FROM:<{from}>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n{ok}.\r\n")
+                    .as_bytes(),
+            )
+            .await;
+        assert!(
+            r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
+            "{r}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_local_header_from_on_25_is_refused_or_tagged_unless_internal() {
+    let refused = "550 5.7.1 Message refused: the From address is in a local domain; local users must authenticate (submission)";
+    let lenient = SessionSettings {
+        max_errors: 50,
+        ..settings(ListenerKind::Smtp)
+    };
+    let mut h = Harness::with(
+        lenient.clone(),
+        Requirement::Any,
+        false,
+        ScriptedChecks::default(),
+    )
+    .await;
+    h.send(b"EHLO client.test\r\n").await;
+    for from in [
+        "alice@example.test",
+        "Alice <ALICE@Example.TEST>",
+        "nobody@example.test.",
+        "x@remote.test, alice@example.test",
+    ] {
+        assert_eq!(
+            last_reply(&mut h, &format!("From: {from}\r\nSubject: s\r\n\r\nx\r\n")).await,
+            refused,
+            "{from}"
+        );
+    }
+    assert_eq!(h.stored_anywhere().await, 0);
+    assert_eq!(h.checks.seen.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(
+        last_reply(&mut h, "From: x@remote.test\r\n\r\nx\r\n").await,
+        "250 2.0.0 Message accepted as sess1.1"
+    );
+    // Tag instead: accepted, marked below our Received:.
+    let tag = SessionSettings {
+        local_from_on_inbound: bulwark_config::LocalFromAction::Tag,
+        ..lenient.clone()
+    };
+    let mut h = Harness::with(tag, Requirement::Any, false, ScriptedChecks::default()).await;
+    h.send(b"EHLO client.test\r\n").await;
+    assert_eq!(
+        last_reply(&mut h, "From: alice@example.test\r\n\r\nx\r\n").await,
+        "250 2.0.0 Message accepted as sess1.1"
+    );
+    let m = String::from_utf8(h.inbox("bob@example.test").await.remove(0)).unwrap();
+    assert!(
+        m.contains("\r\nX-Bulwark-Local-From: outside\r\nFrom: alice@example.test\r\n"),
+        "{m}"
+    );
+    // Our internal servers hand in our own mail.
+    let mut h = Harness::with_peer(
+        lenient,
+        Requirement::Any,
+        false,
+        ScriptedChecks::default(),
+        "10.1.2.3:25",
+    )
+    .await;
+    h.send(b"EHLO relay.example.test\r\n").await;
+    let r = h
+        .send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: alice@example.test\r\n\r\nx\r\n.\r\n")
+        .await;
+    assert!(
+        r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
+        "{r}"
     );
 }

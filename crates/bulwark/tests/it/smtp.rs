@@ -450,6 +450,48 @@ s.quit()
     assert_eq!(stored(d.path(), BOB, "INBOX").len(), 1);
 }
 
+#[test]
+fn submission_refuses_a_form_feed_line_that_hides_a_sender_field_on_587_and_465() {
+    let (d, s) = setup(|_| {});
+    let out = py(
+        &d,
+        &s,
+        r#"
+def session(port):
+    if port == "submissions":
+        s = smtplib.SMTP_SSL(host, int(ports[port]), context=ctx, timeout=30)
+    else:
+        s = smtplib.SMTP(host, int(ports[port]), timeout=30)
+        s.starttls(context=ctx)
+    s.login("alice@example.test", PASSWORD)
+    return s
+for port in ["submission", "submissions"]:
+    s = session(port)
+    for msg in [
+        b"From: alice@example.test\r\n\x0c\r\nSender: bob@example.test\r\nSubject: s\r\n\r\nx\r\n",
+        b"From: alice@example.test\r\n \x0c\r\n\x0cSender: bob@example.test\r\n\r\nx\r\n",
+    ]:
+        try:
+            s.sendmail("alice@example.test", ["bob@example.test", "friend@remote.test"], msg)
+            print("250")
+        except smtplib.SMTPDataError as e:
+            print("%d %s" % (e.smtp_code, e.smtp_error.decode()))
+    s.quit()
+"#,
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    let refused = |n: usize| {
+        format!("554 5.6.0 Message refused: header line {n} is not a header field (RFC 5322 §2.2)")
+    };
+    assert_eq!(
+        lines,
+        [refused(2), refused(3), refused(2), refused(3)],
+        "{out}"
+    );
+    assert!(stored(d.path(), BOB, "INBOX").is_empty());
+    assert!(queued(d.path()).is_empty(), "nothing relayed (or signed)");
+}
+
 // ---------------------------------------------------------------------------------
 // curl and openssl
 // ---------------------------------------------------------------------------------
