@@ -14,6 +14,7 @@ pub mod dns;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod headers;
+pub mod keyfile;
 pub mod pra;
 pub mod received;
 pub mod record;

@@ -3,21 +3,19 @@
 //! generation of those keys with the DNS record to publish.
 //!
 //! Layout: `DIR/dkim/<domain>/<selector>.pem`, mode 0600 in a 0700 directory. The file
-//! name is the selector (`bulwark-rsa`, `bulwark-ed25519`); the PEM label says the
-//! algorithm (`RSA PRIVATE KEY` = PKCS#1 RSA, `PRIVATE KEY` = PKCS#8 Ed25519).
+//! name is the selector (`bulwark-rsa`, `bulwark-ed25519`); the key inside says the
+//! algorithm (file formats: `keyfile.rs`).
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
-use mail_auth::common::crypto::{Algorithm, DkimKey, Ed25519Key, RsaKey, Sha256, SigningKey};
+use mail_auth::common::crypto::{Algorithm, DkimKey, Sha256, SigningKey};
 use mail_auth::common::headers::{HeaderWriter, Writable};
-use mail_auth::dkim::generate::DkimKeyPair;
 use mail_auth::dkim::DkimSigner as MaDkimSigner;
+
+use crate::keyfile::{read_key_file, write_key_file, KeyMaterial};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
@@ -35,6 +33,8 @@ pub enum SignError {
     Permissions { path: String, mode: u32 },
     #[error("{0:?} is not a domain name")]
     BadDomain(String),
+    #[error("{0:?} is not a DKIM selector (DNS labels: letters, digits, hyphens)")]
+    BadSelector(String),
     #[error("cannot generate the key: {0}")]
     Generate(String),
     #[error("cannot sign: {0}")]
@@ -81,62 +81,8 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SignError + '_ {
     }
 }
 
-fn pem(label: &str, der: &[u8]) -> String {
-    let b = B64.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
-fn unpem(text: &str) -> Option<(String, Vec<u8>)> {
-    let begin = text.find("-----BEGIN ")?;
-    let rest = &text[begin + 11..];
-    let label_end = rest.find("-----")?;
-    let label = rest[..label_end].to_string();
-    let body_start = label_end + 5;
-    let end = rest.find("-----END ")?;
-    let b64: String = rest[body_start..end]
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    Some((label, B64.decode(b64).ok()?))
-}
-
-/// DER length octets.
-fn der_len(n: usize) -> Vec<u8> {
-    if n < 0x80 {
-        vec![n as u8]
-    } else if n < 0x100 {
-        vec![0x81, n as u8]
-    } else {
-        vec![0x82, (n >> 8) as u8, n as u8]
-    }
-}
-
-/// Wraps a PKCS#1 RSAPublicKey in a SubjectPublicKeyInfo, the form most DKIM records
-/// publish (`MIIBIjANBgkq…`) and every verifier accepts.
-fn rsa_spki(pkcs1: &[u8]) -> Vec<u8> {
-    // SEQUENCE { OID 1.2.840.113549.1.1.1, NULL }
-    const ALG: [u8; 15] = [
-        0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
-    ];
-    let mut bit = vec![0x03];
-    bit.extend(der_len(pkcs1.len() + 1));
-    bit.push(0);
-    bit.extend_from_slice(pkcs1);
-    let mut out = vec![0x30];
-    out.extend(der_len(ALG.len() + bit.len()));
-    out.extend_from_slice(&ALG);
-    out.extend(bit);
-    out
-}
-
-/// Creates `<key_dir>/<domain>/<selector_prefix>-<alg>.pem` (0600) and returns the
-/// DNS record to publish. Refuses to replace an existing key unless `force`.
+/// Creates `<key_dir>/<domain>/<selector_prefix>-<alg>.pem` (PKCS#8, 0600) and
+/// returns the DNS record to publish. Refuses to replace an existing key unless `force`.
 pub fn generate_key(
     key_dir: &Path,
     domain: &str,
@@ -144,87 +90,92 @@ pub fn generate_key(
     algorithm: KeyAlgorithm,
     force: bool,
 ) -> Result<GeneratedKey, SignError> {
+    let domain = checked_domain(domain)?;
+    let selector = format!("{selector_prefix}-{}", algorithm.suffix());
+    let key = KeyMaterial::generate(algorithm).map_err(SignError::Generate)?;
+    let path = write_key_file(key_dir, &domain, &selector, &key, force)?;
+    Ok(GeneratedKey::new(domain, selector, &key, path))
+}
+
+/// `init` and `domain add`: the domain's keys (RSA and Ed25519 under
+/// `<selector_prefix>-rsa` / `-ed25519`), generated where missing, existing ones kept
+/// (their DNS records may already be published). Returns each key's record, and
+/// whether it was made now.
+pub fn ensure_keys(
+    key_dir: &Path,
+    domain: &str,
+    selector_prefix: &str,
+) -> Result<Vec<(GeneratedKey, bool)>, SignError> {
+    let domain = checked_domain(domain)?;
+    let mut out = Vec::new();
+    for alg in [KeyAlgorithm::Rsa2048, KeyAlgorithm::Ed25519] {
+        let selector = format!("{selector_prefix}-{}", alg.suffix());
+        let path = key_dir.join(&domain).join(format!("{selector}.pem"));
+        if path.exists() {
+            let key = read_key_file(&path)?;
+            out.push((
+                GeneratedKey::new(domain.clone(), selector, &key, path),
+                false,
+            ));
+        } else {
+            out.push((
+                generate_key(key_dir, &domain, selector_prefix, alg, false)?,
+                true,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// `bulwark dkim import`: reads an RSA or Ed25519 key in PKCS#8 or PKCS#1 PEM (as
+/// `openssl genpkey` writes it) and stores it as `<key_dir>/<domain>/<selector>.pem`
+/// in PKCS#8, mode 0600, like a generated key.
+pub fn import_key(
+    key_dir: &Path,
+    domain: &str,
+    selector: &str,
+    source: &Path,
+    force: bool,
+) -> Result<GeneratedKey, SignError> {
+    let domain = checked_domain(domain)?;
+    if !is_selector(selector) {
+        return Err(SignError::BadSelector(selector.to_string()));
+    }
+    let key = read_key_file(source)?;
+    let path = write_key_file(key_dir, &domain, selector, &key, force)?;
+    Ok(GeneratedKey::new(domain, selector.to_string(), &key, path))
+}
+
+/// RFC 6376 §3.1: a selector is one or more DNS labels (dot-separated).
+fn is_selector(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+fn checked_domain(domain: &str) -> Result<String, SignError> {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
     if !crate::spf::is_valid_spf_domain(&domain) {
         return Err(SignError::BadDomain(domain));
     }
-    let dir = key_dir.join(&domain);
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .map_err(io(&dir))?;
-    let selector = format!("{selector_prefix}-{}", algorithm.suffix());
-    let path = dir.join(format!("{selector}.pem"));
-    let (text, public) = match algorithm {
-        KeyAlgorithm::Ed25519 => {
-            let pair =
-                DkimKeyPair::generate_ed25519().map_err(|e| SignError::Generate(e.to_string()))?;
-            (
-                pem("PRIVATE KEY", pair.private_key()),
-                pair.public_key().to_vec(),
-            )
-        }
-        KeyAlgorithm::Rsa2048 => {
-            let pair =
-                DkimKeyPair::generate_rsa(2048).map_err(|e| SignError::Generate(e.to_string()))?;
-            (
-                pem("RSA PRIVATE KEY", pair.private_key()),
-                rsa_spki(pair.public_key()),
-            )
-        }
-    };
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).mode(0o600);
-    if force {
-        opts.create(true).truncate(true);
-    } else {
-        opts.create_new(true);
-    }
-    let mut f = opts.open(&path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            SignError::Exists {
-                path: path.display().to_string(),
-            }
-        } else {
-            io(&path)(e)
-        }
-    })?;
-    f.write_all(text.as_bytes()).map_err(io(&path))?;
-    f.sync_all().map_err(io(&path))?;
-    Ok(GeneratedKey {
-        dns_name: format!("{selector}._domainkey.{domain}"),
-        dns_txt: format!(
-            "v=DKIM1; k={}; p={}",
-            algorithm.suffix(),
-            B64.encode(public)
-        ),
-        domain,
-        selector,
-        algorithm,
-        path,
-    })
+    Ok(domain)
 }
 
-fn load_key(path: &Path) -> Result<(KeyAlgorithm, DkimKey), SignError> {
-    let bad = |reason: &str| SignError::BadKey {
-        path: path.display().to_string(),
-        reason: reason.into(),
-    };
-    let text = fs::read_to_string(path).map_err(io(path))?;
-    let (label, der) = unpem(&text).ok_or_else(|| bad("not PEM"))?;
-    match label.as_str() {
-        "RSA PRIVATE KEY" => {
-            let k =
-                RsaKey::<Sha256>::from_key_der(rustls_pki_types::PrivateKeyDer::Pkcs1(der.into()))
-                    .map_err(|e| bad(&e.to_string()))?;
-            Ok((KeyAlgorithm::Rsa2048, DkimKey::Rsa(k)))
+impl GeneratedKey {
+    fn new(domain: String, selector: String, key: &KeyMaterial, path: PathBuf) -> GeneratedKey {
+        GeneratedKey {
+            dns_name: format!("{selector}._domainkey.{domain}"),
+            dns_txt: key.dns_txt(),
+            domain,
+            selector,
+            algorithm: key.algorithm,
+            path,
         }
-        "PRIVATE KEY" => {
-            let k = Ed25519Key::from_pkcs8_der(&der).map_err(|e| bad(&e.to_string()))?;
-            Ok((KeyAlgorithm::Ed25519, DkimKey::Ed25519(k)))
-        }
-        other => Err(bad(&format!("unexpected PEM label {other:?}"))),
     }
 }
 
@@ -349,7 +300,7 @@ impl DkimSigner {
                         mode,
                     });
                 }
-                let (_, key) = load_key(&f)?;
+                let key = read_key_file(&f)?.key;
                 let selector = f
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())

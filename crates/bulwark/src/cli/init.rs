@@ -140,6 +140,15 @@ pub fn run(dir: &Path, args: InitArgs) -> anyhow::Result<ExitCode> {
         }
     })?;
 
+    // DKIM from the first start (RFC 6376): keys are made now, kept on `init --force`
+    // (their records may already be published).
+    let signing = &cfg.config.senderauth.signing;
+    let keys = bulwark_senderauth::sign::ensure_keys(
+        &cfg.path(&signing.key_dir),
+        &domain,
+        &signing.selector,
+    )?;
+
     let info = bulwark_tls::CertInfo::from_pem(cert.cert_pem.as_bytes())?;
     println!("Initialised {}", dir.display());
     println!("  config:      {}", file.display());
@@ -151,6 +160,11 @@ pub fn run(dir: &Path, args: InitArgs) -> anyhow::Result<ExitCode> {
     println!("  store:       {}", cfg.store_path().display());
     println!("  domain:      {domain}");
     println!();
+    println!("DKIM: mail from {domain} is signed with these keys; publish their TXT records:");
+    println!();
+    for (k, new) in &keys {
+        super::dkim::print_record(k, if *new { "written to" } else { "kept in" });
+    }
     println!("Next:");
     println!(
         "  bulwark --dir {} user add postmaster@{domain}",

@@ -1,8 +1,9 @@
 //! Sender authentication end to end: SMTP sessions on port 25 (Python's smtplib) with
 //! the sending domains' SPF/DMARC records served by a loopback DNS server, the stored
 //! message's Authentication-Results and the policy outcome, the internal-relay case;
-//! DKIM signing on 587; and the administration tools `bulwark spf check|record`,
-//! `bulwark dkim generate|list`.
+//! DKIM signing on 587/465 from the first start (keys made by `init`, or imported
+//! from OpenSSL); and the administration tools `bulwark spf check|record`,
+//! `bulwark dkim generate|import|list`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Output;
@@ -212,7 +213,18 @@ fn spf_record_and_dkim_generate() {
     );
     assert!(out.contains("~all"), "{out}");
 
-    let o = d.cli(&["dkim", "generate", "--domain", "example.test"]);
+    // `init` made the domain's keys: `dkim generate` replaces them only with --force.
+    let o = d.cli(&[
+        "dkim",
+        "generate",
+        "--domain",
+        "example.test",
+        "--algorithm",
+        "ed25519",
+    ]);
+    assert!(!o.status.success(), "must refuse to overwrite");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
+    let o = d.cli(&["dkim", "generate", "--domain", "example.test", "--force"]);
     assert!(o.status.success(), "{o:?}");
     let out = stdout(&o);
     assert!(
@@ -231,21 +243,159 @@ fn spf_record_and_dkim_generate() {
             "{f}"
         );
     }
-    let o = d.cli(&[
-        "dkim",
-        "generate",
+    // `dkim list` shows the records of the keys now on disk (the regenerated ones).
+    let o = d.cli(&["dkim", "list"]);
+    let listed = stdout(&o);
+    let records = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| l.contains("._domainkey."))
+            .map(|l| l.to_string())
+            .collect()
+    };
+    let mut generated = records(&out);
+    generated.sort();
+    assert_eq!(records(&listed), generated, "{listed}");
+    assert!(
+        listed.starts_with(
+            "bulwark-ed25519._domainkey.example.test.  IN TXT  \"v=DKIM1; k=ed25519; p="
+        ),
+        "{listed}"
+    );
+}
+
+/// The `._domainkey.` TXT records a command printed, as (name, value).
+fn printed_records(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .filter(|l| l.contains("._domainkey."))
+        .map(|line| {
+            let (name, rest) = line.split_once(".  IN TXT  ").unwrap();
+            let txt: String = rest.split('"').skip(1).step_by(2).collect();
+            (name.to_string(), txt)
+        })
+        .collect()
+}
+
+fn key_mode(p: &std::path::Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// `openssl pkey` reads a key file (an independent PKCS#8 reader).
+fn openssl_reads(p: &std::path::Path) -> String {
+    let o = std::process::Command::new("openssl")
+        .args(["pkey", "-noout", "-text", "-in"])
+        .arg(p)
+        .output()
+        .expect("run openssl");
+    assert!(
+        o.status.success(),
+        "openssl cannot read {}: {}",
+        p.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn init_and_domain_add_make_dkim_keys_openssl_reads() {
+    require_tool("openssl");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(bin())
+            .arg("--dir")
+            .arg(&dir)
+            .args(args)
+            .env_remove("BULWARK_DIR")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{args:?}: {o:?}");
+        stdout(&o)
+    };
+    let init = [
+        "init",
         "--domain",
         "example.test",
-        "--algorithm",
-        "ed25519",
-    ]);
-    assert!(!o.status.success(), "must refuse to overwrite");
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
-    let o = d.cli(&["dkim", "list"]);
+        "--hostname",
+        "mail.example.test",
+        "--ephemeral-ports",
+    ];
+    let out = run(&init);
+    let recs = printed_records(&out);
+    let names: Vec<&str> = recs.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
-        stdout(&o),
-        "bulwark-ed25519._domainkey.example.test\nbulwark-rsa._domainkey.example.test\n"
+        names,
+        [
+            "bulwark-rsa._domainkey.example.test",
+            "bulwark-ed25519._domainkey.example.test"
+        ],
+        "{out}"
     );
+    assert!(recs[0].1.starts_with("v=DKIM1; k=rsa; p=MIIBIjAN"), "{out}");
+    assert!(recs[1].1.starts_with("v=DKIM1; k=ed25519; p="), "{out}");
+    for (f, alg) in [
+        ("bulwark-rsa.pem", "Private-Key: (2048 bit"),
+        ("bulwark-ed25519.pem", "ED25519 Private-Key"),
+    ] {
+        let p = dir.join("dkim/example.test").join(f);
+        assert_eq!(key_mode(&p), 0o600, "{f}");
+        let text = std::fs::read_to_string(&p).unwrap();
+        // PKCS#8, the form OpenSSL 3 writes and reads.
+        assert!(
+            text.starts_with("-----BEGIN PRIVATE KEY-----\n"),
+            "{f}: {text}"
+        );
+        let o = openssl_reads(&p);
+        assert!(o.contains(alg), "{f}: {o}");
+    }
+    // `init --force` rewrites the configuration, not the published keys.
+    let again = run(&[&init[..], &["--force"]].concat());
+    assert_eq!(printed_records(&again), recs, "{again}");
+    assert!(again.contains("kept in"), "{again}");
+
+    let out = run(&["domain", "add", "other.test"]);
+    let recs = printed_records(&out);
+    assert_eq!(recs.len(), 2, "{out}");
+    assert_eq!(recs[0].0, "bulwark-rsa._domainkey.other.test");
+    for f in ["bulwark-rsa.pem", "bulwark-ed25519.pem"] {
+        let p = dir.join("dkim/other.test").join(f);
+        assert_eq!(key_mode(&p), 0o600, "{f}");
+        openssl_reads(&p);
+    }
+}
+
+#[test]
+fn dkim_import_refuses_what_it_cannot_sign_with() {
+    let d = DataDir::init();
+    let junk = d.path().join("junk.pem");
+    std::fs::write(&junk, "not a key\n").unwrap();
+    let o = d.cli(&[
+        "dkim",
+        "import",
+        "--domain",
+        "example.test",
+        "--selector",
+        "s1",
+        junk.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("no PEM private key"), "{e}");
+    assert!(!d.path().join("dkim/example.test/s1.pem").exists());
+    // An existing selector is not replaced without --force.
+    let o = d.cli(&[
+        "dkim",
+        "import",
+        "--domain",
+        "example.test",
+        "--selector",
+        "bulwark-rsa",
+        d.path()
+            .join("dkim/example.test/bulwark-ed25519.pem")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
 }
 
 // ---------------------------------------------------------------------------------
@@ -529,28 +679,15 @@ async fn internal_relay_uses_the_first_external_hop() {
 async fn submissions_are_dkim_signed_and_verify() {
     let dns = TestDns::start().await;
     let (d, s) = server(&dns, &[]).await;
-    // Keys generated while the server runs are picked up at the next start.
-    let out = tokio::task::spawn_blocking({
-        let d = d.clone();
-        move || d.cli(&["dkim", "generate", "--domain", "example.test"])
-    })
-    .await
-    .unwrap();
-    for line in stdout(&out).lines().filter(|l| l.contains("._domainkey.")) {
-        let (name, rest) = line.split_once(".  IN TXT  ").unwrap();
-        let txt: String = rest.split('"').skip(1).step_by(2).collect();
-        dns.add_txt(name, &txt);
+    // No `dkim generate`: `init` made the keys and the server signs from its first
+    // start. The records to publish are those `dkim list` prints.
+    let out = cli(&d, args(&["dkim", "list"]), "").await;
+    let records = printed_records(&stdout(&out));
+    assert_eq!(records.len(), 2, "{}", stdout(&out));
+    for (name, txt) in &records {
+        dns.add_txt(name, txt);
     }
     dns.add_txt("_dmarc.example.test", "v=DMARC1; p=reject");
-    drop(s);
-    let s = Arc::new(
-        tokio::task::spawn_blocking({
-            let d = d.clone();
-            move || Server::start(&d)
-        })
-        .await
-        .unwrap(),
-    );
     let port = s.port("submissions").to_string();
     let cert = d.cert_path().to_string_lossy().into_owned();
     tokio::task::spawn_blocking(move || {
@@ -607,41 +744,7 @@ s.quit()
     // scripts/ensure-deps.sh into the system interpreter), with the TXT records
     // `bulwark dkim generate` printed as its DNS. Both signatures must verify, and
     // the oversigned headers (From, Sender, …) must be listed once more than present.
-    let mut records = String::new();
-    for line in stdout(&out).lines().filter(|l| l.contains("._domainkey.")) {
-        let (name, rest) = line.split_once(".  IN TXT  ").unwrap();
-        let txt: String = rest.split('"').skip(1).step_by(2).collect();
-        records.push_str(&format!("{name}. {txt}\n"));
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let msg_path = tmp.path().join("m.eml");
-    let dns_path = tmp.path().join("dns.txt");
-    std::fs::write(&msg_path, body).unwrap();
-    std::fs::write(&dns_path, records).unwrap();
-    let o = std::process::Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(
-            r#"
-import sys, dkim
-recs = dict(l.split(" ", 1) for l in open(sys.argv[2]).read().splitlines())
-def dnsfunc(name, timeout=5):
-    return recs.get(name.decode(), "").encode()
-m = open(sys.argv[1], "rb").read()
-d = dkim.DKIM(m)
-for i in range(2):
-    print(i, d.verify(idx=i, dnsfunc=dnsfunc))
-"#,
-        )
-        .arg(&msg_path)
-        .arg(&dns_path)
-        .output()
-        .expect("run /usr/bin/python3 (scripts/ensure-deps.sh test installs python3-dkim)");
-    let so = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success() && so.contains("0 True") && so.contains("1 True"),
-        "dkimpy does not verify our signatures:\n{so}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    dkimpy_verifies(body, &records, 2);
     let h = body
         .split("DKIM-Signature:")
         .nth(1)
@@ -668,6 +771,153 @@ for i in range(2):
     ] {
         assert_eq!(n(name), times, "{name} in {list:?}");
     }
+}
+
+/// dkimpy (Debian python3-dkim, installed by scripts/ensure-deps.sh into the system
+/// interpreter) verifies each of the first `n` signatures of `message`, with
+/// `records` as its DNS.
+fn dkimpy_verifies(message: &str, records: &[(String, String)], n: usize) {
+    let recs: String = records
+        .iter()
+        .map(|(name, txt)| format!("{name}. {txt}\n"))
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let msg_path = tmp.path().join("m.eml");
+    let dns_path = tmp.path().join("dns.txt");
+    std::fs::write(&msg_path, message).unwrap();
+    std::fs::write(&dns_path, recs).unwrap();
+    let o = std::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(
+            r#"
+import sys, dkim
+recs = dict(l.split(" ", 1) for l in open(sys.argv[2]).read().splitlines())
+def dnsfunc(name, timeout=5):
+    return recs.get(name.decode(), "").encode()
+m = open(sys.argv[1], "rb").read()
+d = dkim.DKIM(m)
+for i in range(int(sys.argv[3])):
+    print(i, d.verify(idx=i, dnsfunc=dnsfunc))
+"#,
+        )
+        .arg(&msg_path)
+        .arg(&dns_path)
+        .arg(n.to_string())
+        .output()
+        .expect("run /usr/bin/python3 (scripts/ensure-deps.sh test installs python3-dkim)");
+    let so = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && (0..n).all(|i| so.contains(&format!("{i} True"))),
+        "dkimpy does not verify our signatures:\n{so}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Keys made by `openssl genpkey` (PKCS#8, OpenSSL 3's default) and `openssl genrsa
+/// -traditional` (PKCS#1) are imported, sign submissions, and dkimpy verifies them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_keys_import_sign_and_verify() {
+    require_tool("openssl");
+    let dns = TestDns::start().await;
+    let d = Arc::new(tokio::task::spawn_blocking(DataDir::init).await.unwrap());
+    let at = dns.addr().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let ossl = |args: &[&str]| {
+        let o = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "openssl {args:?}: {o:?}");
+    };
+    ossl(&["genpkey", "-algorithm", "ed25519", "-out", "ed.pem"]);
+    ossl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        "rsa8.pem",
+    ]);
+    ossl(&["genrsa", "-traditional", "-out", "rsa1.pem", "2048"]);
+    assert!(std::fs::read_to_string(tmp.path().join("rsa1.pem"))
+        .unwrap()
+        .starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    // Only the imported keys sign: init's own are removed.
+    std::fs::remove_dir_all(d.path().join("dkim/example.test")).unwrap();
+    let mut records = Vec::new();
+    for (file, selector) in [
+        ("ed.pem", "ossl-ed"),
+        ("rsa8.pem", "ossl-rsa8"),
+        ("rsa1.pem", "ossl-rsa1"),
+    ] {
+        let o = cli(
+            &d,
+            args(&[
+                "dkim",
+                "import",
+                "--domain",
+                "example.test",
+                "--selector",
+                selector,
+                tmp.path().join(file).to_str().unwrap(),
+            ]),
+            "",
+        )
+        .await;
+        assert!(o.status.success(), "{o:?}");
+        let r = printed_records(&stdout(&o));
+        assert_eq!(r.len(), 1, "{}", stdout(&o));
+        assert_eq!(r[0].0, format!("{selector}._domainkey.example.test"));
+        records.extend(r);
+        let stored = d.path().join(format!("dkim/example.test/{selector}.pem"));
+        assert_eq!(key_mode(&stored), 0o600);
+        openssl_reads(&stored);
+    }
+    for (name, txt) in &records {
+        dns.add_txt(name, txt);
+    }
+    let s = tokio::task::spawn_blocking({
+        let d = d.clone();
+        move || {
+            d.add_user("alice@example.test");
+            d.add_user(BOB);
+            d.edit_config(|c| {
+                let mut a = toml_edit::Array::new();
+                a.push(at.as_str());
+                c["dns"]["resolvers"] = toml_edit::value(a);
+            });
+            Server::start(&d)
+        }
+    })
+    .await
+    .unwrap();
+    let port = s.port("submissions").to_string();
+    let cert = d.cert_path().to_string_lossy().into_owned();
+    tokio::task::spawn_blocking(move || {
+        python_ok(
+            r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2]); ctx.check_hostname = False
+s = smtplib.SMTP_SSL("127.0.0.1", int(sys.argv[1]), context=ctx, timeout=30)
+s.login("alice@example.test", sys.argv[3])
+s.sendmail("alice@example.test", ["bob@example.test"], b"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: imported\r\n\r\nhi\r\n")
+s.quit()
+"#,
+            &[&port, &cert, PASSWORD],
+        )
+    })
+    .await
+    .unwrap();
+    let m = stored(d.path(), BOB, "INBOX").pop().unwrap();
+    assert_eq!(m.matches("DKIM-Signature:").count(), 3, "{m}");
+    let unfolded = m.replace("\r\n\t", "").replace(' ', "");
+    for sel in ["ossl-ed", "ossl-rsa8", "ossl-rsa1"] {
+        assert!(unfolded.contains(&format!("s={sel};")), "{sel}: {m}");
+    }
+    let body = &m[m.find("DKIM-Signature:").unwrap()..];
+    dkimpy_verifies(body, &records, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -770,8 +1020,6 @@ fn spf_record_lists_smart_hosts_like_the_audit() {
 fn audit_flags_readable_dkim_keys_and_unverified_tls_for_credentials() {
     use std::os::unix::fs::PermissionsExt;
     let d = DataDir::init();
-    let o = d.cli(&["dkim", "generate", "--domain", "example.test"]);
-    assert!(o.status.success(), "{o:?}");
     let key = d.path().join("dkim/example.test/bulwark-rsa.pem");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::create_dir_all(d.path().join("secrets")).unwrap();
