@@ -6,6 +6,7 @@
 
 mod cli;
 mod metrics_endpoint;
+mod resign;
 mod sender_checks;
 mod serve;
 
