@@ -2,7 +2,7 @@
 # Installs the Debian packages Bulwark's build and tests need, if they are missing.
 #   ensure-deps.sh build   C compiler for ring and the bundled SQLite
 #   ensure-deps.sh test    build + the independent clients tests use (python3, curl, openssl,
-#                          and dkimpy — python3-dkim — as an independent DKIM verifier)
+#                          msmtp, and dkimpy — python3-dkim — as an independent DKIM verifier)
 # Runs apt-get as root, or through sudo; never touches anything already installed.
 set -euo pipefail
 what=${1:-build}
@@ -12,6 +12,8 @@ if [ "$what" = test ]; then
   command -v python3 >/dev/null 2>&1 || need+=(python3)
   command -v curl >/dev/null 2>&1 || need+=(curl)
   command -v openssl >/dev/null 2>&1 || need+=(openssl)
+  # msmtp: a real submission client that cannot declare BODY=8BITMIME (8-bit tests).
+  command -v msmtp >/dev/null 2>&1 || need+=(msmtp)
   # Debian's python3-dkim lives in the system interpreter (/usr/bin/python3), which a
   # python3 earlier on PATH (pyenv, venv) may not see: tests call /usr/bin/python3 for it.
   /usr/bin/python3 -c 'import dkim' >/dev/null 2>&1 || need+=(python3-dkim)

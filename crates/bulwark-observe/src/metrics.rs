@@ -226,6 +226,12 @@ pub const CATALOG: &[MetricDef] = &[
         "Clients that disconnected during a transaction (e.g. mid-DATA); nothing was stored",
         "bulwark-smtp",
     ),
+    counter(
+        "bulwark_smtp_undeclared_8bit_total",
+        &["listener"],
+        "Messages with 8-bit octets sent without BODY=8BITMIME or SMTPUTF8, accepted as 8BITMIME (RFC 6152)",
+        "bulwark-smtp",
+    ),
     gauge(
         "bulwark_smtp_inflight_bytes",
         &[],
@@ -292,6 +298,12 @@ pub const CATALOG: &[MetricDef] = &[
         "bulwark_delivery_delay_notices_total",
         &[],
         "Delay notices (DSN, RFC 3464, action delayed) sent to senders",
+        "bulwark-queue",
+    ),
+    counter(
+        "bulwark_delivery_downgrades_total",
+        &["result"],
+        "8-bit messages for a next hop without 8BITMIME (RFC 6152 section 3): converted = sent as 7-bit MIME, refused = could not be converted (8-bit header fields)",
         "bulwark-queue",
     ),
     // ---- sender authentication ----
@@ -556,6 +568,7 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
                 "bulwark_smtp_error_limit_total",
                 "bulwark_smtp_timeouts_total",
                 "bulwark_smtp_aborted_transfers_total",
+                "bulwark_smtp_undeclared_8bit_total",
             ] {
                 c(name, &[("listener", l)]);
             }
@@ -632,6 +645,9 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
     let _ = metrics::gauge!("bulwark_queue_oldest_age_seconds");
     let _ = metrics::gauge!("bulwark_queue_deliveries_in_progress");
     c("bulwark_delivery_delay_notices_total", &[]);
+    for result in ["converted", "refused"] {
+        c("bulwark_delivery_downgrades_total", &[("result", result)]);
+    }
     for outcome in ["delivered", "deferred", "failed"] {
         for tls in ["none", "TLSv1.2", "TLSv1.3"] {
             c(

@@ -19,6 +19,7 @@
 //! in [`params`].
 
 pub mod credentials;
+pub mod downgrade;
 pub mod dsn;
 /// Harnesses for fuzz targets and seeded property tests (not delivery code).
 #[doc(hidden)]
@@ -57,6 +58,7 @@ pub enum QueueError {
 
 /// Checks the outbound configuration that needs files (credentials, trust anchors)
 /// and builds the worker, then runs it on `tracker` until `shutdown` is cancelled.
+/// `resigner` signs 7-bit copies of messages we DKIM-signed ([`downgrade`]).
 /// After cancellation it claims nothing new and finishes the deliveries in progress
 /// (the caller bounds that with its grace period).
 pub fn start(
@@ -64,8 +66,9 @@ pub fn start(
     store: SharedStore,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
+    resigner: Option<Arc<dyn downgrade::Resigner>>,
 ) -> Result<(), QueueError> {
-    let worker = worker::Worker::new(cfg, store, shutdown)?;
+    let worker = worker::Worker::new(cfg, store, shutdown, resigner)?;
     tracker.spawn(worker.run());
     Ok(())
 }

@@ -7,7 +7,7 @@
 //! the message itself.
 //!
 //! ```json
-//! {"ret":"hdrs","envid":"QQ314159","body_8bitmime":true,"smtputf8":false,
+//! {"ret":"hdrs","envid":"QQ314159","body_8bitmime":true,"smtputf8":false,"dkim_domain":"example.org",
 //!  "rcpt":{"bob@remote.example":{"notify":["failure","delay"],"orcpt":"rfc822;bob@remote.example"}}}
 //! ```
 
@@ -61,6 +61,10 @@ pub struct DeliveryParams {
     /// The client declared SMTPUTF8 (RFC 6531).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub smtputf8: bool,
+    /// We DKIM-signed the message at submission with d= this domain: a copy converted
+    /// to 7-bit for a next hop without 8BITMIME is signed again (`downgrade`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dkim_domain: Option<String>,
     /// Keyed by the recipient address as queued.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub rcpt: BTreeMap<String, RecipientParams>,

@@ -20,6 +20,7 @@ use tokio::sync::{broadcast, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::downgrade::{Resigner, SevenBitCopy};
 use crate::dsn::{self, Action, DsnRecipient};
 use crate::message::{dot_stuff, MessageInfo};
 use crate::outcome::{Outcome, Verdict};
@@ -55,6 +56,8 @@ pub(crate) struct Worker {
     in_flight: Mutex<HashSet<QueueId>>,
     sessions: AtomicU64,
     shutdown: CancellationToken,
+    /// DKIM signing of 7-bit copies of messages we signed (None: signing is off).
+    resigner: Option<Arc<dyn Resigner>>,
 }
 
 /// Memory all deliveries together may use for message bodies (each entry holds its
@@ -108,6 +111,8 @@ struct EntryCtx {
     data: Vec<u8>,
     payload: Vec<u8>,
     info: MessageInfo,
+    /// Made when a next hop lacks 8BITMIME (RFC 6152 §3).
+    seven_bit: SevenBitCopy,
     now: i64,
     deleted: AtomicBool,
 }
@@ -152,6 +157,7 @@ impl Worker {
         cfg: Arc<LoadedConfig>,
         store: SharedStore,
         shutdown: CancellationToken,
+        resigner: Option<Arc<dyn Resigner>>,
     ) -> Result<Arc<Worker>, QueueError> {
         let c = &cfg.config;
         let o = &c.outbound;
@@ -211,6 +217,7 @@ impl Worker {
             in_flight: Mutex::new(HashSet::new()),
             sessions: AtomicU64::new(0),
             shutdown,
+            resigner,
         }))
     }
 
@@ -296,7 +303,7 @@ impl Worker {
         // The body and its dot-stuffed copy stay in memory while the entry is
         // delivered: wait for their share of the budget first (the lease is renewed
         // meanwhile). A message larger than the whole budget takes all of it.
-        let Ok(_memory) = self
+        let Ok(mut memory) = self
             .bodies
             .clone()
             .acquire_many_owned(body_permits(entry.size))
@@ -304,7 +311,6 @@ impl Worker {
         else {
             return;
         };
-        let now = now();
         let data = match self.store.read_blob(entry.blob_id).await {
             Ok(d) => d,
             Err(e) => {
@@ -318,6 +324,23 @@ impl Worker {
         };
         let params = DeliveryParams::parse(&entry.params);
         let info = MessageInfo::of(&data);
+        if info.eight_bit {
+            // It may need a 7-bit copy and that copy's dot-stuffed form (base64 adds a
+            // third): a larger share. The first is given back before waiting, so no
+            // two entries can each hold a part and wait for the other's.
+            drop(memory);
+            memory = match self
+                .bodies
+                .clone()
+                .acquire_many_owned(body_permits(entry.size.saturating_mul(5) / 2))
+                .await
+            {
+                Ok(m) => m,
+                Err(_) => return,
+            };
+        }
+        let _memory = memory;
+        let now = now();
         let payload = dot_stuff(&data);
         let mut groups: BTreeMap<String, (Arc<Connector>, String, Vec<String>)> = BTreeMap::new();
         let mut immediate = Vec::new();
@@ -348,6 +371,7 @@ impl Worker {
             data,
             payload,
             info,
+            seven_bit: SevenBitCopy::default(),
             now,
             deleted: AtomicBool::new(false),
         });
@@ -536,6 +560,13 @@ impl Worker {
             params: &ctx.params,
             info: ctx.info,
             payload: &ctx.payload,
+            data: &ctx.data,
+            seven_bit: &ctx.seven_bit,
+            resign: ctx
+                .params
+                .dkim_domain
+                .as_deref()
+                .zip(self.resigner.as_deref()),
         };
         let mut last_temporary: Option<(Outcome, String)> = None;
         let mut last_permanent: Option<(Outcome, String)> = None;

@@ -112,10 +112,14 @@ impl Session {
         let Some(t) = &self.txn else {
             return self.fail(SmtpError::bad_sequence("Need MAIL before BDAT"));
         };
-        let ok8 = t.eight_bit || t.utf8;
-        match OctetFlags::scan(&t.body).refusal(ok8) {
+        let declared = t.eight_bit || t.utf8;
+        let flags = OctetFlags::scan(&t.body);
+        match flags.refusal() {
             Some(e) => self.message_refused(e),
-            None => self.message_received(),
+            None => {
+                flags.count_undeclared(declared, self.listener());
+                self.message_received()
+            }
         }
     }
 }

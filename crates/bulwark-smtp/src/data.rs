@@ -22,7 +22,8 @@ pub struct OctetFlags {
     pub bare_lf: bool,
     pub bare_cr: bool,
     pub nul: bool,
-    /// Octets above 127 (need BODY=8BITMIME or SMTPUTF8, RFC 6152 §3).
+    /// Octets above 127. Accepted without BODY=8BITMIME too (counted as undeclared):
+    /// the queue converts the body to 7-bit for a next hop without 8BITMIME.
     pub eight_bit: bool,
 }
 
@@ -56,14 +57,17 @@ impl OctetFlags {
         }
     }
 
-    /// The refusal for these octets, if any. `eight_bit_ok`: BODY=8BITMIME or SMTPUTF8.
-    pub fn refusal(&self, eight_bit_ok: bool) -> Option<SmtpError> {
+    /// The refusal for these octets, if any. 8-bit octets are not refused: RFC 6152 §3
+    /// lets a server take undeclared 8-bit data (Postfix, Exchange and Stalwart do,
+    /// and msmtp or curl cannot declare it), and the queue converts what goes to a
+    /// next hop without 8BITMIME (`bulwark_queue::downgrade`).
+    pub fn refusal(&self) -> Option<SmtpError> {
         if self.bare_lf || self.bare_cr {
             return Some(SmtpError::new(
                 554,
                 Enhanced(5, 6, 0),
                 if self.bare_lf { "bare_lf" } else { "bare_cr" },
-                "Message refused: bare LF or CR; lines must end with CRLF (RFC 5321 §2.3.8)",
+                "Message refused: bare LF or CR; lines must end with CRLF (RFC 5321 section 2.3.8)",
             ));
         }
         if self.nul {
@@ -74,15 +78,16 @@ impl OctetFlags {
                 "Message refused: NUL octets are not allowed",
             ));
         }
-        if self.eight_bit && !eight_bit_ok {
-            return Some(SmtpError::new(
-                554,
-                Enhanced(5, 6, 0),
-                "eight_bit",
-                "Message refused: 8-bit data requires MAIL FROM with BODY=8BITMIME (RFC 6152)",
-            ));
-        }
         None
+    }
+
+    /// 8-bit octets arrived without BODY=8BITMIME or SMTPUTF8: counted (the catalogue
+    /// in bulwark-observe), then treated as 8BITMIME.
+    pub(crate) fn count_undeclared(&self, declared: bool, listener: &'static str) {
+        if self.eight_bit && !declared {
+            metrics::counter!("bulwark_smtp_undeclared_8bit_total", "listener" => listener)
+                .increment(1);
+        }
     }
 }
 
@@ -228,16 +233,19 @@ impl Session {
                 "Message refused: a line is too long",
             ))
         } else {
-            let ok8 = self.txn.as_ref().is_some_and(|t| t.eight_bit || t.utf8);
             // A permanent refusal wins over "try again later".
             reader
                 .flags
-                .refusal(ok8)
+                .refusal()
                 .or_else(|| reader.no_memory.then(SmtpError::insufficient_memory))
         };
         match error {
             Some(e) => self.message_refused(e),
-            None => self.message_received(),
+            None => {
+                let declared = self.txn.as_ref().is_some_and(|t| t.eight_bit || t.utf8);
+                reader.flags.count_undeclared(declared, self.listener());
+                self.message_received()
+            }
         }
     }
 }
@@ -294,7 +302,7 @@ mod tests {
         let (end, r, _) = feed(&[(b"text\r.\rMAIL FROM:<x@y.test>", CrLf), (b"x", CrLf)]);
         assert_eq!(end, None);
         assert!(r.flags.bare_cr);
-        assert!(r.flags.refusal(true).is_some());
+        assert!(r.flags.refusal().is_some());
     }
 
     #[test]
@@ -341,7 +349,6 @@ mod tests {
         assert!(OctetFlags::scan(b"a\0\r\n").nul);
         let f = OctetFlags::scan("é\r\n".as_bytes());
         assert!(f.eight_bit);
-        assert!(f.refusal(false).is_some());
-        assert!(f.refusal(true).is_none());
+        assert!(f.refusal().is_none(), "8-bit alone is accepted");
     }
 }

@@ -177,17 +177,24 @@ fn structure_refusal(e: bulwark_mime::StructureError) -> SmtpError {
 }
 
 /// The queue entry's `params` (`bulwark_queue::DeliveryParams`, JSON): what the
-/// envelope said that delivery needs. DSN parameters (RFC 3461) are not offered, so
-/// there are none to carry.
-pub(crate) fn delivery_params(body_8bitmime: bool, smtputf8: bool) -> String {
-    let mut fields = Vec::new();
+/// envelope said that delivery needs, and the domain we DKIM-signed for (a copy the
+/// queue converts to 7-bit is signed again).
+pub(crate) fn delivery_params(
+    body_8bitmime: bool,
+    smtputf8: bool,
+    dkim_domain: Option<&str>,
+) -> String {
+    let mut fields = serde_json::Map::new();
     if body_8bitmime {
-        fields.push("\"body_8bitmime\":true");
+        fields.insert("body_8bitmime".into(), true.into());
     }
     if smtputf8 {
-        fields.push("\"smtputf8\":true");
+        fields.insert("smtputf8".into(), true.into());
     }
-    format!("{{{}}}", fields.join(","))
+    if let Some(d) = dkim_domain {
+        fields.insert("dkim_domain".into(), d.into());
+    }
+    serde_json::Value::Object(fields).to_string()
 }
 
 /// An address that can stand in `for <…>` of our Received header as it is: a
@@ -574,7 +581,10 @@ impl Session {
         if !covered {
             return self.message_refused(SmtpError::insufficient_memory());
         }
-        let params = delivery_params(t.eight_bit, t.utf8);
+        let signed_for = (!t.sign_headers.is_empty())
+            .then_some(t.from_domain.as_deref())
+            .flatten();
+        let params = delivery_params(t.eight_bit, t.utf8, signed_for);
         let (data, queue) = match (local > 0, remote > 0) {
             // Local copies carry Return-Path; the relayed one must not.
             (true, true) => {

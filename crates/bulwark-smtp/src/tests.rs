@@ -502,7 +502,7 @@ async fn smuggling_cr_dot_cr_and_lf_dot_crlf_are_refused() {
 }
 
 #[tokio::test]
-async fn nul_and_undeclared_8bit_are_refused() {
+async fn nul_is_refused_and_undeclared_8bit_is_accepted() {
     let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
     h.send(b"EHLO client.test\r\n").await;
     let r = h
@@ -512,16 +512,29 @@ async fn nul_and_undeclared_8bit_are_refused() {
         r.ends_with("554 5.6.0 Message refused: NUL octets are not allowed\r\n"),
         "{r}"
     );
-    let r = h
-        .send("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nSubject: caf\u{e9}\r\n\r\nx\r\n.\r\n".as_bytes())
-        .await;
-    assert!(r.ends_with("554 5.6.0 Message refused: 8-bit data requires MAIL FROM with BODY=8BITMIME (RFC 6152)\r\n"), "{r}");
     assert_eq!(h.stored_anywhere().await, 0);
+    // RFC 6152 §3: undeclared 8-bit data is taken as if BODY=8BITMIME had been given
+    // (msmtp and curl cannot declare it), with DATA and with BDAT.
+    let r = h
+        .send("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: x@remote.test\r\nSubject: caf\u{e9}\r\n\r\nGr\u{fc}\u{df}e\r\n.\r\n".as_bytes())
+        .await;
+    assert!(
+        r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
+        "{r}"
+    );
+    let msg = "From: x@remote.test\r\n\r\nGr\u{fc}\u{df}e\r\n";
+    let r = h
+        .send(format!("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nBDAT {} LAST\r\n{msg}", msg.len()).as_bytes())
+        .await;
+    assert!(
+        r.ends_with("250 2.0.0 Message accepted as sess1.2\r\n"),
+        "{r}"
+    );
     let r = h
         .send("MAIL FROM:<x@remote.test> BODY=8BITMIME\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nFrom: x@remote.test\r\nSubject: caf\u{e9}\r\n\r\nx\r\n.\r\n".as_bytes())
         .await;
     assert!(
-        r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
+        r.ends_with("250 2.0.0 Message accepted as sess1.3\r\n"),
         "{r}"
     );
 }
@@ -656,7 +669,7 @@ async fn bdat_chunks_and_failures() {
     let r = h
         .send(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nBDAT 12 LAST\r\nSubject: x\n\n")
         .await;
-    assert!(r.ends_with("554 5.6.0 Message refused: bare LF or CR; lines must end with CRLF (RFC 5321 §2.3.8)\r\n"), "{r}");
+    assert!(r.ends_with("554 5.6.0 Message refused: bare LF or CR; lines must end with CRLF (RFC 5321 section 2.3.8)\r\n"), "{r}");
     assert_eq!(h.inbox("bob@example.test").await.len(), 1);
 }
 
@@ -1405,10 +1418,10 @@ async fn sasl_responses_after_a_refused_auth_are_secrets() {
 
 #[tokio::test]
 async fn queue_entries_carry_the_envelope_parameters() {
-    assert_eq!(crate::message::delivery_params(false, false), "{}");
+    assert_eq!(crate::message::delivery_params(false, false, None), "{}");
     assert_eq!(
-        crate::message::delivery_params(true, true),
-        r#"{"body_8bitmime":true,"smtputf8":true}"#
+        crate::message::delivery_params(true, true, Some("example.test")),
+        r#"{"body_8bitmime":true,"dkim_domain":"example.test","smtputf8":true}"#
     );
     let mut h = Harness::new(ListenerKind::Submissions, Requirement::Any, true).await;
     h.send(b"EHLO client.test\r\n").await;
@@ -1439,10 +1452,11 @@ async fn queue_entries_carry_the_envelope_parameters() {
     assert_eq!(
         params,
         [
-            "{}",
-            r#"{"body_8bitmime":true}"#,
-            r#"{"body_8bitmime":true,"smtputf8":true}"#,
-            r#"{"smtputf8":true}"#
+            // The scripted signer signed each: the queue signs a 7-bit copy again.
+            r#"{"dkim_domain":"example.test"}"#,
+            r#"{"body_8bitmime":true,"dkim_domain":"example.test"}"#,
+            r#"{"body_8bitmime":true,"dkim_domain":"example.test","smtputf8":true}"#,
+            r#"{"dkim_domain":"example.test","smtputf8":true}"#
         ]
     );
 }

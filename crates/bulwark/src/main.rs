@@ -7,6 +7,7 @@
 mod cli;
 mod metrics_endpoint;
 mod privilege;
+mod resign;
 mod sender_checks;
 mod serve;
 

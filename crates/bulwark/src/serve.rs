@@ -74,11 +74,13 @@ fn handler_for(
 fn spawn_background(ctx: &ServerContext, tracker: &TaskTracker) -> anyhow::Result<()> {
     // Outbound delivery: empties the durable queue; on shutdown it claims nothing new
     // and finishes the deliveries in progress within the grace period.
+    let resigner = crate::resign::from_config(&ctx.config).context("cannot load DKIM keys")?;
     bulwark_queue::start(
         ctx.config.clone(),
         ctx.store.clone(),
         ctx.shutdown.clone(),
         tracker,
+        resigner,
     )
     .context("cannot start outbound delivery")?;
     let tls = ctx.tls.clone();

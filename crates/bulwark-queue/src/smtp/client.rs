@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use super::reply::{Capabilities, Reply, ReplyBuffer};
 use super::stream::Stream;
 use super::transaction::{plan, Step, Transaction};
+use crate::downgrade::{Resigner, SevenBitCopy};
 use crate::message::MessageInfo;
 use crate::outcome::Outcome;
 use crate::params::DeliveryParams;
@@ -34,6 +35,25 @@ pub struct Envelope<'a> {
     pub info: MessageInfo,
     /// The message, dot-stuffed and terminated (`message::dot_stuff`).
     pub payload: &'a [u8],
+    /// The message as queued, for a 7-bit copy when a next hop lacks 8BITMIME.
+    pub data: &'a [u8],
+    /// That copy, shared by every destination of the entry (made once).
+    pub seven_bit: &'a SevenBitCopy,
+    /// The domain we DKIM-signed for at submission and the signer, to sign the
+    /// 7-bit copy again.
+    pub resign: Option<(&'a str, &'a dyn Resigner)>,
+}
+
+impl Envelope<'_> {
+    /// The payload and facts to send to a server with these capabilities: the message
+    /// as queued, or its 7-bit copy for a server without 8BITMIME (RFC 6152 §3).
+    fn payload_for(&self, caps: &Capabilities) -> Result<(&[u8], MessageInfo), Outcome> {
+        if self.info.eight_bit && !caps.eight_bit_mime {
+            self.seven_bit.get_or_make(self.data, self.resign)
+        } else {
+            Ok((self.payload, self.info))
+        }
+    }
 }
 
 /// The result of one connection.
@@ -485,6 +505,16 @@ async fn transactions(
     caps: &Capabilities,
     env: &Envelope<'_>,
 ) -> HostResult {
+    let (payload, info) = match env.payload_for(caps) {
+        Ok(p) => p,
+        Err(o) => return HostResult::NextHost(o),
+    };
+    if info.size != env.info.size {
+        conn.log.event(&format!(
+            "no 8BITMIME: sending the message converted to 7-bit MIME ({} octets)",
+            info.size
+        ));
+    }
     let n = env.recipients.len();
     let mut outcomes: Vec<Option<Outcome>> = vec![None; n];
     let mut remaining: Vec<usize> = (0..n).collect();
@@ -494,7 +524,7 @@ async fn transactions(
             .iter()
             .map(|i| env.recipients[*i].clone())
             .collect();
-        let p = match plan(caps, env.return_path, &rcpts, &env.info, env.params) {
+        let p = match plan(caps, env.return_path, &rcpts, &info, env.params) {
             Ok(p) => p,
             Err(o) => return HostResult::NextHost(o),
         };
@@ -514,9 +544,9 @@ async fn transactions(
                     Step::Send(b) => conn.send(&b, settings.command_timeout).await?,
                     Step::SendMessage => {
                         conn.log
-                            .event(&format!("<{} octets of message data>", env.payload.len()));
+                            .event(&format!("<{} octets of message data>", payload.len()));
                         tx.mark_message_sent();
-                        conn.write(env.payload, settings.data_timeout).await?;
+                        conn.write(payload, settings.data_timeout).await?;
                     }
                     Step::Done => return Ok::<(), Broken>(()),
                 }

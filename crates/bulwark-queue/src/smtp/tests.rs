@@ -90,6 +90,9 @@ async fn run(c: &Connector, addr: SocketAddr, rcpts: &[&str]) -> super::client::
         params: &params,
         info: MessageInfo::of(&data),
         payload: &dot_stuff(&data),
+        data: &data,
+        seven_bit: &Default::default(),
+        resign: None,
     };
     let log = ProtocolLog::disabled("outbound", Redactor::Smtp).session("t", addr);
     deliver(&settings(), c, "mx.remote.test", addr, &env, log).await

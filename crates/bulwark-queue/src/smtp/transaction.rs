@@ -18,10 +18,9 @@ pub struct Plan {
 
 /// Builds the envelope commands for what the server announced, or refuses (a
 /// permanent outcome for every recipient) when the message cannot go to this server
-/// as it is. We never convert content: 8-bit data to a server without 8BITMIME is
-/// refused rather than downgraded (RFC 6152 §3 allows either; converting would break
-/// DKIM signatures), and an address that needs UTF-8 to a server without SMTPUTF8 is
-/// refused (RFC 6531 §3.2). UTF-8 only in header fields goes as 8BITMIME and with the
+/// as it is. 8-bit content for a server without 8BITMIME arrives here already
+/// converted (`downgrade`, RFC 6152 §3); refusing it here is the safety net. An
+/// address that needs UTF-8 to a server without SMTPUTF8 is refused (RFC 6531 §3.2). UTF-8 only in header fields goes as 8BITMIME and with the
 /// SMTPUTF8 parameter when the server offers it.
 pub fn plan(
     caps: &Capabilities,
@@ -45,7 +44,7 @@ pub fn plan(
     if info.eight_bit && !caps.eight_bit_mime {
         return Err(Outcome::failed(
             "5.6.3",
-            "the message has 8-bit content and the server does not offer 8BITMIME (RFC 6152); Bulwark does not convert messages",
+            "the message has 8-bit content and the server does not offer 8BITMIME (RFC 6152)",
         ));
     }
     let utf8_envelope =

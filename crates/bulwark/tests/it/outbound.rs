@@ -1053,3 +1053,150 @@ s.quit()
     );
     drop(b);
 }
+
+/// `bulwark dkim generate` for `domain`: its TXT records as "name. value" lines.
+fn dkim_records(data: &DataDir, domain: &str) -> String {
+    let out = data.cli(&["dkim", "generate", "--domain", domain]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut records = String::new();
+    for line in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("._domainkey."))
+    {
+        let (name, rest) = line.split_once(".  IN TXT  ").unwrap();
+        let txt: String = rest.split('"').skip(1).step_by(2).collect();
+        records.push_str(&format!("{name}. {txt}\n"));
+    }
+    assert!(!records.is_empty(), "no TXT records printed");
+    records
+}
+
+/// Issue: undeclared 8-bit mail is accepted now, so the queue must not hand 8-bit
+/// octets to a next hop without 8BITMIME (RFC 6152 §3). It converts the body to 7-bit
+/// MIME, signs the converted message again (our submission signature covered the
+/// 8-bit body), and bounces only what cannot be converted (8-bit header fields).
+#[test]
+fn eight_bit_mail_is_relayed_as_signed_7bit_mime_to_a_hop_without_8bitmime() {
+    require_tool("python3");
+    let lab = Lab::new();
+    let records = dkim_records(&lab.data, "example.test");
+    let sink = lab.sink(Behaviour {
+        eight_bit: false,
+        ..Behaviour::new("mx.remote.test")
+    });
+    lab.mx("remote.test", "mx.remote.test");
+    lab.outbound("remote_port", i64::from(sink.port()));
+    let server = Server::start(&lab.data);
+    // Python's smtplib, as msmtp and curl do, sends the 8-bit octets without
+    // BODY=8BITMIME.
+    python_ok(
+        r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2]); ctx.check_hostname = False
+s = smtplib.SMTP_SSL("127.0.0.1", int(sys.argv[1]), context=ctx, timeout=30)
+s.login("alice@example.test", sys.argv[3])
+body = "From: alice@example.test\r\nTo: carol@remote.test\r\nSubject: greetings\r\n\r\nGr\u00fc\u00dfe aus K\u00f6ln\r\n.a dot line\r\n".encode()
+assert s.sendmail("alice@example.test", ["carol@remote.test"], body) == {}
+head = "From: alice@example.test\r\nTo: dave@remote.test\r\nSubject: caf\u00e9\r\n\r\nx\r\n".encode()
+assert s.sendmail("alice@example.test", ["dave@remote.test"], head) == {}
+s.quit()
+"#,
+        &[
+            &server.port("submissions").to_string(),
+            lab.data.cert_path().to_str().unwrap(),
+            PASSWORD,
+        ],
+    );
+    sink.wait("the converted message", WAIT, |s| {
+        s.iter().any(|s| s.completed)
+    });
+    let got = sink.completed().remove(0);
+    let data = got.data.unwrap();
+    assert!(
+        data.is_ascii(),
+        "7-bit only: {}",
+        String::from_utf8_lossy(&data)
+    );
+    assert!(
+        got.lines
+            .iter()
+            .any(|l| l.starts_with("MAIL FROM:<alice@example.test>") && !l.contains("8BITMIME")),
+        "{:?}",
+        got.lines
+    );
+    // An independent MIME parser reads the text back, and an independent DKIM
+    // verifier (dkimpy) accepts every signature on the converted octets.
+    let tmp = tempfile::tempdir().unwrap();
+    let (msg_path, dns_path) = (tmp.path().join("m.eml"), tmp.path().join("dns.txt"));
+    std::fs::write(&msg_path, &data).unwrap();
+    std::fs::write(&dns_path, records).unwrap();
+    let o = std::process::Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(
+            r#"
+import sys, dkim, email
+from email import policy
+recs = dict(l.split(" ", 1) for l in open(sys.argv[2]).read().splitlines())
+def dnsfunc(name, timeout=5):
+    return recs.get(name.decode(), "").encode()
+raw = open(sys.argv[1], "rb").read()
+m = email.message_from_bytes(raw, policy=policy.default)
+print("cte=" + m["Content-Transfer-Encoding"])
+print("text=" + repr(m.get_content()))
+d = dkim.DKIM(raw)
+n = raw.count(b"DKIM-Signature:")
+print("signatures=%d" % n)
+for i in range(n):
+    print("verify%d=%s" % (i, d.verify(idx=i, dnsfunc=dnsfunc)))
+"#,
+        )
+        .arg(&msg_path)
+        .arg(&dns_path)
+        .output()
+        .expect("run /usr/bin/python3 (scripts/ensure-deps.sh test installs python3-dkim)");
+    let so = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{so}{}", String::from_utf8_lossy(&o.stderr));
+    for needle in [
+        "cte=quoted-printable",
+        "text='Grüße aus Köln\\r\\n.a dot line\\r\\n'",
+        "signatures=2",
+        "verify0=True",
+        "verify1=True",
+    ] {
+        assert!(so.contains(needle), "missing {needle:?} in\n{so}");
+    }
+
+    // The 8-bit Subject cannot be converted: alice gets a failure notice, and the
+    // sink never saw dave.
+    lab.wait("the notice for dave", || {
+        !lab.inbox("alice@example.test").is_empty()
+    });
+    let n = parse_notice(&lab.inbox("alice@example.test")[0]);
+    for needle in [
+        "ds1.final-recipient=rfc822; dave@remote.test",
+        "ds1.action=failed",
+        "ds1.status=5.6.3",
+    ] {
+        assert!(n.contains(needle), "missing {needle:?} in\n{n}");
+    }
+    assert!(sink
+        .sessions()
+        .iter()
+        .all(|s| !s.rcpts.contains(&"dave@remote.test".to_string())));
+    lab.wait("the queue to empty", || lab.queue_len() == 0);
+    let m = crate::observe::scrape(&server);
+    for (result, n) in [("converted", 1.0), ("refused", 1.0)] {
+        assert_eq!(
+            crate::observe::metric(
+                &m,
+                &format!("bulwark_delivery_downgrades_total{{result=\"{result}\"}}")
+            ),
+            Some(n),
+            "{result}"
+        );
+    }
+}

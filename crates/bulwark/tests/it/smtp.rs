@@ -774,13 +774,11 @@ fn overlong_command_lines_get_500_5_5_2() {
 }
 
 #[test]
-fn eight_bit_data_needs_8bitmime() {
+fn undeclared_8bit_data_is_accepted_as_8bitmime() {
     let (d, s) = setup(|_| {});
     let mut c = start_data(s.addr("smtp"));
-    c.send("Subject: caf\u{e9}\r\n\r\nx\r\n.\r\n".as_bytes());
-    assert!(c
-        .reply()
-        .starts_with("554 5.6.0 Message refused: 8-bit data requires"));
+    c.send("From: x@remote.test\r\nSubject: caf\u{e9}\r\n\r\nGr\u{fc}\u{df}e\r\n.\r\n".as_bytes());
+    assert!(c.reply().starts_with("250 2.0.0 "));
     c.send(
         "MAIL FROM:<x@remote.test> BODY=8BITMIME\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n"
             .as_bytes(),
@@ -797,7 +795,94 @@ fn eight_bit_data_needs_8bitmime() {
     assert!(c
         .cmd("MAIL FROM:<j\u{f6}rg@remote.test> SMTPUTF8")
         .starts_with("250 "));
-    assert_eq!(stored(d.path(), BOB, "INBOX").len(), 1);
+    let inbox = stored(d.path(), BOB, "INBOX");
+    assert_eq!(inbox.len(), 2);
+    assert!(inbox[0].ends_with("Gr\u{fc}\u{df}e\r\n".as_bytes()));
+    let m = crate::observe::scrape(&s);
+    assert_eq!(
+        crate::observe::metric(&m, "bulwark_smtp_undeclared_8bit_total{listener=\"smtp\"}"),
+        Some(1.0),
+        "only the undeclared one is counted"
+    );
+}
+
+/// msmtp (1.8) as a user runs it: it never declares BODY=8BITMIME.
+fn msmtp(d: &DataDir, port: u16, starttls: bool, mail: &str) -> std::process::Output {
+    require_tool("msmtp");
+    let mut child = Command::new("msmtp")
+        .arg("--host=127.0.0.1")
+        .arg(format!("--port={port}"))
+        .arg("--tls=on")
+        .arg(format!(
+            "--tls-starttls={}",
+            if starttls { "on" } else { "off" }
+        ))
+        .arg(format!("--tls-trust-file={}", d.cert_path().display()))
+        .arg(format!("--tls-host-override={HOSTNAME}"))
+        .arg("--auth=plain")
+        .arg(format!("--user={ALICE}"))
+        .arg(format!("--passwordeval=printf %s '{PASSWORD}'"))
+        .arg(format!("--from={ALICE}"))
+        .arg(BOB)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(mail.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Issue: "Grüße" from msmtp or curl, which cannot declare BODY=8BITMIME, was refused
+/// with 554 on 587 and 465. Both deliver now, byte for byte, and are counted.
+#[test]
+fn msmtp_and_curl_deliver_utf8_bodies_on_587_and_465() {
+    let (d, s) = setup(|_| {});
+    let mail = "From: alice@example.test\r\nTo: bob@example.test\r\nSubject: greetings\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nGr\u{fc}\u{df}e aus K\u{f6}ln\r\n";
+    for (what, out) in [
+        ("msmtp 587", msmtp(&d, s.port("submission"), true, mail)),
+        ("msmtp 465", msmtp(&d, s.port("submissions"), false, mail)),
+        (
+            "curl 587",
+            curl(&d, "smtp", s.port("submission"), Some(ALICE), ALICE, mail),
+        ),
+        (
+            "curl 465",
+            curl(&d, "smtps", s.port("submissions"), Some(ALICE), ALICE, mail),
+        ),
+    ] {
+        assert!(
+            out.status.success(),
+            "{what}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let inbox = stored(d.path(), BOB, "INBOX");
+    assert_eq!(inbox.len(), 4);
+    for m in &inbox {
+        assert!(
+            m.ends_with("\r\n\r\nGr\u{fc}\u{df}e aus K\u{f6}ln\r\n".as_bytes()),
+            "{}",
+            String::from_utf8_lossy(m)
+        );
+    }
+    let m = crate::observe::scrape(&s);
+    for l in ["submission", "submissions"] {
+        assert_eq!(
+            crate::observe::metric(
+                &m,
+                &format!("bulwark_smtp_undeclared_8bit_total{{listener=\"{l}\"}}")
+            ),
+            Some(2.0),
+            "{l}"
+        );
+    }
 }
 
 #[test]
