@@ -1296,7 +1296,10 @@ JVBERi0=\r\n\
         );
         let raw = b"From: <@route:user@domain>\r\n\r\nbody\r\n";
         let env = String::from_utf8(compute_summary(raw).envelope).unwrap();
-        assert!(env.contains("((NIL \"@route\" \"user\" \"domain\"))"), "{env}");
+        assert!(
+            env.contains("((NIL \"@route\" \"user\" \"domain\"))"),
+            "{env}"
+        );
         // A summary cached by an older version is recomputed, not served.
         let mut old = compute_summary(raw).encode();
         old[0] = 1;

@@ -72,7 +72,9 @@ impl Sink for ConnSink<'_> {
 enum Frame {
     Command(Vec<u8>),
     /// A line longer than allowed, with the command's tag when it could be read.
-    LineTooLong { tag: Option<String> },
+    LineTooLong {
+        tag: Option<String>,
+    },
     /// A literal refused before it was read; `close` when it is on its way anyway.
     Refused {
         reply: String,

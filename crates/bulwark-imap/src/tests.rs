@@ -217,7 +217,10 @@ async fn select_append_fetch_store_expunge() {
     );
     let r = c.cmd("e FETCH 2 (BODY[TEXT])").await;
     assert!(r.contains("BODY[TEXT] {14}\r\nHello second\r\n"), "{r}");
-    assert!(r.contains("FLAGS (\\Seen \\Recent)"), "\\Seen set and reported: {r}");
+    assert!(
+        r.contains("FLAGS (\\Seen \\Recent)"),
+        "\\Seen set and reported: {r}"
+    );
     let r = c.cmd("f UID STORE 1 +FLAGS.SILENT (\\Deleted)").await;
     assert!(!r.contains("FETCH"), "{r}");
     let r = c.cmd("g STORE 2 -FLAGS (\\Seen)").await;
@@ -261,7 +264,10 @@ async fn no_expunge_during_fetch_but_on_noop() {
     b.cmd("z STORE 1 +FLAGS (\\Answered)").await;
     let r = a.cmd("n NOOP").await;
     // A selected first, so it owns the messages' \\Recent (RFC 3501 §2.3.2).
-    assert!(r.contains("* 1 FETCH (UID 1 FLAGS (\\Answered \\Recent))"), "{r}");
+    assert!(
+        r.contains("* 1 FETCH (UID 1 FLAGS (\\Answered \\Recent))"),
+        "{r}"
+    );
 }
 
 #[tokio::test]
@@ -432,11 +438,17 @@ async fn recent_is_owned_by_one_session() {
     let r = a.cmd("a2 FETCH 1 (FLAGS)").await;
     assert!(r.contains("* 1 FETCH (FLAGS (\\Recent))"), "{r}");
     let r = b.cmd("b1 STATUS INBOX (RECENT MESSAGES)").await;
-    assert!(r.contains("(RECENT 2 MESSAGES 2)"), "EXAMINE claimed nothing: {r}");
+    assert!(
+        r.contains("(RECENT 2 MESSAGES 2)"),
+        "EXAMINE claimed nothing: {r}"
+    );
     let r = a.cmd("a3 SELECT INBOX").await;
     assert!(r.contains("* 2 RECENT"), "{r}");
     let r = b.cmd("b2 SELECT INBOX").await;
-    assert!(r.contains("* 2 EXISTS\r\n* 0 RECENT\r\n"), "a owns them: {r}");
+    assert!(
+        r.contains("* 2 EXISTS\r\n* 0 RECENT\r\n"),
+        "a owns them: {r}"
+    );
     let r = b.cmd("b3 FETCH 1:2 (FLAGS)").await;
     assert!(!r.contains("Recent"), "{r}");
     // A new message goes to the first session told of it.
@@ -502,7 +514,12 @@ async fn new_keywords_are_announced_in_flags_to_every_session() {
         r.contains("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Hello)\r\n"),
         "{r}"
     );
-    assert!(r.contains("* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Hello \\*)]"), "{r}");
+    assert!(
+        r.contains(
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Hello \\*)]"
+        ),
+        "{r}"
+    );
     // Already announced: not again.
     let r = a.cmd("a3 STORE 2 +FLAGS ($hello)").await;
     assert!(!r.contains("* FLAGS"), "{r}");
@@ -511,14 +528,20 @@ async fn new_keywords_are_announced_in_flags_to_every_session() {
     let flags = r.find("* FLAGS (").expect(&r);
     let fetch = r.find(" FETCH (").expect(&r);
     assert!(flags < fetch, "{r}");
-    assert!(r.contains("$Hello)\r\n* OK [PERMANENTFLAGS ()]"), "read-only: {r}");
+    assert!(
+        r.contains("$Hello)\r\n* OK [PERMANENTFLAGS ()]"),
+        "read-only: {r}"
+    );
     // A FETCH that reads a keyword set meanwhile announces it too.
     let mut c = Client::logged_in(&e).await;
     c.cmd("c1 SELECT INBOX").await;
     a.cmd("a4 STORE 1 +FLAGS ($Later)").await;
     let r = c.cmd("c2 UID FETCH 1 (FLAGS)").await;
     let flags = r.find("$Later)\r\n* OK [PERMANENTFLAGS").expect(&r);
-    let fetch = r.find("FETCH (UID 1 FLAGS (").or_else(|| r.find("FETCH (FLAGS")).expect(&r);
+    let fetch = r
+        .find("FETCH (UID 1 FLAGS (")
+        .or_else(|| r.find("FETCH (FLAGS"))
+        .expect(&r);
     assert!(flags < fetch, "{r}");
 }
 
@@ -654,7 +677,10 @@ async fn fetch_sections_envelope_and_condstore() {
             "e STORE 1 (UNCHANGEDSINCE {modseq}) +FLAGS (\\Seen)"
         ))
         .await;
-    assert!(r.contains("* 1 FETCH (FLAGS (\\Seen \\Recent) MODSEQ ("), "{r}");
+    assert!(
+        r.contains("* 1 FETCH (FLAGS (\\Seen \\Recent) MODSEQ ("),
+        "{r}"
+    );
     let r = c
         .cmd(&format!("f FETCH 1:* (UID) (CHANGEDSINCE {})", modseq + 1))
         .await;
@@ -910,7 +936,14 @@ async fn subscriptions_outlive_mailboxes_and_lsub_shows_superiors() {
 async fn create_does_not_subscribe_and_lsub_marks_superiors_noselect() {
     let e = env().await;
     let mut c = Client::logged_in(&e).await;
-    for m in ["box/", "box/test", "box/test2/", "box/test3/", "box/test2/test", "box/test3/test3"] {
+    for m in [
+        "box/",
+        "box/test",
+        "box/test2/",
+        "box/test3/",
+        "box/test2/test",
+        "box/test3/test3",
+    ] {
         let r = c.cmd(&format!("a CREATE {m}")).await;
         assert!(r.starts_with("a OK"), "{m}: {r}");
     }
@@ -921,17 +954,26 @@ async fn create_does_not_subscribe_and_lsub_marks_superiors_noselect() {
         assert!(r.starts_with("c OK"), "{m}: {r}");
     }
     let r = c.cmd("d LSUB \"\" box/%").await;
-    assert!(r.contains("* LSUB (\\HasNoChildren) \"/\" box/test\r\n"), "{r}");
+    assert!(
+        r.contains("* LSUB (\\HasNoChildren) \"/\" box/test\r\n"),
+        "{r}"
+    );
     assert!(r.contains("* LSUB (\\Noselect) \"/\" box/test2\r\n"), "{r}");
     assert!(r.contains("* LSUB (\\Noselect) \"/\" box/test3\r\n"), "{r}");
-    assert!(!r.contains("box/test2/test") && !r.contains("box/test3/test3"), "{r}");
+    assert!(
+        !r.contains("box/test2/test") && !r.contains("box/test3/test3"),
+        "{r}"
+    );
     c.cmd("e UNSUBSCRIBE box/test3/test3").await;
     let r = c.cmd("f LSUB \"\" box/%").await;
     assert!(!r.contains("box/test3"), "unsubscribed, only created: {r}");
     assert!(r.contains(" box/test2\r\n"), "{r}");
     // LIST still shows every mailbox.
     let r = c.cmd("g LIST \"\" box/%").await;
-    assert!(r.contains(" box/test3\r\n") && r.contains(" box/test\r\n"), "{r}");
+    assert!(
+        r.contains(" box/test3\r\n") && r.contains(" box/test\r\n"),
+        "{r}"
+    );
 }
 
 /// A well-formed command whose mailbox name is not valid modified UTF-7 gets NO
@@ -949,7 +991,9 @@ async fn invalid_modified_utf7_names_get_no() {
         let r = c.cmd(&format!("t {q}")).await;
         assert!(r.starts_with("t NO"), "{q}: {r}");
     }
-    let r = c.cmd("u LIST \"\" \"!#$&'+,-.0123456789:;<=>?@^_`|[}%*\"").await;
+    let r = c
+        .cmd("u LIST \"\" \"!#$&'+,-.0123456789:;<=>?@^_`|[}%*\"")
+        .await;
     assert!(r.ends_with("u OK LIST completed\r\n"), "{r}");
 }
 

@@ -199,7 +199,10 @@ async fn lines_bare_lf_and_overlong() {
     assert_eq!(line(&mut s).await, "? bare (bare LF)\r\n");
     let long = format!("t1 {}\r\nafter\r\n", "x".repeat(500));
     send(s.get_mut(), &long).await;
-    assert_eq!(line(&mut s).await, "ERR too long crlf=true head=t1 x of 128\r\n");
+    assert_eq!(
+        line(&mut s).await,
+        "ERR too long crlf=true head=t1 x of 128\r\n"
+    );
     assert_eq!(
         line(&mut s).await,
         "? after\r\n",
@@ -230,7 +233,10 @@ async fn shrunk_buffers_keep_input_and_grow_again() {
     assert_eq!(line(&mut t).await, "? in pieces\r\n");
     let long = format!("{}\r\nafter\r\n", "y".repeat(2000));
     send(t.get_mut(), &long).await;
-    assert_eq!(line(&mut t).await, "ERR too long crlf=true head=yyyy of 128\r\n");
+    assert_eq!(
+        line(&mut t).await,
+        "ERR too long crlf=true head=yyyy of 128\r\n"
+    );
     assert_eq!(line(&mut t).await, "? after\r\n");
 }
 
@@ -380,12 +386,18 @@ async fn overlong_line_reports_its_ending() {
     line(&mut s).await;
     // Longer than the buffer limit before the LF arrives, ending in a bare LF.
     send(s.get_mut(), &format!("{}\n", "y".repeat(70_000))).await;
-    assert_eq!(line(&mut s).await, "ERR too long crlf=false head=yyyy of 128\r\n");
+    assert_eq!(
+        line(&mut s).await,
+        "ERR too long crlf=false head=yyyy of 128\r\n"
+    );
     // Split so the CR ends one read and the LF starts the next.
     send(s.get_mut(), &format!("{}\r", "z".repeat(70_000))).await;
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     send(s.get_mut(), "\nok\r\n").await;
-    assert_eq!(line(&mut s).await, "ERR too long crlf=true head=zzzz of 128\r\n");
+    assert_eq!(
+        line(&mut s).await,
+        "ERR too long crlf=true head=zzzz of 128\r\n"
+    );
     assert_eq!(line(&mut s).await, "? ok\r\n");
 }
 

@@ -914,8 +914,14 @@ pub async fn recent_is_claimed_once(store: SharedStore) {
     assert_eq!((st.recent, st.mailbox.first_recent_uid), (0, u2 + 1));
     // Copies are new messages in their mailbox: recent there.
     let other = store.create_mailbox(a.id, "Other", None).await.unwrap();
-    store.copy_messages(inbox.id, &[u1], other.id).await.unwrap();
-    store.move_messages(inbox.id, &[u2], other.id).await.unwrap();
+    store
+        .copy_messages(inbox.id, &[u1], other.id)
+        .await
+        .unwrap();
+    store
+        .move_messages(inbox.id, &[u2], other.id)
+        .await
+        .unwrap();
     assert_eq!(store.mailbox_status(other.id).await.unwrap().recent, 2);
     // Concurrent claims of the same UIDs: exactly one gets them.
     let u3 = deliver(&store, inbox.id, 3).await;
@@ -925,6 +931,10 @@ pub async fn recent_is_claimed_once(store: SharedStore) {
     );
     let mut got = [x.unwrap(), y.unwrap()];
     got.sort_unstable();
-    assert_eq!(got, [u3, u3 + 1], "one claimer owns [u3, u3+1), the other nothing");
+    assert_eq!(
+        got,
+        [u3, u3 + 1],
+        "one claimer owns [u3, u3+1), the other nothing"
+    );
     assert!(store.claim_recent(999_999, 5).await.is_err());
 }

@@ -155,7 +155,10 @@ async fn migration_5_starts_recent_after_existing_messages() {
     assert_eq!(store.mailbox_status(inbox.id).await.unwrap().recent, 0);
     store.ingest(ingest(3)).await.unwrap();
     let st = store.mailbox_status(inbox.id).await.unwrap();
-    assert_eq!((st.messages, st.recent, st.mailbox.first_recent_uid), (3, 1, 3));
+    assert_eq!(
+        (st.messages, st.recent, st.mailbox.first_recent_uid),
+        (3, 1, 3)
+    );
     store.close();
 }
 
