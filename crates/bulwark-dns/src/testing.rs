@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bulwark_config::DnsConfig;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use parking_lot::RwLock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,6 +21,13 @@ struct Zone {
     records: HashMap<String, Vec<RData>>,
     servfail: HashSet<String>,
     silent: HashSet<String>,
+    /// When set, NXDOMAIN and NODATA answers carry an SOA (TTL and MINIMUM = this)
+    /// in the authority section, as real authoritative servers send (RFC 2308 §3).
+    negative_soa: Option<u32>,
+    /// Every question received, as "name TYPE".
+    log: Vec<String>,
+    /// How long each UDP answer takes (a distant or busy server).
+    delay: Option<std::time::Duration>,
 }
 
 fn key(name: &str) -> String {
@@ -76,7 +83,16 @@ impl TestDns {
                         } else {
                             reply
                         };
-                        let _ = udp.send_to(&reply, from).await;
+                        let delay = zone.read().delay;
+                        if let Some(d) = delay {
+                            let udp = udp.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(d).await;
+                                let _ = udp.send_to(&reply, from).await;
+                            });
+                        } else {
+                            let _ = udp.send_to(&reply, from).await;
+                        }
                     }
                 }
             }));
@@ -129,6 +145,23 @@ impl TestDns {
     /// How many queries the server has received.
     pub fn queries(&self) -> usize {
         self.queries.load(Ordering::Relaxed)
+    }
+
+    /// Every question received so far, in order, as "name TYPE".
+    pub fn query_log(&self) -> Vec<String> {
+        self.zone.read().log.clone()
+    }
+
+    /// From now on, UDP answers are sent this long after the question arrives, so
+    /// concurrent lookups overlap as they do against a real, distant server.
+    pub fn delay_answers(&self, d: std::time::Duration) {
+        self.zone.write().delay = Some(d);
+    }
+
+    /// From now on, negative answers carry an SOA with this TTL and MINIMUM, so
+    /// resolvers may cache them (RFC 2308 §5).
+    pub fn negative_soa(&self, ttl: u32) {
+        self.zone.write().negative_soa = Some(ttl);
     }
 
     fn add(&self, owner: &str, rdata: RData) {
@@ -240,6 +273,11 @@ fn answer(zone: &RwLock<Zone>, query: &[u8]) -> Option<Vec<u8>> {
         return reply.to_vec().ok();
     };
     reply.add_query(question.clone());
+    zone.write().log.push(format!(
+        "{} {}",
+        key(&question.name().to_ascii()),
+        question.query_type()
+    ));
     let z = zone.read();
     let mut owner = key(&question.name().to_ascii());
     if z.silent.contains(&owner) {
@@ -255,6 +293,7 @@ fn answer(zone: &RwLock<Zone>, query: &[u8]) -> Option<Vec<u8>> {
         let Some(rrs) = z.records.get(&owner) else {
             if reply.answers.is_empty() {
                 reply.metadata.response_code = ResponseCode::NXDomain;
+                add_negative_soa(&mut reply, &z, &owner);
             }
             return reply.to_vec().ok();
         };
@@ -279,7 +318,28 @@ fn answer(zone: &RwLock<Zone>, query: &[u8]) -> Option<Vec<u8>> {
         }
         break;
     }
+    if reply.answers.is_empty() {
+        add_negative_soa(&mut reply, &z, &owner);
+    }
     reply.to_vec().ok()
+}
+
+/// RFC 2308 §3: the SOA of the zone (here: the name's last two labels) in the
+/// authority section of a negative answer.
+fn add_negative_soa(reply: &mut Message, z: &Zone, owner: &str) {
+    let Some(ttl) = z.negative_soa else { return };
+    let labels: Vec<&str> = owner.split('.').collect();
+    let zone = labels[labels.len().saturating_sub(2)..].join(".");
+    let soa = SOA::new(
+        name(&format!("ns.{zone}")),
+        name(&format!("hostmaster.{zone}")),
+        1,
+        3600,
+        600,
+        86400,
+        ttl,
+    );
+    reply.add_authority(Record::from_rdata(name(&zone), ttl, RData::SOA(soa)));
 }
 
 /// An empty reply with TC set, so the client retries over TCP.

@@ -1,12 +1,14 @@
 //! The few DNS questions SPF and Sender ID ask (TXT, A, AAAA, MX, PTR), over the one
-//! shared hickory resolver (its cache is what makes repeated checks cheap). Answers
+//! shared resolver (single-flight in front of hickory's cache, so a burst of checks
+//! for one domain costs one query per name), and the prefetch that puts the names
+//! mail-auth will ask into that cache first (see [`SpfDns::prefetch_txt`]). Answers
 //! keep the distinction SPF needs: records, "void" (NXDOMAIN or no records of that
 //! type, RFC 7208 §4.6.4) and a transient failure (SERVFAIL, timeout: temperror).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use bulwark_dns::hickory_resolver::proto::rr::{Name, RData, RecordType};
-use bulwark_dns::TokioResolver;
+use bulwark_dns::SharedResolver;
 
 /// Why a lookup produced no records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,12 +30,31 @@ fn fqdn(name: &str) -> Option<Name> {
 
 #[derive(Clone)]
 pub struct SpfDns {
-    resolver: TokioResolver,
+    resolver: SharedResolver,
 }
 
 impl SpfDns {
-    pub fn new(resolver: TokioResolver) -> Self {
-        SpfDns { resolver }
+    /// A hickory resolver gets a gate of its own; pass a [`SharedResolver`] to share one.
+    pub fn new(resolver: impl Into<SharedResolver>) -> Self {
+        SpfDns {
+            resolver: resolver.into(),
+        }
+    }
+
+    /// Asks for the TXT records of `names` (concurrently, through the single-flight
+    /// gate) and drops the answers: they land in hickory's cache, which mail-auth's
+    /// own lookups (DKIM keys, the DMARC tree walk) read. mail-auth 0.12 calls hickory
+    /// directly, so this is how its questions join a burst's shared ones.
+    pub async fn prefetch_txt(&self, names: Vec<String>) {
+        let mut set = tokio::task::JoinSet::new();
+        for name in names {
+            let Some(n) = fqdn(&name) else { continue };
+            let r = self.resolver.clone();
+            set.spawn(async move {
+                let _ = r.lookup(n, RecordType::TXT).await;
+            });
+        }
+        while set.join_next().await.is_some() {}
     }
 
     async fn query(&self, name: &str, rtype: RecordType) -> Lookup<RData> {

@@ -1204,3 +1204,80 @@ async fn dkim_keys_readable_by_others_are_refused() {
         vec![(k.path.clone(), 0o640)]
     );
 }
+
+/// 200 concurrent messages from one sender domain (SPF at MAIL, a DKIM signature, no
+/// DMARC record): every name reaches the DNS server once — the same questions one
+/// message asks alone. Identical lookups in flight are shared (single-flight, also for
+/// the lookups mail-auth makes itself) and negative answers are cached (RFC 2308 §5:
+/// for the SOA's minimum; without an SOA, for a short floor).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_from_one_domain_costs_one_query_per_name() {
+    for negative_soa in [true, false] {
+        burst_from_one_domain(negative_soa).await;
+    }
+}
+
+async fn burst_from_one_domain(negative_soa: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let dns = TestDns::start().await;
+    if negative_soa {
+        dns.negative_soa(300);
+    }
+    dns.add_txt("burst.test", "v=spf1 ip4:192.0.2.0/24 -all");
+    let k = bulwark_senderauth::sign::generate_key(
+        dir.path(),
+        "burst.test",
+        "b",
+        KeyAlgorithm::Ed25519,
+        false,
+    )
+    .unwrap();
+    dns.add_txt(&k.dns_name, &k.dns_txt);
+    let signer = DkimSigner::load(dir.path()).unwrap();
+    let plain = msg("a@burst.test", "", "hello\r\n");
+    let mut m = signer.sign(&plain).unwrap().unwrap().into_bytes();
+    m.extend_from_slice(&plain);
+
+    // One message alone, on its own resolver (empty cache): the questions it asks,
+    // each once.
+    let one = auth(&dns, SenderAuthConfig::default());
+    let v = verdict(&one, "192.0.2.7", "mx.burst.test", "a@burst.test", &m).await;
+    assert_eq!(v.results.dkim[0].result, "pass", "{v:#?}");
+    let mut alone = dns.query_log();
+    alone.sort();
+    assert_eq!(
+        alone,
+        [
+            "_dmarc.burst.test TXT",
+            "_dmarc.test TXT",
+            "b-ed25519._domainkey.burst.test TXT",
+            "burst.test TXT"
+        ],
+        "soa: {negative_soa}"
+    );
+
+    // 200 at once on a fresh resolver.
+    let before = dns.query_log().len();
+    let a = std::sync::Arc::new(auth(&dns, SenderAuthConfig::default()));
+    let m = std::sync::Arc::new(m);
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let (a, m) = (a.clone(), m.clone());
+        tasks.push(tokio::spawn(async move {
+            verdict(&a, "192.0.2.7", "mx.burst.test", "a@burst.test", &m)
+                .await
+                .results
+        }));
+    }
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.dkim[0].result, "pass", "{r:#?}");
+        assert_eq!(r.dmarc.map(|d| d.result), Some("none"));
+    }
+    let mut burst = dns.query_log()[before..].to_vec();
+    burst.sort();
+    assert_eq!(
+        burst, alone,
+        "each name once, as for one message (soa: {negative_soa})"
+    );
+}

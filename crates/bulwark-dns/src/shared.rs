@@ -1,0 +1,147 @@
+//! Single-flight lookups over the one hickory resolver: concurrent identical questions
+//! (same name, type) share one query on the wire, and every caller gets a copy of its
+//! answer.
+//!
+//! Why: a burst of messages from one sender domain asks the same DMARC, DKIM and SPF
+//! names at once. hickory's cache only helps once an answer is in; until then each
+//! caller sends its own query, and a stub resolver drops most of such a burst (the
+//! checks then time out and the mail gets 451). Once the shared query has answered,
+//! its answer sits in hickory's cache — positive answers for their TTL, negative ones
+//! for the RFC 2308 §5 negative TTL (min of the SOA's TTL and MINIMUM; see
+//! [`crate::resolver_config`]) — so later callers are answered there, and the
+//! in-flight entry is dropped to let hickory's TTLs govern freshness.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hickory_resolver::lookup::Lookup;
+use hickory_resolver::net::NetError;
+use hickory_resolver::proto::rr::{Name, RecordType};
+use hickory_resolver::TokioResolver;
+use parking_lot::Mutex;
+use tokio::sync::OnceCell;
+
+type Answer = Result<Lookup, NetError>;
+type Key = (Name, RecordType);
+
+/// The resolver every sender check shares: hickory's (with its cache) behind a
+/// single-flight gate. Cheap to clone; clones share the gate and the cache.
+#[derive(Clone)]
+pub struct SharedResolver {
+    inner: TokioResolver,
+    in_flight: Arc<Mutex<HashMap<Key, Arc<OnceCell<Answer>>>>>,
+}
+
+impl SharedResolver {
+    pub fn new(inner: TokioResolver) -> SharedResolver {
+        SharedResolver {
+            inner,
+            in_flight: Arc::default(),
+        }
+    }
+
+    /// The hickory resolver itself, for libraries that take one (mail-auth). Its
+    /// cache is the one these lookups fill.
+    pub fn hickory(&self) -> &TokioResolver {
+        &self.inner
+    }
+
+    /// Looks `name` up (absolute: no search list) as one query shared with every
+    /// concurrent identical lookup.
+    pub async fn lookup(&self, name: Name, rtype: RecordType) -> Answer {
+        let mut name = name.to_lowercase();
+        name.set_fqdn(true);
+        let key = (name, rtype);
+        let cell = self
+            .in_flight
+            .lock()
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        // tokio's OnceCell runs one initialiser at a time; the others wait for its
+        // value. If the running caller is cancelled, a waiting one takes over.
+        let answer = cell
+            .get_or_init(|| self.inner.lookup(key.0.clone(), key.1))
+            .await
+            .clone();
+        // No await between getting the answer and this: whoever sees the answer
+        // first removes the entry (only this cell: a newer one may have replaced it).
+        let mut map = self.in_flight.lock();
+        if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            map.remove(&key);
+        }
+        answer
+    }
+
+    /// Questions currently on the wire (for tests and metrics).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.lock().len()
+    }
+}
+
+impl From<TokioResolver> for SharedResolver {
+    fn from(r: TokioResolver) -> Self {
+        SharedResolver::new(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TestDns;
+
+    fn n(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_costs_one_query_per_name_and_negatives_are_cached() {
+        let dns = TestDns::start().await;
+        // Negative answers carry the zone's SOA, as an authoritative server sends
+        // them (RFC 2308 §3), so they can be cached.
+        dns.negative_soa(300);
+        // Answers take a while, so the 200 lookups overlap (the stub resolver's case).
+        dns.delay_answers(std::time::Duration::from_millis(300));
+        dns.add_txt("_dmarc.yes.test", "v=DMARC1; p=reject");
+        let r = SharedResolver::new(crate::resolver(&dns.config()).unwrap());
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let r = r.clone();
+            tasks.push(tokio::spawn(async move {
+                let name = if i % 2 == 0 {
+                    "_dmarc.yes.test."
+                } else {
+                    "_dmarc.no.test."
+                };
+                r.lookup(n(name), RecordType::TXT).await
+            }));
+        }
+        let mut found = 0;
+        for (i, t) in tasks.into_iter().enumerate() {
+            match t.await.unwrap() {
+                Ok(l) => {
+                    assert_eq!(i % 2, 0);
+                    assert_eq!(l.answers().len(), 1);
+                    found += 1;
+                }
+                Err(e) => {
+                    assert_eq!(i % 2, 1);
+                    assert!(e.is_nx_domain(), "{e:?}");
+                }
+            }
+        }
+        assert_eq!(found, 100);
+        assert_eq!(dns.queries(), 2, "{:?}", dns.query_log());
+        assert_eq!(r.in_flight(), 0);
+        // Later lookups, positive and negative, come from the cache (RFC 2308 §5:
+        // the NXDOMAIN is kept for the SOA's minimum), also through hickory directly
+        // as mail-auth asks.
+        assert!(r
+            .lookup(n("_dmarc.no.test."), RecordType::TXT)
+            .await
+            .is_err());
+        assert!(r.hickory().txt_lookup("_dmarc.no.test.").await.is_err());
+        assert!(r.hickory().txt_lookup("_dmarc.yes.test.").await.is_ok());
+        assert_eq!(dns.queries(), 2, "{:?}", dns.query_log());
+    }
+}
