@@ -1,15 +1,15 @@
 //! Single-flight lookups over the one hickory resolver: concurrent identical questions
-//! (same name, type) share one query on the wire, and every caller gets a copy of its
-//! answer.
+//! (same name, type) share one lookup, and every caller gets a copy of its answer.
 //!
-//! Why: a burst of messages from one sender domain asks the same DMARC, DKIM and SPF
-//! names at once. hickory's cache only helps once an answer is in; until then each
-//! caller sends its own query, and a stub resolver drops most of such a burst (the
-//! checks then time out and the mail gets 451). Once the shared query has answered,
-//! its answer sits in hickory's cache — positive answers for their TTL, negative ones
-//! for the RFC 2308 §5 negative TTL (min of the SOA's TTL and MINIMUM; see
-//! [`crate::resolver_config`]) — so later callers are answered there, and the
-//! in-flight entry is dropped to let hickory's TTLs govern freshness.
+//! Why, although hickory 0.26 already shares identical requests in flight (its
+//! `NameServerPool`): it drops the shared request when the server has answered, and
+//! its cache (`CachingClient`) stores the answer only after that, so a caller arriving
+//! in between asks again — under a burst of messages from one sender domain, which
+//! asks the same SPF, DKIM and DMARC names at once, that is a steady trickle of
+//! duplicates, and a stub resolver drops much of such a burst. This gate spans the
+//! whole lookup, cache insertion included: its entry goes only once the answer is in
+//! hickory's cache (positive answers for their TTL, negative ones per RFC 2308, see
+//! [`crate::resolver_config`]), where later callers find it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
