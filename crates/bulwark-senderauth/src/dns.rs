@@ -21,11 +21,28 @@ pub enum LookupError {
 
 pub type Lookup<T> = Result<Vec<T>, LookupError>;
 
-/// A name we can ask about: absolute (no search list) and syntactically valid.
+/// A name we can ask about: absolute (no search list), each label taken as its
+/// octets. DNS labels are binary (RFC 2181 §11), and SPF targets may hold any
+/// macro-literal (RFC 7208 §7.1: ':', '/', and spaces from `%_`), which a host-name
+/// parser would refuse or escape, so no query would be sent for a name that exists.
 fn fqdn(name: &str) -> Option<Name> {
-    let mut n = Name::from_ascii(name.trim_end_matches('.')).ok()?;
+    let name = name.trim_end_matches('.');
+    if name.is_empty() {
+        return None;
+    }
+    let mut n = Name::from_labels(name.split('.').map(str::as_bytes)).ok()?;
     n.set_fqdn(true);
     Some(n)
+}
+
+/// A name's text: its labels' octets joined by dots (no escaping: the inverse of
+/// [`fqdn`]), lower-cased, without the root dot.
+fn name_text(n: &Name) -> String {
+    n.iter()
+        .map(String::from_utf8_lossy)
+        .collect::<Vec<_>>()
+        .join(".")
+        .to_ascii_lowercase()
 }
 
 #[derive(Clone)]
@@ -133,14 +150,12 @@ impl SpfDns {
             .await?
             .into_iter()
             .filter_map(|r| match r {
-                RData::MX(m) => Some((m.preference, m.exchange.to_ascii())),
+                RData::MX(m) => Some((m.preference, name_text(&m.exchange))),
                 _ => None,
             })
             .collect();
         v.sort_by_key(|(p, _)| *p);
-        Ok(v.into_iter()
-            .map(|(_, n)| n.trim_end_matches('.').to_ascii_lowercase())
-            .collect())
+        Ok(v.into_iter().map(|(_, n)| n).collect())
     }
 
     /// PTR names of an address.
@@ -151,7 +166,7 @@ impl SpfDns {
             .await?
             .into_iter()
             .filter_map(|r| match r {
-                RData::PTR(p) => Some(p.0.to_ascii().trim_end_matches('.').to_ascii_lowercase()),
+                RData::PTR(p) => Some(name_text(&p.0)),
                 _ => None,
             })
             .collect())

@@ -143,11 +143,8 @@ fn is_local_part(local: &str) -> bool {
         let mut chars = inner.chars();
         while let Some(c) = chars.next() {
             match c {
-                '\\' => {
-                    if chars.next().is_none() {
-                        return false;
-                    }
-                }
+                '\\' if chars.next().is_none() => return false,
+                '\\' => {}
                 '"' => return false,
                 c if c.is_ascii_control() && c != '\t' => return false,
                 _ => {}
