@@ -329,7 +329,14 @@ s.quit()
     assert_sent_plus_headers(
         &inbox[1],
         bare,
-        &["Return-Path", "Received", "Date", "Message-ID"],
+        &[
+            "Return-Path",
+            "DKIM-Signature",
+            "DKIM-Signature",
+            "Received",
+            "Date",
+            "Message-ID",
+        ],
     );
     assert!(String::from_utf8_lossy(&inbox[1]).contains("Message-ID: <"));
 
