@@ -132,7 +132,7 @@ pub async fn check_domains(
                     d.clone(),
                     format!("no DKIM public key at {}", names.join(" or ")),
                     "receivers cannot verify your signatures, so DMARC passes only on SPF, which breaks on forwarding",
-                    format!("run `bulwark dkim generate --domain {d}` and publish the TXT records it prints (at {})", names.join(" / ")),
+                    format!("publish the TXT records `bulwark dkim list` prints (at {}; `bulwark dkim generate --domain {d}` if there are no keys)", names.join(" / ")),
                 ));
             }
         }

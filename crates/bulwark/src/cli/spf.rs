@@ -211,7 +211,7 @@ async fn record(dir: &Path, only: Option<String>) -> anyhow::Result<ExitCode> {
     }
     println!(
         "\nPublish one such TXT record per name (a second v=spf1 record is a permerror).\n\
-         Also publish DKIM keys (`bulwark dkim generate --domain D`) and a DMARC policy,\n\
+         Also publish the DKIM keys (`bulwark dkim list` prints their records) and a DMARC policy,\n\
          e.g. _dmarc.D TXT \"v=DMARC1; p=quarantine; adkim=r; aspf=r\"."
     );
     Ok(ExitCode::SUCCESS)
