@@ -16,6 +16,7 @@ use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfi
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 pub use hickory_resolver::TokioResolver;
 
+mod lenient;
 mod shared;
 #[cfg(any(test, feature = "test-server"))]
 pub mod testing;

@@ -12,7 +12,12 @@
 //! [`crate::resolver_config`]), where later callers find it.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use bulwark_config::DnsConfig;
+use hickory_resolver::proto::op::Query;
 
 use hickory_resolver::lookup::Lookup;
 use hickory_resolver::net::NetError;
@@ -30,6 +35,10 @@ type Key = (Name, RecordType);
 pub struct SharedResolver {
     inner: TokioResolver,
     in_flight: Arc<Mutex<HashMap<Key, Arc<OnceCell<Answer>>>>>,
+    /// The name servers `inner` asks, for the one question we re-ask ourselves
+    /// (`lenient.rs`); empty when unknown (then that fallback is off).
+    servers: Arc<[SocketAddr]>,
+    timeout: Duration,
 }
 
 impl SharedResolver {
@@ -37,7 +46,27 @@ impl SharedResolver {
         SharedResolver {
             inner,
             in_flight: Arc::default(),
+            servers: Arc::from([]),
+            timeout: Duration::from_secs(3),
         }
+    }
+
+    /// The resolver for `[dns]`, knowing its name servers.
+    pub fn from_config(cfg: &DnsConfig) -> Result<SharedResolver, crate::DnsError> {
+        let (config, opts) = crate::resolver_config(cfg)?;
+        let servers: Vec<SocketAddr> = if cfg.resolvers.is_empty() {
+            config
+                .name_servers()
+                .iter()
+                .map(|ns| SocketAddr::new(ns.ip, 53))
+                .collect()
+        } else {
+            cfg.resolvers.clone()
+        };
+        let mut r = SharedResolver::new(crate::resolver(cfg)?);
+        r.servers = servers.into();
+        r.timeout = opts.timeout;
+        Ok(r)
     }
 
     /// The hickory resolver itself, for libraries that take one (mail-auth). Its
@@ -61,7 +90,7 @@ impl SharedResolver {
         // tokio's OnceCell runs one initialiser at a time; the others wait for its
         // value. If the running caller is cancelled, a waiting one takes over.
         let answer = cell
-            .get_or_init(|| self.inner.lookup(key.0.clone(), key.1))
+            .get_or_init(|| self.lookup_once(key.0.clone(), key.1))
             .await
             .clone();
         // No await between getting the answer and this: whoever sees the answer
@@ -71,6 +100,27 @@ impl SharedResolver {
             map.remove(&key);
         }
         answer
+    }
+
+    async fn lookup_once(&self, name: Name, rtype: RecordType) -> Answer {
+        let answer = self.inner.lookup(name.clone(), rtype).await;
+        match answer {
+            Err(e)
+                if rtype == RecordType::TXT
+                    && !self.servers.is_empty()
+                    && crate::lenient::is_empty_record_refusal(&e) =>
+            {
+                tracing::debug!(target: "bulwark::dns", %name, "TXT reply with an empty record: asking again, skipping it");
+                match crate::lenient::txt_records(&self.servers, &name, self.timeout).await {
+                    Ok(records) => Ok(Lookup::new_with_max_ttl(Query::query(name, rtype), records)),
+                    Err(why) => {
+                        tracing::debug!(target: "bulwark::dns", %why, "second TXT query failed");
+                        Err(e)
+                    }
+                }
+            }
+            other => other,
+        }
     }
 
     /// Questions currently on the wire (for tests and metrics).

@@ -231,6 +231,16 @@ impl TestDns {
         self.add(owner, RData::TXT(TXT::new(parts)));
     }
 
+    /// A TXT record made of exactly these character-strings — none at all is
+    /// allowed here (RDLENGTH 0), which RFC 1035 §3.3.14 does not permit but servers
+    /// do publish (the RFC 7208 suite's `null-text`).
+    pub fn add_txt_strings(&self, owner: &str, strings: &[&str]) {
+        self.add(
+            owner,
+            RData::TXT(TXT::new(strings.iter().map(|s| s.to_string()).collect())),
+        );
+    }
+
     pub fn add_cname(&self, owner: &str, target: &str) {
         self.add(owner, RData::CNAME(CNAME(name(target))));
     }

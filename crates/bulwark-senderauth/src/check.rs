@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bulwark_config::senderauth::{AuthAction, SenderAuthConfig};
-use bulwark_dns::TokioResolver;
 use mail_auth::common::crypto::Algorithm;
 use mail_auth::dkim::DkimError;
 use mail_auth::dmarc::verify::DmarcParameters;
@@ -438,8 +437,12 @@ pub struct SenderAuth {
 impl SenderAuth {
     /// `resolver` is shared: its cache serves SPF, DKIM and DMARC lookups alike, and
     /// one single-flight gate in front of it serves every check of this server.
-    pub fn new(config: &SenderAuthConfig, hostname: &str, resolver: TokioResolver) -> SenderAuth {
-        let shared = bulwark_dns::SharedResolver::new(resolver);
+    pub fn new(
+        config: &SenderAuthConfig,
+        hostname: &str,
+        resolver: impl Into<bulwark_dns::SharedResolver>,
+    ) -> SenderAuth {
+        let shared: bulwark_dns::SharedResolver = resolver.into();
         SenderAuth {
             cfg: config.clone(),
             hostname: hostname.to_ascii_lowercase(),
@@ -453,7 +456,7 @@ impl SenderAuth {
     pub fn from_config(
         config: &bulwark_config::Config,
     ) -> Result<SenderAuth, bulwark_dns::DnsError> {
-        let resolver = bulwark_dns::resolver(&config.dns)?;
+        let resolver = bulwark_dns::SharedResolver::from_config(&config.dns)?;
         Ok(SenderAuth::new(
             &config.senderauth,
             &config.server.hostname,

@@ -84,7 +84,7 @@ async fn check(dir: &Path, a: CheckArgs) -> anyhow::Result<ExitCode> {
         },
         None => loaded.as_ref().map(|c| c.dns.clone()).unwrap_or_default(),
     };
-    let resolver = bulwark_dns::resolver(&dns).context("cannot set up DNS")?;
+    let resolver = bulwark_dns::SharedResolver::from_config(&dns).context("cannot set up DNS")?;
     let sa = SenderAuth::new(&SenderAuthConfig::default(), &hostname, resolver);
 
     let want_sender_id = a.pra.is_some() || a.headers.is_some();
