@@ -132,12 +132,38 @@ pub async fn check_domains(
                     d.clone(),
                     format!("no DKIM public key at {}", names.join(" or ")),
                     "receivers cannot verify your signatures, so DMARC passes only on SPF, which breaks on forwarding",
-                    format!("run `bulwark dkim generate --domain {d}` and publish the TXT records it prints (at {})", names.join(" / ")),
+                    format!("publish the TXT records `bulwark dkim list` prints (at {}; `bulwark dkim generate --domain {d}` if there are no keys)", names.join(" / ")),
                 ));
             }
         }
     }
     f
+}
+
+/// The host name's own SPF record (RFC 7208 §2.3: the HELO identity, which receivers
+/// check for our bounces). `helo_record` is what `bulwark spf record` prints for it
+/// (`bulwark_senderauth::record::recommended_helo_spf`), or `None` when the host name
+/// is one of our domains (their check covers it).
+pub async fn check_helo(
+    r: &TokioResolver,
+    hostname: &str,
+    helo_record: Option<&str>,
+) -> Vec<Finding> {
+    let Some(rec) = helo_record else {
+        return Vec::new();
+    };
+    match txt(r, hostname).await {
+        Txt::Records(rs) if rs.iter().any(|t| starts_with_tag(t, "v=spf1")) => Vec::new(),
+        Txt::Failed(e) => vec![failed(hostname, "SPF (TXT) of the HELO name", &e)],
+        _ => vec![Finding::new(
+            "dns-spf-helo-missing",
+            Severity::Low,
+            hostname.to_string(),
+            format!("no SPF record (TXT \"v=spf1 …\") at {hostname}, the name this server gives in HELO"),
+            "bounces (MAIL FROM:<>) are checked against the HELO name and get SPF \"none\"",
+            format!("publish: {hostname}. TXT \"{rec}\" (`bulwark spf record` prints it)"),
+        )],
+    }
 }
 
 #[cfg(test)]
@@ -194,5 +220,19 @@ mod tests {
         assert!(!f
             .iter()
             .any(|x| x.id == "dns-spf-missing" || x.id == "dns-mx-missing"));
+
+        // The HELO name: missing, present, or covered by a domain's record.
+        let helo = "v=spf1 a -all";
+        let f = check_helo(&r, "mail.bare.test", Some(helo)).await;
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].id, "dns-spf-helo-missing");
+        assert!(f[0].fix.contains(helo), "{f:?}");
+        dns.add_txt("mail.bare.test", helo);
+        // A new resolver: the first one remembers the negative answer (RFC 2308).
+        let r = bulwark_dns::resolver(&dns.config()).unwrap();
+        assert!(check_helo(&r, "mail.bare.test", Some(helo))
+            .await
+            .is_empty());
+        assert!(check_helo(&r, "mail.none.test", None).await.is_empty());
     }
 }

@@ -122,6 +122,7 @@ pub const FINDING_IDS: &[(&str, &str)] = &[
     ("protocol-log-unredacted", "a protocol log would write secrets (impossible by construction; checked anyway)"),
     ("listener-mismatch", "a running listener differs from its configuration (probe)"),
     ("dns-spf-missing", "no SPF record for one of our domains (--dns)"),
+    ("dns-spf-helo-missing", "no SPF record for the host name this server gives in HELO (--dns)"),
     ("dns-dkim-missing", "no DKIM key record for one of our domains (--dns)"),
     ("dns-dmarc-missing", "no DMARC record for one of our domains (--dns)"),
     ("dns-mx-missing", "no MX record for one of our domains (--dns)"),

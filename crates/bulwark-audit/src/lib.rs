@@ -149,6 +149,10 @@ pub async fn audit(
             )
             .await,
         );
+        let host = &cfg.config.server.hostname;
+        let helo = bulwark_senderauth::record::helo_record_needed(host, &opts.domains)
+            .then(|| bulwark_senderauth::record::recommended_helo_spf(&cfg.config).record());
+        findings.extend(dns::check_helo(&r, host, helo.as_deref()).await);
     }
     finding::sort(&mut findings);
     Ok(findings)

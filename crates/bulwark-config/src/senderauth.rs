@@ -260,7 +260,8 @@ impl Default for DmarcPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SigningConfig {
-    /// Sign when a key exists for the From domain (`bulwark dkim generate`).
+    /// Sign when a key exists for the From domain (made by `init` / `domain add`, or
+    /// `bulwark dkim generate` / `dkim import`).
     #[serde(default = "yes")]
     pub enabled: bool,
     /// Selector prefix: keys are published at `<selector>-rsa._domainkey.<domain>` and

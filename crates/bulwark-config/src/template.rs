@@ -322,9 +322,11 @@ permerror = "accept"
 temperror = "tempfail" # the domain may say p=reject: let the sender retry
 
 [senderauth.signing]
-# DKIM-sign mail our users submit when a key exists for the From domain. Create keys
-# with `bulwark dkim generate --domain D`; it prints the DNS TXT record to publish at
-# <selector>-rsa._domainkey.D / <selector>-ed25519._domainkey.D.
+# DKIM-sign mail our users submit when a key exists for the From domain. `init` and
+# `domain add` make each domain's keys (PKCS#8, mode 0600, under key_dir); publish
+# the TXT records they print (again: `bulwark dkim list`) at
+# <selector>-rsa._domainkey.D / <selector>-ed25519._domainkey.D. Keys made elsewhere:
+# `bulwark dkim import --domain D --selector S KEYFILE`.
 enabled = true
 selector = "bulwark"
 key_dir = "dkim"

@@ -16,8 +16,12 @@ use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfi
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 pub use hickory_resolver::TokioResolver;
 
+mod lenient;
+mod shared;
 #[cfg(any(test, feature = "test-server"))]
 pub mod testing;
+
+pub use shared::SharedResolver;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
@@ -32,6 +36,7 @@ pub enum DnsError {
 pub fn resolver_config(cfg: &DnsConfig) -> Result<(ResolverConfig, ResolverOpts), DnsError> {
     if cfg.resolvers.is_empty() {
         return hickory_resolver::system_conf::read_system_conf()
+            .map(|(c, o)| (c, with_negative_cache(o)))
             .map_err(|e| DnsError::SystemConfig(e.to_string()));
     }
     let mut config = ResolverConfig::from_parts(None, Vec::new(), Vec::new());
@@ -47,8 +52,27 @@ pub fn resolver_config(cfg: &DnsConfig) -> Result<(ResolverConfig, ResolverOpts)
     // fail fast rather than retrying for long, so SMTP sessions stay responsive.
     opts.timeout = Duration::from_secs(3);
     opts.attempts = 2;
-    Ok((config, opts))
+    Ok((config, with_negative_cache(opts)))
 }
+
+/// Negative answers (NXDOMAIN, NODATA) are cached, RFC 2308 §5: for min(SOA TTL,
+/// SOA MINIMUM) of the SOA in the answer (hickory computes it), at most an hour
+/// ("one to three hours" works well, §5: the lower end, so a newly published
+/// DMARC/SPF/DKIM record is not ignored for long). §5 advises against caching an
+/// answer without an SOA because it could loop between resolvers; we are the end
+/// consumer of the configured resolver, not a resolver others ask, and some stub
+/// resolvers answer from their cache without the SOA, so such an answer is believed
+/// for a short floor: a burst of mail from one domain then asks once per name.
+fn with_negative_cache(mut opts: ResolverOpts) -> ResolverOpts {
+    opts.negative_min_ttl = Some(NEGATIVE_TTL_FLOOR);
+    opts.negative_max_ttl = Some(NEGATIVE_TTL_CEILING);
+    opts
+}
+
+/// The longest a "no such record" answer is believed.
+pub const NEGATIVE_TTL_CEILING: Duration = Duration::from_secs(3600);
+/// The shortest: also what an answer without an SOA gets.
+pub const NEGATIVE_TTL_FLOOR: Duration = Duration::from_secs(30);
 
 /// A ready resolver for `[dns]`.
 pub fn resolver(cfg: &DnsConfig) -> Result<TokioResolver, DnsError> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bulwark_config::DnsConfig;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use parking_lot::RwLock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,16 +21,39 @@ struct Zone {
     records: HashMap<String, Vec<RData>>,
     servfail: HashSet<String>,
     silent: HashSet<String>,
+    /// When set, NXDOMAIN and NODATA answers carry an SOA (TTL and MINIMUM = this)
+    /// in the authority section, as real authoritative servers send (RFC 2308 §3).
+    negative_soa: Option<u32>,
+    /// Every question received, as "name TYPE".
+    log: Vec<String>,
+    /// How long each UDP answer takes (a distant or busy server).
+    delay: Option<std::time::Duration>,
 }
 
 fn key(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// A name from text, each label as its octets (RFC 2181 §11: labels are binary), so
+/// test zones can hold the odd names of the RFC 7208 suite (':', '/', spaces).
 fn name(s: &str) -> Name {
-    let mut n = Name::from_ascii(s.trim_end_matches('.')).unwrap_or_else(|_| Name::root());
+    let s = s.trim_end_matches('.');
+    let mut n = if s.is_empty() {
+        Name::root()
+    } else {
+        Name::from_labels(s.split('.').map(str::as_bytes)).unwrap_or_else(|_| Name::root())
+    };
     n.set_fqdn(true);
     n
+}
+
+/// The zone key of a name: its labels' octets joined by dots (the inverse of [`name`]).
+fn name_key(n: &Name) -> String {
+    key(&n
+        .iter()
+        .map(String::from_utf8_lossy)
+        .collect::<Vec<_>>()
+        .join("."))
 }
 
 /// The running server; stops when dropped.
@@ -76,7 +99,16 @@ impl TestDns {
                         } else {
                             reply
                         };
-                        let _ = udp.send_to(&reply, from).await;
+                        let delay = zone.read().delay;
+                        if let Some(d) = delay {
+                            let udp = udp.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(d).await;
+                                let _ = udp.send_to(&reply, from).await;
+                            });
+                        } else {
+                            let _ = udp.send_to(&reply, from).await;
+                        }
                     }
                 }
             }));
@@ -131,6 +163,23 @@ impl TestDns {
         self.queries.load(Ordering::Relaxed)
     }
 
+    /// Every question received so far, in order, as "name TYPE".
+    pub fn query_log(&self) -> Vec<String> {
+        self.zone.read().log.clone()
+    }
+
+    /// From now on, UDP answers are sent this long after the question arrives, so
+    /// concurrent lookups overlap as they do against a real, distant server.
+    pub fn delay_answers(&self, d: std::time::Duration) {
+        self.zone.write().delay = Some(d);
+    }
+
+    /// From now on, negative answers carry an SOA with this TTL and MINIMUM, so
+    /// resolvers may cache them (RFC 2308 §5).
+    pub fn negative_soa(&self, ttl: u32) {
+        self.zone.write().negative_soa = Some(ttl);
+    }
+
     fn add(&self, owner: &str, rdata: RData) {
         self.zone
             .write()
@@ -180,6 +229,16 @@ impl TestDns {
             parts
         };
         self.add(owner, RData::TXT(TXT::new(parts)));
+    }
+
+    /// A TXT record made of exactly these character-strings — none at all is
+    /// allowed here (RDLENGTH 0), which RFC 1035 §3.3.14 does not permit but servers
+    /// do publish (the RFC 7208 suite's `null-text`).
+    pub fn add_txt_strings(&self, owner: &str, strings: &[&str]) {
+        self.add(
+            owner,
+            RData::TXT(TXT::new(strings.iter().map(|s| s.to_string()).collect())),
+        );
     }
 
     pub fn add_cname(&self, owner: &str, target: &str) {
@@ -240,8 +299,13 @@ fn answer(zone: &RwLock<Zone>, query: &[u8]) -> Option<Vec<u8>> {
         return reply.to_vec().ok();
     };
     reply.add_query(question.clone());
+    zone.write().log.push(format!(
+        "{} {}",
+        name_key(question.name()),
+        question.query_type()
+    ));
     let z = zone.read();
-    let mut owner = key(&question.name().to_ascii());
+    let mut owner = name_key(question.name());
     if z.silent.contains(&owner) {
         return None;
     }
@@ -255,6 +319,7 @@ fn answer(zone: &RwLock<Zone>, query: &[u8]) -> Option<Vec<u8>> {
         let Some(rrs) = z.records.get(&owner) else {
             if reply.answers.is_empty() {
                 reply.metadata.response_code = ResponseCode::NXDomain;
+                add_negative_soa(&mut reply, &z, &owner);
             }
             return reply.to_vec().ok();
         };
@@ -268,7 +333,7 @@ fn answer(zone: &RwLock<Zone>, query: &[u8]) -> Option<Vec<u8>> {
                 60,
                 RData::CNAME(CNAME(target.clone())),
             ));
-            owner = key(&target.to_ascii());
+            owner = name_key(&target);
             continue;
         }
         for r in rrs
@@ -279,7 +344,28 @@ fn answer(zone: &RwLock<Zone>, query: &[u8]) -> Option<Vec<u8>> {
         }
         break;
     }
+    if reply.answers.is_empty() {
+        add_negative_soa(&mut reply, &z, &owner);
+    }
     reply.to_vec().ok()
+}
+
+/// RFC 2308 §3: the SOA of the zone (here: the name's last two labels) in the
+/// authority section of a negative answer.
+fn add_negative_soa(reply: &mut Message, z: &Zone, owner: &str) {
+    let Some(ttl) = z.negative_soa else { return };
+    let labels: Vec<&str> = owner.split('.').collect();
+    let zone = labels[labels.len().saturating_sub(2)..].join(".");
+    let soa = SOA::new(
+        name(&format!("ns.{zone}")),
+        name(&format!("hostmaster.{zone}")),
+        1,
+        3600,
+        600,
+        86400,
+        ttl,
+    );
+    reply.add_authority(Record::from_rdata(name(&zone), ttl, RData::SOA(soa)));
 }
 
 /// An empty reply with TC set, so the client retries over TCP.

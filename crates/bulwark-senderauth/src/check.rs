@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bulwark_config::senderauth::{AuthAction, SenderAuthConfig};
-use bulwark_dns::TokioResolver;
 use mail_auth::common::crypto::Algorithm;
 use mail_auth::dkim::DkimError;
 use mail_auth::dmarc::verify::DmarcParameters;
@@ -151,6 +150,55 @@ fn from_domains(froms: &[String]) -> Vec<(String, Vec<String>)> {
             (d, a)
         })
         .collect()
+}
+
+/// The TXT names mail-auth will ask for this message: each verified signature's key
+/// (RFC 6376 §3.6.2.1) and the DMARC tree walks (RFC 9989 §4.10, as mail-auth 0.12
+/// walks them) of the From domains, the MAIL FROM domain and the signing domains
+/// (relaxed alignment looks up their Organizational Domains).
+fn mail_auth_txt_names(msg: &AuthenticatedMessage<'_>, mail_from_domain: &str) -> Vec<String> {
+    let mut names: Vec<String> = msg
+        .dkim_headers
+        .iter()
+        .map(|h| format!("{}._domainkey.{}", h.header.s, h.header.d))
+        .collect();
+    let mut domains: Vec<String> = from_domains(msg.froms())
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect();
+    domains.push(mail_from_domain.to_ascii_lowercase());
+    domains.extend(
+        msg.dkim_headers
+            .iter()
+            .map(|h| h.header.d.to_ascii_lowercase()),
+    );
+    for d in domains {
+        names.extend(dmarc_walk(&d).into_iter().map(|n| format!("_dmarc.{n}")));
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The names a DMARC tree walk visits (RFC 9989 §4.10): the domain itself, then at
+/// most 7 labels, then one label fewer each step down to the top-level domain; none
+/// for a single-label name.
+fn dmarc_walk(domain: &str) -> Vec<String> {
+    let labels: Vec<&str> = domain.split('.').filter(|l| !l.is_empty()).collect();
+    let total = labels.len();
+    let mut out = Vec::new();
+    if total < 2 {
+        return out;
+    }
+    let mut count = total;
+    loop {
+        out.push(labels[total - count..].join("."));
+        if count == 1 {
+            break;
+        }
+        count = if count >= 8 { 7 } else { count - 1 };
+    }
+    out
 }
 
 /// Printable, bounded text for a reply line (an `exp=` text comes from DNS).
@@ -387,13 +435,19 @@ pub struct SenderAuth {
 }
 
 impl SenderAuth {
-    /// `resolver` is shared: its cache serves SPF, DKIM and DMARC lookups alike.
-    pub fn new(config: &SenderAuthConfig, hostname: &str, resolver: TokioResolver) -> SenderAuth {
+    /// `resolver` is shared: its cache serves SPF, DKIM and DMARC lookups alike, and
+    /// one single-flight gate in front of it serves every check of this server.
+    pub fn new(
+        config: &SenderAuthConfig,
+        hostname: &str,
+        resolver: impl Into<bulwark_dns::SharedResolver>,
+    ) -> SenderAuth {
+        let shared: bulwark_dns::SharedResolver = resolver.into();
         SenderAuth {
             cfg: config.clone(),
             hostname: hostname.to_ascii_lowercase(),
-            spf_dns: SpfDns::new(resolver.clone()),
-            authenticator: MessageAuthenticator(resolver),
+            spf_dns: SpfDns::new(shared.clone()),
+            authenticator: MessageAuthenticator(shared.hickory().clone()),
             sample: AtomicU64::new(0),
         }
     }
@@ -402,7 +456,7 @@ impl SenderAuth {
     pub fn from_config(
         config: &bulwark_config::Config,
     ) -> Result<SenderAuth, bulwark_dns::DnsError> {
-        let resolver = bulwark_dns::resolver(&config.dns)?;
+        let resolver = bulwark_dns::SharedResolver::from_config(&config.dns)?;
         Ok(SenderAuth::new(
             &config.senderauth,
             &config.server.hostname,
@@ -789,6 +843,9 @@ impl SenderAuth {
             }
         }
         not_verified += msg.errors.len().saturating_sub(MAX_DKIM_SIGNATURES);
+        self.spf_dns
+            .prefetch_txt(mail_auth_txt_names(&verify, &spf_ev.domain))
+            .await;
         let outputs = self.authenticator.verify_dkim(&verify).await;
         for o in &outputs {
             let (result, reason) = match o.result() {
@@ -1262,6 +1319,16 @@ mod tests {
             spf_identity("mx.a.test", "<u@b.test>"),
             (Scope::MailFrom, "b.test".into(), "u@b.test".into())
         );
+    }
+
+    #[test]
+    fn dmarc_walk_matches_mail_auths() {
+        assert_eq!(dmarc_walk("a.b.test"), ["a.b.test", "b.test", "test"]);
+        assert!(dmarc_walk("localhost").is_empty());
+        let w = dmarc_walk("1.2.3.4.5.6.7.8.9.test");
+        assert_eq!(w[0], "1.2.3.4.5.6.7.8.9.test");
+        assert_eq!(w[1], "4.5.6.7.8.9.test");
+        assert_eq!(w.len(), 8);
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! The few DNS questions SPF and Sender ID ask (TXT, A, AAAA, MX, PTR), over the one
-//! shared hickory resolver (its cache is what makes repeated checks cheap). Answers
+//! shared resolver (single-flight in front of hickory's cache, so a burst of checks
+//! for one domain costs one query per name), and the prefetch that puts the names
+//! mail-auth will ask into that cache first (see [`SpfDns::prefetch_txt`]). Answers
 //! keep the distinction SPF needs: records, "void" (NXDOMAIN or no records of that
 //! type, RFC 7208 §4.6.4) and a transient failure (SERVFAIL, timeout: temperror).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use bulwark_dns::hickory_resolver::proto::rr::{Name, RData, RecordType};
-use bulwark_dns::TokioResolver;
+use bulwark_dns::SharedResolver;
 
 /// Why a lookup produced no records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,21 +21,57 @@ pub enum LookupError {
 
 pub type Lookup<T> = Result<Vec<T>, LookupError>;
 
-/// A name we can ask about: absolute (no search list) and syntactically valid.
+/// A name we can ask about: absolute (no search list), each label taken as its
+/// octets. DNS labels are binary (RFC 2181 §11), and SPF targets may hold any
+/// macro-literal (RFC 7208 §7.1: ':', '/', and spaces from `%_`), which a host-name
+/// parser would refuse or escape, so no query would be sent for a name that exists.
 fn fqdn(name: &str) -> Option<Name> {
-    let mut n = Name::from_ascii(name.trim_end_matches('.')).ok()?;
+    let name = name.trim_end_matches('.');
+    if name.is_empty() {
+        return None;
+    }
+    let mut n = Name::from_labels(name.split('.').map(str::as_bytes)).ok()?;
     n.set_fqdn(true);
     Some(n)
 }
 
+/// A name's text: its labels' octets joined by dots (no escaping: the inverse of
+/// [`fqdn`]), lower-cased, without the root dot.
+fn name_text(n: &Name) -> String {
+    n.iter()
+        .map(String::from_utf8_lossy)
+        .collect::<Vec<_>>()
+        .join(".")
+        .to_ascii_lowercase()
+}
+
 #[derive(Clone)]
 pub struct SpfDns {
-    resolver: TokioResolver,
+    resolver: SharedResolver,
 }
 
 impl SpfDns {
-    pub fn new(resolver: TokioResolver) -> Self {
-        SpfDns { resolver }
+    /// A hickory resolver gets a gate of its own; pass a [`SharedResolver`] to share one.
+    pub fn new(resolver: impl Into<SharedResolver>) -> Self {
+        SpfDns {
+            resolver: resolver.into(),
+        }
+    }
+
+    /// Asks for the TXT records of `names` (concurrently, through the single-flight
+    /// gate) and drops the answers: they land in hickory's cache, which mail-auth's
+    /// own lookups (DKIM keys, the DMARC tree walk) read. mail-auth 0.12 calls hickory
+    /// directly, so this is how its questions join a burst's shared ones.
+    pub async fn prefetch_txt(&self, names: Vec<String>) {
+        let mut set = tokio::task::JoinSet::new();
+        for name in names {
+            let Some(n) = fqdn(&name) else { continue };
+            let r = self.resolver.clone();
+            set.spawn(async move {
+                let _ = r.lookup(n, RecordType::TXT).await;
+            });
+        }
+        while set.join_next().await.is_some() {}
     }
 
     async fn query(&self, name: &str, rtype: RecordType) -> Lookup<RData> {
@@ -112,14 +150,12 @@ impl SpfDns {
             .await?
             .into_iter()
             .filter_map(|r| match r {
-                RData::MX(m) => Some((m.preference, m.exchange.to_ascii())),
+                RData::MX(m) => Some((m.preference, name_text(&m.exchange))),
                 _ => None,
             })
             .collect();
         v.sort_by_key(|(p, _)| *p);
-        Ok(v.into_iter()
-            .map(|(_, n)| n.trim_end_matches('.').to_ascii_lowercase())
-            .collect())
+        Ok(v.into_iter().map(|(_, n)| n).collect())
     }
 
     /// PTR names of an address.
@@ -130,7 +166,7 @@ impl SpfDns {
             .await?
             .into_iter()
             .filter_map(|r| match r {
-                RData::PTR(p) => Some(p.0.to_ascii().trim_end_matches('.').to_ascii_lowercase()),
+                RData::PTR(p) => Some(name_text(&p.0)),
                 _ => None,
             })
             .collect())

@@ -118,7 +118,7 @@ impl PraSelector {
             return Err(bad(&format!("address {address:?} has no domain")));
         };
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        if local.is_empty() || !crate::spf::is_valid_spf_domain(&domain) {
+        if !is_local_part(local) || !crate::spf::is_valid_spf_domain(&domain) {
             return Err(bad(&format!("address {address:?} is malformed")));
         }
         Ok(Pra {
@@ -127,6 +127,38 @@ impl PraSelector {
             header,
         })
     }
+}
+
+/// RFC 5322 §3.4.1 (with RFC 6532 §3.2's UTF-8): `local-part = dot-atom /
+/// quoted-string`. mail-parser reads addresses leniently (`alice@@example.com` comes
+/// back whole), and RFC 4407 §2 step 5 wants a valid mailbox, so the grammar is
+/// checked here; it is a few lines, with no crate that checks only this.
+fn is_local_part(local: &str) -> bool {
+    if let Some(inner) = local
+        .strip_prefix('"')
+        .and_then(|r| r.strip_suffix('"'))
+        .filter(|_| local.len() >= 2)
+    {
+        // quoted-string: qtext (printable but `"` and `\`) or quoted-pairs.
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if chars.next().is_none() => return false,
+                '\\' => {}
+                '"' => return false,
+                c if c.is_ascii_control() && c != '\t' => return false,
+                _ => {}
+            }
+        }
+        return true;
+    }
+    // dot-atom: atext runs separated by single dots.
+    let atext =
+        |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii();
+    !local.is_empty()
+        && local
+            .split('.')
+            .all(|a| !a.is_empty() && a.chars().all(atext))
 }
 
 #[cfg(test)]
@@ -229,6 +261,13 @@ mod tests {
             ("From with a group", "From: team: a@a.test, b@b.test;\n", None),
             ("Resent-Sender malformed", "Resent-Sender: nobody\nFrom: a@a.test\n", None),
             ("From with an invalid domain", "From: a@[192.0.2.1]\n", None),
+            // RFC 5322 §3.4.1: the local part is a dot-atom or a quoted-string.
+            ("From with two @", "From: alice@@example.com\n", None),
+            ("From with two @, angle form", "From: Alice <alice@@example.com>\n", None),
+            ("Sender with a bare @ in the local part", "Sender: a@b@c.test\nFrom: a@a.test\n", None),
+            ("From with an empty atom", "From: a..b@a.test\n", None),
+            ("From with a leading dot", "From: .a@a.test\n", None),
+            ("dot-atom with specials", "From: a.b+c=d@a.test\n", Some(("a.b+c=d@a.test", "From"))),
         ];
         for (name, block, want) in cases {
             let got = select(block);
@@ -238,6 +277,26 @@ mod tests {
                 }
                 None => assert!(got.is_err(), "{name}: expected no PRA, got {got:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn local_part_grammar() {
+        for ok in [
+            "a",
+            "a.b",
+            "a+tag",
+            "\"a b\"",
+            "\"a@b\"",
+            "\"a\\\"b\"",
+            "jörg",
+        ] {
+            assert!(is_local_part(ok), "{ok}");
+        }
+        for bad in [
+            "", "alice@", "a b", ".a", "a.", "a..b", "\"a\"b\"", "\"", "a\"b",
+        ] {
+            assert!(!is_local_part(bad), "{bad}");
         }
     }
 

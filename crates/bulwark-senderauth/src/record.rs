@@ -1,7 +1,7 @@
-//! The SPF record our domains should publish (RFC 7208), computed from the
-//! configuration: this server, the MX hosts, and every outbound smart host. One
-//! function for `bulwark spf record` and for the fix `bulwark audit` suggests, so the
-//! two can never disagree.
+//! The SPF records we should publish (RFC 7208), computed from the configuration: for
+//! our domains (this server, the MX hosts, every outbound smart host) and for this
+//! server's host name, the HELO identity. The same functions serve `bulwark spf
+//! record` and the fixes `bulwark audit --dns` suggests, so the two never disagree.
 
 use std::net::IpAddr;
 
@@ -108,6 +108,41 @@ pub fn recommended_spf(c: &Config) -> SpfRecommendation {
     SpfRecommendation { terms, notes }
 }
 
+/// The record for this server's host name (`[server] hostname`), which it gives in
+/// HELO/EHLO. RFC 7208 §2.3: a bounce has an empty MAIL FROM, so receivers check SPF
+/// for `postmaster@<HELO name>`; without a record there, our bounces get "none"
+/// (and DMARC has no SPF result for them). §10.1.3 recommends exactly this for a
+/// host name: its own addresses, and nothing else (`-all`: a HELO name is not
+/// forwarded, so the reason for `~all` on domains does not apply).
+pub fn recommended_helo_spf(c: &Config) -> SpfRecommendation {
+    let host = &c.server.hostname;
+    SpfRecommendation {
+        terms: vec![
+            Term {
+                term: "a".into(),
+                why: format!(
+                    "{host} is the name this server gives in HELO/EHLO; receivers check it for bounces (MAIL FROM:<>, RFC 7208 §2.3): its own addresses send"
+                ),
+            },
+            Term {
+                term: "-all".into(),
+                why: "no one else uses this host name in HELO (RFC 7208 §10.1.3)".into(),
+            },
+        ],
+        notes: Vec::new(),
+    }
+}
+
+/// Whether the host name needs a record of its own: not when it is itself one of our
+/// mail domains, whose record already names it (`a:<host>`) — a second `v=spf1`
+/// record at one name is a permerror (RFC 7208 §4.5).
+pub fn helo_record_needed(hostname: &str, domains: &[String]) -> bool {
+    let h = hostname.trim_end_matches('.');
+    !domains
+        .iter()
+        .any(|d| d.trim_end_matches('.').eq_ignore_ascii_case(h))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +164,23 @@ mod tests {
             "example.test.  IN TXT  \"v=spf1 a:mail.example.test mx ~all\""
         );
         assert!(r.notes.is_empty());
+    }
+
+    #[test]
+    fn helo_name_record() {
+        let r = recommended_helo_spf(&cfg(""));
+        assert_eq!(
+            r.zone_line("mail.example.test"),
+            "mail.example.test.  IN TXT  \"v=spf1 a -all\""
+        );
+        assert!(helo_record_needed(
+            "mail.example.test",
+            &["example.test".into()]
+        ));
+        assert!(!helo_record_needed(
+            "Mail.Example.Test.",
+            &["mail.example.test".into()]
+        ));
     }
 
     #[test]

@@ -395,6 +395,8 @@ pub fn parse_record(record: &str) -> Result<Spf, String> {
     const MECHS: [&str; 8] = ["all", "include", "a", "mx", "ptr", "ip4", "ip6", "exists"];
     let mut text = String::with_capacity(record.len());
     let mut zero_masks: Vec<(usize, bool, bool)> = Vec::new();
+    // Domain-specs mail-auth's parser refuses (see `PLACEHOLDER_SPEC`), by directive.
+    let mut own_specs: Vec<(usize, Macro)> = Vec::new();
     let mut mech_index = 0;
     for (i, term) in record.split(' ').enumerate() {
         if i == 0 {
@@ -443,6 +445,15 @@ pub fn parse_record(record: &str) -> Result<Spf, String> {
                 let takes_domain = ["a", "mx", "ptr", "include", "exists"].contains(&name.as_str());
                 if takes_domain && !valid_domain_spec(spec) {
                     return Err(format!("invalid domain in `{term}` (RFC 7208 §7.1)"));
+                }
+                if takes_domain && spec.contains([':', '/']) {
+                    own_specs.push((mech_index, domain_spec_macro(spec, term)?));
+                    let at = term.len() - rest.len() + 1;
+                    out = format!(
+                        "{}{PLACEHOLDER_SPEC}{}",
+                        &term[..at],
+                        &term[at + spec.len()..]
+                    );
                 }
             } else if ["include", "exists"].contains(&name.as_str()) {
                 return Err(format!("`{term}` needs a domain (RFC 7208 §5.2, §5.7)"));
@@ -533,8 +544,39 @@ pub fn parse_record(record: &str) -> Result<Spf, String> {
             }
         }
     }
+    for (i, m) in own_specs {
+        if let Some(d) = directives.get_mut(i) {
+            match &mut d.mechanism {
+                Mechanism::A { macro_string, .. }
+                | Mechanism::Mx { macro_string, .. }
+                | Mechanism::Ptr { macro_string }
+                | Mechanism::Include { macro_string }
+                | Mechanism::Exists { macro_string } => *macro_string = m,
+                _ => {}
+            }
+        }
+    }
     spf.directives = directives.into_boxed_slice();
     Ok(spf)
+}
+
+/// What mail-auth parses in place of a domain-spec containing ':' or '/'. RFC 7208
+/// §7.1's macro-literal allows both (%x21-24 / %x26-7E), and the suite's
+/// `a:foo:bar/baz.example.com` is valid, but mail-auth ends a domain-spec at ':' or
+/// '/' and refuses the record. The term's name and CIDR suffix are still checked by
+/// that parser; the domain-spec itself is parsed by `domain_spec_macro`.
+const PLACEHOLDER_SPEC: &str = "spec.invalid";
+
+/// A domain-spec (RFC 7208 §7.1) as a macro. mail-auth's macro-string parser in
+/// explanation mode reads ':' and '/' as literal text; the explanation-only macro
+/// letters (c, r, t: §7.3) are refused here, as in any domain-spec.
+fn domain_spec_macro(spec: &str, term: &str) -> Result<Macro, String> {
+    let bad = || format!("invalid domain in `{term}` (RFC 7208 §7.1)");
+    let lower = spec.to_ascii_lowercase();
+    if ["%{c", "%{r", "%{t"].iter().any(|x| lower.contains(x)) {
+        return Err(bad());
+    }
+    Macro::parse(spec.as_bytes()).map_err(|_| bad())
 }
 
 /// Where a term's CIDR suffix starts (index of its first '/' within `rest`, the term
@@ -931,8 +973,45 @@ impl Ctx<'_> {
             self.ensure_validated().await;
         }
         self.vars.set_domain(domain.as_bytes().to_vec());
-        Some(parsed.eval(&self.vars, "", false).into_owned())
+        Some(eval_explanation(&parsed, &self.vars))
     }
+}
+
+/// Expands an explanation string. RFC 7208 §7.3: an upper-case macro letter means
+/// "URL-escape the value"; mail-auth escapes with lower-case hex digits, and RFC 3986
+/// §2.1 asks producers for upper case (`%3D`), so each escaped part's escapes are
+/// upper-cased (every '%' in an escaped value starts an escape: '%' itself becomes
+/// `%25`). Literal text is left exactly as published.
+fn eval_explanation(m: &Macro, vars: &Variables<'_>) -> String {
+    let part = |p: &Macro| {
+        let s = p.eval(vars, "", false).into_owned();
+        if matches!(p, Macro::Variable { escape: true, .. }) {
+            upper_case_escapes(&s)
+        } else {
+            s
+        }
+    };
+    match m {
+        Macro::List(parts) => parts.iter().map(part).collect(),
+        other => part(other),
+    }
+}
+
+fn upper_case_escapes(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut hex_left = 0;
+    for c in s.chars() {
+        if c == '%' {
+            hex_left = 2;
+            out.push(c);
+        } else if hex_left > 0 {
+            hex_left -= 1;
+            out.push(c.to_ascii_uppercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn none_step(domain: &str, scope: Scope) -> Step {
@@ -1020,6 +1099,30 @@ mod tests {
             "{}.example.com",
             "a".repeat(64)
         )));
+    }
+
+    #[test]
+    fn domain_specs_with_colon_and_slash_are_ours_to_parse() {
+        // RFC 7208 §7.1 macro-literal: ':' and '/' are allowed in a domain-spec.
+        let spf = parse_record("v=spf1 a:foo:bar/baz.example.com/24 mx:x/y.test -all").unwrap();
+        match &spf.directives[0].mechanism {
+            Mechanism::A {
+                macro_string: Macro::Literal(l),
+                ip4_mask,
+                ..
+            } => {
+                assert_eq!(&**l, b"foo:bar/baz.example.com");
+                assert_eq!(*ip4_mask, u32::MAX << 8);
+            }
+            m => panic!("{m:?}"),
+        }
+        assert!(matches!(
+            &spf.directives[1].mechanism,
+            Mechanism::Mx { macro_string: Macro::Literal(l), .. } if &**l == b"x/y.test"
+        ));
+        // Explanation-only macro letters stay invalid in a domain-spec.
+        assert!(parse_record("v=spf1 a:%{c}:x.test -all").is_err());
+        assert_eq!(upper_case_escapes("a%3db%2f"), "a%3Db%2F");
     }
 
     #[test]

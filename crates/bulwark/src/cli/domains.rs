@@ -27,7 +27,11 @@ pub async fn run(dir: &Path, cmd: DomainCommand) -> anyhow::Result<ExitCode> {
                 &signing.selector,
             )?;
             println!();
-            println!("DKIM: mail from {} is signed with these keys (after a restart of `bulwark serve`); publish their TXT records:", d.name);
+            if signing.enabled {
+                println!("DKIM: mail from {} is signed with these keys (after a restart of `bulwark serve`); publish their TXT records:", d.name);
+            } else {
+                println!("DKIM keys for {} (not used: [senderauth.signing] enabled = false); their TXT records:", d.name);
+            }
             println!();
             for (k, new) in &keys {
                 super::dkim::print_record(k, if *new { "written to" } else { "kept in" });

@@ -160,7 +160,11 @@ pub fn run(dir: &Path, args: InitArgs) -> anyhow::Result<ExitCode> {
     println!("  store:       {}", cfg.store_path().display());
     println!("  domain:      {domain}");
     println!();
-    println!("DKIM: mail from {domain} is signed with these keys; publish their TXT records:");
+    if signing.enabled {
+        println!("DKIM: mail from {domain} is signed with these keys; publish their TXT records:");
+    } else {
+        println!("DKIM keys for {domain} (not used: [senderauth.signing] enabled = false); their TXT records:");
+    }
     println!();
     for (k, new) in &keys {
         super::dkim::print_record(k, if *new { "written to" } else { "kept in" });

@@ -84,7 +84,7 @@ async fn check(dir: &Path, a: CheckArgs) -> anyhow::Result<ExitCode> {
         },
         None => loaded.as_ref().map(|c| c.dns.clone()).unwrap_or_default(),
     };
-    let resolver = bulwark_dns::resolver(&dns).context("cannot set up DNS")?;
+    let resolver = bulwark_dns::SharedResolver::from_config(&dns).context("cannot set up DNS")?;
     let sa = SenderAuth::new(&SenderAuthConfig::default(), &hostname, resolver);
 
     let want_sender_id = a.pra.is_some() || a.headers.is_some();
@@ -173,22 +173,45 @@ async fn record(dir: &Path, only: Option<String>) -> anyhow::Result<ExitCode> {
         !domains.is_empty(),
         "no domains; add one with `bulwark domain add`"
     );
-    // The same function computes the fix `bulwark audit --dns` suggests.
+    // The same functions compute the fixes `bulwark audit --dns` suggests.
     let rec = bulwark_senderauth::record::recommended_spf(c);
     for d in &domains {
         println!("{}", rec.zone_line(d));
     }
+    let host = &c.server.hostname;
+    let all_domains: Vec<String> = store
+        .list_domains()
+        .await?
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    let helo = bulwark_senderauth::record::helo_record_needed(host, &all_domains)
+        .then(|| bulwark_senderauth::record::recommended_helo_spf(c));
+    if let Some(h) = &helo {
+        println!("{}", h.zone_line(host));
+    }
     println!();
-    println!("Why:");
+    println!("Why ({}):", domains.join(", "));
     for t in &rec.terms {
         println!("  {:<24} {}", t.term, t.why);
+    }
+    match &helo {
+        Some(h) => {
+            println!("Why ({host}, the HELO name):");
+            for t in &h.terms {
+                println!("  {:<24} {}", t.term, t.why);
+            }
+        }
+        None => println!(
+            "{host}, the HELO name, is one of the domains: its record above covers it (a:{host})."
+        ),
     }
     for n in &rec.notes {
         println!("\nNote: {n}");
     }
     println!(
-        "\nPublish one such TXT record per domain (a second v=spf1 record is a permerror).\n\
-         Also publish DKIM keys (`bulwark dkim generate --domain D`) and a DMARC policy,\n\
+        "\nPublish one such TXT record per name (a second v=spf1 record is a permerror).\n\
+         Also publish the DKIM keys (`bulwark dkim list` prints their records) and a DMARC policy,\n\
          e.g. _dmarc.D TXT \"v=DMARC1; p=quarantine; adkim=r; aspf=r\"."
     );
     Ok(ExitCode::SUCCESS)

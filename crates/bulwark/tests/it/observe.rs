@@ -897,11 +897,18 @@ fn dns_records_are_checked_against_a_test_resolver() {
     let d = DataDir::init();
     let addr = dns.addr().to_string();
     let (_, f, v) = audit(&d, &["--dns", &addr]);
-    for id in ["dns-mx-missing", "dns-dkim-missing", "dns-dmarc-missing"] {
+    for id in [
+        "dns-mx-missing",
+        "dns-dkim-missing",
+        "dns-dmarc-missing",
+        "dns-spf-helo-missing",
+    ] {
         assert!(f.iter().any(|(i, _)| i == id), "{id}: {v:#}");
     }
     assert!(!f.iter().any(|(i, _)| i == "dns-spf-missing"), "{v:#}");
     dns.add_mx(DOMAIN, 10, HOSTNAME);
+    // The HELO name's record, as `bulwark spf record` prints it.
+    dns.add_txt(HOSTNAME, "v=spf1 a -all");
     dns.add_txt(&format!("_dmarc.{DOMAIN}"), "v=DMARC1; p=reject");
     dns.add_txt(
         &format!("bulwark-ed25519._domainkey.{DOMAIN}"),

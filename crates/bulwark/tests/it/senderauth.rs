@@ -212,6 +212,11 @@ fn spf_record_and_dkim_generate() {
         "{out}"
     );
     assert!(out.contains("~all"), "{out}");
+    // The HELO name gets its own record, so bounces (MAIL FROM:<>) pass SPF.
+    assert!(
+        out.contains("mail.example.test.  IN TXT  \"v=spf1 a -all\""),
+        "{out}"
+    );
 
     // `init` made the domain's keys: `dkim generate` replaces them only with --force.
     let o = d.cli(&[
@@ -261,6 +266,41 @@ fn spf_record_and_dkim_generate() {
         ),
         "{listed}"
     );
+}
+
+/// A bounce (MAIL FROM:<>) is checked against the HELO name (RFC 7208 §2.3): with the
+/// record `bulwark spf record` prints for the host name published, it passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_helo_record_spf_record_prints_makes_bounces_pass() {
+    let dns = TestDns::start().await;
+    let d = Arc::new(tokio::task::spawn_blocking(DataDir::init).await.unwrap());
+    let o = cli(&d, args(&["spf", "record"]), "").await;
+    let out = stdout(&o);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with(&format!("{HOSTNAME}.  IN TXT  ")))
+        .unwrap_or_else(|| panic!("no record for the HELO name:\n{out}"));
+    let txt: String = line.split('"').skip(1).step_by(2).collect();
+    dns.add_txt(HOSTNAME, &txt);
+    dns.add_a(HOSTNAME, "192.0.2.25".parse().unwrap());
+    let at = dns.addr().to_string();
+    let check = |ip: &'static str| {
+        let (d, at) = (d.clone(), at.clone());
+        async move {
+            let o = cli(
+                &d,
+                args(&["spf", "check", "--ip", ip, "--helo", HOSTNAME, "--dns", &at]),
+                "",
+            )
+            .await;
+            last_line(&o)
+        }
+    };
+    let l = check("192.0.2.25").await;
+    assert!(l.starts_with("pass "), "{l}");
+    // Someone else using our name in HELO fails.
+    let l = check("192.0.2.99").await;
+    assert!(l.starts_with("fail "), "{l}");
 }
 
 /// The `._domainkey.` TXT records a command printed, as (name, value).

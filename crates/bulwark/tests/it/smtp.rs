@@ -305,7 +305,18 @@ s.quit()
     let inbox = stored(d.path(), BOB, "INBOX");
     assert_eq!(inbox.len(), 2);
     let exact = b"From: Alice <alice@example.test>\r\nTo: Bob <bob@example.test>\r\nSubject: exact\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <exact-1@example.test>\r\n\r\nLine one\r\n.leading dot\r\n\r\ncaf\xc3\xa9 8-bit\r\nend\r\n";
-    assert_sent_plus_headers(&inbox[0], exact, &["Return-Path", "Received"]);
+    // `init` made example.test's DKIM keys, so submissions are signed (RSA and
+    // Ed25519) from the first start.
+    assert_sent_plus_headers(
+        &inbox[0],
+        exact,
+        &[
+            "Return-Path",
+            "DKIM-Signature",
+            "DKIM-Signature",
+            "Received",
+        ],
+    );
     let m = String::from_utf8_lossy(&inbox[0]);
     assert!(
         m.starts_with("Return-Path: <alice@example.test>\r\n"),
@@ -318,7 +329,14 @@ s.quit()
     assert_sent_plus_headers(
         &inbox[1],
         bare,
-        &["Return-Path", "Received", "Date", "Message-ID"],
+        &[
+            "Return-Path",
+            "DKIM-Signature",
+            "DKIM-Signature",
+            "Received",
+            "Date",
+            "Message-ID",
+        ],
     );
     assert!(String::from_utf8_lossy(&inbox[1]).contains("Message-ID: <"));
 
