@@ -122,7 +122,77 @@ fn spawn_background(ctx: &ServerContext, tracker: &TaskTracker) -> anyhow::Resul
             }
         }
     });
+    let store = ctx.store.clone();
+    let shutdown = ctx.shutdown.clone();
+    let interval = ctx.config.config.store.reclaim_interval_secs;
+    tracker.spawn(async move { keep_store_compact(store, interval, shutdown).await });
     Ok(())
+}
+
+/// Pages given back per reclaim step: one short write transaction among the others.
+const RECLAIM_STEP_PAGES: u32 = 2048;
+/// Steps per round (at 4 KiB pages, 128 MiB a round).
+const RECLAIM_STEPS_PER_ROUND: usize = 16;
+
+/// The store's size gauges, and the space of deleted mail given back to the file
+/// system in small steps every `interval` seconds (0: gauges only, every minute).
+async fn keep_store_compact(
+    store: bulwark_store::SharedStore,
+    interval: u64,
+    shutdown: CancellationToken,
+) {
+    let mut warned = false;
+    loop {
+        match store.space().await {
+            Ok(space) => {
+                set_store_gauges(&space);
+                if !space.reclaimable && !warned {
+                    warned = true;
+                    tracing::warn!(target: "bulwark::store", free_pages = space.free_pages, "this store was made before space reclamation existed: deleted mail's space is reused but never given back; stop the server once and run `bulwark store compact`");
+                }
+                if interval > 0 && space.reclaimable && space.free_pages > 0 {
+                    reclaim_round(&store, &shutdown).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: "bulwark::store", error = %e, "cannot read the store's size")
+            }
+        }
+        let pause = Duration::from_secs(if interval == 0 { 60 } else { interval });
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+async fn reclaim_round(store: &bulwark_store::SharedStore, shutdown: &CancellationToken) {
+    for _ in 0..RECLAIM_STEPS_PER_ROUND {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let before = store.space().await.map(|s| s.size_bytes).unwrap_or(0);
+        match store.reclaim_space(RECLAIM_STEP_PAGES).await {
+            Ok(after) => {
+                metrics::counter!("bulwark_store_reclaimed_bytes_total")
+                    .increment(before.saturating_sub(after.size_bytes));
+                set_store_gauges(&after);
+                if after.free_pages == 0 {
+                    tracing::info!(target: "bulwark::store", size_bytes = after.size_bytes, "space of deleted mail given back to the file system");
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: "bulwark::store", error = %e, "cannot reclaim the store's free space");
+                return;
+            }
+        }
+    }
+}
+
+fn set_store_gauges(space: &bulwark_store::StoreSpace) {
+    metrics::gauge!("bulwark_store_size_bytes").set(space.size_bytes as f64);
+    metrics::gauge!("bulwark_store_free_pages").set(space.free_pages as f64);
 }
 
 /// How often the queue gauges are refreshed from the store.
