@@ -245,6 +245,47 @@ fn tls_mode_name(kind: ListenerKind, implicit_tls: bool) -> &'static str {
     }
 }
 
+/// The checks on the certificate and key files (readable, matching, valid now, key
+/// not readable by others), logged with their fixes; false when one is an error. Run
+/// before starting and again before every reload (SIGHUP), so a reload cannot bring
+/// in what a start refuses; a refused reload keeps the current certificate.
+fn certificate_usable(cfg: &LoadedConfig) -> bool {
+    let problems = bulwark_tls::check_files(
+        &cfg.cert_path(),
+        &cfg.key_path(),
+        &cfg.config.server.hostname,
+        crate::cli::now_unix(),
+    );
+    for p in &problems {
+        match p.severity {
+            Severity::Error => {
+                tracing::error!(target: "bulwark::tls", "{} — fix: {}", p.message, p.fix)
+            }
+            Severity::Warning => {
+                tracing::warn!(target: "bulwark::tls", "{} — fix: {}", p.message, p.fix)
+            }
+        }
+    }
+    !problems.iter().any(|p| p.severity == Severity::Error)
+}
+
+/// SIGHUP: re-reads the certificate and key if they pass the start-up checks.
+fn reload_certificate(cfg: &LoadedConfig, tls: &TlsServer) {
+    if !certificate_usable(cfg) {
+        tracing::error!(target: "bulwark::tls", "certificate reload failed: the files do not pass the checks `serve` makes at start (see above); keeping the current one");
+        return;
+    }
+    match tls.reload() {
+        Ok(info) => {
+            tracing::info!(target: "bulwark::tls", names = ?info.dns_names, sha256 = %info.sha256, "certificate reloaded");
+            report_certificate(tls);
+        }
+        Err(e) => {
+            tracing::error!(target: "bulwark::tls", error = %e, "certificate reload failed; keeping the current one")
+        }
+    }
+}
+
 fn report_certificate(tls: &TlsServer) {
     let info = tls.cert_info();
     let left = info.seconds_to_expiry(crate::cli::now_unix());
@@ -273,22 +314,8 @@ pub fn run(dir: &Path, allow_root: bool) -> anyhow::Result<ExitCode> {
     keep_large_allocations_unmappable();
     let cfg = super::cli::load_config(dir)?;
     bulwark_observe::init_tracing(&cfg.config.log.level, cfg.config.log.format);
-    let problems = bulwark_tls::check_files(
-        &cfg.cert_path(),
-        &cfg.key_path(),
-        &cfg.config.server.hostname,
-        crate::cli::now_unix(),
-    );
-    for p in &problems {
-        match p.severity {
-            Severity::Error => tracing::error!(target: "bulwark", "{} — fix: {}", p.message, p.fix),
-            Severity::Warning => {
-                tracing::warn!(target: "bulwark", "{} — fix: {}", p.message, p.fix)
-            }
-        }
-    }
     anyhow::ensure!(
-        !problems.iter().any(|p| p.severity == Severity::Error),
+        certificate_usable(&cfg),
         "refusing to start with an unusable certificate (run `bulwark config check`)"
     );
     // Decided before anything is bound: as root without a usable [server] user,
@@ -432,13 +459,7 @@ async fn serve(cfg: LoadedConfig, plan: Plan) -> anyhow::Result<ExitCode> {
 
     loop {
         tokio::select! {
-            _ = hup.recv() => match tls.reload() {
-                Ok(info) => {
-                    tracing::info!(target: "bulwark::tls", names = ?info.dns_names, sha256 = %info.sha256, "certificate reloaded");
-                    report_certificate(&tls);
-                }
-                Err(e) => tracing::error!(target: "bulwark::tls", error = %e, "certificate reload failed; keeping the current one"),
-            },
+            _ = hup.recv() => reload_certificate(&cfg, &tls),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }

@@ -427,3 +427,64 @@ m.logout()
         "{text}"
     );
 }
+
+/// The SHA-256 fingerprint of the certificate a TLS listener presents, read with
+/// openssl (an independent client).
+fn served_fingerprint(addr: std::net::SocketAddr) -> String {
+    require_tool("openssl");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect {addr} -servername {HOSTNAME} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
+        ))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(text.contains("Fingerprint="), "openssl: {text}");
+    text
+}
+
+fn file_fingerprint(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `kill -HUP` applies the checks `serve` makes at start: a new certificate whose key
+/// is readable by others is refused and the current certificate stays in use; once
+/// the key is private again, the next HUP loads it.
+#[test]
+fn sighup_refuses_a_key_that_serve_would_refuse_at_start() {
+    let d = DataDir::init();
+    let mut s = Server::start(&d);
+    let imaps = s.addr("imaps");
+    let old = served_fingerprint(imaps);
+    assert_eq!(old, file_fingerprint(&d.cert_path()));
+
+    let out = d.cli(&["cert", "selfsigned", "--force"]);
+    assert!(out.status.success());
+    let new = file_fingerprint(&d.cert_path());
+    assert_ne!(new, old);
+    let key = d.path().join("tls/key.pem");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    s.signal(libc::SIGHUP);
+    s.wait_log("certificate reload failed", Duration::from_secs(10));
+    assert!(s.log().contains("readable by other users"), "{}", s.log());
+    assert!(!s.log().contains("certificate reloaded"), "{}", s.log());
+    assert_eq!(
+        served_fingerprint(imaps),
+        old,
+        "the refused key must not be served"
+    );
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    s.signal(libc::SIGHUP);
+    s.wait_log("certificate reloaded", Duration::from_secs(10));
+    assert_eq!(served_fingerprint(imaps), new);
+    s.signal(libc::SIGTERM);
+    assert!(s.wait_exit(Duration::from_secs(40)).success());
+}
