@@ -2,9 +2,10 @@
 //!
 //! Order: config → certificate check → privilege plan → sender checks (DKIM keys) →
 //! TLS → bind every listener → drop root (`[server] user`) → store → authenticator →
-//! serve the listeners → background services → `DIR/run/listeners.json` → signal loop. SIGHUP reloads the
-//! certificate (sessions keep theirs); SIGTERM/SIGINT stop accepting, give sessions
-//! `shutdown_grace_secs` to finish, and exit 0.
+//! serve the listeners → background services → `DIR/run/listeners.json` → signal
+//! loop. SIGHUP reloads the certificate after the start-up checks (sessions keep
+//! theirs); SIGTERM/SIGINT stop accepting, give sessions `shutdown_grace_secs` to
+//! finish, and exit 0.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -18,9 +19,9 @@ use bulwark_net::{CancellationToken, ServerContext, SessionHandler, TaskTracker}
 use bulwark_observe::scrape::ScrapeAccess;
 use bulwark_observe::{ProtocolLog, Redactor, Rotation};
 use bulwark_tls::{Severity, TlsServer};
+use tokio::signal::unix::{signal, SignalKind};
 
 use crate::privilege::Plan;
-use tokio::signal::unix::{signal, SignalKind};
 
 /// The protocol behind each listener kind: the one place protocol crates plug in.
 /// `None` for the kinds `bulwark_audit::runstate::availability` calls not served (the
