@@ -381,6 +381,12 @@ async fn serve(cfg: LoadedConfig, plan: Plan) -> anyhow::Result<ExitCode> {
         Plan::Drop(account) => {
             crate::privilege::drop_to(account)?;
             tracing::info!(target: "bulwark", user = %account.user, uid = account.uid, group = %account.group, gid = account.gid, "listeners bound; running as an unprivileged user from here on");
+            // SIGHUP re-reads the files as this user: say now if it could not.
+            for file in [cfg.cert_path(), cfg.key_path()] {
+                if let Err(e) = std::fs::File::open(&file) {
+                    tracing::warn!(target: "bulwark::tls", file = %file.display(), error = %e, user = %account.user, "after the drop this file cannot be read: certificate reloads (SIGHUP) will fail until it is (chown it to the user, mode 0600 for the key)");
+                }
+            }
         }
         Plan::StayRoot(why) => {
             tracing::warn!(target: "bulwark", reason = %why, "running as root (--allow-root): every session runs with root's privileges; set [server] user");
