@@ -93,6 +93,10 @@ min_version = "1.2"
 # acknowledged message (SMTP 250, IMAP APPEND OK) is on disk before the reply.
 backend = "embedded"
 path = "store"
+# Every this many seconds the server gives the space of deleted messages back to the
+# file system (in small steps between other writes) and updates the store's size
+# metrics. 0 turns reclaiming off. `bulwark store compact` does it all at once.
+reclaim_interval_secs = 60
 
 # ---------------------------------------------------------------------------------
 # Listeners. The kind of each listener fixes its protocol and TLS mode; here you only

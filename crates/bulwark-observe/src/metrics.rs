@@ -282,6 +282,25 @@ pub const CATALOG: &[MetricDef] = &[
         "Age of the oldest message in the outbound queue (0 when empty)",
         "bulwark (serve: sampled from the store)",
     ),
+    // ---- store ----
+    gauge(
+        "bulwark_store_size_bytes",
+        &[],
+        "Size of the store's database (pages times page size, free pages included)",
+        "bulwark (serve: sampled from the store)",
+    ),
+    gauge(
+        "bulwark_store_free_pages",
+        &[],
+        "Pages of the store's database that hold nothing any more, waiting to be given back to the file system",
+        "bulwark (serve: sampled from the store)",
+    ),
+    counter(
+        "bulwark_store_reclaimed_bytes_total",
+        &[],
+        "Bytes of deleted messages given back to the file system by the background reclaim",
+        "bulwark (serve)",
+    ),
     counter(
         "bulwark_delivery_attempts_total",
         &["outcome", "tls"],
@@ -641,6 +660,9 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
     c("bulwark_message_bytes_bounced_total", &[]);
     let _ = metrics::gauge!("bulwark_tls_certificate_expiry_seconds");
     let _ = metrics::gauge!("bulwark_smtp_inflight_bytes");
+    let _ = metrics::gauge!("bulwark_store_size_bytes");
+    let _ = metrics::gauge!("bulwark_store_free_pages");
+    c("bulwark_store_reclaimed_bytes_total", &[]);
     let _ = metrics::gauge!("bulwark_queue_depth");
     let _ = metrics::gauge!("bulwark_queue_oldest_age_seconds");
     let _ = metrics::gauge!("bulwark_queue_deliveries_in_progress");

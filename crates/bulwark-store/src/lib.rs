@@ -218,6 +218,14 @@ pub trait Store: Send + Sync + 'static {
     async fn queue_retry(&self, id: Option<QueueId>, now: i64) -> Result<u64>;
     async fn queue_delete(&self, id: QueueId) -> Result<bool>;
 
+    // ---- space ----
+    /// The store's size on disk and its free (reclaimable) pages.
+    async fn space(&self) -> Result<StoreSpace>;
+    /// Gives up to `max_pages` free pages back to the file system, durably; returns
+    /// the space afterwards. Does nothing on a store that is not `reclaimable` yet
+    /// (`bulwark store compact` converts it).
+    async fn reclaim_space(&self, max_pages: u32) -> Result<StoreSpace>;
+
     // ---- notifications ----
     /// Events after each committed change, for IDLE and queue workers, published
     /// before the write that caused them returns. A lagging receiver loses events and
