@@ -305,7 +305,7 @@ pub const CATALOG: &[MetricDef] = &[
     counter(
         "bulwark_imap_bad_input_total",
         &["listener", "reason"],
-        "IMAP input refused (reason: line_too_long, literal_refused, too_complex, malformed, sasl, mime_too_deep)",
+        "IMAP input refused (reason: line_too_long, literal_refused, too_complex, malformed, sasl, mime_too_deep, mime_parts)",
         "bulwark-imap",
     ),
     counter(
@@ -317,7 +317,7 @@ pub const CATALOG: &[MetricDef] = &[
     counter(
         "bulwark_imap_mime_too_deep_total",
         &[],
-        "Stored messages served without MIME parsing because they nest too deep",
+        "Stored messages served without MIME parsing because they nest too deep or have too many parts",
         "bulwark-imap",
     ),
     counter(
@@ -507,6 +507,7 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
                 "malformed",
                 "sasl",
                 "mime_too_deep",
+                "mime_parts",
             ] {
                 c(
                     "bulwark_imap_bad_input_total",
