@@ -1298,6 +1298,98 @@ s.quit()
 }
 
 #[test]
+fn too_many_mime_parts_are_refused_on_25_and_587_and_the_server_keeps_running() {
+    let (d, s) = setup(|c| c["smtp"]["max_mime_parts"] = toml_edit::value(100));
+    let out = py(
+        &d,
+        &s,
+        r#"
+def parts(n, sender):
+    m = "From: %s\r\nTo: bob@example.test\r\nSubject: parts\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n" % sender
+    m += "--B\r\n\r\nx\r\n" * n
+    return (m + "--B--\r\n").encode()
+def data_reply(s, sender, msg):
+    try:
+        s.sendmail(sender, ["bob@example.test"], msg)
+        return "250"
+    except smtplib.SMTPDataError as e:
+        return "%d %s" % (e.smtp_code, e.smtp_error.decode())
+s = smtplib.SMTP(host, int(ports["smtp"]), timeout=60)
+s.ehlo("client.test")
+print(data_reply(s, "x@remote.test", parts(100, "x@remote.test")))
+print(data_reply(s, "x@remote.test", parts(99, "x@remote.test")))
+s.quit()
+s = smtplib.SMTP(host, int(ports["submission"]), timeout=60)
+s.starttls(context=ctx)
+s.login("alice@example.test", PASSWORD)
+print(data_reply(s, "alice@example.test", parts(200000, "alice@example.test")))
+print(data_reply(s, "alice@example.test", parts(99, "alice@example.test")))
+s.quit()
+"#,
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    let refused = "552 5.3.4 Message refused: more than 100 MIME parts";
+    assert_eq!(lines, [refused, "250", refused, "250"], "{out}");
+    assert_eq!(stored(d.path(), BOB, "INBOX").len(), 2);
+    let m = crate::observe::scrape(&s);
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("bulwark_smtp_rejections_total{")
+                && l.contains("reason=\"mime_parts\"")
+                && l.contains("listener=\"smtp\"")
+                && l.ends_with(" 1")),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_local_header_from_on_25_is_refused_by_default_and_tagged_when_configured() {
+    let script = r#"
+def attempt(header_from):
+    s = smtplib.SMTP(host, int(ports["smtp"]), timeout=30)
+    s.ehlo("client.test")
+    msg = b"From: " + header_from + b"\r\nTo: bob@example.test\r\nSubject: s\r\n\r\nx\r\n"
+    try:
+        s.sendmail("x@remote.test", ["bob@example.test"], msg)
+        r = "250"
+    except smtplib.SMTPDataError as e:
+        r = "%d %s" % (e.smtp_code, e.smtp_error.decode())
+    s.quit()
+    return r
+print(attempt(b"Alice <alice@example.test>"))
+print(attempt(b"x@remote.test"))
+"#;
+    let (d, s) = setup(|_| {});
+    let out = py(&d, &s, script);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "550 5.7.1 Message refused: the From address is in a local domain; local users must authenticate (submission)",
+            "250"
+        ],
+        "{out}"
+    );
+    assert_eq!(stored(d.path(), BOB, "INBOX").len(), 1);
+    // Tagged instead, and internal servers are exempt.
+    let (d, s) = setup(|c| c["smtp"]["local_from_on_inbound"] = toml_edit::value("tag"));
+    let out = py(&d, &s, script);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["250", "250"], "{out}");
+    let inbox = stored(d.path(), BOB, "INBOX");
+    let tagged =
+        |m: &[u8]| String::from_utf8_lossy(m).contains("\r\nX-Bulwark-Local-From: outside\r\n");
+    assert_eq!(inbox.iter().filter(|m| tagged(m)).count(), 1);
+    let (d, s) = setup(|c| {
+        let mut a = toml_edit::Array::new();
+        a.push("127.0.0.0/8");
+        c["senderauth"]["internal_servers"] = toml_edit::value(a);
+    });
+    let out = py(&d, &s, script);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["250", "250"], "{out}");
+    assert!(stored(d.path(), BOB, "INBOX").iter().all(|m| !tagged(m)));
+}
+
+#[test]
 fn overlong_last_line_before_the_dot_is_answered_at_once() {
     let (d, s) = setup(|_| {});
     let mut c = start_data(s.addr("smtp"));
