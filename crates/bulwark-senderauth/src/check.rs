@@ -366,8 +366,8 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// The message to store: forged Authentication-Results claiming our host name
-    /// removed (RFC 8601 §5), our headers on top.
+    /// The message to store: every header field we would add that arrived with it
+    /// removed (`headers::strip_forged_results`, RFC 8601 §5), our headers on top.
     pub fn apply(&self, message: &[u8]) -> Vec<u8> {
         let (_, stripped) = headers::strip_forged_results(message, &self.authserv_id);
         let mut out = Vec::with_capacity(self.headers_to_prepend.len() + stripped.len());

@@ -96,13 +96,14 @@ impl bulwark_smtp::SenderChecks for SenderAuthChecks {
         if ctx.sender.listener != ListenerKind::Smtp {
             return MessageVerdict::default();
         }
-        // Forged Authentication-Results claiming our host name are removed whether or
-        // not the checks run (RFC 8601 §5): downstream filters and clients trust our
-        // authserv-id, so a sender must never be able to write results in our name.
+        // Every field we would add ourselves (Authentication-Results in our name,
+        // Received-SPF, X-Bulwark-*) is removed whether or not the checks run (RFC
+        // 8601 §5): downstream filters and clients trust them, so a sender must never
+        // be able to write a verdict in our name.
         let (removed, stripped) =
             bulwark_senderauth::headers::strip_forged_results(message, self.auth.hostname());
         if removed > 0 {
-            tracing::info!(target: "bulwark::senderauth", removed, "removed Authentication-Results claiming our host name");
+            tracing::info!(target: "bulwark::senderauth", removed, "removed header fields only this server may add (Authentication-Results in our name, Received-SPF, X-Bulwark-*)");
         }
         if !self.auth.enabled() {
             return MessageVerdict {

@@ -1390,6 +1390,47 @@ print(attempt(b"x@remote.test"))
 }
 
 #[test]
+fn every_header_field_we_would_add_is_stripped_from_inbound_mail() {
+    let (d, s) = setup(|_| {});
+    py(
+        &d,
+        &s,
+        r#"
+msg = (b"Authentication-Results: mail.example.test.; dkim=pass header.d=bank.test\r\n"
+       b"authentication-results : MAIL.EXAMPLE.TEST ; dmarc=pass header.from=bank.test\r\n"
+       b"Received-SPF: pass (mail.example.test: forged) client-ip=192.0.2.1\r\n"
+       b"received-spf :\r\n\tpass\r\n"
+       b"X-Bulwark-Auth-Warning: none\r\n"
+       b"x-bulwark-local-from: inside\r\n"
+       b"Authentication-Results: other.test; spf=pass\r\n"
+       b"From: x@remote.test\r\nTo: bob@example.test\r\nSubject: forged\r\n\r\n"
+       b"Received-SPF: pass (a body line stays)\r\n")
+s = smtplib.SMTP(host, int(ports["smtp"]), timeout=30)
+s.ehlo("client.test")
+assert s.sendmail("x@remote.test", ["bob@example.test"], msg) == {}
+s.quit()
+"#,
+    );
+    let m = String::from_utf8(stored(d.path(), BOB, "INBOX").remove(0)).unwrap();
+    let (head, body) = m.split_once("\r\n\r\n").unwrap();
+    let lower = head.to_ascii_lowercase();
+    for gone in [
+        "mail.example.test.;",
+        "mail.example.test ;",
+        "received-spf",
+        "x-bulwark-",
+        "bank.test",
+    ] {
+        assert!(!lower.contains(gone), "{gone}: {m}");
+    }
+    assert!(
+        head.contains("Authentication-Results: other.test; spf=pass"),
+        "{m}"
+    );
+    assert_eq!(body, "Received-SPF: pass (a body line stays)\r\n");
+}
+
+#[test]
 fn overlong_last_line_before_the_dot_is_answered_at_once() {
     let (d, s) = setup(|_| {});
     let mut c = start_data(s.addr("smtp"));
