@@ -83,6 +83,10 @@ pub struct MessageVerdict {
     /// RFC 8601 §5 asks to remove Authentication-Results fields that claim our
     /// authserv-id but arrived from outside. `None` keeps the message as received.
     pub replace_message: Option<Vec<u8>>,
+    /// The envelope sender failed authentication (SPF fail, or DMARC fail of the
+    /// header From): it is likely forged, so the queue sends it no delivery notice
+    /// for copies it forwards (no backscatter to the victim of the forgery).
+    pub sender_failed: bool,
 }
 
 /// The envelope of a received message.

@@ -179,8 +179,11 @@ fn structure_refusal(e: bulwark_mime::StructureError) -> SmtpError {
 /// The queue entry's `params` (`bulwark_queue::DeliveryParams`, JSON): what the
 /// envelope said that delivery needs. DSN parameters (RFC 3461) are not offered, so
 /// there are none to carry.
-pub(crate) fn delivery_params(body_8bitmime: bool, smtputf8: bool) -> String {
+pub(crate) fn delivery_params(body_8bitmime: bool, smtputf8: bool, sender_failed: bool) -> String {
     let mut fields = Vec::new();
+    if sender_failed {
+        fields.push("\"sender_auth_failed\":true");
+    }
     if body_8bitmime {
         fields.push("\"body_8bitmime\":true");
     }
@@ -445,6 +448,7 @@ impl Session {
                     return self.fail(SmtpError::bad_sequence("No transaction"));
                 };
                 t.check_headers = v.headers;
+                t.sender_failed = v.sender_failed;
                 if let Some(rewritten) = v.replace_message {
                     t.body = rewritten;
                 }
@@ -574,7 +578,7 @@ impl Session {
         if !covered {
             return self.message_refused(SmtpError::insufficient_memory());
         }
-        let params = delivery_params(t.eight_bit, t.utf8);
+        let params = delivery_params(t.eight_bit, t.utf8, t.sender_failed);
         let (data, queue) = match (local > 0, remote > 0) {
             // Local copies carry Return-Path; the relayed one must not.
             (true, true) => {

@@ -228,6 +228,8 @@ pub(crate) struct Transaction {
     pub sign_headers: String,
     pub quarantine: bool,
     pub from_domain: Option<String>,
+    /// `MessageVerdict::sender_failed`: queued copies get no notices.
+    pub sender_failed: bool,
 }
 
 pub(crate) enum State {

@@ -52,6 +52,8 @@ fn tls_info() -> TlsInfo {
 struct ScriptedChecks {
     refuse_mail_from: Option<String>,
     action: MessageAction,
+    /// `MessageVerdict::sender_failed` to answer.
+    sender_failed: bool,
     /// Messages handed to `check_message` or `sign`.
     seen: std::sync::atomic::AtomicUsize,
 }
@@ -84,6 +86,7 @@ impl SenderChecks for ScriptedChecks {
             action: self.action.clone(),
             headers: "Authentication-Results: mail.example.test; spf=pass\r\n".into(),
             replace_message: None,
+            sender_failed: self.sender_failed,
         }
     }
     async fn sign(&self, ctx: &SignContext, message: &[&[u8]]) -> Result<String, SmtpError> {
@@ -1405,9 +1408,9 @@ async fn sasl_responses_after_a_refused_auth_are_secrets() {
 
 #[tokio::test]
 async fn queue_entries_carry_the_envelope_parameters() {
-    assert_eq!(crate::message::delivery_params(false, false), "{}");
+    assert_eq!(crate::message::delivery_params(false, false, false), "{}");
     assert_eq!(
-        crate::message::delivery_params(true, true),
+        crate::message::delivery_params(true, true, false),
         r#"{"body_8bitmime":true,"smtputf8":true}"#
     );
     let mut h = Harness::new(ListenerKind::Submissions, Requirement::Any, true).await;
@@ -1591,4 +1594,35 @@ async fn a_local_header_from_on_25_is_refused_or_tagged_unless_internal() {
         r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
         "{r}"
     );
+}
+
+#[tokio::test]
+async fn a_sender_that_failed_authentication_is_marked_in_the_queue_entry() {
+    for failed in [true, false] {
+        let checks = ScriptedChecks {
+            sender_failed: failed,
+            ..ScriptedChecks::default()
+        };
+        let mut h = Harness::with(
+            settings(ListenerKind::Smtp),
+            Requirement::Any,
+            false,
+            checks,
+        )
+        .await;
+        h.send(b"EHLO client.test\r\n").await;
+        // team@ forwards to friend@remote.test: that copy is queued.
+        let r = h
+            .send(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<team@example.test>\r\nDATA\r\nFrom: x@remote.test\r\n\r\nx\r\n.\r\n")
+            .await;
+        assert!(r.ends_with("(queue 1)\r\n"), "{r}");
+        let q = h.store.queue_list().await.unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!(
+            q[0].params.contains("\"sender_auth_failed\":true"),
+            failed,
+            "{}",
+            q[0].params
+        );
+    }
 }

@@ -132,10 +132,19 @@ impl bulwark_smtp::SenderChecks for SenderAuthChecks {
                 None => MessageAction::Accept,
             },
         };
+        // A sender that failed SPF, or a From whose domain's DMARC failed, is likely
+        // forged: notices about forwarded copies would hit the forgery's victim.
+        let sender_failed = v
+            .results
+            .spf
+            .as_ref()
+            .is_some_and(|e| e.result == bulwark_senderauth::SpfResult::Fail)
+            || v.results.dmarc.as_ref().is_some_and(|d| d.result == "fail");
         MessageVerdict {
             action,
             headers: v.headers_to_prepend,
             replace_message: (removed > 0).then_some(stripped),
+            sender_failed,
         }
     }
 
