@@ -543,6 +543,13 @@ impl SenderAuth {
         }
     }
 
+    /// RFC 7505 §3: whether `domain` publishes a null MX (a single MX of "."), i.e.
+    /// accepts no mail at all. False when it does not or DNS cannot answer: only a
+    /// route known to fail counts. Not gated on `enabled`: the caller decides.
+    pub async fn publishes_null_mx(&self, domain: &str) -> bool {
+        matches!(self.spf_dns.mx(domain).await, Ok(names) if names.len() == 1 && names[0].is_empty())
+    }
+
     fn spf_policy(&self, r: SpfResult) -> AuthAction {
         let p = &self.cfg.spf;
         match r {

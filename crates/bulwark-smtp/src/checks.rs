@@ -118,6 +118,15 @@ pub trait SenderChecks: Send + Sync + 'static {
         MailFromVerdict::default()
     }
 
+    /// At RCPT on an unauthenticated session, for a recipient (an alias) that only
+    /// forwards to these outside addresses: `Some` refuses the recipient when every
+    /// route is known to fail (e.g. a null MX, RFC 7505), so no failure notice has to
+    /// go to a sender that may be forged (backscatter). `None` accepts, also when DNS
+    /// cannot answer.
+    async fn check_forward_routes(&self, _targets: &[String]) -> Option<SmtpError> {
+        None
+    }
+
     /// DKIM verification, Sender ID (RFC 4406 PRA), DMARC… on the message as received
     /// (`message` is the raw RFC 5322 octets with CRLF line ends), for unauthenticated
     /// sessions only.

@@ -135,6 +135,10 @@ fn perform(effect: Effect, session: &Session, ingested: &mut usize) -> EffectRes
             EffectResult::LocalDomain(Ok(domain.eq_ignore_ascii_case("example.test")))
         }
         Effect::CheckMailFrom(_) => EffectResult::MailFromChecked(MailFromVerdict::default()),
+        Effect::CheckRoutes { targets } => {
+            assert!(!targets.is_empty(), "a route check without targets");
+            EffectResult::RoutesChecked(None)
+        }
         Effect::CheckMessage(..) => {
             // The checker sees the message as received: the same octet rules hold.
             assert_clean(session.message(), "message handed to check_message");

@@ -54,6 +54,8 @@ struct ScriptedChecks {
     action: MessageAction,
     /// `MessageVerdict::sender_failed` to answer.
     sender_failed: bool,
+    /// Forward targets whose route is known bad.
+    bad_routes: Vec<String>,
     /// Messages handed to `check_message` or `sign`.
     seen: std::sync::atomic::AtomicUsize,
 }
@@ -88,6 +90,12 @@ impl SenderChecks for ScriptedChecks {
             replace_message: None,
             sender_failed: self.sender_failed,
         }
+    }
+    async fn check_forward_routes(&self, targets: &[String]) -> Option<SmtpError> {
+        targets
+            .iter()
+            .all(|t| self.bad_routes.contains(t))
+            .then(|| SmtpError::new(556, Enhanced(5, 1, 10), "bad_route", "no route"))
     }
     async fn sign(&self, ctx: &SignContext, message: &[&[u8]]) -> Result<String, SmtpError> {
         self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -276,6 +284,9 @@ impl Harness {
             }
             Effect::CheckMailFrom(ctx) => {
                 EffectResult::MailFromChecked(self.checks.check_mail_from(&ctx).await)
+            }
+            Effect::CheckRoutes { targets } => {
+                EffectResult::RoutesChecked(self.checks.check_forward_routes(&targets).await)
             }
             Effect::CheckMessage(ctx, note) => EffectResult::MessageChecked(
                 self.checks
@@ -1625,4 +1636,51 @@ async fn a_sender_that_failed_authentication_is_marked_in_the_queue_entry() {
             q[0].params
         );
     }
+}
+
+#[tokio::test]
+async fn an_alias_that_only_forwards_to_bad_routes_is_refused_at_rcpt() {
+    let checks = ScriptedChecks {
+        bad_routes: vec!["x@nomail.test".into()],
+        ..ScriptedChecks::default()
+    };
+    let mut h = Harness::with(
+        settings(ListenerKind::Smtp),
+        Requirement::Any,
+        false,
+        checks,
+    )
+    .await;
+    h.store
+        .add_alias("gone@example.test", "x@nomail.test")
+        .await
+        .unwrap();
+    h.send(b"EHLO client.test\r\n").await;
+    let r = h
+        .send(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<gone@example.test>\r\nRCPT TO:<team@example.test>\r\n")
+        .await;
+    // team@ has a local account and a good route: accepted.
+    assert_eq!(codes(&r), ["250", "556", "250"], "{r}");
+    // Authenticated senders get their own notices: no check.
+    let checks = ScriptedChecks {
+        bad_routes: vec!["x@nomail.test".into()],
+        ..ScriptedChecks::default()
+    };
+    let mut h = Harness::with(
+        settings(ListenerKind::Submissions),
+        Requirement::Any,
+        true,
+        checks,
+    )
+    .await;
+    h.store
+        .add_alias("gone@example.test", "x@nomail.test")
+        .await
+        .unwrap();
+    h.send(b"EHLO client.test\r\n").await;
+    h.authenticate("alice@example.test").await;
+    let r = h
+        .send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<gone@example.test>\r\n")
+        .await;
+    assert_eq!(codes(&r), ["250", "250"], "{r}");
 }

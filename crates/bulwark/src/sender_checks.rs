@@ -87,6 +87,29 @@ impl bulwark_smtp::SenderChecks for SenderAuthChecks {
         }
     }
 
+    async fn check_forward_routes(&self, targets: &[String]) -> Option<SmtpError> {
+        if !self.auth.enabled() {
+            return None;
+        }
+        for t in targets {
+            let Some((_, domain)) = t.rsplit_once('@') else {
+                return None;
+            };
+            if !self.auth.publishes_null_mx(domain).await {
+                return None;
+            }
+        }
+        // RFC 7505 §3: 556 5.1.10 for a recipient whose domain accepts no mail. The
+        // forward targets are not named: they are our configuration, not the sender's.
+        tracing::info!(target: "bulwark::senderauth", targets = targets.len(), "recipient refused: it only forwards to domains with a null MX");
+        Some(SmtpError::new(
+            556,
+            Enhanced(5, 1, 10),
+            "bad_route",
+            "This address forwards to a domain that accepts no mail (null MX, RFC 7505)",
+        ))
+    }
+
     async fn check_message(
         &self,
         ctx: &MessageContext,

@@ -1906,3 +1906,56 @@ fn a_client_that_stops_reading_replies_is_dropped() {
         Some(1.0)
     );
 }
+
+/// Backscatter: an alias that only forwards to a domain accepting no mail (null MX)
+/// is refused at RCPT on port 25 (556 5.1.10), so the queue never has to send a
+/// failure notice to a sender that may be forged. A good recipient in the same
+/// transaction is still accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarding_alias_to_a_null_mx_domain_is_refused_at_rcpt() {
+    let dns = bulwark_dns::testing::TestDns::start().await;
+    dns.add_mx("nomail.test", 0, ".");
+    let at = dns.addr().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        let d = DataDir::init();
+        d.add_user(BOB);
+        d.edit_config(|c| {
+            c["senderauth"]["enabled"] = toml_edit::value(true);
+            let mut a = toml_edit::Array::new();
+            a.push(at.as_str());
+            c["dns"]["resolvers"] = toml_edit::value(a);
+        });
+        assert!(d
+            .cli(&["alias", "add", "gone@example.test", "x@nomail.test"])
+            .status
+            .success());
+        let s = Server::start(&d);
+        let out = py(
+            &d,
+            &s,
+            r#"
+s = smtplib.SMTP(host, int(ports["smtp"]), timeout=30)
+s.ehlo("client.test")
+print(s.mail("x@remote.test")[0])
+for rcpt in ["gone@example.test", "bob@example.test"]:
+    code, text = s.rcpt(rcpt)
+    print(code, text.decode())
+s.quit()
+"#,
+        );
+        (out, d)
+    })
+    .await
+    .unwrap();
+    let lines: Vec<&str> = out.0.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "250",
+            "556 5.1.10 This address forwards to a domain that accepts no mail (null MX, RFC 7505)",
+            "250 2.1.5 Recipient OK"
+        ],
+        "{}",
+        out.0
+    );
+}
