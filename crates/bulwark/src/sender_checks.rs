@@ -92,9 +92,7 @@ impl bulwark_smtp::SenderChecks for SenderAuthChecks {
             return None;
         }
         for t in targets {
-            let Some((_, domain)) = t.rsplit_once('@') else {
-                return None;
-            };
+            let (_, domain) = t.rsplit_once('@')?;
             if !self.auth.publishes_null_mx(domain).await {
                 return None;
             }
