@@ -1959,3 +1959,45 @@ s.quit()
         out.0
     );
 }
+
+/// A DMARC record that cannot be looked up is a temporary failure and says so: it
+/// once read "rejected by the DMARC policy of remote.test (p=none)".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dmarc_lookup_failure_says_try_again_not_rejected_by_policy() {
+    let dns = bulwark_dns::testing::TestDns::start().await;
+    dns.add_txt("remote.test", "v=spf1 ip4:127.0.0.0/8 -all");
+    dns.servfail("_dmarc.remote.test");
+    let at = dns.addr().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        let d = DataDir::init();
+        d.add_user(BOB);
+        d.edit_config(|c| {
+            c["senderauth"]["enabled"] = toml_edit::value(true);
+            let mut a = toml_edit::Array::new();
+            a.push(at.as_str());
+            c["dns"]["resolvers"] = toml_edit::value(a);
+        });
+        let s = Server::start(&d);
+        py(
+            &d,
+            &s,
+            r#"
+s = smtplib.SMTP(host, int(ports["smtp"]), timeout=60)
+s.ehlo("client.test")
+try:
+    s.sendmail("x@remote.test", ["bob@example.test"], b"From: x@remote.test\r\nTo: bob@example.test\r\nSubject: s\r\n\r\nx\r\n")
+    print("250")
+except smtplib.SMTPDataError as e:
+    print("%d %s" % (e.smtp_code, e.smtp_error.decode()))
+s.quit()
+"#,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.trim(),
+        "451 4.7.1 DMARC: could not look up the DMARC record of remote.test (temperror); try again later",
+        "{out}"
+    );
+}
