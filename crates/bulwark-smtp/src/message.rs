@@ -1,10 +1,12 @@
 //! The end of a message (after the final dot or BDAT LAST): header checks, the sender
 //! hooks, trace headers, and the one durable ingest that precedes the 250.
 //!
-//! Stages: MIME nesting depth (before anything parses the message) → inspect headers
-//! (mail-parser) → loop check → [authenticated: header From / Sender must be the
-//! user's (anti-spoofing), add Date/Message-ID if missing, sign] [unauthenticated:
-//! header section hygiene, then the message check] → ingest → 250 2.0.0.
+//! Stages: MIME nesting depth and part count (before anything parses the message) →
+//! header section hygiene (every port: one header boundary for every parser) →
+//! inspect headers (mail-parser) → loop check → [authenticated: header From / Sender
+//! must be the user's (anti-spoofing), add Date/Message-ID if missing, sign]
+//! [unauthenticated: one From, at most one Sender, a From in our domains only from
+//! internal servers, then the message check] → ingest → 250 2.0.0.
 //!
 //! What is stored (top to bottom): `Return-Path:` (local copies only: RFC 5321 §4.4
 //! adds it at final delivery), DKIM-Signature (sign hook), checker headers
@@ -14,13 +16,12 @@
 //! built in place around the received octets; with both, two (the local one with
 //! `Return-Path:`, the queued one without), as the store keeps bodies immutable.
 
+use bulwark_config::LocalFromAction;
 use bulwark_mime::header::HeaderScan;
 use bulwark_store::{
     Delivery, DeliveryTarget, Flags, Ingest, IngestReceipt, NewQueueEntry, SpecialUse, StoreError,
 };
 use mail_parser::{Address, HeaderName, HeaderValue, MessageParser};
-
-use bulwark_config::LocalFromAction;
 
 use crate::checks::{MessageAction, MessageContext, SenderContext, SignContext};
 use crate::mail::not_your_address;

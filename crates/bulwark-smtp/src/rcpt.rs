@@ -3,7 +3,9 @@
 //! Local recipients (accounts, aliases) are accepted; unknown local ones get
 //! 550 5.1.1 here, not a bounce later. Recipients outside our domains are accepted
 //! only from authenticated clients (then queued); anyone else gets 554 5.7.1 — never
-//! an open relay.
+//! an open relay. On an unauthenticated session, an alias that only forwards to
+//! outside routes known to fail (`SenderChecks::check_forward_routes`: a null MX) is
+//! refused here too, rather than bounced later to a sender that may be forged.
 
 use std::borrow::Cow;
 
