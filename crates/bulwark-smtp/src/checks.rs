@@ -1,6 +1,8 @@
 //! The seam where sender authentication plugs in (SPF, Sender ID, DKIM, DMARC:
 //! `bulwark-senderauth`). This crate implements none of it; it calls a
-//! [`SenderChecks`] at three points and acts on the answers:
+//! [`SenderChecks`] at these points and acts on the answers (plus, at RCPT on an
+//! unauthenticated session, [`SenderChecks::check_forward_routes`] for an alias that
+//! only forwards outside):
 //!
 //! 1. **MAIL** on an unauthenticated session ([`SenderChecks::check_mail_from`]): SPF
 //!    for the MAIL FROM / HELO identity (RFC 7208 §2.4) may refuse the sender right
