@@ -181,6 +181,7 @@ impl ImapHandler {
                 peer: conn.peer().ip(),
                 tls: conn.is_tls(),
                 max_literal_size: icfg.max_literal_size,
+                max_mime_parts: self.ctx.config.config.smtp.max_mime_parts as usize,
             },
             self.notifier.clone(),
         );

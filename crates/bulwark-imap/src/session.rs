@@ -41,6 +41,8 @@ pub struct SessionConfig {
     /// TLS is up (implicit TLS, or after STARTTLS).
     pub tls: bool,
     pub max_literal_size: u64,
+    /// `[smtp] max_mime_parts`: APPEND takes what SMTP takes.
+    pub max_mime_parts: usize,
 }
 
 /// What the shell must do after a command.
@@ -1167,8 +1169,18 @@ impl Session {
         // RFC 9051 §6.3.12 wants CRLF line ends; a bare LF is stored as CRLF, so the
         // stored size is what every protocol then sends (POP3 LIST/STAT and RETR).
         let data = crlf(data);
-        if let Err(e) = bulwark_mime::nesting_depth(&data, bulwark_mime::MAX_NESTING) {
-            metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "mime_too_deep").increment(1);
+        // The limits SMTP applies at intake (bulwark_mime::measure), before anything
+        // parses the message; RFC 9051 §7.1: [LIMIT] for a server limit.
+        let limits = bulwark_mime::Limits {
+            depth: bulwark_mime::MAX_NESTING,
+            parts: self.cfg.max_mime_parts,
+        };
+        if let Err(e) = bulwark_mime::measure(&data, limits) {
+            let reason = match e {
+                bulwark_mime::StructureError::TooDeep { .. } => "mime_too_deep",
+                bulwark_mime::StructureError::TooManyParts { .. } => "mime_parts",
+            };
+            metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => reason).increment(1);
             return no(format!("[LIMIT] Message refused: {e}; nothing was stored"));
         }
         let now = std::time::SystemTime::now()

@@ -336,7 +336,7 @@ pub const CATALOG: &[MetricDef] = &[
     counter(
         "bulwark_imap_bad_input_total",
         &["listener", "reason"],
-        "IMAP input refused (reason: line_too_long, literal_refused, too_complex, malformed, sasl, mime_too_deep)",
+        "IMAP input refused (reason: line_too_long, literal_refused, too_complex, malformed, sasl, mime_too_deep, mime_parts)",
         "bulwark-imap",
     ),
     counter(
@@ -348,7 +348,7 @@ pub const CATALOG: &[MetricDef] = &[
     counter(
         "bulwark_imap_mime_too_deep_total",
         &[],
-        "Stored messages served without MIME parsing because they nest too deep",
+        "Stored messages served without MIME parsing because they nest too deep or have too many parts",
         "bulwark-imap",
     ),
     counter(
@@ -538,6 +538,7 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
                 "malformed",
                 "sasl",
                 "mime_too_deep",
+                "mime_parts",
             ] {
                 c(
                     "bulwark_imap_bad_input_total",

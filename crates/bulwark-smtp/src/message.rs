@@ -1,10 +1,12 @@
 //! The end of a message (after the final dot or BDAT LAST): header checks, the sender
 //! hooks, trace headers, and the one durable ingest that precedes the 250.
 //!
-//! Stages: MIME nesting depth (before anything parses the message) → inspect headers
-//! (mail-parser) → loop check → [authenticated: header From / Sender must be the
-//! user's (anti-spoofing), add Date/Message-ID if missing, sign] [unauthenticated:
-//! header section hygiene, then the message check] → ingest → 250 2.0.0.
+//! Stages: MIME nesting depth and part count (before anything parses the message) →
+//! header section hygiene (every port: one header boundary for every parser) →
+//! inspect headers (mail-parser) → loop check → [authenticated: header From / Sender
+//! must be the user's (anti-spoofing), add Date/Message-ID if missing, sign]
+//! [unauthenticated: one From, at most one Sender, a From in our domains only from
+//! internal servers, then the message check] → ingest → 250 2.0.0.
 //!
 //! What is stored (top to bottom): `Return-Path:` (local copies only: RFC 5321 §4.4
 //! adds it at final delivery), DKIM-Signature (sign hook), checker headers
@@ -14,13 +16,12 @@
 //! built in place around the received octets; with both, two (the local one with
 //! `Return-Path:`, the queued one without), as the store keeps bodies immutable.
 
+use bulwark_config::LocalFromAction;
 use bulwark_mime::header::HeaderScan;
 use bulwark_store::{
     Delivery, DeliveryTarget, Flags, Ingest, IngestReceipt, NewQueueEntry, SpecialUse, StoreError,
 };
 use mail_parser::{Address, HeaderName, HeaderValue, MessageParser};
-
-use bulwark_config::LocalFromAction;
 
 use crate::checks::{MessageAction, MessageContext, SenderContext, SignContext};
 use crate::mail::not_your_address;
@@ -177,14 +178,19 @@ fn structure_refusal(e: bulwark_mime::StructureError) -> SmtpError {
 }
 
 /// The queue entry's `params` (`bulwark_queue::DeliveryParams`, JSON): what the
-/// envelope said that delivery needs, and the domain we DKIM-signed for (a copy the
-/// queue converts to 7-bit is signed again).
+/// envelope said that delivery needs, the domain we DKIM-signed for (a copy the
+/// queue converts to 7-bit is signed again), and whether the sender failed SPF or DMARC
+/// at intake (no notice goes to it).
 pub(crate) fn delivery_params(
     body_8bitmime: bool,
     smtputf8: bool,
     dkim_domain: Option<&str>,
+    sender_failed: bool,
 ) -> String {
     let mut fields = serde_json::Map::new();
+    if sender_failed {
+        fields.insert("sender_auth_failed".into(), true.into());
+    }
     if body_8bitmime {
         fields.insert("body_8bitmime".into(), true.into());
     }
@@ -452,6 +458,7 @@ impl Session {
                     return self.fail(SmtpError::bad_sequence("No transaction"));
                 };
                 t.check_headers = v.headers;
+                t.sender_failed = v.sender_failed;
                 if let Some(rewritten) = v.replace_message {
                     t.body = rewritten;
                 }
@@ -584,7 +591,7 @@ impl Session {
         let signed_for = (!t.sign_headers.is_empty())
             .then_some(t.from_domain.as_deref())
             .flatten();
-        let params = delivery_params(t.eight_bit, t.utf8, signed_for);
+        let params = delivery_params(t.eight_bit, t.utf8, signed_for, t.sender_failed);
         let (data, queue) = match (local > 0, remote > 0) {
             // Local copies carry Return-Path; the relayed one must not.
             (true, true) => {

@@ -3,11 +3,13 @@
 //! Local recipients (accounts, aliases) are accepted; unknown local ones get
 //! 550 5.1.1 here, not a bounce later. Recipients outside our domains are accepted
 //! only from authenticated clients (then queued); anyone else gets 554 5.7.1 — never
-//! an open relay.
+//! an open relay. On an unauthenticated session, an alias that only forwards to
+//! outside routes known to fail (`SenderChecks::check_forward_routes`: a null MX) is
+//! refused here too, rather than bounced later to a sender that may be forged.
 
 use std::borrow::Cow;
 
-use bulwark_store::{Resolution, StoreError};
+use bulwark_store::{Account, Resolution, StoreError};
 use smtp_proto::RcptTo;
 
 use crate::mail::{non_ascii_address, valid_address};
@@ -79,21 +81,21 @@ impl Session {
             return self.fail(SmtpError::bad_sequence("Need MAIL before RCPT"));
         };
         match r {
+            // Backscatter: an alias that only forwards, from an unauthenticated client,
+            // to routes known to fail would make the queue send a notice to a sender
+            // who may be forged. Refuse it here instead, while the client is listening.
+            Ok(Resolution::Deliver { accounts, forward })
+                if !authenticated && accounts.is_empty() && !forward.is_empty() =>
+            {
+                self.request(
+                    Effect::CheckRoutes {
+                        targets: forward.clone(),
+                    },
+                    Pending::RcptRoutes { address, forward },
+                );
+            }
             Ok(Resolution::Deliver { accounts, forward }) => {
-                for a in accounts {
-                    if !txn.accounts.iter().any(|x| x.id == a.id) {
-                        txn.accounts.push(a);
-                    }
-                }
-                for f in forward {
-                    if !txn.forward.iter().any(|x| x.eq_ignore_ascii_case(&f)) {
-                        txn.forward.push(f);
-                    }
-                }
-                txn.recipients.push(Recipient { address });
-                metrics::counter!("bulwark_smtp_recipients_total", "listener" => self.settings.listener.name(), "kind" => "local")
-                    .increment(1);
-                self.reply(Reply::new(250, Enhanced(2, 1, 5), "Recipient OK"));
+                self.rcpt_deliver(address, accounts, forward)
             }
             Ok(Resolution::NotOurDomain) if authenticated => {
                 if !txn.forward.iter().any(|x| x.eq_ignore_ascii_case(&address)) {
@@ -121,5 +123,40 @@ impl Session {
                 self.fail(SmtpError::temporary_failure("store"))
             }
         }
+    }
+
+    /// The routes of an alias's outside targets were checked (`check_forward_routes`).
+    pub(crate) fn rcpt_routes_checked(
+        &mut self,
+        address: String,
+        forward: Vec<String>,
+        refusal: Option<SmtpError>,
+    ) {
+        if let Some(e) = refusal {
+            return self.fail(e);
+        }
+        self.rcpt_deliver(address, Vec::new(), forward);
+    }
+
+    /// Accepts a local recipient: its accounts and forward targets join the
+    /// transaction.
+    fn rcpt_deliver(&mut self, address: String, accounts: Vec<Account>, forward: Vec<String>) {
+        let Some(txn) = self.txn.as_mut() else {
+            return self.fail(SmtpError::bad_sequence("Need MAIL before RCPT"));
+        };
+        for a in accounts {
+            if !txn.accounts.iter().any(|x| x.id == a.id) {
+                txn.accounts.push(a);
+            }
+        }
+        for f in forward {
+            if !txn.forward.iter().any(|x| x.eq_ignore_ascii_case(&f)) {
+                txn.forward.push(f);
+            }
+        }
+        txn.recipients.push(Recipient { address });
+        metrics::counter!("bulwark_smtp_recipients_total", "listener" => self.settings.listener.name(), "kind" => "local")
+            .increment(1);
+        self.reply(Reply::new(250, Enhanced(2, 1, 5), "Recipient OK"));
     }
 }

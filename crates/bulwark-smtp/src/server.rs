@@ -346,6 +346,9 @@ impl SmtpHandler {
             Effect::CheckMailFrom(ctx) => {
                 EffectResult::MailFromChecked(self.checks.check_mail_from(&ctx).await)
             }
+            Effect::CheckRoutes { targets } => {
+                EffectResult::RoutesChecked(self.checks.check_forward_routes(&targets).await)
+            }
             Effect::CheckMessage(ctx, note) => EffectResult::MessageChecked(
                 self.checks
                     .check_message(&ctx, note.as_ref(), s.message())

@@ -160,6 +160,8 @@ pub enum Effect {
     },
     /// `SenderChecks::check_mail_from`.
     CheckMailFrom(SenderContext),
+    /// `SenderChecks::check_forward_routes` for an alias's outside targets.
+    CheckRoutes { targets: Vec<String> },
     /// `SenderChecks::check_message` with `Session::message()`.
     CheckMessage(Box<MessageContext>, Option<CheckNote>),
     /// `SenderChecks::sign` with `Session::sign_parts()`.
@@ -172,6 +174,8 @@ pub enum Effect {
 pub enum EffectResult {
     Resolved(Result<Resolution, StoreError>),
     LocalDomain(Result<bool, StoreError>),
+    /// `Some`: every route is known bad; refuse the recipient with this.
+    RoutesChecked(Option<SmtpError>),
     Authenticated(Result<Account, AuthError>),
     MaySendAs(Result<bool, StoreError>),
     MailFromChecked(MailFromVerdict),
@@ -228,6 +232,8 @@ pub(crate) struct Transaction {
     pub sign_headers: String,
     pub quarantine: bool,
     pub from_domain: Option<String>,
+    /// `MessageVerdict::sender_failed`: queued copies get no notices.
+    pub sender_failed: bool,
 }
 
 pub(crate) enum State {
@@ -245,6 +251,11 @@ pub(crate) enum State {
 pub(crate) enum Pending {
     Mail(MailRequest),
     Rcpt(String),
+    /// The recipient resolved to outside targets only; their routes are checked.
+    RcptRoutes {
+        address: String,
+        forward: Vec<String>,
+    },
     Auth(&'static str),
     Message(MessageStage),
 }
@@ -559,6 +570,9 @@ impl Session {
         };
         match (pending, result) {
             (Pending::Rcpt(address), EffectResult::Resolved(r)) => self.rcpt_resolved(address, r),
+            (Pending::RcptRoutes { address, forward }, EffectResult::RoutesChecked(r)) => {
+                self.rcpt_routes_checked(address, forward, r)
+            }
             (Pending::Mail(req), EffectResult::LocalDomain(r)) => self.mail_local_domain(req, r),
             (Pending::Mail(req), EffectResult::MaySendAs(r)) => self.mail_may_send_as(req, r),
             (Pending::Mail(req), EffectResult::MailFromChecked(v)) => self.mail_checked(req, v),

@@ -52,6 +52,10 @@ fn tls_info() -> TlsInfo {
 struct ScriptedChecks {
     refuse_mail_from: Option<String>,
     action: MessageAction,
+    /// `MessageVerdict::sender_failed` to answer.
+    sender_failed: bool,
+    /// Forward targets whose route is known bad.
+    bad_routes: Vec<String>,
     /// Messages handed to `check_message` or `sign`.
     seen: std::sync::atomic::AtomicUsize,
 }
@@ -84,7 +88,14 @@ impl SenderChecks for ScriptedChecks {
             action: self.action.clone(),
             headers: "Authentication-Results: mail.example.test; spf=pass\r\n".into(),
             replace_message: None,
+            sender_failed: self.sender_failed,
         }
+    }
+    async fn check_forward_routes(&self, targets: &[String]) -> Option<SmtpError> {
+        targets
+            .iter()
+            .all(|t| self.bad_routes.contains(t))
+            .then(|| SmtpError::new(556, Enhanced(5, 1, 10), "bad_route", "no route"))
     }
     async fn sign(&self, ctx: &SignContext, message: &[&[u8]]) -> Result<String, SmtpError> {
         self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -273,6 +284,9 @@ impl Harness {
             }
             Effect::CheckMailFrom(ctx) => {
                 EffectResult::MailFromChecked(self.checks.check_mail_from(&ctx).await)
+            }
+            Effect::CheckRoutes { targets } => {
+                EffectResult::RoutesChecked(self.checks.check_forward_routes(&targets).await)
             }
             Effect::CheckMessage(ctx, note) => EffectResult::MessageChecked(
                 self.checks
@@ -1418,9 +1432,13 @@ async fn sasl_responses_after_a_refused_auth_are_secrets() {
 
 #[tokio::test]
 async fn queue_entries_carry_the_envelope_parameters() {
-    assert_eq!(crate::message::delivery_params(false, false, None), "{}");
+    assert_eq!(crate::message::delivery_params(false, false, None, false), "{}");
     assert_eq!(
-        crate::message::delivery_params(true, true, Some("example.test")),
+        crate::message::delivery_params(false, false, None, true),
+        r#"{"sender_auth_failed":true}"#
+    );
+    assert_eq!(
+        crate::message::delivery_params(true, true, Some("example.test"), false),
         r#"{"body_8bitmime":true,"dkim_domain":"example.test","smtputf8":true}"#
     );
     let mut h = Harness::new(ListenerKind::Submissions, Requirement::Any, true).await;
@@ -1605,4 +1623,82 @@ async fn a_local_header_from_on_25_is_refused_or_tagged_unless_internal() {
         r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
         "{r}"
     );
+}
+
+#[tokio::test]
+async fn a_sender_that_failed_authentication_is_marked_in_the_queue_entry() {
+    for failed in [true, false] {
+        let checks = ScriptedChecks {
+            sender_failed: failed,
+            ..ScriptedChecks::default()
+        };
+        let mut h = Harness::with(
+            settings(ListenerKind::Smtp),
+            Requirement::Any,
+            false,
+            checks,
+        )
+        .await;
+        h.send(b"EHLO client.test\r\n").await;
+        // team@ forwards to friend@remote.test: that copy is queued.
+        let r = h
+            .send(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<team@example.test>\r\nDATA\r\nFrom: x@remote.test\r\n\r\nx\r\n.\r\n")
+            .await;
+        assert!(r.ends_with("(queue 1)\r\n"), "{r}");
+        let q = h.store.queue_list().await.unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!(
+            q[0].params.contains("\"sender_auth_failed\":true"),
+            failed,
+            "{}",
+            q[0].params
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_alias_that_only_forwards_to_bad_routes_is_refused_at_rcpt() {
+    let checks = ScriptedChecks {
+        bad_routes: vec!["x@nomail.test".into()],
+        ..ScriptedChecks::default()
+    };
+    let mut h = Harness::with(
+        settings(ListenerKind::Smtp),
+        Requirement::Any,
+        false,
+        checks,
+    )
+    .await;
+    h.store
+        .add_alias("gone@example.test", "x@nomail.test")
+        .await
+        .unwrap();
+    h.send(b"EHLO client.test\r\n").await;
+    let r = h
+        .send(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<gone@example.test>\r\nRCPT TO:<team@example.test>\r\n")
+        .await;
+    // team@ has a local account and a good route: accepted.
+    assert_eq!(codes(&r), ["250", "556", "250"], "{r}");
+    // Authenticated senders get their own notices: no check.
+    let checks = ScriptedChecks {
+        bad_routes: vec!["x@nomail.test".into()],
+        ..ScriptedChecks::default()
+    };
+    let mut h = Harness::with(
+        settings(ListenerKind::Submissions),
+        Requirement::Any,
+        true,
+        checks,
+    )
+    .await;
+    h.store
+        .add_alias("gone@example.test", "x@nomail.test")
+        .await
+        .unwrap();
+    h.send(b"EHLO client.test\r\n").await;
+    h.authenticate("alice@example.test").await;
+    let r = h
+        .send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<gone@example.test>\r\n")
+        .await;
+    assert_eq!(codes(&r), ["250", "250"], "{r}");
 }

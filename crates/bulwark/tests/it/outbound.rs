@@ -697,6 +697,28 @@ fn null_mx_fails_at_once_and_a_remote_sender_gets_a_queued_notice() {
     lab.wait("the queue to empty", || lab.queue_len() == 0);
 }
 
+/// Backscatter: a forwarded copy whose sender failed SPF/DMARC at intake (the SMTP
+/// server marks the entry's params) fails without a notice to that sender.
+#[test]
+fn no_notice_goes_to_a_sender_that_failed_authentication_at_intake() {
+    let lab = Lab::new();
+    lab.dns.add_mx("nomail.test", 0, ".");
+    let sender_sink = lab.sink(Behaviour::new("mx.sender.test"));
+    lab.mx("sender.test", "mx.sender.test");
+    lab.outbound("remote_port", i64::from(sender_sink.port()));
+    let server = Server::start(&lab.data);
+    let id = lab.enqueue_with_params(
+        "victim@sender.test",
+        &["x@nomail.test"],
+        "forged",
+        r#"{"sender_auth_failed":true}"#,
+    );
+    server.wait_log("failed SPF/DMARC at intake: no notice (backscatter)", WAIT);
+    lab.wait("the queue to empty", || lab.queue_len() == 0);
+    assert!(sender_sink.sessions().is_empty(), "a notice was sent");
+    assert!(log_text(&server).contains(&format!("queue_id={id}")));
+}
+
 #[test]
 fn private_destinations_are_refused_unless_allowed() {
     // The default: an MX pointing at loopback (here: a running sink) is never
