@@ -43,6 +43,9 @@ impl Session {
         lines.push("ENHANCEDSTATUSCODES".into());
         lines.push("SMTPUTF8".into());
         lines.push("CHUNKING".into());
+        // RFC 3461: NOTIFY/RET/ENVID/ORCPT are stored with the queue entry, which
+        // honours them (relayed and failure notices, passing them on to a DSN hop).
+        lines.push("DSN".into());
         if self.tls.is_none() {
             lines.push("STARTTLS".into());
         }

@@ -182,10 +182,14 @@ pub(crate) struct Helo {
     pub esmtp: bool,
 }
 
-/// One accepted RCPT and what it resolved to.
+/// One accepted RCPT and its DSN parameters (RFC 3461 §4.1, §4.2).
 #[derive(Debug, Clone)]
 pub(crate) struct Recipient {
     pub address: String,
+    /// NOTIFY keywords as the queue's params spell them ("never", "success", …).
+    pub notify: Option<Vec<&'static str>>,
+    /// ORCPT as `rfc822;address` (xtext decoded).
+    pub orcpt: Option<String>,
 }
 
 /// A mail transaction: from MAIL to the end of DATA/BDAT LAST, RSET or EHLO.
@@ -196,7 +200,13 @@ pub(crate) struct Transaction {
     pub eight_bit: bool,
     /// SMTPUTF8 (RFC 6531) was given.
     pub utf8: bool,
+    /// RET= (RFC 3461 §4.3): "full" or "hdrs".
+    pub ret: Option<&'static str>,
+    /// ENVID= (RFC 3461 §4.4).
+    pub envid: Option<String>,
     pub recipients: Vec<Recipient>,
+    /// RCPTs answered 250, repeated ones included: what `max_recipients` bounds.
+    pub rcpt_count: u32,
     /// Local accounts to deliver to (deduplicated across recipients and aliases).
     pub accounts: Vec<Account>,
     /// Outside addresses to queue: remote recipients of authenticated clients and
@@ -237,7 +247,7 @@ pub(crate) enum State {
 /// What an effect's result continues.
 pub(crate) enum Pending {
     Mail(MailRequest),
-    Rcpt(String),
+    Rcpt(Recipient),
     Auth(&'static str),
     Message(MessageStage),
 }
@@ -551,7 +561,7 @@ impl Session {
             return self.fail_internal("effect result without a pending effect");
         };
         match (pending, result) {
-            (Pending::Rcpt(address), EffectResult::Resolved(r)) => self.rcpt_resolved(address, r),
+            (Pending::Rcpt(rcpt), EffectResult::Resolved(r)) => self.rcpt_resolved(rcpt, r),
             (Pending::Mail(req), EffectResult::LocalDomain(r)) => self.mail_local_domain(req, r),
             (Pending::Mail(req), EffectResult::MaySendAs(r)) => self.mail_may_send_as(req, r),
             (Pending::Mail(req), EffectResult::MailFromChecked(v)) => self.mail_checked(req, v),

@@ -341,6 +341,7 @@ async fn greeting_and_ehlo_on_port_25() {
         "ENHANCEDSTATUSCODES",
         "SMTPUTF8",
         "CHUNKING",
+        "DSN",
         "STARTTLS",
     ] {
         assert!(
@@ -553,7 +554,8 @@ async fn bad_command_lines() {
     assert!(h.send(b"NO\0OP\r\n").await.starts_with("500 5.5.2 NUL"));
     let r = h.send(b"MAIL FROM:<a@>\r\n").await;
     assert!(r.starts_with("501 5.1.7 "), "{r}");
-    let r = h.send(b"MAIL FROM:<a@b.test> RET=FULL\r\n").await;
+    // A parameter of an extension we do not announce (DELIVERBY, RFC 2852).
+    let r = h.send(b"MAIL FROM:<a@b.test> BY=120;R\r\n").await;
     assert!(r.starts_with("555 5.5.4 "), "{r}");
     assert!(h
         .send(b"RCPT TO:<bob@example.test>\r\n")
@@ -1232,6 +1234,8 @@ async fn received_header_always_parses_back_to_the_client_ip() {
                     h.s.txn = Some(crate::session::Transaction {
                         recipients: vec![crate::session::Recipient {
                             address: rcpt.into(),
+                            notify: None,
+                            orcpt: None,
                         }],
                         ..Default::default()
                     });
@@ -1356,6 +1360,68 @@ async fn recipient_limit_replies_are_not_errors() {
 }
 
 #[tokio::test]
+async fn duplicate_recipients_count_against_the_limit() {
+    // max_recipients 3: the same address four times does not make a fourth slot, and
+    // 102 duplicates cannot pass a limit of 100 either (issue: they did).
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"EHLO client.test\r\nMAIL FROM:<x@remote.test>\r\n")
+        .await;
+    let r = h
+        .send(&b"RCPT TO:<bob@example.test>\r\n".repeat(5))
+        .await;
+    assert_eq!(codes(&r), ["250", "250", "250", "452", "452"], "{r}");
+    let r = h.send(b"RCPT TO:<alice@example.test>\r\n").await;
+    assert!(r.starts_with("452 4.5.3 "), "{r}");
+    let r = h.send(format!("DATA\r\n{MSG}.\r\n").as_bytes()).await;
+    assert!(r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"), "{r}");
+    assert_eq!(h.inbox("bob@example.test").await.len(), 1, "delivered once");
+}
+
+#[tokio::test]
+async fn dsn_is_offered_and_its_parameters_are_queued() {
+    let mut h = Harness::new(ListenerKind::Submissions, Requirement::Any, true).await;
+    let r = h.send(b"EHLO client.test\r\n").await;
+    assert!(r.contains("250-DSN\r\n"), "{r}");
+    h.authenticate("alice@example.test").await;
+    // RFC 3461 §4.1: NEVER stands alone; §4.3: one RET; §4: printable ENVID/ORCPT.
+    for (cmd, want) in [
+        ("MAIL FROM:<alice@example.test> RET=FULL RET=HDRS", "501 5.5.4 "),
+        ("MAIL FROM:<alice@example.test> RET=ALL", "501 5.5.4 "),
+        ("MAIL FROM:<alice@example.test> ENVID=a+0Db", "501 5.5.4 "),
+    ] {
+        let r = h.send(format!("{cmd}\r\n").as_bytes()).await;
+        assert!(r.starts_with(want), "{cmd}: {r}");
+    }
+    let r = h
+        .send(b"MAIL FROM:<alice@example.test> RET=FULL ENVID=QQ+2B314159\r\n")
+        .await;
+    assert!(r.starts_with("250 "), "{r}");
+    for (cmd, want) in [
+        ("RCPT TO:<x@remote.test> NOTIFY=NEVER,SUCCESS", "501 5.5.4 "),
+        ("RCPT TO:<x@remote.test> NOTIFY=SOMETIMES", "501 5.5.4 "),
+        ("RCPT TO:<x@remote.test> ORCPT=rfc822;x+0D+0Ay@remote.test", "501 5.5.4 "),
+        (
+            "RCPT TO:<x@remote.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;X@Remote.test",
+            "250 ",
+        ),
+        ("RCPT TO:<y@remote.test> NOTIFY=NEVER", "250 "),
+        ("RCPT TO:<z@remote.test>", "250 "),
+    ] {
+        let r = h.send(format!("{cmd}\r\n").as_bytes()).await;
+        assert!(r.starts_with(want), "{cmd}: {r}");
+    }
+    let r = h
+        .send(b"DATA\r\nFrom: alice@example.test\r\n\r\nx\r\n.\r\n")
+        .await;
+    assert!(r.ends_with(" (queue 1)\r\n"), "{r}");
+    let q = h.store.queue_list().await.unwrap();
+    assert_eq!(
+        q[0].params,
+        r#"{"dkim_domain":"example.test","envid":"QQ+314159","rcpt":{"x@remote.test":{"notify":["success","failure"],"orcpt":"rfc822;X@Remote.test"},"y@remote.test":{"notify":["never"]}},"ret":"full"}"#
+    );
+}
+
+#[tokio::test]
 async fn sasl_responses_after_a_refused_auth_are_secrets() {
     // Port 25 without TLS: AUTH is refused; a client that does not wait sends its
     // response next.
@@ -1392,11 +1458,6 @@ async fn sasl_responses_after_a_refused_auth_are_secrets() {
 
 #[tokio::test]
 async fn queue_entries_carry_the_envelope_parameters() {
-    assert_eq!(crate::message::delivery_params(false, false, None), "{}");
-    assert_eq!(
-        crate::message::delivery_params(true, true, Some("example.test")),
-        r#"{"body_8bitmime":true,"dkim_domain":"example.test","smtputf8":true}"#
-    );
     let mut h = Harness::new(ListenerKind::Submissions, Requirement::Any, true).await;
     h.send(b"EHLO client.test\r\n").await;
     h.authenticate("alice@example.test").await;
