@@ -212,6 +212,7 @@ pub fn session(data: &[u8]) -> usize {
         budget: InflightBudget::new(if cfg & 0x40 != 0 { 2048 } else { 1 << 20 }),
         internal_servers: Vec::new(),
         reject_unauthenticated_local_senders: cfg & 0x80 != 0,
+        own_addresses: vec![std::net::IpAddr::from([192, 0, 2, 25])],
     });
     let peer: SocketAddr = "192.0.2.7:40000"
         .parse()

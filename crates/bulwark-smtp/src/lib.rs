@@ -23,6 +23,7 @@
 //! (`bulwark-senderauth` plugs in through [`SenderChecks`]), or log a message body or
 //! a SASL payload.
 
+mod address;
 mod auth;
 mod bdat;
 mod budget;

@@ -96,6 +96,12 @@ impl Session {
                 "Bad recipient address syntax",
             ));
         }
+        // RFC 5321 §4.1.3: a literal naming this server is local: the local part at
+        // the mail domain this host serves (as for <Postmaster>). Any other literal
+        // is someone else's address, under the relay rules.
+        if let Some(local) = self.literal_of_ours(&address) {
+            address = format!("{local}@{}", self.settings.postmaster_domain());
+        }
         if txn
             .recipients
             .iter()
@@ -117,6 +123,20 @@ impl Session {
                 orcpt,
             }),
         );
+    }
+
+    /// The local part when `address` is `local@[ip]` with one of our own addresses.
+    fn literal_of_ours<'a>(&self, address: &'a str) -> Option<&'a str> {
+        let (local, domain) = address.rsplit_once('@')?;
+        let inner = domain.strip_prefix('[')?.strip_suffix(']')?;
+        let ip: std::net::IpAddr = match inner.get(..5) {
+            Some(tag) if tag.eq_ignore_ascii_case("IPv6:") => inner[5..].parse().ok()?,
+            _ => inner.parse().ok()?,
+        };
+        let ip = ip.to_canonical();
+        let ours = self.settings.own_addresses.contains(&ip)
+            || self.local.is_some_and(|l| l.ip().to_canonical() == ip);
+        ours.then_some(local)
     }
 
     pub(crate) fn rcpt_resolved(&mut self, rcpt: Recipient, r: Result<Resolution, StoreError>) {

@@ -62,6 +62,10 @@ pub struct SessionSettings {
     pub internal_servers: Vec<IpNet>,
     /// `[smtp] reject_unauthenticated_local_senders`.
     pub reject_unauthenticated_local_senders: bool,
+    /// The addresses the SMTP listeners are bound to (not the unspecified ones): an
+    /// address literal naming one of them, or the connection's own address, is us
+    /// (RFC 5321 §4.1.3).
+    pub own_addresses: Vec<std::net::IpAddr>,
 }
 
 impl SessionSettings {
@@ -83,6 +87,11 @@ impl SessionSettings {
             budget,
             internal_servers: c.senderauth.internal_servers.clone(),
             reject_unauthenticated_local_senders: c.smtp.reject_unauthenticated_local_senders,
+            own_addresses: [&c.listeners.smtp, &c.listeners.submission, &c.listeners.submissions]
+                .iter()
+                .flat_map(|l| l.bind.iter().map(|a| a.ip().to_canonical()))
+                .filter(|ip| !ip.is_unspecified())
+                .collect(),
         }
     }
 
@@ -256,6 +265,8 @@ pub struct Session {
     pub(crate) settings: Arc<SessionSettings>,
     pub(crate) id: String,
     pub(crate) peer: SocketAddr,
+    /// Our end of the connection (an address literal naming it is local).
+    pub(crate) local: Option<SocketAddr>,
     pub(crate) requirement: Requirement,
     pub(crate) tls: Option<TlsInfo>,
     pub(crate) helo: Option<Helo>,
@@ -293,6 +304,7 @@ impl Session {
             settings,
             id,
             peer,
+            local: None,
             requirement,
             tls,
             helo: None,
@@ -308,6 +320,11 @@ impl Session {
         };
         s.reply(greeting);
         s
+    }
+
+    /// Our end of the connection, for address literals that name this server.
+    pub fn set_local_addr(&mut self, local: SocketAddr) {
+        self.local = Some(local);
     }
 
     pub(crate) fn listener(&self) -> &'static str {
@@ -478,13 +495,26 @@ impl Session {
                 "NUL octet in command",
             ));
         }
+        // Address literals and quoted local parts (see `address`).
+        let path = match crate::address::preparse(&line) {
+            Ok(Some(p)) => {
+                line = p.line;
+                Some(p.address)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                metrics::counter!("bulwark_smtp_commands_total", "listener" => self.listener(), "command" => "invalid")
+                    .increment(1);
+                return self.fail(e);
+            }
+        };
         line.extend_from_slice(b"\r\n");
         let parsed = Request::parse(&mut line.iter());
         match parsed {
             Ok(req) => {
                 metrics::counter!("bulwark_smtp_commands_total", "listener" => self.listener(), "command" => req.name())
                     .increment(1);
-                self.dispatch(req)
+                self.dispatch(req, path)
             }
             Err(e) => {
                 metrics::counter!("bulwark_smtp_commands_total", "listener" => self.listener(), "command" => "invalid")
@@ -571,7 +601,8 @@ impl Session {
         }
     }
 
-    fn dispatch(&mut self, req: Request<Cow<'_, str>>) {
+    /// `path`: the MAIL/RCPT address as `address::preparse` read it, when it did.
+    fn dispatch(&mut self, req: Request<Cow<'_, str>>, path: Option<String>) {
         match req {
             Request::Ehlo { host } => self.ehlo(&host, true),
             Request::Helo { host } => self.ehlo(&host, false),
@@ -581,8 +612,18 @@ impl Session {
                 mechanism,
                 initial_response,
             } => self.auth(mechanism, &initial_response),
-            Request::Mail { from } => self.mail(from),
-            Request::Rcpt { to } => self.rcpt(to),
+            Request::Mail { mut from } => {
+                if let Some(p) = path {
+                    from.address = Cow::Owned(p);
+                }
+                self.mail(from)
+            }
+            Request::Rcpt { mut to } => {
+                if let Some(p) = path {
+                    to.address = Cow::Owned(p);
+                }
+                self.rcpt(to)
+            }
             Request::Data => self.data(),
             Request::Bdat {
                 chunk_size,

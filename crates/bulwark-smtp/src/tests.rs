@@ -34,6 +34,7 @@ fn settings(listener: ListenerKind) -> SessionSettings {
         budget: InflightBudget::new(1 << 30),
         internal_servers: vec!["10.0.0.0/8".parse().unwrap()],
         reject_unauthenticated_local_senders: true,
+        own_addresses: vec!["192.0.2.25".parse().unwrap()],
     }
 }
 
@@ -1357,6 +1358,64 @@ async fn recipient_limit_replies_are_not_errors() {
         r.ends_with("421 4.7.0 mail.example.test Too many errors, closing connection\r\n"),
         "{r}"
     );
+}
+
+#[tokio::test]
+async fn address_literals_are_accepted_and_our_own_is_local() {
+    // RFC 5321 §4.1.3 (smtp-proto alone refuses the syntax with 501).
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"EHLO client.test\r\n").await;
+    let r = h.send(b"MAIL FROM:<x@[192.0.2.1]> SIZE=100\r\n").await;
+    assert!(r.starts_with("250 "), "{r}");
+    for (cmd, want) in [
+        // One of our listening addresses: bob at the mail domain of this host.
+        ("RCPT TO:<bob@[192.0.2.25]>", "250 "),
+        // Anyone else's: the relay rules apply.
+        ("RCPT TO:<bob@[IPv6:2001:db8::1]>", "554 5.7.1 "),
+        ("RCPT TO:<bob@[192.0.2.99]>", "554 5.7.1 "),
+        ("RCPT TO:<bob@[999.0.2.1]>", "501 5.1.3 "),
+    ] {
+        let r = h.send(format!("{cmd}\r\n").as_bytes()).await;
+        assert!(r.starts_with(want), "{cmd}: {r}");
+    }
+    let r = h.send(format!("DATA\r\n{MSG}.\r\n").as_bytes()).await;
+    assert!(r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"), "{r}");
+    let m = h.inbox("bob@example.test").await.remove(0);
+    assert!(m.starts_with(b"Return-Path: <x@[192.0.2.1]>\r\n"));
+}
+
+#[tokio::test]
+async fn quoted_local_parts_keep_their_quotes_or_are_refused() {
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"EHLO client.test\r\n").await;
+    // Issue: this became `Return-Path: <bob@example.test>@attacker.test>`.
+    let r = h
+        .send(b"MAIL FROM:<\"bob@example.test>\"@attacker.test>\r\n")
+        .await;
+    assert!(r.starts_with("553 5.1.7 Quoted local parts with"), "{r}");
+    let r = h
+        .send(b"MAIL FROM:<\"a b\"@remote.test>\r\nRCPT TO:<bob@example.test>\r\n")
+        .await;
+    assert_eq!(codes(&r), ["250", "250"], "{r}");
+    let r = h.send(format!("DATA\r\n{MSG}.\r\n").as_bytes()).await;
+    assert!(r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"), "{r}");
+    let m = h.inbox("bob@example.test").await.remove(0);
+    assert!(
+        m.starts_with(b"Return-Path: <\"a b\"@remote.test>\r\n"),
+        "{}",
+        String::from_utf8_lossy(&m)
+    );
+    // Relayed: the queue keeps the quoted form for its MAIL and RCPT.
+    let mut h = Harness::new(ListenerKind::Submissions, Requirement::Any, true).await;
+    h.send(b"EHLO client.test\r\n").await;
+    h.authenticate("alice@example.test").await;
+    let r = h
+        .send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<\"x y\"@remote.test>\r\nRCPT TO:<\"x>\"@remote.test>\r\nDATA\r\nFrom: alice@example.test\r\n\r\nx\r\n.\r\n")
+        .await;
+    assert_eq!(codes(&r), ["250", "250", "553", "354", "250"], "{r}");
+    let q = h.store.queue_list().await.unwrap();
+    let rcpts: Vec<&str> = q[0].recipients.iter().map(|r| r.address.as_str()).collect();
+    assert_eq!(rcpts, ["\"x y\"@remote.test"]);
 }
 
 #[tokio::test]

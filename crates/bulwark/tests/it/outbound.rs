@@ -1304,3 +1304,46 @@ s.quit()
         .flat_map(|s| s.lines.iter())
         .all(|l| !l.contains("NOTIFY=") && !l.contains("RET=")));
 }
+
+/// Issue: `RCPT TO:<"a b"@…>` went out as `<a b@…>`. The queue writes the quoted form
+/// in its MAIL and RCPT, and the failure notice names it the same way.
+#[test]
+fn quoted_local_parts_are_relayed_quoted() {
+    let lab = Lab::new();
+    let sink = lab.sink(Behaviour {
+        default_rcpt: "550 5.1.1 no such user".into(),
+        ..Behaviour::new("mx.remote.test")
+    });
+    lab.mx("remote.test", "mx.remote.test");
+    lab.outbound("remote_port", i64::from(sink.port()));
+    let server = Server::start(&lab.data);
+    python_ok(
+        r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2]); ctx.check_hostname = False
+s = smtplib.SMTP_SSL("127.0.0.1", int(sys.argv[1]), context=ctx, timeout=30)
+s.login("alice@example.test", sys.argv[3])
+assert s.docmd("MAIL FROM:<alice@example.test>")[0] == 250
+assert s.docmd('RCPT TO:<"x y"@remote.test>')[0] == 250
+assert s.docmd('RCPT TO:<"x>"@remote.test>')[0] == 553
+assert s.data(b"From: alice@example.test\r\nSubject: quoted\r\n\r\nhi\r\n")[0] == 250
+s.quit()
+"#,
+        &[
+            &server.port("submissions").to_string(),
+            lab.data.cert_path().to_str().unwrap(),
+            PASSWORD,
+        ],
+    );
+    lab.wait("the notice", || !lab.inbox("alice@example.test").is_empty());
+    let lines: Vec<String> = sink.sessions().into_iter().flat_map(|s| s.lines).collect();
+    assert!(
+        lines.iter().any(|l| l == "RCPT TO:<\"x y\"@remote.test>"),
+        "{lines:?}"
+    );
+    let n = parse_notice(&lab.inbox("alice@example.test")[0]);
+    assert!(
+        n.contains("ds1.final-recipient=rfc822; \"x y\"@remote.test"),
+        "{n}"
+    );
+}

@@ -1816,3 +1816,31 @@ fn a_client_that_stops_reading_replies_is_dropped() {
         Some(1.0)
     );
 }
+
+/// Issue: `<a@[192.0.2.1]>` got 501 (RFC 5321 §4.1.3 allows address literals), and a
+/// quoted local part lost its quotes (`"bob@example.test>"@attacker.test` was stored
+/// as `Return-Path: <bob@example.test>@attacker.test>`).
+#[test]
+fn address_literals_and_quoted_local_parts_on_the_wire() {
+    let (d, s) = setup(|_| {});
+    let mut c = connect(s.addr("smtp"));
+    assert_eq!(code(&c.cmd("EHLO client.test")), "250");
+    let r = c.cmd("MAIL FROM:<\"bob@example.test>\"@attacker.test>");
+    assert!(r.starts_with("553 5.1.7 "), "{r}");
+    assert_eq!(code(&c.cmd("MAIL FROM:<\"a b\"@[192.0.2.1]>")), "250");
+    // This server's own address (the one the client connected to) is local...
+    let ours = format!("RCPT TO:<bob@[{}]>", s.addr("smtp").ip());
+    assert_eq!(code(&c.cmd(&ours)), "250", "{ours}");
+    // ...any other literal is not ours to deliver: no relay.
+    let r = c.cmd("RCPT TO:<bob@[IPv6:2001:db8::25]>");
+    assert!(r.starts_with("554 5.7.1 "), "{r}");
+    assert_eq!(code(&c.cmd("DATA")), "354");
+    c.send(b"From: x@remote.test\r\nSubject: literal\r\n\r\nhi\r\n.\r\n");
+    assert!(c.reply().starts_with("250 2.0.0 "));
+    let m = stored(d.path(), BOB, "INBOX").remove(0);
+    assert!(
+        m.starts_with(b"Return-Path: <\"a b\"@[192.0.2.1]>\r\n"),
+        "{}",
+        String::from_utf8_lossy(&m)
+    );
+}
