@@ -23,7 +23,7 @@ impl Session {
                 501,
                 Enhanced(5, 5, 4),
                 "bad_helo",
-                "Invalid EHLO/HELO argument: a domain name or address literal is required (RFC 5321 §4.1.1.1)",
+                "Invalid EHLO/HELO argument: a domain name or address literal is required (RFC 5321 section 4.1.1.1)",
             ));
         }
         // RFC 5321 §4.1.4: EHLO/HELO resets any transaction.

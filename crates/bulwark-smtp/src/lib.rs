@@ -35,6 +35,7 @@ mod ehlo;
 pub mod fuzzing;
 mod mail;
 mod message;
+mod numbers;
 mod rcpt;
 pub mod reply;
 mod server;

@@ -170,7 +170,7 @@ impl HeaderSection {
                 554,
                 Enhanced(5, 6, 0),
                 "header_syntax",
-                format!("Message refused: header line {n} is not a header field (RFC 5322 §2.2)"),
+                format!("Message refused: header line {n} is not a header field (RFC 5322 section 2.2)"),
             ));
         }
         if self.from_fields != 1 {
@@ -178,7 +178,7 @@ impl HeaderSection {
                 550,
                 Enhanced(5, 7, 1),
                 "header_from",
-                "Message refused: exactly one From header field is required (RFC 5322 §3.6)",
+                "Message refused: exactly one From header field is required (RFC 5322 section 3.6)",
             ));
         }
         if self.sender_fields > 1 {
@@ -186,7 +186,7 @@ impl HeaderSection {
                 550,
                 Enhanced(5, 7, 1),
                 "header_from",
-                "Message refused: at most one Sender header field is allowed (RFC 5322 §3.6)",
+                "Message refused: at most one Sender header field is allowed (RFC 5322 section 3.6)",
             ));
         }
         None

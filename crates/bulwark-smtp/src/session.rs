@@ -476,7 +476,7 @@ impl Session {
                 500,
                 Enhanced(5, 5, 2),
                 "bare_lf",
-                "Lines must end with CRLF (RFC 5321 §2.3.8)",
+                "Lines must end with CRLF (RFC 5321 section 2.3.8)",
             ));
         }
         if line.contains(&b'\r') {
@@ -484,7 +484,7 @@ impl Session {
                 500,
                 Enhanced(5, 5, 2),
                 "bare_cr",
-                "Bare CR in command (RFC 5321 §2.3.8)",
+                "Bare CR in command (RFC 5321 section 2.3.8)",
             ));
         }
         if line.contains(&0) {
@@ -494,6 +494,11 @@ impl Session {
                 "nul",
                 "NUL octet in command",
             ));
+        }
+        if let Some(e) = crate::numbers::check(&line) {
+            metrics::counter!("bulwark_smtp_commands_total", "listener" => self.listener(), "command" => "invalid")
+                .increment(1);
+            return self.fail(e);
         }
         // Address literals and quoted local parts (see `address`).
         let path = match crate::address::preparse(&line) {

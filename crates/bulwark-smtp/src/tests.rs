@@ -1066,7 +1066,7 @@ async fn port_25_needs_exactly_one_from_and_clean_header_lines() {
     let mut h = Harness::with(lenient, Requirement::Any, false, ScriptedChecks::default()).await;
     h.send(b"EHLO client.test\r\n").await;
     let one_from =
-        "550 5.7.1 Message refused: exactly one From header field is required (RFC 5322 §3.6)";
+        "550 5.7.1 Message refused: exactly one From header field is required (RFC 5322 section 3.6)";
     // A second From: DMARC would see no single author domain.
     assert_eq!(
         last_reply(
@@ -1094,7 +1094,7 @@ async fn port_25_needs_exactly_one_from_and_clean_header_lines() {
             "From: x@remote.test\r\nSender: a@bank.test\r\nSender: b@bank.test\r\n\r\nx\r\n"
         )
         .await,
-        "550 5.7.1 Message refused: at most one Sender header field is allowed (RFC 5322 §3.6)"
+        "550 5.7.1 Message refused: at most one Sender header field is allowed (RFC 5322 section 3.6)"
     );
     // A line that is no header field before the empty line: the parsers disagree
     // about what follows it.
@@ -1119,7 +1119,7 @@ async fn port_25_needs_exactly_one_from_and_clean_header_lines() {
             .await;
         assert!(
             r.ends_with(&format!(
-                "554 5.6.0 Message refused: header line {n} is not a header field (RFC 5322 §2.2)\r\n"
+                "554 5.6.0 Message refused: header line {n} is not a header field (RFC 5322 section 2.2)\r\n"
             )),
             "{msg:?}: {r}"
         );
@@ -1416,6 +1416,25 @@ async fn quoted_local_parts_keep_their_quotes_or_are_refused() {
     let q = h.store.queue_list().await.unwrap();
     let rcpts: Vec<&str> = q[0].recipients.iter().map(|r| r.address.as_str()).collect();
     assert_eq!(rcpts, ["\"x y\"@remote.test"]);
+}
+
+#[tokio::test]
+async fn a_21_digit_size_is_refused() {
+    // smtp-proto read it as its last digit: SIZE=999…9 passed a 10,000 octet limit.
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"EHLO client.test\r\n").await;
+    let r = h
+        .send(b"MAIL FROM:<x@remote.test> SIZE=999999999999999999999\r\n")
+        .await;
+    assert!(r.starts_with("501 5.5.4 Invalid SIZE value"), "{r}");
+    let r = h
+        .send(b"MAIL FROM:<x@remote.test> SIZE=123456789012345\r\n")
+        .await;
+    assert!(r.starts_with("552 "), "a number, too big: {r}");
+    let r = h
+        .send(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nBDAT 100000000000000000009 LAST\r\n")
+        .await;
+    assert_eq!(codes(&r), ["250", "250", "501"], "{r}");
 }
 
 #[tokio::test]

@@ -1450,10 +1450,10 @@ print(attempt(b"From: x@remote.test\r\nTo: bob@example.test\r\nSubject: fine\r\n
     assert_eq!(
         lines,
         [
-            "550 5.7.1 Message refused: exactly one From header field is required (RFC 5322 §3.6)",
-            "550 5.7.1 Message refused: exactly one From header field is required (RFC 5322 §3.6)",
-            "550 5.7.1 Message refused: at most one Sender header field is allowed (RFC 5322 §3.6)",
-            "554 5.6.0 Message refused: header line 2 is not a header field (RFC 5322 §2.2)",
+            "550 5.7.1 Message refused: exactly one From header field is required (RFC 5322 section 3.6)",
+            "550 5.7.1 Message refused: exactly one From header field is required (RFC 5322 section 3.6)",
+            "550 5.7.1 Message refused: at most one Sender header field is allowed (RFC 5322 section 3.6)",
+            "554 5.6.0 Message refused: header line 2 is not a header field (RFC 5322 section 2.2)",
             "250",
         ],
         "{out}"
@@ -1843,4 +1843,22 @@ fn address_literals_and_quoted_local_parts_on_the_wire() {
         "{}",
         String::from_utf8_lossy(&m)
     );
+}
+
+/// Issue 15 (low): a 21-digit SIZE= was accepted, replies carried `§`, and 102
+/// duplicate RCPTs passed a limit of 100.
+#[test]
+fn numbers_are_bounded_replies_are_ascii_and_duplicates_count() {
+    let (_d, s) = setup(|c| c["smtp"]["max_recipients"] = toml_edit::value(100));
+    let mut c = connect(s.addr("smtp"));
+    assert_eq!(code(&c.cmd("EHLO client.test")), "250");
+    let r = c.cmd("MAIL FROM:<x@remote.test> SIZE=999999999999999999999");
+    assert!(r.starts_with("501 5.5.4 "), "{r}");
+    let r = c.cmd("EHLO bad_name!");
+    assert!(r.is_ascii() && r.contains("RFC 5321 section 4.1.1.1"), "{r}");
+    assert_eq!(code(&c.cmd("MAIL FROM:<x@remote.test>")), "250");
+    c.send("RCPT TO:<bob@example.test>\r\n".repeat(102).as_bytes());
+    let codes: Vec<String> = (0..102).map(|_| code(&c.reply()).to_string()).collect();
+    assert_eq!(codes.iter().filter(|c| *c == "250").count(), 100, "{codes:?}");
+    assert_eq!(&codes[100..], ["452", "452"]);
 }
