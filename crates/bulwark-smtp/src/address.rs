@@ -33,7 +33,9 @@ fn is_atext(c: char) -> bool {
 }
 
 fn is_dot_string(s: &str) -> bool {
-    !s.is_empty() && s.split('.').all(|a| !a.is_empty() && a.chars().all(is_atext))
+    !s.is_empty()
+        && s.split('.')
+            .all(|a| !a.is_empty() && a.chars().all(is_atext))
 }
 
 /// 553 for a local part we will not carry: one that other software would read as a
@@ -49,7 +51,12 @@ fn unsafe_local_part(mail: bool) -> SmtpError {
 
 fn bad_syntax(mail: bool) -> SmtpError {
     if mail {
-        SmtpError::new(501, Enhanced(5, 1, 7), "bad_address", "Bad sender address syntax")
+        SmtpError::new(
+            501,
+            Enhanced(5, 1, 7),
+            "bad_address",
+            "Bad sender address syntax",
+        )
     } else {
         SmtpError::new(
             501,

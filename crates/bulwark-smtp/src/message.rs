@@ -170,7 +170,9 @@ impl HeaderSection {
                 554,
                 Enhanced(5, 6, 0),
                 "header_syntax",
-                format!("Message refused: header line {n} is not a header field (RFC 5322 section 2.2)"),
+                format!(
+                    "Message refused: header line {n} is not a header field (RFC 5322 section 2.2)"
+                ),
             ));
         }
         if self.from_fields != 1 {

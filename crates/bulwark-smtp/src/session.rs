@@ -87,11 +87,15 @@ impl SessionSettings {
             budget,
             internal_servers: c.senderauth.internal_servers.clone(),
             reject_unauthenticated_local_senders: c.smtp.reject_unauthenticated_local_senders,
-            own_addresses: [&c.listeners.smtp, &c.listeners.submission, &c.listeners.submissions]
-                .iter()
-                .flat_map(|l| l.bind.iter().map(|a| a.ip().to_canonical()))
-                .filter(|ip| !ip.is_unspecified())
-                .collect(),
+            own_addresses: [
+                &c.listeners.smtp,
+                &c.listeners.submission,
+                &c.listeners.submissions,
+            ]
+            .iter()
+            .flat_map(|l| l.bind.iter().map(|a| a.ip().to_canonical()))
+            .filter(|ip| !ip.is_unspecified())
+            .collect(),
         }
     }
 

@@ -524,7 +524,13 @@ async fn nul_is_refused_and_undeclared_8bit_is_accepted() {
     );
     let msg = "From: x@remote.test\r\n\r\nGr\u{fc}\u{df}e\r\n";
     let r = h
-        .send(format!("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nBDAT {} LAST\r\n{msg}", msg.len()).as_bytes())
+        .send(
+            format!(
+                "MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nBDAT {} LAST\r\n{msg}",
+                msg.len()
+            )
+            .as_bytes(),
+        )
         .await;
     assert!(
         r.ends_with("250 2.0.0 Message accepted as sess1.2\r\n"),
@@ -1379,7 +1385,10 @@ async fn address_literals_are_accepted_and_our_own_is_local() {
         assert!(r.starts_with(want), "{cmd}: {r}");
     }
     let r = h.send(format!("DATA\r\n{MSG}.\r\n").as_bytes()).await;
-    assert!(r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"), "{r}");
+    assert!(
+        r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
+        "{r}"
+    );
     let m = h.inbox("bob@example.test").await.remove(0);
     assert!(m.starts_with(b"Return-Path: <x@[192.0.2.1]>\r\n"));
 }
@@ -1398,7 +1407,10 @@ async fn quoted_local_parts_keep_their_quotes_or_are_refused() {
         .await;
     assert_eq!(codes(&r), ["250", "250"], "{r}");
     let r = h.send(format!("DATA\r\n{MSG}.\r\n").as_bytes()).await;
-    assert!(r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"), "{r}");
+    assert!(
+        r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
+        "{r}"
+    );
     let m = h.inbox("bob@example.test").await.remove(0);
     assert!(
         m.starts_with(b"Return-Path: <\"a b\"@remote.test>\r\n"),
@@ -1444,14 +1456,15 @@ async fn duplicate_recipients_count_against_the_limit() {
     let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
     h.send(b"EHLO client.test\r\nMAIL FROM:<x@remote.test>\r\n")
         .await;
-    let r = h
-        .send(&b"RCPT TO:<bob@example.test>\r\n".repeat(5))
-        .await;
+    let r = h.send(&b"RCPT TO:<bob@example.test>\r\n".repeat(5)).await;
     assert_eq!(codes(&r), ["250", "250", "250", "452", "452"], "{r}");
     let r = h.send(b"RCPT TO:<alice@example.test>\r\n").await;
     assert!(r.starts_with("452 4.5.3 "), "{r}");
     let r = h.send(format!("DATA\r\n{MSG}.\r\n").as_bytes()).await;
-    assert!(r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"), "{r}");
+    assert!(
+        r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
+        "{r}"
+    );
     assert_eq!(h.inbox("bob@example.test").await.len(), 1, "delivered once");
 }
 
@@ -1463,7 +1476,10 @@ async fn dsn_is_offered_and_its_parameters_are_queued() {
     h.authenticate("alice@example.test").await;
     // RFC 3461 §4.1: NEVER stands alone; §4.3: one RET; §4: printable ENVID/ORCPT.
     for (cmd, want) in [
-        ("MAIL FROM:<alice@example.test> RET=FULL RET=HDRS", "501 5.5.4 "),
+        (
+            "MAIL FROM:<alice@example.test> RET=FULL RET=HDRS",
+            "501 5.5.4 ",
+        ),
         ("MAIL FROM:<alice@example.test> RET=ALL", "501 5.5.4 "),
         ("MAIL FROM:<alice@example.test> ENVID=a+0Db", "501 5.5.4 "),
     ] {
@@ -1477,7 +1493,10 @@ async fn dsn_is_offered_and_its_parameters_are_queued() {
     for (cmd, want) in [
         ("RCPT TO:<x@remote.test> NOTIFY=NEVER,SUCCESS", "501 5.5.4 "),
         ("RCPT TO:<x@remote.test> NOTIFY=SOMETIMES", "501 5.5.4 "),
-        ("RCPT TO:<x@remote.test> ORCPT=rfc822;x+0D+0Ay@remote.test", "501 5.5.4 "),
+        (
+            "RCPT TO:<x@remote.test> ORCPT=rfc822;x+0D+0Ay@remote.test",
+            "501 5.5.4 ",
+        ),
         (
             "RCPT TO:<x@remote.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;X@Remote.test",
             "250 ",

@@ -1855,10 +1855,17 @@ fn numbers_are_bounded_replies_are_ascii_and_duplicates_count() {
     let r = c.cmd("MAIL FROM:<x@remote.test> SIZE=999999999999999999999");
     assert!(r.starts_with("501 5.5.4 "), "{r}");
     let r = c.cmd("EHLO bad_name!");
-    assert!(r.is_ascii() && r.contains("RFC 5321 section 4.1.1.1"), "{r}");
+    assert!(
+        r.is_ascii() && r.contains("RFC 5321 section 4.1.1.1"),
+        "{r}"
+    );
     assert_eq!(code(&c.cmd("MAIL FROM:<x@remote.test>")), "250");
     c.send("RCPT TO:<bob@example.test>\r\n".repeat(102).as_bytes());
     let codes: Vec<String> = (0..102).map(|_| code(&c.reply()).to_string()).collect();
-    assert_eq!(codes.iter().filter(|c| *c == "250").count(), 100, "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|c| *c == "250").count(),
+        100,
+        "{codes:?}"
+    );
     assert_eq!(&codes[100..], ["452", "452"]);
 }
