@@ -133,6 +133,11 @@ pub(crate) fn preparse(line: &[u8]) -> Result<Option<PreParsed>, SmtpError> {
         return Err(bad_syntax(mail));
     };
     let domain = &domain_part[..close];
+    // The domain is checked in full later (`mail::valid_domain_or_literal`); what
+    // could make the address read differently is refused here already.
+    if domain.contains(['@', '"', '<', '\\', ' ']) {
+        return Err(bad_syntax(mail));
+    }
     let address = if is_dot_string(&local) {
         format!("{local}@{domain}")
     } else {
@@ -193,6 +198,7 @@ mod tests {
         assert_eq!(addr("NOOP <a@b>"), Ok(None));
         assert_eq!(addr("MAIL FROM:<a@b"), Err(501));
         assert_eq!(addr("MAIL FROM:<ab>"), Err(501));
+        assert_eq!(addr("RCPT TO:<bob@@example.test>"), Err(501));
     }
 
     #[test]

@@ -54,7 +54,23 @@ pub(crate) fn valid_address(address: &str, utf8: bool) -> bool {
     let Some((local, domain)) = address.rsplit_once('@') else {
         return false;
     };
-    !local.is_empty() && valid_domain_or_literal(domain, utf8)
+    valid_local_part(local) && valid_domain_or_literal(domain, utf8)
+}
+
+/// RFC 5321 §4.1.2 `Dot-string / Quoted-string` (UTF-8 allowed as in RFC 6531 §3.3;
+/// whether it may be used is checked against SMTPUTF8 separately). The quoted form
+/// is what `address::preparse` wrote.
+fn valid_local_part(local: &str) -> bool {
+    if let Some(inner) = local.strip_prefix('"') {
+        return inner.len() > 1 && inner.ends_with('"');
+    }
+    !local.is_empty()
+        && local.split('.').all(|atom| {
+            !atom.is_empty()
+                && atom.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+                })
+        })
 }
 
 /// RFC 5321 §4.1.2: `Domain / address-literal`, where the literal is an IPv4 address
@@ -311,5 +327,8 @@ mod tests {
         assert!(!valid_address("a@exa mple.test", false));
         assert!(!valid_address("a@bücher.test", false));
         assert!(valid_address("a@bücher.test", true));
+        assert!(!valid_address("a@@example.test", false));
+        assert!(!valid_address("a..b@example.test", false));
+        assert!(valid_address("\"a b\"@example.test", false));
     }
 }

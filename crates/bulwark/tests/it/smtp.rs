@@ -891,8 +891,12 @@ fn invalid_addresses_are_refused() {
     assert!(c
         .cmd("RCPT TO:<x@elsewhere.test>")
         .starts_with("554 5.7.1 "));
+    // DSN's NOTIFY is offered now (RFC 3461); RRVS (RFC 7293) is not.
     assert!(c
         .cmd("RCPT TO:<bob@example.test> NOTIFY=NEVER")
+        .starts_with("250 "));
+    assert!(c
+        .cmd("RCPT TO:<bob@example.test> RRVS=2014-04-03T23:01:00Z")
         .starts_with("555 5.5.4 "));
 }
 
