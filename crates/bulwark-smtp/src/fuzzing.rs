@@ -222,6 +222,7 @@ pub fn session(data: &[u8]) -> usize {
         } else {
             bulwark_config::LocalFromAction::Reject
         },
+        own_addresses: vec![std::net::IpAddr::from([192, 0, 2, 25])],
     });
     let peer: SocketAddr = "192.0.2.7:40000"
         .parse()

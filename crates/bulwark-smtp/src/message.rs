@@ -26,7 +26,7 @@ use mail_parser::{Address, HeaderName, HeaderValue, MessageParser};
 use crate::checks::{MessageAction, MessageContext, SenderContext, SignContext};
 use crate::mail::not_your_address;
 use crate::reply::{Enhanced, Reply, SmtpError};
-use crate::session::{Effect, EffectResult, Pending, Session};
+use crate::session::{Effect, EffectResult, Pending, Session, Transaction};
 
 /// Where the end-of-message pipeline stands while an effect runs.
 pub(crate) enum MessageStage {
@@ -127,7 +127,7 @@ fn header_hygiene(scan: &HeaderScan) -> Option<SmtpError> {
         554,
         Enhanced(5, 6, 0),
         "header_syntax",
-        format!("Message refused: header line {n} is not a header field (RFC 5322 §2.2)"),
+        format!("Message refused: header line {n} is not a header field (RFC 5322 section 2.2)"),
     ))
 }
 
@@ -140,7 +140,7 @@ fn originator_fields(scan: &HeaderScan) -> Option<SmtpError> {
             550,
             Enhanced(5, 7, 1),
             "header_from",
-            "Message refused: exactly one From header field is required (RFC 5322 §3.6)",
+            "Message refused: exactly one From header field is required (RFC 5322 section 3.6)",
         ));
     }
     if scan.sender_fields > 1 {
@@ -148,7 +148,7 @@ fn originator_fields(scan: &HeaderScan) -> Option<SmtpError> {
             550,
             Enhanced(5, 7, 1),
             "header_from",
-            "Message refused: at most one Sender header field is allowed (RFC 5322 §3.6)",
+            "Message refused: at most one Sender header field is allowed (RFC 5322 section 3.6)",
         ));
     }
     None
@@ -178,29 +178,56 @@ fn structure_refusal(e: bulwark_mime::StructureError) -> SmtpError {
 }
 
 /// The queue entry's `params` (`bulwark_queue::DeliveryParams`, JSON): what the
-/// envelope said that delivery needs, the domain we DKIM-signed for (a copy the
-/// queue converts to 7-bit is signed again), and whether the sender failed SPF or DMARC
-/// at intake (no notice goes to it).
-pub(crate) fn delivery_params(
-    body_8bitmime: bool,
-    smtputf8: bool,
-    dkim_domain: Option<&str>,
-    sender_failed: bool,
-) -> String {
-    let mut fields = serde_json::Map::new();
-    if sender_failed {
+/// envelope said that delivery and notices need — BODY/SMTPUTF8, the DSN parameters
+/// (RFC 3461: RET, ENVID, and NOTIFY/ORCPT of each queued recipient that was a RCPT;
+/// alias expansions get the defaults) — the domain we DKIM-signed for (a copy the queue
+/// converts to 7-bit is signed again), and whether the sender failed SPF or DMARC at
+/// intake (no notice goes to it).
+pub(crate) fn delivery_params(t: &Transaction, dkim_domain: Option<&str>) -> String {
+    use serde_json::{Map, Value};
+    let mut fields = Map::new();
+    if t.sender_failed {
         fields.insert("sender_auth_failed".into(), true.into());
     }
-    if body_8bitmime {
+    if t.eight_bit {
         fields.insert("body_8bitmime".into(), true.into());
     }
-    if smtputf8 {
+    if t.utf8 {
         fields.insert("smtputf8".into(), true.into());
     }
     if let Some(d) = dkim_domain {
         fields.insert("dkim_domain".into(), d.into());
     }
-    serde_json::Value::Object(fields).to_string()
+    if let Some(r) = t.ret {
+        fields.insert("ret".into(), r.into());
+    }
+    if let Some(e) = &t.envid {
+        fields.insert("envid".into(), e.as_str().into());
+    }
+    let mut rcpt = Map::new();
+    for f in &t.forward {
+        let Some(r) = t
+            .recipients
+            .iter()
+            .find(|r| r.address.eq_ignore_ascii_case(f))
+        else {
+            continue;
+        };
+        let mut p = Map::new();
+        if let Some(n) = &r.notify {
+            p.insert("notify".into(), n.clone().into());
+        }
+        if let Some(o) = &r.orcpt {
+            p.insert("orcpt".into(), o.as_str().into());
+        }
+        if !p.is_empty() {
+            rcpt.insert(f.clone(), Value::Object(p));
+        }
+    }
+    if !rcpt.is_empty() {
+        fields.insert("rcpt".into(), Value::Object(rcpt));
+    }
+    Value::Object(fields).to_string()
 }
 
 /// An address that can stand in `for <…>` of our Received header as it is: a
@@ -591,7 +618,7 @@ impl Session {
         let signed_for = (!t.sign_headers.is_empty())
             .then_some(t.from_domain.as_deref())
             .flatten();
-        let params = delivery_params(t.eight_bit, t.utf8, signed_for, t.sender_failed);
+        let params = delivery_params(t, signed_for);
         let (data, queue) = match (local > 0, remote > 0) {
             // Local copies carry Return-Path; the relayed one must not.
             (true, true) => {

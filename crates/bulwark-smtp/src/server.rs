@@ -87,6 +87,7 @@ impl SessionHandler for SmtpHandler {
             requirement,
             conn.tls().cloned(),
         );
+        s.set_local_addr(conn.local());
         let smtp = &self.ctx.config.config.smtp;
         let command_timeout = Duration::from_secs(smtp.command_timeout_secs);
         let deadline = Instant::now() + Duration::from_secs(smtp.session_timeout_secs);

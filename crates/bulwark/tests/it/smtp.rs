@@ -951,8 +951,12 @@ fn invalid_addresses_are_refused() {
     assert!(c
         .cmd("RCPT TO:<x@elsewhere.test>")
         .starts_with("554 5.7.1 "));
+    // DSN's NOTIFY is offered now (RFC 3461); RRVS (RFC 7293) is not.
     assert!(c
         .cmd("RCPT TO:<bob@example.test> NOTIFY=NEVER")
+        .starts_with("250 "));
+    assert!(c
+        .cmd("RCPT TO:<bob@example.test> RRVS=2014-04-03T23:01:00Z")
         .starts_with("555 5.5.4 "));
 }
 
@@ -1643,10 +1647,10 @@ print(attempt(b"From: x@remote.test\r\nTo: bob@example.test\r\nSubject: fine\r\n
     assert_eq!(
         lines,
         [
-            "550 5.7.1 Message refused: exactly one From header field is required (RFC 5322 §3.6)",
-            "550 5.7.1 Message refused: exactly one From header field is required (RFC 5322 §3.6)",
-            "550 5.7.1 Message refused: at most one Sender header field is allowed (RFC 5322 §3.6)",
-            "554 5.6.0 Message refused: header line 2 is not a header field (RFC 5322 §2.2)",
+            "550 5.7.1 Message refused: exactly one From header field is required (RFC 5322 section 3.6)",
+            "550 5.7.1 Message refused: exactly one From header field is required (RFC 5322 section 3.6)",
+            "550 5.7.1 Message refused: at most one Sender header field is allowed (RFC 5322 section 3.6)",
+            "554 5.6.0 Message refused: header line 2 is not a header field (RFC 5322 section 2.2)",
             "250",
         ],
         "{out}"
@@ -2103,4 +2107,57 @@ s.quit()
         "451 4.7.1 DMARC: could not look up the DMARC record of remote.test (temperror); try again later",
         "{out}"
     );
+}
+
+/// Issue: `<a@[192.0.2.1]>` got 501 (RFC 5321 §4.1.3 allows address literals), and a
+/// quoted local part lost its quotes (`"bob@example.test>"@attacker.test` was stored
+/// as `Return-Path: <bob@example.test>@attacker.test>`).
+#[test]
+fn address_literals_and_quoted_local_parts_on_the_wire() {
+    let (d, s) = setup(|_| {});
+    let mut c = connect(s.addr("smtp"));
+    assert_eq!(code(&c.cmd("EHLO client.test")), "250");
+    let r = c.cmd("MAIL FROM:<\"bob@example.test>\"@attacker.test>");
+    assert!(r.starts_with("553 5.1.7 "), "{r}");
+    assert_eq!(code(&c.cmd("MAIL FROM:<\"a b\"@[192.0.2.1]>")), "250");
+    // This server's own address (the one the client connected to) is local...
+    let ours = format!("RCPT TO:<bob@[{}]>", s.addr("smtp").ip());
+    assert_eq!(code(&c.cmd(&ours)), "250", "{ours}");
+    // ...any other literal is not ours to deliver: no relay.
+    let r = c.cmd("RCPT TO:<bob@[IPv6:2001:db8::25]>");
+    assert!(r.starts_with("554 5.7.1 "), "{r}");
+    assert_eq!(code(&c.cmd("DATA")), "354");
+    c.send(b"From: x@remote.test\r\nSubject: literal\r\n\r\nhi\r\n.\r\n");
+    assert!(c.reply().starts_with("250 2.0.0 "));
+    let m = stored(d.path(), BOB, "INBOX").remove(0);
+    assert!(
+        m.starts_with(b"Return-Path: <\"a b\"@[192.0.2.1]>\r\n"),
+        "{}",
+        String::from_utf8_lossy(&m)
+    );
+}
+
+/// Issue 15 (low): a 21-digit SIZE= was accepted, replies carried `§`, and 102
+/// duplicate RCPTs passed a limit of 100.
+#[test]
+fn numbers_are_bounded_replies_are_ascii_and_duplicates_count() {
+    let (_d, s) = setup(|c| c["smtp"]["max_recipients"] = toml_edit::value(100));
+    let mut c = connect(s.addr("smtp"));
+    assert_eq!(code(&c.cmd("EHLO client.test")), "250");
+    let r = c.cmd("MAIL FROM:<x@remote.test> SIZE=999999999999999999999");
+    assert!(r.starts_with("501 5.5.4 "), "{r}");
+    let r = c.cmd("EHLO bad_name!");
+    assert!(
+        r.is_ascii() && r.contains("RFC 5321 section 4.1.1.1"),
+        "{r}"
+    );
+    assert_eq!(code(&c.cmd("MAIL FROM:<x@remote.test>")), "250");
+    c.send("RCPT TO:<bob@example.test>\r\n".repeat(102).as_bytes());
+    let codes: Vec<String> = (0..102).map(|_| code(&c.reply()).to_string()).collect();
+    assert_eq!(
+        codes.iter().filter(|c| *c == "250").count(),
+        100,
+        "{codes:?}"
+    );
+    assert_eq!(&codes[100..], ["452", "452"]);
 }
