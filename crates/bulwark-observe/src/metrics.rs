@@ -75,7 +75,7 @@ pub const CATALOG: &[MetricDef] = &[
     counter(
         "bulwark_connections_refused_total",
         &["listener", "reason"],
-        "Connections refused by a connection limit (reason: total, per_ip)",
+        "Connections refused by a connection limit (reason: total, per_ip, descriptors)",
         "bulwark-net",
     ),
     counter(
@@ -461,7 +461,7 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
         c("bulwark_connections_total", &[("listener", l)]);
         c("bulwark_sessions_total", &[("listener", l)]);
         let _ = metrics::gauge!("bulwark_sessions_active", "listener" => l);
-        for reason in ["total", "per_ip"] {
+        for reason in ["total", "per_ip", "descriptors"] {
             c(
                 "bulwark_connections_refused_total",
                 &[("listener", l), ("reason", reason)],

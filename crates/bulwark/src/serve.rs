@@ -269,6 +269,14 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
         max_age: Duration::from_secs(c.log.rotate_age_secs),
         keep: c.log.keep,
     };
+    // Connection slots from the open-file limit, a quarter kept for the listeners
+    // users log in to, so a flood on 25 cannot take the descriptors 993 needs.
+    let nofile = crate::fdlimit::raise_open_file_limit().unwrap_or(1024);
+    let slots = bulwark_net::ConnectionSlots::from_fd_limit(
+        nofile,
+        bulwark_net::INTERNAL_DESCRIPTORS + c.outbound.max_concurrent_deliveries as u64,
+    );
+    tracing::info!(target: "bulwark", open_file_limit = nofile, connection_slots = slots.total(), client_reserve = slots.reserve(), "connection slots");
     // One memory budget for message data shared by the SMTP listeners (25, 587, 465).
     let smtp_budget = bulwark_smtp::InflightBudget::new(c.smtp.max_inflight_bytes);
     let mut running = Vec::new();
@@ -286,7 +294,7 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
             });
             continue;
         };
-        let mut bound = bulwark_net::bind(kind, lc).await?;
+        let mut bound = bulwark_net::bind(kind, lc).await?.with_slots(slots.clone());
         if kind == ListenerKind::Metrics && metrics_exposed(lc) {
             // DATA-PATHS: "HTTPS when not loopback".
             bound = bound.with_implicit_tls();

@@ -163,7 +163,7 @@ fn parallel_guesses_from_one_address_are_checked_only_up_to_the_limit() {
     let attack = &out[..150];
     let (failed, throttled) = (count(attack, "failed"), count(attack, "throttled"));
     assert!(
-        failed <= 20 && failed >= 1 && failed + throttled == 150,
+        (1..=20).contains(&failed) && failed + throttled == 150,
         "checked {failed}, throttled {throttled}: {attack:?}"
     );
     assert_eq!(out[150], "ok", "the owner was locked out");
@@ -195,7 +195,7 @@ fn guessing_from_many_addresses_does_not_lock_the_owner_out() {
     let attack = &out[..40];
     let (failed, throttled) = (count(attack, "failed"), count(attack, "throttled"));
     assert!(
-        failed <= 10 && failed >= 1 && failed + throttled == 40,
+        (1..=10).contains(&failed) && failed + throttled == 40,
         "checked {failed}, throttled {throttled}: {attack:?}"
     );
     assert_eq!(out[40], "ok", "the owner was locked out during the attack");
@@ -213,4 +213,97 @@ fn guessing_from_many_addresses_does_not_lock_the_owner_out() {
         ],
     );
     assert_eq!(after, ["ok", "ok", "ok", "throttled"]);
+}
+
+/// Holds 1,100 idle SMTP connections from 25 addresses (44 each, under the per-address
+/// limit), then logs in over IMAPS from another address. argv: smtp port, imaps port,
+/// cert. Prints "greeted=N busy=M login=OK".
+const FD_FLOOD: &str = r#"
+import resource, socket, ssl, sys, imaplib
+smtp, imaps, cert = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+conns = []
+for i in range(1100):
+    src = "127.0.0.%d" % (10 + i % 25)
+    conns.append(socket.create_connection(("127.0.0.1", smtp), timeout=30, source_address=(src, 0)))
+ctx = ssl.create_default_context(cafile=cert)
+ctx.check_hostname = False
+m = imaplib.IMAP4_SSL("127.0.0.1", imaps, ssl_context=ctx, timeout=30)
+typ, _ = m.login("alice@example.test", "correct horse battery")
+m.logout()
+greeted = busy = 0
+for c in conns:
+    c.settimeout(30)
+    line = c.recv(512)
+    if line.startswith(b"220"):
+        greeted += 1
+    elif line.startswith(b"421"):
+        busy += 1
+print("greeted=%d busy=%d login=%s" % (greeted, busy, typ))
+"#;
+
+/// Issue 15 #7: under a 1024 open-file limit, 1,100 idle connections on port 25 took
+/// every descriptor and an IMAPS login timed out. The server raises its soft limit to
+/// the hard one, derives its connection slots from it, and keeps a share for the
+/// listeners users log in to.
+#[test]
+fn an_smtp_connection_flood_does_not_stop_an_imaps_login() {
+    let data = DataDir::init();
+    data.add_user(USER);
+    let server = Server::start_with(data.path(), |cmd| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setrlimit is async-signal-safe; it only lowers the child's limits.
+        unsafe {
+            cmd.pre_exec(|| {
+                let lim = libc::rlimit {
+                    rlim_cur: 256,
+                    rlim_max: 1024,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .collect::<Vec<_>>();
+    assert_eq!(
+        open_files,
+        ["1024", "1024"],
+        "soft limit not raised: {limits}"
+    );
+
+    let cert = data.cert_path();
+    let out = python_ok(
+        FD_FLOOD,
+        &[
+            &server.port("smtp").to_string(),
+            &server.port("imaps").to_string(),
+            cert.to_str().unwrap(),
+        ],
+    );
+    let out = out.trim();
+    assert!(out.ends_with("login=OK"), "{out}");
+    let field = |k: &str| -> u32 {
+        out.split_whitespace()
+            .find_map(|f| f.strip_prefix(k))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (greeted, busy) = (field("greeted="), field("busy="));
+    assert!(
+        greeted + busy == 1100 && busy > 0 && greeted < 1024,
+        "{out}"
+    );
+    server.wait_log("connection cap reached", std::time::Duration::from_secs(10));
 }

@@ -138,6 +138,12 @@ impl Server {
     }
 
     pub fn start_in(dir: &Path) -> Server {
+        Server::start_with(dir, |_| {})
+    }
+
+    /// Like `start_in`, letting the test adjust the command first (environment,
+    /// resource limits through `pre_exec`).
+    pub fn start_with(dir: &Path, adjust: impl FnOnce(&mut Command)) -> Server {
         let run = dir.join("run/listeners.json");
         let _ = std::fs::remove_file(&run);
         let log_path = dir.join(format!("server-{}.log", std::process::id()));
@@ -146,15 +152,15 @@ impl Server {
             .append(true)
             .open(&log_path)
             .unwrap();
-        let child = Command::new(bin())
-            .arg("--dir")
+        let mut cmd = Command::new(bin());
+        cmd.arg("--dir")
             .arg(dir)
             .arg("serve")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn serve");
+            .stderr(log);
+        adjust(&mut cmd);
+        let child = cmd.spawn().expect("spawn serve");
         let pid = child.id();
         let mut s = Server {
             child: Some(child),
