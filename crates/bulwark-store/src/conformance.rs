@@ -369,6 +369,27 @@ pub async fn ingest_is_shared_and_uids_increase(store: SharedStore) {
         assert_eq!(*id, m.blob_id);
         assert_eq!(*data, store.read_blob(m.blob_id).await.unwrap());
     }
+    // Ranges of a body: a middle piece, one past the end, none beyond it, and a
+    // missing body is NotFound.
+    let whole = store.read_blob(r.blob_id).await.unwrap();
+    assert_eq!(
+        store.read_blob_range(r.blob_id, 3, 5).await.unwrap(),
+        whole[3..8].to_vec()
+    );
+    let tail = whole.len() as u64 - 2;
+    assert_eq!(
+        store.read_blob_range(r.blob_id, tail, 100).await.unwrap(),
+        whole[whole.len() - 2..].to_vec()
+    );
+    assert!(store
+        .read_blob_range(r.blob_id, whole.len() as u64 + 5, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(matches!(
+        store.read_blob_range(999_999, 0, 10).await,
+        Err(StoreError::NotFound(_))
+    ));
     // A summary cache round-trips.
     store.set_blob_summary(r.blob_id, b"cached").await.unwrap();
     assert_eq!(

@@ -136,6 +136,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<MessageMeta>>;
     /// The raw message (RFC 5322 octets, CRLF line ends).
     async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>>;
+    /// Up to `len` octets of a raw message from `offset` (fewer at its end, none
+    /// beyond it), without loading the rest: large bodies are sent to clients in
+    /// pieces so a session holds one piece, not the message.
+    async fn read_blob_range(&self, blob: BlobId, offset: u64, len: usize) -> Result<Vec<u8>>;
     /// Several raw messages in one round trip (SEARCH, bulk FETCH), in the order asked;
     /// bodies that no longer exist (expunged meanwhile) are left out.
     async fn read_blobs(&self, blobs: &[BlobId]) -> Result<Vec<(BlobId, Vec<u8>)>>;

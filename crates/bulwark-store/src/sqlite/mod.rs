@@ -327,6 +327,10 @@ impl Store for SqliteStore {
     async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>> {
         self.read(move |c| messages::read_blob(c, blob)).await
     }
+    async fn read_blob_range(&self, blob: BlobId, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.read(move |c| messages::read_blob_range(c, blob, offset, len))
+            .await
+    }
     async fn read_blobs(&self, blobs: &[BlobId]) -> Result<Vec<(BlobId, Vec<u8>)>> {
         let blobs = blobs.to_vec();
         self.read(move |c| messages::read_blobs(c, &blobs)).await
