@@ -175,6 +175,10 @@ max_line_length = 65536
 idle_timeout_secs = 1800      # authenticated sessions without a command, and IDLE
 login_timeout_secs = 60       # from connecting to a successful login, in all
 idle_keepalive_secs = 120     # "* OK Still here" during IDLE, for NAT and mobiles
+# Message data all IMAP sessions together may hold in memory (APPEND literals, bodies
+# read whole for FETCH; BODY[]/RFC822 are streamed in pieces). Beyond it: NO [LIMIT].
+max_inflight_bytes = 536870912   # 512 MiB; at least twice max_literal_size
+max_concurrent_appends_per_account = 4   # more at once get NO [LIMIT]
 
 [pop3]
 # Closes a session (without deleting anything) after this long without a command,

@@ -305,7 +305,7 @@ pub const CATALOG: &[MetricDef] = &[
     counter(
         "bulwark_imap_bad_input_total",
         &["listener", "reason"],
-        "IMAP input refused (reason: line_too_long, literal_refused, too_complex, malformed, sasl, mime_too_deep)",
+        "IMAP input refused (reason: line_too_long, literal_refused, too_complex, malformed, sasl, mime_too_deep, memory_limit)",
         "bulwark-imap",
     ),
     counter(
@@ -342,6 +342,12 @@ pub const CATALOG: &[MetricDef] = &[
         "bulwark_imap_messages_copied_total",
         &["listener", "op"],
         "Messages copied or moved (op: COPY, MOVE)",
+        "bulwark-imap",
+    ),
+    gauge(
+        "bulwark_imap_inflight_bytes",
+        &[],
+        "Octets of message data IMAP sessions hold in memory (APPEND literals, bodies read whole for FETCH; bounded by imap.max_inflight_bytes)",
         "bulwark-imap",
     ),
     gauge(
@@ -507,6 +513,7 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
                 "malformed",
                 "sasl",
                 "mime_too_deep",
+                "memory_limit",
             ] {
                 c(
                     "bulwark_imap_bad_input_total",
@@ -628,6 +635,7 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
     c("bulwark_message_bytes_bounced_total", &[]);
     let _ = metrics::gauge!("bulwark_tls_certificate_expiry_seconds");
     let _ = metrics::gauge!("bulwark_smtp_inflight_bytes");
+    let _ = metrics::gauge!("bulwark_imap_inflight_bytes");
     let _ = metrics::gauge!("bulwark_queue_depth");
     let _ = metrics::gauge!("bulwark_queue_oldest_age_seconds");
     let _ = metrics::gauge!("bulwark_queue_deliveries_in_progress");

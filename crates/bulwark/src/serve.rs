@@ -27,14 +27,16 @@ fn handler_for(
     ctx: &ServerContext,
     sender_checks: &Arc<dyn bulwark_smtp::SenderChecks>,
     smtp_budget: &Arc<bulwark_smtp::InflightBudget>,
+    imap_limits: &bulwark_imap::SharedLimits,
 ) -> Option<Arc<dyn SessionHandler>> {
     match kind {
         ListenerKind::Pop3 | ListenerKind::Pop3s => {
             Some(Arc::new(bulwark_pop3::Pop3Handler::new(kind, ctx.clone())))
         }
-        ListenerKind::Imap | ListenerKind::Imaps => {
-            Some(bulwark_imap::ImapHandler::new(ctx.clone()))
-        }
+        ListenerKind::Imap | ListenerKind::Imaps => Some(bulwark_imap::ImapHandler::with_limits(
+            ctx.clone(),
+            imap_limits.clone(),
+        )),
         ListenerKind::Metrics => {
             let c = &ctx.config.config;
             // Beyond loopback the token is mandatory (config validation refuses the file
@@ -279,6 +281,8 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
     tracing::info!(target: "bulwark", open_file_limit = nofile, connection_slots = slots.total(), client_reserve = slots.reserve(), "connection slots");
     // One memory budget for message data shared by the SMTP listeners (25, 587, 465).
     let smtp_budget = bulwark_smtp::InflightBudget::new(c.smtp.max_inflight_bytes);
+    // The same for IMAP (143, 993), with the per-account APPEND limit.
+    let imap_limits = bulwark_imap::SharedLimits::new(&c.imap);
     let mut running = Vec::new();
     let mut skipped = Vec::new();
     for (kind, lc) in c.listeners.iter() {
@@ -286,7 +290,8 @@ async fn serve(cfg: LoadedConfig) -> anyhow::Result<ExitCode> {
             tracing::info!(target: "bulwark", listener = %kind, "disabled in configuration");
             continue;
         }
-        let Some(handler) = handler_for(kind, &ctx, &sender_checks, &smtp_budget) else {
+        let Some(handler) = handler_for(kind, &ctx, &sender_checks, &smtp_budget, &imap_limits)
+        else {
             tracing::info!(target: "bulwark", listener = %kind, "not started: this protocol is not available yet");
             skipped.push(SkippedListener {
                 kind,

@@ -1,0 +1,179 @@
+//! How much message data IMAP sessions may hold in memory (`[imap]
+//! max_inflight_bytes`) and how many APPENDs one account may have in progress
+//! (`[imap] max_concurrent_appends_per_account`).
+//!
+//! Without them, memory is the connection limits times the largest literal or
+//! message: one account with 20 unfinished 60 MiB APPENDs held 1.27 GB, 20 sessions
+//! fetching a 60 MB message without reading it 2.4 GB. Every session of 143 and 993
+//! draws from one [`MemoryBudget`]; a [`Hold`] is taken before the data is read (an
+//! APPEND's announced literal, a body read whole for FETCH) and given back when it is
+//! dropped. Refusals are `NO [LIMIT]` (RFC 5530 §3: a limit was reached; try later).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use std::sync::Mutex;
+
+use bulwark_store::AccountId;
+
+/// Octets of message data all IMAP sessions may hold at once.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    limit: u64,
+    used: AtomicU64,
+}
+
+/// A share of the budget, given back on drop.
+#[derive(Debug)]
+pub struct Hold {
+    budget: Arc<MemoryBudget>,
+    n: u64,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let before = self.budget.used.fetch_sub(self.n, Ordering::AcqRel);
+        metrics::gauge!("bulwark_imap_inflight_bytes").set(before.saturating_sub(self.n) as f64);
+    }
+}
+
+impl MemoryBudget {
+    pub fn new(limit: u64) -> Arc<MemoryBudget> {
+        Arc::new(MemoryBudget {
+            limit,
+            used: AtomicU64::new(0),
+        })
+    }
+
+    /// For sessions built without a server (unit tests, fuzzing).
+    pub fn unlimited() -> Arc<MemoryBudget> {
+        MemoryBudget::new(u64::MAX)
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Octets held by all sessions now.
+    pub fn in_use(&self) -> u64 {
+        self.used.load(Ordering::Acquire)
+    }
+
+    /// Takes `n` octets, or None when that would exceed the limit.
+    pub fn try_take(self: &Arc<Self>, n: u64) -> Option<Hold> {
+        let before = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|t| *t <= self.limit)
+            })
+            .ok()?;
+        metrics::gauge!("bulwark_imap_inflight_bytes").set(before.saturating_add(n) as f64);
+        Some(Hold {
+            budget: self.clone(),
+            n,
+        })
+    }
+}
+
+/// APPENDs in progress per account.
+#[derive(Debug)]
+pub struct AppendSlots {
+    max: u32,
+    by_account: Mutex<HashMap<AccountId, u32>>,
+}
+
+/// One APPEND in progress, given back on drop.
+#[derive(Debug)]
+pub struct AppendSlot {
+    slots: Arc<AppendSlots>,
+    account: AccountId,
+}
+
+impl Drop for AppendSlot {
+    fn drop(&mut self) {
+        let mut m = self
+            .slots
+            .by_account
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.account) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.account);
+            }
+        }
+    }
+}
+
+impl AppendSlots {
+    pub fn new(max: u32) -> Arc<AppendSlots> {
+        Arc::new(AppendSlots {
+            max,
+            by_account: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn max(&self) -> u32 {
+        self.max
+    }
+
+    /// Takes a slot for `account`, or None when it has `max` APPENDs in progress.
+    pub fn try_take(self: &Arc<Self>, account: AccountId) -> Option<AppendSlot> {
+        let mut m = self.by_account.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(account).or_insert(0);
+        if *n >= self.max {
+            return None;
+        }
+        *n += 1;
+        Some(AppendSlot {
+            slots: self.clone(),
+            account,
+        })
+    }
+}
+
+/// The limits shared by every IMAP listener of the process (built once by `serve`).
+#[derive(Debug, Clone)]
+pub struct SharedLimits {
+    pub memory: Arc<MemoryBudget>,
+    pub appends: Arc<AppendSlots>,
+}
+
+impl SharedLimits {
+    pub fn new(c: &bulwark_config::ImapConfig) -> SharedLimits {
+        SharedLimits {
+            memory: MemoryBudget::new(c.max_inflight_bytes),
+            appends: AppendSlots::new(c.max_concurrent_appends_per_account),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_refuses_beyond_its_limit_and_recovers() {
+        let b = MemoryBudget::new(100);
+        let h1 = b.try_take(60).unwrap();
+        assert!(b.try_take(41).is_none());
+        let h2 = b.try_take(40).unwrap();
+        assert_eq!(b.in_use(), 100);
+        drop(h1);
+        assert!(b.try_take(60).is_some());
+        drop(h2);
+        assert_eq!(b.in_use(), 0);
+    }
+
+    #[test]
+    fn appends_are_limited_per_account() {
+        let s = AppendSlots::new(2);
+        let a1 = s.try_take(1).unwrap();
+        let _a2 = s.try_take(1).unwrap();
+        assert!(s.try_take(1).is_none());
+        let _b = s.try_take(2).unwrap();
+        drop(a1);
+        assert!(s.try_take(1).is_some());
+    }
+}
