@@ -307,3 +307,171 @@ fn an_smtp_connection_flood_does_not_stop_an_imaps_login() {
     );
     server.wait_log("connection cap reached", std::time::Duration::from_secs(10));
 }
+
+/// IMAP sessions that stop half-way, for the memory tests. argv: mode ("append" or
+/// "fetch"), imaps port, cert, server pid, sessions, message octets. Logs every
+/// session in, measures the server's resident memory (VmRSS), then either starts an
+/// APPEND of the message size in each session and sends all but its last octet, or
+/// (after storing one such message) asks each session for `BODY.PEEK[]` and reads
+/// only the first line of the answer. Then samples VmRSS for three seconds. Prints
+/// JSON {"baseline": kB, "peak": kB, "answers": [...]}.
+const STALLED_IMAP: &str = r#"
+import json, socket, ssl, sys, time
+mode, port, cert, pid, n, size = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+ctx = ssl.create_default_context(cafile=cert)
+ctx.check_hostname = False
+
+def rss():
+    for l in open("/proc/%s/status" % pid):
+        if l.startswith("VmRSS:"):
+            return int(l.split()[1])
+
+class C:
+    def __init__(self):
+        s = socket.socket()
+        # A small receive window, so a client that stops reading stops the server soon.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+        s.settimeout(120)
+        s.connect(("127.0.0.1", port))
+        self.s, self.buf = ctx.wrap_socket(s, server_hostname="mail.example.test"), b""
+        self.line()
+    def line(self):
+        while b"\r\n" not in self.buf:
+            d = self.s.recv(16384)
+            if not d:
+                raise EOFError(repr(self.buf))
+            self.buf += d
+        l, self.buf = self.buf.split(b"\r\n", 1)
+        return l.decode("utf-8", "replace")
+    def cmd(self, tag, text):
+        self.s.sendall((tag + " " + text + "\r\n").encode())
+        while True:
+            l = self.line()
+            if l.startswith(tag + " "):
+                return l
+
+body = (b"From: a@example.test\r\nSubject: big\r\n\r\n" + b"x" * 998 + b"\r\n") * (size // 1000 + 1)
+body = body[:size - 2] + b"\r\n"
+if mode == "fetch":
+    c = C()
+    assert c.cmd("l", 'LOGIN "alice@example.test" "correct horse battery"').startswith("l OK")
+    c.s.sendall(b"a APPEND INBOX {%d}\r\n" % len(body))
+    assert c.line().startswith("+"), "no continuation"
+    c.s.sendall(body + b"\r\n")
+    l = c.line()
+    assert l.startswith("a OK"), l
+    c.cmd("z", "LOGOUT")
+sessions = []
+for i in range(n):
+    c = C()
+    assert c.cmd("l", 'LOGIN "alice@example.test" "correct horse battery"').startswith("l OK")
+    if mode == "fetch":
+        assert c.cmd("s", "SELECT INBOX").startswith("s OK")
+    sessions.append(c)
+time.sleep(1)
+baseline = rss()
+answers = []
+for c in sessions:
+    if mode == "append":
+        c.s.sendall(b"a APPEND INBOX {%d}\r\n" % len(body))
+        l = c.line()
+        answers.append(l)
+        if l.startswith("+"):
+            c.s.sendall(body[:-1])
+    else:
+        c.s.sendall(b"f FETCH 1 BODY.PEEK[]\r\n")
+        answers.append(c.line())
+peak = 0
+for _ in range(30):
+    time.sleep(0.1)
+    peak = max(peak, rss())
+print(json.dumps({"baseline": baseline, "peak": peak, "answers": answers}))
+"#;
+
+/// Runs `STALLED_IMAP`; returns (baseline kB, peak kB, first answer of each session).
+fn stalled_imap(
+    data: &DataDir,
+    server: &Server,
+    mode: &str,
+    sessions: u32,
+    size: u64,
+) -> (u64, u64, Vec<String>) {
+    let cert = data.cert_path();
+    let out = python_ok(
+        STALLED_IMAP,
+        &[
+            mode,
+            &server.port("imaps").to_string(),
+            cert.to_str().unwrap(),
+            &server.pid().to_string(),
+            &sessions.to_string(),
+            &size.to_string(),
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let answers = v["answers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    (
+        v["baseline"].as_u64().unwrap(),
+        v["peak"].as_u64().unwrap(),
+        answers,
+    )
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// Issue 15 #2, scaled down: one account with 12 unfinished 8 MiB APPENDs made the
+/// server hold all of them. With `[imap] max_inflight_bytes` = 40 MiB (an APPEND holds
+/// twice its literal: the literal and the store's copy) two are admitted and the rest
+/// get `NO [LIMIT]` before a byte of their literal is read.
+#[test]
+fn unfinished_appends_stay_within_the_imap_memory_budget() {
+    let data = DataDir::init();
+    data.add_user(USER);
+    data.edit_config(|c| {
+        c["imap"]["max_literal_size"] = toml_edit::value((10 * MIB) as i64);
+        c["imap"]["max_inflight_bytes"] = toml_edit::value((40 * MIB) as i64);
+    });
+    let server = Server::start(&data);
+    let (baseline, peak, answers) = stalled_imap(&data, &server, "append", 12, 8 * MIB);
+    let grew = peak.saturating_sub(baseline) / 1024;
+    assert!(
+        grew < 48,
+        "the server grew by {grew} MiB (baseline {baseline} kB, peak {peak} kB)"
+    );
+    let admitted = answers.iter().filter(|a| a.starts_with('+')).count();
+    let limited = answers
+        .iter()
+        .filter(|a| a.starts_with("a NO [LIMIT]"))
+        .count();
+    assert_eq!((admitted, limited), (2, 10), "{answers:?}");
+    // The server still answers, and stores a whole message once room is free.
+    let (_, _, again) = stalled_imap(&data, &server, "fetch", 1, 1000);
+    assert!(again[0].starts_with("* 1 FETCH"), "{again:?}");
+}
+
+/// Issue 15 #2, scaled down: ten sessions asking for an 8 MiB message and not reading
+/// the answer each held the message (twice). BODY[] is now streamed from the store in
+/// pieces, so the server's memory hardly grows.
+#[test]
+fn sessions_not_reading_a_large_fetch_hold_little_memory() {
+    let data = DataDir::init();
+    data.add_user(USER);
+    let server = Server::start(&data);
+    let (baseline, peak, answers) = stalled_imap(&data, &server, "fetch", 10, 8 * MIB);
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.starts_with(&format!("* 1 FETCH (BODY[] {{{}}}", 8 * MIB))),
+        "{answers:?}"
+    );
+    let grew = peak.saturating_sub(baseline) / 1024;
+    assert!(
+        grew < 40,
+        "the server grew by {grew} MiB (baseline {baseline} kB, peak {peak} kB)"
+    );
+}
