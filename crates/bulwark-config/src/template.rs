@@ -141,7 +141,8 @@ max_delay_ms = 8000
 block_ip_after_failures = 20
 # For one account, from anywhere: after 50 failures (per window) it is refused from
 # every address that has not logged in to it successfully in the last 30 days; the
-# owner's own addresses still get in (an attacker cannot lock a user out).
+# owner's own addresses (kept in the store) still get in: an attacker cannot lock a
+# user out.
 block_account_after_failures = 50
 
 [smtp]

@@ -16,7 +16,7 @@ macro_rules! conformance_tests {
             ingest_is_shared_and_uids_increase, flags_and_modseq, copy_move_expunge,
             changes_feed, queue_lifecycle, events_after_commit, concurrent_ingest_group_commit,
             account_deletion_frees_bodies, queue_with_own_body, queue_progress_keeps_lease,
-            subscriptions_are_names);
+            subscriptions_are_names, login_sources);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -909,4 +909,32 @@ pub async fn subscriptions_are_names(store: SharedStore) {
     // Deleting the account removes its subscriptions.
     store.delete_account(&a.address).await.unwrap();
     assert!(store.subscriptions(a.id).await.unwrap().is_empty());
+}
+
+pub async fn login_sources(store: SharedStore) {
+    let (a, b) = setup(&store).await;
+    assert!(!store
+        .login_source_known("alice@example.test", "192.0.2.1", 0)
+        .await
+        .unwrap());
+    store
+        .record_login_source(a.id, "192.0.2.1", 1_000)
+        .await
+        .unwrap();
+    // An older success does not move the time back.
+    store
+        .record_login_source(a.id, "192.0.2.1", 500)
+        .await
+        .unwrap();
+    let known = |addr: &'static str, net: &'static str, since: i64| {
+        let store = store.clone();
+        async move { store.login_source_known(addr, net, since).await.unwrap() }
+    };
+    assert!(known("Alice@Example.test", "192.0.2.1", 1_000).await);
+    assert!(!known("alice@example.test", "192.0.2.1", 1_001).await);
+    assert!(!known("alice@example.test", "192.0.2.2", 0).await);
+    assert!(!known("bob@example.test", "192.0.2.1", 0).await);
+    let _ = b;
+    store.delete_account("alice@example.test").await.unwrap();
+    assert!(!known("alice@example.test", "192.0.2.1", 0).await);
 }

@@ -78,6 +78,13 @@ pub trait Store: Send + Sync + 'static {
     async fn credentials(&self, address: &str) -> Result<Option<Credentials>>;
     async fn list_accounts(&self) -> Result<Vec<Account>>;
 
+    /// Records that `account` logged in successfully from `network` (a client address,
+    /// an IPv6 /64 as its prefix) at `at` (Unix seconds).
+    async fn record_login_source(&self, account: AccountId, network: &str, at: i64) -> Result<()>;
+    /// True when the account with this address logged in from `network` at or after
+    /// `since`.
+    async fn login_source_known(&self, address: &str, network: &str, since: i64) -> Result<bool>;
+
     // ---- aliases and addresses ----
     /// Adds SOURCE → TARGET. SOURCE must be in a local domain and not an account;
     /// TARGET may be local or remote.

@@ -138,6 +138,18 @@ CREATE INDEX IF NOT EXISTS queue_by_blob ON queue (blob_id);
 INSERT OR IGNORE INTO meta (key, value)
     SELECT 'queue_last_id', COALESCE(MAX(id), 0) FROM queue;
 "#,
+    // 5: where each account logged in successfully from (client address, IPv6 /64),
+    // and when last. The brute-force limiter's per-account block spares these
+    // addresses; kept here so a restart does not lock owners out of an account under
+    // attack.
+    r#"
+CREATE TABLE IF NOT EXISTS login_sources (
+    account_id   INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    network      TEXT NOT NULL,
+    last_success INTEGER NOT NULL,
+    PRIMARY KEY (account_id, network)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this program writes.

@@ -475,3 +475,33 @@ fn sessions_not_reading_a_large_fetch_hold_little_memory() {
         "the server grew by {grew} MiB (baseline {baseline} kB, peak {peak} kB)"
     );
 }
+
+/// Issue 15 #1: the addresses an account's owner logged in from are kept in the store,
+/// so after a restart guessing from elsewhere still cannot lock him out.
+#[test]
+fn the_owners_address_is_remembered_across_a_restart() {
+    let data = DataDir::init();
+    data.add_user(USER);
+    fast_auth(&data);
+    data.edit_config(|c| c["auth"]["block_account_after_failures"] = toml_edit::value(5));
+    let mut server = Server::start(&data);
+    let before = parallel_logins(&data, &server, &[("pop3s", "127.0.0.2", USER, PASSWORD)]);
+    assert_eq!(before, ["ok"]);
+    server.kill9();
+    let server = Server::start(&data);
+
+    let jobs: Vec<_> = (0..10)
+        .map(|_| ("submissions", "127.0.0.10", USER, "wrong guess"))
+        .collect();
+    let out = parallel_logins(&data, &server, &jobs);
+    assert_eq!(count(&out, "failed"), 5, "{out:?}");
+    let after = parallel_logins(
+        &data,
+        &server,
+        &[
+            ("imaps", "127.0.0.2", USER, PASSWORD),
+            ("imaps", "127.0.0.50", USER, PASSWORD),
+        ],
+    );
+    assert_eq!(after, ["ok", "throttled"]);
+}
