@@ -31,8 +31,8 @@ pub struct ImapConfig {
     /// `NO [LIMIT]` before its literal is read; a FETCH beyond it gets `NO [LIMIT]`.
     #[serde(default = "default_max_inflight_bytes")]
     pub max_inflight_bytes: u64,
-    /// APPENDs one account may have in progress at once (all its sessions); more get
-    /// `NO [LIMIT]` before their literal is read.
+    /// APPENDs one account may have in progress at once (all its sessions); one more
+    /// waits for one of them to finish before its "+" is sent.
     #[serde(default = "default_max_appends")]
     pub max_concurrent_appends_per_account: u32,
 }

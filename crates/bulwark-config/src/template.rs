@@ -179,7 +179,7 @@ idle_keepalive_secs = 120     # "* OK Still here" during IDLE, for NAT and mobil
 # Message data all IMAP sessions together may hold in memory (APPEND literals, bodies
 # read whole for FETCH; BODY[]/RFC822 are streamed in pieces). Beyond it: NO [LIMIT].
 max_inflight_bytes = 536870912   # 512 MiB; at least twice max_literal_size
-max_concurrent_appends_per_account = 4   # more at once get NO [LIMIT]
+max_concurrent_appends_per_account = 4   # more at once wait for one to finish
 
 [pop3]
 # Closes a session (without deleting anything) after this long without a command,

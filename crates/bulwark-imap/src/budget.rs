@@ -76,11 +76,14 @@ impl MemoryBudget {
     }
 }
 
-/// APPENDs in progress per account.
+/// APPENDs in progress per account. One more waits (its "+" is not sent) until one
+/// of them has finished: a client with many connections is slowed, not refused, and
+/// an account holding unfinished APPENDs only holds up its own sessions.
 #[derive(Debug)]
 pub struct AppendSlots {
     max: u32,
     by_account: Mutex<HashMap<AccountId, u32>>,
+    freed: tokio::sync::Notify,
 }
 
 /// One APPEND in progress, given back on drop.
@@ -103,6 +106,8 @@ impl Drop for AppendSlot {
                 m.remove(&self.account);
             }
         }
+        drop(m);
+        self.slots.freed.notify_waiters();
     }
 }
 
@@ -111,11 +116,26 @@ impl AppendSlots {
         Arc::new(AppendSlots {
             max,
             by_account: Mutex::new(HashMap::new()),
+            freed: tokio::sync::Notify::new(),
         })
     }
 
     pub fn max(&self) -> u32 {
         self.max
+    }
+
+    /// Takes a slot for `account`, waiting while it has `max` APPENDs in progress.
+    pub async fn take(self: &Arc<Self>, account: AccountId) -> AppendSlot {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            // Registered before trying, so a slot freed in between is not missed.
+            freed.as_mut().enable();
+            if let Some(s) = self.try_take(account) {
+                return s;
+            }
+            freed.await;
+        }
     }
 
     /// Takes a slot for `account`, or None when it has `max` APPENDs in progress.
@@ -175,5 +195,18 @@ mod tests {
         let _b = s.try_take(2).unwrap();
         drop(a1);
         assert!(s.try_take(1).is_some());
+    }
+
+    #[tokio::test]
+    async fn an_append_beyond_the_account_limit_waits_for_a_slot() {
+        let s = AppendSlots::new(1);
+        let first = s.take(7).await;
+        let s2 = s.clone();
+        let waiter = tokio::spawn(async move { s2.take(7).await });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(first);
+        let _second = waiter.await.unwrap();
+        assert!(s.try_take(7).is_none());
     }
 }

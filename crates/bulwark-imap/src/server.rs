@@ -69,24 +69,17 @@ struct AppendHolds {
     _slot: Option<AppendSlot>,
 }
 
-/// Admits APPEND's message literal of `len` octets before a byte of it is read, or
-/// says why not (the text of a tagged `NO [LIMIT]`). The budget covers the literal
-/// and the copy handed to the store.
-fn admit_append(
+/// Admits APPEND's message literal of `len` octets before a byte of it is read
+/// (waiting for one of the account's APPEND slots), or says why not (the text of a
+/// tagged `NO [LIMIT]`). The budget covers the literal and the copy handed to the
+/// store.
+async fn admit_append(
     limits: &SharedLimits,
     account: Option<bulwark_store::AccountId>,
     len: u64,
 ) -> Result<AppendHolds, String> {
     let slot = match account {
-        Some(a) => match limits.appends.try_take(a) {
-            Some(s) => Some(s),
-            None => {
-                return Err(format!(
-                    "[LIMIT] Too many APPENDs in progress for this account (at most {}); try again when one has finished",
-                    limits.appends.max()
-                ))
-            }
-        },
+        Some(a) => Some(limits.appends.take(a).await),
         None => None,
     };
     let Some(memory) = limits.memory.try_take(len.saturating_mul(2)) else {
@@ -189,7 +182,7 @@ async fn read_command(
             Step::Literal { len, sync } => {
                 if !admitted && f.message_literal() == Some(len) {
                     admitted = true;
-                    match admit_append(shared.0, shared.1, len) {
+                    match admit_append(shared.0, shared.1, len).await {
                         Ok(h) => *holds = h,
                         Err(text) => {
                             let tag = f.tag().unwrap_or("*").to_string();
