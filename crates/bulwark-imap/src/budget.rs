@@ -209,4 +209,87 @@ mod tests {
         let _second = waiter.await.unwrap();
         assert!(s.try_take(7).is_none());
     }
+
+    /// FETCH within `[imap] max_inflight_bytes`: BODY[] is streamed and needs no
+    /// share; a section cut from the body in memory (HEADER) does, and beyond the
+    /// budget the FETCH ends with NO [LIMIT]. The same body is byte-exact both ways.
+    #[tokio::test]
+    async fn fetch_streams_whole_bodies_and_budgets_the_rest() {
+        use crate::notify::Notifier;
+        use crate::resp::VecSink;
+        use crate::session::{Session, SessionConfig};
+        use bulwark_store::{Delivery, DeliveryTarget, Flags, Ingest, SqliteStore, Store};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s")).unwrap();
+        store.add_domain("example.test").await.unwrap();
+        let pw = "correct horse battery";
+        let acc = store
+            .create_account("a@example.test", &bulwark_auth::hash_password(pw).unwrap())
+            .await
+            .unwrap();
+        let inbox = store.mailbox(acc.id, "INBOX").await.unwrap().unwrap();
+        // Larger than one streamed piece (256 KiB), so it goes out in several.
+        let mut body = b"Subject: big\r\n\r\n".to_vec();
+        while body.len() < 600_000 {
+            body.extend_from_slice(b"0123456789abcdef0123456789abcdef0123456789abcdef\r\n");
+        }
+        store
+            .ingest(Ingest {
+                data: body.clone(),
+                internal_date: 1_772_000_000,
+                deliveries: vec![Delivery {
+                    target: DeliveryTarget::Mailbox(inbox.id),
+                    flags: Flags::default(),
+                }],
+                queue: None,
+            })
+            .await
+            .unwrap();
+        let store: bulwark_store::SharedStore = Arc::new(store);
+        let auth = bulwark_auth::Authenticator::new(store.clone(), Default::default());
+        let mut s = Session::new(
+            store.clone(),
+            auth,
+            SessionConfig {
+                listener: "imap",
+                peer: "127.0.0.1".parse().unwrap(),
+                tls: true,
+                max_literal_size: 1 << 20,
+            },
+            Notifier::new(&store),
+        );
+        let budget = MemoryBudget::new(100_000);
+        s.set_memory_budget(budget.clone());
+        let mut out = VecSink::default();
+        for c in [
+            format!("l LOGIN a@example.test \"{pw}\"\r\n"),
+            "s SELECT INBOX\r\n".into(),
+        ] {
+            s.handle_raw(c.as_bytes(), &mut out).await.unwrap();
+        }
+        out.take_string();
+        s.handle_raw(b"f FETCH 1 BODY.PEEK[]\r\n", &mut out)
+            .await
+            .unwrap();
+        let head = format!("* 1 FETCH (BODY[] {{{}}}\r\n", body.len());
+        let mut want = head.into_bytes();
+        want.extend_from_slice(&body);
+        want.extend_from_slice(b")\r\nf OK FETCH completed\r\n");
+        assert!(out.data == want, "streamed BODY[] differs");
+        out.data.clear();
+        s.handle_raw(b"g FETCH 1 BODY.PEEK[HEADER]\r\n", &mut out)
+            .await
+            .unwrap();
+        let r = out.take_string();
+        assert!(r.starts_with("g NO [LIMIT]"), "{r}");
+        assert_eq!(budget.in_use(), 0);
+        // With room for it, the same section is served.
+        s.set_memory_budget(MemoryBudget::new(10_000_000));
+        s.handle_raw(b"h FETCH 1 BODY.PEEK[HEADER]\r\n", &mut out)
+            .await
+            .unwrap();
+        let r = out.take_string();
+        assert!(r.contains("BODY[HEADER] {16}") && r.contains("h OK"), "{r}");
+    }
 }
