@@ -935,6 +935,15 @@ pub async fn login_sources(store: SharedStore) {
     assert!(!known("alice@example.test", "192.0.2.2", 0).await);
     assert!(!known("bob@example.test", "192.0.2.1", 0).await);
     let _ = b;
+    // Only the most recent addresses of an account are kept.
+    for i in 0..MAX_LOGIN_SOURCES as i64 {
+        store
+            .record_login_source(a.id, &format!("198.51.100.{i}"), 2_000 + i)
+            .await
+            .unwrap();
+    }
+    assert!(!known("alice@example.test", "192.0.2.1", 0).await);
+    assert!(known("alice@example.test", "198.51.100.0", 0).await);
     store.delete_account("alice@example.test").await.unwrap();
     assert!(!known("alice@example.test", "192.0.2.1", 0).await);
 }

@@ -52,6 +52,9 @@ impl From<rusqlite::Error> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// Login addresses kept per account (`Store::record_login_source`).
+pub const MAX_LOGIN_SOURCES: usize = 100;
+
 /// A shared handle to whichever backend is configured.
 pub type SharedStore = Arc<dyn Store>;
 
@@ -79,7 +82,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_accounts(&self) -> Result<Vec<Account>>;
 
     /// Records that `account` logged in successfully from `network` (a client address,
-    /// an IPv6 /64 as its prefix) at `at` (Unix seconds).
+    /// an IPv6 /64 as its prefix) at `at` (Unix seconds). The `MAX_LOGIN_SOURCES`
+    /// most recent addresses of each account are kept.
     async fn record_login_source(&self, account: AccountId, network: &str, at: i64) -> Result<()>;
     /// True when the account with this address logged in from `network` at or after
     /// `since`.

@@ -381,6 +381,13 @@ pub(crate) fn record_login_source(
          ON CONFLICT (account_id, network) DO UPDATE SET last_success = max(last_success, ?3)",
     )?
     .execute(params![account, network, at])?;
+    // Bounded per account: the most recent addresses are the ones that matter.
+    c.prepare_cached(
+        "DELETE FROM login_sources WHERE account_id = ?1 AND network NOT IN
+           (SELECT network FROM login_sources WHERE account_id = ?1
+            ORDER BY last_success DESC LIMIT ?2)",
+    )?
+    .execute(params![account, crate::MAX_LOGIN_SOURCES as i64])?;
     Ok(())
 }
 
