@@ -163,7 +163,8 @@ max_delay_ms = 8000
 block_ip_after_failures = 20
 # For one account, from anywhere: after 50 failures (per window) it is refused from
 # every address that has not logged in to it successfully in the last 30 days; the
-# owner's own addresses still get in (an attacker cannot lock a user out).
+# owner's own addresses (kept in the store) still get in: an attacker cannot lock a
+# user out.
 block_account_after_failures = 50
 
 [smtp]
@@ -204,6 +205,10 @@ max_line_length = 65536
 idle_timeout_secs = 1800      # authenticated sessions without a command, and IDLE
 login_timeout_secs = 60       # from connecting to a successful login, in all
 idle_keepalive_secs = 120     # "* OK Still here" during IDLE, for NAT and mobiles
+# Message data all IMAP sessions together may hold in memory (APPEND literals, bodies
+# read whole for FETCH; BODY[]/RFC822 are streamed in pieces). Beyond it: NO [LIMIT].
+max_inflight_bytes = 536870912   # 512 MiB; at least twice max_literal_size
+max_concurrent_appends_per_account = 4   # more at once wait for one to finish
 
 [pop3]
 # Closes a session (without deleting anything) after this long without a command,

@@ -7,6 +7,7 @@
 //! other dependencies, so unit tests run whole sessions on a temporary store.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::names::{self, encode_mutf7, parse_name, Pattern, DELIMITER};
 use crate::notify::{MailboxWatch, Notifier};
@@ -107,6 +108,8 @@ pub struct Session {
     /// RFC 7162 CONDSTORE enabled (ENABLE, SELECT (CONDSTORE) or a MODSEQ use).
     pub(crate) condstore: bool,
     logged_out: bool,
+    /// `[imap] max_inflight_bytes`, shared by every session (see `budget`).
+    pub(crate) memory: Arc<crate::budget::MemoryBudget>,
 }
 
 impl Session {
@@ -128,7 +131,18 @@ impl Session {
             dirty: false,
             condstore: false,
             logged_out: false,
+            memory: crate::budget::MemoryBudget::unlimited(),
         }
+    }
+
+    /// Makes FETCH draw bodies read whole from the process's memory budget.
+    pub fn set_memory_budget(&mut self, memory: Arc<crate::budget::MemoryBudget>) {
+        self.memory = memory;
+    }
+
+    /// The logged-in account's id.
+    pub fn logged_in_account(&self) -> Option<bulwark_store::AccountId> {
+        self.account.as_ref().map(|a| a.id)
     }
 
     /// The logged-in user, for the protocol log.

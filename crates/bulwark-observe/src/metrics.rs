@@ -75,7 +75,7 @@ pub const CATALOG: &[MetricDef] = &[
     counter(
         "bulwark_connections_refused_total",
         &["listener", "reason"],
-        "Connections refused by a connection limit (reason: total, per_ip)",
+        "Connections refused by a connection limit (reason: total, per_ip, descriptors)",
         "bulwark-net",
     ),
     counter(
@@ -336,7 +336,7 @@ pub const CATALOG: &[MetricDef] = &[
     counter(
         "bulwark_imap_bad_input_total",
         &["listener", "reason"],
-        "IMAP input refused (reason: line_too_long, literal_refused, too_complex, malformed, sasl, mime_too_deep, mime_parts)",
+        "IMAP input refused (reason: line_too_long, literal_refused, too_complex, malformed, sasl, mime_too_deep, mime_parts, memory_limit)",
         "bulwark-imap",
     ),
     counter(
@@ -373,6 +373,12 @@ pub const CATALOG: &[MetricDef] = &[
         "bulwark_imap_messages_copied_total",
         &["listener", "op"],
         "Messages copied or moved (op: COPY, MOVE)",
+        "bulwark-imap",
+    ),
+    gauge(
+        "bulwark_imap_inflight_bytes",
+        &[],
+        "Octets of message data IMAP sessions hold in memory (APPEND literals, bodies read whole for FETCH; bounded by imap.max_inflight_bytes)",
         "bulwark-imap",
     ),
     gauge(
@@ -492,7 +498,7 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
         c("bulwark_connections_total", &[("listener", l)]);
         c("bulwark_sessions_total", &[("listener", l)]);
         let _ = metrics::gauge!("bulwark_sessions_active", "listener" => l);
-        for reason in ["total", "per_ip"] {
+        for reason in ["total", "per_ip", "descriptors"] {
             c(
                 "bulwark_connections_refused_total",
                 &[("listener", l), ("reason", reason)],
@@ -539,6 +545,7 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
                 "sasl",
                 "mime_too_deep",
                 "mime_parts",
+                "memory_limit",
             ] {
                 c(
                     "bulwark_imap_bad_input_total",
@@ -664,6 +671,7 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
     let _ = metrics::gauge!("bulwark_store_size_bytes");
     let _ = metrics::gauge!("bulwark_store_free_pages");
     c("bulwark_store_reclaimed_bytes_total", &[]);
+    let _ = metrics::gauge!("bulwark_imap_inflight_bytes");
     let _ = metrics::gauge!("bulwark_queue_depth");
     let _ = metrics::gauge!("bulwark_queue_oldest_age_seconds");
     let _ = metrics::gauge!("bulwark_queue_deliveries_in_progress");

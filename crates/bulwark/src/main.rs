@@ -5,6 +5,7 @@
 //! Protocol crates plug in at one place: `serve::handler_for`.
 
 mod cli;
+mod fdlimit;
 mod metrics_endpoint;
 mod privilege;
 mod resign;

@@ -31,14 +31,16 @@ fn handler_for(
     ctx: &ServerContext,
     sender_checks: &Arc<dyn bulwark_smtp::SenderChecks>,
     smtp_budget: &Arc<bulwark_smtp::InflightBudget>,
+    imap_limits: &bulwark_imap::SharedLimits,
 ) -> Option<Arc<dyn SessionHandler>> {
     match kind {
         ListenerKind::Pop3 | ListenerKind::Pop3s => {
             Some(Arc::new(bulwark_pop3::Pop3Handler::new(kind, ctx.clone())))
         }
-        ListenerKind::Imap | ListenerKind::Imaps => {
-            Some(bulwark_imap::ImapHandler::new(ctx.clone()))
-        }
+        ListenerKind::Imap | ListenerKind::Imaps => Some(bulwark_imap::ImapHandler::with_limits(
+            ctx.clone(),
+            imap_limits.clone(),
+        )),
         ListenerKind::Metrics => {
             let c = &ctx.config.config;
             // Beyond loopback the token is mandatory (config validation refuses the file
@@ -353,6 +355,14 @@ async fn serve(cfg: LoadedConfig, plan: Plan) -> anyhow::Result<ExitCode> {
         &cfg.key_path(),
         cfg.config.tls.min_version,
     )?;
+    // Connection slots from the open-file limit (raised before the drop), a quarter kept for the listeners
+    // users log in to, so a flood on 25 cannot take the descriptors 993 needs.
+    let nofile = crate::fdlimit::raise_open_file_limit().unwrap_or(1024);
+    let slots = bulwark_net::ConnectionSlots::from_fd_limit(
+        nofile,
+        bulwark_net::INTERNAL_DESCRIPTORS + cfg.config.outbound.max_concurrent_deliveries as u64,
+    );
+    tracing::info!(target: "bulwark", open_file_limit = nofile, connection_slots = slots.total(), client_reserve = slots.reserve(), "connection slots");
     // Every listener is bound while we may still be root (ports below 1024), and
     // nothing is served before the drop.
     let mut bound_listeners = Vec::new();
@@ -372,7 +382,8 @@ async fn serve(cfg: LoadedConfig, plan: Plan) -> anyhow::Result<ExitCode> {
         }
         let mut bound = bulwark_net::bind(kind, lc)
             .await
-            .map_err(|e| anyhow::anyhow!("{e} — {}", bind_failure_fix(kind, &e)))?;
+            .map_err(|e| anyhow::anyhow!("{e} — {}", bind_failure_fix(kind, &e)))?
+            .with_slots(slots.clone());
         if kind == ListenerKind::Metrics && metrics_exposed(lc) {
             // DATA-PATHS: "HTTPS when not loopback".
             bound = bound.with_implicit_tls();
@@ -418,9 +429,11 @@ async fn serve(cfg: LoadedConfig, plan: Plan) -> anyhow::Result<ExitCode> {
     };
     // One memory budget for message data shared by the SMTP listeners (25, 587, 465).
     let smtp_budget = bulwark_smtp::InflightBudget::new(c.smtp.max_inflight_bytes);
+    // The same for IMAP (143, 993), with the per-account APPEND limit.
+    let imap_limits = bulwark_imap::SharedLimits::new(&c.imap);
     let mut running = Vec::new();
     for (kind, lc, bound) in bound_listeners {
-        let handler = handler_for(kind, &ctx, &sender_checks, &smtp_budget)
+        let handler = handler_for(kind, &ctx, &sender_checks, &smtp_budget, &imap_limits)
             .with_context(|| format!("cannot serve the {kind} listener"))?;
         let tls_name = tls_mode_name(kind, bound.implicit_tls());
         let addrs = bound.local_addrs();

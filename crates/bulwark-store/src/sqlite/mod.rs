@@ -251,6 +251,17 @@ impl Store for SqliteStore {
         self.write(move |tx, _| accounts::delete_send_as(tx, account, &address))
             .await
     }
+    async fn record_login_source(&self, account: AccountId, network: &str, at: i64) -> Result<()> {
+        let network = network.to_string();
+        self.write(move |tx, _| accounts::record_login_source(tx, account, &network, at))
+            .await
+    }
+    async fn login_source_known(&self, address: &str, network: &str, since: i64) -> Result<bool> {
+        let address = normalize_address(address);
+        let network = network.to_string();
+        self.read(move |c| accounts::login_source_known(c, &address, &network, since))
+            .await
+    }
     async fn may_send_as(&self, account: AccountId, address: &str) -> Result<bool> {
         let address = normalize_address(address);
         self.read(move |c| accounts::may_send_as(c, account, &address))
@@ -335,6 +346,10 @@ impl Store for SqliteStore {
     }
     async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>> {
         self.read(move |c| messages::read_blob(c, blob)).await
+    }
+    async fn read_blob_range(&self, blob: BlobId, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.read(move |c| messages::read_blob_range(c, blob, offset, len))
+            .await
     }
     async fn read_blobs(&self, blobs: &[BlobId]) -> Result<Vec<(BlobId, Vec<u8>)>> {
         let blobs = blobs.to_vec();
