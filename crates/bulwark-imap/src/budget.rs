@@ -256,6 +256,7 @@ mod tests {
                 peer: "127.0.0.1".parse().unwrap(),
                 tls: true,
                 max_literal_size: 1 << 20,
+                max_mime_parts: 5000,
             },
             Notifier::new(&store),
         );
