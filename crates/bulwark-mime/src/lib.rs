@@ -857,6 +857,49 @@ mod tests {
         m
     }
 
+    /// `n` parts under a Content-Type header `ct` whose boundary is `b`.
+    fn parts_under(ct: &str, b: &str, n: usize) -> Vec<u8> {
+        let mut m = format!("From: a@example.test\r\nContent-Type: {ct}\r\n\r\n").into_bytes();
+        for _ in 0..n {
+            m.extend(format!("--{b}\r\n\r\nx\r\n").as_bytes());
+        }
+        m.extend(format!("--{b}--\r\n").as_bytes());
+        m
+    }
+
+    /// Review of issue 15 #3: mail-parser takes the boundary from RFC 2231 parameter
+    /// continuations (`boundary*0=`) and from a Content-Type value of any length; the
+    /// scan saw neither, counted one part and let any number through (and nesting
+    /// inside such a multipart went unmeasured as well).
+    #[test]
+    fn boundaries_mail_parser_finds_are_found_too() {
+        let limits = Limits {
+            depth: 100,
+            parts: 10,
+        };
+        let long = format!("multipart/mixed; x=\"{}\"; boundary=\"B\"", "y".repeat(5000));
+        let folded_long = format!(
+            "multipart/mixed;{}\r\n boundary=B",
+            "\r\n x=y;".repeat(1000)
+        );
+        for (ct, b) in [
+            ("multipart/mixed; boundary*0=\"B\"", "B"),
+            ("multipart/mixed; boundary*0=B", "B"),
+            ("multipart/mixed; boundary*0*=us-ascii''B", "B"),
+            ("multipart/mixed; boundary*0=\"B\"; boundary*1=\"2\"", "B2"),
+            ("multipart/mixed; boundary*1=\"2\"; boundary*0=\"B\"", "B2"),
+            (&long, "B"),
+            (&folded_long, "B"),
+        ] {
+            assert_eq!(
+                measure(&parts_under(ct, b, 20), limits),
+                Err(StructureError::TooManyParts { limit: 10 }),
+                "{}",
+                &ct[..ct.len().min(80)]
+            );
+        }
+    }
+
     #[test]
     fn parts_are_counted_and_limited() {
         let limits = Limits {
