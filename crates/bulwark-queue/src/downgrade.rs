@@ -323,6 +323,27 @@ mod tests {
         p.body_text(part).unwrap().into_owned()
     }
 
+    /// Review: a message nested deeper than intake allows (queued before the limit,
+    /// or past a scan that missed its boundary) must be refused, not parsed: mail-parser's
+    /// drop recursed once per level and overflowed the stack (the whole server aborted,
+    /// again on every retry of the entry).
+    #[test]
+    fn a_message_beyond_the_nesting_limit_is_not_parsed() {
+        let mut m = String::from("Subject: x\r\n\r\nGr\u{fc}\u{df}e\r\n");
+        for _ in 0..30_000 {
+            m = format!("Content-Type: message/rfc822\r\n\r\n{m}");
+        }
+        let m = format!("From: a@example.test\r\n{m}");
+        // The default test thread's stack, as a tokio worker's.
+        let r = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || to_seven_bit(m.as_bytes()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(matches!(r, Err(DowngradeError::Unconvertible(_))), "{r:?}");
+    }
+
     #[test]
     fn a_plain_8bit_body_becomes_quoted_printable() {
         let m = "From: a@example.test\r\nSubject: hi\r\n\r\nGr\u{fc}\u{df}e aus K\u{f6}ln\r\n.dot line\r\n".as_bytes();
