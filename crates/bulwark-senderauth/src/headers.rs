@@ -262,4 +262,29 @@ mod tests {
             (0, b"Subject: x\r\n\r\nbody".as_slice())
         );
     }
+
+    /// Review of issue 15 (forged Authentication-Results): RFC 5322 comments nest and
+    /// hold quoted-pairs, and the authserv-id may be a quoted-string with quoted-pairs
+    /// (RFC 8601 §2.2, RFC 2045 `value`). A reader that knows this takes each of these
+    /// for a result in our name; the first `)` or a literal quote match hid them.
+    #[test]
+    fn results_behind_nested_or_escaped_comments_are_ours_too() {
+        for v in [
+            "(a (b) c) mail.example.test; dkim=pass header.d=bank.test",
+            "(a\\) b) mail.example.test; dkim=pass header.d=bank.test",
+            "(x)(y) mail.example.test; spf=pass",
+            "\"mail\\.example.test\"; spf=pass",
+            "(c)\r\n mail.example.test(d); spf=pass",
+        ] {
+            let msg = format!("Authentication-Results: {v}\r\nSubject: s\r\n\r\nb\r\n");
+            let (n, out) = strip_forged_results(msg.as_bytes(), "mail.example.test");
+            assert_eq!(n, 1, "{v}: {}", String::from_utf8_lossy(&out));
+        }
+        // An unterminated comment names nobody: nothing to strip, nothing vouched for.
+        let (n, _) = strip_forged_results(
+            b"Authentication-Results: (a mail.example.test; spf=pass\r\n\r\n",
+            "mail.example.test",
+        );
+        assert_eq!(n, 0);
+    }
 }
