@@ -153,19 +153,64 @@ fn field_ranges(msg: &[u8]) -> (Vec<(usize, usize)>, usize) {
 /// The authserv-id of an Authentication-Results value (RFC 8601 §2.2: the first
 /// token, after optional CFWS; a version may follow it).
 fn authserv_id(value: &[u8]) -> String {
-    let s = String::from_utf8_lossy(value);
-    let mut rest = s.trim_start();
-    // skip leading comments
-    while rest.starts_with('(') {
-        match rest.find(')') {
-            Some(i) => rest = rest[i + 1..].trim_start(),
-            None => return String::new(),
+    let b = value;
+    let mut i = 0;
+    // CFWS before it (RFC 5322 §3.2.2): comments nest and hold quoted-pairs, so the
+    // first `)` need not end one; an unterminated comment names nobody.
+    loop {
+        while b.get(i).is_some_and(|c| c.is_ascii_whitespace()) {
+            i += 1;
+        }
+        if b.get(i) != Some(&b'(') {
+            break;
+        }
+        let mut depth = 0usize;
+        loop {
+            match b.get(i) {
+                None => return String::new(),
+                Some(b'\\') => i += 1,
+                Some(b'(') => depth += 1,
+                Some(b')') => {
+                    depth -= 1;
+                    if depth == 0 {
+                        i += 1;
+                        break;
+                    }
+                }
+                Some(_) => {}
+            }
+            i += 1;
         }
     }
-    let end = rest
-        .find(|c: char| c == ';' || c.is_whitespace() || c == '(')
-        .unwrap_or(rest.len());
-    rest[..end].trim_matches('"').to_ascii_lowercase()
+    // RFC 8601 §2.2: authserv-id = value (RFC 2045: token or quoted-string).
+    let mut id = Vec::new();
+    if b.get(i) == Some(&b'"') {
+        i += 1;
+        while let Some(&c) = b.get(i) {
+            match c {
+                b'"' => break,
+                b'\\' => {
+                    if let Some(&q) = b.get(i + 1) {
+                        id.push(q);
+                    }
+                    i += 2;
+                }
+                c => {
+                    id.push(c);
+                    i += 1;
+                }
+            }
+        }
+    } else {
+        while let Some(&c) = b.get(i) {
+            if c == b';' || c == b'(' || c.is_ascii_whitespace() {
+                break;
+            }
+            id.push(c);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&id).to_ascii_lowercase()
 }
 
 /// Removes every Authentication-Results (and ARC-less Received-SPF is left alone)
