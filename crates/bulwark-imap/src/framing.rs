@@ -270,6 +270,11 @@ impl Framer {
         Step::Literal { len, sync }
     }
 
+    /// The size of APPEND's message literal once its announcement has been seen.
+    pub fn message_literal(&self) -> Option<u64> {
+        self.message_literal_seen.then_some(self.message_len)
+    }
+
     fn message_octets(&self) -> u64 {
         self.message_len
     }

@@ -13,6 +13,7 @@
 //!
 //! Must not: touch the socket from the session core, or log literal contents.
 
+pub mod budget;
 mod fetch;
 pub mod framing;
 /// Harnesses for fuzz targets and seeded property tests (not server code).
@@ -29,6 +30,7 @@ mod server;
 pub mod session;
 pub mod view;
 
+pub use budget::SharedLimits;
 pub use server::ImapHandler;
 pub use session::{Next, Session, SessionConfig};
 #[cfg(test)]
