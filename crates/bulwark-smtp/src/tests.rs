@@ -1180,7 +1180,7 @@ async fn submission_refuses_lines_that_are_no_header_fields() {
                 .await;
             assert!(
                 r.ends_with(&format!(
-                    "554 5.6.0 Message refused: header line {n} is not a header field (RFC 5322 §2.2)\r\n"
+                    "554 5.6.0 Message refused: header line {n} is not a header field (RFC 5322 section 2.2)\r\n"
                 )),
                 "{listener:?} {msg:?}: {r}"
             );
