@@ -194,4 +194,23 @@ mod tests {
         assert!(r.hickory().txt_lookup("_dmarc.yes.test.").await.is_ok());
         assert_eq!(dns.queries(), 2, "{:?}", dns.query_log());
     }
+
+    /// Review: a lookup whose every caller gave up (a session timed out, a client went
+    /// away) must not leave its entry behind: names are attacker-chosen (SPF macros
+    /// such as `%{l}` make one per message), so such entries would grow without bound.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abandoned_lookups_leave_no_entry() {
+        let dns = TestDns::start().await;
+        dns.delay_answers(std::time::Duration::from_millis(500));
+        let r = SharedResolver::new(crate::resolver(&dns.config()).unwrap());
+        for i in 0..20 {
+            let name = n(&format!("x{i}.abandoned.test."));
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_millis(20),
+                r.lookup(name, RecordType::TXT),
+            )
+            .await;
+        }
+        assert_eq!(r.in_flight(), 0);
+    }
 }
