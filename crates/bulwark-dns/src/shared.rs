@@ -87,6 +87,14 @@ impl SharedResolver {
             .entry(key.clone())
             .or_default()
             .clone();
+        // A caller that gives up (its session timed out) and was the last one waiting
+        // takes the entry with it: the names are the sender's choice, one per message
+        // with SPF macros, and entries nobody will finish would pile up.
+        let _abandon = Abandon {
+            map: &self.in_flight,
+            key: &key,
+            cell: &cell,
+        };
         // tokio's OnceCell runs one initialiser at a time; the others wait for its
         // value. If the running caller is cancelled, a waiting one takes over.
         let answer = cell
@@ -95,9 +103,11 @@ impl SharedResolver {
             .clone();
         // No await between getting the answer and this: whoever sees the answer
         // first removes the entry (only this cell: a newer one may have replaced it).
-        let mut map = self.in_flight.lock();
-        if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-            map.remove(&key);
+        {
+            let mut map = self.in_flight.lock();
+            if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                map.remove(&key);
+            }
         }
         answer
     }
@@ -126,6 +136,26 @@ impl SharedResolver {
     /// Questions currently on the wire (for tests and metrics).
     pub fn in_flight(&self) -> usize {
         self.in_flight.lock().len()
+    }
+}
+
+/// Removes a lookup's entry when its last caller is dropped before the answer.
+struct Abandon<'a> {
+    map: &'a Mutex<HashMap<Key, Arc<OnceCell<Answer>>>>,
+    key: &'a Key,
+    cell: &'a Arc<OnceCell<Answer>>,
+}
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        let mut map = self.map.lock();
+        // Joiners clone the cell under this lock: two references (the map's and this
+        // caller's) mean nobody else is waiting for it.
+        if map.get(self.key).is_some_and(|c| Arc::ptr_eq(c, self.cell))
+            && Arc::strong_count(self.cell) <= 2
+        {
+            map.remove(self.key);
+        }
     }
 }
 
