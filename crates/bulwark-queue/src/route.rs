@@ -290,7 +290,11 @@ pub async fn resolve(
     }
     // RFC 5321 §4.1.3: an address literal is delivered to directly.
     if let Some(lit) = domain.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
-        let ip = lit.strip_prefix("IPv6:").unwrap_or(lit);
+        // The tag is case-insensitive (RFC 5321 §4.1.3 ABNF, RFC 5234 §2.3), as at intake.
+        let ip = match lit.get(..5) {
+            Some(tag) if tag.eq_ignore_ascii_case("IPv6:") => &lit[5..],
+            _ => lit,
+        };
         return match ip.parse::<IpAddr>() {
             Ok(ip) => Ok(vec![Host {
                 name: ip.to_string(),
@@ -632,6 +636,10 @@ credentials_file = "missing"
         assert_eq!(e.verdict, crate::outcome::Verdict::Deferred);
         let h = resolve(&r, "[127.0.0.9]", &d, &own).await.unwrap();
         assert_eq!(h[0].addrs, vec!["127.0.0.9".parse::<IpAddr>().unwrap()]);
+        for lit in ["[IPv6:::1]", "[ipv6:::1]", "[IPV6:::1]"] {
+            let h = resolve(&r, lit, &d, &own).await.unwrap();
+            assert_eq!(h[0].addrs, vec!["::1".parse::<IpAddr>().unwrap()], "{lit}");
+        }
     }
 
     fn host(name: &str, addrs: &[&str]) -> Host {
