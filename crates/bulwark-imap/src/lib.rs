@@ -13,6 +13,7 @@
 //!
 //! Must not: touch the socket from the session core, or log literal contents.
 
+pub mod esearch;
 mod fetch;
 pub mod framing;
 /// Harnesses for fuzz targets and seeded property tests (not server code).

@@ -7,6 +7,7 @@
 use bulwark_store::{Flags, MessageMeta};
 use imap_codec::imap_types::{core::Vec1, search::SearchKey};
 
+use crate::esearch::{self, ReturnOpts};
 use crate::mime::{self, SearchDoc};
 use crate::resp::Sink;
 use crate::seqset::{self, RangeSet};
@@ -241,9 +242,11 @@ const BATCH_OCTETS: u64 = 4 << 20;
 impl Session {
     pub(crate) async fn search(
         &mut self,
+        tag: &str,
         charset: Option<&str>,
         criteria: &Vec1<SearchKey<'_>>,
         uid: bool,
+        ret: Option<ReturnOpts>,
         sink: &mut dyn Sink,
     ) -> std::io::Result<Done> {
         if let Some(cs) = charset {
@@ -273,11 +276,10 @@ impl Session {
             Ok(m) => m,
             Err(e) => return Ok(store_no(&e)),
         };
-        let mut hits: Vec<u32> = Vec::new();
-        let mut max_modseq = 0u64;
+        // Each match with its mod-sequence (RFC 7162 §3.1.5 reports the highest).
+        let mut hits: Vec<(u32, u64)> = Vec::new();
         let mut hit = |seq: u32, meta: &MessageMeta| {
-            hits.push(if uid { meta.uid } else { seq });
-            max_modseq = max_modseq.max(meta.modseq);
+            hits.push((if uid { meta.uid } else { seq }, meta.modseq));
         };
         let mut needles = Vec::new();
         keys.iter().for_each(|k| body_needles(k, &mut needles));
@@ -347,9 +349,28 @@ impl Session {
         // Messages decided by metadata alone were answered before earlier text matches.
         hits.sort_unstable();
         drop(metas);
+        if let Some(ret) = ret {
+            let nums: Vec<u32> = hits.iter().map(|h| h.0).collect();
+            // RFC 4731 §3.2 / RFC 7162 §3.1.5: with only MIN and/or MAX asked, MODSEQ
+            // is that of the messages returned, not of every match.
+            let modseq = modseq_used.then(|| {
+                if (ret.min || ret.max) && !(ret.all || ret.count) {
+                    let ends = [
+                        hits.first().filter(|_| ret.min),
+                        hits.last().filter(|_| ret.max),
+                    ];
+                    ends.iter().flatten().map(|h| h.1).max().unwrap_or(0)
+                } else {
+                    hits.iter().map(|h| h.1).max().unwrap_or(0)
+                }
+            });
+            crate::resp::line(sink, &esearch::response(tag, uid, &ret, &nums, modseq)).await?;
+            return Ok(Done::Ok("SEARCH completed".into()));
+        }
+        let max_modseq = hits.iter().map(|h| h.1).max().unwrap_or(0);
         let mut line = String::with_capacity(8 + hits.len() * 7);
         line.push_str("* SEARCH");
-        for h in &hits {
+        for (h, _) in &hits {
             line.push(' ');
             line.push_str(&h.to_string());
         }

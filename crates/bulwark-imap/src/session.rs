@@ -104,6 +104,9 @@ pub struct Session {
     dirty: bool,
     /// RFC 7162 CONDSTORE enabled (ENABLE, SELECT (CONDSTORE) or a MODSEQ use).
     pub(crate) condstore: bool,
+    /// The RETURN options of the SEARCH being handled (RFC 4731), cut from the
+    /// command by `esearch::split` before imap-codec decodes the rest.
+    pub(crate) search_return: Option<crate::esearch::ReturnOpts>,
     logged_out: bool,
 }
 
@@ -125,6 +128,7 @@ impl Session {
             closing: false,
             dirty: false,
             condstore: false,
+            search_return: None,
             logged_out: false,
         }
     }
@@ -153,7 +157,9 @@ impl Session {
         }
         c.push_str(" LITERAL+ ID ENABLE");
         if self.account.is_some() {
-            c.push_str(" IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN CONDSTORE");
+            c.push_str(
+                " IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN CONDSTORE ESEARCH",
+            );
         }
         c
     }
@@ -175,6 +181,29 @@ impl Session {
     /// hand-written LIST-EXTENDED parser (`list_ext`).
     pub async fn handle_raw(&mut self, bytes: &[u8], sink: &mut dyn Sink) -> std::io::Result<Next> {
         use imap_codec::decode::Decoder;
+        match crate::esearch::split(bytes) {
+            Some(crate::esearch::Split::Return { command, opts }) => {
+                return match imap_codec::CommandCodec::default().decode(&command) {
+                    Ok((_, cmd)) => {
+                        self.search_return = Some(opts);
+                        let r = self.handle(cmd, sink).await;
+                        self.search_return = None;
+                        r
+                    }
+                    Err(_) => {
+                        let tag = crate::framing::guess_tag(bytes).unwrap_or_else(|| "*".into());
+                        resp::line(sink, &format!("{tag} BAD Syntax error in SEARCH")).await?;
+                        Ok(Next::Continue)
+                    }
+                };
+            }
+            Some(crate::esearch::Split::Bad(tag)) => {
+                metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "malformed").increment(1);
+                resp::line(sink, &format!("{tag} BAD Invalid SEARCH RETURN options")).await?;
+                return Ok(Next::Continue);
+            }
+            None => {}
+        }
         match imap_codec::CommandCodec::default().decode(bytes) {
             Ok((_, cmd)) => self.handle(cmd, sink).await,
             Err(_) => match crate::list_ext::parse(bytes) {
@@ -211,7 +240,21 @@ impl Session {
                 &cmd.body,
                 CommandBody::Fetch { .. } | CommandBody::Store { .. } | CommandBody::Search { .. }
             );
+        let select_like = matches!(
+            &cmd.body,
+            CommandBody::Select { .. } | CommandBody::Examine { .. }
+        );
+        let condstore_before = self.condstore;
         let (done, next) = self.dispatch(&tag, cmd.body, sink).await?;
+        // RFC 7162 §3.1: the first CONDSTORE-enabling command in the selected state
+        // (FETCH MODSEQ, SEARCH MODSEQ, STORE UNCHANGEDSINCE…) reports the mailbox's
+        // HIGHESTMODSEQ, which SELECT had no reason to send yet.
+        if !condstore_before && self.condstore && !select_like {
+            if let Some(v) = &self.view {
+                let line = format!("* OK [HIGHESTMODSEQ {}] Highest", v.modseq);
+                resp::line(sink, &line).await?;
+            }
+        }
         let result = match &done {
             Done::Ok(_) => "ok",
             Done::No(_) => "no",
@@ -430,7 +473,8 @@ impl Session {
                 uid,
             } => {
                 let charset = charset.map(|c| c.as_ref().to_string());
-                self.search(charset.as_deref(), &criteria, uid, sink)
+                let ret = self.search_return.take();
+                self.search(tag, charset.as_deref(), &criteria, uid, ret, sink)
                     .await?
             }
             C::Fetch {

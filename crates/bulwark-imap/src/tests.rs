@@ -623,6 +623,77 @@ async fn search_keys() {
     assert!(r.starts_with("t NO [BADCHARSET"), "{r}");
 }
 
+/// RFC 7162 §3.1: the first CONDSTORE-enabling command after SELECT reports
+/// HIGHESTMODSEQ (imaptest's esearch-condstore starts with `FETCH 1 MODSEQ`); later
+/// ones do not repeat it.
+#[tokio::test]
+async fn first_condstore_command_reports_highestmodseq() {
+    let e = env().await;
+    deliver(&e, "one").await;
+    let mut c = Client::logged_in(&e).await;
+    c.cmd("s SELECT INBOX").await;
+    let r = c.cmd("f FETCH 1 (MODSEQ)").await;
+    assert!(r.contains("* OK [HIGHESTMODSEQ "), "{r}");
+    let r = c.cmd("g FETCH 1 (MODSEQ)").await;
+    assert!(!r.contains("HIGHESTMODSEQ"), "{r}");
+}
+
+/// RFC 4731: SEARCH RETURN answers with one ESEARCH line; RFC 7162 §3.1.5 MODSEQ
+/// there is that of the MIN/MAX messages when only those were asked.
+#[tokio::test]
+async fn esearch_return_options() {
+    let e = env().await;
+    for s in ["one", "two", "three", "four"] {
+        deliver(&e, s).await;
+    }
+    let mut c = Client::logged_in(&e).await;
+    assert!(c.cmd("k CAPABILITY").await.contains(" ESEARCH"));
+    c.cmd("s SELECT INBOX").await;
+    c.cmd("a STORE 2,4 +FLAGS (\\Seen)").await;
+    for (q, want) in [
+        (
+            "SEARCH RETURN (MIN MAX COUNT) SEEN",
+            "* ESEARCH (TAG \"t\") MIN 2 MAX 4 COUNT 2\r\n",
+        ),
+        ("SEARCH RETURN () ALL", "* ESEARCH (TAG \"t\") ALL 1:4\r\n"),
+        (
+            "UID SEARCH RETURN (ALL) UNSEEN",
+            "* ESEARCH (TAG \"t\") UID ALL 1,3\r\n",
+        ),
+        ("SEARCH RETURN (MIN) 1000", "* ESEARCH (TAG \"t\")\r\n"),
+        (
+            "UID SEARCH RETURN (COUNT) 1000",
+            "* ESEARCH (TAG \"t\") UID COUNT 0\r\n",
+        ),
+        (
+            "SEARCH RETURN (COUNT) CHARSET UTF-8 SUBJECT {3+}\r\ntwo",
+            "COUNT 1\r\n",
+        ),
+        ("SEARCH ALL", "* SEARCH 1 2 3 4\r\n"),
+    ] {
+        let r = c.cmd(&format!("t {q}")).await;
+        assert!(r.contains(want), "{q}: {r}");
+        assert!(r.contains("t OK"), "{q}: {r}");
+        assert!(!r.contains("* SEARCH") || !q.contains("RETURN"), "{q}: {r}");
+    }
+    c.cmd("b STORE 3 +FLAGS (\\Seen)").await;
+    let r = c.cmd("m FETCH 1:4 (MODSEQ)").await;
+    let modseq = |n: u32| -> u64 {
+        let at = r.find(&format!("* {n} FETCH (MODSEQ (")).unwrap() + 18 + n.to_string().len();
+        r[at..].split(')').next().unwrap().parse().unwrap()
+    };
+    let (m2, m3) = (modseq(2), modseq(3));
+    assert!(m3 > m2, "{r}");
+    let r = c.cmd("t SEARCH RETURN (MIN) 2:3 MODSEQ 1").await;
+    assert!(r.contains(&format!("MIN 2 MODSEQ {m2}\r\n")), "{r}");
+    let r = c.cmd("t SEARCH RETURN (ALL) 2:3 MODSEQ 1").await;
+    assert!(r.contains(&format!("ALL 2:3 MODSEQ {m3}\r\n")), "{r}");
+    let r = c.cmd("t SEARCH RETURN (FIRST) ALL").await;
+    assert!(r.starts_with("t BAD"), "{r}");
+    let r = c.cmd("t SEARCH RETURN (MIN ALL").await;
+    assert!(r.starts_with("t BAD"), "{r}");
+}
+
 #[tokio::test]
 async fn fetch_sections_envelope_and_condstore() {
     let e = env().await;

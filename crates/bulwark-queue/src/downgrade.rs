@@ -20,7 +20,9 @@
 use std::ops::Range;
 use std::sync::OnceLock;
 
-use mail_builder::encoders::{base64::base64_encode_mime, quoted_printable::quoted_printable_encode};
+use mail_builder::encoders::{
+    base64::base64_encode_mime, quoted_printable::quoted_printable_encode,
+};
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
 use crate::message::{dot_stuff, header_section, MessageInfo};
@@ -55,8 +57,7 @@ impl SevenBitCopy {
         let made = self.cell.get_or_init(|| {
             let r = make(data, dkim);
             let result = if r.is_ok() { "converted" } else { "refused" };
-            metrics::counter!("bulwark_delivery_downgrades_total", "result" => result)
-                .increment(1);
+            metrics::counter!("bulwark_delivery_downgrades_total", "result" => result).increment(1);
             r.map(|m| (dot_stuff(&m), MessageInfo::of(&m)))
         });
         match made {
@@ -209,7 +210,9 @@ fn collect(
     let header = part.offset_header as usize..part.offset_body as usize;
     let body = part.offset_body as usize..(part.offset_end as usize).max(part.offset_body as usize);
     let (Some(head), Some(content)) = (raw.get(header.clone()), raw.get(body.clone())) else {
-        return Err(DowngradeError::Unconvertible("MIME part outside the message"));
+        return Err(DowngradeError::Unconvertible(
+            "MIME part outside the message",
+        ));
     };
     if has_8bit(head) {
         return Err(DowngradeError::EightBitHeaders);
@@ -304,7 +307,9 @@ fn rewrite_header(head: &[u8], cte: &str, top: bool, add_type: Option<&str>) -> 
         out.extend_from_slice(b"MIME-Version: 1.0\r\n");
     }
     if let Some(charset) = add_type {
-        out.extend_from_slice(format!("Content-Type: text/plain; charset={charset}\r\n").as_bytes());
+        out.extend_from_slice(
+            format!("Content-Type: text/plain; charset={charset}\r\n").as_bytes(),
+        );
     }
     out.extend_from_slice(format!("Content-Transfer-Encoding: {cte}\r\n").as_bytes());
     if blank {
@@ -331,7 +336,10 @@ mod tests {
         assert!(out.is_ascii(), "{s}");
         assert!(s.starts_with("From: a@example.test\r\nSubject: hi\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"), "{s}");
         assert!(s.contains("Gr=C3=BC=C3=9Fe"), "{s}");
-        assert_eq!(text_of(&out, 0), "Gr\u{fc}\u{df}e aus K\u{f6}ln\r\n.dot line\r\n");
+        assert_eq!(
+            text_of(&out, 0),
+            "Gr\u{fc}\u{df}e aus K\u{f6}ln\r\n.dot line\r\n"
+        );
     }
 
     #[test]
@@ -350,14 +358,22 @@ mod tests {
         let out = to_seven_bit(m).unwrap();
         let s = String::from_utf8(out.clone()).unwrap();
         assert!(out.is_ascii(), "{s}");
-        assert!(s.contains("--b1\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nplain ascii\r\n--b1\r\n"), "untouched: {s}");
+        assert!(
+            s.contains(
+                "--b1\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nplain ascii\r\n--b1\r\n"
+            ),
+            "untouched: {s}"
+        );
         assert!(!s.contains("Content-Transfer-Encoding: 8bit"), "{s}");
         assert!(s.contains("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9"), "{s}");
         assert!(s.contains("Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nw7/DvmJpbg==\r\n--b1--\r\nepilogue\r\n"), "{s}");
         assert!(s.lines().all(|l| l.len() <= 78), "{s}");
         let p = MessageParser::default().parse(&out).unwrap();
         assert_eq!(p.body_text(1).unwrap(), format!("caf\u{e9} with a long line that goes on and on and on and on and on and on and on and on and on"));
-        assert_eq!(p.attachment(0).unwrap().contents(), "\u{ff}\u{fe}bin".as_bytes());
+        assert_eq!(
+            p.attachment(0).unwrap().contents(),
+            "\u{ff}\u{fe}bin".as_bytes()
+        );
     }
 
     #[test]
@@ -410,7 +426,9 @@ mod tests {
     impl Resigner for FakeSigner {
         fn sign(&self, domain: &str, message: &[u8]) -> Result<Option<String>, String> {
             assert!(message.is_ascii(), "signed after the conversion");
-            Ok(Some(format!("DKIM-Signature: v=1; d={domain}; s=new; b=x\r\n")))
+            Ok(Some(format!(
+                "DKIM-Signature: v=1; d={domain}; s=new; b=x\r\n"
+            )))
         }
     }
 
@@ -425,7 +443,10 @@ mod tests {
         let s = String::from_utf8(payload.to_vec()).unwrap();
         assert!(s.starts_with("DKIM-Signature: v=1; d=example.test; s=new; b=x\r\nDKIM-Signature: v=1; d=other.test; s=x; b=y\r\nReceived: from x\r\n"), "{s}");
         assert!(!s.contains("s=old"), "{s}");
-        assert!(s.ends_with("Gr=C3=BC=C3=9Fe\r\n.\r\n"), "dot-stuffed and terminated: {s}");
+        assert!(
+            s.ends_with("Gr=C3=BC=C3=9Fe\r\n.\r\n"),
+            "dot-stuffed and terminated: {s}"
+        );
         // Not ours: converted, and the foreign signature is left as it is.
         let plain = SevenBitCopy::default();
         let (payload, _) = plain.get_or_make(m, None).unwrap();

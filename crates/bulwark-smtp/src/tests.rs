@@ -524,7 +524,13 @@ async fn nul_is_refused_and_undeclared_8bit_is_accepted() {
     );
     let msg = "From: x@remote.test\r\n\r\nGr\u{fc}\u{df}e\r\n";
     let r = h
-        .send(format!("MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nBDAT {} LAST\r\n{msg}", msg.len()).as_bytes())
+        .send(
+            format!(
+                "MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nBDAT {} LAST\r\n{msg}",
+                msg.len()
+            )
+            .as_bytes(),
+        )
         .await;
     assert!(
         r.ends_with("250 2.0.0 Message accepted as sess1.2\r\n"),

@@ -1159,7 +1159,11 @@ for i in range(n):
         .output()
         .expect("run /usr/bin/python3 (scripts/ensure-deps.sh test installs python3-dkim)");
     let so = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{so}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{so}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     for needle in [
         "cte=quoted-printable",
         "text='Grüße aus Köln\\r\\n.a dot line\\r\\n'",
