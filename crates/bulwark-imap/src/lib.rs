@@ -25,6 +25,7 @@ pub mod names;
 pub mod notify;
 pub mod resp;
 mod search;
+pub mod searchres;
 pub mod seqset;
 mod server;
 pub mod session;

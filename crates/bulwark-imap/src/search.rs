@@ -257,6 +257,10 @@ impl Session {
                 ));
             }
         }
+        // RFC 5182 §2.1: a SEARCH that saves and fails leaves `$` empty.
+        if ret.is_some_and(|r| r.save) {
+            self.saved_uids.clear();
+        }
         let Some(v) = self.view.as_ref() else {
             return Ok(Done::Bad("No mailbox selected".into()));
         };
@@ -351,6 +355,34 @@ impl Session {
         drop(metas);
         if let Some(ret) = ret {
             let nums: Vec<u32> = hits.iter().map(|h| h.0).collect();
+            if ret.save {
+                // RFC 5182 §2.1: with MIN and/or MAX only, just those are saved.
+                let kept: Vec<u32> = if (ret.min || ret.max) && !(ret.all || ret.count) {
+                    let mut k: Vec<u32> = [
+                        nums.first().filter(|_| ret.min),
+                        nums.last().filter(|_| ret.max),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .copied()
+                    .collect();
+                    k.dedup();
+                    k
+                } else {
+                    nums.clone()
+                };
+                let uids = v.uids();
+                self.saved_uids = if uid {
+                    kept
+                } else {
+                    kept.iter()
+                        .filter_map(|s| uids.get(*s as usize - 1).copied())
+                        .collect()
+                };
+                if ret.answers_nothing() {
+                    return Ok(Done::Ok("SEARCH completed, result saved".into()));
+                }
+            }
             // RFC 4731 §3.2 / RFC 7162 §3.1.5: with only MIN and/or MAX asked, MODSEQ
             // is that of the messages returned, not of every match.
             let modseq = modseq_used.then(|| {

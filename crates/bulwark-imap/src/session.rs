@@ -107,6 +107,9 @@ pub struct Session {
     /// The RETURN options of the SEARCH being handled (RFC 4731), cut from the
     /// command by `esearch::split` before imap-codec decodes the rest.
     pub(crate) search_return: Option<crate::esearch::ReturnOpts>,
+    /// The UIDs `SEARCH RETURN (SAVE)` kept for `$` (RFC 5182), ascending; emptied
+    /// when the selected mailbox changes.
+    pub(crate) saved_uids: Vec<u32>,
     logged_out: bool,
 }
 
@@ -129,6 +132,7 @@ impl Session {
             dirty: false,
             condstore: false,
             search_return: None,
+            saved_uids: Vec::new(),
             logged_out: false,
         }
     }
@@ -158,7 +162,7 @@ impl Session {
         c.push_str(" LITERAL+ ID ENABLE");
         if self.account.is_some() {
             c.push_str(
-                " IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN CONDSTORE ESEARCH",
+                " IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN CONDSTORE ESEARCH SEARCHRES",
             );
         }
         c
@@ -181,6 +185,24 @@ impl Session {
     /// hand-written LIST-EXTENDED parser (`list_ext`).
     pub async fn handle_raw(&mut self, bytes: &[u8], sink: &mut dyn Sink) -> std::io::Result<Next> {
         use imap_codec::decode::Decoder;
+        let substituted;
+        let bytes = match crate::searchres::find(bytes) {
+            Some((use_, at)) if self.view.is_some() => match self.saved_set(use_) {
+                Some(set) => {
+                    substituted = crate::searchres::replace(bytes, &at, &set);
+                    &substituted[..]
+                }
+                None => {
+                    // RFC 5182 §2.1: `$` with an empty saved result is an empty set; the
+                    // command succeeds and touches nothing.
+                    let tag = crate::framing::guess_tag(bytes).unwrap_or_else(|| "*".into());
+                    self.send_updates(sink, false).await?;
+                    resp::line(sink, &format!("{tag} OK No messages match $")).await?;
+                    return Ok(Next::Continue);
+                }
+            },
+            _ => bytes,
+        };
         match crate::esearch::split(bytes) {
             Some(crate::esearch::Split::Return { command, opts }) => {
                 return match imap_codec::CommandCodec::default().decode(&command) {
@@ -689,7 +711,25 @@ impl Session {
         Ok(())
     }
 
+    /// What `$` stands for in this command (see `searchres`); `None` for an empty
+    /// sequence set, which the command cannot express.
+    fn saved_set(&self, use_: crate::searchres::Use) -> Option<String> {
+        use crate::searchres::Use;
+        let v = self.view.as_ref()?;
+        match use_ {
+            Use::SearchKey if self.saved_uids.is_empty() => Some("NOT ALL".into()),
+            Use::SearchKey => Some(format!("UID {}", seqset::compress(&self.saved_uids))),
+            Use::Set { uid: true } if self.saved_uids.is_empty() => None,
+            Use::Set { uid: true } => Some(seqset::compress(&self.saved_uids)),
+            Use::Set { uid: false } => {
+                let seqs: Vec<u32> = self.saved_uids.iter().filter_map(|u| v.seq(*u)).collect();
+                (!seqs.is_empty()).then(|| seqset::compress(&seqs))
+            }
+        }
+    }
+
     fn unselect(&mut self) {
+        self.saved_uids.clear();
         self.view = None;
         self.watch = None;
         self.dirty = false;

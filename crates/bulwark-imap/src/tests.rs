@@ -638,6 +638,61 @@ async fn first_condstore_command_reports_highestmodseq() {
     assert!(!r.contains("HIGHESTMODSEQ"), "{r}");
 }
 
+/// RFC 5182: `SEARCH RETURN (SAVE)` keeps the result as UIDs for `$`, in sequence
+/// sets and as a search key; an empty saved result is an empty set.
+#[tokio::test]
+async fn searchres_saves_for_dollar() {
+    let e = env().await;
+    for s in ["one", "two", "three", "four"] {
+        deliver(&e, s).await;
+    }
+    let mut c = Client::logged_in(&e).await;
+    assert!(c.cmd("k CAPABILITY").await.contains(" SEARCHRES"));
+    c.cmd("s SELECT INBOX").await;
+    let r = c.cmd("a SEARCH RETURN (SAVE) 2:3").await;
+    assert!(!r.contains("ESEARCH") && !r.contains("* SEARCH"), "{r}");
+    assert!(r.starts_with("a OK"), "{r}");
+    let r = c.cmd("b FETCH $ (UID)").await;
+    assert!(
+        r.contains("* 2 FETCH (UID 2)") && r.contains("* 3 FETCH (UID 3)"),
+        "{r}"
+    );
+    assert!(!r.contains("* 1 FETCH") && !r.contains("* 4 FETCH"), "{r}");
+    let r = c.cmd("c SEARCH OR $ 4").await;
+    assert!(r.contains("* SEARCH 2 3 4\r\n"), "{r}");
+    let r = c.cmd("d UID STORE $ +FLAGS.SILENT (\\Flagged)").await;
+    assert!(r.contains("d OK"), "{r}");
+    let r = c.cmd("e SEARCH FLAGGED").await;
+    assert!(r.contains("* SEARCH 2 3\r\n"), "{r}");
+    // Expunging message 1 shifts sequence numbers, not the saved UIDs.
+    c.cmd("f STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    c.cmd("g EXPUNGE").await;
+    let r = c.cmd("h FETCH $ (UID)").await;
+    assert!(
+        r.contains("* 1 FETCH (UID 2)") && r.contains("* 2 FETCH (UID 3)"),
+        "{r}"
+    );
+    // MIN with SAVE keeps only the minimum; a search with no match saves nothing.
+    let r = c.cmd("i SEARCH RETURN (SAVE MIN) ALL").await;
+    assert!(r.contains("* ESEARCH (TAG \"i\") MIN 1"), "{r}");
+    let r = c.cmd("j UID SEARCH $").await;
+    assert!(r.contains("* SEARCH 2\r\n"), "{r}");
+    c.cmd("k SEARCH RETURN (SAVE) SUBJECT nothing-matches")
+        .await;
+    let r = c.cmd("l FETCH $ (UID)").await;
+    assert!(r.starts_with("l OK"), "{r}");
+    let r = c.cmd("m SEARCH $").await;
+    assert!(r.contains("* SEARCH\r\n"), "{r}");
+    // A `$` inside a string is text, not the saved result.
+    let r = c.cmd("n SEARCH SUBJECT \"$\"").await;
+    assert!(r.contains("* SEARCH\r\n") && r.contains("n OK"), "{r}");
+    // Selecting again forgets the result.
+    c.cmd("o SEARCH RETURN (SAVE) ALL").await;
+    c.cmd("p SELECT INBOX").await;
+    let r = c.cmd("q SEARCH $").await;
+    assert!(r.contains("* SEARCH\r\n"), "{r}");
+}
+
 /// RFC 4731: SEARCH RETURN answers with one ESEARCH line; RFC 7162 §3.1.5 MODSEQ
 /// there is that of the MIN/MAX messages when only those were asked.
 #[tokio::test]
