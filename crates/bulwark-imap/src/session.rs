@@ -162,7 +162,7 @@ impl Session {
         c.push_str(" LITERAL+ ID ENABLE");
         if self.account.is_some() {
             c.push_str(
-                " IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN CONDSTORE ESEARCH SEARCHRES",
+                " IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN CONDSTORE ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS STATUS=SIZE",
             );
         }
         c
@@ -1031,6 +1031,8 @@ impl Session {
                 select_special_use: ext.select_special_use,
                 return_subscribed: ext.return_subscribed || ext.select_subscribed,
                 extended: true,
+                recursive_match: ext.recursive_match,
+                status: ext.status,
             };
             self.list(req, sink).await?
         };
@@ -1122,7 +1124,8 @@ impl Session {
             }
             attrs.join(" ")
         };
-        let mut out: Vec<(String, String)> = Vec::new();
+        // (attributes, name, RFC 5258 CHILDINFO ("SUBSCRIBED")).
+        let mut out: Vec<(String, String, bool)> = Vec::new();
         if req.lsub || req.select_subscribed {
             // Subscribed names, whether or not the mailbox exists.
             let mut parents: std::collections::BTreeSet<String> = Default::default();
@@ -1133,7 +1136,7 @@ impl Session {
                         None if req.lsub => "\\Noselect".to_string(),
                         None => "\\NonExistent \\Subscribed".to_string(),
                     };
-                    out.push((attrs, name.clone()));
+                    out.push((attrs, name.clone(), false));
                 } else if req.lsub {
                     // RFC 3501 §6.3.9: with "%", a subscribed child's superior that
                     // matches is listed \Noselect, even though it is not subscribed.
@@ -1147,7 +1150,33 @@ impl Session {
                 }
             }
             for p in parents {
-                out.push(("\\Noselect".to_string(), p));
+                out.push(("\\Noselect".to_string(), p, false));
+            }
+            if req.recursive_match {
+                // RFC 5258 §3.1/§4: a matching superior of a subscribed name that the
+                // patterns do not match itself is listed with CHILDINFO ("SUBSCRIBED"),
+                // whether or not it is subscribed (then it is already in `out`).
+                let mut parents: std::collections::BTreeSet<&str> = Default::default();
+                for name in subscriptions.iter().filter(|n| !matches(n)) {
+                    let mut p = name.as_str();
+                    while let Some(i) = p.rfind(DELIMITER) {
+                        p = &p[..i];
+                        if matches(p) {
+                            parents.insert(p);
+                        }
+                    }
+                }
+                for p in parents {
+                    if let Some(e) = out.iter_mut().find(|e| e.1 == p) {
+                        e.2 = true;
+                    } else {
+                        let attrs = match by_name.get(p) {
+                            Some(m) => attributes(m),
+                            None => "\\NonExistent".to_string(),
+                        };
+                        out.push((attrs, p.to_string(), true));
+                    }
+                }
             }
         } else {
             let mut implied: std::collections::BTreeSet<String> = Default::default();
@@ -1156,7 +1185,7 @@ impl Session {
                     continue;
                 }
                 if matches(&m.name) {
-                    out.push((attributes(m), m.name.clone()));
+                    out.push((attributes(m), m.name.clone(), false));
                 }
                 if req.extended {
                     continue;
@@ -1171,14 +1200,24 @@ impl Session {
                 }
             }
             for p in implied {
-                out.push(("\\Noselect \\HasChildren".to_string(), p));
+                out.push(("\\Noselect \\HasChildren".to_string(), p, false));
             }
         }
-        for (attrs, name) in out {
+        for (attrs, name, childinfo) in out {
             let mut r = Resp::new();
             r.text(&format!("* {verb} ({attrs}) \"/\" "));
             r.astring(encode_mutf7(&name).as_bytes());
+            if childinfo {
+                r.text(" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+            }
             r.send(sink).await?;
+            // RFC 5819 §2: a STATUS response follows the LIST response of each listed
+            // mailbox that can be selected (none for \NonExistent or \Noselect).
+            if let (Some(items), Some(mb)) = (&req.status, by_name.get(name.as_str())) {
+                if let Err(d) = self.write_status(mb, items, sink).await? {
+                    return Ok(d);
+                }
+            }
         }
         Ok(ok(format!("{verb} completed")))
     }
@@ -1193,9 +1232,22 @@ impl Session {
             Ok(m) => m,
             Err(d) => return Ok(d),
         };
+        Ok(match self.write_status(&mb, items, sink).await? {
+            Ok(()) => ok("STATUS completed"),
+            Err(d) => d,
+        })
+    }
+
+    /// One `* STATUS` response (RFC 9051 §7.3.2), for STATUS and LIST-STATUS.
+    async fn write_status(
+        &mut self,
+        mb: &Mailbox,
+        items: &[StatusDataItemName],
+        sink: &mut dyn Sink,
+    ) -> std::io::Result<Result<(), Done>> {
         let st = match self.store.mailbox_status(mb.id).await {
             Ok(s) => s,
-            Err(e) => return Ok(store_no(&e)),
+            Err(e) => return Ok(Err(store_no(&e))),
         };
         let mut parts = Vec::new();
         for it in items {
@@ -1212,11 +1264,13 @@ impl Session {
                 StatusDataItemName::Deleted => {
                     let n = match self.store.list_messages(mb.id).await {
                         Ok(m) => m.iter().filter(|m| m.flags.has(Flags::DELETED)).count(),
-                        Err(e) => return Ok(store_no(&e)),
+                        Err(e) => return Ok(Err(store_no(&e))),
                     };
                     parts.push(format!("DELETED {n}"));
                 }
                 StatusDataItemName::DeletedStorage => {}
+                // RFC 8438: the total of the messages' RFC822.SIZE.
+                StatusDataItemName::Size => parts.push(format!("SIZE {}", st.size)),
                 StatusDataItemName::HighestModSeq => {
                     parts.push(format!("HIGHESTMODSEQ {}", st.mailbox.highest_modseq))
                 }
@@ -1227,7 +1281,7 @@ impl Session {
         r.astring(encode_mutf7(&mb.name).as_bytes());
         r.text(&format!(" ({})", parts.join(" ")));
         r.send(sink).await?;
-        Ok(ok("STATUS completed"))
+        Ok(Ok(()))
     }
 
     async fn append(
@@ -1573,6 +1627,10 @@ struct ListRequest {
     return_subscribed: bool,
     /// LIST-EXTENDED syntax: no implied superiors, no empty-pattern special case.
     extended: bool,
+    /// RFC 5258 §3.1 RECURSIVEMATCH with SUBSCRIBED.
+    recursive_match: bool,
+    /// RFC 5819 LIST-STATUS items.
+    status: Option<Vec<StatusDataItemName>>,
 }
 
 impl ListRequest {
@@ -1593,6 +1651,8 @@ impl ListRequest {
             select_special_use: false,
             return_subscribed: false,
             extended: false,
+            recursive_match: false,
+            status: None,
         }
     }
 }

@@ -982,6 +982,68 @@ async fn list_patterns_of_60000_wildcards() {
     assert!(r.starts_with("c NO [LIMIT]"), "{r}");
 }
 
+/// RFC 5819 LIST-STATUS and RFC 8438 STATUS=SIZE: a STATUS response after each
+/// selectable mailbox listed; RFC 5258 §3.1 RECURSIVEMATCH: CHILDINFO for a parent
+/// whose subscribed child the pattern does not match.
+#[tokio::test]
+async fn list_status_size_and_childinfo() {
+    let e = env().await;
+    deliver(&e, "one").await;
+    deliver(&e, "two").await;
+    let mut c = Client::logged_in(&e).await;
+    let caps = c.cmd("k CAPABILITY").await;
+    for cap in [" LIST-EXTENDED", " LIST-STATUS", " STATUS=SIZE"] {
+        assert!(caps.contains(cap), "{cap}: {caps}");
+    }
+    let r = c.cmd("a STATUS INBOX (MESSAGES SIZE)").await;
+    let size: u64 = r
+        .split("SIZE ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{r}"));
+    c.cmd("s EXAMINE INBOX").await;
+    let r = c.cmd("f FETCH 1:2 (RFC822.SIZE)").await;
+    let sum: u64 = r
+        .split("RFC822.SIZE ")
+        .skip(1)
+        .map(|s| s.split(')').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(size, sum, "{r}");
+    c.cmd("u UNSELECT").await;
+    c.cmd("b CREATE Lists/Work").await;
+    c.cmd("b CREATE Lists/Home").await;
+    c.cmd("c SUBSCRIBE Lists/Work").await;
+    let r = c
+        .cmd("d LIST \"\" (INBOX Lists/%) RETURN (STATUS (MESSAGES UNSEEN SIZE))")
+        .await;
+    assert!(
+        r.contains(&format!(
+            "* STATUS INBOX (MESSAGES 2 UNSEEN 2 SIZE {size})\r\n"
+        )),
+        "{r}"
+    );
+    assert!(
+        r.contains("* STATUS Lists/Home (MESSAGES 0 UNSEEN 0 SIZE 0)\r\n"),
+        "{r}"
+    );
+    let inbox_list = r.find("* LIST (").unwrap();
+    assert!(inbox_list < r.find("* STATUS INBOX").unwrap(), "{r}");
+    assert!(r.contains("d OK"), "{r}");
+    let r = c
+        .cmd("e LIST (SUBSCRIBED RECURSIVEMATCH) \"\" % RETURN (CHILDREN)")
+        .await;
+    assert!(
+        r.contains("* LIST (\\HasChildren) \"/\" Lists (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n"),
+        "{r}"
+    );
+    assert!(!r.contains("Lists/Work"), "{r}");
+    let r = c.cmd("g LIST (SUBSCRIBED RECURSIVEMATCH) \"\" *").await;
+    assert!(!r.contains("CHILDINFO"), "the child itself is listed: {r}");
+    let r = c.cmd("h LIST \"\" % RETURN (STATUS (BOGUS))").await;
+    assert!(r.starts_with("h BAD"), "{r}");
+}
+
 #[tokio::test]
 async fn list_extended_special_use_and_subscribed() {
     let e = env().await;
