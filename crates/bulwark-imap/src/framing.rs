@@ -135,7 +135,6 @@ pub struct Framer {
     literals: usize,
     /// Literal octets other than APPEND's message.
     small_literal_total: u64,
-    message_literal_seen: bool,
     message_len: u64,
     lines: usize,
 }
@@ -151,7 +150,6 @@ impl Framer {
             append_mailbox_literal: false,
             literals: 0,
             small_literal_total: 0,
-            message_literal_seen: false,
             message_len: 0,
             lines: 0,
         }
@@ -246,18 +244,18 @@ impl Framer {
             self.small_literal_total += len;
             return Step::Literal { len, sync };
         }
-        let is_message = self.verb == "APPEND"
-            && !self.message_literal_seen
-            && !(self.append_mailbox_literal && self.literals == 1);
+        // RFC 3502 MULTIAPPEND: every literal of APPEND but a literal mailbox name is a
+        // message; together they are bounded by `max_literal_size`, as one message is.
+        let is_message =
+            self.verb == "APPEND" && !(self.append_mailbox_literal && self.literals == 1);
         if is_message {
-            if len > self.limits.max_literal {
+            if self.message_len.saturating_add(len) > self.limits.max_literal {
                 return refuse(format!(
                     "{tag} NO [TOOBIG] Message larger than {} octets",
                     self.limits.max_literal
                 ));
             }
-            self.message_literal_seen = true;
-            self.message_len = len;
+            self.message_len += len;
             return Step::Literal { len, sync };
         }
         if self.small_literal_total + len > self.limits.max_line as u64 {
@@ -369,6 +367,31 @@ mod tests {
         let (r, close) = refused(f.push_line(b"a SELECT {67108864+}"));
         assert!(r.starts_with("a BAD") && close, "{r}");
         assert_eq!(Framer::new(ANON_TLS, LIMITS).max_line(), PRE_AUTH_LINE);
+    }
+
+    /// RFC 3502: each message of a MULTIAPPEND is a message literal, and together
+    /// they are held to `max_literal`.
+    #[test]
+    fn multiappend_messages_share_the_message_limit() {
+        let mut f = Framer::new(AUTHED, LIMITS);
+        assert_eq!(
+            f.push_line(b"a APPEND INBOX {40000}"),
+            Step::Literal {
+                len: 40_000,
+                sync: true
+            }
+        );
+        f.literal_buffer().extend_from_slice(&[b'x'; 40_000]);
+        assert_eq!(
+            f.push_line(b" (\\Seen) {50000}"),
+            Step::Literal {
+                len: 50_000,
+                sync: true
+            }
+        );
+        f.literal_buffer().extend_from_slice(&[b'x'; 50_000]);
+        let (r, _) = refused(f.push_line(b" {10001}"));
+        assert!(r.starts_with("a NO [TOOBIG]"), "{r}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod framing;
 pub mod fuzzing;
 pub mod list_ext;
 pub mod mime;
+pub mod multiappend;
 pub mod names;
 pub mod notify;
 pub mod resp;

@@ -162,7 +162,7 @@ impl Session {
         c.push_str(" LITERAL+ ID ENABLE");
         if self.account.is_some() {
             c.push_str(
-                " IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN CONDSTORE ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS STATUS=SIZE",
+                " IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN CONDSTORE ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS STATUS=SIZE MULTIAPPEND",
             );
         }
         c
@@ -228,6 +228,10 @@ impl Session {
         }
         match imap_codec::CommandCodec::default().decode(bytes) {
             Ok((_, cmd)) => self.handle(cmd, sink).await,
+            Err(_) if crate::multiappend::split(bytes).is_some() => {
+                let parts = crate::multiappend::split(bytes).unwrap_or_default();
+                self.handle_multiappend(&parts, sink).await
+            }
             Err(_) => match crate::list_ext::parse(bytes) {
                 Some(Ok(ext)) => self.handle_list_extended(ext, sink).await,
                 Some(Err(tag)) => {
@@ -1291,6 +1295,17 @@ impl Session {
         date: Option<i64>,
         data: &[u8],
     ) -> Done {
+        self.append_all(wire, &[(flags, date, data)]).await
+    }
+
+    /// APPEND of one message or, for MULTIAPPEND (RFC 3502 §6.3.11), several: all are
+    /// stored in one transaction or none is, and the OK (with `[APPENDUID v set]`,
+    /// RFC 4315) goes out only once they are durable.
+    async fn append_all(
+        &mut self,
+        wire: &WireMailbox<'_>,
+        messages: &[(&[Flag<'_>], Option<i64>, &[u8])],
+    ) -> Done {
         let mb = match self.find_mailbox(wire).await {
             Ok(m) => m,
             // RFC 9051 §6.3.12: TRYCREATE tells the client to create it first.
@@ -1299,47 +1314,142 @@ impl Session {
             }
             Err(d) => return d,
         };
-        if data.is_empty() {
-            return no("Empty message");
-        }
-        // RFC 9051 §6.3.12 wants CRLF line ends; a bare LF is stored as CRLF, so the
-        // stored size is what every protocol then sends (POP3 LIST/STAT and RETR).
-        let data = crlf(data);
-        if let Err(e) = bulwark_mime::nesting_depth(&data, bulwark_mime::MAX_NESTING) {
-            metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "mime_too_deep").increment(1);
-            return no(format!("[LIMIT] Message refused: {e}; nothing was stored"));
-        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        let size = data.len();
-        let ingest = Ingest {
-            data: data.into_owned(),
-            internal_date: date.unwrap_or(now),
-            deliveries: vec![Delivery {
-                target: DeliveryTarget::Mailbox(mb.id),
-                flags: to_flags(flags),
-            }],
-            queue: None,
+        let mut ingests = Vec::with_capacity(messages.len());
+        let mut size = 0u64;
+        for (flags, date, data) in messages {
+            if data.is_empty() {
+                return no("Empty message; nothing was stored");
+            }
+            // RFC 9051 §6.3.12 wants CRLF line ends; a bare LF is stored as CRLF, so
+            // the stored size is what every protocol then sends (POP3 LIST/STAT, RETR).
+            let data = crlf(data);
+            if let Err(e) = bulwark_mime::nesting_depth(&data, bulwark_mime::MAX_NESTING) {
+                metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "mime_too_deep").increment(1);
+                return no(format!("[LIMIT] Message refused: {e}; nothing was stored"));
+            }
+            size += data.len() as u64;
+            ingests.push(Ingest {
+                data: data.into_owned(),
+                internal_date: date.unwrap_or(now),
+                deliveries: vec![Delivery {
+                    target: DeliveryTarget::Mailbox(mb.id),
+                    flags: to_flags(flags),
+                }],
+                queue: None,
+            });
+        }
+        let count = ingests.len() as u64;
+        // The OK goes out only after the store returned: the messages are durable.
+        let receipts = if count == 1 {
+            match ingests.pop() {
+                Some(i) => self.store.ingest(i).await.map(|r| vec![r]),
+                None => Ok(Vec::new()),
+            }
+        } else {
+            self.store.ingest_all(ingests).await
         };
-        // The OK goes out only after the store returned: the message is durable.
-        match self.store.ingest(ingest).await {
-            Ok(r) => {
+        match receipts {
+            Ok(receipts) => {
                 metrics::counter!("bulwark_imap_messages_appended_total", "listener" => self.cfg.listener)
-                    .increment(1);
-                metrics::counter!("bulwark_imap_message_bytes_appended_total", "listener" => self.cfg.listener).increment(size as u64);
+                    .increment(count);
+                metrics::counter!("bulwark_imap_message_bytes_appended_total", "listener" => self.cfg.listener).increment(size);
                 if self.view.as_ref().is_some_and(|v| v.mailbox == mb.id) {
                     self.mark_dirty();
                 }
-                match r.delivered.first() {
-                    Some((_, uidvalidity, uid)) => {
-                        ok(format!("[APPENDUID {uidvalidity} {uid}] APPEND completed"))
-                    }
+                let uids: Vec<u32> = receipts
+                    .iter()
+                    .filter_map(|r| r.delivered.first().map(|d| d.2))
+                    .collect();
+                match receipts.first().and_then(|r| r.delivered.first()) {
+                    Some((_, uidvalidity, _)) => ok(format!(
+                        "[APPENDUID {uidvalidity} {}] APPEND completed",
+                        seqset::compress(&uids)
+                    )),
                     None => ok("APPEND completed"),
                 }
             }
             Err(e) => store_no(&e),
         }
+    }
+
+    /// A MULTIAPPEND command, split by `multiappend::split` into single APPENDs that
+    /// imap-codec decodes; any part that does not decode makes the whole command BAD.
+    async fn handle_multiappend(
+        &mut self,
+        parts: &[Vec<u8>],
+        sink: &mut dyn Sink,
+    ) -> std::io::Result<Next> {
+        use imap_codec::decode::Decoder;
+        use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8 as L;
+        let tag = crate::framing::guess_tag(parts.first().map_or(&[][..], |p| p))
+            .unwrap_or_else(|| "*".into());
+        let mut decoded = Vec::with_capacity(parts.len());
+        for p in parts {
+            match imap_codec::CommandCodec::default().decode(p) {
+                Ok((
+                    _,
+                    Command {
+                        body:
+                            CommandBody::Append {
+                                mailbox,
+                                flags,
+                                date,
+                                message,
+                            },
+                        ..
+                    },
+                )) => {
+                    decoded.push((mailbox, flags, date, message));
+                }
+                _ => {
+                    metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "malformed").increment(1);
+                    resp::line(sink, &format!("{tag} BAD Syntax error in APPEND")).await?;
+                    return Ok(Next::Continue);
+                }
+            }
+        }
+        let done = if self.account.is_none() {
+            bad("Log in first (STARTTLS, then LOGIN or AUTHENTICATE)")
+        } else {
+            let messages: Vec<(&[Flag<'_>], Option<i64>, &[u8])> = decoded
+                .iter()
+                .map(|(_, flags, date, message)| {
+                    let data: &[u8] = match message {
+                        L::Literal(l) => l.data(),
+                        L::Literal8(l) => l.data.as_ref(),
+                    };
+                    (
+                        &flags[..],
+                        date.as_ref().map(|d| d.as_ref().timestamp()),
+                        data,
+                    )
+                })
+                .collect();
+            // Every part names the same mailbox: split copies it from the command.
+            match decoded.first() {
+                Some((mailbox, ..)) => self.append_all(mailbox, &messages).await,
+                None => bad("No message"),
+            }
+        };
+        let result = match &done {
+            Done::Ok(_) => "ok",
+            Done::No(_) => "no",
+            Done::Bad(_) => "bad",
+        };
+        metrics::counter!("bulwark_imap_commands_total", "listener" => self.cfg.listener, "command" => "APPEND", "result" => result).increment(1);
+        if !matches!(done, Done::Bad(_)) {
+            self.send_updates(sink, true).await?;
+        }
+        let line = match done {
+            Done::Ok(t) => format!("{tag} OK {t}"),
+            Done::No(t) => format!("{tag} NO {t}"),
+            Done::Bad(t) => format!("{tag} BAD {t}"),
+        };
+        resp::line(sink, &line).await?;
+        Ok(Next::Continue)
     }
 
     // ---------------------------------------------------------------- selected

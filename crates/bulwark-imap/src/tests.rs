@@ -693,6 +693,62 @@ async fn searchres_saves_for_dollar() {
     assert!(r.contains("* SEARCH\r\n"), "{r}");
 }
 
+/// RFC 3502: one APPEND with several messages stores all of them in one transaction
+/// (APPENDUID with a UID set) or none of them.
+#[tokio::test]
+async fn multiappend_all_or_nothing() {
+    let e = env().await;
+    let mut c = Client::logged_in(&e).await;
+    assert!(c.cmd("k CAPABILITY").await.contains(" MULTIAPPEND"));
+    let r = c
+        .cmd("a APPEND INBOX (\\Seen) {20}\r\nSubject: one\r\n\r\nbody {22+}\r\nSubject: two\r\n\r\nbody 2")
+        .await;
+    assert!(r.starts_with("a OK [APPENDUID "), "{r}");
+    assert!(r.contains(" 1:2] "), "{r}");
+    let r = c.cmd("b STATUS INBOX (MESSAGES)").await;
+    assert!(r.contains("(MESSAGES 2)"), "{r}");
+    c.cmd("s EXAMINE INBOX").await;
+    let r = c
+        .cmd("f FETCH 1:2 (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        .await;
+    assert!(
+        r.contains("* 1 FETCH (FLAGS (\\Seen") && r.contains("Subject: one"),
+        "{r}"
+    );
+    assert!(
+        r.contains("* 2 FETCH (FLAGS (\\Recent)") && r.contains("Subject: two"),
+        "{r}"
+    );
+    c.cmd("u UNSELECT").await;
+    // The second message is nested too deep: the first must not be stored either.
+    let deep = {
+        let mut m = String::new();
+        for i in 0..200 {
+            m.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n"
+            ));
+        }
+        m
+    };
+    let r = c
+        .cmd(&format!(
+            "c APPEND INBOX {{13}}\r\nSubject: ok\r\n {{{}}}\r\n{deep}",
+            deep.len()
+        ))
+        .await;
+    assert!(r.starts_with("c NO"), "{r}");
+    let r = c.cmd("d STATUS INBOX (MESSAGES)").await;
+    assert!(r.contains("(MESSAGES 2)"), "{r}");
+    let r = c
+        .cmd("g APPEND Nowhere {7}\r\nSubj: x {7}\r\nSubj: y")
+        .await;
+    assert!(r.starts_with("g NO [TRYCREATE]"), "{r}");
+    let r = c
+        .cmd("h APPEND INBOX {7}\r\nSubj: x (\\Bogus {7}\r\nSubj: y")
+        .await;
+    assert!(r.starts_with("h BAD"), "{r}");
+}
+
 /// RFC 4731: SEARCH RETURN answers with one ESEARCH line; RFC 7162 §3.1.5 MODSEQ
 /// there is that of the MIN/MAX messages when only those were asked.
 #[tokio::test]
