@@ -40,7 +40,7 @@ pub fn split(bytes: &[u8]) -> Option<Split> {
     let tag = &bytes[..tag_end];
     let mut i = tag_end + 1;
     let word = |i: usize, w: &[u8]| {
-        bytes.len() >= i + w.len() + 1
+        bytes.len() > i + w.len()
             && bytes[i..i + w.len()].eq_ignore_ascii_case(w)
             && bytes[i + w.len()] == b' '
     };

@@ -40,6 +40,12 @@ enum Item {
         what: SectionText,
         partial: Option<(u32, u32)>,
     },
+    /// RFC 3516 `BINARY[path]<partial>` or, with `size`, `BINARY.SIZE[path]`.
+    Binary {
+        path: Vec<u32>,
+        partial: Option<(u32, u32)>,
+        size: bool,
+    },
 }
 
 fn part_path(p: &Option<Part>) -> Vec<u32> {
@@ -212,9 +218,25 @@ impl Session {
                         partial: partial.map(|(o, n)| (o, n.get())),
                     }
                 }
-                MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. } => {
-                    return Ok(Done::Bad("BINARY is not supported".into()));
+                MessageDataItemName::Binary {
+                    section,
+                    partial,
+                    peek,
+                } => {
+                    if !peek {
+                        set_seen = true;
+                    }
+                    Item::Binary {
+                        path: section.iter().map(|n| n.get()).collect(),
+                        partial: partial.map(|(o, n)| (o, n.get())),
+                        size: false,
+                    }
                 }
+                MessageDataItemName::BinarySize { section } => Item::Binary {
+                    path: section.iter().map(|n| n.get()).collect(),
+                    partial: None,
+                    size: true,
+                },
             };
             list.push(it);
         }
@@ -231,7 +253,10 @@ impl Session {
         };
         let mailbox = v.mailbox;
         let read_only = v.read_only;
-        let need_blob = list.iter().any(|i| matches!(i, Item::Section { .. }));
+        let need_blob = list
+            .iter()
+            .any(|i| matches!(i, Item::Section { .. } | Item::Binary { .. }));
+        let mut unknown_cte = false;
         let need_summary = list
             .iter()
             .any(|i| matches!(i, Item::Envelope | Item::BodyStructure | Item::Body));
@@ -412,6 +437,43 @@ impl Session {
                                 }
                             }
                         }
+                        Item::Binary {
+                            path,
+                            partial,
+                            size,
+                        } => {
+                            let raw = blob.as_deref().unwrap_or_default();
+                            let label = path_label(path);
+                            let data = crate::binary::section(raw, path).unwrap_or_else(|_| {
+                                unknown_cte = true;
+                                None
+                            });
+                            if *size {
+                                let n = data.as_deref().map_or(0, <[u8]>::len);
+                                r.text(&format!("BINARY.SIZE[{label}] {n}"));
+                            } else {
+                                let d: &[u8] = data.as_deref().unwrap_or_default();
+                                let (start, end) = match partial {
+                                    Some((origin, len)) => {
+                                        r.text(&format!("BINARY[{label}]<{origin}> "));
+                                        let start = (*origin as usize).min(d.len());
+                                        (start, start.saturating_add(*len as usize).min(d.len()))
+                                    }
+                                    None => {
+                                        r.text(&format!("BINARY[{label}] "));
+                                        (0, d.len())
+                                    }
+                                };
+                                if data.is_none() {
+                                    r.text("NIL");
+                                } else {
+                                    if crate::binary::needs_literal8(d) {
+                                        r.text("~");
+                                    }
+                                    r.literal(&d[start..end]);
+                                }
+                            }
+                        }
                     }
                 }
                 if flags_changed && !sent_flags {
@@ -425,6 +487,12 @@ impl Session {
         }
         metrics::counter!("bulwark_imap_messages_fetched_total", "listener" => self.cfg.listener)
             .increment(count);
+        if unknown_cte {
+            // RFC 3516 §4.2: the part was sent as NIL; the command says why.
+            return Ok(Done::No(
+                "[UNKNOWN-CTE] A part's Content-Transfer-Encoding cannot be decoded".into(),
+            ));
+        }
         if missing {
             // RFC 5530: another session expunged some of them meanwhile.
             return Ok(Done::Ok(

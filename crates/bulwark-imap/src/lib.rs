@@ -13,6 +13,7 @@
 //!
 //! Must not: touch the socket from the session core, or log literal contents.
 
+pub mod binary;
 pub mod esearch;
 mod fetch;
 pub mod framing;

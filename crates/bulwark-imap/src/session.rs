@@ -162,7 +162,7 @@ impl Session {
         c.push_str(" LITERAL+ ID ENABLE");
         if self.account.is_some() {
             c.push_str(
-                " IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN CONDSTORE ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS STATUS=SIZE MULTIAPPEND",
+                " IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN CONDSTORE ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS STATUS=SIZE MULTIAPPEND BINARY",
             );
         }
         c
@@ -1325,7 +1325,10 @@ impl Session {
             }
             // RFC 9051 §6.3.12 wants CRLF line ends; a bare LF is stored as CRLF, so
             // the stored size is what every protocol then sends (POP3 LIST/STAT, RETR).
-            let data = crlf(data);
+            // RFC 3516 §4.3: binary parts (NULs, from a `~{n}` literal8) are stored
+            // base64-encoded, before line ends are touched.
+            let data = crate::binary::encode_binary_parts(data);
+            let data = crlf(&data);
             if let Err(e) = bulwark_mime::nesting_depth(&data, bulwark_mime::MAX_NESTING) {
                 metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "mime_too_deep").increment(1);
                 return no(format!("[LIMIT] Message refused: {e}; nothing was stored"));

@@ -749,6 +749,42 @@ async fn multiappend_all_or_nothing() {
     assert!(r.starts_with("h BAD"), "{r}");
 }
 
+/// RFC 3516: a literal8 APPEND with a NUL is stored with the part base64-encoded
+/// (BODY[1] never carries the NUL); BINARY[1] gives the octets back as literal8.
+#[tokio::test]
+async fn binary_append_and_fetch() {
+    let e = env().await;
+    let mut c = Client::logged_in(&e).await;
+    assert!(c.cmd("k CAPABILITY").await.contains(" BINARY"));
+    let msg = b"Subject: bin\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n\x00-\xe4\r\n\r\n";
+    let mut cmd = format!("a APPEND INBOX ~{{{}+}}\r\n", msg.len()).into_bytes();
+    cmd.extend_from_slice(msg);
+    cmd.extend_from_slice(b"\r\n");
+    let (r, _) = c.raw_next(&cmd).await;
+    assert!(r.starts_with("a OK"), "{r}");
+    c.cmd("s SELECT INBOX").await;
+    let (r, _) = c.raw_next(b"f FETCH 1 (BODY.PEEK[1])\r\n").await;
+    assert!(r.contains("BODY[1] {12}\r\nAC3kDQoNCg==)"), "{r:?}");
+    let mut want = b"* 1 FETCH (BINARY.SIZE[1] 7 BINARY[1] ~{7}\r\n".to_vec();
+    want.extend_from_slice(b"\x00-\xe4\r\n\r\n)");
+    c.out.take_string();
+    c.s.handle_raw(b"g FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1])\r\n", &mut c.out)
+        .await
+        .unwrap();
+    let bytes = std::mem::take(&mut c.out.data);
+    assert!(
+        bytes.windows(want.len()).any(|w| w == want),
+        "{:?}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let r = c.cmd("h FETCH 1 (BINARY.PEEK[1]<1.1>)").await;
+    assert!(r.contains("BINARY[1]<1> ~{1}\r\n-"), "{r}");
+    let r = c.cmd("i FETCH 1 (FLAGS)").await;
+    assert!(!r.contains("\\Seen"), "PEEK leaves \\Seen alone: {r}");
+    let r = c.cmd("j FETCH 1 (BINARY[9])").await;
+    assert!(r.contains("BINARY[9] NIL") && r.contains("\\Seen"), "{r}");
+}
+
 /// RFC 4731: SEARCH RETURN answers with one ESEARCH line; RFC 7162 §3.1.5 MODSEQ
 /// there is that of the MIN/MAX messages when only those were asked.
 #[tokio::test]
