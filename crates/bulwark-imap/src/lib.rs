@@ -31,6 +31,7 @@ pub mod searchres;
 pub mod seqset;
 mod server;
 pub mod session;
+mod sort;
 pub mod view;
 
 pub use server::ImapHandler;

@@ -234,35 +234,36 @@ fn all(keys: &[Key], m: &Msg<'_>) -> Option<bool> {
     known.then_some(true)
 }
 
+/// A matching message.
+pub(crate) struct Hit {
+    pub seq: u32,
+    pub uid: u32,
+    pub modseq: u64,
+    pub size: u64,
+    pub internal_date: i64,
+    pub blob_id: bulwark_store::BlobId,
+}
+
+pub(crate) struct Matches {
+    pub hits: Vec<Hit>,
+    /// A MODSEQ key was used (RFC 7162 §3.1.5: the response reports MODSEQ).
+    pub modseq_used: bool,
+}
+
 /// Bodies fetched per store round trip for text keys: at most this many messages…
 pub(crate) const BATCH_MESSAGES: usize = 256;
 /// …and about this many octets (a single larger message is still one batch).
 const BATCH_OCTETS: u64 = 4 << 20;
 
 impl Session {
-    pub(crate) async fn search(
+    /// The messages of the selected mailbox that match every key, by ascending
+    /// sequence number (SEARCH, and SORT/THREAD before they order them).
+    pub(crate) async fn matching(
         &mut self,
-        tag: &str,
-        charset: Option<&str>,
         criteria: &Vec1<SearchKey<'_>>,
-        uid: bool,
-        ret: Option<ReturnOpts>,
-        sink: &mut dyn Sink,
-    ) -> std::io::Result<Done> {
-        if let Some(cs) = charset {
-            // RFC 9051 §6.4.4: UTF-8 must be supported; US-ASCII is a subset.
-            if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
-                return Ok(Done::No(
-                    "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset".into(),
-                ));
-            }
-        }
-        // RFC 5182 §2.1: a SEARCH that saves and fails leaves `$` empty.
-        if ret.is_some_and(|r| r.save) {
-            self.saved_uids.clear();
-        }
+    ) -> std::io::Result<Result<Matches, Done>> {
         let Some(v) = self.view.as_ref() else {
-            return Ok(Done::Bad("No mailbox selected".into()));
+            return Ok(Err(Done::Bad("No mailbox selected".into())));
         };
         let mut n = Needs::default();
         criteria.as_ref().iter().for_each(|k| needs(k, &mut n));
@@ -278,12 +279,18 @@ impl Session {
         }
         let metas = match self.store.list_messages(v.mailbox).await {
             Ok(m) => m,
-            Err(e) => return Ok(store_no(&e)),
+            Err(e) => return Ok(Err(store_no(&e))),
         };
-        // Each match with its mod-sequence (RFC 7162 §3.1.5 reports the highest).
-        let mut hits: Vec<(u32, u64)> = Vec::new();
+        let mut hits: Vec<Hit> = Vec::new();
         let mut hit = |seq: u32, meta: &MessageMeta| {
-            hits.push((if uid { meta.uid } else { seq }, meta.modseq));
+            hits.push(Hit {
+                seq,
+                uid: meta.uid,
+                modseq: meta.modseq,
+                size: meta.size,
+                internal_date: meta.internal_date,
+                blob_id: meta.blob_id,
+            });
         };
         let mut needles = Vec::new();
         keys.iter().for_each(|k| body_needles(k, &mut needles));
@@ -325,7 +332,7 @@ impl Session {
                 let ids: Vec<_> = pending.iter().map(|(_, m)| m.blob_id).collect();
                 let bodies = match self.store.read_blobs(&ids).await {
                     Ok(b) => b,
-                    Err(e) => return Ok(store_no(&e)),
+                    Err(e) => return Ok(Err(store_no(&e))),
                 };
                 // In the order asked, bodies expunged meanwhile left out.
                 let mut bodies = bodies.into_iter().peekable();
@@ -351,33 +358,54 @@ impl Session {
             }
         }
         // Messages decided by metadata alone were answered before earlier text matches.
-        hits.sort_unstable();
+        hits.sort_unstable_by_key(|h| h.seq);
         drop(metas);
+        Ok(Ok(Matches { hits, modseq_used }))
+    }
+
+    pub(crate) async fn search(
+        &mut self,
+        tag: &str,
+        charset: Option<&str>,
+        criteria: &Vec1<SearchKey<'_>>,
+        uid: bool,
+        ret: Option<ReturnOpts>,
+        sink: &mut dyn Sink,
+    ) -> std::io::Result<Done> {
+        if let Some(cs) = charset {
+            // RFC 9051 §6.4.4: UTF-8 must be supported; US-ASCII is a subset.
+            if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
+                return Ok(Done::No(
+                    "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset".into(),
+                ));
+            }
+        }
+        // RFC 5182 §2.1: a SEARCH that saves and fails leaves `$` empty.
+        if ret.is_some_and(|r| r.save) {
+            self.saved_uids.clear();
+        }
+        let Matches { hits, modseq_used } = match self.matching(criteria).await? {
+            Ok(m) => m,
+            Err(d) => return Ok(d),
+        };
+        let num = |h: &Hit| if uid { h.uid } else { h.seq };
         if let Some(ret) = ret {
-            let nums: Vec<u32> = hits.iter().map(|h| h.0).collect();
+            let nums: Vec<u32> = hits.iter().map(num).collect();
             if ret.save {
                 // RFC 5182 §2.1: with MIN and/or MAX only, just those are saved.
-                let kept: Vec<u32> = if (ret.min || ret.max) && !(ret.all || ret.count) {
+                self.saved_uids = if (ret.min || ret.max) && !(ret.all || ret.count) {
                     let mut k: Vec<u32> = [
-                        nums.first().filter(|_| ret.min),
-                        nums.last().filter(|_| ret.max),
+                        hits.first().filter(|_| ret.min),
+                        hits.last().filter(|_| ret.max),
                     ]
                     .into_iter()
                     .flatten()
-                    .copied()
+                    .map(|h| h.uid)
                     .collect();
                     k.dedup();
                     k
                 } else {
-                    nums.clone()
-                };
-                let uids = v.uids();
-                self.saved_uids = if uid {
-                    kept
-                } else {
-                    kept.iter()
-                        .filter_map(|s| uids.get(*s as usize - 1).copied())
-                        .collect()
+                    hits.iter().map(|h| h.uid).collect()
                 };
                 if ret.answers_nothing() {
                     return Ok(Done::Ok("SEARCH completed, result saved".into()));
@@ -391,20 +419,20 @@ impl Session {
                         hits.first().filter(|_| ret.min),
                         hits.last().filter(|_| ret.max),
                     ];
-                    ends.iter().flatten().map(|h| h.1).max().unwrap_or(0)
+                    ends.iter().flatten().map(|h| h.modseq).max().unwrap_or(0)
                 } else {
-                    hits.iter().map(|h| h.1).max().unwrap_or(0)
+                    hits.iter().map(|h| h.modseq).max().unwrap_or(0)
                 }
             });
             crate::resp::line(sink, &esearch::response(tag, uid, &ret, &nums, modseq)).await?;
             return Ok(Done::Ok("SEARCH completed".into()));
         }
-        let max_modseq = hits.iter().map(|h| h.1).max().unwrap_or(0);
+        let max_modseq = hits.iter().map(|h| h.modseq).max().unwrap_or(0);
         let mut line = String::with_capacity(8 + hits.len() * 7);
         line.push_str("* SEARCH");
-        for (h, _) in &hits {
+        for h in &hits {
             line.push(' ');
-            line.push_str(&h.to_string());
+            line.push_str(&num(h).to_string());
         }
         if modseq_used && !hits.is_empty() {
             line.push_str(&format!(" (MODSEQ {max_modseq})"));

@@ -162,7 +162,7 @@ impl Session {
         c.push_str(" LITERAL+ ID ENABLE");
         if self.account.is_some() {
             c.push_str(
-                " IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN CONDSTORE ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS STATUS=SIZE MULTIAPPEND BINARY",
+                " IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN CONDSTORE ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS STATUS=SIZE MULTIAPPEND BINARY SORT SORT=DISPLAY",
             );
         }
         c
@@ -257,6 +257,8 @@ impl Session {
             CommandBody::Fetch { uid: true, .. }
                 | CommandBody::Store { uid: true, .. }
                 | CommandBody::Search { uid: true, .. }
+                | CommandBody::Sort { uid: true, .. }
+                | CommandBody::Thread { uid: true, .. }
                 | CommandBody::Copy { uid: true, .. }
                 | CommandBody::Move { uid: true, .. }
         );
@@ -264,7 +266,11 @@ impl Session {
         let allow_expunge = uid_cmd
             || !matches!(
                 &cmd.body,
-                CommandBody::Fetch { .. } | CommandBody::Store { .. } | CommandBody::Search { .. }
+                CommandBody::Fetch { .. }
+                    | CommandBody::Store { .. }
+                    | CommandBody::Search { .. }
+                    | CommandBody::Sort { .. }
+                    | CommandBody::Thread { .. }
             );
         let select_like = matches!(
             &cmd.body,
@@ -502,6 +508,21 @@ impl Session {
                 let ret = self.search_return.take();
                 self.search(tag, charset.as_deref(), &criteria, uid, ret, sink)
                     .await?
+            }
+            C::Sort {
+                sort_criteria,
+                charset,
+                search_criteria,
+                uid,
+            } => {
+                self.sort(
+                    sort_criteria.as_ref(),
+                    charset.as_ref(),
+                    &search_criteria,
+                    uid,
+                    sink,
+                )
+                .await?
             }
             C::Fetch {
                 sequence_set,
@@ -1854,6 +1875,8 @@ fn command_name(b: &CommandBody<'_>) -> &'static str {
         C::Expunge => "EXPUNGE",
         C::ExpungeUid { .. } => "UID EXPUNGE",
         C::Search { .. } => "SEARCH",
+        C::Sort { .. } => "SORT",
+        C::Thread { .. } => "THREAD",
         C::Fetch { .. } => "FETCH",
         C::Store { .. } => "STORE",
         C::Copy { .. } => "COPY",

@@ -785,6 +785,59 @@ async fn binary_append_and_fetch() {
     assert!(r.contains("BINARY[9] NIL") && r.contains("\\Seen"), "{r}");
 }
 
+/// Appends one message with the given header lines (helper for SORT/THREAD tests).
+async fn append_headers(c: &mut Client, headers: &str) {
+    let msg = format!("{headers}\r\n\r\nbody\r\n");
+    let r = c
+        .cmd(&format!("a APPEND INBOX {{{}+}}\r\n{msg}", msg.len()))
+        .await;
+    assert!(r.contains("a OK"), "{r}");
+}
+
+/// RFC 5256 §3 SORT and RFC 5957 DISPLAYFROM: keys in order, REVERSE per key, ties
+/// by sequence number; the base subject drops Re:/Fwd:/[blob]/(fwd).
+#[tokio::test]
+async fn sort_by_keys() {
+    let e = env().await;
+    let mut c = Client::logged_in(&e).await;
+    assert!(c.cmd("k CAPABILITY").await.contains(" SORT SORT=DISPLAY"));
+    append_headers(
+        &mut c,
+        "Subject: Re: beta\r\nFrom: Zed <a@x.test>\r\nDate: Tue, 3 Mar 2026 10:00:00 +0000",
+    )
+    .await;
+    append_headers(
+        &mut c,
+        "Subject: [list] alpha (fwd)\r\nFrom: b@x.test\r\nDate: Tue, 3 Mar 2026 09:00:00 -0200",
+    )
+    .await;
+    append_headers(
+        &mut c,
+        "Subject: Fwd: beta\r\nFrom: Amy <c@x.test>\r\nDate: Mon, 2 Mar 2026 10:00:00 +0000",
+    )
+    .await;
+    c.cmd("s SELECT INBOX").await;
+    for (q, want) in [
+        ("SORT (SUBJECT) UTF-8 ALL", "* SORT 2 1 3\r\n"),
+        ("SORT (REVERSE SUBJECT) UTF-8 ALL", "* SORT 1 3 2\r\n"),
+        ("SORT (DATE) US-ASCII ALL", "* SORT 3 1 2\r\n"),
+        ("SORT (FROM) UTF-8 ALL", "* SORT 1 2 3\r\n"),
+        ("SORT (DISPLAYFROM) UTF-8 ALL", "* SORT 3 2 1\r\n"),
+        (
+            "SORT (SUBJECT REVERSE ARRIVAL) UTF-8 NOT 1",
+            "* SORT 2 3\r\n",
+        ),
+        ("UID SORT (REVERSE DATE) UTF-8 ALL", "* SORT 2 1 3\r\n"),
+    ] {
+        let r = c.cmd(&format!("t {q}")).await;
+        assert!(r.contains(want) && r.contains("t OK"), "{q}: {r}");
+    }
+    let r = c.cmd("t SORT (SUBJECT) KOI8-R ALL").await;
+    assert!(r.starts_with("t NO [BADCHARSET"), "{r}");
+    let r = c.cmd("t SORT (BOGUS) UTF-8 ALL").await;
+    assert!(r.starts_with("t BAD"), "{r}");
+}
+
 /// RFC 4731: SEARCH RETURN answers with one ESEARCH line; RFC 7162 §3.1.5 MODSEQ
 /// there is that of the MIN/MAX messages when only those were asked.
 #[tokio::test]
