@@ -32,6 +32,7 @@ pub mod seqset;
 mod server;
 pub mod session;
 mod sort;
+mod thread;
 pub mod view;
 
 pub use server::ImapHandler;

@@ -28,6 +28,11 @@ pub(crate) struct SortFields {
     pub cc: String,
     pub display_from: String,
     pub display_to: String,
+    /// THREAD (RFC 5256 §2.2): Message-ID, References (or In-Reply-To's first id),
+    /// and whether the subject was a reply or forward (leader or trailer removed).
+    pub message_id: Option<String>,
+    pub references: Vec<String>,
+    pub reply: bool,
 }
 
 /// RFC 5256 §2.1: the base subject, upper-cased for i;ascii-casemap comparison.
@@ -66,6 +71,25 @@ pub fn base_subject(subject: &str) -> String {
         break;
     }
     s.to_uppercase()
+}
+
+/// RFC 5256 §2.1 (and §2.2 step 5): a subject is a reply or forward when extracting
+/// the base subject removed a `Re:`/`Fwd:` leader, a `(fwd)` trailer or a `[fwd: …]`
+/// wrapper — not merely blobs or whitespace.
+fn is_reply(raw: &str, base: &str) -> bool {
+    let collapsed = raw
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_uppercase();
+    if collapsed == base {
+        return false;
+    }
+    let mut s = collapsed.as_str();
+    while let Some(r) = strip_blob(s).filter(|r| !r.is_empty()) {
+        s = r;
+    }
+    s != base
 }
 
 /// `*WSP subj-blob *WSP` at the start ("[" *BLOBCHAR "]"): the rest, if there is one.
@@ -136,8 +160,24 @@ pub(crate) fn fields(raw: &[u8], internal_date: i64) -> SortFields {
             None => String::new(),
         }
     };
+    let ids = |h: &mail_parser::HeaderValue<'_>| -> Vec<String> {
+        match h {
+            mail_parser::HeaderValue::Text(s) => vec![s.to_string()],
+            mail_parser::HeaderValue::TextList(l) => l.iter().map(|s| s.to_string()).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let mut references = ids(m.references());
+    if references.is_empty() {
+        references = ids(m.in_reply_to()).into_iter().take(1).collect();
+    }
+    let raw_subject = m.subject().unwrap_or_default();
+    let subject = base_subject(raw_subject);
     SortFields {
-        subject: base_subject(m.subject().unwrap_or_default()),
+        reply: is_reply(raw_subject, &subject),
+        message_id: m.message_id().map(str::to_string),
+        references,
+        subject,
         date: m.date().map_or(internal_date, |d| d.to_timestamp()),
         from: mailbox(m.from()),
         to: mailbox(m.to()),

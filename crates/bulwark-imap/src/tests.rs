@@ -838,6 +838,63 @@ async fn sort_by_keys() {
     assert!(r.starts_with("t BAD"), "{r}");
 }
 
+/// RFC 5256 THREAD: REFERENCES links by Message-ID/References (a missing parent
+/// becomes a dummy that is pruned), then gathers roots by base subject;
+/// ORDEREDSUBJECT groups by base subject only.
+#[tokio::test]
+async fn thread_references_and_orderedsubject() {
+    let e = env().await;
+    let mut c = Client::logged_in(&e).await;
+    assert!(c
+        .cmd("k CAPABILITY")
+        .await
+        .contains(" THREAD=ORDEREDSUBJECT THREAD=REFERENCES"));
+    let d = |h: u32| format!("Date: Tue, 3 Mar 2026 {h:02}:00:00 +0000");
+    // 1: a root; 2: reply to 1; 3: reply to a message we do not have, which
+    // replied to 1; 4: unrelated; 5: same subject as 4, a reply without references.
+    append_headers(
+        &mut c,
+        &format!("Message-ID: <1@x>\r\nSubject: plan\r\n{}", d(1)),
+    )
+    .await;
+    append_headers(
+        &mut c,
+        &format!(
+            "Message-ID: <2@x>\r\nReferences: <1@x>\r\nSubject: Re: plan\r\n{}",
+            d(2)
+        ),
+    )
+    .await;
+    append_headers(
+        &mut c,
+        &format!(
+            "Message-ID: <3@x>\r\nReferences: <1@x> <gone@x>\r\nSubject: Re: plan\r\n{}",
+            d(3)
+        ),
+    )
+    .await;
+    append_headers(
+        &mut c,
+        &format!("Message-ID: <4@x>\r\nSubject: lunch\r\n{}", d(4)),
+    )
+    .await;
+    append_headers(
+        &mut c,
+        &format!("Message-ID: <5@x>\r\nSubject: Re: lunch\r\n{}", d(5)),
+    )
+    .await;
+    c.cmd("s SELECT INBOX").await;
+    let r = c.cmd("t THREAD REFERENCES UTF-8 ALL").await;
+    assert!(r.contains("* THREAD (1 (2)(3))(4 5)\r\n"), "{r}");
+    let r = c.cmd("t THREAD ORDEREDSUBJECT UTF-8 ALL").await;
+    assert!(r.contains("* THREAD (1 (2)(3))(4 5)\r\n"), "{r}");
+    let r = c.cmd("t UID THREAD REFERENCES UTF-8 NOT 1").await;
+    // 2 and 3 share the missing parent: a dummy root with two children stays.
+    assert!(r.contains("* THREAD ((2)(3))(4 5)\r\n"), "{r}");
+    let r = c.cmd("t THREAD BOGUS UTF-8 ALL").await;
+    assert!(r.starts_with("t BAD"), "{r}");
+}
+
 /// RFC 4731: SEARCH RETURN answers with one ESEARCH line; RFC 7162 §3.1.5 MODSEQ
 /// there is that of the MIN/MAX messages when only those were asked.
 #[tokio::test]
