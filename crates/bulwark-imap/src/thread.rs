@@ -251,8 +251,7 @@ fn references<'a>(found: &'a [(Hit, SortFields)]) -> (Forest<'a>, Vec<usize>) {
                 let old_dummy = f.nodes[old].msg.is_none();
                 let this_dummy = f.nodes[r].msg.is_none();
                 let old_reply = subject(&f, old).is_some_and(|x| x.1);
-                if (!old_dummy && this_dummy) || (!old_dummy && !this_dummy && old_reply && !reply)
-                {
+                if !old_dummy && (this_dummy || (old_reply && !reply)) {
                     table.insert(s, r);
                 }
             }
