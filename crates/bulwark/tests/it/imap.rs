@@ -720,3 +720,62 @@ assert r.cmd('x', 'NOOP')[-1].startswith('x OK')
     std::thread::sleep(Duration::from_millis(100));
     assert!(env.server.log().contains("bulwark is running"));
 }
+
+/// Issue 17's extensions over 993 with imaplib and a raw socket: every one advertised,
+/// MULTIAPPEND stores all-or-nothing, ESEARCH/SEARCHRES, SORT, THREAD, BINARY,
+/// LIST-STATUS and STATUS=SIZE answer as their RFCs say.
+#[test]
+fn extensions_esearch_searchres_sort_thread_binary_multiappend_list_status() {
+    let env = start(|_| {});
+    let out = env.py(
+        r#"
+m = ssl_client()
+typ, data = m.login(USER, PASS)
+caps = data[0].decode().split('] ')[0].split(' ')
+for c in ['ESEARCH', 'SEARCHRES', 'LIST-EXTENDED', 'LIST-STATUS', 'STATUS=SIZE', 'MULTIAPPEND',
+          'BINARY', 'SORT', 'SORT=DISPLAY', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES']:
+    assert c in caps, (c, caps)
+m.logout()
+
+r = login_raw()
+# RFC 3502: two messages in one APPEND (synchronising literals: wait for "+").
+a = msg('b plan').replace(b'Hello', b'first')
+b = (b'From: Amy <amy@example.test>\r\nSubject: Re: b plan\r\nMessage-ID: <r@example.test>\r\n'
+     b'References: <b.plan@example.test>\r\nDate: Wed, 4 Mar 2026 10:00:00 +0000\r\n\r\nsecond\r\n')
+r.send(b'm APPEND INBOX (\\Flagged) {%d}\r\n' % len(a))
+assert r.line().startswith('+'), 'continuation'
+r.send(a + b' {%d}\r\n' % len(b))
+assert r.line().startswith('+'), 'continuation 2'
+r.send(b + b'\r\n')
+out = r.until('m')
+assert re.match(r'm OK \[APPENDUID \d+ 1:2\]', out[-1]), out
+# The second message is nested too deep: neither is stored.
+deep = b''.join(b'Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n' % (i, i) for i in range(200))
+r.send(b'n APPEND INBOX {%d+}\r\n%s {%d+}\r\n%s\r\n' % (len(a), a, len(deep), deep))
+out = r.until('n')
+assert out[-1].startswith('n NO'), out
+out = r.cmd('s', 'STATUS INBOX (MESSAGES SIZE)')
+assert '(MESSAGES 2 SIZE %d)' % (len(a) + len(b)) in out[0], out
+out = r.cmd('l', 'LIST "" (INBOX) RETURN (STATUS (MESSAGES UNSEEN))')
+assert out[1] == '* STATUS INBOX (MESSAGES 2 UNSEEN 2)', out
+
+r.cmd('x', 'SELECT INBOX')
+out = r.cmd('e', 'SEARCH RETURN (MIN MAX COUNT) ALL')
+assert out[0] == '* ESEARCH (TAG "e") MIN 1 MAX 2 COUNT 2', out
+out = r.cmd('f', 'UID SEARCH RETURN (SAVE) FLAGGED')
+assert out == ['f OK SEARCH completed, result saved'], out
+out = r.cmd('g', 'FETCH $ (FLAGS)')
+assert len(out) == 2 and out[0].startswith('* 1 FETCH (FLAGS (\\Flagged'), out
+out = r.cmd('h', 'SORT (REVERSE DATE) UTF-8 ALL')
+assert out[0] == '* SORT 2 1', out
+out = r.cmd('i', 'THREAD REFERENCES UTF-8 ALL')
+assert out[0] == '* THREAD (1 2)', out
+out = r.cmd('j', 'FETCH 2 (BINARY.SIZE[1])')
+assert out[0] == '* 2 FETCH (BINARY.SIZE[1] 8)', out
+out = r.cmd('k', 'SEARCH RETURN (BOGUS) ALL')
+assert out[-1].startswith('k BAD'), out
+print('extensions ok')
+"#,
+    );
+    assert!(out.contains("extensions ok"), "{out}");
+}
