@@ -142,28 +142,33 @@ impl Session {
             MacroOrMessageDataItemNames::MessageDataItemNames(n) => n,
         };
         let mut changed_since = None;
+        let mut vanished = false;
         for m in modifiers {
             match m {
                 FetchModifier::ChangedSince(n) => {
                     changed_since = Some(n.get());
                     self.condstore = true;
                 }
+                // RFC 7162 §3.2.6: only in UID FETCH, with CHANGEDSINCE, once QRESYNC is on.
+                FetchModifier::Vanished if self.qresync && uid => vanished = true,
                 FetchModifier::Vanished => {
                     return Ok(Done::Bad(
-                        "VANISHED requires QRESYNC, which is not enabled".into(),
+                        "VANISHED needs ENABLE QRESYNC, UID FETCH and CHANGEDSINCE".into(),
                     ))
                 }
             }
         }
         let mut list: Vec<Item> = Vec::new();
         let mut set_seen = false;
-        if uid {
+        // RFC 7162 §3.2.4: once QRESYNC is on, every FETCH response carries the UID.
+        let uid_item = uid || self.qresync;
+        if uid_item {
             list.push(Item::Uid);
         }
         for n in names {
             let it = match n {
                 MessageDataItemName::Uid => {
-                    if uid {
+                    if uid_item {
                         continue;
                     }
                     Item::Uid
@@ -250,6 +255,31 @@ impl Session {
         let uids = match seqset::resolve(v, set, uid) {
             Ok(u) => u,
             Err(e) => return Ok(Done::Bad(e.to_string())),
+        };
+        if vanished {
+            let Some(since) = changed_since else {
+                return Ok(Done::Bad("VANISHED needs CHANGEDSINCE".into()));
+            };
+            // RFC 7162 §3.2.6: the UIDs of the set expunged since CHANGEDSINCE, first.
+            let changes = match self.store.changes_since(v.mailbox, since).await {
+                Ok(c) => c,
+                Err(e) => return Ok(store_no(&e)),
+            };
+            let asked = seqset::RangeSet::new(seqset::ranges(set, v.max_uid()));
+            let mut gone: Vec<u32> = changes
+                .expunged
+                .into_iter()
+                .filter(|u| asked.contains(*u))
+                .collect();
+            gone.sort_unstable();
+            gone.dedup();
+            if !gone.is_empty() {
+                let line = format!("* VANISHED (EARLIER) {}", seqset::compress(&gone));
+                crate::resp::line(sink, &line).await?;
+            }
+        }
+        let Some(v) = self.view.as_ref() else {
+            return Ok(Done::Bad("No mailbox selected".into()));
         };
         let mailbox = v.mailbox;
         let read_only = v.read_only;

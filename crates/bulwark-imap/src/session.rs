@@ -104,6 +104,8 @@ pub struct Session {
     dirty: bool,
     /// RFC 7162 CONDSTORE enabled (ENABLE, SELECT (CONDSTORE) or a MODSEQ use).
     pub(crate) condstore: bool,
+    /// RFC 7162 §3.2 QRESYNC enabled (ENABLE QRESYNC): VANISHED instead of EXPUNGE.
+    pub(crate) qresync: bool,
     /// The RETURN options of the SEARCH being handled (RFC 4731), cut from the
     /// command by `esearch::split` before imap-codec decodes the rest.
     pub(crate) search_return: Option<crate::esearch::ReturnOpts>,
@@ -131,6 +133,7 @@ impl Session {
             closing: false,
             dirty: false,
             condstore: false,
+            qresync: false,
             search_return: None,
             saved_uids: Vec::new(),
             logged_out: false,
@@ -162,7 +165,7 @@ impl Session {
         c.push_str(" LITERAL+ ID ENABLE");
         if self.account.is_some() {
             c.push_str(
-                " IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN CONDSTORE ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS STATUS=SIZE MULTIAPPEND BINARY SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES",
+                " IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN CONDSTORE ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS STATUS=SIZE MULTIAPPEND BINARY SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QRESYNC",
             );
         }
         c
@@ -404,6 +407,11 @@ impl Session {
                     if matches!(c, CapabilityEnable::CondStore) {
                         self.condstore = true;
                         enabled.push("CONDSTORE");
+                    } else if c.to_string().eq_ignore_ascii_case("QRESYNC") {
+                        // RFC 7162 §3.2.3: QRESYNC implies CONDSTORE.
+                        self.qresync = true;
+                        self.condstore = true;
+                        enabled.push("QRESYNC");
                     }
                 }
                 if !enabled.is_empty() {
@@ -418,21 +426,11 @@ impl Session {
             C::Select {
                 mailbox,
                 parameters,
-            } => {
-                if !parameters.is_empty() {
-                    self.condstore = true;
-                }
-                self.select(&mailbox, false, sink).await?
-            }
+            } => self.select_with(&mailbox, &parameters, false, sink).await?,
             C::Examine {
                 mailbox,
                 parameters,
-            } => {
-                if !parameters.is_empty() {
-                    self.condstore = true;
-                }
-                self.select(&mailbox, true, sink).await?
-            }
+            } => self.select_with(&mailbox, &parameters, true, sink).await?,
             C::Create { mailbox } => self.create(&mailbox).await,
             C::Delete { mailbox } => self.delete(&mailbox).await,
             C::Rename { from, to } => self.rename(&from, &to).await,
@@ -715,11 +713,11 @@ impl Session {
         }
         self.announce_keywords(changes.changed.iter().map(|m| &m.flags), sink)
             .await?;
-        let condstore = self.condstore;
+        let (condstore, qresync) = (self.condstore, self.qresync);
         let Some(v) = self.view.as_ref() else {
             return Ok(());
         };
-        write_updates(sink, &up, condstore, &|uid| v.is_recent(uid)).await
+        write_updates(sink, &up, condstore, qresync, &|uid| v.is_recent(uid)).await
     }
 
     /// RFC 3501 §7.2.6: before a FETCH (ours or another session's change) shows a
@@ -786,6 +784,82 @@ impl Session {
             Ok(None) => Err(no("[NONEXISTENT] No such mailbox")),
             Err(e) => Err(store_no(&e)),
         }
+    }
+
+    /// SELECT/EXAMINE with RFC 7162 parameters: (CONDSTORE) turns CONDSTORE on;
+    /// (QRESYNC (uidvalidity modseq [known-uids])) also reports what changed since
+    /// (§3.2.5): `* VANISHED (EARLIER)` for expunged UIDs, FETCH for flag changes.
+    async fn select_with(
+        &mut self,
+        wire: &WireMailbox<'_>,
+        parameters: &[imap_codec::imap_types::command::SelectParameter],
+        read_only: bool,
+        sink: &mut dyn Sink,
+    ) -> std::io::Result<Done> {
+        use imap_codec::imap_types::command::SelectParameter;
+        let mut resync = None;
+        for p in parameters {
+            self.condstore = true;
+            if let SelectParameter::QResync {
+                uid_validity,
+                mod_sequence_value,
+                known_uids,
+                ..
+            } = p
+            {
+                if !self.qresync {
+                    // RFC 7162 §3.2.5: QRESYNC parameters before ENABLE QRESYNC are BAD.
+                    return Ok(bad("QRESYNC is not enabled (ENABLE QRESYNC first)"));
+                }
+                resync = Some((uid_validity.get(), mod_sequence_value.get(), known_uids));
+            }
+        }
+        let done = self.select(wire, read_only, sink).await?;
+        let (Done::Ok(_), Some((uidvalidity, since, known))) = (&done, resync) else {
+            return Ok(done);
+        };
+        let Some(v) = self.view.as_ref() else {
+            return Ok(done);
+        };
+        // A different UIDVALIDITY: the client must resynchronise from scratch, and
+        // the normal SELECT responses already say so.
+        if v.uidvalidity != uidvalidity {
+            return Ok(done);
+        }
+        let mailbox = v.mailbox;
+        let changes = match self.store.changes_since(mailbox, since).await {
+            Ok(c) => c,
+            Err(e) => return Ok(store_no(&e)),
+        };
+        let known = known
+            .as_ref()
+            .map(|k| seqset::RangeSet::new(seqset::ranges(k, u32::MAX)));
+        let mut vanished: Vec<u32> = changes
+            .expunged
+            .iter()
+            .copied()
+            .filter(|u| known.as_ref().is_none_or(|k| k.contains(*u)))
+            .collect();
+        vanished.sort_unstable();
+        vanished.dedup();
+        if !vanished.is_empty() {
+            let line = format!("* VANISHED (EARLIER) {}", seqset::compress(&vanished));
+            resp::line(sink, &line).await?;
+        }
+        self.announce_keywords(changes.changed.iter().map(|m| &m.flags), sink)
+            .await?;
+        let Some(v) = self.view.as_ref() else {
+            return Ok(done);
+        };
+        for m in &changes.changed {
+            let Some(seq) = v.seq(m.uid) else { continue };
+            let mut r = Resp::new();
+            r.text(&format!("* {seq} FETCH (UID {} FLAGS ", m.uid));
+            r.flags(&m.flags, v.is_recent(m.uid));
+            r.text(&format!(" MODSEQ ({}))", m.modseq));
+            r.send(sink).await?;
+        }
+        Ok(done)
     }
 
     async fn select(
@@ -1573,6 +1647,8 @@ impl Session {
                 continue;
             }
             let Some(seq) = v.seq(*u) else { continue };
+            // RFC 7162 §3.2.4: with QRESYNC every FETCH response carries the UID.
+            let uid = uid || self.qresync;
             let mut r = Resp::new();
             r.text(&format!("* {seq} FETCH ("));
             if response == StoreResponse::Answer {
@@ -1735,10 +1811,19 @@ pub(crate) async fn write_updates(
     sink: &mut dyn Sink,
     up: &Updates,
     condstore: bool,
+    qresync: bool,
     is_recent: &(dyn Fn(u32) -> bool + Sync),
 ) -> std::io::Result<()> {
-    for seq in &up.expunged {
-        resp::line(sink, &format!("* {seq} EXPUNGE")).await?;
+    if qresync {
+        // RFC 7162 §3.2.10: once QRESYNC is enabled, VANISHED replaces EXPUNGE.
+        if !up.vanished.is_empty() {
+            let line = format!("* VANISHED {}", seqset::compress(&up.vanished));
+            resp::line(sink, &line).await?;
+        }
+    } else {
+        for seq in &up.expunged {
+            resp::line(sink, &format!("* {seq} EXPUNGE")).await?;
+        }
     }
     if let Some(n) = up.exists {
         resp::line(sink, &format!("* {n} EXISTS")).await?;

@@ -895,6 +895,67 @@ async fn thread_references_and_orderedsubject() {
     assert!(r.starts_with("t BAD"), "{r}");
 }
 
+/// RFC 7162 §3.2: a Thunderbird-style resync. A client that knew the mailbox at
+/// HIGHESTMODSEQ n selects with (QRESYNC (uidvalidity n known-uids)) and learns the
+/// expunges (VANISHED (EARLIER)) and flag changes since; a selected QRESYNC session
+/// gets VANISHED instead of EXPUNGE; UID FETCH (CHANGEDSINCE n VANISHED) too.
+#[tokio::test]
+async fn qresync_resynchronises() {
+    let e = env().await;
+    for s in ["one", "two", "three", "four"] {
+        deliver(&e, s).await;
+    }
+    let mut a = Client::logged_in(&e).await;
+    assert!(a.cmd("k CAPABILITY").await.contains(" QRESYNC"));
+    let r = a.cmd("q SELECT INBOX (QRESYNC (1 1))").await;
+    assert!(r.starts_with("q BAD"), "before ENABLE: {r}");
+    let r = a.cmd("e ENABLE QRESYNC").await;
+    assert!(r.contains("* ENABLED QRESYNC"), "{r}");
+    let r = a.cmd("s SELECT INBOX").await;
+    let num = |r: &str, key: &str| -> u64 {
+        let at = r.find(key).unwrap_or_else(|| panic!("{key}: {r}")) + key.len();
+        r[at..].split(']').next().unwrap().parse().unwrap()
+    };
+    let (uidvalidity, modseq) = (num(&r, "[UIDVALIDITY "), num(&r, "[HIGHESTMODSEQ "));
+    // Another session changes a flag and expunges a message.
+    let mut b = Client::logged_in(&e).await;
+    b.cmd("s SELECT INBOX").await;
+    b.cmd("f STORE 2 +FLAGS (\\Flagged)").await;
+    b.cmd("d STORE 3 +FLAGS (\\Deleted)").await;
+    b.cmd("x EXPUNGE").await;
+    let r = a.cmd("n NOOP").await;
+    assert!(
+        r.contains("* VANISHED 3\r\n") && !r.contains("EXPUNGE"),
+        "{r}"
+    );
+    let r = a
+        .cmd(&format!(
+            "u UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)"
+        ))
+        .await;
+    assert!(r.contains("* VANISHED (EARLIER) 3\r\n"), "{r}");
+    assert!(r.contains("(UID 2 FLAGS (\\Flagged"), "{r}");
+    assert!(!r.contains("UID 1 "), "unchanged: {r}");
+    let r = a.cmd("g FETCH 1 (FLAGS)").await;
+    assert!(
+        r.contains("* 1 FETCH (UID 1 FLAGS"),
+        "UID in every FETCH: {r}"
+    );
+    // A new session that remembers (uidvalidity, modseq) resynchronises at SELECT.
+    let mut c = Client::logged_in(&e).await;
+    c.cmd("e ENABLE QRESYNC").await;
+    let r = c
+        .cmd(&format!(
+            "s SELECT INBOX (QRESYNC ({uidvalidity} {modseq} 1:4))"
+        ))
+        .await;
+    assert!(r.contains("* VANISHED (EARLIER) 3\r\n"), "{r}");
+    assert!(r.contains("* 2 FETCH (UID 2 FLAGS (\\Flagged"), "{r}");
+    assert!(r.contains("s OK"), "{r}");
+    let r = c.cmd("v FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED)").await;
+    assert!(r.starts_with("v BAD"), "VANISHED only with UID FETCH: {r}");
+}
+
 /// RFC 4731: SEARCH RETURN answers with one ESEARCH line; RFC 7162 §3.1.5 MODSEQ
 /// there is that of the MIN/MAX messages when only those were asked.
 #[tokio::test]
