@@ -779,3 +779,43 @@ print('extensions ok')
     );
     assert!(out.contains("extensions ok"), "{out}");
 }
+
+/// RFC 7162 QRESYNC as Thunderbird uses it, over 993 with raw sockets: a client
+/// remembers (UIDVALIDITY, HIGHESTMODSEQ), another session changes a flag and
+/// expunges while it is away, and the reconnecting SELECT (QRESYNC …) tells it both.
+#[test]
+fn qresync_resync_after_reconnect() {
+    let env = start(|_| {});
+    let out = env.py(r#"
+w = login_raw()
+for i in range(3):
+    m = msg('q %d' % i)
+    w.send(b'a%d APPEND INBOX {%d+}\r\n%s\r\n' % (i, len(m), m))
+    assert w.until('a%d' % i)[-1].startswith('a%d OK' % i)
+r = login_raw()
+assert r.cmd('e', 'ENABLE QRESYNC')[0] == '* ENABLED QRESYNC'
+out = r.cmd('s', 'SELECT INBOX')
+text = '\n'.join(out)
+uv = re.search(r'UIDVALIDITY (\d+)', text).group(1)
+hm = re.search(r'HIGHESTMODSEQ (\d+)', text).group(1)
+r.cmd('z', 'LOGOUT')
+# While the client is away.
+w.cmd('s', 'SELECT INBOX')
+w.cmd('f', 'STORE 1 +FLAGS (\\Flagged)')
+w.cmd('d', 'STORE 2 +FLAGS (\\Deleted)')
+w.cmd('x', 'EXPUNGE')
+r = login_raw()
+r.cmd('e', 'ENABLE QRESYNC')
+out = r.cmd('s', 'SELECT INBOX (QRESYNC (%s %s 1:3))' % (uv, hm))
+assert '* VANISHED (EARLIER) 2' in out, out
+assert any(l.startswith('* 1 FETCH (UID 1 FLAGS (\\Flagged') for l in out), out
+assert out[-1].startswith('s OK'), out
+# Expunges reach a QRESYNC session as VANISHED.
+w.cmd('d', 'STORE 2 +FLAGS (\\Deleted)')
+w.cmd('x', 'EXPUNGE')
+out = r.cmd('n', 'NOOP')
+assert '* VANISHED 3' in out and not any('EXPUNGE' in l for l in out), out
+print('qresync ok')
+"#);
+    assert!(out.contains("qresync ok"), "{out}");
+}
