@@ -1,6 +1,8 @@
 //! The IMAP server: IMAP4rev1 (RFC 3501) with the IMAP4rev2 (RFC 9051) essentials and
 //! the extensions clients rely on (IDLE, UIDPLUS, MOVE, LITERAL+, SPECIAL-USE, ID,
-//! ENABLE, NAMESPACE, UNSELECT, CONDSTORE), on 143 (STARTTLS) and 993 (implicit TLS).
+//! ENABLE, NAMESPACE, UNSELECT, CONDSTORE, QRESYNC, ESEARCH, SEARCHRES, LIST-EXTENDED,
+//! LIST-STATUS, STATUS=SIZE, MULTIAPPEND, BINARY, SORT, THREAD), on 143 (STARTTLS) and
+//! 993 (implicit TLS).
 //!
 //! Owns: command framing with literal limits (`server`), the sans-I/O session core
 //! (`session`, `fetch`, `search`), the per-session selected-mailbox view (`view`),
