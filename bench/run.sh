@@ -56,10 +56,10 @@ MD=bench/results/$DATE.md
 # Scale of each scenario (full / --quick).
 if ((QUICK)); then
     N_C1=50 N_C50=500 N_BIG_C1=30 N_BIG_C50=200 N_SUB=500 N_RELAY=500
-    N_FETCH=2000 N_BODY=200 N_SELECT=10000 N_IDLE=500 N_POP=200 REPEAT=2
+    N_FETCH=2000 N_BODY=200 N_SELECT=10000 N_IDLE=500 N_POP=200 N_SPACE=10000 REPEAT=2
 else
     N_C1=300 N_C50=3000 N_BIG_C1=100 N_BIG_C50=1000 N_SUB=2000 N_RELAY=2000
-    N_FETCH=10000 N_BODY=1000 N_SELECT=100000 N_IDLE=5000 N_POP=1000 REPEAT=3
+    N_FETCH=10000 N_BODY=1000 N_SELECT=100000 N_IDLE=5000 N_POP=1000 N_SPACE=100000 REPEAT=3
 fi
 
 # The IDLE user's hash is cheap on both servers (m = 1 MiB, t = 1 instead of 19 MiB,
@@ -249,6 +249,10 @@ fi
     echo "Produced by \`bench/run.sh\`; see bench/README.md for how to read it."
     echo
     "$BENCH" report --results "$JSONL"
+    if side bulwark && want store-space; then
+        echo
+        "$BENCH" store-space --work "$WORK" --count "$N_SPACE" --size 4096 --delete-percent 90
+    fi
 } >"$MD"
 log "results: $MD"
 cat "$MD"

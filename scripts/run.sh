@@ -3,9 +3,10 @@
 #
 #   ./scripts/run.sh [--port-base N] [--listen ADDR] [DATA_DIR]
 #
-# DATA_DIR defaults to $BULWARK_DIR, then ./data (git-ignored). A directory without a
-# configuration is initialised for $BULWARK_DOMAIN (default example.test) and
-# $BULWARK_HOSTNAME (default mail.$BULWARK_DOMAIN).
+# DATA_DIR (relative to where you are) defaults to $BULWARK_DIR, then ./data in the
+# checkout (git-ignored). A directory without a configuration is initialised for
+# $BULWARK_DOMAIN (default example.test) and $BULWARK_HOSTNAME (default
+# mail.$BULWARK_DOMAIN).
 #
 # Ports: every listener at its standard port + N (--port-base N, or $BULWARK_PORT_BASE)
 # on ADDR (--listen ADDR, or $BULWARK_LISTEN). Defaults: as root the standard ports on
@@ -19,6 +20,9 @@
 # missing, writes it to [server] user at init, and gives it the data directory.
 # $BULWARK_BIN runs that binary instead of building one.
 set -euo pipefail
+# A DIR given relative is relative to where the script was started; the default
+# ./data is inside the checkout.
+caller=$(pwd)
 cd "$(dirname "$0")/.."
 # Whatever the script writes (a rewritten bulwark.toml) is private, like init's files.
 umask 077
@@ -30,7 +34,7 @@ usage() {
 
 port_base=${BULWARK_PORT_BASE:-}
 listen=${BULWARK_LISTEN:-}
-dir=${BULWARK_DIR:-./data}
+dir=${BULWARK_DIR:-}
 while (($#)); do
   case $1 in
   --port-base) [ $# -ge 2 ] || usage; port_base=$2; shift ;;
@@ -43,6 +47,7 @@ while (($#)); do
   esac
   shift
 done
+if [ -z "$dir" ]; then dir=./data; elif [[ $dir != /* ]]; then dir=$caller/$dir; fi
 if [ -n "$port_base" ] && ! [[ $port_base =~ ^[0-9]+$ ]]; then
   echo "run.sh: --port-base must be a number (e.g. 10000), not '$port_base'" >&2
   exit 2

@@ -20,6 +20,7 @@ mod scenarios;
 mod seed;
 mod sink;
 mod smtp;
+mod space;
 mod stats;
 
 use std::io::Write;
@@ -223,6 +224,19 @@ enum Cmd {
         expect: u64,
         #[arg(long, default_value_t = 2)]
         repeat: usize,
+    },
+    /// The store-space figure: database size after deleting a share of N messages,
+    /// after the background reclaim and after `store compact` (Markdown on stdout).
+    StoreSpace {
+        /// Work directory (a store is created and removed inside it).
+        #[arg(long)]
+        work: PathBuf,
+        #[arg(long, default_value_t = 100_000)]
+        count: usize,
+        #[arg(long, default_value_t = 4096)]
+        size: usize,
+        #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u8).range(1..=100))]
+        delete_percent: u8,
     },
     /// Seeds a Bulwark account's INBOX through the store crate (server stopped).
     SeedStore {
@@ -536,6 +550,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await?;
             emit(&t, &r)
+        }
+        Cmd::StoreSpace {
+            work,
+            count,
+            size,
+            delete_percent,
+        } => {
+            let md = space::run(&space::SpaceSpec {
+                work,
+                count,
+                size,
+                delete_percent: delete_percent.into(),
+            })
+            .await?;
+            print!("{md}");
+            Ok(())
         }
         Cmd::SeedStore {
             store,

@@ -156,6 +156,22 @@ pub fn check_config(cfg: &LoadedConfig, issues: &[Issue], now: i64, roots: &Path
         }
     }
 
+    // Internal servers are trusted as our own relays: no SPF for them, their Received
+    // headers decide the sender checks, and they may send as local users on port 25.
+    // A wide or public network there hands that trust to strangers.
+    for net in &c.senderauth.internal_servers {
+        if let Some((severity, what)) = internal_network_breadth(net) {
+            f.push(Finding::new(
+                "internal-servers-too-broad",
+                severity,
+                "senderauth.internal_servers".to_string(),
+                format!("internal servers include {net} ({what})"),
+                "hosts there are trusted as your own relays: SPF is not checked for them, their Received headers decide the sender checks, and they may send as your local users on port 25",
+                "list only your edge gateways and relays, as /32 (IPv4) or /128 (IPv6) addresses or the smallest networks that hold them",
+            ));
+        }
+    }
+
     // PROXY protocol from a huge network lets anyone there claim any client address.
     for (kind, l) in c.listeners.iter().filter(|(_, l)| l.enabled) {
         for n in &l.proxy_protocol_from {
@@ -589,4 +605,88 @@ pub fn probe_findings(probes: &[ListenerProbe]) -> Vec<Finding> {
 /// The default trusted-roots file, as a path.
 pub fn system_roots() -> PathBuf {
     PathBuf::from(SYSTEM_ROOTS)
+}
+
+/// Private and local address space (RFC 1918, RFC 6598 shared, loopback, link-local;
+/// IPv6 unique-local RFC 4193, loopback, link-local): a network inside one of these is
+/// not reachable from the Internet as such.
+fn is_private_network(net: &ipnet::IpNet) -> bool {
+    const PRIVATE: [&str; 10] = [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "fc00::/7",
+        "::1/128",
+        "fe80::/10",
+        "::ffff:127.0.0.0/104",
+    ];
+    PRIVATE
+        .iter()
+        .filter_map(|p| p.parse::<ipnet::IpNet>().ok())
+        .any(|p| p.contains(net))
+}
+
+/// How much too wide an `internal_servers` network is, if it is: the whole (or a
+/// large part of the) Internet is critical, a public network beyond a /24 (IPv6 /48)
+/// high, a private one beyond a /16 (IPv6 /48) medium.
+fn internal_network_breadth(net: &ipnet::IpNet) -> Option<(Severity, &'static str)> {
+    let (prefix, everything, public_max, private_max) = match net {
+        ipnet::IpNet::V4(n) => (n.prefix_len(), 8, 24, 16),
+        ipnet::IpNet::V6(n) => (n.prefix_len(), 16, 48, 48),
+    };
+    if prefix < everything {
+        return Some((Severity::Critical, "a large part of the Internet"));
+    }
+    if is_private_network(net) {
+        (prefix < private_max).then_some((Severity::Medium, "a very wide private network"))
+    } else {
+        (prefix < public_max).then_some((Severity::High, "a wide public network"))
+    }
+}
+
+#[cfg(test)]
+mod internal_servers {
+    use super::*;
+
+    fn findings(nets: &str) -> Vec<(String, Severity)> {
+        let d = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[server]\nhostname = \"mail.example.test\"\n[senderauth]\ninternal_servers = [{nets}]\n"
+        );
+        let cfg = LoadedConfig {
+            dir: d.path().to_path_buf(),
+            file: d.path().join("bulwark.toml"),
+            config: bulwark_config::Config::parse(&text, "t").unwrap(),
+        };
+        check_config(&cfg, &[], 0, d.path())
+            .into_iter()
+            .filter(|f| f.id == "internal-servers-too-broad")
+            .map(|f| (f.subject.clone(), f.severity))
+            .collect()
+    }
+
+    #[test]
+    fn over_broad_internal_networks_are_findings() {
+        let f = findings(r#""0.0.0.0/0""#);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].1, Severity::Critical);
+        assert_eq!(findings(r#""::/0""#)[0].1, Severity::Critical);
+        assert_eq!(findings(r#""198.51.0.0/16""#)[0].1, Severity::High);
+        assert_eq!(findings(r#""2001:db8::/32""#)[0].1, Severity::High);
+        assert_eq!(findings(r#""10.0.0.0/8""#)[0].1, Severity::Medium);
+        // What an edge gateway or a site's relays look like: fine.
+        for ok in [
+            r#""192.0.2.25/32""#,
+            r#""198.51.100.0/24""#,
+            r#""10.1.2.0/24""#,
+            r#""192.168.0.0/16""#,
+            r#""2001:db8:1::/48""#,
+            r#""fd00:1::/64""#,
+        ] {
+            assert!(findings(ok).is_empty(), "{ok}");
+        }
+    }
 }

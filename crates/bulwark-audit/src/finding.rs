@@ -113,6 +113,7 @@ pub const FINDING_IDS: &[(&str, &str)] = &[
     ("metrics-exposed", "metrics bound beyond loopback (HTTPS and token required)"),
     ("metrics-unprotected", "the metrics endpoint beyond loopback answers without TLS or without the token (probe)"),
     ("accept-policy-internal-weak", "an internal network's per-host policy does not require TLS"),
+    ("internal-servers-too-broad", "senderauth.internal_servers names a wide or public network (its hosts are trusted as our relays)"),
     ("proxy-protocol-too-broad", "PROXY headers accepted from a very large network"),
     ("connector-credentials-without-tls", "an outbound connector sends credentials without required TLS"),
     ("connector-credentials-unverified-tls", "an outbound connector sends credentials over TLS that does not verify the server"),

@@ -28,6 +28,12 @@ pub use limiter::{Attempt, Limiter, LimiterVerdict, NotYet};
 pub use password::{hash_password, verify_password, PasswordError, MIN_PASSWORD_LEN};
 pub use sasl::{SaslError, Secret};
 
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// Why an authentication did not succeed. Protocols map each to one fixed reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
@@ -132,7 +138,11 @@ impl Authenticator {
         match creds {
             Some(c) if ok => {
                 if let Some(a) = attempt {
+                    let first_time = !self.limiter.knows(peer, &user);
                     a.success();
+                    if first_time {
+                        self.remember_source(peer, c.account.id).await;
+                    }
                 }
                 metrics::counter!("bulwark_auth_attempts_total", "listener" => listener, "mechanism" => mechanism, "result" => "success").increment(1);
                 tracing::info!(target: "bulwark::auth", %peer, listener, mechanism, user = %c.account.address, "authenticated");
@@ -154,16 +164,52 @@ impl Authenticator {
     /// Reserves an attempt, waiting while attempts in flight could still reach a limit.
     /// The wait ends with the session's own timeouts at the latest.
     async fn reserve(&self, peer: IpAddr, user: &str) -> Result<Attempt<'_>, &'static str> {
+        let mut known = false;
         loop {
             let changed = self.limiter.changed().notified();
             tokio::pin!(changed);
             // Registered before asking, so a finish between the two is not missed.
             changed.as_mut().enable();
-            match self.limiter.reserve(peer, user, false) {
+            match self.limiter.reserve(peer, user, known) {
                 Ok(a) => return Ok(a),
+                // The account is blocked for strangers: is this its owner's address
+                // from before the last restart? (Asked only then: one read.)
+                Err(NotYet::Blocked("account"))
+                    if !known && self.known_source(peer, user).await =>
+                {
+                    known = true;
+                }
                 Err(NotYet::Blocked(reason)) => return Err(reason),
                 Err(NotYet::Busy) => changed.await,
             }
+        }
+    }
+
+    /// The store's record of addresses the account logged in from within
+    /// `KNOWN_FOR`; a store failure counts as "not known" (fail closed).
+    async fn known_source(&self, peer: IpAddr, user: &str) -> bool {
+        let since = unix_now() - limiter::KNOWN_FOR.as_secs() as i64;
+        let network = limiter::key_ip(peer).to_string();
+        match self.store.login_source_known(user, &network, since).await {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::warn!(target: "bulwark::auth", error = %e, "cannot read known login addresses");
+                false
+            }
+        }
+    }
+
+    /// Remembers a successful login's address in the store, once per address and
+    /// account while the server runs (the in-memory record covers the rest), so the
+    /// per-account block spares it after a restart too.
+    async fn remember_source(&self, peer: IpAddr, account: bulwark_store::AccountId) {
+        let network = limiter::key_ip(peer).to_string();
+        if let Err(e) = self
+            .store
+            .record_login_source(account, &network, unix_now())
+            .await
+        {
+            tracing::warn!(target: "bulwark::auth", error = %e, "cannot record the login address");
         }
     }
 
@@ -312,6 +358,59 @@ mod tests {
         assert_eq!((failed, throttled), (4, 36));
         assert_eq!(a.limiter().failures_from(ip), 4);
         assert_eq!(a.limiter().in_flight(), 0);
+    }
+
+    /// The owner's addresses are remembered in the store: after a restart (a new
+    /// authenticator, an empty limiter) an account blocked for strangers still lets
+    /// its owner in from where he logged in before.
+    #[tokio::test]
+    async fn owner_addresses_survive_a_restart() {
+        let (a, _d) = setup(fast()).await;
+        let home: IpAddr = "2001:db8:1:2::7".parse().unwrap();
+        a.authenticate(
+            "alice@example.test",
+            &s("correct horse"),
+            home,
+            "t",
+            "PLAIN",
+        )
+        .await
+        .unwrap();
+        let restarted = Authenticator::new(a.store.clone(), fast());
+        for i in 0..6u8 {
+            let ip = IpAddr::from([198, 51, 100, i]);
+            assert_eq!(
+                restarted
+                    .authenticate("alice@example.test", &s("bad"), ip, "t", "PLAIN")
+                    .await,
+                Err(AuthError::Failed)
+            );
+        }
+        let stranger: IpAddr = "203.0.113.1".parse().unwrap();
+        assert_eq!(
+            restarted
+                .authenticate(
+                    "alice@example.test",
+                    &s("correct horse"),
+                    stranger,
+                    "t",
+                    "PLAIN"
+                )
+                .await,
+            Err(AuthError::Throttled)
+        );
+        // Another address of the same /64.
+        let home_again: IpAddr = "2001:db8:1:2::99".parse().unwrap();
+        assert!(restarted
+            .authenticate(
+                "alice@example.test",
+                &s("correct horse"),
+                home_again,
+                "t",
+                "PLAIN"
+            )
+            .await
+            .is_ok());
     }
 
     #[tokio::test]

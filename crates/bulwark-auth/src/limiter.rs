@@ -52,7 +52,7 @@ struct Failures {
 }
 
 /// How long a successful login keeps its address exempt from the account block.
-const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+pub(crate) const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 
 pub struct Limiter {
     window: Duration,

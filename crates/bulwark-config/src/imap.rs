@@ -25,6 +25,16 @@ pub struct ImapConfig {
     /// NAT gateways and mobile networks keep the idle connection open.
     #[serde(default = "default_idle_keepalive")]
     pub idle_keepalive_secs: u64,
+    /// Octets of message data all IMAP sessions together may hold in memory: APPEND
+    /// literals being received and message bodies read whole for FETCH (BODY[] and
+    /// RFC822 are streamed in pieces and need none). An APPEND beyond it gets
+    /// `NO [LIMIT]` before its literal is read; a FETCH beyond it gets `NO [LIMIT]`.
+    #[serde(default = "default_max_inflight_bytes")]
+    pub max_inflight_bytes: u64,
+    /// APPENDs one account may have in progress at once (all its sessions); one more
+    /// waits for one of them to finish before its "+" is sent.
+    #[serde(default = "default_max_appends")]
+    pub max_concurrent_appends_per_account: u32,
 }
 
 fn default_max_literal() -> u64 {
@@ -42,6 +52,12 @@ fn default_login_timeout() -> u64 {
 fn default_idle_keepalive() -> u64 {
     120
 }
+fn default_max_inflight_bytes() -> u64 {
+    512 * 1024 * 1024
+}
+fn default_max_appends() -> u32 {
+    4
+}
 
 impl Default for ImapConfig {
     fn default() -> Self {
@@ -51,6 +67,8 @@ impl Default for ImapConfig {
             idle_timeout_secs: default_idle_timeout(),
             login_timeout_secs: default_login_timeout(),
             idle_keepalive_secs: default_idle_keepalive(),
+            max_inflight_bytes: default_max_inflight_bytes(),
+            max_concurrent_appends_per_account: default_max_appends(),
         }
     }
 }
@@ -76,6 +94,24 @@ impl ImapConfig {
                 "imap.idle_timeout_secs",
                 "timeouts this short cut off ordinary clients",
                 "use idle_timeout_secs >= 1800 (RFC 9051) and login_timeout_secs >= 30",
+            ));
+        }
+        // An APPEND holds its literal and the copy handed to the store.
+        if self.max_inflight_bytes < self.max_literal_size.saturating_mul(2) {
+            issues.push(Issue::new(
+                "imap.max_inflight_bytes",
+                format!(
+                    "{} is below twice max_literal_size ({}): the largest APPEND could never be accepted",
+                    self.max_inflight_bytes, self.max_literal_size
+                ),
+                "raise it to at least twice max_literal_size (default 536870912, 512 MiB)",
+            ));
+        }
+        if self.max_concurrent_appends_per_account == 0 {
+            issues.push(Issue::new(
+                "imap.max_concurrent_appends_per_account",
+                "0 would refuse every APPEND",
+                "use a positive number (default 4)",
             ));
         }
         if self.idle_keepalive_secs == 0 || self.idle_keepalive_secs >= self.idle_timeout_secs {

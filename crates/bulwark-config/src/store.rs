@@ -19,10 +19,19 @@ pub struct StoreConfig {
     /// PostgreSQL connection URL, for `backend = "postgres"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// How often (seconds) `serve` gives the space of deleted messages back to the file
+    /// system (SQLite incremental vacuum, in small steps between other writes) and
+    /// samples the store's size metrics. 0 turns the reclaiming off (metrics stay).
+    #[serde(default = "default_reclaim_interval")]
+    pub reclaim_interval_secs: u64,
 }
 
 fn default_path() -> PathBuf {
     PathBuf::from("store")
+}
+
+fn default_reclaim_interval() -> u64 {
+    60
 }
 
 impl Default for StoreConfig {
@@ -31,6 +40,7 @@ impl Default for StoreConfig {
             backend: StoreBackend::Embedded,
             path: default_path(),
             url: None,
+            reclaim_interval_secs: default_reclaim_interval(),
         }
     }
 }
@@ -45,6 +55,16 @@ pub enum StoreBackend {
 
 impl StoreConfig {
     pub(crate) fn validate(&self, issues: &mut Vec<Issue>) {
+        if self.reclaim_interval_secs > 86_400 {
+            issues.push(Issue::new(
+                "store.reclaim_interval_secs",
+                format!(
+                    "{} seconds would leave deleted mail's space on disk for days",
+                    self.reclaim_interval_secs
+                ),
+                "use at most 86400 (the default, 60, keeps the file close to its content)",
+            ));
+        }
         if self.backend == StoreBackend::Postgres {
             issues.push(Issue::new(
                 "store.backend",

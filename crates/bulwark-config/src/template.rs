@@ -93,6 +93,10 @@ min_version = "1.2"
 # acknowledged message (SMTP 250, IMAP APPEND OK) is on disk before the reply.
 backend = "embedded"
 path = "store"
+# Every this many seconds the server gives the space of deleted messages back to the
+# file system (in small steps between other writes) and updates the store's size
+# metrics. 0 turns reclaiming off. `bulwark store compact` does it all at once.
+reclaim_interval_secs = 60
 
 # ---------------------------------------------------------------------------------
 # Listeners. The kind of each listener fixes its protocol and TLS mode; here you only
@@ -159,7 +163,8 @@ max_delay_ms = 8000
 block_ip_after_failures = 20
 # For one account, from anywhere: after 50 failures (per window) it is refused from
 # every address that has not logged in to it successfully in the last 30 days; the
-# owner's own addresses still get in (an attacker cannot lock a user out).
+# owner's own addresses (kept in the store) still get in: an attacker cannot lock a
+# user out.
 block_account_after_failures = 50
 
 [smtp]
@@ -200,6 +205,10 @@ max_line_length = 65536
 idle_timeout_secs = 1800      # authenticated sessions without a command, and IDLE
 login_timeout_secs = 60       # from connecting to a successful login, in all
 idle_keepalive_secs = 120     # "* OK Still here" during IDLE, for NAT and mobiles
+# Message data all IMAP sessions together may hold in memory (APPEND literals, bodies
+# read whole for FETCH; BODY[]/RFC822 are streamed in pieces). Beyond it: NO [LIMIT].
+max_inflight_bytes = 536870912   # 512 MiB; at least twice max_literal_size
+max_concurrent_appends_per_account = 4   # more at once wait for one to finish
 
 [pop3]
 # Closes a session (without deleting anything) after this long without a command,

@@ -20,6 +20,19 @@ use crate::seqset;
 use crate::session::{store_no, Done, Session};
 
 const CHUNK: usize = 200;
+/// Octets of a streamed body read from the store at a time.
+const STREAM_PIECE: usize = 256 * 1024;
+
+/// A literal from memory: announced, then sent in pieces rather than copied into the
+/// response first (the log gets its placeholder).
+async fn send_literal(r: &mut Resp, data: &[u8], sink: &mut dyn Sink) -> std::io::Result<()> {
+    r.literal_head(data.len() as u64);
+    sink.send_part(&r.take_data()).await?;
+    for piece in data.chunks(STREAM_PIECE) {
+        sink.send_part(piece).await?;
+    }
+    Ok(())
+}
 
 /// One requested item, reduced to what we need to produce it.
 #[derive(Debug, Clone)]
@@ -283,9 +296,17 @@ impl Session {
         };
         let mailbox = v.mailbox;
         let read_only = v.read_only;
-        let need_blob = list
-            .iter()
-            .any(|i| matches!(i, Item::Section { .. } | Item::Binary { .. }));
+        // Sections other than the whole message need it parsed or cut in memory, and
+        // so does BINARY (RFC 3516: decoded from the parsed part).
+        let need_parts = list.iter().any(|i| {
+            matches!(i, Item::Binary { .. })
+                || matches!(i, Item::Section { path, what, .. }
+                if !(path.is_empty() && matches!(what, SectionText::Whole)))
+        });
+        let need_whole = list.iter().any(|i| {
+            matches!(i, Item::Section { path, what, .. }
+                if path.is_empty() && matches!(what, SectionText::Whole))
+        });
         let mut unknown_cte = false;
         let need_summary = list
             .iter()
@@ -365,7 +386,26 @@ impl Session {
                 let Some(seq) = self.view.as_ref().and_then(|v| v.seq(m.uid)) else {
                     continue;
                 };
-                let blob = if need_blob || (need_summary && !summaries.contains_key(&m.blob_id)) {
+                // BODY[], RFC822 (and their partial forms) are streamed from the store
+                // in pieces; any other section, and a structure not cached yet, need
+                // the body in memory, within `[imap] max_inflight_bytes` (the body and
+                // the section cut from it).
+                let in_memory = need_parts || (need_summary && !summaries.contains_key(&m.blob_id));
+                let _hold = if in_memory {
+                    match self.memory.try_take(m.size.saturating_mul(2)) {
+                        Some(h) => Some(h),
+                        None => {
+                            metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "memory_limit").increment(1);
+                            return Ok(Done::No(
+                                "[LIMIT] The server is holding too much message data right now; try again later"
+                                    .into(),
+                            ));
+                        }
+                    }
+                } else {
+                    None
+                };
+                let blob = if in_memory {
                     match self.store.read_blob(m.blob_id).await {
                         Ok(b) => Some(b),
                         Err(_) => {
@@ -376,6 +416,17 @@ impl Session {
                 } else {
                     None
                 };
+                // A streamed body is looked up before its response starts, so one
+                // expunged meanwhile is left out rather than cut off mid-literal.
+                if blob.is_none() && need_whole {
+                    if let Err(e) = self.store.read_blob_range(m.blob_id, 0, 1).await {
+                        if !matches!(e, bulwark_store::StoreError::NotFound(_)) {
+                            return Ok(store_no(&e));
+                        }
+                        missing = true;
+                        continue;
+                    }
+                }
                 let summary = match summaries.get(&m.blob_id) {
                     Some(s) => Some(s.clone()),
                     None if need_summary => {
@@ -442,26 +493,47 @@ impl Session {
                             what,
                             partial,
                         } => {
-                            // BODY[], RFC822 and BODY[HEADER/TEXT] are cut from the raw
-                            // octets; only part numbers parse the message.
-                            let raw = blob.as_deref().unwrap_or_default();
-                            let data = mime::section(raw, path, what);
-                            match partial {
-                                Some((origin, len)) => {
-                                    r.text(&format!("{label}<{origin}> "));
-                                    let d: &[u8] = data.as_deref().unwrap_or_default();
-                                    let start = (*origin as usize).min(d.len());
-                                    let end = start.saturating_add(*len as usize).min(d.len());
-                                    r.literal(&d[start..end]);
+                            let whole = path.is_empty() && matches!(what, SectionText::Whole);
+                            match &blob {
+                                None if whole => {
+                                    // <origin.len> (RFC 9051 §6.4.5) cut from the size.
+                                    let (start, end) = match partial {
+                                        Some((o, l)) => {
+                                            let o = u64::from(*o).min(m.size);
+                                            (o, o.saturating_add(u64::from(*l)).min(m.size))
+                                        }
+                                        None => (0, m.size),
+                                    };
+                                    match partial {
+                                        Some((o, _)) => r.text(&format!("{label}<{o}> ")),
+                                        None => r.text(&format!("{label} ")),
+                                    };
+                                    r.literal_head(end - start);
+                                    sink.send_part(&r.take_data()).await?;
+                                    self.stream_body(m.blob_id, start, end, sink).await?;
                                 }
-                                None => {
-                                    r.text(&format!("{label} "));
-                                    match data {
-                                        Some(d) => {
-                                            r.literal(&d);
+                                _ => {
+                                    // Only part numbers parse the message; HEADER and
+                                    // TEXT are cut from the raw octets.
+                                    let raw = blob.as_deref().unwrap_or_default();
+                                    let data = mime::section(raw, path, what);
+                                    match partial {
+                                        Some((origin, len)) => {
+                                            r.text(&format!("{label}<{origin}> "));
+                                            let d: &[u8] = data.as_deref().unwrap_or_default();
+                                            let start = (*origin as usize).min(d.len());
+                                            let end =
+                                                start.saturating_add(*len as usize).min(d.len());
+                                            send_literal(&mut r, &d[start..end], sink).await?;
                                         }
                                         None => {
-                                            r.text("NIL");
+                                            r.text(&format!("{label} "));
+                                            match data {
+                                                Some(d) => send_literal(&mut r, &d, sink).await?,
+                                                None => {
+                                                    r.text("NIL");
+                                                }
+                                            }
                                         }
                                     }
                                 }
@@ -530,6 +602,37 @@ impl Session {
             ));
         }
         Ok(Done::Ok("FETCH completed".into()))
+    }
+
+    /// Sends octets `start..end` of a body, read from the store a piece at a time:
+    /// a session fetching a 60 MB message holds one piece, not the message, however
+    /// slowly its client reads. A body that vanishes mid-literal (expunged by another
+    /// session meanwhile) cannot be answered correctly any more: the connection is
+    /// closed (the client resynchronises on reconnect).
+    async fn stream_body(
+        &self,
+        blob: BlobId,
+        start: u64,
+        end: u64,
+        sink: &mut dyn Sink,
+    ) -> std::io::Result<()> {
+        let mut at = start;
+        while at < end {
+            let want = (end - at).min(STREAM_PIECE as u64) as usize;
+            let piece = self
+                .store
+                .read_blob_range(blob, at, want)
+                .await
+                .map_err(|e| std::io::Error::other(format!("message body unreadable: {e}")))?;
+            if piece.len() != want {
+                return Err(std::io::Error::other(
+                    "message body is shorter than its recorded size",
+                ));
+            }
+            sink.send_part(&piece).await?;
+            at += want as u64;
+        }
+        Ok(())
     }
 
     /// Cached ENVELOPE/BODYSTRUCTURE for the chunk's bodies.

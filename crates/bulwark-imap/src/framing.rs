@@ -136,6 +136,9 @@ pub struct Framer {
     /// Literal octets other than APPEND's message.
     small_literal_total: u64,
     message_len: u64,
+    /// The length of the literal just announced, when it is a message (MULTIAPPEND
+    /// announces several).
+    last_message: Option<u64>,
     lines: usize,
 }
 
@@ -151,6 +154,7 @@ impl Framer {
             literals: 0,
             small_literal_total: 0,
             message_len: 0,
+            last_message: None,
             lines: 0,
         }
     }
@@ -256,6 +260,7 @@ impl Framer {
                 ));
             }
             self.message_len += len;
+            self.last_message = Some(len);
             return Step::Literal { len, sync };
         }
         if self.small_literal_total + len > self.limits.max_line as u64 {
@@ -265,7 +270,14 @@ impl Framer {
             ));
         }
         self.small_literal_total += len;
+        self.last_message = None;
         Step::Literal { len, sync }
+    }
+
+    /// The size of the literal just announced when it is one of APPEND's messages
+    /// (each message of a MULTIAPPEND in turn).
+    pub fn message_literal(&self) -> Option<u64> {
+        self.last_message
     }
 
     fn message_octets(&self) -> u64 {

@@ -296,6 +296,7 @@ impl SessionEnv {
                 peer: "192.0.2.9".parse().unwrap_or([0u8; 4].into()),
                 tls,
                 max_literal_size: LIMITS.max_literal,
+                max_mime_parts: 20,
             },
             self.notifier.clone(),
         );

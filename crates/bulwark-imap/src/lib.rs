@@ -16,6 +16,7 @@
 //! Must not: touch the socket from the session core, or log literal contents.
 
 pub mod binary;
+pub mod budget;
 pub mod esearch;
 mod fetch;
 pub mod framing;
@@ -37,6 +38,7 @@ mod sort;
 mod thread;
 pub mod view;
 
+pub use budget::SharedLimits;
 pub use server::ImapHandler;
 pub use session::{Next, Session, SessionConfig};
 #[cfg(test)]

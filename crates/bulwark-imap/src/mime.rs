@@ -12,16 +12,17 @@
 //! BODY[], BODY[HEADER…] and BODY[TEXT] of the whole message need no MIME parse at
 //! all (the bulk of what clients fetch during a sync).
 //!
-//! Safety: nothing here parses a message deeper than `bulwark_mime::MAX_NESTING`
-//! (checked with the linear `nesting_depth` scan first; such a message is described
-//! as one opaque text part), parsed messages are taken apart iteratively when dropped
+//! Safety: nothing here parses a message deeper than `bulwark_mime::MAX_NESTING` or
+//! with more than `bulwark_mime::MAX_PARTS_CEILING` parts (checked with the linear
+//! `bulwark_mime::measure` scan first; such a message is described as one opaque text
+//! part, with its envelope from the header section alone), parsed messages are taken apart iteratively when dropped
 //! (`Parsed`: mail-parser's own drop recurses once per encapsulation level), and
 //! `write_structure` stops recursing at `MAX_STRUCTURE_DEPTH`.
 
 use std::borrow::Cow;
 
 use base64::Engine;
-use bulwark_mime::{nesting_depth, MAX_NESTING};
+use bulwark_mime::MAX_NESTING;
 use mail_parser::{Address, HeaderName, HeaderValue, Message, MessageParser, PartType};
 
 use crate::resp::push_string;
@@ -118,14 +119,23 @@ impl Drop for Parsed<'_> {
     }
 }
 
+/// What a stored message may have for mail-parser to see it: the intake limits'
+/// ceilings. A message beyond them (stored before the limits, or under a higher
+/// `[smtp] max_mime_parts` than the ceiling allows) is described as one part, so
+/// BODYSTRUCTURE and the parse behind it stay bounded.
+const STORED_LIMITS: bulwark_mime::Limits = bulwark_mime::Limits {
+    depth: MAX_NESTING,
+    parts: bulwark_mime::MAX_PARTS_CEILING,
+};
+
 /// Whether the message may be given to mail-parser at all.
 pub fn parseable(raw: &[u8]) -> bool {
-    nesting_depth(raw, MAX_NESTING).is_ok()
+    bulwark_mime::measure(raw, STORED_LIMITS).is_ok()
 }
 
-/// Parses a message, unless it nests MIME parts deeper than `MAX_NESTING` (such
-/// messages are refused at APPEND and SMTP DATA, but may predate that) or
-/// mail-parser finds nothing in it.
+/// Parses a message, unless it nests MIME parts deeper than `MAX_NESTING` or has more
+/// than `MAX_PARTS_CEILING` parts (such messages are refused at APPEND and SMTP DATA,
+/// but may predate that) or mail-parser finds nothing in it.
 pub fn parse(raw: &[u8]) -> Option<Parsed<'_>> {
     if !parseable(raw) {
         metrics::counter!("bulwark_imap_mime_too_deep_total").increment(1);
@@ -143,17 +153,24 @@ pub fn header_end(raw: &[u8]) -> usize {
     bulwark_mime::header::header_end(raw)
 }
 
-/// The summary of a message we do not parse: an empty envelope and one plain-text
+/// The summary of a message we do not parse: the envelope from its header section
+/// alone (parsing a header section costs what its octets cost) and one plain-text
 /// part, the body after the header (what BODY[1] and BODY[TEXT] then return).
 fn opaque_summary(raw: &[u8]) -> Summary {
-    let body = &raw[header_end(raw)..];
+    let h = header_end(raw);
+    let body = &raw[h..];
     let basic = format!(
         "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" {} {})",
         body.len(),
         count_lines(body)
     );
+    let mut envelope = Vec::new();
+    match parser().parse_headers(&raw[..h]) {
+        Some(m) if !m.parts.is_empty() => write_envelope(&Parsed(Some(m)), &mut envelope),
+        _ => envelope.extend_from_slice(EMPTY_ENVELOPE),
+    }
     Summary {
-        envelope: b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)".to_vec(),
+        envelope,
         bodystructure: format!("{} NIL NIL NIL NIL)", &basic[..basic.len() - 1]).into_bytes(),
         body: basic.into_bytes(),
     }
@@ -1385,7 +1402,12 @@ JVBERi0=\r\n\
             for raw in [nested_multipart(20_000), nested_messages(40_000)] {
                 assert!(!parseable(&raw));
                 let s = compute_summary(&raw);
-                assert_eq!(s.envelope, EMPTY_ENVELOPE);
+                // The envelope comes from the header section alone.
+                let env = String::from_utf8(s.envelope.clone()).unwrap();
+                assert!(
+                    env.starts_with("(NIL \"deep\" ((NIL NIL \"a\" \"example.test\"))"),
+                    "{env}"
+                );
                 structure(&s);
                 let h = header_end(&raw);
                 assert_eq!(
@@ -1505,7 +1527,7 @@ JVBERi0=\r\n\
         for raw in cases {
             let m = Parsed(parser().parse(&raw[..]));
             let actual = parsed_depth(&m);
-            let scanned = nesting_depth(&raw, MAX_NESTING).unwrap();
+            let scanned = bulwark_mime::nesting_depth(&raw, MAX_NESTING).unwrap();
             assert!(
                 actual >= 3,
                 "the case should nest: {actual} {}",

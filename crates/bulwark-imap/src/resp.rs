@@ -18,6 +18,9 @@ pub trait Sink: Send {
     async fn send(&mut self, data: &[u8], log: &[u8]) -> std::io::Result<()>;
     /// Pushes buffered output to the client now (before waiting for input).
     async fn flush(&mut self) -> std::io::Result<()>;
+    /// Sends part of a response that `send` will complete (and log): a large literal
+    /// goes out piece by piece instead of being built in memory first.
+    async fn send_part(&mut self, data: &[u8]) -> std::io::Result<()>;
 }
 
 /// A buffer sink for tests and for collecting responses.
@@ -33,6 +36,10 @@ impl Sink for VecSink {
         Ok(())
     }
     async fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+    async fn send_part(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.data.extend_from_slice(data);
         Ok(())
     }
 }
@@ -84,6 +91,22 @@ impl Resp {
         self.log
             .extend_from_slice(format!("{{{}}}<{} octets>", b.len(), b.len()).as_bytes());
         self
+    }
+
+    /// The announcement of a literal of `len` octets whose contents the caller sends
+    /// itself (`Sink::send_part`), after sending what is built so far (`take_data`).
+    pub fn literal_head(&mut self, len: u64) -> &mut Self {
+        self.data
+            .extend_from_slice(format!("{{{len}}}\r\n").as_bytes());
+        self.log
+            .extend_from_slice(format!("{{{len}}}<{len} octets>").as_bytes());
+        self
+    }
+
+    /// The octets built so far, to be sent with `Sink::send_part`; the log keeps
+    /// growing until `send`.
+    pub fn take_data(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.data)
     }
 
     /// A string: quoted when it can be, a literal otherwise (RFC 9051 §4.3).

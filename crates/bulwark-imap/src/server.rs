@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use bulwark_net::{Connection, ReadError, ServerContext, SessionHandler};
 use tokio::time::Instant;
 
+use crate::budget::{AppendSlot, Hold, SharedLimits};
 use crate::framing::{FrameLimits, FrameState, Framer, Step};
 use crate::notify::Notifier;
 use crate::resp::Sink;
@@ -40,13 +41,59 @@ const READ_CHUNK: u64 = 256 * 1024;
 pub struct ImapHandler {
     ctx: ServerContext,
     notifier: Notifier,
+    limits: SharedLimits,
 }
 
 impl ImapHandler {
+    /// A handler with limits of its own; `with_limits` shares them between 143 and 993.
     pub fn new(ctx: ServerContext) -> Arc<ImapHandler> {
-        let notifier = Notifier::new(&ctx.store);
-        Arc::new(ImapHandler { ctx, notifier })
+        let limits = SharedLimits::new(&ctx.config.config.imap);
+        ImapHandler::with_limits(ctx, limits)
     }
+
+    pub fn with_limits(ctx: ServerContext, limits: SharedLimits) -> Arc<ImapHandler> {
+        let notifier = Notifier::new(&ctx.store);
+        Arc::new(ImapHandler {
+            ctx,
+            notifier,
+            limits,
+        })
+    }
+}
+
+/// What an APPEND holds from its literal's announcement until the command is done:
+/// its share of `[imap] max_inflight_bytes` and one of its account's APPEND slots.
+#[derive(Default)]
+struct AppendHolds {
+    _memory: Option<Hold>,
+    _slot: Option<AppendSlot>,
+    /// The memory of a MULTIAPPEND's further messages (RFC 3502), one slot for all.
+    _more: Vec<Hold>,
+}
+
+/// Admits APPEND's message literal of `len` octets before a byte of it is read
+/// (waiting for one of the account's APPEND slots), or says why not (the text of a
+/// tagged `NO [LIMIT]`). The budget covers the literal and the copy handed to the
+/// store.
+async fn admit_append(
+    limits: &SharedLimits,
+    account: Option<bulwark_store::AccountId>,
+    len: u64,
+) -> Result<AppendHolds, String> {
+    let slot = match account {
+        Some(a) => Some(limits.appends.take(a).await),
+        None => None,
+    };
+    let Some(memory) = limits.memory.try_take(len.saturating_mul(2)) else {
+        return Err(
+            "[LIMIT] The server is holding too much message data right now; try again later".into(),
+        );
+    };
+    Ok(AppendHolds {
+        _memory: Some(memory),
+        _slot: slot,
+        _more: Vec::new(),
+    })
 }
 
 /// Responses go to the connection's buffer and the protocol log.
@@ -66,6 +113,12 @@ impl Sink for ConnSink<'_> {
     async fn flush(&mut self) -> std::io::Result<()> {
         self.conn.flush().await
     }
+    async fn send_part(&mut self, data: &[u8]) -> std::io::Result<()> {
+        for piece in data.chunks(WRITE_CHUNK) {
+            self.conn.write(piece).await?;
+        }
+        Ok(())
+    }
 }
 
 /// A complete command, or why there is none.
@@ -79,6 +132,8 @@ enum Frame {
     Refused {
         reply: String,
         close: bool,
+        /// Labels `bulwark_imap_bad_input_total`.
+        reason: &'static str,
     },
     /// Syntax error; the tag when one could be read.
     Malformed {
@@ -91,13 +146,16 @@ enum Frame {
     },
 }
 
-/// Reads one command with its literals.
+/// Reads one command with its literals. An APPEND's holds are put in `holds`.
 async fn read_command(
     conn: &mut Connection,
     state: FrameState,
     limits: FrameLimits,
+    shared: (&SharedLimits, Option<bulwark_store::AccountId>),
+    holds: &mut AppendHolds,
 ) -> Result<Frame, ReadError> {
     let mut f = Framer::new(state, limits);
+    let mut admitted = false;
     let mut first = true;
     loop {
         let line = match conn.read_line(f.max_line() + 2).await {
@@ -127,8 +185,37 @@ async fn read_command(
             Step::Complete(bytes) => return Ok(Frame::Command(bytes)),
             Step::Malformed { tag } => return Ok(Frame::Malformed { tag }),
             Step::TooComplex { tag, close } => return Ok(Frame::TooComplex { tag, close }),
-            Step::Refuse { reply, close } => return Ok(Frame::Refused { reply, close }),
+            Step::Refuse { reply, close } => {
+                return Ok(Frame::Refused {
+                    reply,
+                    close,
+                    reason: "literal_refused",
+                })
+            }
             Step::Literal { len, sync } => {
+                if f.message_literal() == Some(len) {
+                    let admitted_now = if !admitted {
+                        admitted = true;
+                        admit_append(shared.0, shared.1, len).await.map(|h| *holds = h)
+                    } else {
+                        // A further MULTIAPPEND message: its own share of the budget.
+                        match shared.0.memory.try_take(len.saturating_mul(2)) {
+                            Some(h) => {
+                                holds._more.push(h);
+                                Ok(())
+                            }
+                            None => Err("[LIMIT] The server is holding too much message data right now; try again later".to_string()),
+                        }
+                    };
+                    if let Err(text) = admitted_now {
+                        let tag = f.tag().unwrap_or("*").to_string();
+                        return Ok(Frame::Refused {
+                            reply: format!("{tag} NO {text}"),
+                            close: !sync,
+                            reason: "memory_limit",
+                        });
+                    }
+                }
                 if sync {
                     let cont = b"+ Ready for literal data\r\n";
                     conn.log.server(&cont[..cont.len() - 2]);
@@ -181,9 +268,11 @@ impl ImapHandler {
                 peer: conn.peer().ip(),
                 tls: conn.is_tls(),
                 max_literal_size: icfg.max_literal_size,
+                max_mime_parts: self.ctx.config.config.smtp.max_mime_parts as usize,
             },
             self.notifier.clone(),
         );
+        s.set_memory_budget(self.limits.memory.clone());
         let shutdown = self.ctx.shutdown.clone();
         let greeting = s.greeting();
         conn.log.server(greeting.trim_end().as_bytes());
@@ -206,12 +295,14 @@ impl ImapHandler {
                 authenticated,
                 tls: conn.is_tls(),
             };
+            // Held until the command read here has been handled (the APPEND stored).
+            let mut holds = AppendHolds::default();
             let frame = tokio::select! {
                 _ = shutdown.cancelled() => {
                     let _ = bye(conn, "* BYE [UNAVAILABLE] Server shutting down").await;
                     return;
                 }
-                r = tokio::time::timeout_at(deadline, read_command(conn, state, limits)) => r,
+                r = tokio::time::timeout_at(deadline, read_command(conn, state, limits, (&self.limits, s.logged_in_account()), &mut holds)) => r,
             };
             let frame = match frame {
                 Err(_) if authenticated => {
@@ -243,8 +334,12 @@ impl ImapHandler {
                     let t = tag.unwrap_or_else(|| "*".into());
                     reply(conn, &format!("{t} BAD [TOOBIG] Command line too long")).await
                 }
-                Frame::Refused { reply: text, close } => {
-                    bad_input(listener, "literal_refused");
+                Frame::Refused {
+                    reply: text,
+                    close,
+                    reason,
+                } => {
+                    bad_input(listener, reason);
                     if close {
                         let _ = reply(conn, &text).await;
                         let _ = bye(conn, "* BYE Refused literal is already on its way").await;

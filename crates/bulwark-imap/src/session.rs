@@ -7,6 +7,7 @@
 //! other dependencies, so unit tests run whole sessions on a temporary store.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use crate::names::{self, encode_mutf7, parse_name, Pattern, DELIMITER};
 use crate::notify::{MailboxWatch, Notifier};
@@ -41,6 +42,8 @@ pub struct SessionConfig {
     /// TLS is up (implicit TLS, or after STARTTLS).
     pub tls: bool,
     pub max_literal_size: u64,
+    /// `[smtp] max_mime_parts`: APPEND takes what SMTP takes.
+    pub max_mime_parts: usize,
 }
 
 /// What the shell must do after a command.
@@ -113,6 +116,8 @@ pub struct Session {
     /// when the selected mailbox changes.
     pub(crate) saved_uids: Vec<u32>,
     logged_out: bool,
+    /// `[imap] max_inflight_bytes`, shared by every session (see `budget`).
+    pub(crate) memory: Arc<crate::budget::MemoryBudget>,
 }
 
 impl Session {
@@ -137,7 +142,18 @@ impl Session {
             search_return: None,
             saved_uids: Vec::new(),
             logged_out: false,
+            memory: crate::budget::MemoryBudget::unlimited(),
         }
+    }
+
+    /// Makes FETCH draw bodies read whole from the process's memory budget.
+    pub fn set_memory_budget(&mut self, memory: Arc<crate::budget::MemoryBudget>) {
+        self.memory = memory;
+    }
+
+    /// The logged-in account's id.
+    pub fn logged_in_account(&self) -> Option<bulwark_store::AccountId> {
+        self.account.as_ref().map(|a| a.id)
     }
 
     /// The logged-in user, for the protocol log.
@@ -1427,16 +1443,26 @@ impl Session {
             if data.is_empty() {
                 return no("Empty message; nothing was stored");
             }
-            // RFC 9051 §6.3.12 wants CRLF line ends; a bare LF is stored as CRLF, so
-            // the stored size is what every protocol then sends (POP3 LIST/STAT, RETR).
+            // The limits SMTP applies at intake (bulwark_mime::measure), before anything
+            // parses the message; RFC 9051 §7.1: [LIMIT] for a server limit.
+            let limits = bulwark_mime::Limits {
+                depth: bulwark_mime::MAX_NESTING,
+                parts: self.cfg.max_mime_parts,
+            };
+            if let Err(e) = bulwark_mime::measure(data, limits) {
+                let reason = match e {
+                    bulwark_mime::StructureError::TooDeep { .. } => "mime_too_deep",
+                    bulwark_mime::StructureError::TooManyParts { .. } => "mime_parts",
+                };
+                metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => reason).increment(1);
+                return no(format!("[LIMIT] Message refused: {e}; nothing was stored"));
+            }
             // RFC 3516 §4.3: binary parts (NULs, from a `~{n}` literal8) are stored
             // base64-encoded, before line ends are touched.
             let data = crate::binary::encode_binary_parts(data);
+            // RFC 9051 §6.3.12 wants CRLF line ends; a bare LF is stored as CRLF, so
+            // the stored size is what every protocol then sends (POP3 LIST/STAT, RETR).
             let data = crlf(&data);
-            if let Err(e) = bulwark_mime::nesting_depth(&data, bulwark_mime::MAX_NESTING) {
-                metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "mime_too_deep").increment(1);
-                return no(format!("[LIMIT] Message refused: {e}; nothing was stored"));
-            }
             size += data.len() as u64;
             ingests.push(Ingest {
                 data: data.into_owned(),

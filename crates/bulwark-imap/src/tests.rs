@@ -69,6 +69,7 @@ impl Client {
                     peer: "127.0.0.1".parse().unwrap(),
                     tls,
                     max_literal_size: 1 << 20,
+                    max_mime_parts: 5000,
                 },
                 e.notifier.clone(),
             ),
@@ -1607,10 +1608,13 @@ async fn deep_messages_in_the_store_are_served() {
         "{}",
         &r[r.len().saturating_sub(300)..]
     );
+    // The envelope from the header section alone.
     assert_eq!(
-        r.matches("ENVELOPE (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)")
+        r.matches("ENVELOPE (NIL \"deep\" ((NIL NIL \"a\" \"example.test\"))")
             .count(),
-        2
+        2,
+        "{}",
+        &r[..r.len().min(600)]
     );
     // Both top-level headers are cut from the octets, not parsed.
     assert_eq!(
@@ -1741,4 +1745,77 @@ async fn search_text_over_many_messages() {
         t.elapsed()
     );
     assert_eq!(hits, want);
+}
+
+fn flat_parts(parts: usize) -> Vec<u8> {
+    let mut m =
+        b"From: a@example.test\r\nSubject: many\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
+            .to_vec();
+    for _ in 0..parts {
+        m.extend_from_slice(b"--B\r\n\r\nx\r\n");
+    }
+    m.extend_from_slice(b"--B--\r\n");
+    m
+}
+
+#[tokio::test]
+async fn append_refuses_more_parts_than_smtp_takes() {
+    let e = env().await;
+    let mut c = Client::logged_in(&e).await;
+    c.s.cfg.max_mime_parts = 10;
+    for (tag, parts, ok) in [("a", 10, false), ("b", 9, true)] {
+        let m = flat_parts(parts);
+        let r = c
+            .raw_next(
+                &[
+                    format!("{tag} APPEND INBOX {{{}+}}\r\n", m.len()).as_bytes(),
+                    &m,
+                    b"\r\n",
+                ]
+                .concat(),
+            )
+            .await
+            .0;
+        if ok {
+            assert!(r.starts_with(&format!("{tag} OK [APPENDUID")), "{r}");
+        } else {
+            assert_eq!(
+                r,
+                format!("{tag} NO [LIMIT] Message refused: more than 10 MIME parts; nothing was stored\r\n")
+            );
+        }
+    }
+    let r = c.cmd("e STATUS INBOX (MESSAGES)").await;
+    assert!(
+        r.contains("(MESSAGES 1)"),
+        "only the one within the limit: {r}"
+    );
+}
+
+/// A message stored with more parts than any configuration allows (before the limit
+/// existed) gets a one-part BODYSTRUCTURE of bounded size, and its real envelope.
+#[tokio::test]
+async fn a_stored_message_with_too_many_parts_has_a_bounded_structure() {
+    let e = env().await;
+    let many = flat_parts(bulwark_mime::MAX_PARTS_CEILING + 10);
+    let body_len = many.len() - bulwark_mime::header::header_end(&many);
+    ingest_raw(&e, "INBOX", many, 1).await;
+    ingest_raw(&e, "INBOX", flat_parts(3), 1).await;
+    let mut c = Client::logged_in(&e).await;
+    c.cmd("s SELECT INBOX").await;
+    let r = c.cmd("a FETCH 1 (ENVELOPE BODYSTRUCTURE BODY)").await;
+    assert!(r.ends_with("a OK FETCH completed\r\n"), "{r}");
+    assert!(r.len() < 1000, "bounded: {} octets", r.len());
+    assert!(
+        r.contains("ENVELOPE (NIL \"many\" ((NIL NIL \"a\" \"example.test\"))"),
+        "{r}"
+    );
+    assert!(
+        r.contains(&format!("BODYSTRUCTURE (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" {body_len} ")),
+        "{r}"
+    );
+    // Within the limits, the structure is described part by part.
+    let r = c.cmd("b FETCH 2 BODYSTRUCTURE").await;
+    assert_eq!(r.matches("(\"TEXT\" \"PLAIN\"").count(), 3, "{r}");
+    assert!(r.contains("\"MIXED\""), "{r}");
 }

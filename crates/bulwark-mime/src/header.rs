@@ -4,8 +4,9 @@
 //! Every component that splits a message into header and body takes the split from
 //! here: the SMTP sender checks (the header section is cut at [`header_end`] before
 //! mail-parser sees it), the DKIM signer (which refuses a section that is not
-//! [`HeaderScan::is_clean`]), the IMAP header view (BODY[HEADER], BODY[TEXT]), the
-//! queue's notices (text/rfc822-headers), and Sieve when it comes.
+//! [`HeaderScan::is_clean`]), the IMAP header view (BODY[HEADER], BODY[TEXT]), POP3
+//! TOP, the queue's notices (text/rfc822-headers) and 8-bit header detection, the
+//! removal of header fields only we may add, and Sieve when it comes.
 //!
 //! Why one function is not enough on its own: the parsers we rely on end the header
 //! section at different lines. mail-parser (IMAP's MIME view, our sender check) ends

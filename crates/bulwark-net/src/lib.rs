@@ -26,7 +26,7 @@ pub mod fuzzing;
 
 pub use connection::{Connection, Line, LineEnding, ReadError};
 pub use context::ServerContext;
-pub use limits::{ConnectionLimits, Refusal};
+pub use limits::{ConnectionLimits, ConnectionSlots, Refusal, SlotPermit, INTERNAL_DESCRIPTORS};
 pub use listener::{bind, BoundListener, SessionHandler};
 pub use transport::{TlsInfo, Transport};
 

@@ -15,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::connection::HANDSHAKE_TIMEOUT;
-use crate::limits::ConnectionLimits;
+use crate::limits::{ConnectionLimits, ConnectionSlots};
 use crate::transport::{TlsInfo, Transport};
-use crate::{new_session_id, proxy, Connection};
+use crate::{new_session_id, proxy, Connection, Refusal};
 
 /// A PROXY header must arrive this quickly.
 const PROXY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -41,6 +41,7 @@ pub struct BoundListener {
     pub config: ListenerConfig,
     sockets: Vec<TcpListener>,
     implicit_tls: bool,
+    slots: Option<ConnectionSlots>,
 }
 
 /// Binds every address of a listener. Port 0 lets the OS choose.
@@ -60,6 +61,7 @@ pub async fn bind(kind: ListenerKind, config: &ListenerConfig) -> std::io::Resul
         config: config.clone(),
         sockets,
         implicit_tls: kind.tls_mode() == TlsMode::Implicit,
+        slots: None,
     })
 }
 
@@ -89,6 +91,7 @@ struct Shared {
     tls: TlsServer,
     log: ProtocolLog,
     limits: ConnectionLimits,
+    slots: Option<ConnectionSlots>,
     shutdown: CancellationToken,
     implicit_tls: bool,
 }
@@ -107,6 +110,13 @@ impl BoundListener {
     /// whose TLS depends on where they are bound: metrics is HTTPS beyond loopback.
     pub fn with_implicit_tls(mut self) -> Self {
         self.implicit_tls = true;
+        self
+    }
+
+    /// Makes every connection take one of the process's shared slots first (see
+    /// [`ConnectionSlots`]); without it only the listener's own limits apply.
+    pub fn with_slots(mut self, slots: ConnectionSlots) -> Self {
+        self.slots = Some(slots);
         self
     }
 
@@ -132,6 +142,7 @@ impl BoundListener {
                 self.config.max_connections_per_ip,
             ),
             config: self.config,
+            slots: self.slots,
             handler,
             tls,
             log,
@@ -194,19 +205,24 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             }
         }
     }
+    let slot = match &shared.slots {
+        None => None,
+        Some(slots) => match slots.take(uses_reserve(shared.kind)) {
+            Some(p) => Some(p),
+            None => {
+                if slots.should_log() {
+                    tracing::warn!(target: "bulwark::net", listener, %peer, used = slots.used(), slots = slots.total(), reserve = slots.reserve(), "connection cap reached: the open-file limit's connection slots are taken; refusing new connections (logged at most every 10 s)");
+                }
+                refuse(&mut stream, &shared, Refusal::Descriptors).await;
+                return;
+            }
+        },
+    };
     let permit = match shared.limits.admit(peer.ip()) {
         Ok(p) => p,
         Err(why) => {
-            metrics::counter!("bulwark_connections_refused_total", "listener" => listener, "reason" => why.label())
-                .increment(1);
             tracing::info!(target: "bulwark::net", listener, %peer, reason = why.label(), "connection limit reached");
-            if !shared.implicit_tls {
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(5),
-                    stream.write_all(shared.handler.busy_reply()),
-                )
-                .await;
-            }
+            refuse(&mut stream, &shared, why).await;
             return;
         }
     };
@@ -263,4 +279,25 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     shared.handler.run(conn).await;
     metrics::gauge!("bulwark_sessions_active", "listener" => listener).decrement(1.0);
     drop(permit);
+    drop(slot);
+}
+
+/// Listeners where users log in may use the slots kept in reserve; 25 and 80 may not,
+/// so a flood there cannot take the last descriptors.
+fn uses_reserve(kind: ListenerKind) -> bool {
+    kind.carries_credentials() || kind == ListenerKind::Metrics
+}
+
+/// Counts a refused connection and, on a cleartext-greeting listener, sends the
+/// protocol's busy line before it is closed.
+async fn refuse(stream: &mut TcpStream, shared: &Shared, why: Refusal) {
+    metrics::counter!("bulwark_connections_refused_total", "listener" => shared.kind.name(), "reason" => why.label())
+        .increment(1);
+    if !shared.implicit_tls {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            stream.write_all(shared.handler.busy_reply()),
+        )
+        .await;
+    }
 }

@@ -75,7 +75,7 @@ pub const CATALOG: &[MetricDef] = &[
     counter(
         "bulwark_connections_refused_total",
         &["listener", "reason"],
-        "Connections refused by a connection limit (reason: total, per_ip)",
+        "Connections refused by a connection limit (reason: total, per_ip, descriptors)",
         "bulwark-net",
     ),
     counter(
@@ -282,6 +282,25 @@ pub const CATALOG: &[MetricDef] = &[
         "Age of the oldest message in the outbound queue (0 when empty)",
         "bulwark (serve: sampled from the store)",
     ),
+    // ---- store ----
+    gauge(
+        "bulwark_store_size_bytes",
+        &[],
+        "Size of the store's database (pages times page size, free pages included)",
+        "bulwark (serve: sampled from the store)",
+    ),
+    gauge(
+        "bulwark_store_free_pages",
+        &[],
+        "Pages of the store's database that hold nothing any more, waiting to be given back to the file system",
+        "bulwark (serve: sampled from the store)",
+    ),
+    counter(
+        "bulwark_store_reclaimed_bytes_total",
+        &[],
+        "Bytes of deleted messages given back to the file system by the background reclaim",
+        "bulwark (serve)",
+    ),
     counter(
         "bulwark_delivery_attempts_total",
         &["outcome", "tls"],
@@ -317,7 +336,7 @@ pub const CATALOG: &[MetricDef] = &[
     counter(
         "bulwark_imap_bad_input_total",
         &["listener", "reason"],
-        "IMAP input refused (reason: line_too_long, literal_refused, too_complex, malformed, sasl, mime_too_deep)",
+        "IMAP input refused (reason: line_too_long, literal_refused, too_complex, malformed, sasl, mime_too_deep, mime_parts, memory_limit)",
         "bulwark-imap",
     ),
     counter(
@@ -329,7 +348,7 @@ pub const CATALOG: &[MetricDef] = &[
     counter(
         "bulwark_imap_mime_too_deep_total",
         &[],
-        "Stored messages served without MIME parsing because they nest too deep",
+        "Stored messages served without MIME parsing because they nest too deep or have too many parts",
         "bulwark-imap",
     ),
     counter(
@@ -354,6 +373,12 @@ pub const CATALOG: &[MetricDef] = &[
         "bulwark_imap_messages_copied_total",
         &["listener", "op"],
         "Messages copied or moved (op: COPY, MOVE)",
+        "bulwark-imap",
+    ),
+    gauge(
+        "bulwark_imap_inflight_bytes",
+        &[],
+        "Octets of message data IMAP sessions hold in memory (APPEND literals, bodies read whole for FETCH; bounded by imap.max_inflight_bytes)",
         "bulwark-imap",
     ),
     gauge(
@@ -473,7 +498,7 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
         c("bulwark_connections_total", &[("listener", l)]);
         c("bulwark_sessions_total", &[("listener", l)]);
         let _ = metrics::gauge!("bulwark_sessions_active", "listener" => l);
-        for reason in ["total", "per_ip"] {
+        for reason in ["total", "per_ip", "descriptors"] {
             c(
                 "bulwark_connections_refused_total",
                 &[("listener", l), ("reason", reason)],
@@ -519,6 +544,8 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
                 "malformed",
                 "sasl",
                 "mime_too_deep",
+                "mime_parts",
+                "memory_limit",
             ] {
                 c(
                     "bulwark_imap_bad_input_total",
@@ -641,6 +668,10 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
     c("bulwark_message_bytes_bounced_total", &[]);
     let _ = metrics::gauge!("bulwark_tls_certificate_expiry_seconds");
     let _ = metrics::gauge!("bulwark_smtp_inflight_bytes");
+    let _ = metrics::gauge!("bulwark_store_size_bytes");
+    let _ = metrics::gauge!("bulwark_store_free_pages");
+    c("bulwark_store_reclaimed_bytes_total", &[]);
+    let _ = metrics::gauge!("bulwark_imap_inflight_bytes");
     let _ = metrics::gauge!("bulwark_queue_depth");
     let _ = metrics::gauge!("bulwark_queue_oldest_age_seconds");
     let _ = metrics::gauge!("bulwark_queue_deliveries_in_progress");

@@ -60,7 +60,9 @@ impl DotStuffer {
 }
 
 /// RFC 1939 §7 TOP: the header, the blank line that ends it, and at most `body_lines`
-/// lines of the body. A message without a blank line is all header.
+/// lines of the body. A message without a blank line is all header. The boundary is
+/// the one every component uses (`bulwark_mime::header`), so TOP 0 shows the fields
+/// the SMTP checks saw.
 pub fn top_prefix(msg: &[u8], body_lines: u32) -> &[u8] {
     let next_line = |pos: usize| -> usize {
         match msg[pos..].iter().position(|b| *b == b'\n') {
@@ -68,18 +70,7 @@ pub fn top_prefix(msg: &[u8], body_lines: u32) -> &[u8] {
             None => msg.len(),
         }
     };
-    let mut pos = 0;
-    loop {
-        if pos >= msg.len() {
-            return msg;
-        }
-        let rest = &msg[pos..];
-        if rest.starts_with(b"\r\n") || rest.starts_with(b"\n") {
-            pos = next_line(pos);
-            break;
-        }
-        pos = next_line(pos);
-    }
+    let mut pos = bulwark_mime::header::header_end(msg);
     for _ in 0..body_lines {
         if pos >= msg.len() {
             break;

@@ -5,6 +5,10 @@
 //! reply framing of `smtp::reply::ReplyBuffer` (bounded, RFC 5321 §4.2), the EHLO
 //! keywords, and the client transaction state machine fed those replies. It checks
 //! that every recipient ends with exactly one outcome whatever the server says.
+//!
+//! [`downgrade`] is what a client's message can make the 8-bit to 7-bit conversion
+//! do (`downgrade::to_seven_bit`, RFC 6152 §3): whatever the MIME structure, it
+//! returns 7-bit octets or refuses, and never panics.
 
 use crate::message::MessageInfo;
 use crate::params::DeliveryParams;
@@ -32,6 +36,42 @@ pub const DICTIONARY: &[&[u8]] = &[
     b"999 x",
     b"2500",
 ];
+
+/// MIME lines for the downgrade generator (8-bit text, boundaries, nested messages).
+pub const MIME_DICTIONARY: &[&[u8]] = &[
+    b"From: a@example.test",
+    b"MIME-Version: 1.0",
+    b"Content-Type: multipart/mixed; boundary=\"b\"",
+    b"Content-Type: multipart/alternative; boundary=b2",
+    b"Content-Type: text/plain; charset=utf-8",
+    b"Content-Type: message/rfc822",
+    b"Content-Type: application/octet-stream",
+    b"Content-Transfer-Encoding: 8bit",
+    b"Content-Transfer-Encoding: base64",
+    b"Content-Transfer-Encoding: quoted-printable",
+    b"--b",
+    b"--b--",
+    b"--b2",
+    b"--b2--",
+    b"",
+    b"Gr\xc3\xbc\xc3\x9fe aus K\xc3\xb6ln",
+    b"\xff\xfe binary",
+    b"plain ascii = text ",
+    b".leading dot",
+];
+
+/// Converts `data` as a message for a next hop without 8BITMIME.
+pub fn downgrade(data: &[u8]) {
+    match crate::downgrade::to_seven_bit(data) {
+        Ok(out) => {
+            assert!(out.is_ascii(), "8-bit octets left after conversion");
+            if data.is_ascii() {
+                assert_eq!(out, data, "a 7-bit message is sent unchanged");
+            }
+        }
+        Err(_) => assert!(!data.is_ascii(), "a 7-bit message is never refused"),
+    }
+}
 
 /// Feeds `data` (first octet: where to cut it into two reads) as a server's replies.
 pub fn replies(data: &[u8]) {
@@ -106,6 +146,14 @@ mod tests {
             let mut data = vec![rng.next_u64() as u8];
             data.extend(session_bytes(&mut rng, DICTIONARY, 20));
             replies(&data);
+        });
+    }
+
+    #[test]
+    fn property_downgrade() {
+        run_cases("queue downgrade", 0x9e0e_0002, 3000, |seed| {
+            let mut rng = Rng::new(seed);
+            downgrade(&session_bytes(&mut rng, MIME_DICTIONARY, 30));
         });
     }
 }

@@ -22,21 +22,10 @@ impl MessageInfo {
 }
 
 /// The header section: everything before the first empty line (the whole message if
-/// there is no body).
+/// there is no body), from the one boundary every component uses
+/// (`bulwark_mime::header`).
 pub fn header_section(data: &[u8]) -> &[u8] {
-    let mut start = 0;
-    while start < data.len() {
-        let end = data[start..]
-            .iter()
-            .position(|b| *b == b'\n')
-            .map_or(data.len(), |i| start + i + 1);
-        let line = &data[start..end];
-        if line == b"\r\n" || line == b"\n" {
-            return &data[..start];
-        }
-        start = end;
-    }
-    data
+    bulwark_mime::header::header_section(data)
 }
 
 /// True when an address cannot be written in ASCII and so needs SMTPUTF8 (RFC 6531).

@@ -65,6 +65,11 @@ pub struct DeliveryParams {
     /// to 7-bit for a next hop without 8BITMIME is signed again (`downgrade`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dkim_domain: Option<String>,
+    /// The sender failed SPF or DMARC at intake (likely forged): no notice of any
+    /// kind goes to it, so a forged sender is never bombarded with notices about mail
+    /// it did not send (backscatter).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub sender_auth_failed: bool,
     /// Keyed by the recipient address as queued.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub rcpt: BTreeMap<String, RecipientParams>,
@@ -98,6 +103,9 @@ impl DeliveryParams {
 
     /// Whether the sender asked to be told about `event` for this recipient.
     pub fn wants(&self, rcpt: &str, event: NotifyOn) -> bool {
+        if self.sender_auth_failed {
+            return false;
+        }
         match self.recipient(rcpt).and_then(|r| r.notify.as_ref()) {
             None => matches!(event, NotifyOn::Failure | NotifyOn::Delay),
             Some(list) => !list.contains(&NotifyOn::Never) && list.contains(&event),
@@ -135,6 +143,17 @@ pub fn xtext(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sender_that_failed_authentication_gets_no_notice() {
+        let p = DeliveryParams::parse(r#"{"sender_auth_failed":true}"#);
+        assert!(p.sender_auth_failed);
+        for e in [NotifyOn::Failure, NotifyOn::Delay, NotifyOn::Success] {
+            assert!(!p.wants("a@b", e), "{e:?}");
+        }
+        assert!(DeliveryParams::parse(&p.to_json()).sender_auth_failed);
+        assert_eq!(DeliveryParams::default().to_json(), "{}");
+    }
 
     #[test]
     fn defaults_and_round_trip() {

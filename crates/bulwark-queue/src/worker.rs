@@ -675,6 +675,11 @@ impl Worker {
         let sender = e.return_path.as_str();
         let mut updates: Vec<RecipientUpdate> = Vec::new();
 
+        // A sender that failed SPF/DMARC at intake is likely forged: `wants` sends it
+        // nothing (no backscatter); say so, since the failure leaves no other trace.
+        if ctx.params.sender_auth_failed && !failed.is_empty() {
+            tracing::info!(target: TARGET, queue_id = e.id, recipients = failed.len(), "permanent failure of a message whose sender failed SPF/DMARC at intake: no notice (backscatter)");
+        }
         // Failure (and relayed) notice. Never to the null sender: notices are sent from
         // <> themselves, so this is what makes bounce loops impossible.
         let notify_failed: Vec<DsnRecipient> = failed

@@ -215,6 +215,34 @@ fn reply_text(s: &str) -> String {
         .collect()
 }
 
+/// What an SPF result means for `who`, in words a sender can act on: a refusal must
+/// give its real reason (a DNS failure is no "not allowed to send").
+fn spf_reason(ev: &Evaluation, who: &str) -> String {
+    match ev.result {
+        SpfResult::TempError => {
+            format!("SPF temperror for {who}: could not look up its SPF record")
+        }
+        SpfResult::PermError => format!("SPF permerror for {who}: its SPF record is invalid"),
+        SpfResult::None => format!("SPF none for {who}: it publishes no SPF record"),
+        SpfResult::Neutral => format!(
+            "SPF neutral for {who}: it makes no statement about {}",
+            ev.ip
+        ),
+        SpfResult::Pass => format!("SPF pass for {who}"),
+        SpfResult::Fail | SpfResult::SoftFail => {
+            let exp = ev
+                .explanation
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            format!(
+                "SPF {} for {who}: {} is not allowed to send this mail{exp}",
+                ev.result, ev.ip
+            )
+        }
+    }
+}
+
 fn spf_action(a: AuthAction, ev: &Evaluation) -> Action {
     let who = if ev.scope == Scope::Helo {
         format!("HELO {}", ev.domain)
@@ -226,30 +254,46 @@ fn spf_action(a: AuthAction, ev: &Evaluation) -> Action {
         AuthAction::Tag => Action::Tag,
         AuthAction::Quarantine => Action::Quarantine,
         // RFC 7372 §3.2: X.7.23 SPF validation failed, X.7.24 SPF validation error.
-        AuthAction::Reject => {
-            let (enhanced, what) = match ev.result {
-                SpfResult::PermError | SpfResult::TempError => ("5.7.24", "SPF error"),
-                _ => ("5.7.23", "SPF"),
-            };
-            let exp = ev
-                .explanation
-                .as_deref()
-                .map(|e| format!(": {e}"))
-                .unwrap_or_default();
-            Action::Reject {
-                code: 550,
-                enhanced,
-                text: reply_text(&format!(
-                    "{what} {} for {who}: {} is not allowed to send this mail{exp}",
-                    ev.result, ev.ip
-                )),
-            }
-        }
+        AuthAction::Reject => Action::Reject {
+            code: 550,
+            enhanced: match ev.result {
+                SpfResult::PermError | SpfResult::TempError => "5.7.24",
+                _ => "5.7.23",
+            },
+            text: reply_text(&spf_reason(ev, &who)),
+        },
         AuthAction::Tempfail => Action::TempFail {
             code: 451,
             enhanced: "4.7.24",
-            text: reply_text(&format!("SPF temporary error for {who}; try again later")),
+            text: reply_text(&format!("{}; try again later", spf_reason(ev, &who))),
         },
+    }
+}
+
+/// What a DKIM summary result means (RFC 8601 §2.7.1), for a refusal's text.
+fn dkim_reason(best: &str) -> String {
+    match best {
+        "temperror" => "could not look up a signing key (temperror)".into(),
+        "permerror" => "a signature cannot be checked (permerror)".into(),
+        "fail" => "the signature does not verify (fail)".into(),
+        "none" => "the message is not signed (none)".into(),
+        other => format!("signature {other}"),
+    }
+}
+
+/// What one Author Domain's DMARC result means (RFC 7489), for a refusal's text:
+/// only a `fail` is a rejection by the domain's policy.
+fn dmarc_reason(dm: &DmarcCheck) -> String {
+    let d = &dm.domain;
+    match dm.result {
+        "fail" => format!(
+            "rejected by the DMARC policy of {d} (p={})",
+            dm.policy.unwrap_or("none")
+        ),
+        "temperror" => format!("could not look up the DMARC record of {d} (temperror)"),
+        "permerror" => format!("the DMARC record of {d} cannot be evaluated (permerror)"),
+        "none" => format!("{d} publishes no DMARC record (none)"),
+        other => format!("DMARC {other} for {d}"),
     }
 }
 
@@ -414,8 +458,8 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// The message to store: forged Authentication-Results claiming our host name
-    /// removed (RFC 8601 §5), our headers on top.
+    /// The message to store: every header field we would add that arrived with it
+    /// removed (`headers::strip_forged_results`, RFC 8601 §5), our headers on top.
     pub fn apply(&self, message: &[u8]) -> Vec<u8> {
         let (_, stripped) = headers::strip_forged_results(message, &self.authserv_id);
         let mut out = Vec::with_capacity(self.headers_to_prepend.len() + stripped.len());
@@ -551,6 +595,13 @@ impl SenderAuth {
             }
             _ => Action::Accept,
         }
+    }
+
+    /// RFC 7505 §3: whether `domain` publishes a null MX (a single MX of "."), i.e.
+    /// accepts no mail at all. False when it does not or DNS cannot answer: only a
+    /// route known to fail counts. Not gated on `enabled`: the caller decides.
+    pub async fn publishes_null_mx(&self, domain: &str) -> bool {
+        matches!(self.spf_dns.mx(domain).await, Ok(names) if names.len() == 1 && names[0].is_empty())
     }
 
     fn spf_policy(&self, r: SpfResult) -> AuthAction {
@@ -898,7 +949,7 @@ impl SenderAuth {
         if matches!(a, AuthAction::Tag | AuthAction::Quarantine) {
             tagged.push(format!("dkim={best}"));
         }
-        action = action.max(other_action(a, "DKIM", &format!("signature {best}")));
+        action = action.max(other_action(a, "DKIM", &dkim_reason(best)));
 
         // DMARC (RFC 7489): the SPF input is the MAIL FROM identity (or HELO). Only
         // the signatures we verified feed it (rsa-sha1 and unverified ones are no
@@ -951,15 +1002,7 @@ impl SenderAuth {
                     .await;
                 let dm = self.dmarc_check(&domain, &out).await;
                 let a = self.dmarc_policy(&dm);
-                let act = other_action(
-                    a,
-                    "DMARC",
-                    &format!(
-                        "rejected by the DMARC policy of {} (p={})",
-                        dm.domain,
-                        dm.policy.unwrap_or("none")
-                    ),
-                );
+                let act = other_action(a, "DMARC", &dmarc_reason(&dm));
                 results.dmarc_domains.push(dm.clone());
                 let stricter = decisive.as_ref().is_none_or(|(d, prev, _)| {
                     act.rank() > d.rank()
@@ -1282,6 +1325,86 @@ pub(crate) fn parse_pct(record: &[u8]) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn evaluation(result: SpfResult) -> Evaluation {
+        Evaluation {
+            result,
+            scope: Scope::MailFrom,
+            domain: "remote.test".into(),
+            ip: "192.0.2.9".parse().unwrap(),
+            sender: "a@remote.test".into(),
+            helo: "mx.remote.test".into(),
+            mechanism: None,
+            reason: String::new(),
+            explanation: None,
+            lookups: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn every_refusal_says_its_real_reason() {
+        let dm = |result, policy| DmarcCheck {
+            result,
+            domain: "remote.test".into(),
+            policy,
+            sampled_out: false,
+            reason: None,
+        };
+        let text = |a: Action| a.reply().unwrap();
+        // A lookup that timed out is no policy rejection (it once read "rejected by
+        // the DMARC policy of remote.test (p=none)").
+        assert_eq!(
+            text(other_action(AuthAction::Tempfail, "DMARC", &dmarc_reason(&dm("temperror", None)))),
+            "451 4.7.1 DMARC: could not look up the DMARC record of remote.test (temperror); try again later"
+        );
+        assert_eq!(
+            text(other_action(
+                AuthAction::Reject,
+                "DMARC",
+                &dmarc_reason(&dm("fail", Some("reject")))
+            )),
+            "550 5.7.1 DMARC: rejected by the DMARC policy of remote.test (p=reject)"
+        );
+        assert_eq!(
+            text(other_action(
+                AuthAction::Reject,
+                "DMARC",
+                &dmarc_reason(&dm("permerror", None))
+            )),
+            "550 5.7.1 DMARC: the DMARC record of remote.test cannot be evaluated (permerror)"
+        );
+        assert_eq!(
+            text(other_action(
+                AuthAction::Tempfail,
+                "DKIM",
+                &dkim_reason("temperror")
+            )),
+            "451 4.7.1 DKIM: could not look up a signing key (temperror); try again later"
+        );
+        // SPF: a DNS failure under a reject policy is not "not allowed to send".
+        assert_eq!(
+            text(spf_action(
+                AuthAction::Reject,
+                &evaluation(SpfResult::TempError)
+            )),
+            "550 5.7.24 SPF temperror for remote.test: could not look up its SPF record"
+        );
+        assert_eq!(
+            text(spf_action(AuthAction::Tempfail, &evaluation(SpfResult::TempError))),
+            "451 4.7.24 SPF temperror for remote.test: could not look up its SPF record; try again later"
+        );
+        assert_eq!(
+            text(spf_action(
+                AuthAction::Reject,
+                &evaluation(SpfResult::PermError)
+            )),
+            "550 5.7.24 SPF permerror for remote.test: its SPF record is invalid"
+        );
+        assert_eq!(
+            text(spf_action(AuthAction::Reject, &evaluation(SpfResult::Fail))),
+            "550 5.7.23 SPF fail for remote.test: 192.0.2.9 is not allowed to send this mail"
+        );
+    }
 
     #[test]
     fn strictest_action_wins() {

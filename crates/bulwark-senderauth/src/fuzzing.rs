@@ -38,10 +38,25 @@ pub const DICTIONARY: &[&[u8]] = &[
     b"Authentication-Results: other.test; none",
     b"\tcontinued",
     b" folded",
+    b"\x0c",
+    b" ",
+    b"From : spaced@colon.test",
+    b"no colon here",
     b"Subject: hi",
     b"",
     b"body",
 ];
+
+/// Line ends are CRLF and nothing else, and the data ends with one: what SMTP intake
+/// lets through (RFC 5321 §2.3.8).
+fn crlf_only(data: &[u8]) -> bool {
+    data.ends_with(b"\r\n")
+        && data.iter().enumerate().all(|(i, &b)| match b {
+            b'\n' => i > 0 && data[i - 1] == b'\r',
+            b'\r' => data.get(i + 1) == Some(&b'\n'),
+            _ => true,
+        })
+}
 
 /// The header paths of `check_message` on a raw message.
 pub fn headers(data: &[u8]) {
@@ -51,6 +66,19 @@ pub fn headers(data: &[u8]) {
         .collect();
     if let Some(m) = AuthenticatedMessage::parse(data) {
         let list: Vec<(&[u8], &[u8])> = m.headers.clone();
+        // The one header boundary (`bulwark_mime::header`): for a section intake
+        // accepts (clean lines, CRLF line ends only, a final CRLF: the SMTP octet
+        // rules), what DKIM and DMARC read is field for field what IMAP shows.
+        if bulwark_mime::header::scan(data).is_clean() && crlf_only(data) {
+            let ours: Vec<&[u8]> = bulwark_mime::header::fields(data).map(|f| f.name).collect();
+            let theirs: Vec<&[u8]> = list.iter().map(|(n, _)| n.trim_ascii()).collect();
+            assert_eq!(
+                ours,
+                theirs,
+                "mail-auth and the header scan disagree on the fields of {:?}",
+                String::from_utf8_lossy(data)
+            );
+        }
         if let Ok(pra) = PraSelector::select(&list) {
             assert!(pra.address.contains('@'), "PRA without a domain");
             assert!(!pra.domain.is_empty() && pra.domain == pra.domain.to_ascii_lowercase());

@@ -121,35 +121,6 @@ pub fn received_spf(result: &str, comment_text: &str, pairs: &[(&str, String)]) 
     h
 }
 
-/// The header fields of a message as byte ranges (start, end including the line
-/// break), and where the body starts. Hand-written: RFC 5322 §2.2 fields are a line
-/// plus continuation lines starting with WSP, and we need exact byte ranges to remove
-/// fields without touching anything else (which mail-parser does not give for the
-/// whole field).
-fn field_ranges(msg: &[u8]) -> (Vec<(usize, usize)>, usize) {
-    let mut fields: Vec<(usize, usize)> = Vec::new();
-    let mut pos = 0;
-    while pos < msg.len() {
-        let end = msg[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(msg.len(), |i| pos + i + 1);
-        let line = &msg[pos..end];
-        if line == b"\r\n" || line == b"\n" {
-            return (fields, end);
-        }
-        if matches!(line.first(), Some(b' ' | b'\t')) {
-            if let Some(last) = fields.last_mut() {
-                last.1 = end;
-            }
-        } else {
-            fields.push((pos, end));
-        }
-        pos = end;
-    }
-    (fields, msg.len())
-}
-
 /// The authserv-id of an Authentication-Results value (RFC 8601 §2.2: the first
 /// token, after optional CFWS; a version may follow it).
 fn authserv_id(value: &[u8]) -> String {
@@ -168,28 +139,42 @@ fn authserv_id(value: &[u8]) -> String {
     rest[..end].trim_matches('"').to_ascii_lowercase()
 }
 
-/// Removes every Authentication-Results (and ARC-less Received-SPF is left alone)
-/// field whose authserv-id is ours: only we may speak for us (RFC 8601 §5).
-/// Returns the number of fields removed and the new message.
+/// An authserv-id or host name as compared: lower case, without the root's trailing
+/// dot (`mail.example.test.` names the same host as `mail.example.test`).
+fn host_key(id: &str) -> String {
+    id.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Whether a field with this name is one only we may write: `Received-SPF` (RFC 7208
+/// §9.1; it names no author, so a downstream filter cannot tell ours from one a sender
+/// wrote) and every `X-Bulwark-*` field (our warnings and tags).
+fn only_ours(name: &[u8]) -> bool {
+    const PREFIX: &[u8] = b"x-bulwark-";
+    name.eq_ignore_ascii_case(b"Received-SPF")
+        || name.len() > PREFIX.len() && name[..PREFIX.len()].eq_ignore_ascii_case(PREFIX)
+}
+
+/// Removes, from a message that arrived from outside, every header field we would add
+/// ourselves, so nothing a sender writes can pass for our verdict: Authentication-
+/// Results whose authserv-id is ours (RFC 8601 §5: only we may speak for us; compared
+/// without case or trailing dot), every Received-SPF and every X-Bulwark-* field.
+/// Field names match without case and with white space before the colon. Fields
+/// come from `bulwark_mime::header::fields` (the one header boundary); the body is
+/// never touched. Returns the number of fields removed and the new message.
 pub fn strip_forged_results(msg: &[u8], our_id: &str) -> (usize, Vec<u8>) {
-    let (fields, _) = field_ranges(msg);
-    let ours = our_id.to_ascii_lowercase();
+    let ours = host_key(our_id);
     let mut out = Vec::with_capacity(msg.len());
     let mut last = 0;
     let mut removed = 0;
-    for (start, end) in fields {
-        let f = &msg[start..end];
-        let Some(colon) = f.iter().position(|&b| b == b':') else {
-            continue;
+    for f in bulwark_mime::header::fields(msg) {
+        let forged = if f.name.eq_ignore_ascii_case(b"Authentication-Results") {
+            host_key(&authserv_id(f.value)) == ours
+        } else {
+            only_ours(f.name)
         };
-        let name = &f[..colon];
-        if name
-            .trim_ascii()
-            .eq_ignore_ascii_case(b"Authentication-Results")
-            && authserv_id(&f[colon + 1..]) == ours
-        {
-            out.extend_from_slice(&msg[last..start]);
-            last = end;
+        if forged {
+            out.extend_from_slice(&msg[last..f.start]);
+            last = f.end;
             removed += 1;
         }
     }
@@ -245,6 +230,23 @@ mod tests {
             h,
             "Received-SPF: fail (m.test: 192.0.2.9 matched -all of f.test)\r\n\tclient-ip=192.0.2.9;\r\n\tenvelope-from=\"a b@f.test\"\r\n"
         );
+    }
+
+    #[test]
+    fn strips_every_field_we_would_add_whatever_its_spelling() {
+        let msg = b"Received: from x\r\nAuthentication-Results: mail.example.test.; spf=pass\r\nauthentication-results :\r\n  MAIL.Example.Test. ; dkim=pass\r\nAuthentication-Results: \"mail.example.test\"; dmarc=pass\r\nreceived-spf: pass (forged)\r\nReceived-SPF : pass\r\n\tclient-ip=192.0.2.1\r\nX-Bulwark-Auth-Warning: none\r\nx-BULWARK-local-from: inside\r\nX-Bulwarks: not ours\r\nAuthentication-Results: mail.example.test.evil; spf=pass\r\nSubject: hi\r\n\r\nReceived-SPF: pass (in the body)\r\nX-Bulwark-Auth-Warning: body\r\n";
+        let (n, out) = strip_forged_results(msg, "mail.example.test");
+        assert_eq!(n, 7, "{}", String::from_utf8_lossy(&out));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "Received: from x\r\nX-Bulwarks: not ours\r\nAuthentication-Results: mail.example.test.evil; spf=pass\r\nSubject: hi\r\n\r\nReceived-SPF: pass (in the body)\r\nX-Bulwark-Auth-Warning: body\r\n"
+        );
+        // Our own id written with a trailing dot matches too.
+        let (n, _) = strip_forged_results(
+            b"Authentication-Results: mail.example.test; none\r\n\r\n",
+            "Mail.Example.Test.",
+        );
+        assert_eq!(n, 1);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The seam where sender authentication plugs in (SPF, Sender ID, DKIM, DMARC:
 //! `bulwark-senderauth`). This crate implements none of it; it calls a
-//! [`SenderChecks`] at three points and acts on the answers:
+//! [`SenderChecks`] at these points and acts on the answers (plus, at RCPT on an
+//! unauthenticated session, [`SenderChecks::check_forward_routes`] for an alias that
+//! only forwards outside):
 //!
 //! 1. **MAIL** on an unauthenticated session ([`SenderChecks::check_mail_from`]): SPF
 //!    for the MAIL FROM / HELO identity (RFC 7208 §2.4) may refuse the sender right
@@ -83,6 +85,10 @@ pub struct MessageVerdict {
     /// RFC 8601 §5 asks to remove Authentication-Results fields that claim our
     /// authserv-id but arrived from outside. `None` keeps the message as received.
     pub replace_message: Option<Vec<u8>>,
+    /// The envelope sender failed authentication (SPF fail, or DMARC fail of the
+    /// header From): it is likely forged, so the queue sends it no delivery notice
+    /// for copies it forwards (no backscatter to the victim of the forgery).
+    pub sender_failed: bool,
 }
 
 /// The envelope of a received message.
@@ -112,6 +118,15 @@ pub trait SenderChecks: Send + Sync + 'static {
     /// unauthenticated sessions only.
     async fn check_mail_from(&self, _ctx: &SenderContext) -> MailFromVerdict {
         MailFromVerdict::default()
+    }
+
+    /// At RCPT on an unauthenticated session, for a recipient (an alias) that only
+    /// forwards to these outside addresses: `Some` refuses the recipient when every
+    /// route is known to fail (e.g. a null MX, RFC 7505), so no failure notice has to
+    /// go to a sender that may be forged (backscatter). `None` accepts, also when DNS
+    /// cannot answer.
+    async fn check_forward_routes(&self, _targets: &[String]) -> Option<SmtpError> {
+        None
     }
 
     /// DKIM verification, Sender ID (RFC 4406 PRA), DMARC… on the message as received

@@ -23,7 +23,7 @@ impl Session {
                 501,
                 Enhanced(5, 5, 4),
                 "bad_helo",
-                "Invalid EHLO/HELO argument: a domain name or address literal is required (RFC 5321 §4.1.1.1)",
+                "Invalid EHLO/HELO argument: a domain name or address literal is required (RFC 5321 section 4.1.1.1)",
             ));
         }
         // RFC 5321 §4.1.4: EHLO/HELO resets any transaction.
@@ -43,6 +43,9 @@ impl Session {
         lines.push("ENHANCEDSTATUSCODES".into());
         lines.push("SMTPUTF8".into());
         lines.push("CHUNKING".into());
+        // RFC 3461: NOTIFY/RET/ENVID/ORCPT are stored with the queue entry, which
+        // honours them (relayed and failure notices, passing them on to a DSN hop).
+        lines.push("DSN".into());
         if self.tls.is_none() {
             lines.push("STARTTLS".into());
         }

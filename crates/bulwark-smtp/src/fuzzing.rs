@@ -135,6 +135,10 @@ fn perform(effect: Effect, session: &Session, ingested: &mut usize) -> EffectRes
             EffectResult::LocalDomain(Ok(domain.eq_ignore_ascii_case("example.test")))
         }
         Effect::CheckMailFrom(_) => EffectResult::MailFromChecked(MailFromVerdict::default()),
+        Effect::CheckRoutes { targets } => {
+            assert!(!targets.is_empty(), "a route check without targets");
+            EffectResult::RoutesChecked(None)
+        }
         Effect::CheckMessage(..) => {
             // The checker sees the message as received: the same octet rules hold.
             assert_clean(session.message(), "message handed to check_message");
@@ -218,6 +222,7 @@ pub fn session(data: &[u8]) -> usize {
         } else {
             bulwark_config::LocalFromAction::Reject
         },
+        own_addresses: vec![std::net::IpAddr::from([192, 0, 2, 25])],
     });
     let peer: SocketAddr = "192.0.2.7:40000"
         .parse()
@@ -364,6 +369,31 @@ pub fn header_facts(data: &[u8]) {
             "a parseable From header yielded no address"
         );
     }
+    // The one header boundary: for a section intake accepts (every line a field or a
+    // continuation), mail-parser finds exactly the From/Sender fields our scan finds,
+    // so what the checks see is what IMAP shows.
+    let scan = bulwark_mime::header::scan(data);
+    if scan.is_clean() {
+        let head = &data[..scan.end];
+        let seen = mail_parser::MessageParser::new()
+            .parse_headers(head)
+            .map_or(0, |m| {
+                m.headers()
+                    .iter()
+                    .filter(|h| {
+                        matches!(
+                            h.name,
+                            mail_parser::HeaderName::From | mail_parser::HeaderName::Sender
+                        )
+                    })
+                    .count()
+            });
+        assert_eq!(
+            seen,
+            scan.from_fields + scan.sender_fields,
+            "mail-parser and the header scan disagree on From/Sender fields"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -405,6 +435,36 @@ mod tests {
             let mut rng = Rng::new(seed);
             let mut m = session_bytes(&mut rng, &DICTIONARY[25..35], 12);
             if rng.chance(1, 2) {
+                m = mutate(&mut rng, &m);
+            }
+            header_facts(&m);
+        });
+    }
+
+    #[test]
+    fn property_header_boundary_agrees() {
+        // Lines the parsers have disagreed on: white space only, form feeds, folds,
+        // white space before the colon, names that are no field names.
+        let lines: &[&[u8]] = &[
+            b"From: a@b.test",
+            b"Sender: c@d.test",
+            b"\x0c",
+            b" ",
+            b"\t",
+            b" folded",
+            b"\tfrom: x@y.test",
+            b"From :x@y.test",
+            b"\x0cSender: e@f.test",
+            b"sender\t: g@h.test",
+            b"Subject: s",
+            b"",
+            b"bad line",
+            b"\r",
+        ];
+        run_cases("smtp header boundary", 0x4ead_0002, 3000, |seed| {
+            let mut rng = Rng::new(seed);
+            let mut m = session_bytes(&mut rng, lines, 10);
+            if rng.chance(1, 3) {
                 m = mutate(&mut rng, &m);
             }
             header_facts(&m);

@@ -23,6 +23,7 @@
 //! (`bulwark-senderauth` plugs in through [`SenderChecks`]), or log a message body or
 //! a SASL payload.
 
+mod address;
 mod auth;
 mod bdat;
 mod budget;
@@ -34,6 +35,7 @@ mod ehlo;
 pub mod fuzzing;
 mod mail;
 mod message;
+mod numbers;
 mod rcpt;
 pub mod reply;
 mod server;

@@ -1,12 +1,15 @@
 //! MAIL FROM (RFC 5321 §4.1.1.2) with SIZE (RFC 1870), BODY=8BITMIME (RFC 6152),
-//! SMTPUTF8 (RFC 6531) and AUTH= (RFC 4954 §5); the accept policy; the anti-spoofing
+//! SMTPUTF8 (RFC 6531), RET and ENVID (DSN, RFC 3461 §4.3, §4.4) and AUTH= (RFC 4954
+//! §5); the accept policy; the anti-spoofing
 //! rules (submission: the user's own addresses; port 25: our domains only with AUTH
 //! or from our relays); the sender check hook.
 
 use std::borrow::Cow;
 
 use bulwark_store::StoreError;
-use smtp_proto::{MailFrom, MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8};
+use smtp_proto::{
+    MailFrom, MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8,
+};
 
 use crate::budget::Reservation;
 use crate::checks::{MailFromVerdict, SenderContext};
@@ -19,8 +22,29 @@ pub(crate) struct MailRequest {
     pub address: String,
     pub eight_bit: bool,
     pub utf8: bool,
+    /// RET (RFC 3461 §4.3): "full" or "hdrs", as the queue's params spell it.
+    pub ret: Option<&'static str>,
+    /// ENVID (RFC 3461 §4.4), xtext decoded.
+    pub envid: Option<String>,
     /// The local-domain rule has been checked (or does not apply).
     pub local_checked: bool,
+}
+
+/// RFC 3461 §4: the decoded value of ENVID and ORCPT is printable US-ASCII. It is
+/// written into notices (Original-Envelope-Id, Original-Recipient), where a control
+/// character could end the field.
+pub(crate) fn dsn_text_ok(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
+/// 501 5.5.4 for a DSN parameter with a value RFC 3461 does not allow.
+pub(crate) fn bad_dsn_parameter(name: &str) -> SmtpError {
+    SmtpError::new(
+        501,
+        Enhanced(5, 5, 4),
+        "bad_parameter",
+        format!("Invalid value for parameter {name} (RFC 3461)"),
+    )
 }
 
 /// RFC 5321 §4.1.2 Domain / address-literal. smtp-proto checks the local part and the
@@ -30,7 +54,23 @@ pub(crate) fn valid_address(address: &str, utf8: bool) -> bool {
     let Some((local, domain)) = address.rsplit_once('@') else {
         return false;
     };
-    !local.is_empty() && valid_domain_or_literal(domain, utf8)
+    valid_local_part(local) && valid_domain_or_literal(domain, utf8)
+}
+
+/// RFC 5321 §4.1.2 `Dot-string / Quoted-string` (UTF-8 allowed as in RFC 6531 §3.3;
+/// whether it may be used is checked against SMTPUTF8 separately). The quoted form
+/// is what `address::preparse` wrote.
+fn valid_local_part(local: &str) -> bool {
+    if let Some(inner) = local.strip_prefix('"') {
+        return inner.len() > 1 && inner.ends_with('"');
+    }
+    !local.is_empty()
+        && local.split('.').all(|atom| {
+            !atom.is_empty()
+                && atom.chars().all(|c| {
+                    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+                })
+        })
 }
 
 /// RFC 5321 §4.1.2: `Domain / address-literal`, where the literal is an IPv4 address
@@ -88,10 +128,10 @@ impl Session {
             return self.fail(SmtpError::auth_required());
         }
         // Only the parameters of the extensions we announce.
-        let known = MAIL_BODY_7BIT | MAIL_BODY_8BITMIME | MAIL_SMTPUTF8;
+        let known =
+            MAIL_BODY_7BIT | MAIL_BODY_8BITMIME | MAIL_SMTPUTF8 | MAIL_RET_FULL | MAIL_RET_HDRS;
         if from.flags & !known != 0
             || from.trans_id.is_some()
-            || from.env_id.is_some()
             || from.solicit.is_some()
             || from.mtrk.is_some()
             || from.by != 0
@@ -107,7 +147,7 @@ impl Session {
             ));
         }
         let esmtp = self.helo.as_ref().is_some_and(|h| h.esmtp);
-        if !esmtp && from.flags != 0 {
+        if !esmtp && (from.flags != 0 || from.env_id.is_some()) {
             return self.fail(SmtpError::new(
                 555,
                 Enhanced(5, 5, 4),
@@ -132,10 +172,26 @@ impl Session {
                 "Bad sender address syntax",
             ));
         }
+        // RFC 3461 §4.3: RET at most once.
+        let ret = match (
+            from.flags & MAIL_RET_FULL != 0,
+            from.flags & MAIL_RET_HDRS != 0,
+        ) {
+            (true, true) => return self.fail(bad_dsn_parameter("RET")),
+            (true, false) => Some("full"),
+            (false, true) => Some("hdrs"),
+            (false, false) => None,
+        };
+        let envid = from.env_id.map(|e| e.into_owned());
+        if envid.as_deref().is_some_and(|e| !dsn_text_ok(e)) {
+            return self.fail(bad_dsn_parameter("ENVID"));
+        }
         let req = MailRequest {
             address,
             eight_bit: from.flags & MAIL_BODY_8BITMIME != 0,
             utf8,
+            ret,
+            envid,
             local_checked: false,
         };
         self.mail_checks(req);
@@ -235,6 +291,8 @@ impl Session {
             reservation: Some(Reservation::new(self.settings.budget.clone())),
             eight_bit: req.eight_bit,
             utf8: req.utf8,
+            ret: req.ret,
+            envid: req.envid,
             mail_from_headers: v.headers,
             note: v.note,
             ..Transaction::default()
@@ -269,5 +327,8 @@ mod tests {
         assert!(!valid_address("a@exa mple.test", false));
         assert!(!valid_address("a@bücher.test", false));
         assert!(valid_address("a@bücher.test", true));
+        assert!(!valid_address("a@@example.test", false));
+        assert!(!valid_address("a..b@example.test", false));
+        assert!(valid_address("\"a b\"@example.test", false));
     }
 }

@@ -1,10 +1,12 @@
 //! The end of a message (after the final dot or BDAT LAST): header checks, the sender
 //! hooks, trace headers, and the one durable ingest that precedes the 250.
 //!
-//! Stages: MIME nesting depth (before anything parses the message) → inspect headers
-//! (mail-parser) → loop check → [authenticated: header From / Sender must be the
-//! user's (anti-spoofing), add Date/Message-ID if missing, sign] [unauthenticated:
-//! header section hygiene, then the message check] → ingest → 250 2.0.0.
+//! Stages: MIME nesting depth and part count (before anything parses the message) →
+//! header section hygiene (every port: one header boundary for every parser) →
+//! inspect headers (mail-parser) → loop check → [authenticated: header From / Sender
+//! must be the user's (anti-spoofing), add Date/Message-ID if missing, sign]
+//! [unauthenticated: one From, at most one Sender, a From in our domains only from
+//! internal servers, then the message check] → ingest → 250 2.0.0.
 //!
 //! What is stored (top to bottom): `Return-Path:` (local copies only: RFC 5321 §4.4
 //! adds it at final delivery), DKIM-Signature (sign hook), checker headers
@@ -14,18 +16,17 @@
 //! built in place around the received octets; with both, two (the local one with
 //! `Return-Path:`, the queued one without), as the store keeps bodies immutable.
 
+use bulwark_config::LocalFromAction;
 use bulwark_mime::header::HeaderScan;
 use bulwark_store::{
     Delivery, DeliveryTarget, Flags, Ingest, IngestReceipt, NewQueueEntry, SpecialUse, StoreError,
 };
 use mail_parser::{Address, HeaderName, HeaderValue, MessageParser};
 
-use bulwark_config::LocalFromAction;
-
 use crate::checks::{MessageAction, MessageContext, SenderContext, SignContext};
 use crate::mail::not_your_address;
 use crate::reply::{Enhanced, Reply, SmtpError};
-use crate::session::{Effect, EffectResult, Pending, Session};
+use crate::session::{Effect, EffectResult, Pending, Session, Transaction};
 
 /// Where the end-of-message pipeline stands while an effect runs.
 pub(crate) enum MessageStage {
@@ -126,7 +127,7 @@ fn header_hygiene(scan: &HeaderScan) -> Option<SmtpError> {
         554,
         Enhanced(5, 6, 0),
         "header_syntax",
-        format!("Message refused: header line {n} is not a header field (RFC 5322 §2.2)"),
+        format!("Message refused: header line {n} is not a header field (RFC 5322 section 2.2)"),
     ))
 }
 
@@ -139,7 +140,7 @@ fn originator_fields(scan: &HeaderScan) -> Option<SmtpError> {
             550,
             Enhanced(5, 7, 1),
             "header_from",
-            "Message refused: exactly one From header field is required (RFC 5322 §3.6)",
+            "Message refused: exactly one From header field is required (RFC 5322 section 3.6)",
         ));
     }
     if scan.sender_fields > 1 {
@@ -147,7 +148,7 @@ fn originator_fields(scan: &HeaderScan) -> Option<SmtpError> {
             550,
             Enhanced(5, 7, 1),
             "header_from",
-            "Message refused: at most one Sender header field is allowed (RFC 5322 §3.6)",
+            "Message refused: at most one Sender header field is allowed (RFC 5322 section 3.6)",
         ));
     }
     None
@@ -177,24 +178,56 @@ fn structure_refusal(e: bulwark_mime::StructureError) -> SmtpError {
 }
 
 /// The queue entry's `params` (`bulwark_queue::DeliveryParams`, JSON): what the
-/// envelope said that delivery needs, and the domain we DKIM-signed for (a copy the
-/// queue converts to 7-bit is signed again).
-pub(crate) fn delivery_params(
-    body_8bitmime: bool,
-    smtputf8: bool,
-    dkim_domain: Option<&str>,
-) -> String {
-    let mut fields = serde_json::Map::new();
-    if body_8bitmime {
+/// envelope said that delivery and notices need — BODY/SMTPUTF8, the DSN parameters
+/// (RFC 3461: RET, ENVID, and NOTIFY/ORCPT of each queued recipient that was a RCPT;
+/// alias expansions get the defaults) — the domain we DKIM-signed for (a copy the queue
+/// converts to 7-bit is signed again), and whether the sender failed SPF or DMARC at
+/// intake (no notice goes to it).
+pub(crate) fn delivery_params(t: &Transaction, dkim_domain: Option<&str>) -> String {
+    use serde_json::{Map, Value};
+    let mut fields = Map::new();
+    if t.sender_failed {
+        fields.insert("sender_auth_failed".into(), true.into());
+    }
+    if t.eight_bit {
         fields.insert("body_8bitmime".into(), true.into());
     }
-    if smtputf8 {
+    if t.utf8 {
         fields.insert("smtputf8".into(), true.into());
     }
     if let Some(d) = dkim_domain {
         fields.insert("dkim_domain".into(), d.into());
     }
-    serde_json::Value::Object(fields).to_string()
+    if let Some(r) = t.ret {
+        fields.insert("ret".into(), r.into());
+    }
+    if let Some(e) = &t.envid {
+        fields.insert("envid".into(), e.as_str().into());
+    }
+    let mut rcpt = Map::new();
+    for f in &t.forward {
+        let Some(r) = t
+            .recipients
+            .iter()
+            .find(|r| r.address.eq_ignore_ascii_case(f))
+        else {
+            continue;
+        };
+        let mut p = Map::new();
+        if let Some(n) = &r.notify {
+            p.insert("notify".into(), n.clone().into());
+        }
+        if let Some(o) = &r.orcpt {
+            p.insert("orcpt".into(), o.as_str().into());
+        }
+        if !p.is_empty() {
+            rcpt.insert(f.clone(), Value::Object(p));
+        }
+    }
+    if !rcpt.is_empty() {
+        fields.insert("rcpt".into(), Value::Object(rcpt));
+    }
+    Value::Object(fields).to_string()
 }
 
 /// An address that can stand in `for <…>` of our Received header as it is: a
@@ -452,6 +485,7 @@ impl Session {
                     return self.fail(SmtpError::bad_sequence("No transaction"));
                 };
                 t.check_headers = v.headers;
+                t.sender_failed = v.sender_failed;
                 if let Some(rewritten) = v.replace_message {
                     t.body = rewritten;
                 }
@@ -584,7 +618,7 @@ impl Session {
         let signed_for = (!t.sign_headers.is_empty())
             .then_some(t.from_domain.as_deref())
             .flatten();
-        let params = delivery_params(t.eight_bit, t.utf8, signed_for);
+        let params = delivery_params(t, signed_for);
         let (data, queue) = match (local > 0, remote > 0) {
             // Local copies carry Return-Path; the relayed one must not.
             (true, true) => {

@@ -85,10 +85,7 @@ impl Reply {
             if let Some(e) = self.enhanced {
                 let _ = write!(out, "{e} ");
             }
-            // Replies never echo raw client bytes with line breaks; be sure anyway.
-            for b in line.bytes() {
-                out.push(if b == b'\r' || b == b'\n' { b' ' } else { b });
-            }
+            write_ascii(line, out);
             out.extend_from_slice(b"\r\n");
         }
     }
@@ -97,6 +94,25 @@ impl Reply {
         let mut v = Vec::with_capacity(64);
         self.write_to(&mut v);
         v
+    }
+}
+
+/// Reply text on the wire: printable US-ASCII only (RFC 5321 §4.2: textstring is
+/// HT, SP and %d33-126; RFC 6531 allows UTF-8 only in some replies to SMTPUTF8
+/// clients, and a client that did not ask may choke on it). Texts from elsewhere
+/// (the sender checks) may carry a `§` or a dash; they are spelled out, anything
+/// else non-ASCII becomes `?`, and line breaks a space (a reply never ends early).
+fn write_ascii(text: &str, out: &mut Vec<u8>) {
+    for c in text.chars() {
+        match c {
+            '§' => out.extend_from_slice(b"section "),
+            '\u{2013}' | '\u{2014}' => out.push(b'-'),
+            '\u{2018}' | '\u{2019}' => out.push(b'\''),
+            '\u{201c}' | '\u{201d}' => out.push(b'"'),
+            '\r' | '\n' => out.push(b' '),
+            '\t' | ' '..='~' => out.push(c as u8),
+            _ => out.push(b'?'),
+        }
     }
 }
 
@@ -146,7 +162,7 @@ impl SmtpError {
             500,
             Enhanced(5, 5, 2),
             "line_too_long",
-            "Line too long (at most 1000 octets including CRLF, RFC 5321 §4.5.3.1.4)",
+            "Line too long (at most 1000 octets including CRLF, RFC 5321 section 4.5.3.1.4)",
         )
     }
     pub fn unknown_command() -> SmtpError {
@@ -263,5 +279,68 @@ mod tests {
     fn never_emits_a_line_break_inside_a_reply_line() {
         let r = Reply::ok("a\r\nb");
         assert_eq!(r.to_bytes(), b"250 2.0.0 a  b\r\n".to_vec());
+    }
+}
+
+#[cfg(test)]
+mod ascii_tests {
+    use super::*;
+
+    #[test]
+    fn replies_on_the_wire_are_ascii() {
+        let r = SmtpError::new(
+            550,
+            Enhanced(5, 7, 1),
+            "x",
+            "DMARC (RFC 7489 \u{a7}6.6.1) \u{2014} caf\u{e9}\r\n250 fake",
+        );
+        let wire = Reply::from(r).to_bytes();
+        assert_eq!(
+            String::from_utf8(wire).unwrap(),
+            "550 5.7.1 DMARC (RFC 7489 section 6.6.1) - caf?  250 fake\r\n"
+        );
+    }
+
+    /// Every reply text written in this crate is ASCII at the source (the wire
+    /// filter above is the net, not the rule): string literals outside comments and
+    /// test modules, in every module that builds replies.
+    #[test]
+    fn reply_texts_in_the_sources_are_ascii() {
+        let sources = [
+            ("address.rs", include_str!("address.rs")),
+            ("auth.rs", include_str!("auth.rs")),
+            ("bdat.rs", include_str!("bdat.rs")),
+            ("budget.rs", include_str!("budget.rs")),
+            ("checks.rs", include_str!("checks.rs")),
+            ("data.rs", include_str!("data.rs")),
+            ("ehlo.rs", include_str!("ehlo.rs")),
+            ("mail.rs", include_str!("mail.rs")),
+            ("message.rs", include_str!("message.rs")),
+            ("numbers.rs", include_str!("numbers.rs")),
+            ("rcpt.rs", include_str!("rcpt.rs")),
+            ("reply.rs", include_str!("reply.rs")),
+            ("server.rs", include_str!("server.rs")),
+            ("session.rs", include_str!("session.rs")),
+            ("starttls.rs", include_str!("starttls.rs")),
+        ];
+        let mut bad = Vec::new();
+        for (file, text) in sources {
+            for (i, line) in text.lines().enumerate() {
+                let code = line.trim_start();
+                if code.starts_with("#[cfg(test)]") {
+                    break;
+                }
+                if code.starts_with("//") || code.starts_with("'") {
+                    continue;
+                }
+                // The string literals of the line (comments after code cut off).
+                let code = code.split(" //").next().unwrap_or(code);
+                let literals = code.split('"').skip(1).step_by(2);
+                if literals.clone().any(|l| !l.is_ascii()) {
+                    bad.push(format!("{file}:{}: {line}", i + 1));
+                }
+            }
+        }
+        assert!(bad.is_empty(), "non-ASCII reply text:\n{}", bad.join("\n"));
     }
 }

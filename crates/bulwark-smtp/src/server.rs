@@ -87,6 +87,7 @@ impl SessionHandler for SmtpHandler {
             requirement,
             conn.tls().cloned(),
         );
+        s.set_local_addr(conn.local());
         let smtp = &self.ctx.config.config.smtp;
         let command_timeout = Duration::from_secs(smtp.command_timeout_secs);
         let deadline = Instant::now() + Duration::from_secs(smtp.session_timeout_secs);
@@ -345,6 +346,9 @@ impl SmtpHandler {
             }
             Effect::CheckMailFrom(ctx) => {
                 EffectResult::MailFromChecked(self.checks.check_mail_from(&ctx).await)
+            }
+            Effect::CheckRoutes { targets } => {
+                EffectResult::RoutesChecked(self.checks.check_forward_routes(&targets).await)
             }
             Effect::CheckMessage(ctx, note) => EffectResult::MessageChecked(
                 self.checks

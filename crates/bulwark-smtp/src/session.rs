@@ -66,6 +66,10 @@ pub struct SessionSettings {
     pub max_mime_parts: usize,
     /// `[smtp] local_from_on_inbound`.
     pub local_from_on_inbound: LocalFromAction,
+    /// The addresses the SMTP listeners are bound to (not the unspecified ones): an
+    /// address literal naming one of them, or the connection's own address, is us
+    /// (RFC 5321 §4.1.3).
+    pub own_addresses: Vec<std::net::IpAddr>,
 }
 
 impl SessionSettings {
@@ -89,6 +93,15 @@ impl SessionSettings {
             reject_unauthenticated_local_senders: c.smtp.reject_unauthenticated_local_senders,
             max_mime_parts: c.smtp.max_mime_parts as usize,
             local_from_on_inbound: c.smtp.local_from_on_inbound,
+            own_addresses: [
+                &c.listeners.smtp,
+                &c.listeners.submission,
+                &c.listeners.submissions,
+            ]
+            .iter()
+            .flat_map(|l| l.bind.iter().map(|a| a.ip().to_canonical()))
+            .filter(|ip| !ip.is_unspecified())
+            .collect(),
         }
     }
 
@@ -160,6 +173,8 @@ pub enum Effect {
     },
     /// `SenderChecks::check_mail_from`.
     CheckMailFrom(SenderContext),
+    /// `SenderChecks::check_forward_routes` for an alias's outside targets.
+    CheckRoutes { targets: Vec<String> },
     /// `SenderChecks::check_message` with `Session::message()`.
     CheckMessage(Box<MessageContext>, Option<CheckNote>),
     /// `SenderChecks::sign` with `Session::sign_parts()`.
@@ -172,6 +187,8 @@ pub enum Effect {
 pub enum EffectResult {
     Resolved(Result<Resolution, StoreError>),
     LocalDomain(Result<bool, StoreError>),
+    /// `Some`: every route is known bad; refuse the recipient with this.
+    RoutesChecked(Option<SmtpError>),
     Authenticated(Result<Account, AuthError>),
     MaySendAs(Result<bool, StoreError>),
     MailFromChecked(MailFromVerdict),
@@ -188,10 +205,14 @@ pub(crate) struct Helo {
     pub esmtp: bool,
 }
 
-/// One accepted RCPT and what it resolved to.
+/// One accepted RCPT and its DSN parameters (RFC 3461 §4.1, §4.2).
 #[derive(Debug, Clone)]
 pub(crate) struct Recipient {
     pub address: String,
+    /// NOTIFY keywords as the queue's params spell them ("never", "success", …).
+    pub notify: Option<Vec<&'static str>>,
+    /// ORCPT as `rfc822;address` (xtext decoded).
+    pub orcpt: Option<String>,
 }
 
 /// A mail transaction: from MAIL to the end of DATA/BDAT LAST, RSET or EHLO.
@@ -202,7 +223,13 @@ pub(crate) struct Transaction {
     pub eight_bit: bool,
     /// SMTPUTF8 (RFC 6531) was given.
     pub utf8: bool,
+    /// RET= (RFC 3461 §4.3): "full" or "hdrs".
+    pub ret: Option<&'static str>,
+    /// ENVID= (RFC 3461 §4.4).
+    pub envid: Option<String>,
     pub recipients: Vec<Recipient>,
+    /// RCPTs answered 250, repeated ones included: what `max_recipients` bounds.
+    pub rcpt_count: u32,
     /// Local accounts to deliver to (deduplicated across recipients and aliases).
     pub accounts: Vec<Account>,
     /// Outside addresses to queue: remote recipients of authenticated clients and
@@ -228,6 +255,8 @@ pub(crate) struct Transaction {
     pub sign_headers: String,
     pub quarantine: bool,
     pub from_domain: Option<String>,
+    /// `MessageVerdict::sender_failed`: queued copies get no notices.
+    pub sender_failed: bool,
 }
 
 pub(crate) enum State {
@@ -244,7 +273,12 @@ pub(crate) enum State {
 /// What an effect's result continues.
 pub(crate) enum Pending {
     Mail(MailRequest),
-    Rcpt(String),
+    Rcpt(Recipient),
+    /// The recipient resolved to outside targets only; their routes are checked.
+    RcptRoutes {
+        rcpt: Recipient,
+        forward: Vec<String>,
+    },
     Auth(&'static str),
     Message(MessageStage),
 }
@@ -253,6 +287,8 @@ pub struct Session {
     pub(crate) settings: Arc<SessionSettings>,
     pub(crate) id: String,
     pub(crate) peer: SocketAddr,
+    /// Our end of the connection (an address literal naming it is local).
+    pub(crate) local: Option<SocketAddr>,
     pub(crate) requirement: Requirement,
     pub(crate) tls: Option<TlsInfo>,
     pub(crate) helo: Option<Helo>,
@@ -290,6 +326,7 @@ impl Session {
             settings,
             id,
             peer,
+            local: None,
             requirement,
             tls,
             helo: None,
@@ -305,6 +342,11 @@ impl Session {
         };
         s.reply(greeting);
         s
+    }
+
+    /// Our end of the connection, for address literals that name this server.
+    pub fn set_local_addr(&mut self, local: SocketAddr) {
+        self.local = Some(local);
     }
 
     pub(crate) fn listener(&self) -> &'static str {
@@ -456,7 +498,7 @@ impl Session {
                 500,
                 Enhanced(5, 5, 2),
                 "bare_lf",
-                "Lines must end with CRLF (RFC 5321 §2.3.8)",
+                "Lines must end with CRLF (RFC 5321 section 2.3.8)",
             ));
         }
         if line.contains(&b'\r') {
@@ -464,7 +506,7 @@ impl Session {
                 500,
                 Enhanced(5, 5, 2),
                 "bare_cr",
-                "Bare CR in command (RFC 5321 §2.3.8)",
+                "Bare CR in command (RFC 5321 section 2.3.8)",
             ));
         }
         if line.contains(&0) {
@@ -475,13 +517,31 @@ impl Session {
                 "NUL octet in command",
             ));
         }
+        if let Some(e) = crate::numbers::check(&line) {
+            metrics::counter!("bulwark_smtp_commands_total", "listener" => self.listener(), "command" => "invalid")
+                .increment(1);
+            return self.fail(e);
+        }
+        // Address literals and quoted local parts (see `address`).
+        let path = match crate::address::preparse(&line) {
+            Ok(Some(p)) => {
+                line = p.line;
+                Some(p.address)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                metrics::counter!("bulwark_smtp_commands_total", "listener" => self.listener(), "command" => "invalid")
+                    .increment(1);
+                return self.fail(e);
+            }
+        };
         line.extend_from_slice(b"\r\n");
         let parsed = Request::parse(&mut line.iter());
         match parsed {
             Ok(req) => {
                 metrics::counter!("bulwark_smtp_commands_total", "listener" => self.listener(), "command" => req.name())
                     .increment(1);
-                self.dispatch(req)
+                self.dispatch(req, path)
             }
             Err(e) => {
                 metrics::counter!("bulwark_smtp_commands_total", "listener" => self.listener(), "command" => "invalid")
@@ -558,7 +618,10 @@ impl Session {
             return self.fail_internal("effect result without a pending effect");
         };
         match (pending, result) {
-            (Pending::Rcpt(address), EffectResult::Resolved(r)) => self.rcpt_resolved(address, r),
+            (Pending::Rcpt(rcpt), EffectResult::Resolved(r)) => self.rcpt_resolved(rcpt, r),
+            (Pending::RcptRoutes { rcpt, forward }, EffectResult::RoutesChecked(r)) => {
+                self.rcpt_routes_checked(rcpt, forward, r)
+            }
             (Pending::Mail(req), EffectResult::LocalDomain(r)) => self.mail_local_domain(req, r),
             (Pending::Mail(req), EffectResult::MaySendAs(r)) => self.mail_may_send_as(req, r),
             (Pending::Mail(req), EffectResult::MailFromChecked(v)) => self.mail_checked(req, v),
@@ -568,7 +631,8 @@ impl Session {
         }
     }
 
-    fn dispatch(&mut self, req: Request<Cow<'_, str>>) {
+    /// `path`: the MAIL/RCPT address as `address::preparse` read it, when it did.
+    fn dispatch(&mut self, req: Request<Cow<'_, str>>, path: Option<String>) {
         match req {
             Request::Ehlo { host } => self.ehlo(&host, true),
             Request::Helo { host } => self.ehlo(&host, false),
@@ -578,8 +642,18 @@ impl Session {
                 mechanism,
                 initial_response,
             } => self.auth(mechanism, &initial_response),
-            Request::Mail { from } => self.mail(from),
-            Request::Rcpt { to } => self.rcpt(to),
+            Request::Mail { mut from } => {
+                if let Some(p) = path {
+                    from.address = Cow::Owned(p);
+                }
+                self.mail(from)
+            }
+            Request::Rcpt { mut to } => {
+                if let Some(p) = path {
+                    to.address = Cow::Owned(p);
+                }
+                self.rcpt(to)
+            }
             Request::Data => self.data(),
             Request::Bdat {
                 chunk_size,

@@ -36,6 +36,7 @@ fn settings(listener: ListenerKind) -> SessionSettings {
         reject_unauthenticated_local_senders: true,
         max_mime_parts: 5000,
         local_from_on_inbound: bulwark_config::LocalFromAction::Reject,
+        own_addresses: vec!["192.0.2.25".parse().unwrap()],
     }
 }
 
@@ -52,6 +53,10 @@ fn tls_info() -> TlsInfo {
 struct ScriptedChecks {
     refuse_mail_from: Option<String>,
     action: MessageAction,
+    /// `MessageVerdict::sender_failed` to answer.
+    sender_failed: bool,
+    /// Forward targets whose route is known bad.
+    bad_routes: Vec<String>,
     /// Messages handed to `check_message` or `sign`.
     seen: std::sync::atomic::AtomicUsize,
 }
@@ -84,7 +89,14 @@ impl SenderChecks for ScriptedChecks {
             action: self.action.clone(),
             headers: "Authentication-Results: mail.example.test; spf=pass\r\n".into(),
             replace_message: None,
+            sender_failed: self.sender_failed,
         }
+    }
+    async fn check_forward_routes(&self, targets: &[String]) -> Option<SmtpError> {
+        targets
+            .iter()
+            .all(|t| self.bad_routes.contains(t))
+            .then(|| SmtpError::new(556, Enhanced(5, 1, 10), "bad_route", "no route"))
     }
     async fn sign(&self, ctx: &SignContext, message: &[&[u8]]) -> Result<String, SmtpError> {
         self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -274,6 +286,9 @@ impl Harness {
             Effect::CheckMailFrom(ctx) => {
                 EffectResult::MailFromChecked(self.checks.check_mail_from(&ctx).await)
             }
+            Effect::CheckRoutes { targets } => {
+                EffectResult::RoutesChecked(self.checks.check_forward_routes(&targets).await)
+            }
             Effect::CheckMessage(ctx, note) => EffectResult::MessageChecked(
                 self.checks
                     .check_message(&ctx, note.as_ref(), self.s.message())
@@ -343,6 +358,7 @@ async fn greeting_and_ehlo_on_port_25() {
         "ENHANCEDSTATUSCODES",
         "SMTPUTF8",
         "CHUNKING",
+        "DSN",
         "STARTTLS",
     ] {
         assert!(
@@ -561,7 +577,8 @@ async fn bad_command_lines() {
     assert!(h.send(b"NO\0OP\r\n").await.starts_with("500 5.5.2 NUL"));
     let r = h.send(b"MAIL FROM:<a@>\r\n").await;
     assert!(r.starts_with("501 5.1.7 "), "{r}");
-    let r = h.send(b"MAIL FROM:<a@b.test> RET=FULL\r\n").await;
+    // A parameter of an extension we do not announce (DELIVERBY, RFC 2852).
+    let r = h.send(b"MAIL FROM:<a@b.test> BY=120;R\r\n").await;
     assert!(r.starts_with("555 5.5.4 "), "{r}");
     assert!(h
         .send(b"RCPT TO:<bob@example.test>\r\n")
@@ -1071,7 +1088,7 @@ async fn port_25_needs_exactly_one_from_and_clean_header_lines() {
     let mut h = Harness::with(lenient, Requirement::Any, false, ScriptedChecks::default()).await;
     h.send(b"EHLO client.test\r\n").await;
     let one_from =
-        "550 5.7.1 Message refused: exactly one From header field is required (RFC 5322 §3.6)";
+        "550 5.7.1 Message refused: exactly one From header field is required (RFC 5322 section 3.6)";
     // A second From: DMARC would see no single author domain.
     assert_eq!(
         last_reply(
@@ -1099,7 +1116,7 @@ async fn port_25_needs_exactly_one_from_and_clean_header_lines() {
             "From: x@remote.test\r\nSender: a@bank.test\r\nSender: b@bank.test\r\n\r\nx\r\n"
         )
         .await,
-        "550 5.7.1 Message refused: at most one Sender header field is allowed (RFC 5322 §3.6)"
+        "550 5.7.1 Message refused: at most one Sender header field is allowed (RFC 5322 section 3.6)"
     );
     // A line that is no header field before the empty line: the parsers disagree
     // about what follows it.
@@ -1124,7 +1141,7 @@ async fn port_25_needs_exactly_one_from_and_clean_header_lines() {
             .await;
         assert!(
             r.ends_with(&format!(
-                "554 5.6.0 Message refused: header line {n} is not a header field (RFC 5322 §2.2)\r\n"
+                "554 5.6.0 Message refused: header line {n} is not a header field (RFC 5322 section 2.2)\r\n"
             )),
             "{msg:?}: {r}"
         );
@@ -1264,6 +1281,8 @@ async fn received_header_always_parses_back_to_the_client_ip() {
                     h.s.txn = Some(crate::session::Transaction {
                         recipients: vec![crate::session::Recipient {
                             address: rcpt.into(),
+                            notify: None,
+                            orcpt: None,
                         }],
                         ..Default::default()
                     });
@@ -1388,6 +1407,158 @@ async fn recipient_limit_replies_are_not_errors() {
 }
 
 #[tokio::test]
+async fn address_literals_are_accepted_and_our_own_is_local() {
+    // RFC 5321 §4.1.3 (smtp-proto alone refuses the syntax with 501).
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"EHLO client.test\r\n").await;
+    let r = h.send(b"MAIL FROM:<x@[192.0.2.1]> SIZE=100\r\n").await;
+    assert!(r.starts_with("250 "), "{r}");
+    for (cmd, want) in [
+        // One of our listening addresses: bob at the mail domain of this host.
+        ("RCPT TO:<bob@[192.0.2.25]>", "250 "),
+        // Anyone else's: the relay rules apply.
+        ("RCPT TO:<bob@[IPv6:2001:db8::1]>", "554 5.7.1 "),
+        ("RCPT TO:<bob@[192.0.2.99]>", "554 5.7.1 "),
+        ("RCPT TO:<bob@[999.0.2.1]>", "501 5.1.3 "),
+    ] {
+        let r = h.send(format!("{cmd}\r\n").as_bytes()).await;
+        assert!(r.starts_with(want), "{cmd}: {r}");
+    }
+    let r = h.send(format!("DATA\r\n{MSG}.\r\n").as_bytes()).await;
+    assert!(
+        r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
+        "{r}"
+    );
+    let m = h.inbox("bob@example.test").await.remove(0);
+    assert!(m.starts_with(b"Return-Path: <x@[192.0.2.1]>\r\n"));
+}
+
+#[tokio::test]
+async fn quoted_local_parts_keep_their_quotes_or_are_refused() {
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"EHLO client.test\r\n").await;
+    // Issue: this became `Return-Path: <bob@example.test>@attacker.test>`.
+    let r = h
+        .send(b"MAIL FROM:<\"bob@example.test>\"@attacker.test>\r\n")
+        .await;
+    assert!(r.starts_with("553 5.1.7 Quoted local parts with"), "{r}");
+    let r = h
+        .send(b"MAIL FROM:<\"a b\"@remote.test>\r\nRCPT TO:<bob@example.test>\r\n")
+        .await;
+    assert_eq!(codes(&r), ["250", "250"], "{r}");
+    let r = h.send(format!("DATA\r\n{MSG}.\r\n").as_bytes()).await;
+    assert!(
+        r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
+        "{r}"
+    );
+    let m = h.inbox("bob@example.test").await.remove(0);
+    assert!(
+        m.starts_with(b"Return-Path: <\"a b\"@remote.test>\r\n"),
+        "{}",
+        String::from_utf8_lossy(&m)
+    );
+    // Relayed: the queue keeps the quoted form for its MAIL and RCPT.
+    let mut h = Harness::new(ListenerKind::Submissions, Requirement::Any, true).await;
+    h.send(b"EHLO client.test\r\n").await;
+    h.authenticate("alice@example.test").await;
+    let r = h
+        .send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<\"x y\"@remote.test>\r\nRCPT TO:<\"x>\"@remote.test>\r\nDATA\r\nFrom: alice@example.test\r\n\r\nx\r\n.\r\n")
+        .await;
+    assert_eq!(codes(&r), ["250", "250", "553", "354", "250"], "{r}");
+    let q = h.store.queue_list().await.unwrap();
+    let rcpts: Vec<&str> = q[0].recipients.iter().map(|r| r.address.as_str()).collect();
+    assert_eq!(rcpts, ["\"x y\"@remote.test"]);
+}
+
+#[tokio::test]
+async fn a_21_digit_size_is_refused() {
+    // smtp-proto read it as its last digit: SIZE=999…9 passed a 10,000 octet limit.
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"EHLO client.test\r\n").await;
+    let r = h
+        .send(b"MAIL FROM:<x@remote.test> SIZE=999999999999999999999\r\n")
+        .await;
+    assert!(r.starts_with("501 5.5.4 Invalid SIZE value"), "{r}");
+    let r = h
+        .send(b"MAIL FROM:<x@remote.test> SIZE=123456789012345\r\n")
+        .await;
+    assert!(r.starts_with("552 "), "a number, too big: {r}");
+    let r = h
+        .send(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nBDAT 100000000000000000009 LAST\r\n")
+        .await;
+    assert_eq!(codes(&r), ["250", "250", "501"], "{r}");
+}
+
+#[tokio::test]
+async fn duplicate_recipients_count_against_the_limit() {
+    // max_recipients 3: the same address four times does not make a fourth slot, and
+    // 102 duplicates cannot pass a limit of 100 either (issue: they did).
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"EHLO client.test\r\nMAIL FROM:<x@remote.test>\r\n")
+        .await;
+    let r = h.send(&b"RCPT TO:<bob@example.test>\r\n".repeat(5)).await;
+    assert_eq!(codes(&r), ["250", "250", "250", "452", "452"], "{r}");
+    let r = h.send(b"RCPT TO:<alice@example.test>\r\n").await;
+    assert!(r.starts_with("452 4.5.3 "), "{r}");
+    let r = h.send(format!("DATA\r\n{MSG}.\r\n").as_bytes()).await;
+    assert!(
+        r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
+        "{r}"
+    );
+    assert_eq!(h.inbox("bob@example.test").await.len(), 1, "delivered once");
+}
+
+#[tokio::test]
+async fn dsn_is_offered_and_its_parameters_are_queued() {
+    let mut h = Harness::new(ListenerKind::Submissions, Requirement::Any, true).await;
+    let r = h.send(b"EHLO client.test\r\n").await;
+    assert!(r.contains("250-DSN\r\n"), "{r}");
+    h.authenticate("alice@example.test").await;
+    // RFC 3461 §4.1: NEVER stands alone; §4.3: one RET; §4: printable ENVID/ORCPT.
+    for (cmd, want) in [
+        (
+            "MAIL FROM:<alice@example.test> RET=FULL RET=HDRS",
+            "501 5.5.4 ",
+        ),
+        ("MAIL FROM:<alice@example.test> RET=ALL", "501 5.5.4 "),
+        ("MAIL FROM:<alice@example.test> ENVID=a+0Db", "501 5.5.4 "),
+    ] {
+        let r = h.send(format!("{cmd}\r\n").as_bytes()).await;
+        assert!(r.starts_with(want), "{cmd}: {r}");
+    }
+    let r = h
+        .send(b"MAIL FROM:<alice@example.test> RET=FULL ENVID=QQ+2B314159\r\n")
+        .await;
+    assert!(r.starts_with("250 "), "{r}");
+    for (cmd, want) in [
+        ("RCPT TO:<x@remote.test> NOTIFY=NEVER,SUCCESS", "501 5.5.4 "),
+        ("RCPT TO:<x@remote.test> NOTIFY=SOMETIMES", "501 5.5.4 "),
+        (
+            "RCPT TO:<x@remote.test> ORCPT=rfc822;x+0D+0Ay@remote.test",
+            "501 5.5.4 ",
+        ),
+        (
+            "RCPT TO:<x@remote.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;X@Remote.test",
+            "250 ",
+        ),
+        ("RCPT TO:<y@remote.test> NOTIFY=NEVER", "250 "),
+        ("RCPT TO:<z@remote.test>", "250 "),
+    ] {
+        let r = h.send(format!("{cmd}\r\n").as_bytes()).await;
+        assert!(r.starts_with(want), "{cmd}: {r}");
+    }
+    let r = h
+        .send(b"DATA\r\nFrom: alice@example.test\r\n\r\nx\r\n.\r\n")
+        .await;
+    assert!(r.ends_with(" (queue 1)\r\n"), "{r}");
+    let q = h.store.queue_list().await.unwrap();
+    assert_eq!(
+        q[0].params,
+        r#"{"dkim_domain":"example.test","envid":"QQ+314159","rcpt":{"x@remote.test":{"notify":["success","failure"],"orcpt":"rfc822;X@Remote.test"},"y@remote.test":{"notify":["never"]}},"ret":"full"}"#
+    );
+}
+
+#[tokio::test]
 async fn sasl_responses_after_a_refused_auth_are_secrets() {
     // Port 25 without TLS: AUTH is refused; a client that does not wait sends its
     // response next.
@@ -1424,11 +1595,6 @@ async fn sasl_responses_after_a_refused_auth_are_secrets() {
 
 #[tokio::test]
 async fn queue_entries_carry_the_envelope_parameters() {
-    assert_eq!(crate::message::delivery_params(false, false, None), "{}");
-    assert_eq!(
-        crate::message::delivery_params(true, true, Some("example.test")),
-        r#"{"body_8bitmime":true,"dkim_domain":"example.test","smtputf8":true}"#
-    );
     let mut h = Harness::new(ListenerKind::Submissions, Requirement::Any, true).await;
     h.send(b"EHLO client.test\r\n").await;
     h.authenticate("alice@example.test").await;
@@ -1611,4 +1777,82 @@ async fn a_local_header_from_on_25_is_refused_or_tagged_unless_internal() {
         r.ends_with("250 2.0.0 Message accepted as sess1.1\r\n"),
         "{r}"
     );
+}
+
+#[tokio::test]
+async fn a_sender_that_failed_authentication_is_marked_in_the_queue_entry() {
+    for failed in [true, false] {
+        let checks = ScriptedChecks {
+            sender_failed: failed,
+            ..ScriptedChecks::default()
+        };
+        let mut h = Harness::with(
+            settings(ListenerKind::Smtp),
+            Requirement::Any,
+            false,
+            checks,
+        )
+        .await;
+        h.send(b"EHLO client.test\r\n").await;
+        // team@ forwards to friend@remote.test: that copy is queued.
+        let r = h
+            .send(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<team@example.test>\r\nDATA\r\nFrom: x@remote.test\r\n\r\nx\r\n.\r\n")
+            .await;
+        assert!(r.ends_with("(queue 1)\r\n"), "{r}");
+        let q = h.store.queue_list().await.unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!(
+            q[0].params.contains("\"sender_auth_failed\":true"),
+            failed,
+            "{}",
+            q[0].params
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_alias_that_only_forwards_to_bad_routes_is_refused_at_rcpt() {
+    let checks = ScriptedChecks {
+        bad_routes: vec!["x@nomail.test".into()],
+        ..ScriptedChecks::default()
+    };
+    let mut h = Harness::with(
+        settings(ListenerKind::Smtp),
+        Requirement::Any,
+        false,
+        checks,
+    )
+    .await;
+    h.store
+        .add_alias("gone@example.test", "x@nomail.test")
+        .await
+        .unwrap();
+    h.send(b"EHLO client.test\r\n").await;
+    let r = h
+        .send(b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<gone@example.test>\r\nRCPT TO:<team@example.test>\r\n")
+        .await;
+    // team@ has a local account and a good route: accepted.
+    assert_eq!(codes(&r), ["250", "556", "250"], "{r}");
+    // Authenticated senders get their own notices: no check.
+    let checks = ScriptedChecks {
+        bad_routes: vec!["x@nomail.test".into()],
+        ..ScriptedChecks::default()
+    };
+    let mut h = Harness::with(
+        settings(ListenerKind::Submissions),
+        Requirement::Any,
+        true,
+        checks,
+    )
+    .await;
+    h.store
+        .add_alias("gone@example.test", "x@nomail.test")
+        .await
+        .unwrap();
+    h.send(b"EHLO client.test\r\n").await;
+    h.authenticate("alice@example.test").await;
+    let r = h
+        .send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<gone@example.test>\r\n")
+        .await;
+    assert_eq!(codes(&r), ["250", "250"], "{r}");
 }

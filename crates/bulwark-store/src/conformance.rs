@@ -16,7 +16,8 @@ macro_rules! conformance_tests {
             ingest_is_shared_and_uids_increase, flags_and_modseq, copy_move_expunge,
             changes_feed, queue_lifecycle, events_after_commit, concurrent_ingest_group_commit,
             account_deletion_frees_bodies, queue_with_own_body, queue_progress_keeps_lease,
-            subscriptions_are_names, recent_is_claimed_once, ingest_all_or_nothing);
+            subscriptions_are_names, recent_is_claimed_once, login_sources,
+            ingest_all_or_nothing);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -369,6 +370,27 @@ pub async fn ingest_is_shared_and_uids_increase(store: SharedStore) {
         assert_eq!(*id, m.blob_id);
         assert_eq!(*data, store.read_blob(m.blob_id).await.unwrap());
     }
+    // Ranges of a body: a middle piece, one past the end, none beyond it, and a
+    // missing body is NotFound.
+    let whole = store.read_blob(r.blob_id).await.unwrap();
+    assert_eq!(
+        store.read_blob_range(r.blob_id, 3, 5).await.unwrap(),
+        whole[3..8].to_vec()
+    );
+    let tail = whole.len() as u64 - 2;
+    assert_eq!(
+        store.read_blob_range(r.blob_id, tail, 100).await.unwrap(),
+        whole[whole.len() - 2..].to_vec()
+    );
+    assert!(store
+        .read_blob_range(r.blob_id, whole.len() as u64 + 5, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(matches!(
+        store.read_blob_range(999_999, 0, 10).await,
+        Err(StoreError::NotFound(_))
+    ));
     // A summary cache round-trips.
     store.set_blob_summary(r.blob_id, b"cached").await.unwrap();
     assert_eq!(
@@ -967,4 +989,41 @@ pub async fn ingest_all_or_nothing(store: SharedStore) {
         .is_err());
     let list = store.list_messages(ai.id).await.unwrap();
     assert_eq!(list.len(), 2, "nothing of the failed batch is stored");
+}
+
+pub async fn login_sources(store: SharedStore) {
+    let (a, b) = setup(&store).await;
+    assert!(!store
+        .login_source_known("alice@example.test", "192.0.2.1", 0)
+        .await
+        .unwrap());
+    store
+        .record_login_source(a.id, "192.0.2.1", 1_000)
+        .await
+        .unwrap();
+    // An older success does not move the time back.
+    store
+        .record_login_source(a.id, "192.0.2.1", 500)
+        .await
+        .unwrap();
+    let known = |addr: &'static str, net: &'static str, since: i64| {
+        let store = store.clone();
+        async move { store.login_source_known(addr, net, since).await.unwrap() }
+    };
+    assert!(known("Alice@Example.test", "192.0.2.1", 1_000).await);
+    assert!(!known("alice@example.test", "192.0.2.1", 1_001).await);
+    assert!(!known("alice@example.test", "192.0.2.2", 0).await);
+    assert!(!known("bob@example.test", "192.0.2.1", 0).await);
+    let _ = b;
+    // Only the most recent addresses of an account are kept.
+    for i in 0..MAX_LOGIN_SOURCES as i64 {
+        store
+            .record_login_source(a.id, &format!("198.51.100.{i}"), 2_000 + i)
+            .await
+            .unwrap();
+    }
+    assert!(!known("alice@example.test", "192.0.2.1", 0).await);
+    assert!(known("alice@example.test", "198.51.100.0", 0).await);
+    store.delete_account("alice@example.test").await.unwrap();
+    assert!(!known("alice@example.test", "192.0.2.1", 0).await);
 }

@@ -52,6 +52,9 @@ impl From<rusqlite::Error> for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// Login addresses kept per account (`Store::record_login_source`).
+pub const MAX_LOGIN_SOURCES: usize = 100;
+
 /// A shared handle to whichever backend is configured.
 pub type SharedStore = Arc<dyn Store>;
 
@@ -77,6 +80,14 @@ pub trait Store: Send + Sync + 'static {
     async fn account_by_id(&self, id: AccountId) -> Result<Option<Account>>;
     async fn credentials(&self, address: &str) -> Result<Option<Credentials>>;
     async fn list_accounts(&self) -> Result<Vec<Account>>;
+
+    /// Records that `account` logged in successfully from `network` (a client address,
+    /// an IPv6 /64 as its prefix) at `at` (Unix seconds). The `MAX_LOGIN_SOURCES`
+    /// most recent addresses of each account are kept.
+    async fn record_login_source(&self, account: AccountId, network: &str, at: i64) -> Result<()>;
+    /// True when the account with this address logged in from `network` at or after
+    /// `since`.
+    async fn login_source_known(&self, address: &str, network: &str, since: i64) -> Result<bool>;
 
     // ---- aliases and addresses ----
     /// Adds SOURCE → TARGET. SOURCE must be in a local domain and not an account;
@@ -147,6 +158,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<MessageMeta>>;
     /// The raw message (RFC 5322 octets, CRLF line ends).
     async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>>;
+    /// Up to `len` octets of a raw message from `offset` (fewer at its end, none
+    /// beyond it), without loading the rest: large bodies are sent to clients in
+    /// pieces so a session holds one piece, not the message.
+    async fn read_blob_range(&self, blob: BlobId, offset: u64, len: usize) -> Result<Vec<u8>>;
     /// Several raw messages in one round trip (SEARCH, bulk FETCH), in the order asked;
     /// bodies that no longer exist (expunged meanwhile) are left out.
     async fn read_blobs(&self, blobs: &[BlobId]) -> Result<Vec<(BlobId, Vec<u8>)>>;
@@ -220,6 +235,14 @@ pub trait Store: Send + Sync + 'static {
     /// Makes one entry (or all) due now; returns how many.
     async fn queue_retry(&self, id: Option<QueueId>, now: i64) -> Result<u64>;
     async fn queue_delete(&self, id: QueueId) -> Result<bool>;
+
+    // ---- space ----
+    /// The store's size on disk and its free (reclaimable) pages.
+    async fn space(&self) -> Result<StoreSpace>;
+    /// Gives up to `max_pages` free pages back to the file system, durably; returns
+    /// the space afterwards. Does nothing on a store that is not `reclaimable` yet
+    /// (`bulwark store compact` converts it).
+    async fn reclaim_space(&self, max_pages: u32) -> Result<StoreSpace>;
 
     // ---- notifications ----
     /// Events after each committed change, for IDLE and queue workers, published

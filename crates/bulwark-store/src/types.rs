@@ -376,6 +376,20 @@ pub struct QueueStats {
     pub oldest_created: Option<i64>,
 }
 
+/// The store's use of disk space (its gauges; `bulwark store compact`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreSpace {
+    /// Bytes of the database (pages × page size), free pages included.
+    pub size_bytes: u64,
+    /// Pages that hold nothing any more (deleted messages), waiting to be reclaimed.
+    pub free_pages: u64,
+    pub page_size: u64,
+    /// Free pages can be given back to the file system while the server runs
+    /// (SQLite incremental auto-vacuum). False for a store made before that existed,
+    /// until `bulwark store compact` rewrites it once.
+    pub reclaimable: bool,
+}
+
 /// A message waiting for outbound delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueuedMessage {

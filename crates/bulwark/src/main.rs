@@ -5,6 +5,7 @@
 //! Protocol crates plug in at one place: `serve::handler_for`.
 
 mod cli;
+mod fdlimit;
 mod metrics_endpoint;
 mod privilege;
 mod resign;
@@ -69,6 +70,9 @@ enum Command {
     /// Inspect and manage the outbound delivery queue.
     #[command(subcommand)]
     Queue(cli::queue::QueueCommand),
+    /// The mail store's disk space: `store compact` gives deleted mail's space back.
+    #[command(subcommand)]
+    Store(cli::store::StoreCommand),
 }
 
 #[derive(clap::Args)]
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
         Command::Spf(c) => cli::spf::run(&cli.dir, c),
         Command::Dkim(c) => cli::dkim::run(&cli.dir, c),
         Command::Queue(c) => cli::block_on(cli::queue::run(&cli.dir, c)),
+        Command::Store(c) => cli::store::run(&cli.dir, c),
     };
     match result {
         Ok(code) => code,

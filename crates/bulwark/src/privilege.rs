@@ -66,6 +66,18 @@ fn plan_for(cfg: &LoadedConfig, allow_root: bool, euid: libc::uid_t) -> anyhow::
         let wrong = not_owned(cfg, a.uid);
         (a, wrong)
     });
+    let resolved = resolved.and_then(|(account, wrong)| {
+        match unreachable_ancestor(&cfg.dir, account.uid, account.gid) {
+            Some(p) => Err(format!(
+                "the user {} cannot reach {}: {} is not searchable by it (use a data directory outside it, e.g. /var/lib/bulwark, or chmod o+x {})",
+                account.user,
+                cfg.dir.display(),
+                p.display(),
+                p.display()
+            )),
+            None => Ok((account, wrong)),
+        }
+    });
     match resolved {
         Ok((account, wrong)) if wrong.is_empty() => Ok(Plan::Drop(account)),
         Ok((account, wrong)) => {
@@ -142,6 +154,31 @@ fn not_owned(cfg: &LoadedConfig, uid: libc::uid_t) -> Vec<PathBuf> {
         }
     }
     wrong
+}
+
+/// The first directory above `dir` that the user could not pass through (no search
+/// permission for it as owner, group or other): after the drop the server could not
+/// open its own files. Checked on the absolute path as given.
+fn unreachable_ancestor(dir: &Path, uid: libc::uid_t, gid: libc::gid_t) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let abs = std::path::absolute(dir).ok()?;
+    for a in abs.ancestors().skip(1) {
+        let Ok(m) = std::fs::metadata(a) else {
+            continue;
+        };
+        let mode = m.permissions().mode();
+        let bit = if m.uid() == uid {
+            0o100
+        } else if m.gid() == gid {
+            0o010
+        } else {
+            0o001
+        };
+        if mode & bit == 0 {
+            return Some(a.to_path_buf());
+        }
+    }
+    None
 }
 
 /// getpwnam_r: (uid, primary gid), or None when there is no such user.
@@ -302,6 +339,23 @@ mod tests {
         let e = plan_for(&c, false, 0).unwrap_err();
         assert!(e.to_string().contains("does not exist"), "{e}");
         assert!(matches!(plan_for(&c, true, 0).unwrap(), Plan::StayRoot(_)));
+    }
+
+    #[test]
+    fn a_parent_the_user_cannot_pass_is_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let closed = d.path().join("closed");
+        let data = closed.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // Someone who is neither the owner nor in the group (uid/gid 4242424).
+        assert_eq!(
+            unreachable_ancestor(&data, 4_242_424, 4_242_424),
+            Some(closed.clone())
+        );
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o711)).unwrap();
+        assert_eq!(unreachable_ancestor(&data, 4_242_424, 4_242_424), None);
     }
 
     #[test]

@@ -87,6 +87,27 @@ impl bulwark_smtp::SenderChecks for SenderAuthChecks {
         }
     }
 
+    async fn check_forward_routes(&self, targets: &[String]) -> Option<SmtpError> {
+        if !self.auth.enabled() {
+            return None;
+        }
+        for t in targets {
+            let (_, domain) = t.rsplit_once('@')?;
+            if !self.auth.publishes_null_mx(domain).await {
+                return None;
+            }
+        }
+        // RFC 7505 §3: 556 5.1.10 for a recipient whose domain accepts no mail. The
+        // forward targets are not named: they are our configuration, not the sender's.
+        tracing::info!(target: "bulwark::senderauth", targets = targets.len(), "recipient refused: it only forwards to domains with a null MX");
+        Some(SmtpError::new(
+            556,
+            Enhanced(5, 1, 10),
+            "bad_route",
+            "This address forwards to a domain that accepts no mail (null MX, RFC 7505)",
+        ))
+    }
+
     async fn check_message(
         &self,
         ctx: &MessageContext,
@@ -96,13 +117,14 @@ impl bulwark_smtp::SenderChecks for SenderAuthChecks {
         if ctx.sender.listener != ListenerKind::Smtp {
             return MessageVerdict::default();
         }
-        // Forged Authentication-Results claiming our host name are removed whether or
-        // not the checks run (RFC 8601 §5): downstream filters and clients trust our
-        // authserv-id, so a sender must never be able to write results in our name.
+        // Every field we would add ourselves (Authentication-Results in our name,
+        // Received-SPF, X-Bulwark-*) is removed whether or not the checks run (RFC
+        // 8601 §5): downstream filters and clients trust them, so a sender must never
+        // be able to write a verdict in our name.
         let (removed, stripped) =
             bulwark_senderauth::headers::strip_forged_results(message, self.auth.hostname());
         if removed > 0 {
-            tracing::info!(target: "bulwark::senderauth", removed, "removed Authentication-Results claiming our host name");
+            tracing::info!(target: "bulwark::senderauth", removed, "removed header fields only this server may add (Authentication-Results in our name, Received-SPF, X-Bulwark-*)");
         }
         if !self.auth.enabled() {
             return MessageVerdict {
@@ -131,10 +153,19 @@ impl bulwark_smtp::SenderChecks for SenderAuthChecks {
                 None => MessageAction::Accept,
             },
         };
+        // A sender that failed SPF, or a From whose domain's DMARC failed, is likely
+        // forged: notices about forwarded copies would hit the forgery's victim.
+        let sender_failed = v
+            .results
+            .spf
+            .as_ref()
+            .is_some_and(|e| e.result == bulwark_senderauth::SpfResult::Fail)
+            || v.results.dmarc.as_ref().is_some_and(|d| d.result == "fail");
         MessageVerdict {
             action,
             headers: v.headers_to_prepend,
             replace_message: (removed > 0).then_some(stripped),
+            sender_failed,
         }
     }
 

@@ -2,9 +2,10 @@
 //!
 //! Order: config → certificate check → privilege plan → sender checks (DKIM keys) →
 //! TLS → bind every listener → drop root (`[server] user`) → store → authenticator →
-//! serve the listeners → background services → `DIR/run/listeners.json` → signal loop. SIGHUP reloads the
-//! certificate (sessions keep theirs); SIGTERM/SIGINT stop accepting, give sessions
-//! `shutdown_grace_secs` to finish, and exit 0.
+//! serve the listeners → background services → `DIR/run/listeners.json` → signal
+//! loop. SIGHUP reloads the certificate after the start-up checks (sessions keep
+//! theirs); SIGTERM/SIGINT stop accepting, give sessions `shutdown_grace_secs` to
+//! finish, and exit 0.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -18,9 +19,9 @@ use bulwark_net::{CancellationToken, ServerContext, SessionHandler, TaskTracker}
 use bulwark_observe::scrape::ScrapeAccess;
 use bulwark_observe::{ProtocolLog, Redactor, Rotation};
 use bulwark_tls::{Severity, TlsServer};
+use tokio::signal::unix::{signal, SignalKind};
 
 use crate::privilege::Plan;
-use tokio::signal::unix::{signal, SignalKind};
 
 /// The protocol behind each listener kind: the one place protocol crates plug in.
 /// `None` for the kinds `bulwark_audit::runstate::availability` calls not served (the
@@ -30,14 +31,16 @@ fn handler_for(
     ctx: &ServerContext,
     sender_checks: &Arc<dyn bulwark_smtp::SenderChecks>,
     smtp_budget: &Arc<bulwark_smtp::InflightBudget>,
+    imap_limits: &bulwark_imap::SharedLimits,
 ) -> Option<Arc<dyn SessionHandler>> {
     match kind {
         ListenerKind::Pop3 | ListenerKind::Pop3s => {
             Some(Arc::new(bulwark_pop3::Pop3Handler::new(kind, ctx.clone())))
         }
-        ListenerKind::Imap | ListenerKind::Imaps => {
-            Some(bulwark_imap::ImapHandler::new(ctx.clone()))
-        }
+        ListenerKind::Imap | ListenerKind::Imaps => Some(bulwark_imap::ImapHandler::with_limits(
+            ctx.clone(),
+            imap_limits.clone(),
+        )),
         ListenerKind::Metrics => {
             let c = &ctx.config.config;
             // Beyond loopback the token is mandatory (config validation refuses the file
@@ -124,7 +127,77 @@ fn spawn_background(ctx: &ServerContext, tracker: &TaskTracker) -> anyhow::Resul
             }
         }
     });
+    let store = ctx.store.clone();
+    let shutdown = ctx.shutdown.clone();
+    let interval = ctx.config.config.store.reclaim_interval_secs;
+    tracker.spawn(async move { keep_store_compact(store, interval, shutdown).await });
     Ok(())
+}
+
+/// Pages given back per reclaim step: one short write transaction among the others.
+const RECLAIM_STEP_PAGES: u32 = 2048;
+/// Steps per round (at 4 KiB pages, 128 MiB a round).
+const RECLAIM_STEPS_PER_ROUND: usize = 16;
+
+/// The store's size gauges, and the space of deleted mail given back to the file
+/// system in small steps every `interval` seconds (0: gauges only, every minute).
+async fn keep_store_compact(
+    store: bulwark_store::SharedStore,
+    interval: u64,
+    shutdown: CancellationToken,
+) {
+    let mut warned = false;
+    loop {
+        match store.space().await {
+            Ok(space) => {
+                set_store_gauges(&space);
+                if !space.reclaimable && !warned {
+                    warned = true;
+                    tracing::warn!(target: "bulwark::store", free_pages = space.free_pages, "this store was made before space reclamation existed: deleted mail's space is reused but never given back; stop the server once and run `bulwark store compact`");
+                }
+                if interval > 0 && space.reclaimable && space.free_pages > 0 {
+                    reclaim_round(&store, &shutdown).await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: "bulwark::store", error = %e, "cannot read the store's size")
+            }
+        }
+        let pause = Duration::from_secs(if interval == 0 { 60 } else { interval });
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+async fn reclaim_round(store: &bulwark_store::SharedStore, shutdown: &CancellationToken) {
+    for _ in 0..RECLAIM_STEPS_PER_ROUND {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let before = store.space().await.map(|s| s.size_bytes).unwrap_or(0);
+        match store.reclaim_space(RECLAIM_STEP_PAGES).await {
+            Ok(after) => {
+                metrics::counter!("bulwark_store_reclaimed_bytes_total")
+                    .increment(before.saturating_sub(after.size_bytes));
+                set_store_gauges(&after);
+                if after.free_pages == 0 {
+                    tracing::info!(target: "bulwark::store", size_bytes = after.size_bytes, "space of deleted mail given back to the file system");
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: "bulwark::store", error = %e, "cannot reclaim the store's free space");
+                return;
+            }
+        }
+    }
+}
+
+fn set_store_gauges(space: &bulwark_store::StoreSpace) {
+    metrics::gauge!("bulwark_store_size_bytes").set(space.size_bytes as f64);
+    metrics::gauge!("bulwark_store_free_pages").set(space.free_pages as f64);
 }
 
 /// How often the queue gauges are refreshed from the store.
@@ -177,6 +250,47 @@ fn tls_mode_name(kind: ListenerKind, implicit_tls: bool) -> &'static str {
     }
 }
 
+/// The checks on the certificate and key files (readable, matching, valid now, key
+/// not readable by others), logged with their fixes; false when one is an error. Run
+/// before starting and again before every reload (SIGHUP), so a reload cannot bring
+/// in what a start refuses; a refused reload keeps the current certificate.
+fn certificate_usable(cfg: &LoadedConfig) -> bool {
+    let problems = bulwark_tls::check_files(
+        &cfg.cert_path(),
+        &cfg.key_path(),
+        &cfg.config.server.hostname,
+        crate::cli::now_unix(),
+    );
+    for p in &problems {
+        match p.severity {
+            Severity::Error => {
+                tracing::error!(target: "bulwark::tls", "{} — fix: {}", p.message, p.fix)
+            }
+            Severity::Warning => {
+                tracing::warn!(target: "bulwark::tls", "{} — fix: {}", p.message, p.fix)
+            }
+        }
+    }
+    !problems.iter().any(|p| p.severity == Severity::Error)
+}
+
+/// SIGHUP: re-reads the certificate and key if they pass the start-up checks.
+fn reload_certificate(cfg: &LoadedConfig, tls: &TlsServer) {
+    if !certificate_usable(cfg) {
+        tracing::error!(target: "bulwark::tls", "certificate reload failed: the files do not pass the checks `serve` makes at start (see above); keeping the current one");
+        return;
+    }
+    match tls.reload() {
+        Ok(info) => {
+            tracing::info!(target: "bulwark::tls", names = ?info.dns_names, sha256 = %info.sha256, "certificate reloaded");
+            report_certificate(tls);
+        }
+        Err(e) => {
+            tracing::error!(target: "bulwark::tls", error = %e, "certificate reload failed; keeping the current one")
+        }
+    }
+}
+
 fn report_certificate(tls: &TlsServer) {
     let info = tls.cert_info();
     let left = info.seconds_to_expiry(crate::cli::now_unix());
@@ -205,22 +319,8 @@ pub fn run(dir: &Path, allow_root: bool) -> anyhow::Result<ExitCode> {
     keep_large_allocations_unmappable();
     let cfg = super::cli::load_config(dir)?;
     bulwark_observe::init_tracing(&cfg.config.log.level, cfg.config.log.format);
-    let problems = bulwark_tls::check_files(
-        &cfg.cert_path(),
-        &cfg.key_path(),
-        &cfg.config.server.hostname,
-        crate::cli::now_unix(),
-    );
-    for p in &problems {
-        match p.severity {
-            Severity::Error => tracing::error!(target: "bulwark", "{} — fix: {}", p.message, p.fix),
-            Severity::Warning => {
-                tracing::warn!(target: "bulwark", "{} — fix: {}", p.message, p.fix)
-            }
-        }
-    }
     anyhow::ensure!(
-        !problems.iter().any(|p| p.severity == Severity::Error),
+        certificate_usable(&cfg),
         "refusing to start with an unusable certificate (run `bulwark config check`)"
     );
     // Decided before anything is bound: as root without a usable [server] user,
@@ -255,6 +355,14 @@ async fn serve(cfg: LoadedConfig, plan: Plan) -> anyhow::Result<ExitCode> {
         &cfg.key_path(),
         cfg.config.tls.min_version,
     )?;
+    // Connection slots from the open-file limit (raised before the drop), a quarter kept for the listeners
+    // users log in to, so a flood on 25 cannot take the descriptors 993 needs.
+    let nofile = crate::fdlimit::raise_open_file_limit().unwrap_or(1024);
+    let slots = bulwark_net::ConnectionSlots::from_fd_limit(
+        nofile,
+        bulwark_net::INTERNAL_DESCRIPTORS + cfg.config.outbound.max_concurrent_deliveries as u64,
+    );
+    tracing::info!(target: "bulwark", open_file_limit = nofile, connection_slots = slots.total(), client_reserve = slots.reserve(), "connection slots");
     // Every listener is bound while we may still be root (ports below 1024), and
     // nothing is served before the drop.
     let mut bound_listeners = Vec::new();
@@ -274,7 +382,8 @@ async fn serve(cfg: LoadedConfig, plan: Plan) -> anyhow::Result<ExitCode> {
         }
         let mut bound = bulwark_net::bind(kind, lc)
             .await
-            .map_err(|e| anyhow::anyhow!("{e} — {}", bind_failure_fix(kind, &e)))?;
+            .map_err(|e| anyhow::anyhow!("{e} — {}", bind_failure_fix(kind, &e)))?
+            .with_slots(slots.clone());
         if kind == ListenerKind::Metrics && metrics_exposed(lc) {
             // DATA-PATHS: "HTTPS when not loopback".
             bound = bound.with_implicit_tls();
@@ -285,6 +394,12 @@ async fn serve(cfg: LoadedConfig, plan: Plan) -> anyhow::Result<ExitCode> {
         Plan::Drop(account) => {
             crate::privilege::drop_to(account)?;
             tracing::info!(target: "bulwark", user = %account.user, uid = account.uid, group = %account.group, gid = account.gid, "listeners bound; running as an unprivileged user from here on");
+            // SIGHUP re-reads the files as this user: say now if it could not.
+            for file in [cfg.cert_path(), cfg.key_path()] {
+                if let Err(e) = std::fs::File::open(&file) {
+                    tracing::warn!(target: "bulwark::tls", file = %file.display(), error = %e, user = %account.user, "after the drop this file cannot be read: certificate reloads (SIGHUP) will fail until it is (chown it to the user, mode 0600 for the key)");
+                }
+            }
         }
         Plan::StayRoot(why) => {
             tracing::warn!(target: "bulwark", reason = %why, "running as root (--allow-root): every session runs with root's privileges; set [server] user");
@@ -314,9 +429,11 @@ async fn serve(cfg: LoadedConfig, plan: Plan) -> anyhow::Result<ExitCode> {
     };
     // One memory budget for message data shared by the SMTP listeners (25, 587, 465).
     let smtp_budget = bulwark_smtp::InflightBudget::new(c.smtp.max_inflight_bytes);
+    // The same for IMAP (143, 993), with the per-account APPEND limit.
+    let imap_limits = bulwark_imap::SharedLimits::new(&c.imap);
     let mut running = Vec::new();
     for (kind, lc, bound) in bound_listeners {
-        let handler = handler_for(kind, &ctx, &sender_checks, &smtp_budget)
+        let handler = handler_for(kind, &ctx, &sender_checks, &smtp_budget, &imap_limits)
             .with_context(|| format!("cannot serve the {kind} listener"))?;
         let tls_name = tls_mode_name(kind, bound.implicit_tls());
         let addrs = bound.local_addrs();
@@ -364,13 +481,7 @@ async fn serve(cfg: LoadedConfig, plan: Plan) -> anyhow::Result<ExitCode> {
 
     loop {
         tokio::select! {
-            _ = hup.recv() => match tls.reload() {
-                Ok(info) => {
-                    tracing::info!(target: "bulwark::tls", names = ?info.dns_names, sha256 = %info.sha256, "certificate reloaded");
-                    report_certificate(&tls);
-                }
-                Err(e) => tracing::error!(target: "bulwark::tls", error = %e, "certificate reload failed; keeping the current one"),
-            },
+            _ = hup.recv() => reload_certificate(&cfg, &tls),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }

@@ -373,6 +373,42 @@ pub(crate) fn delete_send_as(c: &Connection, account: AccountId, address: &str) 
     Ok(())
 }
 
+pub(crate) fn record_login_source(
+    c: &Connection,
+    account: AccountId,
+    network: &str,
+    at: i64,
+) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO login_sources (account_id, network, last_success) VALUES (?1, ?2, ?3)
+         ON CONFLICT (account_id, network) DO UPDATE SET last_success = max(last_success, ?3)",
+    )?
+    .execute(params![account, network, at])?;
+    // Bounded per account: the most recent addresses are the ones that matter.
+    c.prepare_cached(
+        "DELETE FROM login_sources WHERE account_id = ?1 AND network NOT IN
+           (SELECT network FROM login_sources WHERE account_id = ?1
+            ORDER BY last_success DESC LIMIT ?2)",
+    )?
+    .execute(params![account, crate::MAX_LOGIN_SOURCES as i64])?;
+    Ok(())
+}
+
+pub(crate) fn login_source_known(
+    c: &Connection,
+    address: &str,
+    network: &str,
+    since: i64,
+) -> Result<bool> {
+    let n: i64 = c
+        .prepare_cached(
+            "SELECT count(*) FROM login_sources s JOIN accounts a ON a.id = s.account_id
+             WHERE a.address = ?1 AND s.network = ?2 AND s.last_success >= ?3",
+        )?
+        .query_row(params![address, network, since], |r| r.get(0))?;
+    Ok(n > 0)
+}
+
 pub(crate) fn may_send_as(c: &Connection, account: AccountId, address: &str) -> Result<bool> {
     let Some(acc) = account_by_id(c, account)? else {
         return Ok(false);

@@ -201,6 +201,34 @@ pub(crate) fn read_blob(c: &Connection, blob: BlobId) -> Result<Vec<u8>> {
         .ok_or_else(|| StoreError::NotFound(format!("message body #{blob}")))
 }
 
+/// SQLite's incremental blob I/O (sqlite3_blob_read) reads only the pages of the
+/// range; `substr(data, …)` would load the whole value for every piece.
+pub(crate) fn read_blob_range(
+    c: &Connection,
+    blob: BlobId,
+    offset: u64,
+    len: usize,
+) -> Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut b = c
+        .blob_open(rusqlite::DatabaseName::Main, "blobs", "data", blob, true)
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(_, Some(m)) if m.contains("no such rowid") => {
+                StoreError::NotFound(format!("message body #{blob}"))
+            }
+            e => StoreError::from(e),
+        })?;
+    let size = b.len() as u64;
+    let start = offset.min(size);
+    let n = len.min((size - start) as usize);
+    let mut out = vec![0u8; n];
+    b.seek(SeekFrom::Start(start))
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    b.read_exact(&mut out)
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+    Ok(out)
+}
+
 pub(crate) fn read_blobs(c: &Connection, blobs: &[BlobId]) -> Result<Vec<(BlobId, Vec<u8>)>> {
     let mut st = c.prepare_cached("SELECT data FROM blobs WHERE id = ?1")?;
     let mut out = Vec::with_capacity(blobs.len());

@@ -10,6 +10,7 @@ mod mailboxes;
 mod messages;
 mod queue;
 mod schema;
+mod space;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -22,6 +23,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{broadcast, Semaphore};
 
 pub use schema::SCHEMA_VERSION;
+pub use space::{compact, Compaction};
 
 use crate::types::*;
 use crate::{Result, Store, StoreError};
@@ -83,6 +85,9 @@ impl SqliteStore {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         restrict_file(&path);
+        // Before anything else touches a new file: the vacuum mode is fixed when the
+        // first table is created (see space.rs).
+        space::prefer_incremental(&conn)?;
         configure(&conn, true)?;
         schema::migrate(&mut conn)?;
         let mut readers = Vec::with_capacity(READERS);
@@ -246,6 +251,17 @@ impl Store for SqliteStore {
         self.write(move |tx, _| accounts::delete_send_as(tx, account, &address))
             .await
     }
+    async fn record_login_source(&self, account: AccountId, network: &str, at: i64) -> Result<()> {
+        let network = network.to_string();
+        self.write(move |tx, _| accounts::record_login_source(tx, account, &network, at))
+            .await
+    }
+    async fn login_source_known(&self, address: &str, network: &str, since: i64) -> Result<bool> {
+        let address = normalize_address(address);
+        let network = network.to_string();
+        self.read(move |c| accounts::login_source_known(c, &address, &network, since))
+            .await
+    }
     async fn may_send_as(&self, account: AccountId, address: &str) -> Result<bool> {
         let address = normalize_address(address);
         self.read(move |c| accounts::may_send_as(c, account, &address))
@@ -340,6 +356,10 @@ impl Store for SqliteStore {
     }
     async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>> {
         self.read(move |c| messages::read_blob(c, blob)).await
+    }
+    async fn read_blob_range(&self, blob: BlobId, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.read(move |c| messages::read_blob_range(c, blob, offset, len))
+            .await
     }
     async fn read_blobs(&self, blobs: &[BlobId]) -> Result<Vec<(BlobId, Vec<u8>)>> {
         let blobs = blobs.to_vec();
@@ -455,6 +475,26 @@ impl Store for SqliteStore {
     }
     async fn queue_delete(&self, id: QueueId) -> Result<bool> {
         self.write(move |tx, _| queue::delete(tx, id)).await
+    }
+
+    async fn space(&self) -> Result<StoreSpace> {
+        self.read(space::space).await
+    }
+    async fn reclaim_space(&self, max_pages: u32) -> Result<StoreSpace> {
+        let after = self
+            .write(move |tx, _| {
+                space::reclaim(tx, max_pages)?;
+                space::space(tx)
+            })
+            .await?;
+        if after.reclaimable && after.free_pages == 0 {
+            // The last step: let the file system see the smaller file now.
+            let db = self.inner.path.join(DB_FILE);
+            tokio::task::spawn_blocking(move || space::checkpoint(&db))
+                .await
+                .map_err(|e| StoreError::Backend(format!("checkpoint task failed: {e}")))??;
+        }
+        Ok(after)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {

@@ -146,6 +146,18 @@ INSERT OR IGNORE INTO meta (key, value)
 ALTER TABLE mailboxes ADD COLUMN first_recent_uid INTEGER NOT NULL DEFAULT 1;
 UPDATE mailboxes SET first_recent_uid = uidnext;
 "#,
+    // 6: where each account logged in successfully from (client address, IPv6 /64),
+    // and when last. The brute-force limiter's per-account block spares these
+    // addresses; kept here so a restart does not lock owners out of an account under
+    // attack.
+    r#"
+CREATE TABLE IF NOT EXISTS login_sources (
+    account_id   INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    network      TEXT NOT NULL,
+    last_success INTEGER NOT NULL,
+    PRIMARY KEY (account_id, network)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this program writes.

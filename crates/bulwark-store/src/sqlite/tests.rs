@@ -311,3 +311,141 @@ fn sigkill_loses_nothing_acknowledged() {
         assert_eq!(r.delivered[0].2, before);
     });
 }
+
+/// Fills a mailbox "Big" of alice with `n` messages of `size` octets each (in batches,
+/// concurrently, so group commit keeps this quick) and returns its id.
+async fn fill_mailbox(store: &SqliteStore, n: usize, size: usize) -> Account {
+    store.add_domain("example.test").await.unwrap();
+    let a = store
+        .create_account("alice@example.test", "hash")
+        .await
+        .unwrap();
+    let mb = store.create_mailbox(a.id, "Big", None).await.unwrap();
+    let body = "x".repeat(size);
+    // Concurrent ingests, so group commit makes this a few fsyncs, not n.
+    for chunk in (0..n).collect::<Vec<_>>().chunks(50) {
+        let handles: Vec<_> = chunk
+            .iter()
+            .map(|i| {
+                let store = store.clone();
+                let data = format!("Subject: {i}\r\n\r\n{body}\r\n").into_bytes();
+                tokio::spawn(async move {
+                    store
+                        .ingest(Ingest {
+                            data,
+                            internal_date: 1_700_000_000,
+                            deliveries: vec![Delivery {
+                                target: DeliveryTarget::Mailbox(mb.id),
+                                flags: Flags::default(),
+                            }],
+                            queue: None,
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for h in handles {
+            h.await.unwrap().unwrap();
+        }
+    }
+    a
+}
+
+fn db_file_bytes(dir: &std::path::Path) -> u64 {
+    ["bulwark.db", "bulwark.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Deleting a mailbox of many messages leaves free pages; the background reclaim
+/// (`reclaim_space`, in steps) gives them back and the file shrinks.
+#[tokio::test]
+async fn deleted_mail_is_given_back_to_the_file_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let store = SqliteStore::open(&path).unwrap();
+    assert!(
+        store.space().await.unwrap().reclaimable,
+        "new stores reclaim"
+    );
+    let a = fill_mailbox(&store, 400, 32 * 1024).await;
+    let full = store.space().await.unwrap();
+    assert!(full.size_bytes > 12 * 1024 * 1024, "{full:?}");
+    store.delete_mailbox(a.id, "Big").await.unwrap();
+    let deleted = store.space().await.unwrap();
+    assert!(
+        deleted.free_pages * deleted.page_size > 10 * 1024 * 1024,
+        "{deleted:?}"
+    );
+    let mut steps = 0;
+    loop {
+        let s = store.reclaim_space(1024).await.unwrap();
+        steps += 1;
+        if s.free_pages == 0 {
+            break;
+        }
+        assert!(steps < 100, "reclaim makes no progress: {s:?}");
+    }
+    assert!(steps > 1, "reclaimed in steps, not in one go");
+    let after = store.space().await.unwrap();
+    assert!(
+        after.size_bytes < full.size_bytes / 4,
+        "{after:?} vs {full:?}"
+    );
+    // On disk too: the last step checkpoints, which truncates the database file.
+    let db = std::fs::metadata(path.join(sqlite::DB_FILE)).unwrap().len();
+    assert!(db < full.size_bytes / 4, "{db} vs {full:?}");
+    store.close();
+    drop(store);
+    let c = sqlite::compact(&path, false).unwrap();
+    assert!(!c.rewritten);
+    assert_eq!(c.file_bytes_after, db_file_bytes(&path));
+    assert!(
+        c.file_bytes_after < full.size_bytes / 4,
+        "{c:?} vs {full:?}"
+    );
+}
+
+/// A store created before incremental auto-vacuum cannot reclaim in the background;
+/// `compact` refuses to rewrite it while a server may run, and with permission
+/// rewrites it once (VACUUM), after which it reclaims like a new one.
+#[tokio::test]
+async fn an_old_store_is_converted_once_by_compact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    std::fs::create_dir_all(&path).unwrap();
+    {
+        // What older versions made: the default (no auto-vacuum) fixed by the first table.
+        let c = rusqlite::Connection::open(path.join(sqlite::DB_FILE)).unwrap();
+        c.execute_batch("PRAGMA auto_vacuum = NONE; PRAGMA journal_mode = WAL; CREATE TABLE legacy (x); DROP TABLE legacy;")
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert!(!store.space().await.unwrap().reclaimable);
+    let a = fill_mailbox(&store, 300, 32 * 1024).await;
+    let full = store.space().await.unwrap();
+    store.delete_mailbox(a.id, "Big").await.unwrap();
+    let s = store.reclaim_space(100_000).await.unwrap();
+    assert!(
+        s.free_pages > 1000,
+        "nothing reclaimed without the mode: {s:?}"
+    );
+    store.close();
+    let e = sqlite::compact(&path, false).unwrap_err();
+    assert!(e.to_string().contains("stop the server"), "{e}");
+    let c = sqlite::compact(&path, true).unwrap();
+    assert!(c.rewritten);
+    assert!(
+        c.file_bytes_after < full.size_bytes / 4,
+        "{c:?} vs {full:?}"
+    );
+    let store = SqliteStore::open(&path).unwrap();
+    let s = store.space().await.unwrap();
+    assert!(s.reclaimable && s.free_pages == 0, "{s:?}");
+    // The mail that was not deleted is still there.
+    let inbox = store.mailbox(a.id, "INBOX").await.unwrap().unwrap();
+    assert!(store.list_messages(inbox.id).await.unwrap().is_empty());
+    assert_eq!(store.list_accounts().await.unwrap().len(), 1);
+}

@@ -11,6 +11,7 @@ pub mod init;
 pub mod queue;
 pub mod report;
 pub mod spf;
+pub mod store;
 pub mod users;
 
 use std::path::Path;

@@ -721,6 +721,79 @@ assert r.cmd('x', 'NOOP')[-1].startswith('x OK')
     assert!(env.server.log().contains("bulwark is running"));
 }
 
+/// APPEND takes `[smtp] max_mime_parts` too; a message stored with more parts than
+/// any configuration allows (before the limit existed) gets a one-part BODYSTRUCTURE
+/// of bounded size instead of one entry per part.
+#[test]
+fn mime_part_limits_on_append_and_for_stored_messages() {
+    let data = DataDir::init();
+    data.add_user(USER);
+    data.edit_config(|c| c["smtp"]["max_mime_parts"] = toml_edit::value(100));
+    let parts = |n: usize| {
+        let mut m = b"From: a@example.test\r\nSubject: many\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n".to_vec();
+        for _ in 0..n {
+            m.extend_from_slice(b"--B\r\n\r\nx\r\n");
+        }
+        m.extend_from_slice(b"--B--\r\n");
+        m
+    };
+    // Stored directly, as an older version would have.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use bulwark_store::{Delivery, DeliveryTarget, Flags, Ingest, SqliteStore, Store};
+        let store = SqliteStore::open(&data.path().join("store")).unwrap();
+        let acc = store.account(USER).await.unwrap().unwrap();
+        let mb = store.mailbox(acc.id, "INBOX").await.unwrap().unwrap();
+        store
+            .ingest(Ingest {
+                data: parts(51_000), // beyond the 50000 any configuration allows
+                internal_date: 0,
+                deliveries: vec![Delivery {
+                    target: DeliveryTarget::Mailbox(mb.id),
+                    flags: Flags::default(),
+                }],
+                queue: None,
+            })
+            .await
+            .unwrap();
+        store.close();
+    });
+    let server = Server::start(&data);
+    let env = Env { data, server };
+    let out = env.py(r#"
+s = ssl_client()
+s.login(USER, PASS)
+def parts(n):
+    m = b"From: a@example.test\r\nSubject: many\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
+    return m + b"--B\r\n\r\nx\r\n" * n + b"--B--\r\n"
+typ, data = s.append('INBOX', None, None, parts(100))
+print(typ, data[0].decode())
+typ, data = s.append('INBOX', None, None, parts(99))
+print(typ)
+s.select('INBOX')
+typ, data = s.fetch('1', '(BODYSTRUCTURE)')
+print(len(data[0]), data[0].decode()[:200])
+typ, data = s.fetch('2', '(BODYSTRUCTURE)')
+print(data[0].decode().count('("TEXT" "PLAIN"'))
+"#);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].contains("[LIMIT] Message refused: more than 100 MIME parts; nothing was stored"),
+        "{out}"
+    );
+    assert_eq!(lines[1], "OK", "{out}");
+    let (len, text) = lines[2].split_once(' ').unwrap();
+    assert!(len.parse::<usize>().unwrap() < 500, "bounded: {out}");
+    assert!(
+        text.starts_with("1 (BODYSTRUCTURE (\"TEXT\" \"PLAIN\""),
+        "{out}"
+    );
+    assert_eq!(lines[3], "99", "within the limits: part by part");
+}
+
 /// Issue 17's extensions over 993 with imaplib and a raw socket: every one advertised,
 /// MULTIAPPEND stores all-or-nothing, ESEARCH/SEARCHRES, SORT, THREAD, BINARY,
 /// LIST-STATUS and STATUS=SIZE answer as their RFCs say.

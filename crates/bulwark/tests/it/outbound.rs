@@ -697,6 +697,28 @@ fn null_mx_fails_at_once_and_a_remote_sender_gets_a_queued_notice() {
     lab.wait("the queue to empty", || lab.queue_len() == 0);
 }
 
+/// Backscatter: a forwarded copy whose sender failed SPF/DMARC at intake (the SMTP
+/// server marks the entry's params) fails without a notice to that sender.
+#[test]
+fn no_notice_goes_to_a_sender_that_failed_authentication_at_intake() {
+    let lab = Lab::new();
+    lab.dns.add_mx("nomail.test", 0, ".");
+    let sender_sink = lab.sink(Behaviour::new("mx.sender.test"));
+    lab.mx("sender.test", "mx.sender.test");
+    lab.outbound("remote_port", i64::from(sender_sink.port()));
+    let server = Server::start(&lab.data);
+    let id = lab.enqueue_with_params(
+        "victim@sender.test",
+        &["x@nomail.test"],
+        "forged",
+        r#"{"sender_auth_failed":true}"#,
+    );
+    server.wait_log("failed SPF/DMARC at intake: no notice (backscatter)", WAIT);
+    lab.wait("the queue to empty", || lab.queue_len() == 0);
+    assert!(sender_sink.sessions().is_empty(), "a notice was sent");
+    assert!(log_text(&server).contains(&format!("queue_id={id}")));
+}
+
 #[test]
 fn private_destinations_are_refused_unless_allowed() {
     // The default: an MX pointing at loopback (here: a running sink) is never
@@ -1203,4 +1225,156 @@ for i in range(n):
             "{result}"
         );
     }
+}
+
+/// A notice read by Python's email package: the envelope ID, each recipient block
+/// and what the third part returned of the original.
+fn notice_summary(raw: &[u8]) -> String {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), raw).unwrap();
+    python_ok(
+        r#"
+import email, sys
+from email import policy
+m = email.message_from_binary_file(open(sys.argv[1], 'rb'), policy=policy.default)
+parts = list(m.iter_parts())
+blocks = parts[1].get_payload()
+print("envid=" + str(blocks[0].get("Original-Envelope-Id")))
+for b in blocks[1:]:
+    print("rcpt %s %s %s orig=%s" % (b["Final-Recipient"], b["Action"], b["Status"], b.get("Original-Recipient")))
+print("returned=" + parts[2].get_content_type())
+print("has-body=" + str(b"BODY-MARKER" in parts[2].as_bytes()))
+print("has-subject=" + str(b"Subject: dsn-" in parts[2].as_bytes()))
+"#,
+        &[f.path().to_str().unwrap()],
+    )
+}
+
+/// DSN (RFC 3461) end to end: the client's NOTIFY/RET/ENVID/ORCPT, given over
+/// submission, decide which notices alice gets and what they return. carol's server
+/// takes the message but has no DSN (so NOTIFY=SUCCESS gets a `relayed` notice from
+/// us); bob, dave and erin are refused there.
+#[test]
+fn dsn_parameters_from_the_client_decide_the_notices() {
+    let lab = Lab::new();
+    let sink = lab.sink(
+        Behaviour::new("mx.remote.test")
+            .rcpt("bob@remote.test", &["550 5.1.1 no such user bob"])
+            .rcpt("dave@remote.test", &["550 5.1.1 no such user dave"])
+            .rcpt("erin@remote.test", &["550 5.1.1 no such user erin"]),
+    );
+    lab.mx("remote.test", "mx.remote.test");
+    lab.outbound("remote_port", i64::from(sink.port()));
+    let server = Server::start(&lab.data);
+    let ehlo = python_ok(
+        r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2]); ctx.check_hostname = False
+s = smtplib.SMTP_SSL("127.0.0.1", int(sys.argv[1]), context=ctx, timeout=30)
+s.ehlo()
+print("dsn=" + str(s.has_extn("dsn")))
+s.login("alice@example.test", sys.argv[3])
+def msg(n):
+    return ("From: alice@example.test\r\nTo: x@remote.test\r\nSubject: dsn-%s\r\n\r\nBODY-MARKER %s\r\n" % (n, n)).encode()
+# A: full message back, success and failure asked for both recipients.
+s.mail("alice@example.test", ["RET=FULL", "ENVID=env+2BA"])
+assert s.rcpt("carol@remote.test", ["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;Carol@remote.test"])[0] == 250
+assert s.rcpt("bob@remote.test", ["NOTIFY=SUCCESS,FAILURE"])[0] == 250
+assert s.data(msg("a"))[0] == 250
+# B: headers only; dave wants no notice at all, erin only on failure.
+s.mail("alice@example.test", ["RET=HDRS"])
+assert s.rcpt("dave@remote.test", ["NOTIFY=NEVER"])[0] == 250
+assert s.rcpt("erin@remote.test", ["NOTIFY=FAILURE"])[0] == 250
+assert s.data(msg("b"))[0] == 250
+s.quit()
+"#,
+        &[
+            &server.port("submissions").to_string(),
+            lab.data.cert_path().to_str().unwrap(),
+            PASSWORD,
+        ],
+    );
+    assert!(ehlo.contains("dsn=True"), "{ehlo}");
+    lab.wait("two notices in alice's INBOX", || {
+        lab.inbox("alice@example.test").len() >= 2
+    });
+    lab.wait("the queue to empty", || lab.queue_len() == 0);
+    let notices: Vec<String> = lab
+        .inbox("alice@example.test")
+        .iter()
+        .map(|n| notice_summary(n))
+        .collect();
+    assert_eq!(notices.len(), 2, "{notices:#?}");
+    let a = notices
+        .iter()
+        .find(|n| n.contains("envid=env+A"))
+        .unwrap_or_else(|| panic!("no notice with ENVID env+A: {notices:#?}"));
+    for needle in [
+        "rcpt rfc822; bob@remote.test failed 5.1.1 orig=None",
+        "rcpt rfc822; carol@remote.test relayed 2.0.0 orig=rfc822;Carol@remote.test",
+        "returned=message/rfc822",
+        "has-body=True",
+    ] {
+        assert!(a.contains(needle), "missing {needle:?} in\n{a}");
+    }
+    let b = notices.iter().find(|n| *n != a).unwrap();
+    for needle in [
+        "envid=None",
+        "rcpt rfc822; erin@remote.test failed 5.1.1",
+        "returned=text/rfc822-headers",
+        "has-body=False",
+        "has-subject=True",
+    ] {
+        assert!(b.contains(needle), "missing {needle:?} in\n{b}");
+    }
+    assert!(!b.contains("dave"), "NOTIFY=NEVER: no word of dave\n{b}");
+    // The sink (no DSN) got neither NOTIFY nor RET: parameters go only to a DSN hop.
+    assert!(sink
+        .sessions()
+        .iter()
+        .flat_map(|s| s.lines.iter())
+        .all(|l| !l.contains("NOTIFY=") && !l.contains("RET=")));
+}
+
+/// Issue: `RCPT TO:<"a b"@…>` went out as `<a b@…>`. The queue writes the quoted form
+/// in its MAIL and RCPT, and the failure notice names it the same way.
+#[test]
+fn quoted_local_parts_are_relayed_quoted() {
+    let lab = Lab::new();
+    let sink = lab.sink(Behaviour {
+        default_rcpt: "550 5.1.1 no such user".into(),
+        ..Behaviour::new("mx.remote.test")
+    });
+    lab.mx("remote.test", "mx.remote.test");
+    lab.outbound("remote_port", i64::from(sink.port()));
+    let server = Server::start(&lab.data);
+    python_ok(
+        r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2]); ctx.check_hostname = False
+s = smtplib.SMTP_SSL("127.0.0.1", int(sys.argv[1]), context=ctx, timeout=30)
+s.login("alice@example.test", sys.argv[3])
+assert s.docmd("MAIL FROM:<alice@example.test>")[0] == 250
+assert s.docmd('RCPT TO:<"x y"@remote.test>')[0] == 250
+assert s.docmd('RCPT TO:<"x>"@remote.test>')[0] == 553
+assert s.data(b"From: alice@example.test\r\nSubject: quoted\r\n\r\nhi\r\n")[0] == 250
+s.quit()
+"#,
+        &[
+            &server.port("submissions").to_string(),
+            lab.data.cert_path().to_str().unwrap(),
+            PASSWORD,
+        ],
+    );
+    lab.wait("the notice", || !lab.inbox("alice@example.test").is_empty());
+    let lines: Vec<String> = sink.sessions().into_iter().flat_map(|s| s.lines).collect();
+    assert!(
+        lines.iter().any(|l| l == "RCPT TO:<\"x y\"@remote.test>"),
+        "{lines:?}"
+    );
+    let n = parse_notice(&lab.inbox("alice@example.test")[0]);
+    assert!(
+        n.contains("ds1.final-recipient=rfc822; \"x y\"@remote.test"),
+        "{n}"
+    );
 }

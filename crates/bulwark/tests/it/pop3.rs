@@ -95,7 +95,7 @@ impl Drop for Mail {
 
 /// Messages that stress the encoding: dot lines, 8-bit octets, no final CRLF, size.
 fn msg_dots_8bit() -> Vec<u8> {
-    b"From: Bob <bob@example.test>\r\n\
+    b"From: Bob <bob@remote.test>\r\n\
 To: alice@example.test\r\n\
 Subject: =?utf-8?q?caf=C3=A9?=\r\n\
 Content-Type: text/plain; charset=utf-8\r\n\

@@ -330,3 +330,161 @@ fn run_sh_takes_port_base_and_listen_for_new_and_existing_data() {
         s.log()
     );
 }
+
+/// 200 messages of 64 KiB received on port 25, then expunged over IMAP: the server's
+/// background reclaim gives their space back (the gauges say so and the database
+/// file shrinks), and `bulwark store compact` then finds nothing left to do.
+#[test]
+fn the_space_of_deleted_mail_is_given_back_in_the_background() {
+    let d = DataDir::init();
+    d.add_user("alice@example.test");
+    d.edit_config(|c| c["store"]["reclaim_interval_secs"] = toml_edit::value(1));
+    let s = Server::start(&d);
+    let script = r#"
+import imaplib, smtplib, ssl, sys
+smtp_port, imaps_port, cafile, user, pw = sys.argv[1:6]
+ctx = ssl.create_default_context(cafile=cafile)
+ctx.check_hostname = False
+body = ("x" * 76 + "\r\n") * 840
+s = smtplib.SMTP("127.0.0.1", int(smtp_port), timeout=60)
+for i in range(200):
+    msg = "From: x@remote.test\r\nSubject: %d\r\n\r\n%s" % (i, body)
+    assert s.sendmail("x@remote.test", [user], msg.encode()) == {}
+s.quit()
+print("sent")
+sys.stdout.flush()
+sys.stdin.readline()
+m = imaplib.IMAP4_SSL("127.0.0.1", int(imaps_port), ssl_context=ctx)
+m.login(user, pw)
+typ, data = m.select("INBOX")
+assert data == [b"200"], data
+m.store("1:*", "+FLAGS", "(\\Deleted)")
+typ, data = m.expunge()
+assert typ == "OK" and len(data) == 200, (typ, len(data))
+m.logout()
+"#;
+    require_tool("python3");
+    let mut py = std::process::Command::new("python3")
+        .args(["-c", script])
+        .args([
+            &s.port("smtp").to_string(),
+            &s.port("imaps").to_string(),
+            &d.cert_path().display().to_string(),
+            "alice@example.test",
+            PASSWORD,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(py.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "sent");
+    let db = d.path().join("store/bulwark.db");
+    // The database's size as the server samples it (the file itself may still have
+    // part of it in the WAL).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let full = loop {
+        let m = crate::observe::scrape(&s);
+        let size = crate::observe::metric(&m, "bulwark_store_size_bytes").unwrap_or(0.0) as u64;
+        if size > 12 * 1024 * 1024 {
+            break size;
+        }
+        assert!(std::time::Instant::now() < deadline, "size gauge: {size}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Expunge everything.
+    std::io::Write::write_all(py.stdin.as_mut().unwrap(), b"go\n").unwrap();
+    assert!(py.wait().unwrap().success());
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = crate::observe::scrape(&s);
+        let free = crate::observe::metric(&m, "bulwark_store_free_pages");
+        let reclaimed = crate::observe::metric(&m, "bulwark_store_reclaimed_bytes_total");
+        let size = crate::observe::metric(&m, "bulwark_store_size_bytes");
+        let on_disk = std::fs::metadata(&db).unwrap().len();
+        if free == Some(0.0)
+            && reclaimed.unwrap_or(0.0) > 10.0 * 1024.0 * 1024.0
+            && size.unwrap_or(f64::MAX) < (full / 4) as f64
+            && on_disk < full / 4
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "space not given back: free {free:?}, reclaimed {reclaimed:?}, size {size:?}, file {on_disk} of {full}\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = d.cli(&["store", "compact"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("store ") && !text.contains("rewritten"),
+        "{text}"
+    );
+}
+
+/// The SHA-256 fingerprint of the certificate a TLS listener presents, read with
+/// openssl (an independent client).
+fn served_fingerprint(addr: std::net::SocketAddr) -> String {
+    require_tool("openssl");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect {addr} -servername {HOSTNAME} </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
+        ))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(text.contains("Fingerprint="), "openssl: {text}");
+    text
+}
+
+fn file_fingerprint(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `kill -HUP` applies the checks `serve` makes at start: a new certificate whose key
+/// is readable by others is refused and the current certificate stays in use; once
+/// the key is private again, the next HUP loads it.
+#[test]
+fn sighup_refuses_a_key_that_serve_would_refuse_at_start() {
+    let d = DataDir::init();
+    let mut s = Server::start(&d);
+    let imaps = s.addr("imaps");
+    let old = served_fingerprint(imaps);
+    assert_eq!(old, file_fingerprint(&d.cert_path()));
+
+    let out = d.cli(&["cert", "selfsigned", "--force"]);
+    assert!(out.status.success());
+    let new = file_fingerprint(&d.cert_path());
+    assert_ne!(new, old);
+    let key = d.path().join("tls/key.pem");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    s.signal(libc::SIGHUP);
+    s.wait_log("certificate reload failed", Duration::from_secs(10));
+    assert!(s.log().contains("readable by other users"), "{}", s.log());
+    assert!(!s.log().contains("certificate reloaded"), "{}", s.log());
+    assert_eq!(
+        served_fingerprint(imaps),
+        old,
+        "the refused key must not be served"
+    );
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    s.signal(libc::SIGHUP);
+    s.wait_log("certificate reloaded", Duration::from_secs(10));
+    assert_eq!(served_fingerprint(imaps), new);
+    s.signal(libc::SIGTERM);
+    assert!(s.wait_exit(Duration::from_secs(40)).success());
+}

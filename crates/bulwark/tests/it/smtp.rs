@@ -951,8 +951,12 @@ fn invalid_addresses_are_refused() {
     assert!(c
         .cmd("RCPT TO:<x@elsewhere.test>")
         .starts_with("554 5.7.1 "));
+    // DSN's NOTIFY is offered now (RFC 3461); RRVS (RFC 7293) is not.
     assert!(c
         .cmd("RCPT TO:<bob@example.test> NOTIFY=NEVER")
+        .starts_with("250 "));
+    assert!(c
+        .cmd("RCPT TO:<bob@example.test> RRVS=2014-04-03T23:01:00Z")
         .starts_with("555 5.5.4 "));
 }
 
@@ -1401,6 +1405,139 @@ s.quit()
 }
 
 #[test]
+fn too_many_mime_parts_are_refused_on_25_and_587_and_the_server_keeps_running() {
+    let (d, s) = setup(|c| c["smtp"]["max_mime_parts"] = toml_edit::value(100));
+    let out = py(
+        &d,
+        &s,
+        r#"
+def parts(n, sender):
+    m = "From: %s\r\nTo: bob@example.test\r\nSubject: parts\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n" % sender
+    m += "--B\r\n\r\nx\r\n" * n
+    return (m + "--B--\r\n").encode()
+def data_reply(s, sender, msg):
+    try:
+        s.sendmail(sender, ["bob@example.test"], msg)
+        return "250"
+    except smtplib.SMTPDataError as e:
+        return "%d %s" % (e.smtp_code, e.smtp_error.decode())
+s = smtplib.SMTP(host, int(ports["smtp"]), timeout=60)
+s.ehlo("client.test")
+print(data_reply(s, "x@remote.test", parts(100, "x@remote.test")))
+print(data_reply(s, "x@remote.test", parts(99, "x@remote.test")))
+s.quit()
+s = smtplib.SMTP(host, int(ports["submission"]), timeout=60)
+s.starttls(context=ctx)
+s.login("alice@example.test", PASSWORD)
+print(data_reply(s, "alice@example.test", parts(200000, "alice@example.test")))
+print(data_reply(s, "alice@example.test", parts(99, "alice@example.test")))
+s.quit()
+"#,
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    let refused = "552 5.3.4 Message refused: more than 100 MIME parts";
+    assert_eq!(lines, [refused, "250", refused, "250"], "{out}");
+    assert_eq!(stored(d.path(), BOB, "INBOX").len(), 2);
+    let m = crate::observe::scrape(&s);
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("bulwark_smtp_rejections_total{")
+                && l.contains("reason=\"mime_parts\"")
+                && l.contains("listener=\"smtp\"")
+                && l.ends_with(" 1")),
+        "{m}"
+    );
+}
+
+#[test]
+fn a_local_header_from_on_25_is_refused_by_default_and_tagged_when_configured() {
+    let script = r#"
+def attempt(header_from):
+    s = smtplib.SMTP(host, int(ports["smtp"]), timeout=30)
+    s.ehlo("client.test")
+    msg = b"From: " + header_from + b"\r\nTo: bob@example.test\r\nSubject: s\r\n\r\nx\r\n"
+    try:
+        s.sendmail("x@remote.test", ["bob@example.test"], msg)
+        r = "250"
+    except smtplib.SMTPDataError as e:
+        r = "%d %s" % (e.smtp_code, e.smtp_error.decode())
+    s.quit()
+    return r
+print(attempt(b"Alice <alice@example.test>"))
+print(attempt(b"x@remote.test"))
+"#;
+    let (d, s) = setup(|_| {});
+    let out = py(&d, &s, script);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "550 5.7.1 Message refused: the From address is in a local domain; local users must authenticate (submission)",
+            "250"
+        ],
+        "{out}"
+    );
+    assert_eq!(stored(d.path(), BOB, "INBOX").len(), 1);
+    // Tagged instead, and internal servers are exempt.
+    let (d, s) = setup(|c| c["smtp"]["local_from_on_inbound"] = toml_edit::value("tag"));
+    let out = py(&d, &s, script);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["250", "250"], "{out}");
+    let inbox = stored(d.path(), BOB, "INBOX");
+    let tagged =
+        |m: &[u8]| String::from_utf8_lossy(m).contains("\r\nX-Bulwark-Local-From: outside\r\n");
+    assert_eq!(inbox.iter().filter(|m| tagged(m)).count(), 1);
+    let (d, s) = setup(|c| {
+        let mut a = toml_edit::Array::new();
+        a.push("127.0.0.0/8");
+        c["senderauth"]["internal_servers"] = toml_edit::value(a);
+    });
+    let out = py(&d, &s, script);
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["250", "250"], "{out}");
+    assert!(stored(d.path(), BOB, "INBOX").iter().all(|m| !tagged(m)));
+}
+
+#[test]
+fn every_header_field_we_would_add_is_stripped_from_inbound_mail() {
+    let (d, s) = setup(|_| {});
+    py(
+        &d,
+        &s,
+        r#"
+msg = (b"Authentication-Results: mail.example.test.; dkim=pass header.d=bank.test\r\n"
+       b"authentication-results : MAIL.EXAMPLE.TEST ; dmarc=pass header.from=bank.test\r\n"
+       b"Received-SPF: pass (mail.example.test: forged) client-ip=192.0.2.1\r\n"
+       b"received-spf :\r\n\tpass\r\n"
+       b"X-Bulwark-Auth-Warning: none\r\n"
+       b"x-bulwark-local-from: inside\r\n"
+       b"Authentication-Results: other.test; spf=pass\r\n"
+       b"From: x@remote.test\r\nTo: bob@example.test\r\nSubject: forged\r\n\r\n"
+       b"Received-SPF: pass (a body line stays)\r\n")
+s = smtplib.SMTP(host, int(ports["smtp"]), timeout=30)
+s.ehlo("client.test")
+assert s.sendmail("x@remote.test", ["bob@example.test"], msg) == {}
+s.quit()
+"#,
+    );
+    let m = String::from_utf8(stored(d.path(), BOB, "INBOX").remove(0)).unwrap();
+    let (head, body) = m.split_once("\r\n\r\n").unwrap();
+    let lower = head.to_ascii_lowercase();
+    for gone in [
+        "mail.example.test.;",
+        "mail.example.test ;",
+        "received-spf",
+        "x-bulwark-",
+        "bank.test",
+    ] {
+        assert!(!lower.contains(gone), "{gone}: {m}");
+    }
+    assert!(
+        head.contains("Authentication-Results: other.test; spf=pass"),
+        "{m}"
+    );
+    assert_eq!(body, "Received-SPF: pass (a body line stays)\r\n");
+}
+
+#[test]
 fn overlong_last_line_before_the_dot_is_answered_at_once() {
     let (d, s) = setup(|_| {});
     let mut c = start_data(s.addr("smtp"));
@@ -1510,10 +1647,10 @@ print(attempt(b"From: x@remote.test\r\nTo: bob@example.test\r\nSubject: fine\r\n
     assert_eq!(
         lines,
         [
-            "550 5.7.1 Message refused: exactly one From header field is required (RFC 5322 §3.6)",
-            "550 5.7.1 Message refused: exactly one From header field is required (RFC 5322 §3.6)",
-            "550 5.7.1 Message refused: at most one Sender header field is allowed (RFC 5322 §3.6)",
-            "554 5.6.0 Message refused: header line 2 is not a header field (RFC 5322 §2.2)",
+            "550 5.7.1 Message refused: exactly one From header field is required (RFC 5322 section 3.6)",
+            "550 5.7.1 Message refused: exactly one From header field is required (RFC 5322 section 3.6)",
+            "550 5.7.1 Message refused: at most one Sender header field is allowed (RFC 5322 section 3.6)",
+            "554 5.6.0 Message refused: header line 2 is not a header field (RFC 5322 section 2.2)",
             "250",
         ],
         "{out}"
@@ -1875,4 +2012,152 @@ fn a_client_that_stops_reading_replies_is_dropped() {
         crate::observe::metric(&m, "bulwark_smtp_timeouts_total{listener=\"smtp\"}"),
         Some(1.0)
     );
+}
+
+/// Backscatter: an alias that only forwards to a domain accepting no mail (null MX)
+/// is refused at RCPT on port 25 (556 5.1.10), so the queue never has to send a
+/// failure notice to a sender that may be forged. A good recipient in the same
+/// transaction is still accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarding_alias_to_a_null_mx_domain_is_refused_at_rcpt() {
+    let dns = bulwark_dns::testing::TestDns::start().await;
+    dns.add_mx("nomail.test", 0, ".");
+    let at = dns.addr().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        let d = DataDir::init();
+        d.add_user(BOB);
+        d.edit_config(|c| {
+            c["senderauth"]["enabled"] = toml_edit::value(true);
+            let mut a = toml_edit::Array::new();
+            a.push(at.as_str());
+            c["dns"]["resolvers"] = toml_edit::value(a);
+        });
+        assert!(d
+            .cli(&["alias", "add", "gone@example.test", "x@nomail.test"])
+            .status
+            .success());
+        let s = Server::start(&d);
+        let out = py(
+            &d,
+            &s,
+            r#"
+s = smtplib.SMTP(host, int(ports["smtp"]), timeout=30)
+s.ehlo("client.test")
+print(s.mail("x@remote.test")[0])
+for rcpt in ["gone@example.test", "bob@example.test"]:
+    code, text = s.rcpt(rcpt)
+    print(code, text.decode())
+s.quit()
+"#,
+        );
+        (out, d)
+    })
+    .await
+    .unwrap();
+    let lines: Vec<&str> = out.0.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "250",
+            "556 5.1.10 This address forwards to a domain that accepts no mail (null MX, RFC 7505)",
+            "250 2.1.5 Recipient OK"
+        ],
+        "{}",
+        out.0
+    );
+}
+
+/// A DMARC record that cannot be looked up is a temporary failure and says so: it
+/// once read "rejected by the DMARC policy of remote.test (p=none)".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dmarc_lookup_failure_says_try_again_not_rejected_by_policy() {
+    let dns = bulwark_dns::testing::TestDns::start().await;
+    dns.add_txt("remote.test", "v=spf1 ip4:127.0.0.0/8 -all");
+    dns.servfail("_dmarc.remote.test");
+    let at = dns.addr().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        let d = DataDir::init();
+        d.add_user(BOB);
+        d.edit_config(|c| {
+            c["senderauth"]["enabled"] = toml_edit::value(true);
+            let mut a = toml_edit::Array::new();
+            a.push(at.as_str());
+            c["dns"]["resolvers"] = toml_edit::value(a);
+        });
+        let s = Server::start(&d);
+        py(
+            &d,
+            &s,
+            r#"
+s = smtplib.SMTP(host, int(ports["smtp"]), timeout=60)
+s.ehlo("client.test")
+try:
+    s.sendmail("x@remote.test", ["bob@example.test"], b"From: x@remote.test\r\nTo: bob@example.test\r\nSubject: s\r\n\r\nx\r\n")
+    print("250")
+except smtplib.SMTPDataError as e:
+    print("%d %s" % (e.smtp_code, e.smtp_error.decode()))
+s.quit()
+"#,
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.trim(),
+        "451 4.7.1 DMARC: could not look up the DMARC record of remote.test (temperror); try again later",
+        "{out}"
+    );
+}
+
+/// Issue: `<a@[192.0.2.1]>` got 501 (RFC 5321 §4.1.3 allows address literals), and a
+/// quoted local part lost its quotes (`"bob@example.test>"@attacker.test` was stored
+/// as `Return-Path: <bob@example.test>@attacker.test>`).
+#[test]
+fn address_literals_and_quoted_local_parts_on_the_wire() {
+    let (d, s) = setup(|_| {});
+    let mut c = connect(s.addr("smtp"));
+    assert_eq!(code(&c.cmd("EHLO client.test")), "250");
+    let r = c.cmd("MAIL FROM:<\"bob@example.test>\"@attacker.test>");
+    assert!(r.starts_with("553 5.1.7 "), "{r}");
+    assert_eq!(code(&c.cmd("MAIL FROM:<\"a b\"@[192.0.2.1]>")), "250");
+    // This server's own address (the one the client connected to) is local...
+    let ours = format!("RCPT TO:<bob@[{}]>", s.addr("smtp").ip());
+    assert_eq!(code(&c.cmd(&ours)), "250", "{ours}");
+    // ...any other literal is not ours to deliver: no relay.
+    let r = c.cmd("RCPT TO:<bob@[IPv6:2001:db8::25]>");
+    assert!(r.starts_with("554 5.7.1 "), "{r}");
+    assert_eq!(code(&c.cmd("DATA")), "354");
+    c.send(b"From: x@remote.test\r\nSubject: literal\r\n\r\nhi\r\n.\r\n");
+    assert!(c.reply().starts_with("250 2.0.0 "));
+    let m = stored(d.path(), BOB, "INBOX").remove(0);
+    assert!(
+        m.starts_with(b"Return-Path: <\"a b\"@[192.0.2.1]>\r\n"),
+        "{}",
+        String::from_utf8_lossy(&m)
+    );
+}
+
+/// Issue 15 (low): a 21-digit SIZE= was accepted, replies carried `§`, and 102
+/// duplicate RCPTs passed a limit of 100.
+#[test]
+fn numbers_are_bounded_replies_are_ascii_and_duplicates_count() {
+    let (_d, s) = setup(|c| c["smtp"]["max_recipients"] = toml_edit::value(100));
+    let mut c = connect(s.addr("smtp"));
+    assert_eq!(code(&c.cmd("EHLO client.test")), "250");
+    let r = c.cmd("MAIL FROM:<x@remote.test> SIZE=999999999999999999999");
+    assert!(r.starts_with("501 5.5.4 "), "{r}");
+    let r = c.cmd("EHLO bad_name!");
+    assert!(
+        r.is_ascii() && r.contains("RFC 5321 section 4.1.1.1"),
+        "{r}"
+    );
+    assert_eq!(code(&c.cmd("MAIL FROM:<x@remote.test>")), "250");
+    c.send("RCPT TO:<bob@example.test>\r\n".repeat(102).as_bytes());
+    let codes: Vec<String> = (0..102).map(|_| code(&c.reply()).to_string()).collect();
+    assert_eq!(
+        codes.iter().filter(|c| *c == "250").count(),
+        100,
+        "{codes:?}"
+    );
+    assert_eq!(&codes[100..], ["452", "452"]);
 }

@@ -140,11 +140,26 @@ impl Server {
     /// Tests run as root in CI: `--allow-root` (a no-op otherwise), since their data
     /// directories configure no `[server] user` (see privilege.rs for the drop).
     pub fn start_in(dir: &Path) -> Server {
-        Server::start_with(dir, &["--allow-root"])
+        Server::start_full(dir, &["--allow-root"], |_| {})
     }
 
     /// Starts `bulwark serve` with these arguments after `serve`.
     pub fn start_with(dir: &Path, serve_args: &[&str]) -> Server {
+        Server::start_full(dir, serve_args, |_| {})
+    }
+
+    /// Like `start_in`, letting the test adjust the command first (environment,
+    /// resource limits through `pre_exec`).
+    pub fn start_adjusted(dir: &Path, adjust: impl FnOnce(&mut Command)) -> Server {
+        Server::start_full(dir, &["--allow-root"], adjust)
+    }
+
+    /// Starts `bulwark serve SERVE_ARGS…`, adjusted by `adjust` before the spawn.
+    pub fn start_full(
+        dir: &Path,
+        serve_args: &[&str],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Server {
         let run = dir.join("run/listeners.json");
         let _ = std::fs::remove_file(&run);
         let log_path = dir.join(format!("server-{}.log", std::process::id()));
@@ -153,16 +168,16 @@ impl Server {
             .append(true)
             .open(&log_path)
             .unwrap();
-        let child = Command::new(bin())
-            .arg("--dir")
+        let mut cmd = Command::new(bin());
+        cmd.arg("--dir")
             .arg(dir)
             .arg("serve")
             .args(serve_args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn serve");
+            .stderr(log);
+        adjust(&mut cmd);
+        let child = cmd.spawn().expect("spawn serve");
         Server::adopt(child, dir, &log_path)
     }
 
