@@ -401,6 +401,8 @@ mod tests {
                 sync: true
             }
         );
+        // Each message is announced to the shell (which takes its memory budget).
+        assert_eq!(f.message_literal(), Some(50_000));
         f.literal_buffer().extend_from_slice(&[b'x'; 50_000]);
         let (r, _) = refused(f.push_line(b" {10001}"));
         assert!(r.starts_with("a NO [TOOBIG]"), "{r}");

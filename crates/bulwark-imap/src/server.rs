@@ -196,7 +196,9 @@ async fn read_command(
                 if f.message_literal() == Some(len) {
                     let admitted_now = if !admitted {
                         admitted = true;
-                        admit_append(shared.0, shared.1, len).await.map(|h| *holds = h)
+                        admit_append(shared.0, shared.1, len)
+                            .await
+                            .map(|h| *holds = h)
                     } else {
                         // A further MULTIAPPEND message: its own share of the budget.
                         match shared.0.memory.try_take(len.saturating_mul(2)) {
