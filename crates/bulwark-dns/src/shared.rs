@@ -87,6 +87,14 @@ impl SharedResolver {
             .entry(key.clone())
             .or_default()
             .clone();
+        // A caller that gives up (its session timed out) and was the last one waiting
+        // takes the entry with it: the names are the sender's choice, one per message
+        // with SPF macros, and entries nobody will finish would pile up.
+        let _abandon = Abandon {
+            map: &self.in_flight,
+            key: &key,
+            cell: &cell,
+        };
         // tokio's OnceCell runs one initialiser at a time; the others wait for its
         // value. If the running caller is cancelled, a waiting one takes over.
         let answer = cell
@@ -95,9 +103,11 @@ impl SharedResolver {
             .clone();
         // No await between getting the answer and this: whoever sees the answer
         // first removes the entry (only this cell: a newer one may have replaced it).
-        let mut map = self.in_flight.lock();
-        if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-            map.remove(&key);
+        {
+            let mut map = self.in_flight.lock();
+            if map.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                map.remove(&key);
+            }
         }
         answer
     }
@@ -126,6 +136,26 @@ impl SharedResolver {
     /// Questions currently on the wire (for tests and metrics).
     pub fn in_flight(&self) -> usize {
         self.in_flight.lock().len()
+    }
+}
+
+/// Removes a lookup's entry when its last caller is dropped before the answer.
+struct Abandon<'a> {
+    map: &'a Mutex<HashMap<Key, Arc<OnceCell<Answer>>>>,
+    key: &'a Key,
+    cell: &'a Arc<OnceCell<Answer>>,
+}
+
+impl Drop for Abandon<'_> {
+    fn drop(&mut self) {
+        let mut map = self.map.lock();
+        // Joiners clone the cell under this lock: two references (the map's and this
+        // caller's) mean nobody else is waiting for it.
+        if map.get(self.key).is_some_and(|c| Arc::ptr_eq(c, self.cell))
+            && Arc::strong_count(self.cell) <= 2
+        {
+            map.remove(self.key);
+        }
     }
 }
 
@@ -193,5 +223,24 @@ mod tests {
         assert!(r.hickory().txt_lookup("_dmarc.no.test.").await.is_err());
         assert!(r.hickory().txt_lookup("_dmarc.yes.test.").await.is_ok());
         assert_eq!(dns.queries(), 2, "{:?}", dns.query_log());
+    }
+
+    /// Review: a lookup whose every caller gave up (a session timed out, a client went
+    /// away) must not leave its entry behind: names are attacker-chosen (SPF macros
+    /// such as `%{l}` make one per message), so such entries would grow without bound.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abandoned_lookups_leave_no_entry() {
+        let dns = TestDns::start().await;
+        dns.delay_answers(std::time::Duration::from_millis(500));
+        let r = SharedResolver::new(crate::resolver(&dns.config()).unwrap());
+        for i in 0..20 {
+            let name = n(&format!("x{i}.abandoned.test."));
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_millis(20),
+                r.lookup(name, RecordType::TXT),
+            )
+            .await;
+        }
+        assert_eq!(r.in_flight(), 0);
     }
 }

@@ -293,4 +293,78 @@ mod tests {
         let r = out.take_string();
         assert!(r.contains("BODY[HEADER] {16}") && r.contains("h OK"), "{r}");
     }
+
+    /// Review of issue 15 #2: SEARCH BODY/TEXT read whole bodies (a batch of up to
+    /// 4 MiB, or one larger message) outside `[imap] max_inflight_bytes`, so 20
+    /// sessions searching a mailbox with a 60 MB message held what FETCH no longer may.
+    #[tokio::test]
+    async fn search_reads_bodies_within_the_budget() {
+        use crate::notify::Notifier;
+        use crate::resp::VecSink;
+        use crate::session::{Session, SessionConfig};
+        use bulwark_store::{Delivery, DeliveryTarget, Flags, Ingest, SqliteStore, Store};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s")).unwrap();
+        store.add_domain("example.test").await.unwrap();
+        let pw = "correct horse battery";
+        let acc = store
+            .create_account("a@example.test", &bulwark_auth::hash_password(pw).unwrap())
+            .await
+            .unwrap();
+        let inbox = store.mailbox(acc.id, "INBOX").await.unwrap().unwrap();
+        let mut body = b"Subject: big\r\n\r\n".to_vec();
+        while body.len() < 600_000 {
+            body.extend_from_slice(b"0123456789abcdef0123456789abcdef0123456789abcdef\r\n");
+        }
+        body.extend_from_slice(b"needle\r\n");
+        store
+            .ingest(Ingest {
+                data: body,
+                internal_date: 1_772_000_000,
+                deliveries: vec![Delivery {
+                    target: DeliveryTarget::Mailbox(inbox.id),
+                    flags: Flags::default(),
+                }],
+                queue: None,
+            })
+            .await
+            .unwrap();
+        let store: bulwark_store::SharedStore = Arc::new(store);
+        let auth = bulwark_auth::Authenticator::new(store.clone(), Default::default());
+        let mut s = Session::new(
+            store.clone(),
+            auth,
+            SessionConfig {
+                listener: "imap",
+                peer: "127.0.0.1".parse().unwrap(),
+                tls: true,
+                max_literal_size: 1 << 20,
+                max_mime_parts: 5000,
+            },
+            Notifier::new(&store),
+        );
+        let budget = MemoryBudget::new(100_000);
+        s.set_memory_budget(budget.clone());
+        let mut out = VecSink::default();
+        for c in [
+            format!("l LOGIN a@example.test \"{pw}\"\r\n"),
+            "s SELECT INBOX\r\n".into(),
+        ] {
+            s.handle_raw(c.as_bytes(), &mut out).await.unwrap();
+        }
+        out.take_string();
+        s.handle_raw(b"t SEARCH BODY needle\r\n", &mut out)
+            .await
+            .unwrap();
+        let r = out.take_string();
+        assert!(r.starts_with("t NO [LIMIT]"), "{r}");
+        assert_eq!(budget.in_use(), 0);
+        s.set_memory_budget(MemoryBudget::new(10_000_000));
+        s.handle_raw(b"u SEARCH BODY needle\r\n", &mut out)
+            .await
+            .unwrap();
+        let r = out.take_string();
+        assert!(r.contains("* SEARCH 1\r\n") && r.contains("u OK"), "{r}");
+    }
 }

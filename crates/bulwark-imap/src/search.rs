@@ -330,6 +330,15 @@ impl Session {
             if !pending.is_empty() && (full || next.is_none()) {
                 // One round trip for the whole batch instead of one per message.
                 let ids: Vec<_> = pending.iter().map(|(_, m)| m.blob_id).collect();
+                // The batch's bodies and the text decoded from them, within
+                // `[imap] max_inflight_bytes` like FETCH (see `budget`).
+                let Some(_hold) = self.memory.try_take(pending_octets.saturating_mul(2)) else {
+                    metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "memory_limit").increment(1);
+                    return Ok(Done::No(
+                        "[LIMIT] The server is holding too much message data right now; try again later"
+                            .into(),
+                    ));
+                };
                 let bodies = match self.store.read_blobs(&ids).await {
                     Ok(b) => b,
                     Err(e) => return Ok(Err(store_no(&e))),

@@ -143,8 +143,15 @@ fn read_header(data: &[u8], mut pos: usize) -> Option<(Header, usize)> {
                 Collect::None => None,
             };
             if let Some(v) = target {
-                let room = MAX_VALUE.saturating_sub(v.len());
-                v.extend_from_slice(&line[..line.len().min(room)]);
+                if collect == Collect::ContentType {
+                    // Whole and folded as written: mail-parser reads the boundary
+                    // from all of it (`boundary_param`).
+                    v.push(b'\n');
+                    v.extend_from_slice(line);
+                } else {
+                    let room = MAX_VALUE.saturating_sub(v.len());
+                    v.extend_from_slice(&line[..line.len().min(room)]);
+                }
             }
         } else if line.iter().all(|b| is_ws(*b)) {
             if end >= data.len() {
@@ -159,9 +166,19 @@ fn read_header(data: &[u8], mut pos: usize) -> Option<(Header, usize)> {
             if let Some(colon) = field.iter().position(|b| *b == b':') {
                 let name = trim(&field[..colon]);
                 let value = &field[colon + 1..];
+                if name.eq_ignore_ascii_case(b"content-type") {
+                    // The last one counts, as in mail-parser. Not cut at MAX_VALUE:
+                    // a boundary after 4 KiB of other parameters is still one.
+                    h.content_type = Some(value.to_vec());
+                    collect = Collect::ContentType;
+                    if end >= data.len() {
+                        return None;
+                    }
+                    pos = next;
+                    continue;
+                }
                 let value = value[..value.len().min(MAX_VALUE)].to_vec();
                 if name.eq_ignore_ascii_case(b"content-type") {
-                    // The last one counts, as in mail-parser.
                     h.content_type = Some(value);
                     collect = Collect::ContentType;
                 } else if name.eq_ignore_ascii_case(b"content-transfer-encoding") {
@@ -224,99 +241,25 @@ fn media_type(value: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-/// The `boundary` parameter (RFC 2046 §5.1.1), quoted or not, case preserved; also
-/// `boundary = x` and the RFC 2231 form `boundary*=charset'lang'x`.
+/// The `boundary` parameter (RFC 2046 §5.1.1) as mail-parser reads it: the scan
+/// must find the boundaries the parser will split on, or it counts one part where
+/// the parser makes millions. Hand-written readings drifted (RFC 2231 continuations,
+/// `boundary*0="B"`, were not seen), so the one Content-Type field value is given
+/// to mail-parser's own field parser: linear in the field, no message structure.
 fn boundary_param(value: &[u8]) -> Option<Vec<u8>> {
-    let v = strip_comments(value);
-    // Split on ';' outside quoted strings.
-    let mut params: Vec<&[u8]> = Vec::new();
-    let (mut start, mut quoted, mut escaped) = (0usize, false, false);
-    for (i, &b) in v.iter().enumerate() {
-        if escaped {
-            escaped = false;
-        } else if b == b'\\' {
-            escaped = true;
-        } else if b == b'"' {
-            quoted = !quoted;
-        } else if b == b';' && !quoted {
-            params.push(&v[start..i]);
-            start = i + 1;
+    let mut field = Vec::with_capacity(value.len() + 1);
+    field.extend_from_slice(value);
+    field.push(b'\n');
+    match mail_parser::parsers::MessageStream::new(&field).parse_content_type() {
+        mail_parser::HeaderValue::ContentType(ct) => {
+            ct.attribute("boundary").map(|b| b.as_bytes().to_vec())
         }
+        _ => None,
     }
-    params.push(&v[start..]);
-    for p in params.into_iter().skip(1) {
-        let Some(eq) = p.iter().position(|b| *b == b'=') else {
-            continue;
-        };
-        let name = trim(&p[..eq]);
-        let extended = name.ends_with(b"*");
-        let name = name.strip_suffix(b"*").unwrap_or(name);
-        if !name.eq_ignore_ascii_case(b"boundary") {
-            continue;
-        }
-        let raw = trim(&p[eq + 1..]);
-        let mut value = if let Some(q) = raw.strip_prefix(b"\"") {
-            let mut out = Vec::new();
-            let mut esc = false;
-            for &b in q {
-                if esc {
-                    out.push(b);
-                    esc = false;
-                } else if b == b'\\' {
-                    esc = true;
-                } else if b == b'"' {
-                    break;
-                } else {
-                    out.push(b);
-                }
-            }
-            out
-        } else {
-            raw.iter()
-                .copied()
-                .take_while(|b| !is_ws(*b))
-                .collect::<Vec<u8>>()
-        };
-        if extended {
-            // charset'language'value, percent-encoded.
-            let quotes: Vec<usize> = value
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| **b == b'\'')
-                .map(|(i, _)| i)
-                .collect();
-            if quotes.len() >= 2 {
-                value = value[quotes[1] + 1..].to_vec();
-            }
-            value = percent_decode(&value);
-        }
-        return Some(value);
-    }
-    None
 }
 
 fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
-}
-
-fn percent_decode(v: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(v.len());
-    let mut i = 0;
-    while i < v.len() {
-        if v[i] == b'%' {
-            if let (Some(a), Some(b)) = (
-                v.get(i + 1).copied().and_then(hex),
-                v.get(i + 2).copied().and_then(hex),
-            ) {
-                out.push(a << 4 | b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(v[i]);
-        i += 1;
-    }
-    out
 }
 
 fn transfer_encoding(h: &Header) -> Option<Encoding> {
@@ -855,6 +798,52 @@ mod tests {
         }
         m.extend(b"--B--\r\n");
         m
+    }
+
+    /// `n` parts under a Content-Type header `ct` whose boundary is `b`.
+    fn parts_under(ct: &str, b: &str, n: usize) -> Vec<u8> {
+        let mut m = format!("From: a@example.test\r\nContent-Type: {ct}\r\n\r\n").into_bytes();
+        for _ in 0..n {
+            m.extend(format!("--{b}\r\n\r\nx\r\n").as_bytes());
+        }
+        m.extend(format!("--{b}--\r\n").as_bytes());
+        m
+    }
+
+    /// Review of issue 15 #3: mail-parser takes the boundary from RFC 2231 parameter
+    /// continuations (`boundary*0=`) and from a Content-Type value of any length; the
+    /// scan saw neither, counted one part and let any number through (and nesting
+    /// inside such a multipart went unmeasured as well).
+    #[test]
+    fn boundaries_mail_parser_finds_are_found_too() {
+        let limits = Limits {
+            depth: 100,
+            parts: 10,
+        };
+        let long = format!(
+            "multipart/mixed; x=\"{}\"; boundary=\"B\"",
+            "y".repeat(5000)
+        );
+        let folded_long = format!(
+            "multipart/mixed;{}\r\n boundary=B",
+            "\r\n x=y;".repeat(1000)
+        );
+        for (ct, b) in [
+            ("multipart/mixed; boundary*0=\"B\"", "B"),
+            ("multipart/mixed; boundary*0=B", "B"),
+            ("multipart/mixed; boundary*0*=us-ascii''B", "B"),
+            ("multipart/mixed; boundary*0=\"B\"; boundary*1=\"2\"", "B2"),
+            ("multipart/mixed; boundary*1=\"2\"; boundary*0=\"B\"", "B2"),
+            (&long, "B"),
+            (&folded_long, "B"),
+        ] {
+            assert_eq!(
+                measure(&parts_under(ct, b, 20), limits),
+                Err(StructureError::TooManyParts { limit: 10 }),
+                "{}",
+                &ct[..ct.len().min(80)]
+            );
+        }
     }
 
     #[test]

@@ -165,6 +165,19 @@ pub fn to_seven_bit(message: &[u8]) -> Result<Vec<u8>, DowngradeError> {
     if has_8bit(header_section(message)) {
         return Err(DowngradeError::EightBitHeaders);
     }
+    // mail-parser drops nested messages recursively and `collect` recurses per
+    // level: only a structure within intake's limits is parsed here (one queued
+    // before the limits, or past a scan that missed a boundary, aborted the server
+    // with a stack overflow on every retry).
+    let ceilings = bulwark_mime::Limits {
+        depth: bulwark_mime::MAX_NESTING,
+        parts: bulwark_mime::MAX_PARTS_CEILING,
+    };
+    if bulwark_mime::measure(message, ceilings).is_err() {
+        return Err(DowngradeError::Unconvertible(
+            "MIME structure beyond the nesting or part limits",
+        ));
+    }
     let parsed = MessageParser::default()
         .parse(message)
         .ok_or(DowngradeError::Unconvertible("not a parseable message"))?;
@@ -326,6 +339,27 @@ mod tests {
     fn text_of(m: &[u8], part: usize) -> String {
         let p = MessageParser::default().parse(m).unwrap();
         p.body_text(part).unwrap().into_owned()
+    }
+
+    /// Review: a message nested deeper than intake allows (queued before the limit,
+    /// or past a scan that missed its boundary) must be refused, not parsed: mail-parser's
+    /// drop recursed once per level and overflowed the stack (the whole server aborted,
+    /// again on every retry of the entry).
+    #[test]
+    fn a_message_beyond_the_nesting_limit_is_not_parsed() {
+        let mut m = String::from("Subject: x\r\n\r\nGr\u{fc}\u{df}e\r\n");
+        for _ in 0..30_000 {
+            m = format!("Content-Type: message/rfc822\r\n\r\n{m}");
+        }
+        let m = format!("From: a@example.test\r\n{m}");
+        // The default test thread's stack, as a tokio worker's.
+        let r = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || to_seven_bit(m.as_bytes()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(matches!(r, Err(DowngradeError::Unconvertible(_))), "{r:?}");
     }
 
     #[test]

@@ -124,19 +124,64 @@ pub fn received_spf(result: &str, comment_text: &str, pairs: &[(&str, String)]) 
 /// The authserv-id of an Authentication-Results value (RFC 8601 §2.2: the first
 /// token, after optional CFWS; a version may follow it).
 fn authserv_id(value: &[u8]) -> String {
-    let s = String::from_utf8_lossy(value);
-    let mut rest = s.trim_start();
-    // skip leading comments
-    while rest.starts_with('(') {
-        match rest.find(')') {
-            Some(i) => rest = rest[i + 1..].trim_start(),
-            None => return String::new(),
+    let b = value;
+    let mut i = 0;
+    // CFWS before it (RFC 5322 §3.2.2): comments nest and hold quoted-pairs, so the
+    // first `)` need not end one; an unterminated comment names nobody.
+    loop {
+        while b.get(i).is_some_and(|c| c.is_ascii_whitespace()) {
+            i += 1;
+        }
+        if b.get(i) != Some(&b'(') {
+            break;
+        }
+        let mut depth = 0usize;
+        loop {
+            match b.get(i) {
+                None => return String::new(),
+                Some(b'\\') => i += 1,
+                Some(b'(') => depth += 1,
+                Some(b')') => {
+                    depth -= 1;
+                    if depth == 0 {
+                        i += 1;
+                        break;
+                    }
+                }
+                Some(_) => {}
+            }
+            i += 1;
         }
     }
-    let end = rest
-        .find(|c: char| c == ';' || c.is_whitespace() || c == '(')
-        .unwrap_or(rest.len());
-    rest[..end].trim_matches('"').to_ascii_lowercase()
+    // RFC 8601 §2.2: authserv-id = value (RFC 2045: token or quoted-string).
+    let mut id = Vec::new();
+    if b.get(i) == Some(&b'"') {
+        i += 1;
+        while let Some(&c) = b.get(i) {
+            match c {
+                b'"' => break,
+                b'\\' => {
+                    if let Some(&q) = b.get(i + 1) {
+                        id.push(q);
+                    }
+                    i += 2;
+                }
+                c => {
+                    id.push(c);
+                    i += 1;
+                }
+            }
+        }
+    } else {
+        while let Some(&c) = b.get(i) {
+            if c == b';' || c == b'(' || c.is_ascii_whitespace() {
+                break;
+            }
+            id.push(c);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&id).to_ascii_lowercase()
 }
 
 /// An authserv-id or host name as compared: lower case, without the root's trailing
@@ -263,5 +308,30 @@ mod tests {
             (n, out.as_slice()),
             (0, b"Subject: x\r\n\r\nbody".as_slice())
         );
+    }
+
+    /// Review of issue 15 (forged Authentication-Results): RFC 5322 comments nest and
+    /// hold quoted-pairs, and the authserv-id may be a quoted-string with quoted-pairs
+    /// (RFC 8601 §2.2, RFC 2045 `value`). A reader that knows this takes each of these
+    /// for a result in our name; the first `)` or a literal quote match hid them.
+    #[test]
+    fn results_behind_nested_or_escaped_comments_are_ours_too() {
+        for v in [
+            "(a (b) c) mail.example.test; dkim=pass header.d=bank.test",
+            "(a\\) b) mail.example.test; dkim=pass header.d=bank.test",
+            "(x)(y) mail.example.test; spf=pass",
+            "\"mail\\.example.test\"; spf=pass",
+            "(c)\r\n mail.example.test(d); spf=pass",
+        ] {
+            let msg = format!("Authentication-Results: {v}\r\nSubject: s\r\n\r\nb\r\n");
+            let (n, out) = strip_forged_results(msg.as_bytes(), "mail.example.test");
+            assert_eq!(n, 1, "{v}: {}", String::from_utf8_lossy(&out));
+        }
+        // An unterminated comment names nobody: nothing to strip, nothing vouched for.
+        let (n, _) = strip_forged_results(
+            b"Authentication-Results: (a mail.example.test; spf=pass\r\n\r\n",
+            "mail.example.test",
+        );
+        assert_eq!(n, 0);
     }
 }

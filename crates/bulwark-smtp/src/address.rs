@@ -38,6 +38,32 @@ fn is_dot_string(s: &str) -> bool {
             .all(|a| !a.is_empty() && a.chars().all(is_atext))
 }
 
+/// The inside of a quoted local part we carry: nothing that a reader unaware of
+/// quoting would take for the end of the address or of the quoted string.
+pub(crate) fn safe_quoted_content(inner: &str) -> bool {
+    !inner.is_empty()
+        && !inner
+            .chars()
+            .any(|c| matches!(c, '<' | '>' | '@' | '"' | '\\') || c.is_control())
+}
+
+/// 501 for a MAIL or RCPT line whose path [`preparse`] did not read (`MAIL  FROM:`,
+/// `MAIL FROM :<`): smtp-proto accepts such spellings but drops the quotes of a
+/// quoted local part and keeps escaped ones (`"\\"x\\"bob@example.test>..."@attacker.test`
+/// came out as `"x"bob@example.test>...`), so only one reader may decide a path.
+pub(crate) fn unread_path(mail: bool) -> SmtpError {
+    SmtpError::new(
+        501,
+        Enhanced(5, 5, 2),
+        "bad_address",
+        if mail {
+            "Syntax: MAIL FROM:<address> (no space before or after the colon but one)"
+        } else {
+            "Syntax: RCPT TO:<address> (no space before or after the colon but one)"
+        },
+    )
+}
+
 /// 553 for a local part we will not carry: one that other software would read as a
 /// different address once written into a header field or an outbound command.
 fn unsafe_local_part(mail: bool) -> SmtpError {
@@ -143,10 +169,7 @@ pub(crate) fn preparse(line: &[u8]) -> Result<Option<PreParsed>, SmtpError> {
     } else {
         // Kept quoted. What would change meaning for a reader that does not know
         // quoting (the Return-Path, MAIL/RCPT of the next hop, DSN fields) is refused.
-        if local
-            .chars()
-            .any(|c| matches!(c, '<' | '>' | '@' | '"' | '\\') || c.is_control())
-        {
+        if !safe_quoted_content(&local) {
             return Err(unsafe_local_part(mail));
         }
         format!("\"{local}\"@{domain}")

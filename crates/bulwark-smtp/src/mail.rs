@@ -62,7 +62,11 @@ pub(crate) fn valid_address(address: &str, utf8: bool) -> bool {
 /// is what `address::preparse` wrote.
 fn valid_local_part(local: &str) -> bool {
     if let Some(inner) = local.strip_prefix('"') {
-        return inner.len() > 1 && inner.ends_with('"');
+        // Exactly the form `preparse` writes; anything else (smtp-proto keeps escaped
+        // quotes: `"x"bob@example.test>"y"`) would be read as another address.
+        return inner
+            .strip_suffix('"')
+            .is_some_and(crate::address::safe_quoted_content);
     }
     !local.is_empty()
         && local.split('.').all(|atom| {
@@ -330,5 +334,12 @@ mod tests {
         assert!(!valid_address("a@@example.test", false));
         assert!(!valid_address("a..b@example.test", false));
         assert!(valid_address("\"a b\"@example.test", false));
+        // smtp-proto's reading of `"\"x\"bob@example.test>\"y\""@attacker.test`.
+        assert!(!valid_address(
+            "\"x\"bob@example.test>\"y\"@attacker.test",
+            false
+        ));
+        assert!(!valid_address("\"a\\\\b\"@example.test", false));
+        assert!(!valid_address("\"\"\"@example.test", false));
     }
 }

@@ -642,15 +642,26 @@ impl Session {
                 mechanism,
                 initial_response,
             } => self.auth(mechanism, &initial_response),
+            // A non-empty path is taken only as `address::preparse` read it: smtp-proto
+            // also parses spellings the reader refuses to guess at (`MAIL  FROM:`), and
+            // reads quoted local parts differently.
             Request::Mail { mut from } => {
-                if let Some(p) = path {
-                    from.address = Cow::Owned(p);
+                match path {
+                    Some(p) => from.address = Cow::Owned(p),
+                    None if !from.address.is_empty() => {
+                        return self.fail(crate::address::unread_path(true))
+                    }
+                    None => {}
                 }
                 self.mail(from)
             }
             Request::Rcpt { mut to } => {
-                if let Some(p) = path {
-                    to.address = Cow::Owned(p);
+                match path {
+                    Some(p) => to.address = Cow::Owned(p),
+                    None if !to.address.is_empty() => {
+                        return self.fail(crate::address::unread_path(false))
+                    }
+                    None => {}
                 }
                 self.rcpt(to)
             }

@@ -1180,7 +1180,7 @@ async fn submission_refuses_lines_that_are_no_header_fields() {
                 .await;
             assert!(
                 r.ends_with(&format!(
-                    "554 5.6.0 Message refused: header line {n} is not a header field (RFC 5322 §2.2)\r\n"
+                    "554 5.6.0 Message refused: header line {n} is not a header field (RFC 5322 section 2.2)\r\n"
                 )),
                 "{listener:?} {msg:?}: {r}"
             );
@@ -1855,4 +1855,45 @@ async fn an_alias_that_only_forwards_to_bad_routes_is_refused_at_rcpt() {
         .send(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<gone@example.test>\r\n")
         .await;
     assert_eq!(codes(&r), ["250", "250"], "{r}");
+}
+
+/// Review of issue 15 #5: the path reader (`address::preparse`) only knew the exact
+/// spelling `MAIL FROM:<`/`RCPT TO:<`, while smtp-proto also accepts extra spaces
+/// (`MAIL  FROM:`, `MAIL FROM :<`) and then drops the quotes of a quoted local part:
+/// the issue's Return-Path `<bob@example.test>@attacker.test>` came back.
+#[tokio::test]
+async fn quoted_local_parts_cannot_slip_past_the_path_reader_with_spaces() {
+    let mut h = Harness::new(ListenerKind::Smtp, Requirement::Any, false).await;
+    h.send(b"EHLO client.test\r\n").await;
+    for line in [
+        &b"MAIL  FROM:<\"bob@example.test>\"@attacker.test>\r\n"[..],
+        b"MAIL FROM :<\"bob@example.test>\"@attacker.test>\r\n",
+        b"mail  from : <\"bob@example.test>\"@attacker.test>\r\n",
+        // smtp-proto keeps escaped quotes: it would hand over the local part
+        // `"x"bob@example.test>"y"`, which looks quoted to a check of its ends.
+        b"MAIL  FROM:<\"\\\"x\\\"bob@example.test>\\\"y\\\"\"@attacker.test>\r\n",
+    ] {
+        let r = h.send(line).await;
+        assert!(
+            r.starts_with("553 ") || r.starts_with("501 "),
+            "{}: {r}",
+            String::from_utf8_lossy(line)
+        );
+    }
+    let r = h.send(b"MAIL FROM:<x@remote.test>\r\n").await;
+    assert_eq!(codes(&r), ["250"], "{r}");
+    let r = h.send(b"RCPT  TO:<\"a b\"@example.test>\r\n").await;
+    assert!(r.starts_with("553 ") || r.starts_with("501 "), "{r}");
+    // Nothing was accepted under a path the reader did not see.
+    let r = h.send(b"RCPT TO:<bob@example.test>\r\nDATA\r\n").await;
+    assert_eq!(codes(&r), ["250", "354"], "{r}");
+    let r = h.send(format!("{MSG}.\r\n").as_bytes()).await;
+    assert!(r.starts_with("250 "), "{r}");
+    for m in h.inbox("bob@example.test").await {
+        assert!(
+            m.starts_with(b"Return-Path: <x@remote.test>\r\n"),
+            "{}",
+            String::from_utf8_lossy(&m)
+        );
+    }
 }

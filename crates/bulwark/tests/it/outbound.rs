@@ -1076,9 +1076,10 @@ s.quit()
     drop(b);
 }
 
-/// `bulwark dkim generate` for `domain`: its TXT records as "name. value" lines.
+/// `bulwark dkim generate --force` for `domain` (init already made keys; fresh ones
+/// print their records): its TXT records as "name. value" lines.
 fn dkim_records(data: &DataDir, domain: &str) -> String {
-    let out = data.cli(&["dkim", "generate", "--domain", domain]);
+    let out = data.cli(&["dkim", "generate", "--domain", domain, "--force"]);
     assert!(
         out.status.success(),
         "{}",
