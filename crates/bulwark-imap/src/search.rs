@@ -253,7 +253,7 @@ pub(crate) struct Matches {
 /// Bodies fetched per store round trip for text keys: at most this many messages…
 pub(crate) const BATCH_MESSAGES: usize = 256;
 /// …and about this many octets (a single larger message is still one batch).
-const BATCH_OCTETS: u64 = 4 << 20;
+pub(crate) const BATCH_OCTETS: u64 = 4 << 20;
 
 impl Session {
     /// The messages of the selected mailbox that match every key, by ascending
@@ -334,10 +334,10 @@ impl Session {
                 // `[imap] max_inflight_bytes` like FETCH (see `budget`).
                 let Some(_hold) = self.memory.try_take(pending_octets.saturating_mul(2)) else {
                     metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "memory_limit").increment(1);
-                    return Ok(Done::No(
+                    return Ok(Err(Done::No(
                         "[LIMIT] The server is holding too much message data right now; try again later"
                             .into(),
-                    ));
+                    )));
                 };
                 let bodies = match self.store.read_blobs(&ids).await {
                     Ok(b) => b,

@@ -266,8 +266,26 @@ impl Session {
         }
         let mut hits = hits.into_iter().peekable();
         while hits.peek().is_some() {
-            let batch: Vec<Hit> = hits.by_ref().take(crate::search::BATCH_MESSAGES).collect();
+            // As SEARCH: at most 256 messages and about 4 MiB per store round trip.
+            let mut batch: Vec<Hit> = Vec::new();
+            let mut batch_octets = 0u64;
+            while batch.len() < crate::search::BATCH_MESSAGES
+                && batch_octets < crate::search::BATCH_OCTETS
+            {
+                let Some(h) = hits.next() else { break };
+                batch_octets += h.size;
+                batch.push(h);
+            }
             let ids: Vec<_> = batch.iter().map(|h| h.blob_id).collect();
+            // The batch's bodies, within `[imap] max_inflight_bytes` like SEARCH's.
+            let octets: u64 = batch.iter().map(|h| h.size).sum();
+            let Some(_hold) = self.memory.try_take(octets.saturating_mul(2)) else {
+                metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "memory_limit").increment(1);
+                return Ok(Err(Done::No(
+                    "[LIMIT] The server is holding too much message data right now; try again later"
+                        .into(),
+                )));
+            };
             let bodies = match self.store.read_blobs(&ids).await {
                 Ok(b) => b,
                 Err(e) => return Ok(Err(store_no(&e))),
