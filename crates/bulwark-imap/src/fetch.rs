@@ -53,6 +53,12 @@ enum Item {
         what: SectionText,
         partial: Option<(u32, u32)>,
     },
+    /// RFC 3516 `BINARY[path]<partial>` or, with `size`, `BINARY.SIZE[path]`.
+    Binary {
+        path: Vec<u32>,
+        partial: Option<(u32, u32)>,
+        size: bool,
+    },
 }
 
 fn part_path(p: &Option<Part>) -> Vec<u32> {
@@ -149,28 +155,33 @@ impl Session {
             MacroOrMessageDataItemNames::MessageDataItemNames(n) => n,
         };
         let mut changed_since = None;
+        let mut vanished = false;
         for m in modifiers {
             match m {
                 FetchModifier::ChangedSince(n) => {
                     changed_since = Some(n.get());
                     self.condstore = true;
                 }
+                // RFC 7162 §3.2.6: only in UID FETCH, with CHANGEDSINCE, once QRESYNC is on.
+                FetchModifier::Vanished if self.qresync && uid => vanished = true,
                 FetchModifier::Vanished => {
                     return Ok(Done::Bad(
-                        "VANISHED requires QRESYNC, which is not enabled".into(),
+                        "VANISHED needs ENABLE QRESYNC, UID FETCH and CHANGEDSINCE".into(),
                     ))
                 }
             }
         }
         let mut list: Vec<Item> = Vec::new();
         let mut set_seen = false;
-        if uid {
+        // RFC 7162 §3.2.4: once QRESYNC is on, every FETCH response carries the UID.
+        let uid_item = uid || self.qresync;
+        if uid_item {
             list.push(Item::Uid);
         }
         for n in names {
             let it = match n {
                 MessageDataItemName::Uid => {
-                    if uid {
+                    if uid_item {
                         continue;
                     }
                     Item::Uid
@@ -225,9 +236,25 @@ impl Session {
                         partial: partial.map(|(o, n)| (o, n.get())),
                     }
                 }
-                MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. } => {
-                    return Ok(Done::Bad("BINARY is not supported".into()));
+                MessageDataItemName::Binary {
+                    section,
+                    partial,
+                    peek,
+                } => {
+                    if !peek {
+                        set_seen = true;
+                    }
+                    Item::Binary {
+                        path: section.iter().map(|n| n.get()).collect(),
+                        partial: partial.map(|(o, n)| (o, n.get())),
+                        size: false,
+                    }
                 }
+                MessageDataItemName::BinarySize { section } => Item::Binary {
+                    path: section.iter().map(|n| n.get()).collect(),
+                    partial: None,
+                    size: true,
+                },
             };
             list.push(it);
         }
@@ -242,17 +269,45 @@ impl Session {
             Ok(u) => u,
             Err(e) => return Ok(Done::Bad(e.to_string())),
         };
+        if vanished {
+            let Some(since) = changed_since else {
+                return Ok(Done::Bad("VANISHED needs CHANGEDSINCE".into()));
+            };
+            // RFC 7162 §3.2.6: the UIDs of the set expunged since CHANGEDSINCE, first.
+            let changes = match self.store.changes_since(v.mailbox, since).await {
+                Ok(c) => c,
+                Err(e) => return Ok(store_no(&e)),
+            };
+            let asked = seqset::RangeSet::new(seqset::ranges(set, v.max_uid()));
+            let mut gone: Vec<u32> = changes
+                .expunged
+                .into_iter()
+                .filter(|u| asked.contains(*u))
+                .collect();
+            gone.sort_unstable();
+            gone.dedup();
+            if !gone.is_empty() {
+                let line = format!("* VANISHED (EARLIER) {}", seqset::compress(&gone));
+                crate::resp::line(sink, &line).await?;
+            }
+        }
+        let Some(v) = self.view.as_ref() else {
+            return Ok(Done::Bad("No mailbox selected".into()));
+        };
         let mailbox = v.mailbox;
         let read_only = v.read_only;
-        // Sections other than the whole message need it parsed or cut in memory.
+        // Sections other than the whole message need it parsed or cut in memory, and
+        // so does BINARY (RFC 3516: decoded from the parsed part).
         let need_parts = list.iter().any(|i| {
-            matches!(i, Item::Section { path, what, .. }
+            matches!(i, Item::Binary { .. })
+                || matches!(i, Item::Section { path, what, .. }
                 if !(path.is_empty() && matches!(what, SectionText::Whole)))
         });
         let need_whole = list.iter().any(|i| {
             matches!(i, Item::Section { path, what, .. }
                 if path.is_empty() && matches!(what, SectionText::Whole))
         });
+        let mut unknown_cte = false;
         let need_summary = list
             .iter()
             .any(|i| matches!(i, Item::Envelope | Item::BodyStructure | Item::Body));
@@ -484,6 +539,43 @@ impl Session {
                                 }
                             }
                         }
+                        Item::Binary {
+                            path,
+                            partial,
+                            size,
+                        } => {
+                            let raw = blob.as_deref().unwrap_or_default();
+                            let label = path_label(path);
+                            let data = crate::binary::section(raw, path).unwrap_or_else(|_| {
+                                unknown_cte = true;
+                                None
+                            });
+                            if *size {
+                                let n = data.as_deref().map_or(0, <[u8]>::len);
+                                r.text(&format!("BINARY.SIZE[{label}] {n}"));
+                            } else {
+                                let d: &[u8] = data.as_deref().unwrap_or_default();
+                                let (start, end) = match partial {
+                                    Some((origin, len)) => {
+                                        r.text(&format!("BINARY[{label}]<{origin}> "));
+                                        let start = (*origin as usize).min(d.len());
+                                        (start, start.saturating_add(*len as usize).min(d.len()))
+                                    }
+                                    None => {
+                                        r.text(&format!("BINARY[{label}] "));
+                                        (0, d.len())
+                                    }
+                                };
+                                if data.is_none() {
+                                    r.text("NIL");
+                                } else {
+                                    if crate::binary::needs_literal8(d) {
+                                        r.text("~");
+                                    }
+                                    r.literal(&d[start..end]);
+                                }
+                            }
+                        }
                     }
                 }
                 if flags_changed && !sent_flags {
@@ -497,6 +589,12 @@ impl Session {
         }
         metrics::counter!("bulwark_imap_messages_fetched_total", "listener" => self.cfg.listener)
             .increment(count);
+        if unknown_cte {
+            // RFC 3516 §4.2: the part was sent as NIL; the command says why.
+            return Ok(Done::No(
+                "[UNKNOWN-CTE] A part's Content-Transfer-Encoding cannot be decoded".into(),
+            ));
+        }
         if missing {
             // RFC 5530: another session expunged some of them meanwhile.
             return Ok(Done::Ok(

@@ -135,8 +135,10 @@ pub struct Framer {
     literals: usize,
     /// Literal octets other than APPEND's message.
     small_literal_total: u64,
-    message_literal_seen: bool,
     message_len: u64,
+    /// The length of the literal just announced, when it is a message (MULTIAPPEND
+    /// announces several).
+    last_message: Option<u64>,
     lines: usize,
 }
 
@@ -151,8 +153,8 @@ impl Framer {
             append_mailbox_literal: false,
             literals: 0,
             small_literal_total: 0,
-            message_literal_seen: false,
             message_len: 0,
+            last_message: None,
             lines: 0,
         }
     }
@@ -246,18 +248,19 @@ impl Framer {
             self.small_literal_total += len;
             return Step::Literal { len, sync };
         }
-        let is_message = self.verb == "APPEND"
-            && !self.message_literal_seen
-            && !(self.append_mailbox_literal && self.literals == 1);
+        // RFC 3502 MULTIAPPEND: every literal of APPEND but a literal mailbox name is a
+        // message; together they are bounded by `max_literal_size`, as one message is.
+        let is_message =
+            self.verb == "APPEND" && !(self.append_mailbox_literal && self.literals == 1);
         if is_message {
-            if len > self.limits.max_literal {
+            if self.message_len.saturating_add(len) > self.limits.max_literal {
                 return refuse(format!(
                     "{tag} NO [TOOBIG] Message larger than {} octets",
                     self.limits.max_literal
                 ));
             }
-            self.message_literal_seen = true;
-            self.message_len = len;
+            self.message_len += len;
+            self.last_message = Some(len);
             return Step::Literal { len, sync };
         }
         if self.small_literal_total + len > self.limits.max_line as u64 {
@@ -267,12 +270,14 @@ impl Framer {
             ));
         }
         self.small_literal_total += len;
+        self.last_message = None;
         Step::Literal { len, sync }
     }
 
-    /// The size of APPEND's message literal once its announcement has been seen.
+    /// The size of the literal just announced when it is one of APPEND's messages
+    /// (each message of a MULTIAPPEND in turn).
     pub fn message_literal(&self) -> Option<u64> {
-        self.message_literal_seen.then_some(self.message_len)
+        self.last_message
     }
 
     fn message_octets(&self) -> u64 {
@@ -374,6 +379,33 @@ mod tests {
         let (r, close) = refused(f.push_line(b"a SELECT {67108864+}"));
         assert!(r.starts_with("a BAD") && close, "{r}");
         assert_eq!(Framer::new(ANON_TLS, LIMITS).max_line(), PRE_AUTH_LINE);
+    }
+
+    /// RFC 3502: each message of a MULTIAPPEND is a message literal, and together
+    /// they are held to `max_literal`.
+    #[test]
+    fn multiappend_messages_share_the_message_limit() {
+        let mut f = Framer::new(AUTHED, LIMITS);
+        assert_eq!(
+            f.push_line(b"a APPEND INBOX {40000}"),
+            Step::Literal {
+                len: 40_000,
+                sync: true
+            }
+        );
+        f.literal_buffer().extend_from_slice(&[b'x'; 40_000]);
+        assert_eq!(
+            f.push_line(b" (\\Seen) {50000}"),
+            Step::Literal {
+                len: 50_000,
+                sync: true
+            }
+        );
+        // Each message is announced to the shell (which takes its memory budget).
+        assert_eq!(f.message_literal(), Some(50_000));
+        f.literal_buffer().extend_from_slice(&[b'x'; 50_000]);
+        let (r, _) = refused(f.push_line(b" {10001}"));
+        assert!(r.starts_with("a NO [TOOBIG]"), "{r}");
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The IMAP server: IMAP4rev1 (RFC 3501) with the IMAP4rev2 (RFC 9051) essentials and
 //! the extensions clients rely on (IDLE, UIDPLUS, MOVE, LITERAL+, SPECIAL-USE, ID,
-//! ENABLE, NAMESPACE, UNSELECT, CONDSTORE), on 143 (STARTTLS) and 993 (implicit TLS).
+//! ENABLE, NAMESPACE, UNSELECT, CONDSTORE, QRESYNC, ESEARCH, SEARCHRES, LIST-EXTENDED,
+//! LIST-STATUS, STATUS=SIZE, MULTIAPPEND, BINARY, SORT, THREAD), on 143 (STARTTLS) and
+//! 993 (implicit TLS).
 //!
 //! Owns: command framing with literal limits (`server`), the sans-I/O session core
 //! (`session`, `fetch`, `search`), the per-session selected-mailbox view (`view`),
@@ -13,7 +15,9 @@
 //!
 //! Must not: touch the socket from the session core, or log literal contents.
 
+pub mod binary;
 pub mod budget;
+pub mod esearch;
 mod fetch;
 pub mod framing;
 /// Harnesses for fuzz targets and seeded property tests (not server code).
@@ -21,13 +25,17 @@ pub mod framing;
 pub mod fuzzing;
 pub mod list_ext;
 pub mod mime;
+pub mod multiappend;
 pub mod names;
 pub mod notify;
 pub mod resp;
 mod search;
+pub mod searchres;
 pub mod seqset;
 mod server;
 pub mod session;
+mod sort;
+mod thread;
 pub mod view;
 
 pub use budget::SharedLimits;

@@ -1,6 +1,7 @@
 //! LIST with selection and return options (RFC 5258 syntax), for what clients send
 //! once SPECIAL-USE is advertised (RFC 6154 §5.2): `LIST (SPECIAL-USE) "" "*"` and
-//! `LIST "" "*" RETURN (SPECIAL-USE)`; also SUBSCRIBED, CHILDREN and REMOTE.
+//! `LIST "" "*" RETURN (SPECIAL-USE)`; also SUBSCRIBED, CHILDREN, REMOTE,
+//! RECURSIVEMATCH (RFC 5258 §3.1) and `RETURN (STATUS (…))` (RFC 5819 LIST-STATUS).
 //!
 //! Hand-written: imap-codec 2.0.0-alpha.10 parses only the RFC 3501 form of LIST (its
 //! `ext_list_extended` feature covers response items, not the command), so commands
@@ -10,8 +11,11 @@
 //! list = "LIST" [SP list-select-opts] SP mailbox SP mbox-or-pat [SP list-return-opts]
 //! list-select-opts = "(" [option *(SP option)] ")"
 //! mbox-or-pat = list-mailbox / "(" list-mailbox *(SP list-mailbox) ")"
-//! list-return-opts = "RETURN" SP "(" [option *(SP option)] ")"
+//! list-return-opts = "RETURN" SP "(" [return-option *(SP return-option)] ")"
+//! return-option = option / "STATUS" SP "(" status-att *(SP status-att) ")"   ; RFC 5819
 //! ```
+
+use imap_codec::imap_types::status::StatusDataItemName;
 
 /// A parsed extended LIST.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -24,6 +28,27 @@ pub struct ListExt {
     pub select_special_use: bool,
     pub return_subscribed: bool,
     pub return_special_use: bool,
+    /// RFC 5258 §3.1 RECURSIVEMATCH (only with SUBSCRIBED): parents of subscribed
+    /// names that do not match are listed with CHILDINFO.
+    pub recursive_match: bool,
+    /// RFC 5819: a STATUS response for each selectable mailbox listed.
+    pub status: Option<Vec<StatusDataItemName>>,
+}
+
+/// The STATUS items RFC 9051 §6.3.11, RFC 7162 §3.1.3 (HIGHESTMODSEQ) and RFC 8438
+/// (SIZE) define.
+fn status_item(name: &str) -> Option<StatusDataItemName> {
+    Some(match name {
+        "MESSAGES" => StatusDataItemName::Messages,
+        "RECENT" => StatusDataItemName::Recent,
+        "UIDNEXT" => StatusDataItemName::UidNext,
+        "UIDVALIDITY" => StatusDataItemName::UidValidity,
+        "UNSEEN" => StatusDataItemName::Unseen,
+        "DELETED" => StatusDataItemName::Deleted,
+        "SIZE" => StatusDataItemName::Size,
+        "HIGHESTMODSEQ" => StatusDataItemName::HighestModSeq,
+        _ => return None,
+    })
 }
 
 struct Cursor<'a> {
@@ -160,11 +185,11 @@ fn parse_rest(c: &mut Cursor<'_>, tag: &str) -> Option<ListExt> {
                 _ => return None,
             }
         }
-        // RFC 5258 §3: RECURSIVEMATCH alone is an error. With SUBSCRIBED it would
-        // add CHILDINFO, which we do not send (it is optional for LIST (SUBSCRIBED)).
+        // RFC 5258 §3: RECURSIVEMATCH needs another selection option to recurse on.
         if recursive && !(out.select_subscribed || out.select_special_use) {
             return None;
         }
+        out.recursive_match = recursive && out.select_subscribed;
         c.sp()?;
     }
     out.reference = c.string_or_atom()?;
@@ -187,13 +212,30 @@ fn parse_rest(c: &mut Cursor<'_>, tag: &str) -> Option<ListExt> {
             return None;
         }
         c.sp()?;
-        for o in c.options()? {
-            match o.as_str() {
-                "SUBSCRIBED" => out.return_subscribed = true,
-                "SPECIAL-USE" => out.return_special_use = true,
-                // \HasChildren / \HasNoChildren are always sent.
-                "CHILDREN" => {}
-                _ => return None,
+        c.eat(b'(')?;
+        if c.eat(b')').is_none() {
+            loop {
+                let o = String::from_utf8_lossy(c.atom()?).to_ascii_uppercase();
+                match o.as_str() {
+                    "SUBSCRIBED" => out.return_subscribed = true,
+                    "SPECIAL-USE" => out.return_special_use = true,
+                    // \HasChildren / \HasNoChildren are always sent.
+                    "CHILDREN" => {}
+                    "STATUS" if out.status.is_none() => {
+                        c.sp()?;
+                        let items = c.options()?;
+                        if items.is_empty() {
+                            return None;
+                        }
+                        let items = items.iter().map(|i| status_item(i));
+                        out.status = Some(items.collect::<Option<Vec<_>>>()?);
+                    }
+                    _ => return None,
+                }
+                if c.eat(b')').is_some() {
+                    break;
+                }
+                c.sp()?;
             }
         }
     }
@@ -231,6 +273,12 @@ mod tests {
         );
         let l = ok("d LIST () \"\" % RETURN ()\r\n");
         assert!(!l.select_subscribed && !l.return_subscribed);
+        let l = ok("e LIST (SUBSCRIBED RECURSIVEMATCH) \"\" % RETURN (CHILDREN STATUS (MESSAGES SIZE))\r\n");
+        assert!(l.recursive_match && l.select_subscribed);
+        assert_eq!(
+            l.status,
+            Some(vec![StatusDataItemName::Messages, StatusDataItemName::Size])
+        );
     }
 
     #[test]
@@ -239,7 +287,10 @@ mod tests {
         for bad in [
             "a LIST (BOGUS) \"\" *\r\n",
             "a LIST (RECURSIVEMATCH) \"\" *\r\n",
-            "a LIST \"\" * RETURN (STATUS (MESSAGES))\r\n",
+            "a LIST \"\" * RETURN (STATUS (MESSAGES BOGUS))\r\n",
+            "a LIST \"\" * RETURN (STATUS ())\r\n",
+            "a LIST \"\" * RETURN (IMAPTEST)\r\n",
+            "a LIST (RECURSIVEMATCH REMOTE) \"\" *\r\n",
             "a LIST \"\" * EXTRA\r\n",
             "a LIST (SPECIAL-USE \"\" *\r\n",
             "a LIST \"\" {5}\r\nab\r\n",

@@ -7,6 +7,7 @@
 use bulwark_store::{Flags, MessageMeta};
 use imap_codec::imap_types::{core::Vec1, search::SearchKey};
 
+use crate::esearch::{self, ReturnOpts};
 use crate::mime::{self, SearchDoc};
 use crate::resp::Sink;
 use crate::seqset::{self, RangeSet};
@@ -233,29 +234,36 @@ fn all(keys: &[Key], m: &Msg<'_>) -> Option<bool> {
     known.then_some(true)
 }
 
+/// A matching message.
+pub(crate) struct Hit {
+    pub seq: u32,
+    pub uid: u32,
+    pub modseq: u64,
+    pub size: u64,
+    pub internal_date: i64,
+    pub blob_id: bulwark_store::BlobId,
+}
+
+pub(crate) struct Matches {
+    pub hits: Vec<Hit>,
+    /// A MODSEQ key was used (RFC 7162 §3.1.5: the response reports MODSEQ).
+    pub modseq_used: bool,
+}
+
 /// Bodies fetched per store round trip for text keys: at most this many messages…
 pub(crate) const BATCH_MESSAGES: usize = 256;
 /// …and about this many octets (a single larger message is still one batch).
-const BATCH_OCTETS: u64 = 4 << 20;
+pub(crate) const BATCH_OCTETS: u64 = 4 << 20;
 
 impl Session {
-    pub(crate) async fn search(
+    /// The messages of the selected mailbox that match every key, by ascending
+    /// sequence number (SEARCH, and SORT/THREAD before they order them).
+    pub(crate) async fn matching(
         &mut self,
-        charset: Option<&str>,
         criteria: &Vec1<SearchKey<'_>>,
-        uid: bool,
-        sink: &mut dyn Sink,
-    ) -> std::io::Result<Done> {
-        if let Some(cs) = charset {
-            // RFC 9051 §6.4.4: UTF-8 must be supported; US-ASCII is a subset.
-            if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
-                return Ok(Done::No(
-                    "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset".into(),
-                ));
-            }
-        }
+    ) -> std::io::Result<Result<Matches, Done>> {
         let Some(v) = self.view.as_ref() else {
-            return Ok(Done::Bad("No mailbox selected".into()));
+            return Ok(Err(Done::Bad("No mailbox selected".into())));
         };
         let mut n = Needs::default();
         criteria.as_ref().iter().for_each(|k| needs(k, &mut n));
@@ -271,13 +279,18 @@ impl Session {
         }
         let metas = match self.store.list_messages(v.mailbox).await {
             Ok(m) => m,
-            Err(e) => return Ok(store_no(&e)),
+            Err(e) => return Ok(Err(store_no(&e))),
         };
-        let mut hits: Vec<u32> = Vec::new();
-        let mut max_modseq = 0u64;
+        let mut hits: Vec<Hit> = Vec::new();
         let mut hit = |seq: u32, meta: &MessageMeta| {
-            hits.push(if uid { meta.uid } else { seq });
-            max_modseq = max_modseq.max(meta.modseq);
+            hits.push(Hit {
+                seq,
+                uid: meta.uid,
+                modseq: meta.modseq,
+                size: meta.size,
+                internal_date: meta.internal_date,
+                blob_id: meta.blob_id,
+            });
         };
         let mut needles = Vec::new();
         keys.iter().for_each(|k| body_needles(k, &mut needles));
@@ -321,14 +334,14 @@ impl Session {
                 // `[imap] max_inflight_bytes` like FETCH (see `budget`).
                 let Some(_hold) = self.memory.try_take(pending_octets.saturating_mul(2)) else {
                     metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "memory_limit").increment(1);
-                    return Ok(Done::No(
+                    return Ok(Err(Done::No(
                         "[LIMIT] The server is holding too much message data right now; try again later"
                             .into(),
-                    ));
+                    )));
                 };
                 let bodies = match self.store.read_blobs(&ids).await {
                     Ok(b) => b,
-                    Err(e) => return Ok(store_no(&e)),
+                    Err(e) => return Ok(Err(store_no(&e))),
                 };
                 // In the order asked, bodies expunged meanwhile left out.
                 let mut bodies = bodies.into_iter().peekable();
@@ -354,13 +367,81 @@ impl Session {
             }
         }
         // Messages decided by metadata alone were answered before earlier text matches.
-        hits.sort_unstable();
+        hits.sort_unstable_by_key(|h| h.seq);
         drop(metas);
+        Ok(Ok(Matches { hits, modseq_used }))
+    }
+
+    pub(crate) async fn search(
+        &mut self,
+        tag: &str,
+        charset: Option<&str>,
+        criteria: &Vec1<SearchKey<'_>>,
+        uid: bool,
+        ret: Option<ReturnOpts>,
+        sink: &mut dyn Sink,
+    ) -> std::io::Result<Done> {
+        if let Some(cs) = charset {
+            // RFC 9051 §6.4.4: UTF-8 must be supported; US-ASCII is a subset.
+            if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
+                return Ok(Done::No(
+                    "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset".into(),
+                ));
+            }
+        }
+        // RFC 5182 §2.1: a SEARCH that saves and fails leaves `$` empty.
+        if ret.is_some_and(|r| r.save) {
+            self.saved_uids.clear();
+        }
+        let Matches { hits, modseq_used } = match self.matching(criteria).await? {
+            Ok(m) => m,
+            Err(d) => return Ok(d),
+        };
+        let num = |h: &Hit| if uid { h.uid } else { h.seq };
+        if let Some(ret) = ret {
+            let nums: Vec<u32> = hits.iter().map(num).collect();
+            if ret.save {
+                // RFC 5182 §2.1: with MIN and/or MAX only, just those are saved.
+                self.saved_uids = if (ret.min || ret.max) && !(ret.all || ret.count) {
+                    let mut k: Vec<u32> = [
+                        hits.first().filter(|_| ret.min),
+                        hits.last().filter(|_| ret.max),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .map(|h| h.uid)
+                    .collect();
+                    k.dedup();
+                    k
+                } else {
+                    hits.iter().map(|h| h.uid).collect()
+                };
+                if ret.answers_nothing() {
+                    return Ok(Done::Ok("SEARCH completed, result saved".into()));
+                }
+            }
+            // RFC 4731 §3.2 / RFC 7162 §3.1.5: with only MIN and/or MAX asked, MODSEQ
+            // is that of the messages returned, not of every match.
+            let modseq = modseq_used.then(|| {
+                if (ret.min || ret.max) && !(ret.all || ret.count) {
+                    let ends = [
+                        hits.first().filter(|_| ret.min),
+                        hits.last().filter(|_| ret.max),
+                    ];
+                    ends.iter().flatten().map(|h| h.modseq).max().unwrap_or(0)
+                } else {
+                    hits.iter().map(|h| h.modseq).max().unwrap_or(0)
+                }
+            });
+            crate::resp::line(sink, &esearch::response(tag, uid, &ret, &nums, modseq)).await?;
+            return Ok(Done::Ok("SEARCH completed".into()));
+        }
+        let max_modseq = hits.iter().map(|h| h.modseq).max().unwrap_or(0);
         let mut line = String::with_capacity(8 + hits.len() * 7);
         line.push_str("* SEARCH");
         for h in &hits {
             line.push(' ');
-            line.push_str(&h.to_string());
+            line.push_str(&num(h).to_string());
         }
         if modseq_used && !hits.is_empty() {
             line.push_str(&format!(" (MODSEQ {max_modseq})"));

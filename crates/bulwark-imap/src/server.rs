@@ -67,6 +67,8 @@ impl ImapHandler {
 struct AppendHolds {
     _memory: Option<Hold>,
     _slot: Option<AppendSlot>,
+    /// The memory of a MULTIAPPEND's further messages (RFC 3502), one slot for all.
+    _more: Vec<Hold>,
 }
 
 /// Admits APPEND's message literal of `len` octets before a byte of it is read
@@ -90,6 +92,7 @@ async fn admit_append(
     Ok(AppendHolds {
         _memory: Some(memory),
         _slot: slot,
+        _more: Vec::new(),
     })
 }
 
@@ -190,18 +193,29 @@ async fn read_command(
                 })
             }
             Step::Literal { len, sync } => {
-                if !admitted && f.message_literal() == Some(len) {
-                    admitted = true;
-                    match admit_append(shared.0, shared.1, len).await {
-                        Ok(h) => *holds = h,
-                        Err(text) => {
-                            let tag = f.tag().unwrap_or("*").to_string();
-                            return Ok(Frame::Refused {
-                                reply: format!("{tag} NO {text}"),
-                                close: !sync,
-                                reason: "memory_limit",
-                            });
+                if f.message_literal() == Some(len) {
+                    let admitted_now = if !admitted {
+                        admitted = true;
+                        admit_append(shared.0, shared.1, len)
+                            .await
+                            .map(|h| *holds = h)
+                    } else {
+                        // A further MULTIAPPEND message: its own share of the budget.
+                        match shared.0.memory.try_take(len.saturating_mul(2)) {
+                            Some(h) => {
+                                holds._more.push(h);
+                                Ok(())
+                            }
+                            None => Err("[LIMIT] The server is holding too much message data right now; try again later".to_string()),
                         }
+                    };
+                    if let Err(text) = admitted_now {
+                        let tag = f.tag().unwrap_or("*").to_string();
+                        return Ok(Frame::Refused {
+                            reply: format!("{tag} NO {text}"),
+                            close: !sync,
+                            reason: "memory_limit",
+                        });
                     }
                 }
                 if sync {

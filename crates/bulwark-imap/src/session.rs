@@ -107,6 +107,14 @@ pub struct Session {
     dirty: bool,
     /// RFC 7162 CONDSTORE enabled (ENABLE, SELECT (CONDSTORE) or a MODSEQ use).
     pub(crate) condstore: bool,
+    /// RFC 7162 §3.2 QRESYNC enabled (ENABLE QRESYNC): VANISHED instead of EXPUNGE.
+    pub(crate) qresync: bool,
+    /// The RETURN options of the SEARCH being handled (RFC 4731), cut from the
+    /// command by `esearch::split` before imap-codec decodes the rest.
+    pub(crate) search_return: Option<crate::esearch::ReturnOpts>,
+    /// The UIDs `SEARCH RETURN (SAVE)` kept for `$` (RFC 5182), ascending; emptied
+    /// when the selected mailbox changes.
+    pub(crate) saved_uids: Vec<u32>,
     logged_out: bool,
     /// `[imap] max_inflight_bytes`, shared by every session (see `budget`).
     pub(crate) memory: Arc<crate::budget::MemoryBudget>,
@@ -130,6 +138,9 @@ impl Session {
             closing: false,
             dirty: false,
             condstore: false,
+            qresync: false,
+            search_return: None,
+            saved_uids: Vec::new(),
             logged_out: false,
             memory: crate::budget::MemoryBudget::unlimited(),
         }
@@ -169,7 +180,9 @@ impl Session {
         }
         c.push_str(" LITERAL+ ID ENABLE");
         if self.account.is_some() {
-            c.push_str(" IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN CONDSTORE");
+            c.push_str(
+                " IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN CONDSTORE ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS STATUS=SIZE MULTIAPPEND BINARY SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QRESYNC",
+            );
         }
         c
     }
@@ -191,8 +204,53 @@ impl Session {
     /// hand-written LIST-EXTENDED parser (`list_ext`).
     pub async fn handle_raw(&mut self, bytes: &[u8], sink: &mut dyn Sink) -> std::io::Result<Next> {
         use imap_codec::decode::Decoder;
+        let substituted;
+        let bytes = match crate::searchres::find(bytes) {
+            Some((use_, at)) if self.view.is_some() => match self.saved_set(use_) {
+                Some(set) => {
+                    substituted = crate::searchres::replace(bytes, &at, &set);
+                    &substituted[..]
+                }
+                None => {
+                    // RFC 5182 §2.1: `$` with an empty saved result is an empty set; the
+                    // command succeeds and touches nothing.
+                    let tag = crate::framing::guess_tag(bytes).unwrap_or_else(|| "*".into());
+                    self.send_updates(sink, false).await?;
+                    resp::line(sink, &format!("{tag} OK No messages match $")).await?;
+                    return Ok(Next::Continue);
+                }
+            },
+            _ => bytes,
+        };
+        match crate::esearch::split(bytes) {
+            Some(crate::esearch::Split::Return { command, opts }) => {
+                return match imap_codec::CommandCodec::default().decode(&command) {
+                    Ok((_, cmd)) => {
+                        self.search_return = Some(opts);
+                        let r = self.handle(cmd, sink).await;
+                        self.search_return = None;
+                        r
+                    }
+                    Err(_) => {
+                        let tag = crate::framing::guess_tag(bytes).unwrap_or_else(|| "*".into());
+                        resp::line(sink, &format!("{tag} BAD Syntax error in SEARCH")).await?;
+                        Ok(Next::Continue)
+                    }
+                };
+            }
+            Some(crate::esearch::Split::Bad(tag)) => {
+                metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "malformed").increment(1);
+                resp::line(sink, &format!("{tag} BAD Invalid SEARCH RETURN options")).await?;
+                return Ok(Next::Continue);
+            }
+            None => {}
+        }
         match imap_codec::CommandCodec::default().decode(bytes) {
             Ok((_, cmd)) => self.handle(cmd, sink).await,
+            Err(_) if crate::multiappend::split(bytes).is_some() => {
+                let parts = crate::multiappend::split(bytes).unwrap_or_default();
+                self.handle_multiappend(&parts, sink).await
+            }
             Err(_) => match crate::list_ext::parse(bytes) {
                 Some(Ok(ext)) => self.handle_list_extended(ext, sink).await,
                 Some(Err(tag)) => {
@@ -218,6 +276,8 @@ impl Session {
             CommandBody::Fetch { uid: true, .. }
                 | CommandBody::Store { uid: true, .. }
                 | CommandBody::Search { uid: true, .. }
+                | CommandBody::Sort { uid: true, .. }
+                | CommandBody::Thread { uid: true, .. }
                 | CommandBody::Copy { uid: true, .. }
                 | CommandBody::Move { uid: true, .. }
         );
@@ -225,9 +285,27 @@ impl Session {
         let allow_expunge = uid_cmd
             || !matches!(
                 &cmd.body,
-                CommandBody::Fetch { .. } | CommandBody::Store { .. } | CommandBody::Search { .. }
+                CommandBody::Fetch { .. }
+                    | CommandBody::Store { .. }
+                    | CommandBody::Search { .. }
+                    | CommandBody::Sort { .. }
+                    | CommandBody::Thread { .. }
             );
+        let select_like = matches!(
+            &cmd.body,
+            CommandBody::Select { .. } | CommandBody::Examine { .. }
+        );
+        let condstore_before = self.condstore;
         let (done, next) = self.dispatch(&tag, cmd.body, sink).await?;
+        // RFC 7162 §3.1: the first CONDSTORE-enabling command in the selected state
+        // (FETCH MODSEQ, SEARCH MODSEQ, STORE UNCHANGEDSINCE…) reports the mailbox's
+        // HIGHESTMODSEQ, which SELECT had no reason to send yet.
+        if !condstore_before && self.condstore && !select_like {
+            if let Some(v) = &self.view {
+                let line = format!("* OK [HIGHESTMODSEQ {}] Highest", v.modseq);
+                resp::line(sink, &line).await?;
+            }
+        }
         let result = match &done {
             Done::Ok(_) => "ok",
             Done::No(_) => "no",
@@ -345,6 +423,11 @@ impl Session {
                     if matches!(c, CapabilityEnable::CondStore) {
                         self.condstore = true;
                         enabled.push("CONDSTORE");
+                    } else if c.to_string().eq_ignore_ascii_case("QRESYNC") {
+                        // RFC 7162 §3.2.3: QRESYNC implies CONDSTORE.
+                        self.qresync = true;
+                        self.condstore = true;
+                        enabled.push("QRESYNC");
                     }
                 }
                 if !enabled.is_empty() {
@@ -359,21 +442,11 @@ impl Session {
             C::Select {
                 mailbox,
                 parameters,
-            } => {
-                if !parameters.is_empty() {
-                    self.condstore = true;
-                }
-                self.select(&mailbox, false, sink).await?
-            }
+            } => self.select_with(&mailbox, &parameters, false, sink).await?,
             C::Examine {
                 mailbox,
                 parameters,
-            } => {
-                if !parameters.is_empty() {
-                    self.condstore = true;
-                }
-                self.select(&mailbox, true, sink).await?
-            }
+            } => self.select_with(&mailbox, &parameters, true, sink).await?,
             C::Create { mailbox } => self.create(&mailbox).await,
             C::Delete { mailbox } => self.delete(&mailbox).await,
             C::Rename { from, to } => self.rename(&from, &to).await,
@@ -446,7 +519,32 @@ impl Session {
                 uid,
             } => {
                 let charset = charset.map(|c| c.as_ref().to_string());
-                self.search(charset.as_deref(), &criteria, uid, sink)
+                let ret = self.search_return.take();
+                self.search(tag, charset.as_deref(), &criteria, uid, ret, sink)
+                    .await?
+            }
+            C::Sort {
+                sort_criteria,
+                charset,
+                search_criteria,
+                uid,
+            } => {
+                self.sort(
+                    sort_criteria.as_ref(),
+                    charset.as_ref(),
+                    &search_criteria,
+                    uid,
+                    sink,
+                )
+                .await?
+            }
+            C::Thread {
+                algorithm,
+                charset,
+                search_criteria,
+                uid,
+            } => {
+                self.thread(&algorithm, charset.as_ref(), &search_criteria, uid, sink)
                     .await?
             }
             C::Fetch {
@@ -631,11 +729,11 @@ impl Session {
         }
         self.announce_keywords(changes.changed.iter().map(|m| &m.flags), sink)
             .await?;
-        let condstore = self.condstore;
+        let (condstore, qresync) = (self.condstore, self.qresync);
         let Some(v) = self.view.as_ref() else {
             return Ok(());
         };
-        write_updates(sink, &up, condstore, &|uid| v.is_recent(uid)).await
+        write_updates(sink, &up, condstore, qresync, &|uid| v.is_recent(uid)).await
     }
 
     /// RFC 3501 §7.2.6: before a FETCH (ours or another session's change) shows a
@@ -661,7 +759,25 @@ impl Session {
         Ok(())
     }
 
+    /// What `$` stands for in this command (see `searchres`); `None` for an empty
+    /// sequence set, which the command cannot express.
+    fn saved_set(&self, use_: crate::searchres::Use) -> Option<String> {
+        use crate::searchres::Use;
+        let v = self.view.as_ref()?;
+        match use_ {
+            Use::SearchKey if self.saved_uids.is_empty() => Some("NOT ALL".into()),
+            Use::SearchKey => Some(format!("UID {}", seqset::compress(&self.saved_uids))),
+            Use::Set { uid: true } if self.saved_uids.is_empty() => None,
+            Use::Set { uid: true } => Some(seqset::compress(&self.saved_uids)),
+            Use::Set { uid: false } => {
+                let seqs: Vec<u32> = self.saved_uids.iter().filter_map(|u| v.seq(*u)).collect();
+                (!seqs.is_empty()).then(|| seqset::compress(&seqs))
+            }
+        }
+    }
+
     fn unselect(&mut self) {
+        self.saved_uids.clear();
         self.view = None;
         self.watch = None;
         self.dirty = false;
@@ -684,6 +800,82 @@ impl Session {
             Ok(None) => Err(no("[NONEXISTENT] No such mailbox")),
             Err(e) => Err(store_no(&e)),
         }
+    }
+
+    /// SELECT/EXAMINE with RFC 7162 parameters: (CONDSTORE) turns CONDSTORE on;
+    /// (QRESYNC (uidvalidity modseq [known-uids])) also reports what changed since
+    /// (§3.2.5): `* VANISHED (EARLIER)` for expunged UIDs, FETCH for flag changes.
+    async fn select_with(
+        &mut self,
+        wire: &WireMailbox<'_>,
+        parameters: &[imap_codec::imap_types::command::SelectParameter],
+        read_only: bool,
+        sink: &mut dyn Sink,
+    ) -> std::io::Result<Done> {
+        use imap_codec::imap_types::command::SelectParameter;
+        let mut resync = None;
+        for p in parameters {
+            self.condstore = true;
+            if let SelectParameter::QResync {
+                uid_validity,
+                mod_sequence_value,
+                known_uids,
+                ..
+            } = p
+            {
+                if !self.qresync {
+                    // RFC 7162 §3.2.5: QRESYNC parameters before ENABLE QRESYNC are BAD.
+                    return Ok(bad("QRESYNC is not enabled (ENABLE QRESYNC first)"));
+                }
+                resync = Some((uid_validity.get(), mod_sequence_value.get(), known_uids));
+            }
+        }
+        let done = self.select(wire, read_only, sink).await?;
+        let (Done::Ok(_), Some((uidvalidity, since, known))) = (&done, resync) else {
+            return Ok(done);
+        };
+        let Some(v) = self.view.as_ref() else {
+            return Ok(done);
+        };
+        // A different UIDVALIDITY: the client must resynchronise from scratch, and
+        // the normal SELECT responses already say so.
+        if v.uidvalidity != uidvalidity {
+            return Ok(done);
+        }
+        let mailbox = v.mailbox;
+        let changes = match self.store.changes_since(mailbox, since).await {
+            Ok(c) => c,
+            Err(e) => return Ok(store_no(&e)),
+        };
+        let known = known
+            .as_ref()
+            .map(|k| seqset::RangeSet::new(seqset::ranges(k, u32::MAX)));
+        let mut vanished: Vec<u32> = changes
+            .expunged
+            .iter()
+            .copied()
+            .filter(|u| known.as_ref().is_none_or(|k| k.contains(*u)))
+            .collect();
+        vanished.sort_unstable();
+        vanished.dedup();
+        if !vanished.is_empty() {
+            let line = format!("* VANISHED (EARLIER) {}", seqset::compress(&vanished));
+            resp::line(sink, &line).await?;
+        }
+        self.announce_keywords(changes.changed.iter().map(|m| &m.flags), sink)
+            .await?;
+        let Some(v) = self.view.as_ref() else {
+            return Ok(done);
+        };
+        for m in &changes.changed {
+            let Some(seq) = v.seq(m.uid) else { continue };
+            let mut r = Resp::new();
+            r.text(&format!("* {seq} FETCH (UID {} FLAGS ", m.uid));
+            r.flags(&m.flags, v.is_recent(m.uid));
+            r.text(&format!(" MODSEQ ({}))", m.modseq));
+            r.send(sink).await?;
+        }
+        Ok(done)
     }
 
     async fn select(
@@ -963,6 +1155,8 @@ impl Session {
                 select_special_use: ext.select_special_use,
                 return_subscribed: ext.return_subscribed || ext.select_subscribed,
                 extended: true,
+                recursive_match: ext.recursive_match,
+                status: ext.status,
             };
             self.list(req, sink).await?
         };
@@ -1054,7 +1248,8 @@ impl Session {
             }
             attrs.join(" ")
         };
-        let mut out: Vec<(String, String)> = Vec::new();
+        // (attributes, name, RFC 5258 CHILDINFO ("SUBSCRIBED")).
+        let mut out: Vec<(String, String, bool)> = Vec::new();
         if req.lsub || req.select_subscribed {
             // Subscribed names, whether or not the mailbox exists.
             let mut parents: std::collections::BTreeSet<String> = Default::default();
@@ -1065,7 +1260,7 @@ impl Session {
                         None if req.lsub => "\\Noselect".to_string(),
                         None => "\\NonExistent \\Subscribed".to_string(),
                     };
-                    out.push((attrs, name.clone()));
+                    out.push((attrs, name.clone(), false));
                 } else if req.lsub {
                     // RFC 3501 §6.3.9: with "%", a subscribed child's superior that
                     // matches is listed \Noselect, even though it is not subscribed.
@@ -1079,7 +1274,33 @@ impl Session {
                 }
             }
             for p in parents {
-                out.push(("\\Noselect".to_string(), p));
+                out.push(("\\Noselect".to_string(), p, false));
+            }
+            if req.recursive_match {
+                // RFC 5258 §3.1/§4: a matching superior of a subscribed name that the
+                // patterns do not match itself is listed with CHILDINFO ("SUBSCRIBED"),
+                // whether or not it is subscribed (then it is already in `out`).
+                let mut parents: std::collections::BTreeSet<&str> = Default::default();
+                for name in subscriptions.iter().filter(|n| !matches(n)) {
+                    let mut p = name.as_str();
+                    while let Some(i) = p.rfind(DELIMITER) {
+                        p = &p[..i];
+                        if matches(p) {
+                            parents.insert(p);
+                        }
+                    }
+                }
+                for p in parents {
+                    if let Some(e) = out.iter_mut().find(|e| e.1 == p) {
+                        e.2 = true;
+                    } else {
+                        let attrs = match by_name.get(p) {
+                            Some(m) => attributes(m),
+                            None => "\\NonExistent".to_string(),
+                        };
+                        out.push((attrs, p.to_string(), true));
+                    }
+                }
             }
         } else {
             let mut implied: std::collections::BTreeSet<String> = Default::default();
@@ -1088,7 +1309,7 @@ impl Session {
                     continue;
                 }
                 if matches(&m.name) {
-                    out.push((attributes(m), m.name.clone()));
+                    out.push((attributes(m), m.name.clone(), false));
                 }
                 if req.extended {
                     continue;
@@ -1103,14 +1324,24 @@ impl Session {
                 }
             }
             for p in implied {
-                out.push(("\\Noselect \\HasChildren".to_string(), p));
+                out.push(("\\Noselect \\HasChildren".to_string(), p, false));
             }
         }
-        for (attrs, name) in out {
+        for (attrs, name, childinfo) in out {
             let mut r = Resp::new();
             r.text(&format!("* {verb} ({attrs}) \"/\" "));
             r.astring(encode_mutf7(&name).as_bytes());
+            if childinfo {
+                r.text(" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+            }
             r.send(sink).await?;
+            // RFC 5819 §2: a STATUS response follows the LIST response of each listed
+            // mailbox that can be selected (none for \NonExistent or \Noselect).
+            if let (Some(items), Some(mb)) = (&req.status, by_name.get(name.as_str())) {
+                if let Err(d) = self.write_status(mb, items, sink).await? {
+                    return Ok(d);
+                }
+            }
         }
         Ok(ok(format!("{verb} completed")))
     }
@@ -1125,9 +1356,22 @@ impl Session {
             Ok(m) => m,
             Err(d) => return Ok(d),
         };
+        Ok(match self.write_status(&mb, items, sink).await? {
+            Ok(()) => ok("STATUS completed"),
+            Err(d) => d,
+        })
+    }
+
+    /// One `* STATUS` response (RFC 9051 §7.3.2), for STATUS and LIST-STATUS.
+    async fn write_status(
+        &mut self,
+        mb: &Mailbox,
+        items: &[StatusDataItemName],
+        sink: &mut dyn Sink,
+    ) -> std::io::Result<Result<(), Done>> {
         let st = match self.store.mailbox_status(mb.id).await {
             Ok(s) => s,
-            Err(e) => return Ok(store_no(&e)),
+            Err(e) => return Ok(Err(store_no(&e))),
         };
         let mut parts = Vec::new();
         for it in items {
@@ -1144,11 +1388,13 @@ impl Session {
                 StatusDataItemName::Deleted => {
                     let n = match self.store.list_messages(mb.id).await {
                         Ok(m) => m.iter().filter(|m| m.flags.has(Flags::DELETED)).count(),
-                        Err(e) => return Ok(store_no(&e)),
+                        Err(e) => return Ok(Err(store_no(&e))),
                     };
                     parts.push(format!("DELETED {n}"));
                 }
                 StatusDataItemName::DeletedStorage => {}
+                // RFC 8438: the total of the messages' RFC822.SIZE.
+                StatusDataItemName::Size => parts.push(format!("SIZE {}", st.size)),
                 StatusDataItemName::HighestModSeq => {
                     parts.push(format!("HIGHESTMODSEQ {}", st.mailbox.highest_modseq))
                 }
@@ -1159,7 +1405,7 @@ impl Session {
         r.astring(encode_mutf7(&mb.name).as_bytes());
         r.text(&format!(" ({})", parts.join(" ")));
         r.send(sink).await?;
-        Ok(ok("STATUS completed"))
+        Ok(Ok(()))
     }
 
     async fn append(
@@ -1169,6 +1415,17 @@ impl Session {
         date: Option<i64>,
         data: &[u8],
     ) -> Done {
+        self.append_all(wire, &[(flags, date, data)]).await
+    }
+
+    /// APPEND of one message or, for MULTIAPPEND (RFC 3502 §6.3.11), several: all are
+    /// stored in one transaction or none is, and the OK (with `[APPENDUID v set]`,
+    /// RFC 4315) goes out only once they are durable.
+    async fn append_all(
+        &mut self,
+        wire: &WireMailbox<'_>,
+        messages: &[(&[Flag<'_>], Option<i64>, &[u8])],
+    ) -> Done {
         let mb = match self.find_mailbox(wire).await {
             Ok(m) => m,
             // RFC 9051 §6.3.12: TRYCREATE tells the client to create it first.
@@ -1177,57 +1434,155 @@ impl Session {
             }
             Err(d) => return d,
         };
-        if data.is_empty() {
-            return no("Empty message");
-        }
-        // RFC 9051 §6.3.12 wants CRLF line ends; a bare LF is stored as CRLF, so the
-        // stored size is what every protocol then sends (POP3 LIST/STAT and RETR).
-        let data = crlf(data);
-        // The limits SMTP applies at intake (bulwark_mime::measure), before anything
-        // parses the message; RFC 9051 §7.1: [LIMIT] for a server limit.
-        let limits = bulwark_mime::Limits {
-            depth: bulwark_mime::MAX_NESTING,
-            parts: self.cfg.max_mime_parts,
-        };
-        if let Err(e) = bulwark_mime::measure(&data, limits) {
-            let reason = match e {
-                bulwark_mime::StructureError::TooDeep { .. } => "mime_too_deep",
-                bulwark_mime::StructureError::TooManyParts { .. } => "mime_parts",
-            };
-            metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => reason).increment(1);
-            return no(format!("[LIMIT] Message refused: {e}; nothing was stored"));
-        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        let size = data.len();
-        let ingest = Ingest {
-            data: data.into_owned(),
-            internal_date: date.unwrap_or(now),
-            deliveries: vec![Delivery {
-                target: DeliveryTarget::Mailbox(mb.id),
-                flags: to_flags(flags),
-            }],
-            queue: None,
+        let mut ingests = Vec::with_capacity(messages.len());
+        let mut size = 0u64;
+        for (flags, date, data) in messages {
+            if data.is_empty() {
+                return no("Empty message; nothing was stored");
+            }
+            // The limits SMTP applies at intake (bulwark_mime::measure), before anything
+            // parses the message; RFC 9051 §7.1: [LIMIT] for a server limit.
+            let limits = bulwark_mime::Limits {
+                depth: bulwark_mime::MAX_NESTING,
+                parts: self.cfg.max_mime_parts,
+            };
+            if let Err(e) = bulwark_mime::measure(data, limits) {
+                let reason = match e {
+                    bulwark_mime::StructureError::TooDeep { .. } => "mime_too_deep",
+                    bulwark_mime::StructureError::TooManyParts { .. } => "mime_parts",
+                };
+                metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => reason).increment(1);
+                return no(format!("[LIMIT] Message refused: {e}; nothing was stored"));
+            }
+            // RFC 3516 §4.3: binary parts (NULs, from a `~{n}` literal8) are stored
+            // base64-encoded, before line ends are touched.
+            let data = crate::binary::encode_binary_parts(data);
+            // RFC 9051 §6.3.12 wants CRLF line ends; a bare LF is stored as CRLF, so
+            // the stored size is what every protocol then sends (POP3 LIST/STAT, RETR).
+            let data = crlf(&data);
+            size += data.len() as u64;
+            ingests.push(Ingest {
+                data: data.into_owned(),
+                internal_date: date.unwrap_or(now),
+                deliveries: vec![Delivery {
+                    target: DeliveryTarget::Mailbox(mb.id),
+                    flags: to_flags(flags),
+                }],
+                queue: None,
+            });
+        }
+        let count = ingests.len() as u64;
+        // The OK goes out only after the store returned: the messages are durable.
+        let receipts = if count == 1 {
+            match ingests.pop() {
+                Some(i) => self.store.ingest(i).await.map(|r| vec![r]),
+                None => Ok(Vec::new()),
+            }
+        } else {
+            self.store.ingest_all(ingests).await
         };
-        // The OK goes out only after the store returned: the message is durable.
-        match self.store.ingest(ingest).await {
-            Ok(r) => {
+        match receipts {
+            Ok(receipts) => {
                 metrics::counter!("bulwark_imap_messages_appended_total", "listener" => self.cfg.listener)
-                    .increment(1);
-                metrics::counter!("bulwark_imap_message_bytes_appended_total", "listener" => self.cfg.listener).increment(size as u64);
+                    .increment(count);
+                metrics::counter!("bulwark_imap_message_bytes_appended_total", "listener" => self.cfg.listener).increment(size);
                 if self.view.as_ref().is_some_and(|v| v.mailbox == mb.id) {
                     self.mark_dirty();
                 }
-                match r.delivered.first() {
-                    Some((_, uidvalidity, uid)) => {
-                        ok(format!("[APPENDUID {uidvalidity} {uid}] APPEND completed"))
-                    }
+                let uids: Vec<u32> = receipts
+                    .iter()
+                    .filter_map(|r| r.delivered.first().map(|d| d.2))
+                    .collect();
+                match receipts.first().and_then(|r| r.delivered.first()) {
+                    Some((_, uidvalidity, _)) => ok(format!(
+                        "[APPENDUID {uidvalidity} {}] APPEND completed",
+                        seqset::compress(&uids)
+                    )),
                     None => ok("APPEND completed"),
                 }
             }
             Err(e) => store_no(&e),
         }
+    }
+
+    /// A MULTIAPPEND command, split by `multiappend::split` into single APPENDs that
+    /// imap-codec decodes; any part that does not decode makes the whole command BAD.
+    async fn handle_multiappend(
+        &mut self,
+        parts: &[Vec<u8>],
+        sink: &mut dyn Sink,
+    ) -> std::io::Result<Next> {
+        use imap_codec::decode::Decoder;
+        use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8 as L;
+        let tag = crate::framing::guess_tag(parts.first().map_or(&[][..], |p| p))
+            .unwrap_or_else(|| "*".into());
+        let mut decoded = Vec::with_capacity(parts.len());
+        for p in parts {
+            match imap_codec::CommandCodec::default().decode(p) {
+                Ok((
+                    _,
+                    Command {
+                        body:
+                            CommandBody::Append {
+                                mailbox,
+                                flags,
+                                date,
+                                message,
+                            },
+                        ..
+                    },
+                )) => {
+                    decoded.push((mailbox, flags, date, message));
+                }
+                _ => {
+                    metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "malformed").increment(1);
+                    resp::line(sink, &format!("{tag} BAD Syntax error in APPEND")).await?;
+                    return Ok(Next::Continue);
+                }
+            }
+        }
+        let done = if self.account.is_none() {
+            bad("Log in first (STARTTLS, then LOGIN or AUTHENTICATE)")
+        } else {
+            let messages: Vec<(&[Flag<'_>], Option<i64>, &[u8])> = decoded
+                .iter()
+                .map(|(_, flags, date, message)| {
+                    let data: &[u8] = match message {
+                        L::Literal(l) => l.data(),
+                        L::Literal8(l) => l.data.as_ref(),
+                    };
+                    (
+                        &flags[..],
+                        date.as_ref().map(|d| d.as_ref().timestamp()),
+                        data,
+                    )
+                })
+                .collect();
+            // Every part names the same mailbox: split copies it from the command.
+            match decoded.first() {
+                Some((mailbox, ..)) => self.append_all(mailbox, &messages).await,
+                None => bad("No message"),
+            }
+        };
+        let result = match &done {
+            Done::Ok(_) => "ok",
+            Done::No(_) => "no",
+            Done::Bad(_) => "bad",
+        };
+        metrics::counter!("bulwark_imap_commands_total", "listener" => self.cfg.listener, "command" => "APPEND", "result" => result).increment(1);
+        if !matches!(done, Done::Bad(_)) {
+            self.send_updates(sink, true).await?;
+        }
+        let line = match done {
+            Done::Ok(t) => format!("{tag} OK {t}"),
+            Done::No(t) => format!("{tag} NO {t}"),
+            Done::Bad(t) => format!("{tag} BAD {t}"),
+        };
+        resp::line(sink, &line).await?;
+        Ok(Next::Continue)
     }
 
     // ---------------------------------------------------------------- selected
@@ -1318,6 +1673,8 @@ impl Session {
                 continue;
             }
             let Some(seq) = v.seq(*u) else { continue };
+            // RFC 7162 §3.2.4: with QRESYNC every FETCH response carries the UID.
+            let uid = uid || self.qresync;
             let mut r = Resp::new();
             r.text(&format!("* {seq} FETCH ("));
             if response == StoreResponse::Answer {
@@ -1480,10 +1837,19 @@ pub(crate) async fn write_updates(
     sink: &mut dyn Sink,
     up: &Updates,
     condstore: bool,
+    qresync: bool,
     is_recent: &(dyn Fn(u32) -> bool + Sync),
 ) -> std::io::Result<()> {
-    for seq in &up.expunged {
-        resp::line(sink, &format!("* {seq} EXPUNGE")).await?;
+    if qresync {
+        // RFC 7162 §3.2.10: once QRESYNC is enabled, VANISHED replaces EXPUNGE.
+        if !up.vanished.is_empty() {
+            let line = format!("* VANISHED {}", seqset::compress(&up.vanished));
+            resp::line(sink, &line).await?;
+        }
+    } else {
+        for seq in &up.expunged {
+            resp::line(sink, &format!("* {seq} EXPUNGE")).await?;
+        }
     }
     if let Some(n) = up.exists {
         resp::line(sink, &format!("* {n} EXISTS")).await?;
@@ -1515,6 +1881,10 @@ struct ListRequest {
     return_subscribed: bool,
     /// LIST-EXTENDED syntax: no implied superiors, no empty-pattern special case.
     extended: bool,
+    /// RFC 5258 §3.1 RECURSIVEMATCH with SUBSCRIBED.
+    recursive_match: bool,
+    /// RFC 5819 LIST-STATUS items.
+    status: Option<Vec<StatusDataItemName>>,
 }
 
 impl ListRequest {
@@ -1535,6 +1905,8 @@ impl ListRequest {
             select_special_use: false,
             return_subscribed: false,
             extended: false,
+            recursive_match: false,
+            status: None,
         }
     }
 }
@@ -1623,6 +1995,8 @@ fn command_name(b: &CommandBody<'_>) -> &'static str {
         C::Expunge => "EXPUNGE",
         C::ExpungeUid { .. } => "UID EXPUNGE",
         C::Search { .. } => "SEARCH",
+        C::Sort { .. } => "SORT",
+        C::Thread { .. } => "THREAD",
         C::Fetch { .. } => "FETCH",
         C::Store { .. } => "STORE",
         C::Copy { .. } => "COPY",

@@ -624,6 +624,395 @@ async fn search_keys() {
     assert!(r.starts_with("t NO [BADCHARSET"), "{r}");
 }
 
+/// RFC 7162 §3.1: the first CONDSTORE-enabling command after SELECT reports
+/// HIGHESTMODSEQ (imaptest's esearch-condstore starts with `FETCH 1 MODSEQ`); later
+/// ones do not repeat it.
+#[tokio::test]
+async fn first_condstore_command_reports_highestmodseq() {
+    let e = env().await;
+    deliver(&e, "one").await;
+    let mut c = Client::logged_in(&e).await;
+    c.cmd("s SELECT INBOX").await;
+    let r = c.cmd("f FETCH 1 (MODSEQ)").await;
+    assert!(r.contains("* OK [HIGHESTMODSEQ "), "{r}");
+    let r = c.cmd("g FETCH 1 (MODSEQ)").await;
+    assert!(!r.contains("HIGHESTMODSEQ"), "{r}");
+}
+
+/// RFC 5182: `SEARCH RETURN (SAVE)` keeps the result as UIDs for `$`, in sequence
+/// sets and as a search key; an empty saved result is an empty set.
+#[tokio::test]
+async fn searchres_saves_for_dollar() {
+    let e = env().await;
+    for s in ["one", "two", "three", "four"] {
+        deliver(&e, s).await;
+    }
+    let mut c = Client::logged_in(&e).await;
+    assert!(c.cmd("k CAPABILITY").await.contains(" SEARCHRES"));
+    c.cmd("s SELECT INBOX").await;
+    let r = c.cmd("a SEARCH RETURN (SAVE) 2:3").await;
+    assert!(!r.contains("ESEARCH") && !r.contains("* SEARCH"), "{r}");
+    assert!(r.starts_with("a OK"), "{r}");
+    let r = c.cmd("b FETCH $ (UID)").await;
+    assert!(
+        r.contains("* 2 FETCH (UID 2)") && r.contains("* 3 FETCH (UID 3)"),
+        "{r}"
+    );
+    assert!(!r.contains("* 1 FETCH") && !r.contains("* 4 FETCH"), "{r}");
+    let r = c.cmd("c SEARCH OR $ 4").await;
+    assert!(r.contains("* SEARCH 2 3 4\r\n"), "{r}");
+    let r = c.cmd("d UID STORE $ +FLAGS.SILENT (\\Flagged)").await;
+    assert!(r.contains("d OK"), "{r}");
+    let r = c.cmd("e SEARCH FLAGGED").await;
+    assert!(r.contains("* SEARCH 2 3\r\n"), "{r}");
+    // Expunging message 1 shifts sequence numbers, not the saved UIDs.
+    c.cmd("f STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    c.cmd("g EXPUNGE").await;
+    let r = c.cmd("h FETCH $ (UID)").await;
+    assert!(
+        r.contains("* 1 FETCH (UID 2)") && r.contains("* 2 FETCH (UID 3)"),
+        "{r}"
+    );
+    // MIN with SAVE keeps only the minimum; a search with no match saves nothing.
+    let r = c.cmd("i SEARCH RETURN (SAVE MIN) ALL").await;
+    assert!(r.contains("* ESEARCH (TAG \"i\") MIN 1"), "{r}");
+    let r = c.cmd("j UID SEARCH $").await;
+    assert!(r.contains("* SEARCH 2\r\n"), "{r}");
+    c.cmd("k SEARCH RETURN (SAVE) SUBJECT nothing-matches")
+        .await;
+    let r = c.cmd("l FETCH $ (UID)").await;
+    assert!(r.starts_with("l OK"), "{r}");
+    let r = c.cmd("m SEARCH $").await;
+    assert!(r.contains("* SEARCH\r\n"), "{r}");
+    // A `$` inside a string is text, not the saved result.
+    let r = c.cmd("n SEARCH SUBJECT \"$\"").await;
+    assert!(r.contains("* SEARCH\r\n") && r.contains("n OK"), "{r}");
+    // Selecting again forgets the result.
+    c.cmd("o SEARCH RETURN (SAVE) ALL").await;
+    c.cmd("p SELECT INBOX").await;
+    let r = c.cmd("q SEARCH $").await;
+    assert!(r.contains("* SEARCH\r\n"), "{r}");
+}
+
+/// RFC 3502: one APPEND with several messages stores all of them in one transaction
+/// (APPENDUID with a UID set) or none of them.
+#[tokio::test]
+async fn multiappend_all_or_nothing() {
+    let e = env().await;
+    let mut c = Client::logged_in(&e).await;
+    assert!(c.cmd("k CAPABILITY").await.contains(" MULTIAPPEND"));
+    let r = c
+        .cmd("a APPEND INBOX (\\Seen) {20}\r\nSubject: one\r\n\r\nbody {22+}\r\nSubject: two\r\n\r\nbody 2")
+        .await;
+    assert!(r.starts_with("a OK [APPENDUID "), "{r}");
+    assert!(r.contains(" 1:2] "), "{r}");
+    let r = c.cmd("b STATUS INBOX (MESSAGES)").await;
+    assert!(r.contains("(MESSAGES 2)"), "{r}");
+    c.cmd("s EXAMINE INBOX").await;
+    let r = c
+        .cmd("f FETCH 1:2 (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        .await;
+    assert!(
+        r.contains("* 1 FETCH (FLAGS (\\Seen") && r.contains("Subject: one"),
+        "{r}"
+    );
+    assert!(
+        r.contains("* 2 FETCH (FLAGS (\\Recent)") && r.contains("Subject: two"),
+        "{r}"
+    );
+    c.cmd("u UNSELECT").await;
+    // The second message is nested too deep: the first must not be stored either.
+    let deep = {
+        let mut m = String::new();
+        for i in 0..200 {
+            m.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n"
+            ));
+        }
+        m
+    };
+    let r = c
+        .cmd(&format!(
+            "c APPEND INBOX {{13}}\r\nSubject: ok\r\n {{{}}}\r\n{deep}",
+            deep.len()
+        ))
+        .await;
+    assert!(r.starts_with("c NO"), "{r}");
+    let r = c.cmd("d STATUS INBOX (MESSAGES)").await;
+    assert!(r.contains("(MESSAGES 2)"), "{r}");
+    let r = c
+        .cmd("g APPEND Nowhere {7}\r\nSubj: x {7}\r\nSubj: y")
+        .await;
+    assert!(r.starts_with("g NO [TRYCREATE]"), "{r}");
+    let r = c
+        .cmd("h APPEND INBOX {7}\r\nSubj: x (\\Bogus {7}\r\nSubj: y")
+        .await;
+    assert!(r.starts_with("h BAD"), "{r}");
+}
+
+/// RFC 3516: a literal8 APPEND with a NUL is stored with the part base64-encoded
+/// (BODY[1] never carries the NUL); BINARY[1] gives the octets back as literal8.
+#[tokio::test]
+async fn binary_append_and_fetch() {
+    let e = env().await;
+    let mut c = Client::logged_in(&e).await;
+    assert!(c.cmd("k CAPABILITY").await.contains(" BINARY"));
+    let msg = b"Subject: bin\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n\x00-\xe4\r\n\r\n";
+    let mut cmd = format!("a APPEND INBOX ~{{{}+}}\r\n", msg.len()).into_bytes();
+    cmd.extend_from_slice(msg);
+    cmd.extend_from_slice(b"\r\n");
+    let (r, _) = c.raw_next(&cmd).await;
+    assert!(r.starts_with("a OK"), "{r}");
+    c.cmd("s SELECT INBOX").await;
+    let (r, _) = c.raw_next(b"f FETCH 1 (BODY.PEEK[1])\r\n").await;
+    assert!(r.contains("BODY[1] {12}\r\nAC3kDQoNCg==)"), "{r:?}");
+    let mut want = b"* 1 FETCH (BINARY.SIZE[1] 7 BINARY[1] ~{7}\r\n".to_vec();
+    want.extend_from_slice(b"\x00-\xe4\r\n\r\n)");
+    c.out.take_string();
+    c.s.handle_raw(b"g FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1])\r\n", &mut c.out)
+        .await
+        .unwrap();
+    let bytes = std::mem::take(&mut c.out.data);
+    assert!(
+        bytes.windows(want.len()).any(|w| w == want),
+        "{:?}",
+        String::from_utf8_lossy(&bytes)
+    );
+    let r = c.cmd("h FETCH 1 (BINARY.PEEK[1]<1.1>)").await;
+    assert!(r.contains("BINARY[1]<1> ~{1}\r\n-"), "{r}");
+    let r = c.cmd("i FETCH 1 (FLAGS)").await;
+    assert!(!r.contains("\\Seen"), "PEEK leaves \\Seen alone: {r}");
+    let r = c.cmd("j FETCH 1 (BINARY[9])").await;
+    assert!(r.contains("BINARY[9] NIL") && r.contains("\\Seen"), "{r}");
+}
+
+/// Appends one message with the given header lines (helper for SORT/THREAD tests).
+async fn append_headers(c: &mut Client, headers: &str) {
+    let msg = format!("{headers}\r\n\r\nbody\r\n");
+    let r = c
+        .cmd(&format!("a APPEND INBOX {{{}+}}\r\n{msg}", msg.len()))
+        .await;
+    assert!(r.contains("a OK"), "{r}");
+}
+
+/// RFC 5256 §3 SORT and RFC 5957 DISPLAYFROM: keys in order, REVERSE per key, ties
+/// by sequence number; the base subject drops Re:/Fwd:/[blob]/(fwd).
+#[tokio::test]
+async fn sort_by_keys() {
+    let e = env().await;
+    let mut c = Client::logged_in(&e).await;
+    assert!(c.cmd("k CAPABILITY").await.contains(" SORT SORT=DISPLAY"));
+    append_headers(
+        &mut c,
+        "Subject: Re: beta\r\nFrom: Zed <a@x.test>\r\nDate: Tue, 3 Mar 2026 10:00:00 +0000",
+    )
+    .await;
+    append_headers(
+        &mut c,
+        "Subject: [list] alpha (fwd)\r\nFrom: b@x.test\r\nDate: Tue, 3 Mar 2026 09:00:00 -0200",
+    )
+    .await;
+    append_headers(
+        &mut c,
+        "Subject: Fwd: beta\r\nFrom: Amy <c@x.test>\r\nDate: Mon, 2 Mar 2026 10:00:00 +0000",
+    )
+    .await;
+    c.cmd("s SELECT INBOX").await;
+    for (q, want) in [
+        ("SORT (SUBJECT) UTF-8 ALL", "* SORT 2 1 3\r\n"),
+        ("SORT (REVERSE SUBJECT) UTF-8 ALL", "* SORT 1 3 2\r\n"),
+        ("SORT (DATE) US-ASCII ALL", "* SORT 3 1 2\r\n"),
+        ("SORT (FROM) UTF-8 ALL", "* SORT 1 2 3\r\n"),
+        ("SORT (DISPLAYFROM) UTF-8 ALL", "* SORT 3 2 1\r\n"),
+        (
+            "SORT (SUBJECT REVERSE ARRIVAL) UTF-8 NOT 1",
+            "* SORT 2 3\r\n",
+        ),
+        ("UID SORT (REVERSE DATE) UTF-8 ALL", "* SORT 2 1 3\r\n"),
+    ] {
+        let r = c.cmd(&format!("t {q}")).await;
+        assert!(r.contains(want) && r.contains("t OK"), "{q}: {r}");
+    }
+    let r = c.cmd("t SORT (SUBJECT) KOI8-R ALL").await;
+    assert!(r.starts_with("t NO [BADCHARSET"), "{r}");
+    let r = c.cmd("t SORT (BOGUS) UTF-8 ALL").await;
+    assert!(r.starts_with("t BAD"), "{r}");
+}
+
+/// RFC 5256 THREAD: REFERENCES links by Message-ID/References (a missing parent
+/// becomes a dummy that is pruned), then gathers roots by base subject;
+/// ORDEREDSUBJECT groups by base subject only.
+#[tokio::test]
+async fn thread_references_and_orderedsubject() {
+    let e = env().await;
+    let mut c = Client::logged_in(&e).await;
+    assert!(c
+        .cmd("k CAPABILITY")
+        .await
+        .contains(" THREAD=ORDEREDSUBJECT THREAD=REFERENCES"));
+    let d = |h: u32| format!("Date: Tue, 3 Mar 2026 {h:02}:00:00 +0000");
+    // 1: a root; 2: reply to 1; 3: reply to a message we do not have, which
+    // replied to 1; 4: unrelated; 5: same subject as 4, a reply without references.
+    append_headers(
+        &mut c,
+        &format!("Message-ID: <1@x>\r\nSubject: plan\r\n{}", d(1)),
+    )
+    .await;
+    append_headers(
+        &mut c,
+        &format!(
+            "Message-ID: <2@x>\r\nReferences: <1@x>\r\nSubject: Re: plan\r\n{}",
+            d(2)
+        ),
+    )
+    .await;
+    append_headers(
+        &mut c,
+        &format!(
+            "Message-ID: <3@x>\r\nReferences: <1@x> <gone@x>\r\nSubject: Re: plan\r\n{}",
+            d(3)
+        ),
+    )
+    .await;
+    append_headers(
+        &mut c,
+        &format!("Message-ID: <4@x>\r\nSubject: lunch\r\n{}", d(4)),
+    )
+    .await;
+    append_headers(
+        &mut c,
+        &format!("Message-ID: <5@x>\r\nSubject: Re: lunch\r\n{}", d(5)),
+    )
+    .await;
+    c.cmd("s SELECT INBOX").await;
+    let r = c.cmd("t THREAD REFERENCES UTF-8 ALL").await;
+    assert!(r.contains("* THREAD (1 (2)(3))(4 5)\r\n"), "{r}");
+    let r = c.cmd("t THREAD ORDEREDSUBJECT UTF-8 ALL").await;
+    assert!(r.contains("* THREAD (1 (2)(3))(4 5)\r\n"), "{r}");
+    let r = c.cmd("t UID THREAD REFERENCES UTF-8 NOT 1").await;
+    // 2 and 3 share the missing parent: a dummy root with two children stays.
+    assert!(r.contains("* THREAD ((2)(3))(4 5)\r\n"), "{r}");
+    let r = c.cmd("t THREAD BOGUS UTF-8 ALL").await;
+    assert!(r.starts_with("t BAD"), "{r}");
+}
+
+/// RFC 7162 §3.2: a Thunderbird-style resync. A client that knew the mailbox at
+/// HIGHESTMODSEQ n selects with (QRESYNC (uidvalidity n known-uids)) and learns the
+/// expunges (VANISHED (EARLIER)) and flag changes since; a selected QRESYNC session
+/// gets VANISHED instead of EXPUNGE; UID FETCH (CHANGEDSINCE n VANISHED) too.
+#[tokio::test]
+async fn qresync_resynchronises() {
+    let e = env().await;
+    for s in ["one", "two", "three", "four"] {
+        deliver(&e, s).await;
+    }
+    let mut a = Client::logged_in(&e).await;
+    assert!(a.cmd("k CAPABILITY").await.contains(" QRESYNC"));
+    let r = a.cmd("q SELECT INBOX (QRESYNC (1 1))").await;
+    assert!(r.starts_with("q BAD"), "before ENABLE: {r}");
+    let r = a.cmd("e ENABLE QRESYNC").await;
+    assert!(r.contains("* ENABLED QRESYNC"), "{r}");
+    let r = a.cmd("s SELECT INBOX").await;
+    let num = |r: &str, key: &str| -> u64 {
+        let at = r.find(key).unwrap_or_else(|| panic!("{key}: {r}")) + key.len();
+        r[at..].split(']').next().unwrap().parse().unwrap()
+    };
+    let (uidvalidity, modseq) = (num(&r, "[UIDVALIDITY "), num(&r, "[HIGHESTMODSEQ "));
+    // Another session changes a flag and expunges a message.
+    let mut b = Client::logged_in(&e).await;
+    b.cmd("s SELECT INBOX").await;
+    b.cmd("f STORE 2 +FLAGS (\\Flagged)").await;
+    b.cmd("d STORE 3 +FLAGS (\\Deleted)").await;
+    b.cmd("x EXPUNGE").await;
+    let r = a.cmd("n NOOP").await;
+    assert!(
+        r.contains("* VANISHED 3\r\n") && !r.contains("EXPUNGE"),
+        "{r}"
+    );
+    let r = a
+        .cmd(&format!(
+            "u UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)"
+        ))
+        .await;
+    assert!(r.contains("* VANISHED (EARLIER) 3\r\n"), "{r}");
+    assert!(r.contains("(UID 2 FLAGS (\\Flagged"), "{r}");
+    assert!(!r.contains("UID 1 "), "unchanged: {r}");
+    let r = a.cmd("g FETCH 1 (FLAGS)").await;
+    assert!(
+        r.contains("* 1 FETCH (UID 1 FLAGS"),
+        "UID in every FETCH: {r}"
+    );
+    // A new session that remembers (uidvalidity, modseq) resynchronises at SELECT.
+    let mut c = Client::logged_in(&e).await;
+    c.cmd("e ENABLE QRESYNC").await;
+    let r = c
+        .cmd(&format!(
+            "s SELECT INBOX (QRESYNC ({uidvalidity} {modseq} 1:4))"
+        ))
+        .await;
+    assert!(r.contains("* VANISHED (EARLIER) 3\r\n"), "{r}");
+    assert!(r.contains("* 2 FETCH (UID 2 FLAGS (\\Flagged"), "{r}");
+    assert!(r.contains("s OK"), "{r}");
+    let r = c.cmd("v FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED)").await;
+    assert!(r.starts_with("v BAD"), "VANISHED only with UID FETCH: {r}");
+}
+
+/// RFC 4731: SEARCH RETURN answers with one ESEARCH line; RFC 7162 §3.1.5 MODSEQ
+/// there is that of the MIN/MAX messages when only those were asked.
+#[tokio::test]
+async fn esearch_return_options() {
+    let e = env().await;
+    for s in ["one", "two", "three", "four"] {
+        deliver(&e, s).await;
+    }
+    let mut c = Client::logged_in(&e).await;
+    assert!(c.cmd("k CAPABILITY").await.contains(" ESEARCH"));
+    c.cmd("s SELECT INBOX").await;
+    c.cmd("a STORE 2,4 +FLAGS (\\Seen)").await;
+    for (q, want) in [
+        (
+            "SEARCH RETURN (MIN MAX COUNT) SEEN",
+            "* ESEARCH (TAG \"t\") MIN 2 MAX 4 COUNT 2\r\n",
+        ),
+        ("SEARCH RETURN () ALL", "* ESEARCH (TAG \"t\") ALL 1:4\r\n"),
+        (
+            "UID SEARCH RETURN (ALL) UNSEEN",
+            "* ESEARCH (TAG \"t\") UID ALL 1,3\r\n",
+        ),
+        ("SEARCH RETURN (MIN) 1000", "* ESEARCH (TAG \"t\")\r\n"),
+        (
+            "UID SEARCH RETURN (COUNT) 1000",
+            "* ESEARCH (TAG \"t\") UID COUNT 0\r\n",
+        ),
+        (
+            "SEARCH RETURN (COUNT) CHARSET UTF-8 SUBJECT {3+}\r\ntwo",
+            "COUNT 1\r\n",
+        ),
+        ("SEARCH ALL", "* SEARCH 1 2 3 4\r\n"),
+    ] {
+        let r = c.cmd(&format!("t {q}")).await;
+        assert!(r.contains(want), "{q}: {r}");
+        assert!(r.contains("t OK"), "{q}: {r}");
+        assert!(!r.contains("* SEARCH") || !q.contains("RETURN"), "{q}: {r}");
+    }
+    c.cmd("b STORE 3 +FLAGS (\\Seen)").await;
+    let r = c.cmd("m FETCH 1:4 (MODSEQ)").await;
+    let modseq = |n: u32| -> u64 {
+        let at = r.find(&format!("* {n} FETCH (MODSEQ (")).unwrap() + 18 + n.to_string().len();
+        r[at..].split(')').next().unwrap().parse().unwrap()
+    };
+    let (m2, m3) = (modseq(2), modseq(3));
+    assert!(m3 > m2, "{r}");
+    let r = c.cmd("t SEARCH RETURN (MIN) 2:3 MODSEQ 1").await;
+    assert!(r.contains(&format!("MIN 2 MODSEQ {m2}\r\n")), "{r}");
+    let r = c.cmd("t SEARCH RETURN (ALL) 2:3 MODSEQ 1").await;
+    assert!(r.contains(&format!("ALL 2:3 MODSEQ {m3}\r\n")), "{r}");
+    let r = c.cmd("t SEARCH RETURN (FIRST) ALL").await;
+    assert!(r.starts_with("t BAD"), "{r}");
+    let r = c.cmd("t SEARCH RETURN (MIN ALL").await;
+    assert!(r.starts_with("t BAD"), "{r}");
+}
+
 #[tokio::test]
 async fn fetch_sections_envelope_and_condstore() {
     let e = env().await;
@@ -855,6 +1244,68 @@ async fn list_patterns_of_60000_wildcards() {
         .cmd(&format!("c LIST \"\" {{60000}}\r\n{alternating}"))
         .await;
     assert!(r.starts_with("c NO [LIMIT]"), "{r}");
+}
+
+/// RFC 5819 LIST-STATUS and RFC 8438 STATUS=SIZE: a STATUS response after each
+/// selectable mailbox listed; RFC 5258 §3.1 RECURSIVEMATCH: CHILDINFO for a parent
+/// whose subscribed child the pattern does not match.
+#[tokio::test]
+async fn list_status_size_and_childinfo() {
+    let e = env().await;
+    deliver(&e, "one").await;
+    deliver(&e, "two").await;
+    let mut c = Client::logged_in(&e).await;
+    let caps = c.cmd("k CAPABILITY").await;
+    for cap in [" LIST-EXTENDED", " LIST-STATUS", " STATUS=SIZE"] {
+        assert!(caps.contains(cap), "{cap}: {caps}");
+    }
+    let r = c.cmd("a STATUS INBOX (MESSAGES SIZE)").await;
+    let size: u64 = r
+        .split("SIZE ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{r}"));
+    c.cmd("s EXAMINE INBOX").await;
+    let r = c.cmd("f FETCH 1:2 (RFC822.SIZE)").await;
+    let sum: u64 = r
+        .split("RFC822.SIZE ")
+        .skip(1)
+        .map(|s| s.split(')').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(size, sum, "{r}");
+    c.cmd("u UNSELECT").await;
+    c.cmd("b CREATE Lists/Work").await;
+    c.cmd("b CREATE Lists/Home").await;
+    c.cmd("c SUBSCRIBE Lists/Work").await;
+    let r = c
+        .cmd("d LIST \"\" (INBOX Lists/%) RETURN (STATUS (MESSAGES UNSEEN SIZE))")
+        .await;
+    assert!(
+        r.contains(&format!(
+            "* STATUS INBOX (MESSAGES 2 UNSEEN 2 SIZE {size})\r\n"
+        )),
+        "{r}"
+    );
+    assert!(
+        r.contains("* STATUS Lists/Home (MESSAGES 0 UNSEEN 0 SIZE 0)\r\n"),
+        "{r}"
+    );
+    let inbox_list = r.find("* LIST (").unwrap();
+    assert!(inbox_list < r.find("* STATUS INBOX").unwrap(), "{r}");
+    assert!(r.contains("d OK"), "{r}");
+    let r = c
+        .cmd("e LIST (SUBSCRIBED RECURSIVEMATCH) \"\" % RETURN (CHILDREN)")
+        .await;
+    assert!(
+        r.contains("* LIST (\\HasChildren) \"/\" Lists (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n"),
+        "{r}"
+    );
+    assert!(!r.contains("Lists/Work"), "{r}");
+    let r = c.cmd("g LIST (SUBSCRIBED RECURSIVEMATCH) \"\" *").await;
+    assert!(!r.contains("CHILDINFO"), "the child itself is listed: {r}");
+    let r = c.cmd("h LIST \"\" % RETURN (STATUS (BOGUS))").await;
+    assert!(r.starts_with("h BAD"), "{r}");
 }
 
 #[tokio::test]

@@ -21,6 +21,8 @@ pub struct Updates {
     /// Sequence numbers to announce as expunged, in the order to send them (each
     /// relative to the state after the previous one).
     pub expunged: Vec<u32>,
+    /// The same messages' UIDs, ascending (RFC 7162 §3.2.10 VANISHED once QRESYNC is on).
+    pub vanished: Vec<u32>,
     /// New EXISTS count, when it changed (or any message was added).
     pub exists: Option<u32>,
     /// (seq, uid, flags, modseq) of messages whose flags others changed.
@@ -217,6 +219,7 @@ impl View {
                 f.0 -= below;
             }
             up.expunged = seqs;
+            up.vanished = doomed;
         }
         // EXISTS after the EXPUNGEs, with the final count (RFC 9051 §7.4.1).
         if added > 0 {

@@ -16,7 +16,8 @@ macro_rules! conformance_tests {
             ingest_is_shared_and_uids_increase, flags_and_modseq, copy_move_expunge,
             changes_feed, queue_lifecycle, events_after_commit, concurrent_ingest_group_commit,
             account_deletion_frees_bodies, queue_with_own_body, queue_progress_keeps_lease,
-            subscriptions_are_names, recent_is_claimed_once, login_sources);
+            subscriptions_are_names, recent_is_claimed_once, login_sources,
+            ingest_all_or_nothing);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -958,6 +959,36 @@ pub async fn recent_is_claimed_once(store: SharedStore) {
         "one claimer owns [u3, u3+1), the other nothing"
     );
     assert!(store.claim_recent(999_999, 5).await.is_err());
+}
+
+/// RFC 3502 §6.3.11 (MULTIAPPEND): the messages of one `ingest_all` are stored
+/// together or not at all.
+pub async fn ingest_all_or_nothing(store: SharedStore) {
+    let (a, _) = setup(&store).await;
+    let ai = inbox(&store, &a).await;
+    let one = |n: u32, mb: MailboxId| Ingest {
+        data: msg(n),
+        internal_date: 1_700_000_000,
+        deliveries: vec![Delivery {
+            target: DeliveryTarget::Mailbox(mb),
+            flags: Flags::default(),
+        }],
+        queue: None,
+    };
+    let r = store
+        .ingest_all(vec![one(1, ai.id), one(2, ai.id)])
+        .await
+        .unwrap();
+    assert_eq!(r.len(), 2);
+    assert!(r[1].delivered[0].2 > r[0].delivered[0].2);
+    // The second target does not exist: the first message must not stay either.
+    let gone: MailboxId = i64::MAX;
+    assert!(store
+        .ingest_all(vec![one(3, ai.id), one(4, gone)])
+        .await
+        .is_err());
+    let list = store.list_messages(ai.id).await.unwrap();
+    assert_eq!(list.len(), 2, "nothing of the failed batch is stored");
 }
 
 pub async fn login_sources(store: SharedStore) {

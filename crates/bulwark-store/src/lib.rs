@@ -144,6 +144,9 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a message body once, delivers it to every target and optionally queues it
     /// for remote recipients — atomically and durably.
     async fn ingest(&self, ingest: Ingest) -> Result<IngestReceipt>;
+    /// Several ingests in one transaction: every one is stored, or none (IMAP
+    /// MULTIAPPEND, RFC 3502 §6.3.11). Receipts in the order given.
+    async fn ingest_all(&self, ingests: Vec<Ingest>) -> Result<Vec<IngestReceipt>>;
     /// Every message in a mailbox, by ascending UID.
     async fn list_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>>;
     /// Messages with UID in `[first, last]`.

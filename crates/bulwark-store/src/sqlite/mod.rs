@@ -331,6 +331,16 @@ impl Store for SqliteStore {
         self.write(move |tx, ev| messages::ingest(tx, ingest, ev))
             .await
     }
+    async fn ingest_all(&self, ingests: Vec<Ingest>) -> Result<Vec<IngestReceipt>> {
+        // One writer job is one SAVEPOINT: an error in any ingest rolls back all.
+        self.write(move |tx, ev| {
+            ingests
+                .into_iter()
+                .map(|i| messages::ingest(tx, i, ev))
+                .collect()
+        })
+        .await
+    }
     async fn list_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>> {
         self.read(move |c| messages::range(c, mailbox, 1, u32::MAX))
             .await

@@ -793,3 +793,102 @@ print(data[0].decode().count('("TEXT" "PLAIN"'))
     );
     assert_eq!(lines[3], "99", "within the limits: part by part");
 }
+
+/// Issue 17's extensions over 993 with imaplib and a raw socket: every one advertised,
+/// MULTIAPPEND stores all-or-nothing, ESEARCH/SEARCHRES, SORT, THREAD, BINARY,
+/// LIST-STATUS and STATUS=SIZE answer as their RFCs say.
+#[test]
+fn extensions_esearch_searchres_sort_thread_binary_multiappend_list_status() {
+    let env = start(|_| {});
+    let out = env.py(
+        r#"
+m = ssl_client()
+typ, data = m.login(USER, PASS)
+caps = data[0].decode().split('] ')[0].split(' ')
+for c in ['ESEARCH', 'SEARCHRES', 'LIST-EXTENDED', 'LIST-STATUS', 'STATUS=SIZE', 'MULTIAPPEND',
+          'BINARY', 'SORT', 'SORT=DISPLAY', 'THREAD=ORDEREDSUBJECT', 'THREAD=REFERENCES']:
+    assert c in caps, (c, caps)
+m.logout()
+
+r = login_raw()
+# RFC 3502: two messages in one APPEND (synchronising literals: wait for "+").
+a = msg('b plan').replace(b'Hello', b'first')
+b = (b'From: Amy <amy@example.test>\r\nSubject: Re: b plan\r\nMessage-ID: <r@example.test>\r\n'
+     b'References: <b.plan@example.test>\r\nDate: Wed, 4 Mar 2026 10:00:00 +0000\r\n\r\nsecond\r\n')
+r.send(b'm APPEND INBOX (\\Flagged) {%d}\r\n' % len(a))
+assert r.line().startswith('+'), 'continuation'
+r.send(a + b' {%d}\r\n' % len(b))
+assert r.line().startswith('+'), 'continuation 2'
+r.send(b + b'\r\n')
+out = r.until('m')
+assert re.match(r'm OK \[APPENDUID \d+ 1:2\]', out[-1]), out
+# The second message is nested too deep: neither is stored.
+deep = b''.join(b'Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n' % (i, i) for i in range(200))
+r.send(b'n APPEND INBOX {%d+}\r\n%s {%d+}\r\n%s\r\n' % (len(a), a, len(deep), deep))
+out = r.until('n')
+assert out[-1].startswith('n NO'), out
+out = r.cmd('s', 'STATUS INBOX (MESSAGES SIZE)')
+assert '(MESSAGES 2 SIZE %d)' % (len(a) + len(b)) in out[0], out
+out = r.cmd('l', 'LIST "" (INBOX) RETURN (STATUS (MESSAGES UNSEEN))')
+assert out[1] == '* STATUS INBOX (MESSAGES 2 UNSEEN 2)', out
+
+r.cmd('x', 'SELECT INBOX')
+out = r.cmd('e', 'SEARCH RETURN (MIN MAX COUNT) ALL')
+assert out[0] == '* ESEARCH (TAG "e") MIN 1 MAX 2 COUNT 2', out
+out = r.cmd('f', 'UID SEARCH RETURN (SAVE) FLAGGED')
+assert out == ['f OK SEARCH completed, result saved'], out
+out = r.cmd('g', 'FETCH $ (FLAGS)')
+assert len(out) == 2 and out[0].startswith('* 1 FETCH (FLAGS (\\Flagged'), out
+out = r.cmd('h', 'SORT (REVERSE DATE) UTF-8 ALL')
+assert out[0] == '* SORT 2 1', out
+out = r.cmd('i', 'THREAD REFERENCES UTF-8 ALL')
+assert out[0] == '* THREAD (1 2)', out
+out = r.cmd('j', 'FETCH 2 (BINARY.SIZE[1])')
+assert out[0] == '* 2 FETCH (BINARY.SIZE[1] 8)', out
+out = r.cmd('k', 'SEARCH RETURN (BOGUS) ALL')
+assert out[-1].startswith('k BAD'), out
+print('extensions ok')
+"#,
+    );
+    assert!(out.contains("extensions ok"), "{out}");
+}
+
+/// RFC 7162 QRESYNC as Thunderbird uses it, over 993 with raw sockets: a client
+/// remembers (UIDVALIDITY, HIGHESTMODSEQ), another session changes a flag and
+/// expunges while it is away, and the reconnecting SELECT (QRESYNC …) tells it both.
+#[test]
+fn qresync_resync_after_reconnect() {
+    let env = start(|_| {});
+    let out = env.py(r#"
+w = login_raw()
+for i in range(3):
+    m = msg('q %d' % i)
+    w.send(b'a%d APPEND INBOX {%d+}\r\n%s\r\n' % (i, len(m), m))
+    assert w.until('a%d' % i)[-1].startswith('a%d OK' % i)
+r = login_raw()
+assert r.cmd('e', 'ENABLE QRESYNC')[0] == '* ENABLED QRESYNC'
+out = r.cmd('s', 'SELECT INBOX')
+text = '\n'.join(out)
+uv = re.search(r'UIDVALIDITY (\d+)', text).group(1)
+hm = re.search(r'HIGHESTMODSEQ (\d+)', text).group(1)
+r.cmd('z', 'LOGOUT')
+# While the client is away.
+w.cmd('s', 'SELECT INBOX')
+w.cmd('f', 'STORE 1 +FLAGS (\\Flagged)')
+w.cmd('d', 'STORE 2 +FLAGS (\\Deleted)')
+w.cmd('x', 'EXPUNGE')
+r = login_raw()
+r.cmd('e', 'ENABLE QRESYNC')
+out = r.cmd('s', 'SELECT INBOX (QRESYNC (%s %s 1:3))' % (uv, hm))
+assert '* VANISHED (EARLIER) 2' in out, out
+assert any(l.startswith('* 1 FETCH (UID 1 FLAGS (\\Flagged') for l in out), out
+assert out[-1].startswith('s OK'), out
+# Expunges reach a QRESYNC session as VANISHED.
+w.cmd('d', 'STORE 2 +FLAGS (\\Deleted)')
+w.cmd('x', 'EXPUNGE')
+out = r.cmd('n', 'NOOP')
+assert '* VANISHED 3' in out and not any('EXPUNGE' in l for l in out), out
+print('qresync ok')
+"#);
+    assert!(out.contains("qresync ok"), "{out}");
+}
