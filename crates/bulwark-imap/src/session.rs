@@ -69,6 +69,26 @@ pub(crate) enum Done {
     Bad(String),
 }
 
+impl Done {
+    /// The `result` label of `bulwark_imap_commands_total`.
+    fn result(&self) -> &'static str {
+        match self {
+            Done::Ok(_) => "ok",
+            Done::No(_) => "no",
+            Done::Bad(_) => "bad",
+        }
+    }
+
+    /// The tagged completion line.
+    fn tagged(&self, tag: &str) -> String {
+        match self {
+            Done::Ok(t) => format!("{tag} OK {t}"),
+            Done::No(t) => format!("{tag} NO {t}"),
+            Done::Bad(t) => format!("{tag} BAD {t}"),
+        }
+    }
+}
+
 fn ok(s: impl Into<String>) -> Done {
     Done::Ok(s.into())
 }
@@ -306,12 +326,7 @@ impl Session {
                 resp::line(sink, &line).await?;
             }
         }
-        let result = match &done {
-            Done::Ok(_) => "ok",
-            Done::No(_) => "no",
-            Done::Bad(_) => "bad",
-        };
-        metrics::counter!("bulwark_imap_commands_total", "listener" => self.cfg.listener, "command" => name, "result" => result).increment(1);
+        metrics::counter!("bulwark_imap_commands_total", "listener" => self.cfg.listener, "command" => name, "result" => done.result()).increment(1);
         if !matches!(done, Done::Bad(_)) && next == Next::Continue {
             self.send_updates(sink, allow_expunge).await?;
         }
@@ -319,16 +334,27 @@ impl Session {
         if matches!(next, Next::Idle(_) | Next::AuthContinue(_)) {
             return Ok(next);
         }
-        let line = match done {
-            Done::Ok(t) => format!("{tag} OK {t}"),
-            Done::No(t) => format!("{tag} NO {t}"),
-            Done::Bad(t) => format!("{tag} BAD {t}"),
-        };
-        resp::line(sink, &line).await?;
+        resp::line(sink, &done.tagged(&tag)).await?;
         if self.closing {
             return Ok(Next::Close);
         }
         Ok(next)
+    }
+
+    /// Ends a command handled outside `dispatch` (extended LIST, MULTIAPPEND): the
+    /// metric, pending updates unless it was BAD, and the tagged line.
+    async fn conclude(
+        &mut self,
+        tag: &str,
+        name: &'static str,
+        done: Done,
+        sink: &mut dyn Sink,
+    ) -> std::io::Result<()> {
+        metrics::counter!("bulwark_imap_commands_total", "listener" => self.cfg.listener, "command" => name, "result" => done.result()).increment(1);
+        if !matches!(done, Done::Bad(_)) {
+            self.send_updates(sink, true).await?;
+        }
+        resp::line(sink, &done.tagged(tag)).await
     }
 
     async fn dispatch(
@@ -641,12 +667,7 @@ impl Session {
             Err(bulwark_auth::SaslError::Cancelled) => bad("Authentication cancelled"),
             Err(_) => bad("Invalid base64 in authentication response"),
         };
-        let line = match done {
-            Done::Ok(t) => format!("{tag} OK {t}"),
-            Done::No(t) => format!("{tag} NO {t}"),
-            Done::Bad(t) => format!("{tag} BAD {t}"),
-        };
-        resp::line(sink, &line).await?;
+        resp::line(sink, &done.tagged(tag)).await?;
         Ok(Next::Continue)
     }
 
@@ -1160,21 +1181,7 @@ impl Session {
             };
             self.list(req, sink).await?
         };
-        let result = match &done {
-            Done::Ok(_) => "ok",
-            Done::No(_) => "no",
-            Done::Bad(_) => "bad",
-        };
-        metrics::counter!("bulwark_imap_commands_total", "listener" => self.cfg.listener, "command" => "LIST", "result" => result).increment(1);
-        if !matches!(done, Done::Bad(_)) {
-            self.send_updates(sink, true).await?;
-        }
-        let line = match done {
-            Done::Ok(t) => format!("{tag} OK {t}"),
-            Done::No(t) => format!("{tag} NO {t}"),
-            Done::Bad(t) => format!("{tag} BAD {t}"),
-        };
-        resp::line(sink, &line).await?;
+        self.conclude(&tag, "LIST", done, sink).await?;
         Ok(if self.closing {
             Next::Close
         } else {
@@ -1567,21 +1574,7 @@ impl Session {
                 None => bad("No message"),
             }
         };
-        let result = match &done {
-            Done::Ok(_) => "ok",
-            Done::No(_) => "no",
-            Done::Bad(_) => "bad",
-        };
-        metrics::counter!("bulwark_imap_commands_total", "listener" => self.cfg.listener, "command" => "APPEND", "result" => result).increment(1);
-        if !matches!(done, Done::Bad(_)) {
-            self.send_updates(sink, true).await?;
-        }
-        let line = match done {
-            Done::Ok(t) => format!("{tag} OK {t}"),
-            Done::No(t) => format!("{tag} NO {t}"),
-            Done::Bad(t) => format!("{tag} BAD {t}"),
-        };
-        resp::line(sink, &line).await?;
+        self.conclude(&tag, "APPEND", done, sink).await?;
         Ok(Next::Continue)
     }
 
