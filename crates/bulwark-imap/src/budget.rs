@@ -17,6 +17,10 @@ use std::sync::Mutex;
 
 use bulwark_store::AccountId;
 
+/// The text of the `NO [LIMIT]` that ends a command beyond the budget.
+pub(crate) const LIMIT_TEXT: &str =
+    "[LIMIT] The server is holding too much message data right now; try again later";
+
 /// Octets of message data all IMAP sessions may hold at once.
 #[derive(Debug)]
 pub struct MemoryBudget {

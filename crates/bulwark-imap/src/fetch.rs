@@ -392,15 +392,9 @@ impl Session {
                 // the section cut from it).
                 let in_memory = need_parts || (need_summary && !summaries.contains_key(&m.blob_id));
                 let _hold = if in_memory {
-                    match self.memory.try_take(m.size.saturating_mul(2)) {
-                        Some(h) => Some(h),
-                        None => {
-                            metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "memory_limit").increment(1);
-                            return Ok(Done::No(
-                                "[LIMIT] The server is holding too much message data right now; try again later"
-                                    .into(),
-                            ));
-                        }
+                    match self.hold_memory(m.size.saturating_mul(2)) {
+                        Ok(h) => Some(h),
+                        Err(done) => return Ok(done),
                     }
                 } else {
                     None

@@ -332,16 +332,9 @@ impl Session {
                 let ids: Vec<_> = pending.iter().map(|(_, m)| m.blob_id).collect();
                 // The batch's bodies and the text decoded from them, within
                 // `[imap] max_inflight_bytes` like FETCH (see `budget`).
-                let Some(_hold) = self.memory.try_take(pending_octets.saturating_mul(2)) else {
-                    metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "memory_limit").increment(1);
-                    return Ok(Err(Done::No(
-                        "[LIMIT] The server is holding too much message data right now; try again later"
-                            .into(),
-                    )));
-                };
-                let bodies = match self.store.read_blobs(&ids).await {
-                    Ok(b) => b,
-                    Err(e) => return Ok(Err(store_no(&e))),
+                let (_hold, bodies) = match self.read_bodies_held(&ids, pending_octets).await {
+                    Ok(r) => r,
+                    Err(done) => return Ok(Err(done)),
                 };
                 // In the order asked, bodies expunged meanwhile left out.
                 let mut bodies = bodies.into_iter().peekable();

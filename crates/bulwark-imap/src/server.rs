@@ -85,9 +85,7 @@ async fn admit_append(
         None => None,
     };
     let Some(memory) = limits.memory.try_take(len.saturating_mul(2)) else {
-        return Err(
-            "[LIMIT] The server is holding too much message data right now; try again later".into(),
-        );
+        return Err(crate::budget::LIMIT_TEXT.into());
     };
     Ok(AppendHolds {
         _memory: Some(memory),
@@ -206,7 +204,7 @@ async fn read_command(
                                 holds._more.push(h);
                                 Ok(())
                             }
-                            None => Err("[LIMIT] The server is holding too much message data right now; try again later".to_string()),
+                            None => Err(crate::budget::LIMIT_TEXT.to_string()),
                         }
                     };
                     if let Err(text) = admitted_now {

@@ -341,6 +341,27 @@ impl Session {
         Ok(next)
     }
 
+    /// Takes `octets` from `[imap] max_inflight_bytes` for message data read whole,
+    /// or the `NO [LIMIT]` that ends the command (counted as `memory_limit`).
+    pub(crate) fn hold_memory(&self, octets: u64) -> Result<crate::budget::Hold, Done> {
+        self.memory.try_take(octets).ok_or_else(|| {
+            metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "memory_limit").increment(1);
+            Done::No(crate::budget::LIMIT_TEXT.into())
+        })
+    }
+
+    /// A batch of bodies read whole (SEARCH text keys, SORT/THREAD headers) within the
+    /// budget: twice their size, for the bodies and what is decoded from them.
+    pub(crate) async fn read_bodies_held(
+        &self,
+        ids: &[bulwark_store::BlobId],
+        octets: u64,
+    ) -> Result<(crate::budget::Hold, Vec<(bulwark_store::BlobId, Vec<u8>)>), Done> {
+        let hold = self.hold_memory(octets.saturating_mul(2))?;
+        let bodies = self.store.read_blobs(ids).await.map_err(|e| store_no(&e))?;
+        Ok((hold, bodies))
+    }
+
     /// Ends a command handled outside `dispatch` (extended LIST, MULTIAPPEND): the
     /// metric, pending updates unless it was BAD, and the tagged line.
     async fn conclude(

@@ -15,7 +15,7 @@ use imap_codec::imap_types::{
 use crate::mime;
 use crate::resp::Sink;
 use crate::search::Hit;
-use crate::session::{store_no, Done, Session};
+use crate::session::{Done, Session};
 
 /// What a message sorts by (only the keys asked for are filled in).
 #[derive(Default)]
@@ -279,16 +279,9 @@ impl Session {
             let ids: Vec<_> = batch.iter().map(|h| h.blob_id).collect();
             // The batch's bodies, within `[imap] max_inflight_bytes` like SEARCH's.
             let octets: u64 = batch.iter().map(|h| h.size).sum();
-            let Some(_hold) = self.memory.try_take(octets.saturating_mul(2)) else {
-                metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "memory_limit").increment(1);
-                return Ok(Err(Done::No(
-                    "[LIMIT] The server is holding too much message data right now; try again later"
-                        .into(),
-                )));
-            };
-            let bodies = match self.store.read_blobs(&ids).await {
-                Ok(b) => b,
-                Err(e) => return Ok(Err(store_no(&e))),
+            let (_hold, bodies) = match self.read_bodies_held(&ids, octets).await {
+                Ok(r) => r,
+                Err(done) => return Ok(Err(done)),
             };
             let mut bodies = bodies.into_iter().peekable();
             for h in batch {
