@@ -11,6 +11,7 @@ mod privilege;
 mod resign;
 mod sender_checks;
 mod serve;
+mod sys;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -8,11 +8,12 @@
 //! checks that it cannot become root again. glibc applies set*id calls to every
 //! thread of the process (POSIX semantics), so the async runtime's threads drop too.
 
-use std::ffi::{CStr, CString};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use bulwark_config::LoadedConfig;
+
+use crate::sys::{self, group_name, lookup_group, lookup_user};
 
 /// What `serve` does about its identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,8 +46,7 @@ fn cannot_drop(why: &str) -> anyhow::Error {
 
 /// Decides, before anything is bound, whether and to whom `serve` will drop.
 pub fn plan(cfg: &LoadedConfig, allow_root: bool) -> anyhow::Result<Plan> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = sys::geteuid();
     plan_for(cfg, allow_root, euid)
 }
 
@@ -181,121 +181,29 @@ fn unreachable_ancestor(dir: &Path, uid: libc::uid_t, gid: libc::gid_t) -> Optio
     None
 }
 
-/// getpwnam_r: (uid, primary gid), or None when there is no such user.
-fn lookup_user(name: &str) -> Result<Option<(libc::uid_t, libc::gid_t)>, String> {
-    let c = CString::new(name).map_err(|_| format!("{name:?} is not a user name"))?;
-    let mut buf = vec![0u8; 16 * 1024];
-    // SAFETY: an all-zero passwd is a valid value for getpwnam_r to fill in.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; buf outlives the use of pwd's
-    // string fields (we read only the numeric ones).
-    let rc = unsafe {
-        libc::getpwnam_r(
-            c.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 {
-        return Err(format!(
-            "cannot look up the user {name:?}: {}",
-            std::io::Error::from_raw_os_error(rc)
-        ));
-    }
-    Ok((!result.is_null()).then_some((pwd.pw_uid, pwd.pw_gid)))
-}
-
-/// getgrnam_r: the gid, or None when there is no such group.
-fn lookup_group(name: &str) -> Result<Option<libc::gid_t>, String> {
-    let c = CString::new(name).map_err(|_| format!("{name:?} is not a group name"))?;
-    let mut buf = vec![0u8; 64 * 1024];
-    // SAFETY: an all-zero group is a valid value for getgrnam_r to fill in.
-    let mut grp: libc::group = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: as in lookup_user.
-    let rc = unsafe {
-        libc::getgrnam_r(
-            c.as_ptr(),
-            &mut grp,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if rc != 0 {
-        return Err(format!(
-            "cannot look up the group {name:?}: {}",
-            std::io::Error::from_raw_os_error(rc)
-        ));
-    }
-    Ok((!result.is_null()).then_some(grp.gr_gid))
-}
-
-/// getgrgid_r: a group's name, for messages.
-fn group_name(gid: libc::gid_t) -> Option<String> {
-    let mut buf = vec![0u8; 64 * 1024];
-    // SAFETY: as in lookup_group.
-    let mut grp: libc::group = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: as in lookup_group; gr_name points into buf, read before buf is dropped.
-    unsafe {
-        let rc = libc::getgrgid_r(
-            gid,
-            &mut grp,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut result,
-        );
-        if rc != 0 || result.is_null() || grp.gr_name.is_null() {
-            return None;
-        }
-        Some(CStr::from_ptr(grp.gr_name).to_string_lossy().into_owned())
-    }
-}
-
 /// Becomes `account` for good. Call once every listener is bound and every file that
 /// needs root has been read.
 pub fn drop_to(account: &Account) -> anyhow::Result<()> {
-    let err = |what: &str| {
-        anyhow::anyhow!(
-            "cannot drop privileges: {what}: {}",
-            std::io::Error::last_os_error()
-        )
-    };
-    let gid = account.gid;
-    let uid = account.uid;
-    // SAFETY: plain system calls on integers and a one-element array that outlives
-    // the call. Order matters: groups, then gid, then uid (after setresuid the
-    // process may not change its groups any more).
-    unsafe {
-        if libc::setgroups(1, &gid) != 0 {
-            return Err(err("setgroups"));
-        }
-        if libc::setresgid(gid, gid, gid) != 0 {
-            return Err(err("setresgid"));
-        }
-        if libc::setresuid(uid, uid, uid) != 0 {
-            return Err(err("setresuid"));
-        }
-    }
-    let (mut r, mut e, mut s) = (0, 0, 0);
-    let (mut rg, mut eg, mut sg) = (0, 0, 0);
-    // SAFETY: the pointers are to locals.
-    let ids_ok = unsafe {
-        libc::getresuid(&mut r, &mut e, &mut s) == 0
-            && libc::getresgid(&mut rg, &mut eg, &mut sg) == 0
-    };
-    if !ids_ok || [r, e, s] != [uid; 3] || [rg, eg, sg] != [gid; 3] {
-        anyhow::bail!(
-            "cannot drop privileges: the process still has other IDs (uid {r}/{e}/{s}, gid {rg}/{eg}/{sg})"
+    let (uid, gid) = (account.uid, account.gid);
+    // Order matters: groups, then gid, then uid (after setresuid the process may not
+    // change its groups any more).
+    sys::become_ids(uid, gid)
+        .map_err(|(what, e)| anyhow::anyhow!("cannot drop privileges: {what}: {e}"))?;
+    let ids = sys::current_ids();
+    if ids != Some(([uid; 3], [gid; 3])) {
+        let shown = ids.map_or_else(
+            || "unknown".to_string(),
+            |(u, g)| {
+                format!(
+                    "uid {}/{}/{}, gid {}/{}/{}",
+                    u[0], u[1], u[2], g[0], g[1], g[2]
+                )
+            },
         );
+        anyhow::bail!("cannot drop privileges: the process still has other IDs ({shown})");
     }
     // No way back: regaining root must fail.
-    // SAFETY: as above; if it succeeded we refuse to go on.
-    if unsafe { libc::setuid(0) } == 0 {
+    if sys::can_become_root() {
         anyhow::bail!("cannot drop privileges: the process could become root again");
     }
     Ok(())

@@ -302,21 +302,8 @@ fn report_certificate(tls: &TlsServer) {
     }
 }
 
-/// Every password check (Argon2id) allocates 19 MiB. glibc's adaptive mmap threshold
-/// moves such blocks onto the malloc heaps after the first free, where they stay: a
-/// burst of logins then leaves hundreds of MiB (measured: 3 GiB after 200 IMAP
-/// logins) that are never returned. A fixed threshold keeps every allocation of
-/// 1 MiB or more in its own mapping, given back to the OS when freed.
-fn keep_large_allocations_unmappable() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-    }
-}
-
 pub fn run(dir: &Path, allow_root: bool) -> anyhow::Result<ExitCode> {
-    keep_large_allocations_unmappable();
+    crate::sys::keep_large_allocations_unmappable();
     let cfg = super::cli::load_config(dir)?;
     bulwark_observe::init_tracing(&cfg.config.log.level, cfg.config.log.format);
     anyhow::ensure!(
