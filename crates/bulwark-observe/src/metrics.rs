@@ -781,6 +781,19 @@ mod tests {
     }
 
     #[test]
+    fn a_listener_gets_only_its_protocol_series() {
+        let text = render_with(|| register_listener(ListenerKind::Pop3s));
+        assert!(text.contains(
+            "bulwark_pop3_commands_total{listener=\"pop3s\",command=\"STLS\",result=\"err\"} 0"
+        ));
+        assert!(text.contains("bulwark_tls_handshake_failures_total{listener=\"pop3s\"} 0"));
+        assert!(!text.contains("bulwark_starttls_total"), "{text}");
+        assert!(!text.contains("bulwark_smtp_"), "{text}");
+        assert!(!text.contains("bulwark_imap_"), "{text}");
+        assert!(!text.contains("bulwark_messages_delivered_total"), "{text}");
+    }
+
+    #[test]
     fn catalog_series_exist_at_zero_with_help() {
         let text = render_with(|| register_catalog(&ListenerKind::ALL));
         for m in CATALOG {
