@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use bulwark_config::{metrics_exposed, Issue, ListenerKind, LoadedConfig, TlsMode};
+use bulwark_config::{metrics_exposed, Config, Issue, ListenerKind, LoadedConfig, TlsMode};
 use bulwark_observe::{redact, Redactor};
 use bulwark_tls::CertInfo;
 
@@ -95,7 +95,17 @@ pub fn check_config(cfg: &LoadedConfig, issues: &[Issue], now: i64, roots: &Path
     }
     check_certificate(cfg, now, roots, &mut f);
     check_permissions(cfg, &mut f);
+    check_metrics(c, &mut f);
+    check_internal_servers(c, &mut f);
+    check_proxy_protocol(c, &mut f);
+    check_connectors(cfg, &mut f);
+    check_auth_limits(c, &mut f);
+    check_protocol_logs(c, &mut f);
+    f
+}
 
+/// The metrics listener beyond loopback: without a strong token, or exposed at all.
+fn check_metrics(c: &Config, f: &mut Vec<Finding>) {
     // Metrics (DATA-PATHS: loopback only by default; beyond it HTTPS and a token).
     let m = &c.listeners.metrics;
     if metrics_exposed(m) {
@@ -124,7 +134,10 @@ pub fn check_config(cfg: &LoadedConfig, issues: &[Issue], now: i64, roots: &Path
             ));
         }
     }
+}
 
+/// Internal servers: delivering without TLS, or trusted networks too wide.
+fn check_internal_servers(c: &Config, f: &mut Vec<Finding>) {
     // Per-host policy for internal servers (DATA-PATHS: edge → internal relay is
     // mutual TLS; at the very least TLS).
     for net in &c.senderauth.internal_servers {
@@ -171,7 +184,10 @@ pub fn check_config(cfg: &LoadedConfig, issues: &[Issue], now: i64, roots: &Path
             ));
         }
     }
+}
 
+/// PROXY headers accepted from networks too wide to be load balancers.
+fn check_proxy_protocol(c: &Config, f: &mut Vec<Finding>) {
     // PROXY protocol from a huge network lets anyone there claim any client address.
     for (kind, l) in c.listeners.iter().filter(|(_, l)| l.enabled) {
         for n in &l.proxy_protocol_from {
@@ -191,7 +207,11 @@ pub fn check_config(cfg: &LoadedConfig, issues: &[Issue], now: i64, roots: &Path
             }
         }
     }
+}
 
+/// Connectors sending credentials without (authenticated) TLS, or from an open file.
+fn check_connectors(cfg: &LoadedConfig, f: &mut Vec<Finding>) {
+    let c = &cfg.config;
     // Outbound connectors (DATA-PATHS: "required whenever credentials are configured").
     for (i, k) in c.outbound.connectors.iter().enumerate() {
         let Some(creds) = &k.credentials_file else {
@@ -234,7 +254,10 @@ pub fn check_config(cfg: &LoadedConfig, issues: &[Issue], now: i64, roots: &Path
             ));
         }
     }
+}
 
+/// The password-check limiter: off, or far weaker than its defaults.
+fn check_auth_limits(c: &Config, f: &mut Vec<Finding>) {
     // Brute-force protection (DATA-PATHS rule 4).
     let a = &c.auth;
     if !a.limiter_enabled {
@@ -283,7 +306,10 @@ pub fn check_config(cfg: &LoadedConfig, issues: &[Issue], now: i64, roots: &Path
             ));
         }
     }
+}
 
+/// Protocol logs that would write a secret (should be impossible).
+fn check_protocol_logs(c: &Config, f: &mut Vec<Finding>) {
     // The protocol log's redaction cannot be configured away; check the rule that
     // makes it so anyway, for every listener that logs.
     for (kind, l) in c.listeners.iter() {
@@ -317,7 +343,6 @@ pub fn check_config(cfg: &LoadedConfig, issues: &[Issue], now: i64, roots: &Path
             ));
         }
     }
-    f
 }
 
 fn check_certificate(cfg: &LoadedConfig, now: i64, roots: &Path, f: &mut Vec<Finding>) {
@@ -688,5 +713,67 @@ mod internal_servers {
         ] {
             assert!(findings(ok).is_empty(), "{ok}");
         }
+    }
+}
+
+#[cfg(test)]
+mod config_steps {
+    use super::*;
+
+    fn config(text: &str) -> bulwark_config::Config {
+        bulwark_config::Config::parse(
+            &format!("[server]\nhostname = \"mail.example.test\"\n{text}"),
+            "t",
+        )
+        .unwrap()
+    }
+
+    fn ids(check: fn(&bulwark_config::Config, &mut Vec<Finding>), text: &str) -> Vec<&'static str> {
+        let mut f = Vec::new();
+        check(&config(text), &mut f);
+        f.iter().map(|f| f.id).collect()
+    }
+
+    #[test]
+    fn each_step_is_quiet_on_the_defaults() {
+        for check in [
+            check_metrics,
+            check_internal_servers,
+            check_proxy_protocol,
+            check_auth_limits,
+            check_protocol_logs,
+        ] {
+            assert_eq!(ids(check, ""), Vec::<&str>::new());
+        }
+    }
+
+    #[test]
+    fn proxy_protocol_from_a_wide_network_only() {
+        let wide =
+            "[listeners.imaps]\nbind = [\"0.0.0.0:993\"]\nproxy_protocol_from = [\"10.0.0.0/8\"]\n";
+        assert_eq!(
+            ids(check_proxy_protocol, wide),
+            ["proxy-protocol-too-broad"]
+        );
+        let narrow = "[listeners.imaps]\nbind = [\"0.0.0.0:993\"]\nproxy_protocol_from = [\"10.0.0.5/32\"]\n";
+        assert!(ids(check_proxy_protocol, narrow).is_empty());
+    }
+
+    #[test]
+    fn auth_limits_off_or_weak() {
+        assert_eq!(
+            ids(check_auth_limits, "[auth]\nlimiter_enabled = false\n"),
+            ["auth-limiter-disabled"]
+        );
+        assert_eq!(
+            ids(check_auth_limits, "[auth]\nwindow_secs = 30\n"),
+            ["auth-limits-weak"]
+        );
+    }
+
+    #[test]
+    fn metrics_beyond_loopback_with_a_token() {
+        let text = "[listeners.metrics]\nbind = [\"0.0.0.0:9425\"]\n[metrics]\nbearer_token = \"0123456789abcdef0123\"\n";
+        assert_eq!(ids(check_metrics, text), ["metrics-exposed"]);
     }
 }

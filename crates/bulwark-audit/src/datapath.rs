@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use bulwark_config::{
-    metrics_exposed, ListenerConfig, ListenerKind, LoadedConfig, Requirement, TlsVersion,
+    metrics_exposed, Config, ListenerConfig, ListenerKind, LoadedConfig, Requirement, TlsVersion,
 };
 use serde::Serialize;
 
@@ -26,14 +26,21 @@ pub const COLUMNS: [&str; 6] = [
 /// One row: a way data enters or leaves Bulwark.
 #[derive(Debug, Clone, Serialize)]
 pub struct DataPath {
+    /// Who talks to whom, e.g. "Mail client → Bulwark (submission)".
     pub data_path: String,
+    /// Ports (e.g. "587/TCP", "closed (enabled = false)"), or "local files" for the CLI.
     pub port: String,
+    /// What a peer must present by default.
     pub default_authentication: String,
+    /// Every authentication the path accepts.
     pub supported_authentication: String,
+    /// How the path can be encrypted (STARTTLS, implicit TLS) and which versions.
     pub encryption_supported: String,
+    /// Whether encryption is on without the peer asking, and how strictly.
     pub encrypted_by_default: String,
     /// `listener`, `accept-policy`, `proxy`, `delivery`, `connector`, `admin`, `dns`.
     pub category: &'static str,
+    /// The listener behind the row (listener, accept-policy and proxy rows).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listener: Option<ListenerKind>,
     /// Configured bind addresses, or the addresses actually bound when the server runs.
@@ -50,10 +57,13 @@ pub struct DataPath {
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// `[server] hostname`.
     pub hostname: String,
+    /// The configuration file the report was computed from.
     pub config_file: String,
     /// True when `DIR/run/listeners.json` belongs to a live server.
     pub server_running: bool,
+    /// Every data path: listeners first, then policies, proxies, delivery, local.
     pub data_paths: Vec<DataPath>,
 }
 
@@ -279,8 +289,23 @@ fn requirement_text(r: Requirement) -> (&'static str, &'static str) {
 /// Builds the table from the configuration (and the server's run state, if it runs).
 pub fn build(cfg: &LoadedConfig, run: Option<&RunState>) -> Report {
     let c = &cfg.config;
-    let v = tls_versions(c.tls.min_version);
     let mut rows = Vec::new();
+    listener_rows(cfg, run, &mut rows);
+    proxy_rows(c, &mut rows);
+    outbound_rows(c, &mut rows);
+    local_rows(c, &mut rows);
+    Report {
+        hostname: c.server.hostname.clone(),
+        config_file: cfg.file.display().to_string(),
+        server_running: run.is_some(),
+        data_paths: rows,
+    }
+}
+
+/// One row per listener (what it serves, or why not), with the per-host policy
+/// rows after the SMTP listener.
+fn listener_rows(cfg: &LoadedConfig, run: Option<&RunState>, rows: &mut Vec<DataPath>) {
+    let c = &cfg.config;
     for (kind, lc) in c.listeners.iter() {
         let running = run.and_then(|r| r.listener(kind));
         let addrs = running.map_or_else(|| lc.bind.clone(), |r| r.addrs.clone());
@@ -316,31 +341,13 @@ pub fn build(cfg: &LoadedConfig, run: Option<&RunState>) -> Report {
         });
         if kind == ListenerKind::Smtp && lc.enabled {
             let port = rows.last().map(|r| r.port.clone()).unwrap_or_default();
-            for p in &c.smtp.accept_policy {
-                let (auth, by_default) = requirement_text(p.require);
-                rows.push(DataPath {
-                    data_path: format!(
-                        "Internet server in {} → Bulwark (per-host policy)",
-                        p.network
-                    ),
-                    port: port.clone(),
-                    default_authentication: auth.to_string(),
-                    supported_authentication: if p.require.needs_auth() {
-                        "PLAIN, LOGIN".into()
-                    } else {
-                        "anonymous".into()
-                    },
-                    encryption_supported: format!("STARTTLS, {v}"),
-                    encrypted_by_default: by_default.to_string(),
-                    category: "accept-policy",
-                    listener: Some(kind),
-                    addresses: Vec::new(),
-                    state: "configured".into(),
-                    probe: None,
-                });
-            }
+            accept_policy_rows(c, port, rows);
         }
     }
+}
+
+/// One row per served listener that accepts PROXY headers, naming the networks.
+fn proxy_rows(c: &Config, rows: &mut Vec<DataPath>) {
     for (kind, lc) in c.listeners.iter() {
         if !lc.enabled
             || lc.proxy_protocol_from.is_empty()
@@ -377,6 +384,10 @@ pub fn build(cfg: &LoadedConfig, run: Option<&RunState>) -> Report {
             probe: None,
         });
     }
+}
+
+/// Delivery to MX hosts, then one row per `[[outbound.connector]]`.
+fn outbound_rows(c: &Config, rows: &mut Vec<DataPath>) {
     rows.push(DataPath {
         data_path: "Bulwark → Internet server (delivery)".into(),
         port: format!("{}/TCP", c.outbound.remote_port),
@@ -432,6 +443,10 @@ pub fn build(cfg: &LoadedConfig, run: Option<&RunState>) -> Report {
             probe: None,
         });
     }
+}
+
+/// The local paths: the administrator's CLI and files, and the DNS resolver.
+fn local_rows(c: &Config, rows: &mut Vec<DataPath>) {
     rows.push(DataPath {
         data_path: "Administrator → CLI / store".into(),
         port: "local files".into(),
@@ -467,11 +482,33 @@ pub fn build(cfg: &LoadedConfig, run: Option<&RunState>) -> Report {
         state: "configured".into(),
         probe: None,
     });
-    Report {
-        hostname: c.server.hostname.clone(),
-        config_file: cfg.file.display().to_string(),
-        server_running: run.is_some(),
-        data_paths: rows,
+}
+
+/// One row per `[[smtp.accept_policy]]`, on the port of the SMTP listener.
+fn accept_policy_rows(c: &Config, port: String, rows: &mut Vec<DataPath>) {
+    let v = tls_versions(c.tls.min_version);
+    for p in &c.smtp.accept_policy {
+        let (auth, by_default) = requirement_text(p.require);
+        rows.push(DataPath {
+            data_path: format!(
+                "Internet server in {} → Bulwark (per-host policy)",
+                p.network
+            ),
+            port: port.clone(),
+            default_authentication: auth.to_string(),
+            supported_authentication: if p.require.needs_auth() {
+                "PLAIN, LOGIN".into()
+            } else {
+                "anonymous".into()
+            },
+            encryption_supported: format!("STARTTLS, {v}"),
+            encrypted_by_default: by_default.to_string(),
+            category: "accept-policy",
+            listener: Some(ListenerKind::Smtp),
+            addresses: Vec::new(),
+            state: "configured".into(),
+            probe: None,
+        });
     }
 }
 
@@ -570,6 +607,7 @@ impl Report {
         self.table().markdown()
     }
 
+    /// The whole report in Markdown: the table and, after a probe, the comparison.
     pub fn markdown(&self) -> String {
         let mut out = format!("## Data paths of {}\n\n", self.hostname);
         out.push_str(&self.table().markdown());
@@ -581,6 +619,7 @@ impl Report {
         out
     }
 
+    /// The whole report as JSON (`report --json`).
     pub fn json(&self) -> serde_json::Value {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
@@ -693,5 +732,60 @@ mod served_rows {
         let cfg = loaded("[server]\nhostname = \"mail.example.test\"\n");
         let t = listener_texts(ListenerKind::Http, &cfg);
         assert_eq!(t.by_default, "port 80 only redirects to 443");
+    }
+}
+
+#[cfg(test)]
+mod build_steps {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        Config::parse(
+            &format!("[server]\nhostname = \"mail.example.test\"\n{text}"),
+            "t",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn accept_policy_rows_carry_the_port_and_requirement() {
+        let c = config("[[smtp.accept_policy]]\nnetwork = \"192.0.2.0/24\"\nrequire = \"tls\"\n");
+        let mut rows = Vec::new();
+        accept_policy_rows(&c, "25/TCP".into(), &mut rows);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].port, "25/TCP");
+        assert_eq!(rows[0].category, "accept-policy");
+        assert_eq!(rows[0].listener, Some(ListenerKind::Smtp));
+        assert!(
+            rows[0].data_path.contains("192.0.2.0/24"),
+            "{}",
+            rows[0].data_path
+        );
+        assert_eq!(rows[0].supported_authentication, "anonymous");
+    }
+
+    #[test]
+    fn proxy_rows_only_for_enabled_listeners_with_proxies() {
+        let mut rows = Vec::new();
+        proxy_rows(&config(""), &mut rows);
+        assert!(rows.is_empty());
+        let c = config(
+            "[listeners.imaps]\nbind = [\"0.0.0.0:993\"]\nproxy_protocol_from = [\"10.0.0.5/32\"]\n\
+             [listeners.pop3s]\nenabled = false\nbind = [\"0.0.0.0:995\"]\nproxy_protocol_from = [\"10.0.0.5/32\"]\n",
+        );
+        proxy_rows(&c, &mut rows);
+        let kinds: Vec<_> = rows.iter().map(|r| (r.category, r.listener)).collect();
+        assert_eq!(kinds, [("proxy", Some(ListenerKind::Imaps))]);
+    }
+
+    #[test]
+    fn outbound_and_local_rows_end_the_table() {
+        let c = config("[dns]\nresolvers = [\"192.0.2.53:53\"]\n");
+        let mut rows = Vec::new();
+        outbound_rows(&c, &mut rows);
+        local_rows(&c, &mut rows);
+        let cats: Vec<_> = rows.iter().map(|r| r.category).collect();
+        assert_eq!(cats, ["delivery", "admin", "dns"]);
+        assert_eq!(rows[2].port, "192.0.2.53:53");
     }
 }

@@ -7,14 +7,20 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Worth knowing; nothing to fix.
     Info,
+    /// A weaker setting than recommended, with a reason it may be deliberate.
     Low,
+    /// A real weakness an attacker needs some position or luck to use.
     Medium,
+    /// A weakness that is directly usable, or a server that will not start.
     High,
+    /// Secrets or mail exposed now (cleartext passwords, open relay, expired certificate).
     Critical,
 }
 
 impl Severity {
+    /// Every severity, most severe first (the order of the report).
     pub const ALL: [Severity; 5] = [
         Severity::Critical,
         Severity::High,
@@ -23,6 +29,7 @@ impl Severity {
         Severity::Info,
     ];
 
+    /// The lowercase name used in output and by `--fail-on`.
     pub fn name(self) -> &'static str {
         match self {
             Severity::Info => "info",
@@ -55,6 +62,7 @@ impl std::str::FromStr for Severity {
 pub struct Finding {
     /// Stable identifier (e.g. `cert-self-signed`), for suppressing or alerting.
     pub id: &'static str,
+    /// How bad it is.
     pub severity: Severity,
     /// What it is about: a config key, a listener and address, a file, a domain.
     pub subject: String,
@@ -67,6 +75,7 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// A finding; `id` is one of `FINDING_IDS` (a test holds every emitted id to it).
     pub fn new(
         id: &'static str,
         severity: Severity,
@@ -171,6 +180,7 @@ pub fn render_text(findings: &[Finding]) -> String {
     out
 }
 
+/// The count line closing the report, e.g. "3 finding(s): 1 high, 2 low".
 pub fn summary_line(findings: &[Finding]) -> String {
     let parts: Vec<String> = summary(findings)
         .into_iter()

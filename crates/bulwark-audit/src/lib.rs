@@ -32,10 +32,13 @@ pub use datapath::{DataPath, Report};
 pub use finding::{Finding, Severity, FINDING_IDS};
 pub use runstate::{availability, Availability, RunState};
 
+/// Why an audit or report could not run at all (findings are not errors).
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
+    /// `--probe` was asked for but no live server wrote the run state.
     #[error("the server is not running ({0} has no live listeners.json); start `bulwark serve`, or leave out --probe")]
     NotRunning(String),
+    /// The resolver for the DNS checks could not be built.
     #[error("DNS: {0}")]
     Dns(String),
 }
@@ -106,7 +109,9 @@ pub enum DnsTarget {
 /// What `bulwark audit` should check beyond the files.
 #[derive(Debug, Clone)]
 pub struct AuditOptions {
+    /// Probe every running listener (needs a running server).
     pub probe: bool,
+    /// Run the DNS checks of our domains with this resolver; `None`: skip them.
     pub dns: Option<DnsTarget>,
     /// Our domains (from the store), for the DNS checks.
     pub domains: Vec<String>,

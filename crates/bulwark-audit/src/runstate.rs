@@ -45,7 +45,9 @@ pub fn availability(kind: ListenerKind) -> Availability {
 /// The server's own record of its listeners (`DIR/run/listeners.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunState {
+    /// The process id of the server (checked to be alive before trusting the file).
     pub pid: u32,
+    /// The listeners it started, with the addresses really bound.
     pub listeners: Vec<RunListener>,
     /// Enabled listeners the server did not start, with why (e.g. a protocol this
     /// version does not implement). Absent in files of older versions.
@@ -53,17 +55,23 @@ pub struct RunState {
     pub skipped: Vec<SkippedListener>,
 }
 
+/// One listener a running server started.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunListener {
+    /// Which listener.
     pub kind: ListenerKind,
+    /// The addresses it actually bound (real ports, also where the configuration says 0).
     pub addrs: Vec<SocketAddr>,
     /// "starttls", "implicit-tls" or "none".
     pub tls: String,
 }
 
+/// An enabled listener the server did not start.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SkippedListener {
+    /// Which listener.
     pub kind: ListenerKind,
+    /// Why, for the report's state column.
     pub reason: String,
 }
 
@@ -90,10 +98,12 @@ impl RunState {
         std::fs::rename(&tmp, run_dir.join("listeners.json"))
     }
 
+    /// The started listener of `kind`, if any.
     pub fn listener(&self, kind: ListenerKind) -> Option<&RunListener> {
         self.listeners.iter().find(|l| l.kind == kind)
     }
 
+    /// The skipped listener of `kind`, if it was skipped.
     pub fn skipped(&self, kind: ListenerKind) -> Option<&SkippedListener> {
         self.skipped.iter().find(|l| l.kind == kind)
     }

@@ -1,26 +1,26 @@
 //! Tables as aligned text and as Markdown.
 
 /// A table: headers and rows of cells.
-pub struct Table {
-    pub headers: Vec<String>,
-    pub rows: Vec<Vec<String>>,
+pub(crate) struct Table {
+    pub(crate) headers: Vec<String>,
+    pub(crate) rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    pub fn new(headers: &[&str]) -> Table {
+    pub(crate) fn new(headers: &[&str]) -> Table {
         Table {
             headers: headers.iter().map(|h| h.to_string()).collect(),
             rows: Vec::new(),
         }
     }
 
-    pub fn push(&mut self, row: Vec<String>) {
+    pub(crate) fn push(&mut self, row: Vec<String>) {
         self.rows.push(row);
     }
 
     /// Columns padded to their widest cell (counted in characters, so "→" is one),
     /// separated by two spaces, with a rule under the header.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let cols = self.headers.len();
         let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
         for r in &self.rows {
@@ -52,7 +52,7 @@ impl Table {
     }
 
     /// A GitHub-flavoured Markdown table (pipes in cells escaped).
-    pub fn markdown(&self) -> String {
+    pub(crate) fn markdown(&self) -> String {
         let esc = |s: &str| s.replace('|', "\\|").replace('\n', " ");
         let mut out = format!(
             "| {} |\n|{}\n",

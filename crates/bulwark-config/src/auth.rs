@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Issue;
 
+/// `[auth]`: the password-check limiter shared by every protocol (brute-force protection).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {

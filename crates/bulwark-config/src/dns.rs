@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Issue;
 
+/// `[dns]`: which resolvers lookups use.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnsConfig {

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Issue;
 
+/// `[imap]`: IMAP size limits, timeouts and memory budget.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImapConfig {

@@ -51,29 +51,42 @@ pub const CONFIG_FILE: &str = "bulwark.toml";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `[server]`: hostname, role, shutdown grace, the user to drop to.
     pub server: ServerConfig,
+    /// `[tls]`: the certificate every TLS listener presents and the version floor.
     #[serde(default)]
     pub tls: TlsConfig,
+    /// `[store]`: where accounts, mailboxes, messages and the queue live.
     #[serde(default)]
     pub store: StoreConfig,
+    /// `[listeners.*]`: the addresses and limits of every port.
     #[serde(default)]
     pub listeners: Listeners,
+    /// `[auth]`: the password-check limiter.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// `[smtp]`: receiving and submission limits and policy.
     #[serde(default)]
     pub smtp: SmtpConfig,
+    /// `[imap]`: IMAP limits.
     #[serde(default)]
     pub imap: ImapConfig,
+    /// `[pop3]`: POP3 timeouts.
     #[serde(default)]
     pub pop3: Pop3Config,
+    /// `[outbound]`: the queue, delivery limits and connectors.
     #[serde(default)]
     pub outbound: OutboundConfig,
+    /// `[senderauth]`: SPF, Sender ID, DKIM and DMARC actions and DKIM signing.
     #[serde(default)]
     pub senderauth: SenderAuthConfig,
+    /// `[dns]`: the resolvers for MX, SPF, DKIM and DMARC lookups.
     #[serde(default)]
     pub dns: DnsConfig,
+    /// `[log]`: the server log and the protocol logs with their rotation.
     #[serde(default)]
     pub log: LogConfig,
+    /// `[metrics]`: the scrape endpoint's bearer token.
     #[serde(default)]
     pub metrics: MetricsConfig,
 }
@@ -82,8 +95,11 @@ pub struct Config {
 /// the file are resolved against that directory.
 #[derive(Debug, Clone)]
 pub struct LoadedConfig {
+    /// The data directory; relative paths in the file are resolved against it.
     pub dir: PathBuf,
+    /// The configuration file (`DIR/bulwark.toml`).
     pub file: PathBuf,
+    /// What the file says, validated.
     pub config: Config,
 }
 
@@ -92,15 +108,19 @@ impl LoadedConfig {
     pub fn path(&self, p: &Path) -> PathBuf {
         resolve(&self.dir, p)
     }
+    /// `[tls] cert`, resolved against the data directory.
     pub fn cert_path(&self) -> PathBuf {
         self.path(&self.config.tls.cert)
     }
+    /// `[tls] key`, resolved against the data directory.
     pub fn key_path(&self) -> PathBuf {
         self.path(&self.config.tls.key)
     }
+    /// `[store] path`, resolved against the data directory.
     pub fn store_path(&self) -> PathBuf {
         self.path(&self.config.store.path)
     }
+    /// `[log] dir` (the protocol logs), resolved against the data directory.
     pub fn log_dir(&self) -> PathBuf {
         self.path(&self.config.log.dir)
     }
@@ -122,33 +142,52 @@ pub fn resolve(dir: &Path, p: &Path) -> PathBuf {
 /// Something wrong with the configuration, phrased for the administrator who must fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The configuration file could not be read (missing: `init` was not run).
     #[error("{file}: cannot read: {source}\n  fix: run `bulwark init --dir {dir}` to create it, or pass the right --dir")]
     Read {
+        /// The configuration file.
         file: String,
+        /// The data directory, for the `init` hint.
         dir: String,
+        /// The I/O error.
         #[source]
         source: std::io::Error,
     },
+    /// The file is not valid TOML or does not fit the schema (unknown key, wrong type).
     #[error("{file}:{line}:{column}: {message}")]
     Syntax {
+        /// The configuration file (only used in messages).
         file: String,
+        /// 1-based line of the error (0 when unknown).
         line: usize,
+        /// 1-based column of the error (0 when unknown).
         column: usize,
+        /// What the TOML parser said.
         message: String,
     },
+    /// The file parses but some values are wrong or contradict each other.
     #[error("{file}: {}", format_issues(.issues))]
-    Invalid { file: String, issues: Vec<Issue> },
+    Invalid {
+        /// The configuration file (only used in messages).
+        file: String,
+        /// Every problem found, not just the first.
+        issues: Vec<Issue>,
+    },
 }
 
 /// One semantic problem: which key, what is wrong, how to fix it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issue {
+    /// The dotted key, e.g. `smtp.max_message_size`.
     pub key: String,
+    /// What is wrong with its value.
     pub problem: String,
+    /// What to write instead.
     pub fix: String,
 }
 
 impl Issue {
+    /// An issue with `key`, what is wrong, and the fix.
     pub fn new(key: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Self {
         Issue {
             key: key.into(),

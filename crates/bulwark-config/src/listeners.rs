@@ -15,15 +15,25 @@ use crate::Issue;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerKind {
+    /// SMTP receiving from the Internet, port 25 (STARTTLS).
     Smtp,
+    /// Message submission, port 587 (STARTTLS, RFC 6409).
     Submission,
+    /// Message submission over implicit TLS, port 465 (RFC 8314).
     Submissions,
+    /// IMAP, port 143 (STARTTLS).
     Imap,
+    /// IMAP over implicit TLS, port 993.
     Imaps,
+    /// POP3, port 110 (STLS).
     Pop3,
+    /// POP3 over implicit TLS, port 995.
     Pop3s,
+    /// HTTP, port 80 (not served yet; will only redirect to HTTPS).
     Http,
+    /// HTTPS, port 443 (not served yet).
     Https,
+    /// The Prometheus scrape endpoint, port 9425, loopback by default.
     Metrics,
 }
 
@@ -40,6 +50,7 @@ pub enum TlsMode {
 }
 
 impl ListenerKind {
+    /// Every listener kind, each once.
     pub const ALL: [ListenerKind; 10] = [
         ListenerKind::Smtp,
         ListenerKind::Submission,
@@ -85,6 +96,7 @@ impl ListenerKind {
         }
     }
 
+    /// How TLS is used on this kind of listener; fixed, not configurable.
     pub fn tls_mode(self) -> TlsMode {
         match self {
             ListenerKind::Smtp
@@ -153,6 +165,8 @@ fn default_max_connections_per_ip() -> u32 {
 }
 
 impl ListenerConfig {
+    /// An enabled listener on `bind` with the default limits, no PROXY header and no
+    /// protocol log.
     pub fn new(bind: Vec<SocketAddr>) -> Self {
         ListenerConfig {
             enabled: true,
@@ -170,24 +184,34 @@ impl ListenerConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listeners {
+    /// `[listeners.smtp]`: port 25.
     #[serde(default = "smtp")]
     pub smtp: ListenerConfig,
+    /// `[listeners.submission]`: port 587.
     #[serde(default = "submission")]
     pub submission: ListenerConfig,
+    /// `[listeners.submissions]`: port 465.
     #[serde(default = "submissions")]
     pub submissions: ListenerConfig,
+    /// `[listeners.imap]`: port 143.
     #[serde(default = "imap")]
     pub imap: ListenerConfig,
+    /// `[listeners.imaps]`: port 993.
     #[serde(default = "imaps")]
     pub imaps: ListenerConfig,
+    /// `[listeners.pop3]`: port 110.
     #[serde(default = "pop3")]
     pub pop3: ListenerConfig,
+    /// `[listeners.pop3s]`: port 995.
     #[serde(default = "pop3s")]
     pub pop3s: ListenerConfig,
+    /// `[listeners.http]`: port 80 (not served yet).
     #[serde(default = "http")]
     pub http: ListenerConfig,
+    /// `[listeners.https]`: port 443 (not served yet).
     #[serde(default = "https")]
     pub https: ListenerConfig,
+    /// `[listeners.metrics]`: port 9425, loopback by default.
     #[serde(default = "metrics")]
     pub metrics: ListenerConfig,
 }
@@ -266,6 +290,7 @@ impl Default for Listeners {
 }
 
 impl Listeners {
+    /// The listener of `kind`.
     pub fn get(&self, kind: ListenerKind) -> &ListenerConfig {
         match kind {
             ListenerKind::Smtp => &self.smtp,
@@ -281,6 +306,7 @@ impl Listeners {
         }
     }
 
+    /// The listener of `kind`, to change.
     pub fn get_mut(&mut self, kind: ListenerKind) -> &mut ListenerConfig {
         match kind {
             ListenerKind::Smtp => &mut self.smtp,

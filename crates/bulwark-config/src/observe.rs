@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Issue, ListenerConfig};
 
+/// `[log]`: the server log on stderr and the per-listener protocol logs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -30,11 +31,14 @@ pub struct LogConfig {
     pub keep: u32,
 }
 
+/// How the server log on stderr is written (`[log] format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// Human-readable lines (the default).
     #[default]
     Text,
+    /// One JSON object per line, for log collectors.
     Json,
 }
 
@@ -86,6 +90,7 @@ impl LogConfig {
     }
 }
 
+/// `[metrics]`: who may scrape the metrics endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {

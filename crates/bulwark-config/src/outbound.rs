@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Issue;
 
+/// `[outbound]`: the queue, delivery limits and timeouts, and the connectors.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboundConfig {
@@ -143,6 +144,7 @@ pub enum TlsLevel {
 }
 
 impl TlsLevel {
+    /// The value as written in the file (`"opportunistic"`, …).
     pub fn name(self) -> &'static str {
         match self {
             TlsLevel::Opportunistic => "opportunistic",

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Issue;
 
+/// `[pop3]`: POP3 timeouts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pop3Config {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Issue;
 
+/// `[senderauth]`: which checks run on port 25 mail and what each result does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SenderAuthConfig {
@@ -33,14 +34,19 @@ pub struct SenderAuthConfig {
     /// domain sends no mail", so nobody could get a bounce) with 550 5.7.27.
     #[serde(default = "yes")]
     pub reject_null_mx_senders: bool,
+    /// `[senderauth.spf]`: the action per SPF result.
     #[serde(default)]
     pub spf: SpfPolicy,
+    /// `[senderauth.sender_id]`: the action per Sender ID result.
     #[serde(default)]
     pub sender_id: SenderIdPolicy,
+    /// `[senderauth.dkim]`: the action per DKIM result.
     #[serde(default)]
     pub dkim: DkimPolicy,
+    /// `[senderauth.dmarc]`: the action per DMARC result and published policy.
     #[serde(default)]
     pub dmarc: DmarcPolicy,
+    /// `[senderauth.signing]`: DKIM signing of our users' mail.
     #[serde(default)]
     pub signing: SigningConfig,
 }
@@ -110,14 +116,19 @@ fn tempfail() -> AuthAction {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpfPolicy {
+    /// The sender's IP is authorized (default: accept).
     #[serde(default = "accept")]
     pub pass: AuthAction,
+    /// The domain says the IP is not authorized (default: tag).
     #[serde(default = "tag")]
     pub fail: AuthAction,
+    /// `~all`: probably not authorized (default: accept).
     #[serde(default = "accept")]
     pub softfail: AuthAction,
+    /// `?all`: the domain makes no assertion (default: accept).
     #[serde(default = "accept")]
     pub neutral: AuthAction,
+    /// No SPF record (default: accept).
     #[serde(default = "accept")]
     pub none: AuthAction,
     /// The sender's broken record: their problem, and rejecting would lose real mail.
@@ -148,18 +159,25 @@ impl Default for SpfPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SenderIdPolicy {
+    /// The PRA's domain authorizes the IP (default: accept).
     #[serde(default = "accept")]
     pub pass: AuthAction,
+    /// The PRA's domain says the IP is not authorized (default: tag).
     #[serde(default = "tag")]
     pub fail: AuthAction,
+    /// Probably not authorized (default: accept).
     #[serde(default = "accept")]
     pub softfail: AuthAction,
+    /// No assertion (default: accept).
     #[serde(default = "accept")]
     pub neutral: AuthAction,
+    /// No Sender ID or SPF record (default: accept).
     #[serde(default = "accept")]
     pub none: AuthAction,
+    /// The record is broken (default: accept).
     #[serde(default = "accept")]
     pub permerror: AuthAction,
+    /// DNS failed (default: accept).
     #[serde(default = "accept")]
     pub temperror: AuthAction,
     /// No Purported Responsible Address: the headers are ill-formed (RFC 4407 §2).
@@ -188,16 +206,22 @@ impl Default for SenderIdPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DkimPolicy {
+    /// A valid signature (default: accept).
     #[serde(default = "accept")]
     pub pass: AuthAction,
+    /// A signature that does not verify; treated as none (default: accept).
     #[serde(default = "accept")]
     pub fail: AuthAction,
+    /// A signature that cannot be judged (default: accept).
     #[serde(default = "accept")]
     pub neutral: AuthAction,
+    /// No signature (default: accept).
     #[serde(default = "accept")]
     pub none: AuthAction,
+    /// A malformed signature or key record (default: accept).
     #[serde(default = "accept")]
     pub permerror: AuthAction,
+    /// DNS failed fetching the key (default: accept).
     #[serde(default = "accept")]
     pub temperror: AuthAction,
 }
@@ -221,6 +245,7 @@ impl Default for DkimPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DmarcPolicy {
+    /// SPF or DKIM passes aligned with the From domain (default: accept).
     #[serde(default = "accept")]
     pub pass: AuthAction,
     /// DMARC fail, domain publishes p=reject (or sp=reject for a subdomain).
@@ -232,8 +257,10 @@ pub struct DmarcPolicy {
     /// DMARC fail, domain publishes p=none (monitoring only).
     #[serde(default = "tag")]
     pub fail_p_none: AuthAction,
+    /// The From domain publishes no DMARC record (default: accept).
     #[serde(default = "accept")]
     pub none: AuthAction,
+    /// The DMARC record is broken (default: accept).
     #[serde(default = "accept")]
     pub permerror: AuthAction,
     /// The domain may publish p=reject but DNS failed: let the sender retry rather

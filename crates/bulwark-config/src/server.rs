@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Issue;
 
+/// `[server]`: who this server is and how it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
@@ -32,11 +33,14 @@ fn default_grace() -> u64 {
     30
 }
 
+/// What this server runs (`[server] role`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Every service on one machine (the only role so far).
     #[default]
     Standalone,
+    /// Only the Internet-facing SMTP gateway (planned, SPEC §8).
     Edge,
 }
 

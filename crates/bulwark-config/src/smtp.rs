@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Issue;
 
+/// `[smtp]`: limits and policy for receiving (port 25) and submission.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SmtpConfig {
@@ -30,6 +31,7 @@ pub struct SmtpConfig {
     /// in a later transaction.
     #[serde(default = "default_tarpit_after")]
     pub tarpit_after_errors: u32,
+    /// Errors per session after which it is closed with 421.
     #[serde(default = "default_max_errors")]
     pub max_errors: u32,
     /// Delay added per error beyond `tarpit_after_errors`, in milliseconds.
@@ -50,7 +52,7 @@ pub struct SmtpConfig {
     #[serde(default = "yes")]
     pub reject_unauthenticated_local_senders: bool,
     /// Most MIME entities (the message, every part, every encapsulated message) in
-    /// one message, on every SMTP port and for IMAP APPEND (552 5.3.4 / NO [LIMIT]
+    /// one message, on every SMTP port and for IMAP APPEND (552 5.3.4 / NO `[LIMIT]`
     /// beyond). Every part costs parsing and IMAP BODYSTRUCTURE far more than its
     /// octets. At most 50000.
     #[serde(default = "default_max_mime_parts")]
@@ -85,10 +87,13 @@ pub enum LocalFromAction {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptPolicy {
+    /// The client network (CIDR); the most specific one wins.
     pub network: IpNet,
+    /// What a client from it must do before MAIL.
     pub require: Requirement,
 }
 
+/// What a port-25 client must have done before MAIL (`require`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Requirement {
     /// Anonymous mail, TLS offered but optional (the Internet default).
@@ -106,9 +111,11 @@ pub enum Requirement {
 }
 
 impl Requirement {
+    /// Whether TLS must be up before MAIL.
     pub fn needs_tls(self) -> bool {
         !matches!(self, Requirement::Any)
     }
+    /// Whether the client must have authenticated before MAIL.
     pub fn needs_auth(self) -> bool {
         matches!(self, Requirement::Auth | Requirement::AuthTls)
     }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Issue;
 
+/// `[store]`: the backend and where it keeps its data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
@@ -45,11 +46,14 @@ impl Default for StoreConfig {
     }
 }
 
+/// Where the store keeps its data (`[store] backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreBackend {
+    /// SQLite at `[store] path` (WAL, full fsync).
     #[default]
     Embedded,
+    /// A shared PostgreSQL database (not yet available).
     Postgres,
 }
 

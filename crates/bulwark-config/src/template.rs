@@ -11,7 +11,9 @@ use crate::listeners::{default_bind, ListenerKind};
 /// What `init` was asked for.
 #[derive(Debug, Clone)]
 pub struct TemplateParams {
+    /// The server's name (`[server] hostname`).
     pub hostname: String,
+    /// The primary domain created at init, named in the opening comment.
     pub domain: String,
     /// `--listen`: one address for every listener (default: all addresses, metrics on
     /// loopback).
@@ -48,7 +50,21 @@ fn binds(p: &TemplateParams, kind: ListenerKind) -> String {
 
 /// Renders the configuration file.
 pub fn render(p: &TemplateParams) -> String {
-    let b = |k| binds(p, k);
+    [
+        &header(p),
+        &server(p),
+        &tls_store(p),
+        &listeners(p),
+        LIMITS,
+        &outbound(p),
+        SENDER_AUTH,
+        DNS_LOG_METRICS,
+    ]
+    .concat()
+}
+
+/// The file's opening comment: what it covers and where domains and accounts live.
+fn header(p: &TemplateParams) -> String {
     format!(
         r#"# Bulwark configuration for {hostname}
 #
@@ -61,7 +77,16 @@ pub fn render(p: &TemplateParams) -> String {
 #   bulwark domain add|del|list, bulwark user add|del|list|passwd, bulwark alias ...
 # The primary domain created at init is {domain}.
 
-[server]
+"#,
+        hostname = p.hostname,
+        domain = p.domain,
+    )
+}
+
+/// `[server]`: hostname, role, shutdown grace, the user to drop to.
+fn server(p: &TemplateParams) -> String {
+    format!(
+        r#"[server]
 # The name this server greets with, presents in its certificate, and that MX
 # records point at.
 hostname = "{hostname}"
@@ -77,7 +102,16 @@ shutdown_grace_secs = 30
 {user_line}
 # group = "bulwark"
 
-[tls]
+"#,
+        hostname = p.hostname,
+        user_line = user_line(p),
+    )
+}
+
+/// `[tls]` and `[store]`.
+fn tls_store(p: &TemplateParams) -> String {
+    format!(
+        r#"[tls]
 # The certificate every TLS listener presents (chain, leaf first) and its key (0600).
 # init made a self-signed certificate for {hostname}. For a CA-issued certificate run
 #   bulwark cert import --dir DIR --cert fullchain.pem --key privkey.pem
@@ -98,7 +132,16 @@ path = "store"
 # metrics. 0 turns reclaiming off. `bulwark store compact` does it all at once.
 reclaim_interval_secs = 60
 
-# ---------------------------------------------------------------------------------
+"#,
+        hostname = p.hostname,
+    )
+}
+
+/// Every `[listeners.*]` table with its bind addresses.
+fn listeners(p: &TemplateParams) -> String {
+    let b = |k| binds(p, k);
+    format!(
+        r#"# ---------------------------------------------------------------------------------
 # Listeners. The kind of each listener fixes its protocol and TLS mode; here you only
 # choose addresses and limits. Set `enabled = false` to close a port.
 #   protocol_log          one line per command/reply in [log] dir (secrets redacted)
@@ -149,7 +192,22 @@ bind = {https}
 [listeners.metrics]
 bind = {metrics}
 
-[auth]
+"#,
+        smtp = b(ListenerKind::Smtp),
+        submission = b(ListenerKind::Submission),
+        submissions = b(ListenerKind::Submissions),
+        imap = b(ListenerKind::Imap),
+        imaps = b(ListenerKind::Imaps),
+        pop3 = b(ListenerKind::Pop3),
+        pop3s = b(ListenerKind::Pop3s),
+        http = b(ListenerKind::Http),
+        https = b(ListenerKind::Https),
+        metrics = b(ListenerKind::Metrics),
+    )
+}
+
+/// `[auth]`, `[smtp]`, `[imap]` and `[pop3]`: the limits of the protocols clients use.
+const LIMITS: &str = r#"[auth]
 # Password checks on every protocol (SMTP AUTH, IMAP, POP3, web) share this limiter.
 # A failure answers the same whether the account exists or not, after a delay.
 limiter_enabled = true
@@ -216,7 +274,12 @@ max_concurrent_appends_per_account = 4   # more at once wait for one to finish
 timeout_secs = 600
 login_timeout_secs = 60       # from connecting to a successful login, in all
 
-[outbound]
+"#;
+
+/// `[outbound]`: the queue, delivery limits and the connector examples.
+fn outbound(p: &TemplateParams) -> String {
+    format!(
+        r#"[outbound]
 # Bulwark -> Internet servers (MX hosts, port 25) and smart hosts. STARTTLS is tried on
 # every connection; TLS 1.2 is the floor. `bulwark queue list|show|retry|delete`
 # manages the queue.
@@ -268,7 +331,13 @@ allow_private_destinations = false
 # tls = "verify"
 # credentials_file = "secrets/relay.credentials"
 
-[senderauth]
+"#,
+        hostname = p.hostname,
+    )
+}
+
+/// `[senderauth]` and its per-check action tables and signing.
+const SENDER_AUTH: &str = r#"[senderauth]
 # Who sent it: SPF (RFC 7208), Sender ID (RFC 4406), DKIM (RFC 6376) and DMARC
 # (RFC 7489) on mail received on port 25. Every result is recorded in one
 # Authentication-Results: header (plus Received-SPF:); the tables below say what is
@@ -340,7 +409,10 @@ enabled = true
 selector = "bulwark"
 key_dir = "dkim"
 
-[dns]
+"#;
+
+/// `[dns]`, `[log]` and `[metrics]`.
+const DNS_LOG_METRICS: &str = r#"[dns]
 # Resolvers for MX/SPF/DKIM/DMARC lookups; empty = /etc/resolv.conf.
 resolvers = []
 
@@ -354,22 +426,7 @@ keep = 14
 
 [metrics]
 # bearer_token = "..."  # required when listeners.metrics is not on loopback
-"#,
-        hostname = p.hostname,
-        domain = p.domain,
-        smtp = b(ListenerKind::Smtp),
-        submission = b(ListenerKind::Submission),
-        submissions = b(ListenerKind::Submissions),
-        imap = b(ListenerKind::Imap),
-        imaps = b(ListenerKind::Imaps),
-        pop3 = b(ListenerKind::Pop3),
-        pop3s = b(ListenerKind::Pop3s),
-        http = b(ListenerKind::Http),
-        https = b(ListenerKind::Https),
-        metrics = b(ListenerKind::Metrics),
-        user_line = user_line(p),
-    )
-}
+"#;
 
 #[cfg(test)]
 mod tests {
@@ -409,6 +466,29 @@ mod tests {
         let parsed = Config::parse(&render(&p), "t").unwrap();
         assert_eq!(parsed.server.user.as_deref(), Some("bulwark"));
         assert_eq!(parsed.server.group, None);
+    }
+
+    #[test]
+    fn each_section_is_whole_tables_separated_by_a_blank_line() {
+        let p = params(None, 0);
+        let sections = [
+            (server(&p), "[server]"),
+            (tls_store(&p), "[tls]"),
+            (LIMITS.to_string(), "[auth]"),
+            (outbound(&p), "[outbound]"),
+            (SENDER_AUTH.to_string(), "[senderauth]"),
+        ];
+        for (text, first) in &sections {
+            assert!(text.starts_with(&format!("{first}\n")), "{text}");
+            assert!(text.ends_with("\n\n"), "{text}");
+        }
+        assert!(DNS_LOG_METRICS.starts_with("[dns]\n"));
+        assert!(listeners(&p).starts_with("# ----"));
+        assert!(header(&p).starts_with("# Bulwark configuration for mail.example.test\n"));
+        assert!(outbound(&p).contains("# helo_name = \"mail.example.test\""));
+        let whole = render(&p);
+        assert!(whole.starts_with(&header(&p)));
+        assert!(whole.ends_with(DNS_LOG_METRICS));
     }
 
     #[test]

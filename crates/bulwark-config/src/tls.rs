@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Issue;
 
+/// `[tls]`: the certificate and key every TLS listener presents, and the floor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
@@ -38,11 +39,14 @@ impl Default for TlsConfig {
     }
 }
 
+/// A TLS protocol version (`[tls] min_version`); nothing below 1.2 exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
 pub enum TlsVersion {
+    /// TLS 1.2 (RFC 5246), the default floor.
     #[default]
     #[serde(rename = "1.2")]
     V1_2,
+    /// TLS 1.3 (RFC 8446).
     #[serde(rename = "1.3")]
     V1_3,
 }

@@ -23,10 +23,13 @@ pub mod testing;
 
 pub use shared::SharedResolver;
 
+/// Why the resolver for `[dns]` could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
+    /// No `[dns] resolvers` are set and `/etc/resolv.conf` is missing or unreadable.
     #[error("cannot read the system resolver configuration (/etc/resolv.conf): {0}; set [dns] resolvers")]
     SystemConfig(String),
+    /// hickory-resolver rejected the configuration built from `[dns]`.
     #[error("cannot build the resolver: {0}")]
     Build(String),
 }

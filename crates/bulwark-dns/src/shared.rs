@@ -42,6 +42,8 @@ pub struct SharedResolver {
 }
 
 impl SharedResolver {
+    /// Wraps `inner` with no known name servers (the lenient re-ask is off) and a
+    /// 3-second timeout for that re-ask.
     pub fn new(inner: TokioResolver) -> SharedResolver {
         SharedResolver {
             inner,

@@ -129,7 +129,12 @@ impl TestDns {
                             let Some(reply) = answer(&zone, &q) else {
                                 continue;
                             };
-                            if s.write_u16(reply.len() as u16).await.is_err()
+                            // A DNS message over TCP is at most 65535 octets (RFC 1035
+                            // §4.2.2); a longer test zone answer is dropped, not cut.
+                            let Ok(reply_len) = u16::try_from(reply.len()) else {
+                                return;
+                            };
+                            if s.write_u16(reply_len).await.is_err()
                                 || s.write_all(&reply).await.is_err()
                             {
                                 return;
@@ -147,6 +152,7 @@ impl TestDns {
         }
     }
 
+    /// The loopback address (UDP and TCP) the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -189,10 +195,12 @@ impl TestDns {
             .push(rdata);
     }
 
+    /// An A record (IPv4 address) for `owner`.
     pub fn add_a(&self, owner: &str, ip: Ipv4Addr) {
         self.add(owner, RData::A(A(ip)));
     }
 
+    /// An AAAA record (IPv6 address) for `owner`.
     pub fn add_aaaa(&self, owner: &str, ip: Ipv6Addr) {
         self.add(owner, RData::AAAA(AAAA(ip)));
     }
@@ -241,6 +249,8 @@ impl TestDns {
         );
     }
 
+    /// A CNAME record: `owner` is an alias of `target`; answers follow it (up to 8
+    /// hops) unless the CNAME itself is asked for.
     pub fn add_cname(&self, owner: &str, target: &str) {
         self.add(owner, RData::CNAME(CNAME(name(target))));
     }

@@ -1,7 +1,7 @@
 //! Harnesses for the fuzz target `fuzz/fuzz_targets/observe_inputs.rs` and the seeded
 //! property test below (run on every `cargo test`). Not server code.
 //!
-//! [`inputs`] runs the two places this crate reads client octets: the `/metrics`
+//! [`inputs`](crate::fuzzing::inputs) runs the two places this crate reads client octets: the `/metrics`
 //! request head (RFC 9112, hand-parsed in `scrape.rs`) and the protocol-log redactor,
 //! checking that a line whose verb carries a secret never keeps more than the words
 //! before the secret, and that logged lines hold no control characters.
@@ -111,7 +111,9 @@ mod tests {
         for _ in 0..5000 {
             let mut line = String::new();
             for _ in 0..(next(&mut s) % 8) {
-                line.push_str(words[(next(&mut s) % words.len() as u64) as usize]);
+                // Below words.len(), so the conversion never fails.
+                let i = usize::try_from(next(&mut s) % words.len() as u64).unwrap_or(0);
+                line.push_str(words[i]);
                 line.push(match next(&mut s) % 6 {
                     0 => '\t',
                     1 => '\n',

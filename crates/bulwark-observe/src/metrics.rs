@@ -18,17 +18,24 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 /// What kind of series a metric is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {
+    /// Only ever goes up (`_total`, `_bytes_…_total`); scraped with `rate()`.
     Counter,
+    /// Goes up and down (sessions active, queue depth).
     Gauge,
 }
 
 /// One metric: its name, labels, meaning, and which part of Bulwark emits it.
 #[derive(Debug, Clone, Copy)]
 pub struct MetricDef {
+    /// The Prometheus name, `bulwark_<area>_<what>[_total|_seconds|_bytes]`.
     pub name: &'static str,
+    /// Counter or gauge.
     pub kind: MetricKind,
+    /// The label names its series carry, in snake_case.
     pub labels: &'static [&'static str],
+    /// The `# HELP` text.
     pub help: &'static str,
+    /// The crate that emits it (as listed in METRICS.md).
     pub emitted_by: &'static str,
 }
 
@@ -418,6 +425,7 @@ pub fn lookup(name: &str) -> Option<&'static MetricDef> {
     CATALOG.iter().find(|m| m.name == name)
 }
 
+/// The Prometheus recorder could not be installed (another recorder already is).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot install the metrics recorder: {0}")]
 pub struct MetricsError(String);
@@ -486,174 +494,215 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
             MetricKind::Gauge => metrics::describe_gauge!(m.name, m.help),
         }
     }
-    let c = |name: &'static str, labels: &[(&'static str, &'static str)]| {
-        let labels: Vec<metrics::Label> = labels
-            .iter()
-            .map(|(k, v)| metrics::Label::new(*k, *v))
-            .collect();
-        let _ = metrics::counter!(name, labels);
-    };
     for &kind in listeners {
-        let l = kind.name();
-        c("bulwark_connections_total", &[("listener", l)]);
-        c("bulwark_sessions_total", &[("listener", l)]);
-        let _ = metrics::gauge!("bulwark_sessions_active", "listener" => l);
-        for reason in ["total", "per_ip", "descriptors"] {
+        register_listener(kind);
+    }
+    register_delivery();
+    register_sender_auth();
+}
+
+/// Creates the counter series `name{labels}` at 0.
+fn zero_counter(name: &'static str, labels: &[(&'static str, &'static str)]) {
+    let labels: Vec<metrics::Label> = labels
+        .iter()
+        .map(|(k, v)| metrics::Label::new(*k, *v))
+        .collect();
+    let _ = metrics::counter!(name, labels);
+}
+
+/// The series of one running listener: connections and sessions, TLS, then those of
+/// its protocol.
+fn register_listener(kind: ListenerKind) {
+    let c = zero_counter;
+    let l = kind.name();
+    c("bulwark_connections_total", &[("listener", l)]);
+    c("bulwark_sessions_total", &[("listener", l)]);
+    let _ = metrics::gauge!("bulwark_sessions_active", "listener" => l);
+    for reason in ["total", "per_ip", "descriptors"] {
+        c(
+            "bulwark_connections_refused_total",
+            &[("listener", l), ("reason", reason)],
+        );
+    }
+    if kind.tls_mode() != bulwark_config::TlsMode::None {
+        for version in ["TLSv1.2", "TLSv1.3"] {
             c(
-                "bulwark_connections_refused_total",
+                "bulwark_tls_handshakes_total",
+                &[("listener", l), ("version", version)],
+            );
+        }
+        c("bulwark_tls_handshake_failures_total", &[("listener", l)]);
+    }
+    if kind.tls_mode() == bulwark_config::TlsMode::Starttls {
+        c("bulwark_starttls_total", &[("listener", l)]);
+    }
+    if matches!(kind, ListenerKind::Imap | ListenerKind::Imaps) {
+        register_imap(l);
+    }
+    register_auth(kind);
+    if matches!(
+        kind,
+        ListenerKind::Smtp | ListenerKind::Submission | ListenerKind::Submissions
+    ) {
+        register_smtp(l);
+    }
+    if matches!(kind, ListenerKind::Pop3 | ListenerKind::Pop3s) {
+        register_pop3(l);
+    }
+}
+
+/// The series of an IMAP listener `l`: commands by result, bad input, messages.
+fn register_imap(l: &'static str) {
+    let c = zero_counter;
+    for command in [
+        "LOGIN",
+        "AUTHENTICATE",
+        "SELECT",
+        "FETCH",
+        "STORE",
+        "SEARCH",
+        "APPEND",
+        "COPY",
+        "MOVE",
+        "EXPUNGE",
+        "IDLE",
+    ] {
+        for result in ["ok", "no", "bad"] {
+            c(
+                "bulwark_imap_commands_total",
+                &[("listener", l), ("command", command), ("result", result)],
+            );
+        }
+    }
+    for reason in [
+        "line_too_long",
+        "literal_refused",
+        "too_complex",
+        "malformed",
+        "sasl",
+        "mime_too_deep",
+        "mime_parts",
+        "memory_limit",
+    ] {
+        c(
+            "bulwark_imap_bad_input_total",
+            &[("listener", l), ("reason", reason)],
+        );
+    }
+    c("bulwark_imap_messages_appended_total", &[("listener", l)]);
+    c("bulwark_imap_write_timeouts_total", &[("listener", l)]);
+    c(
+        "bulwark_imap_message_bytes_appended_total",
+        &[("listener", l)],
+    );
+    c("bulwark_imap_messages_fetched_total", &[("listener", l)]);
+    for op in ["COPY", "MOVE"] {
+        c(
+            "bulwark_imap_messages_copied_total",
+            &[("listener", l), ("op", op)],
+        );
+    }
+    let _ = metrics::gauge!("bulwark_imap_idle_sessions", "listener" => l);
+}
+
+/// The password-check series of a listener, per mechanism its protocol offers.
+fn register_auth(kind: ListenerKind) {
+    let c = zero_counter;
+    let l = kind.name();
+    for mech in mechanisms(kind) {
+        for result in ["success", "failure"] {
+            c(
+                "bulwark_auth_attempts_total",
+                &[("listener", l), ("mechanism", mech), ("result", result)],
+            );
+        }
+    }
+    if !mechanisms(kind).is_empty() {
+        for reason in ["ip", "account"] {
+            c(
+                "bulwark_auth_throttled_total",
                 &[("listener", l), ("reason", reason)],
             );
         }
-        if kind.tls_mode() != bulwark_config::TlsMode::None {
-            for version in ["TLSv1.2", "TLSv1.3"] {
-                c(
-                    "bulwark_tls_handshakes_total",
-                    &[("listener", l), ("version", version)],
-                );
-            }
-            c("bulwark_tls_handshake_failures_total", &[("listener", l)]);
-        }
-        if kind.tls_mode() == bulwark_config::TlsMode::Starttls {
-            c("bulwark_starttls_total", &[("listener", l)]);
-        }
-        if matches!(kind, ListenerKind::Imap | ListenerKind::Imaps) {
-            for command in [
-                "LOGIN",
-                "AUTHENTICATE",
-                "SELECT",
-                "FETCH",
-                "STORE",
-                "SEARCH",
-                "APPEND",
-                "COPY",
-                "MOVE",
-                "EXPUNGE",
-                "IDLE",
-            ] {
-                for result in ["ok", "no", "bad"] {
-                    c(
-                        "bulwark_imap_commands_total",
-                        &[("listener", l), ("command", command), ("result", result)],
-                    );
-                }
-            }
-            for reason in [
-                "line_too_long",
-                "literal_refused",
-                "too_complex",
-                "malformed",
-                "sasl",
-                "mime_too_deep",
-                "mime_parts",
-                "memory_limit",
-            ] {
-                c(
-                    "bulwark_imap_bad_input_total",
-                    &[("listener", l), ("reason", reason)],
-                );
-            }
-            c("bulwark_imap_messages_appended_total", &[("listener", l)]);
-            c("bulwark_imap_write_timeouts_total", &[("listener", l)]);
+    }
+}
+
+/// The series of an SMTP or submission listener `l`: messages, commands, rejections.
+fn register_smtp(l: &'static str) {
+    let c = zero_counter;
+    c("bulwark_messages_received_total", &[("listener", l)]);
+    c("bulwark_message_bytes_received_total", &[("listener", l)]);
+    for name in [
+        "bulwark_smtp_quarantined_total",
+        "bulwark_smtp_tarpit_total",
+        "bulwark_smtp_error_limit_total",
+        "bulwark_smtp_timeouts_total",
+        "bulwark_smtp_aborted_transfers_total",
+        "bulwark_smtp_undeclared_8bit_total",
+    ] {
+        c(name, &[("listener", l)]);
+    }
+    for kind in ["local", "remote"] {
+        c(
+            "bulwark_smtp_recipients_total",
+            &[("listener", l), ("kind", kind)],
+        );
+    }
+    for command in ["EHLO", "MAIL", "RCPT", "DATA", "BDAT", "AUTH", "STARTTLS"] {
+        c(
+            "bulwark_smtp_commands_total",
+            &[("listener", l), ("command", command)],
+        );
+    }
+    for reason in [
+        "relay_denied",
+        "unknown_recipient",
+        "bare_lf",
+        "size",
+        "spoofing",
+        "auth_failed",
+        "tls_required",
+    ] {
+        c(
+            "bulwark_smtp_rejections_total",
+            &[("listener", l), ("reason", reason)],
+        );
+    }
+}
+
+/// The series of a POP3 listener `l`: commands by result, logins, messages.
+fn register_pop3(l: &'static str) {
+    let c = zero_counter;
+    // RFC 1939 / 2449 / 5034 verbs (bulwark-pop3 `command::Verb`).
+    for verb in POP3_VERBS {
+        for result in ["ok", "err"] {
             c(
-                "bulwark_imap_message_bytes_appended_total",
-                &[("listener", l)],
+                "bulwark_pop3_commands_total",
+                &[("listener", l), ("command", verb), ("result", result)],
             );
-            c("bulwark_imap_messages_fetched_total", &[("listener", l)]);
-            for op in ["COPY", "MOVE"] {
-                c(
-                    "bulwark_imap_messages_copied_total",
-                    &[("listener", l), ("op", op)],
-                );
-            }
-            let _ = metrics::gauge!("bulwark_imap_idle_sessions", "listener" => l);
-        }
-        for mech in mechanisms(kind) {
-            for result in ["success", "failure"] {
-                c(
-                    "bulwark_auth_attempts_total",
-                    &[("listener", l), ("mechanism", mech), ("result", result)],
-                );
-            }
-        }
-        if !mechanisms(kind).is_empty() {
-            for reason in ["ip", "account"] {
-                c(
-                    "bulwark_auth_throttled_total",
-                    &[("listener", l), ("reason", reason)],
-                );
-            }
-        }
-        if matches!(
-            kind,
-            ListenerKind::Smtp | ListenerKind::Submission | ListenerKind::Submissions
-        ) {
-            c("bulwark_messages_received_total", &[("listener", l)]);
-            c("bulwark_message_bytes_received_total", &[("listener", l)]);
-            for name in [
-                "bulwark_smtp_quarantined_total",
-                "bulwark_smtp_tarpit_total",
-                "bulwark_smtp_error_limit_total",
-                "bulwark_smtp_timeouts_total",
-                "bulwark_smtp_aborted_transfers_total",
-                "bulwark_smtp_undeclared_8bit_total",
-            ] {
-                c(name, &[("listener", l)]);
-            }
-            for kind in ["local", "remote"] {
-                c(
-                    "bulwark_smtp_recipients_total",
-                    &[("listener", l), ("kind", kind)],
-                );
-            }
-            for command in ["EHLO", "MAIL", "RCPT", "DATA", "BDAT", "AUTH", "STARTTLS"] {
-                c(
-                    "bulwark_smtp_commands_total",
-                    &[("listener", l), ("command", command)],
-                );
-            }
-            for reason in [
-                "relay_denied",
-                "unknown_recipient",
-                "bare_lf",
-                "size",
-                "spoofing",
-                "auth_failed",
-                "tls_required",
-            ] {
-                c(
-                    "bulwark_smtp_rejections_total",
-                    &[("listener", l), ("reason", reason)],
-                );
-            }
-        }
-        if matches!(kind, ListenerKind::Pop3 | ListenerKind::Pop3s) {
-            // RFC 1939 / 2449 / 5034 verbs (bulwark-pop3 `command::Verb`).
-            for verb in POP3_VERBS {
-                for result in ["ok", "err"] {
-                    c(
-                        "bulwark_pop3_commands_total",
-                        &[("listener", l), ("command", verb), ("result", result)],
-                    );
-                }
-            }
-            for mech in ["USER", "PLAIN"] {
-                for result in ["success", "failed", "throttled", "unavailable", "in_use"] {
-                    c(
-                        "bulwark_pop3_logins_total",
-                        &[("listener", l), ("mechanism", mech), ("result", result)],
-                    );
-                }
-            }
-            for command in ["retr", "top"] {
-                c(
-                    "bulwark_pop3_messages_sent_total",
-                    &[("listener", l), ("command", command)],
-                );
-            }
-            c("bulwark_pop3_message_bytes_sent_total", &[("listener", l)]);
-            c("bulwark_pop3_messages_deleted_total", &[("listener", l)]);
         }
     }
+    for mech in ["USER", "PLAIN"] {
+        for result in ["success", "failed", "throttled", "unavailable", "in_use"] {
+            c(
+                "bulwark_pop3_logins_total",
+                &[("listener", l), ("mechanism", mech), ("result", result)],
+            );
+        }
+    }
+    for command in ["retr", "top"] {
+        c(
+            "bulwark_pop3_messages_sent_total",
+            &[("listener", l), ("command", command)],
+        );
+    }
+    c("bulwark_pop3_message_bytes_sent_total", &[("listener", l)]);
+    c("bulwark_pop3_messages_deleted_total", &[("listener", l)]);
+}
+
+/// The series not tied to a listener: queue, delivery, store, certificate.
+fn register_delivery() {
+    let c = zero_counter;
     for d in ["local", "remote"] {
         c("bulwark_messages_delivered_total", &[("destination", d)]);
         c(
@@ -687,6 +736,11 @@ pub fn register_catalog(listeners: &[ListenerKind]) {
             );
         }
     }
+}
+
+/// The SPF, Sender ID, DKIM and DMARC result series.
+fn register_sender_auth() {
+    let c = zero_counter;
     for identity in ["mailfrom", "helo"] {
         for r in SPF_RESULTS {
             c(
@@ -724,6 +778,19 @@ mod tests {
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, f);
         handle.render()
+    }
+
+    #[test]
+    fn a_listener_gets_only_its_protocol_series() {
+        let text = render_with(|| register_listener(ListenerKind::Pop3s));
+        assert!(text.contains(
+            "bulwark_pop3_commands_total{listener=\"pop3s\",command=\"STLS\",result=\"err\"} 0"
+        ));
+        assert!(text.contains("bulwark_tls_handshake_failures_total{listener=\"pop3s\"} 0"));
+        assert!(!text.contains("bulwark_starttls_total"), "{text}");
+        assert!(!text.contains("bulwark_smtp_"), "{text}");
+        assert!(!text.contains("bulwark_imap_"), "{text}");
+        assert!(!text.contains("bulwark_messages_delivered_total"), "{text}");
     }
 
     #[test]

@@ -18,8 +18,11 @@ use crate::redact::{redact, Redactor};
 /// When a log file is rotated and how many old ones are kept.
 #[derive(Debug, Clone, Copy)]
 pub struct Rotation {
+    /// Rotate once the file reaches this many bytes (`[log] rotate_size`).
     pub max_size: u64,
+    /// Rotate once the file is this old (`[log] rotate_age_secs`).
     pub max_age: Duration,
+    /// How many rotated files to keep (`[log] keep`).
     pub keep: u32,
 }
 
@@ -91,6 +94,7 @@ pub struct ProtocolLog {
 }
 
 impl ProtocolLog {
+    /// A log that writes nothing, for a listener without `protocol_log = true`.
     pub fn disabled(listener: &'static str, redactor: Redactor) -> ProtocolLog {
         ProtocolLog {
             listener,
@@ -125,14 +129,17 @@ impl ProtocolLog {
         })
     }
 
+    /// Whether lines are written anywhere (callers skip formatting otherwise).
     pub fn enabled(&self) -> bool {
         self.file.is_some()
     }
 
+    /// The listener's config name, written in every line.
     pub fn listener(&self) -> &'static str {
         self.listener
     }
 
+    /// The log of one new session from `peer`; TLS and user are unknown yet.
     pub fn session(&self, session_id: &str, peer: SocketAddr) -> SessionLog {
         SessionLog {
             log: self.clone(),
@@ -154,10 +161,12 @@ pub struct SessionLog {
 }
 
 impl SessionLog {
+    /// TLS was negotiated; `description` (version and cipher) goes in every later line.
     pub fn set_tls(&mut self, description: String) {
         self.tls = Some(description);
     }
 
+    /// The authenticated user from now on (`None`: nobody is logged in).
     pub fn set_user(&mut self, user: Option<String>) {
         self.user = user;
     }
@@ -167,6 +176,7 @@ impl SessionLog {
         self.peer = peer;
     }
 
+    /// The session's id, written in every line.
     pub fn session_id(&self) -> &str {
         &self.session
     }

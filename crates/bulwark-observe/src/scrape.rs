@@ -46,6 +46,7 @@ impl ScrapeAccess {
             token: Some(token.to_string()),
         }
     }
+    /// Whether a bearer token is required (so the endpoint may face a network).
     pub fn token_required(&self) -> bool {
         self.token.is_some()
     }
@@ -54,7 +55,9 @@ impl ScrapeAccess {
 /// The parts of a request the endpoint looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
+    /// The request method (`GET`, `HEAD`, …), as sent.
     pub method: String,
+    /// The request-target, query included (RFC 9112 §3.2).
     pub target: String,
     authorization: Option<Vec<u8>>,
 }
@@ -71,7 +74,10 @@ impl RequestHead {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// 200 with the exposition (`head_only` for HEAD).
-    Metrics { head_only: bool },
+    Metrics {
+        /// A HEAD request: headers only, no body.
+        head_only: bool,
+    },
     /// 401: no or wrong bearer token.
     Unauthorized,
     /// 404: only /metrics exists.
@@ -183,6 +189,7 @@ pub fn decide(head: &RequestHead, access: &ScrapeAccess) -> Verdict {
 }
 
 impl Verdict {
+    /// The HTTP status code of the answer.
     pub fn status(self) -> u16 {
         match self {
             Verdict::Metrics { .. } => 200,

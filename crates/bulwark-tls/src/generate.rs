@@ -9,7 +9,9 @@ use crate::TlsError;
 
 /// A certificate and its key, both PEM.
 pub struct GeneratedCert {
+    /// The certificate, PEM (`-----BEGIN CERTIFICATE-----`).
     pub cert_pem: String,
+    /// Its private key, PKCS#8 PEM.
     pub key_pem: String,
 }
 

@@ -9,12 +9,15 @@ use crate::TlsError;
 /// The facts about one certificate that `config check`, `report` and `audit` need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
+    /// The subject distinguished name as text (e.g. `CN=mail.example.org`).
     pub subject: String,
+    /// The issuer distinguished name as text (e.g. `CN=mail.example.org`).
     pub issuer: String,
     /// DNS names from subjectAltName, or the CN when there is no SAN.
     pub dns_names: Vec<String>,
-    /// Unix seconds.
+    /// Start of validity, Unix seconds.
     pub not_before: i64,
+    /// End of validity, Unix seconds.
     pub not_after: i64,
     /// Issuer equals subject (and so no CA vouches for it).
     pub self_signed: bool,
@@ -32,6 +35,8 @@ pub fn sha256_fingerprint(der: &[u8]) -> String {
 }
 
 impl CertInfo {
+    /// Parses one DER certificate; a parse failure is `BadCertificate` with path
+    /// "certificate".
     pub fn from_der(der: &[u8]) -> Result<CertInfo, TlsError> {
         let (_, cert) = X509Certificate::from_der(der).map_err(|e| TlsError::BadCertificate {
             path: "certificate".into(),

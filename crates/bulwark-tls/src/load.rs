@@ -91,8 +91,11 @@ pub enum Severity {
 /// One finding about the certificate files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertProblem {
+    /// Whether the server can start with it.
     pub severity: Severity,
+    /// What is wrong, naming the file.
     pub message: String,
+    /// What to do about it.
     pub fix: String,
 }
 

@@ -62,6 +62,7 @@ pub struct AnyServerCert {
 }
 
 impl AnyServerCert {
+    /// A verifier that checks handshake signatures with `provider`'s algorithms.
     pub fn new(provider: Arc<CryptoProvider>) -> AnyServerCert {
         AnyServerCert { provider }
     }
@@ -112,6 +113,8 @@ pub struct PinnedServerCert {
 }
 
 impl PinnedServerCert {
+    /// A verifier accepting only certificates whose fingerprint is one of `pins`,
+    /// checking handshake signatures with `provider`'s algorithms.
     pub fn new(pins: Vec<String>, provider: Arc<CryptoProvider>) -> PinnedServerCert {
         PinnedServerCert { pins, provider }
     }

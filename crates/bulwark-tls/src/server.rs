@@ -31,6 +31,8 @@ pub struct ReloadableCert {
 }
 
 impl ReloadableCert {
+    /// Loads the chain and key (checking they match) and remembers the paths for
+    /// [`ReloadableCert::reload`].
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<ReloadableCert, TlsError> {
         let ck = load_certified_key(cert_path, key_path)?;
         let info = leaf_info(&ck)?;
@@ -102,6 +104,8 @@ pub struct TlsServer {
 }
 
 impl TlsServer {
+    /// Loads certificate and key and builds both acceptors with `min_version` as
+    /// the lowest TLS version offered.
     pub fn new(
         cert_path: &Path,
         key_path: &Path,
@@ -132,6 +136,7 @@ impl TlsServer {
         &self.https_acceptor
     }
 
+    /// The lowest TLS version the acceptors negotiate (`[tls] min_version`).
     pub fn min_version(&self) -> TlsVersion {
         self.min_version
     }
@@ -141,6 +146,7 @@ impl TlsServer {
         self.cert.reload()
     }
 
+    /// What the certificate currently served says (changes after a reload).
     pub fn cert_info(&self) -> CertInfo {
         self.cert.info()
     }

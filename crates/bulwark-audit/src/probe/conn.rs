@@ -18,26 +18,37 @@ pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest reply line read.
 const MAX_LINE: usize = 8 * 1024;
 
+/// Why a probe step failed; recorded in `Observed::errors`, never fatal.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
+    /// The TCP connection was refused or failed.
     #[error("cannot connect: {0}")]
     Connect(std::io::Error),
+    /// A step took longer than `STEP_TIMEOUT`; says which step.
     #[error("timed out {0}")]
     Timeout(&'static str),
+    /// The server closed the connection; says when.
     #[error("connection closed {0}")]
     Closed(&'static str),
+    /// Reading or writing failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// The TLS handshake failed (including a refused version).
     #[error("TLS handshake failed: {0}")]
     Handshake(String),
+    /// A reply that does not fit the protocol.
     #[error("unexpected reply {0:?}")]
     Unexpected(String),
+    /// A reply line longer than 8 KiB.
     #[error("reply line too long")]
     TooLong,
 }
 
+/// A probe's connection, before or after TLS, reading replies line by line.
 pub enum ProbeConn {
+    /// Cleartext TCP.
     Plain(BufReader<TcpStream>),
+    /// TLS over TCP (implicit or after STARTTLS).
     Tls(Box<BufReader<TlsStream<TcpStream>>>),
 }
 
@@ -50,6 +61,7 @@ async fn timed<T>(
         .map_err(|_| ProbeError::Timeout(what))?
 }
 
+/// Connects to `addr` within `STEP_TIMEOUT`.
 pub async fn connect_tcp(addr: SocketAddr) -> Result<TcpStream, ProbeError> {
     timed("connecting", async {
         TcpStream::connect(addr).await.map_err(ProbeError::Connect)
@@ -93,14 +105,17 @@ async fn read_line_bounded<R: AsyncRead + Unpin>(
 }
 
 impl ProbeConn {
+    /// A cleartext connection over `tcp`.
     pub fn plain(tcp: TcpStream) -> ProbeConn {
         ProbeConn::Plain(BufReader::new(tcp))
     }
 
+    /// A connection over an established TLS stream.
     pub fn tls(stream: TlsStream<TcpStream>) -> ProbeConn {
         ProbeConn::Tls(Box::new(BufReader::new(stream)))
     }
 
+    /// Whether TLS is up.
     pub fn is_tls(&self) -> bool {
         matches!(self, ProbeConn::Tls(_))
     }
@@ -113,6 +128,7 @@ impl ProbeConn {
         }
     }
 
+    /// One reply line without its CRLF (lossy UTF-8), within `STEP_TIMEOUT`.
     pub async fn read_line(&mut self) -> Result<String, ProbeError> {
         timed("waiting for a reply", async {
             match self {
@@ -123,6 +139,7 @@ impl ProbeConn {
         .await
     }
 
+    /// Sends `data` and flushes it, within `STEP_TIMEOUT`.
     pub async fn send(&mut self, data: &[u8]) -> Result<(), ProbeError> {
         timed("sending", async {
             match self {
@@ -140,6 +157,7 @@ impl ProbeConn {
         .await
     }
 
+    /// Sends `line` followed by CRLF.
     pub async fn send_line(&mut self, line: &str) -> Result<(), ProbeError> {
         self.send(format!("{line}\r\n").as_bytes()).await
     }

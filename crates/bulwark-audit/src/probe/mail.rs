@@ -9,18 +9,23 @@ use super::conn::{ProbeConn, ProbeError};
 /// Which dialect to speak.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
+    /// SMTP (RFC 5321): EHLO, STARTTLS.
     Smtp,
+    /// IMAP (RFC 9051): CAPABILITY, STARTTLS.
     Imap,
+    /// POP3 (RFC 1939, RFC 2449): CAPA, STLS.
     Pop3,
 }
 
 /// What a capability listing said.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Caps {
+    /// The upgrade (STARTTLS / STLS) is listed.
     pub starttls: bool,
     /// Authentication offered: SASL mechanisms, plus `LOGIN` for IMAP's LOGIN command
     /// (when not LOGINDISABLED) and `USER` for POP3 USER/PASS.
     pub auth: Vec<String>,
+    /// IMAP announced LOGINDISABLED (RFC 9051 §6.2.3).
     pub logindisabled: bool,
 }
 

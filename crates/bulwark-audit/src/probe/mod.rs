@@ -23,9 +23,11 @@ use crate::runstate::{availability, probe_address, Availability, RunState};
 /// What the configuration says a listener must offer.
 #[derive(Debug, Clone)]
 pub struct Expectation {
+    /// The listener kind probed.
     pub kind: ListenerKind,
     /// TLS from the first byte (implicit-TLS kinds, and metrics beyond loopback).
     pub implicit_tls: bool,
+    /// `[tls] min_version`: the lowest version that must be accepted.
     pub min_version: TlsVersion,
     /// The name clients use (SNI).
     pub hostname: String,
@@ -36,6 +38,7 @@ pub struct Expectation {
 }
 
 impl Expectation {
+    /// What the configuration in `cfg` says the listener of `kind` must offer.
     pub fn from_config(cfg: &LoadedConfig, kind: ListenerKind) -> Expectation {
         let c = &cfg.config;
         let exposed = kind == ListenerKind::Metrics && metrics_exposed(&c.listeners.metrics);
@@ -112,17 +115,24 @@ impl Expectation {
 /// A TLS version test's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VersionResult {
+    /// Whether the handshake with only this version succeeded.
     pub accepted: bool,
+    /// The negotiated session, or why it failed.
     pub detail: String,
 }
 
 /// The certificate a listener presented.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ObservedCert {
+    /// The subject distinguished name, as text.
     pub subject: String,
+    /// DNS names from subjectAltName (or the CN).
     pub dns_names: Vec<String>,
+    /// End of validity, "YYYY-MM-DD HH:MM UTC".
     pub not_after: String,
+    /// Issuer equals subject.
     pub self_signed: bool,
+    /// SHA-256 of the DER certificate, lowercase hex.
     pub sha256: String,
 }
 
@@ -144,13 +154,16 @@ impl ObservedCert {
 /// What the probe saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Observed {
+    /// The greeting line (SMTP 220, IMAP * OK, POP3 +OK).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub greeting: Option<String>,
     /// TLS from the first byte.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub implicit_tls: Option<bool>,
+    /// Whether the cleartext capabilities list STARTTLS / STLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub starttls_offered: Option<bool>,
+    /// IMAP: whether LOGINDISABLED was announced before STARTTLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logindisabled_before_tls: Option<bool>,
     /// Authentication advertised in cleartext.
@@ -159,16 +172,21 @@ pub struct Observed {
     /// challenge, or POP3 USER got +OK); the reply.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cleartext_auth_accepted: Option<String>,
+    /// Authentication advertised once TLS is up.
     pub auth_after_tls: Vec<String>,
+    /// The TLS session of the ordinary handshake, e.g. "TLSv1.3 TLS13_AES_256_GCM_SHA384".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub negotiated: Option<String>,
+    /// A handshake offering only TLS 1.2.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_1_2: Option<VersionResult>,
+    /// A handshake offering only TLS 1.3.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_1_3: Option<VersionResult>,
     /// TLS 1.0/1.1 (a raw TLS 1.1 ClientHello).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_legacy: Option<VersionResult>,
+    /// The certificate presented.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate: Option<ObservedCert>,
     /// SMTP: the RCPT reply when a remote recipient was accepted without AUTH.
@@ -180,26 +198,34 @@ pub struct Observed {
     /// Metrics beyond loopback: a plain HTTP request got an HTTP answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plain_http_answered: Option<bool>,
+    /// Steps that failed, in order (connection, handshake, replies).
     pub errors: Vec<String>,
 }
 
 /// A difference between configured and observed, with the finding it raises.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Difference {
+    /// The finding id it raises (one of `FINDING_IDS`).
     pub finding: &'static str,
+    /// What differs, in words.
     pub text: String,
 }
 
 /// One listener's probe.
 #[derive(Debug, Clone, Serialize)]
 pub struct ListenerProbe {
+    /// The listener probed.
     pub listener: ListenerKind,
+    /// The address probed (a wildcard bind is probed on loopback); `None` when skipped.
     pub address: Option<SocketAddr>,
+    /// What the configuration says it offers, in words.
     pub configured: String,
+    /// What it offered.
     pub observed: Observed,
     /// Why it was not probed (e.g. not started by this version).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// Where configured and observed disagree; empty when they agree.
     pub differences: Vec<Difference>,
 }
 
@@ -533,6 +559,9 @@ fn diff(finding: &'static str, text: impl Into<String>) -> Difference {
 }
 
 /// What differs between configured and observed.
+// One check after another over the same two values; the probe is being restructured
+// by the wire-parsing step of issue 16, so this is not split here.
+#[allow(clippy::too_many_lines)]
 pub fn compare(exp: &Expectation, o: &Observed) -> Vec<Difference> {
     let mut d = Vec::new();
     if let Some(e) = o.errors.first() {

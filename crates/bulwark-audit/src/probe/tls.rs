@@ -9,8 +9,11 @@ use bulwark_tls::rustls;
 /// Which versions a probe client offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Versions {
+    /// TLS 1.3 and 1.2, as an ordinary client (the negotiated version is the server's best).
     Both,
+    /// Only TLS 1.2: does the listener still accept it?
     Only12,
+    /// Only TLS 1.3: does the listener accept it?
     Only13,
 }
 
@@ -45,6 +48,9 @@ pub fn describe(conn: &rustls::ClientConnection) -> String {
 /// 4346: a server supporting 1.0 or 1.1 answers with a ServerHello of that version; a
 /// 1.2+-only server answers with a protocol_version alert or closes. Built by hand
 /// because no maintained Rust TLS client speaks these versions any more.
+// Every length cast below is bounded by construction: 8 fixed suites, a name under
+// 256 octets (checked), two fixed extensions, so the whole record is under 512 octets.
+#[allow(clippy::cast_possible_truncation)]
 pub fn legacy_client_hello(server_name: &str) -> Vec<u8> {
     let mut body = vec![0x03, 0x02]; // client_version TLS 1.1
     body.extend((0u8..32).map(|i| i.wrapping_mul(37).wrapping_add(11))); // random
