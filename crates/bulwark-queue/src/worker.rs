@@ -322,7 +322,7 @@ impl Worker {
                 return;
             }
         };
-        let params = DeliveryParams::parse(&entry.params);
+        let params = entry.params.clone();
         let info = MessageInfo::of(&data);
         if info.eight_bit {
             // It may need a 7-bit copy and that copy's dot-stuffed form (base64 adds a
@@ -866,7 +866,7 @@ impl Worker {
         let remote = |recipients: Vec<String>| NewQueueEntry {
             return_path: String::new(),
             recipients,
-            params: String::new(),
+            params: DeliveryParams::default(),
             data: None,
         };
         match self.store.resolve(to).await? {

@@ -19,7 +19,8 @@
 use bulwark_config::LocalFromAction;
 use bulwark_mime::header::HeaderScan;
 use bulwark_store::{
-    Delivery, DeliveryTarget, Flags, Ingest, IngestReceipt, NewQueueEntry, SpecialUse, StoreError,
+    Delivery, DeliveryParams, DeliveryTarget, Flags, Ingest, IngestReceipt, NewQueueEntry,
+    RecipientParams, SpecialUse, StoreError,
 };
 use mail_parser::{Address, HeaderName, HeaderValue, MessageParser};
 
@@ -177,57 +178,36 @@ fn structure_refusal(e: bulwark_mime::StructureError) -> SmtpError {
     }
 }
 
-/// The queue entry's `params` (`bulwark_queue::DeliveryParams`, JSON): what the
-/// envelope said that delivery and notices need — BODY/SMTPUTF8, the DSN parameters
-/// (RFC 3461: RET, ENVID, and NOTIFY/ORCPT of each queued recipient that was a RCPT;
-/// alias expansions get the defaults) — the domain we DKIM-signed for (a copy the queue
-/// converts to 7-bit is signed again), and whether the sender failed SPF or DMARC at
-/// intake (no notice goes to it).
-pub(crate) fn delivery_params(t: &Transaction, dkim_domain: Option<&str>) -> String {
-    use serde_json::{Map, Value};
-    let mut fields = Map::new();
-    if t.sender_failed {
-        fields.insert("sender_auth_failed".into(), true.into());
+/// The queue entry's `params`: what the envelope said that delivery and notices need
+/// — BODY/SMTPUTF8, the DSN parameters (RFC 3461: RET, ENVID, and NOTIFY/ORCPT of each
+/// queued recipient that was a RCPT; alias expansions get the defaults) — the domain
+/// we DKIM-signed for (a copy the queue converts to 7-bit is signed again), and
+/// whether the sender failed SPF or DMARC at intake (no notice goes to it).
+pub(crate) fn delivery_params(t: &Transaction, dkim_domain: Option<&str>) -> DeliveryParams {
+    let rcpt = t
+        .forward
+        .iter()
+        .filter_map(|f| {
+            let r = t
+                .recipients
+                .iter()
+                .find(|r| r.address.eq_ignore_ascii_case(f))?;
+            let p = RecipientParams {
+                notify: r.notify.clone(),
+                orcpt: r.orcpt.clone(),
+            };
+            (!p.is_empty()).then(|| (f.clone(), p))
+        })
+        .collect();
+    DeliveryParams {
+        body_8bitmime: t.eight_bit,
+        dkim_domain: dkim_domain.map(str::to_string),
+        envid: t.envid.clone(),
+        rcpt,
+        ret: t.ret,
+        sender_auth_failed: t.sender_failed,
+        smtputf8: t.utf8,
     }
-    if t.eight_bit {
-        fields.insert("body_8bitmime".into(), true.into());
-    }
-    if t.utf8 {
-        fields.insert("smtputf8".into(), true.into());
-    }
-    if let Some(d) = dkim_domain {
-        fields.insert("dkim_domain".into(), d.into());
-    }
-    if let Some(r) = t.ret {
-        fields.insert("ret".into(), r.into());
-    }
-    if let Some(e) = &t.envid {
-        fields.insert("envid".into(), e.as_str().into());
-    }
-    let mut rcpt = Map::new();
-    for f in &t.forward {
-        let Some(r) = t
-            .recipients
-            .iter()
-            .find(|r| r.address.eq_ignore_ascii_case(f))
-        else {
-            continue;
-        };
-        let mut p = Map::new();
-        if let Some(n) = &r.notify {
-            p.insert("notify".into(), n.clone().into());
-        }
-        if let Some(o) = &r.orcpt {
-            p.insert("orcpt".into(), o.as_str().into());
-        }
-        if !p.is_empty() {
-            rcpt.insert(f.clone(), Value::Object(p));
-        }
-    }
-    if !rcpt.is_empty() {
-        fields.insert("rcpt".into(), Value::Object(rcpt));
-    }
-    Value::Object(fields).to_string()
 }
 
 /// An address that can stand in `for <…>` of our Received header as it is: a

@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 
-use bulwark_store::{Account, Resolution, StoreError};
+use bulwark_store::{Account, NotifyOn, Resolution, StoreError};
 use smtp_proto::{
     RcptTo, RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS,
 };
@@ -53,10 +53,10 @@ impl Session {
         }
         let notify = (to.flags != 0).then(|| {
             [
-                (RCPT_NOTIFY_NEVER, "never"),
-                (RCPT_NOTIFY_SUCCESS, "success"),
-                (RCPT_NOTIFY_FAILURE, "failure"),
-                (RCPT_NOTIFY_DELAY, "delay"),
+                (RCPT_NOTIFY_NEVER, NotifyOn::Never),
+                (RCPT_NOTIFY_SUCCESS, NotifyOn::Success),
+                (RCPT_NOTIFY_FAILURE, NotifyOn::Failure),
+                (RCPT_NOTIFY_DELAY, NotifyOn::Delay),
             ]
             .iter()
             .filter(|(f, _)| to.flags & f != 0)

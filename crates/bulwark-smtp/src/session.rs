@@ -21,7 +21,9 @@ use std::time::Duration;
 use bulwark_auth::{AuthError, Secret};
 use bulwark_config::{Config, ListenerKind, LocalFromAction, Requirement};
 use bulwark_net::{LineEnding, TlsInfo};
-use bulwark_store::{Account, AccountId, Ingest, IngestReceipt, Resolution, StoreError};
+use bulwark_store::{
+    Account, AccountId, Ingest, IngestReceipt, NotifyOn, Resolution, Ret, StoreError,
+};
 use ipnet::IpNet;
 use smtp_proto::Request;
 
@@ -209,8 +211,8 @@ pub(crate) struct Helo {
 #[derive(Debug, Clone)]
 pub(crate) struct Recipient {
     pub address: String,
-    /// NOTIFY keywords as the queue's params spell them ("never", "success", …).
-    pub notify: Option<Vec<&'static str>>,
+    /// NOTIFY keywords as given.
+    pub notify: Option<Vec<NotifyOn>>,
     /// ORCPT as `rfc822;address` (xtext decoded).
     pub orcpt: Option<String>,
 }
@@ -223,8 +225,8 @@ pub(crate) struct Transaction {
     pub eight_bit: bool,
     /// SMTPUTF8 (RFC 6531) was given.
     pub utf8: bool,
-    /// RET= (RFC 3461 §4.3): "full" or "hdrs".
-    pub ret: Option<&'static str>,
+    /// RET= (RFC 3461 §4.3).
+    pub ret: Option<Ret>,
     /// ENVID= (RFC 3461 §4.4).
     pub envid: Option<String>,
     pub recipients: Vec<Recipient>,

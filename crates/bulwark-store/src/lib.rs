@@ -19,9 +19,11 @@ use async_trait::async_trait;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+mod params;
 pub mod sqlite;
 mod types;
 
+pub use params::{DeliveryParams, NotifyOn, RecipientParams, Ret};
 pub use sqlite::SqliteStore;
 pub use types::*;
 
