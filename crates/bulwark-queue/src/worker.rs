@@ -11,9 +11,8 @@ use bulwark_config::LoadedConfig;
 use bulwark_dns::TokioResolver;
 use bulwark_observe::{ProtocolLog, Redactor, Rotation};
 use bulwark_store::{
-    domain_of, Delivery, DeliveryAttempt, DeliveryTarget, Flags, Ingest, NewQueueEntry, QueueId,
-    QueuedMessage, RecipientStatus, RecipientUpdate, Resolution, SharedStore, StoreError,
-    StoreEvent,
+    domain_of, plan_delivery, DeliveryAttempt, Folder, QueueId, QueuedMessage, RecipientStatus,
+    RecipientUpdate, Recipients, SharedStore, StoreError, StoreEvent,
 };
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, Semaphore};
@@ -862,64 +861,19 @@ impl Worker {
     /// aliases' remote targets get a queued copy), else queued for delivery — always
     /// with the null reverse-path, so it can never bounce back.
     async fn send_notice(&self, to: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
-        let now = now();
-        let remote = |recipients: Vec<String>| NewQueueEntry {
-            return_path: String::new(),
-            recipients,
-            params: DeliveryParams::default(),
-            data: None,
+        let Some(recipients) = Recipients::of(to, self.store.resolve(to).await?) else {
+            tracing::warn!(target: TARGET, to, "the sender's local address does not exist; notice dropped");
+            return Ok(());
         };
-        match self.store.resolve(to).await? {
-            Resolution::NotOurDomain => {
-                self.store
-                    .ingest(Ingest {
-                        data: bytes,
-                        internal_date: now,
-                        deliveries: Vec::new(),
-                        queue: Some(remote(vec![to.to_string()])),
-                    })
-                    .await?;
-            }
-            Resolution::Unknown => {
-                tracing::warn!(target: TARGET, to, "the sender's local address does not exist; notice dropped");
-            }
-            Resolution::Deliver { accounts, forward } => {
-                if accounts.is_empty() {
-                    if !forward.is_empty() {
-                        self.store
-                            .ingest(Ingest {
-                                data: bytes,
-                                internal_date: now,
-                                deliveries: Vec::new(),
-                                queue: Some(remote(forward)),
-                            })
-                            .await?;
-                    }
-                    return Ok(());
-                }
-                // Local copies get the Return-Path of final delivery (RFC 5321
-                // §4.4); the relayed copy must not.
-                let mut local = b"Return-Path: <>\r\n".to_vec();
-                local.extend_from_slice(&bytes);
-                let queue = (!forward.is_empty()).then(|| NewQueueEntry {
-                    data: Some(bytes),
-                    ..remote(forward)
-                });
-                self.store
-                    .ingest(Ingest {
-                        data: local,
-                        internal_date: now,
-                        deliveries: accounts
-                            .iter()
-                            .map(|a| Delivery {
-                                target: DeliveryTarget::Inbox(a.id),
-                                flags: Flags::default(),
-                            })
-                            .collect(),
-                        queue,
-                    })
-                    .await?;
-            }
+        let env = bulwark_store::Envelope {
+            return_path: "",
+            trace: &[],
+            folder: Folder::Inbox,
+            internal_date: now(),
+            params: DeliveryParams::default(),
+        };
+        if let Some(ingest) = plan_delivery(&recipients, env, bytes) {
+            self.store.ingest(ingest).await?;
         }
         Ok(())
     }

@@ -19,8 +19,8 @@
 use bulwark_config::LocalFromAction;
 use bulwark_mime::header::HeaderScan;
 use bulwark_store::{
-    Delivery, DeliveryParams, DeliveryTarget, Flags, Ingest, IngestReceipt, NewQueueEntry,
-    RecipientParams, SpecialUse, StoreError,
+    plan_delivery, planned_overhead, DeliveryParams, Envelope, Folder, IngestReceipt,
+    NewQueueEntry, RecipientParams, StoreError,
 };
 use mail_parser::{Address, HeaderName, HeaderValue, MessageParser};
 
@@ -184,21 +184,21 @@ fn structure_refusal(e: bulwark_mime::StructureError) -> SmtpError {
 /// we DKIM-signed for (a copy the queue converts to 7-bit is signed again), and
 /// whether the sender failed SPF or DMARC at intake (no notice goes to it).
 pub(crate) fn delivery_params(t: &Transaction, dkim_domain: Option<&str>) -> DeliveryParams {
-    let rcpt = t
-        .forward
-        .iter()
-        .filter_map(|f| {
-            let r = t
-                .recipients
-                .iter()
-                .find(|r| r.address.eq_ignore_ascii_case(f))?;
-            let p = RecipientParams {
-                notify: r.notify.clone(),
-                orcpt: r.orcpt.clone(),
-            };
-            (!p.is_empty()).then(|| (f.clone(), p))
-        })
-        .collect();
+    let rcpt =
+        t.to.forward
+            .iter()
+            .filter_map(|f| {
+                let r = t
+                    .recipients
+                    .iter()
+                    .find(|r| r.address.eq_ignore_ascii_case(f))?;
+                let p = RecipientParams {
+                    notify: r.notify.clone(),
+                    orcpt: r.orcpt.clone(),
+                };
+                (!p.is_empty()).then(|| (f.clone(), p))
+            })
+            .collect();
     DeliveryParams {
         body_8bitmime: t.eight_bit,
         dkim_domain: dkim_domain.map(str::to_string),
@@ -225,15 +225,6 @@ fn traceable(address: &str) -> bool {
                     c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
                 })
         })
-}
-
-/// Inserts `parts` in front of `body`, in place: one move of the octets received
-/// instead of a second copy of the message.
-fn prepend(body: &mut Vec<u8>, parts: &[&[u8]]) {
-    let n: usize = parts.iter().map(|p| p.len()).sum();
-    // Exact: `splice` alone would reserve by doubling a message-sized buffer.
-    body.reserve_exact(n);
-    body.splice(0..0, parts.iter().flat_map(|p| p.iter().copied()));
 }
 
 /// RFC 5322 §3.3 date-time, in UTC.
@@ -557,7 +548,7 @@ impl Session {
         let Some(t) = self.txn.as_mut() else {
             return self.fail(SmtpError::bad_sequence("No transaction"));
         };
-        let mut body = std::mem::take(&mut t.body);
+        let body = std::mem::take(&mut t.body);
         let size = body.len();
         // The relayed form: our trace headers on top of the octets received.
         let trace: [&[u8]; 5] = [
@@ -567,84 +558,35 @@ impl Session {
             received.as_bytes(),
             t.added.as_bytes(),
         ];
-        let trace_len: usize = trace.iter().map(|p| p.len()).sum();
-        let return_path = format!("Return-Path: <{}>\r\n", t.mail_from);
-        let deliveries: Vec<Delivery> = t
-            .accounts
-            .iter()
-            .map(|a| Delivery {
-                target: if t.quarantine {
-                    DeliveryTarget::SpecialUse(a.id, SpecialUse::Junk)
-                } else {
-                    DeliveryTarget::Inbox(a.id)
-                },
-                flags: Flags::default(),
-            })
-            .collect();
-        let local = deliveries.len();
-        let remote = t.forward.len();
-        // The copies made here count against the in-flight budget too.
-        let extra = trace_len
-            + return_path.len()
-            + if local > 0 && remote > 0 {
-                return_path.len() + trace_len + size
+        let signed_for = (!t.sign_headers.is_empty())
+            .then_some(t.from_domain.as_deref())
+            .flatten();
+        let env = Envelope {
+            return_path: &t.mail_from,
+            trace: &trace,
+            folder: if t.quarantine {
+                Folder::Junk
             } else {
-                0
-            };
+                Folder::Inbox
+            },
+            internal_date: chrono::Utc::now().timestamp(),
+            params: delivery_params(t, signed_for),
+        };
+        let local = t.to.accounts.len();
+        let remote = t.to.forward.len();
+        // The copies made here count against the in-flight budget too.
+        let extra = planned_overhead(&t.to, &env, size);
         let covered = t.reservation.as_mut().is_some_and(|r| r.grow(extra as u64));
         if !covered {
             return self.message_refused(SmtpError::insufficient_memory());
         }
-        let signed_for = (!t.sign_headers.is_empty())
-            .then_some(t.from_domain.as_deref())
-            .flatten();
-        let params = delivery_params(t, signed_for);
-        let (data, queue) = match (local > 0, remote > 0) {
-            // Local copies carry Return-Path; the relayed one must not.
-            (true, true) => {
-                prepend(&mut body, &trace);
-                let mut local_copy = Vec::with_capacity(return_path.len() + body.len());
-                local_copy.extend_from_slice(return_path.as_bytes());
-                local_copy.extend_from_slice(&body);
-                (
-                    local_copy,
-                    Some(NewQueueEntry {
-                        return_path: t.mail_from.clone(),
-                        recipients: t.forward.clone(),
-                        params,
-                        data: Some(body),
-                    }),
-                )
-            }
-            (true, false) => {
-                let mut parts = vec![return_path.as_bytes()];
-                parts.extend_from_slice(&trace);
-                prepend(&mut body, &parts);
-                (body, None)
-            }
-            (false, _) => {
-                prepend(&mut body, &trace);
-                (
-                    body,
-                    Some(NewQueueEntry {
-                        return_path: t.mail_from.clone(),
-                        recipients: t.forward.clone(),
-                        params,
-                        data: None,
-                    }),
-                )
-            }
+        let Some(ingest) = plan_delivery(&t.to, env, body) else {
+            return self.fail(SmtpError::bad_sequence("No valid recipients"));
         };
-        let stored = match &queue {
-            Some(NewQueueEntry { data: Some(d), .. }) => (data.len(), d.len()),
-            Some(_) => (0, data.len()),
-            None => (data.len(), 0),
-        };
-        let ingest = Ingest {
-            data,
-            internal_date: chrono::Utc::now().timestamp(),
-            deliveries,
-            queue,
+        let stored = match &ingest.queue {
+            Some(NewQueueEntry { data: Some(d), .. }) => (ingest.data.len(), d.len()),
+            Some(_) => (0, ingest.data.len()),
+            None => (ingest.data.len(), 0),
         };
         self.request(
             Effect::Ingest(Box::new(ingest)),

@@ -165,9 +165,7 @@ impl Session {
                 self.rcpt_deliver(rcpt, accounts, forward)
             }
             Ok(Resolution::NotOurDomain) if authenticated => {
-                if !txn.forward.iter().any(|x| x.eq_ignore_ascii_case(&address)) {
-                    txn.forward.push(address.clone());
-                }
+                txn.to.add_forward(address.clone());
                 txn.recipients.push(rcpt);
                 txn.rcpt_count += 1;
                 metrics::counter!("bulwark_smtp_recipients_total", "listener" => self.settings.listener.name(), "kind" => "remote")
@@ -212,16 +210,7 @@ impl Session {
         let Some(txn) = self.txn.as_mut() else {
             return self.fail(SmtpError::bad_sequence("Need MAIL before RCPT"));
         };
-        for a in accounts {
-            if !txn.accounts.iter().any(|x| x.id == a.id) {
-                txn.accounts.push(a);
-            }
-        }
-        for f in forward {
-            if !txn.forward.iter().any(|x| x.eq_ignore_ascii_case(&f)) {
-                txn.forward.push(f);
-            }
-        }
+        txn.to.add(accounts, forward);
         txn.recipients.push(rcpt);
         txn.rcpt_count += 1;
         metrics::counter!("bulwark_smtp_recipients_total", "listener" => self.settings.listener.name(), "kind" => "local")

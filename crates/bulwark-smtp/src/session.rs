@@ -22,7 +22,7 @@ use bulwark_auth::{AuthError, Secret};
 use bulwark_config::{Config, ListenerKind, LocalFromAction, Requirement};
 use bulwark_net::{LineEnding, TlsInfo};
 use bulwark_store::{
-    Account, AccountId, Ingest, IngestReceipt, NotifyOn, Resolution, Ret, StoreError,
+    Account, AccountId, Ingest, IngestReceipt, NotifyOn, Recipients, Resolution, Ret, StoreError,
 };
 use ipnet::IpNet;
 use smtp_proto::Request;
@@ -232,11 +232,9 @@ pub(crate) struct Transaction {
     pub recipients: Vec<Recipient>,
     /// RCPTs answered 250, repeated ones included: what `max_recipients` bounds.
     pub rcpt_count: u32,
-    /// Local accounts to deliver to (deduplicated across recipients and aliases).
-    pub accounts: Vec<Account>,
-    /// Outside addresses to queue: remote recipients of authenticated clients and
-    /// alias forward targets (deduplicated).
-    pub forward: Vec<String>,
+    /// Local accounts to deliver to and outside addresses to queue (remote
+    /// recipients of authenticated clients and alias forward targets), deduplicated.
+    pub to: Recipients,
     /// From the MAIL-time sender check (e.g. Received-SPF).
     pub mail_from_headers: String,
     pub note: Option<CheckNote>,
