@@ -25,6 +25,7 @@ use bulwark_store::{
 use mail_parser::{Address, HeaderName, HeaderValue, MessageParser};
 
 use crate::checks::{MessageAction, MessageContext, SenderContext, SignContext};
+use crate::clock::rfc5322_date;
 use crate::mail::not_your_address;
 use crate::reply::{Enhanced, Reply, SmtpError};
 use crate::session::{Effect, EffectResult, Pending, Session, Transaction};
@@ -227,13 +228,6 @@ fn traceable(address: &str) -> bool {
         })
 }
 
-/// RFC 5322 §3.3 date-time, in UTC.
-pub(crate) fn rfc5322_now() -> String {
-    chrono::Utc::now()
-        .format("%a, %d %b %Y %H:%M:%S +0000")
-        .to_string()
-}
-
 impl Session {
     /// The message as received (for `SenderChecks::check_message`).
     pub fn message(&self) -> &[u8] {
@@ -260,6 +254,7 @@ impl Session {
         let max_hops = self.settings.max_received_headers as usize;
         let max_parts = self.settings.max_mime_parts;
         let hostname = self.settings.hostname.clone();
+        let env = std::sync::Arc::clone(&self.env);
         let Some(t) = self.txn.as_mut() else {
             return self.fail(SmtpError::bad_sequence("No transaction"));
         };
@@ -333,11 +328,11 @@ impl Session {
         // RFC 6409 §8.3, §8.2: add what the client left out.
         if !facts.has_date {
             t.added.push_str("Date: ");
-            t.added.push_str(&rfc5322_now());
+            t.added.push_str(&rfc5322_date(env.now()));
             t.added.push_str("\r\n");
         }
         if !facts.has_message_id {
-            let id: [u8; 16] = rand::random();
+            let id = env.random_id();
             t.added.push_str(&format!(
                 "Message-ID: <{}@{}>\r\n",
                 hex::encode(id),
@@ -536,7 +531,7 @@ impl Session {
         }
         // The date stays on a folded line of the field (RFC 5322 §2.2.3): a line
         // starting with ";" would end the header section for strict parsers.
-        h.push_str(&format!("; {}\r\n", rfc5322_now()));
+        h.push_str(&format!("; {}\r\n", rfc5322_date(self.env.now())));
         h
     }
 
@@ -569,7 +564,7 @@ impl Session {
             } else {
                 Folder::Inbox
             },
-            internal_date: chrono::Utc::now().timestamp(),
+            internal_date: self.env.now(),
             params: delivery_params(t, signed_for),
         };
         let local = t.to.accounts.len();

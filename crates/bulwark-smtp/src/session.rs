@@ -33,6 +33,7 @@ use crate::budget::{InflightBudget, Reservation};
 use crate::checks::{
     CheckNote, MailFromVerdict, MessageContext, MessageVerdict, SenderContext, SignContext,
 };
+use crate::clock::{Environment, SystemEnvironment};
 use crate::data::DataReader;
 use crate::mail::MailRequest;
 use crate::message::MessageStage;
@@ -286,6 +287,8 @@ pub(crate) enum Pending {
 pub struct Session {
     pub(crate) settings: Arc<SessionSettings>,
     pub(crate) id: String,
+    /// The time and randomness (system ones unless a test or the fuzzer sets others).
+    pub(crate) env: Arc<dyn Environment>,
     pub(crate) peer: SocketAddr,
     /// Our end of the connection (an address literal naming it is local).
     pub(crate) local: Option<SocketAddr>,
@@ -325,6 +328,7 @@ impl Session {
         let mut s = Session {
             settings,
             id,
+            env: Arc::new(SystemEnvironment),
             peer,
             local: None,
             requirement,
@@ -342,6 +346,11 @@ impl Session {
         };
         s.reply(greeting);
         s
+    }
+
+    /// Replaces the system clock and randomness (for reproducible tests and fuzzing).
+    pub fn set_environment(&mut self, env: Arc<dyn Environment>) {
+        self.env = env;
     }
 
     /// Our end of the connection, for address literals that name this server.
