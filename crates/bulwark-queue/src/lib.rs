@@ -21,6 +21,7 @@
 pub mod credentials;
 pub mod downgrade;
 pub mod dsn;
+mod finish;
 /// Harnesses for fuzz targets and seeded property tests (not delivery code).
 #[doc(hidden)]
 pub mod fuzzing;

@@ -11,9 +11,8 @@ use bulwark_config::LoadedConfig;
 use bulwark_dns::TokioResolver;
 use bulwark_observe::{ProtocolLog, Redactor, Rotation};
 use bulwark_store::{
-    domain_of, Delivery, DeliveryAttempt, DeliveryTarget, Flags, Ingest, NewQueueEntry, QueueId,
-    QueuedMessage, RecipientStatus, RecipientUpdate, Resolution, SharedStore, StoreError,
-    StoreEvent,
+    domain_of, plan_delivery, DeliveryAttempt, Folder, QueueId, QueuedMessage, RecipientStatus,
+    RecipientUpdate, Recipients, SharedStore, StoreError, StoreEvent,
 };
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, Semaphore};
@@ -22,9 +21,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::downgrade::{Resigner, SevenBitCopy};
 use crate::dsn::{self, Action, DsnRecipient};
+use crate::finish::{
+    plan_finish, wants_relayed_notice, DelayNotice, FailureNotice, FinishInput, FinishPolicy,
+    RecipientResult,
+};
 use crate::message::{dot_stuff, MessageInfo};
 use crate::outcome::{Outcome, Verdict};
-use crate::params::{DeliveryParams, NotifyOn};
+use crate::params::DeliveryParams;
 use crate::route::{self, Connector, Connectors};
 use crate::smtp::client::{self, Envelope, HostResult, Settings};
 use crate::{now, QueueError};
@@ -84,24 +87,6 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.worker.in_flight.lock().remove(&self.id);
     }
-}
-
-/// A delivered recipient whose NOTIFY=SUCCESS is now ours to honour: the server that
-/// took the message did not announce DSN, so it will not send the success notice.
-fn wants_relayed_notice(ctx: &EntryCtx, r: &RecipientResult) -> bool {
-    r.outcome.verdict == Verdict::Delivered
-        && !r.remote_dsn
-        && ctx.params.wants(&r.address, NotifyOn::Success)
-}
-
-/// What one destination's delivery decided for one recipient.
-struct RecipientResult {
-    address: String,
-    outcome: Outcome,
-    /// The host that answered, when one did.
-    remote: Option<String>,
-    /// The server that took it announced DSN (RFC 3461), so success notices are its job.
-    remote_dsn: bool,
 }
 
 /// The entry being delivered, shared by its destination tasks.
@@ -322,7 +307,7 @@ impl Worker {
                 return;
             }
         };
-        let params = DeliveryParams::parse(&entry.params);
+        let params = entry.params.clone();
         let info = MessageInfo::of(&data);
         if info.eight_bit {
             // It may need a 7-bit copy and that copy's dot-stuffed form (base64 adds a
@@ -447,7 +432,7 @@ impl Worker {
                             // Recorded as delivered now; `finish` still sends the
                             // "relayed" notice NOTIFY=SUCCESS asked for when the
                             // receiving server does not do DSN (RFC 3461 §5.2.2).
-                            if wants_relayed_notice(&ctx, &r) {
+                            if wants_relayed_notice(&ctx.params, &r) {
                                 rest.push(r);
                             }
                         }
@@ -630,85 +615,36 @@ impl Worker {
 
     /// After every destination: notices, then the closing update with the failures,
     /// which also releases the lease (and removes the entry when nothing is pending).
+    /// Executes `plan_finish`.
     async fn finish(&self, ctx: &EntryCtx, results: Vec<RecipientResult>) {
         let e = &ctx.entry;
         let now = now();
-        let expires = e.created + self.lifetime;
-        let mut failed: Vec<(&RecipientResult, Outcome)> = Vec::new();
-        let mut relayed: Vec<&RecipientResult> = Vec::new();
-        let mut decided: HashSet<&str> = HashSet::new();
-        for r in &results {
-            match r.outcome.verdict {
-                Verdict::Failed => {
-                    failed.push((r, r.outcome.clone()));
-                    decided.insert(&r.address);
-                }
-                Verdict::Deferred if now >= expires => {
-                    let days = self.lifetime / 86400;
-                    let mut o = r.outcome.clone();
-                    o.verdict = Verdict::Failed;
-                    o.text = format!(
-                        "delivery time expired after {} ({}); last error: {}",
-                        if days > 0 {
-                            format!("{days} day(s)")
-                        } else {
-                            format!("{}s", self.lifetime)
-                        },
-                        "RFC 5321 §4.5.4.1",
-                        r.outcome.text
-                    );
-                    if !o.status.starts_with('4') && !o.status.starts_with('5') {
-                        o.status = "4.4.7".into();
-                    }
-                    failed.push((r, o));
-                    decided.insert(&r.address);
-                }
-                Verdict::Delivered => {
-                    decided.insert(&r.address);
-                    if wants_relayed_notice(ctx, r) {
-                        relayed.push(r);
-                    }
-                }
-                Verdict::Deferred => {}
-            }
-        }
+        let input = FinishInput {
+            entry: e,
+            params: &ctx.params,
+            results: &results,
+            started: ctx.now,
+            now,
+        };
+        let policy = FinishPolicy {
+            lifetime: self.lifetime,
+            delay_notice_after: self.delay_notice_after,
+            retry_initial: self.retry_initial,
+        };
+        let plan = plan_finish(&input, &policy);
         let sender = e.return_path.as_str();
-        let mut updates: Vec<RecipientUpdate> = Vec::new();
-
-        // A sender that failed SPF/DMARC at intake is likely forged: `wants` sends it
-        // nothing (no backscatter); say so, since the failure leaves no other trace.
-        if ctx.params.sender_auth_failed && !failed.is_empty() {
-            tracing::info!(target: TARGET, queue_id = e.id, recipients = failed.len(), "permanent failure of a message whose sender failed SPF/DMARC at intake: no notice (backscatter)");
+        if plan.backscatter_withheld > 0 {
+            tracing::info!(target: TARGET, queue_id = e.id, recipients = plan.backscatter_withheld, "permanent failure of a message whose sender failed SPF/DMARC at intake: no notice (backscatter)");
         }
-        // Failure (and relayed) notice. Never to the null sender: notices are sent from
-        // <> themselves, so this is what makes bounce loops impossible.
-        let notify_failed: Vec<DsnRecipient> = failed
-            .iter()
-            .filter(|(r, _)| ctx.params.wants(&r.address, NotifyOn::Failure))
-            .map(|(r, o)| self.dsn_recipient(ctx, r, o, Action::Failed))
-            .chain(relayed.iter().map(|r| {
-                let mut d = self.dsn_recipient(ctx, r, &r.outcome, Action::Relayed);
-                d.status = "2.0.0".into();
-                d
-            }))
-            .collect();
         let mut notice_ok = true;
-        if !notify_failed.is_empty() {
-            if sender.is_empty() {
-                tracing::info!(target: TARGET, queue_id = e.id, recipients = notify_failed.len(), "permanent failure of a message from <>: no notice (RFC 3464 §2, no bounce to the null sender)");
-            } else {
-                let has_failure = notify_failed.iter().any(|d| d.action == Action::Failed);
-                let bytes = dsn::build(&dsn::Report {
-                    reporting_mta: &self.hostname,
-                    to: sender,
-                    envid: ctx.params.envid.as_deref(),
-                    arrival: e.created,
-                    retry_until: None,
-                    recipients: &notify_failed,
-                    original: &ctx.data,
-                    ret: ctx.params.ret(),
-                    now,
-                });
+        match &plan.failure_notice {
+            FailureNotice::None => {}
+            FailureNotice::NullSender { recipients } => {
+                tracing::info!(target: TARGET, queue_id = e.id, recipients, "permanent failure of a message from <>: no notice (RFC 3464 §2, no bounce to the null sender)");
+            }
+            FailureNotice::Send(recipients) => {
+                let has_failure = recipients.iter().any(|d| d.action == Action::Failed);
+                let bytes = self.notice(ctx, recipients, None, now);
                 match self.send_notice(sender, bytes).await {
                     Ok(()) => {
                         let kind = if has_failure { "failure" } else { "relayed" };
@@ -717,7 +653,7 @@ impl Worker {
                             metrics::counter!("bulwark_message_bytes_bounced_total")
                                 .increment(e.size);
                         }
-                        tracing::info!(target: TARGET, queue_id = e.id, to = sender, kind, recipients = notify_failed.len(), "delivery status notification sent");
+                        tracing::info!(target: TARGET, queue_id = e.id, to = sender, kind, recipients = recipients.len(), "delivery status notification sent");
                     }
                     Err(err) => {
                         notice_ok = false;
@@ -726,100 +662,24 @@ impl Worker {
                 }
             }
         }
-        for (r, o) in &failed {
-            if notice_ok {
-                updates.push(RecipientUpdate {
-                    address: r.address.clone(),
-                    status: RecipientStatus::Failed,
-                    reply: o.text.clone(),
-                    next_attempt: 0,
-                });
-            } else {
-                // Keep it (and try again) rather than lose the notice.
-                updates.push(RecipientUpdate {
-                    address: r.address.clone(),
-                    status: RecipientStatus::Pending,
-                    reply: o.text.clone(),
-                    next_attempt: now + self.retry_initial,
-                });
-            }
-        }
-
-        // Delay notice, once, for what is still pending after the configured time.
-        let mut delay_notified = e.delay_notified;
-        if !e.delay_notified && now - e.created >= self.delay_notice_after {
-            let still: Vec<DsnRecipient> = e
-                .recipients
-                .iter()
-                .filter(|q| {
-                    q.status == RecipientStatus::Pending && !decided.contains(q.address.as_str())
-                })
-                .filter(|q| ctx.params.wants(&q.address, NotifyOn::Delay))
-                .map(|q| {
-                    let now_result = results.iter().find(|r| r.address == q.address);
-                    let (status, text, remote, diag) = match now_result {
-                        Some(r) => (
-                            r.outcome.status.clone(),
-                            self.explain(r, &r.outcome),
-                            r.remote.clone(),
-                            r.outcome.remote.then(|| r.outcome.text.clone()),
-                        ),
-                        None => (
-                            "4.0.0".to_string(),
-                            q.last_reply
-                                .clone()
-                                .unwrap_or_else(|| "not yet attempted".into()),
-                            None,
-                            None,
-                        ),
-                    };
-                    DsnRecipient {
-                        address: q.address.clone(),
-                        original: ctx.params.orcpt(&q.address).map(str::to_string),
-                        action: Action::Delayed,
-                        status,
-                        remote_mta: remote,
-                        smtp_diagnostic: diag,
-                        explanation: text,
-                        last_attempt: Some(now),
-                    }
-                })
-                .collect();
-            let any_pending = e.recipients.iter().any(|q| {
-                q.status == RecipientStatus::Pending && !decided.contains(q.address.as_str())
-            });
-            if any_pending {
-                if !still.is_empty() && !sender.is_empty() {
-                    let bytes = dsn::build(&dsn::Report {
-                        reporting_mta: &self.hostname,
-                        to: sender,
-                        envid: ctx.params.envid.as_deref(),
-                        arrival: e.created,
-                        retry_until: Some(expires),
-                        recipients: &still,
-                        original: &ctx.data,
-                        ret: ctx.params.ret(),
-                        now,
-                    });
-                    match self.send_notice(sender, bytes).await {
-                        Ok(()) => {
-                            metrics::counter!("bulwark_delivery_delay_notices_total").increment(1);
-                            tracing::info!(target: TARGET, queue_id = e.id, to = sender, recipients = still.len(), "delay notice sent");
-                            delay_notified = true;
-                        }
-                        Err(err) => {
-                            tracing::error!(target: TARGET, queue_id = e.id, error = %err, "cannot send the delay notice; will try again")
-                        }
-                    }
-                } else {
-                    delay_notified = true;
+        let updates = plan.updates(notice_ok);
+        let mut delay_sent = false;
+        if let DelayNotice::Send(still) = &plan.delay_notice {
+            let bytes = self.notice(ctx, still, Some(plan.expires), now);
+            match self.send_notice(sender, bytes).await {
+                Ok(()) => {
+                    metrics::counter!("bulwark_delivery_delay_notices_total").increment(1);
+                    tracing::info!(target: TARGET, queue_id = e.id, to = sender, recipients = still.len(), "delay notice sent");
+                    delay_sent = true;
+                }
+                Err(err) => {
+                    tracing::error!(target: TARGET, queue_id = e.id, error = %err, "cannot send the delay notice; will try again")
                 }
             }
         }
-
         match self
             .store
-            .queue_update(e.id, &updates, &[], delay_notified)
+            .queue_update(e.id, &updates, &[], plan.delay_notified(delay_sent))
             .await
         {
             Ok(()) | Err(StoreError::NotFound(_)) => {}
@@ -829,97 +689,44 @@ impl Worker {
         }
     }
 
-    fn explain(&self, r: &RecipientResult, o: &Outcome) -> String {
-        match (&r.remote, o.remote, o.stage) {
-            (Some(host), true, Some(stage)) => {
-                format!("host {host} said: {} (in reply to {stage})", o.text)
-            }
-            (Some(host), true, None) => format!("host {host} said: {}", o.text),
-            _ => o.text.clone(),
-        }
-    }
-
-    fn dsn_recipient(
+    /// A notice about this entry to its sender (RFC 3464).
+    fn notice(
         &self,
         ctx: &EntryCtx,
-        r: &RecipientResult,
-        o: &Outcome,
-        action: Action,
-    ) -> DsnRecipient {
-        DsnRecipient {
-            address: r.address.clone(),
-            original: ctx.params.orcpt(&r.address).map(str::to_string),
-            action,
-            status: o.status.clone(),
-            remote_mta: r.remote.clone(),
-            smtp_diagnostic: o.remote.then(|| o.text.clone()),
-            explanation: self.explain(r, o),
-            last_attempt: Some(ctx.now),
-        }
+        recipients: &[DsnRecipient],
+        retry_until: Option<i64>,
+        now: i64,
+    ) -> Vec<u8> {
+        dsn::build(&dsn::Report {
+            reporting_mta: &self.hostname,
+            to: &ctx.entry.return_path,
+            envid: ctx.params.envid.as_deref(),
+            arrival: ctx.entry.created,
+            retry_until,
+            recipients,
+            original: &ctx.data,
+            ret: ctx.params.ret(),
+            now,
+        })
     }
 
     /// Delivers a notice: into the sender's mailboxes when the sender is local (its
     /// aliases' remote targets get a queued copy), else queued for delivery — always
     /// with the null reverse-path, so it can never bounce back.
     async fn send_notice(&self, to: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
-        let now = now();
-        let remote = |recipients: Vec<String>| NewQueueEntry {
-            return_path: String::new(),
-            recipients,
-            params: String::new(),
-            data: None,
+        let Some(recipients) = Recipients::of(to, self.store.resolve(to).await?) else {
+            tracing::warn!(target: TARGET, to, "the sender's local address does not exist; notice dropped");
+            return Ok(());
         };
-        match self.store.resolve(to).await? {
-            Resolution::NotOurDomain => {
-                self.store
-                    .ingest(Ingest {
-                        data: bytes,
-                        internal_date: now,
-                        deliveries: Vec::new(),
-                        queue: Some(remote(vec![to.to_string()])),
-                    })
-                    .await?;
-            }
-            Resolution::Unknown => {
-                tracing::warn!(target: TARGET, to, "the sender's local address does not exist; notice dropped");
-            }
-            Resolution::Deliver { accounts, forward } => {
-                if accounts.is_empty() {
-                    if !forward.is_empty() {
-                        self.store
-                            .ingest(Ingest {
-                                data: bytes,
-                                internal_date: now,
-                                deliveries: Vec::new(),
-                                queue: Some(remote(forward)),
-                            })
-                            .await?;
-                    }
-                    return Ok(());
-                }
-                // Local copies get the Return-Path of final delivery (RFC 5321
-                // §4.4); the relayed copy must not.
-                let mut local = b"Return-Path: <>\r\n".to_vec();
-                local.extend_from_slice(&bytes);
-                let queue = (!forward.is_empty()).then(|| NewQueueEntry {
-                    data: Some(bytes),
-                    ..remote(forward)
-                });
-                self.store
-                    .ingest(Ingest {
-                        data: local,
-                        internal_date: now,
-                        deliveries: accounts
-                            .iter()
-                            .map(|a| Delivery {
-                                target: DeliveryTarget::Inbox(a.id),
-                                flags: Flags::default(),
-                            })
-                            .collect(),
-                        queue,
-                    })
-                    .await?;
-            }
+        let env = bulwark_store::Envelope {
+            return_path: "",
+            trace: &[],
+            folder: Folder::Inbox,
+            internal_date: now(),
+            params: DeliveryParams::default(),
+        };
+        if let Some(ingest) = plan_delivery(&recipients, env, bytes) {
+            self.store.ingest(ingest).await?;
         }
         Ok(())
     }

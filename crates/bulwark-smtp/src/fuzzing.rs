@@ -234,6 +234,8 @@ pub fn session(data: &[u8]) -> usize {
         requirement,
         tls.then(tls_info),
     );
+    // Reproducible: a crash found with one run replays the same.
+    s.set_environment(Arc::new(crate::FixedEnvironment::new(1_700_000_000)));
     let mut input = Input::new(stream);
     let mut ingested = 0usize;
     let mut accepted = 0usize;

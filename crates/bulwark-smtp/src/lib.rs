@@ -28,6 +28,7 @@ mod auth;
 mod bdat;
 mod budget;
 pub mod checks;
+mod clock;
 mod data;
 mod ehlo;
 /// Harnesses for fuzz targets and seeded property tests (not server code).
@@ -44,6 +45,7 @@ mod starttls;
 
 pub use budget::InflightBudget;
 pub use checks::{NoSenderChecks, SenderChecks};
+pub use clock::{Environment, FixedEnvironment, SystemEnvironment};
 pub use data::OctetFlags;
 pub use reply::{Enhanced, Reply, SmtpError};
 pub use server::SmtpHandler;

@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use bulwark_store::StoreError;
+use bulwark_store::{Ret, StoreError};
 use smtp_proto::{
     MailFrom, MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8,
 };
@@ -22,8 +22,8 @@ pub(crate) struct MailRequest {
     pub address: String,
     pub eight_bit: bool,
     pub utf8: bool,
-    /// RET (RFC 3461 §4.3): "full" or "hdrs", as the queue's params spell it.
-    pub ret: Option<&'static str>,
+    /// RET (RFC 3461 §4.3).
+    pub ret: Option<Ret>,
     /// ENVID (RFC 3461 §4.4), xtext decoded.
     pub envid: Option<String>,
     /// The local-domain rule has been checked (or does not apply).
@@ -182,8 +182,8 @@ impl Session {
             from.flags & MAIL_RET_HDRS != 0,
         ) {
             (true, true) => return self.fail(bad_dsn_parameter("RET")),
-            (true, false) => Some("full"),
-            (false, true) => Some("hdrs"),
+            (true, false) => Some(Ret::Full),
+            (false, true) => Some(Ret::Hdrs),
             (false, false) => None,
         };
         let envid = from.env_id.map(|e| e.into_owned());

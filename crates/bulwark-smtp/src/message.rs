@@ -19,11 +19,13 @@
 use bulwark_config::LocalFromAction;
 use bulwark_mime::header::HeaderScan;
 use bulwark_store::{
-    Delivery, DeliveryTarget, Flags, Ingest, IngestReceipt, NewQueueEntry, SpecialUse, StoreError,
+    plan_delivery, planned_overhead, DeliveryParams, Envelope, Folder, IngestReceipt,
+    NewQueueEntry, RecipientParams, StoreError,
 };
 use mail_parser::{Address, HeaderName, HeaderValue, MessageParser};
 
 use crate::checks::{MessageAction, MessageContext, SenderContext, SignContext};
+use crate::clock::rfc5322_date;
 use crate::mail::not_your_address;
 use crate::reply::{Enhanced, Reply, SmtpError};
 use crate::session::{Effect, EffectResult, Pending, Session, Transaction};
@@ -177,57 +179,36 @@ fn structure_refusal(e: bulwark_mime::StructureError) -> SmtpError {
     }
 }
 
-/// The queue entry's `params` (`bulwark_queue::DeliveryParams`, JSON): what the
-/// envelope said that delivery and notices need — BODY/SMTPUTF8, the DSN parameters
-/// (RFC 3461: RET, ENVID, and NOTIFY/ORCPT of each queued recipient that was a RCPT;
-/// alias expansions get the defaults) — the domain we DKIM-signed for (a copy the queue
-/// converts to 7-bit is signed again), and whether the sender failed SPF or DMARC at
-/// intake (no notice goes to it).
-pub(crate) fn delivery_params(t: &Transaction, dkim_domain: Option<&str>) -> String {
-    use serde_json::{Map, Value};
-    let mut fields = Map::new();
-    if t.sender_failed {
-        fields.insert("sender_auth_failed".into(), true.into());
-    }
-    if t.eight_bit {
-        fields.insert("body_8bitmime".into(), true.into());
-    }
-    if t.utf8 {
-        fields.insert("smtputf8".into(), true.into());
-    }
-    if let Some(d) = dkim_domain {
-        fields.insert("dkim_domain".into(), d.into());
-    }
-    if let Some(r) = t.ret {
-        fields.insert("ret".into(), r.into());
-    }
-    if let Some(e) = &t.envid {
-        fields.insert("envid".into(), e.as_str().into());
-    }
-    let mut rcpt = Map::new();
-    for f in &t.forward {
-        let Some(r) = t
-            .recipients
+/// The queue entry's `params`: what the envelope said that delivery and notices need
+/// — BODY/SMTPUTF8, the DSN parameters (RFC 3461: RET, ENVID, and NOTIFY/ORCPT of each
+/// queued recipient that was a RCPT; alias expansions get the defaults) — the domain
+/// we DKIM-signed for (a copy the queue converts to 7-bit is signed again), and
+/// whether the sender failed SPF or DMARC at intake (no notice goes to it).
+pub(crate) fn delivery_params(t: &Transaction, dkim_domain: Option<&str>) -> DeliveryParams {
+    let rcpt =
+        t.to.forward
             .iter()
-            .find(|r| r.address.eq_ignore_ascii_case(f))
-        else {
-            continue;
-        };
-        let mut p = Map::new();
-        if let Some(n) = &r.notify {
-            p.insert("notify".into(), n.clone().into());
-        }
-        if let Some(o) = &r.orcpt {
-            p.insert("orcpt".into(), o.as_str().into());
-        }
-        if !p.is_empty() {
-            rcpt.insert(f.clone(), Value::Object(p));
-        }
+            .filter_map(|f| {
+                let r = t
+                    .recipients
+                    .iter()
+                    .find(|r| r.address.eq_ignore_ascii_case(f))?;
+                let p = RecipientParams {
+                    notify: r.notify.clone(),
+                    orcpt: r.orcpt.clone(),
+                };
+                (!p.is_empty()).then(|| (f.clone(), p))
+            })
+            .collect();
+    DeliveryParams {
+        body_8bitmime: t.eight_bit,
+        dkim_domain: dkim_domain.map(str::to_string),
+        envid: t.envid.clone(),
+        rcpt,
+        ret: t.ret,
+        sender_auth_failed: t.sender_failed,
+        smtputf8: t.utf8,
     }
-    if !rcpt.is_empty() {
-        fields.insert("rcpt".into(), Value::Object(rcpt));
-    }
-    Value::Object(fields).to_string()
 }
 
 /// An address that can stand in `for <…>` of our Received header as it is: a
@@ -245,22 +226,6 @@ fn traceable(address: &str) -> bool {
                     c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
                 })
         })
-}
-
-/// Inserts `parts` in front of `body`, in place: one move of the octets received
-/// instead of a second copy of the message.
-fn prepend(body: &mut Vec<u8>, parts: &[&[u8]]) {
-    let n: usize = parts.iter().map(|p| p.len()).sum();
-    // Exact: `splice` alone would reserve by doubling a message-sized buffer.
-    body.reserve_exact(n);
-    body.splice(0..0, parts.iter().flat_map(|p| p.iter().copied()));
-}
-
-/// RFC 5322 §3.3 date-time, in UTC.
-pub(crate) fn rfc5322_now() -> String {
-    chrono::Utc::now()
-        .format("%a, %d %b %Y %H:%M:%S +0000")
-        .to_string()
 }
 
 impl Session {
@@ -289,6 +254,7 @@ impl Session {
         let max_hops = self.settings.max_received_headers as usize;
         let max_parts = self.settings.max_mime_parts;
         let hostname = self.settings.hostname.clone();
+        let env = std::sync::Arc::clone(&self.env);
         let Some(t) = self.txn.as_mut() else {
             return self.fail(SmtpError::bad_sequence("No transaction"));
         };
@@ -362,11 +328,11 @@ impl Session {
         // RFC 6409 §8.3, §8.2: add what the client left out.
         if !facts.has_date {
             t.added.push_str("Date: ");
-            t.added.push_str(&rfc5322_now());
+            t.added.push_str(&rfc5322_date(env.now()));
             t.added.push_str("\r\n");
         }
         if !facts.has_message_id {
-            let id: [u8; 16] = rand::random();
+            let id = env.random_id();
             t.added.push_str(&format!(
                 "Message-ID: <{}@{}>\r\n",
                 hex::encode(id),
@@ -565,7 +531,7 @@ impl Session {
         }
         // The date stays on a folded line of the field (RFC 5322 §2.2.3): a line
         // starting with ";" would end the header section for strict parsers.
-        h.push_str(&format!("; {}\r\n", rfc5322_now()));
+        h.push_str(&format!("; {}\r\n", rfc5322_date(self.env.now())));
         h
     }
 
@@ -577,7 +543,7 @@ impl Session {
         let Some(t) = self.txn.as_mut() else {
             return self.fail(SmtpError::bad_sequence("No transaction"));
         };
-        let mut body = std::mem::take(&mut t.body);
+        let body = std::mem::take(&mut t.body);
         let size = body.len();
         // The relayed form: our trace headers on top of the octets received.
         let trace: [&[u8]; 5] = [
@@ -587,84 +553,35 @@ impl Session {
             received.as_bytes(),
             t.added.as_bytes(),
         ];
-        let trace_len: usize = trace.iter().map(|p| p.len()).sum();
-        let return_path = format!("Return-Path: <{}>\r\n", t.mail_from);
-        let deliveries: Vec<Delivery> = t
-            .accounts
-            .iter()
-            .map(|a| Delivery {
-                target: if t.quarantine {
-                    DeliveryTarget::SpecialUse(a.id, SpecialUse::Junk)
-                } else {
-                    DeliveryTarget::Inbox(a.id)
-                },
-                flags: Flags::default(),
-            })
-            .collect();
-        let local = deliveries.len();
-        let remote = t.forward.len();
-        // The copies made here count against the in-flight budget too.
-        let extra = trace_len
-            + return_path.len()
-            + if local > 0 && remote > 0 {
-                return_path.len() + trace_len + size
+        let signed_for = (!t.sign_headers.is_empty())
+            .then_some(t.from_domain.as_deref())
+            .flatten();
+        let env = Envelope {
+            return_path: &t.mail_from,
+            trace: &trace,
+            folder: if t.quarantine {
+                Folder::Junk
             } else {
-                0
-            };
+                Folder::Inbox
+            },
+            internal_date: self.env.now(),
+            params: delivery_params(t, signed_for),
+        };
+        let local = t.to.accounts.len();
+        let remote = t.to.forward.len();
+        // The copies made here count against the in-flight budget too.
+        let extra = planned_overhead(&t.to, &env, size);
         let covered = t.reservation.as_mut().is_some_and(|r| r.grow(extra as u64));
         if !covered {
             return self.message_refused(SmtpError::insufficient_memory());
         }
-        let signed_for = (!t.sign_headers.is_empty())
-            .then_some(t.from_domain.as_deref())
-            .flatten();
-        let params = delivery_params(t, signed_for);
-        let (data, queue) = match (local > 0, remote > 0) {
-            // Local copies carry Return-Path; the relayed one must not.
-            (true, true) => {
-                prepend(&mut body, &trace);
-                let mut local_copy = Vec::with_capacity(return_path.len() + body.len());
-                local_copy.extend_from_slice(return_path.as_bytes());
-                local_copy.extend_from_slice(&body);
-                (
-                    local_copy,
-                    Some(NewQueueEntry {
-                        return_path: t.mail_from.clone(),
-                        recipients: t.forward.clone(),
-                        params,
-                        data: Some(body),
-                    }),
-                )
-            }
-            (true, false) => {
-                let mut parts = vec![return_path.as_bytes()];
-                parts.extend_from_slice(&trace);
-                prepend(&mut body, &parts);
-                (body, None)
-            }
-            (false, _) => {
-                prepend(&mut body, &trace);
-                (
-                    body,
-                    Some(NewQueueEntry {
-                        return_path: t.mail_from.clone(),
-                        recipients: t.forward.clone(),
-                        params,
-                        data: None,
-                    }),
-                )
-            }
+        let Some(ingest) = plan_delivery(&t.to, env, body) else {
+            return self.fail(SmtpError::bad_sequence("No valid recipients"));
         };
-        let stored = match &queue {
-            Some(NewQueueEntry { data: Some(d), .. }) => (data.len(), d.len()),
-            Some(_) => (0, data.len()),
-            None => (data.len(), 0),
-        };
-        let ingest = Ingest {
-            data,
-            internal_date: chrono::Utc::now().timestamp(),
-            deliveries,
-            queue,
+        let stored = match &ingest.queue {
+            Some(NewQueueEntry { data: Some(d), .. }) => (ingest.data.len(), d.len()),
+            Some(_) => (0, ingest.data.len()),
+            None => (ingest.data.len(), 0),
         };
         self.request(
             Effect::Ingest(Box::new(ingest)),

@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 
-use bulwark_store::{Account, Resolution, StoreError};
+use bulwark_store::{Account, NotifyOn, Resolution, StoreError};
 use smtp_proto::{
     RcptTo, RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS,
 };
@@ -53,10 +53,10 @@ impl Session {
         }
         let notify = (to.flags != 0).then(|| {
             [
-                (RCPT_NOTIFY_NEVER, "never"),
-                (RCPT_NOTIFY_SUCCESS, "success"),
-                (RCPT_NOTIFY_FAILURE, "failure"),
-                (RCPT_NOTIFY_DELAY, "delay"),
+                (RCPT_NOTIFY_NEVER, NotifyOn::Never),
+                (RCPT_NOTIFY_SUCCESS, NotifyOn::Success),
+                (RCPT_NOTIFY_FAILURE, NotifyOn::Failure),
+                (RCPT_NOTIFY_DELAY, NotifyOn::Delay),
             ]
             .iter()
             .filter(|(f, _)| to.flags & f != 0)
@@ -165,9 +165,7 @@ impl Session {
                 self.rcpt_deliver(rcpt, accounts, forward)
             }
             Ok(Resolution::NotOurDomain) if authenticated => {
-                if !txn.forward.iter().any(|x| x.eq_ignore_ascii_case(&address)) {
-                    txn.forward.push(address.clone());
-                }
+                txn.to.add_forward(address.clone());
                 txn.recipients.push(rcpt);
                 txn.rcpt_count += 1;
                 metrics::counter!("bulwark_smtp_recipients_total", "listener" => self.settings.listener.name(), "kind" => "remote")
@@ -212,16 +210,7 @@ impl Session {
         let Some(txn) = self.txn.as_mut() else {
             return self.fail(SmtpError::bad_sequence("Need MAIL before RCPT"));
         };
-        for a in accounts {
-            if !txn.accounts.iter().any(|x| x.id == a.id) {
-                txn.accounts.push(a);
-            }
-        }
-        for f in forward {
-            if !txn.forward.iter().any(|x| x.eq_ignore_ascii_case(&f)) {
-                txn.forward.push(f);
-            }
-        }
+        txn.to.add(accounts, forward);
         txn.recipients.push(rcpt);
         txn.rcpt_count += 1;
         metrics::counter!("bulwark_smtp_recipients_total", "listener" => self.settings.listener.name(), "kind" => "local")

@@ -21,7 +21,9 @@ use std::time::Duration;
 use bulwark_auth::{AuthError, Secret};
 use bulwark_config::{Config, ListenerKind, LocalFromAction, Requirement};
 use bulwark_net::{LineEnding, TlsInfo};
-use bulwark_store::{Account, AccountId, Ingest, IngestReceipt, Resolution, StoreError};
+use bulwark_store::{
+    Account, AccountId, Ingest, IngestReceipt, NotifyOn, Recipients, Resolution, Ret, StoreError,
+};
 use ipnet::IpNet;
 use smtp_proto::Request;
 
@@ -31,6 +33,7 @@ use crate::budget::{InflightBudget, Reservation};
 use crate::checks::{
     CheckNote, MailFromVerdict, MessageContext, MessageVerdict, SenderContext, SignContext,
 };
+use crate::clock::{Environment, SystemEnvironment};
 use crate::data::DataReader;
 use crate::mail::MailRequest;
 use crate::message::MessageStage;
@@ -209,8 +212,8 @@ pub(crate) struct Helo {
 #[derive(Debug, Clone)]
 pub(crate) struct Recipient {
     pub address: String,
-    /// NOTIFY keywords as the queue's params spell them ("never", "success", …).
-    pub notify: Option<Vec<&'static str>>,
+    /// NOTIFY keywords as given.
+    pub notify: Option<Vec<NotifyOn>>,
     /// ORCPT as `rfc822;address` (xtext decoded).
     pub orcpt: Option<String>,
 }
@@ -223,18 +226,16 @@ pub(crate) struct Transaction {
     pub eight_bit: bool,
     /// SMTPUTF8 (RFC 6531) was given.
     pub utf8: bool,
-    /// RET= (RFC 3461 §4.3): "full" or "hdrs".
-    pub ret: Option<&'static str>,
+    /// RET= (RFC 3461 §4.3).
+    pub ret: Option<Ret>,
     /// ENVID= (RFC 3461 §4.4).
     pub envid: Option<String>,
     pub recipients: Vec<Recipient>,
     /// RCPTs answered 250, repeated ones included: what `max_recipients` bounds.
     pub rcpt_count: u32,
-    /// Local accounts to deliver to (deduplicated across recipients and aliases).
-    pub accounts: Vec<Account>,
-    /// Outside addresses to queue: remote recipients of authenticated clients and
-    /// alias forward targets (deduplicated).
-    pub forward: Vec<String>,
+    /// Local accounts to deliver to and outside addresses to queue (remote
+    /// recipients of authenticated clients and alias forward targets), deduplicated.
+    pub to: Recipients,
     /// From the MAIL-time sender check (e.g. Received-SPF).
     pub mail_from_headers: String,
     pub note: Option<CheckNote>,
@@ -286,6 +287,8 @@ pub(crate) enum Pending {
 pub struct Session {
     pub(crate) settings: Arc<SessionSettings>,
     pub(crate) id: String,
+    /// The time and randomness (system ones unless a test or the fuzzer sets others).
+    pub(crate) env: Arc<dyn Environment>,
     pub(crate) peer: SocketAddr,
     /// Our end of the connection (an address literal naming it is local).
     pub(crate) local: Option<SocketAddr>,
@@ -325,6 +328,7 @@ impl Session {
         let mut s = Session {
             settings,
             id,
+            env: Arc::new(SystemEnvironment),
             peer,
             local: None,
             requirement,
@@ -342,6 +346,11 @@ impl Session {
         };
         s.reply(greeting);
         s
+    }
+
+    /// Replaces the system clock and randomness (for reproducible tests and fuzzing).
+    pub fn set_environment(&mut self, env: Arc<dyn Environment>) {
+        self.env = env;
     }
 
     /// Our end of the connection, for address literals that name this server.

@@ -305,7 +305,7 @@ pub async fn ingest_is_shared_and_uids_increase(store: SharedStore) {
             queue: Some(NewQueueEntry {
                 return_path: "alice@example.test".into(),
                 recipients: vec!["x@remote.test".into()],
-                params: String::new(),
+                params: DeliveryParams::default(),
                 data: None,
             }),
         })
@@ -543,6 +543,20 @@ pub async fn changes_feed(store: SharedStore) {
 pub async fn queue_lifecycle(store: SharedStore) {
     let (a, _) = setup(&store).await;
     assert_eq!(store.queue_stats().await.unwrap(), QueueStats::default());
+    // The entry's parameters come back as they went in.
+    let mut params = DeliveryParams {
+        ret: Some(Ret::Full),
+        envid: Some("QQ+314159".into()),
+        smtputf8: true,
+        ..Default::default()
+    };
+    params.rcpt.insert(
+        "x@remote.test".into(),
+        RecipientParams {
+            notify: Some(vec![NotifyOn::Success, NotifyOn::Failure]),
+            orcpt: Some("rfc822;X@Remote.test".into()),
+        },
+    );
     let r = store
         .ingest(Ingest {
             data: msg(1),
@@ -551,7 +565,7 @@ pub async fn queue_lifecycle(store: SharedStore) {
             queue: Some(NewQueueEntry {
                 return_path: a.address.clone(),
                 recipients: vec!["x@remote.test".into(), "y@remote.test".into()],
-                params: "{}".into(),
+                params: params.clone(),
                 data: None,
             }),
         })
@@ -560,6 +574,7 @@ pub async fn queue_lifecycle(store: SharedStore) {
     let id = r.queue_id.unwrap();
     let list = store.queue_list().await.unwrap();
     assert_eq!(list.len(), 1);
+    assert_eq!(list[0].params, params);
     assert_eq!(list[0].recipients.len(), 2);
     let now = list[0].created;
     assert_eq!(
@@ -659,7 +674,7 @@ pub async fn queue_lifecycle(store: SharedStore) {
             queue: Some(NewQueueEntry {
                 return_path: a.address.clone(),
                 recipients: vec!["z@remote.test".into()],
-                params: "{}".into(),
+                params: DeliveryParams::default(),
                 data: None,
             }),
         })
@@ -682,7 +697,7 @@ pub async fn queue_progress_keeps_lease(store: SharedStore) {
             queue: Some(NewQueueEntry {
                 return_path: a.address.clone(),
                 recipients: vec!["x@one.test".into(), "y@two.test".into()],
-                params: String::new(),
+                params: DeliveryParams::default(),
                 data: None,
             }),
         })
@@ -822,7 +837,7 @@ pub async fn queue_with_own_body(store: SharedStore) {
             queue: Some(NewQueueEntry {
                 return_path: "x@remote.test".into(),
                 recipients: vec!["y@remote.test".into()],
-                params: String::new(),
+                params: DeliveryParams::default(),
                 data: Some(relay.clone()),
             }),
         })
@@ -844,7 +859,7 @@ pub async fn queue_with_own_body(store: SharedStore) {
             queue: Some(NewQueueEntry {
                 return_path: String::new(),
                 recipients: vec!["y@remote.test".into()],
-                params: String::new(),
+                params: DeliveryParams::default(),
                 data: Some(relay.clone()),
             }),
         })

@@ -19,9 +19,15 @@ use async_trait::async_trait;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+mod delivery;
+mod params;
 pub mod sqlite;
 mod types;
 
+pub use delivery::{
+    plan_delivery, planned_overhead, return_path_field, Envelope, Folder, Recipients,
+};
+pub use params::{DeliveryParams, NotifyOn, RecipientParams, Ret};
 pub use sqlite::SqliteStore;
 pub use types::*;
 

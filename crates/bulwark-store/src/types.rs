@@ -1,5 +1,7 @@
 //! The values the store hands out and takes in. Plain data; no backend types leak.
 
+use crate::DeliveryParams;
+
 pub type DomainId = i64;
 pub type AccountId = i64;
 pub type MailboxId = i64;
@@ -272,9 +274,9 @@ pub struct NewQueueEntry {
     /// Envelope sender; empty for the null sender `<>` (never bounced to).
     pub return_path: String,
     pub recipients: Vec<String>,
-    /// Opaque delivery parameters (e.g. DSN RET/ENVID/NOTIFY as JSON), owned by the
-    /// queue crate.
-    pub params: String,
+    /// What the envelope said that delivery and notices need (DSN RET/ENVID/NOTIFY,
+    /// BODY/SMTPUTF8, …); stored as JSON with the entry.
+    pub params: DeliveryParams,
     /// The body to relay when it differs from the one delivered locally (local copies
     /// carry a `Return-Path:` added at final delivery; relayed copies must not).
     /// `None` shares the ingest's body.
@@ -401,7 +403,8 @@ pub struct QueuedMessage {
     /// Earliest next attempt over the pending recipients.
     pub next_attempt: i64,
     pub delay_notified: bool,
-    pub params: String,
+    /// The entry's delivery parameters; an unreadable stored value reads as defaults.
+    pub params: DeliveryParams,
     pub recipients: Vec<QueueRecipient>,
 }
 

@@ -4,7 +4,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::messages::release_blob;
 use crate::types::*;
-use crate::Result;
+use crate::{DeliveryParams, Result};
 
 pub(crate) fn insert(c: &Connection, blob: BlobId, q: &NewQueueEntry, now: i64) -> Result<QueueId> {
     // The next ID above every one handed out before (migration 4), in the same
@@ -17,7 +17,7 @@ pub(crate) fn insert(c: &Connection, blob: BlobId, q: &NewQueueEntry, now: i64) 
     c.prepare_cached(
         "INSERT INTO queue (id, blob_id, return_path, created, params) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![id, blob, q.return_path, now, q.params])?;
+    .execute(params![id, blob, q.return_path, now, q.params.to_json()])?;
     let mut st = c.prepare_cached(
         "INSERT OR IGNORE INTO queue_recipients (queue_id, address, status, next_attempt) VALUES (?1, ?2, 'pending', ?3)",
     )?;
@@ -80,7 +80,7 @@ pub(crate) fn get(c: &Connection, id: QueueId) -> Result<Option<QueuedMessage>> 
         created,
         next_attempt,
         delay_notified: delay_notified != 0,
-        params,
+        params: DeliveryParams::parse(&params),
         recipients,
     }))
 }

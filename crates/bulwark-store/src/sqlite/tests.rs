@@ -96,6 +96,77 @@ async fn blob_references_are_found_by_index() {
     }
 }
 
+/// Queue parameters are stored as JSON: rows written before the type was shared (an
+/// empty value, the hand-written JSON, a newer writer's fields, or garbage) still read,
+/// the unreadable ones as defaults; a new row stores the same sorted-key JSON.
+#[tokio::test]
+async fn stored_queue_parameters_read_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("store");
+    let store = SqliteStore::open(&p).unwrap();
+    store.add_domain("example.test").await.unwrap();
+    let mut params = DeliveryParams {
+        dkim_domain: Some("example.test".into()),
+        ret: Some(Ret::Full),
+        ..Default::default()
+    };
+    params.rcpt.insert(
+        "x@remote.test".into(),
+        RecipientParams {
+            notify: Some(vec![NotifyOn::Never]),
+            orcpt: None,
+        },
+    );
+    let id = store
+        .ingest(Ingest {
+            data: body(1),
+            internal_date: 0,
+            deliveries: vec![],
+            queue: Some(NewQueueEntry {
+                return_path: "a@example.test".into(),
+                recipients: vec!["x@remote.test".into()],
+                params: params.clone(),
+                data: None,
+            }),
+        })
+        .await
+        .unwrap()
+        .queue_id
+        .unwrap();
+    store.close();
+    drop(store);
+    let c = rusqlite::Connection::open(p.join(sqlite::DB_FILE)).unwrap();
+    let stored: String = c
+        .query_row("SELECT params FROM queue WHERE id = ?1", [id], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        stored,
+        r#"{"dkim_domain":"example.test","rcpt":{"x@remote.test":{"notify":["never"]}},"ret":"full"}"#
+    );
+    for (raw, want) in [
+        ("", DeliveryParams::default()),
+        ("not json", DeliveryParams::default()),
+        (
+            r#"{"smtputf8":true,"future":1}"#,
+            DeliveryParams {
+                smtputf8: true,
+                ..Default::default()
+            },
+        ),
+        (stored.as_str(), params.clone()),
+    ] {
+        c.execute(
+            "UPDATE queue SET params = ?1 WHERE id = ?2",
+            rusqlite::params![raw, id],
+        )
+        .unwrap();
+        let store = SqliteStore::open(&p).unwrap();
+        let q = store.queue_get(id).await.unwrap().unwrap();
+        assert_eq!(q.params, want, "{raw}");
+        store.close();
+    }
+}
+
 #[tokio::test]
 async fn migration_2_keeps_subscriptions() {
     let dir = tempfile::tempdir().unwrap();

@@ -148,7 +148,7 @@ pub async fn run(dir: &Path, cmd: QueueCommand) -> anyhow::Result<ExitCode> {
                 "  delay notice:  {}",
                 if m.delay_notified { "sent" } else { "not sent" }
             );
-            let params = bulwark_queue::DeliveryParams::parse(&m.params);
+            let params = &m.params;
             let mut p = Vec::new();
             if let Some(r) = params.ret {
                 p.push(format!("RET={r:?}").to_uppercase());

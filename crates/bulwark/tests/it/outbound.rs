@@ -114,7 +114,7 @@ impl Lab {
             queue: Some(NewQueueEntry {
                 return_path: from.to_string(),
                 recipients: rcpts.iter().map(|s| s.to_string()).collect(),
-                params: params.to_string(),
+                params: bulwark_queue::DeliveryParams::parse(params),
                 data: None,
             }),
         };

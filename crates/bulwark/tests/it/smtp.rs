@@ -1850,9 +1850,7 @@ s.quit()
         let store = SqliteStore::open(&d.path().join("store")).unwrap();
         let q = store.queue_list().await.unwrap();
         store.close();
-        q.iter()
-            .map(|e| bulwark_queue::DeliveryParams::parse(&e.params))
-            .collect()
+        q.into_iter().map(|e| e.params).collect()
     });
     assert_eq!(params.len(), 2);
     assert!(params[0].body_8bitmime && params[0].smtputf8, "{params:?}");
