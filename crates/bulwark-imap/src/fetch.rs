@@ -14,6 +14,7 @@ use imap_codec::imap_types::{
     sequence::SequenceSet,
 };
 
+use crate::code::ResponseCode;
 use crate::mime::{self, SectionText, Summary};
 use crate::resp::{internal_date, Resp, Sink};
 use crate::seqset;
@@ -267,7 +268,7 @@ impl Session {
         };
         let uids = match seqset::resolve(v, set, uid) {
             Ok(u) => u,
-            Err(e) => return Ok(Done::Bad(e.to_string())),
+            Err(e) => return Ok(Done::Bad(e.to_string().into())),
         };
         if vanished {
             let Some(since) = changed_since else {
@@ -585,15 +586,15 @@ impl Session {
             .increment(count);
         if unknown_cte {
             // RFC 3516 §4.2: the part was sent as NIL; the command says why.
+            let code = ResponseCode::UnknownCte;
             return Ok(Done::No(
-                "[UNKNOWN-CTE] A part's Content-Transfer-Encoding cannot be decoded".into(),
+                code.text("A part's Content-Transfer-Encoding cannot be decoded"),
             ));
         }
         if missing {
             // RFC 5530: another session expunged some of them meanwhile.
-            return Ok(Done::Ok(
-                "[EXPUNGEISSUED] Some messages were expunged meanwhile".into(),
-            ));
+            let code = ResponseCode::ExpungeIssued;
+            return Ok(Done::Ok(code.text("Some messages were expunged meanwhile")));
         }
         Ok(Done::Ok("FETCH completed".into()))
     }

@@ -9,6 +9,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::code::{Reply, ResponseCode};
 use crate::names::{self, encode_mutf7, parse_name, Pattern, DELIMITER};
 use crate::notify::{MailboxWatch, Notifier};
 use crate::resp::{self, Resp, Sink};
@@ -64,9 +65,9 @@ pub enum Next {
 
 /// How a command ended, before the tagged line is written.
 pub(crate) enum Done {
-    Ok(String),
-    No(String),
-    Bad(String),
+    Ok(Reply),
+    No(Reply),
+    Bad(Reply),
 }
 
 impl Done {
@@ -89,25 +90,27 @@ impl Done {
     }
 }
 
-fn ok(s: impl Into<String>) -> Done {
+fn ok(s: impl Into<Reply>) -> Done {
     Done::Ok(s.into())
 }
-fn no(s: impl Into<String>) -> Done {
+fn no(s: impl Into<Reply>) -> Done {
     Done::No(s.into())
 }
-fn bad(s: impl Into<String>) -> Done {
+fn bad(s: impl Into<Reply>) -> Done {
     Done::Bad(s.into())
 }
 
 /// Maps a store failure to a response (RFC 5530 response codes).
 pub(crate) fn store_no(e: &StoreError) -> Done {
     match e {
-        StoreError::NotFound(_) => no("[NONEXISTENT] No such mailbox"),
-        StoreError::AlreadyExists(_) => no("[ALREADYEXISTS] Mailbox already exists"),
-        StoreError::Invalid(m) => no(format!("[CANNOT] {m}")),
+        StoreError::NotFound(_) => no(ResponseCode::Nonexistent.text("No such mailbox")),
+        StoreError::AlreadyExists(_) => {
+            no(ResponseCode::AlreadyExists.text("Mailbox already exists"))
+        }
+        StoreError::Invalid(m) => no(ResponseCode::Cannot.text(m.as_str())),
         _ => {
             tracing::error!(target: "bulwark::imap", error = %e, "store failure");
-            no("[UNAVAILABLE] Temporary server failure, try again later")
+            no(ResponseCode::Unavailable.text("Temporary server failure, try again later"))
         }
     }
 }
@@ -208,10 +211,8 @@ impl Session {
     }
 
     pub fn greeting(&self) -> String {
-        format!(
-            "* OK [CAPABILITY {}] Bulwark IMAP ready\r\n",
-            self.capabilities()
-        )
+        let code = ResponseCode::Capability(self.capabilities());
+        format!("{}\r\n", code.untagged_ok("Bulwark IMAP ready"))
     }
 
     /// Whether the session must end (after a BYE it has sent).
@@ -322,7 +323,7 @@ impl Session {
         // HIGHESTMODSEQ, which SELECT had no reason to send yet.
         if !condstore_before && self.condstore && !select_like {
             if let Some(v) = &self.view {
-                let line = format!("* OK [HIGHESTMODSEQ {}] Highest", v.modseq);
+                let line = ResponseCode::HighestModSeq(v.modseq).untagged_ok("Highest");
                 resp::line(sink, &line).await?;
             }
         }
@@ -346,7 +347,7 @@ impl Session {
     pub(crate) fn hold_memory(&self, octets: u64) -> Result<crate::budget::Hold, Done> {
         self.memory.try_take(octets).ok_or_else(|| {
             metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "memory_limit").increment(1);
-            Done::No(crate::budget::LIMIT_TEXT.into())
+            Done::No(ResponseCode::Limit.text(crate::budget::LIMIT_MESSAGE))
         })
     }
 
@@ -430,7 +431,7 @@ impl Session {
                     bad("Already authenticated")
                 } else if !self.cfg.tls {
                     // RFC 9051 §6.2.3, DATA-PATHS rule 1: no password without TLS.
-                    no("[PRIVACYREQUIRED] LOGIN is disabled until STARTTLS")
+                    no(ResponseCode::PrivacyRequired.text("LOGIN is disabled until STARTTLS"))
                 } else if password.declassify().as_ref().len() > MAX_PASSWORD
                     || username.as_ref().len() > MAX_USERNAME
                 {
@@ -451,7 +452,8 @@ impl Session {
                 if authed {
                     bad("Already authenticated")
                 } else if !self.cfg.tls {
-                    no("[PRIVACYREQUIRED] AUTHENTICATE is disabled until STARTTLS")
+                    no(ResponseCode::PrivacyRequired
+                        .text("AUTHENTICATE is disabled until STARTTLS"))
                 } else if mechanism != AuthMechanism::Plain {
                     no("Unsupported authentication mechanism")
                 } else {
@@ -639,19 +641,22 @@ impl Session {
         {
             Ok(account) => {
                 self.account = Some(account);
-                ok(format!("[CAPABILITY {}] Logged in", self.capabilities()))
+                ok(ResponseCode::Capability(self.capabilities()).text("Logged in"))
             }
             // Attempts are counted by the authenticator (bulwark_auth_*).
             Err(e) => {
                 match e {
                     // Same answer whether the user exists or not (DATA-PATHS rule 4).
-                    AuthError::Failed => no("[AUTHENTICATIONFAILED] Authentication failed"),
+                    AuthError::Failed => {
+                        no(ResponseCode::AuthenticationFailed.text("Authentication failed"))
+                    }
                     AuthError::Throttled => {
-                        no("[UNAVAILABLE] Too many failed attempts, try again later")
+                        no(ResponseCode::Unavailable
+                            .text("Too many failed attempts, try again later"))
                     }
-                    AuthError::Unavailable => {
-                        no("[UNAVAILABLE] Authentication temporarily unavailable")
-                    }
+                    AuthError::Unavailable => no(
+                        ResponseCode::Unavailable.text("Authentication temporarily unavailable")
+                    ),
                 }
             }
         }
@@ -669,7 +674,7 @@ impl Session {
             Ok(c) => self.login(&c.username, c.password, "PLAIN").await,
             Err(_) => {
                 metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => "sasl").increment(1);
-                no("[AUTHENTICATIONFAILED] Authentication failed")
+                no(ResponseCode::AuthenticationFailed.text("Authentication failed"))
             }
         }
     }
@@ -737,7 +742,14 @@ impl Session {
                 // after this command's tagged response.
                 self.unselect();
                 self.closing = true;
-                return resp::line(sink, "* BYE [CLOSED] The selected mailbox was deleted").await;
+                return resp::line(
+                    sink,
+                    &format!(
+                        "* BYE {} The selected mailbox was deleted",
+                        ResponseCode::Closed
+                    ),
+                )
+                .await;
             }
             Err(e) => {
                 tracing::warn!(target: "bulwark::imap", error = %e, "cannot read mailbox changes");
@@ -839,7 +851,7 @@ impl Session {
         let name = mailbox_name(wire)?;
         match self.store.mailbox(self.account_id(), &name).await {
             Ok(Some(m)) => Ok(m),
-            Ok(None) => Err(no("[NONEXISTENT] No such mailbox")),
+            Ok(None) => Err(no(ResponseCode::Nonexistent.text("No such mailbox"))),
             Err(e) => Err(store_no(&e)),
         }
     }
@@ -929,7 +941,11 @@ impl Session {
         // Selecting deselects first, even if the new SELECT fails (RFC 9051 §6.3.2).
         if self.view.is_some() {
             self.unselect();
-            resp::line(sink, "* OK [CLOSED] Previous mailbox closed").await?;
+            resp::line(
+                sink,
+                &ResponseCode::Closed.untagged_ok("Previous mailbox closed"),
+            )
+            .await?;
         }
         let mb = match self.find_mailbox(wire).await {
             Ok(m) => m,
@@ -985,28 +1001,29 @@ impl Session {
         resp::line(sink, &format!("* {exists} EXISTS")).await?;
         resp::line(sink, &format!("* {} RECENT", view.recent_count())).await?;
         if let Some(u) = first_unseen {
-            resp::line(sink, &format!("* OK [UNSEEN {u}] First unseen")).await?;
+            resp::line(sink, &ResponseCode::Unseen(u).untagged_ok("First unseen")).await?;
         }
         resp::line(
             sink,
-            &format!("* OK [UIDVALIDITY {}] UIDs valid", mb.uidvalidity),
+            &ResponseCode::UidValidity(mb.uidvalidity).untagged_ok("UIDs valid"),
         )
         .await?;
         resp::line(
             sink,
-            &format!("* OK [UIDNEXT {uidnext}] Predicted next UID"),
+            &ResponseCode::UidNext(uidnext).untagged_ok("Predicted next UID"),
         )
         .await?;
-        resp::line(sink, &format!("* OK [HIGHESTMODSEQ {max_modseq}] Highest")).await?;
+        let line = ResponseCode::HighestModSeq(max_modseq).untagged_ok("Highest");
+        resp::line(sink, &line).await?;
         self.view = Some(view);
         self.watch = Some(watch);
         // Changes between reading the mailbox row and the messages are picked up
         // by the first sync.
         self.dirty = true;
         Ok(if read_only {
-            ok("[READ-ONLY] EXAMINE completed")
+            ok(ResponseCode::ReadOnly.text("EXAMINE completed"))
         } else {
-            ok("[READ-WRITE] SELECT completed")
+            ok(ResponseCode::ReadWrite.text("SELECT completed"))
         })
     }
 
@@ -1016,7 +1033,7 @@ impl Session {
             Err(d) => return d,
         };
         if name == "INBOX" {
-            return no("[ALREADYEXISTS] INBOX always exists");
+            return no(ResponseCode::AlreadyExists.text("INBOX always exists"));
         }
         // Create missing superiors too (RFC 9051 §6.3.4).
         let mut prefix = String::new();
@@ -1028,7 +1045,9 @@ impl Session {
             prefix.push_str(level);
             let last = i + 1 == levels.len();
             match self.store.mailbox(self.account_id(), &prefix).await {
-                Ok(Some(_)) if last => return no("[ALREADYEXISTS] Mailbox already exists"),
+                Ok(Some(_)) if last => {
+                    return no(ResponseCode::AlreadyExists.text("Mailbox already exists"))
+                }
                 Ok(Some(_)) => continue,
                 Ok(None) => {}
                 Err(e) => return store_no(&e),
@@ -1052,7 +1071,7 @@ impl Session {
             Err(d) => return d,
         };
         if mb.name == "INBOX" {
-            return no("[CANNOT] INBOX cannot be deleted");
+            return no(ResponseCode::Cannot.text("INBOX cannot be deleted"));
         }
         // RFC 3501 §6.3.4: a mailbox with inferiors loses its messages and keeps its
         // name as \Noselect. The store keeps no \Noselect mailboxes; LIST shows
@@ -1101,7 +1120,7 @@ impl Session {
             return ok("RENAME completed");
         }
         if to == "INBOX" {
-            return no("[ALREADYEXISTS] INBOX already exists");
+            return no(ResponseCode::AlreadyExists.text("INBOX already exists"));
         }
         match self.store.rename_mailbox(account, &src.name, &to).await {
             Ok(()) => {
@@ -1175,7 +1194,7 @@ impl Session {
             .await
         {
             Ok(true) => ok("UNSUBSCRIBE completed"),
-            Ok(false) => no("[NONEXISTENT] Not subscribed to that name"),
+            Ok(false) => no(ResponseCode::Nonexistent.text("Not subscribed to that name")),
             Err(e) => store_no(&e),
         }
     }
@@ -1225,10 +1244,10 @@ impl Session {
             let (Some(exact), Some(upper)) =
                 (Pattern::new(&full), Pattern::new(&full.to_uppercase()))
             else {
-                return Ok(no(format!(
-                    "[LIMIT] Patterns are limited to {} characters",
+                return Ok(no(ResponseCode::Limit.text(format!(
+                    "Patterns are limited to {} characters",
                     names::MAX_PATTERN
-                )));
+                ))));
             };
             compiled.push((exact, upper));
         }
@@ -1457,8 +1476,8 @@ impl Session {
         let mb = match self.find_mailbox(wire).await {
             Ok(m) => m,
             // RFC 9051 §6.3.12: TRYCREATE tells the client to create it first.
-            Err(Done::No(t)) if t.starts_with("[NONEXISTENT]") => {
-                return no("[TRYCREATE] No such mailbox")
+            Err(Done::No(r)) if r.has(&ResponseCode::Nonexistent) => {
+                return no(ResponseCode::TryCreate.text("No such mailbox"))
             }
             Err(d) => return d,
         };
@@ -1483,7 +1502,9 @@ impl Session {
                     bulwark_mime::StructureError::TooManyParts { .. } => "mime_parts",
                 };
                 metrics::counter!("bulwark_imap_bad_input_total", "listener" => self.cfg.listener, "reason" => reason).increment(1);
-                return no(format!("[LIMIT] Message refused: {e}; nothing was stored"));
+                return no(
+                    ResponseCode::Limit.text(format!("Message refused: {e}; nothing was stored"))
+                );
             }
             // RFC 3516 §4.3: binary parts (NULs, from a `~{n}` literal8) are stored
             // base64-encoded, before line ends are touched.
@@ -1525,10 +1546,11 @@ impl Session {
                     .filter_map(|r| r.delivered.first().map(|d| d.2))
                     .collect();
                 match receipts.first().and_then(|r| r.delivered.first()) {
-                    Some((_, uidvalidity, _)) => ok(format!(
-                        "[APPENDUID {uidvalidity} {}] APPEND completed",
-                        seqset::compress(&uids)
-                    )),
+                    Some((_, uidvalidity, _)) => ok(ResponseCode::AppendUid {
+                        uidvalidity: *uidvalidity,
+                        uids: seqset::compress(&uids),
+                    }
+                    .text("APPEND completed")),
                     None => ok("APPEND completed"),
                 }
             }
@@ -1609,7 +1631,7 @@ impl Session {
             return bad("No mailbox selected");
         };
         if v.read_only {
-            return no("[READ-ONLY] Mailbox is read-only");
+            return no(ResponseCode::ReadOnly.text("Mailbox is read-only"));
         }
         let uids = match set {
             Some(s) => match seqset::resolve(v, s, true) {
@@ -1642,7 +1664,7 @@ impl Session {
             return Ok(bad("No mailbox selected"));
         };
         if v.read_only {
-            return Ok(no("[READ-ONLY] Mailbox is read-only"));
+            return Ok(no(ResponseCode::ReadOnly.text("Mailbox is read-only")));
         }
         let uids = match seqset::resolve(v, set, uid) {
             Ok(u) => u,
@@ -1720,10 +1742,8 @@ impl Session {
                 result.modified.iter().filter_map(|u| v.seq(*u)).collect()
             };
             nums.sort_unstable();
-            return Ok(ok(format!(
-                "[MODIFIED {}] Conditional STORE failed for some messages",
-                seqset::compress(&nums)
-            )));
+            let code = ResponseCode::Modified(seqset::compress(&nums));
+            return Ok(ok(code.text("Conditional STORE failed for some messages")));
         }
         Ok(ok("STORE completed"))
     }
@@ -1740,7 +1760,7 @@ impl Session {
             return Ok(bad("No mailbox selected"));
         };
         if is_move && v.read_only {
-            return Ok(no("[READ-ONLY] Mailbox is read-only"));
+            return Ok(no(ResponseCode::ReadOnly.text("Mailbox is read-only")));
         }
         let uids = match seqset::resolve(v, set, uid) {
             Ok(u) => u,
@@ -1749,8 +1769,8 @@ impl Session {
         let src = v.mailbox;
         let dst = match self.find_mailbox(wire).await {
             Ok(m) => m,
-            Err(Done::No(t)) if t.starts_with("[NONEXISTENT]") => {
-                return Ok(no("[TRYCREATE] No such mailbox"))
+            Err(Done::No(r)) if r.has(&ResponseCode::Nonexistent) => {
+                return Ok(no(ResponseCode::TryCreate.text("No such mailbox")))
             }
             Err(d) => return Ok(d),
         };
@@ -1779,13 +1799,17 @@ impl Session {
         // RFC 4315 §3: COPYUID lists source and destination UIDs in matching order;
         // ranges only where both sides run together.
         let (s, d) = uid_pair_sets(&src_set, &dst_set);
-        let code = format!("[COPYUID {uidvalidity} {s} {d}]");
+        let code = ResponseCode::CopyUid {
+            uidvalidity,
+            src: s,
+            dst: d,
+        };
         if is_move {
             // RFC 6851 §4.3: COPYUID in an untagged OK before the EXPUNGEs.
-            resp::line(sink, &format!("* OK {code} Moved")).await?;
+            resp::line(sink, &code.untagged_ok("Moved")).await?;
             Ok(ok("MOVE completed"))
         } else {
-            Ok(ok(format!("{code} COPY completed")))
+            Ok(ok(code.text("COPY completed")))
         }
     }
 }
@@ -1824,26 +1848,19 @@ fn uid_pair_sets(src: &[u32], dst: &[u32]) -> (String, String) {
 /// §7.2.6, §7.1): system flags plus the keywords in use; `\*` lets clients create
 /// keywords. Sent at SELECT and again whenever a new keyword appears.
 async fn write_flags_lines(sink: &mut dyn Sink, v: &View) -> std::io::Result<()> {
-    let mut kw = String::new();
-    for k in v.keywords() {
-        kw.push(' ');
-        kw.push_str(k);
-    }
-    resp::line(
-        sink,
-        &format!("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw})"),
-    )
-    .await?;
+    let mut flags: Vec<String> = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]
+        .iter()
+        .map(|f| f.to_string())
+        .chain(v.keywords().iter().cloned())
+        .collect();
+    resp::line(sink, &format!("* FLAGS ({})", flags.join(" "))).await?;
     if v.read_only {
-        resp::line(sink, "* OK [PERMANENTFLAGS ()] Read-only mailbox").await
+        let code = ResponseCode::PermanentFlags(Vec::new());
+        resp::line(sink, &code.untagged_ok("Read-only mailbox")).await
     } else {
-        resp::line(
-            sink,
-            &format!(
-                "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{kw} \\*)] Flags permitted"
-            ),
-        )
-        .await
+        flags.push("\\*".to_string());
+        let code = ResponseCode::PermanentFlags(flags);
+        resp::line(sink, &code.untagged_ok("Flags permitted")).await
     }
 }
 
@@ -1952,9 +1969,9 @@ fn mailbox_name(wire: &WireMailbox<'_>) -> Result<String, Done> {
             // RFC 3501 §5.1.3 / §7.1.3: the command is well-formed, the name is
             // just not one we can have — NO (imaptest `atoms`), as for a forbidden one.
             names::NameError::BadEncoding => {
-                no("[CANNOT] Mailbox name is not valid modified UTF-7")
+                no(ResponseCode::Cannot.text("Mailbox name is not valid modified UTF-7"))
             }
-            names::NameError::Forbidden => no("[CANNOT] Invalid mailbox name"),
+            names::NameError::Forbidden => no(ResponseCode::Cannot.text("Invalid mailbox name")),
         }),
     }
 }
