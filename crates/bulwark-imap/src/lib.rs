@@ -17,6 +17,7 @@
 
 pub mod binary;
 pub mod budget;
+mod cmd;
 pub mod code;
 pub mod esearch;
 mod fetch;
