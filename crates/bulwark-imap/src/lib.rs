@@ -21,6 +21,7 @@ mod cmd;
 pub mod code;
 pub mod esearch;
 mod fetch;
+mod fetch_plan;
 pub mod framing;
 /// Harnesses for fuzz targets and seeded property tests (not server code).
 #[doc(hidden)]
