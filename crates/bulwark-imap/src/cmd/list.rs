@@ -97,7 +97,8 @@ impl Session {
     }
 }
 
-/// What a LIST or LSUB asks for.
+/// What a LIST or LSUB asks for (the default: plain LIST, no options).
+#[derive(Default)]
 pub(crate) struct ListRequest {
     pub(crate) lsub: bool,
     /// Decoded reference, prefixed to each pattern.
@@ -132,12 +133,7 @@ impl ListRequest {
             lsub,
             reference,
             patterns: vec![lenient_name(pattern_bytes)],
-            select_subscribed: false,
-            select_special_use: false,
-            return_subscribed: false,
-            extended: false,
-            recursive_match: false,
-            status: None,
+            ..ListRequest::default()
         }
     }
 }
@@ -169,6 +165,11 @@ impl Patterns {
                 || ((n == "INBOX" || n.starts_with("INBOX/")) && upper.matches(&n.to_uppercase()))
         })
     }
+}
+
+/// The superiors of a hierarchical name, nearest first (`a/b/c`: `a/b`, then `a`).
+fn superiors(name: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors(Some(name), |p| p.rfind(DELIMITER).map(|i| &p[..i])).skip(1)
 }
 
 /// One LIST/LSUB response: attributes, name, RFC 5258 CHILDINFO ("SUBSCRIBED").
@@ -249,9 +250,7 @@ impl<'a> Catalogue<'a> {
             } else if self.req.lsub {
                 // RFC 3501 §6.3.9: with "%", a subscribed child's superior that
                 // matches is listed \Noselect, even though it is not subscribed.
-                let mut p = name.as_str();
-                while let Some(i) = p.rfind(DELIMITER) {
-                    p = &p[..i];
+                for p in superiors(name) {
                     if !self.subscriptions.contains(p) && patterns.matches(p) {
                         parents.insert(p.to_string());
                     }
@@ -270,9 +269,7 @@ impl<'a> Catalogue<'a> {
     fn add_childinfo(&self, patterns: &Patterns, out: &mut Vec<Listed>) {
         let mut parents: BTreeSet<&str> = Default::default();
         for name in self.subscriptions.iter().filter(|n| !patterns.matches(n)) {
-            let mut p = name.as_str();
-            while let Some(i) = p.rfind(DELIMITER) {
-                p = &p[..i];
+            for p in superiors(name) {
                 if patterns.matches(p) {
                     parents.insert(p);
                 }
@@ -306,9 +303,7 @@ impl<'a> Catalogue<'a> {
             if self.req.extended {
                 continue;
             }
-            let mut p = m.name.as_str();
-            while let Some(i) = p.rfind(DELIMITER) {
-                p = &p[..i];
+            for p in superiors(&m.name) {
                 if !self.by_name.contains_key(p) && patterns.matches(p) {
                     implied.insert(p.to_string());
                 }
@@ -342,15 +337,20 @@ mod tests {
     fn request(pattern: &str, lsub: bool) -> ListRequest {
         ListRequest {
             lsub,
-            reference: String::new(),
             patterns: vec![pattern.into()],
-            select_subscribed: false,
-            select_special_use: false,
-            return_subscribed: false,
-            extended: false,
-            recursive_match: false,
-            status: None,
+            ..ListRequest::default()
         }
+    }
+
+    fn listed(req: &ListRequest, all: &[Mailbox], subs: &BTreeSet<String>) -> Vec<Listed> {
+        let p = Patterns::new(req).unwrap();
+        Catalogue::new(req, all, subs).listed(&p)
+    }
+
+    #[test]
+    fn superiors_are_nearest_first() {
+        assert_eq!(superiors("a/b/c").collect::<Vec<_>>(), ["a/b", "a"]);
+        assert_eq!(superiors("INBOX").count(), 0);
     }
 
     #[test]
@@ -366,21 +366,15 @@ mod tests {
     fn list_implies_missing_superiors_and_marks_children() {
         let all = [mailbox("INBOX"), mailbox("a/b/c"), mailbox("a")];
         let subs = BTreeSet::new();
-        let req = request("%", false);
-        let p = Patterns::new(&req).unwrap();
-        let got = Catalogue::new(&req, &all, &subs).listed(&p);
         assert_eq!(
-            got,
+            listed(&request("%", false), &all, &subs),
             vec![
                 ("\\HasNoChildren".into(), "INBOX".into(), false),
                 ("\\HasChildren".into(), "a".into(), false),
             ]
         );
-        let req = request("a/%", false);
-        let p = Patterns::new(&req).unwrap();
-        let got = Catalogue::new(&req, &all, &subs).listed(&p);
         assert_eq!(
-            got,
+            listed(&request("a/%", false), &all, &subs),
             vec![("\\Noselect \\HasChildren".into(), "a/b".into(), false)]
         );
     }
@@ -389,11 +383,8 @@ mod tests {
     fn lsub_lists_unsubscribed_superiors_noselect() {
         let all = [mailbox("a/b")];
         let subs: BTreeSet<String> = ["a/b".to_string(), "gone".to_string()].into();
-        let req = request("%", true);
-        let p = Patterns::new(&req).unwrap();
-        let got = Catalogue::new(&req, &all, &subs).listed(&p);
         assert_eq!(
-            got,
+            listed(&request("%", true), &all, &subs),
             vec![
                 ("\\Noselect".into(), "gone".into(), false),
                 ("\\Noselect".into(), "a".into(), false),
@@ -408,8 +399,7 @@ mod tests {
         let mut req = request("%", false);
         req.select_subscribed = true;
         req.recursive_match = true;
-        let p = Patterns::new(&req).unwrap();
-        let got = Catalogue::new(&req, &all, &subs).listed(&p);
-        assert_eq!(got, vec![("\\HasChildren".into(), "a".into(), true)]);
+        let want = vec![("\\HasChildren".into(), "a".into(), true)];
+        assert_eq!(listed(&req, &all, &subs), want);
     }
 }
