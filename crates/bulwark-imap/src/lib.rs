@@ -43,6 +43,6 @@ pub mod view;
 
 pub use budget::SharedLimits;
 pub use server::ImapHandler;
-pub use session::{Next, Session, SessionConfig};
+pub use session::{Clock, Next, Session, SessionConfig};
 #[cfg(test)]
 mod tests;

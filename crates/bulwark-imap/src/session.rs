@@ -44,6 +44,30 @@ pub struct SessionConfig {
     pub max_mime_parts: usize,
 }
 
+/// Where the session core reads the time (APPEND's internal date when the client
+/// gives none): the system clock in the server; a fixed instant in unit tests and the
+/// fuzz harnesses, so their runs repeat exactly. The core uses no random source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Clock {
+    /// The system's clock.
+    #[default]
+    System,
+    /// Always this Unix time (seconds).
+    Fixed(i64),
+}
+
+impl Clock {
+    /// The current Unix time in seconds (0 before 1970).
+    pub fn now(self) -> i64 {
+        match self {
+            Clock::System => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+            Clock::Fixed(t) => t,
+        }
+    }
+}
+
 /// What the shell must do after a command.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
@@ -138,6 +162,8 @@ pub struct Session {
     pub(crate) logged_out: bool,
     /// `[imap] max_inflight_bytes`, shared by every session (see `budget`).
     pub(crate) memory: Arc<crate::budget::MemoryBudget>,
+    /// The time source (see `Clock`).
+    pub(crate) clock: Clock,
 }
 
 impl Session {
@@ -163,7 +189,13 @@ impl Session {
             saved_uids: Vec::new(),
             logged_out: false,
             memory: crate::budget::MemoryBudget::unlimited(),
+            clock: Clock::System,
         }
+    }
+
+    /// Replaces the system clock (tests and fuzz harnesses pass a fixed one).
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
     }
 
     /// Makes FETCH draw bodies read whole from the process's memory budget.

@@ -35,9 +35,7 @@ impl Session {
             }
             Err(d) => return d,
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = self.clock.now();
         let mut ingests = Vec::with_capacity(messages.len());
         let mut size = 0u64;
         for (flags, date, data) in messages {
