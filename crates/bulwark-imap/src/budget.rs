@@ -17,7 +17,11 @@ use std::sync::Mutex;
 
 use bulwark_store::AccountId;
 
-/// The text of the `NO [LIMIT]` that ends a command beyond the budget.
+/// The text of the `NO [LIMIT]` that ends a command beyond the budget, after the code.
+pub(crate) const LIMIT_MESSAGE: &str =
+    "The server is holding too much message data right now; try again later";
+/// `LIMIT_MESSAGE` with its code, for the shell's refusals of literals (a `const`
+/// cannot format; `limit_text_is_the_code_and_message` keeps the two the same).
 pub(crate) const LIMIT_TEXT: &str =
     "[LIMIT] The server is holding too much message data right now; try again later";
 
@@ -176,6 +180,12 @@ impl SharedLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limit_text_is_the_code_and_message() {
+        let reply = crate::code::ResponseCode::Limit.text(LIMIT_MESSAGE);
+        assert_eq!(reply.to_string(), LIMIT_TEXT);
+    }
 
     #[test]
     fn budget_refuses_beyond_its_limit_and_recovers() {

@@ -17,6 +17,8 @@
 //! Hand-written because imap-codec decodes whole commands only; its fragmentizer
 //! splits lines and literals but knows neither our limits nor who is logged in.
 
+use crate::code::ResponseCode;
+
 /// Most literal octets a command may carry before login (LOGIN user and password).
 pub const PRE_AUTH_LITERAL: u64 = 8 * 1024;
 /// Longest command line before login. The longest legitimate one is an ID (RFC 2971
@@ -236,13 +238,15 @@ impl Framer {
                 // RFC 9051 §6.2.3, DATA-PATHS rule 1: the password must not cross in
                 // cleartext at all, so no "+" invites it.
                 return refuse(format!(
-                    "{tag} NO [PRIVACYREQUIRED] {} is disabled until STARTTLS",
+                    "{tag} NO {} {} is disabled until STARTTLS",
+                    ResponseCode::PrivacyRequired,
                     self.verb
                 ));
             }
             if self.small_literal_total + len > PRE_AUTH_LITERAL {
                 return refuse(format!(
-                    "{tag} NO [TOOBIG] Literals before login are limited to {PRE_AUTH_LITERAL} octets"
+                    "{tag} NO {} Literals before login are limited to {PRE_AUTH_LITERAL} octets",
+                    ResponseCode::TooBig
                 ));
             }
             self.small_literal_total += len;
@@ -255,7 +259,8 @@ impl Framer {
         if is_message {
             if self.message_len.saturating_add(len) > self.limits.max_literal {
                 return refuse(format!(
-                    "{tag} NO [TOOBIG] Message larger than {} octets",
+                    "{tag} NO {} Message larger than {} octets",
+                    ResponseCode::TooBig,
                     self.limits.max_literal
                 ));
             }
@@ -265,7 +270,8 @@ impl Framer {
         }
         if self.small_literal_total + len > self.limits.max_line as u64 {
             return refuse(format!(
-                "{tag} NO [TOOBIG] Literals other than an APPEND message are limited to {} octets per command",
+                "{tag} NO {} Literals other than an APPEND message are limited to {} octets per command",
+                ResponseCode::TooBig,
                 self.limits.max_line
             ));
         }

@@ -300,6 +300,8 @@ impl SessionEnv {
             },
             self.notifier.clone(),
         );
+        // A fixed clock: a crash input replays with the same internal dates.
+        s.set_clock(crate::session::Clock::Fixed(1_700_000_000));
         if tls && cfg & 2 != 0 {
             s.account = Some(self.account.clone());
         }

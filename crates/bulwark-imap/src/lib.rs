@@ -17,8 +17,11 @@
 
 pub mod binary;
 pub mod budget;
+mod cmd;
+pub mod code;
 pub mod esearch;
 mod fetch;
+mod fetch_plan;
 pub mod framing;
 /// Harnesses for fuzz targets and seeded property tests (not server code).
 #[doc(hidden)]
@@ -40,6 +43,6 @@ pub mod view;
 
 pub use budget::SharedLimits;
 pub use server::ImapHandler;
-pub use session::{Next, Session, SessionConfig};
+pub use session::{Clock, Next, Session, SessionConfig};
 #[cfg(test)]
 mod tests;

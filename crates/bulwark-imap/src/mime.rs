@@ -529,29 +529,7 @@ pub fn write_structure(m: &Message<'_>, part: usize, ext: bool, depth: usize, ou
         return;
     }
     let is_message = matches!(p.body, PartType::Message(_));
-    let (ctype, subtype) = match declared {
-        _ if is_message => match &declared {
-            Some((t, st)) if t == "MESSAGE" && !st.is_empty() => {
-                ("MESSAGE".to_string(), st.clone())
-            }
-            _ => ("MESSAGE".to_string(), "RFC822".to_string()),
-        },
-        Some((t, _)) if t == "MULTIPART" => ("TEXT".to_string(), "PLAIN".to_string()),
-        Some((t, st)) if t == "MESSAGE" && (st == "RFC822" || st == "GLOBAL") => {
-            ("APPLICATION".to_string(), "OCTET-STREAM".to_string())
-        }
-        Some((t, st)) if !t.is_empty() => {
-            let st = if !st.is_empty() {
-                st
-            } else if t == "TEXT" {
-                "PLAIN".to_string()
-            } else {
-                "OCTET-STREAM".to_string()
-            };
-            (t, st)
-        }
-        _ => ("TEXT".to_string(), "PLAIN".to_string()),
-    };
+    let (ctype, subtype) = leaf_type(declared, is_message);
     // Parameters of a header that no longer describes the part are left out.
     let own_params = match ct {
         Some(c) => {
@@ -606,6 +584,34 @@ pub fn write_structure(m: &Message<'_>, part: usize, ext: bool, depth: usize, ou
         write_ext_tail(m, part, out);
     }
     out.push(b')');
+}
+
+/// The type and subtype BODYSTRUCTURE gives a leaf part: what mail-parser made of
+/// it wins over a header that does not describe it (see `write_structure`).
+fn leaf_type(declared: Option<(String, String)>, is_message: bool) -> (String, String) {
+    match declared {
+        _ if is_message => match &declared {
+            Some((t, st)) if t == "MESSAGE" && !st.is_empty() => {
+                ("MESSAGE".to_string(), st.clone())
+            }
+            _ => ("MESSAGE".to_string(), "RFC822".to_string()),
+        },
+        Some((t, _)) if t == "MULTIPART" => ("TEXT".to_string(), "PLAIN".to_string()),
+        Some((t, st)) if t == "MESSAGE" && (st == "RFC822" || st == "GLOBAL") => {
+            ("APPLICATION".to_string(), "OCTET-STREAM".to_string())
+        }
+        Some((t, st)) if !t.is_empty() => {
+            let st = if !st.is_empty() {
+                st
+            } else if t == "TEXT" {
+                "PLAIN".to_string()
+            } else {
+                "OCTET-STREAM".to_string()
+            };
+            (t, st)
+        }
+        _ => ("TEXT".to_string(), "PLAIN".to_string()),
+    }
 }
 
 /// What a BODY[...] section asks for, after the part path.
@@ -967,6 +973,25 @@ pub fn search_doc_for(raw: &[u8], want_body: bool, needles: &[&str]) -> SearchDo
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn leaf_types_follow_the_parse_over_the_header() {
+        let t = |d: Option<(&str, &str)>, msg: bool| {
+            let (a, b) = leaf_type(d.map(|(a, b)| (a.to_string(), b.to_string())), msg);
+            format!("{a}/{b}")
+        };
+        assert_eq!(t(None, false), "TEXT/PLAIN");
+        assert_eq!(t(None, true), "MESSAGE/RFC822");
+        assert_eq!(t(Some(("MESSAGE", "GLOBAL")), true), "MESSAGE/GLOBAL");
+        assert_eq!(
+            t(Some(("MESSAGE", "RFC822")), false),
+            "APPLICATION/OCTET-STREAM"
+        );
+        assert_eq!(t(Some(("MULTIPART", "MIXED")), false), "TEXT/PLAIN");
+        assert_eq!(t(Some(("TEXT", "")), false), "TEXT/PLAIN");
+        assert_eq!(t(Some(("IMAGE", "")), false), "IMAGE/OCTET-STREAM");
+        assert_eq!(t(Some(("IMAGE", "PNG")), true), "MESSAGE/RFC822");
+    }
 
     const SIMPLE: &[u8] = b"Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n\
 From: Fred Foobar <foobar@Blurdybloop.example>\r\n\

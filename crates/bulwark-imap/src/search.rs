@@ -377,9 +377,8 @@ impl Session {
         if let Some(cs) = charset {
             // RFC 9051 §6.4.4: UTF-8 must be supported; US-ASCII is a subset.
             if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
-                return Ok(Done::No(
-                    "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset".into(),
-                ));
+                let code = crate::code::ResponseCode::BadCharset;
+                return Ok(Done::No(code.text("Unsupported charset")));
             }
         }
         // RFC 5182 §2.1: a SEARCH that saves and fails leaves `$` empty.

@@ -245,9 +245,8 @@ impl Session {
     ) -> std::io::Result<Result<Vec<(Hit, SortFields)>, Done>> {
         // RFC 5256 §3: US-ASCII and UTF-8 must be supported.
         if !charset.eq_ignore_ascii_case("UTF-8") && !charset.eq_ignore_ascii_case("US-ASCII") {
-            return Ok(Err(Done::No(
-                "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset".into(),
-            )));
+            let code = crate::code::ResponseCode::BadCharset;
+            return Ok(Err(Done::No(code.text("Unsupported charset"))));
         }
         let hits = match self.matching(criteria).await? {
             Ok(m) => m.hits,

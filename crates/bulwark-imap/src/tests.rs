@@ -60,7 +60,7 @@ struct Client {
 
 impl Client {
     fn new(e: &Env, tls: bool) -> Client {
-        Client {
+        let mut c = Client {
             s: Session::new(
                 e.store.clone(),
                 e.auth.clone(),
@@ -74,7 +74,9 @@ impl Client {
                 e.notifier.clone(),
             ),
             out: VecSink::default(),
-        }
+        };
+        c.s.set_clock(crate::session::Clock::Fixed(NOW));
+        c
     }
 
     async fn logged_in(e: &Env) -> Client {
@@ -97,6 +99,23 @@ impl Client {
     async fn cmd(&mut self, line: &str) -> String {
         self.cmd_next(line).await.0
     }
+}
+
+/// The unit tests' fixed clock.
+const NOW: i64 = 1_780_000_000;
+
+#[tokio::test]
+async fn append_without_a_date_takes_the_session_clock() {
+    let e = env().await;
+    let mut c = Client::logged_in(&e).await;
+    let r = c.cmd("a APPEND INBOX {10+}\r\nSubject:\r\n").await;
+    assert!(r.contains("a OK [APPENDUID"), "{r}");
+    c.cmd("b SELECT INBOX").await;
+    let r = c.cmd("c FETCH 1 INTERNALDATE").await;
+    let want = format!("INTERNALDATE {}", crate::resp::internal_date(NOW));
+    assert!(r.contains(&want), "{r}");
+    assert_eq!(crate::session::Clock::Fixed(5).now(), 5);
+    assert!(crate::session::Clock::System.now() > NOW - 10 * 365 * 86_400);
 }
 
 async fn deliver(e: &Env, subject: &str) -> u32 {

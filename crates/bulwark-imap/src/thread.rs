@@ -168,6 +168,31 @@ fn ordered_subject<'a>(found: &'a [(Hit, SortFields)]) -> (Forest<'a>, Vec<usize
 
 /// RFC 5256 §2.2 REFERENCES, steps 1 to 6.
 fn references<'a>(found: &'a [(Hit, SortFields)]) -> (Forest<'a>, Vec<usize>) {
+    let mut f = containers(found);
+    // Step 2: the root set.
+    let roots: Vec<usize> = (0..f.nodes.len())
+        .filter(|&n| f.nodes[n].parent.is_none())
+        .collect();
+    // Step 4.
+    let roots = f.prune(roots, true);
+    for &r in &roots {
+        f.nodes[r].parent = None;
+        f.sort_children(r);
+    }
+    // Step 5: roots with the same base subject are gathered.
+    let mut roots = gather_subjects(&mut f, &roots);
+    // Step 6: siblings by sent date, then sequence number.
+    for &r in &roots {
+        f.nodes[r].parent = None;
+        f.sort_children(r);
+    }
+    roots.sort_by_key(|&r| f.key(r));
+    (f, roots)
+}
+
+/// RFC 5256 REFERENCES steps 1, 1A and 1B: a container per message and per
+/// referenced Message-ID, linked parent to child.
+fn containers<'a>(found: &'a [(Hit, SortFields)]) -> Forest<'a> {
     let mut f = Forest {
         nodes: Vec::new(),
         found,
@@ -220,24 +245,20 @@ fn references<'a>(found: &'a [(Hit, SortFields)]) -> (Forest<'a>, Vec<usize>) {
             }
         }
     }
-    // Step 2: the root set.
-    let roots: Vec<usize> = (0..f.nodes.len())
-        .filter(|&n| f.nodes[n].parent.is_none())
-        .collect();
-    // Step 4.
-    let roots = f.prune(roots, true);
-    for &r in &roots {
-        f.nodes[r].parent = None;
-        f.sort_children(r);
-    }
-    // Step 5: roots with the same base subject are gathered.
+    f
+}
+
+/// RFC 5256 REFERENCES step 5: roots with the same base subject are gathered under
+/// one; the roots that remain.
+fn gather_subjects(f: &mut Forest<'_>, roots: &[usize]) -> Vec<usize> {
+    let found = f.found;
     let subject = |f: &Forest<'_>, n: usize| {
         f.first_msg(n)
             .map(|m| (found[m].1.subject.as_str(), found[m].1.reply))
     };
     let mut table: HashMap<&str, usize> = HashMap::new();
-    for &r in &roots {
-        let Some((s, reply)) = subject(&f, r) else {
+    for &r in roots {
+        let Some((s, reply)) = subject(f, r) else {
             continue;
         };
         if s.is_empty() {
@@ -250,7 +271,7 @@ fn references<'a>(found: &'a [(Hit, SortFields)]) -> (Forest<'a>, Vec<usize>) {
             Some(&old) => {
                 let old_dummy = f.nodes[old].msg.is_none();
                 let this_dummy = f.nodes[r].msg.is_none();
-                let old_reply = subject(&f, old).is_some_and(|x| x.1);
+                let old_reply = subject(f, old).is_some_and(|x| x.1);
                 if !old_dummy && (this_dummy || (old_reply && !reply)) {
                     table.insert(s, r);
                 }
@@ -260,7 +281,7 @@ fn references<'a>(found: &'a [(Hit, SortFields)]) -> (Forest<'a>, Vec<usize>) {
     let mut kept: Vec<Option<usize>> = roots.iter().map(|&r| Some(r)).collect();
     let pos: HashMap<usize, usize> = roots.iter().enumerate().map(|(i, &r)| (r, i)).collect();
     for (i, &r) in roots.iter().enumerate() {
-        let Some((s, reply)) = subject(&f, r) else {
+        let Some((s, reply)) = subject(f, r) else {
             continue;
         };
         let Some(&old) = table.get(s) else {
@@ -271,7 +292,7 @@ fn references<'a>(found: &'a [(Hit, SortFields)]) -> (Forest<'a>, Vec<usize>) {
         }
         let old_dummy = f.nodes[old].msg.is_none();
         let this_dummy = f.nodes[r].msg.is_none();
-        let old_reply = subject(&f, old).is_some_and(|x| x.1);
+        let old_reply = subject(f, old).is_some_and(|x| x.1);
         if old_dummy && this_dummy {
             for k in std::mem::take(&mut f.nodes[r].children) {
                 f.nodes[k].parent = None;
@@ -290,14 +311,7 @@ fn references<'a>(found: &'a [(Hit, SortFields)]) -> (Forest<'a>, Vec<usize>) {
         }
         kept[i] = None;
     }
-    let mut roots: Vec<usize> = kept.into_iter().flatten().collect();
-    // Step 6: siblings by sent date, then sequence number.
-    for &r in &roots {
-        f.nodes[r].parent = None;
-        f.sort_children(r);
-    }
-    roots.sort_by_key(|&r| f.key(r));
-    (f, roots)
+    kept.into_iter().flatten().collect()
 }
 
 impl Session {
