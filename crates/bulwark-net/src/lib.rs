@@ -15,6 +15,7 @@
 
 mod connection;
 mod context;
+mod driver;
 mod limits;
 mod listener;
 mod proxy;
@@ -26,9 +27,10 @@ pub mod fuzzing;
 
 pub use connection::{Connection, Line, LineEnding, ReadError};
 pub use context::ServerContext;
+pub use driver::{Bounds, Input, Interrupt, LineLog, WriteFailure};
 pub use limits::{ConnectionLimits, ConnectionSlots, Refusal, SlotPermit, INTERNAL_DESCRIPTORS};
 pub use listener::{bind, BoundListener, SessionHandler};
-pub use transport::{TlsInfo, Transport};
+pub use transport::{Plain, Stream, TlsInfo, Transport};
 
 pub use tokio_util::sync::CancellationToken;
 pub use tokio_util::task::TaskTracker;
