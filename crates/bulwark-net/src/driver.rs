@@ -18,6 +18,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connection::{Connection, Line, ReadError};
 
+/// Protocol errors (refused or malformed commands) one session may make before it is
+/// closed, in every protocol without a configured limit of its own (POP3, IMAP; SMTP
+/// has `[smtp] max_errors`): a client that keeps failing is broken or probing, and
+/// the brute-force limiter handles password guessing itself.
+pub const MAX_SESSION_ERRORS: u32 = 20;
+
 /// Why a bounded read gave up before its input arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interrupt {

@@ -25,9 +25,9 @@ mod transport;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use connection::{Connection, Line, LineEnding, ReadError};
+pub use connection::{Connection, Line, LineEnding, ReadError, DEFAULT_WRITE_TIMEOUT};
 pub use context::ServerContext;
-pub use driver::{Bounds, Input, Interrupt, LineLog, WriteFailure};
+pub use driver::{Bounds, Input, Interrupt, LineLog, WriteFailure, MAX_SESSION_ERRORS};
 pub use limits::{ConnectionLimits, ConnectionSlots, Refusal, SlotPermit, INTERNAL_DESCRIPTORS};
 pub use listener::{bind, BoundListener, SessionHandler};
 pub use transport::{Plain, Stream, TlsInfo, Transport};

@@ -8,7 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bulwark_auth::AuthError;
 use bulwark_config::{ListenerKind, TlsMode};
-use bulwark_net::{Connection, ReadError, ServerContext, SessionHandler};
+use bulwark_net::{
+    Bounds, Connection, Input, Line, LineLog, ServerContext, SessionHandler, WriteFailure,
+    DEFAULT_WRITE_TIMEOUT,
+};
 use bulwark_store::{Account, BlobId, FlagOp, Flags, StoreError};
 
 use crate::command::{metric_label, MAX_COMMAND_LINE, MAX_SASL_LINE};
@@ -23,8 +26,6 @@ pub const BUSY_REPLY: &[u8] = b"-ERR [SYS/TEMP] too many connections; try again 
 
 /// Message bodies are encoded and written in pieces of this size.
 const STREAM_CHUNK: usize = 32 * 1024;
-/// How long the final flush and TLS close_notify may take.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The POP3 protocol for one listener (110 or 995).
 pub struct Pop3Handler {
@@ -63,24 +64,21 @@ impl SessionHandler for Pop3Handler {
         if shell.conn.is_tls() {
             shell.session.tls_started();
         }
+        // A client that stops reading cannot hold the session (and its maildrop lock)
+        // forever: a write that makes no progress for the session timeout fails.
+        let timeout = shell.timeout();
+        shell
+            .conn
+            .set_write_timeout(DEFAULT_WRITE_TIMEOUT.min(timeout));
         shell.run().await;
         // The lock goes first: closing may wait on a client that stopped reading.
         drop(shell.guard.take());
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, shell.conn.close()).await;
+        shell.conn.close().await;
     }
 
     fn busy_reply(&self) -> &'static [u8] {
         BUSY_REPLY
     }
-}
-
-/// How the read of the next line ended.
-enum Input {
-    Line(Vec<u8>),
-    TooLong,
-    Closed,
-    IdleTimeout,
-    Shutdown,
 }
 
 struct Shell<'a> {
@@ -100,7 +98,7 @@ impl Shell<'_> {
         }
         loop {
             let action = match self.read().await {
-                Input::Line(line) => {
+                Input::Line(Line { bytes: line, .. }) => {
                     let label = if self.session.expects_secret() {
                         "AUTH-response"
                     } else {
@@ -116,19 +114,19 @@ impl Shell<'_> {
                     .increment(1);
                     action
                 }
-                Input::TooLong => {
+                Input::TooLong { .. } => {
                     self.conn.log.event("line too long; discarded");
                     metrics::counter!("bulwark_pop3_commands_total", "listener" => self.listener,
                         "command" => "overlong", "result" => "err")
                     .increment(1);
                     self.session.on_line_too_long()
                 }
-                Input::Closed => {
+                Input::Closed | Input::Failed(_) => {
                     // RFC 1939 §6: no QUIT, no UPDATE: nothing is deleted.
                     self.conn.log.event("connection closed by client");
                     return;
                 }
-                Input::IdleTimeout => {
+                Input::IdleTimeout | Input::Deadline => {
                     // RFC 1939 §3: the autologout timer closes without UPDATE.
                     let r = Reply::err(format!(
                         "autologout: idle for {} seconds",
@@ -156,28 +154,24 @@ impl Shell<'_> {
         Duration::from_secs(self.h.ctx.config.config.pop3.timeout_secs)
     }
 
-    /// Queues output. A client that stops reading cannot hold the session (and its
-    /// maildrop lock) forever: a write that makes no progress for the session
-    /// timeout fails.
+    /// Queues output (see the write timeout set in `run`).
     async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
-        let t = self.timeout();
-        match tokio::time::timeout(t, self.conn.write(data)).await {
-            Ok(r) => r,
-            Err(_) => Err(self.write_timed_out()),
-        }
+        let r = self.conn.write(data).await;
+        self.note_write(r)
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        let t = self.timeout();
-        match tokio::time::timeout(t, self.conn.flush()).await {
-            Ok(r) => r,
-            Err(_) => Err(self.write_timed_out()),
-        }
+        let r = self.conn.flush().await;
+        self.note_write(r)
     }
 
-    fn write_timed_out(&self) -> std::io::Error {
-        self.conn.log.event("client stopped reading; closing");
-        std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading")
+    fn note_write(&self, r: std::io::Result<()>) -> std::io::Result<()> {
+        if let Err(e) = &r {
+            if WriteFailure::of(e) == WriteFailure::TimedOut {
+                self.conn.log.event("client stopped reading; closing");
+            }
+        }
+        r
     }
 
     /// Reads the next line, flushing pending replies first unless the client has
@@ -192,29 +186,17 @@ impl Shell<'_> {
         } else {
             MAX_COMMAND_LINE
         };
-        let timeout = self.timeout();
-        let shutdown = self.conn.shutdown().clone();
-        let read = tokio::select! {
-            _ = shutdown.cancelled() => return Input::Shutdown,
-            r = tokio::time::timeout(timeout, self.conn.read_line(max)) => r,
+        let bounds = Bounds::idle(self.timeout()).or_shutdown(self.conn.shutdown());
+        let how = if secret {
+            LineLog::Secret
+        } else {
+            LineLog::Client
         };
-        match read {
-            Err(_) => Input::IdleTimeout,
-            Ok(Ok(line)) => {
-                if secret {
-                    self.conn.log.client_secret();
-                } else {
-                    self.conn.log.client(&line.bytes);
-                }
-                Input::Line(line.bytes)
-            }
-            Ok(Err(ReadError::TooLong { .. })) => Input::TooLong,
-            Ok(Err(ReadError::Eof)) => Input::Closed,
-            Ok(Err(ReadError::Io(e))) => {
-                self.conn.log.event(&format!("read error: {e}"));
-                Input::Closed
-            }
+        let input = self.conn.next_line(max, &bounds, |_| how).await;
+        if let Input::Failed(e) = &input {
+            self.conn.log.event(&format!("read error: {e}"));
         }
+        input
     }
 
     /// Queues a reply (flushed before the next read) and logs it: the status line, and

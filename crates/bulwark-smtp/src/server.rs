@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bulwark_config::{ListenerKind, Requirement};
-use bulwark_net::{Connection, Line, ReadError, ServerContext, SessionHandler};
+use bulwark_net::{
+    Bounds, Connection, Input, Line, LineLog, ServerContext, SessionHandler, WriteFailure,
+};
 use tokio::time::Instant;
 
 use crate::budget::InflightBudget;
@@ -65,13 +67,6 @@ impl SmtpHandler {
     }
 }
 
-/// How a read ended, when it did not produce a line.
-enum Interrupted {
-    Timeout,
-    Shutdown,
-    Closed,
-}
-
 #[async_trait]
 impl SessionHandler for SmtpHandler {
     async fn run(&self, mut conn: Connection) {
@@ -103,36 +98,31 @@ impl SessionHandler for SmtpHandler {
             match s.next_step() {
                 Next::Command => {
                     // Flush once per pipelined batch.
-                    if !conn.has_buffered_input() {
-                        if let Err(e) = conn.flush().await {
-                            write_failed(&mut s, &mut conn, &e);
-                            return;
-                        }
+                    if let Err(e) = conn.flush_unless_pipelined().await {
+                        write_failed(&mut s, &mut conn, &e);
+                        return;
                     }
-                    let timeout =
-                        command_timeout.min(deadline.saturating_duration_since(Instant::now()));
-                    let r = tokio::select! {
-                        biased;
-                        r = tokio::time::timeout(timeout, conn.read_line(COMMAND_LINE_MAX)) => flatten(r),
-                        _ = shutdown.cancelled() => Err(Interrupted::Shutdown),
-                    };
-                    match r {
-                        Ok(Ok(line)) => {
-                            if s.command_is_secret(&line.bytes) {
-                                conn.log.client_secret();
+                    let bounds = Bounds::idle(command_timeout)
+                        .and_until(deadline)
+                        .or_shutdown(&shutdown);
+                    let input = conn
+                        .next_line(COMMAND_LINE_MAX, &bounds, |line| {
+                            if s.command_is_secret(line) {
+                                LineLog::Secret
                             } else {
-                                conn.log.client(&line.bytes);
+                                LineLog::Client
                             }
-                            let Line { bytes, ending } = line;
-                            s.command(bytes, ending);
-                        }
-                        Ok(Err(_)) => {
+                        })
+                        .await;
+                    match input {
+                        Input::Line(Line { bytes, ending }) => s.command(bytes, ending),
+                        Input::TooLong { .. } => {
                             conn.log.client(b"<line too long, discarded>");
                             s.command_too_long();
                         }
-                        Err(Interrupted::Timeout) => s.timed_out(),
-                        Err(Interrupted::Shutdown) => s.shutting_down(),
-                        Err(Interrupted::Closed) => {
+                        Input::IdleTimeout | Input::Deadline => s.timed_out(),
+                        Input::Shutdown => s.shutting_down(),
+                        Input::Closed | Input::Failed(_) => {
                             conn.log.event("client closed the connection");
                             s.disconnected();
                             return;
@@ -146,20 +136,21 @@ impl SessionHandler for SmtpHandler {
                         write_failed(&mut s, &mut conn, &e);
                         return;
                     }
-                    let timeout =
-                        command_timeout.min(deadline.saturating_duration_since(Instant::now()));
-                    match flatten(
-                        tokio::time::timeout(timeout, conn.read_line(DATA_LINE_MAX)).await,
-                    ) {
-                        Ok(Ok(line)) => s.data_line(&line.bytes, line.ending),
-                        Ok(Err(crlf)) => s.data_line_too_long(crlf),
-                        Err(Interrupted::Closed) => {
+                    let bounds = Bounds::idle(command_timeout).and_until(deadline);
+                    // Message bodies are never logged.
+                    match conn
+                        .next_line(DATA_LINE_MAX, &bounds, |_| LineLog::Silent)
+                        .await
+                    {
+                        Input::Line(line) => s.data_line(&line.bytes, line.ending),
+                        Input::TooLong { crlf } => s.data_line_too_long(crlf),
+                        Input::Closed | Input::Failed(_) => {
                             conn.log
                                 .event("client closed the connection during DATA; nothing stored");
                             s.disconnected();
                             return;
                         }
-                        Err(_) => {
+                        Input::IdleTimeout | Input::Deadline | Input::Shutdown => {
                             conn.log.event("timeout during DATA; nothing stored");
                             s.timed_out();
                         }
@@ -170,24 +161,21 @@ impl SessionHandler for SmtpHandler {
                         write_failed(&mut s, &mut conn, &e);
                         return;
                     }
-                    let timeout =
-                        command_timeout.min(deadline.saturating_duration_since(Instant::now()));
-                    match flatten(
-                        tokio::time::timeout(timeout, conn.read_line(SASL_LINE_MAX)).await,
-                    ) {
-                        Ok(Ok(line)) => {
-                            conn.log.client_secret();
-                            s.sasl_response(&line.bytes, line.ending);
-                        }
-                        Ok(Err(_)) => {
+                    let bounds = Bounds::idle(command_timeout).and_until(deadline);
+                    match conn
+                        .next_line(SASL_LINE_MAX, &bounds, |_| LineLog::Secret)
+                        .await
+                    {
+                        Input::Line(line) => s.sasl_response(&line.bytes, line.ending),
+                        Input::TooLong { .. } => {
                             conn.log.client_secret();
                             s.sasl_too_long();
                         }
-                        Err(Interrupted::Closed) => {
+                        Input::Closed | Input::Failed(_) => {
                             s.disconnected();
                             return;
                         }
-                        Err(_) => s.timed_out(),
+                        Input::IdleTimeout | Input::Deadline | Input::Shutdown => s.timed_out(),
                     }
                 }
                 Next::Chunk { size, remaining } => {
@@ -203,10 +191,9 @@ impl SessionHandler for SmtpHandler {
                     }
                     // The timeout bounds each read, not the whole chunk (up to the
                     // message size limit): a slow client that keeps sending goes on.
-                    let timeout =
-                        command_timeout.min(deadline.saturating_duration_since(Instant::now()));
+                    let bounds = Bounds::idle(command_timeout).and_until(deadline);
                     let max = usize::try_from(remaining.min(BDAT_PIECE)).unwrap_or(1);
-                    match tokio::time::timeout(timeout, conn.read_some(max)).await {
+                    match bounds.run(conn.read_some(max)).await {
                         Ok(Ok(piece)) => s.chunk_data(&piece),
                         Ok(Err(_)) => {
                             conn.log
@@ -254,26 +241,13 @@ const BDAT_PIECE: u64 = 64 * 1024;
 /// A reply could not be sent: the client went away, or did not read for the command
 /// timeout (it may be trying to hold the session open). The session ends.
 fn write_failed(s: &mut Session, conn: &mut Connection, e: &std::io::Error) {
-    if e.kind() == std::io::ErrorKind::TimedOut {
+    if WriteFailure::of(e) == WriteFailure::TimedOut {
         conn.log
             .event("the client did not read our replies within the command timeout; closing");
         s.write_timed_out();
     } else {
         conn.log.event(&format!("write failed: {e}"));
         s.disconnected();
-    }
-}
-
-/// `Ok(Ok(line))`, `Ok(Err(crlf))` for an overlong line (and whether it ended in
-/// CRLF), or why there is no line.
-fn flatten(
-    r: Result<Result<Line, ReadError>, tokio::time::error::Elapsed>,
-) -> Result<Result<Line, bool>, Interrupted> {
-    match r {
-        Err(_) => Err(Interrupted::Timeout),
-        Ok(Ok(line)) => Ok(Ok(line)),
-        Ok(Err(ReadError::TooLong { crlf })) => Ok(Err(crlf)),
-        Ok(Err(ReadError::Eof | ReadError::Io(_))) => Err(Interrupted::Closed),
     }
 }
 
