@@ -20,10 +20,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bulwark_auth::sasl::MAX_SASL_LINE;
+use bulwark_auth::Authenticator;
+use bulwark_config::LoadedConfig;
 use bulwark_net::{
-    Bounds, Connection, Input, Interrupt, LineLog, ReadError, ServerContext, SessionHandler,
-    WriteFailure, MAX_SESSION_ERRORS,
+    Bounds, Connection, Input, Interrupt, LineLog, ReadError, SessionHandler, WriteFailure,
+    MAX_SESSION_ERRORS,
 };
+use bulwark_store::SharedStore;
+use bulwark_tls::TlsServer;
 use tokio::time::Instant;
 
 use crate::budget::{AppendSlot, Hold, SharedLimits};
@@ -43,22 +47,42 @@ const READ_CHUNK: u64 = 256 * 1024;
 
 /// The protocol handler for `imap` (143) and `imaps` (993).
 pub struct ImapHandler {
-    ctx: ServerContext,
+    config: Arc<LoadedConfig>,
+    store: SharedStore,
+    auth: Authenticator,
+    tls: TlsServer,
     notifier: Notifier,
     limits: SharedLimits,
 }
 
 impl ImapHandler {
     /// A handler with limits of its own; `with_limits` shares them between 143 and 993.
-    pub fn new(ctx: ServerContext) -> Arc<ImapHandler> {
-        let limits = SharedLimits::new(&ctx.config.config.imap);
-        ImapHandler::with_limits(ctx, limits)
+    pub fn new(
+        config: Arc<LoadedConfig>,
+        store: SharedStore,
+        auth: Authenticator,
+        tls: TlsServer,
+    ) -> Arc<ImapHandler> {
+        let limits = SharedLimits::new(&config.config.imap);
+        ImapHandler::with_limits(config, store, auth, tls, limits)
     }
 
-    pub fn with_limits(ctx: ServerContext, limits: SharedLimits) -> Arc<ImapHandler> {
-        let notifier = Notifier::new(&ctx.store);
+    /// A handler with what its sessions use: the configuration, the store, the
+    /// authenticator, the TLS configuration (STARTTLS) and the memory and APPEND
+    /// limits it shares with the other IMAP listener.
+    pub fn with_limits(
+        config: Arc<LoadedConfig>,
+        store: SharedStore,
+        auth: Authenticator,
+        tls: TlsServer,
+        limits: SharedLimits,
+    ) -> Arc<ImapHandler> {
+        let notifier = Notifier::new(&store);
         Arc::new(ImapHandler {
-            ctx,
+            config,
+            store,
+            auth,
+            tls,
             notifier,
             limits,
         })
@@ -265,7 +289,7 @@ impl SessionHandler for ImapHandler {
 
 impl ImapHandler {
     async fn session(&self, conn: &mut Connection) {
-        let icfg = &self.ctx.config.config.imap;
+        let icfg = &self.config.config.imap;
         let limits = FrameLimits {
             max_line: icfg.max_line_length,
             max_literal: icfg.max_literal_size,
@@ -277,19 +301,19 @@ impl ImapHandler {
         conn.set_write_timeout(WRITE_TIMEOUT.min(login_timeout));
         let listener = conn.kind().name();
         let mut s = Session::new(
-            self.ctx.store.clone(),
-            self.ctx.auth.clone(),
+            self.store.clone(),
+            self.auth.clone(),
             SessionConfig {
                 listener,
                 peer: conn.peer().ip(),
                 tls: conn.is_tls(),
                 max_literal_size: icfg.max_literal_size,
-                max_mime_parts: self.ctx.config.config.smtp.max_mime_parts as usize,
+                max_mime_parts: self.config.config.smtp.max_mime_parts as usize,
             },
             self.notifier.clone(),
         );
         s.set_memory_budget(self.limits.memory.clone());
-        let shutdown = self.ctx.shutdown.clone();
+        let shutdown = conn.shutdown().clone();
         let greeting = s.greeting();
         conn.log.server(greeting.trim_end().as_bytes());
         if let Err(e) = conn.send(greeting.as_bytes()).await {
@@ -428,7 +452,7 @@ impl ImapHandler {
                 Next::Continue => {}
                 Next::Close => return,
                 Next::StartTls => {
-                    let acceptor = self.ctx.tls.acceptor().clone();
+                    let acceptor = self.tls.acceptor().clone();
                     if conn.start_tls(&acceptor).await.is_err() {
                         return;
                     }
@@ -512,9 +536,9 @@ impl ImapHandler {
         idle_timeout: Duration,
     ) -> bool {
         let deadline = Instant::now() + idle_timeout;
-        let keepalive = Duration::from_secs(self.ctx.config.config.imap.idle_keepalive_secs.max(1));
+        let keepalive = Duration::from_secs(self.config.config.imap.idle_keepalive_secs.max(1));
         let mut next_keepalive = Instant::now() + keepalive;
-        let shutdown = self.ctx.shutdown.clone();
+        let shutdown = conn.shutdown().clone();
         loop {
             // Thousands of sessions may idle for hours: hold no buffer meanwhile.
             conn.shrink_buffers();

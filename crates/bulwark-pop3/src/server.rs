@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bulwark_auth::AuthError;
-use bulwark_config::{ListenerKind, TlsMode};
+use std::sync::Arc;
+
+use bulwark_auth::Authenticator;
+use bulwark_config::{ListenerKind, LoadedConfig, TlsMode};
 use bulwark_net::{
-    Bounds, Connection, Input, Line, LineLog, ServerContext, SessionHandler, WriteFailure,
-    DEFAULT_WRITE_TIMEOUT,
+    Bounds, Connection, Input, Line, LineLog, SessionHandler, WriteFailure, DEFAULT_WRITE_TIMEOUT,
 };
-use bulwark_store::{Account, BlobId, FlagOp, Flags, StoreError};
+use bulwark_store::{Account, BlobId, FlagOp, Flags, SharedStore, StoreError};
+use bulwark_tls::TlsServer;
 
 use crate::command::{metric_label, MAX_COMMAND_LINE, MAX_SASL_LINE};
 use crate::dotstuff::{top_prefix, DotStuffer};
@@ -29,19 +32,50 @@ const STREAM_CHUNK: usize = 32 * 1024;
 
 /// The POP3 protocol for one listener (110 or 995).
 pub struct Pop3Handler {
-    ctx: ServerContext,
+    config: Arc<LoadedConfig>,
+    store: SharedStore,
+    auth: Authenticator,
+    tls: TlsServer,
     kind: ListenerKind,
     locks: MaildropLocks,
 }
 
 impl Pop3Handler {
     /// A handler using the process-wide maildrop locks (shared by 110 and 995).
-    pub fn new(kind: ListenerKind, ctx: ServerContext) -> Pop3Handler {
-        Pop3Handler::with_locks(kind, ctx, MaildropLocks::process_wide())
+    pub fn new(
+        kind: ListenerKind,
+        config: Arc<LoadedConfig>,
+        store: SharedStore,
+        auth: Authenticator,
+        tls: TlsServer,
+    ) -> Pop3Handler {
+        Pop3Handler::with_locks(
+            kind,
+            config,
+            store,
+            auth,
+            tls,
+            MaildropLocks::process_wide(),
+        )
     }
 
-    pub fn with_locks(kind: ListenerKind, ctx: ServerContext, locks: MaildropLocks) -> Pop3Handler {
-        Pop3Handler { ctx, kind, locks }
+    /// A handler with maildrop locks of its own.
+    pub fn with_locks(
+        kind: ListenerKind,
+        config: Arc<LoadedConfig>,
+        store: SharedStore,
+        auth: Authenticator,
+        tls: TlsServer,
+        locks: MaildropLocks,
+    ) -> Pop3Handler {
+        Pop3Handler {
+            config,
+            store,
+            auth,
+            tls,
+            kind,
+            locks,
+        }
     }
 }
 
@@ -56,7 +90,7 @@ impl SessionHandler for Pop3Handler {
             session: Session::new(SessionSettings {
                 tls: false,
                 stls_available: self.kind.tls_mode() == TlsMode::Starttls,
-                hostname: self.ctx.hostname().to_string(),
+                hostname: self.config.config.server.hostname.clone(),
             }),
             guard: None,
             listener,
@@ -130,7 +164,7 @@ impl Shell<'_> {
                     // RFC 1939 §3: the autologout timer closes without UPDATE.
                     let r = Reply::err(format!(
                         "autologout: idle for {} seconds",
-                        self.h.ctx.config.config.pop3.timeout_secs
+                        self.h.config.config.pop3.timeout_secs
                     ));
                     self.conn.log.event("idle timeout");
                     let _ = self.reply(&r).await;
@@ -151,7 +185,7 @@ impl Shell<'_> {
     }
 
     fn timeout(&self) -> Duration {
-        Duration::from_secs(self.h.ctx.config.config.pop3.timeout_secs)
+        Duration::from_secs(self.h.config.config.pop3.timeout_secs)
     }
 
     /// Queues output (see the write timeout set in `run`).
@@ -226,12 +260,7 @@ impl Shell<'_> {
                     self.reply(&r).await?;
                     // Flushes the reply, then discards anything the client pipelined
                     // after STLS (the command-injection attack).
-                    if self
-                        .conn
-                        .start_tls(self.h.ctx.tls.acceptor())
-                        .await
-                        .is_err()
-                    {
+                    if self.conn.start_tls(self.h.tls.acceptor()).await.is_err() {
                         return Ok(false);
                     }
                     self.session.tls_started();
@@ -260,8 +289,8 @@ impl Shell<'_> {
     }
 
     async fn login(&mut self, req: LoginRequest) -> LoginOutcome {
-        let ctx = &self.h.ctx;
-        let result = ctx
+        let result = self
+            .h
             .auth
             .authenticate(
                 &req.username,
@@ -301,7 +330,7 @@ impl Shell<'_> {
             ));
             return LoginOutcome::InUse;
         };
-        let store = &self.h.ctx.store;
+        let store = &self.h.store;
         let snapshot = async {
             let inbox = store
                 .mailbox(account.id, "INBOX")
@@ -337,7 +366,7 @@ impl Shell<'_> {
         blob: BlobId,
         body_lines: Option<u32>,
     ) -> std::io::Result<()> {
-        let body = match self.h.ctx.store.read_blob(blob).await {
+        let body = match self.h.store.read_blob(blob).await {
             Ok(b) => b,
             Err(StoreError::NotFound(_)) => {
                 return self
@@ -392,7 +421,7 @@ impl Shell<'_> {
         delete: &[u32],
         seen: &[u32],
     ) -> Result<usize, ()> {
-        let store = &self.h.ctx.store;
+        let store = &self.h.store;
         if !seen.is_empty() {
             // Best effort: a flag is not worth failing the QUIT for.
             if let Err(e) = store

@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bulwark_config::{ListenerKind, Requirement};
-use bulwark_net::{
-    Bounds, Connection, Input, Line, LineLog, ServerContext, SessionHandler, WriteFailure,
-};
+use bulwark_auth::Authenticator;
+use bulwark_config::{ListenerKind, LoadedConfig, Requirement};
+use bulwark_net::{Bounds, Connection, Input, Line, LineLog, SessionHandler, WriteFailure};
+use bulwark_store::SharedStore;
+use bulwark_tls::TlsServer;
 use tokio::time::Instant;
 
 use crate::budget::InflightBudget;
@@ -28,26 +29,30 @@ use crate::session::{
 
 /// SMTP on one listener (smtp, submission or submissions).
 pub struct SmtpHandler {
-    ctx: ServerContext,
+    config: Arc<LoadedConfig>,
+    store: SharedStore,
+    auth: Authenticator,
+    tls: TlsServer,
     settings: Arc<SessionSettings>,
     checks: Arc<dyn SenderChecks>,
     busy: &'static [u8],
 }
 
 impl SmtpHandler {
-    /// `budget` is shared by every SMTP listener of the process
+    /// SMTP on `kind`, with what its sessions use: the configuration, the store, the
+    /// authenticator, the TLS configuration (STARTTLS) and the sender checks. `budget`
+    /// is shared by every SMTP listener of the process
     /// (`InflightBudget::new(config.smtp.max_inflight_bytes)`, made once).
     pub fn new(
         kind: ListenerKind,
-        ctx: ServerContext,
+        config: Arc<LoadedConfig>,
+        store: SharedStore,
+        auth: Authenticator,
+        tls: TlsServer,
         checks: Arc<dyn SenderChecks>,
         budget: Arc<InflightBudget>,
     ) -> SmtpHandler {
-        let settings = Arc::new(SessionSettings::from_config(
-            kind,
-            &ctx.config.config,
-            budget,
-        ));
+        let settings = Arc::new(SessionSettings::from_config(kind, &config.config, budget));
         // One line per listener for the whole process; leaking it gives the
         // `&'static` the accept loop wants.
         let busy: &'static [u8] = Box::leak(
@@ -59,7 +64,10 @@ impl SmtpHandler {
             .into_boxed_slice(),
         );
         SmtpHandler {
-            ctx,
+            config,
+            store,
+            auth,
+            tls,
             settings,
             checks,
             busy,
@@ -72,7 +80,7 @@ impl SessionHandler for SmtpHandler {
     async fn run(&self, mut conn: Connection) {
         let peer = conn.peer();
         let requirement = match self.settings.listener {
-            ListenerKind::Smtp => self.ctx.config.config.smtp.requirement_for(peer.ip()),
+            ListenerKind::Smtp => self.config.config.smtp.requirement_for(peer.ip()),
             _ => Requirement::AuthTls,
         };
         let mut s = Session::new(
@@ -83,7 +91,7 @@ impl SessionHandler for SmtpHandler {
             conn.tls().cloned(),
         );
         s.set_local_addr(conn.local());
-        let smtp = &self.ctx.config.config.smtp;
+        let smtp = &self.config.config.smtp;
         let command_timeout = Duration::from_secs(smtp.command_timeout_secs);
         let deadline = Instant::now() + Duration::from_secs(smtp.session_timeout_secs);
         let shutdown = conn.shutdown().clone();
@@ -211,7 +219,7 @@ impl SessionHandler for SmtpHandler {
                     let r = self.perform(effect, &s, &mut conn).await;
                     s.effect_done(r);
                 }
-                Next::StartTls => match conn.start_tls(self.ctx.tls.acceptor()).await {
+                Next::StartTls => match conn.start_tls(self.tls.acceptor()).await {
                     Ok(_) => match conn.tls().cloned() {
                         Some(info) => s.tls_started(info),
                         None => return,
@@ -272,7 +280,7 @@ impl SmtpHandler {
     }
 
     async fn perform(&self, effect: Effect, s: &Session, conn: &mut Connection) -> EffectResult {
-        let store = &self.ctx.store;
+        let store = &self.store;
         match effect {
             Effect::Resolve { address } => EffectResult::Resolved(store.resolve(&address).await),
             Effect::IsLocalDomain { domain } => {
@@ -284,7 +292,6 @@ impl SmtpHandler {
                 mechanism,
             } => {
                 let r = self
-                    .ctx
                     .auth
                     .authenticate(
                         &username,
