@@ -5,18 +5,18 @@
 //! does before anything reaches the authenticator, and checks the bounds the
 //! authenticator relies on.
 
-use crate::sasl::{decode_login_field, decode_plain, parse_plain};
+use crate::sasl::{decode_login_field, decode_plain, parse_plain, MAX_PASSWORD, MAX_USERNAME};
 
 pub fn sasl(data: &[u8]) {
     if let Ok(c) = parse_plain(data) {
-        assert!(!c.username.is_empty() && c.username.len() <= 255);
-        assert!(c.password.expose().len() <= 1024);
+        assert!(!c.username.is_empty() && c.username.len() <= MAX_USERNAME);
+        assert!(c.password.expose().len() <= MAX_PASSWORD);
         assert!(!c.username.contains('\0') && !c.password.expose().contains('\0'));
     }
     let text = String::from_utf8_lossy(data);
     let _ = decode_plain(&text);
     if let Ok(f) = decode_login_field(&text) {
-        assert!(f.len() <= 1024 && !f.contains('\0'));
+        assert!(f.len() <= MAX_PASSWORD && !f.contains('\0'));
     }
 }
 

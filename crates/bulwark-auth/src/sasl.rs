@@ -4,6 +4,19 @@
 
 use base64::Engine;
 
+/// Longest SASL client response line, CRLF included, in every protocol (SMTP AUTH,
+/// IMAP AUTHENTICATE, POP3 AUTH). RFC 4954 §4 requires SMTP servers to take at least
+/// 12,288 octets of base64 (plus CRLF: 12,290); we take IMAP's 16 KiB, the largest of
+/// the limits the protocols had, since PLAIN with the bounds below needs under 2 KiB
+/// and the line is read once per exchange, so a larger bound costs nothing and still
+/// caps what a client can make us buffer.
+pub const MAX_SASL_LINE: usize = 16 * 1024;
+/// Longest user name: an address (RFC 5321 §4.5.3.1: 64-octet local part, `@`,
+/// 255-octet domain).
+pub const MAX_USERNAME: usize = 64 + 1 + 255;
+/// Longest password. Argon2 takes any length; this bounds the work one attempt costs.
+pub const MAX_PASSWORD: usize = 1024;
+
 /// A password or other secret. It cannot be printed: Debug and Display show `***`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -74,7 +87,7 @@ pub fn parse_plain(message: &[u8]) -> Result<PlainCredentials, SaslError> {
     let authz = std::str::from_utf8(authz).map_err(|_| SaslError::Malformed)?;
     let authc = std::str::from_utf8(authc).map_err(|_| SaslError::Malformed)?;
     let pass = std::str::from_utf8(pass).map_err(|_| SaslError::Malformed)?;
-    if authc.is_empty() || authc.len() > 255 || pass.len() > 1024 {
+    if authc.is_empty() || authc.len() > MAX_USERNAME || pass.len() > MAX_PASSWORD {
         return Err(SaslError::Malformed);
     }
     if !authz.is_empty() && !authz.eq_ignore_ascii_case(authc) {
@@ -99,7 +112,7 @@ pub const LOGIN_PASSWORD_CHALLENGE: &str = "UGFzc3dvcmQ6";
 pub fn decode_login_field(b64: &str) -> Result<String, SaslError> {
     let raw = decode_response(b64)?;
     let s = String::from_utf8(raw).map_err(|_| SaslError::Malformed)?;
-    if s.len() > 1024 || s.contains('\0') {
+    if s.len() > MAX_PASSWORD.max(MAX_USERNAME) || s.contains('\0') {
         return Err(SaslError::Malformed);
     }
     Ok(s)
@@ -108,6 +121,28 @@ pub fn decode_login_field(b64: &str) -> Result<String, SaslError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_bounds_are_the_shared_ones() {
+        let user = |n: usize| format!("{}@{}", "u".repeat(64), "d".repeat(n - 65));
+        let plain = |u: &str, p: &str| format!("\0{u}\0{p}").into_bytes();
+        assert!(parse_plain(&plain(&user(MAX_USERNAME), "pw")).is_ok());
+        assert_eq!(
+            parse_plain(&plain(&user(MAX_USERNAME + 1), "pw")),
+            Err(SaslError::Malformed)
+        );
+        assert!(parse_plain(&plain("u", &"p".repeat(MAX_PASSWORD))).is_ok());
+        assert_eq!(
+            parse_plain(&plain("u", &"p".repeat(MAX_PASSWORD + 1))),
+            Err(SaslError::Malformed)
+        );
+        // The largest PLAIN response, base64-encoded with CRLF, fits one SASL line,
+        // and the line takes RFC 4954 §4's 12,288 octets of base64.
+        let b64 = base64::engine::general_purpose::STANDARD
+            .encode(plain(&user(MAX_USERNAME), &"p".repeat(MAX_PASSWORD)));
+        assert!(b64.len() + 2 <= MAX_SASL_LINE);
+        const { assert!(MAX_SASL_LINE >= 12_288 + 2) };
+    }
 
     fn b64(b: &[u8]) -> String {
         base64::engine::general_purpose::STANDARD.encode(b)

@@ -19,7 +19,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bulwark_net::{Connection, ReadError, ServerContext, SessionHandler};
+use bulwark_auth::sasl::MAX_SASL_LINE;
+use bulwark_auth::Authenticator;
+use bulwark_config::LoadedConfig;
+use bulwark_net::{
+    Bounds, Connection, Input, Interrupt, LineLog, ReadError, SessionHandler, WriteFailure,
+    MAX_SESSION_ERRORS,
+};
+use bulwark_store::SharedStore;
+use bulwark_tls::TlsServer;
 use tokio::time::Instant;
 
 use crate::budget::{AppendSlot, Hold, SharedLimits};
@@ -39,22 +47,42 @@ const READ_CHUNK: u64 = 256 * 1024;
 
 /// The protocol handler for `imap` (143) and `imaps` (993).
 pub struct ImapHandler {
-    ctx: ServerContext,
+    config: Arc<LoadedConfig>,
+    store: SharedStore,
+    auth: Authenticator,
+    tls: TlsServer,
     notifier: Notifier,
     limits: SharedLimits,
 }
 
 impl ImapHandler {
     /// A handler with limits of its own; `with_limits` shares them between 143 and 993.
-    pub fn new(ctx: ServerContext) -> Arc<ImapHandler> {
-        let limits = SharedLimits::new(&ctx.config.config.imap);
-        ImapHandler::with_limits(ctx, limits)
+    pub fn new(
+        config: Arc<LoadedConfig>,
+        store: SharedStore,
+        auth: Authenticator,
+        tls: TlsServer,
+    ) -> Arc<ImapHandler> {
+        let limits = SharedLimits::new(&config.config.imap);
+        ImapHandler::with_limits(config, store, auth, tls, limits)
     }
 
-    pub fn with_limits(ctx: ServerContext, limits: SharedLimits) -> Arc<ImapHandler> {
-        let notifier = Notifier::new(&ctx.store);
+    /// A handler with what its sessions use: the configuration, the store, the
+    /// authenticator, the TLS configuration (STARTTLS) and the memory and APPEND
+    /// limits it shares with the other IMAP listener.
+    pub fn with_limits(
+        config: Arc<LoadedConfig>,
+        store: SharedStore,
+        auth: Authenticator,
+        tls: TlsServer,
+        limits: SharedLimits,
+    ) -> Arc<ImapHandler> {
+        let notifier = Notifier::new(&store);
         Arc::new(ImapHandler {
-            ctx,
+            config,
+            store,
+            auth,
+            tls,
             notifier,
             limits,
         })
@@ -94,14 +122,26 @@ async fn admit_append(
     })
 }
 
-/// Responses go to the connection's buffer and the protocol log.
+/// Responses go to the connection's buffer and the protocol log; `BAD` responses
+/// count towards the session's error limit.
 struct ConnSink<'a> {
     conn: &'a mut Connection,
+    errors: &'a mut u32,
+}
+
+/// True for a `BAD` response, tagged or not (RFC 9051 §7.1.3: a protocol error).
+fn is_bad(response: &[u8]) -> bool {
+    let mut words = response.splitn(3, |b| *b == b' ');
+    let _tag = words.next();
+    matches!(words.next(), Some(w) if w.eq_ignore_ascii_case(b"BAD") || w.eq_ignore_ascii_case(b"BAD\r\n"))
 }
 
 #[async_trait]
 impl Sink for ConnSink<'_> {
     async fn send(&mut self, data: &[u8], log: &[u8]) -> std::io::Result<()> {
+        if is_bad(data) {
+            *self.errors += 1;
+        }
         self.conn.log.server(log);
         for piece in data.chunks(WRITE_CHUNK) {
             self.conn.write(piece).await?;
@@ -249,7 +289,7 @@ impl SessionHandler for ImapHandler {
 
 impl ImapHandler {
     async fn session(&self, conn: &mut Connection) {
-        let icfg = &self.ctx.config.config.imap;
+        let icfg = &self.config.config.imap;
         let limits = FrameLimits {
             max_line: icfg.max_line_length,
             max_literal: icfg.max_literal_size,
@@ -261,19 +301,19 @@ impl ImapHandler {
         conn.set_write_timeout(WRITE_TIMEOUT.min(login_timeout));
         let listener = conn.kind().name();
         let mut s = Session::new(
-            self.ctx.store.clone(),
-            self.ctx.auth.clone(),
+            self.store.clone(),
+            self.auth.clone(),
             SessionConfig {
                 listener,
                 peer: conn.peer().ip(),
                 tls: conn.is_tls(),
                 max_literal_size: icfg.max_literal_size,
-                max_mime_parts: self.ctx.config.config.smtp.max_mime_parts as usize,
+                max_mime_parts: self.config.config.smtp.max_mime_parts as usize,
             },
             self.notifier.clone(),
         );
         s.set_memory_budget(self.limits.memory.clone());
-        let shutdown = self.ctx.shutdown.clone();
+        let shutdown = conn.shutdown().clone();
         let greeting = s.greeting();
         conn.log.server(greeting.trim_end().as_bytes());
         if let Err(e) = conn.send(greeting.as_bytes()).await {
@@ -281,7 +321,15 @@ impl ImapHandler {
             return;
         }
         let mut authenticated = false;
+        // Protocol errors so far (BAD responses); at the limit the session ends.
+        let mut errors = 0u32;
         loop {
+            if errors >= MAX_SESSION_ERRORS {
+                conn.log.event("too many errors; closing");
+                bad_input(listener, "too_many_errors");
+                let _ = bye(conn, "* BYE Too many errors").await;
+                return;
+            }
             if !authenticated && s.is_authenticated() {
                 authenticated = true;
                 conn.set_write_timeout(WRITE_TIMEOUT);
@@ -297,14 +345,16 @@ impl ImapHandler {
             };
             // Held until the command read here has been handled (the APPEND stored).
             let mut holds = AppendHolds::default();
-            let frame = tokio::select! {
-                _ = shutdown.cancelled() => {
+            let bounds = Bounds::until(deadline).or_shutdown(&shutdown);
+            let shared = (&self.limits, s.logged_in_account());
+            let frame = bounds
+                .run(read_command(conn, state, limits, shared, &mut holds))
+                .await;
+            let frame = match frame {
+                Err(Interrupt::Shutdown) => {
                     let _ = bye(conn, "* BYE [UNAVAILABLE] Server shutting down").await;
                     return;
                 }
-                r = tokio::time::timeout_at(deadline, read_command(conn, state, limits, (&self.limits, s.logged_in_account()), &mut holds)) => r,
-            };
-            let frame = match frame {
                 Err(_) if authenticated => {
                     let _ = bye(conn, "* BYE Autologout; idle for too long").await;
                     return;
@@ -331,6 +381,7 @@ impl ImapHandler {
             let next = match frame {
                 Frame::LineTooLong { tag } => {
                     bad_input(listener, "line_too_long");
+                    errors += 1;
                     let t = tag.unwrap_or_else(|| "*".into());
                     reply(conn, &format!("{t} BAD [TOOBIG] Command line too long")).await
                 }
@@ -340,6 +391,7 @@ impl ImapHandler {
                     reason,
                 } => {
                     bad_input(listener, reason);
+                    errors += u32::from(is_bad(text.as_bytes()));
                     if close {
                         let _ = reply(conn, &text).await;
                         let _ = bye(conn, "* BYE Refused literal is already on its way").await;
@@ -349,6 +401,7 @@ impl ImapHandler {
                 }
                 Frame::TooComplex { tag, close } => {
                     bad_input(listener, "too_complex");
+                    errors += 1;
                     let t = tag.unwrap_or_else(|| "*".into());
                     let text = format!("{t} BAD [TOOBIG] Too many literals in one command");
                     if close {
@@ -360,11 +413,20 @@ impl ImapHandler {
                 }
                 Frame::Malformed { tag } => {
                     bad_input(listener, "malformed");
+                    errors += 1;
                     let t = tag.unwrap_or_else(|| "*".into());
                     reply(conn, &format!("{t} BAD Syntax error or unknown command")).await
                 }
                 Frame::Command(bytes) => {
-                    let r = s.handle_raw(&bytes, &mut ConnSink { conn }).await;
+                    let r = s
+                        .handle_raw(
+                            &bytes,
+                            &mut ConnSink {
+                                conn,
+                                errors: &mut errors,
+                            },
+                        )
+                        .await;
                     conn.log.set_user(s.user().map(str::to_string));
                     r
                 }
@@ -377,17 +439,20 @@ impl ImapHandler {
                 }
             };
             // Pipelined commands: answer them together (RFC 9051 §5.5).
-            if !conn.has_buffered_input() || next != Next::Continue {
-                if let Err(e) = conn.flush().await {
-                    write_failed(conn, &e);
-                    return;
-                }
+            let flushed = if next == Next::Continue {
+                conn.flush_unless_pipelined().await
+            } else {
+                conn.flush().await
+            };
+            if let Err(e) = flushed {
+                write_failed(conn, &e);
+                return;
             }
             match next {
                 Next::Continue => {}
                 Next::Close => return,
                 Next::StartTls => {
-                    let acceptor = self.ctx.tls.acceptor().clone();
+                    let acceptor = self.tls.acceptor().clone();
                     if conn.start_tls(&acceptor).await.is_err() {
                         return;
                     }
@@ -398,27 +463,34 @@ impl ImapHandler {
                         return;
                     }
                     conn.log.server(b"+ ");
-                    let line = tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        r = tokio::time::timeout_at(login_deadline, conn.read_line(16 * 1024)) => r,
-                    };
-                    let line = match line {
-                        Ok(Ok(l)) => l,
-                        Ok(Err(ReadError::TooLong { .. })) => {
+                    let bounds = Bounds::until(login_deadline).or_shutdown(&shutdown);
+                    let line = match conn
+                        .next_line(MAX_SASL_LINE, &bounds, |_| LineLog::Secret)
+                        .await
+                    {
+                        Input::Line(l) => l,
+                        Input::TooLong { .. } => {
+                            errors += 1;
                             let _ = reply(conn, &format!("{tag} BAD Authentication data too long"))
                                 .await;
                             continue;
                         }
-                        Err(_) => {
+                        Input::IdleTimeout | Input::Deadline => {
                             conn.log.event("login timeout");
                             let _ = bye(conn, "* BYE Autologout; login took too long").await;
                             return;
                         }
-                        _ => return,
+                        Input::Shutdown | Input::Closed | Input::Failed(_) => return,
                     };
-                    conn.log.client_secret();
                     let r = s
-                        .auth_response(&tag, &line.bytes, &mut ConnSink { conn })
+                        .auth_response(
+                            &tag,
+                            &line.bytes,
+                            &mut ConnSink {
+                                conn,
+                                errors: &mut errors,
+                            },
+                        )
                         .await;
                     conn.log.set_user(s.user().map(str::to_string));
                     if r.is_err() || conn.flush().await.is_err() {
@@ -464,9 +536,9 @@ impl ImapHandler {
         idle_timeout: Duration,
     ) -> bool {
         let deadline = Instant::now() + idle_timeout;
-        let keepalive = Duration::from_secs(self.ctx.config.config.imap.idle_keepalive_secs.max(1));
+        let keepalive = Duration::from_secs(self.config.config.imap.idle_keepalive_secs.max(1));
         let mut next_keepalive = Instant::now() + keepalive;
-        let shutdown = self.ctx.shutdown.clone();
+        let shutdown = conn.shutdown().clone();
         loop {
             // Thousands of sessions may idle for hours: hold no buffer meanwhile.
             conn.shrink_buffers();
@@ -503,7 +575,8 @@ impl ImapHandler {
                     return r.is_ok() && conn.flush().await.is_ok();
                 }
                 _ = s.wait_change() => {
-                    let r = s.idle_updates(&mut ConnSink { conn }).await;
+                    let mut no_errors = 0;
+                    let r = s.idle_updates(&mut ConnSink { conn, errors: &mut no_errors }).await;
                     let r = match r {
                         Ok(()) => conn.flush().await,
                         Err(e) => Err(e),
@@ -524,7 +597,7 @@ impl ImapHandler {
 
 /// A write failed: the client is gone or stopped reading (the write timeout).
 fn write_failed(conn: &mut Connection, e: &std::io::Error) {
-    if e.kind() == std::io::ErrorKind::TimedOut {
+    if WriteFailure::of(e) == WriteFailure::TimedOut {
         conn.log.event("client stopped reading; closing");
         metrics::counter!("bulwark_imap_write_timeouts_total", "listener" => conn.kind().name())
             .increment(1);
@@ -537,13 +610,27 @@ fn bad_input(listener: &'static str, reason: &'static str) {
 }
 
 async fn reply(conn: &mut Connection, text: &str) -> std::io::Result<Next> {
-    conn.log.server(text.as_bytes());
-    conn.write(text.as_bytes()).await?;
-    conn.write(b"\r\n").await?;
+    conn.reply_line(text.as_bytes()).await?;
     Ok(Next::Continue)
 }
 
 async fn bye(conn: &mut Connection, text: &str) -> std::io::Result<()> {
     reply(conn, text).await?;
     conn.flush().await
+}
+
+#[cfg(test)]
+mod shell_tests {
+    use super::is_bad;
+
+    #[test]
+    fn bad_responses_are_recognised() {
+        assert!(is_bad(b"a BAD Syntax error or unknown command\r\n"));
+        assert!(is_bad(b"* BAD [TOOBIG] Command line too long\r\n"));
+        assert!(is_bad(b"a bad\r\n"));
+        assert!(!is_bad(b"a NO [LIMIT] too much\r\n"));
+        assert!(!is_bad(b"* 3 EXISTS\r\n"));
+        assert!(!is_bad(b"* OK BAD news\r\n"));
+        assert!(!is_bad(b"BAD"));
+    }
 }

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use crate::transport::{TlsInfo, Transport};
+use crate::transport::{Plain, Stream, TlsInfo, Transport};
 
 /// How long a TLS handshake may take before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -105,6 +105,31 @@ impl Connection {
             discarded_head: Vec::new(),
             log,
         }
+    }
+
+    /// A connection over an in-memory stream (`tokio::io::duplex`), for tests and
+    /// harnesses that drive a whole protocol shell without sockets. No TLS yet;
+    /// STARTTLS works over it like over TCP.
+    pub fn over_stream(
+        io: impl Stream + 'static,
+        kind: ListenerKind,
+        peer: SocketAddr,
+        local: SocketAddr,
+        shutdown: CancellationToken,
+        log: SessionLog,
+    ) -> Connection {
+        let session_id = log.session_id().to_string();
+        Connection::new(
+            Transport::Plain(Plain::Memory(Box::new(io))),
+            BytesMut::new(),
+            peer,
+            local,
+            kind,
+            None,
+            session_id,
+            shutdown,
+            log,
+        )
     }
 
     /// Bounds how long a flush may wait for the client to read (default

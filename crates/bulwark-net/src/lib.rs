@@ -1,6 +1,7 @@
 //! The connection layer under every protocol: listeners, connection limits, the PROXY
 //! protocol, implicit TLS, STARTTLS, line and literal reading, graceful shutdown, and
-//! the `ServerContext` a protocol is built from.
+//! the session driver every protocol shell runs on (bounded reads, secret-aware
+//! logging, flushing once per pipelined batch, the write-timeout policy).
 //!
 //! Invariants owned here, so no protocol can get them wrong:
 //! - STARTTLS discards every byte the client sent before the handshake (the
@@ -14,7 +15,7 @@
 //! Must not: speak a mail protocol.
 
 mod connection;
-mod context;
+mod driver;
 mod limits;
 mod listener;
 mod proxy;
@@ -24,11 +25,11 @@ mod transport;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use connection::{Connection, Line, LineEnding, ReadError};
-pub use context::ServerContext;
+pub use connection::{Connection, Line, LineEnding, ReadError, DEFAULT_WRITE_TIMEOUT};
+pub use driver::{Bounds, Input, Interrupt, LineLog, WriteFailure, MAX_SESSION_ERRORS};
 pub use limits::{ConnectionLimits, ConnectionSlots, Refusal, SlotPermit, INTERNAL_DESCRIPTORS};
 pub use listener::{bind, BoundListener, SessionHandler};
-pub use transport::{TlsInfo, Transport};
+pub use transport::{Plain, Stream, TlsInfo, Transport};
 
 pub use tokio_util::sync::CancellationToken;
 pub use tokio_util::task::TaskTracker;

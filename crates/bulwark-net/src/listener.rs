@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::connection::HANDSHAKE_TIMEOUT;
 use crate::limits::{ConnectionLimits, ConnectionSlots};
-use crate::transport::{TlsInfo, Transport};
+use crate::transport::{Plain, TlsInfo, Transport};
 use crate::{new_session_id, proxy, Connection, Refusal};
 
 /// A PROXY header must arrive this quickly.
@@ -236,7 +236,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         } else {
             shared.tls.acceptor()
         };
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(Plain::Tcp(stream))).await {
             Ok(Ok(s)) => {
                 let info = TlsInfo::from_stream(&s);
                 metrics::counter!("bulwark_tls_handshakes_total", "listener" => listener, "version" => info.version.clone())
@@ -260,7 +260,7 @@ async fn handle(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             }
         }
     } else {
-        (Transport::Plain(stream), None)
+        (Transport::Plain(Plain::Tcp(stream)), None)
     };
 
     let conn = Connection::new(

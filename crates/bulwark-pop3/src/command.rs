@@ -11,10 +11,9 @@ use bulwark_auth::Secret;
 
 /// RFC 2449 §4: a command line is at most 255 octets including its CRLF.
 pub const MAX_COMMAND_LINE: usize = 255;
-/// A SASL client response line (RFC 5034 §4 leaves its length to the mechanism).
-/// PLAIN with our field limits (255-octet user, 1024-octet password) fits in 2 KiB of
-/// base64; 4 KiB leaves room and still bounds the read.
-pub const MAX_SASL_LINE: usize = 4096;
+/// A SASL client response line (RFC 5034 §4 leaves its length to the mechanism): the
+/// one bound of every protocol, `bulwark_auth::sasl::MAX_SASL_LINE`.
+pub const MAX_SASL_LINE: usize = bulwark_auth::sasl::MAX_SASL_LINE;
 /// RFC 2449 §4: a response's first line is at most 512 octets including its CRLF.
 pub const MAX_REPLY_LINE: usize = 512;
 

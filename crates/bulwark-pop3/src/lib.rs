@@ -30,6 +30,8 @@ pub mod maildrop;
 pub mod reply;
 mod server;
 pub mod session;
+#[cfg(test)]
+mod shell_tests;
 
 pub use lock::{MaildropGuard, MaildropLocks};
 pub use server::{Pop3Handler, BUSY_REPLY};

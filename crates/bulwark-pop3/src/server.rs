@@ -7,9 +7,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bulwark_auth::AuthError;
-use bulwark_config::{ListenerKind, TlsMode};
-use bulwark_net::{Connection, ReadError, ServerContext, SessionHandler};
-use bulwark_store::{Account, BlobId, FlagOp, Flags, StoreError};
+use std::sync::Arc;
+
+use bulwark_auth::Authenticator;
+use bulwark_config::{ListenerKind, LoadedConfig, TlsMode};
+use bulwark_net::{
+    Bounds, Connection, Input, Line, LineLog, SessionHandler, WriteFailure, DEFAULT_WRITE_TIMEOUT,
+};
+use bulwark_store::{Account, BlobId, FlagOp, Flags, SharedStore, StoreError};
+use bulwark_tls::TlsServer;
 
 use crate::command::{metric_label, MAX_COMMAND_LINE, MAX_SASL_LINE};
 use crate::dotstuff::{top_prefix, DotStuffer};
@@ -23,24 +29,53 @@ pub const BUSY_REPLY: &[u8] = b"-ERR [SYS/TEMP] too many connections; try again 
 
 /// Message bodies are encoded and written in pieces of this size.
 const STREAM_CHUNK: usize = 32 * 1024;
-/// How long the final flush and TLS close_notify may take.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The POP3 protocol for one listener (110 or 995).
 pub struct Pop3Handler {
-    ctx: ServerContext,
+    config: Arc<LoadedConfig>,
+    store: SharedStore,
+    auth: Authenticator,
+    tls: TlsServer,
     kind: ListenerKind,
     locks: MaildropLocks,
 }
 
 impl Pop3Handler {
     /// A handler using the process-wide maildrop locks (shared by 110 and 995).
-    pub fn new(kind: ListenerKind, ctx: ServerContext) -> Pop3Handler {
-        Pop3Handler::with_locks(kind, ctx, MaildropLocks::process_wide())
+    pub fn new(
+        kind: ListenerKind,
+        config: Arc<LoadedConfig>,
+        store: SharedStore,
+        auth: Authenticator,
+        tls: TlsServer,
+    ) -> Pop3Handler {
+        Pop3Handler::with_locks(
+            kind,
+            config,
+            store,
+            auth,
+            tls,
+            MaildropLocks::process_wide(),
+        )
     }
 
-    pub fn with_locks(kind: ListenerKind, ctx: ServerContext, locks: MaildropLocks) -> Pop3Handler {
-        Pop3Handler { ctx, kind, locks }
+    /// A handler with maildrop locks of its own.
+    pub fn with_locks(
+        kind: ListenerKind,
+        config: Arc<LoadedConfig>,
+        store: SharedStore,
+        auth: Authenticator,
+        tls: TlsServer,
+        locks: MaildropLocks,
+    ) -> Pop3Handler {
+        Pop3Handler {
+            config,
+            store,
+            auth,
+            tls,
+            kind,
+            locks,
+        }
     }
 }
 
@@ -55,7 +90,7 @@ impl SessionHandler for Pop3Handler {
             session: Session::new(SessionSettings {
                 tls: false,
                 stls_available: self.kind.tls_mode() == TlsMode::Starttls,
-                hostname: self.ctx.hostname().to_string(),
+                hostname: self.config.config.server.hostname.clone(),
             }),
             guard: None,
             listener,
@@ -63,24 +98,21 @@ impl SessionHandler for Pop3Handler {
         if shell.conn.is_tls() {
             shell.session.tls_started();
         }
+        // A client that stops reading cannot hold the session (and its maildrop lock)
+        // forever: a write that makes no progress for the session timeout fails.
+        let timeout = shell.timeout();
+        shell
+            .conn
+            .set_write_timeout(DEFAULT_WRITE_TIMEOUT.min(timeout));
         shell.run().await;
         // The lock goes first: closing may wait on a client that stopped reading.
         drop(shell.guard.take());
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, shell.conn.close()).await;
+        shell.conn.close().await;
     }
 
     fn busy_reply(&self) -> &'static [u8] {
         BUSY_REPLY
     }
-}
-
-/// How the read of the next line ended.
-enum Input {
-    Line(Vec<u8>),
-    TooLong,
-    Closed,
-    IdleTimeout,
-    Shutdown,
 }
 
 struct Shell<'a> {
@@ -100,7 +132,7 @@ impl Shell<'_> {
         }
         loop {
             let action = match self.read().await {
-                Input::Line(line) => {
+                Input::Line(Line { bytes: line, .. }) => {
                     let label = if self.session.expects_secret() {
                         "AUTH-response"
                     } else {
@@ -116,23 +148,23 @@ impl Shell<'_> {
                     .increment(1);
                     action
                 }
-                Input::TooLong => {
+                Input::TooLong { .. } => {
                     self.conn.log.event("line too long; discarded");
                     metrics::counter!("bulwark_pop3_commands_total", "listener" => self.listener,
                         "command" => "overlong", "result" => "err")
                     .increment(1);
                     self.session.on_line_too_long()
                 }
-                Input::Closed => {
+                Input::Closed | Input::Failed(_) => {
                     // RFC 1939 §6: no QUIT, no UPDATE: nothing is deleted.
                     self.conn.log.event("connection closed by client");
                     return;
                 }
-                Input::IdleTimeout => {
+                Input::IdleTimeout | Input::Deadline => {
                     // RFC 1939 §3: the autologout timer closes without UPDATE.
                     let r = Reply::err(format!(
                         "autologout: idle for {} seconds",
-                        self.h.ctx.config.config.pop3.timeout_secs
+                        self.h.config.config.pop3.timeout_secs
                     ));
                     self.conn.log.event("idle timeout");
                     let _ = self.reply(&r).await;
@@ -153,31 +185,27 @@ impl Shell<'_> {
     }
 
     fn timeout(&self) -> Duration {
-        Duration::from_secs(self.h.ctx.config.config.pop3.timeout_secs)
+        Duration::from_secs(self.h.config.config.pop3.timeout_secs)
     }
 
-    /// Queues output. A client that stops reading cannot hold the session (and its
-    /// maildrop lock) forever: a write that makes no progress for the session
-    /// timeout fails.
+    /// Queues output (see the write timeout set in `run`).
     async fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
-        let t = self.timeout();
-        match tokio::time::timeout(t, self.conn.write(data)).await {
-            Ok(r) => r,
-            Err(_) => Err(self.write_timed_out()),
-        }
+        let r = self.conn.write(data).await;
+        self.note_write(r)
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        let t = self.timeout();
-        match tokio::time::timeout(t, self.conn.flush()).await {
-            Ok(r) => r,
-            Err(_) => Err(self.write_timed_out()),
-        }
+        let r = self.conn.flush().await;
+        self.note_write(r)
     }
 
-    fn write_timed_out(&self) -> std::io::Error {
-        self.conn.log.event("client stopped reading; closing");
-        std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading")
+    fn note_write(&self, r: std::io::Result<()>) -> std::io::Result<()> {
+        if let Err(e) = &r {
+            if WriteFailure::of(e) == WriteFailure::TimedOut {
+                self.conn.log.event("client stopped reading; closing");
+            }
+        }
+        r
     }
 
     /// Reads the next line, flushing pending replies first unless the client has
@@ -192,29 +220,17 @@ impl Shell<'_> {
         } else {
             MAX_COMMAND_LINE
         };
-        let timeout = self.timeout();
-        let shutdown = self.conn.shutdown().clone();
-        let read = tokio::select! {
-            _ = shutdown.cancelled() => return Input::Shutdown,
-            r = tokio::time::timeout(timeout, self.conn.read_line(max)) => r,
+        let bounds = Bounds::idle(self.timeout()).or_shutdown(self.conn.shutdown());
+        let how = if secret {
+            LineLog::Secret
+        } else {
+            LineLog::Client
         };
-        match read {
-            Err(_) => Input::IdleTimeout,
-            Ok(Ok(line)) => {
-                if secret {
-                    self.conn.log.client_secret();
-                } else {
-                    self.conn.log.client(&line.bytes);
-                }
-                Input::Line(line.bytes)
-            }
-            Ok(Err(ReadError::TooLong { .. })) => Input::TooLong,
-            Ok(Err(ReadError::Eof)) => Input::Closed,
-            Ok(Err(ReadError::Io(e))) => {
-                self.conn.log.event(&format!("read error: {e}"));
-                Input::Closed
-            }
+        let input = self.conn.next_line(max, &bounds, |_| how).await;
+        if let Input::Failed(e) = &input {
+            self.conn.log.event(&format!("read error: {e}"));
         }
+        input
     }
 
     /// Queues a reply (flushed before the next read) and logs it: the status line, and
@@ -244,12 +260,7 @@ impl Shell<'_> {
                     self.reply(&r).await?;
                     // Flushes the reply, then discards anything the client pipelined
                     // after STLS (the command-injection attack).
-                    if self
-                        .conn
-                        .start_tls(self.h.ctx.tls.acceptor())
-                        .await
-                        .is_err()
-                    {
+                    if self.conn.start_tls(self.h.tls.acceptor()).await.is_err() {
                         return Ok(false);
                     }
                     self.session.tls_started();
@@ -278,8 +289,8 @@ impl Shell<'_> {
     }
 
     async fn login(&mut self, req: LoginRequest) -> LoginOutcome {
-        let ctx = &self.h.ctx;
-        let result = ctx
+        let result = self
+            .h
             .auth
             .authenticate(
                 &req.username,
@@ -319,7 +330,7 @@ impl Shell<'_> {
             ));
             return LoginOutcome::InUse;
         };
-        let store = &self.h.ctx.store;
+        let store = &self.h.store;
         let snapshot = async {
             let inbox = store
                 .mailbox(account.id, "INBOX")
@@ -355,7 +366,7 @@ impl Shell<'_> {
         blob: BlobId,
         body_lines: Option<u32>,
     ) -> std::io::Result<()> {
-        let body = match self.h.ctx.store.read_blob(blob).await {
+        let body = match self.h.store.read_blob(blob).await {
             Ok(b) => b,
             Err(StoreError::NotFound(_)) => {
                 return self
@@ -410,7 +421,7 @@ impl Shell<'_> {
         delete: &[u32],
         seen: &[u32],
     ) -> Result<usize, ()> {
-        let store = &self.h.ctx.store;
+        let store = &self.h.store;
         if !seen.is_empty() {
             // Best effort: a flag is not worth failing the QUIT for.
             if let Err(e) = store

@@ -11,10 +11,9 @@ use crate::command::{parse_args, split_verb, Command, Verb};
 use crate::maildrop::{Maildrop, NumberError};
 use crate::reply::Reply;
 
-/// After this many `-ERR` replies in one session the connection is closed (a client
-/// that keeps failing is broken or probing; the brute-force limiter handles the
-/// password guessing itself).
-pub const MAX_ERRORS: u32 = 20;
+/// After this many `-ERR` replies in one session the connection is closed (the limit
+/// shared with IMAP, `bulwark_net::MAX_SESSION_ERRORS`).
+pub const MAX_ERRORS: u32 = bulwark_net::MAX_SESSION_ERRORS;
 
 /// What the session knows about its transport.
 #[derive(Debug, Clone)]

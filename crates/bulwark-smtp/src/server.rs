@@ -13,8 +13,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bulwark_config::{ListenerKind, Requirement};
-use bulwark_net::{Connection, Line, ReadError, ServerContext, SessionHandler};
+use bulwark_auth::Authenticator;
+use bulwark_config::{ListenerKind, LoadedConfig, Requirement};
+use bulwark_net::{Bounds, Connection, Input, Line, LineLog, SessionHandler, WriteFailure};
+use bulwark_store::SharedStore;
+use bulwark_tls::TlsServer;
 use tokio::time::Instant;
 
 use crate::budget::InflightBudget;
@@ -26,26 +29,30 @@ use crate::session::{
 
 /// SMTP on one listener (smtp, submission or submissions).
 pub struct SmtpHandler {
-    ctx: ServerContext,
+    config: Arc<LoadedConfig>,
+    store: SharedStore,
+    auth: Authenticator,
+    tls: TlsServer,
     settings: Arc<SessionSettings>,
     checks: Arc<dyn SenderChecks>,
     busy: &'static [u8],
 }
 
 impl SmtpHandler {
-    /// `budget` is shared by every SMTP listener of the process
+    /// SMTP on `kind`, with what its sessions use: the configuration, the store, the
+    /// authenticator, the TLS configuration (STARTTLS) and the sender checks. `budget`
+    /// is shared by every SMTP listener of the process
     /// (`InflightBudget::new(config.smtp.max_inflight_bytes)`, made once).
     pub fn new(
         kind: ListenerKind,
-        ctx: ServerContext,
+        config: Arc<LoadedConfig>,
+        store: SharedStore,
+        auth: Authenticator,
+        tls: TlsServer,
         checks: Arc<dyn SenderChecks>,
         budget: Arc<InflightBudget>,
     ) -> SmtpHandler {
-        let settings = Arc::new(SessionSettings::from_config(
-            kind,
-            &ctx.config.config,
-            budget,
-        ));
+        let settings = Arc::new(SessionSettings::from_config(kind, &config.config, budget));
         // One line per listener for the whole process; leaking it gives the
         // `&'static` the accept loop wants.
         let busy: &'static [u8] = Box::leak(
@@ -57,7 +64,10 @@ impl SmtpHandler {
             .into_boxed_slice(),
         );
         SmtpHandler {
-            ctx,
+            config,
+            store,
+            auth,
+            tls,
             settings,
             checks,
             busy,
@@ -65,19 +75,12 @@ impl SmtpHandler {
     }
 }
 
-/// How a read ended, when it did not produce a line.
-enum Interrupted {
-    Timeout,
-    Shutdown,
-    Closed,
-}
-
 #[async_trait]
 impl SessionHandler for SmtpHandler {
     async fn run(&self, mut conn: Connection) {
         let peer = conn.peer();
         let requirement = match self.settings.listener {
-            ListenerKind::Smtp => self.ctx.config.config.smtp.requirement_for(peer.ip()),
+            ListenerKind::Smtp => self.config.config.smtp.requirement_for(peer.ip()),
             _ => Requirement::AuthTls,
         };
         let mut s = Session::new(
@@ -88,7 +91,7 @@ impl SessionHandler for SmtpHandler {
             conn.tls().cloned(),
         );
         s.set_local_addr(conn.local());
-        let smtp = &self.ctx.config.config.smtp;
+        let smtp = &self.config.config.smtp;
         let command_timeout = Duration::from_secs(smtp.command_timeout_secs);
         let deadline = Instant::now() + Duration::from_secs(smtp.session_timeout_secs);
         let shutdown = conn.shutdown().clone();
@@ -103,36 +106,31 @@ impl SessionHandler for SmtpHandler {
             match s.next_step() {
                 Next::Command => {
                     // Flush once per pipelined batch.
-                    if !conn.has_buffered_input() {
-                        if let Err(e) = conn.flush().await {
-                            write_failed(&mut s, &mut conn, &e);
-                            return;
-                        }
+                    if let Err(e) = conn.flush_unless_pipelined().await {
+                        write_failed(&mut s, &mut conn, &e);
+                        return;
                     }
-                    let timeout =
-                        command_timeout.min(deadline.saturating_duration_since(Instant::now()));
-                    let r = tokio::select! {
-                        biased;
-                        r = tokio::time::timeout(timeout, conn.read_line(COMMAND_LINE_MAX)) => flatten(r),
-                        _ = shutdown.cancelled() => Err(Interrupted::Shutdown),
-                    };
-                    match r {
-                        Ok(Ok(line)) => {
-                            if s.command_is_secret(&line.bytes) {
-                                conn.log.client_secret();
+                    let bounds = Bounds::idle(command_timeout)
+                        .and_until(deadline)
+                        .or_shutdown(&shutdown);
+                    let input = conn
+                        .next_line(COMMAND_LINE_MAX, &bounds, |line| {
+                            if s.command_is_secret(line) {
+                                LineLog::Secret
                             } else {
-                                conn.log.client(&line.bytes);
+                                LineLog::Client
                             }
-                            let Line { bytes, ending } = line;
-                            s.command(bytes, ending);
-                        }
-                        Ok(Err(_)) => {
+                        })
+                        .await;
+                    match input {
+                        Input::Line(Line { bytes, ending }) => s.command(bytes, ending),
+                        Input::TooLong { .. } => {
                             conn.log.client(b"<line too long, discarded>");
                             s.command_too_long();
                         }
-                        Err(Interrupted::Timeout) => s.timed_out(),
-                        Err(Interrupted::Shutdown) => s.shutting_down(),
-                        Err(Interrupted::Closed) => {
+                        Input::IdleTimeout | Input::Deadline => s.timed_out(),
+                        Input::Shutdown => s.shutting_down(),
+                        Input::Closed | Input::Failed(_) => {
                             conn.log.event("client closed the connection");
                             s.disconnected();
                             return;
@@ -146,20 +144,21 @@ impl SessionHandler for SmtpHandler {
                         write_failed(&mut s, &mut conn, &e);
                         return;
                     }
-                    let timeout =
-                        command_timeout.min(deadline.saturating_duration_since(Instant::now()));
-                    match flatten(
-                        tokio::time::timeout(timeout, conn.read_line(DATA_LINE_MAX)).await,
-                    ) {
-                        Ok(Ok(line)) => s.data_line(&line.bytes, line.ending),
-                        Ok(Err(crlf)) => s.data_line_too_long(crlf),
-                        Err(Interrupted::Closed) => {
+                    let bounds = Bounds::idle(command_timeout).and_until(deadline);
+                    // Message bodies are never logged.
+                    match conn
+                        .next_line(DATA_LINE_MAX, &bounds, |_| LineLog::Silent)
+                        .await
+                    {
+                        Input::Line(line) => s.data_line(&line.bytes, line.ending),
+                        Input::TooLong { crlf } => s.data_line_too_long(crlf),
+                        Input::Closed | Input::Failed(_) => {
                             conn.log
                                 .event("client closed the connection during DATA; nothing stored");
                             s.disconnected();
                             return;
                         }
-                        Err(_) => {
+                        Input::IdleTimeout | Input::Deadline | Input::Shutdown => {
                             conn.log.event("timeout during DATA; nothing stored");
                             s.timed_out();
                         }
@@ -170,24 +169,21 @@ impl SessionHandler for SmtpHandler {
                         write_failed(&mut s, &mut conn, &e);
                         return;
                     }
-                    let timeout =
-                        command_timeout.min(deadline.saturating_duration_since(Instant::now()));
-                    match flatten(
-                        tokio::time::timeout(timeout, conn.read_line(SASL_LINE_MAX)).await,
-                    ) {
-                        Ok(Ok(line)) => {
-                            conn.log.client_secret();
-                            s.sasl_response(&line.bytes, line.ending);
-                        }
-                        Ok(Err(_)) => {
+                    let bounds = Bounds::idle(command_timeout).and_until(deadline);
+                    match conn
+                        .next_line(SASL_LINE_MAX, &bounds, |_| LineLog::Secret)
+                        .await
+                    {
+                        Input::Line(line) => s.sasl_response(&line.bytes, line.ending),
+                        Input::TooLong { .. } => {
                             conn.log.client_secret();
                             s.sasl_too_long();
                         }
-                        Err(Interrupted::Closed) => {
+                        Input::Closed | Input::Failed(_) => {
                             s.disconnected();
                             return;
                         }
-                        Err(_) => s.timed_out(),
+                        Input::IdleTimeout | Input::Deadline | Input::Shutdown => s.timed_out(),
                     }
                 }
                 Next::Chunk { size, remaining } => {
@@ -203,10 +199,9 @@ impl SessionHandler for SmtpHandler {
                     }
                     // The timeout bounds each read, not the whole chunk (up to the
                     // message size limit): a slow client that keeps sending goes on.
-                    let timeout =
-                        command_timeout.min(deadline.saturating_duration_since(Instant::now()));
+                    let bounds = Bounds::idle(command_timeout).and_until(deadline);
                     let max = usize::try_from(remaining.min(BDAT_PIECE)).unwrap_or(1);
-                    match tokio::time::timeout(timeout, conn.read_some(max)).await {
+                    match bounds.run(conn.read_some(max)).await {
                         Ok(Ok(piece)) => s.chunk_data(&piece),
                         Ok(Err(_)) => {
                             conn.log
@@ -224,7 +219,7 @@ impl SessionHandler for SmtpHandler {
                     let r = self.perform(effect, &s, &mut conn).await;
                     s.effect_done(r);
                 }
-                Next::StartTls => match conn.start_tls(self.ctx.tls.acceptor()).await {
+                Next::StartTls => match conn.start_tls(self.tls.acceptor()).await {
                     Ok(_) => match conn.tls().cloned() {
                         Some(info) => s.tls_started(info),
                         None => return,
@@ -254,26 +249,13 @@ const BDAT_PIECE: u64 = 64 * 1024;
 /// A reply could not be sent: the client went away, or did not read for the command
 /// timeout (it may be trying to hold the session open). The session ends.
 fn write_failed(s: &mut Session, conn: &mut Connection, e: &std::io::Error) {
-    if e.kind() == std::io::ErrorKind::TimedOut {
+    if WriteFailure::of(e) == WriteFailure::TimedOut {
         conn.log
             .event("the client did not read our replies within the command timeout; closing");
         s.write_timed_out();
     } else {
         conn.log.event(&format!("write failed: {e}"));
         s.disconnected();
-    }
-}
-
-/// `Ok(Ok(line))`, `Ok(Err(crlf))` for an overlong line (and whether it ended in
-/// CRLF), or why there is no line.
-fn flatten(
-    r: Result<Result<Line, ReadError>, tokio::time::error::Elapsed>,
-) -> Result<Result<Line, bool>, Interrupted> {
-    match r {
-        Err(_) => Err(Interrupted::Timeout),
-        Ok(Ok(line)) => Ok(Ok(line)),
-        Ok(Err(ReadError::TooLong { crlf })) => Ok(Err(crlf)),
-        Ok(Err(ReadError::Eof | ReadError::Io(_))) => Err(Interrupted::Closed),
     }
 }
 
@@ -298,7 +280,7 @@ impl SmtpHandler {
     }
 
     async fn perform(&self, effect: Effect, s: &Session, conn: &mut Connection) -> EffectResult {
-        let store = &self.ctx.store;
+        let store = &self.store;
         match effect {
             Effect::Resolve { address } => EffectResult::Resolved(store.resolve(&address).await),
             Effect::IsLocalDomain { domain } => {
@@ -310,7 +292,6 @@ impl SmtpHandler {
                 mechanism,
             } => {
                 let r = self
-                    .ctx
                     .auth
                     .authenticate(
                         &username,

@@ -44,8 +44,9 @@ pub const COMMAND_LINE_MAX: usize = 1000;
 /// Longest line inside DATA. RFC 5321 §4.5.3.1.6 says 1000 octets; real mail is
 /// sometimes longer, so we accept up to this and refuse the message beyond it.
 pub const DATA_LINE_MAX: usize = 64 * 1024;
-/// Longest SASL response line (RFC 4954 §4: 12288 octets of base64 and CRLF).
-pub const SASL_LINE_MAX: usize = 12_290;
+/// Longest SASL response line: the one bound of every protocol (see
+/// `bulwark_auth::sasl::MAX_SASL_LINE`; at least RFC 4954 §4's 12,290).
+pub const SASL_LINE_MAX: usize = bulwark_auth::sasl::MAX_SASL_LINE;
 
 /// Per-listener settings, shared by its sessions.
 #[derive(Debug, Clone)]

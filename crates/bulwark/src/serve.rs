@@ -15,13 +15,26 @@ use std::time::Duration;
 use anyhow::Context;
 use bulwark_audit::runstate::{self, Availability, RunListener, RunState, SkippedListener};
 use bulwark_config::{metrics_exposed, ListenerKind, LoadedConfig, TlsMode};
-use bulwark_net::{CancellationToken, ServerContext, SessionHandler, TaskTracker};
+use bulwark_net::{CancellationToken, SessionHandler, TaskTracker};
 use bulwark_observe::scrape::ScrapeAccess;
 use bulwark_observe::{ProtocolLog, Redactor, Rotation};
 use bulwark_tls::{Severity, TlsServer};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::privilege::Plan;
+
+/// What the protocols and background services are built from: configuration, store,
+/// TLS, authentication and the shutdown signal. Made once by `serve`; each protocol
+/// handler takes the parts it uses.
+#[derive(Clone)]
+struct ServerContext {
+    config: Arc<bulwark_config::LoadedConfig>,
+    store: bulwark_store::SharedStore,
+    tls: bulwark_tls::TlsServer,
+    auth: bulwark_auth::Authenticator,
+    /// Cancelled on SIGTERM/SIGINT.
+    shutdown: CancellationToken,
+}
 
 /// The protocol behind each listener kind: the one place protocol crates plug in.
 /// `None` for the kinds `bulwark_audit::runstate::availability` calls not served (the
@@ -34,11 +47,18 @@ fn handler_for(
     imap_limits: &bulwark_imap::SharedLimits,
 ) -> Option<Arc<dyn SessionHandler>> {
     match kind {
-        ListenerKind::Pop3 | ListenerKind::Pop3s => {
-            Some(Arc::new(bulwark_pop3::Pop3Handler::new(kind, ctx.clone())))
-        }
+        ListenerKind::Pop3 | ListenerKind::Pop3s => Some(Arc::new(bulwark_pop3::Pop3Handler::new(
+            kind,
+            ctx.config.clone(),
+            ctx.store.clone(),
+            ctx.auth.clone(),
+            ctx.tls.clone(),
+        ))),
         ListenerKind::Imap | ListenerKind::Imaps => Some(bulwark_imap::ImapHandler::with_limits(
-            ctx.clone(),
+            ctx.config.clone(),
+            ctx.store.clone(),
+            ctx.auth.clone(),
+            ctx.tls.clone(),
             imap_limits.clone(),
         )),
         ListenerKind::Metrics => {
@@ -63,7 +83,10 @@ fn handler_for(
         ListenerKind::Smtp | ListenerKind::Submission | ListenerKind::Submissions => {
             Some(Arc::new(bulwark_smtp::SmtpHandler::new(
                 kind,
-                ctx.clone(),
+                ctx.config.clone(),
+                ctx.store.clone(),
+                ctx.auth.clone(),
+                ctx.tls.clone(),
                 sender_checks.clone(),
                 smtp_budget.clone(),
             )))

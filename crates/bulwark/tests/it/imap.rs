@@ -477,6 +477,27 @@ print('ok')
     assert!(out.contains("ok"), "{out}");
 }
 
+/// A client that keeps making protocol errors is closed at the limit POP3 has too
+/// (`bulwark_net::MAX_SESSION_ERRORS`, 20 BAD responses), with a BYE.
+#[test]
+fn too_many_bad_commands_end_the_session() {
+    let env = bad_input_env();
+    let out = env.py(r#"
+r = login_raw()
+for i in range(19):
+    out = r.cmd('a%d' % i, 'FROBNICATE')
+    assert out[-1].startswith('a%d BAD' % i), out
+r.send(b'z FROBNICATE\r\n')
+l = r.line()
+assert l.startswith('z BAD'), l
+l = r.line()
+assert l.startswith('* BYE'), l
+assert r.closed()
+print('ok')
+"#);
+    assert!(out.contains("ok"), "{out}");
+}
+
 #[test]
 fn an_overlong_line_gets_bad_and_the_session_goes_on() {
     let env = bad_input_env();
