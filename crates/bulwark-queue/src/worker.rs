@@ -15,6 +15,7 @@ use bulwark_store::{
     QueuedMessage, RecipientStatus, RecipientUpdate, Resolution, SharedStore, StoreError,
     StoreEvent,
 };
+use bulwark_wire::Enhanced;
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, Semaphore};
 use tokio::task::JoinSet;
@@ -22,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::downgrade::{Resigner, SevenBitCopy};
 use crate::dsn::{self, Action, DsnRecipient};
-use crate::message::{dot_stuff, MessageInfo};
+use crate::message::MessageInfo;
 use crate::outcome::{Outcome, Verdict};
 use crate::params::{DeliveryParams, NotifyOn};
 use crate::route::{self, Connector, Connectors};
@@ -109,7 +110,6 @@ struct EntryCtx {
     entry: QueuedMessage,
     params: DeliveryParams,
     data: Vec<u8>,
-    payload: Vec<u8>,
     info: MessageInfo,
     /// Made when a next hop lacks 8BITMIME (RFC 6152 §3).
     seven_bit: SevenBitCopy,
@@ -341,7 +341,6 @@ impl Worker {
         }
         let _memory = memory;
         let now = now();
-        let payload = dot_stuff(&data);
         let mut groups: BTreeMap<String, (Arc<Connector>, String, Vec<String>)> = BTreeMap::new();
         let mut immediate = Vec::new();
         for r in &entry.recipients {
@@ -351,7 +350,7 @@ impl Worker {
             let Some(domain) = domain_of(&r.address) else {
                 immediate.push(RecipientResult {
                     address: r.address.clone(),
-                    outcome: Outcome::failed("5.1.3", "the address has no domain"),
+                    outcome: Outcome::failed(Enhanced::new(5, 1, 3), "the address has no domain"),
                     remote: None,
                     remote_dsn: false,
                 });
@@ -369,7 +368,6 @@ impl Worker {
             entry,
             params,
             data,
-            payload,
             info,
             seven_bit: SevenBitCopy::default(),
             now,
@@ -559,7 +557,6 @@ impl Worker {
             recipients: rcpts,
             params: &ctx.params,
             info: ctx.info,
-            payload: &ctx.payload,
             data: &ctx.data,
             seven_bit: &ctx.seven_bit,
             resign: ctx
@@ -573,7 +570,8 @@ impl Worker {
         'hosts: for host in &hosts {
             for ip in &host.addrs {
                 if self.shutdown.is_cancelled() {
-                    let o = Outcome::deferred("4.3.2", "the server is shutting down");
+                    let o =
+                        Outcome::deferred(Enhanced::new(4, 3, 2), "the server is shutting down");
                     last_temporary = Some((o, host.name.clone()));
                     break 'hosts;
                 }
@@ -620,7 +618,10 @@ impl Worker {
             (Some(t), _) => t,
             (None, Some(p)) => p,
             (None, None) => (
-                Outcome::deferred("4.4.4", format!("no usable mail host for {domain}")),
+                Outcome::deferred(
+                    Enhanced::new(4, 4, 4),
+                    format!("no usable mail host for {domain}"),
+                ),
                 String::new(),
             ),
         };
@@ -657,8 +658,8 @@ impl Worker {
                         "RFC 5321 §4.5.4.1",
                         r.outcome.text
                     );
-                    if !o.status.starts_with('4') && !o.status.starts_with('5') {
-                        o.status = "4.4.7".into();
+                    if !o.status.is_transient() && !o.status.is_permanent() {
+                        o.status = Enhanced::new(4, 4, 7);
                     }
                     failed.push((r, o));
                     decided.insert(&r.address);
@@ -759,7 +760,7 @@ impl Worker {
                     let now_result = results.iter().find(|r| r.address == q.address);
                     let (status, text, remote, diag) = match now_result {
                         Some(r) => (
-                            r.outcome.status.clone(),
+                            r.outcome.status.to_string(),
                             self.explain(r, &r.outcome),
                             r.remote.clone(),
                             r.outcome.remote.then(|| r.outcome.text.clone()),
@@ -850,7 +851,7 @@ impl Worker {
             address: r.address.clone(),
             original: ctx.params.orcpt(&r.address).map(str::to_string),
             action,
-            status: o.status.clone(),
+            status: o.status.to_string(),
             remote_mta: r.remote.clone(),
             smtp_diagnostic: o.remote.then(|| o.text.clone()),
             explanation: self.explain(r, o),

@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 use super::client::{deliver, Envelope, HostResult, Settings};
-use crate::message::{dot_stuff, MessageInfo};
+use crate::message::MessageInfo;
 use crate::outcome::Verdict;
 use crate::params::DeliveryParams;
 use crate::route::Connector;
@@ -89,7 +89,6 @@ async fn run(c: &Connector, addr: SocketAddr, rcpts: &[&str]) -> super::client::
         recipients: &rcpts,
         params: &params,
         info: MessageInfo::of(&data),
-        payload: &dot_stuff(&data),
         data: &data,
         seven_bit: &Default::default(),
         resign: None,
@@ -144,7 +143,7 @@ async fn required_level_sends_nothing_without_starttls() {
         panic!("{:?}", a.result)
     };
     assert_eq!(
-        (o.verdict, o.status.as_str()),
+        (o.verdict, o.status.to_string().as_str()),
         (Verdict::Deferred, "4.7.10")
     );
     let lines = srv.await.unwrap();
@@ -192,7 +191,7 @@ async fn refused_greeting_and_broken_connections_move_to_the_next_host() {
     )
     .await;
     assert!(
-        matches!(&a.result, HostResult::NextHost(o) if o.verdict == Verdict::Failed && o.status == "5.7.1"),
+        matches!(&a.result, HostResult::NextHost(o) if o.verdict == Verdict::Failed && o.status.to_string() == "5.7.1"),
         "{:?}",
         a.result
     );
