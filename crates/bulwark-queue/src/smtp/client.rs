@@ -346,7 +346,7 @@ async fn session(
 
     // RFC 5321 §3.1: a server that does not greet with 220 does not want this mail
     // now; another MX may.
-    let greeting = match conn.read_reply(t, "connection (greeting)").await {
+    let greeting = match conn.read_reply(t, Stage::Greeting.as_str()).await {
         Ok((r, _)) => r,
         Err(b) => {
             conn.stream = None;
@@ -507,7 +507,7 @@ async fn authenticate(
         if let Err(b) = conn.send(line.as_bytes(), t).await {
             return deferred(b.0);
         }
-        conn.read_reply(t, "AUTH").await
+        conn.read_reply(t, Stage::Auth.as_str()).await
     } else if caps.auth_login {
         let (user, pass) = creds.login_responses();
         async {
@@ -579,7 +579,7 @@ async fn transactions(
             conn.send(&start, settings.command_timeout).await?;
             loop {
                 let (limit, what) = if tx.awaiting_end() {
-                    (settings.data_timeout, "end of data")
+                    (settings.data_timeout, Stage::EndOfData.as_str())
                 } else {
                     (settings.command_timeout, "command")
                 };
