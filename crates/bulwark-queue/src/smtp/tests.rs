@@ -81,15 +81,24 @@ fn settings() -> Settings {
 }
 
 async fn run(c: &Connector, addr: SocketAddr, rcpts: &[&str]) -> super::client::HostAttempt {
+    run_with(c, addr, rcpts, b"Subject: t\r\n\r\nhi\r\n").await
+}
+
+/// Delivers `data` to `rcpts` at `addr`.
+async fn run_with(
+    c: &Connector,
+    addr: SocketAddr,
+    rcpts: &[&str],
+    data: &[u8],
+) -> super::client::HostAttempt {
     let rcpts: Vec<String> = rcpts.iter().map(|s| s.to_string()).collect();
-    let data = b"Subject: t\r\n\r\nhi\r\n".to_vec();
     let params = DeliveryParams::default();
     let env = Envelope {
         return_path: "a@example.test",
         recipients: &rcpts,
         params: &params,
-        info: MessageInfo::of(&data),
-        data: &data,
+        info: MessageInfo::of(data),
+        data,
         seven_bit: &Default::default(),
         resign: None,
     };
@@ -348,20 +357,8 @@ async fn the_streamed_body_is_the_dot_stuffed_message() {
     let mut data = b"Subject: t\r\n\r\n".to_vec();
     data.resize(64 * 1024 - 1, b'a');
     data.extend_from_slice(b"\n.dot\r\n..two\nend");
-    let rcpts = vec!["x@remote.test".to_string()];
-    let params = DeliveryParams::default();
-    let env = Envelope {
-        return_path: "a@example.test",
-        recipients: &rcpts,
-        params: &params,
-        info: MessageInfo::of(&data),
-        data: &data,
-        seven_bit: &Default::default(),
-        resign: None,
-    };
-    let log = ProtocolLog::disabled("outbound", Redactor::Smtp).session("t", addr);
     let c = connector(TlsLevel::Opportunistic);
-    let a = deliver(&settings(), &c, "mx.remote.test", addr, &env, log).await;
+    let a = run_with(&c, addr, &["x@remote.test"], &data).await;
     assert!(matches!(&a.result, HostResult::Done(o) if o[0].verdict == Verdict::Delivered));
     let mut expected = Vec::new();
     let mut st = bulwark_wire::DotStuffer::new();
