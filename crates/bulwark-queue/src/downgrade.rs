@@ -25,7 +25,9 @@ use mail_builder::encoders::{
 };
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
 
-use crate::message::{dot_stuff, header_section, MessageInfo};
+use bulwark_wire::Enhanced;
+
+use crate::message::{header_section, MessageInfo};
 use crate::outcome::Outcome;
 
 /// DKIM signing for a converted message (RFC 6376 §3.4: any change of the body breaks
@@ -38,7 +40,7 @@ pub trait Resigner: Send + Sync + 'static {
 }
 
 /// The 7-bit form of a queued message, made at most once per delivery run and only
-/// when a next hop lacks 8BITMIME: the dot-stuffed payload and its facts, or the
+/// when a next hop lacks 8BITMIME: the converted message and its facts, or the
 /// outcome for every recipient when it cannot be made.
 #[derive(Default)]
 pub struct SevenBitCopy {
@@ -58,7 +60,10 @@ impl SevenBitCopy {
             let r = make(data, dkim);
             let result = if r.is_ok() { "converted" } else { "refused" };
             metrics::counter!("bulwark_delivery_downgrades_total", "result" => result).increment(1);
-            r.map(|m| (dot_stuff(&m), MessageInfo::of(&m)))
+            r.map(|m| {
+                let info = MessageInfo::of(&m);
+                (m, info)
+            })
         });
         match made {
             Ok((payload, info)) => Ok((payload.as_slice(), *info)),
@@ -70,7 +75,7 @@ impl SevenBitCopy {
 fn make(data: &[u8], dkim: Option<(&str, &dyn Resigner)>) -> Result<Vec<u8>, Outcome> {
     let converted = to_seven_bit(data).map_err(|e| {
         Outcome::failed(
-            "5.6.3",
+            Enhanced::new(5, 6, 3),
             format!("the next hop does not offer 8BITMIME (RFC 6152) and the message cannot be converted to 7-bit: {e}"),
         )
     })?;
@@ -88,7 +93,7 @@ fn make(data: &[u8], dkim: Option<(&str, &dyn Resigner)>) -> Result<Vec<u8>, Out
         // The key is gone: a broken signature helps nobody; send it unsigned.
         Ok(None) => Ok(unsigned),
         Err(e) => Err(Outcome::deferred(
-            "4.3.0",
+            Enhanced::new(4, 3, 0),
             format!("cannot DKIM-sign the message again after converting it to 7-bit: {e}"),
         )),
     }
@@ -478,8 +483,8 @@ mod tests {
         assert!(s.starts_with("DKIM-Signature: v=1; d=example.test; s=new; b=x\r\nDKIM-Signature: v=1; d=other.test; s=x; b=y\r\nReceived: from x\r\n"), "{s}");
         assert!(!s.contains("s=old"), "{s}");
         assert!(
-            s.ends_with("Gr=C3=BC=C3=9Fe\r\n.\r\n"),
-            "dot-stuffed and terminated: {s}"
+            s.ends_with("Gr=C3=BC=C3=9Fe\r\n"),
+            "converted, not dot-stuffed (the client stuffs as it sends): {s}"
         );
         // Not ours: converted, and the foreign signature is left as it is.
         let plain = SevenBitCopy::default();
@@ -487,6 +492,6 @@ mod tests {
         assert!(String::from_utf8_lossy(payload).contains("s=old"));
         let bad = "From: a@example.test\r\nSubject: caf\u{e9}\r\n\r\nx\r\n".as_bytes();
         let e = SevenBitCopy::default().get_or_make(bad, None).unwrap_err();
-        assert_eq!(e.status, "5.6.3");
+        assert_eq!(e.status.to_string(), "5.6.3");
     }
 }

@@ -6,6 +6,7 @@
 //! can never cause another notice: the worker sends none for entries whose sender is
 //! `<>`.
 
+use bulwark_wire::Enhanced;
 use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::date::Date;
 use mail_builder::headers::message_id::MessageId;
@@ -43,7 +44,7 @@ pub struct DsnRecipient {
     pub original: Option<String>,
     pub action: Action,
     /// RFC 3463 status.
-    pub status: String,
+    pub status: Enhanced,
     /// The remote server, when one answered.
     pub remote_mta: Option<String>,
     /// The server's reply (`smtp` diagnostic), when the outcome came from one.
@@ -244,7 +245,7 @@ mod tests {
             address: "bob@remote.test".into(),
             original: Some("rfc822;Bob@Remote.test".into()),
             action,
-            status: "5.1.1".into(),
+            status: Enhanced::new(5, 1, 1),
             remote_mta: Some("mx.remote.test".into()),
             smtp_diagnostic: Some("550 5.1.1 No such user".into()),
             explanation: "host mx.remote.test said: 550 5.1.1 No such user (in reply to RCPT TO)"
@@ -314,7 +315,7 @@ mod tests {
         assert!(full.contains("secret body"));
 
         let mut d = rcpt(Action::Delayed);
-        d.status = "4.4.1".into();
+        d.status = Enhanced::new(4, 4, 1);
         let rs = [d];
         let delay = String::from_utf8(build(&Report {
             reporting_mta: "mail.example.test",

@@ -10,6 +10,7 @@
 use std::collections::HashSet;
 
 use bulwark_store::{QueuedMessage, RecipientStatus, RecipientUpdate};
+use bulwark_wire::Enhanced;
 
 use crate::dsn::{Action, DsnRecipient};
 use crate::outcome::{Outcome, Verdict};
@@ -163,7 +164,7 @@ pub(crate) fn plan_finish(input: &FinishInput<'_>, policy: &FinishPolicy) -> Fin
         .map(|(r, o)| dsn_recipient(input, r, o, Action::Failed))
         .chain(relayed.iter().map(|r| {
             let mut d = dsn_recipient(input, r, &r.outcome, Action::Relayed);
-            d.status = "2.0.0".into();
+            d.status = Enhanced::new(2, 0, 0);
             d
         }))
         .collect();
@@ -212,8 +213,8 @@ fn expired(o: &Outcome, lifetime: i64) -> Outcome {
         "RFC 5321 §4.5.4.1",
         o.text
     );
-    if !f.status.starts_with('4') && !f.status.starts_with('5') {
-        f.status = "4.4.7".into();
+    if !f.status.is_transient() && !f.status.is_permanent() {
+        f.status = Enhanced::new(4, 4, 7);
     }
     f
 }
@@ -243,13 +244,13 @@ fn delay_notice(
             let now_result = input.results.iter().find(|r| r.address == q.address);
             let (status, text, remote, diag) = match now_result {
                 Some(r) => (
-                    r.outcome.status.clone(),
+                    r.outcome.status,
                     explain(r, &r.outcome),
                     r.remote.clone(),
                     r.outcome.remote.then(|| r.outcome.text.clone()),
                 ),
                 None => (
-                    "4.0.0".to_string(),
+                    Enhanced::new(4, 0, 0),
                     q.last_reply
                         .clone()
                         .unwrap_or_else(|| "not yet attempted".into()),
@@ -297,7 +298,7 @@ fn dsn_recipient(
         address: r.address.clone(),
         original: input.params.orcpt(&r.address).map(str::to_string),
         action,
-        status: o.status.clone(),
+        status: o.status,
         remote_mta: r.remote.clone(),
         smtp_diagnostic: o.remote.then(|| o.text.clone()),
         explanation: explain(r, o),
@@ -308,6 +309,7 @@ fn dsn_recipient(
 #[cfg(test)]
 mod tests {
     use bulwark_store::{QueueRecipient, RecipientParams};
+    use bulwark_wire::Stage;
 
     use super::*;
 
@@ -353,10 +355,10 @@ mod tests {
     fn delivered() -> Outcome {
         Outcome {
             verdict: Verdict::Delivered,
-            status: "2.0.0".into(),
+            status: Enhanced::new(2, 0, 0),
             text: "250 ok".into(),
             remote: true,
-            stage: Some("end of data"),
+            stage: Some(Stage::EndOfData),
         }
     }
 
@@ -379,7 +381,7 @@ mod tests {
         let p = DeliveryParams::default();
         let r = [result(
             "x@remote.test",
-            Outcome::failed("5.1.1", "550 no"),
+            Outcome::failed(Enhanced::new(5, 1, 1), "550 no"),
             false,
         )];
         let plan = plan(&e, &p, &r, 2000);
@@ -388,7 +390,7 @@ mod tests {
         };
         assert_eq!(n.len(), 1);
         assert_eq!(
-            (n[0].action, n[0].status.as_str()),
+            (n[0].action, n[0].status.to_string().as_str()),
             (Action::Failed, "5.1.1")
         );
         assert_eq!(n[0].last_attempt, Some(1995));
@@ -412,7 +414,7 @@ mod tests {
         let p = DeliveryParams::default();
         let r = [result(
             "x@remote.test",
-            Outcome::deferred("4.4.1", "no answer"),
+            Outcome::deferred(Enhanced::new(4, 4, 1), "no answer"),
             false,
         )];
         let before = plan(&e, &p, &r, 1000 + 5 * DAY - 1);
@@ -430,8 +432,11 @@ mod tests {
         // Decided now: no delay notice for it.
         assert!(matches!(after.delay_notice, DelayNotice::NotDue));
         // A status that is not a deferral's gets 4.4.7.
-        let o = expired(&Outcome::deferred("", "x"), 30);
-        assert_eq!((o.status.as_str(), o.verdict), ("4.4.7", Verdict::Failed));
+        let o = expired(&Outcome::deferred(Enhanced::new(2, 0, 0), "x"), 30);
+        assert_eq!(
+            (o.status.to_string().as_str(), o.verdict),
+            ("4.4.7", Verdict::Failed)
+        );
         assert!(o.text.starts_with("delivery time expired after 30s"));
     }
 
@@ -442,7 +447,7 @@ mod tests {
         let r = [
             result(
                 "x@remote.test",
-                Outcome::deferred("4.4.1", "no answer"),
+                Outcome::deferred(Enhanced::new(4, 4, 1), "no answer"),
                 false,
             ),
             result("y@remote.test", delivered(), false),
@@ -475,7 +480,7 @@ mod tests {
             d => panic!("{d:?}"),
         };
         assert_eq!(
-            (n[0].status.as_str(), n[0].explanation.as_str()),
+            (n[0].status.to_string().as_str(), n[0].explanation.as_str()),
             ("4.0.0", "451 earlier")
         );
     }
@@ -492,7 +497,7 @@ mod tests {
         );
         let r = [result(
             "x@remote.test",
-            Outcome::failed("5.1.1", "550 no"),
+            Outcome::failed(Enhanced::new(5, 1, 1), "550 no"),
             false,
         )];
         let e = entry("alice@example.test", &["x@remote.test"]);
@@ -501,7 +506,7 @@ mod tests {
         assert_eq!(never.updates(true)[0].status, RecipientStatus::Failed);
         let z = [result(
             "z@remote.test",
-            Outcome::deferred("4.4.1", "x"),
+            Outcome::deferred(Enhanced::new(4, 4, 1), "x"),
             false,
         )];
         let e = entry("alice@example.test", &["x@remote.test", "z@remote.test"]);
@@ -528,8 +533,16 @@ mod tests {
         };
         let e = entry("forged@elsewhere.test", &["x@remote.test", "z@remote.test"]);
         let r = [
-            result("x@remote.test", Outcome::failed("5.1.1", "550 no"), false),
-            result("z@remote.test", Outcome::deferred("4.4.1", "later"), false),
+            result(
+                "x@remote.test",
+                Outcome::failed(Enhanced::new(5, 1, 1), "550 no"),
+                false,
+            ),
+            result(
+                "z@remote.test",
+                Outcome::deferred(Enhanced::new(4, 4, 1), "later"),
+                false,
+            ),
         ];
         let plan = plan(&e, &p, &r, 1000 + 4 * 3600);
         assert!(matches!(plan.failure_notice, FailureNotice::None));
@@ -554,7 +567,7 @@ mod tests {
             panic!("{:?}", without.failure_notice);
         };
         assert_eq!(
-            (n[0].action, n[0].status.as_str()),
+            (n[0].action, n[0].status.to_string().as_str()),
             (Action::Relayed, "2.0.0")
         );
         assert_eq!(n[0].original.as_deref(), Some("rfc822;X@remote.test"));

@@ -1,4 +1,5 @@
-//! What the client needs to know about a message's octets, and how they go on the wire.
+//! What the client needs to know about a message's octets (they go on the wire
+//! dot-stuffed by `bulwark_wire::DotStuffer` as the client streams them).
 
 /// Facts about a message that decide which SMTP extensions its transfer needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,45 +34,9 @@ pub fn needs_utf8(address: &str) -> bool {
     !address.is_ascii()
 }
 
-/// The DATA payload (RFC 5321 §4.5.2): lines starting with "." get another ".", bare
-/// LF becomes CRLF (RFC 5321 §2.3.8 forbids bare LF on the wire), and the end-of-data
-/// marker follows.
-pub fn dot_stuff(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + data.len() / 50 + 5);
-    let mut at_line_start = true;
-    let mut prev = 0u8;
-    for &b in data {
-        if at_line_start && b == b'.' {
-            out.push(b'.');
-        }
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        at_line_start = b == b'\n';
-        prev = b;
-    }
-    if !out.is_empty() && !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dot_stuffing_and_line_ends() {
-        assert_eq!(
-            dot_stuff(b"a\r\n.b\r\n..\r\n"),
-            b"a\r\n..b\r\n...\r\n.\r\n".to_vec()
-        );
-        assert_eq!(dot_stuff(b".x\nend"), b"..x\r\nend\r\n.\r\n".to_vec());
-        assert_eq!(dot_stuff(b""), b".\r\n".to_vec());
-        assert_eq!(dot_stuff(b"a\r\n.\r\n"), b"a\r\n..\r\n.\r\n".to_vec());
-    }
 
     #[test]
     fn header_section_and_8bit() {

@@ -1,6 +1,6 @@
 //! The result of trying to deliver to one recipient.
 
-use crate::smtp::reply::Reply;
+use bulwark_wire::{Enhanced, Reply, Stage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Verdict {
@@ -25,8 +25,8 @@ impl Verdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub verdict: Verdict,
-    /// RFC 3463 status, e.g. "5.1.1".
-    pub status: String,
+    /// RFC 3463 status, e.g. 5.1.1.
+    pub status: Enhanced,
     /// The server's reply on one line ("550 5.1.1 No such user"), or what went wrong
     /// on our side ("connection refused").
     pub text: String,
@@ -34,13 +34,13 @@ pub struct Outcome {
     /// as `Diagnostic-Code: smtp; …`).
     pub remote: bool,
     /// Which command the reply answered, for the human part of a notice.
-    pub stage: Option<&'static str>,
+    pub stage: Option<Stage>,
 }
 
 impl Outcome {
     /// The outcome a reply means for the recipients it concerns.
-    pub fn from_reply(r: &Reply, stage: &'static str) -> Outcome {
-        let verdict = if r.is_positive() && stage == "end of data" {
+    pub fn from_reply(r: &Reply, stage: Stage) -> Outcome {
+        let verdict = if r.is_positive() && stage.ends_message() {
             Verdict::Delivered
         } else if r.is_permanent() {
             Verdict::Failed
@@ -48,7 +48,7 @@ impl Outcome {
             Verdict::Deferred
         };
         let status = match verdict {
-            Verdict::Deferred if !r.is_transient() => "4.0.0".to_string(),
+            Verdict::Deferred if !r.is_transient() => Enhanced::new(4, 0, 0),
             _ => r.status(),
         };
         Outcome {
@@ -61,10 +61,10 @@ impl Outcome {
     }
 
     /// A temporary problem on the way (connection, TLS, DNS).
-    pub fn deferred(status: &str, text: impl Into<String>) -> Outcome {
+    pub fn deferred(status: Enhanced, text: impl Into<String>) -> Outcome {
         Outcome {
             verdict: Verdict::Deferred,
-            status: status.to_string(),
+            status,
             text: text.into(),
             remote: false,
             stage: None,
@@ -72,10 +72,10 @@ impl Outcome {
     }
 
     /// A permanent problem found on our side (null MX, message too big, …).
-    pub fn failed(status: &str, text: impl Into<String>) -> Outcome {
+    pub fn failed(status: Enhanced, text: impl Into<String>) -> Outcome {
         Outcome {
             verdict: Verdict::Failed,
-            status: status.to_string(),
+            status,
             text: text.into(),
             remote: false,
             stage: None,

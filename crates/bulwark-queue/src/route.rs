@@ -12,6 +12,8 @@ use bulwark_dns::TokioResolver;
 use rand::seq::SliceRandom;
 use rustls::ClientConfig;
 
+use bulwark_wire::Enhanced;
+
 use crate::credentials::{CredentialsError, SaslCredentials};
 use crate::outcome::Outcome;
 use crate::tls::{client_config, TlsSetupError};
@@ -193,7 +195,7 @@ pub fn order_mx(
     }
     if records.len() == 1 && records[0].1.is_empty() {
         return Err(Outcome::failed(
-            "5.1.10",
+            Enhanced::new(5, 1, 10),
             "the recipient domain accepts no mail (null MX, RFC 7505)",
         ));
     }
@@ -208,7 +210,7 @@ pub fn order_mx(
         records.retain(|r| r.0 < own);
         if records.is_empty() {
             return Err(Outcome::failed(
-                "5.4.6",
+                Enhanced::new(5, 4, 6),
                 "the recipient domain's MX is this server, which does not accept mail for it (mail loops back to myself)",
             ));
         }
@@ -279,11 +281,11 @@ pub async fn resolve(
             // A smart host that does not resolve is our configuration's problem:
             // keep the mail and retry rather than bounce it.
             Ok(_) => Err(Outcome::deferred(
-                "4.4.4",
+                Enhanced::new(4, 4, 4),
                 format!("smart host {smart} has no address"),
             )),
             Err(e) => Err(Outcome::deferred(
-                "4.4.3",
+                Enhanced::new(4, 4, 3),
                 format!("cannot resolve smart host {smart}: {e}"),
             )),
         };
@@ -301,7 +303,7 @@ pub async fn resolve(
                 addrs: vec![ip],
             }]),
             Err(_) => Err(Outcome::failed(
-                "5.1.2",
+                Enhanced::new(5, 1, 2),
                 format!("{domain} is not a valid address literal"),
             )),
         };
@@ -324,7 +326,7 @@ pub async fn resolve(
         }
         Err(e) if e.is_nx_domain() => {
             return Err(Outcome::failed(
-                "5.1.2",
+                Enhanced::new(5, 1, 2),
                 format!("the domain {domain} does not exist (DNS NXDOMAIN)"),
             ))
         }
@@ -332,7 +334,7 @@ pub async fn resolve(
         Err(e) if e.is_no_records_found() => vec![domain.to_string()],
         Err(e) => {
             return Err(Outcome::deferred(
-                "4.4.3",
+                Enhanced::new(4, 4, 3),
                 format!("MX lookup for {domain} failed: {e}"),
             ))
         }
@@ -351,12 +353,12 @@ pub async fn resolve(
         // No MX and no address: the domain has no mail server at all (RFC 5321 §5.1).
         if implicit && errors.iter().all(|e| e.ends_with("has no address")) {
             return Err(Outcome::failed(
-                "5.1.2",
+                Enhanced::new(5, 1, 2),
                 format!("the domain {domain} has no MX and no address record"),
             ));
         }
         return Err(Outcome::deferred(
-            "4.4.3",
+            Enhanced::new(4, 4, 3),
             format!(
                 "no address for the mail hosts of {domain}: {}",
                 errors.join("; ")
@@ -458,7 +460,7 @@ pub fn limit(
     }
     if out.is_empty() {
         return Err(Outcome::failed(
-            "5.4.4",
+            Enhanced::new(5, 4, 4),
             format!(
                 "the mail hosts of {domain} resolve only to loopback or private addresses ({}), which this server does not deliver to",
                 refused.join(", ")
@@ -503,7 +505,7 @@ mod tests {
 
         let mut rng = rand::thread_rng();
         let e = order_mx(mx(&[(0, ".")]), &own, &mut rng).unwrap_err();
-        assert_eq!(e.status, "5.1.10");
+        assert_eq!(e.status.to_string(), "5.1.10");
         // We are a backup MX: only more preferred hosts remain.
         let o = order_mx(
             mx(&[
@@ -517,7 +519,7 @@ mod tests {
         .unwrap();
         assert_eq!(o, vec!["primary.test".to_string()]);
         let e = order_mx(mx(&[(10, "mail.example.test")]), &own, &mut rng).unwrap_err();
-        assert_eq!(e.status, "5.4.6");
+        assert_eq!(e.status.to_string(), "5.4.6");
     }
 
     fn loaded(toml: &str) -> LoadedConfig {
@@ -623,13 +625,13 @@ credentials_file = "missing"
 
         let e = resolve(&r, "null.test", &d, &own).await.unwrap_err();
         assert_eq!(
-            (e.verdict, e.status.as_str()),
+            (e.verdict, e.status.to_string().as_str()),
             (crate::outcome::Verdict::Failed, "5.1.10")
         );
         let e = resolve(&r, "missing.test", &d, &own).await.unwrap_err();
-        assert_eq!(e.status, "5.1.2");
+        assert_eq!(e.status.to_string(), "5.1.2");
         let e = resolve(&r, "nomail.test", &d, &own).await.unwrap_err();
-        assert_eq!(e.status, "5.1.2");
+        assert_eq!(e.status.to_string(), "5.1.2");
         let e = resolve(&r, "dangling.test", &d, &own).await.unwrap_err();
         assert_eq!(e.verdict, crate::outcome::Verdict::Deferred);
         let e = resolve(&r, "broken.test", &d, &own).await.unwrap_err();
@@ -699,7 +701,7 @@ credentials_file = "missing"
         )
         .unwrap_err();
         assert_eq!(
-            (e.verdict, e.status.as_str()),
+            (e.verdict, e.status.to_string().as_str()),
             (crate::outcome::Verdict::Failed, "5.4.4")
         );
         assert!(

@@ -14,6 +14,7 @@ use bulwark_store::{
     domain_of, plan_delivery, DeliveryAttempt, Folder, QueueId, QueuedMessage, RecipientStatus,
     RecipientUpdate, Recipients, SharedStore, StoreError, StoreEvent,
 };
+use bulwark_wire::Enhanced;
 use parking_lot::Mutex;
 use tokio::sync::{broadcast, Semaphore};
 use tokio::task::JoinSet;
@@ -25,7 +26,7 @@ use crate::finish::{
     plan_finish, wants_relayed_notice, DelayNotice, FailureNotice, FinishInput, FinishPolicy,
     RecipientResult,
 };
-use crate::message::{dot_stuff, MessageInfo};
+use crate::message::MessageInfo;
 use crate::outcome::{Outcome, Verdict};
 use crate::params::DeliveryParams;
 use crate::route::{self, Connector, Connectors};
@@ -94,7 +95,6 @@ struct EntryCtx {
     entry: QueuedMessage,
     params: DeliveryParams,
     data: Vec<u8>,
-    payload: Vec<u8>,
     info: MessageInfo,
     /// Made when a next hop lacks 8BITMIME (RFC 6152 §3).
     seven_bit: SevenBitCopy,
@@ -326,7 +326,6 @@ impl Worker {
         }
         let _memory = memory;
         let now = now();
-        let payload = dot_stuff(&data);
         let mut groups: BTreeMap<String, (Arc<Connector>, String, Vec<String>)> = BTreeMap::new();
         let mut immediate = Vec::new();
         for r in &entry.recipients {
@@ -336,7 +335,7 @@ impl Worker {
             let Some(domain) = domain_of(&r.address) else {
                 immediate.push(RecipientResult {
                     address: r.address.clone(),
-                    outcome: Outcome::failed("5.1.3", "the address has no domain"),
+                    outcome: Outcome::failed(Enhanced::new(5, 1, 3), "the address has no domain"),
                     remote: None,
                     remote_dsn: false,
                 });
@@ -354,7 +353,6 @@ impl Worker {
             entry,
             params,
             data,
-            payload,
             info,
             seven_bit: SevenBitCopy::default(),
             now,
@@ -544,7 +542,6 @@ impl Worker {
             recipients: rcpts,
             params: &ctx.params,
             info: ctx.info,
-            payload: &ctx.payload,
             data: &ctx.data,
             seven_bit: &ctx.seven_bit,
             resign: ctx
@@ -558,7 +555,8 @@ impl Worker {
         'hosts: for host in &hosts {
             for ip in &host.addrs {
                 if self.shutdown.is_cancelled() {
-                    let o = Outcome::deferred("4.3.2", "the server is shutting down");
+                    let o =
+                        Outcome::deferred(Enhanced::new(4, 3, 2), "the server is shutting down");
                     last_temporary = Some((o, host.name.clone()));
                     break 'hosts;
                 }
@@ -605,7 +603,10 @@ impl Worker {
             (Some(t), _) => t,
             (None, Some(p)) => p,
             (None, None) => (
-                Outcome::deferred("4.4.4", format!("no usable mail host for {domain}")),
+                Outcome::deferred(
+                    Enhanced::new(4, 4, 4),
+                    format!("no usable mail host for {domain}"),
+                ),
                 String::new(),
             ),
         };

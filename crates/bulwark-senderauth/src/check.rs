@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bulwark_config::senderauth::{AuthAction, SenderAuthConfig};
+use bulwark_wire::Enhanced;
 use mail_auth::common::crypto::Algorithm;
 use mail_auth::dkim::DkimError;
 use mail_auth::dmarc::verify::DmarcParameters;
@@ -31,13 +32,13 @@ pub enum Action {
     /// Permanent refusal: `code enhanced text`, e.g. `550 5.7.23 ...`.
     Reject {
         code: u16,
-        enhanced: &'static str,
+        enhanced: Enhanced,
         text: String,
     },
     /// Temporary refusal: `451 4.7.x ...`.
     TempFail {
         code: u16,
-        enhanced: &'static str,
+        enhanced: Enhanced,
         text: String,
     },
 }
@@ -257,14 +258,14 @@ fn spf_action(a: AuthAction, ev: &Evaluation) -> Action {
         AuthAction::Reject => Action::Reject {
             code: 550,
             enhanced: match ev.result {
-                SpfResult::PermError | SpfResult::TempError => "5.7.24",
-                _ => "5.7.23",
+                SpfResult::PermError | SpfResult::TempError => Enhanced::new(5, 7, 24),
+                _ => Enhanced::new(5, 7, 23),
             },
             text: reply_text(&spf_reason(ev, &who)),
         },
         AuthAction::Tempfail => Action::TempFail {
             code: 451,
-            enhanced: "4.7.24",
+            enhanced: Enhanced::new(4, 7, 24),
             text: reply_text(&format!("{}; try again later", spf_reason(ev, &who))),
         },
     }
@@ -304,12 +305,12 @@ fn other_action(a: AuthAction, check: &str, what: &str) -> Action {
         AuthAction::Quarantine => Action::Quarantine,
         AuthAction::Reject => Action::Reject {
             code: 550,
-            enhanced: "5.7.1",
+            enhanced: Enhanced::new(5, 7, 1),
             text: reply_text(&format!("{check}: {what}")),
         },
         AuthAction::Tempfail => Action::TempFail {
             code: 451,
-            enhanced: "4.7.1",
+            enhanced: Enhanced::new(4, 7, 1),
             text: reply_text(&format!("{check}: {what}; try again later")),
         },
     }
@@ -587,7 +588,7 @@ impl SenderAuth {
                 tracing::info!(target: "bulwark::senderauth", %domain, "MAIL FROM refused: the domain publishes a null MX");
                 Action::Reject {
                     code: 550,
-                    enhanced: "5.7.27",
+                    enhanced: Enhanced::new(5, 7, 27),
                     text: reply_text(&format!(
                         "Sender address rejected: {domain} publishes a null MX and sends no mail (RFC 7505)"
                     )),
@@ -1410,12 +1411,12 @@ mod tests {
     fn strictest_action_wins() {
         let r = Action::Reject {
             code: 550,
-            enhanced: "5.7.1",
+            enhanced: Enhanced::new(5, 7, 1),
             text: "x".into(),
         };
         let t = Action::TempFail {
             code: 451,
-            enhanced: "4.7.1",
+            enhanced: Enhanced::new(4, 7, 1),
             text: "y".into(),
         };
         assert_eq!(Action::Accept.max(Action::Tag), Action::Tag);

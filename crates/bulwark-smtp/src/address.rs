@@ -54,7 +54,7 @@ pub(crate) fn safe_quoted_content(inner: &str) -> bool {
 pub(crate) fn unread_path(mail: bool) -> SmtpError {
     SmtpError::new(
         501,
-        Enhanced(5, 5, 2),
+        Enhanced::new(5, 5, 2),
         "bad_address",
         if mail {
             "Syntax: MAIL FROM:<address> (no space before or after the colon but one)"
@@ -69,7 +69,7 @@ pub(crate) fn unread_path(mail: bool) -> SmtpError {
 fn unsafe_local_part(mail: bool) -> SmtpError {
     SmtpError::new(
         553,
-        Enhanced(5, 1, if mail { 7 } else { 3 }),
+        Enhanced::new(5, 1, if mail { 7 } else { 3 }),
         "bad_address",
         "Quoted local parts with <, >, @, quote, backslash or control characters are not accepted",
     )
@@ -79,14 +79,14 @@ fn bad_syntax(mail: bool) -> SmtpError {
     if mail {
         SmtpError::new(
             501,
-            Enhanced(5, 1, 7),
+            Enhanced::new(5, 1, 7),
             "bad_address",
             "Bad sender address syntax",
         )
     } else {
         SmtpError::new(
             501,
-            Enhanced(5, 1, 3),
+            Enhanced::new(5, 1, 3),
             "bad_address",
             "Bad recipient address syntax",
         )

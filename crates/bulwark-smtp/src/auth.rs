@@ -46,7 +46,7 @@ impl Session {
             }
             return self.auth_refused(SmtpError::new(
                 503,
-                Enhanced(5, 5, 1),
+                Enhanced::new(5, 5, 1),
                 "auth_unavailable",
                 "Authentication not available",
             ));
@@ -54,7 +54,7 @@ impl Session {
         if !self.auth_offered() {
             return self.auth_refused(SmtpError::new(
                 503,
-                Enhanced(5, 5, 1),
+                Enhanced::new(5, 5, 1),
                 "auth_unavailable",
                 "Authentication not available",
             ));
@@ -81,7 +81,7 @@ impl Session {
             AUTH_LOGIN => self.login_user(initial),
             _ => self.auth_refused(SmtpError::new(
                 504,
-                Enhanced(5, 5, 4),
+                Enhanced::new(5, 5, 4),
                 "auth_mechanism",
                 "Unrecognized authentication type",
             )),
@@ -111,7 +111,7 @@ impl Session {
         self.state = State::Command;
         self.fail(SmtpError::new(
             500,
-            Enhanced(5, 5, 6),
+            Enhanced::new(5, 5, 6),
             "auth_too_long",
             "Authentication exchange line is too long",
         ));
@@ -139,16 +139,19 @@ impl Session {
         self.auth_refused(match e {
             SaslError::Cancelled => SmtpError::new(
                 501,
-                Enhanced(5, 0, 0),
+                Enhanced::new(5, 0, 0),
                 "auth_cancelled",
                 "Authentication cancelled",
             ),
-            SaslError::Base64 => {
-                SmtpError::new(501, Enhanced(5, 5, 2), "auth_syntax", "Invalid base64 data")
-            }
+            SaslError::Base64 => SmtpError::new(
+                501,
+                Enhanced::new(5, 5, 2),
+                "auth_syntax",
+                "Invalid base64 data",
+            ),
             SaslError::Malformed | SaslError::AuthzMismatch => SmtpError::new(
                 501,
-                Enhanced(5, 5, 2),
+                Enhanced::new(5, 5, 2),
                 "auth_syntax",
                 "Malformed authentication data",
             ),
@@ -179,7 +182,7 @@ impl Session {
                 self.user = Some(account);
                 self.reply(Reply::new(
                     235,
-                    Enhanced(2, 7, 0),
+                    Enhanced::new(2, 7, 0),
                     "Authentication successful",
                 ));
             }
@@ -188,7 +191,7 @@ impl Session {
                 self.auth_trace(mechanism, "failure");
                 self.fail(SmtpError::new(
                     535,
-                    Enhanced(5, 7, 8),
+                    Enhanced::new(5, 7, 8),
                     "auth_failed",
                     "Authentication credentials invalid",
                 ));
@@ -197,7 +200,7 @@ impl Session {
                 self.auth_trace(mechanism, "throttled");
                 self.fail(SmtpError::new(
                     454,
-                    Enhanced(4, 7, 0),
+                    Enhanced::new(4, 7, 0),
                     "auth_throttled",
                     "Too many failed authentication attempts, try again later",
                 ));
@@ -206,7 +209,7 @@ impl Session {
                 self.auth_trace(mechanism, "unavailable");
                 self.fail(SmtpError::new(
                     454,
-                    Enhanced(4, 7, 0),
+                    Enhanced::new(4, 7, 0),
                     "auth_unavailable",
                     "Temporary authentication failure",
                 ));

@@ -31,7 +31,7 @@ impl Session {
             None => Some(SmtpError::bad_sequence("Need MAIL before BDAT")),
             Some(t) if t.recipients.is_empty() => Some(SmtpError::new(
                 554,
-                Enhanced(5, 5, 1),
+                Enhanced::new(5, 5, 1),
                 "no_recipients",
                 "No valid recipients",
             )),
@@ -105,7 +105,7 @@ impl Session {
         if !chunk.last {
             return self.reply(Reply::new(
                 250,
-                Enhanced(2, 0, 0),
+                Enhanced::new(2, 0, 0),
                 format!("{} octets received", chunk.size),
             ));
         }

@@ -65,7 +65,7 @@ impl OctetFlags {
         if self.bare_lf || self.bare_cr {
             return Some(SmtpError::new(
                 554,
-                Enhanced(5, 6, 0),
+                Enhanced::new(5, 6, 0),
                 if self.bare_lf { "bare_lf" } else { "bare_cr" },
                 "Message refused: bare LF or CR; lines must end with CRLF (RFC 5321 section 2.3.8)",
             ));
@@ -73,7 +73,7 @@ impl OctetFlags {
         if self.nul {
             return Some(SmtpError::new(
                 554,
-                Enhanced(5, 6, 0),
+                Enhanced::new(5, 6, 0),
                 "nul",
                 "Message refused: NUL octets are not allowed",
             ));
@@ -182,7 +182,7 @@ impl Session {
             // RFC 2920 §3.1: 554 when no recipient was accepted.
             return self.fail(SmtpError::new(
                 554,
-                Enhanced(5, 5, 1),
+                Enhanced::new(5, 5, 1),
                 "no_recipients",
                 "No valid recipients",
             ));
@@ -228,7 +228,7 @@ impl Session {
         } else if reader.too_long {
             Some(SmtpError::new(
                 554,
-                Enhanced(5, 6, 0),
+                Enhanced::new(5, 6, 0),
                 "line_too_long",
                 "Message refused: a line is too long",
             ))

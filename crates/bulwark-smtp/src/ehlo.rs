@@ -21,7 +21,7 @@ impl Session {
         if !crate::mail::valid_domain_or_literal(host, false) {
             return self.fail(SmtpError::new(
                 501,
-                Enhanced(5, 5, 4),
+                Enhanced::new(5, 5, 4),
                 "bad_helo",
                 "Invalid EHLO/HELO argument: a domain name or address literal is required (RFC 5321 section 4.1.1.1)",
             ));

@@ -41,7 +41,7 @@ pub(crate) fn dsn_text_ok(s: &str) -> bool {
 pub(crate) fn bad_dsn_parameter(name: &str) -> SmtpError {
     SmtpError::new(
         501,
-        Enhanced(5, 5, 4),
+        Enhanced::new(5, 5, 4),
         "bad_parameter",
         format!("Invalid value for parameter {name} (RFC 3461)"),
     )
@@ -110,7 +110,7 @@ pub(crate) fn valid_domain_or_literal(domain: &str, utf8: bool) -> bool {
 pub(crate) fn non_ascii_address() -> SmtpError {
     SmtpError::new(
         553,
-        Enhanced(5, 6, 7),
+        Enhanced::new(5, 6, 7),
         "non_ascii_address",
         "Non-ASCII addresses require SMTPUTF8",
     )
@@ -145,7 +145,7 @@ impl Session {
         {
             return self.fail(SmtpError::new(
                 555,
-                Enhanced(5, 5, 4),
+                Enhanced::new(5, 5, 4),
                 "bad_parameter",
                 "Unsupported MAIL parameter",
             ));
@@ -154,7 +154,7 @@ impl Session {
         if !esmtp && (from.flags != 0 || from.env_id.is_some()) {
             return self.fail(SmtpError::new(
                 555,
-                Enhanced(5, 5, 4),
+                Enhanced::new(5, 5, 4),
                 "bad_parameter",
                 "MAIL parameters require EHLO",
             ));
@@ -171,7 +171,7 @@ impl Session {
         if !address.is_empty() && !valid_address(&address, utf8) {
             return self.fail(SmtpError::new(
                 501,
-                Enhanced(5, 1, 7),
+                Enhanced::new(5, 1, 7),
                 "bad_address",
                 "Bad sender address syntax",
             ));
@@ -270,7 +270,7 @@ impl Session {
                 tracing::info!(target: "bulwark::smtp", session = %self.id, peer = %self.peer.ip(), mail_from = %req.address, "MAIL FROM refused: our domain without authentication");
                 self.fail(SmtpError::new(
                     550,
-                    Enhanced(5, 7, 1),
+                    Enhanced::new(5, 7, 1),
                     "local_sender",
                     "Authentication required to send as a local address",
                 ))
@@ -301,7 +301,7 @@ impl Session {
             note: v.note,
             ..Transaction::default()
         });
-        self.reply(Reply::new(250, Enhanced(2, 1, 0), "Sender OK"));
+        self.reply(Reply::new(250, Enhanced::new(2, 1, 0), "Sender OK"));
     }
 }
 
@@ -309,7 +309,7 @@ impl Session {
 pub(crate) fn not_your_address() -> SmtpError {
     SmtpError::new(
         550,
-        Enhanced(5, 7, 1),
+        Enhanced::new(5, 7, 1),
         "spoofing",
         "Sender address is not owned by the authenticated user",
     )

@@ -127,7 +127,7 @@ fn header_hygiene(scan: &HeaderScan) -> Option<SmtpError> {
     let n = scan.bad_line?;
     Some(SmtpError::new(
         554,
-        Enhanced(5, 6, 0),
+        Enhanced::new(5, 6, 0),
         "header_syntax",
         format!("Message refused: header line {n} is not a header field (RFC 5322 section 2.2)"),
     ))
@@ -140,7 +140,7 @@ fn originator_fields(scan: &HeaderScan) -> Option<SmtpError> {
     if scan.from_fields != 1 {
         return Some(SmtpError::new(
             550,
-            Enhanced(5, 7, 1),
+            Enhanced::new(5, 7, 1),
             "header_from",
             "Message refused: exactly one From header field is required (RFC 5322 section 3.6)",
         ));
@@ -148,7 +148,7 @@ fn originator_fields(scan: &HeaderScan) -> Option<SmtpError> {
     if scan.sender_fields > 1 {
         return Some(SmtpError::new(
             550,
-            Enhanced(5, 7, 1),
+            Enhanced::new(5, 7, 1),
             "header_from",
             "Message refused: at most one Sender header field is allowed (RFC 5322 section 3.6)",
         ));
@@ -165,14 +165,14 @@ fn structure_refusal(e: bulwark_mime::StructureError) -> SmtpError {
     match e {
         bulwark_mime::StructureError::TooDeep { .. } => SmtpError::new(
             554,
-            Enhanced(5, 6, 0),
+            Enhanced::new(5, 6, 0),
             "mime_nesting",
             format!("Message refused: {e}"),
         ),
         // RFC 3463 §3.4: 5.3.4 "message too big for system".
         bulwark_mime::StructureError::TooManyParts { .. } => SmtpError::new(
             552,
-            Enhanced(5, 3, 4),
+            Enhanced::new(5, 3, 4),
             "mime_parts",
             format!("Message refused: {e}"),
         ),
@@ -261,7 +261,7 @@ impl Session {
         if t.body.is_empty() {
             return self.message_refused(SmtpError::new(
                 554,
-                Enhanced(5, 6, 0),
+                Enhanced::new(5, 6, 0),
                 "empty",
                 "Message refused: empty message",
             ));
@@ -290,7 +290,7 @@ impl Session {
         if facts.received > max_hops {
             return self.message_refused(SmtpError::new(
                 554,
-                Enhanced(5, 4, 6),
+                Enhanced::new(5, 4, 6),
                 "loop",
                 "Message refused: too many Received headers (mail loop?)",
             ));
@@ -320,7 +320,7 @@ impl Session {
         if !facts.has_from || facts.unparseable_originator || facts.originators.is_empty() {
             return self.message_refused(SmtpError::new(
                 550,
-                Enhanced(5, 7, 1),
+                Enhanced::new(5, 7, 1),
                 "spoofing",
                 "Message refused: a From header with your address is required",
             ));
@@ -374,7 +374,7 @@ impl Session {
         match self.settings.local_from_on_inbound {
             LocalFromAction::Reject => self.message_refused(SmtpError::new(
                 550,
-                Enhanced(5, 7, 1),
+                Enhanced::new(5, 7, 1),
                 "local_from",
                 "Message refused: the From address is in a local domain; local users must authenticate (submission)",
             )),
@@ -634,7 +634,7 @@ impl Session {
                 };
                 self.reply(Reply::new(
                     250,
-                    Enhanced(2, 0, 0),
+                    Enhanced::new(2, 0, 0),
                     format!("Message accepted as {id}"),
                 ));
             }

@@ -25,7 +25,7 @@ fn in_range(value: &[u8]) -> bool {
 fn out_of_range(what: &str) -> SmtpError {
     SmtpError::new(
         501,
-        Enhanced(5, 5, 4),
+        Enhanced::new(5, 5, 4),
         "bad_parameter",
         format!("Invalid {what}: at most {MAX_DIGITS} digits"),
     )

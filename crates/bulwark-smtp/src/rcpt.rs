@@ -33,7 +33,7 @@ impl Session {
         if to.flags & !notify_flags != 0 || to.rrvs != 0 {
             return self.fail(SmtpError::new(
                 555,
-                Enhanced(5, 5, 4),
+                Enhanced::new(5, 5, 4),
                 "bad_parameter",
                 "Unsupported RCPT parameter",
             ));
@@ -42,7 +42,7 @@ impl Session {
         if !esmtp && (to.flags != 0 || to.orcpt.is_some()) {
             return self.fail(SmtpError::new(
                 555,
-                Enhanced(5, 5, 4),
+                Enhanced::new(5, 5, 4),
                 "bad_parameter",
                 "RCPT parameters require EHLO",
             ));
@@ -76,7 +76,7 @@ impl Session {
             // that does so is not misbehaving: no error count, no tarpit.
             return self.reply_uncounted(SmtpError::new(
                 452,
-                Enhanced(4, 5, 3),
+                Enhanced::new(4, 5, 3),
                 "too_many_recipients",
                 "Too many recipients",
             ));
@@ -93,7 +93,7 @@ impl Session {
         if !valid_address(&address, txn.utf8) {
             return self.fail(SmtpError::new(
                 501,
-                Enhanced(5, 1, 3),
+                Enhanced::new(5, 1, 3),
                 "bad_address",
                 "Bad recipient address syntax",
             ));
@@ -113,7 +113,7 @@ impl Session {
             if let Some(t) = self.txn.as_mut() {
                 t.rcpt_count += 1;
             }
-            return self.reply(Reply::new(250, Enhanced(2, 1, 5), "Recipient OK"));
+            return self.reply(Reply::new(250, Enhanced::new(2, 1, 5), "Recipient OK"));
         }
         self.request(
             Effect::Resolve {
@@ -170,17 +170,17 @@ impl Session {
                 txn.rcpt_count += 1;
                 metrics::counter!("bulwark_smtp_recipients_total", "listener" => self.settings.listener.name(), "kind" => "remote")
                     .increment(1);
-                self.reply(Reply::new(250, Enhanced(2, 1, 5), "Recipient OK"));
+                self.reply(Reply::new(250, Enhanced::new(2, 1, 5), "Recipient OK"));
             }
             Ok(Resolution::NotOurDomain) => self.fail(SmtpError::new(
                 554,
-                Enhanced(5, 7, 1),
+                Enhanced::new(5, 7, 1),
                 "relay_denied",
                 "Relay access denied",
             )),
             Ok(Resolution::Unknown) => self.fail(SmtpError::new(
                 550,
-                Enhanced(5, 1, 1),
+                Enhanced::new(5, 1, 1),
                 "unknown_recipient",
                 "No such user here",
             )),
@@ -215,6 +215,6 @@ impl Session {
         txn.rcpt_count += 1;
         metrics::counter!("bulwark_smtp_recipients_total", "listener" => self.settings.listener.name(), "kind" => "local")
             .increment(1);
-        self.reply(Reply::new(250, Enhanced(2, 1, 5), "Recipient OK"));
+        self.reply(Reply::new(250, Enhanced::new(2, 1, 5), "Recipient OK"));
     }
 }

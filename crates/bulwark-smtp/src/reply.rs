@@ -7,22 +7,14 @@
 //! modules return `Result<Reply, SmtpError>`; `Session::reply` is the one place that
 //! turns either into octets, counts it and applies the tarpit.
 //!
-//! Replies are formatted here rather than with smtp-proto's writers: its EHLO writer
-//! fixes the greeting text and its `Response` cannot carry two-digit enhanced codes
-//! such as 5.7.11 (RFC 4954 §6 / RFC 5248).
+//! Replies are formatted by `bulwark_wire::write_reply` (the one writer of the
+//! multi-line form, shared with the queue) rather than with smtp-proto's writers: its
+//! EHLO writer fixes the greeting text and its `Response` cannot carry two-digit
+//! enhanced codes such as 5.7.11 (RFC 4954 §6 / RFC 5248).
 
 use std::borrow::Cow;
-use std::fmt;
 
-/// An RFC 3463 enhanced status code `class.subject.detail`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Enhanced(pub u8, pub u16, pub u16);
-
-impl fmt::Display for Enhanced {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.0, self.1, self.2)
-    }
-}
+pub use bulwark_wire::Enhanced;
 
 /// One reply, possibly multi-line (EHLO).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +49,7 @@ impl Reply {
     }
 
     pub fn ok(text: impl Into<Cow<'static, str>>) -> Reply {
-        Reply::new(250, Enhanced(2, 0, 0), text)
+        Reply::new(250, Enhanced::new(2, 0, 0), text)
     }
 
     pub fn with_reason(mut self, reason: &'static str) -> Reply {
@@ -75,44 +67,16 @@ impl Reply {
         self.code >= 400
     }
 
-    /// Appends the reply in wire form (`code-text` continuation lines, `code text` last).
+    /// Appends the reply in wire form (`code-text` continuation lines, `code text` last,
+    /// printable ASCII only: `bulwark_wire::write_reply`).
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        use std::io::Write;
-        let n = self.lines.len();
-        for (i, line) in self.lines.iter().enumerate() {
-            let sep = if i + 1 == n { ' ' } else { '-' };
-            let _ = write!(out, "{}{}", self.code, sep);
-            if let Some(e) = self.enhanced {
-                let _ = write!(out, "{e} ");
-            }
-            write_ascii(line, out);
-            out.extend_from_slice(b"\r\n");
-        }
+        bulwark_wire::write_reply(out, self.code, self.enhanced, &self.lines);
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(64);
         self.write_to(&mut v);
         v
-    }
-}
-
-/// Reply text on the wire: printable US-ASCII only (RFC 5321 §4.2: textstring is
-/// HT, SP and %d33-126; RFC 6531 allows UTF-8 only in some replies to SMTPUTF8
-/// clients, and a client that did not ask may choke on it). Texts from elsewhere
-/// (the sender checks) may carry a `§` or a dash; they are spelled out, anything
-/// else non-ASCII becomes `?`, and line breaks a space (a reply never ends early).
-fn write_ascii(text: &str, out: &mut Vec<u8>) {
-    for c in text.chars() {
-        match c {
-            '§' => out.extend_from_slice(b"section "),
-            '\u{2013}' | '\u{2014}' => out.push(b'-'),
-            '\u{2018}' | '\u{2019}' => out.push(b'\''),
-            '\u{201c}' | '\u{201d}' => out.push(b'"'),
-            '\r' | '\n' => out.push(b' '),
-            '\t' | ' '..='~' => out.push(c as u8),
-            _ => out.push(b'?'),
-        }
     }
 }
 
@@ -152,15 +116,15 @@ impl SmtpError {
 
     /// 503 5.5.1: a command out of order (RFC 5321 §4.1.4).
     pub fn bad_sequence(message: &'static str) -> SmtpError {
-        SmtpError::new(503, Enhanced(5, 5, 1), "bad_sequence", message)
+        SmtpError::new(503, Enhanced::new(5, 5, 1), "bad_sequence", message)
     }
     pub fn syntax(message: impl Into<Cow<'static, str>>) -> SmtpError {
-        SmtpError::new(501, Enhanced(5, 5, 2), "syntax", message)
+        SmtpError::new(501, Enhanced::new(5, 5, 2), "syntax", message)
     }
     pub fn line_too_long() -> SmtpError {
         SmtpError::new(
             500,
-            Enhanced(5, 5, 2),
+            Enhanced::new(5, 5, 2),
             "line_too_long",
             "Line too long (at most 1000 octets including CRLF, RFC 5321 section 4.5.3.1.4)",
         )
@@ -168,7 +132,7 @@ impl SmtpError {
     pub fn unknown_command() -> SmtpError {
         SmtpError::new(
             500,
-            Enhanced(5, 5, 1),
+            Enhanced::new(5, 5, 1),
             "unknown_command",
             "Command unrecognized",
         )
@@ -176,7 +140,7 @@ impl SmtpError {
     pub fn not_implemented() -> SmtpError {
         SmtpError::new(
             502,
-            Enhanced(5, 5, 1),
+            Enhanced::new(5, 5, 1),
             "not_implemented",
             "Command not implemented",
         )
@@ -185,7 +149,7 @@ impl SmtpError {
     pub fn tls_required() -> SmtpError {
         SmtpError::new(
             530,
-            Enhanced(5, 7, 0),
+            Enhanced::new(5, 7, 0),
             "tls_required",
             "Must issue a STARTTLS command first",
         )
@@ -194,7 +158,7 @@ impl SmtpError {
     pub fn auth_required() -> SmtpError {
         SmtpError::new(
             530,
-            Enhanced(5, 7, 0),
+            Enhanced::new(5, 7, 0),
             "auth_required",
             "Authentication required",
         )
@@ -203,7 +167,7 @@ impl SmtpError {
     pub fn encryption_required() -> SmtpError {
         SmtpError::new(
             538,
-            Enhanced(5, 7, 11),
+            Enhanced::new(5, 7, 11),
             "encryption_required",
             "Encryption required for requested authentication mechanism",
         )
@@ -211,7 +175,7 @@ impl SmtpError {
     pub fn size_exceeded() -> SmtpError {
         SmtpError::new(
             552,
-            Enhanced(5, 3, 4),
+            Enhanced::new(5, 3, 4),
             "size",
             "Message size exceeds fixed maximum message size",
         )
@@ -222,7 +186,7 @@ impl SmtpError {
     pub fn insufficient_memory() -> SmtpError {
         SmtpError::new(
             452,
-            Enhanced(4, 3, 1),
+            Enhanced::new(4, 3, 1),
             "inflight_budget",
             "Insufficient system resources, try again later",
         )
@@ -230,7 +194,7 @@ impl SmtpError {
     pub fn temporary_failure(reason: &'static str) -> SmtpError {
         SmtpError::new(
             451,
-            Enhanced(4, 3, 0),
+            Enhanced::new(4, 3, 0),
             reason,
             "Temporary local problem, try again later",
         )
@@ -290,7 +254,7 @@ mod ascii_tests {
     fn replies_on_the_wire_are_ascii() {
         let r = SmtpError::new(
             550,
-            Enhanced(5, 7, 1),
+            Enhanced::new(5, 7, 1),
             "x",
             "DMARC (RFC 7489 \u{a7}6.6.1) \u{2014} caf\u{e9}\r\n250 fake",
         );

@@ -435,7 +435,7 @@ impl Session {
                     .increment(1);
                 r = Reply::new(
                     421,
-                    Enhanced(4, 7, 0),
+                    Enhanced::new(4, 7, 0),
                     format!(
                         "{} Too many errors, closing connection",
                         self.settings.hostname
@@ -469,7 +469,7 @@ impl Session {
         self.reply(
             Reply::new(
                 421,
-                Enhanced(4, 3, 0),
+                Enhanced::new(4, 3, 0),
                 format!(
                     "{} Internal error, closing connection",
                     self.settings.hostname
@@ -506,7 +506,7 @@ impl Session {
         if ending == LineEnding::Lf {
             return self.fail(SmtpError::new(
                 500,
-                Enhanced(5, 5, 2),
+                Enhanced::new(5, 5, 2),
                 "bare_lf",
                 "Lines must end with CRLF (RFC 5321 section 2.3.8)",
             ));
@@ -514,7 +514,7 @@ impl Session {
         if line.contains(&b'\r') {
             return self.fail(SmtpError::new(
                 500,
-                Enhanced(5, 5, 2),
+                Enhanced::new(5, 5, 2),
                 "bare_cr",
                 "Bare CR in command (RFC 5321 section 2.3.8)",
             ));
@@ -522,7 +522,7 @@ impl Session {
         if line.contains(&0) {
             return self.fail(SmtpError::new(
                 500,
-                Enhanced(5, 5, 2),
+                Enhanced::new(5, 5, 2),
                 "nul",
                 "NUL octet in command",
             ));
@@ -571,7 +571,7 @@ impl Session {
         self.reply(
             Reply::new(
                 421,
-                Enhanced(4, 4, 2),
+                Enhanced::new(4, 4, 2),
                 format!(
                     "{} Timeout exceeded, closing connection",
                     self.settings.hostname
@@ -598,7 +598,7 @@ impl Session {
         self.reply(
             Reply::new(
                 421,
-                Enhanced(4, 3, 2),
+                Enhanced::new(4, 3, 2),
                 format!(
                     "{} Service shutting down, try again later",
                     self.settings.hostname
@@ -688,24 +688,24 @@ impl Session {
             // RFC 5321 §3.5.3: 252 when we will not verify; never disclose accounts.
             Request::Vrfy { .. } => self.reply(Reply::new(
                 252,
-                Enhanced(2, 5, 0),
+                Enhanced::new(2, 5, 0),
                 "Cannot VRFY user, but will accept message and attempt delivery",
             )),
             Request::Expn { .. } => self.fail(SmtpError::new(
                 502,
-                Enhanced(5, 5, 1),
+                Enhanced::new(5, 5, 1),
                 "not_implemented",
                 "EXPN is not available",
             )),
             Request::Help { .. } => self.reply(Reply::new(
                 214,
-                Enhanced(2, 0, 0),
+                Enhanced::new(2, 0, 0),
                 "See RFC 5321; commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP VRFY QUIT",
             )),
             Request::Quit => {
                 self.reply(Reply::new(
                     221,
-                    Enhanced(2, 0, 0),
+                    Enhanced::new(2, 0, 0),
                     format!("{} closing connection", self.settings.hostname),
                 ));
                 self.txn = None;
@@ -756,27 +756,27 @@ fn parse_error(e: smtp_proto::Error) -> SmtpError {
         E::UnknownCommand => SmtpError::unknown_command(),
         E::InvalidSenderAddress => SmtpError::new(
             501,
-            Enhanced(5, 1, 7),
+            Enhanced::new(5, 1, 7),
             "bad_address",
             "Bad sender address syntax",
         ),
         E::InvalidRecipientAddress => SmtpError::new(
             501,
-            Enhanced(5, 1, 3),
+            Enhanced::new(5, 1, 3),
             "bad_address",
             "Bad recipient address syntax",
         ),
         E::SyntaxError { syntax } => SmtpError::syntax(format!("Syntax: {syntax}")),
         E::InvalidParameter { param } => SmtpError::new(
             501,
-            Enhanced(5, 5, 4),
+            Enhanced::new(5, 5, 4),
             "bad_parameter",
             format!("Invalid value for parameter {param}"),
         ),
         // RFC 5321 §4.1.1.11: 555 for MAIL/RCPT parameters not recognized.
         E::UnsupportedParameter { .. } => SmtpError::new(
             555,
-            Enhanced(5, 5, 4),
+            Enhanced::new(5, 5, 4),
             "bad_parameter",
             "Unsupported parameter",
         ),

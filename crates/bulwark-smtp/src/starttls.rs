@@ -15,7 +15,11 @@ impl Session {
         if self.tls.is_some() {
             return self.fail(SmtpError::bad_sequence("TLS already active"));
         }
-        self.reply(Reply::new(220, Enhanced(2, 0, 0), "Ready to start TLS"));
+        self.reply(Reply::new(
+            220,
+            Enhanced::new(2, 0, 0),
+            "Ready to start TLS",
+        ));
         self.state = State::StartTls;
     }
 

@@ -66,7 +66,12 @@ impl SenderChecks for ScriptedChecks {
     async fn check_mail_from(&self, ctx: &SenderContext) -> MailFromVerdict {
         if self.refuse_mail_from.as_deref() == Some(ctx.mail_from.as_str()) {
             return MailFromVerdict {
-                refuse: Some(SmtpError::new(550, Enhanced(5, 7, 23), "spf", "SPF fail")),
+                refuse: Some(SmtpError::new(
+                    550,
+                    Enhanced::new(5, 7, 23),
+                    "spf",
+                    "SPF fail",
+                )),
                 ..Default::default()
             };
         }
@@ -96,7 +101,7 @@ impl SenderChecks for ScriptedChecks {
         targets
             .iter()
             .all(|t| self.bad_routes.contains(t))
-            .then(|| SmtpError::new(556, Enhanced(5, 1, 10), "bad_route", "no route"))
+            .then(|| SmtpError::new(556, Enhanced::new(5, 1, 10), "bad_route", "no route"))
     }
     async fn sign(&self, ctx: &SignContext, message: &[&[u8]]) -> Result<String, SmtpError> {
         self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -463,7 +468,7 @@ async fn sender_check_may_refuse_and_quarantine() {
     let checks = ScriptedChecks {
         action: MessageAction::Refuse(SmtpError::new(
             550,
-            Enhanced(5, 7, 1),
+            Enhanced::new(5, 7, 1),
             "dmarc",
             "DMARC reject",
         )),

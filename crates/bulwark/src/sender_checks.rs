@@ -36,13 +36,6 @@ impl SenderAuthChecks {
     }
 }
 
-/// "5.7.23" → `Enhanced(5, 7, 23)`.
-fn enhanced(s: &str) -> Enhanced {
-    let mut p = s.split('.').map(|x| x.parse::<u16>().unwrap_or(0));
-    let class = p.next().unwrap_or(5) as u8;
-    Enhanced(class, p.next().unwrap_or(7), p.next().unwrap_or(1))
-}
-
 fn refusal(a: &Action, reason: &'static str) -> Option<SmtpError> {
     match a {
         Action::Reject {
@@ -54,7 +47,7 @@ fn refusal(a: &Action, reason: &'static str) -> Option<SmtpError> {
             code,
             enhanced: e,
             text,
-        } => Some(SmtpError::new(*code, enhanced(e), reason, text.clone())),
+        } => Some(SmtpError::new(*code, *e, reason, text.clone())),
         _ => None,
     }
 }
@@ -102,7 +95,7 @@ impl bulwark_smtp::SenderChecks for SenderAuthChecks {
         tracing::info!(target: "bulwark::senderauth", targets = targets.len(), "recipient refused: it only forwards to domains with a null MX");
         Some(SmtpError::new(
             556,
-            Enhanced(5, 1, 10),
+            Enhanced::new(5, 1, 10),
             "bad_route",
             "This address forwards to a domain that accepts no mail (null MX, RFC 7505)",
         ))

@@ -4,6 +4,8 @@
 //! purpose: a probe must see exactly what the server sends, which client libraries
 //! hide (they refuse cleartext AUTH, upgrade silently, or do not expose capabilities).
 
+use bulwark_wire::{ReplyBuffer, ReplyError};
+
 use super::conn::{ProbeConn, ProbeError};
 
 /// Which dialect to speak.
@@ -29,28 +31,26 @@ pub struct Caps {
     pub logindisabled: bool,
 }
 
-/// Most lines of one reply we read.
-const MAX_REPLY_LINES: usize = 200;
-
-/// An SMTP reply (RFC 5321 §4.2): code and the text of each line.
+/// An SMTP reply (RFC 5321 §4.2): code and the text of each line (enhanced code
+/// included, as the server wrote it). Framed and bounded by the wire vocabulary's
+/// reply parser (`bulwark_wire::ReplyBuffer`), the one the queue's client uses.
 async fn smtp_reply(c: &mut ProbeConn) -> Result<(u16, Vec<String>), ProbeError> {
-    let mut lines = Vec::new();
+    let mut buf = ReplyBuffer::default();
     loop {
         let l = c.read_line().await?;
-        let code = l
-            .get(..3)
-            .and_then(|s| s.parse::<u16>().ok())
-            .ok_or_else(|| ProbeError::Unexpected(l.clone()))?;
-        let more = l.as_bytes().get(3) == Some(&b'-');
-        lines.push(l.get(4..).unwrap_or("").to_string());
-        if !more {
-            return Ok((code, lines));
-        }
-        if lines.len() > MAX_REPLY_LINES {
-            return Err(ProbeError::Unexpected("endless reply".into()));
+        buf.push(l.as_bytes());
+        buf.push(b"\r\n");
+        match buf.next_reply() {
+            Ok(Some(r)) => return Ok((r.code.get(), r.lines)),
+            Ok(None) => {}
+            Err(ReplyError::Malformed(_)) => return Err(ProbeError::Unexpected(l)),
+            Err(e) => return Err(ProbeError::Unexpected(e.to_string())),
         }
     }
 }
+
+/// Most lines of one IMAP or POP3 reply we read.
+const MAX_REPLY_LINES: usize = 200;
 
 /// IMAP: untagged lines until the tagged completion; returns (status line, untagged).
 async fn imap_tagged(c: &mut ProbeConn, tag: &str) -> Result<(String, Vec<String>), ProbeError> {

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bulwark_observe::SessionLog;
+use bulwark_wire::{DotStuffer, Enhanced, Stage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -33,9 +34,8 @@ pub struct Envelope<'a> {
     pub recipients: &'a [String],
     pub params: &'a DeliveryParams,
     pub info: MessageInfo,
-    /// The message, dot-stuffed and terminated (`message::dot_stuff`).
-    pub payload: &'a [u8],
-    /// The message as queued, for a 7-bit copy when a next hop lacks 8BITMIME.
+    /// The message as queued; dot-stuffed as it is sent (`Conn::write_message`), and
+    /// the source of a 7-bit copy when a next hop lacks 8BITMIME.
     pub data: &'a [u8],
     /// That copy, shared by every destination of the entry (made once).
     pub seven_bit: &'a SevenBitCopy,
@@ -45,13 +45,13 @@ pub struct Envelope<'a> {
 }
 
 impl Envelope<'_> {
-    /// The payload and facts to send to a server with these capabilities: the message
+    /// The message and facts to send to a server with these capabilities: the message
     /// as queued, or its 7-bit copy for a server without 8BITMIME (RFC 6152 §3).
     fn payload_for(&self, caps: &Capabilities) -> Result<(&[u8], MessageInfo), Outcome> {
         if self.info.eight_bit && !caps.eight_bit_mime {
             self.seven_bit.get_or_make(self.data, self.resign)
         } else {
-            Ok((self.payload, self.info))
+            Ok((self.data, self.info))
         }
     }
 }
@@ -141,14 +141,30 @@ impl Conn {
             stream.write_all(bytes).await?;
             stream.flush().await
         };
-        match tokio::time::timeout(limit, w).await {
-            Err(_) => Err(Broken(format!(
-                "write timed out after {}s",
-                limit.as_secs()
-            ))),
-            Ok(Err(e)) => Err(Broken(format!("write error: {e}"))),
-            Ok(Ok(())) => Ok(()),
-        }
+        written(tokio::time::timeout(limit, w).await, limit)
+    }
+
+    /// Writes `message` dot-stuffed and terminated (RFC 5321 §4.5.2), encoding it in
+    /// pieces as they go out rather than holding a stuffed copy; `limit` bounds the
+    /// whole message, as it bounds one write.
+    async fn write_message(&mut self, message: &[u8], limit: Duration) -> Result<(), Broken> {
+        let stream = self.stream()?;
+        let w = async {
+            let mut stuffer = DotStuffer::new();
+            let mut buf = Vec::with_capacity(MESSAGE_PIECE + MESSAGE_PIECE / 32);
+            let mut pieces = message.chunks(MESSAGE_PIECE).peekable();
+            while let Some(piece) = pieces.next() {
+                stuffer.push(piece, &mut buf);
+                if pieces.peek().is_some() {
+                    stream.write_all(&buf).await?;
+                    buf.clear();
+                }
+            }
+            stuffer.finish(&mut buf);
+            stream.write_all(&buf).await?;
+            stream.flush().await
+        };
+        written(tokio::time::timeout(limit, w).await, limit)
     }
 
     /// Sends command lines; each goes to the protocol log through the SMTP redactor
@@ -214,6 +230,24 @@ impl Conn {
     }
 }
 
+/// How much of the message is dot-stuffed and written at a time.
+const MESSAGE_PIECE: usize = 64 * 1024;
+
+/// A write under a timeout, as the reason a connection broke.
+fn written(
+    r: Result<std::io::Result<()>, tokio::time::error::Elapsed>,
+    limit: Duration,
+) -> Result<(), Broken> {
+    match r {
+        Err(_) => Err(Broken(format!(
+            "write timed out after {}s",
+            limit.as_secs()
+        ))),
+        Ok(Err(e)) => Err(Broken(format!("write error: {e}"))),
+        Ok(Ok(())) => Ok(()),
+    }
+}
+
 fn peer(host: &str, addr: SocketAddr) -> String {
     format!("{host}[{}]:{}", addr.ip(), addr.port())
 }
@@ -242,7 +276,7 @@ pub async fn deliver(
                 tls: None,
                 remote_dsn: false,
                 result: HostResult::NextHost(Outcome::deferred(
-                    "4.4.1",
+                    Enhanced::new(4, 4, 1),
                     format!("cannot connect to {peer}: {e}"),
                 )),
             };
@@ -254,7 +288,7 @@ pub async fn deliver(
                 tls: None,
                 remote_dsn: false,
                 result: HostResult::NextHost(Outcome::deferred(
-                    "4.4.1",
+                    Enhanced::new(4, 4, 1),
                     format!(
                         "cannot connect to {peer}: no answer within {}s",
                         settings.connect_timeout.as_secs()
@@ -293,7 +327,10 @@ async fn session(
     let t = settings.command_timeout;
     let next = |o: Outcome| HostResult::NextHost(o);
     let broken = |b: Broken, peer: &str| {
-        HostResult::NextHost(Outcome::deferred("4.4.2", format!("{peer}: {}", b.0)))
+        HostResult::NextHost(Outcome::deferred(
+            Enhanced::new(4, 4, 2),
+            format!("{peer}: {}", b.0),
+        ))
     };
 
     // Implicit TLS (port 465, RFC 8314 §3.3): TLS before the greeting.
@@ -301,7 +338,7 @@ async fn session(
         if let Err(e) = conn.upgrade(connector, host, t).await {
             conn.stream = None;
             return next(Outcome::deferred(
-                "4.7.5",
+                Enhanced::new(4, 7, 5),
                 format!("TLS handshake with {} failed: {e}", conn.peer),
             ));
         }
@@ -309,7 +346,7 @@ async fn session(
 
     // RFC 5321 §3.1: a server that does not greet with 220 does not want this mail
     // now; another MX may.
-    let greeting = match conn.read_reply(t, "connection (greeting)").await {
+    let greeting = match conn.read_reply(t, Stage::Greeting.as_str()).await {
         Ok((r, _)) => r,
         Err(b) => {
             conn.stream = None;
@@ -317,7 +354,7 @@ async fn session(
         }
     };
     if !greeting.is_positive() {
-        return next(Outcome::from_reply(&greeting, "connection (greeting)"));
+        return next(Outcome::from_reply(&greeting, Stage::Greeting));
     }
 
     let mut caps = match ehlo(conn, settings).await {
@@ -336,9 +373,9 @@ async fn session(
                     return broken(b, &conn.peer);
                 }
             };
-            if r.code != 220 {
+            if r.code.get() != 220 {
                 return next(Outcome::deferred(
-                    "4.7.0",
+                    Enhanced::new(4, 7, 0),
                     format!(
                         "{} offered STARTTLS but refused it: {}",
                         conn.peer,
@@ -351,7 +388,7 @@ async fn session(
                 // cleartext and would be read as if it came over TLS.
                 conn.stream = None;
                 return next(Outcome::deferred(
-                    "4.7.0",
+                    Enhanced::new(4, 7, 0),
                     format!(
                         "{} sent data after its STARTTLS reply and before the handshake; not trusting the session",
                         conn.peer
@@ -361,7 +398,7 @@ async fn session(
             if let Err(e) = conn.upgrade(connector, host, t).await {
                 conn.stream = None;
                 return next(Outcome::deferred(
-                    "4.7.5",
+                    Enhanced::new(4, 7, 5),
                     format!("TLS handshake with {} failed: {e}", conn.peer),
                 ));
             }
@@ -372,7 +409,7 @@ async fn session(
             };
         } else if connector.level.requires_tls() {
             return next(Outcome::deferred(
-                "4.7.10",
+                Enhanced::new(4, 7, 10),
                 format!(
                     "{} does not offer STARTTLS, and connector {:?} requires TLS ({})",
                     conn.peer,
@@ -402,29 +439,32 @@ async fn ehlo(conn: &mut Conn, settings: &Settings) -> Result<Capabilities, Host
         .await
         .map_err(|b| {
             HostResult::NextHost(Outcome::deferred(
-                "4.4.2",
+                Enhanced::new(4, 4, 2),
                 format!("{}: {}", conn.peer, b.0),
             ))
         })?;
     if r.is_positive() {
         return Capabilities::from_ehlo(&raw).map_err(|e| {
-            HostResult::NextHost(Outcome::deferred("4.5.0", format!("{}: {e}", conn.peer)))
+            HostResult::NextHost(Outcome::deferred(
+                Enhanced::new(4, 5, 0),
+                format!("{}: {e}", conn.peer),
+            ))
         });
     }
     if !r.is_permanent() {
-        return Err(HostResult::NextHost(Outcome::from_reply(&r, "EHLO")));
+        return Err(HostResult::NextHost(Outcome::from_reply(&r, Stage::Ehlo)));
     }
     let (h, _) = conn
         .command(&format!("HELO {}", settings.helo), t)
         .await
         .map_err(|b| {
             HostResult::NextHost(Outcome::deferred(
-                "4.4.2",
+                Enhanced::new(4, 4, 2),
                 format!("{}: {}", conn.peer, b.0),
             ))
         })?;
     if !h.is_positive() {
-        return Err(HostResult::NextHost(Outcome::from_reply(&h, "HELO")));
+        return Err(HostResult::NextHost(Outcome::from_reply(&h, Stage::Helo)));
     }
     Ok(Capabilities::default())
 }
@@ -443,12 +483,17 @@ async fn authenticate(
         Ok(None) => return None,
         Err(e) => {
             return Some(HostResult::NextHost(Outcome::deferred(
-                "4.7.0",
+                Enhanced::new(4, 7, 0),
                 format!("connector {:?}: {e}", connector.name),
             )))
         }
     };
-    let deferred = |text: String| Some(HostResult::NextHost(Outcome::deferred("4.7.0", text)));
+    let deferred = |text: String| {
+        Some(HostResult::NextHost(Outcome::deferred(
+            Enhanced::new(4, 7, 0),
+            text,
+        )))
+    };
     if conn.tls.is_none() {
         // Unreachable with a valid configuration (credentials need tls >= required);
         // checked here too so no path can send a password in cleartext.
@@ -462,17 +507,17 @@ async fn authenticate(
         if let Err(b) = conn.send(line.as_bytes(), t).await {
             return deferred(b.0);
         }
-        conn.read_reply(t, "AUTH").await
+        conn.read_reply(t, Stage::Auth.as_str()).await
     } else if caps.auth_login {
         let (user, pass) = creds.login_responses();
         async {
             let (r, _) = conn.command("AUTH LOGIN", t).await?;
-            if r.code != 334 {
+            if r.code.get() != 334 {
                 return Ok((r, Vec::new()));
             }
             conn.send_secret(&user, t).await?;
             let (r, raw) = conn.read_reply(t, "AUTH LOGIN").await?;
-            if r.code != 334 {
+            if r.code.get() != 334 {
                 return Ok((r, raw));
             }
             conn.send_secret(&pass, t).await?;
@@ -487,13 +532,13 @@ async fn authenticate(
     };
     match reply {
         Err(b) => deferred(format!("{}: {}", conn.peer, b.0)),
-        Ok((r, _)) if r.code == 235 => {
+        Ok((r, _)) if r.code.get() == 235 => {
             conn.log.set_user(Some(creds.user.clone()));
             conn.log.event("authenticated");
             None
         }
         Ok((r, _)) => Some(HostResult::NextHost(Outcome::deferred(
-            "4.7.8",
+            Enhanced::new(4, 7, 8),
             format!("authentication at {} failed: {}", conn.peer, r.one_line()),
         ))),
     }
@@ -505,7 +550,7 @@ async fn transactions(
     caps: &Capabilities,
     env: &Envelope<'_>,
 ) -> HostResult {
-    let (payload, info) = match env.payload_for(caps) {
+    let (message, info) = match env.payload_for(caps) {
         Ok(p) => p,
         Err(o) => return HostResult::NextHost(o),
     };
@@ -534,7 +579,7 @@ async fn transactions(
             conn.send(&start, settings.command_timeout).await?;
             loop {
                 let (limit, what) = if tx.awaiting_end() {
-                    (settings.data_timeout, "end of data")
+                    (settings.data_timeout, Stage::EndOfData.as_str())
                 } else {
                     (settings.command_timeout, "command")
                 };
@@ -543,10 +588,12 @@ async fn transactions(
                     Step::Read => {}
                     Step::Send(b) => conn.send(&b, settings.command_timeout).await?,
                     Step::SendMessage => {
-                        conn.log
-                            .event(&format!("<{} octets of message data>", payload.len()));
+                        conn.log.event(&format!(
+                            "<{} octets of message data>",
+                            DotStuffer::encoded_len(message)
+                        ));
                         tx.mark_message_sent();
-                        conn.write(payload, settings.data_timeout).await?;
+                        conn.write_message(message, settings.data_timeout).await?;
                     }
                     Step::Done => return Ok::<(), Broken>(()),
                 }
@@ -556,7 +603,7 @@ async fn transactions(
             conn.stream = None;
             let reason = format!("{}: {}", conn.peer, b.0);
             if first && !tx.has_recipient_replies() && !tx.message_sent() {
-                return HostResult::NextHost(Outcome::deferred("4.4.2", reason));
+                return HostResult::NextHost(Outcome::deferred(Enhanced::new(4, 4, 2), reason));
             }
             for (j, o) in tx.abort(&reason).into_iter().enumerate() {
                 outcomes[remaining[j]] = Some(o);
@@ -578,7 +625,7 @@ async fn transactions(
     HostResult::Done(
         outcomes
             .into_iter()
-            .map(|o| o.unwrap_or_else(|| Outcome::deferred("4.4.2", "no outcome")))
+            .map(|o| o.unwrap_or_else(|| Outcome::deferred(Enhanced::new(4, 4, 2), "no outcome")))
             .collect(),
     )
 }

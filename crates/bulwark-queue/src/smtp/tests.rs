@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 use super::client::{deliver, Envelope, HostResult, Settings};
-use crate::message::{dot_stuff, MessageInfo};
+use crate::message::MessageInfo;
 use crate::outcome::Verdict;
 use crate::params::DeliveryParams;
 use crate::route::Connector;
@@ -81,16 +81,24 @@ fn settings() -> Settings {
 }
 
 async fn run(c: &Connector, addr: SocketAddr, rcpts: &[&str]) -> super::client::HostAttempt {
+    run_with(c, addr, rcpts, b"Subject: t\r\n\r\nhi\r\n").await
+}
+
+/// Delivers `data` to `rcpts` at `addr`.
+async fn run_with(
+    c: &Connector,
+    addr: SocketAddr,
+    rcpts: &[&str],
+    data: &[u8],
+) -> super::client::HostAttempt {
     let rcpts: Vec<String> = rcpts.iter().map(|s| s.to_string()).collect();
-    let data = b"Subject: t\r\n\r\nhi\r\n".to_vec();
     let params = DeliveryParams::default();
     let env = Envelope {
         return_path: "a@example.test",
         recipients: &rcpts,
         params: &params,
-        info: MessageInfo::of(&data),
-        payload: &dot_stuff(&data),
-        data: &data,
+        info: MessageInfo::of(data),
+        data,
         seven_bit: &Default::default(),
         resign: None,
     };
@@ -144,7 +152,7 @@ async fn required_level_sends_nothing_without_starttls() {
         panic!("{:?}", a.result)
     };
     assert_eq!(
-        (o.verdict, o.status.as_str()),
+        (o.verdict, o.status.to_string().as_str()),
         (Verdict::Deferred, "4.7.10")
     );
     let lines = srv.await.unwrap();
@@ -192,7 +200,7 @@ async fn refused_greeting_and_broken_connections_move_to_the_next_host() {
     )
     .await;
     assert!(
-        matches!(&a.result, HostResult::NextHost(o) if o.verdict == Verdict::Failed && o.status == "5.7.1"),
+        matches!(&a.result, HostResult::NextHost(o) if o.verdict == Verdict::Failed && o.status.to_string() == "5.7.1"),
         "{:?}",
         a.result
     );
@@ -306,4 +314,57 @@ async fn credentials_are_not_sent_without_tls_even_if_asked() {
     );
     let lines = srv.await.unwrap();
     assert!(!lines.iter().any(|l| l.starts_with("AUTH")), "{lines:?}");
+}
+
+/// The body is dot-stuffed as it is written, in pieces: a "." line at the start of a
+/// piece and a bare LF just before one arrive as a one-piece encoding would have them.
+#[tokio::test]
+async fn the_streamed_body_is_the_dot_stuffed_message() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let srv = tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let mut s = BufReader::new(s);
+        s.get_mut().write_all(b"220 x\r\n").await.unwrap();
+        let mut body = Vec::new();
+        let mut in_data = false;
+        loop {
+            let mut line = Vec::new();
+            if s.read_until(b'\n', &mut line).await.unwrap_or(0) == 0 {
+                return body;
+            }
+            if in_data {
+                body.extend_from_slice(&line);
+                if line == b".\r\n" {
+                    in_data = false;
+                    s.get_mut().write_all(b"250 ok\r\n").await.unwrap();
+                }
+                continue;
+            }
+            let reply: &[u8] = match &line[..4] {
+                b"EHLO" => b"250-x\r\n250 8BITMIME\r\n",
+                b"DATA" => {
+                    in_data = true;
+                    b"354 go\r\n"
+                }
+                b"QUIT" => b"221 bye\r\n",
+                _ => b"250 ok\r\n",
+            };
+            s.get_mut().write_all(reply).await.unwrap();
+        }
+    });
+    // 64 KiB pieces: the second starts with "." and the first ends with a bare LF.
+    let mut data = b"Subject: t\r\n\r\n".to_vec();
+    data.resize(64 * 1024 - 1, b'a');
+    data.extend_from_slice(b"\n.dot\r\n..two\nend");
+    let c = connector(TlsLevel::Opportunistic);
+    let a = run_with(&c, addr, &["x@remote.test"], &data).await;
+    assert!(matches!(&a.result, HostResult::Done(o) if o[0].verdict == Verdict::Delivered));
+    let mut expected = Vec::new();
+    let mut st = bulwark_wire::DotStuffer::new();
+    st.push(&data, &mut expected);
+    st.finish(&mut expected);
+    let body = srv.await.unwrap();
+    assert!(body.ends_with(b"a\r\n..dot\r\n...two\r\nend\r\n.\r\n"));
+    assert_eq!(body, expected);
 }

@@ -4,6 +4,8 @@
 
 use std::collections::VecDeque;
 
+use bulwark_wire::{Enhanced, Stage};
+
 use crate::message::{needs_utf8, MessageInfo};
 use crate::outcome::{Outcome, Verdict};
 use crate::params::{xtext, DeliveryParams, NotifyOn, Ret};
@@ -33,7 +35,7 @@ pub fn plan(
         if info.size as u64 > limit {
             // RFC 1870 §6.1: do not send what the server announced it will refuse.
             return Err(Outcome::failed(
-                "5.3.4",
+                Enhanced::new(5, 3, 4),
                 format!(
                     "the message ({} octets) is larger than the server accepts ({limit} octets, RFC 1870 SIZE)",
                     info.size
@@ -43,7 +45,7 @@ pub fn plan(
     }
     if info.eight_bit && !caps.eight_bit_mime {
         return Err(Outcome::failed(
-            "5.6.3",
+            Enhanced::new(5, 6, 3),
             "the message has 8-bit content and the server does not offer 8BITMIME (RFC 6152)",
         ));
     }
@@ -51,7 +53,7 @@ pub fn plan(
         needs_utf8(return_path) || recipients.iter().any(|r| needs_utf8(r.as_str()));
     if utf8_envelope && !caps.smtputf8 {
         return Err(Outcome::failed(
-            "5.6.7",
+            Enhanced::new(5, 6, 7),
             "an address needs UTF-8 and the server does not offer SMTPUTF8 (RFC 6531)",
         ));
     }
@@ -247,7 +249,7 @@ impl Transaction {
                 }
             }
             Expect::Data => {
-                let go = r.code == 354;
+                let go = r.code.get() == 354;
                 self.data = Some(r);
                 if go && self.mail_ok() && self.any_accepted() {
                     self.expect.push_back(Expect::End);
@@ -270,24 +272,24 @@ impl Transaction {
     }
 
     fn outcome(&self, i: usize, lost: Option<&str>) -> Outcome {
-        let deferred = |why: &str| Outcome::deferred("4.4.2", why.to_string());
+        let deferred = |why: &str| Outcome::deferred(Enhanced::new(4, 4, 2), why.to_string());
         match &self.mail {
-            Some(m) if !m.is_positive() => return Outcome::from_reply(m, "MAIL FROM"),
+            Some(m) if !m.is_positive() => return Outcome::from_reply(m, Stage::MailFrom),
             Some(_) => {}
             None => return deferred(lost.unwrap_or("no reply to MAIL FROM")),
         }
         match self.rcpt.get(i).and_then(Option::as_ref) {
-            Some(r) if !r.is_positive() => return Outcome::from_reply(r, "RCPT TO"),
+            Some(r) if !r.is_positive() => return Outcome::from_reply(r, Stage::RcptTo),
             Some(_) => {}
             None => return deferred(lost.unwrap_or("no reply to RCPT TO")),
         }
         match &self.data {
-            Some(d) if d.code != 354 => return Outcome::from_reply(d, "DATA"),
+            Some(d) if d.code.get() != 354 => return Outcome::from_reply(d, Stage::Data),
             Some(_) => {}
             None => return deferred(lost.unwrap_or("no reply to DATA")),
         }
         match &self.end {
-            Some(e) => Outcome::from_reply(e, "end of data"),
+            Some(e) => Outcome::from_reply(e, Stage::EndOfData),
             None => deferred(lost.unwrap_or("no reply to the end of data")),
         }
     }
@@ -317,7 +319,7 @@ impl Transaction {
         self.rcpt
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.as_ref().is_some_and(|r| r.code == 452))
+            .filter(|(_, r)| r.as_ref().is_some_and(|r| r.code.get() == 452))
             .map(|(i, _)| i)
             .collect()
     }
@@ -386,15 +388,18 @@ mod tests {
     fn plan_refuses_what_the_server_cannot_take() {
         let p = DeliveryParams::default();
         let e = plan(&caps(), "a@x.test", &rcpts(1), &info(1001, false), &p).unwrap_err();
-        assert_eq!((e.verdict, e.status.as_str()), (Verdict::Failed, "5.3.4"));
+        assert_eq!(
+            (e.verdict, e.status.to_string().as_str()),
+            (Verdict::Failed, "5.3.4")
+        );
         let mut c = caps();
         c.eight_bit_mime = false;
         let e = plan(&c, "a@x.test", &rcpts(1), &info(10, true), &p).unwrap_err();
-        assert_eq!(e.status, "5.6.3");
+        assert_eq!(e.status.to_string(), "5.6.3");
         assert!(plan(&c, "a@x.test", &rcpts(1), &info(10, false), &p).is_ok());
         let utf8 = vec!["j\u{f6}rg@remote.test".to_string()];
         let e = plan(&caps(), "a@x.test", &utf8, &info(10, false), &p).unwrap_err();
-        assert_eq!(e.status, "5.6.7");
+        assert_eq!(e.status.to_string(), "5.6.7");
         let mut c = caps();
         c.smtputf8 = true;
         let ok = plan(&c, "a@x.test", &utf8, &info(10, false), &p).unwrap();
@@ -432,12 +437,12 @@ mod tests {
         assert_eq!(o[0].verdict, Verdict::Delivered);
         assert_eq!(o[0].text, "250 2.0.0 queued as X");
         assert_eq!(
-            (o[1].verdict, o[1].status.as_str()),
+            (o[1].verdict, o[1].status.to_string().as_str()),
             (Verdict::Failed, "5.1.1")
         );
-        assert_eq!(o[1].stage, Some("RCPT TO"));
+        assert_eq!(o[1].stage, Some(Stage::RcptTo));
         assert_eq!(
-            (o[2].verdict, o[2].status.as_str()),
+            (o[2].verdict, o[2].status.to_string().as_str()),
             (Verdict::Deferred, "4.3.0")
         );
         assert!(t.resend_now().is_empty());
@@ -454,7 +459,7 @@ mod tests {
             Step::Send(b".\r\n".to_vec())
         );
         assert_eq!(t.on_reply(r("554 no valid recipients")), Step::Done);
-        assert_eq!(t.outcomes()[0].status, "5.1.1");
+        assert_eq!(t.outcomes()[0].status.to_string(), "5.1.1");
     }
 
     #[test]
@@ -482,7 +487,7 @@ mod tests {
         let o = t.outcomes();
         assert!(o
             .iter()
-            .all(|o| o.verdict == Verdict::Deferred && o.stage == Some("MAIL FROM")));
+            .all(|o| o.verdict == Verdict::Deferred && o.stage == Some(Stage::MailFrom)));
 
         let mut t = Transaction::new(simple_plan(1), false);
         t.start();
@@ -524,7 +529,10 @@ mod tests {
     #[test]
     fn a_positive_reply_to_mail_does_not_count_as_delivery() {
         // 2xx anywhere but after the data is no delivery.
-        let o = Outcome::from_reply(&r("250 ok"), "RCPT TO");
-        assert_eq!((o.verdict, o.status.as_str()), (Verdict::Deferred, "4.0.0"));
+        let o = Outcome::from_reply(&r("250 ok"), Stage::RcptTo);
+        assert_eq!(
+            (o.verdict, o.status.to_string().as_str()),
+            (Verdict::Deferred, "4.0.0")
+        );
     }
 }
