@@ -203,15 +203,7 @@ impl HeaderFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn nested_messages(levels: usize) -> Vec<u8> {
-        let mut m = Vec::new();
-        for _ in 0..levels {
-            m.extend(b"Subject: x\r\nContent-Type: message/rfc822\r\n\r\n");
-        }
-        m.extend(b"Subject: end\r\n\r\nbody\r\n");
-        m
-    }
+    use crate::tests::nested_messages;
 
     #[test]
     fn header_facts() {

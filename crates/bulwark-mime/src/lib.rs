@@ -602,7 +602,7 @@ mod tests {
         m
     }
 
-    fn nested_messages(levels: usize) -> Vec<u8> {
+    pub(crate) fn nested_messages(levels: usize) -> Vec<u8> {
         let mut m = Vec::new();
         for _ in 0..levels {
             m.extend(b"Subject: x\r\nContent-Type: message/rfc822\r\n\r\n");
