@@ -13,10 +13,11 @@
 //! all (the bulk of what clients fetch during a sync).
 //!
 //! Safety: nothing here parses a message deeper than `bulwark_mime::MAX_NESTING` or
-//! with more than `bulwark_mime::MAX_PARTS_CEILING` parts (checked with the linear
-//! `bulwark_mime::measure` scan first; such a message is described as one opaque text
-//! part, with its envelope from the header section alone), parsed messages are taken apart iteratively when dropped
-//! (`Parsed`: mail-parser's own drop recurses once per encapsulation level), and
+//! with more than `bulwark_mime::MAX_PARTS_CEILING` parts (a whole-message parse goes
+//! through `bulwark_mime::CheckedMessage`, made by the linear scan; a message beyond
+//! it is described as one opaque text part, with its envelope from the header section
+//! alone), parsed messages are taken apart iteratively when dropped (`Parsed`:
+//! mail-parser's own drop recurses once per encapsulation level), and
 //! `write_structure` stops recursing at `MAX_STRUCTURE_DEPTH`.
 
 use std::borrow::Cow;
@@ -86,38 +87,9 @@ pub fn parser() -> MessageParser {
 /// recursion should mail-parser ever see more levels than the scan.
 pub const MAX_STRUCTURE_DEPTH: usize = MAX_NESTING + 16;
 
-/// A message parsed by mail-parser. Dropping it takes nested messages apart one at a
-/// time: mail-parser's own drop recurses once per message/rfc822 level, and tens of
-/// thousands of levels (a megabyte or two) would overflow the stack.
-pub struct Parsed<'x>(Option<Message<'x>>);
-
-impl<'x> std::ops::Deref for Parsed<'x> {
-    type Target = Message<'x>;
-    fn deref(&self) -> &Message<'x> {
-        // Always Some until dropped.
-        self.0
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("Parsed is only emptied by drop"))
-    }
-}
-
-impl Drop for Parsed<'_> {
-    fn drop(&mut self) {
-        let mut pending: Vec<Message<'_>> = self.0.take().into_iter().collect();
-        while let Some(mut m) = pending.pop() {
-            for p in m.parts.iter_mut() {
-                if matches!(p.body, PartType::Message(_)) {
-                    if let PartType::Message(inner) =
-                        std::mem::replace(&mut p.body, PartType::Text(Cow::Borrowed("")))
-                    {
-                        pending.push(inner);
-                    }
-                }
-            }
-            // `m` holds no nested message any more: dropping it does not recurse.
-        }
-    }
-}
+/// A message parsed by mail-parser, dropped without recursion
+/// (`bulwark_mime::ParsedMessage`).
+pub type Parsed<'x> = bulwark_mime::ParsedMessage<'x>;
 
 /// What a stored message may have for mail-parser to see it: the intake limits'
 /// ceilings. A message beyond them (stored before the limits, or under a higher
@@ -137,11 +109,11 @@ pub fn parseable(raw: &[u8]) -> bool {
 /// than `MAX_PARTS_CEILING` parts (such messages are refused at APPEND and SMTP DATA,
 /// but may predate that) or mail-parser finds nothing in it.
 pub fn parse(raw: &[u8]) -> Option<Parsed<'_>> {
-    if !parseable(raw) {
+    let Ok(checked) = bulwark_mime::CheckedMessage::check(raw, STORED_LIMITS) else {
         metrics::counter!("bulwark_imap_mime_too_deep_total").increment(1);
         return None;
-    }
-    parser().parse(raw).map(|m| Parsed(Some(m)))
+    };
+    checked.parse(&parser())
 }
 
 /// Where the top-level header ends: just after the first empty line (RFC 5322 §2.1),
@@ -165,8 +137,8 @@ fn opaque_summary(raw: &[u8]) -> Summary {
         count_lines(body)
     );
     let mut envelope = Vec::new();
-    match parser().parse_headers(&raw[..h]) {
-        Some(m) if !m.parts.is_empty() => write_envelope(&Parsed(Some(m)), &mut envelope),
+    match bulwark_mime::parse_header_section(&parser(), &raw[..h]) {
+        Some(m) if !m.parts.is_empty() => write_envelope(&m, &mut envelope),
         _ => envelope.extend_from_slice(EMPTY_ENVELOPE),
     }
     Summary {
@@ -1461,17 +1433,19 @@ JVBERi0=\r\n\
     #[test]
     fn dropping_a_deeply_nested_parse_does_not_recurse() {
         // Parsed directly (no depth check): mail-parser builds 40,000 nested messages;
-        // `Parsed` must take them apart without recursing.
+        // `bulwark_mime::dismantle` (what `Parsed` drops with) must take them apart
+        // without recursing.
         on_small_stack(|| {
             let raw = nested_messages(40_000);
-            let m = Parsed(parser().parse(&raw[..]));
+            let m = parser().parse(&raw[..]).unwrap();
             assert!(!m.parts.is_empty());
-            drop(m);
+            bulwark_mime::dismantle(m);
             // And the structure writer stops at its depth limit.
-            let m = Parsed(parser().parse(&raw[..]));
+            let m = parser().parse(&raw[..]).unwrap();
             let mut out = Vec::new();
             write_structure(&m, 0, true, 0, &mut out);
             assert!(out.windows(14).any(|w| w == b"\"OCTET-STREAM\""));
+            bulwark_mime::dismantle(m);
         });
     }
 
@@ -1550,7 +1524,7 @@ JVBERi0=\r\n\
         }
         cases.push(pops);
         for raw in cases {
-            let m = Parsed(parser().parse(&raw[..]));
+            let m = parser().parse(&raw[..]).unwrap();
             let actual = parsed_depth(&m);
             let scanned = bulwark_mime::nesting_depth(&raw, MAX_NESTING).unwrap();
             assert!(

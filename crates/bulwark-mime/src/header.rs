@@ -126,6 +126,13 @@ pub fn field_name(line: &[u8]) -> Option<&[u8]> {
     (!name.is_empty() && name.iter().all(|b| (33..=126).contains(b))).then_some(name)
 }
 
+/// Whether a field `name` as a parser hands it out (white space around it allowed,
+/// as RFC 5322 §4.5.3 obs-optional writes it) is `want`, ignoring ASCII case. The one
+/// name comparison of the header walks (PRA selection, the Received walk).
+pub fn is_named(name: &[u8], want: &str) -> bool {
+    std::str::from_utf8(name).is_ok_and(|n| n.trim().eq_ignore_ascii_case(want))
+}
+
 /// What a line-by-line look at the header section found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct HeaderScan {
@@ -225,6 +232,15 @@ mod tests {
         }
         // A whitespace-only continuation line is a continuation (obs-FWS).
         assert!(scan(b"From: a\r\n \r\nSender: b\r\n\r\nx").is_clean());
+    }
+
+    #[test]
+    fn names_compare_without_case_and_white_space() {
+        assert!(is_named(b"Received", "received"));
+        assert!(is_named(b" RESENT-from\t", "Resent-From"));
+        assert!(!is_named(b"Received-SPF", "Received"));
+        assert!(!is_named(b"\xffReceived", "Received"));
+        assert!(!is_named(b"", "From"));
     }
 
     #[test]

@@ -27,9 +27,16 @@
 //! Also owns the one header boundary ([`header`]): where the header section ends and
 //! whether every line before it is a field, for every component that splits a message.
 //!
+//! And the type that joins them ([`CheckedMessage`], in `checked.rs`): a message that
+//! passed both, which alone hands out a parsed message ([`ParsedMessage`], dropped
+//! without recursion) and the header facts intake reads ([`HeaderFacts`]).
+//!
 //! Must not: judge content.
 
+pub mod checked;
 pub mod header;
+
+pub use checked::{dismantle, parse_header_section, CheckedMessage, HeaderFacts, ParsedMessage};
 
 /// Deepest MIME nesting accepted; Postfix's `mime_nesting_limit` default. Real mail
 /// rarely goes beyond 5–10 (a forwarded message inside a digest inside a reply).
@@ -595,7 +602,7 @@ mod tests {
         m
     }
 
-    fn nested_messages(levels: usize) -> Vec<u8> {
+    pub(crate) fn nested_messages(levels: usize) -> Vec<u8> {
         let mut m = Vec::new();
         for _ in 0..levels {
             m.extend(b"Subject: x\r\nContent-Type: message/rfc822\r\n\r\n");

@@ -20,6 +20,7 @@
 use std::ops::Range;
 use std::sync::OnceLock;
 
+use bulwark_mime::CheckedMessage;
 use mail_builder::encoders::{
     base64::base64_encode_mime, quoted_printable::quoted_printable_encode,
 };
@@ -178,13 +179,11 @@ pub fn to_seven_bit(message: &[u8]) -> Result<Vec<u8>, DowngradeError> {
         depth: bulwark_mime::MAX_NESTING,
         parts: bulwark_mime::MAX_PARTS_CEILING,
     };
-    if bulwark_mime::measure(message, ceilings).is_err() {
-        return Err(DowngradeError::Unconvertible(
-            "MIME structure beyond the nesting or part limits",
-        ));
-    }
-    let parsed = MessageParser::default()
-        .parse(message)
+    let checked = CheckedMessage::check(message, ceilings).map_err(|_| {
+        DowngradeError::Unconvertible("MIME structure beyond the nesting or part limits")
+    })?;
+    let parsed = checked
+        .parse(&MessageParser::default())
         .ok_or(DowngradeError::Unconvertible("not a parseable message"))?;
     let mut edits = Vec::new();
     collect(message, &parsed, 0, true, &mut edits)?;

@@ -13,7 +13,9 @@ use mail_auth::common::crypto::Algorithm;
 use mail_auth::dkim::DkimError;
 use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::dmarc::Policy;
-use mail_auth::{AuthenticatedMessage, DkimResult, DmarcResult, MessageAuthenticator, SpfOutput};
+use mail_auth::{
+    AuthenticatedMessage, DkimOutput, DkimResult, DmarcResult, MessageAuthenticator, SpfOutput,
+};
 
 use crate::dns::SpfDns;
 use crate::headers::{self, ResInfo};
@@ -430,6 +432,20 @@ pub struct DmarcCheck {
     pub reason: Option<String>,
 }
 
+impl DmarcCheck {
+    /// A result without a policy behind it (no record applied, or none could be
+    /// looked at), with the reason.
+    fn without_result(result: &'static str, domain: String, reason: &str) -> DmarcCheck {
+        DmarcCheck {
+            result,
+            domain,
+            policy: None,
+            sampled_out: false,
+            reason: Some(reason.to_string()),
+        }
+    }
+}
+
 /// Everything checked for one message.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Results {
@@ -686,30 +702,24 @@ impl SenderAuth {
             ..Results::default()
         };
         results.dkim.push(DkimCheck::summary("temperror", &why));
-        let dm = DmarcCheck {
-            result: "temperror",
-            domain,
-            policy: None,
-            sampled_out: false,
-            reason: Some(why.clone()),
-        };
+        let dm = DmarcCheck::without_result("temperror", domain, &why);
         let action =
             spf_at_mail
                 .action
                 .clone()
                 .max(other_action(self.cfg.dmarc.temperror, "DMARC", &why));
-        let mut tagged = Vec::new();
-        if matches!(
-            self.cfg.dmarc.temperror,
-            AuthAction::Tag | AuthAction::Quarantine
-        ) {
-            tagged.push("dmarc=temperror".to_string());
-        }
+        let mut decision = Decision {
+            action,
+            tagged: Vec::new(),
+        };
+        decision.tag_if(self.cfg.dmarc.temperror, || "dmarc=temperror".into());
         results.dmarc_domains.push(dm.clone());
         results.dmarc = Some(dm);
-        self.finish(results, action, tagged)
+        self.finish(results, decision.action, decision.tagged)
     }
 
+    /// The checks after DATA, in their fixed order: prepare (parse, connecting hop),
+    /// SPF, Sender ID, DKIM, DMARC, then the verdict and its headers.
     async fn check_message_within(
         &self,
         ip: IpAddr,
@@ -724,237 +734,192 @@ impl SenderAuth {
             .as_ref()
             .map(|m| m.headers.clone())
             .unwrap_or_default();
-
-        // Which IP and HELO are checked. `None` when the Received walk could not find
-        // the external hop: SPF and Sender ID then have no IP to check (permerror),
-        // but DKIM and DMARC, which do not need one, still run — never fail open.
-        let mut no_hop: Option<String> = None;
-        let (check_ip, check_helo) = if self.is_internal(ip) {
-            match received::first_external_hop(&header_list, &self.cfg.internal_servers) {
-                Walk::External(hop) => {
-                    let r = (hop.ip, hop.helo.clone());
-                    results.via_relay = Some(hop);
-                    r
-                }
-                Walk::AllInternal if parsed.is_some() => {
-                    results.note = Some(format!(
-                        "message from inside: every hop is an internal server of {}",
-                        self.hostname
-                    ));
-                    return self.finish(results, Action::Accept, Vec::new());
-                }
-                Walk::AllInternal => {
-                    no_hop = Some("the header section cannot be parsed".to_string());
-                    (ip, helo.to_string())
-                }
-                Walk::Unreadable { index, reason } => {
-                    no_hop = Some(format!("Received header #{}: {reason}", index + 1));
-                    (ip, helo.to_string())
-                }
+        let walk = self
+            .is_internal(ip)
+            .then(|| received::first_external_hop(&header_list, &self.cfg.internal_servers));
+        let session = Client { ip, helo };
+        let hop = connecting_hop(walk, parsed.is_some());
+        match &hop {
+            Hop::Inside => {
+                results.note = Some(format!(
+                    "message from inside: every hop is an internal server of {}",
+                    self.hostname
+                ));
+                return self.finish(results, Action::Accept, Vec::new());
             }
-        } else {
-            (ip, helo.to_string())
-        };
-        let mut tagged: Vec<String> = Vec::new();
-        let mut action = Action::Accept;
-
-        // SPF: reuse the MAIL-time result unless it was deferred.
-        let spf_ev = match (&spf_at_mail.evaluation, &no_hop) {
-            (_, Some(why)) => {
-                let (scope, domain, sender) = spf_identity(helo, mail_from);
-                let ev = Evaluation {
-                    result: SpfResult::PermError,
-                    scope,
-                    domain,
-                    ip,
-                    sender,
-                    helo: helo.to_string(),
-                    mechanism: None,
-                    reason: format!("no readable external hop behind internal server {ip} ({why})"),
-                    explanation: None,
-                    lookups: Vec::new(),
-                };
-                count_spf(&ev);
-                action = action.max(spf_action(self.spf_policy(ev.result), &ev));
-                ev
-            }
-            (Some(ev), None) if results.via_relay.is_none() => {
-                action = action.max(spf_at_mail.action.clone());
-                ev.clone()
-            }
-            _ => {
-                let ev = self.evaluate_spf(check_ip, &check_helo, mail_from).await;
-                count_spf(&ev);
-                action = action.max(spf_action(self.spf_policy(ev.result), &ev));
-                ev
-            }
-        };
-        if matches!(
-            self.spf_policy(spf_ev.result),
-            AuthAction::Tag | AuthAction::Quarantine
-        ) {
-            tagged.push(format!("spf={}", spf_ev.result));
+            Hop::Check(via) => results.via_relay = via.clone(),
+            Hop::Unknown(_) => {}
         }
-
-        // Sender ID.
-        let sid = match PraSelector::select(&header_list) {
-            Ok(pra) => {
-                let ev = match &no_hop {
-                    Some(why) => Evaluation {
-                        result: SpfResult::PermError,
-                        scope: Scope::Pra,
-                        domain: pra.domain.clone(),
-                        ip,
-                        sender: pra.address.clone(),
-                        helo: helo.to_string(),
-                        mechanism: None,
-                        reason: format!("no readable external hop ({why})"),
-                        explanation: None,
-                        lookups: Vec::new(),
-                    },
-                    None => self.evaluate_pra(check_ip, &check_helo, &pra).await,
-                };
-                count("sender_id", ev.result.as_str());
-                let a = self.sender_id_policy(ev.result);
-                if matches!(a, AuthAction::Tag | AuthAction::Quarantine) {
-                    tagged.push(format!("sender-id={}", ev.result));
-                }
-                action = action.max(other_action(
-                    a,
-                    "Sender ID",
-                    &format!("{} for {} ({})", ev.result, pra.address, ev.reason),
-                ));
-                SenderIdOutcome::Checked {
-                    pra,
-                    evaluation: ev,
-                }
-            }
-            Err(no) => {
-                count("sender_id", "no_pra");
-                let a = self.cfg.sender_id.no_pra;
-                if matches!(a, AuthAction::Tag | AuthAction::Quarantine) {
-                    tagged.push("sender-id=no-pra".into());
-                }
-                action = action.max(other_action(
-                    a,
-                    "Sender ID",
-                    &format!("no responsible sender address ({})", no.reason),
-                ));
-                SenderIdOutcome::NoPra { reason: no.reason }
-            }
-        };
-        results.sender_id = Some(sid);
-
+        let mut decision = Decision::default();
+        let spf_ev = self
+            .spf_stage(session, &hop, mail_from, spf_at_mail, &mut decision)
+            .await;
+        results.sender_id = Some(
+            self.sender_id_stage(session, &hop, &header_list, &mut decision)
+                .await,
+        );
         // DKIM and DMARC need the header section. Without it no domain's policy can be
         // honoured, so the message gets `[senderauth] unparseable` (reject by default)
         // instead of slipping through unchecked.
         let Some(msg) = &parsed else {
-            let why = "the header section cannot be parsed";
-            count("dkim", "permerror");
-            count("dmarc", "permerror");
-            results.dkim.push(DkimCheck::summary("permerror", why));
-            let dm = DmarcCheck {
-                result: "permerror",
-                domain: String::new(),
-                policy: None,
-                sampled_out: false,
-                reason: Some(why.to_string()),
-            };
-            results.dmarc_domains.push(dm.clone());
-            results.dmarc = Some(dm);
-            let a = self.cfg.unparseable;
-            if matches!(a, AuthAction::Tag | AuthAction::Quarantine) {
-                tagged.push("unparseable".into());
-            }
-            action = action.max(other_action(
-                a,
-                "Message refused",
-                "the header section cannot be parsed, so its sender cannot be authenticated (DKIM, DMARC)",
-            ));
+            self.unparseable_stage(&mut results, &mut decision);
             results.spf = Some(spf_ev);
-            return self.finish(results, action, tagged);
+            return self.finish(results, decision.action, decision.tagged);
         };
-
-        // DKIM (RFC 6376). rsa-sha1 is not verified at all (RFC 8301 §3.1: it MUST
-        // NOT be considered valid), and at most MAX_DKIM_SIGNATURES signatures are
-        // verified (RFC 6376 §6.1 lets a verifier limit its work; each one costs a DNS
-        // lookup and a public-key operation): the rest are reported, not verified.
-        let mut verify = msg.clone();
-        verify.dkim_headers.clear();
-        verify.errors.truncate(MAX_DKIM_SIGNATURES);
-        let mut sha1: Vec<&mail_auth::common::headers::Header<'_, mail_auth::dkim::Signature>> =
-            Vec::new();
-        let mut not_verified = 0usize;
-        for h in &msg.dkim_headers {
-            if h.header.a == Algorithm::RsaSha1 {
-                sha1.push(h);
-            } else if verify.dkim_headers.len() < MAX_DKIM_SIGNATURES {
-                verify.dkim_headers.push(h.clone());
-            } else {
-                not_verified += 1;
-            }
-        }
-        not_verified += msg.errors.len().saturating_sub(MAX_DKIM_SIGNATURES);
-        self.spf_dns
-            .prefetch_txt(mail_auth_txt_names(&verify, &spf_ev.domain))
+        let selection = DkimSelection::of(msg);
+        let outputs = self
+            .dkim_stage(&selection, &spf_ev.domain, &mut results, &mut decision)
             .await;
-        let outputs = self.authenticator.verify_dkim(&verify).await;
-        for o in &outputs {
-            let (result, reason) = match o.result() {
-                DkimResult::Pass => ("pass", None),
-                // RFC 6376 §6.1.3: a body hash mismatch is a failed signature
-                // (mail-auth files it under neutral).
-                DkimResult::Neutral(e @ mail_auth::Error::Dkim(DkimError::FailedBodyHashMatch)) => {
-                    ("fail", Some(e.to_string()))
-                }
-                DkimResult::Neutral(e) => ("neutral", Some(e.to_string())),
-                DkimResult::Fail(e) => ("fail", Some(e.to_string())),
-                DkimResult::PermError(e) => ("permerror", Some(e.to_string())),
-                DkimResult::TempError(e) => ("temperror", Some(e.to_string())),
-                DkimResult::None => ("none", None),
-            };
-            results
-                .dkim
-                .push(DkimCheck::of(result, o.signature(), reason));
-        }
-        for (i, h) in sha1.iter().enumerate() {
-            if i < MAX_DKIM_SIGNATURES {
-                results.dkim.push(DkimCheck::of(
-                    "permerror",
-                    Some(&h.header),
-                    Some("rsa-sha1 not accepted per RFC 8301 section 3.1".into()),
-                ));
-            } else {
-                not_verified += 1;
+        self.dmarc_stage(msg, &outputs, &spf_ev, &mut results, &mut decision)
+            .await;
+        results.spf = Some(spf_ev);
+        self.finish(results, decision.action, decision.tagged)
+    }
+
+    /// SPF after DATA: the MAIL-time result unless it was deferred (an internal client:
+    /// the external hop is checked now) or no hop can be read (permerror).
+    async fn spf_stage(
+        &self,
+        session: Client<'_>,
+        hop: &Hop,
+        mail_from: &str,
+        spf_at_mail: &SpfOutcome,
+        decision: &mut Decision,
+    ) -> Evaluation {
+        let ev = match (&spf_at_mail.evaluation, hop) {
+            (_, Hop::Unknown(why)) => {
+                let (scope, domain, sender) = spf_identity(session.helo, mail_from);
+                let ev = unchecked_evaluation(
+                    scope,
+                    domain,
+                    sender,
+                    session,
+                    format!(
+                        "no readable external hop behind internal server {} ({why})",
+                        session.ip
+                    ),
+                );
+                count_spf(&ev);
+                decision.refuse(spf_action(self.spf_policy(ev.result), &ev));
+                ev
             }
+            (Some(ev), Hop::Check(None)) => {
+                decision.refuse(spf_at_mail.action.clone());
+                ev.clone()
+            }
+            _ => {
+                let checked = hop.client(session);
+                let ev = self.evaluate_spf(checked.ip, checked.helo, mail_from).await;
+                count_spf(&ev);
+                decision.refuse(spf_action(self.spf_policy(ev.result), &ev));
+                ev
+            }
+        };
+        decision.tag_if(self.spf_policy(ev.result), || format!("spf={}", ev.result));
+        ev
+    }
+
+    /// Sender ID (RFC 4406): the PRA of the header fields, checked against the hop.
+    async fn sender_id_stage(
+        &self,
+        session: Client<'_>,
+        hop: &Hop,
+        headers: &[(&[u8], &[u8])],
+        decision: &mut Decision,
+    ) -> SenderIdOutcome {
+        let pra = match PraSelector::select(headers) {
+            Ok(pra) => pra,
+            Err(no) => {
+                count("sender_id", "no_pra");
+                let a = self.cfg.sender_id.no_pra;
+                decision.tag_if(a, || "sender-id=no-pra".into());
+                decision.refuse(other_action(
+                    a,
+                    "Sender ID",
+                    &format!("no responsible sender address ({})", no.reason),
+                ));
+                return SenderIdOutcome::NoPra { reason: no.reason };
+            }
+        };
+        let ev = match hop {
+            Hop::Unknown(why) => unchecked_evaluation(
+                Scope::Pra,
+                pra.domain.clone(),
+                pra.address.clone(),
+                session,
+                format!("no readable external hop ({why})"),
+            ),
+            _ => {
+                let checked = hop.client(session);
+                self.evaluate_pra(checked.ip, checked.helo, &pra).await
+            }
+        };
+        count("sender_id", ev.result.as_str());
+        let a = self.sender_id_policy(ev.result);
+        decision.tag_if(a, || format!("sender-id={}", ev.result));
+        decision.refuse(other_action(
+            a,
+            "Sender ID",
+            &format!("{} for {} ({})", ev.result, pra.address, ev.reason),
+        ));
+        SenderIdOutcome::Checked {
+            pra,
+            evaluation: ev,
         }
-        if not_verified > 0 {
-            results.dkim.push(DkimCheck::summary(
-                "neutral",
-                &format!(
-                    "{not_verified} more signature(s) not verified: at most {MAX_DKIM_SIGNATURES} are checked per message"
-                ),
-            ));
-        }
+    }
+
+    /// No header section to read: DKIM and DMARC are permerrors and
+    /// `[senderauth] unparseable` decides.
+    fn unparseable_stage(&self, results: &mut Results, decision: &mut Decision) {
+        let why = "the header section cannot be parsed";
+        count("dkim", "permerror");
+        count("dmarc", "permerror");
+        results.dkim.push(DkimCheck::summary("permerror", why));
+        let dm = DmarcCheck::without_result("permerror", String::new(), why);
+        results.dmarc_domains.push(dm.clone());
+        results.dmarc = Some(dm);
+        let a = self.cfg.unparseable;
+        decision.tag_if(a, || "unparseable".into());
+        decision.refuse(other_action(
+            a,
+            "Message refused",
+            "the header section cannot be parsed, so its sender cannot be authenticated (DKIM, DMARC)",
+        ));
+    }
+
+    /// DKIM (RFC 6376) over the signatures [`DkimSelection`] picks; the outputs feed
+    /// DMARC.
+    async fn dkim_stage<'x>(
+        &self,
+        selection: &'x DkimSelection<'x>,
+        spf_domain: &str,
+        results: &mut Results,
+        decision: &mut Decision,
+    ) -> Vec<DkimOutput<'x>> {
+        self.spf_dns
+            .prefetch_txt(mail_auth_txt_names(&selection.verify, spf_domain))
+            .await;
+        let outputs = self.authenticator.verify_dkim(&selection.verify).await;
+        results.dkim.extend(selection.report(&outputs));
         let best = best_dkim(&results.dkim);
         count("dkim", best);
-        let p = &self.cfg.dkim;
-        let a = match best {
-            "pass" => p.pass,
-            "fail" => p.fail,
-            "neutral" => p.neutral,
-            "permerror" => p.permerror,
-            "temperror" => p.temperror,
-            _ => p.none,
-        };
-        if matches!(a, AuthAction::Tag | AuthAction::Quarantine) {
-            tagged.push(format!("dkim={best}"));
-        }
-        action = action.max(other_action(a, "DKIM", &dkim_reason(best)));
+        let a = self.dkim_policy(best);
+        decision.tag_if(a, || format!("dkim={best}"));
+        decision.refuse(other_action(a, "DKIM", &dkim_reason(best)));
+        outputs
+    }
 
-        // DMARC (RFC 7489): the SPF input is the MAIL FROM identity (or HELO). Only
-        // the signatures we verified feed it (rsa-sha1 and unverified ones are no
-        // signatures for DMARC).
+    /// DMARC (RFC 7489): each Author Domain on its own, the strictest outcome decides.
+    /// The SPF input is the MAIL FROM identity (or HELO); only the signatures we
+    /// verified feed it (rsa-sha1 and unverified ones are no signatures for DMARC).
+    async fn dmarc_stage(
+        &self,
+        msg: &AuthenticatedMessage<'_>,
+        outputs: &[DkimOutput<'_>],
+        spf_ev: &Evaluation,
+        results: &mut Results,
+        decision: &mut Decision,
+    ) {
         let spf_domain = spf_ev.domain.clone();
         let spf_for_dmarc =
             SpfOutput::new(spf_domain.clone()).with_result(to_mail_auth(spf_ev.result));
@@ -963,68 +928,59 @@ impl SenderAuth {
             // RFC 7489 §6.6.1: no usable RFC5322.From, so there is no Author Domain
             // whose policy could be honoured. Recorded as permerror, and at least
             // tagged: a message that names no author is not an ordinary one.
-            let why = if msg.froms().is_empty() {
-                "no From address (RFC 7489 §6.6.1)"
-            } else {
-                "no From address with a domain (RFC 7489 §6.6.1)"
-            };
+            let why = no_author_reason(msg.froms());
             count("dmarc", "permerror");
-            let dm = DmarcCheck {
-                result: "permerror",
-                domain: String::new(),
-                policy: None,
-                sampled_out: false,
-                reason: Some(why.to_string()),
-            };
+            let dm = DmarcCheck::without_result("permerror", String::new(), why);
             let a = stricter(self.cfg.dmarc.permerror, AuthAction::Tag);
-            if matches!(a, AuthAction::Tag | AuthAction::Quarantine) {
-                tagged.push("dmarc=permerror".into());
-            }
-            action = action.max(other_action(a, "DMARC", why));
+            decision.tag_if(a, || "dmarc=permerror".into());
+            decision.refuse(other_action(a, "DMARC", why));
             results.dmarc_domains.push(dm.clone());
             results.dmarc = Some(dm);
-        } else {
-            // RFC 7489 §6.6.1: with several From domains mail-auth returns no result
-            // at all ("exempt"), which would let a forged p=reject domain through next
-            // to a harmless one. Each Author Domain is evaluated on its own and the
-            // strictest outcome applies.
-            let mut decisive: Option<(Action, DmarcCheck, AuthAction)> = None;
-            for (domain, addrs) in domains {
-                let mut one = msg.clone();
-                one.from = addrs;
-                let out = self
-                    .authenticator
-                    .verify_dmarc(DmarcParameters::new(
-                        &one,
-                        &outputs,
-                        &spf_domain,
-                        &spf_for_dmarc,
-                    ))
-                    .await;
-                let dm = self.dmarc_check(&domain, &out).await;
-                let a = self.dmarc_policy(&dm);
-                let act = other_action(a, "DMARC", &dmarc_reason(&dm));
-                results.dmarc_domains.push(dm.clone());
-                let stricter = decisive.as_ref().is_none_or(|(d, prev, _)| {
-                    act.rank() > d.rank()
-                        || (act.rank() == d.rank()
-                            && dmarc_rank(dm.result) > dmarc_rank(prev.result))
-                });
-                if stricter {
-                    decisive = Some((act, dm, a));
-                }
-            }
-            if let Some((act, dm, a)) = decisive {
-                count("dmarc", dm.result);
-                if matches!(a, AuthAction::Tag | AuthAction::Quarantine) {
-                    tagged.push(format!("dmarc={}", dm.result));
-                }
-                action = action.max(act);
-                results.dmarc = Some(dm);
+            return;
+        }
+        // RFC 7489 §6.6.1: with several From domains mail-auth returns no result at
+        // all ("exempt"), which would let a forged p=reject domain through next to a
+        // harmless one. Each Author Domain is evaluated on its own and the strictest
+        // outcome applies.
+        let mut decisive: Option<(Action, DmarcCheck, AuthAction)> = None;
+        for (domain, addrs) in domains {
+            let mut one = msg.clone();
+            one.from = addrs;
+            let out = self
+                .authenticator
+                .verify_dmarc(DmarcParameters::new(
+                    &one,
+                    outputs,
+                    &spf_domain,
+                    &spf_for_dmarc,
+                ))
+                .await;
+            let dm = self.dmarc_check(&domain, &out).await;
+            let a = self.dmarc_policy(&dm);
+            let act = other_action(a, "DMARC", &dmarc_reason(&dm));
+            results.dmarc_domains.push(dm.clone());
+            if more_decisive(&act, &dm, decisive.as_ref().map(|(d, prev, _)| (d, prev))) {
+                decisive = Some((act, dm, a));
             }
         }
-        results.spf = Some(spf_ev);
-        self.finish(results, action, tagged)
+        if let Some((act, dm, a)) = decisive {
+            count("dmarc", dm.result);
+            decision.tag_if(a, || format!("dmarc={}", dm.result));
+            decision.refuse(act);
+            results.dmarc = Some(dm);
+        }
+    }
+
+    fn dkim_policy(&self, best: &str) -> AuthAction {
+        let p = &self.cfg.dkim;
+        match best {
+            "pass" => p.pass,
+            "fail" => p.fail,
+            "neutral" => p.neutral,
+            "permerror" => p.permerror,
+            "temperror" => p.temperror,
+            _ => p.none,
+        }
     }
 
     fn dmarc_policy(&self, dm: &DmarcCheck) -> AuthAction {
@@ -1277,6 +1233,221 @@ fn helo_of(ev: &Evaluation) -> String {
     }
 }
 
+/// A client as SPF and Sender ID see it: its IP and the name it gave in HELO/EHLO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Client<'a> {
+    ip: IpAddr,
+    helo: &'a str,
+}
+
+/// Which host the SPF and Sender ID checks look at (SPEC §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Hop {
+    /// The session's client (`None`), or the first external hop behind our internal
+    /// servers found by the Received walk.
+    Check(Option<received::ExternalHop>),
+    /// Every hop is an internal server: the message originated inside.
+    Inside,
+    /// The client is internal but no external hop can be read: SPF and Sender ID have
+    /// no IP to check (permerror), while DKIM and DMARC, which need none, still run —
+    /// never fail open.
+    Unknown(String),
+}
+
+impl Hop {
+    /// The host to check: the external hop, or the session's client.
+    fn client<'a>(&'a self, session: Client<'a>) -> Client<'a> {
+        match self {
+            Hop::Check(Some(hop)) => Client {
+                ip: hop.ip,
+                helo: &hop.helo,
+            },
+            _ => session,
+        }
+    }
+}
+
+/// The connecting hop (the prepare stage). `walk` is the Received walk, made only when the session's
+/// client is one of our internal servers (`None` otherwise); `parsed` says whether
+/// the header section could be read at all.
+fn connecting_hop(walk: Option<Walk>, parsed: bool) -> Hop {
+    match walk {
+        None => Hop::Check(None),
+        Some(Walk::External(hop)) => Hop::Check(Some(hop)),
+        Some(Walk::AllInternal) if parsed => Hop::Inside,
+        Some(Walk::AllInternal) => Hop::Unknown("the header section cannot be parsed".into()),
+        Some(Walk::Unreadable { index, reason }) => {
+            Hop::Unknown(format!("Received header #{}: {reason}", index + 1))
+        }
+    }
+}
+
+/// The permerror recorded for an identity that could not be checked because no hop
+/// can be read (`session` is what the session saw).
+fn unchecked_evaluation(
+    scope: Scope,
+    domain: String,
+    sender: String,
+    session: Client<'_>,
+    reason: String,
+) -> Evaluation {
+    Evaluation {
+        result: SpfResult::PermError,
+        scope,
+        domain,
+        ip: session.ip,
+        sender,
+        helo: session.helo.to_string(),
+        mechanism: None,
+        reason,
+        explanation: None,
+        lookups: Vec::new(),
+    }
+}
+
+/// The verdict being built: the strictest action so far (the first of equally strict
+/// ones stays: its reply is sent) and the results that ask for the warning header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Decision {
+    action: Action,
+    tagged: Vec<String>,
+}
+
+impl Default for Decision {
+    fn default() -> Decision {
+        Decision {
+            action: Action::Accept,
+            tagged: Vec::new(),
+        }
+    }
+}
+
+impl Decision {
+    /// Takes `action` when it is stricter than the one so far.
+    fn refuse(&mut self, action: Action) {
+        self.action = std::mem::replace(&mut self.action, Action::Accept).max(action);
+    }
+
+    /// Notes `what` for X-Bulwark-Auth-Warning when the configured action tags or
+    /// quarantines.
+    fn tag_if(&mut self, configured: AuthAction, what: impl FnOnce() -> String) {
+        if matches!(configured, AuthAction::Tag | AuthAction::Quarantine) {
+            self.tagged.push(what());
+        }
+    }
+}
+
+/// Which DKIM signatures are verified. rsa-sha1 is not verified at all (RFC 8301
+/// §3.1: it MUST NOT be considered valid), and at most [`MAX_DKIM_SIGNATURES`] are
+/// verified (RFC 6376 §6.1 lets a verifier limit its work; each one costs a DNS
+/// lookup and a public-key operation): the rest are reported, not verified.
+struct DkimSelection<'m> {
+    /// The message with only the signatures to verify.
+    verify: AuthenticatedMessage<'m>,
+    /// rsa-sha1 signatures, reported as permerror.
+    sha1: Vec<mail_auth::dkim::Signature>,
+    /// Signatures (and unparseable ones) beyond the limit.
+    not_verified: usize,
+}
+
+impl<'m> DkimSelection<'m> {
+    fn of(msg: &AuthenticatedMessage<'m>) -> DkimSelection<'m> {
+        let mut verify = msg.clone();
+        verify.dkim_headers.clear();
+        verify.errors.truncate(MAX_DKIM_SIGNATURES);
+        let mut sha1 = Vec::new();
+        let mut not_verified = 0usize;
+        for h in &msg.dkim_headers {
+            if h.header.a == Algorithm::RsaSha1 {
+                sha1.push(h.header.clone());
+            } else if verify.dkim_headers.len() < MAX_DKIM_SIGNATURES {
+                verify.dkim_headers.push(h.clone());
+            } else {
+                not_verified += 1;
+            }
+        }
+        not_verified += msg.errors.len().saturating_sub(MAX_DKIM_SIGNATURES);
+        DkimSelection {
+            verify,
+            sha1,
+            not_verified,
+        }
+    }
+
+    /// One result per verified signature, then the rsa-sha1 ones (within the limit),
+    /// then a summary of those not verified.
+    fn report(&self, outputs: &[DkimOutput<'_>]) -> Vec<DkimCheck> {
+        let mut out: Vec<DkimCheck> = outputs
+            .iter()
+            .map(|o| {
+                let (result, reason) = dkim_result(o.result());
+                DkimCheck::of(result, o.signature(), reason)
+            })
+            .collect();
+        let mut not_verified = self.not_verified;
+        for (i, sig) in self.sha1.iter().enumerate() {
+            if i < MAX_DKIM_SIGNATURES {
+                out.push(DkimCheck::of(
+                    "permerror",
+                    Some(sig),
+                    Some("rsa-sha1 not accepted per RFC 8301 section 3.1".into()),
+                ));
+            } else {
+                not_verified += 1;
+            }
+        }
+        if not_verified > 0 {
+            out.push(DkimCheck::summary(
+                "neutral",
+                &format!(
+                    "{not_verified} more signature(s) not verified: at most {MAX_DKIM_SIGNATURES} are checked per message"
+                ),
+            ));
+        }
+        out
+    }
+}
+
+/// One signature's result (RFC 8601 §2.7.1) and why.
+fn dkim_result(r: &DkimResult) -> (&'static str, Option<String>) {
+    match r {
+        DkimResult::Pass => ("pass", None),
+        // RFC 6376 §6.1.3: a body hash mismatch is a failed signature (mail-auth files
+        // it under neutral).
+        DkimResult::Neutral(e @ mail_auth::Error::Dkim(DkimError::FailedBodyHashMatch)) => {
+            ("fail", Some(e.to_string()))
+        }
+        DkimResult::Neutral(e) => ("neutral", Some(e.to_string())),
+        DkimResult::Fail(e) => ("fail", Some(e.to_string())),
+        DkimResult::PermError(e) => ("permerror", Some(e.to_string())),
+        DkimResult::TempError(e) => ("temperror", Some(e.to_string())),
+        DkimResult::None => ("none", None),
+    }
+}
+
+/// Why there is no Author Domain (RFC 7489 §6.6.1), given the From addresses.
+fn no_author_reason(froms: &[String]) -> &'static str {
+    if froms.is_empty() {
+        "no From address (RFC 7489 §6.6.1)"
+    } else {
+        "no From address with a domain (RFC 7489 §6.6.1)"
+    }
+}
+
+/// The strictest-From rule: whether one Author Domain's outcome (`action`, `dm`)
+/// decides over the one deciding so far — a stricter action, or an equal one with a
+/// more telling DMARC result. The first of equals stays.
+fn more_decisive(
+    action: &Action,
+    dm: &DmarcCheck,
+    current: Option<(&Action, &DmarcCheck)>,
+) -> bool {
+    current.is_none_or(|(d, prev)| {
+        action.rank() > d.rank()
+            || (action.rank() == d.rank() && dmarc_rank(dm.result) > dmarc_rank(prev.result))
+    })
+}
+
 /// `(scope, domain, sender)` for SPF: MAIL FROM, or HELO for a null reverse-path.
 pub fn spf_identity(helo: &str, mail_from: &str) -> (Scope, String, String) {
     let mf = mail_from
@@ -1453,6 +1624,166 @@ mod tests {
         assert_eq!(w[0], "1.2.3.4.5.6.7.8.9.test");
         assert_eq!(w[1], "4.5.6.7.8.9.test");
         assert_eq!(w.len(), 8);
+    }
+
+    #[test]
+    fn connecting_hop_follows_the_received_walk() {
+        let hop = received::ExternalHop {
+            ip: "192.0.2.4".parse().unwrap(),
+            helo: "mx.sender.test".into(),
+            internal_hops: 1,
+        };
+        assert_eq!(connecting_hop(None, true), Hop::Check(None));
+        assert_eq!(connecting_hop(None, false), Hop::Check(None));
+        assert_eq!(
+            connecting_hop(Some(Walk::External(hop.clone())), true),
+            Hop::Check(Some(hop.clone()))
+        );
+        assert_eq!(connecting_hop(Some(Walk::AllInternal), true), Hop::Inside);
+        // Nothing readable is not "from inside": never fail open.
+        assert_eq!(
+            connecting_hop(Some(Walk::AllInternal), false),
+            Hop::Unknown("the header section cannot be parsed".into())
+        );
+        assert_eq!(
+            connecting_hop(
+                Some(Walk::Unreadable {
+                    index: 1,
+                    reason: "no IP".into()
+                }),
+                true
+            ),
+            Hop::Unknown("Received header #2: no IP".into())
+        );
+        let session = Client {
+            ip: "10.0.0.5".parse().unwrap(),
+            helo: "edge.corp.test",
+        };
+        let relayed = Hop::Check(Some(hop));
+        assert_eq!(
+            relayed.client(session),
+            Client {
+                ip: "192.0.2.4".parse().unwrap(),
+                helo: "mx.sender.test"
+            }
+        );
+        assert_eq!(Hop::Check(None).client(session), session);
+        let ev = unchecked_evaluation(
+            Scope::Pra,
+            "a.test".into(),
+            "u@a.test".into(),
+            session,
+            "why".into(),
+        );
+        assert_eq!(
+            (ev.result, ev.ip, ev.helo.as_str(), ev.reason.as_str()),
+            (SpfResult::PermError, session.ip, "edge.corp.test", "why")
+        );
+    }
+
+    #[test]
+    fn decision_keeps_the_first_of_equally_strict_actions() {
+        let reject = |t: &str| Action::Reject {
+            code: 550,
+            enhanced: "5.7.1",
+            text: t.into(),
+        };
+        let mut d = Decision::default();
+        assert_eq!(d.action, Action::Accept);
+        d.refuse(Action::Tag);
+        d.refuse(reject("spf"));
+        d.refuse(Action::Quarantine);
+        d.refuse(reject("dkim"));
+        assert_eq!(d.action, reject("spf"));
+        d.tag_if(AuthAction::Reject, || "spf=fail".into());
+        d.tag_if(AuthAction::Tag, || "dkim=none".into());
+        d.tag_if(AuthAction::Quarantine, || "dmarc=fail".into());
+        d.tag_if(AuthAction::Accept, || "x".into());
+        assert_eq!(d.tagged, ["dkim=none", "dmarc=fail"]);
+    }
+
+    #[test]
+    fn strictest_author_domain_decides() {
+        let dm = |result| DmarcCheck::without_result(result, "a.test".into(), "r");
+        let quarantine = Action::Quarantine;
+        assert!(more_decisive(&Action::Accept, &dm("pass"), None));
+        assert!(more_decisive(
+            &quarantine,
+            &dm("none"),
+            Some((&Action::Tag, &dm("fail")))
+        ));
+        assert!(!more_decisive(
+            &Action::Tag,
+            &dm("fail"),
+            Some((&quarantine, &dm("none")))
+        ));
+        // Equal actions: the more telling result, else the first stays.
+        assert!(more_decisive(
+            &quarantine,
+            &dm("fail"),
+            Some((&quarantine, &dm("none")))
+        ));
+        assert!(!more_decisive(
+            &quarantine,
+            &dm("fail"),
+            Some((&quarantine, &dm("fail")))
+        ));
+        assert!(!more_decisive(
+            &quarantine,
+            &dm("none"),
+            Some((&quarantine, &dm("temperror")))
+        ));
+        let d = dm("permerror");
+        assert_eq!(
+            (d.policy, d.sampled_out, d.reason.as_deref()),
+            (None, false, Some("r"))
+        );
+        assert_eq!(no_author_reason(&[]), "no From address (RFC 7489 §6.6.1)");
+        assert_eq!(
+            no_author_reason(&["nobody".into()]),
+            "no From address with a domain (RFC 7489 §6.6.1)"
+        );
+    }
+
+    #[test]
+    fn dkim_selection_skips_sha1_and_caps_the_count() {
+        let sig = |a: &str, n: usize| {
+            format!("DKIM-Signature: v=1; a={a}; d=d{n}.test; s=s; c=relaxed/relaxed; h=from; bh=YWJj; b=YWJj{n}\r\n")
+        };
+        let mut m = String::new();
+        m.push_str(&sig("rsa-sha1", 0));
+        for n in 1..=12 {
+            m.push_str(&sig("rsa-sha256", n));
+        }
+        m.push_str("From: a@a.test\r\n\r\nbody\r\n");
+        let msg = AuthenticatedMessage::parse(m.as_bytes()).unwrap();
+        let sel = DkimSelection::of(&msg);
+        assert_eq!(sel.verify.dkim_headers.len(), MAX_DKIM_SIGNATURES);
+        assert!(sel
+            .verify
+            .dkim_headers
+            .iter()
+            .all(|h| h.header.a != Algorithm::RsaSha1));
+        assert_eq!((sel.sha1.len(), sel.not_verified), (1, 2));
+        let report = sel.report(&[]);
+        assert_eq!(report.len(), 2);
+        assert_eq!(
+            (report[0].result, report[0].domain.as_str()),
+            ("permerror", "d0.test")
+        );
+        assert_eq!(report[1].result, "neutral");
+        assert_eq!(
+            report[1].reason.as_deref(),
+            Some("2 more signature(s) not verified: at most 10 are checked per message")
+        );
+        assert_eq!(best_dkim(&report), "permerror");
+        assert_eq!(dkim_result(&DkimResult::Pass), ("pass", None));
+        assert_eq!(dkim_result(&DkimResult::None), ("none", None));
+        let (r, why) = dkim_result(&DkimResult::Neutral(mail_auth::Error::Dkim(
+            DkimError::FailedBodyHashMatch,
+        )));
+        assert_eq!(r, "fail");
+        assert!(why.is_some());
     }
 
     #[test]

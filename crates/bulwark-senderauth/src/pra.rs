@@ -2,6 +2,7 @@
 //! most recently responsible for injecting the message. A pure function over the
 //! header fields in order; mail-parser parses each candidate's address.
 
+use bulwark_mime::header::is_named;
 use mail_parser::parsers::MessageStream;
 use mail_parser::{Address, HeaderValue};
 
@@ -24,10 +25,6 @@ pub struct NoPra {
 /// RFC 4407 §2, steps 1–6.
 pub struct PraSelector;
 
-fn is(name: &[u8], want: &str) -> bool {
-    std::str::from_utf8(name).is_ok_and(|n| n.trim().eq_ignore_ascii_case(want))
-}
-
 /// RFC 4407 §2: "a header field is non-empty if it contains any non-whitespace".
 fn non_empty(value: &[u8]) -> bool {
     value.iter().any(|b| !b.is_ascii_whitespace())
@@ -40,7 +37,7 @@ impl PraSelector {
         let find_first = |want: &str| {
             headers
                 .iter()
-                .position(|(n, v)| is(n, want) && non_empty(v))
+                .position(|(n, v)| is_named(n, want) && non_empty(v))
         };
         // Step 1: the first non-empty Resent-Sender, unless it belongs to an older
         // resent block than a Resent-From above it (a Received or Return-Path
@@ -51,7 +48,7 @@ impl PraSelector {
                 .is_some_and(|rf| {
                     headers[rf + 1..rs]
                         .iter()
-                        .any(|(n, _)| is(n, "Received") || is(n, "Return-Path"))
+                        .any(|(n, _)| is_named(n, "Received") || is_named(n, "Return-Path"))
                 });
             if !older_block {
                 return Self::step5(headers[rs].1, "Resent-Sender");
@@ -64,7 +61,7 @@ impl PraSelector {
         // Step 3: Sender — exactly one non-empty, else none or ill-formed.
         let senders: Vec<&[u8]> = headers
             .iter()
-            .filter(|(n, v)| is(n, "Sender") && non_empty(v))
+            .filter(|(n, v)| is_named(n, "Sender") && non_empty(v))
             .map(|(_, v)| *v)
             .collect();
         match senders.len() {
@@ -79,7 +76,7 @@ impl PraSelector {
         // Step 4: From — exactly one non-empty.
         let froms: Vec<&[u8]> = headers
             .iter()
-            .filter(|(n, v)| is(n, "From") && non_empty(v))
+            .filter(|(n, v)| is_named(n, "From") && non_empty(v))
             .map(|(_, v)| *v)
             .collect();
         match froms.len() {

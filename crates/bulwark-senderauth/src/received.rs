@@ -10,6 +10,7 @@
 
 use std::net::IpAddr;
 
+use bulwark_mime::header::is_named;
 use ipnet::IpNet;
 use mail_parser::parsers::MessageStream;
 use mail_parser::{HeaderValue, Host};
@@ -59,9 +60,7 @@ fn host_name(h: &Host<'_>) -> String {
 pub fn first_external_hop(headers: &[(&[u8], &[u8])], internal: &[IpNet]) -> Walk {
     let received = headers
         .iter()
-        .filter(|(n, _)| {
-            std::str::from_utf8(n).is_ok_and(|n| n.trim().eq_ignore_ascii_case("Received"))
-        })
+        .filter(|(n, _)| is_named(n, "Received"))
         .take(MAX_HOPS);
     let mut hops = 0;
     for (index, (_, value)) in received.enumerate() {

@@ -364,7 +364,7 @@ pub fn data_reader(data: &[u8]) {
 
 /// The header From/Sender extraction of the anti-spoofing rule (mail-parser).
 pub fn header_facts(data: &[u8]) {
-    let f = crate::message::inspect_headers(data);
+    let f = bulwark_mime::HeaderFacts::of(data);
     if f.has_from && !f.unparseable_originator {
         assert!(
             !f.originators.is_empty(),

@@ -3,8 +3,9 @@
 //!
 //! Stages: MIME nesting depth and part count (before anything parses the message) →
 //! header section hygiene (every port: one header boundary for every parser) →
-//! inspect headers (mail-parser) → loop check → [authenticated: header From / Sender
-//! must be the user's (anti-spoofing), add Date/Message-ID if missing, sign]
+//! header facts (`bulwark_mime::CheckedMessage`) → loop check → [authenticated:
+//! header From / Sender must be the user's (anti-spoofing), add Date/Message-ID if
+//! missing, sign]
 //! [unauthenticated: one From, at most one Sender, a From in our domains only from
 //! internal servers, then the message check] → ingest → 250 2.0.0.
 //!
@@ -18,11 +19,11 @@
 
 use bulwark_config::LocalFromAction;
 use bulwark_mime::header::HeaderScan;
+use bulwark_mime::CheckedMessage;
 use bulwark_store::{
     plan_delivery, planned_overhead, DeliveryParams, Envelope, Folder, IngestReceipt,
     NewQueueEntry, RecipientParams, StoreError,
 };
-use mail_parser::{Address, HeaderName, HeaderValue, MessageParser};
 
 use crate::checks::{MessageAction, MessageContext, SenderContext, SignContext};
 use crate::clock::rfc5322_date;
@@ -51,73 +52,6 @@ pub(crate) enum MessageStage {
         /// Octets of the local copy and of the queued copy.
         stored: (usize, usize),
     },
-}
-
-/// What the header section says, as far as we care.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct HeaderFacts {
-    pub received: usize,
-    /// Addresses of every From and Sender field (all of them: a second From must not
-    /// slip past the anti-spoofing rule).
-    pub originators: Vec<String>,
-    /// Addresses of the From fields alone.
-    pub from_addresses: Vec<String>,
-    /// A From or Sender field without a parseable address.
-    pub unparseable_originator: bool,
-    pub has_from: bool,
-    pub has_date: bool,
-    pub has_message_id: bool,
-}
-
-fn collect(addr: &Address<'_>, out: &mut Vec<String>) -> bool {
-    let mut any = false;
-    for a in addr.iter() {
-        if let Some(x) = a.address() {
-            if !x.is_empty() {
-                out.push(x.to_string());
-                any = true;
-            }
-        }
-    }
-    any
-}
-
-/// Reads the header section with mail-parser (RFC 5322 §3.6). mail-parser only sees
-/// the section up to our boundary (`bulwark_mime::header::header_end`), so it cannot
-/// take a field from what IMAP shows as the body.
-pub(crate) fn inspect_headers(message: &[u8]) -> HeaderFacts {
-    let mut f = HeaderFacts::default();
-    let parser = MessageParser::new()
-        .header_address(HeaderName::From)
-        .header_address(HeaderName::Sender);
-    let head = &message[..bulwark_mime::header::header_end(message)];
-    let Some(m) = parser.parse_headers(head) else {
-        return f;
-    };
-    for h in m.headers() {
-        match h.name {
-            HeaderName::Received => f.received += 1,
-            HeaderName::Date => f.has_date = true,
-            HeaderName::MessageId => f.has_message_id = true,
-            HeaderName::From | HeaderName::Sender => {
-                if h.name == HeaderName::From {
-                    f.has_from = true;
-                    if let HeaderValue::Address(a) = &h.value {
-                        collect(a, &mut f.from_addresses);
-                    }
-                }
-                let ok = match &h.value {
-                    HeaderValue::Address(a) => collect(a, &mut f.originators),
-                    _ => false,
-                };
-                if !ok {
-                    f.unparseable_originator = true;
-                }
-            }
-            _ => {}
-        }
-    }
-    f
 }
 
 /// Lines the parsers could disagree on (RFC 5322 §2.2): refused on every port, so
@@ -275,17 +209,18 @@ impl Session {
             depth: bulwark_mime::MAX_NESTING,
             parts: max_parts,
         };
-        if let Err(e) = bulwark_mime::measure(&t.body, limits) {
-            return self.message_refused(structure_refusal(e));
-        }
+        let checked = match CheckedMessage::check(&t.body, limits) {
+            Ok(c) => c,
+            Err(e) => return self.message_refused(structure_refusal(e)),
+        };
         // One header boundary for everyone: a line the parsers could disagree on (a
         // form feed ends the section for mail-parser, not for IMAP) is refused on
         // every port, before anything reads the header fields.
-        let scan = bulwark_mime::header::scan(&t.body);
+        let scan = checked.header_scan().clone();
         if let Some(e) = header_hygiene(&scan) {
             return self.message_refused(e);
         }
-        let facts = inspect_headers(&t.body);
+        let facts = checked.facts();
         // RFC 5321 §6.3: a message that has been around too often is a loop.
         if facts.received > max_hops {
             return self.message_refused(SmtpError::new(
@@ -643,27 +578,5 @@ impl Session {
                 self.fail(SmtpError::temporary_failure("store"));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_facts() {
-        let m = b"Received: a\r\nReceived: b\r\nFrom: Alice <alice@example.test>\r\nSender: bob@example.test\r\nFrom: eve@example.test\r\nSubject: x\r\n\r\nReceived: not a header\r\n";
-        let f = inspect_headers(m);
-        assert_eq!(f.received, 2);
-        assert_eq!(
-            f.originators,
-            vec!["alice@example.test", "bob@example.test", "eve@example.test"]
-        );
-        assert!(f.has_from && !f.has_date && !f.has_message_id);
-        assert!(!f.unparseable_originator);
-
-        let f = inspect_headers(b"From: nobody\r\nDate: x\r\nMessage-ID: <a@b>\r\n\r\n");
-        assert!(f.unparseable_originator);
-        assert!(f.has_date && f.has_message_id);
     }
 }
