@@ -1685,7 +1685,7 @@ mod tests {
     fn decision_keeps_the_first_of_equally_strict_actions() {
         let reject = |t: &str| Action::Reject {
             code: 550,
-            enhanced: "5.7.1",
+            enhanced: Enhanced::new(5, 7, 1),
             text: t.into(),
         };
         let mut d = Decision::default();
