@@ -344,6 +344,142 @@ pub fn run(dir: &Path, allow_root: bool) -> anyhow::Result<ExitCode> {
     rt.block_on(serve(cfg, plan))
 }
 
+/// One bound listener with its configuration.
+type Bound = (
+    ListenerKind,
+    bulwark_config::ListenerConfig,
+    bulwark_net::BoundListener,
+);
+
+/// Binds every enabled listener this version serves (while we may still be root, for
+/// ports below 1024); the others are logged and listed as skipped for the run state.
+async fn bind_listeners(
+    cfg: &LoadedConfig,
+    slots: &bulwark_net::ConnectionSlots,
+) -> anyhow::Result<(Vec<Bound>, Vec<SkippedListener>)> {
+    let mut bound_listeners = Vec::new();
+    let mut skipped = Vec::new();
+    for (kind, lc) in cfg.config.listeners.iter() {
+        if !lc.enabled {
+            tracing::info!(target: "bulwark", listener = %kind, "disabled in configuration");
+            continue;
+        }
+        if let Availability::NotServed(reason) = runstate::availability(kind) {
+            tracing::info!(target: "bulwark", listener = %kind, reason, "not started");
+            skipped.push(SkippedListener {
+                kind,
+                reason: reason.to_string(),
+            });
+            continue;
+        }
+        let mut bound = bulwark_net::bind(kind, lc)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e} — {}", bind_failure_fix(kind, &e)))?
+            .with_slots(slots.clone());
+        if kind == ListenerKind::Metrics && metrics_exposed(lc) {
+            // DATA-PATHS: "HTTPS when not loopback".
+            bound = bound.with_implicit_tls();
+        }
+        bound_listeners.push((kind, lc.clone(), bound));
+    }
+    Ok((bound_listeners, skipped))
+}
+
+/// Drops root for `[server] user` when the plan says so (or says why not).
+fn become_unprivileged(plan: &Plan, cfg: &LoadedConfig) -> anyhow::Result<()> {
+    match plan {
+        Plan::Drop(account) => {
+            crate::privilege::drop_to(account)?;
+            tracing::info!(target: "bulwark", user = %account.user, uid = account.uid, group = %account.group, gid = account.gid, "listeners bound; running as an unprivileged user from here on");
+            // SIGHUP re-reads the files as this user: say now if it could not.
+            for file in [cfg.cert_path(), cfg.key_path()] {
+                if let Err(e) = std::fs::File::open(&file) {
+                    tracing::warn!(target: "bulwark::tls", file = %file.display(), error = %e, user = %account.user, "after the drop this file cannot be read: certificate reloads (SIGHUP) will fail until it is (chown it to the user, mode 0600 for the key)");
+                }
+            }
+        }
+        Plan::StayRoot(why) => {
+            tracing::warn!(target: "bulwark", reason = %why, "running as root (--allow-root): every session runs with root's privileges; set [server] user");
+        }
+        Plan::Unprivileged => {}
+    }
+    Ok(())
+}
+
+/// Gives each bound listener its protocol handler and protocol log and starts
+/// accepting; returns what the run state records.
+fn start_listeners(
+    bound_listeners: Vec<Bound>,
+    ctx: &ServerContext,
+    sender_checks: &Arc<dyn bulwark_smtp::SenderChecks>,
+    tracker: &TaskTracker,
+) -> anyhow::Result<Vec<RunListener>> {
+    let cfg = &ctx.config;
+    let tls = &ctx.tls;
+    let shutdown = &ctx.shutdown;
+    let c = &cfg.config;
+    let rotation = Rotation {
+        max_size: c.log.rotate_size,
+        max_age: Duration::from_secs(c.log.rotate_age_secs),
+        keep: c.log.keep,
+    };
+    // One memory budget for message data shared by the SMTP listeners (25, 587, 465).
+    let smtp_budget = bulwark_smtp::InflightBudget::new(c.smtp.max_inflight_bytes);
+    // The same for IMAP (143, 993), with the per-account APPEND limit.
+    let imap_limits = bulwark_imap::SharedLimits::new(&c.imap);
+    let mut running = Vec::new();
+    for (kind, lc, bound) in bound_listeners {
+        let handler = handler_for(kind, ctx, sender_checks, &smtp_budget, &imap_limits)
+            .with_context(|| format!("cannot serve the {kind} listener"))?;
+        let tls_name = tls_mode_name(kind, bound.implicit_tls());
+        let addrs = bound.local_addrs();
+        let log = if lc.protocol_log {
+            ProtocolLog::open(&cfg.log_dir(), kind.name(), redactor(kind), rotation).with_context(
+                || {
+                    format!(
+                        "cannot open the protocol log in {}",
+                        cfg.log_dir().display()
+                    )
+                },
+            )?
+        } else {
+            ProtocolLog::disabled(kind.name(), redactor(kind))
+        };
+        for a in &addrs {
+            tracing::info!(target: "bulwark", listener = %kind, address = %a, tls = tls_name, protocol_log = lc.protocol_log, "listening");
+        }
+        bound.serve(handler, tls.clone(), log, shutdown.clone(), tracker);
+        running.push(RunListener {
+            kind,
+            addrs,
+            tls: tls_name.to_string(),
+        });
+    }
+    Ok(running)
+}
+
+/// Stops accepting, gives running sessions the grace period, and removes the run
+/// state files.
+async fn shut_down(cfg: &LoadedConfig, shutdown: &CancellationToken, tracker: &TaskTracker) {
+    let c = &cfg.config;
+    tracing::info!(target: "bulwark", grace_secs = c.server.shutdown_grace_secs, "shutting down: no new connections");
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(
+        Duration::from_secs(c.server.shutdown_grace_secs),
+        tracker.wait(),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!(target: "bulwark", "sessions still running after the grace period were cut off (nothing they had acknowledged is lost)");
+    }
+    let run = cfg.run_dir();
+    let _ = std::fs::remove_file(run.join("listeners.json"));
+    let _ = std::fs::remove_file(run.join("bulwark.pid"));
+    tracing::info!(target: "bulwark", "stopped");
+}
+
 async fn serve(cfg: LoadedConfig, plan: Plan) -> anyhow::Result<ExitCode> {
     // Signals first: a reload or stop that arrives while we start must not find the
     // default dispositions (SIGHUP would kill the process).
@@ -375,47 +511,8 @@ async fn serve(cfg: LoadedConfig, plan: Plan) -> anyhow::Result<ExitCode> {
     tracing::info!(target: "bulwark", open_file_limit = nofile, connection_slots = slots.total(), client_reserve = slots.reserve(), "connection slots");
     // Every listener is bound while we may still be root (ports below 1024), and
     // nothing is served before the drop.
-    let mut bound_listeners = Vec::new();
-    let mut skipped = Vec::new();
-    for (kind, lc) in cfg.config.listeners.iter() {
-        if !lc.enabled {
-            tracing::info!(target: "bulwark", listener = %kind, "disabled in configuration");
-            continue;
-        }
-        if let Availability::NotServed(reason) = runstate::availability(kind) {
-            tracing::info!(target: "bulwark", listener = %kind, reason, "not started");
-            skipped.push(SkippedListener {
-                kind,
-                reason: reason.to_string(),
-            });
-            continue;
-        }
-        let mut bound = bulwark_net::bind(kind, lc)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e} — {}", bind_failure_fix(kind, &e)))?
-            .with_slots(slots.clone());
-        if kind == ListenerKind::Metrics && metrics_exposed(lc) {
-            // DATA-PATHS: "HTTPS when not loopback".
-            bound = bound.with_implicit_tls();
-        }
-        bound_listeners.push((kind, lc.clone(), bound));
-    }
-    match &plan {
-        Plan::Drop(account) => {
-            crate::privilege::drop_to(account)?;
-            tracing::info!(target: "bulwark", user = %account.user, uid = account.uid, group = %account.group, gid = account.gid, "listeners bound; running as an unprivileged user from here on");
-            // SIGHUP re-reads the files as this user: say now if it could not.
-            for file in [cfg.cert_path(), cfg.key_path()] {
-                if let Err(e) = std::fs::File::open(&file) {
-                    tracing::warn!(target: "bulwark::tls", file = %file.display(), error = %e, user = %account.user, "after the drop this file cannot be read: certificate reloads (SIGHUP) will fail until it is (chown it to the user, mode 0600 for the key)");
-                }
-            }
-        }
-        Plan::StayRoot(why) => {
-            tracing::warn!(target: "bulwark", reason = %why, "running as root (--allow-root): every session runs with root's privileges; set [server] user");
-        }
-        Plan::Unprivileged => {}
-    }
+    let (bound_listeners, skipped) = bind_listeners(&cfg, &slots).await?;
+    become_unprivileged(&plan, &cfg)?;
     // From here on files are created as the unprivileged user: the store (and its
     // WAL), the run state, the protocol logs.
     let store = super::cli::open_store(&cfg)?;
@@ -432,43 +529,7 @@ async fn serve(cfg: LoadedConfig, plan: Plan) -> anyhow::Result<ExitCode> {
     };
 
     let c = &cfg.config;
-    let rotation = Rotation {
-        max_size: c.log.rotate_size,
-        max_age: Duration::from_secs(c.log.rotate_age_secs),
-        keep: c.log.keep,
-    };
-    // One memory budget for message data shared by the SMTP listeners (25, 587, 465).
-    let smtp_budget = bulwark_smtp::InflightBudget::new(c.smtp.max_inflight_bytes);
-    // The same for IMAP (143, 993), with the per-account APPEND limit.
-    let imap_limits = bulwark_imap::SharedLimits::new(&c.imap);
-    let mut running = Vec::new();
-    for (kind, lc, bound) in bound_listeners {
-        let handler = handler_for(kind, &ctx, &sender_checks, &smtp_budget, &imap_limits)
-            .with_context(|| format!("cannot serve the {kind} listener"))?;
-        let tls_name = tls_mode_name(kind, bound.implicit_tls());
-        let addrs = bound.local_addrs();
-        let log = if lc.protocol_log {
-            ProtocolLog::open(&cfg.log_dir(), kind.name(), redactor(kind), rotation).with_context(
-                || {
-                    format!(
-                        "cannot open the protocol log in {}",
-                        cfg.log_dir().display()
-                    )
-                },
-            )?
-        } else {
-            ProtocolLog::disabled(kind.name(), redactor(kind))
-        };
-        for a in &addrs {
-            tracing::info!(target: "bulwark", listener = %kind, address = %a, tls = tls_name, protocol_log = lc.protocol_log, "listening");
-        }
-        bound.serve(handler, tls.clone(), log, shutdown.clone(), &tracker);
-        running.push(RunListener {
-            kind,
-            addrs,
-            tls: tls_name.to_string(),
-        });
-    }
+    let running = start_listeners(bound_listeners, &ctx, &sender_checks, &tracker)?;
     // Series for every enabled listener, running or not yet implemented: a scraper sees
     // the same set of series whatever this version serves.
     let kinds: Vec<ListenerKind> = c
@@ -497,21 +558,6 @@ async fn serve(cfg: LoadedConfig, plan: Plan) -> anyhow::Result<ExitCode> {
         }
     }
 
-    tracing::info!(target: "bulwark", grace_secs = c.server.shutdown_grace_secs, "shutting down: no new connections");
-    shutdown.cancel();
-    tracker.close();
-    if tokio::time::timeout(
-        Duration::from_secs(c.server.shutdown_grace_secs),
-        tracker.wait(),
-    )
-    .await
-    .is_err()
-    {
-        tracing::warn!(target: "bulwark", "sessions still running after the grace period were cut off (nothing they had acknowledged is lost)");
-    }
-    let run = cfg.run_dir();
-    let _ = std::fs::remove_file(run.join("listeners.json"));
-    let _ = std::fs::remove_file(run.join("bulwark.pid"));
-    tracing::info!(target: "bulwark", "stopped");
+    shut_down(&cfg, &shutdown, &tracker).await;
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use bulwark_store::{QueuedMessage, RecipientStatus};
+use bulwark_store::{QueuedMessage, RecipientStatus, SharedStore};
 
 #[derive(clap::Subcommand)]
 pub enum QueueCommand {
@@ -87,143 +87,163 @@ pub async fn run(dir: &Path, cmd: QueueCommand) -> anyhow::Result<ExitCode> {
     let (_, store) = super::store_for(dir)?;
     let now = super::now_unix();
     match cmd {
-        QueueCommand::List => {
-            let list = store.queue_list().await?;
-            if list.is_empty() {
-                println!("The queue is empty.");
-                return Ok(ExitCode::SUCCESS);
-            }
-            println!(
-                "{:>6}  {:>8}  {:>9}  {:<28}  {:>7}  {:<14}  RECIPIENTS",
-                "ID", "AGE", "SIZE", "SENDER", "PENDING", "NEXT ATTEMPT"
-            );
-            for m in &list {
-                let pending: Vec<&str> = m
-                    .recipients
-                    .iter()
-                    .filter(|r| r.status == RecipientStatus::Pending)
-                    .map(|r| r.address.as_str())
-                    .collect();
-                let next = if pending.is_empty() {
-                    "-".to_string()
-                } else {
-                    relative(m.next_attempt, now)
-                };
-                println!(
-                    "{:>6}  {:>8}  {:>9}  {:<28}  {:>7}  {:<14}  {}",
-                    m.id,
-                    span(now - m.created),
-                    size(m.size),
-                    sender(m),
-                    format!("{}/{}", pending.len(), m.recipients.len()),
-                    next,
-                    pending.join(", ")
-                );
-            }
-            let rcpts: usize = list
+        QueueCommand::List => list(&store, now).await,
+        QueueCommand::Show { id } => show(&store, id, now).await,
+        QueueCommand::Retry { id, all } => retry(&store, id, all, now).await,
+        QueueCommand::Delete { id } => delete(&store, id).await,
+    }
+}
+
+/// `bulwark queue list`: one line per entry with its pending recipients.
+async fn list(store: &SharedStore, now: i64) -> anyhow::Result<ExitCode> {
+    let list = store.queue_list().await?;
+    if list.is_empty() {
+        println!("The queue is empty.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>6}  {:>8}  {:>9}  {:<28}  {:>7}  {:<14}  RECIPIENTS",
+        "ID", "AGE", "SIZE", "SENDER", "PENDING", "NEXT ATTEMPT"
+    );
+    for m in &list {
+        let pending: Vec<&str> = m
+            .recipients
+            .iter()
+            .filter(|r| r.status == RecipientStatus::Pending)
+            .map(|r| r.address.as_str())
+            .collect();
+        let next = if pending.is_empty() {
+            "-".to_string()
+        } else {
+            relative(m.next_attempt, now)
+        };
+        println!(
+            "{:>6}  {:>8}  {:>9}  {:<28}  {:>7}  {:<14}  {}",
+            m.id,
+            span(now - m.created),
+            size(m.size),
+            sender(m),
+            format!("{}/{}", pending.len(), m.recipients.len()),
+            next,
+            pending.join(", ")
+        );
+    }
+    let rcpts: usize = list
+        .iter()
+        .map(|m| {
+            m.recipients
                 .iter()
-                .map(|m| {
-                    m.recipients
-                        .iter()
-                        .filter(|r| r.status == RecipientStatus::Pending)
-                        .count()
-                })
-                .sum();
-            println!("{} message(s), {} recipient(s) pending.", list.len(), rcpts);
+                .filter(|r| r.status == RecipientStatus::Pending)
+                .count()
+        })
+        .sum();
+    println!("{} message(s), {} recipient(s) pending.", list.len(), rcpts);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bulwark queue show ID`: the entry, each recipient, and every attempt.
+async fn show(store: &SharedStore, id: i64, now: i64) -> anyhow::Result<ExitCode> {
+    let Some(m) = store.queue_get(id).await? else {
+        eprintln!("bulwark: no queue entry {id} (delivered, bounced or deleted)");
+        return Ok(ExitCode::FAILURE);
+    };
+    println!("Queue entry {}", m.id);
+    println!("  sender:        {}", sender(&m));
+    println!(
+        "  queued:        {} ({})",
+        when(m.created),
+        relative(m.created, now)
+    );
+    println!("  size:          {} octets", m.size);
+    println!(
+        "  delay notice:  {}",
+        if m.delay_notified { "sent" } else { "not sent" }
+    );
+    let params = &m.params;
+    let mut p = Vec::new();
+    if let Some(r) = params.ret {
+        p.push(format!("RET={r:?}").to_uppercase());
+    }
+    if let Some(e) = &params.envid {
+        p.push(format!("ENVID={e}"));
+    }
+    if params.smtputf8 {
+        p.push("SMTPUTF8".into());
+    }
+    if params.body_8bitmime {
+        p.push("BODY=8BITMIME".into());
+    }
+    if !p.is_empty() {
+        println!("  parameters:    {}", p.join(" "));
+    }
+    println!("Recipients:");
+    for r in &m.recipients {
+        let next = if r.status == RecipientStatus::Pending {
+            format!(", next attempt {}", relative(r.next_attempt, now))
+        } else {
+            String::new()
+        };
+        println!(
+            "  {}  {} ({} attempt(s){next})",
+            r.address,
+            status_name(r.status),
+            r.attempts
+        );
+        if let Some(reply) = &r.last_reply {
+            println!("      last reply: {reply}");
         }
-        QueueCommand::Show { id } => {
-            let Some(m) = store.queue_get(id).await? else {
-                eprintln!("bulwark: no queue entry {id} (delivered, bounced or deleted)");
-                return Ok(ExitCode::FAILURE);
-            };
-            println!("Queue entry {}", m.id);
-            println!("  sender:        {}", sender(&m));
-            println!(
-                "  queued:        {} ({})",
-                when(m.created),
-                relative(m.created, now)
-            );
-            println!("  size:          {} octets", m.size);
-            println!(
-                "  delay notice:  {}",
-                if m.delay_notified { "sent" } else { "not sent" }
-            );
-            let params = &m.params;
-            let mut p = Vec::new();
-            if let Some(r) = params.ret {
-                p.push(format!("RET={r:?}").to_uppercase());
-            }
-            if let Some(e) = &params.envid {
-                p.push(format!("ENVID={e}"));
-            }
-            if params.smtputf8 {
-                p.push("SMTPUTF8".into());
-            }
-            if params.body_8bitmime {
-                p.push("BODY=8BITMIME".into());
-            }
-            if !p.is_empty() {
-                println!("  parameters:    {}", p.join(" "));
-            }
-            println!("Recipients:");
-            for r in &m.recipients {
-                let next = if r.status == RecipientStatus::Pending {
-                    format!(", next attempt {}", relative(r.next_attempt, now))
-                } else {
-                    String::new()
-                };
-                println!(
-                    "  {}  {} ({} attempt(s){next})",
-                    r.address,
-                    status_name(r.status),
-                    r.attempts
-                );
-                if let Some(reply) = &r.last_reply {
-                    println!("      last reply: {reply}");
-                }
-            }
-            let attempts = store.queue_attempts(id).await?;
-            println!("Attempts:");
-            if attempts.is_empty() {
-                println!("  none yet");
-            }
-            for a in &attempts {
-                let outcome = match a.outcome {
-                    RecipientStatus::Pending => "deferred",
-                    RecipientStatus::Delivered => "delivered",
-                    RecipientStatus::Failed => "failed",
-                };
-                println!("  {}  {}  {outcome}", when(a.at), a.recipient);
-                println!("      peer: {}", a.peer);
-                println!("      tls:  {}", a.tls);
-                println!("      reply: {}", a.reply);
-            }
+    }
+    let attempts = store.queue_attempts(id).await?;
+    println!("Attempts:");
+    if attempts.is_empty() {
+        println!("  none yet");
+    }
+    for a in &attempts {
+        let outcome = match a.outcome {
+            RecipientStatus::Pending => "deferred",
+            RecipientStatus::Delivered => "delivered",
+            RecipientStatus::Failed => "failed",
+        };
+        println!("  {}  {}  {outcome}", when(a.at), a.recipient);
+        println!("      peer: {}", a.peer);
+        println!("      tls:  {}", a.tls);
+        println!("      reply: {}", a.reply);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bulwark queue retry ID|--all`: makes pending recipients due now.
+async fn retry(
+    store: &SharedStore,
+    id: Option<i64>,
+    all: bool,
+    now: i64,
+) -> anyhow::Result<ExitCode> {
+    if id.is_none() && !all {
+        anyhow::bail!("name a queue entry (`bulwark queue retry ID`) or use --all");
+    }
+    if let Some(id) = id {
+        if store.queue_get(id).await?.is_none() {
+            eprintln!("bulwark: no queue entry {id}");
+            return Ok(ExitCode::FAILURE);
         }
-        QueueCommand::Retry { id, all } => {
-            if id.is_none() && !all {
-                anyhow::bail!("name a queue entry (`bulwark queue retry ID`) or use --all");
-            }
-            if let Some(id) = id {
-                if store.queue_get(id).await?.is_none() {
-                    eprintln!("bulwark: no queue entry {id}");
-                    return Ok(ExitCode::FAILURE);
-                }
-            }
-            let n = store.queue_retry(id, now).await?;
-            match id {
-                Some(id) => println!("Entry {id}: {n} recipient(s) due now."),
-                None => println!("{n} recipient(s) due now."),
-            }
-            println!("A running server tries them within [outbound] scan_interval_secs.");
-        }
-        QueueCommand::Delete { id } => {
-            if store.queue_delete(id).await? {
-                println!("Deleted queue entry {id} (the sender is not notified).");
-            } else {
-                eprintln!("bulwark: no queue entry {id}");
-                return Ok(ExitCode::FAILURE);
-            }
-        }
+    }
+    let n = store.queue_retry(id, now).await?;
+    match id {
+        Some(id) => println!("Entry {id}: {n} recipient(s) due now."),
+        None => println!("{n} recipient(s) due now."),
+    }
+    println!("A running server tries them within [outbound] scan_interval_secs.");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bulwark queue delete ID`: removes the entry without notifying the sender.
+async fn delete(store: &SharedStore, id: i64) -> anyhow::Result<ExitCode> {
+    if store.queue_delete(id).await? {
+        println!("Deleted queue entry {id} (the sender is not notified).");
+    } else {
+        eprintln!("bulwark: no queue entry {id}");
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -248,6 +248,7 @@ print("greeted=%d busy=%d login=%s" % (greeted, busy, typ))
 /// the hard one, derives its connection slots from it, and keeps a share for the
 /// listeners users log in to.
 #[test]
+#[allow(unsafe_code)] // pre_exec: lowers the child's open-file limit
 fn an_smtp_connection_flood_does_not_stop_an_imaps_login() {
     let data = DataDir::init();
     data.add_user(USER);

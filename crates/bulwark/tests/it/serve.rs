@@ -74,8 +74,7 @@ fn refuses_to_start_when_dkim_signing_cannot_load_its_keys() {
 /// store, opened after the drop, is writable). Checked in /proc/PID/status.
 #[test]
 fn as_root_binds_then_runs_as_the_configured_user() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if euid() != 0 {
         eprintln!("skipped: dropping privileges needs root (CI runs the tests as root)");
         return;
     }
@@ -315,8 +314,7 @@ fn run_sh_takes_port_base_and_listen_for_new_and_existing_data() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o077, 0, "bulwark.toml must stay private: {mode:o}");
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if euid() == 0 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
         assert!(
             status.contains("Uid:\t65534\t65534\t65534\t65534"),

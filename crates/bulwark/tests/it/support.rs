@@ -244,6 +244,9 @@ impl Server {
         self.child.as_ref().map_or(0, |c| c.id() as i32)
     }
 
+    // The tests' calls into libc are allowed one by one (the workspace denies
+    // `unsafe_code`); each says why it is sound.
+    #[allow(unsafe_code)]
     pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid.
         unsafe {
@@ -367,4 +370,11 @@ pub fn python_ok(script: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The tests' effective user ID (root in CI: some tests need it, others skip).
+#[allow(unsafe_code)]
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
