@@ -198,6 +198,16 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn message_numbers_are_one_based_indexes() {
+        assert_eq!(message_number(0), 1);
+        assert_eq!(message_number(41), 42);
+        let m = maildrop(&[1, 2]);
+        for (n, e) in m.visible() {
+            assert_eq!(m.get(n), Ok(e));
+        }
+    }
+
+    #[test]
     fn numbers_deletion_and_reset() {
         let mut m = maildrop(&[10, 20, 30]);
         assert_eq!(m.stat(), (3, 60));
