@@ -47,7 +47,10 @@ mod tests {
         for _ in 0..5000 {
             let mut raw = Vec::new();
             for _ in 0..(next() % 6) {
-                raw.extend_from_slice(parts[(next() % parts.len() as u64) as usize]);
+                // The remainder is below `parts.len()`, a usize: it cannot truncate.
+                #[allow(clippy::cast_possible_truncation)]
+                let i = (next() % parts.len() as u64) as usize;
+                raw.extend_from_slice(parts[i]);
             }
             sasl(&raw);
             sasl(

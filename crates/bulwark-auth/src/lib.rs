@@ -64,6 +64,8 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
+    /// An authenticator over `store`'s accounts, with the limits and delays of
+    /// `config`; hashes a random dummy password once (see `dummy_hash`).
     pub fn new(store: SharedStore, config: AuthConfig) -> Authenticator {
         let dummy: String = {
             use rand::Rng;
@@ -154,7 +156,7 @@ impl Authenticator {
                     None => Duration::from_millis(self.config.failure_delay_ms),
                 };
                 metrics::counter!("bulwark_auth_attempts_total", "listener" => listener, "mechanism" => mechanism, "result" => "failure").increment(1);
-                tracing::warn!(target: "bulwark::auth", %peer, listener, mechanism, delay_ms = delay.as_millis() as u64, "authentication failed");
+                tracing::warn!(target: "bulwark::auth", %peer, listener, mechanism, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "authentication failed");
                 tokio::time::sleep(delay).await;
                 Err(AuthError::Failed)
             }
@@ -213,6 +215,7 @@ impl Authenticator {
         }
     }
 
+    /// The brute-force limiter every protocol's logins share.
     pub fn limiter(&self) -> &Limiter {
         &self.limiter
     }

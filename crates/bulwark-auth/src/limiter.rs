@@ -29,6 +29,7 @@ pub enum NotYet {
 /// Whether an attempt may proceed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimiterVerdict {
+    /// Under every limit: check the password.
     Allowed,
     /// Refused without checking the password; the reason labels metrics ("ip", "account").
     Blocked(&'static str),
@@ -54,6 +55,9 @@ struct Failures {
 /// How long a successful login keeps its address exempt from the account block.
 pub(crate) const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// Counts failed logins per client address (IPv6 per /64) and per account within a
+/// sliding window, slows answers after `slow_after` failures and blocks after the
+/// `block_*` thresholds. The counts live in memory only.
 pub struct Limiter {
     window: Duration,
     base_delay: Duration,
@@ -66,7 +70,7 @@ pub struct Limiter {
 }
 
 /// IPv6 clients usually own a whole /64: count them as one.
-pub fn key_ip(ip: IpAddr) -> IpAddr {
+pub(crate) fn key_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => {
@@ -120,7 +124,7 @@ fn counted<K: std::hash::Hash + Eq>(
 ) -> (u32, u32) {
     let failed = failures.get_mut(key).map_or(0, |q| {
         prune(q, now, window);
-        q.len() as u32
+        saturating_u32(q.len())
     });
     (failed, inflight.get(key).copied().unwrap_or(0))
 }
@@ -182,7 +186,13 @@ impl Drop for Attempt<'_> {
     }
 }
 
+/// A count for comparing with the u32 thresholds; beyond u32 it is "over any limit".
+fn saturating_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 impl Limiter {
+    /// A limiter with the window, delays and thresholds of `c`.
     pub fn new(c: &AuthConfig) -> Limiter {
         Limiter {
             window: Duration::from_secs(c.window_secs.max(1)),
@@ -306,7 +316,7 @@ impl Limiter {
         let q = s.by_ip.entry(key_ip(ip)).or_default();
         prune(q, now, self.window);
         q.push_back(now);
-        let n = q.len() as u32;
+        let n = saturating_u32(q.len());
         let acc = s.by_account.entry(user.to_string()).or_default();
         prune(acc, now, self.window);
         acc.push_back(now);
@@ -358,6 +368,15 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_saturate_instead_of_wrapping() {
+        assert_eq!(saturating_u32(0), 0);
+        assert_eq!(saturating_u32(7), 7);
+        assert_eq!(saturating_u32(u32::MAX as usize), u32::MAX);
+        #[cfg(target_pointer_width = "64")]
+        assert_eq!(saturating_u32(u32::MAX as usize + 1), u32::MAX);
+    }
 
     #[test]
     fn delay_grows_then_caps() {

@@ -8,10 +8,13 @@ use argon2::Argon2;
 /// Shortest password `user add` / `user passwd` accept.
 pub const MIN_PASSWORD_LEN: usize = 8;
 
+/// Why a password could not be hashed.
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
+    /// Shorter than `MIN_PASSWORD_LEN` characters.
     #[error("password is shorter than {MIN_PASSWORD_LEN} characters")]
     TooShort,
+    /// Argon2 failed; the text is its error.
     #[error("password hashing failed: {0}")]
     Hash(String),
 }

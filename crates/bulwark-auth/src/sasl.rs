@@ -22,9 +22,11 @@ pub const MAX_PASSWORD: usize = 1024;
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps `s` so that it is no longer printed.
     pub fn new(s: String) -> Secret {
         Secret(s)
     }
+    /// The secret itself, for the one place that checks it.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -42,14 +44,21 @@ impl std::fmt::Display for Secret {
     }
 }
 
+/// Why a SASL client response was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SaslError {
+    /// The response is not valid base64.
     #[error("invalid base64")]
     Base64,
+    /// Not `authzid NUL authcid NUL passwd`, not UTF-8, an empty user name, or a
+    /// field over `MAX_USERNAME` / `MAX_PASSWORD`.
     #[error("malformed SASL message")]
     Malformed,
+    /// A non-empty authorization identity other than the user (RFC 4616 §2): we do
+    /// not let one user act as another.
     #[error("authorization identity differs from authentication identity")]
     AuthzMismatch,
+    /// The client sent `*` (RFC 4954 §4, RFC 9051 §6.2.2).
     #[error("authentication cancelled by client")]
     Cancelled,
 }
@@ -57,7 +66,9 @@ pub enum SaslError {
 /// The result of a PLAIN exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlainCredentials {
+    /// The authentication identity (authcid): the user logging in.
     pub username: String,
+    /// The password (passwd).
     pub password: Secret,
 }
 
@@ -104,8 +115,9 @@ pub fn decode_plain(b64: &str) -> Result<PlainCredentials, SaslError> {
     parse_plain(&decode_response(b64)?)
 }
 
-/// The LOGIN mechanism's prompts ("Username:", "Password:"), base64-encoded.
+/// The LOGIN mechanism's first prompt ("Username:"), base64-encoded.
 pub const LOGIN_USERNAME_CHALLENGE: &str = "VXNlcm5hbWU6";
+/// The LOGIN mechanism's second prompt ("Password:"), base64-encoded.
 pub const LOGIN_PASSWORD_CHALLENGE: &str = "UGFzc3dvcmQ6";
 
 /// One LOGIN response (user name or password) as UTF-8 text.

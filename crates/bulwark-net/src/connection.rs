@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::transport::{Plain, Stream, TlsInfo, Transport};
 
 /// How long a TLS handshake may take before the connection is dropped.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long closing (final flush, TLS close_notify) may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one flush may wait for the client to take our output, unless the protocol
@@ -30,6 +30,7 @@ const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// How a line ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineEnding {
+    /// CRLF, the line ending every mail protocol requires.
     CrLf,
     /// A bare LF: not allowed by the mail RFCs; protocols decide what to do about it.
     Lf,
@@ -38,10 +39,13 @@ pub enum LineEnding {
 /// One line without its ending.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
+    /// The line's octets, without the CR and LF that ended it.
     pub bytes: Vec<u8>,
+    /// How the line ended (CRLF or a bare LF).
     pub ending: LineEnding,
 }
 
+/// Why a read from the client produced no line or data.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     /// The client closed the connection (possibly in the middle of a line).
@@ -51,11 +55,18 @@ pub enum ReadError {
     /// its end, so the next read starts with the next line. `crlf` tells whether that
     /// discarded line ended in CRLF (SMTP's end-of-data detection needs to know).
     #[error("line too long")]
-    TooLong { crlf: bool },
+    TooLong {
+        /// True when the discarded line ended in CRLF (false for a bare LF).
+        crlf: bool,
+    },
+    /// The socket or TLS layer failed (including a reset by the peer).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
 
+/// One client connection as a protocol session sees it: buffered line and octet
+/// reads bounded by shutdown, buffered writes with a write timeout, STARTTLS, and the
+/// protocol log of the session.
 pub struct Connection {
     transport: Option<Transport>,
     rbuf: BytesMut,
@@ -142,12 +153,15 @@ impl Connection {
     pub fn peer(&self) -> SocketAddr {
         self.peer
     }
+    /// Our socket's address (the PROXY protocol header does not change it).
     pub fn local(&self) -> SocketAddr {
         self.local
     }
+    /// Which listener (protocol and port role) accepted the connection.
     pub fn kind(&self) -> ListenerKind {
         self.kind
     }
+    /// The protocol log's id of this session (it ties the session's log lines together).
     pub fn session_id(&self) -> &str {
         &self.session_id
     }
@@ -155,6 +169,7 @@ impl Connection {
     pub fn tls(&self) -> Option<&TlsInfo> {
         self.tls.as_ref()
     }
+    /// True once TLS is up (implicit TLS or after STARTTLS).
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
     }
@@ -320,7 +335,8 @@ impl Connection {
             if self.rbuf.is_empty() {
                 self.fill().await?;
             }
-            let take = n.min(self.rbuf.len() as u64) as usize;
+            // An `n` beyond usize is beyond the buffer too: take all of it.
+            let take = usize::try_from(n).map_or(self.rbuf.len(), |n| n.min(self.rbuf.len()));
             self.rbuf.advance(take);
             n -= take as u64;
         }

@@ -13,6 +13,11 @@
 //!   failing property test can be replayed with the seed it printed.
 //!
 //! [`Connection::read_line`]: crate::Connection::read_line
+//! [`Input`]: crate::fuzzing::Input
+//! [`Rng`]: crate::fuzzing::Rng
+//! [`session_bytes`]: crate::fuzzing::session_bytes
+//! [`seed`]: crate::fuzzing::seed
+//! [`cases`]: crate::fuzzing::cases
 
 use crate::connection::{Line, LineEnding};
 
@@ -103,7 +108,10 @@ impl Rng {
         if n == 0 {
             0
         } else {
-            (self.next_u64() % n as u64) as usize
+            // The remainder is below `n`, a usize: it cannot truncate.
+            #[allow(clippy::cast_possible_truncation)]
+            let r = (self.next_u64() % n as u64) as usize;
+            r
         }
     }
 
@@ -117,7 +125,7 @@ impl Rng {
     }
 
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next_u64() as u8).collect()
+        (0..n).map(|_| self.next_u64().to_le_bytes()[0]).collect()
     }
 }
 
@@ -237,7 +245,7 @@ pub fn mutate(rng: &mut Rng, line: &[u8]) -> Vec<u8> {
             // Overwrite one octet.
             6 => {
                 if at < v.len() {
-                    v[at] = rng.next_u64() as u8;
+                    v[at] = rng.next_u64().to_le_bytes()[0];
                 }
             }
             // Repeat a piece (long lines, many arguments).

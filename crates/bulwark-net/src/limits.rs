@@ -22,6 +22,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The `reason` label of the refused-connections metric.
     pub fn label(self) -> &'static str {
         match self {
             Refusal::Total => "total",
@@ -79,6 +80,8 @@ fn key(ip: IpAddr) -> IpAddr {
 }
 
 impl ConnectionLimits {
+    /// Limits of `max_total` sessions on the listener and `max_per_ip` per client
+    /// address (IPv6 clients are counted per /64, see `key`).
     pub fn new(max_total: u32, max_per_ip: u32) -> ConnectionLimits {
         ConnectionLimits {
             max_total,
@@ -87,6 +90,8 @@ impl ConnectionLimits {
         }
     }
 
+    /// Counts a new connection from `ip`, or says which limit refuses it. The count is
+    /// given back when the returned permit is dropped.
     pub fn admit(&self, ip: IpAddr) -> Result<Permit, Refusal> {
         let ip = key(ip);
         let mut c = self.counts.lock();
@@ -105,6 +110,7 @@ impl ConnectionLimits {
         })
     }
 
+    /// The number of connections admitted and not yet dropped.
     pub fn active(&self) -> u32 {
         self.counts.lock().total
     }
@@ -149,6 +155,8 @@ impl Drop for SlotPermit {
 }
 
 impl ConnectionSlots {
+    /// `total` slots, of which `reserve` (capped at `total`) only client listeners
+    /// may take.
     pub fn new(total: u32, reserve: u32) -> ConnectionSlots {
         ConnectionSlots {
             inner: Arc::new(SlotsInner {
@@ -168,14 +176,17 @@ impl ConnectionSlots {
         ConnectionSlots::new(total, total / 4)
     }
 
+    /// The number of slots.
     pub fn total(&self) -> u32 {
         self.inner.total
     }
 
+    /// How many of the slots are kept for client listeners.
     pub fn reserve(&self) -> u32 {
         self.inner.reserve
     }
 
+    /// The number of slots taken now.
     pub fn used(&self) -> u32 {
         self.inner.used.load(Ordering::Acquire)
     }

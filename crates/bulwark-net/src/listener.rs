@@ -37,7 +37,9 @@ pub trait SessionHandler: Send + Sync + 'static {
 
 /// Sockets bound for one listener, not yet accepting.
 pub struct BoundListener {
+    /// The listener's protocol and port role.
     pub kind: ListenerKind,
+    /// Its section of the configuration file.
     pub config: ListenerConfig,
     sockets: Vec<TcpListener>,
     implicit_tls: bool,

@@ -11,8 +11,9 @@ use tokio::net::TcpStream;
 /// Larger headers (v2 with many TLVs) are refused.
 const MAX_HEADER: usize = 4096;
 
+/// Why a connection's PROXY protocol header could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     #[error("invalid PROXY protocol header")]
     Invalid,
     #[error("PROXY protocol header too large")]
@@ -26,7 +27,7 @@ pub enum ProxyError {
 /// Reads exactly the header — never a byte past it, so that what follows (a TLS
 /// ClientHello on an implicit-TLS port) reaches its reader intact — and returns the
 /// client address it names (None for LOCAL/UNKNOWN: use the connection's own address).
-pub async fn read_header(stream: &mut TcpStream) -> Result<Option<SocketAddr>, ProxyError> {
+pub(crate) async fn read_header(stream: &mut TcpStream) -> Result<Option<SocketAddr>, ProxyError> {
     // 12 octets: the v2 signature, or "PROXY " and the start of a v1 line (a v1 header
     // is at least 15 octets).
     let mut buf = BytesMut::with_capacity(128);

@@ -20,20 +20,35 @@ pub const MAX_REPLY_LINE: usize = 512;
 /// The verbs we know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verb {
+    /// RFC 2449 §5: list the capabilities.
     Capa,
+    /// RFC 2595 §4: start TLS on this connection.
     Stls,
+    /// RFC 1939 §7: name the maildrop (first half of USER/PASS).
     User,
+    /// RFC 1939 §7: the password for the `USER` name.
     Pass,
+    /// RFC 1939 §7: digest login; recognised but not offered.
     Apop,
+    /// RFC 5034 §4: SASL authentication.
     Auth,
+    /// RFC 1939 §5/§6: end the session (and enter UPDATE when logged in).
     Quit,
+    /// RFC 1939 §5: count and size of the maildrop.
     Stat,
+    /// RFC 1939 §5: scan listing of one or all messages.
     List,
+    /// RFC 1939 §5: retrieve a whole message.
     Retr,
+    /// RFC 1939 §5: mark a message as deleted.
     Dele,
+    /// RFC 1939 §5: do nothing, answer `+OK`.
     Noop,
+    /// RFC 1939 §5: unmark every message marked as deleted.
     Rset,
+    /// RFC 1939 §7: the header and the first lines of a message.
     Top,
+    /// RFC 1939 §7: unique-id listing of one or all messages.
     Uidl,
 }
 
@@ -56,6 +71,7 @@ impl Verb {
         Verb::Uidl,
     ];
 
+    /// The keyword as it appears on the wire and in `-ERR` reasons (upper case).
     pub fn name(self) -> &'static str {
         match self {
             Verb::Capa => "CAPA",
@@ -93,36 +109,55 @@ impl Verb {
 /// A parsed command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
+    /// `CAPA` (RFC 2449 §5).
     Capa,
+    /// `STLS` (RFC 2595 §4).
     Stls,
+    /// `USER name`: the maildrop name, as the client sent it.
     User(String),
+    /// `PASS secret`: the rest of the line, kept out of logs.
     Pass(Secret),
+    /// `APOP`, whatever its arguments: refused (APOP is not offered).
     Apop,
     /// RFC 5034 §4: `AUTH mechanism [initial-response]`.
     Auth {
+        /// The SASL mechanism name, upper-cased (mechanism names are case-insensitive).
         mechanism: String,
+        /// The base64 initial response, if the client sent one on the command line
+        /// (`=` for an empty one, RFC 5034 §4).
         initial_response: Option<String>,
     },
     /// `AUTH` without a mechanism: the list of mechanisms (the pre-CAPA convention
     /// of RFC 1734 clients such as Outlook; RFC 5034 clients use CAPA's SASL line).
     AuthMechanisms,
+    /// `QUIT` (RFC 1939 §5/§6).
     Quit,
+    /// `STAT` (RFC 1939 §5).
     Stat,
+    /// `LIST [msg]`: one message number (1-based) or all.
     List(Option<u32>),
+    /// `RETR msg`: the message number (1-based).
     Retr(u32),
+    /// `DELE msg`: the message number (1-based).
     Dele(u32),
+    /// `NOOP` (RFC 1939 §5).
     Noop,
+    /// `RSET` (RFC 1939 §5).
     Rset,
-    /// RFC 1939 §7: `TOP msg n`.
+    /// RFC 1939 §7: `TOP msg n`: the message number, then the body line count.
     Top(u32, u32),
+    /// `UIDL [msg]`: one message number (1-based) or all.
     Uidl(Option<u32>),
 }
 
 /// Why a line is not a command we can run. Each maps to one `-ERR` reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParseError {
+    /// An empty line (or only spaces).
     Empty,
+    /// The line contains a NUL octet.
     Nul,
+    /// The keyword is not a verb we know.
     Unknown,
     /// Wrong number or form of arguments; the text says what was expected.
     Syntax(Verb, &'static str),
@@ -131,6 +166,7 @@ pub enum ParseError {
 }
 
 impl ParseError {
+    /// The text of the `-ERR` reply for this error.
     pub fn reason(&self) -> String {
         match self {
             ParseError::Empty => "empty command".into(),

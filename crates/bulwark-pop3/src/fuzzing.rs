@@ -1,7 +1,7 @@
 //! Harnesses for the fuzz targets (`fuzz/fuzz_targets/pop3_*.rs`) and for the seeded
 //! property tests below, which run them on every `cargo test`. Not server code.
 //!
-//! [`session`] drives a [`Session`] from raw client octets, split as
+//! [`session`] drives a [`Session`](crate::session::Session) from raw client octets, split as
 //! `Connection::read_line` splits them, performing its actions the way `server.rs`
 //! does with a fake authenticator and maildrop, and checks: no credentials are handed
 //! to the authenticator without TLS, status lines are single lines of at most 512
@@ -76,7 +76,7 @@ fn maildrop(n: usize) -> Maildrop {
         .take(n)
         .enumerate()
         .map(|(i, m)| MessageMeta {
-            uid: 10 + i as u32 * 3,
+            uid: 10 + u32::try_from(i).expect("a handful of test messages") * 3,
             blob_id: i as i64,
             size: m.len() as u64,
             internal_date: 0,
@@ -256,7 +256,7 @@ pub fn session(data: &[u8]) {
                         .get(number)
                         .expect("RETR of a deleted or unknown message");
                     assert_eq!(entry.blob, blob, "RETR sent another message's body");
-                    let msg = MESSAGES[blob as usize];
+                    let msg = MESSAGES[usize::try_from(blob).expect("blob ids index MESSAGES")];
                     let msg = match body_lines {
                         Some(n) => top_prefix(msg, n),
                         None => msg,
@@ -312,7 +312,7 @@ mod tests {
     fn property_session() {
         run_cases("pop3 session", 0x9093_0001, 4000, |seed| {
             let mut rng = Rng::new(seed);
-            let mut data = vec![rng.next_u64() as u8];
+            let mut data = vec![rng.next_u64().to_le_bytes()[0]];
             data.extend(session_bytes(&mut rng, DICTIONARY, 30));
             session(&data);
         });
@@ -323,7 +323,7 @@ mod tests {
         let lines: &[&[u8]] = &[b".", b"..", b".x", b"text", b"", b"\n.\n", b"\r\n.\r\n"];
         run_cases("pop3 dot-stuffing", 0xd075_0001, 4000, |seed| {
             let mut rng = Rng::new(seed);
-            let mut data = vec![rng.next_u64() as u8];
+            let mut data = vec![rng.next_u64().to_le_bytes()[0]];
             data.extend(session_bytes(&mut rng, lines, 20));
             dotstuff(&data);
         });

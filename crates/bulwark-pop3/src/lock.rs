@@ -26,6 +26,8 @@ pub struct MaildropLocks {
 }
 
 impl MaildropLocks {
+    /// An empty set, private to its holders (tests and embedders; the server uses
+    /// `process_wide`).
     pub fn new() -> MaildropLocks {
         MaildropLocks::default()
     }
@@ -48,6 +50,7 @@ impl MaildropLocks {
         }
     }
 
+    /// True while a POP3 session holds `account`'s maildrop.
     pub fn is_locked(&self, account: AccountId) -> bool {
         self.held.lock().contains(&account)
     }

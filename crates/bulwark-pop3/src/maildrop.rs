@@ -13,11 +13,16 @@ pub fn unique_id(uidvalidity: u32, uid: u32) -> String {
     format!("{uidvalidity}.{uid}")
 }
 
+/// One message of the snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The message's IMAP UID in INBOX (RFC 3501 §2.3.1.1).
     pub uid: u32,
+    /// The stored body to send for RETR and TOP.
     pub blob: BlobId,
+    /// The body's size in octets, as LIST and STAT report it.
     pub size: u64,
+    /// Marked by DELE in this session; removed only in UPDATE.
     pub deleted: bool,
     /// Retrieved whole with RETR: flagged \Seen at QUIT, so IMAP shows it as read.
     pub retrieved: bool,
@@ -26,11 +31,14 @@ pub struct Entry {
 /// Why a message number cannot be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NumberError {
+    /// Zero, or greater than the number of messages in the snapshot.
     NoSuchMessage,
+    /// The message is marked as deleted (RFC 1939 §5: it may not be referred to).
     Deleted,
 }
 
 impl NumberError {
+    /// The text of the `-ERR` reply for message number `n`.
     pub fn reason(self, n: u32) -> String {
         match self {
             NumberError::NoSuchMessage => format!("no such message: {n}"),
@@ -42,7 +50,9 @@ impl NumberError {
 /// The session's view of INBOX.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Maildrop {
+    /// The INBOX the snapshot was taken of; UPDATE changes this mailbox.
     pub mailbox: MailboxId,
+    /// INBOX's UIDVALIDITY at login: the first half of every unique-id.
     pub uidvalidity: u32,
     entries: Vec<Entry>,
 }
@@ -93,11 +103,13 @@ impl Maildrop {
         Ok(&mut self.entries[i])
     }
 
+    /// RFC 1939 §5 DELE: marks message `n` as deleted for the rest of the session.
     pub fn mark_deleted(&mut self, n: u32) -> Result<(), NumberError> {
         self.get_mut(n)?.deleted = true;
         Ok(())
     }
 
+    /// Records that message `n` was sent whole (RETR), to flag it \Seen at QUIT.
     pub fn mark_retrieved(&mut self, n: u32) -> Result<(), NumberError> {
         self.get_mut(n)?.retrieved = true;
         Ok(())
@@ -116,7 +128,7 @@ impl Maildrop {
             .iter()
             .enumerate()
             .filter(|(_, e)| !e.deleted)
-            .map(|(i, e)| (i as u32 + 1, e))
+            .map(|(i, e)| (message_number(i), e))
     }
 
     /// UIDs marked as deleted: removed in the UPDATE state.
@@ -137,9 +149,18 @@ impl Maildrop {
             .collect()
     }
 
+    /// The UIDL unique-id of `e` (see the free function [`unique_id`]).
     pub fn unique_id(&self, e: &Entry) -> String {
         unique_id(self.uidvalidity, e.uid)
     }
+}
+
+/// The 1-based message number of the entry at index `i`.
+// Entries are distinct messages of one mailbox, each with its own non-zero 32-bit UID,
+// so there are fewer than 2^32 - 1 of them: `i + 1` fits a u32.
+#[allow(clippy::cast_possible_truncation)]
+fn message_number(i: usize) -> u32 {
+    i as u32 + 1
 }
 
 #[cfg(test)]
@@ -147,6 +168,8 @@ pub(crate) mod tests {
     use super::*;
     use bulwark_store::Flags;
 
+    // A handful of test messages: the indexes fit any integer type.
+    #[allow(clippy::cast_possible_truncation)]
     pub(crate) fn maildrop(sizes: &[u64]) -> Maildrop {
         let mb = Mailbox {
             id: 7,
@@ -172,6 +195,16 @@ pub(crate) mod tests {
             })
             .collect();
         Maildrop::new(&mb, &msgs)
+    }
+
+    #[test]
+    fn message_numbers_are_one_based_indexes() {
+        assert_eq!(message_number(0), 1);
+        assert_eq!(message_number(41), 42);
+        let m = maildrop(&[1, 2]);
+        for (n, e) in m.visible() {
+            assert_eq!(m.get(n), Ok(e));
+        }
     }
 
     #[test]

@@ -65,14 +65,17 @@ impl Reply {
         }
     }
 
+    /// The status line without its CRLF (`+OK …`, `-ERR …` or `+ `).
     pub fn status(&self) -> &str {
         &self.status
     }
 
+    /// True for a positive reply (`+OK`).
     pub fn is_ok(&self) -> bool {
         self.status.starts_with("+OK")
     }
 
+    /// True for a negative reply (`-ERR`).
     pub fn is_err(&self) -> bool {
         self.status.starts_with("-ERR")
     }
@@ -96,6 +99,7 @@ impl Reply {
         }
     }
 
+    /// The wire form (see `encode`) in a new buffer.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut v = Vec::new();
         self.encode(&mut v);

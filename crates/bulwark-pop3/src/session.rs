@@ -30,7 +30,9 @@ pub struct SessionSettings {
 /// and take its snapshot; report back with `Session::login_result`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginRequest {
+    /// The user name from USER or the SASL authentication identity.
     pub username: String,
+    /// The password from PASS or the SASL response.
     pub password: Secret,
     /// "USER" (USER/PASS) or "PLAIN" (AUTH PLAIN), for metrics and logs.
     pub mechanism: &'static str,
@@ -67,16 +69,23 @@ pub enum Action {
     /// and `body_lines` lines of the body for TOP); if the body cannot be read, send
     /// an `-ERR` instead.
     Retrieve {
+        /// The `+OK` status line to send before the body.
         reply: Reply,
+        /// The message number (1-based) the client asked for.
         number: u32,
+        /// The stored body to send.
         blob: BlobId,
+        /// TOP's line count; `None` for RETR (the whole message).
         body_lines: Option<u32>,
     },
     /// The UPDATE state (RFC 1939 §6): remove `delete` from `mailbox`, flag `seen` as
     /// read, then call `Session::update_result`.
     Update {
+        /// The INBOX of the snapshot.
         mailbox: MailboxId,
+        /// UIDs marked by DELE: expunged.
         delete: Vec<u32>,
+        /// UIDs sent whole by RETR and not deleted: flagged \Seen.
         seen: Vec<u32>,
     },
     /// Send the reply and close the connection.
@@ -99,6 +108,8 @@ enum State {
     Closed,
 }
 
+/// One POP3 session's state machine (RFC 1939 §3 states): fed lines, it answers with
+/// an [`Action`] for the shell to perform; it does no I/O.
 pub struct Session {
     settings: SessionSettings,
     state: State,
@@ -106,6 +117,7 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session in the AUTHORIZATION state, before the greeting.
     pub fn new(settings: SessionSettings) -> Session {
         Session {
             settings,
@@ -125,6 +137,7 @@ impl Session {
         matches!(self.state, State::SaslPlain)
     }
 
+    /// True once the connection is encrypted (implicit TLS or after STLS).
     pub fn is_tls(&self) -> bool {
         self.settings.tls
     }
