@@ -239,7 +239,11 @@ impl Worker {
             if capacity > 0 {
                 match self
                     .store
-                    .queue_claim_due(now(), self.lease, capacity as u32)
+                    .queue_claim_due(
+                        now(),
+                        self.lease,
+                        u32::try_from(capacity).unwrap_or(u32::MAX),
+                    )
                     .await
                 {
                     Ok(entries) => {
