@@ -29,12 +29,19 @@ use crate::dns::{LookupError, SpfDns};
 /// The seven results of RFC 7208 §2.6 (Sender ID uses the same set, RFC 4406 §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SpfResult {
+    /// The client is authorized to use the identity.
     Pass,
+    /// The client is explicitly not authorized (`-`).
     Fail,
+    /// Probably not authorized; weaker than fail (`~`).
     SoftFail,
+    /// The domain owner makes no assertion (`?`, or nothing matched).
     Neutral,
+    /// No SPF record, or no valid domain to check.
     None,
+    /// The record is broken: the domain owner must fix it.
     PermError,
+    /// A transient DNS error: the check may succeed later.
     TempError,
 }
 
@@ -52,6 +59,8 @@ impl SpfResult {
         }
     }
 
+    /// The result named by the word `s` (any case), as `as_str` writes it; None for
+    /// any other word.
     pub fn parse(s: &str) -> Option<SpfResult> {
         Some(match s.to_ascii_lowercase().as_str() {
             "pass" => SpfResult::Pass,
@@ -85,6 +94,7 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// The Received-SPF `identity=` value (RFC 7208 §9.1).
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::MailFrom => "mailfrom",
@@ -97,10 +107,13 @@ impl Scope {
 /// The outcome of one `check_host()` with everything needed to explain it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evaluation {
+    /// The SPF result.
     pub result: SpfResult,
+    /// The identity that was checked.
     pub scope: Scope,
     /// The domain whose policy was evaluated.
     pub domain: String,
+    /// The client's IP address.
     pub ip: IpAddr,
     /// The sender as used for macros (`postmaster@` filled in when needed).
     pub sender: String,
@@ -135,14 +148,17 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
 /// What `check_host` was asked (RFC 7208 §4.1 arguments).
 #[derive(Debug, Clone, Copy)]
 pub struct Query<'a> {
+    /// The client's IP address (`%{i}`).
     pub ip: IpAddr,
     /// The domain to check (MAIL FROM domain, HELO name, or PRA domain).
     pub domain: &'a str,
     /// The full address (`local@domain`); empty or domain-only for HELO.
     pub sender: &'a str,
+    /// The HELO/EHLO name (`%{h}`).
     pub helo: &'a str,
     /// Our host name, for the `%{r}` macro.
     pub receiver: &'a str,
+    /// Which identity is checked: decides record selection.
     pub scope: Scope,
 }
 
