@@ -878,14 +878,8 @@ impl Ctx<'_> {
                 ip4_mask,
                 ip6_mask,
             } => {
-                let target = self.expand(macro_string, domain);
-                let term = format!(
-                    "{q}a{}{}{}",
-                    name_suffix(macro_string, &target),
-                    cidr4(*ip4_mask),
-                    cidr6(*ip6_mask)
-                );
-                self.count_lookup(&term)?;
+                let (target, term) =
+                    self.counted_host_term(q, "a", macro_string, *ip4_mask, *ip6_mask, domain)?;
                 let m = self.addr_match(&target, *ip4_mask, *ip6_mask, true).await?;
                 (m, term)
             }
@@ -894,14 +888,8 @@ impl Ctx<'_> {
                 ip4_mask,
                 ip6_mask,
             } => {
-                let target = self.expand(macro_string, domain);
-                let term = format!(
-                    "{q}mx{}{}{}",
-                    name_suffix(macro_string, &target),
-                    cidr4(*ip4_mask),
-                    cidr6(*ip6_mask)
-                );
-                self.count_lookup(&term)?;
+                let (target, term) =
+                    self.counted_host_term(q, "mx", macro_string, *ip4_mask, *ip6_mask, domain)?;
                 let m = self.mx_match(&target, *ip4_mask, *ip6_mask, &term).await?;
                 (m, term)
             }
@@ -927,6 +915,28 @@ impl Ctx<'_> {
                 (self.include_match(target, &term, domain).await?, term)
             }
         })
+    }
+
+    /// For `a` and `mx` (`name`): the target (macros expanded) and the term as written,
+    /// counted against the lookup limit (RFC 7208 §4.6.4).
+    fn counted_host_term(
+        &mut self,
+        q: &str,
+        name: &str,
+        macro_string: &Macro,
+        ip4_mask: u32,
+        ip6_mask: u128,
+        domain: &str,
+    ) -> Result<(String, String), Abort> {
+        let target = self.expand(macro_string, domain);
+        let term = format!(
+            "{q}{name}{}{}{}",
+            name_suffix(macro_string, &target),
+            cidr4(ip4_mask),
+            cidr6(ip6_mask)
+        );
+        self.count_lookup(&term)?;
+        Ok((target, term))
     }
 
     /// RFC 7208 §5.7 `exists:`: always an A query, whatever the client's family.
