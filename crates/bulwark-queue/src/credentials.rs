@@ -8,6 +8,7 @@ use base64::Engine;
 /// A user name and password for AUTH PLAIN / LOGIN. Debug never shows the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SaslCredentials {
+    /// The authentication identity (RFC 4616 authcid), shown in logs.
     pub user: String,
     password: String,
 }
@@ -21,23 +22,42 @@ impl std::fmt::Debug for SaslCredentials {
     }
 }
 
+/// Why a connector's credentials file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
+    /// The file could not be read (or its metadata).
     #[error("{path}: cannot read the credentials: {source}")]
     Read {
+        /// The file.
         path: String,
+        /// Why it could not be read.
         #[source]
         source: std::io::Error,
     },
+    /// Group or others may read or write it.
     #[error("{path}: the credentials file is readable by others (mode {mode:o})\n  fix: chmod 600 {path}")]
-    Permissions { path: String, mode: u32 },
+    Permissions {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// It is a directory, device or the like.
     #[error("{path}: not a regular file")]
-    NotAFile { path: String },
+    NotAFile {
+        /// The path given.
+        path: String,
+    },
+    /// It lacks the user name line or the password line.
     #[error("{path}: expected the user name on the first line and the password on the second")]
-    Format { path: String },
+    Format {
+        /// The file.
+        path: String,
+    },
 }
 
 impl SaslCredentials {
+    /// Credentials from a user name and password (tests and configuration).
     pub fn new(user: impl Into<String>, password: impl Into<String>) -> SaslCredentials {
         SaslCredentials {
             user: user.into(),

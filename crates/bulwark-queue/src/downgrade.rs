@@ -144,8 +144,10 @@ fn is_signature_for(field: &[u8], domain: &str) -> bool {
 /// Why a message cannot go to a server without 8BITMIME.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DowngradeError {
+    /// A header field has 8-bit octets: only SMTPUTF8 could carry it, not a re-encoding.
     #[error("a header section has 8-bit octets (UTF-8 header fields need SMTPUTF8, RFC 6532)")]
     EightBitHeaders,
+    /// 8-bit octets where no Content-Transfer-Encoding can be changed (the reason says where).
     #[error("the message has 8-bit octets outside any MIME part that can be re-encoded ({0})")]
     Unconvertible(&'static str),
 }

@@ -20,7 +20,9 @@ use crate::params::Ret;
 /// RFC 3464 §2.3.3 Action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    /// Permanently undeliverable; the notice is final for this recipient.
     Failed,
+    /// Not delivered yet and still being retried (a delay notice, RFC 3464 §2.3.3).
     Delayed,
     /// Delivered to a server that does not support DSN, so no further notice will
     /// come (the answer to NOTIFY=SUCCESS in that case).
@@ -37,11 +39,14 @@ impl Action {
     }
 }
 
+/// One recipient's part of a notice: its per-recipient fields (RFC 3464 §2.3).
 #[derive(Debug, Clone)]
 pub struct DsnRecipient {
+    /// The recipient address (Final-Recipient: rfc822;…).
     pub address: String,
     /// ORCPT as given (`rfc822;addr`).
     pub original: Option<String>,
+    /// What happened to it (the Action field).
     pub action: Action,
     /// RFC 3463 status.
     pub status: Enhanced,
@@ -51,22 +56,29 @@ pub struct DsnRecipient {
     pub smtp_diagnostic: Option<String>,
     /// What happened, for the human part (our own words when no server answered).
     pub explanation: String,
+    /// When we last tried it (Unix seconds; Last-Attempt-Date), if we did.
     pub last_attempt: Option<i64>,
 }
 
+/// Everything one notice is built from.
 pub struct Report<'a> {
     /// Our host name (Reporting-MTA, and the MAILER-DAEMON address).
     pub reporting_mta: &'a str,
     /// The envelope sender the notice goes to.
     pub to: &'a str,
+    /// The sender's ENVID (RFC 3461 §4.4), echoed as Original-Envelope-Id.
     pub envid: Option<&'a str>,
     /// When the message entered the queue (Unix seconds).
     pub arrival: i64,
     /// For delay notices: until when we keep trying.
     pub retry_until: Option<i64>,
+    /// The recipients the notice reports on.
     pub recipients: &'a [DsnRecipient],
+    /// The queued message (its header or all of it goes back, per `ret`).
     pub original: &'a [u8],
+    /// RET: whether a failure notice carries the whole message or its header (RFC 3461 §4.3).
     pub ret: Ret,
+    /// The time of the notice (Unix seconds): its Date and message-id.
     pub now: i64,
 }
 

@@ -106,7 +106,7 @@ pub(crate) struct FinishPlan {
 impl FinishPlan {
     /// The failed recipients' updates: failed once the notice went out (or none was
     /// due); still pending otherwise, so the notice is not lost.
-    pub fn updates(&self, notice_sent: bool) -> Vec<RecipientUpdate> {
+    pub(crate) fn updates(&self, notice_sent: bool) -> Vec<RecipientUpdate> {
         self.failed
             .iter()
             .map(|f| RecipientUpdate {
@@ -123,7 +123,7 @@ impl FinishPlan {
     }
 
     /// The entry's delay-notice mark after this attempt.
-    pub fn delay_notified(&self, delay_sent: bool) -> bool {
+    pub(crate) fn delay_notified(&self, delay_sent: bool) -> bool {
         match self.delay_notice {
             DelayNotice::NotDue => self.delay_notified,
             DelayNotice::Skip => true,

@@ -1,14 +1,15 @@
 //! Harnesses for the fuzz target `fuzz/fuzz_targets/queue_replies.rs` and the seeded
 //! property test below (run on every `cargo test`). Not delivery code.
 //!
-//! [`replies`] is what a hostile or broken remote SMTP server can make us parse: the
-//! reply framing of `smtp::reply::ReplyBuffer` (bounded, RFC 5321 §4.2), the EHLO
-//! keywords, and the client transaction state machine fed those replies. It checks
-//! that every recipient ends with exactly one outcome whatever the server says.
+//! [`replies`](crate::fuzzing::replies) is what a hostile or broken remote SMTP server
+//! can make us parse: the reply framing of `smtp::reply::ReplyBuffer` (bounded,
+//! RFC 5321 §4.2), the EHLO keywords, and the client transaction state machine fed
+//! those replies. It checks that every recipient ends with exactly one outcome
+//! whatever the server says.
 //!
-//! [`downgrade`] is what a client's message can make the 8-bit to 7-bit conversion
-//! do (`downgrade::to_seven_bit`, RFC 6152 §3): whatever the MIME structure, it
-//! returns 7-bit octets or refuses, and never panics.
+//! [`downgrade`](crate::fuzzing::downgrade) is what a client's message can make the
+//! 8-bit to 7-bit conversion do (`downgrade::to_seven_bit`, RFC 6152 §3): whatever the
+//! MIME structure, it returns 7-bit octets or refuses, and never panics.
 
 use crate::message::MessageInfo;
 use crate::params::DeliveryParams;
@@ -143,7 +144,7 @@ mod tests {
     fn property_replies() {
         run_cases("queue replies", 0x9e0e_0001, 3000, |seed| {
             let mut rng = Rng::new(seed);
-            let mut data = vec![rng.next_u64() as u8];
+            let mut data = vec![rng.next_u64().to_le_bytes()[0]];
             data.extend(session_bytes(&mut rng, DICTIONARY, 20));
             replies(&data);
         });

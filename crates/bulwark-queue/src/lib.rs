@@ -43,15 +43,21 @@ use tokio_util::task::TaskTracker;
 pub use params::DeliveryParams;
 pub use route::ConnectorError;
 
+/// Why outbound delivery cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
+    /// A connector's configuration refers to files that are missing or unsafe.
     #[error(transparent)]
     Connector(#[from] ConnectorError),
+    /// No DNS resolver could be built (MX lookups need one).
     #[error("outbound delivery needs DNS: {0}")]
     Dns(#[from] bulwark_dns::DnsError),
+    /// The outbound protocol log cannot be opened.
     #[error("cannot open the outbound protocol log in {dir}: {source}")]
     ProtocolLog {
+        /// The log directory.
         dir: String,
+        /// Why it could not be opened.
         #[source]
         source: std::io::Error,
     },

@@ -4,6 +4,7 @@
 /// Facts about a message that decide which SMTP extensions its transfer needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MessageInfo {
+    /// Length in octets (for SIZE=, RFC 1870).
     pub size: usize,
     /// Some octet ≥ 0x80 anywhere: needs BODY=8BITMIME (RFC 6152).
     pub eight_bit: bool,
@@ -12,6 +13,7 @@ pub struct MessageInfo {
 }
 
 impl MessageInfo {
+    /// The facts of the message `data` (scanned once).
     pub fn of(data: &[u8]) -> MessageInfo {
         let headers = header_section(data);
         MessageInfo {

@@ -2,6 +2,7 @@
 
 use bulwark_wire::{Enhanced, Reply, Stage};
 
+/// How a recipient's attempt ended: what the queue does with the recipient next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Verdict {
     /// The server took responsibility (250 after the data).
@@ -13,6 +14,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The lowercase name used in logs and the `result` metric label.
     pub fn name(self) -> &'static str {
         match self {
             Verdict::Delivered => "delivered",
@@ -22,8 +24,10 @@ impl Verdict {
     }
 }
 
+/// One recipient's result: the verdict and the words that go into logs and notices.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
+    /// Delivered, deferred or failed.
     pub verdict: Verdict,
     /// RFC 3463 status, e.g. 5.1.1.
     pub status: Enhanced,

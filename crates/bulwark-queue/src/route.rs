@@ -21,11 +21,17 @@ use crate::tls::{client_config, TlsSetupError};
 /// A connector ready for use: configuration plus its TLS client configuration.
 #[derive(Debug)]
 pub struct Connector {
+    /// The `[[outbound.connector]]` name (`default` for the built-in one), shown in logs.
     pub name: String,
+    /// Deliver every recipient through this host instead of the domains' MX hosts.
     pub smart_host: Option<String>,
+    /// The TCP port to connect to (`[outbound] remote_port` unless the connector sets one).
     pub port: u16,
+    /// TLS from the first octet (RFC 8314 §3.3) instead of STARTTLS.
     pub implicit_tls: bool,
+    /// How much TLS this connector demands: opportunistic, required, verify or pinned.
     pub level: TlsLevel,
+    /// The rustls client configuration for `level` (trust anchors or the pinned keys).
     pub tls: Arc<ClientConfig>,
     /// Read at every connection, so a changed password needs no restart; checked at
     /// start so a wrong mode stops the server instead of deferring mail for days.
@@ -33,6 +39,7 @@ pub struct Connector {
 }
 
 impl Connector {
+    /// The SASL credentials, read now from `credentials_file` (None: no AUTH).
     pub fn credentials(&self) -> Result<Option<SaslCredentials>, CredentialsError> {
         self.credentials_file
             .as_deref()
@@ -50,17 +57,24 @@ impl Connector {
     }
 }
 
+/// Why a connector's configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
+    /// Its TLS trust anchors or pins cannot be loaded.
     #[error("connector {name:?}: {source}")]
     Tls {
+        /// The connector.
         name: String,
+        /// What is wrong.
         #[source]
         source: TlsSetupError,
     },
+    /// Its credentials file is refused.
     #[error("connector {name:?}: {source}")]
     Credentials {
+        /// The connector.
         name: String,
+        /// What is wrong.
         #[source]
         source: CredentialsError,
     },
@@ -104,6 +118,7 @@ pub struct Connectors {
 }
 
 impl Connectors {
+    /// The connectors of `[outbound]`: the default plus each configured one, their files checked.
     pub fn from_config(cfg: &LoadedConfig) -> Result<Connectors, ConnectorError> {
         let o = &cfg.config.outbound;
         let default = Arc::new(Connector {
@@ -178,6 +193,7 @@ fn build(cfg: &LoadedConfig, c: &ConnectorConfig) -> Result<Connector, Connector
 pub struct Host {
     /// The MX host or smart host name (for SNI and `verify`), or the address literal.
     pub name: String,
+    /// The addresses of `name`, in the order to try them.
     pub addrs: Vec<IpAddr>,
 }
 
@@ -372,12 +388,17 @@ pub async fn resolve(
 /// `mx_address_limit`, `allow_private_destinations`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
+    /// At most this many MX hosts are tried per attempt.
     pub mx_hosts: usize,
+    /// At most this many addresses (over all hosts) are tried per attempt.
     pub addresses: usize,
+    /// Whether loopback, private, link-local and CGNAT addresses found through DNS may be
+    /// connected to (lab only: refused by default against SSRF).
     pub allow_private: bool,
 }
 
 impl Limits {
+    /// The limits set in `[outbound]`, each at least 1.
     pub fn from_config(o: &bulwark_config::OutboundConfig) -> Limits {
         Limits {
             mx_hosts: o.mx_host_limit.max(1),

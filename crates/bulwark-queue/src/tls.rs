@@ -25,10 +25,18 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::ServerName;
 
+/// Why a connector's TLS client configuration cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
+    /// The `trust_anchors` file cannot be read or holds no certificate.
     #[error("{path}: cannot read the trust anchors: {detail}")]
-    TrustAnchors { path: String, detail: String },
+    TrustAnchors {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Config(String),
 }

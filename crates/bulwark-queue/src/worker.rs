@@ -28,7 +28,7 @@ use crate::finish::{
 };
 use crate::message::MessageInfo;
 use crate::outcome::{Outcome, Verdict};
-use crate::params::DeliveryParams;
+use crate::params::{DeliveryParams, Ret};
 use crate::route::{self, Connector, Connectors};
 use crate::smtp::client::{self, Envelope, HostResult, Settings};
 use crate::{now, QueueError};
@@ -65,14 +65,33 @@ pub(crate) struct Worker {
 }
 
 /// Memory all deliveries together may use for message bodies (each entry holds its
-/// body and the dot-stuffed copy). Without it, `max_entries` entries of the largest
-/// size could be held at once: 64 × 2 × 25 MiB = 3.2 GB with the defaults.
+/// body; see `held_octets` for what else). Without it, `max_entries` entries of the
+/// largest size could be held at once: 64 × 25 MiB = 1.6 GB with the defaults, more
+/// with 7-bit copies and returned messages.
 const BODY_BUDGET_KIB: u32 = 256 * 1024;
 
-/// The budget share (KiB) of one entry of `size` octets: two copies, at least 1 KiB,
+/// The octets one delivery of a message of `size` octets holds at once: the body, for
+/// the whole delivery (the client streams it dot-stuffed in pieces, RFC 5321 §4.5.2,
+/// without a stuffed copy); when the sender asked for the whole message back
+/// (`full_return`, RFC 3461 §4.3 RET=FULL), the failure notice built at the end that
+/// carries it (RFC 3464 §2); and for an 8-bit message (`eight_bit`), the 7-bit copy
+/// made when a next hop lacks 8BITMIME (RFC 6152 §3), estimated as base64's third
+/// more plus its line ends: 3/2 of the size.
+fn held_octets(size: u64, full_return: bool, eight_bit: bool) -> u64 {
+    let mut held = size;
+    if full_return {
+        held = held.saturating_add(size);
+    }
+    if eight_bit {
+        held = held.saturating_add(size.saturating_mul(3) / 2);
+    }
+    held
+}
+
+/// The budget share (KiB) of a delivery holding `octets`: rounded up, at least 1 KiB,
 /// at most the whole budget.
-fn body_permits(size: u64) -> u32 {
-    let kib = (size.saturating_mul(2) / 1024).saturating_add(1);
+fn body_permits(octets: u64) -> u32 {
+    let kib = (octets / 1024).saturating_add(1);
     u32::try_from(kib)
         .unwrap_or(BODY_BUDGET_KIB)
         .min(BODY_BUDGET_KIB)
@@ -220,7 +239,11 @@ impl Worker {
             if capacity > 0 {
                 match self
                     .store
-                    .queue_claim_due(now(), self.lease, capacity as u32)
+                    .queue_claim_due(
+                        now(),
+                        self.lease,
+                        u32::try_from(capacity).unwrap_or(u32::MAX),
+                    )
                     .await
                 {
                     Ok(entries) => {
@@ -285,13 +308,14 @@ impl Worker {
 
     async fn deliver_entry(self: Arc<Self>, entry: QueuedMessage) {
         let id = entry.id;
-        // The body and its dot-stuffed copy stay in memory while the entry is
-        // delivered: wait for their share of the budget first (the lease is renewed
+        // The body (and a notice returning it) stays in memory while the entry is
+        // delivered: wait for its share of the budget first (the lease is renewed
         // meanwhile). A message larger than the whole budget takes all of it.
+        let full_return = entry.params.ret() == Ret::Full;
         let Ok(mut memory) = self
             .bodies
             .clone()
-            .acquire_many_owned(body_permits(entry.size))
+            .acquire_many_owned(body_permits(held_octets(entry.size, full_return, false)))
             .await
         else {
             return;
@@ -310,14 +334,14 @@ impl Worker {
         let params = entry.params.clone();
         let info = MessageInfo::of(&data);
         if info.eight_bit {
-            // It may need a 7-bit copy and that copy's dot-stuffed form (base64 adds a
-            // third): a larger share. The first is given back before waiting, so no
-            // two entries can each hold a part and wait for the other's.
+            // It may need a 7-bit copy: a larger share. The first is given back
+            // before waiting, so no two entries can each hold a part and wait for the
+            // other's.
             drop(memory);
             memory = match self
                 .bodies
                 .clone()
-                .acquire_many_owned(body_permits(entry.size.saturating_mul(5) / 2))
+                .acquire_many_owned(body_permits(held_octets(entry.size, full_return, true)))
                 .await
             {
                 Ok(m) => m,
@@ -748,15 +772,29 @@ mod tests {
 
     #[test]
     fn body_budget_shares() {
-        // Two copies of the body, rounded up to whole KiB.
+        // One copy of the body, rounded up to whole KiB.
         assert_eq!(body_permits(0), 1);
-        assert_eq!(body_permits(4096), 9);
-        assert_eq!(body_permits(25 * 1024 * 1024), 50 * 1024 + 1);
-        // Five messages of the largest default size fit at once, not more: the rest
+        assert_eq!(body_permits(4096), 5);
+        assert_eq!(body_permits(4095), 4);
+        assert_eq!(body_permits(25 * 1024 * 1024), 25 * 1024 + 1);
+        // Ten messages of the largest default size fit at once, not more: the rest
         // wait for memory instead of being read.
-        assert_eq!(BODY_BUDGET_KIB / body_permits(25 * 1024 * 1024), 5);
+        let largest = body_permits(held_octets(25 * 1024 * 1024, false, false));
+        assert_eq!(BODY_BUDGET_KIB / largest, 10);
         // A message beyond the budget takes all of it and still goes.
         assert_eq!(body_permits(u64::MAX), BODY_BUDGET_KIB);
         assert_eq!(body_permits(1 << 40), BODY_BUDGET_KIB);
+    }
+
+    #[test]
+    fn a_delivery_holds_the_body_and_only_the_copies_it_may_make() {
+        // No dot-stuffed copy: the client streams the body.
+        assert_eq!(held_octets(1000, false, false), 1000);
+        // RET=FULL: a failure notice carries the message.
+        assert_eq!(held_octets(1000, true, false), 2000);
+        // 8-bit: the 7-bit copy, base64 plus line ends.
+        assert_eq!(held_octets(1000, false, true), 2500);
+        assert_eq!(held_octets(1000, true, true), 3500);
+        assert_eq!(held_octets(u64::MAX, true, true), u64::MAX);
     }
 }

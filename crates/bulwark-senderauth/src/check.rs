@@ -26,6 +26,7 @@ use crate::spf::{self, Evaluation, Query, Scope, SpfResult};
 /// What the SMTP server must do with the message (or the MAIL command).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
+    /// Deliver as usual.
     Accept,
     /// Deliver; a warning header is among the headers to prepend.
     Tag,
@@ -33,14 +34,20 @@ pub enum Action {
     Quarantine,
     /// Permanent refusal: `code enhanced text`, e.g. `550 5.7.23 ...`.
     Reject {
+        /// The reply code (5xx).
         code: u16,
+        /// The enhanced status code (RFC 3463).
         enhanced: Enhanced,
+        /// The reply text.
         text: String,
     },
     /// Temporary refusal: `451 4.7.x ...`.
     TempFail {
+        /// The reply code (4xx).
         code: u16,
+        /// The enhanced status code (RFC 3463).
         enhanced: Enhanced,
+        /// The reply text.
         text: String,
     },
 }
@@ -65,6 +72,7 @@ impl Action {
         }
     }
 
+    /// True for `Reject` and `TempFail`: the message (or MAIL) is refused.
     pub fn is_refusal(&self) -> bool {
         matches!(self, Action::Reject { .. } | Action::TempFail { .. })
     }
@@ -86,6 +94,7 @@ impl Action {
         }
     }
 
+    /// The lower-case name, for logs.
     pub fn name(&self) -> &'static str {
         match self {
             Action::Accept => "accept",
@@ -357,12 +366,16 @@ pub struct SpfOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(clippy::large_enum_variant)] // built once per message; boxing buys nothing
 pub enum SenderIdOutcome {
+    /// The PRA was found and checked (RFC 4406 §4).
     Checked {
+        /// The Purported Responsible Address and the header field it came from.
         pra: Pra,
+        /// The SPF check of its domain in the `pra` scope.
         evaluation: Evaluation,
     },
     /// RFC 4407 §2 step 6.
     NoPra {
+        /// Why no PRA could be selected (shown in Authentication-Results).
         reason: String,
     },
 }
@@ -372,11 +385,15 @@ pub enum SenderIdOutcome {
 pub struct DkimCheck {
     /// pass, fail, neutral, permerror, temperror (RFC 8601 §2.7.1).
     pub result: &'static str,
+    /// The domain of the signature (d=).
     pub domain: String,
+    /// The selector (s=).
     pub selector: String,
+    /// The signature algorithm (a=), as RFC 8601 writes it; empty for a summary.
     pub algorithm: &'static str,
     /// First 8 characters of b= (RFC 6008), to tell signatures apart.
     pub b: String,
+    /// Why the result is not pass, when there is a reason worth showing.
     pub reason: Option<String>,
 }
 
@@ -417,6 +434,7 @@ impl DkimCheck {
     }
 }
 
+/// The DMARC check of one RFC5322.From domain (RFC 7489).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DmarcCheck {
     /// pass, fail, none, permerror, temperror.
@@ -449,10 +467,13 @@ impl DmarcCheck {
 /// Everything checked for one message.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Results {
+    /// The SPF check of MAIL FROM (or HELO when MAIL FROM is null).
     pub spf: Option<Evaluation>,
     /// Set when the checked IP/HELO came from the Received walk (internal relay).
     pub via_relay: Option<received::ExternalHop>,
+    /// Sender ID (RFC 4406): the PRA and its check.
     pub sender_id: Option<SenderIdOutcome>,
+    /// Every DKIM signature checked (RFC 6376), or one summary result.
     pub dkim: Vec<DkimCheck>,
     /// The decisive DMARC result: the one whose action is the strictest.
     pub dmarc: Option<DmarcCheck>,
@@ -470,6 +491,7 @@ pub struct Verdict {
     pub headers_to_prepend: String,
     /// The strictest action of all checks.
     pub action: Action,
+    /// Everything checked, for Authentication-Results and the protocol log.
     pub results: Results,
     authserv_id: String,
 }
@@ -525,10 +547,12 @@ impl SenderAuth {
         ))
     }
 
+    /// Our host name: the authserv-id of the Authentication-Results we write (RFC 8601 §2.5).
     pub fn hostname(&self) -> &str {
         &self.hostname
     }
 
+    /// Whether the checks are on (`[senderauth] enabled`).
     pub fn enabled(&self) -> bool {
         self.cfg.enabled
     }

@@ -19,6 +19,7 @@ pub enum LookupError {
     Temporary(String),
 }
 
+/// The records of one lookup, or why there are none.
 pub type Lookup<T> = Result<Vec<T>, LookupError>;
 
 /// A name we can ask about: absolute (no search list), each label taken as its
@@ -45,6 +46,7 @@ fn name_text(n: &Name) -> String {
         .to_ascii_lowercase()
 }
 
+/// SPF's DNS questions, through the server's shared resolver and its single-flight gate.
 #[derive(Clone)]
 pub struct SpfDns {
     resolver: SharedResolver,
@@ -111,6 +113,7 @@ impl SpfDns {
             .collect())
     }
 
+    /// A records (RFC 7208 §5.3, §5.7).
     pub async fn a(&self, name: &str) -> Lookup<Ipv4Addr> {
         Ok(self
             .query(name, RecordType::A)
@@ -123,6 +126,7 @@ impl SpfDns {
             .collect())
     }
 
+    /// AAAA records (RFC 7208 §5.3).
     pub async fn aaaa(&self, name: &str) -> Lookup<Ipv6Addr> {
         Ok(self
             .query(name, RecordType::AAAA)

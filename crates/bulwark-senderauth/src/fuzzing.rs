@@ -2,12 +2,13 @@
 //! seeded property tests below, which run them on every `cargo test`. Not part of
 //! the checks: nothing outside tests and fuzzing calls this.
 //!
-//! [`headers`] takes a message as it arrives after DATA and runs the header paths we
-//! own on it, split into fields by mail-auth exactly as `check.rs` does: the PRA
-//! selector (RFC 4407 §2), the Received walk past internal relays, and the removal
-//! of forged Authentication-Results (RFC 8601 §5). [`records`] runs SPF record
-//! selection and parsing (RFC 7208 §4.5, §4.6) and the DMARC `pct=` reader on TXT
-//! data, which comes from DNS answers anyone can publish.
+//! [`headers`](crate::fuzzing::headers) takes a message as it arrives after DATA and
+//! runs the header paths we own on it, split into fields by mail-auth exactly as
+//! `check.rs` does: the PRA selector (RFC 4407 §2), the Received walk past internal
+//! relays, and the removal of forged Authentication-Results (RFC 8601 §5).
+//! [`records`](crate::fuzzing::records) runs SPF record selection and parsing
+//! (RFC 7208 §4.5, §4.6) and the DMARC `pct=` reader on TXT data, which comes from DNS
+//! answers anyone can publish.
 
 use ipnet::IpNet;
 use mail_auth::AuthenticatedMessage;

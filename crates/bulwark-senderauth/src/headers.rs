@@ -60,9 +60,13 @@ pub fn value(s: &str) -> String {
 /// Authentication-Results header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResInfo {
+    /// The method, e.g. `spf`, `dkim`, `dmarc`, `sender-id` (RFC 8601 §2.7).
     pub method: &'static str,
+    /// The result word of that method.
     pub result: String,
+    /// Free text shown in parentheses after the result.
     pub comment: Option<String>,
+    /// The `ptype.property=value` pairs, e.g. `smtp.mailfrom` (RFC 8601 §2.3).
     pub props: Vec<(String, String)>,
 }
 

@@ -35,7 +35,9 @@ const RSA_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1
 /// A private key read from (or made for) a key file: the signing key, its canonical
 /// PKCS#8 v1 encoding, and the DNS record value that publishes its public half.
 pub struct KeyMaterial {
+    /// Which kind of key it is (Ed25519 or RSA).
     pub algorithm: KeyAlgorithm,
+    /// The key, ready for mail-auth's signer.
     pub key: DkimKey,
     /// PKCS#8 v1 DER (what we write).
     pkcs8: Vec<u8>,

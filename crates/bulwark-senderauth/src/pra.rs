@@ -11,6 +11,7 @@ use mail_parser::{Address, HeaderValue};
 pub struct Pra {
     /// `local@domain` as written (without display name).
     pub address: String,
+    /// The domain part, lower-cased, without a trailing dot: what Sender ID checks.
     pub domain: String,
     /// The header it was taken from: `Resent-Sender`, `Resent-From`, `Sender`, `From`.
     pub header: &'static str,
@@ -19,6 +20,7 @@ pub struct Pra {
 /// Why there is no PRA (RFC 4407 §2 step 6: "the message is ill-formed").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoPra {
+    /// Which step of the selection failed and why.
     pub reason: String,
 }
 

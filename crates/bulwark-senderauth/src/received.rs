@@ -22,6 +22,7 @@ const MAX_HOPS: usize = 30;
 /// The first host outside our network that handed the message in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExternalHop {
+    /// Its IP address, as recorded by our internal server.
     pub ip: IpAddr,
     /// The name it gave in HELO/EHLO, as recorded by our internal server.
     pub helo: String,
@@ -29,18 +30,23 @@ pub struct ExternalHop {
     pub internal_hops: usize,
 }
 
+/// What the walk over the Received headers found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Walk {
+    /// The first hop from outside our network.
     External(ExternalHop),
     /// Every recorded hop is internal: the message originated inside.
     AllInternal,
     /// A header written by an internal host does not say where it came from.
     Unreadable {
+        /// The position of the header among the Received headers (0: top).
         index: usize,
+        /// What is wrong with it.
         reason: String,
     },
 }
 
+/// Whether `ip` (an IPv4-mapped IPv6 address as IPv4) is in one of the `internal` networks.
 pub fn is_internal(ip: IpAddr, internal: &[IpNet]) -> bool {
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),

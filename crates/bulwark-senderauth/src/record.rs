@@ -10,14 +10,18 @@ use bulwark_config::Config;
 /// One term of the record and why it is there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Term {
+    /// The term as it goes into the record, e.g. `mx` or `ip4:192.0.2.1`.
     pub term: String,
+    /// Why it is there, for the administrator.
     pub why: String,
 }
 
 /// The recommended record, its terms explained, and notes for the administrator.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpfRecommendation {
+    /// The terms in record order (after `v=spf1`).
     pub terms: Vec<Term>,
+    /// Things the administrator should know or check.
     pub notes: Vec<String>,
 }
 

@@ -17,32 +17,58 @@ use mail_auth::dkim::DkimSigner as MaDkimSigner;
 
 use crate::keyfile::{read_key_file, write_key_file, KeyMaterial};
 
+/// Why a DKIM key cannot be made, read or used, or a message cannot be signed.
 #[derive(Debug, thiserror::Error)]
 pub enum SignError {
+    /// The key file or its directory cannot be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: String,
+        /// What failed.
         #[source]
         source: std::io::Error,
     },
+    /// The file does not hold a key we can sign with.
     #[error("{path}: not a usable DKIM key: {reason}")]
-    BadKey { path: String, reason: String },
+    BadKey {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A key file is already there and replacing it was not asked for.
     #[error("{path} already exists; use --force to replace it (and republish the DNS record)")]
-    Exists { path: String },
+    Exists {
+        /// The file.
+        path: String,
+    },
+    /// Group or others may read or write the private key.
     #[error("{path}: the DKIM private key is readable by others (mode {mode:o}); anyone who reads it can sign mail as this domain\n  fix: chmod 600 {path}")]
-    Permissions { path: String, mode: u32 },
+    Permissions {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The signing domain (d=) is not a domain name.
     #[error("{0:?} is not a domain name")]
     BadDomain(String),
+    /// The selector (s=) is not a DNS label sequence.
     #[error("{0:?} is not a DKIM selector (DNS labels: letters, digits, hyphens)")]
     BadSelector(String),
+    /// Key generation failed.
     #[error("cannot generate the key: {0}")]
     Generate(String),
+    /// mail-auth's signer refused the message.
     #[error("cannot sign: {0}")]
     Sign(String),
+    /// The header section holds a line that is not a field (by line number, from 1).
     #[error("will not sign: header line {0} is not a header field (RFC 5322 §2.2)")]
     HeaderSyntax(usize),
 }
 
+/// The kind of a DKIM key (RFC 6376 §3.3 signing algorithms).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyAlgorithm {
     /// RFC 8463. Small, fast; not every verifier knows it yet, so sign with both.
@@ -64,9 +90,13 @@ impl KeyAlgorithm {
 /// A key just written, and what to publish in DNS.
 #[derive(Debug, Clone)]
 pub struct GeneratedKey {
+    /// The signing domain (d=).
     pub domain: String,
+    /// The selector (s=).
     pub selector: String,
+    /// The kind of key.
     pub algorithm: KeyAlgorithm,
+    /// The private key file written.
     pub path: PathBuf,
     /// `<selector>._domainkey.<domain>`
     pub dns_name: String,

@@ -22,19 +22,26 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use mail_auth::common::parse::TxtRecordParser;
-use mail_auth::spf::{Macro, Mechanism, Qualifier, Spf, Variables};
+use mail_auth::spf::{Directive, Macro, Mechanism, Qualifier, Spf, Variables};
 
 use crate::dns::{LookupError, SpfDns};
 
 /// The seven results of RFC 7208 §2.6 (Sender ID uses the same set, RFC 4406 §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SpfResult {
+    /// The client is authorized to use the identity.
     Pass,
+    /// The client is explicitly not authorized (`-`).
     Fail,
+    /// Probably not authorized; weaker than fail (`~`).
     SoftFail,
+    /// The domain owner makes no assertion (`?`, or nothing matched).
     Neutral,
+    /// No SPF record, or no valid domain to check.
     None,
+    /// The record is broken: the domain owner must fix it.
     PermError,
+    /// A transient DNS error: the check may succeed later.
     TempError,
 }
 
@@ -52,6 +59,8 @@ impl SpfResult {
         }
     }
 
+    /// The result named by the word `s` (any case), as `as_str` writes it; None for
+    /// any other word.
     pub fn parse(s: &str) -> Option<SpfResult> {
         Some(match s.to_ascii_lowercase().as_str() {
             "pass" => SpfResult::Pass,
@@ -85,6 +94,7 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// The Received-SPF `identity=` value (RFC 7208 §9.1).
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::MailFrom => "mailfrom",
@@ -97,10 +107,13 @@ impl Scope {
 /// The outcome of one `check_host()` with everything needed to explain it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Evaluation {
+    /// The SPF result.
     pub result: SpfResult,
+    /// The identity that was checked.
     pub scope: Scope,
     /// The domain whose policy was evaluated.
     pub domain: String,
+    /// The client's IP address.
     pub ip: IpAddr,
     /// The sender as used for macros (`postmaster@` filled in when needed).
     pub sender: String,
@@ -135,14 +148,17 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(20);
 /// What `check_host` was asked (RFC 7208 §4.1 arguments).
 #[derive(Debug, Clone, Copy)]
 pub struct Query<'a> {
+    /// The client's IP address (`%{i}`).
     pub ip: IpAddr,
     /// The domain to check (MAIL FROM domain, HELO name, or PRA domain).
     pub domain: &'a str,
     /// The full address (`local@domain`); empty or domain-only for HELO.
     pub sender: &'a str,
+    /// The HELO/EHLO name (`%{h}`).
     pub helo: &'a str,
     /// Our host name, for the `%{r}` macro.
     pub receiver: &'a str,
+    /// Which identity is checked: decides record selection.
     pub scope: Scope,
 }
 
@@ -392,15 +408,42 @@ pub fn select_record(
 /// 0 afterwards. The parse itself runs under `catch_unwind`: a record from the
 /// Internet must never take the server down.
 pub fn parse_record(record: &str) -> Result<Spf, String> {
-    const MECHS: [&str; 8] = ["all", "include", "a", "mx", "ptr", "ip4", "ip6", "exists"];
-    let mut text = String::with_capacity(record.len());
-    let mut zero_masks: Vec<(usize, bool, bool)> = Vec::new();
-    // Domain-specs mail-auth's parser refuses (see `PLACEHOLDER_SPEC`), by directive.
-    let mut own_specs: Vec<(usize, Macro)> = Vec::new();
+    let prepared = prepare_record(record)?;
+    let parsed = std::panic::catch_unwind(|| Spf::parse(prepared.text.as_bytes()))
+        .map_err(|_| "the SPF record could not be parsed".to_string())?
+        .map_err(|e| format!("syntax error: {e}"))?;
+    let mut spf = parsed;
+    let mut directives = spf.directives.into_vec();
+    restore_zero_masks(&mut directives, &prepared.zero_masks);
+    restore_own_specs(&mut directives, prepared.own_specs);
+    spf.directives = directives.into_boxed_slice();
+    Ok(spf)
+}
+
+/// A record checked term by term and rewritten for mail-auth's parser, with what to
+/// put back into its result (see `parse_record`).
+struct PreparedRecord {
+    /// The record without unknown modifiers, with placeholder domain-specs and each
+    /// "/0" read as "/1".
+    text: String,
+    /// By mechanism index: whether its IPv4 and its IPv6 CIDR length was 0.
+    zero_masks: Vec<(usize, bool, bool)>,
+    /// By mechanism index: the domain-spec mail-auth's parser refuses (see
+    /// `PLACEHOLDER_SPEC`), as our own macro.
+    own_specs: Vec<(usize, Macro)>,
+}
+
+/// Checks each term of `record` and rewrites the record for `Spf::parse`.
+fn prepare_record(record: &str) -> Result<PreparedRecord, String> {
+    let mut prepared = PreparedRecord {
+        text: String::with_capacity(record.len()),
+        zero_masks: Vec::new(),
+        own_specs: Vec::new(),
+    };
     let mut mech_index = 0;
     for (i, term) in record.split(' ').enumerate() {
         if i == 0 {
-            text.push_str(term);
+            prepared.text.push_str(term);
             continue;
         }
         if term.is_empty() {
@@ -409,120 +452,163 @@ pub fn parse_record(record: &str) -> Result<Spf, String> {
         let t = term.strip_prefix(['+', '-', '~', '?']).unwrap_or(term);
         let name_end = t.find([':', '/', '=']).unwrap_or(t.len());
         let name = t[..name_end].to_ascii_lowercase();
-        let mut out = term.to_string();
-        if t[name_end..].starts_with('=') {
-            // modifier name = ALPHA *( ALPHA / DIGIT / "-" / "_" / "." ), no qualifier
-            let ok = t.len() == term.len()
-                && name.starts_with(|c: char| c.is_ascii_alphabetic())
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-            if !ok {
-                return Err(format!("invalid modifier `{term}`"));
-            }
-            let value = &t[name_end + 1..];
-            if name == "redirect" || name == "exp" {
-                if !valid_domain_spec(value) {
-                    return Err(format!("invalid domain in `{term}` (RFC 7208 §7.1)"));
-                }
-            } else if !value.is_empty() && Macro::parse(value.as_bytes()).is_err() {
-                // RFC 7208 §6 / Appendix A: unknown-modifier = name "=" macro-string
-                return Err(format!("invalid macro in `{term}` (RFC 7208 §7.1)"));
-            } else {
-                // RFC 7208 §6: unknown modifiers MUST be ignored. We drop them before
-                // parsing (mail-auth rejects some valid values, e.g. "x=man:dog/cat";
-                // it would also act on RFC 6652 ra/rp/rr, which we do not use).
+        let out = if t[name_end..].starts_with('=') {
+            if !keep_modifier(term, t, &name, name_end)? {
                 continue;
             }
+            term.to_string()
         } else {
-            if !MECHS.contains(&name.as_str()) {
-                return Err(format!("unknown mechanism `{term}`"));
-            }
-            let rest = &t[name_end..];
-            let cidr_at = cidr_suffix_start(rest, &name);
-            if let Some(spec) = rest.strip_prefix(':') {
-                let spec = &spec[..cidr_at.map_or(spec.len(), |c| c - 1)];
-                let takes_domain = ["a", "mx", "ptr", "include", "exists"].contains(&name.as_str());
-                if takes_domain && !valid_domain_spec(spec) {
-                    return Err(format!("invalid domain in `{term}` (RFC 7208 §7.1)"));
-                }
-                if takes_domain && spec.contains([':', '/']) {
-                    own_specs.push((mech_index, domain_spec_macro(spec, term)?));
-                    let at = term.len() - rest.len() + 1;
-                    out = format!(
-                        "{}{PLACEHOLDER_SPEC}{}",
-                        &term[..at],
-                        &term[at + spec.len()..]
-                    );
-                }
-            } else if ["include", "exists"].contains(&name.as_str()) {
-                return Err(format!("`{term}` needs a domain (RFC 7208 §5.2, §5.7)"));
-            }
-            if let Some(slash) = cidr_at.map(|c| name_end + c) {
-                let cidr = &t[slash + 1..];
-                let (v4, v6) = match name.as_str() {
-                    "ip4" => (Some(cidr), None),
-                    "ip6" => (None, Some(cidr)),
-                    "a" | "mx" => match cidr.split_once("//") {
-                        Some((a, b)) if cidr.starts_with('/') => {
-                            // "a//64": the split found the leading "//"
-                            let _ = a;
-                            (None, Some(b))
-                        }
-                        Some((a, b)) => (Some(a), Some(b)),
-                        None if cidr.starts_with('/') => (None, Some(&cidr[1..])),
-                        None => (Some(cidr), None),
-                    },
-                    _ => return Err(format!("a CIDR length is not allowed in `{term}`")),
-                };
-                let len = |s: &str, max: u32| -> Result<u32, String> {
-                    let ok = !s.is_empty()
-                        && s.bytes().all(|b| b.is_ascii_digit())
-                        && !(s.len() > 1 && s.starts_with('0'));
-                    let n = if ok { s.parse::<u32>().ok() } else { None };
-                    match n {
-                        Some(n) if n <= max => Ok(n),
-                        _ => Err(format!("invalid CIDR length in `{term}` (RFC 7208 §5.6)")),
-                    }
-                };
-                let z4 = match v4 {
-                    Some(s) => len(s, 32)? == 0,
-                    None => false,
-                };
-                let z6 = match v6 {
-                    Some(s) => len(s, 128)? == 0,
-                    None => false,
-                };
-                if z4 || z6 {
-                    zero_masks.push((mech_index, z4, z6));
-                    let head = &term[..term.len() - cidr.len()];
-                    fn fix(s: &str) -> &str {
-                        if s == "0" {
-                            "1"
-                        } else {
-                            s
-                        }
-                    }
-                    out = match (v4, v6) {
-                        (Some(a), Some(b)) => format!("{head}{}//{}", fix(a), fix(b)),
-                        (Some(a), None) => format!("{head}{}", fix(a)),
-                        (None, Some(b)) if name == "ip6" => format!("{head}{}", fix(b)),
-                        (None, Some(b)) => format!("{head}/{}", fix(b)),
-                        (None, None) => out,
-                    };
-                }
-            }
+            let out = prepare_mechanism(term, t, &name, name_end, mech_index, &mut prepared)?;
             mech_index += 1;
-        }
-        text.push(' ');
-        text.push_str(&out);
+            out
+        };
+        prepared.text.push(' ');
+        prepared.text.push_str(&out);
     }
-    let parsed = std::panic::catch_unwind(|| Spf::parse(text.as_bytes()))
-        .map_err(|_| "the SPF record could not be parsed".to_string())?
-        .map_err(|e| format!("syntax error: {e}"))?;
-    let mut spf = parsed;
-    let mut directives = spf.directives.into_vec();
-    for (i, z4, z6) in zero_masks {
+    Ok(prepared)
+}
+
+/// Checks the modifier `term` (`t` without a qualifier, `name` lower-cased, ending at
+/// `name_end`): true to keep it (`redirect=`, `exp=`), false to drop it (an unknown
+/// modifier), an error when it is malformed.
+fn keep_modifier(term: &str, t: &str, name: &str, name_end: usize) -> Result<bool, String> {
+    // modifier name = ALPHA *( ALPHA / DIGIT / "-" / "_" / "." ), no qualifier
+    let ok = t.len() == term.len()
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !ok {
+        return Err(format!("invalid modifier `{term}`"));
+    }
+    let value = &t[name_end + 1..];
+    if name == "redirect" || name == "exp" {
+        if !valid_domain_spec(value) {
+            return Err(format!("invalid domain in `{term}` (RFC 7208 §7.1)"));
+        }
+        Ok(true)
+    } else if !value.is_empty() && Macro::parse(value.as_bytes()).is_err() {
+        // RFC 7208 §6 / Appendix A: unknown-modifier = name "=" macro-string
+        Err(format!("invalid macro in `{term}` (RFC 7208 §7.1)"))
+    } else {
+        // RFC 7208 §6: unknown modifiers MUST be ignored. We drop them before
+        // parsing (mail-auth rejects some valid values, e.g. "x=man:dog/cat";
+        // it would also act on RFC 6652 ra/rp/rr, which we do not use).
+        Ok(false)
+    }
+}
+
+/// Checks the mechanism `term` (the `mech_index`th; `t`, `name`, `name_end` as in
+/// `keep_modifier`) and returns it as mail-auth's parser is to read it, noting in
+/// `prepared` what to put back afterwards.
+fn prepare_mechanism(
+    term: &str,
+    t: &str,
+    name: &str,
+    name_end: usize,
+    mech_index: usize,
+    prepared: &mut PreparedRecord,
+) -> Result<String, String> {
+    const MECHS: [&str; 8] = ["all", "include", "a", "mx", "ptr", "ip4", "ip6", "exists"];
+    if !MECHS.contains(&name) {
+        return Err(format!("unknown mechanism `{term}`"));
+    }
+    let mut out = term.to_string();
+    let rest = &t[name_end..];
+    let cidr_at = cidr_suffix_start(rest, name);
+    if let Some(spec) = rest.strip_prefix(':') {
+        let spec = &spec[..cidr_at.map_or(spec.len(), |c| c - 1)];
+        let takes_domain = ["a", "mx", "ptr", "include", "exists"].contains(&name);
+        if takes_domain && !valid_domain_spec(spec) {
+            return Err(format!("invalid domain in `{term}` (RFC 7208 §7.1)"));
+        }
+        if takes_domain && spec.contains([':', '/']) {
+            prepared
+                .own_specs
+                .push((mech_index, domain_spec_macro(spec, term)?));
+            let at = term.len() - rest.len() + 1;
+            out = format!(
+                "{}{PLACEHOLDER_SPEC}{}",
+                &term[..at],
+                &term[at + spec.len()..]
+            );
+        }
+    } else if ["include", "exists"].contains(&name) {
+        return Err(format!("`{term}` needs a domain (RFC 7208 §5.2, §5.7)"));
+    }
+    if let Some(slash) = cidr_at.map(|c| name_end + c) {
+        let cidr = &t[slash + 1..];
+        let (v4, v6) = split_cidr(cidr, name, term)?;
+        let z4 = match v4 {
+            Some(s) => cidr_length(s, 32, term)? == 0,
+            None => false,
+        };
+        let z6 = match v6 {
+            Some(s) => cidr_length(s, 128, term)? == 0,
+            None => false,
+        };
+        if z4 || z6 {
+            prepared.zero_masks.push((mech_index, z4, z6));
+            let head = &term[..term.len() - cidr.len()];
+            fn fix(s: &str) -> &str {
+                if s == "0" {
+                    "1"
+                } else {
+                    s
+                }
+            }
+            out = match (v4, v6) {
+                (Some(a), Some(b)) => format!("{head}{}//{}", fix(a), fix(b)),
+                (Some(a), None) => format!("{head}{}", fix(a)),
+                (None, Some(b)) if name == "ip6" => format!("{head}{}", fix(b)),
+                (None, Some(b)) => format!("{head}/{}", fix(b)),
+                (None, None) => out,
+            };
+        }
+    }
+    Ok(out)
+}
+
+/// The IPv4 and IPv6 CIDR lengths of the suffix `cidr` (after its first '/') of the
+/// mechanism `name` in `term` (RFC 7208 §5.6: `a` and `mx` take "/4", "//6" or "/4//6").
+fn split_cidr<'a>(
+    cidr: &'a str,
+    name: &str,
+    term: &str,
+) -> Result<(Option<&'a str>, Option<&'a str>), String> {
+    Ok(match name {
+        "ip4" => (Some(cidr), None),
+        "ip6" => (None, Some(cidr)),
+        "a" | "mx" => match cidr.split_once("//") {
+            Some((a, b)) if cidr.starts_with('/') => {
+                // "a//64": the split found the leading "//"
+                let _ = a;
+                (None, Some(b))
+            }
+            Some((a, b)) => (Some(a), Some(b)),
+            None if cidr.starts_with('/') => (None, Some(&cidr[1..])),
+            None => (Some(cidr), None),
+        },
+        _ => return Err(format!("a CIDR length is not allowed in `{term}`")),
+    })
+}
+
+/// A CIDR length of `term` (RFC 7208 §5.6): decimal digits without a leading zero, at
+/// most `max`.
+fn cidr_length(s: &str, max: u32, term: &str) -> Result<u32, String> {
+    let ok = !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && !(s.len() > 1 && s.starts_with('0'));
+    let n = if ok { s.parse::<u32>().ok() } else { None };
+    match n {
+        Some(n) if n <= max => Ok(n),
+        _ => Err(format!("invalid CIDR length in `{term}` (RFC 7208 §5.6)")),
+    }
+}
+
+/// Sets to 0 the masks `prepare_record` parsed as /1 (see `parse_record`).
+fn restore_zero_masks(directives: &mut [Directive], zero_masks: &[(usize, bool, bool)]) {
+    for &(i, z4, z6) in zero_masks {
         if let Some(d) = directives.get_mut(i) {
             match &mut d.mechanism {
                 Mechanism::Ip4 { mask, .. } if z4 => *mask = 0,
@@ -544,6 +630,10 @@ pub fn parse_record(record: &str) -> Result<Spf, String> {
             }
         }
     }
+}
+
+/// Puts our own macros in place of the placeholder domain-specs.
+fn restore_own_specs(directives: &mut [Directive], own_specs: Vec<(usize, Macro)>) {
     for (i, m) in own_specs {
         if let Some(d) = directives.get_mut(i) {
             match &mut d.mechanism {
@@ -556,8 +646,6 @@ pub fn parse_record(record: &str) -> Result<Spf, String> {
             }
         }
     }
-    spf.directives = directives.into_boxed_slice();
-    Ok(spf)
 }
 
 /// What mail-auth parses in place of a domain-spec containing ':' or '/'. RFC 7208
@@ -748,128 +836,178 @@ impl Ctx<'_> {
         self.evaluate(&spf, &domain).await
     }
 
+    /// RFC 7208 §4.6: the directives of `domain`'s record in order; the first that
+    /// matches decides, else `redirect=` (§6.1), else neutral (§4.7).
     async fn evaluate(&mut self, spf: &Spf, domain: &str) -> Result<Step, Abort> {
-        let ip = self.ip;
         let mut has_all = false;
         for d in spf.directives.iter() {
             if d.mechanism.needs_ptr() {
                 self.ensure_validated().await;
             }
+            has_all |= matches!(d.mechanism, Mechanism::All);
             let q = qualifier_prefix(&d.qualifier);
-            let (matched, term) = match &d.mechanism {
-                Mechanism::All => {
-                    has_all = true;
-                    (true, format!("{q}all"))
-                }
-                Mechanism::Ip4 { addr, mask } => (
-                    in_net(ip, IpAddr::V4(*addr), *mask, 0),
-                    format!("{q}ip4:{addr}{}", cidr4(*mask)),
-                ),
-                Mechanism::Ip6 { addr, mask } => (
-                    in_net(ip, IpAddr::V6(*addr), 0, *mask),
-                    format!("{q}ip6:{addr}{}", cidr6(*mask).replacen("//", "/", 1)),
-                ),
-                Mechanism::A {
-                    macro_string,
-                    ip4_mask,
-                    ip6_mask,
-                } => {
-                    let target = self.expand(macro_string, domain);
-                    let term = format!(
-                        "{q}a{}{}{}",
-                        name_suffix(macro_string, &target),
-                        cidr4(*ip4_mask),
-                        cidr6(*ip6_mask)
-                    );
-                    self.count_lookup(&term)?;
-                    let m = self.addr_match(&target, *ip4_mask, *ip6_mask, true).await?;
-                    (m, term)
-                }
-                Mechanism::Mx {
-                    macro_string,
-                    ip4_mask,
-                    ip6_mask,
-                } => {
-                    let target = self.expand(macro_string, domain);
-                    let term = format!(
-                        "{q}mx{}{}{}",
-                        name_suffix(macro_string, &target),
-                        cidr4(*ip4_mask),
-                        cidr6(*ip6_mask)
-                    );
-                    self.count_lookup(&term)?;
-                    let m = self.mx_match(&target, *ip4_mask, *ip6_mask, &term).await?;
-                    (m, term)
-                }
-                Mechanism::Ptr { macro_string } => {
-                    let target = self.expand(macro_string, domain);
-                    let term = format!("{q}ptr{}", name_suffix(macro_string, &target));
-                    self.count_lookup(&term)?;
-                    let names = self.validated_names().await;
-                    let suffix = format!(".{target}");
-                    let m = names.iter().any(|n| *n == target || n.ends_with(&suffix));
-                    (m, term)
-                }
-                Mechanism::Exists { macro_string } => {
-                    let target = self.expand(macro_string, domain);
-                    let term = format!("{q}exists:{target}");
-                    self.count_lookup(&term)?;
-                    // RFC 7208 §5.7: always an A query, whatever the client's family.
-                    let m = match self.dns.a(&target).await {
-                        Ok(a) => {
-                            self.trace.push(format!("A {target}: {}", join(&a)));
-                            true
-                        }
-                        Err(LookupError::Void) => {
-                            self.trace.push(format!("A {target}: no records"));
-                            self.count_void(&term)?;
-                            false
-                        }
-                        Err(LookupError::Temporary(e)) => {
-                            return Err(temp(&format!("A {target}"), &e));
-                        }
-                    };
-                    (m, term)
-                }
-                Mechanism::Include { macro_string } => {
-                    let target = self.expand(macro_string, domain);
-                    let term = format!("{q}include:{target}");
-                    self.count_lookup(&term)?;
-                    // RFC 7208 §5.2: the included result decides match / no match / error.
-                    let inner = self.check(target.clone()).await?;
-                    let m = match inner.result {
-                        SpfResult::Pass => true,
-                        SpfResult::Fail | SpfResult::SoftFail | SpfResult::Neutral => false,
-                        SpfResult::None => {
-                            return Err(perm(format!(
-                                "{term} in {domain}: {target} has no SPF record"
-                            )));
-                        }
-                        SpfResult::TempError | SpfResult::PermError => {
-                            return Err(Abort {
-                                result: inner.result,
-                                reason: inner.reason,
-                            });
-                        }
-                    };
-                    (m, term)
-                }
-            };
+            let (matched, term) = self.directive_match(&d.mechanism, q, domain).await?;
             if matched {
-                let result = qualifier_result(&d.qualifier);
-                let explanation = if result == SpfResult::Fail {
-                    self.explain(spf, domain).await
-                } else {
-                    None
-                };
-                return Ok(Step {
-                    result,
-                    reason: format!("{ip} matched {term} of {domain}"),
-                    mechanism: Some(term),
-                    explanation,
-                });
+                return Ok(self.matched_step(spf, domain, &d.qualifier, term).await);
             }
         }
+        self.after_no_match(spf, domain, has_all).await
+    }
+
+    /// Whether `mechanism` (qualifier prefix `q`) of `domain`'s record matches the
+    /// client, and the term as written with its macros expanded.
+    async fn directive_match(
+        &mut self,
+        mechanism: &Mechanism,
+        q: &str,
+        domain: &str,
+    ) -> Result<(bool, String), Abort> {
+        let ip = self.ip;
+        Ok(match mechanism {
+            Mechanism::All => (true, format!("{q}all")),
+            Mechanism::Ip4 { addr, mask } => (
+                in_net(ip, IpAddr::V4(*addr), *mask, 0),
+                format!("{q}ip4:{addr}{}", cidr4(*mask)),
+            ),
+            Mechanism::Ip6 { addr, mask } => (
+                in_net(ip, IpAddr::V6(*addr), 0, *mask),
+                format!("{q}ip6:{addr}{}", cidr6(*mask).replacen("//", "/", 1)),
+            ),
+            Mechanism::A {
+                macro_string,
+                ip4_mask,
+                ip6_mask,
+            } => {
+                let (target, term) =
+                    self.counted_host_term(q, "a", macro_string, *ip4_mask, *ip6_mask, domain)?;
+                let m = self.addr_match(&target, *ip4_mask, *ip6_mask, true).await?;
+                (m, term)
+            }
+            Mechanism::Mx {
+                macro_string,
+                ip4_mask,
+                ip6_mask,
+            } => {
+                let (target, term) =
+                    self.counted_host_term(q, "mx", macro_string, *ip4_mask, *ip6_mask, domain)?;
+                let m = self.mx_match(&target, *ip4_mask, *ip6_mask, &term).await?;
+                (m, term)
+            }
+            Mechanism::Ptr { macro_string } => {
+                let target = self.expand(macro_string, domain);
+                let term = format!("{q}ptr{}", name_suffix(macro_string, &target));
+                self.count_lookup(&term)?;
+                let names = self.validated_names().await;
+                let suffix = format!(".{target}");
+                let m = names.iter().any(|n| *n == target || n.ends_with(&suffix));
+                (m, term)
+            }
+            Mechanism::Exists { macro_string } => {
+                let target = self.expand(macro_string, domain);
+                let term = format!("{q}exists:{target}");
+                self.count_lookup(&term)?;
+                (self.exists_match(&target, &term).await?, term)
+            }
+            Mechanism::Include { macro_string } => {
+                let target = self.expand(macro_string, domain);
+                let term = format!("{q}include:{target}");
+                self.count_lookup(&term)?;
+                (self.include_match(target, &term, domain).await?, term)
+            }
+        })
+    }
+
+    /// For `a` and `mx` (`name`): the target (macros expanded) and the term as written,
+    /// counted against the lookup limit (RFC 7208 §4.6.4).
+    fn counted_host_term(
+        &mut self,
+        q: &str,
+        name: &str,
+        macro_string: &Macro,
+        ip4_mask: u32,
+        ip6_mask: u128,
+        domain: &str,
+    ) -> Result<(String, String), Abort> {
+        let target = self.expand(macro_string, domain);
+        let term = format!(
+            "{q}{name}{}{}{}",
+            name_suffix(macro_string, &target),
+            cidr4(ip4_mask),
+            cidr6(ip6_mask)
+        );
+        self.count_lookup(&term)?;
+        Ok((target, term))
+    }
+
+    /// RFC 7208 §5.7 `exists:`: always an A query, whatever the client's family.
+    async fn exists_match(&mut self, target: &str, term: &str) -> Result<bool, Abort> {
+        match self.dns.a(target).await {
+            Ok(a) => {
+                self.trace.push(format!("A {target}: {}", join(&a)));
+                Ok(true)
+            }
+            Err(LookupError::Void) => {
+                self.trace.push(format!("A {target}: no records"));
+                self.count_void(term)?;
+                Ok(false)
+            }
+            Err(LookupError::Temporary(e)) => Err(temp(&format!("A {target}"), &e)),
+        }
+    }
+
+    /// RFC 7208 §5.2 `include:`: the included result decides match / no match / error.
+    async fn include_match(
+        &mut self,
+        target: String,
+        term: &str,
+        domain: &str,
+    ) -> Result<bool, Abort> {
+        let inner = self.check(target.clone()).await?;
+        match inner.result {
+            SpfResult::Pass => Ok(true),
+            SpfResult::Fail | SpfResult::SoftFail | SpfResult::Neutral => Ok(false),
+            SpfResult::None => Err(perm(format!(
+                "{term} in {domain}: {target} has no SPF record"
+            ))),
+            SpfResult::TempError | SpfResult::PermError => Err(Abort {
+                result: inner.result,
+                reason: inner.reason,
+            }),
+        }
+    }
+
+    /// The step when `term` (qualified by `qualifier`) of `domain`'s record matched;
+    /// a fail carries the domain's explanation (RFC 7208 §6.2).
+    async fn matched_step(
+        &mut self,
+        spf: &Spf,
+        domain: &str,
+        qualifier: &Qualifier,
+        term: String,
+    ) -> Step {
+        let result = qualifier_result(qualifier);
+        let explanation = if result == SpfResult::Fail {
+            self.explain(spf, domain).await
+        } else {
+            None
+        };
+        Step {
+            result,
+            reason: format!("{} matched {term} of {domain}", self.ip),
+            mechanism: Some(term),
+            explanation,
+        }
+    }
+
+    /// No directive matched: `redirect=` when there is no `all` (RFC 7208 §6.1), else
+    /// neutral (§4.7).
+    async fn after_no_match(
+        &mut self,
+        spf: &Spf,
+        domain: &str,
+        has_all: bool,
+    ) -> Result<Step, Abort> {
+        let ip = self.ip;
         // RFC 7208 §6.1: redirect applies when nothing matched and there is no "all".
         if let (Some(m), false) = (&spf.redirect, has_all) {
             let target = self.expand(m, domain);
@@ -1052,6 +1190,59 @@ fn describe_err(e: &LookupError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_are_rewritten_for_the_parser() {
+        let p =
+            prepare_record("v=spf1 x=y ip4:192.0.2.0/0 a:a:b.test a//0 redirect=r.test").unwrap();
+        // The unknown modifier is dropped; /0 is read as /1 and put back later.
+        assert_eq!(
+            p.text,
+            format!("v=spf1 ip4:192.0.2.0/1 a:{PLACEHOLDER_SPEC} a//1 redirect=r.test")
+        );
+        let zero: Vec<_> = p.zero_masks.clone();
+        assert_eq!(zero, vec![(0, true, false), (2, false, true)]);
+        assert_eq!(
+            p.own_specs.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec![1]
+        );
+        assert!(prepare_record("v=spf1 include").is_err());
+        assert!(prepare_record("v=spf1 ptr/24").is_err());
+    }
+
+    #[test]
+    fn modifiers_are_kept_dropped_or_refused() {
+        let keep = |term: &str| {
+            let name_end = term.find('=').unwrap();
+            keep_modifier(term, term, &term[..name_end].to_ascii_lowercase(), name_end)
+        };
+        assert_eq!(keep("redirect=x.test"), Ok(true));
+        assert_eq!(keep("exp=x.test"), Ok(true));
+        assert_eq!(keep("x-unknown=a%{d}"), Ok(false));
+        assert_eq!(keep("empty="), Ok(false));
+        assert!(keep("redirect=").is_err());
+        assert!(keep("x=%{").is_err());
+        assert!(keep("1x=y").is_err());
+        // A qualifier makes it no modifier at all.
+        assert!(keep_modifier("-x=y", "x=y", "x", 1).is_err());
+    }
+
+    #[test]
+    fn cidr_suffixes_split_by_family() {
+        assert_eq!(split_cidr("24", "ip4", "t"), Ok((Some("24"), None)));
+        assert_eq!(split_cidr("64", "ip6", "t"), Ok((None, Some("64"))));
+        assert_eq!(split_cidr("24//64", "a", "t"), Ok((Some("24"), Some("64"))));
+        assert_eq!(split_cidr("/64", "mx", "t"), Ok((None, Some("64"))));
+        assert_eq!(split_cidr("//64", "a", "t"), Ok((None, Some("64"))));
+        assert_eq!(split_cidr("24", "a", "t"), Ok((Some("24"), None)));
+        assert!(split_cidr("24", "ptr", "t").is_err());
+        assert_eq!(cidr_length("0", 32, "t"), Ok(0));
+        assert_eq!(cidr_length("128", 128, "t"), Ok(128));
+        assert!(cidr_length("33", 32, "t").is_err());
+        assert!(cidr_length("024", 32, "t").is_err());
+        assert!(cidr_length("", 32, "t").is_err());
+        assert!(cidr_length("+1", 32, "t").is_err());
+    }
 
     #[test]
     fn record_selection() {

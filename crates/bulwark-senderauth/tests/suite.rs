@@ -128,7 +128,12 @@ fn load_zone(dns: &TestDns, zone: &BTreeMap<String, Vec<Value>>) {
                     }
                     "MX" => {
                         let seq = v.as_sequence().cloned().unwrap_or_default();
-                        let pref = seq.first().and_then(|p| p.as_u64()).unwrap_or(0) as u16;
+                        // The suite's preferences are all 16-bit (RFC 1035 §3.3.9).
+                        let pref = seq
+                            .first()
+                            .and_then(|p| p.as_u64())
+                            .and_then(|p| u16::try_from(p).ok())
+                            .unwrap_or(0);
                         let target = seq.get(1).map(s).unwrap_or_default();
                         dns.add_mx(name, pref, if target.is_empty() { "." } else { &target });
                         served += 1;

@@ -22,17 +22,25 @@ use crate::tls::{describe, server_name};
 /// Timeouts and our name; from `[outbound]`.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Our name in EHLO/HELO (`[outbound] helo_name`, else the host name).
     pub helo: String,
+    /// Bound on the TCP connect.
     pub connect_timeout: Duration,
+    /// Bound on one command and its reply, and on a TLS handshake (RFC 5321 §4.5.3.2).
     pub command_timeout: Duration,
+    /// Bound on sending the message and waiting for the reply to its end (RFC 5321 §4.5.3.2.6).
     pub data_timeout: Duration,
 }
 
 /// What to deliver.
 pub struct Envelope<'a> {
+    /// The reverse-path for MAIL FROM (empty for `<>`).
     pub return_path: &'a str,
+    /// The recipients to try at this destination, in envelope order.
     pub recipients: &'a [String],
+    /// The entry's DSN parameters (RET, ENVID, NOTIFY, ORCPT; RFC 3461).
     pub params: &'a DeliveryParams,
+    /// Facts about `data`: which extensions its transfer needs.
     pub info: MessageInfo,
     /// The message as queued; dot-stuffed as it is sent (`Conn::write_message`), and
     /// the source of a 7-bit copy when a next hop lacks 8BITMIME.
@@ -65,9 +73,11 @@ pub struct HostAttempt {
     pub tls: Option<String>,
     /// The server announced DSN (RFC 3461): success notices are then its job.
     pub remote_dsn: bool,
+    /// What the server decided, or why nothing was decided.
     pub result: HostResult,
 }
 
+/// How one connection ended for the recipients.
 #[derive(Debug)]
 pub enum HostResult {
     /// The server decided about each recipient (in envelope order).

@@ -14,13 +14,21 @@ pub use bulwark_wire::{Reply, ReplyBuffer, ReplyError};
 pub struct Capabilities {
     /// The reply was to EHLO (false after a HELO fallback: no extensions at all).
     pub esmtp: bool,
+    /// STARTTLS (RFC 3207).
     pub starttls: bool,
+    /// PIPELINING (RFC 2920): commands may be sent in groups.
     pub pipelining: bool,
+    /// 8BITMIME (RFC 6152): BODY=8BITMIME is accepted.
     pub eight_bit_mime: bool,
+    /// SMTPUTF8 (RFC 6531): UTF-8 addresses and headers.
     pub smtputf8: bool,
+    /// DSN (RFC 3461): NOTIFY/ORCPT/RET/ENVID are accepted.
     pub dsn: bool,
+    /// AUTH PLAIN (RFC 4616) is offered.
     pub auth_plain: bool,
+    /// AUTH LOGIN is offered.
     pub auth_login: bool,
+    /// AUTH with any mechanism is offered.
     pub auth: bool,
     /// SIZE limit (RFC 1870), None when not announced or announced without a number.
     pub size: Option<u64>,

@@ -14,7 +14,9 @@ use crate::smtp::reply::{Capabilities, Reply};
 /// The MAIL and RCPT commands for a transaction, without CRLF.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
+    /// The MAIL FROM command.
     pub mail: String,
+    /// One RCPT TO command per recipient, in envelope order.
     pub rcpts: Vec<String>,
 }
 
@@ -133,6 +135,7 @@ pub enum Step {
     Done,
 }
 
+/// One SMTP mail transaction (MAIL, RCPT…, DATA, message) as a state machine without I/O: it says what to send and reads replies until each recipient has an outcome.
 #[derive(Debug)]
 pub struct Transaction {
     plan: Plan,
@@ -152,6 +155,7 @@ fn line(cmd: &str) -> Vec<u8> {
 }
 
 impl Transaction {
+    /// A transaction for `plan`, pipelined (RFC 2920) when the server offered PIPELINING.
     pub fn new(plan: Plan, pipelining: bool) -> Transaction {
         let n = plan.rcpts.len();
         Transaction {
@@ -194,6 +198,7 @@ impl Transaction {
         self.message_sent
     }
 
+    /// Records that the message data has been written (see `message_sent`).
     pub fn mark_message_sent(&mut self) {
         self.message_sent = true;
     }
@@ -214,6 +219,7 @@ impl Transaction {
         self.rcpt.iter().any(Option::is_some)
     }
 
+    /// Feeds the next reply from the server; says what to do next.
     pub fn on_reply(&mut self, r: Reply) -> Step {
         let Some(what) = self.expect.pop_front() else {
             return Step::Done;
