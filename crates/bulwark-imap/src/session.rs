@@ -26,10 +26,11 @@ use imap_codec::imap_types::{
 };
 
 /// Longest password LOGIN and AUTHENTICATE accept (longer ones are refused before
-/// any hashing).
-pub const MAX_PASSWORD: usize = 1024;
-/// Longest user name (an address: RFC 5321 §4.5.3.1 allows 64 + 1 + 255 octets).
-pub const MAX_USERNAME: usize = 320;
+/// any hashing): the bound every protocol's SASL shares.
+pub use bulwark_auth::sasl::MAX_PASSWORD;
+/// Longest user name (an address: RFC 5321 §4.5.3.1 allows 64 + 1 + 255 octets): the
+/// bound every protocol's SASL shares.
+pub use bulwark_auth::sasl::MAX_USERNAME;
 
 /// Per-session settings from the configuration and the connection.
 #[derive(Debug, Clone)]
