@@ -12,12 +12,15 @@ use crate::mime::{self, SectionText};
 /// RFC 3516 §4.2: a part whose encoding the server cannot undo is `NO [UNKNOWN-CTE]`.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("unknown Content-Transfer-Encoding {0:?}")]
-pub struct UnknownCte(pub String);
+pub(crate) struct UnknownCte(pub String);
 
 /// The decoded octets of `BINARY[path]`; `Ok(None)` when the part does not exist.
 /// `BINARY[]` is the whole message as stored (RFC 3516 §4.1: only a part has a
 /// transfer encoding to undo).
-pub fn section<'r>(raw: &'r [u8], path: &[u32]) -> Result<Option<Cow<'r, [u8]>>, UnknownCte> {
+pub(crate) fn section<'r>(
+    raw: &'r [u8],
+    path: &[u32],
+) -> Result<Option<Cow<'r, [u8]>>, UnknownCte> {
     let Some(body) = mime::section(raw, path, &SectionText::Whole) else {
         return Ok(None);
     };
@@ -38,7 +41,7 @@ pub fn section<'r>(raw: &'r [u8], path: &[u32]) -> Result<Option<Cow<'r, [u8]>>,
 
 /// RFC 3516 §4.2: literal8 (`~{n}`) only when the data holds a NUL, which a literal
 /// may not carry (RFC 9051 §4.3).
-pub fn needs_literal8(data: &[u8]) -> bool {
+pub(crate) fn needs_literal8(data: &[u8]) -> bool {
     memchr::memchr(0, data).is_some()
 }
 
@@ -132,7 +135,7 @@ fn decode_qp(body: &[u8]) -> Vec<u8> {
 /// RFC 3516 §4.3: a message APPENDed with binary parts (any NUL octet) has each such
 /// leaf part re-encoded as base64, so FETCH BODY never sends a NUL in a literal and
 /// BINARY gives the original octets back. Messages without a NUL are untouched.
-pub fn encode_binary_parts(raw: &[u8]) -> Cow<'_, [u8]> {
+pub(crate) fn encode_binary_parts(raw: &[u8]) -> Cow<'_, [u8]> {
     if !needs_literal8(raw) {
         return Cow::Borrowed(raw);
     }

@@ -164,11 +164,14 @@ impl AppendSlots {
 /// The limits shared by every IMAP listener of the process (built once by `serve`).
 #[derive(Debug, Clone)]
 pub struct SharedLimits {
+    /// `[imap] max_inflight_bytes`: octets of literals and APPEND copies in memory.
     pub memory: Arc<MemoryBudget>,
+    /// `[imap] max_concurrent_appends_per_account`: APPENDs in progress per account.
     pub appends: Arc<AppendSlots>,
 }
 
 impl SharedLimits {
+    /// The limits `[imap]` configures, shared by whoever holds a clone.
     pub fn new(c: &bulwark_config::ImapConfig) -> SharedLimits {
         SharedLimits {
             memory: MemoryBudget::new(c.max_inflight_bytes),

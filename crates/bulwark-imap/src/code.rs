@@ -9,7 +9,7 @@ use std::fmt;
 
 /// One response code we send.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ResponseCode {
+pub(crate) enum ResponseCode {
     /// `[ALREADYEXISTS]`: the mailbox exists (RFC 5530 §3).
     AlreadyExists,
     /// `[APPENDUID uidvalidity uids]` (RFC 4315 §3); `uids` is a sequence set.
@@ -73,7 +73,7 @@ pub enum ResponseCode {
 }
 
 /// The charsets SEARCH/SORT/THREAD accept, as `[BADCHARSET]` lists them.
-pub const SUPPORTED_CHARSETS: &str = "UTF-8 US-ASCII";
+pub(crate) const SUPPORTED_CHARSETS: &str = "UTF-8 US-ASCII";
 
 impl fmt::Display for ResponseCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -113,7 +113,7 @@ impl fmt::Display for ResponseCode {
 
 impl ResponseCode {
     /// This code followed by human-readable text: the body of a status response.
-    pub fn text(self, text: impl Into<String>) -> Reply {
+    pub(crate) fn text(self, text: impl Into<String>) -> Reply {
         Reply {
             code: Some(self),
             text: text.into(),
@@ -121,14 +121,14 @@ impl ResponseCode {
     }
 
     /// An untagged `* OK [CODE] text` line (without CRLF).
-    pub fn untagged_ok(self, text: &str) -> String {
+    pub(crate) fn untagged_ok(self, text: &str) -> String {
         format!("* OK {} {text}", self)
     }
 }
 
 /// The part of a status response after `OK`/`NO`/`BAD`: an optional code, then text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
+pub(crate) struct Reply {
     /// The response code, if any.
     pub code: Option<ResponseCode>,
     /// Human-readable text (RFC 9051 §7.1 `text`).
@@ -137,7 +137,7 @@ pub struct Reply {
 
 impl Reply {
     /// Whether this reply carries `code`.
-    pub fn has(&self, code: &ResponseCode) -> bool {
+    pub(crate) fn has(&self, code: &ResponseCode) -> bool {
         self.code.as_ref() == Some(code)
     }
 }

@@ -9,7 +9,7 @@
 
 /// RFC 4731 §3.1 result options (and RFC 5182 §2.1's SAVE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ReturnOpts {
+pub(crate) struct ReturnOpts {
     pub min: bool,
     pub max: bool,
     pub all: bool,
@@ -20,14 +20,14 @@ pub struct ReturnOpts {
 impl ReturnOpts {
     /// RFC 5182 §2.1: `RETURN (SAVE)` alone returns no ESEARCH data at all
     /// (only the result is kept for `$`).
-    pub fn answers_nothing(&self) -> bool {
+    pub(crate) fn answers_nothing(&self) -> bool {
         self.save && !(self.min || self.max || self.all || self.count)
     }
 }
 
 /// What `split` found.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Split {
+pub(crate) enum Split {
     /// `tag [UID ]SEARCH RETURN (…)`: the command without the RETURN clause.
     Return { command: Vec<u8>, opts: ReturnOpts },
     /// A RETURN clause that is not well-formed: the tag for a BAD.
@@ -35,7 +35,7 @@ pub enum Split {
 }
 
 /// Finds a `RETURN (…)` right after `[UID] SEARCH`; `None` for every other command.
-pub fn split(bytes: &[u8]) -> Option<Split> {
+pub(crate) fn split(bytes: &[u8]) -> Option<Split> {
     let tag_end = bytes.iter().position(|&c| c == b' ')?;
     let tag = &bytes[..tag_end];
     let mut i = tag_end + 1;
@@ -95,7 +95,7 @@ pub fn split(bytes: &[u8]) -> Option<Split> {
 /// The untagged ESEARCH line (RFC 4731 §3.1, RFC 7162 §3.1.5 for MODSEQ).
 /// `hits` ascend; `modseq` is the highest mod-sequence of the matches, or of the
 /// reported MIN/MAX ones when only those were asked (RFC 4731 §3.2).
-pub fn response(
+pub(crate) fn response(
     tag: &str,
     uid: bool,
     opts: &ReturnOpts,

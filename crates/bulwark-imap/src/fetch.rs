@@ -322,7 +322,8 @@ impl Session {
     ) -> std::io::Result<()> {
         let mut at = start;
         while at < end {
-            let want = (end - at).min(STREAM_PIECE as u64) as usize;
+            // At most STREAM_PIECE, a usize: the fallback is never taken.
+            let want = usize::try_from((end - at).min(STREAM_PIECE as u64)).unwrap_or(STREAM_PIECE);
             let piece = self
                 .store
                 .read_blob_range(blob, at, want)

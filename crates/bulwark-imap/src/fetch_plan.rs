@@ -397,6 +397,13 @@ fn partial_range(partial: Option<(u32, u32)>, len: u64) -> (u64, u64) {
     }
 }
 
+/// `start..end` from `partial_range` over a `len`-octet slice, as indexes into it.
+/// Both are at most `len`, so the fallback (`len`) is never taken.
+fn octets(start: u64, end: u64, len: usize) -> std::ops::Range<usize> {
+    let fit = |n: u64| usize::try_from(n).unwrap_or(len);
+    fit(start)..fit(end)
+}
+
 fn section_label(r: &mut Resp, label: &str, partial: Option<(u32, u32)>) {
     match partial {
         Some((o, _)) => r.text(&format!("{label}<{o}> ")),
@@ -433,11 +440,8 @@ fn render_section<'a>(
     match (data, partial) {
         (Some(d), p) => {
             let (start, end) = partial_range(p, d.len() as u64);
-            hole(
-                out,
-                end - start,
-                Hole::Memory(d, start as usize..end as usize),
-            );
+            let range = octets(start, end, d.len());
+            hole(out, end - start, Hole::Memory(d, range));
         }
         (None, Some(_)) => hole(out, 0, Hole::Memory(Cow::Borrowed(&[]), 0..0)),
         (None, None) => {
@@ -477,12 +481,23 @@ fn render_binary(
         if crate::binary::needs_literal8(d) {
             r.text("~");
         }
-        r.literal(&d[start as usize..end as usize]);
+        r.literal(&d[octets(start, end, d.len())]);
     }
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn partial_octets_index_the_slice() {
+        assert_eq!(super::octets(0, 0, 0), 0..0);
+        let (s, e) = super::partial_range(Some((2, 3)), 10);
+        assert_eq!(super::octets(s, e, 10), 2..5);
+        let (s, e) = super::partial_range(Some((8, 9)), 10);
+        assert_eq!(super::octets(s, e, 10), 8..10);
+        assert!(super::octets(u64::MAX, u64::MAX, 10).start >= 10);
+    }
+
     use super::*;
     use bulwark_store::Flags;
     use imap_codec::decode::Decoder;

@@ -20,26 +20,26 @@
 use crate::code::ResponseCode;
 
 /// Most literal octets a command may carry before login (LOGIN user and password).
-pub const PRE_AUTH_LITERAL: u64 = 8 * 1024;
+pub(crate) const PRE_AUTH_LITERAL: u64 = 8 * 1024;
 /// Longest command line before login. The longest legitimate one is an ID (RFC 2971
 /// §3.3: at most 30 field-value pairs, fields of at most 30 octets, values of at most
 /// 1024): 30 × (30 + 1024 + 4 quotes + 2 spaces) + `tag ID ()` ≈ 31,810 octets, which
 /// imaptest's `id` script sends. LOGIN and AUTHENTICATE are far shorter.
-pub const PRE_AUTH_LINE: usize = 32 * 1024;
+pub(crate) const PRE_AUTH_LINE: usize = 32 * 1024;
 /// Most literals in one command (a LOGIN has two, an APPEND two or three, a
 /// MULTIAPPEND-less SEARCH a handful). Each line is decoded once (when the command is
 /// complete), so the work per command is linear in its size whatever this is.
-pub const MAX_LITERALS: usize = 64;
+pub(crate) const MAX_LITERALS: usize = 64;
 
 /// Where the session stands, as far as framing is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FrameState {
+pub(crate) struct FrameState {
     pub authenticated: bool,
     pub tls: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
-pub struct FrameLimits {
+pub(crate) struct FrameLimits {
     /// Longest command line after login (literals excluded).
     pub max_line: usize,
     /// Largest APPEND message.
@@ -48,7 +48,7 @@ pub struct FrameLimits {
 
 /// What to do after a line.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// The command is complete: decode these octets.
     Complete(Vec<u8>),
     /// Read a literal of `len` octets into `literal_buffer` (after sending "+" when
@@ -67,7 +67,7 @@ pub enum Step {
 }
 
 /// A literal announcement at the end of a line: `{n}`, `{n+}` or `~{n}` (RFC 3516).
-pub fn literal_announcement(line: &[u8]) -> Option<Result<(u64, bool), ()>> {
+pub(crate) fn literal_announcement(line: &[u8]) -> Option<Result<(u64, bool), ()>> {
     let body = line.strip_suffix(b"}")?;
     let open = body.iter().rposition(|c| *c == b'{')?;
     let mut digits = &body[open + 1..];
@@ -97,7 +97,7 @@ pub fn literal_announcement(line: &[u8]) -> Option<Result<(u64, bool), ()>> {
 }
 
 /// The tag of a line, when it has one (for replies to unparseable commands).
-pub fn guess_tag(buf: &[u8]) -> Option<String> {
+pub(crate) fn guess_tag(buf: &[u8]) -> Option<String> {
     let end = buf
         .iter()
         .position(|c| *c == b' ' || *c == b'\r' || *c == b'\n')
@@ -121,12 +121,12 @@ fn verb(first_line: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-pub fn verb_is_secret(first_line: &[u8]) -> bool {
+pub(crate) fn verb_is_secret(first_line: &[u8]) -> bool {
     matches!(verb(first_line).as_str(), "LOGIN" | "AUTHENTICATE")
 }
 
 /// Collects one command.
-pub struct Framer {
+pub(crate) struct Framer {
     state: FrameState,
     limits: FrameLimits,
     buf: Vec<u8>,
@@ -145,7 +145,7 @@ pub struct Framer {
 }
 
 impl Framer {
-    pub fn new(state: FrameState, limits: FrameLimits) -> Framer {
+    pub(crate) fn new(state: FrameState, limits: FrameLimits) -> Framer {
         Framer {
             state,
             limits,
@@ -162,7 +162,7 @@ impl Framer {
     }
 
     /// The longest line to read next (without its CRLF).
-    pub fn max_line(&self) -> usize {
+    pub(crate) fn max_line(&self) -> usize {
         if self.state.authenticated {
             self.limits.max_line
         } else {
@@ -172,21 +172,21 @@ impl Framer {
 
     /// The command so far has a secret (LOGIN/AUTHENTICATE): later lines are logged
     /// redacted.
-    pub fn is_secret(&self) -> bool {
+    pub(crate) fn is_secret(&self) -> bool {
         matches!(self.verb.as_str(), "LOGIN" | "AUTHENTICATE")
     }
 
-    pub fn tag(&self) -> Option<&str> {
+    pub(crate) fn tag(&self) -> Option<&str> {
         self.tag.as_deref()
     }
 
     /// Where literal octets go (appended).
-    pub fn literal_buffer(&mut self) -> &mut Vec<u8> {
+    pub(crate) fn literal_buffer(&mut self) -> &mut Vec<u8> {
         &mut self.buf
     }
 
     /// One line, without its line ending.
-    pub fn push_line(&mut self, line: &[u8]) -> Step {
+    pub(crate) fn push_line(&mut self, line: &[u8]) -> Step {
         if self.lines == 0 {
             self.tag = guess_tag(line);
             self.verb = verb(line);
@@ -282,7 +282,7 @@ impl Framer {
 
     /// The size of the literal just announced when it is one of APPEND's messages
     /// (each message of a MULTIAPPEND in turn).
-    pub fn message_literal(&self) -> Option<u64> {
+    pub(crate) fn message_literal(&self) -> Option<u64> {
         self.last_message
     }
 

@@ -1,17 +1,17 @@
 //! Harnesses for the fuzz targets (`fuzz/fuzz_targets/imap_*.rs`) and for the seeded
 //! property tests below, which run them on every `cargo test`. Not server code.
 //!
-//! - [`framing`]: the command framer (`framing.rs`: lines, literal announcements and
+//! - [`framing`](crate::fuzzing::framing): the command framer (`framing.rs`: lines, literal announcements and
 //!   their limits before and after login, with and without TLS) over raw octets split
 //!   as `Connection::read_line` splits them: no literal is invited that the session
 //!   state forbids, and no command is handed out with a literal still missing.
-//! - [`SessionEnv::session`]: whole sessions of the sans-I/O core against a real
+//! - [`SessionEnv::session`](crate::fuzzing::SessionEnv::session): whole sessions of the sans-I/O core against a real
 //!   embedded store (in a directory the caller provides), before and after login;
 //!   checks that no login happens without TLS and that every command ends with its
 //!   tagged response.
-//! - [`names`]: mailbox names (modified UTF-7, RFC 3501 §5.1.3) round-trip, and LIST
+//! - [`names`](crate::fuzzing::names): mailbox names (modified UTF-7, RFC 3501 §5.1.3) round-trip, and LIST
 //!   patterns (RFC 9051 §6.3.9) stay bounded.
-//! - [`mime`]: ENVELOPE/BODYSTRUCTURE, sections and the search text of a stored message
+//! - [`mime`](crate::fuzzing::mime): ENVELOPE/BODYSTRUCTURE, sections and the search text of a stored message
 //!   (which arrived from the network); SEARCH's decode-skipping path answers as the
 //!   full decode does.
 
@@ -452,7 +452,7 @@ mod tests {
     fn property_framing() {
         run_cases("imap framing", 0x1a40_0001, 3000, |seed| {
             let mut rng = Rng::new(seed);
-            let mut data = vec![rng.next_u64() as u8];
+            let mut data = vec![rng.next_u64().to_le_bytes()[0]];
             data.extend(session_bytes(&mut rng, DICTIONARY, 30));
             framing(&data);
         });
@@ -465,7 +465,7 @@ mod tests {
         // Sessions hit the store (and its fsync): fewer cases than the pure targets.
         run_cases("imap session", 0x1a40_0002, 400, |seed| {
             let mut rng = Rng::new(seed);
-            let mut data = vec![rng.next_u64() as u8];
+            let mut data = vec![rng.next_u64().to_le_bytes()[0]];
             data.extend(session_bytes(&mut rng, DICTIONARY, 25));
             env.session(&data);
         });
@@ -519,7 +519,7 @@ mod tests {
                 Step::TooComplex { tag, close } => return (Frame::TooComplex { tag, close }, read),
                 Step::Refuse { reply, close } => return (Frame::Refused { reply, close }, read),
                 Step::Literal { len, .. } => {
-                    assert_eq!(len as usize, size);
+                    assert_eq!(len, size as u64);
                     f.literal_buffer().extend(std::iter::repeat_n(b'x', size));
                     read += 1;
                     step = f.push_line(if read == literals { b"" } else { cont });

@@ -8,38 +8,38 @@
 //! (`session`, `fetch`, `search`), the per-session selected-mailbox view (`view`),
 //! mailbox-name encoding (`names`) and message structure (`mime`).
 //!
-//! Invariants: no LOGIN/AUTHENTICATE before TLS (LOGINDISABLED, NO [PRIVACYREQUIRED]);
+//! Invariants: no LOGIN/AUTHENTICATE before TLS (LOGINDISABLED, NO \[PRIVACYREQUIRED\]);
 //! a session reaches only its own account's mailboxes (every store call is keyed by
 //! the logged-in account id); APPEND's OK only after the store returned (durable);
 //! sequence numbers change only at the points RFC 9051 §7.5.1 allows.
 //!
 //! Must not: touch the socket from the session core, or log literal contents.
 
-pub mod binary;
-pub mod budget;
+mod binary;
+mod budget;
 mod cmd;
-pub mod code;
-pub mod esearch;
+mod code;
+mod esearch;
 mod fetch;
 mod fetch_plan;
-pub mod framing;
+mod framing;
 /// Harnesses for fuzz targets and seeded property tests (not server code).
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod list_ext;
-pub mod mime;
-pub mod multiappend;
-pub mod names;
-pub mod notify;
-pub mod resp;
+mod list_ext;
+mod mime;
+mod multiappend;
+mod names;
+mod notify;
+mod resp;
 mod search;
-pub mod searchres;
-pub mod seqset;
+mod searchres;
+mod seqset;
 mod server;
-pub mod session;
+mod session;
 mod sort;
 mod thread;
-pub mod view;
+mod view;
 
 pub use budget::SharedLimits;
 pub use server::ImapHandler;

@@ -19,7 +19,7 @@ use imap_codec::imap_types::status::StatusDataItemName;
 
 /// A parsed extended LIST.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ListExt {
+pub(crate) struct ListExt {
     pub tag: String,
     /// Raw (still modified UTF-7) reference and patterns.
     pub reference: Vec<u8>,
@@ -155,7 +155,7 @@ impl<'a> Cursor<'a> {
 
 /// None when the command is not a LIST at all; `Err(tag)` for a LIST we cannot
 /// accept (bad syntax, unknown option).
-pub fn parse(cmd: &[u8]) -> Option<Result<ListExt, String>> {
+pub(crate) fn parse(cmd: &[u8]) -> Option<Result<ListExt, String>> {
     let mut c = Cursor { b: cmd, i: 0 };
     let tag = String::from_utf8_lossy(c.atom()?).into_owned();
     c.sp()?;

@@ -30,7 +30,7 @@ use crate::resp::push_string;
 
 /// The cached, pre-encoded per-body data.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub envelope: Vec<u8>,
     pub bodystructure: Vec<u8>,
     pub body: Vec<u8>,
@@ -41,17 +41,20 @@ pub struct Summary {
 const SUMMARY_VERSION: u8 = 2;
 
 impl Summary {
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = vec![SUMMARY_VERSION];
         for f in [&self.envelope, &self.bodystructure, &self.body] {
-            out.extend_from_slice(&(f.len() as u32).to_be_bytes());
+            // Fields over 4 GiB cannot occur (they are rendered from one message); were one
+            // to, u32::MAX makes `decode` refuse the summary rather than misread it.
+            let len = u32::try_from(f.len()).unwrap_or(u32::MAX);
+            out.extend_from_slice(&len.to_be_bytes());
             out.extend_from_slice(f);
         }
         out
     }
 
     /// None for an unknown version or a damaged value (it is then recomputed).
-    pub fn decode(b: &[u8]) -> Option<Summary> {
+    pub(crate) fn decode(b: &[u8]) -> Option<Summary> {
         let (&v, mut rest) = b.split_first()?;
         if v != SUMMARY_VERSION {
             return None;
@@ -73,7 +76,7 @@ impl Summary {
     }
 }
 
-pub fn parser() -> MessageParser {
+pub(crate) fn parser() -> MessageParser {
     MessageParser::new()
         .with_mime_headers()
         .with_date_headers()
@@ -85,11 +88,11 @@ pub fn parser() -> MessageParser {
 /// Nesting deeper than this is not described (a leaf stands for the rest); the scan
 /// before parsing keeps real structures within `MAX_NESTING`, this bounds our own
 /// recursion should mail-parser ever see more levels than the scan.
-pub const MAX_STRUCTURE_DEPTH: usize = MAX_NESTING + 16;
+pub(crate) const MAX_STRUCTURE_DEPTH: usize = MAX_NESTING + 16;
 
 /// A message parsed by mail-parser, dropped without recursion
 /// (`bulwark_mime::ParsedMessage`).
-pub type Parsed<'x> = bulwark_mime::ParsedMessage<'x>;
+pub(crate) type Parsed<'x> = bulwark_mime::ParsedMessage<'x>;
 
 /// What a stored message may have for mail-parser to see it: the intake limits'
 /// ceilings. A message beyond them (stored before the limits, or under a higher
@@ -101,14 +104,14 @@ const STORED_LIMITS: bulwark_mime::Limits = bulwark_mime::Limits {
 };
 
 /// Whether the message may be given to mail-parser at all.
-pub fn parseable(raw: &[u8]) -> bool {
+pub(crate) fn parseable(raw: &[u8]) -> bool {
     bulwark_mime::measure(raw, STORED_LIMITS).is_ok()
 }
 
 /// Parses a message, unless it nests MIME parts deeper than `MAX_NESTING` or has more
 /// than `MAX_PARTS_CEILING` parts (such messages are refused at APPEND and SMTP DATA,
 /// but may predate that) or mail-parser finds nothing in it.
-pub fn parse(raw: &[u8]) -> Option<Parsed<'_>> {
+pub(crate) fn parse(raw: &[u8]) -> Option<Parsed<'_>> {
     let Ok(checked) = bulwark_mime::CheckedMessage::check(raw, STORED_LIMITS) else {
         metrics::counter!("bulwark_imap_mime_too_deep_total").increment(1);
         return None;
@@ -121,7 +124,7 @@ pub fn parse(raw: &[u8]) -> Option<Parsed<'_>> {
 /// without an empty line is all header. The one boundary every component uses
 /// (`bulwark_mime::header`), so IMAP shows the fields the SMTP checks and the DKIM
 /// signer saw.
-pub fn header_end(raw: &[u8]) -> usize {
+pub(crate) fn header_end(raw: &[u8]) -> usize {
     bulwark_mime::header::header_end(raw)
 }
 
@@ -148,7 +151,7 @@ fn opaque_summary(raw: &[u8]) -> Summary {
     }
 }
 
-pub fn compute_summary(raw: &[u8]) -> Summary {
+pub(crate) fn compute_summary(raw: &[u8]) -> Summary {
     match parse(raw) {
         Some(m) if !m.parts.is_empty() => {
             let mut envelope = Vec::new();
@@ -327,7 +330,7 @@ fn write_addresses(out: &mut Vec<u8>, v: Option<&HeaderValue<'_>>) -> bool {
 }
 
 /// ENVELOPE of the message whose root is `m.parts[0]` (RFC 9051 §7.5.2).
-pub fn write_envelope(m: &Message<'_>, out: &mut Vec<u8>) {
+pub(crate) fn write_envelope(m: &Message<'_>, out: &mut Vec<u8>) {
     out.push(b'(');
     nstring(out, raw_header(m, 0, "Date").as_deref());
     out.push(b' ');
@@ -451,7 +454,13 @@ const EMPTY_ENVELOPE: &[u8] = b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)";
 /// inside multipart/digest, RFC 2046 §5.1.5); a multipart header on a part that is
 /// not one (no boundary) describes a TEXT/PLAIN leaf; a message/rfc822 header on a
 /// part mail-parser could not open describes APPLICATION/OCTET-STREAM.
-pub fn write_structure(m: &Message<'_>, part: usize, ext: bool, depth: usize, out: &mut Vec<u8>) {
+pub(crate) fn write_structure(
+    m: &Message<'_>,
+    part: usize,
+    ext: bool,
+    depth: usize,
+    out: &mut Vec<u8>,
+) {
     let Some(p) = m.parts.get(part) else {
         out.extend_from_slice(b"NIL");
         return;
@@ -588,7 +597,7 @@ fn leaf_type(declared: Option<(String, String)>, is_message: bool) -> (String, S
 
 /// What a BODY[...] section asks for, after the part path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SectionText {
+pub(crate) enum SectionText {
     /// The part's content (BODY[] or BODY[1.2]).
     Whole,
     Header,
@@ -651,7 +660,11 @@ fn slice<'a>(m: &'a Message<'_>, a: u32, b: u32) -> &'a [u8] {
 /// parsed (too deep, or nothing mail-parser recognises) has one part, its body.
 /// (Parsing, which decodes every text part's charset, was 25% of the server's CPU
 /// when clients download whole messages: bench/README.md, imap-fetch-body-1k.)
-pub fn section<'r>(raw: &'r [u8], path: &[u32], what: &SectionText) -> Option<Cow<'r, [u8]>> {
+pub(crate) fn section<'r>(
+    raw: &'r [u8],
+    path: &[u32],
+    what: &SectionText,
+) -> Option<Cow<'r, [u8]>> {
     if path.is_empty() {
         let h = header_end(raw);
         return Some(match what {
@@ -717,7 +730,7 @@ pub fn section<'r>(raw: &'r [u8], path: &[u32], what: &SectionText) -> Option<Co
 
 /// Keeps (or drops, for HEADER.FIELDS.NOT) the named fields of a header block and
 /// ends it with the blank line (RFC 9051 §6.4.5).
-pub fn filter_header(block: &[u8], names: &[String], not: bool) -> Vec<u8> {
+pub(crate) fn filter_header(block: &[u8], names: &[String], not: bool) -> Vec<u8> {
     let mut out = Vec::new();
     let mut keep = false;
     for line in block.split_inclusive(|c| *c == b'\n') {
@@ -749,7 +762,7 @@ pub fn filter_header(block: &[u8], names: &[String], not: bool) -> Vec<u8> {
 
 /// Decoded, lower-cased text of a message for SEARCH (RFC 9051 §6.4.4: substring
 /// match, case-insensitive, after MIME decoding).
-pub struct SearchDoc {
+pub(crate) struct SearchDoc {
     /// (lower-case header name, lower-case decoded value) of the top-level header.
     pub headers: Vec<(String, String)>,
     pub body: String,
@@ -814,7 +827,7 @@ fn raw_fields(header: &[u8]) -> Vec<(String, String)> {
     out
 }
 
-pub fn search_doc(raw: &[u8], want_body: bool) -> SearchDoc {
+pub(crate) fn search_doc(raw: &[u8], want_body: bool) -> SearchDoc {
     let Some(m) = parse(raw) else {
         // Not parsed (too deep, or not MIME): raw header fields and body text.
         let h = header_end(raw);
@@ -917,7 +930,7 @@ fn decodes_to_itself(raw: &[u8]) -> bool {
 /// left empty — evaluating BODY/TEXT against it gives the same answers — and only
 /// the header is parsed. (bench/README.md: decoding was most of SEARCH TEXT's CPU
 /// once bodies were read in batches.)
-pub fn search_doc_for(raw: &[u8], want_body: bool, needles: &[&str]) -> SearchDoc {
+pub(crate) fn search_doc_for(raw: &[u8], want_body: bool, needles: &[&str]) -> SearchDoc {
     let h = header_end(raw);
     // A needle across a line break could span two parts (joined by "\n").
     let skippable = want_body

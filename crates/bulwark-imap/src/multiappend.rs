@@ -12,7 +12,7 @@
 
 /// Splits a complete command (literals inline) into single-message APPENDs with the
 /// same tag. `None` when it is not an APPEND of two or more messages.
-pub fn split(cmd: &[u8]) -> Option<Vec<Vec<u8>>> {
+pub(crate) fn split(cmd: &[u8]) -> Option<Vec<Vec<u8>>> {
     let mut c = Cursor { b: cmd, i: 0 };
     c.token()?;
     c.sp()?;

@@ -8,10 +8,10 @@
 use base64::Engine;
 
 /// Hierarchy delimiter (the store's).
-pub const DELIMITER: char = '/';
+pub(crate) const DELIMITER: char = '/';
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NameError {
+pub(crate) enum NameError {
     #[error("mailbox name is not valid modified UTF-7")]
     BadEncoding,
     #[error("mailbox name contains a forbidden character or level")]
@@ -30,7 +30,7 @@ fn engine() -> base64::engine::GeneralPurpose {
 
 /// Decodes a wire name. Strict: rejects what RFC 3501 §5.1.3 forbids (unencoded
 /// non-ASCII, "&-" spelt the long way, empty or non-minimal shifts, bad UTF-16).
-pub fn decode_mutf7(wire: &[u8]) -> Result<String, NameError> {
+pub(crate) fn decode_mutf7(wire: &[u8]) -> Result<String, NameError> {
     let mut out = String::with_capacity(wire.len());
     let mut i = 0;
     while i < wire.len() {
@@ -77,7 +77,7 @@ pub fn decode_mutf7(wire: &[u8]) -> Result<String, NameError> {
 }
 
 /// Encodes a UTF-8 name for the wire.
-pub fn encode_mutf7(name: &str) -> String {
+pub(crate) fn encode_mutf7(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut pending: Vec<u16> = Vec::new();
     let flush = |pending: &mut Vec<u16>, out: &mut String| {
@@ -110,7 +110,7 @@ pub fn encode_mutf7(name: &str) -> String {
 /// A client-supplied mailbox name, decoded and checked: no NUL or control characters,
 /// no empty, "." or ".." level. A trailing delimiter is dropped (RFC 9051 §6.3.4).
 /// "INBOX" in any case is INBOX.
-pub fn parse_name(wire: &[u8]) -> Result<String, NameError> {
+pub(crate) fn parse_name(wire: &[u8]) -> Result<String, NameError> {
     let mut name = decode_mutf7(wire)?;
     while name.len() > 1 && name.ends_with(DELIMITER) {
         name.pop();
@@ -141,16 +141,16 @@ pub fn parse_name(wire: &[u8]) -> Result<String, NameError> {
 
 /// Longest LIST pattern (reference + pattern, after collapsing wildcard runs), in
 /// characters. Names are at most 512 octets, so longer patterns cannot be useful.
-pub const MAX_PATTERN: usize = 1024;
+pub(crate) const MAX_PATTERN: usize = 1024;
 
 /// A LIST pattern, compiled: runs of wildcards collapsed ("**", "%*", "*%" → "*";
 /// "%%" → "%"), which changes nothing in what matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pattern(Vec<char>);
+pub(crate) struct Pattern(Vec<char>);
 
 impl Pattern {
     /// None when the pattern is longer than `MAX_PATTERN` after collapsing.
-    pub fn new(pattern: &str) -> Option<Pattern> {
+    pub(crate) fn new(pattern: &str) -> Option<Pattern> {
         let mut p: Vec<char> = Vec::new();
         for c in pattern.chars() {
             match (c, p.last().copied()) {
@@ -175,7 +175,7 @@ impl Pattern {
     /// never needs to grow once a later one is blocked by "/", and an earlier "*"
     /// never once a later "*" can take the rest. O(pattern × name) at worst, no
     /// recursion, whatever the pattern.
-    pub fn matches(&self, name: &str) -> bool {
+    pub(crate) fn matches(&self, name: &str) -> bool {
         let p = &self.0;
         let n: Vec<char> = name.chars().collect();
         let (mut pi, mut ni) = (0usize, 0usize);
@@ -226,7 +226,7 @@ impl Pattern {
 }
 
 /// LIST matching of one name (see `Pattern::matches`); false for an overlong pattern.
-pub fn pattern_matches(pattern: &str, name: &str) -> bool {
+pub(crate) fn pattern_matches(pattern: &str, name: &str) -> bool {
     Pattern::new(pattern).is_some_and(|p| p.matches(name))
 }
 

@@ -25,7 +25,7 @@ pub trait Sink: Send {
 
 /// A buffer sink for tests and for collecting responses.
 #[derive(Default)]
-pub struct VecSink {
+pub(crate) struct VecSink {
     pub data: Vec<u8>,
 }
 
@@ -44,47 +44,44 @@ impl Sink for VecSink {
     }
 }
 
+#[cfg(test)]
 impl VecSink {
-    pub fn take_string(&mut self) -> String {
+    pub(crate) fn take_string(&mut self) -> String {
         String::from_utf8_lossy(&std::mem::take(&mut self.data)).into_owned()
     }
 }
 
 /// One response under construction, with its loggable twin.
 #[derive(Default)]
-pub struct Resp {
+pub(crate) struct Resp {
     pub data: Vec<u8>,
     pub log: Vec<u8>,
 }
 
 impl Resp {
-    pub fn new() -> Resp {
+    pub(crate) fn new() -> Resp {
         Resp::default()
     }
 
-    pub fn text(&mut self, s: &str) -> &mut Self {
+    pub(crate) fn text(&mut self, s: &str) -> &mut Self {
         self.raw(s.as_bytes())
     }
 
-    pub fn raw(&mut self, b: &[u8]) -> &mut Self {
+    pub(crate) fn raw(&mut self, b: &[u8]) -> &mut Self {
         self.data.extend_from_slice(b);
         self.log.extend_from_slice(b);
         self
     }
 
-    pub fn num(&mut self, n: impl std::fmt::Display) -> &mut Self {
-        self.text(&n.to_string())
-    }
-
     /// Pre-encoded IMAP data that is not worth logging (ENVELOPE, BODYSTRUCTURE).
-    pub fn opaque(&mut self, b: &[u8], placeholder: &str) -> &mut Self {
+    pub(crate) fn opaque(&mut self, b: &[u8], placeholder: &str) -> &mut Self {
         self.data.extend_from_slice(b);
         self.log.extend_from_slice(placeholder.as_bytes());
         self
     }
 
     /// A literal whose contents never reach the log (message data).
-    pub fn literal(&mut self, b: &[u8]) -> &mut Self {
+    pub(crate) fn literal(&mut self, b: &[u8]) -> &mut Self {
         let head = format!("{{{}}}\r\n", b.len());
         self.data.extend_from_slice(head.as_bytes());
         self.data.extend_from_slice(b);
@@ -95,7 +92,7 @@ impl Resp {
 
     /// The announcement of a literal of `len` octets whose contents the caller sends
     /// itself (`Sink::send_part`), after sending what is built so far (`take_data`).
-    pub fn literal_head(&mut self, len: u64) -> &mut Self {
+    pub(crate) fn literal_head(&mut self, len: u64) -> &mut Self {
         self.data
             .extend_from_slice(format!("{{{len}}}\r\n").as_bytes());
         self.log
@@ -105,26 +102,19 @@ impl Resp {
 
     /// The octets built so far, to be sent with `Sink::send_part`; the log keeps
     /// growing until `send`.
-    pub fn take_data(&mut self) -> Vec<u8> {
+    pub(crate) fn take_data(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.data)
     }
 
     /// A string: quoted when it can be, a literal otherwise (RFC 9051 §4.3).
-    pub fn string(&mut self, b: &[u8]) -> &mut Self {
+    pub(crate) fn string(&mut self, b: &[u8]) -> &mut Self {
         push_string(&mut self.data, b);
         push_string(&mut self.log, b);
         self
     }
 
-    pub fn nstring(&mut self, b: Option<&[u8]>) -> &mut Self {
-        match b {
-            Some(b) => self.string(b),
-            None => self.text("NIL"),
-        }
-    }
-
     /// An astring: an atom when it is one, else a string.
-    pub fn astring(&mut self, b: &[u8]) -> &mut Self {
+    pub(crate) fn astring(&mut self, b: &[u8]) -> &mut Self {
         if !b.is_empty() && b.iter().all(|c| is_astring_char(*c)) {
             self.raw(b)
         } else {
@@ -132,7 +122,7 @@ impl Resp {
         }
     }
 
-    pub fn flags(&mut self, f: &Flags, recent: bool) -> &mut Self {
+    pub(crate) fn flags(&mut self, f: &Flags, recent: bool) -> &mut Self {
         let mut s = String::from("(");
         write_flags(&mut s, f);
         if recent {
@@ -145,12 +135,7 @@ impl Resp {
         self.text(&s)
     }
 
-    pub fn crlf(&mut self) -> &mut Self {
-        self.data.extend_from_slice(b"\r\n");
-        self
-    }
-
-    pub async fn send(mut self, sink: &mut dyn Sink) -> std::io::Result<()> {
+    pub(crate) async fn send(mut self, sink: &mut dyn Sink) -> std::io::Result<()> {
         if !self.data.ends_with(b"\r\n") {
             self.data.extend_from_slice(b"\r\n");
         }
@@ -159,7 +144,7 @@ impl Resp {
 }
 
 /// Sends a one-line response built from text.
-pub async fn line(sink: &mut dyn Sink, text: &str) -> std::io::Result<()> {
+pub(crate) async fn line(sink: &mut dyn Sink, text: &str) -> std::io::Result<()> {
     let mut r = Resp::new();
     r.text(text);
     r.send(sink).await
@@ -170,7 +155,7 @@ fn is_astring_char(c: u8) -> bool {
     (0x21..=0x7e).contains(&c) && !b"(){ %*\"\\".contains(&c)
 }
 
-pub fn push_string(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn push_string(out: &mut Vec<u8>, b: &[u8]) {
     let quotable = b.len() <= 1024 && b.iter().all(|c| (0x20..=0x7e).contains(c));
     if quotable {
         out.push(b'"');
@@ -188,7 +173,7 @@ pub fn push_string(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 /// `\Seen \Answered …` and keywords, space separated, without parentheses.
-pub fn write_flags(s: &mut String, f: &Flags) {
+pub(crate) fn write_flags(s: &mut String, f: &Flags) {
     let mut first = true;
     let mut put = |s: &mut String, t: &str| {
         if !first {
@@ -207,7 +192,7 @@ pub fn write_flags(s: &mut String, f: &Flags) {
     }
 }
 
-pub const SYSTEM_FLAGS: [(u8, &str); 5] = [
+pub(crate) const SYSTEM_FLAGS: [(u8, &str); 5] = [
     (Flags::ANSWERED, "\\Answered"),
     (Flags::FLAGGED, "\\Flagged"),
     (Flags::DELETED, "\\Deleted"),
@@ -216,7 +201,7 @@ pub const SYSTEM_FLAGS: [(u8, &str); 5] = [
 ];
 
 /// INTERNALDATE form: `"02-Jan-2026 15:04:05 +0000"` (RFC 9051 §9 date-time), in UTC.
-pub fn internal_date(unix: i64) -> String {
+pub(crate) fn internal_date(unix: i64) -> String {
     let dt = chrono::DateTime::from_timestamp(unix, 0).unwrap_or_default();
     format!("\"{}\"", dt.format("%d-%b-%Y %H:%M:%S +0000"))
 }

@@ -310,7 +310,7 @@ impl Session {
                 if i >= uids.len() || uids[i] != meta.uid {
                     continue; // not (yet) in this session's view
                 }
-                let seq = i as u32 + 1;
+                let seq = crate::view::seq_number(i) + 1;
                 let m = Msg {
                     seq,
                     recent: v.is_recent(meta.uid),

@@ -9,7 +9,7 @@
 
 /// Where a `$` stands in a command.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Use {
+pub(crate) enum Use {
     /// A search key of SEARCH / UID SEARCH.
     SearchKey,
     /// The sequence set of FETCH, STORE, COPY, MOVE, EXPUNGE (`uid`: UID variant).
@@ -19,7 +19,7 @@ pub enum Use {
 /// The `$` tokens of a complete command (literals inline): their offsets, outside
 /// quoted strings and literal data, and how the command uses them. `None` if there
 /// is none.
-pub fn find(bytes: &[u8]) -> Option<(Use, Vec<usize>)> {
+pub(crate) fn find(bytes: &[u8]) -> Option<(Use, Vec<usize>)> {
     let mut at = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
@@ -84,7 +84,7 @@ pub fn find(bytes: &[u8]) -> Option<(Use, Vec<usize>)> {
 }
 
 /// The command with every `$` at `at` replaced by `with`.
-pub fn replace(bytes: &[u8], at: &[usize], with: &str) -> Vec<u8> {
+pub(crate) fn replace(bytes: &[u8], at: &[usize], with: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() + at.len() * with.len());
     let mut from = 0;
     for &p in at {

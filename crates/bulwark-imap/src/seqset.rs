@@ -7,10 +7,10 @@ use crate::view::View;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid message sequence number")]
-pub struct BadSequence;
+pub(crate) struct BadSequence;
 
 /// Inclusive ranges with "*" replaced by `star`, low ≤ high.
-pub fn ranges(set: &SequenceSet, star: u32) -> Vec<(u32, u32)> {
+pub(crate) fn ranges(set: &SequenceSet, star: u32) -> Vec<(u32, u32)> {
     let val = |s: &SeqOrUid| match s {
         SeqOrUid::Value(v) => v.get(),
         SeqOrUid::Asterisk => star,
@@ -38,7 +38,7 @@ fn has_star(set: &SequenceSet) -> bool {
 
 /// The UIDs a set names, ascending and unique. With sequence numbers, a number above
 /// EXISTS is an error (RFC 9051 §6.4); with UIDs, absent ones are ignored (§6.4.9).
-pub fn resolve(view: &View, set: &SequenceSet, uid: bool) -> Result<Vec<u32>, BadSequence> {
+pub(crate) fn resolve(view: &View, set: &SequenceSet, uid: bool) -> Result<Vec<u32>, BadSequence> {
     let uids = view.uids();
     let mut idx: Vec<(usize, usize)> = Vec::new(); // half-open index ranges
     if uid {
@@ -87,7 +87,7 @@ pub fn resolve(view: &View, set: &SequenceSet, uid: bool) -> Result<Vec<u32>, Ba
 }
 
 /// Compact set syntax for ascending numbers: `1:3,7,9:10` (COPYUID, MODIFIED).
-pub fn compress(nums: &[u32]) -> String {
+pub(crate) fn compress(nums: &[u32]) -> String {
     let mut s = String::new();
     let mut i = 0;
     while i < nums.len() {
@@ -111,10 +111,10 @@ pub fn compress(nums: &[u32]) -> String {
 }
 
 /// Membership test for SEARCH keys: sorted, merged ranges.
-pub struct RangeSet(Vec<(u32, u32)>);
+pub(crate) struct RangeSet(Vec<(u32, u32)>);
 
 impl RangeSet {
-    pub fn new(mut r: Vec<(u32, u32)>) -> RangeSet {
+    pub(crate) fn new(mut r: Vec<(u32, u32)>) -> RangeSet {
         r.sort_unstable();
         let mut merged: Vec<(u32, u32)> = Vec::with_capacity(r.len());
         for (lo, hi) in r {
@@ -125,7 +125,7 @@ impl RangeSet {
         }
         RangeSet(merged)
     }
-    pub fn contains(&self, n: u32) -> bool {
+    pub(crate) fn contains(&self, n: u32) -> bool {
         let i = self.0.partition_point(|(lo, _)| *lo <= n);
         i > 0 && self.0[i - 1].1 >= n
     }

@@ -15,6 +15,7 @@
 //! here` every `idle_keepalive_secs`. A client that does not take our output within
 //! `WRITE_TIMEOUT` (per piece of at most `WRITE_CHUNK` octets) loses its session.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,10 +32,11 @@ use bulwark_tls::TlsServer;
 use tokio::time::Instant;
 
 use crate::budget::{AppendSlot, Hold, SharedLimits};
+use crate::code::ResponseCode;
 use crate::framing::{FrameLimits, FrameState, Framer, Step};
 use crate::notify::Notifier;
 use crate::resp::Sink;
-use crate::session::{Next, Session, SessionConfig};
+use crate::session::{Clock, Next, Session, SessionConfig};
 
 /// How long one write may wait for the client to take our output.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -283,37 +285,53 @@ impl SessionHandler for ImapHandler {
     }
 
     fn busy_reply(&self) -> &'static [u8] {
-        b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n"
+        BUSY_REPLY
     }
+}
+
+/// The BYE for a connection over the limit, `* BYE [UNAVAILABLE] …` (RFC 5530 §3).
+/// `busy_reply` returns a `'static` slice, so it is written out here; a test checks
+/// it against `ResponseCode::Unavailable`.
+const BUSY_REPLY: &[u8] = b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n";
+
+/// The session loop's time limits and frame limits, fixed at connect.
+struct Limits {
+    frame: FrameLimits,
+    login_timeout: Duration,
+    idle_timeout: Duration,
+    /// The end of the unauthenticated phase (from connecting).
+    login_deadline: Instant,
+}
+
+/// The `BYE` sent when the server shuts down: `* BYE [UNAVAILABLE] …` (RFC 5530 §3).
+fn shutdown_bye() -> String {
+    format!(
+        "* BYE {}",
+        ResponseCode::Unavailable.text("Server shutting down")
+    )
+}
+
+/// A tagged (or, without a tag, untagged) `BAD [TOOBIG] text` (RFC 4469 §4.2).
+fn too_big(tag: Option<String>, text: &str) -> String {
+    let t = tag.unwrap_or_else(|| "*".into());
+    format!("{t} BAD {}", ResponseCode::TooBig.text(text))
 }
 
 impl ImapHandler {
     async fn session(&self, conn: &mut Connection) {
         let icfg = &self.config.config.imap;
-        let limits = FrameLimits {
-            max_line: icfg.max_line_length,
-            max_literal: icfg.max_literal_size,
-        };
         let login_timeout = Duration::from_secs(icfg.login_timeout_secs);
-        let idle_timeout = Duration::from_secs(icfg.idle_timeout_secs);
-        // The whole unauthenticated phase, from connecting.
-        let login_deadline = Instant::now() + login_timeout;
-        conn.set_write_timeout(WRITE_TIMEOUT.min(login_timeout));
-        let listener = conn.kind().name();
-        let mut s = Session::new(
-            self.store.clone(),
-            self.auth.clone(),
-            SessionConfig {
-                listener,
-                peer: conn.peer().ip(),
-                tls: conn.is_tls(),
-                max_literal_size: icfg.max_literal_size,
-                max_mime_parts: self.config.config.smtp.max_mime_parts as usize,
+        let limits = Limits {
+            frame: FrameLimits {
+                max_line: icfg.max_line_length,
+                max_literal: icfg.max_literal_size,
             },
-            self.notifier.clone(),
-        );
-        s.set_memory_budget(self.limits.memory.clone());
-        let shutdown = conn.shutdown().clone();
+            login_timeout,
+            idle_timeout: Duration::from_secs(icfg.idle_timeout_secs),
+            login_deadline: Instant::now() + login_timeout,
+        };
+        conn.set_write_timeout(WRITE_TIMEOUT.min(login_timeout));
+        let mut s = self.new_session(conn);
         let greeting = s.greeting();
         conn.log.server(greeting.trim_end().as_bytes());
         if let Err(e) = conn.send(greeting.as_bytes()).await {
@@ -326,7 +344,7 @@ impl ImapHandler {
         loop {
             if errors >= MAX_SESSION_ERRORS {
                 conn.log.event("too many errors; closing");
-                bad_input(listener, "too_many_errors");
+                bad_input(conn.kind().name(), "too_many_errors");
                 let _ = bye(conn, "* BYE Too many errors").await;
                 return;
             }
@@ -334,109 +352,21 @@ impl ImapHandler {
                 authenticated = true;
                 conn.set_write_timeout(WRITE_TIMEOUT);
             }
-            let deadline = if authenticated {
-                Instant::now() + idle_timeout
-            } else {
-                login_deadline
-            };
-            let state = FrameState {
-                authenticated,
-                tls: conn.is_tls(),
-            };
             // Held until the command read here has been handled (the APPEND stored).
             let mut holds = AppendHolds::default();
-            let bounds = Bounds::until(deadline).or_shutdown(&shutdown);
-            let shared = (&self.limits, s.logged_in_account());
-            let frame = bounds
-                .run(read_command(conn, state, limits, shared, &mut holds))
-                .await;
-            let frame = match frame {
-                Err(Interrupt::Shutdown) => {
-                    let _ = bye(conn, "* BYE [UNAVAILABLE] Server shutting down").await;
-                    return;
-                }
-                Err(_) if authenticated => {
-                    let _ = bye(conn, "* BYE Autologout; idle for too long").await;
-                    return;
-                }
-                Err(_) => {
-                    conn.log.event("login timeout");
-                    let _ = bye(
-                        conn,
-                        &format!(
-                            "* BYE Autologout; log in within {} seconds of connecting",
-                            login_timeout.as_secs()
-                        ),
-                    )
-                    .await;
-                    return;
-                }
-                Ok(Err(ReadError::Eof)) => return,
-                Ok(Err(e)) => {
-                    conn.log.event(&format!("read error: {e}"));
-                    return;
-                }
-                Ok(Ok(f)) => f,
+            let Some(frame) = self
+                .next_frame(conn, &s, &limits, authenticated, &mut holds)
+                .await
+            else {
+                return;
             };
-            let next = match frame {
-                Frame::LineTooLong { tag } => {
-                    bad_input(listener, "line_too_long");
-                    errors += 1;
-                    let t = tag.unwrap_or_else(|| "*".into());
-                    reply(conn, &format!("{t} BAD [TOOBIG] Command line too long")).await
-                }
-                Frame::Refused {
-                    reply: text,
-                    close,
-                    reason,
-                } => {
-                    bad_input(listener, reason);
-                    errors += u32::from(is_bad(text.as_bytes()));
-                    if close {
-                        let _ = reply(conn, &text).await;
-                        let _ = bye(conn, "* BYE Refused literal is already on its way").await;
-                        return;
-                    }
-                    reply(conn, &text).await
-                }
-                Frame::TooComplex { tag, close } => {
-                    bad_input(listener, "too_complex");
-                    errors += 1;
-                    let t = tag.unwrap_or_else(|| "*".into());
-                    let text = format!("{t} BAD [TOOBIG] Too many literals in one command");
-                    if close {
-                        let _ = reply(conn, &text).await;
-                        let _ = bye(conn, "* BYE Refused literal is already on its way").await;
-                        return;
-                    }
-                    reply(conn, &text).await
-                }
-                Frame::Malformed { tag } => {
-                    bad_input(listener, "malformed");
-                    errors += 1;
-                    let t = tag.unwrap_or_else(|| "*".into());
-                    reply(conn, &format!("{t} BAD Syntax error or unknown command")).await
-                }
-                Frame::Command(bytes) => {
-                    let r = s
-                        .handle_raw(
-                            &bytes,
-                            &mut ConnSink {
-                                conn,
-                                errors: &mut errors,
-                            },
-                        )
-                        .await;
-                    conn.log.set_user(s.user().map(str::to_string));
-                    r
-                }
-            };
-            let next = match next {
-                Ok(n) => n,
-                Err(e) => {
+            let next = match answer_frame(conn, &mut s, frame, &mut errors).await {
+                ControlFlow::Continue(Ok(n)) => n,
+                ControlFlow::Continue(Err(e)) => {
                     write_failed(conn, &e);
                     return;
                 }
+                ControlFlow::Break(()) => return,
             };
             // Pipelined commands: answer them together (RFC 9051 §5.5).
             let flushed = if next == Next::Continue {
@@ -448,59 +378,116 @@ impl ImapHandler {
                 write_failed(conn, &e);
                 return;
             }
-            match next {
-                Next::Continue => {}
-                Next::Close => return,
-                Next::StartTls => {
-                    let acceptor = self.tls.acceptor().clone();
-                    if conn.start_tls(&acceptor).await.is_err() {
-                        return;
-                    }
-                    s.tls_started();
+            if self
+                .follow(conn, &mut s, next, &limits, &mut errors)
+                .await
+                .is_break()
+            {
+                return;
+            }
+        }
+    }
+
+    /// The session core for this connection, on the system clock (the server's
+    /// choice; tests and fuzz harnesses pass a fixed one).
+    fn new_session(&self, conn: &Connection) -> Session {
+        let mut s = Session::new(
+            self.store.clone(),
+            self.auth.clone(),
+            SessionConfig {
+                listener: conn.kind().name(),
+                peer: conn.peer().ip(),
+                tls: conn.is_tls(),
+                max_literal_size: self.config.config.imap.max_literal_size,
+                max_mime_parts: self.config.config.smtp.max_mime_parts as usize,
+            },
+            self.notifier.clone(),
+        );
+        s.set_clock(Clock::System);
+        s.set_memory_budget(self.limits.memory.clone());
+        s
+    }
+
+    /// Reads the next command under the login deadline (before login) or the idle
+    /// timeout (after), or shutdown. `None` when the session ends (the BYE, if any,
+    /// was sent).
+    async fn next_frame(
+        &self,
+        conn: &mut Connection,
+        s: &Session,
+        limits: &Limits,
+        authenticated: bool,
+        holds: &mut AppendHolds,
+    ) -> Option<Frame> {
+        let deadline = if authenticated {
+            Instant::now() + limits.idle_timeout
+        } else {
+            limits.login_deadline
+        };
+        let state = FrameState {
+            authenticated,
+            tls: conn.is_tls(),
+        };
+        let bounds = Bounds::until(deadline).or_shutdown(conn.shutdown());
+        let shared = (&self.limits, s.logged_in_account());
+        let frame = bounds
+            .run(read_command(conn, state, limits.frame, shared, holds))
+            .await;
+        match frame {
+            Err(Interrupt::Shutdown) => {
+                let _ = bye(conn, &shutdown_bye()).await;
+                None
+            }
+            Err(_) if authenticated => {
+                let _ = bye(conn, "* BYE Autologout; idle for too long").await;
+                None
+            }
+            Err(_) => {
+                conn.log.event("login timeout");
+                let text = format!(
+                    "* BYE Autologout; log in within {} seconds of connecting",
+                    limits.login_timeout.as_secs()
+                );
+                let _ = bye(conn, &text).await;
+                None
+            }
+            Ok(Err(ReadError::Eof)) => None,
+            Ok(Err(e)) => {
+                conn.log.event(&format!("read error: {e}"));
+                None
+            }
+            Ok(Ok(f)) => Some(f),
+        }
+    }
+
+    /// Does what the core asked after a command: STARTTLS, the SASL continuation,
+    /// IDLE. `Break` when the session ends.
+    async fn follow(
+        &self,
+        conn: &mut Connection,
+        s: &mut Session,
+        next: Next,
+        limits: &Limits,
+        errors: &mut u32,
+    ) -> ControlFlow<()> {
+        match next {
+            Next::Continue => ControlFlow::Continue(()),
+            Next::Close => ControlFlow::Break(()),
+            Next::StartTls => {
+                let acceptor = self.tls.acceptor().clone();
+                if conn.start_tls(&acceptor).await.is_err() {
+                    return ControlFlow::Break(());
                 }
-                Next::AuthContinue(tag) => {
-                    if conn.send(b"+ \r\n").await.is_err() {
-                        return;
-                    }
-                    conn.log.server(b"+ ");
-                    let bounds = Bounds::until(login_deadline).or_shutdown(&shutdown);
-                    let line = match conn
-                        .next_line(MAX_SASL_LINE, &bounds, |_| LineLog::Secret)
-                        .await
-                    {
-                        Input::Line(l) => l,
-                        Input::TooLong { .. } => {
-                            errors += 1;
-                            let _ = reply(conn, &format!("{tag} BAD Authentication data too long"))
-                                .await;
-                            continue;
-                        }
-                        Input::IdleTimeout | Input::Deadline => {
-                            conn.log.event("login timeout");
-                            let _ = bye(conn, "* BYE Autologout; login took too long").await;
-                            return;
-                        }
-                        Input::Shutdown | Input::Closed | Input::Failed(_) => return,
-                    };
-                    let r = s
-                        .auth_response(
-                            &tag,
-                            &line.bytes,
-                            &mut ConnSink {
-                                conn,
-                                errors: &mut errors,
-                            },
-                        )
-                        .await;
-                    conn.log.set_user(s.user().map(str::to_string));
-                    if r.is_err() || conn.flush().await.is_err() {
-                        return;
-                    }
-                }
-                Next::Idle(tag) => {
-                    if !self.idle(conn, &mut s, &tag, &limits, idle_timeout).await {
-                        return;
-                    }
+                s.tls_started();
+                ControlFlow::Continue(())
+            }
+            Next::AuthContinue(tag) => auth_continue(conn, s, &tag, limits, errors).await,
+            Next::Idle(tag) => {
+                let frame = &limits.frame;
+                if self.idle(conn, s, &tag, frame, limits.idle_timeout).await {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(())
                 }
             }
         }
@@ -544,7 +531,7 @@ impl ImapHandler {
             conn.shrink_buffers();
             tokio::select! {
                 _ = shutdown.cancelled() => {
-                    let _ = bye(conn, "* BYE [UNAVAILABLE] Server shutting down").await;
+                    let _ = bye(conn, &shutdown_bye()).await;
                     return false;
                 }
                 _ = tokio::time::sleep_until(deadline) => {
@@ -595,6 +582,108 @@ impl ImapHandler {
     }
 }
 
+/// Answers one frame: a complete command goes to the core, the rest get their BAD
+/// or NO here. `Break` when a refused literal is already on its way (the BYE was
+/// sent); a write error is returned for the caller to count.
+async fn answer_frame(
+    conn: &mut Connection,
+    s: &mut Session,
+    frame: Frame,
+    errors: &mut u32,
+) -> ControlFlow<(), std::io::Result<Next>> {
+    let listener = conn.kind().name();
+    let next = match frame {
+        Frame::LineTooLong { tag } => {
+            bad_input(listener, "line_too_long");
+            *errors += 1;
+            reply(conn, &too_big(tag, "Command line too long")).await
+        }
+        Frame::Refused {
+            reply: text,
+            close,
+            reason,
+        } => {
+            bad_input(listener, reason);
+            *errors += u32::from(is_bad(text.as_bytes()));
+            return refuse(conn, &text, close).await;
+        }
+        Frame::TooComplex { tag, close } => {
+            bad_input(listener, "too_complex");
+            *errors += 1;
+            let text = too_big(tag, "Too many literals in one command");
+            return refuse(conn, &text, close).await;
+        }
+        Frame::Malformed { tag } => {
+            bad_input(listener, "malformed");
+            *errors += 1;
+            let t = tag.unwrap_or_else(|| "*".into());
+            reply(conn, &format!("{t} BAD Syntax error or unknown command")).await
+        }
+        Frame::Command(bytes) => {
+            let r = s.handle_raw(&bytes, &mut ConnSink { conn, errors }).await;
+            conn.log.set_user(s.user().map(str::to_string));
+            r
+        }
+    };
+    ControlFlow::Continue(next)
+}
+
+/// Sends a refusal; when the refused literal is on its way anyway (`close`), a BYE
+/// follows and the session ends (RFC 7888 §4).
+async fn refuse(
+    conn: &mut Connection,
+    text: &str,
+    close: bool,
+) -> ControlFlow<(), std::io::Result<Next>> {
+    if close {
+        let _ = reply(conn, text).await;
+        let _ = bye(conn, "* BYE Refused literal is already on its way").await;
+        return ControlFlow::Break(());
+    }
+    ControlFlow::Continue(reply(conn, text).await)
+}
+
+/// The SASL continuation of AUTHENTICATE: `+ `, one secret line under the login
+/// deadline, then the core's answer. `Break` when the session ends.
+async fn auth_continue(
+    conn: &mut Connection,
+    s: &mut Session,
+    tag: &str,
+    limits: &Limits,
+    errors: &mut u32,
+) -> ControlFlow<()> {
+    if conn.send(b"+ \r\n").await.is_err() {
+        return ControlFlow::Break(());
+    }
+    conn.log.server(b"+ ");
+    let bounds = Bounds::until(limits.login_deadline).or_shutdown(conn.shutdown());
+    let line = match conn
+        .next_line(MAX_SASL_LINE, &bounds, |_| LineLog::Secret)
+        .await
+    {
+        Input::Line(l) => l,
+        Input::TooLong { .. } => {
+            *errors += 1;
+            let _ = reply(conn, &format!("{tag} BAD Authentication data too long")).await;
+            return ControlFlow::Continue(());
+        }
+        Input::IdleTimeout | Input::Deadline => {
+            conn.log.event("login timeout");
+            let _ = bye(conn, "* BYE Autologout; login took too long").await;
+            return ControlFlow::Break(());
+        }
+        Input::Shutdown | Input::Closed | Input::Failed(_) => return ControlFlow::Break(()),
+    };
+    let r = s
+        .auth_response(tag, &line.bytes, &mut ConnSink { conn, errors })
+        .await;
+    conn.log.set_user(s.user().map(str::to_string));
+    if r.is_err() || conn.flush().await.is_err() {
+        return ControlFlow::Break(());
+    }
+    ControlFlow::Continue(())
+}
+
 /// A write failed: the client is gone or stopped reading (the write timeout).
 fn write_failed(conn: &mut Connection, e: &std::io::Error) {
     if WriteFailure::of(e) == WriteFailure::TimedOut {
@@ -621,7 +710,26 @@ async fn bye(conn: &mut Connection, text: &str) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod shell_tests {
-    use super::is_bad;
+    use super::{is_bad, shutdown_bye, too_big, BUSY_REPLY};
+    use crate::code::ResponseCode;
+
+    #[test]
+    fn shell_responses_carry_their_typed_codes() {
+        assert_eq!(shutdown_bye(), "* BYE [UNAVAILABLE] Server shutting down");
+        assert_eq!(
+            too_big(Some("a1".into()), "Command line too long"),
+            "a1 BAD [TOOBIG] Command line too long"
+        );
+        assert_eq!(
+            too_big(None, "Too many literals in one command"),
+            "* BAD [TOOBIG] Too many literals in one command"
+        );
+        let busy = format!(
+            "* BYE {}\r\n",
+            ResponseCode::Unavailable.text("Too many connections, try again later")
+        );
+        assert_eq!(BUSY_REPLY, busy.as_bytes());
+    }
 
     #[test]
     fn bad_responses_are_recognised() {

@@ -26,19 +26,22 @@ use imap_codec::imap_types::{
 };
 
 /// Longest password LOGIN and AUTHENTICATE accept (longer ones are refused before
-/// any hashing).
-pub const MAX_PASSWORD: usize = 1024;
-/// Longest user name (an address: RFC 5321 §4.5.3.1 allows 64 + 1 + 255 octets).
-pub const MAX_USERNAME: usize = 320;
+/// any hashing): the bound every protocol's SASL shares.
+pub(crate) use bulwark_auth::sasl::MAX_PASSWORD;
+/// Longest user name (an address: RFC 5321 §4.5.3.1 allows 64 + 1 + 255 octets): the
+/// bound every protocol's SASL shares.
+pub(crate) use bulwark_auth::sasl::MAX_USERNAME;
 
 /// Per-session settings from the configuration and the connection.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
     /// The listener's name (`imap` or `imaps`), for metrics and the authenticator.
     pub listener: &'static str,
+    /// The client's address, for the authenticator's brute-force limiter and the log.
     pub peer: IpAddr,
     /// TLS is up (implicit TLS, or after STARTTLS).
     pub tls: bool,
+    /// `[imap] max_literal_size`: the largest literal (octets), APPEND's message too.
     pub max_literal_size: u64,
     /// `[smtp] max_mime_parts`: APPEND takes what SMTP takes.
     pub max_mime_parts: usize,
@@ -136,6 +139,8 @@ pub(crate) fn store_no(e: &StoreError) -> Done {
     }
 }
 
+/// The sans-I/O IMAP session core: takes complete commands (literals included),
+/// writes responses to a sink and tells the shell what to do next (`Next`).
 pub struct Session {
     pub(crate) store: SharedStore,
     pub(crate) auth: Authenticator,
@@ -167,6 +172,8 @@ pub struct Session {
 }
 
 impl Session {
+    /// A session in the not-authenticated state, on the system clock and without a
+    /// memory budget until the shell sets them.
     pub fn new(
         store: SharedStore,
         auth: Authenticator,
@@ -213,10 +220,12 @@ impl Session {
         self.account.as_ref().map(|a| a.address.as_str())
     }
 
+    /// Whether a login succeeded (the authenticated or selected state).
     pub fn is_authenticated(&self) -> bool {
         self.account.is_some()
     }
 
+    /// STARTTLS completed: the connection is encrypted from here on.
     pub fn tls_started(&mut self) {
         self.cfg.tls = true;
     }
@@ -239,6 +248,7 @@ impl Session {
         c
     }
 
+    /// The greeting line with CRLF: `* OK [CAPABILITY …]` (RFC 9051 §7.1.1).
     pub fn greeting(&self) -> String {
         let code = ResponseCode::Capability(self.capabilities());
         format!("{}\r\n", code.untagged_ok("Bulwark IMAP ready"))

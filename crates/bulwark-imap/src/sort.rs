@@ -36,7 +36,7 @@ pub(crate) struct SortFields {
 }
 
 /// RFC 5256 §2.1: the base subject, upper-cased for i;ascii-casemap comparison.
-pub fn base_subject(subject: &str) -> String {
+pub(crate) fn base_subject(subject: &str) -> String {
     // (1) whitespace runs become one space.
     let mut s: String = subject.split_whitespace().collect::<Vec<_>>().join(" ");
     loop {

@@ -1674,7 +1674,7 @@ async fn overlong_credentials_are_refused_before_hashing() {
 #[tokio::test]
 async fn search_text_across_body_batches() {
     let e = env().await;
-    let n = 2 * super::search::BATCH_MESSAGES as u32 + 7;
+    let n = 2 * u32::try_from(super::search::BATCH_MESSAGES).expect("small") + 7;
     let acc = e.store.account(USER).await.unwrap().unwrap();
     let inbox = e.store.mailbox(acc.id, "INBOX").await.unwrap().unwrap();
     for i in 1..=n {

@@ -17,7 +17,7 @@ use bulwark_store::{Flags, MailboxChanges, MailboxId};
 
 /// What `sync` decided to tell the client, in order.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Updates {
+pub(crate) struct Updates {
     /// Sequence numbers to announce as expunged, in the order to send them (each
     /// relative to the state after the previous one).
     pub expunged: Vec<u32>,
@@ -32,14 +32,16 @@ pub struct Updates {
     pub recent: Option<u32>,
 }
 
-impl Updates {
-    pub fn is_empty(&self) -> bool {
-        self.expunged.is_empty() && self.exists.is_none() && self.flags.is_empty()
-    }
+/// A count of, or an index into, a view's UIDs as a sequence number (RFC 9051 §2.3.1.2).
+/// UIDs are distinct non-zero `u32`s, so there are fewer than 2^32 of them and
+/// every count and index fits.
+#[allow(clippy::cast_possible_truncation)] // bounded by construction (see above)
+pub(crate) fn seq_number(n: usize) -> u32 {
+    n as u32
 }
 
 #[derive(Debug)]
-pub struct View {
+pub(crate) struct View {
     pub mailbox: MailboxId,
     pub name: String,
     pub uidvalidity: u32,
@@ -64,10 +66,10 @@ pub struct View {
 }
 
 /// Most keywords announced in FLAGS per mailbox (the line stays a few KiB).
-pub const MAX_ANNOUNCED_KEYWORDS: usize = 256;
+pub(crate) const MAX_ANNOUNCED_KEYWORDS: usize = 256;
 
 impl View {
-    pub fn new(
+    pub(crate) fn new(
         mailbox: MailboxId,
         name: String,
         uidvalidity: u32,
@@ -91,12 +93,12 @@ impl View {
         }
     }
 
-    pub fn keywords(&self) -> &[String] {
+    pub(crate) fn keywords(&self) -> &[String] {
         &self.keywords
     }
 
     /// Adds a keyword to the announced set; true when it is new (and fits).
-    pub fn add_keyword(&mut self, k: &str) -> bool {
+    pub(crate) fn add_keyword(&mut self, k: &str) -> bool {
         if self.keywords.len() >= MAX_ANNOUNCED_KEYWORDS
             || self.keywords.iter().any(|x| x.eq_ignore_ascii_case(k))
         {
@@ -107,12 +109,12 @@ impl View {
     }
 
     /// Highest UID the view has announced.
-    pub fn max_uid(&self) -> u32 {
+    pub(crate) fn max_uid(&self) -> u32 {
         self.max_uid
     }
 
     /// Records that this session owns the `\Recent` of UIDs in `[from, to)`.
-    pub fn add_recent(&mut self, from: u32, to: u32) {
+    pub(crate) fn add_recent(&mut self, from: u32, to: u32) {
         if from >= to {
             return;
         }
@@ -122,51 +124,57 @@ impl View {
         }
     }
 
-    pub fn is_recent(&self, uid: u32) -> bool {
+    pub(crate) fn is_recent(&self, uid: u32) -> bool {
         let i = self.recent.partition_point(|r| r.1 <= uid);
         self.recent.get(i).is_some_and(|r| r.0 <= uid)
     }
 
     /// Messages in the view with `\Recent` (the RECENT response).
-    pub fn recent_count(&self) -> u32 {
+    pub(crate) fn recent_count(&self) -> u32 {
         self.recent
             .iter()
             .map(|&(from, to)| {
                 let a = self.uids.partition_point(|u| *u < from);
                 let b = self.uids.partition_point(|u| *u < to);
-                (b - a) as u32
+                seq_number(b - a)
             })
             .sum()
     }
 
-    pub fn exists(&self) -> u32 {
-        self.uids.len() as u32
+    pub(crate) fn exists(&self) -> u32 {
+        seq_number(self.uids.len())
     }
 
-    pub fn uids(&self) -> &[u32] {
+    pub(crate) fn uids(&self) -> &[u32] {
         &self.uids
     }
 
-    pub fn uid(&self, seq: u32) -> Option<u32> {
-        self.uids.get((seq as usize).checked_sub(1)?).copied()
+    #[cfg(test)]
+    pub(crate) fn uid(&self, seq: u32) -> Option<u32> {
+        self.uids
+            .get(usize::try_from(seq).ok()?.checked_sub(1)?)
+            .copied()
     }
 
-    pub fn seq(&self, uid: u32) -> Option<u32> {
-        self.uids.binary_search(&uid).ok().map(|i| i as u32 + 1)
+    pub(crate) fn seq(&self, uid: u32) -> Option<u32> {
+        self.uids
+            .binary_search(&uid)
+            .ok()
+            .map(|i| seq_number(i) + 1)
     }
 
     /// Whether the message was expunged by someone else and not yet announced.
-    pub fn is_expunged(&self, uid: u32) -> bool {
+    pub(crate) fn is_expunged(&self, uid: u32) -> bool {
         self.pending_expunge.binary_search(&uid).is_ok()
     }
 
-    pub fn has_pending_expunges(&self) -> bool {
+    pub(crate) fn has_pending_expunges(&self) -> bool {
         !self.pending_expunge.is_empty()
     }
 
     /// Remembers a flag change this session reported itself, so `sync` does not
     /// repeat it.
-    pub fn note_own_change(&mut self, uid: u32, modseq: u64) {
+    pub(crate) fn note_own_change(&mut self, uid: u32, modseq: u64) {
         // Bounded: a giant STORE just means some repeats later.
         if self.own_changes.len() < 100_000 {
             self.own_changes.insert(uid, modseq);
@@ -175,7 +183,7 @@ impl View {
 
     /// Folds the store's changes into the view. `allow_expunge` is false during
     /// FETCH/STORE/SEARCH by sequence number (RFC 9051 §7.5.1).
-    pub fn sync(&mut self, changes: &MailboxChanges, allow_expunge: bool) -> Updates {
+    pub(crate) fn sync(&mut self, changes: &MailboxChanges, allow_expunge: bool) -> Updates {
         let mut up = Updates::default();
         // 1. Expunges (of messages we know), remembered until they may be announced.
         for &uid in &changes.expunged {
@@ -198,7 +206,7 @@ impl View {
                 }
                 if !self.is_expunged(m.uid) {
                     up.flags
-                        .push((i as u32 + 1, m.uid, m.flags.clone(), m.modseq));
+                        .push((seq_number(i) + 1, m.uid, m.flags.clone(), m.modseq));
                 }
             }
         }
@@ -209,13 +217,13 @@ impl View {
             let doomed = std::mem::take(&mut self.pending_expunge);
             let mut seqs: Vec<u32> = doomed
                 .iter()
-                .filter_map(|u| self.uids.binary_search(u).ok().map(|i| i as u32 + 1))
+                .filter_map(|u| self.uids.binary_search(u).ok().map(|i| seq_number(i) + 1))
                 .collect();
             seqs.sort_unstable_by(|a, b| b.cmp(a));
             self.uids.retain(|u| doomed.binary_search(u).is_err());
             // Flag updates refer to sequence numbers after the expunges.
             for f in &mut up.flags {
-                let below = seqs.iter().filter(|s| **s < f.0).count() as u32;
+                let below = seq_number(seqs.iter().filter(|s| **s < f.0).count());
                 f.0 -= below;
             }
             up.expunged = seqs;
@@ -223,7 +231,7 @@ impl View {
         }
         // EXISTS after the EXPUNGEs, with the final count (RFC 9051 §7.4.1).
         if added > 0 {
-            up.exists = Some(self.uids.len() as u32);
+            up.exists = Some(seq_number(self.uids.len()));
         }
         self.modseq = self.modseq.max(changes.mailbox.highest_modseq);
         up
@@ -234,6 +242,13 @@ impl View {
 mod tests {
     use super::*;
     use bulwark_store::{Mailbox, MessageMeta};
+
+    #[test]
+    fn sequence_numbers_are_counts_unchanged() {
+        assert_eq!(seq_number(0), 0);
+        assert_eq!(seq_number(41), 41);
+        assert_eq!(seq_number(u32::MAX as usize), u32::MAX);
+    }
 
     fn mb(modseq: u64) -> Mailbox {
         Mailbox {
