@@ -84,6 +84,8 @@ fn make(data: &[u8], dkim: Option<(&str, &dyn Resigner)>) -> Result<Vec<u8>, Out
         return Ok(converted);
     };
     let unsigned = strip_signatures(&converted, domain);
+    // The unsigned copy replaces the converted one: hold two 7-bit copies, not three.
+    drop(converted);
     match signer.sign(domain, &unsigned) {
         Ok(Some(headers)) => {
             let mut out = Vec::with_capacity(headers.len() + unsigned.len());
