@@ -4,7 +4,7 @@
 //! Every component that splits a message into header and body takes the split from
 //! here: the SMTP sender checks (the header section is cut at [`header_end`] before
 //! mail-parser sees it), the DKIM signer (which refuses a section that is not
-//! [`HeaderScan::is_clean`]), the IMAP header view (BODY[HEADER], BODY[TEXT]), POP3
+//! [`HeaderScan::is_clean`]), the IMAP header view (`BODY[HEADER]`, `BODY[TEXT]`), POP3
 //! TOP, the queue's notices (text/rfc822-headers) and 8-bit header detection, the
 //! removal of header fields only we may add, and Sieve when it comes.
 //!
@@ -22,7 +22,7 @@
 
 /// Offset just after the first empty line (RFC 5322 §2.1: the header section ends at
 /// the first empty line; `\r\n` or a bare `\n`), so the header includes that line as
-/// IMAP's BODY[HEADER] must (RFC 9051 §6.4.5). A message without an empty line is all
+/// IMAP's `BODY[HEADER]` must (RFC 9051 §6.4.5). A message without an empty line is all
 /// header (`raw.len()`).
 pub fn header_end(raw: &[u8]) -> usize {
     boundary(raw).1
@@ -55,10 +55,14 @@ fn boundary(raw: &[u8]) -> (usize, usize) {
 /// the field's final line end excluded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Field<'a> {
+    /// The field name as written, without white space before the colon.
     pub name: &'a [u8],
+    /// The raw value after the colon, continuation lines included (not the final line
+    /// end).
     pub value: &'a [u8],
-    /// Offsets of the whole field in the message, final line end included.
+    /// Offset of the field's first octet in the message.
     pub start: usize,
+    /// Offset just past the field's final line end.
     pub end: usize,
 }
 
@@ -136,8 +140,9 @@ pub fn is_named(name: &[u8], want: &str) -> bool {
 /// What a line-by-line look at the header section found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct HeaderScan {
-    /// Number of From and Sender fields (RFC 5322 §3.6.2).
+    /// Number of From fields (RFC 5322 §3.6.2: exactly one expected).
     pub from_fields: usize,
+    /// Number of Sender fields (RFC 5322 §3.6.2: at most one).
     pub sender_fields: usize,
     /// 1-based number of the first line before the empty line that is neither a
     /// header field nor a continuation line.

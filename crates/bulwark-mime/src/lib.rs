@@ -49,6 +49,7 @@ const ENCODED_LEVELS: u32 = 3;
 /// The message nests MIME entities deeper than allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooDeep {
+    /// The deepest nesting that was allowed.
     pub limit: usize,
 }
 
@@ -266,7 +267,7 @@ fn boundary_param(value: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
+    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
 fn transfer_encoding(h: &Header) -> Option<Encoding> {
@@ -304,7 +305,8 @@ fn decode(enc: Encoding, body: &[u8]) -> Vec<u8> {
                 bits += 6;
                 if bits >= 8 {
                     bits -= 8;
-                    out.push((acc >> bits) as u8);
+                    // The decoded octet is the low 8 bits of what remains.
+                    out.push((acc >> bits).to_le_bytes()[0]);
                 }
             }
             out
@@ -422,17 +424,27 @@ impl Default for Limits {
 /// What [`measure`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shape {
+    /// The deepest nesting (0 for a single-part message).
     pub depth: usize,
+    /// MIME entities counted (header blocks, as in [`Limits::parts`]).
     pub parts: usize,
 }
 
 /// The message is beyond a structural limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum StructureError {
+    /// Nesting deeper than [`Limits::depth`].
     #[error("MIME nesting deeper than {limit} levels")]
-    TooDeep { limit: usize },
+    TooDeep {
+        /// The deepest nesting that was allowed.
+        limit: usize,
+    },
+    /// More entities than [`Limits::parts`].
     #[error("more than {limit} MIME parts")]
-    TooManyParts { limit: usize },
+    TooManyParts {
+        /// The most entities that were allowed.
+        limit: usize,
+    },
 }
 
 /// Nesting depth and number of MIME entities, in the same linear pass as

@@ -62,7 +62,7 @@ impl Session {
     /// The next piece of the chunk announced by `Next::Chunk` (at most `remaining`
     /// octets; anything beyond is ignored).
     pub fn chunk_data(&mut self, data: &[u8]) {
-        let max = self.settings.max_message_size as usize;
+        let max = usize::try_from(self.settings.max_message_size).unwrap_or(usize::MAX);
         let (State::Chunk(chunk), txn) = (&mut self.state, self.txn.as_mut()) else {
             return self.fail(SmtpError::bad_sequence("No BDAT in progress"));
         };

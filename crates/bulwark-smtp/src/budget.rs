@@ -25,6 +25,8 @@ pub struct InflightBudget {
 }
 
 impl InflightBudget {
+    /// A budget of `limit` octets (`[smtp] max_inflight_bytes`), shared by every
+    /// listener's sessions.
     pub fn new(limit: u64) -> Arc<InflightBudget> {
         Arc::new(InflightBudget {
             limit,
@@ -37,6 +39,7 @@ impl InflightBudget {
         self.used.load(Ordering::Acquire)
     }
 
+    /// The most octets all sessions may hold at once.
     pub fn limit(&self) -> u64 {
         self.limit
     }
@@ -73,7 +76,7 @@ pub(crate) struct Reservation {
 }
 
 impl Reservation {
-    pub fn new(budget: Arc<InflightBudget>) -> Reservation {
+    pub(crate) fn new(budget: Arc<InflightBudget>) -> Reservation {
         Reservation { budget, held: 0 }
     }
 
@@ -81,7 +84,7 @@ impl Reservation {
     /// reservation with it) geometrically but not beyond `max` octets unless `extra`
     /// itself needs more. False, with `buf` and the reservation unchanged, when the
     /// budget cannot cover it.
-    pub fn make_room(&mut self, buf: &mut Vec<u8>, extra: usize, max: usize) -> bool {
+    pub(crate) fn make_room(&mut self, buf: &mut Vec<u8>, extra: usize, max: usize) -> bool {
         let needed = buf.len().saturating_add(extra);
         if needed <= buf.capacity() && needed as u64 <= self.held {
             return true;
@@ -100,7 +103,7 @@ impl Reservation {
     }
 
     /// Grows the reservation to at least `total` octets.
-    pub fn cover(&mut self, total: u64) -> bool {
+    pub(crate) fn cover(&mut self, total: u64) -> bool {
         if total <= self.held {
             return true;
         }
@@ -113,17 +116,17 @@ impl Reservation {
     }
 
     /// Grows the reservation by `extra` octets (copies made at the end of a message).
-    pub fn grow(&mut self, extra: u64) -> bool {
+    pub(crate) fn grow(&mut self, extra: u64) -> bool {
         self.cover(self.held.saturating_add(extra))
     }
 
     /// Gives everything back (the buffer it covered was dropped).
-    pub fn release_all(&mut self) {
+    pub(crate) fn release_all(&mut self) {
         self.budget.release(std::mem::take(&mut self.held));
     }
 
     #[cfg(test)]
-    pub fn held(&self) -> u64 {
+    pub(crate) fn held(&self) -> u64 {
         self.held
     }
 }

@@ -37,12 +37,15 @@ pub type CheckNote = Arc<dyn Any + Send + Sync>;
 /// What is known about the client when MAIL arrives.
 #[derive(Debug, Clone)]
 pub struct SenderContext {
+    /// The listener the client connected to.
     pub listener: ListenerKind,
+    /// The client's address: SPF's `<ip>` (RFC 7208 §4.1).
     pub client_ip: IpAddr,
     /// The EHLO/HELO argument.
     pub helo: String,
     /// The MAIL FROM address; empty for the null sender `<>`.
     pub mail_from: String,
+    /// The session is encrypted (STARTTLS or implicit TLS).
     pub tls: bool,
 }
 
@@ -78,6 +81,7 @@ pub enum MessageAction {
 /// The answer after DATA.
 #[derive(Default)]
 pub struct MessageVerdict {
+    /// What to do with the message.
     pub action: MessageAction,
     /// Header fields to prepend (Authentication-Results, Received-SPF), with CRLF.
     pub headers: String,
@@ -94,7 +98,9 @@ pub struct MessageVerdict {
 /// The envelope of a received message.
 #[derive(Debug, Clone)]
 pub struct MessageContext {
+    /// The client and MAIL FROM, as at MAIL.
     pub sender: SenderContext,
+    /// The accepted RCPT addresses, in order.
     pub recipients: Vec<String>,
     /// Received-SPF etc. produced at MAIL (already to be prepended; for reference).
     pub mail_from_headers: String,
@@ -103,9 +109,11 @@ pub struct MessageContext {
 /// What a signer knows about a submitted message.
 #[derive(Debug, Clone)]
 pub struct SignContext {
+    /// The listener the message was submitted on.
     pub listener: ListenerKind,
     /// The authenticated account.
     pub user: String,
+    /// The MAIL FROM address; empty for the null sender `<>`.
     pub mail_from: String,
     /// Domain of the (checked) header From address.
     pub from_domain: Option<String>,

@@ -19,8 +19,11 @@ use crate::session::{Session, State, Transaction};
 /// What was seen in the message octets.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct OctetFlags {
+    /// An LF not preceded by CR (RFC 5321 §2.3.8): not a line end, refused.
     pub bare_lf: bool,
+    /// A CR not followed by LF (RFC 5321 §2.3.8): refused.
     pub bare_cr: bool,
+    /// A NUL octet: refused.
     pub nul: bool,
     /// Octets above 127. Accepted without BODY=8BITMIME too (counted as undeclared):
     /// the queue converts the body to 7-bit for a next hop without 8BITMIME.
@@ -96,17 +99,17 @@ impl OctetFlags {
 pub(crate) struct DataReader {
     /// The previous line ended with CRLF (the DATA command's own CRLF counts).
     prev_crlf: bool,
-    pub flags: OctetFlags,
+    pub(crate) flags: OctetFlags,
     /// The message grew beyond the size limit; the rest is read and dropped.
-    pub oversize: bool,
+    pub(crate) oversize: bool,
     /// The memory budget could not cover the message; the rest is read and dropped.
-    pub no_memory: bool,
+    pub(crate) no_memory: bool,
     /// A line was longer than `DATA_LINE_MAX`.
-    pub too_long: bool,
+    pub(crate) too_long: bool,
 }
 
 impl DataReader {
-    pub fn new() -> DataReader {
+    pub(crate) fn new() -> DataReader {
         DataReader {
             prev_crlf: true,
             flags: OctetFlags::default(),
@@ -118,7 +121,7 @@ impl DataReader {
 
     /// Takes one line (without its ending) into `body`, drawing on `budget` as it
     /// grows. Returns true at the end-of-data line.
-    pub fn push_line(
+    pub(crate) fn push_line(
         &mut self,
         line: &[u8],
         ending: LineEnding,
@@ -145,7 +148,12 @@ impl DataReader {
         }
         if (body.len() + content.len() + 2) as u64 > max_size {
             self.oversize = true;
-        } else if !budget.make_room(body, content.len() + 2, max_size as usize) {
+        } else if !budget.make_room(
+            body,
+            content.len() + 2,
+            // A limit beyond the address space is no limit on a 32-bit target.
+            usize::try_from(max_size).unwrap_or(usize::MAX),
+        ) {
             self.no_memory = true;
         }
         if self.oversize || self.no_memory {
@@ -161,7 +169,7 @@ impl DataReader {
 
     /// A line longer than the limit was discarded (up to its LF); `crlf` tells whether
     /// it ended in CRLF, so a "." right after it still ends the message.
-    pub fn line_too_long(&mut self, crlf: bool) {
+    pub(crate) fn line_too_long(&mut self, crlf: bool) {
         self.too_long = true;
         if !crlf {
             self.flags.bare_lf = true;

@@ -2,15 +2,16 @@
 //! property tests below, which run the same harnesses on every `cargo test`. Not
 //! server code: nothing outside tests and fuzzing calls this.
 //!
-//! [`session`] drives a whole [`Session`] the way `server.rs` does, from raw client
-//! octets split exactly as `Connection::read_line` splits them, with the effects
-//! answered by a fake store/authenticator, and checks the invariants the crate
-//! promises: every stored message has only CRLF line ends and no NUL (the smuggling
-//! rules), a "Message accepted" 250 is sent once per successful ingest and never
-//! otherwise, replies are well-formed, and the session always makes progress.
-//! [`data_reader`] checks the end-of-data detection against an independent model
-//! (RFC 5321 §4.1.1.4: `CRLF . CRLF` only). [`header_facts`] runs the header
-//! From/Sender extraction used by the anti-spoofing rule.
+//! [`session`](crate::fuzzing::session) drives a whole [`Session`] the way `server.rs`
+//! does, from raw client octets split exactly as `Connection::read_line` splits them,
+//! with the effects answered by a fake store/authenticator, and checks the invariants
+//! the crate promises: every stored message has only CRLF line ends and no NUL (the
+//! smuggling rules), a "Message accepted" 250 is sent once per successful ingest and
+//! never otherwise, replies are well-formed, and the session always makes progress.
+//! [`data_reader`](crate::fuzzing::data_reader) checks the end-of-data detection
+//! against an independent model (RFC 5321 §4.1.1.4: `CRLF . CRLF` only).
+//! [`header_facts`](crate::fuzzing::header_facts) runs the header From/Sender
+//! extraction used by the anti-spoofing rule.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -190,45 +191,12 @@ fn assert_clean(data: &[u8], what: &str) {
 /// is what the client sends. Returns how many messages were accepted.
 pub fn session(data: &[u8]) -> usize {
     let (&cfg, stream) = data.split_first().unwrap_or((&0, &[]));
-    let listener = match cfg % 3 {
-        0 => ListenerKind::Smtp,
-        1 => ListenerKind::Submission,
-        _ => ListenerKind::Submissions,
-    };
-    let requirement = match (cfg >> 2) % 4 {
-        0 => Requirement::Any,
-        1 => Requirement::Tls,
-        2 => Requirement::Auth,
-        _ => Requirement::AuthTls,
-    };
-    let tls = listener == ListenerKind::Submissions || cfg & 0x10 != 0;
-    let settings = Arc::new(SessionSettings {
-        listener,
-        hostname: "mail.example.test".into(),
-        max_message_size: 4096,
-        max_recipients: 3,
-        max_received_headers: 5,
-        tarpit_after_errors: 3,
-        max_errors: if cfg & 0x20 != 0 { 10 } else { 1000 },
-        tarpit_delay: Duration::from_millis(1),
-        // A budget smaller than the message size limit now and then, so the 452 4.3.1
-        // path is exercised too.
-        budget: InflightBudget::new(if cfg & 0x40 != 0 { 2048 } else { 1 << 20 }),
-        internal_servers: Vec::new(),
-        reject_unauthenticated_local_senders: cfg & 0x80 != 0,
-        max_mime_parts: 20,
-        local_from_on_inbound: if cfg & 0x08 != 0 {
-            bulwark_config::LocalFromAction::Tag
-        } else {
-            bulwark_config::LocalFromAction::Reject
-        },
-        own_addresses: vec![std::net::IpAddr::from([192, 0, 2, 25])],
-    });
+    let (settings, requirement, tls) = session_setup(cfg);
     let peer: SocketAddr = "192.0.2.7:40000"
         .parse()
         .unwrap_or(SocketAddr::from(([0; 4], 0)));
     let mut s = Session::new(
-        settings,
+        Arc::new(settings),
         "fuzz".into(),
         peer,
         requirement,
@@ -244,25 +212,7 @@ pub fn session(data: &[u8]) -> usize {
     // effects: a session that loops without reading is stuck.
     let budget = 16 * (stream.len() + 16);
     for _ in 0..budget {
-        for r in s.take_replies() {
-            assert!((200..600).contains(&r.code), "reply code {}", r.code);
-            if r.code == 250
-                && r.lines
-                    .first()
-                    .is_some_and(|l| l.starts_with("Message accepted"))
-            {
-                accepted += 1;
-            }
-            let wire = r.to_bytes();
-            for line in wire.split_inclusive(|b| *b == b'\n') {
-                assert!(line.ends_with(b"\r\n"), "reply line without CRLF");
-                assert!(
-                    !line[..line.len() - 2].contains(&b'\r')
-                        && !line[..line.len() - 2].contains(&b'\n'),
-                    "line break inside a reply line"
-                );
-            }
-        }
+        accepted += check_replies(&mut s);
         let _ = s.take_delay();
         match s.next_step() {
             Next::Command => match input.read_line(COMMAND_LINE_MAX) {
@@ -319,6 +269,75 @@ pub fn session(data: &[u8]) -> usize {
         }
     }
     panic!("session made no progress in {budget} steps");
+}
+
+/// The session's configuration from the harness's first octet: the listener (the
+/// octet mod 3), the port-25 accept policy (bits 2–3), the local-From action (bit 3),
+/// TLS from the start (bit 4), a low error limit (bit 5), a small memory budget
+/// (bit 6) and refusing unauthenticated local senders (bit 7).
+fn session_setup(cfg: u8) -> (SessionSettings, Requirement, bool) {
+    let listener = match cfg % 3 {
+        0 => ListenerKind::Smtp,
+        1 => ListenerKind::Submission,
+        _ => ListenerKind::Submissions,
+    };
+    let requirement = match (cfg >> 2) % 4 {
+        0 => Requirement::Any,
+        1 => Requirement::Tls,
+        2 => Requirement::Auth,
+        _ => Requirement::AuthTls,
+    };
+    let tls = listener == ListenerKind::Submissions || cfg & 0x10 != 0;
+    let settings = SessionSettings {
+        listener,
+        hostname: "mail.example.test".into(),
+        max_message_size: 4096,
+        max_recipients: 3,
+        max_received_headers: 5,
+        tarpit_after_errors: 3,
+        max_errors: if cfg & 0x20 != 0 { 10 } else { 1000 },
+        tarpit_delay: Duration::from_millis(1),
+        // A budget smaller than the message size limit now and then, so the 452 4.3.1
+        // path is exercised too.
+        budget: InflightBudget::new(if cfg & 0x40 != 0 { 2048 } else { 1 << 20 }),
+        internal_servers: Vec::new(),
+        reject_unauthenticated_local_senders: cfg & 0x80 != 0,
+        max_mime_parts: 20,
+        local_from_on_inbound: if cfg & 0x08 != 0 {
+            bulwark_config::LocalFromAction::Tag
+        } else {
+            bulwark_config::LocalFromAction::Reject
+        },
+        own_addresses: vec![std::net::IpAddr::from([192, 0, 2, 25])],
+    };
+    (settings, requirement, tls)
+}
+
+/// Takes the session's pending replies and checks each is well-formed (a 2xx–5xx
+/// code, CRLF line ends, no line break inside a line). Returns how many of them were
+/// "250 Message accepted".
+fn check_replies(s: &mut Session) -> usize {
+    let mut accepted = 0;
+    for r in s.take_replies() {
+        assert!((200..600).contains(&r.code), "reply code {}", r.code);
+        if r.code == 250
+            && r.lines
+                .first()
+                .is_some_and(|l| l.starts_with("Message accepted"))
+        {
+            accepted += 1;
+        }
+        let wire = r.to_bytes();
+        for line in wire.split_inclusive(|b| *b == b'\n') {
+            assert!(line.ends_with(b"\r\n"), "reply line without CRLF");
+            assert!(
+                !line[..line.len() - 2].contains(&b'\r')
+                    && !line[..line.len() - 2].contains(&b'\n'),
+                "line break inside a reply line"
+            );
+        }
+    }
+    accepted
 }
 
 /// Feeds `data` (the octets after the DATA command's CRLF) to the DATA reader and
@@ -401,13 +420,56 @@ pub fn header_facts(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reply::Reply;
     use bulwark_net::fuzzing::{mutate, run_cases, session_bytes, Rng};
+
+    #[test]
+    fn session_setup_reads_the_first_octet() {
+        let (s, req, tls) = session_setup(0);
+        assert_eq!(s.listener, ListenerKind::Smtp);
+        assert_eq!(req, Requirement::Any);
+        assert!(!tls);
+        assert_eq!(s.max_errors, 1000);
+        assert!(!s.reject_unauthenticated_local_senders);
+        let (s, req, tls) = session_setup(0b1111_1110);
+        assert_eq!(s.listener, ListenerKind::Submissions);
+        assert_eq!(req, Requirement::AuthTls);
+        assert!(tls);
+        assert_eq!(s.max_errors, 10);
+        assert_eq!(s.budget.limit(), 2048);
+        assert!(s.reject_unauthenticated_local_senders);
+        assert_eq!(
+            s.local_from_on_inbound,
+            bulwark_config::LocalFromAction::Tag
+        );
+        // Submissions is TLS from the start whatever bit 4 says; bit 4 turns it on
+        // elsewhere.
+        let (s, _, tls) = session_setup(2);
+        assert_eq!(s.listener, ListenerKind::Submissions);
+        assert!(tls);
+        let (s, _, tls) = session_setup(0x10);
+        assert_eq!(s.listener, ListenerKind::Submission);
+        assert!(tls);
+    }
+
+    #[test]
+    fn check_replies_counts_message_accepted_only() {
+        let (settings, req, _) = session_setup(0);
+        let peer = SocketAddr::from(([192, 0, 2, 7], 40000));
+        let mut s = Session::new(Arc::new(settings), "t".into(), peer, req, None);
+        s.reply(Reply::ok("Message accepted for delivery"));
+        s.reply(Reply::ok("Sender OK"));
+        // The greeting, then the two above.
+        assert_eq!(check_replies(&mut s), 1);
+        assert_eq!(check_replies(&mut s), 0, "replies are taken once");
+    }
 
     #[test]
     fn property_session() {
         run_cases("smtp session", 0x5e55_0001, 3000, |seed| {
             let mut rng = Rng::new(seed);
-            let mut data = vec![rng.next_u64() as u8];
+            // The low octet of the draw picks the configuration.
+            let mut data = vec![rng.next_u64().to_le_bytes()[0]];
             data.extend(session_bytes(&mut rng, DICTIONARY, 40));
             let _ = session(&data);
         });

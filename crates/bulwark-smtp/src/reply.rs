@@ -19,6 +19,7 @@ pub use bulwark_wire::Enhanced;
 /// One reply, possibly multi-line (EHLO).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// The three-digit reply code (RFC 5321 §4.2), e.g. 250.
     pub code: u16,
     /// None for replies that carry none (greeting, EHLO/HELO, 334, 354: RFC 2034 §3).
     pub enhanced: Option<Enhanced>,
@@ -29,6 +30,7 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A one-line reply with an enhanced status code (RFC 2034), reason "ok".
     pub fn new(code: u16, enhanced: Enhanced, text: impl Into<Cow<'static, str>>) -> Reply {
         Reply {
             code,
@@ -48,10 +50,12 @@ impl Reply {
         }
     }
 
+    /// 250 2.0.0 with this text.
     pub fn ok(text: impl Into<Cow<'static, str>>) -> Reply {
         Reply::new(250, Enhanced::new(2, 0, 0), text)
     }
 
+    /// The same reply with another metrics/log label.
     pub fn with_reason(mut self, reason: &'static str) -> Reply {
         self.reason = reason;
         self
@@ -73,6 +77,7 @@ impl Reply {
         bulwark_wire::write_reply(out, self.code, self.enhanced, &self.lines);
     }
 
+    /// The reply in wire form, as [`Reply::write_to`] appends it.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(64);
         self.write_to(&mut v);
@@ -84,14 +89,18 @@ impl Reply {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code} {enhanced} {message}")]
 pub struct SmtpError {
+    /// The 4xx or 5xx reply code (RFC 5321 §4.2).
     pub code: u16,
+    /// The enhanced status code (RFC 3463).
     pub enhanced: Enhanced,
+    /// The text for the client; says nothing about the configuration.
     pub message: Cow<'static, str>,
     /// Label for metrics and logs.
     pub reason: &'static str,
 }
 
 impl SmtpError {
+    /// A refusal; `code` must be 4xx or 5xx (checked in debug builds).
     pub fn new(
         code: u16,
         enhanced: Enhanced,
@@ -118,9 +127,11 @@ impl SmtpError {
     pub fn bad_sequence(message: &'static str) -> SmtpError {
         SmtpError::new(503, Enhanced::new(5, 5, 1), "bad_sequence", message)
     }
+    /// 501 5.5.2: arguments the command does not accept (RFC 5321 §4.2.3).
     pub fn syntax(message: impl Into<Cow<'static, str>>) -> SmtpError {
         SmtpError::new(501, Enhanced::new(5, 5, 2), "syntax", message)
     }
+    /// 500 5.5.2: a command line over 1000 octets (RFC 5321 §4.5.3.1.4).
     pub fn line_too_long() -> SmtpError {
         SmtpError::new(
             500,
@@ -129,6 +140,7 @@ impl SmtpError {
             "Line too long (at most 1000 octets including CRLF, RFC 5321 section 4.5.3.1.4)",
         )
     }
+    /// 500 5.5.1: a command verb we do not know (RFC 5321 §4.2.4).
     pub fn unknown_command() -> SmtpError {
         SmtpError::new(
             500,
@@ -137,6 +149,7 @@ impl SmtpError {
             "Command unrecognized",
         )
     }
+    /// 502 5.5.1: a known command this server does not implement (RFC 5321 §4.2.4).
     pub fn not_implemented() -> SmtpError {
         SmtpError::new(
             502,
@@ -172,6 +185,7 @@ impl SmtpError {
             "Encryption required for requested authentication mechanism",
         )
     }
+    /// 552 5.3.4: the message is larger than `max_message_size` (RFC 1870 §6).
     pub fn size_exceeded() -> SmtpError {
         SmtpError::new(
             552,
@@ -191,6 +205,7 @@ impl SmtpError {
             "Insufficient system resources, try again later",
         )
     }
+    /// 451 4.3.0: a local problem (store, signer); `reason` labels it in metrics.
     pub fn temporary_failure(reason: &'static str) -> SmtpError {
         SmtpError::new(
             451,

@@ -9,13 +9,16 @@
 //! message bodies never. Every read and every flush is bounded by the command
 //! timeout, and the whole session by the session timeout.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bulwark_auth::Authenticator;
 use bulwark_config::{ListenerKind, LoadedConfig, Requirement};
-use bulwark_net::{Bounds, Connection, Input, Line, LineLog, SessionHandler, WriteFailure};
+use bulwark_net::{
+    Bounds, CancellationToken, Connection, Input, Line, LineLog, SessionHandler, WriteFailure,
+};
 use bulwark_store::SharedStore;
 use bulwark_tls::TlsServer;
 use tokio::time::Instant;
@@ -94,146 +97,35 @@ impl SessionHandler for SmtpHandler {
         let smtp = &self.config.config.smtp;
         let command_timeout = Duration::from_secs(smtp.command_timeout_secs);
         let deadline = Instant::now() + Duration::from_secs(smtp.session_timeout_secs);
-        let shutdown = conn.shutdown().clone();
+        let bounds = ReadBounds::new(command_timeout, deadline, conn.shutdown());
         // A client that stops reading our replies is dropped like a silent one.
         conn.set_write_timeout(command_timeout);
 
         loop {
-            if let Err(e) = self.write_replies(&mut s, &mut conn).await {
-                write_failed(&mut s, &mut conn, &e);
+            let written = self.write_replies(&mut s, &mut conn).await;
+            if end_if_failed(&mut s, &mut conn, written).is_break() {
                 return;
             }
-            match s.next_step() {
-                Next::Command => {
-                    // Flush once per pipelined batch.
-                    if let Err(e) = conn.flush_unless_pipelined().await {
-                        write_failed(&mut s, &mut conn, &e);
-                        return;
-                    }
-                    let bounds = Bounds::idle(command_timeout)
-                        .and_until(deadline)
-                        .or_shutdown(&shutdown);
-                    let input = conn
-                        .next_line(COMMAND_LINE_MAX, &bounds, |line| {
-                            if s.command_is_secret(line) {
-                                LineLog::Secret
-                            } else {
-                                LineLog::Client
-                            }
-                        })
-                        .await;
-                    match input {
-                        Input::Line(Line { bytes, ending }) => s.command(bytes, ending),
-                        Input::TooLong { .. } => {
-                            conn.log.client(b"<line too long, discarded>");
-                            s.command_too_long();
-                        }
-                        Input::IdleTimeout | Input::Deadline => s.timed_out(),
-                        Input::Shutdown => s.shutting_down(),
-                        Input::Closed | Input::Failed(_) => {
-                            conn.log.event("client closed the connection");
-                            s.disconnected();
-                            return;
-                        }
-                    }
-                }
-                Next::DataLine => {
-                    // The 354 must reach the client before it sends the message; a
-                    // no-op once nothing is buffered.
-                    if let Err(e) = conn.flush().await {
-                        write_failed(&mut s, &mut conn, &e);
-                        return;
-                    }
-                    let bounds = Bounds::idle(command_timeout).and_until(deadline);
-                    // Message bodies are never logged.
-                    match conn
-                        .next_line(DATA_LINE_MAX, &bounds, |_| LineLog::Silent)
-                        .await
-                    {
-                        Input::Line(line) => s.data_line(&line.bytes, line.ending),
-                        Input::TooLong { crlf } => s.data_line_too_long(crlf),
-                        Input::Closed | Input::Failed(_) => {
-                            conn.log
-                                .event("client closed the connection during DATA; nothing stored");
-                            s.disconnected();
-                            return;
-                        }
-                        Input::IdleTimeout | Input::Deadline | Input::Shutdown => {
-                            conn.log.event("timeout during DATA; nothing stored");
-                            s.timed_out();
-                        }
-                    }
-                }
-                Next::SaslResponse => {
-                    if let Err(e) = conn.flush().await {
-                        write_failed(&mut s, &mut conn, &e);
-                        return;
-                    }
-                    let bounds = Bounds::idle(command_timeout).and_until(deadline);
-                    match conn
-                        .next_line(SASL_LINE_MAX, &bounds, |_| LineLog::Secret)
-                        .await
-                    {
-                        Input::Line(line) => s.sasl_response(&line.bytes, line.ending),
-                        Input::TooLong { .. } => {
-                            conn.log.client_secret();
-                            s.sasl_too_long();
-                        }
-                        Input::Closed | Input::Failed(_) => {
-                            s.disconnected();
-                            return;
-                        }
-                        Input::IdleTimeout | Input::Deadline | Input::Shutdown => s.timed_out(),
-                    }
-                }
+            let flow = match s.next_step() {
+                Next::Command => read_command(&mut s, &mut conn, &bounds.command).await,
+                Next::DataLine => read_data_line(&mut s, &mut conn, &bounds.data).await,
+                Next::SaslResponse => read_sasl_response(&mut s, &mut conn, &bounds.data).await,
                 Next::Chunk { size, remaining } => {
-                    // Replies to a pipelined batch must not wait behind a chunk the
-                    // client has not finished sending.
-                    if let Err(e) = conn.flush().await {
-                        write_failed(&mut s, &mut conn, &e);
-                        return;
-                    }
-                    if remaining == size {
-                        conn.log
-                            .client(format!("<BDAT chunk of {size} octets>").as_bytes());
-                    }
-                    // The timeout bounds each read, not the whole chunk (up to the
-                    // message size limit): a slow client that keeps sending goes on.
-                    let bounds = Bounds::idle(command_timeout).and_until(deadline);
-                    let max = usize::try_from(remaining.min(BDAT_PIECE)).unwrap_or(1);
-                    match bounds.run(conn.read_some(max)).await {
-                        Ok(Ok(piece)) => s.chunk_data(&piece),
-                        Ok(Err(_)) => {
-                            conn.log
-                                .event("client closed the connection during BDAT; nothing stored");
-                            s.disconnected();
-                            return;
-                        }
-                        Err(_) => {
-                            conn.log.event("timeout during BDAT; nothing stored");
-                            s.timed_out();
-                        }
-                    }
+                    read_chunk(&mut s, &mut conn, &bounds.data, size, remaining).await
                 }
                 Next::Effect(effect) => {
                     let r = self.perform(effect, &s, &mut conn).await;
                     s.effect_done(r);
+                    ControlFlow::Continue(())
                 }
-                Next::StartTls => match conn.start_tls(self.tls.acceptor()).await {
-                    Ok(_) => match conn.tls().cloned() {
-                        Some(info) => s.tls_started(info),
-                        None => return,
-                    },
-                    Err(e) => {
-                        tracing::debug!(target: "bulwark::smtp", %peer, error = %e, "STARTTLS failed");
-                        s.disconnected();
-                        return;
-                    }
-                },
+                Next::StartTls => self.start_tls(&mut s, &mut conn).await,
                 Next::Close => {
                     conn.close().await;
                     return;
                 }
+            };
+            if flow.is_break() {
+                return;
             }
         }
     }
@@ -246,10 +138,17 @@ impl SessionHandler for SmtpHandler {
 /// The most of a BDAT chunk taken from the connection per read.
 const BDAT_PIECE: u64 = 64 * 1024;
 
-/// A reply could not be sent: the client went away, or did not read for the command
-/// timeout (it may be trying to hold the session open). The session ends.
-fn write_failed(s: &mut Session, conn: &mut Connection, e: &std::io::Error) {
-    if WriteFailure::of(e) == WriteFailure::TimedOut {
+/// Ends the session when a reply could not be sent: the client went away, or did not
+/// read for the command timeout (it may be trying to hold the session open).
+fn end_if_failed(
+    s: &mut Session,
+    conn: &mut Connection,
+    written: std::io::Result<()>,
+) -> ControlFlow<()> {
+    let Err(e) = written else {
+        return ControlFlow::Continue(());
+    };
+    if WriteFailure::of(&e) == WriteFailure::TimedOut {
         conn.log
             .event("the client did not read our replies within the command timeout; closing");
         s.write_timed_out();
@@ -257,6 +156,151 @@ fn write_failed(s: &mut Session, conn: &mut Connection, e: &std::io::Error) {
         conn.log.event(&format!("write failed: {e}"));
         s.disconnected();
     }
+    ControlFlow::Break(())
+}
+
+/// The limits of one session's reads, made once per session.
+#[derive(Debug)]
+struct ReadBounds {
+    /// Waiting for a command: the command timeout, the session deadline, and server
+    /// shutdown (which the session answers with 421).
+    command: Bounds,
+    /// Inside DATA, BDAT or a SASL exchange: the command timeout and the session
+    /// deadline only, so shutdown does not cut a message in transit.
+    data: Bounds,
+}
+
+impl ReadBounds {
+    fn new(command_timeout: Duration, deadline: Instant, shutdown: &CancellationToken) -> Self {
+        let data = Bounds::idle(command_timeout).and_until(deadline);
+        ReadBounds {
+            command: data.clone().or_shutdown(shutdown),
+            data,
+        }
+    }
+}
+
+/// Reads one command line into the session (after flushing once per pipelined batch).
+async fn read_command(s: &mut Session, conn: &mut Connection, bounds: &Bounds) -> ControlFlow<()> {
+    // Flush once per pipelined batch.
+    let flushed = conn.flush_unless_pipelined().await;
+    end_if_failed(s, conn, flushed)?;
+    let input = conn
+        .next_line(COMMAND_LINE_MAX, bounds, |line| {
+            if s.command_is_secret(line) {
+                LineLog::Secret
+            } else {
+                LineLog::Client
+            }
+        })
+        .await;
+    match input {
+        Input::Line(Line { bytes, ending }) => s.command(bytes, ending),
+        Input::TooLong { .. } => {
+            conn.log.client(b"<line too long, discarded>");
+            s.command_too_long();
+        }
+        Input::IdleTimeout | Input::Deadline => s.timed_out(),
+        Input::Shutdown => s.shutting_down(),
+        Input::Closed | Input::Failed(_) => {
+            conn.log.event("client closed the connection");
+            s.disconnected();
+            return ControlFlow::Break(());
+        }
+    }
+    ControlFlow::Continue(())
+}
+
+/// Reads one DATA line into the session; message bodies are never logged.
+async fn read_data_line(
+    s: &mut Session,
+    conn: &mut Connection,
+    bounds: &Bounds,
+) -> ControlFlow<()> {
+    // The 354 must reach the client before it sends the message; a no-op once nothing
+    // is buffered.
+    let flushed = conn.flush().await;
+    end_if_failed(s, conn, flushed)?;
+    match conn
+        .next_line(DATA_LINE_MAX, bounds, |_| LineLog::Silent)
+        .await
+    {
+        Input::Line(line) => s.data_line(&line.bytes, line.ending),
+        Input::TooLong { crlf } => s.data_line_too_long(crlf),
+        Input::Closed | Input::Failed(_) => {
+            conn.log
+                .event("client closed the connection during DATA; nothing stored");
+            s.disconnected();
+            return ControlFlow::Break(());
+        }
+        Input::IdleTimeout | Input::Deadline | Input::Shutdown => {
+            conn.log.event("timeout during DATA; nothing stored");
+            s.timed_out();
+        }
+    }
+    ControlFlow::Continue(())
+}
+
+/// Reads one SASL response line into the session, logged as a secret.
+async fn read_sasl_response(
+    s: &mut Session,
+    conn: &mut Connection,
+    bounds: &Bounds,
+) -> ControlFlow<()> {
+    let flushed = conn.flush().await;
+    end_if_failed(s, conn, flushed)?;
+    match conn
+        .next_line(SASL_LINE_MAX, bounds, |_| LineLog::Secret)
+        .await
+    {
+        Input::Line(line) => s.sasl_response(&line.bytes, line.ending),
+        Input::TooLong { .. } => {
+            conn.log.client_secret();
+            s.sasl_too_long();
+        }
+        Input::Closed | Input::Failed(_) => {
+            s.disconnected();
+            return ControlFlow::Break(());
+        }
+        Input::IdleTimeout | Input::Deadline | Input::Shutdown => s.timed_out(),
+    }
+    ControlFlow::Continue(())
+}
+
+/// Reads the next piece (at most [`BDAT_PIECE`] octets) of a BDAT chunk of `size`
+/// octets, `remaining` of them still to come, into the session.
+async fn read_chunk(
+    s: &mut Session,
+    conn: &mut Connection,
+    bounds: &Bounds,
+    size: u64,
+    remaining: u64,
+) -> ControlFlow<()> {
+    // Replies to a pipelined batch must not wait behind a chunk the client has not
+    // finished sending.
+    let flushed = conn.flush().await;
+    end_if_failed(s, conn, flushed)?;
+    if remaining == size {
+        conn.log
+            .client(format!("<BDAT chunk of {size} octets>").as_bytes());
+    }
+    // The timeout bounds each read, not the whole chunk (up to the message size
+    // limit): a slow client that keeps sending goes on.
+    let max = usize::try_from(remaining.min(BDAT_PIECE)).unwrap_or(1);
+    match bounds.run(conn.read_some(max)).await {
+        Ok(Ok(piece)) => s.chunk_data(&piece),
+        Ok(Err(_)) => {
+            conn.log
+                .event("client closed the connection during BDAT; nothing stored");
+            s.disconnected();
+            return ControlFlow::Break(());
+        }
+        Err(_) => {
+            conn.log.event("timeout during BDAT; nothing stored");
+            s.timed_out();
+        }
+    }
+    ControlFlow::Continue(())
 }
 
 impl SmtpHandler {
@@ -277,6 +321,24 @@ impl SmtpHandler {
             conn.write(&buf).await?;
         }
         Ok(())
+    }
+
+    /// Starts TLS after the 220 to STARTTLS (RFC 3207 §4); a failed handshake ends the
+    /// session.
+    async fn start_tls(&self, s: &mut Session, conn: &mut Connection) -> ControlFlow<()> {
+        match conn.start_tls(self.tls.acceptor()).await {
+            Ok(_) => match conn.tls().cloned() {
+                Some(info) => s.tls_started(info),
+                None => return ControlFlow::Break(()),
+            },
+            Err(e) => {
+                let peer = conn.peer();
+                tracing::debug!(target: "bulwark::smtp", %peer, error = %e, "STARTTLS failed");
+                s.disconnected();
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
     }
 
     async fn perform(&self, effect: Effect, s: &Session, conn: &mut Connection) -> EffectResult {
@@ -348,5 +410,23 @@ impl SmtpHandler {
                 EffectResult::Ingested(r)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_bounds_let_only_the_wait_for_a_command_stop_at_shutdown() {
+        let shutdown = CancellationToken::new();
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let b = ReadBounds::new(Duration::from_secs(300), deadline, &shutdown);
+        for bounds in [&b.command, &b.data] {
+            assert_eq!(bounds.idle, Some(Duration::from_secs(300)));
+            assert_eq!(bounds.deadline, Some(deadline));
+        }
+        assert!(b.command.shutdown.is_some());
+        assert!(b.data.shutdown.is_none(), "shutdown must not cut a message");
     }
 }

@@ -51,13 +51,22 @@ pub const SASL_LINE_MAX: usize = bulwark_auth::sasl::MAX_SASL_LINE;
 /// Per-listener settings, shared by its sessions.
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
+    /// Which listener the sessions serve (port 25, 587 or 465): decides TLS/AUTH
+    /// requirements and labels metrics.
     pub listener: ListenerKind,
+    /// `[server] hostname`: the greeting, EHLO reply and our `Received:` line.
     pub hostname: String,
+    /// `[smtp] max_message_size`, in octets (SIZE, RFC 1870; 552 5.3.4 beyond).
     pub max_message_size: u64,
+    /// `[smtp] max_recipients`: RCPTs per transaction (452 4.5.3 beyond).
     pub max_recipients: u32,
+    /// `[smtp] max_received_headers`: more `Received:` fields than this is a loop.
     pub max_received_headers: u32,
+    /// `[smtp] tarpit_after_errors`: errors before each further one delays the reply.
     pub tarpit_after_errors: u32,
+    /// `[smtp] max_errors`: errors after which the session is closed with 421.
     pub max_errors: u32,
+    /// `[smtp] tarpit_delay_ms`: the delay per error beyond `tarpit_after_errors`.
     pub tarpit_delay: Duration,
     /// Shared by every listener: message data held in memory by all sessions.
     pub budget: Arc<InflightBudget>,
@@ -148,7 +157,12 @@ pub enum Next {
     /// and hand them to `chunk_data`; again until the chunk is complete. Each read
     /// gets the command timeout (RFC 3030 does not bound a chunk's transfer time, so a
     /// slow but steady client is not cut off).
-    Chunk { size: u64, remaining: u64 },
+    Chunk {
+        /// The chunk's size from the BDAT command, in octets.
+        size: u64,
+        /// Octets of it not read yet.
+        remaining: u64,
+    },
     /// Perform this and call `effect_done` with the result.
     Effect(Effect),
     /// Send the pending replies, start TLS, then call `tls_started`.
@@ -161,24 +175,38 @@ pub enum Next {
 #[derive(Debug)]
 pub enum Effect {
     /// `Store::resolve`.
-    Resolve { address: String },
+    Resolve {
+        /// The RCPT address (`<Postmaster>` and literals naming us made local).
+        address: String,
+    },
     /// `Store::is_local_domain`.
-    IsLocalDomain { domain: String },
+    IsLocalDomain {
+        /// The domain of the MAIL FROM address or of a header From address.
+        domain: String,
+    },
     /// `Authenticator::authenticate`.
     Authenticate {
+        /// The SASL authentication identity.
         username: String,
+        /// The password (never logged).
         password: Secret,
+        /// The SASL mechanism name ("PLAIN", "LOGIN"), for metrics and the limiter.
         mechanism: &'static str,
     },
     /// `Store::may_send_as` for every address (true only if all are allowed).
     MaySendAs {
+        /// The authenticated account.
         account: AccountId,
+        /// The MAIL FROM address, or the header From/Sender addresses.
         addresses: Vec<String>,
     },
     /// `SenderChecks::check_mail_from`.
     CheckMailFrom(SenderContext),
     /// `SenderChecks::check_forward_routes` for an alias's outside targets.
-    CheckRoutes { targets: Vec<String> },
+    CheckRoutes {
+        /// The alias's outside addresses.
+        targets: Vec<String>,
+    },
     /// `SenderChecks::check_message` with `Session::message()`.
     CheckMessage(Box<MessageContext>, Option<CheckNote>),
     /// `SenderChecks::sign` with `Session::sign_parts()`.
@@ -189,15 +217,23 @@ pub enum Effect {
 
 /// The outcome of an [`Effect`].
 pub enum EffectResult {
+    /// Of [`Effect::Resolve`]: where the recipient delivers.
     Resolved(Result<Resolution, StoreError>),
+    /// Of [`Effect::IsLocalDomain`]: true when we serve the domain.
     LocalDomain(Result<bool, StoreError>),
     /// `Some`: every route is known bad; refuse the recipient with this.
     RoutesChecked(Option<SmtpError>),
+    /// Of [`Effect::Authenticate`]: the account, or why not.
     Authenticated(Result<Account, AuthError>),
+    /// Of [`Effect::MaySendAs`]: true when every address is allowed.
     MaySendAs(Result<bool, StoreError>),
+    /// Of [`Effect::CheckMailFrom`].
     MailFromChecked(MailFromVerdict),
+    /// Of [`Effect::CheckMessage`].
     MessageChecked(MessageVerdict),
+    /// Of [`Effect::Sign`]: header fields to prepend (with CRLF), or a deferral.
     Signed(Result<String, SmtpError>),
+    /// Of [`Effect::Ingest`]: the message is durable (the 250 may go out).
     Ingested(Result<IngestReceipt, StoreError>),
 }
 
@@ -285,6 +321,8 @@ pub(crate) enum Pending {
     Message(MessageStage),
 }
 
+/// One SMTP session, sans I/O: fed lines and effect results, it hands out replies,
+/// effects to perform and what to read next ([`Session::next_step`]).
 pub struct Session {
     pub(crate) settings: Arc<SessionSettings>,
     pub(crate) id: String,
@@ -368,6 +406,7 @@ impl Session {
         self.user.as_ref()
     }
 
+    /// The connection is encrypted (implicit TLS or after STARTTLS).
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
     }

@@ -234,9 +234,8 @@ impl Harness {
                 Next::Chunk { remaining, .. } => {
                     // Chunks arrive in pieces, as from a slow network: 7 octets at a
                     // time, a third at a time for large chunks (to keep tests quick).
-                    let n = (remaining as usize)
-                        .min(self.input.len())
-                        .min(7.max(remaining as usize / 3));
+                    let remaining = usize::try_from(remaining).unwrap_or(usize::MAX);
+                    let n = remaining.min(self.input.len()).min(7.max(remaining / 3));
                     if n == 0 {
                         break;
                     }

@@ -115,8 +115,10 @@ impl FromStr for Enhanced {
                 .then(|| p.parse::<u16>().ok())
                 .flatten()
         };
-        match (digits(c, 1), digits(sub, 3), digits(d, 3)) {
-            (Some(c), Some(sub), Some(d)) => Enhanced::checked(c as u8, sub, d),
+        // One digit always fits the class's u8.
+        let class = digits(c, 1).and_then(|c| u8::try_from(c).ok());
+        match (class, digits(sub, 3), digits(d, 3)) {
+            (Some(c), Some(sub), Some(d)) => Enhanced::checked(c, sub, d),
             _ => Err(syntax()),
         }
     }

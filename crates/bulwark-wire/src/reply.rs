@@ -143,6 +143,8 @@ impl Reply {
     /// its class, else the class with `.0.0`. A 3yz reply, for which RFC 3463 has no
     /// class, means "not done yet": 4.0.0.
     pub fn status(&self) -> Enhanced {
+        // A ReplyCode is 200..=599 by construction: its first digit is 2 to 5.
+        #[allow(clippy::cast_possible_truncation)]
         let class = (self.code.get() / 100) as u8;
         match (self.enhanced, self.code.class()) {
             (Some(e), _) if e.class() == class => e,
