@@ -363,7 +363,11 @@ pub async fn ingest_is_shared_and_uids_increase(store: SharedStore) {
         .is_err());
     // Several bodies in one call, in order; missing ones left out.
     let all = store.list_messages(ai.id).await.unwrap();
-    let ids: Vec<BlobId> = all.iter().map(|m| m.blob_id).chain([999_999]).collect();
+    let ids: Vec<BlobId> = all
+        .iter()
+        .map(|m| m.blob_id)
+        .chain([BlobId(999_999)])
+        .collect();
     let got = store.read_blobs(&ids).await.unwrap();
     assert_eq!(got.len(), all.len());
     for ((id, data), m) in got.iter().zip(&all) {
@@ -388,13 +392,16 @@ pub async fn ingest_is_shared_and_uids_increase(store: SharedStore) {
         .unwrap()
         .is_empty());
     assert!(matches!(
-        store.read_blob_range(999_999, 0, 10).await,
+        store.read_blob_range(BlobId(999_999), 0, 10).await,
         Err(StoreError::NotFound(_))
     ));
     // A summary cache round-trips.
     store.set_blob_summary(r.blob_id, b"cached").await.unwrap();
     assert_eq!(
-        store.blob_summaries(&[r.blob_id, 999_999]).await.unwrap(),
+        store
+            .blob_summaries(&[r.blob_id, BlobId(999_999)])
+            .await
+            .unwrap(),
         vec![(r.blob_id, b"cached".to_vec())]
     );
 }
@@ -973,7 +980,7 @@ pub async fn recent_is_claimed_once(store: SharedStore) {
         [u3, u3 + 1],
         "one claimer owns [u3, u3+1), the other nothing"
     );
-    assert!(store.claim_recent(999_999, 5).await.is_err());
+    assert!(store.claim_recent(MailboxId(999_999), 5).await.is_err());
 }
 
 /// RFC 3502 §6.3.11 (MULTIAPPEND): the messages of one `ingest_all` are stored
@@ -997,7 +1004,7 @@ pub async fn ingest_all_or_nothing(store: SharedStore) {
     assert_eq!(r.len(), 2);
     assert!(r[1].delivered[0].2 > r[0].delivered[0].2);
     // The second target does not exist: the first message must not stay either.
-    let gone: MailboxId = i64::MAX;
+    let gone = MailboxId(i64::MAX);
     assert!(store
         .ingest_all(vec![one(3, ai.id), one(4, gone)])
         .await

@@ -20,6 +20,7 @@ use async_trait::async_trait;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod delivery;
+mod ids;
 mod params;
 pub mod sqlite;
 mod types;

@@ -2,11 +2,7 @@
 
 use crate::DeliveryParams;
 
-pub type DomainId = i64;
-pub type AccountId = i64;
-pub type MailboxId = i64;
-pub type BlobId = i64;
-pub type QueueId = i64;
+pub use crate::ids::{AccountId, BlobId, DomainId, MailboxId, QueueId};
 
 /// A mail domain we accept mail for.
 #[derive(Debug, Clone, PartialEq, Eq)]

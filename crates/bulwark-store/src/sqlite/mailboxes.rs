@@ -124,7 +124,7 @@ pub(crate) fn create(
          VALUES (?1, ?2, ?3, 1, 1, ?4, 0, 1)",
         params![account, name, uidvalidity, special_use.map(|u| u.db_name())],
     )?;
-    let id = c.last_insert_rowid();
+    let id = MailboxId(c.last_insert_rowid());
     // Not subscribed: RFC 3501 §6.3.3 CREATE does not subscribe, SUBSCRIBE does
     // (imaptest's `subscribe` script and Dovecot agree). Accounts subscribe their
     // default mailboxes themselves.

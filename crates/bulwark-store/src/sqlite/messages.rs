@@ -10,7 +10,7 @@ use crate::{Result, StoreError};
 pub(crate) fn add_blob(c: &Connection, data: &[u8], refs: i64) -> Result<BlobId> {
     let mut st = c.prepare_cached("INSERT INTO blobs (size, refs, data) VALUES (?1, ?2, ?3)")?;
     st.execute(params![data.len() as i64, refs, data])?;
-    Ok(c.last_insert_rowid())
+    Ok(BlobId(c.last_insert_rowid()))
 }
 
 /// Changes a body's reference count by `delta`, deleting it at zero.
@@ -76,7 +76,7 @@ fn mailbox_event(
     modseq: u64,
     ev: &mut Vec<StoreEvent>,
 ) -> Result<()> {
-    let account_id: i64 = c
+    let account_id: AccountId = c
         .prepare_cached("SELECT account_id FROM mailboxes WHERE id = ?1")?
         .query_row([mb], |r| r.get(0))?;
     ev.retain(|e| !matches!(e, StoreEvent::Mailbox { mailbox_id, .. } if *mailbox_id == mb));
@@ -211,7 +211,13 @@ pub(crate) fn read_blob_range(
 ) -> Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
     let mut b = c
-        .blob_open(rusqlite::DatabaseName::Main, "blobs", "data", blob, true)
+        .blob_open(
+            rusqlite::DatabaseName::Main,
+            "blobs",
+            "data",
+            blob.get(),
+            true,
+        )
         .map_err(|e| match e {
             rusqlite::Error::SqliteFailure(_, Some(m)) if m.contains("no such rowid") => {
                 StoreError::NotFound(format!("message body #{blob}"))

@@ -9,7 +9,7 @@ use crate::{DeliveryParams, Result};
 pub(crate) fn insert(c: &Connection, blob: BlobId, q: &NewQueueEntry, now: i64) -> Result<QueueId> {
     // The next ID above every one handed out before (migration 4), in the same
     // transaction as the entry.
-    let id: i64 = c
+    let id: QueueId = c
         .prepare_cached(
             "UPDATE meta SET value = value + 1 WHERE key = 'queue_last_id' RETURNING value",
         )?
@@ -52,8 +52,8 @@ pub(crate) fn get(c: &Connection, id: QueueId) -> Result<Option<QueuedMessage>> 
         )?
         .query_row([id], |r| {
             Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
+                r.get::<_, QueueId>(0)?,
+                r.get::<_, BlobId>(1)?,
                 r.get::<_, i64>(2)?,
                 r.get::<_, String>(3)?,
                 r.get::<_, i64>(4)?,
@@ -86,7 +86,7 @@ pub(crate) fn get(c: &Connection, id: QueueId) -> Result<Option<QueuedMessage>> 
 }
 
 pub(crate) fn list(c: &Connection) -> Result<Vec<QueuedMessage>> {
-    let ids: Vec<i64> = {
+    let ids: Vec<QueueId> = {
         let mut st = c.prepare("SELECT id FROM queue ORDER BY id")?;
         let rows = st.query_map([], |r| r.get(0))?;
         rows.collect::<rusqlite::Result<_>>()?
@@ -116,7 +116,7 @@ pub(crate) fn claim_due(
     lease_secs: i64,
     limit: u32,
 ) -> Result<Vec<QueuedMessage>> {
-    let ids: Vec<i64> = {
+    let ids: Vec<QueueId> = {
         let mut st = c.prepare_cached(
             "SELECT DISTINCT q.id FROM queue q JOIN queue_recipients r ON r.queue_id = q.id
              WHERE r.status = 'pending' AND r.next_attempt <= ?1 AND q.lease_until <= ?1
@@ -252,7 +252,7 @@ pub(crate) fn retry(
 }
 
 pub(crate) fn delete(c: &Connection, id: QueueId) -> Result<bool> {
-    let blob: Option<i64> = c
+    let blob: Option<BlobId> = c
         .prepare_cached("SELECT blob_id FROM queue WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
         .optional()?;

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use bulwark_store::{QueuedMessage, RecipientStatus};
+use bulwark_store::{QueueId, QueuedMessage, RecipientStatus};
 
 #[derive(clap::Subcommand)]
 pub enum QueueCommand {
@@ -132,7 +132,7 @@ pub async fn run(dir: &Path, cmd: QueueCommand) -> anyhow::Result<ExitCode> {
             println!("{} message(s), {} recipient(s) pending.", list.len(), rcpts);
         }
         QueueCommand::Show { id } => {
-            let Some(m) = store.queue_get(id).await? else {
+            let Some(m) = store.queue_get(QueueId(id)).await? else {
                 eprintln!("bulwark: no queue entry {id} (delivered, bounced or deleted)");
                 return Ok(ExitCode::FAILURE);
             };
@@ -182,7 +182,7 @@ pub async fn run(dir: &Path, cmd: QueueCommand) -> anyhow::Result<ExitCode> {
                     println!("      last reply: {reply}");
                 }
             }
-            let attempts = store.queue_attempts(id).await?;
+            let attempts = store.queue_attempts(QueueId(id)).await?;
             println!("Attempts:");
             if attempts.is_empty() {
                 println!("  none yet");
@@ -204,12 +204,12 @@ pub async fn run(dir: &Path, cmd: QueueCommand) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("name a queue entry (`bulwark queue retry ID`) or use --all");
             }
             if let Some(id) = id {
-                if store.queue_get(id).await?.is_none() {
+                if store.queue_get(QueueId(id)).await?.is_none() {
                     eprintln!("bulwark: no queue entry {id}");
                     return Ok(ExitCode::FAILURE);
                 }
             }
-            let n = store.queue_retry(id, now).await?;
+            let n = store.queue_retry(id.map(QueueId), now).await?;
             match id {
                 Some(id) => println!("Entry {id}: {n} recipient(s) due now."),
                 None => println!("{n} recipient(s) due now."),
@@ -217,7 +217,7 @@ pub async fn run(dir: &Path, cmd: QueueCommand) -> anyhow::Result<ExitCode> {
             println!("A running server tries them within [outbound] scan_interval_secs.");
         }
         QueueCommand::Delete { id } => {
-            if store.queue_delete(id).await? {
+            if store.queue_delete(QueueId(id)).await? {
                 println!("Deleted queue entry {id} (the sender is not notified).");
             } else {
                 eprintln!("bulwark: no queue entry {id}");
