@@ -2,6 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::column_u32;
 use super::messages::release_blob;
 use crate::types::*;
 use crate::{DeliveryParams, Result};
@@ -36,7 +37,7 @@ fn recipients(c: &Connection, id: QueueId) -> Result<Vec<QueueRecipient>> {
         Ok(QueueRecipient {
             address: r.get(0)?,
             status: RecipientStatus::from_db(&status),
-            attempts: r.get::<_, i64>(2)? as u32,
+            attempts: column_u32(r.get(2)?),
             next_attempt: r.get(3)?,
             last_reply: r.get(4)?,
         })
