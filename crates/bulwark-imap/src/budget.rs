@@ -183,6 +183,7 @@ impl SharedLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bulwark_store::AccountId;
 
     #[test]
     fn limit_text_is_the_code_and_message() {
@@ -206,25 +207,25 @@ mod tests {
     #[test]
     fn appends_are_limited_per_account() {
         let s = AppendSlots::new(2);
-        let a1 = s.try_take(1).unwrap();
-        let _a2 = s.try_take(1).unwrap();
-        assert!(s.try_take(1).is_none());
-        let _b = s.try_take(2).unwrap();
+        let a1 = s.try_take(AccountId(1)).unwrap();
+        let _a2 = s.try_take(AccountId(1)).unwrap();
+        assert!(s.try_take(AccountId(1)).is_none());
+        let _b = s.try_take(AccountId(2)).unwrap();
         drop(a1);
-        assert!(s.try_take(1).is_some());
+        assert!(s.try_take(AccountId(1)).is_some());
     }
 
     #[tokio::test]
     async fn an_append_beyond_the_account_limit_waits_for_a_slot() {
         let s = AppendSlots::new(1);
-        let first = s.take(7).await;
+        let first = s.take(AccountId(7)).await;
         let s2 = s.clone();
-        let waiter = tokio::spawn(async move { s2.take(7).await });
+        let waiter = tokio::spawn(async move { s2.take(AccountId(7)).await });
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
         drop(first);
         let _second = waiter.await.unwrap();
-        assert!(s.try_take(7).is_none());
+        assert!(s.try_take(AccountId(7)).is_none());
     }
 
     /// FETCH within `[imap] max_inflight_bytes`: BODY[] is streamed and needs no

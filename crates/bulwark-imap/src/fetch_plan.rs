@@ -499,7 +499,7 @@ mod tests {
     }
 
     use super::*;
-    use bulwark_store::Flags;
+    use bulwark_store::{BlobId, Flags};
     use imap_codec::decode::Decoder;
     use imap_codec::imap_types::command::CommandBody;
 
@@ -527,7 +527,7 @@ mod tests {
     fn meta() -> MessageMeta {
         MessageMeta {
             uid: 7,
-            blob_id: 1,
+            blob_id: BlobId(1),
             size: 20,
             internal_date: 0,
             flags: Flags::new(Flags::SEEN),

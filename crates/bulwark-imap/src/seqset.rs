@@ -134,13 +134,14 @@ impl RangeSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bulwark_store::MailboxId;
 
     fn set(s: &str) -> SequenceSet {
         SequenceSet::try_from(s).unwrap()
     }
 
     fn view(uids: Vec<u32>) -> View {
-        View::new(1, "INBOX".into(), 1, false, uids, 1)
+        View::new(MailboxId(1), "INBOX".into(), 1, false, uids, 1)
     }
 
     #[test]

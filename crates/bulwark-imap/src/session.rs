@@ -16,7 +16,7 @@ use crate::resp::{self, Resp, Sink};
 use crate::seqset;
 use crate::view::{Updates, View};
 use bulwark_auth::{Authenticator, Secret};
-use bulwark_store::{Account, Flags, Mailbox, SharedStore, StoreError};
+use bulwark_store::{Account, AccountId, Flags, Mailbox, SharedStore, StoreError};
 use imap_codec::imap_types::{
     auth::AuthMechanism,
     command::{Command, CommandBody},
@@ -842,8 +842,8 @@ impl Session {
         self.dirty = true;
     }
 
-    pub(crate) fn account_id(&self) -> i64 {
-        self.account.as_ref().map_or(0, |a| a.id)
+    pub(crate) fn account_id(&self) -> AccountId {
+        self.account.as_ref().map_or(AccountId(0), |a| a.id)
     }
 
     pub(crate) async fn find_mailbox(&self, wire: &WireMailbox<'_>) -> Result<Mailbox, Done> {

@@ -241,7 +241,7 @@ impl View {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bulwark_store::{Mailbox, MessageMeta};
+    use bulwark_store::{AccountId, BlobId, Mailbox, MailboxId, MessageMeta};
 
     #[test]
     fn sequence_numbers_are_counts_unchanged() {
@@ -252,8 +252,8 @@ mod tests {
 
     fn mb(modseq: u64) -> Mailbox {
         Mailbox {
-            id: 1,
-            account_id: 1,
+            id: MailboxId(1),
+            account_id: AccountId(1),
             name: "INBOX".into(),
             uidvalidity: 7,
             uidnext: 100,
@@ -267,7 +267,7 @@ mod tests {
     fn meta(uid: u32, flags: u8, modseq: u64) -> MessageMeta {
         MessageMeta {
             uid,
-            blob_id: 1,
+            blob_id: BlobId(1),
             size: 1,
             internal_date: 0,
             flags: Flags::new(flags),
@@ -277,7 +277,7 @@ mod tests {
 
     #[test]
     fn expunges_wait_until_allowed() {
-        let mut v = View::new(1, "INBOX".into(), 7, false, vec![1, 2, 3, 5], 10);
+        let mut v = View::new(MailboxId(1), "INBOX".into(), 7, false, vec![1, 2, 3, 5], 10);
         let ch = MailboxChanges {
             mailbox: mb(12),
             changed: vec![meta(6, 0, 11)],
@@ -304,7 +304,14 @@ mod tests {
 
     #[test]
     fn expunges_go_highest_first_and_flags_follow() {
-        let mut v = View::new(1, "INBOX".into(), 7, false, vec![10, 20, 30, 40], 10);
+        let mut v = View::new(
+            MailboxId(1),
+            "INBOX".into(),
+            7,
+            false,
+            vec![10, 20, 30, 40],
+            10,
+        );
         let ch = MailboxChanges {
             mailbox: mb(13),
             changed: vec![meta(40, Flags::SEEN, 12)],
@@ -320,7 +327,7 @@ mod tests {
 
     #[test]
     fn own_changes_are_not_repeated() {
-        let mut v = View::new(1, "INBOX".into(), 7, false, vec![1, 2], 10);
+        let mut v = View::new(MailboxId(1), "INBOX".into(), 7, false, vec![1, 2], 10);
         v.note_own_change(1, 11);
         let ch = MailboxChanges {
             mailbox: mb(12),
@@ -335,7 +342,14 @@ mod tests {
 
     #[test]
     fn recent_ranges() {
-        let mut v = View::new(1, "INBOX".into(), 7, false, vec![1, 2, 5, 6, 9], 10);
+        let mut v = View::new(
+            MailboxId(1),
+            "INBOX".into(),
+            7,
+            false,
+            vec![1, 2, 5, 6, 9],
+            10,
+        );
         assert_eq!(v.recent_count(), 0);
         v.add_recent(2, 6);
         v.add_recent(6, 7);

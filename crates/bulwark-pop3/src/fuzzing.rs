@@ -11,7 +11,7 @@
 
 use bulwark_auth::Secret;
 use bulwark_net::fuzzing::{Input, NoLine};
-use bulwark_store::{Flags, Mailbox, MessageMeta};
+use bulwark_store::{AccountId, BlobId, Flags, Mailbox, MailboxId, MessageMeta};
 
 use crate::command::{parse, MAX_COMMAND_LINE, MAX_REPLY_LINE, MAX_SASL_LINE};
 use crate::dotstuff::{top_prefix, DotStuffer};
@@ -61,8 +61,8 @@ const MESSAGES: &[&[u8]] = &[
 
 fn maildrop(n: usize) -> Maildrop {
     let mailbox = Mailbox {
-        id: 7,
-        account_id: 1,
+        id: MailboxId(7),
+        account_id: AccountId(1),
         name: "INBOX".into(),
         uidvalidity: 3,
         uidnext: 100,
@@ -77,7 +77,7 @@ fn maildrop(n: usize) -> Maildrop {
         .enumerate()
         .map(|(i, m)| MessageMeta {
             uid: 10 + u32::try_from(i).expect("a handful of test messages") * 3,
-            blob_id: i as i64,
+            blob_id: BlobId(i64::try_from(i).expect("a handful of test messages")),
             size: m.len() as u64,
             internal_date: 0,
             flags: Flags::default(),
@@ -256,7 +256,8 @@ pub fn session(data: &[u8]) {
                         .get(number)
                         .expect("RETR of a deleted or unknown message");
                     assert_eq!(entry.blob, blob, "RETR sent another message's body");
-                    let msg = MESSAGES[usize::try_from(blob).expect("blob ids index MESSAGES")];
+                    let msg =
+                        MESSAGES[usize::try_from(blob.get()).expect("blob ids index MESSAGES")];
                     let msg = match body_lines {
                         Some(n) => top_prefix(msg, n),
                         None => msg,
@@ -269,7 +270,7 @@ pub fn session(data: &[u8]) {
                     delete,
                     seen: _,
                 } => {
-                    assert_eq!(mailbox, 7);
+                    assert_eq!(mailbox, MailboxId(7));
                     let md = maildrop(messages);
                     let mut want: Vec<u32> = marked
                         .iter()

@@ -71,26 +71,27 @@ impl Drop for MaildropGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bulwark_store::AccountId;
 
     #[test]
     fn one_session_per_maildrop() {
         let locks = MaildropLocks::new();
-        let g = locks.try_lock(1).unwrap();
-        assert!(locks.try_lock(1).is_none());
-        let other = locks.try_lock(2).unwrap();
-        assert!(locks.is_locked(1));
+        let g = locks.try_lock(AccountId(1)).unwrap();
+        assert!(locks.try_lock(AccountId(1)).is_none());
+        let other = locks.try_lock(AccountId(2)).unwrap();
+        assert!(locks.is_locked(AccountId(1)));
         drop(g);
-        assert!(!locks.is_locked(1));
-        assert!(locks.try_lock(1).is_some());
+        assert!(!locks.is_locked(AccountId(1)));
+        assert!(locks.try_lock(AccountId(1)).is_some());
         drop(other);
-        assert!(!locks.is_locked(2));
+        assert!(!locks.is_locked(AccountId(2)));
     }
 
     #[test]
     fn process_wide_locks_are_shared() {
         let a = MaildropLocks::process_wide();
         let b = MaildropLocks::process_wide();
-        let _g = a.try_lock(-42).unwrap();
-        assert!(b.try_lock(-42).is_none());
+        let _g = a.try_lock(AccountId(-42)).unwrap();
+        assert!(b.try_lock(AccountId(-42)).is_none());
     }
 }

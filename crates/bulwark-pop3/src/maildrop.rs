@@ -166,14 +166,14 @@ fn message_number(i: usize) -> u32 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use bulwark_store::Flags;
+    use bulwark_store::{AccountId, BlobId, Flags, MailboxId};
 
     // A handful of test messages: the indexes fit any integer type.
     #[allow(clippy::cast_possible_truncation)]
     pub(crate) fn maildrop(sizes: &[u64]) -> Maildrop {
         let mb = Mailbox {
-            id: 7,
-            account_id: 1,
+            id: MailboxId(7),
+            account_id: AccountId(1),
             name: "INBOX".into(),
             uidvalidity: 1234,
             uidnext: 100,
@@ -187,7 +187,7 @@ pub(crate) mod tests {
             .enumerate()
             .map(|(i, s)| MessageMeta {
                 uid: 10 + 2 * i as u32,
-                blob_id: 100 + i as i64,
+                blob_id: BlobId(100 + i as i64),
                 size: *s,
                 internal_date: 0,
                 flags: Flags::default(),

@@ -376,7 +376,7 @@ impl Shell<'_> {
                     .await
             }
             Err(e) => {
-                tracing::error!(target: "bulwark::pop3", blob, error = %e, "cannot read a message");
+                tracing::error!(target: "bulwark::pop3", blob = blob.get(), error = %e, "cannot read a message");
                 return self
                     .reply(&Reply::err("[SYS/TEMP] the message cannot be read now"))
                     .await;

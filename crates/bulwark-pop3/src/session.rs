@@ -507,6 +507,7 @@ fn verb_of(cmd: &Command) -> Verb {
 mod tests {
     use super::*;
     use crate::maildrop::tests::maildrop;
+    use bulwark_store::{BlobId, MailboxId};
 
     fn session(tls: bool, stls: bool) -> Session {
         Session::new(SessionSettings {
@@ -764,14 +765,14 @@ mod tests {
                 body_lines,
             } => {
                 assert_eq!(reply.status(), "+OK 200 octets");
-                assert_eq!((number, blob, body_lines), (2, 101, None));
+                assert_eq!((number, blob, body_lines), (2, BlobId(101), None));
             }
             other => panic!("{other:?}"),
         }
         match s.on_line(b"TOP 3 5") {
             Action::Retrieve {
                 blob, body_lines, ..
-            } => assert_eq!((blob, body_lines), (102, Some(5))),
+            } => assert_eq!((blob, body_lines), (BlobId(102), Some(5))),
             other => panic!("{other:?}"),
         }
         assert_eq!(reply(&mut s, "NOOP"), "+OK");
@@ -779,7 +780,7 @@ mod tests {
         assert_eq!(
             s.on_line(b"QUIT"),
             Action::Update {
-                mailbox: 7,
+                mailbox: MailboxId(7),
                 delete: vec![],
                 seen: vec![12]
             }
@@ -819,7 +820,7 @@ mod tests {
         assert_eq!(
             s.on_line(b"QUIT"),
             Action::Update {
-                mailbox: 7,
+                mailbox: MailboxId(7),
                 delete: vec![12, 14],
                 seen: vec![]
             }

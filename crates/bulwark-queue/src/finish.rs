@@ -308,7 +308,7 @@ fn dsn_recipient(
 
 #[cfg(test)]
 mod tests {
-    use bulwark_store::{QueueRecipient, RecipientParams};
+    use bulwark_store::{BlobId, QueueId, QueueRecipient, RecipientParams};
     use bulwark_wire::Stage;
 
     use super::*;
@@ -322,8 +322,8 @@ mod tests {
 
     fn entry(return_path: &str, rcpts: &[&str]) -> QueuedMessage {
         QueuedMessage {
-            id: 1,
-            blob_id: 1,
+            id: QueueId(1),
+            blob_id: BlobId(1),
             size: 10,
             return_path: return_path.into(),
             created: 1000,

@@ -300,7 +300,7 @@ impl Worker {
                 _ = &mut work => break,
                 _ = renew.tick() => {
                     if let Err(e) = self.store.queue_progress(id, &[], &[], now() + self.lease).await {
-                        tracing::warn!(target: TARGET, queue_id = id, error = %e, "cannot renew the queue lease");
+                        tracing::warn!(target: TARGET, queue_id = id.get(), error = %e, "cannot renew the queue lease");
                     }
                 }
             }
@@ -324,7 +324,7 @@ impl Worker {
         let data = match self.store.read_blob(entry.blob_id).await {
             Ok(d) => d,
             Err(e) => {
-                tracing::error!(target: TARGET, queue_id = id, error = %e, "cannot read the queued message; will retry");
+                tracing::error!(target: TARGET, queue_id = id.get(), error = %e, "cannot read the queued message; will retry");
                 let _ = self
                     .store
                     .queue_update(id, &[], &[], entry.delay_notified)
@@ -397,7 +397,7 @@ impl Worker {
             }
         }
         if ctx.deleted.load(Ordering::Relaxed) {
-            tracing::info!(target: TARGET, queue_id = id, "the entry was deleted during delivery");
+            tracing::info!(target: TARGET, queue_id = id.get(), "the entry was deleted during delivery");
             return;
         }
         self.finish(&ctx, results).await;
@@ -472,7 +472,7 @@ impl Worker {
                     Ok(()) => {}
                     Err(StoreError::NotFound(_)) => ctx.deleted.store(true, Ordering::Relaxed),
                     Err(e) => {
-                        tracing::error!(target: TARGET, queue_id = ctx.entry.id, error = %e, "cannot record delivery outcomes")
+                        tracing::error!(target: TARGET, queue_id = ctx.entry.id.get(), error = %e, "cannot record delivery outcomes")
                     }
                 }
                 rest
@@ -529,7 +529,7 @@ impl Worker {
                       o: &Outcome| {
             let tls_text = tls.clone().unwrap_or_else(|| "none".into());
             metrics::counter!("bulwark_delivery_attempts_total", "outcome" => o.verdict.name(), "tls" => tls_label(tls)).increment(1);
-            tracing::info!(target: TARGET, queue_id = id, rcpt, peer, tls = %tls_text, connector = %connector.name, outcome = o.verdict.name(), reply = %o.text, "delivery attempt");
+            tracing::info!(target: TARGET, queue_id = id.get(), rcpt, peer, tls = %tls_text, connector = %connector.name, outcome = o.verdict.name(), reply = %o.text, "delivery attempt");
             attempts.push(DeliveryAttempt {
                 at: now(),
                 recipient: rcpt.to_string(),
@@ -660,13 +660,13 @@ impl Worker {
         let plan = plan_finish(&input, &policy);
         let sender = e.return_path.as_str();
         if plan.backscatter_withheld > 0 {
-            tracing::info!(target: TARGET, queue_id = e.id, recipients = plan.backscatter_withheld, "permanent failure of a message whose sender failed SPF/DMARC at intake: no notice (backscatter)");
+            tracing::info!(target: TARGET, queue_id = e.id.get(), recipients = plan.backscatter_withheld, "permanent failure of a message whose sender failed SPF/DMARC at intake: no notice (backscatter)");
         }
         let mut notice_ok = true;
         match &plan.failure_notice {
             FailureNotice::None => {}
             FailureNotice::NullSender { recipients } => {
-                tracing::info!(target: TARGET, queue_id = e.id, recipients, "permanent failure of a message from <>: no notice (RFC 3464 §2, no bounce to the null sender)");
+                tracing::info!(target: TARGET, queue_id = e.id.get(), recipients, "permanent failure of a message from <>: no notice (RFC 3464 §2, no bounce to the null sender)");
             }
             FailureNotice::Send(recipients) => {
                 let has_failure = recipients.iter().any(|d| d.action == Action::Failed);
@@ -679,11 +679,11 @@ impl Worker {
                             metrics::counter!("bulwark_message_bytes_bounced_total")
                                 .increment(e.size);
                         }
-                        tracing::info!(target: TARGET, queue_id = e.id, to = sender, kind, recipients = recipients.len(), "delivery status notification sent");
+                        tracing::info!(target: TARGET, queue_id = e.id.get(), to = sender, kind, recipients = recipients.len(), "delivery status notification sent");
                     }
                     Err(err) => {
                         notice_ok = false;
-                        tracing::error!(target: TARGET, queue_id = e.id, error = %err, "cannot send the failure notice; the recipients stay queued");
+                        tracing::error!(target: TARGET, queue_id = e.id.get(), error = %err, "cannot send the failure notice; the recipients stay queued");
                     }
                 }
             }
@@ -695,11 +695,11 @@ impl Worker {
             match self.send_notice(sender, bytes).await {
                 Ok(()) => {
                     metrics::counter!("bulwark_delivery_delay_notices_total").increment(1);
-                    tracing::info!(target: TARGET, queue_id = e.id, to = sender, recipients = still.len(), "delay notice sent");
+                    tracing::info!(target: TARGET, queue_id = e.id.get(), to = sender, recipients = still.len(), "delay notice sent");
                     delay_sent = true;
                 }
                 Err(err) => {
-                    tracing::error!(target: TARGET, queue_id = e.id, error = %err, "cannot send the delay notice; will try again")
+                    tracing::error!(target: TARGET, queue_id = e.id.get(), error = %err, "cannot send the delay notice; will try again")
                 }
             }
         }
@@ -710,7 +710,7 @@ impl Worker {
         {
             Ok(()) | Err(StoreError::NotFound(_)) => {}
             Err(err) => {
-                tracing::error!(target: TARGET, queue_id = e.id, error = %err, "cannot record the end of the attempt; the lease will expire")
+                tracing::error!(target: TARGET, queue_id = e.id.get(), error = %err, "cannot record the end of the attempt; the lease will expire")
             }
         }
     }

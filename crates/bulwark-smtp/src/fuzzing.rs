@@ -21,7 +21,7 @@ use bulwark_auth::AuthError;
 use bulwark_config::{ListenerKind, Requirement};
 use bulwark_net::fuzzing::{Input, NoLine};
 use bulwark_net::TlsInfo;
-use bulwark_store::{Account, IngestReceipt, Resolution, StoreError};
+use bulwark_store::{Account, AccountId, BlobId, IngestReceipt, Resolution, StoreError};
 
 use crate::budget::{InflightBudget, Reservation};
 use crate::checks::{MailFromVerdict, MessageVerdict};
@@ -82,7 +82,7 @@ const ALICE: &str = "alice@example.test";
 
 fn account(id: i64, address: &str) -> Account {
     Account {
-        id,
+        id: AccountId(id),
         address: address.into(),
         created: 0,
     }
@@ -164,7 +164,7 @@ fn perform(effect: Effect, session: &Session, ingested: &mut usize) -> EffectRes
             }
             *ingested += 1;
             EffectResult::Ingested(Ok(IngestReceipt {
-                blob_id: 1,
+                blob_id: BlobId(1),
                 delivered: vec![],
                 queue_id: None,
             }))

@@ -22,7 +22,7 @@ use bulwark_mime::header::HeaderScan;
 use bulwark_mime::CheckedMessage;
 use bulwark_store::{
     plan_delivery, planned_overhead, DeliveryParams, Envelope, Folder, IngestReceipt,
-    NewQueueEntry, RecipientParams, StoreError,
+    NewQueueEntry, QueueId, RecipientParams, StoreError,
 };
 
 use crate::checks::{MessageAction, MessageContext, SenderContext, SignContext};
@@ -562,7 +562,7 @@ impl Session {
                     metrics::counter!("bulwark_smtp_quarantined_total", "listener" => listener)
                         .increment(1);
                 }
-                tracing::info!(target: "bulwark::smtp", session = %self.id, from = %mail_from, size, local, remote, blob = receipt.blob_id, queue = ?receipt.queue_id, "message accepted");
+                tracing::info!(target: "bulwark::smtp", session = %self.id, from = %mail_from, size, local, remote, blob = receipt.blob_id.get(), queue = ?receipt.queue_id.map(QueueId::get), "message accepted");
                 let id = match receipt.queue_id {
                     Some(q) => format!("{}.{} (queue {q})", self.id, self.messages),
                     None => format!("{}.{}", self.id, self.messages),

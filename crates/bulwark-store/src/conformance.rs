@@ -67,6 +67,7 @@ async fn deliver(store: &SharedStore, mb: MailboxId, n: u32) -> u32 {
     r.delivered[0].2
 }
 
+/// Domains and accounts: creation, lookup by address and id, deletion rules.
 pub async fn domains_and_accounts(store: SharedStore) {
     store.add_domain("Example.TEST").await.unwrap();
     assert!(matches!(
@@ -138,6 +139,7 @@ pub async fn domains_and_accounts(store: SharedStore) {
     assert!(store.list_domains().await.unwrap().is_empty());
 }
 
+/// Aliases resolve recursively to accounts and outside addresses, loops cut.
 pub async fn aliases_resolve(store: SharedStore) {
     let (a, b) = setup(&store).await;
     store
@@ -219,6 +221,7 @@ pub async fn aliases_resolve(store: SharedStore) {
         .all(|x| x.source != "team@example.test"));
 }
 
+/// Submission's anti-spoofing rule: own address, aliases and send-as grants.
 pub async fn send_as_rules(store: SharedStore) {
     let (a, b) = setup(&store).await;
     store
@@ -238,6 +241,7 @@ pub async fn send_as_rules(store: SharedStore) {
     assert!(!store.may_send_as(b.id, "ceo@example.test").await.unwrap());
 }
 
+/// Mailboxes: create, rename with children, delete; INBOX is protected.
 pub async fn mailboxes_lifecycle(store: SharedStore) {
     let (a, b) = setup(&store).await;
     let work = store.create_mailbox(a.id, "Work", None).await.unwrap();
@@ -286,6 +290,7 @@ pub async fn mailboxes_lifecycle(store: SharedStore) {
     assert_eq!(junk.name, "Junk");
 }
 
+/// One body per ingest however many mailboxes get it; UIDs strictly increase.
 pub async fn ingest_is_shared_and_uids_increase(store: SharedStore) {
     let (a, b) = setup(&store).await;
     let r = store
@@ -363,7 +368,11 @@ pub async fn ingest_is_shared_and_uids_increase(store: SharedStore) {
         .is_err());
     // Several bodies in one call, in order; missing ones left out.
     let all = store.list_messages(ai.id).await.unwrap();
-    let ids: Vec<BlobId> = all.iter().map(|m| m.blob_id).chain([999_999]).collect();
+    let ids: Vec<BlobId> = all
+        .iter()
+        .map(|m| m.blob_id)
+        .chain([BlobId(999_999)])
+        .collect();
     let got = store.read_blobs(&ids).await.unwrap();
     assert_eq!(got.len(), all.len());
     for ((id, data), m) in got.iter().zip(&all) {
@@ -388,17 +397,21 @@ pub async fn ingest_is_shared_and_uids_increase(store: SharedStore) {
         .unwrap()
         .is_empty());
     assert!(matches!(
-        store.read_blob_range(999_999, 0, 10).await,
+        store.read_blob_range(BlobId(999_999), 0, 10).await,
         Err(StoreError::NotFound(_))
     ));
     // A summary cache round-trips.
     store.set_blob_summary(r.blob_id, b"cached").await.unwrap();
     assert_eq!(
-        store.blob_summaries(&[r.blob_id, 999_999]).await.unwrap(),
+        store
+            .blob_summaries(&[r.blob_id, BlobId(999_999)])
+            .await
+            .unwrap(),
         vec![(r.blob_id, b"cached".to_vec())]
     );
 }
 
+/// STORE semantics and MODSEQ: every change raises it, UNCHANGEDSINCE holds.
 pub async fn flags_and_modseq(store: SharedStore) {
     let (a, _) = setup(&store).await;
     let mb = inbox(&store, &a).await;
@@ -462,6 +475,7 @@ pub async fn flags_and_modseq(store: SharedStore) {
     assert_eq!(st.unseen, 2);
 }
 
+/// COPY, MOVE (RFC 6851) and EXPUNGE with their UID mappings.
 pub async fn copy_move_expunge(store: SharedStore) {
     let (a, _) = setup(&store).await;
     let mb = inbox(&store, &a).await;
@@ -509,6 +523,7 @@ pub async fn copy_move_expunge(store: SharedStore) {
     }
 }
 
+/// `changes_since` reports changed and expunged messages after a MODSEQ.
 pub async fn changes_feed(store: SharedStore) {
     let (a, _) = setup(&store).await;
     let mb = inbox(&store, &a).await;
@@ -540,6 +555,40 @@ pub async fn changes_feed(store: SharedStore) {
     assert!(none.changed.is_empty() && none.expunged.is_empty());
 }
 
+/// `queue_lifecycle`'s first attempt: x@ delivered, y@ deferred by 300 s.
+async fn x_delivered_y_deferred(store: &SharedStore, id: QueueId, now: i64) {
+    store
+        .queue_update(
+            id,
+            &[
+                RecipientUpdate {
+                    address: "x@remote.test".into(),
+                    status: RecipientStatus::Delivered,
+                    reply: "250 ok".into(),
+                    next_attempt: 0,
+                },
+                RecipientUpdate {
+                    address: "y@remote.test".into(),
+                    status: RecipientStatus::Pending,
+                    reply: "451 later".into(),
+                    next_attempt: now + 300,
+                },
+            ],
+            &[DeliveryAttempt {
+                at: now,
+                recipient: "x@remote.test".into(),
+                peer: "mx.remote.test[127.0.0.1]:25".into(),
+                tls: "TLSv1.3".into(),
+                reply: "250 ok".into(),
+                outcome: RecipientStatus::Delivered,
+            }],
+            false,
+        )
+        .await
+        .unwrap();
+}
+
+/// The outbound queue: claim with leases, per-recipient updates, retry, removal.
 pub async fn queue_lifecycle(store: SharedStore) {
     let (a, _) = setup(&store).await;
     assert_eq!(store.queue_stats().await.unwrap(), QueueStats::default());
@@ -592,35 +641,7 @@ pub async fn queue_lifecycle(store: SharedStore) {
         store.queue_claim_due(now + 61, 60, 10).await.unwrap().len(),
         1
     );
-    store
-        .queue_update(
-            id,
-            &[
-                RecipientUpdate {
-                    address: "x@remote.test".into(),
-                    status: RecipientStatus::Delivered,
-                    reply: "250 ok".into(),
-                    next_attempt: 0,
-                },
-                RecipientUpdate {
-                    address: "y@remote.test".into(),
-                    status: RecipientStatus::Pending,
-                    reply: "451 later".into(),
-                    next_attempt: now + 300,
-                },
-            ],
-            &[DeliveryAttempt {
-                at: now,
-                recipient: "x@remote.test".into(),
-                peer: "mx.remote.test[127.0.0.1]:25".into(),
-                tls: "TLSv1.3".into(),
-                reply: "250 ok".into(),
-                outcome: RecipientStatus::Delivered,
-            }],
-            false,
-        )
-        .await
-        .unwrap();
+    x_delivered_y_deferred(&store, id, now).await;
     let q = store.queue_get(id).await.unwrap().unwrap();
     assert_eq!(q.next_attempt, now + 300);
     assert_eq!(q.recipients[0].status, RecipientStatus::Delivered);
@@ -752,6 +773,7 @@ pub async fn queue_progress_keeps_lease(store: SharedStore) {
     ));
 }
 
+/// Events are published after the change they announce is committed.
 pub async fn events_after_commit(store: SharedStore) {
     let (a, _) = setup(&store).await;
     let mb = inbox(&store, &a).await;
@@ -771,6 +793,7 @@ pub async fn events_after_commit(store: SharedStore) {
     );
 }
 
+/// Concurrent ingests all commit (group commit) with distinct UIDs.
 pub async fn concurrent_ingest_group_commit(store: SharedStore) {
     let (a, _) = setup(&store).await;
     let mb = inbox(&store, &a).await;
@@ -789,6 +812,7 @@ pub async fn concurrent_ingest_group_commit(store: SharedStore) {
     assert_eq!(store.list_messages(mb.id).await.unwrap().len(), 200);
 }
 
+/// Deleting accounts releases their bodies: a shared body lives until its last reference goes.
 pub async fn account_deletion_frees_bodies(store: SharedStore) {
     let (a, b) = setup(&store).await;
     let r = store
@@ -822,6 +846,7 @@ pub async fn account_deletion_frees_bodies(store: SharedStore) {
     ));
 }
 
+/// A queue entry with its own body keeps it apart from the delivered one.
 pub async fn queue_with_own_body(store: SharedStore) {
     let (a, _) = setup(&store).await;
     let local = b"Return-Path: <x@remote.test>\r\nSubject: hi\r\n\r\nbody\r\n".to_vec();
@@ -868,6 +893,7 @@ pub async fn queue_with_own_body(store: SharedStore) {
     assert_eq!(store.read_blob(r.blob_id).await.unwrap(), relay);
 }
 
+/// Subscriptions are names (RFC 9051 §6.3.7), independent of mailboxes.
 pub async fn subscriptions_are_names(store: SharedStore) {
     let (a, b) = setup(&store).await;
     // The mailboxes every account gets start subscribed; created ones do not
@@ -973,7 +999,7 @@ pub async fn recent_is_claimed_once(store: SharedStore) {
         [u3, u3 + 1],
         "one claimer owns [u3, u3+1), the other nothing"
     );
-    assert!(store.claim_recent(999_999, 5).await.is_err());
+    assert!(store.claim_recent(MailboxId(999_999), 5).await.is_err());
 }
 
 /// RFC 3502 §6.3.11 (MULTIAPPEND): the messages of one `ingest_all` are stored
@@ -997,7 +1023,7 @@ pub async fn ingest_all_or_nothing(store: SharedStore) {
     assert_eq!(r.len(), 2);
     assert!(r[1].delivered[0].2 > r[0].delivered[0].2);
     // The second target does not exist: the first message must not stay either.
-    let gone: MailboxId = i64::MAX;
+    let gone = MailboxId(i64::MAX);
     assert!(store
         .ingest_all(vec![one(3, ai.id), one(4, gone)])
         .await
@@ -1006,6 +1032,7 @@ pub async fn ingest_all_or_nothing(store: SharedStore) {
     assert_eq!(list.len(), 2, "nothing of the failed batch is stored");
 }
 
+/// Login sources: recorded per account, the most recent kept, checked by time.
 pub async fn login_sources(store: SharedStore) {
     let (a, b) = setup(&store).await;
     assert!(!store

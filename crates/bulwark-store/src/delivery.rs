@@ -176,10 +176,11 @@ fn prepend(body: &mut Vec<u8>, parts: &[&[u8]]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::AccountId;
 
     fn account(id: i64) -> Account {
         Account {
-            id,
+            id: AccountId(id),
             address: format!("u{id}@example.test"),
             created: 0,
         }
@@ -211,7 +212,10 @@ mod tests {
         .unwrap();
         assert_eq!((r.accounts.len(), r.forward.len()), (1, 1));
         r.add(vec![account(2), account(1)], vec!["g@remote.test".into()]);
-        assert_eq!(r.accounts.iter().map(|a| a.id).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(
+            r.accounts.iter().map(|a| a.id).collect::<Vec<_>>(),
+            [AccountId(1), AccountId(2)]
+        );
         assert_eq!(r.forward, ["F@remote.test", "g@remote.test"]);
         assert!(Recipients::default().is_empty());
     }
@@ -248,8 +252,8 @@ mod tests {
                 .map(|d| d.target.clone())
                 .collect::<Vec<_>>(),
             [
-                DeliveryTarget::SpecialUse(1, SpecialUse::Junk),
-                DeliveryTarget::SpecialUse(2, SpecialUse::Junk)
+                DeliveryTarget::SpecialUse(AccountId(1), SpecialUse::Junk),
+                DeliveryTarget::SpecialUse(AccountId(2), SpecialUse::Junk)
             ]
         );
     }
@@ -284,7 +288,7 @@ mod tests {
         assert_eq!(planned_overhead(&to, &e, 3), 6 + 25 + (25 + 6 + 3));
         let i = plan_delivery(&to, e, b"M\r\n".to_vec()).unwrap();
         assert_eq!(i.data, b"Return-Path: <a@x.test>\r\nT: a\r\nM\r\n");
-        assert_eq!(i.deliveries[0].target, DeliveryTarget::Inbox(1));
+        assert_eq!(i.deliveries[0].target, DeliveryTarget::Inbox(AccountId(1)));
         assert_eq!(
             i.queue.unwrap().data.as_deref(),
             Some(&b"T: a\r\nM\r\n"[..])

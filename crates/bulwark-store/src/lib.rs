@@ -20,6 +20,7 @@ use async_trait::async_trait;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod delivery;
+mod ids;
 mod params;
 pub mod sqlite;
 mod types;
@@ -35,18 +36,27 @@ pub use types::*;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0} not found")]
+    /// The named domain, account, mailbox, message or queue entry does not exist.
     NotFound(String),
     #[error("{0} already exists")]
+    /// A domain, account, alias or mailbox with that name exists already.
     AlreadyExists(String),
     #[error("{0}")]
+    /// The request breaks a rule of the store (e.g. deleting INBOX); says which.
     Invalid(String),
     /// The store was written by a newer Bulwark.
     #[error("store schema version {found} is newer than this program understands ({known}); upgrade Bulwark")]
-    TooNew { found: i64, known: i64 },
+    TooNew {
+        /// The store's schema version.
+        found: i64,
+        /// The newest version this program knows.
+        known: i64,
+    },
     /// The database itself failed (disk full, corruption, I/O error).
     #[error("store backend error: {0}")]
     Backend(String),
     #[error("store is shut down")]
+    /// The store was shut down; no more requests are served.
     Closed,
 }
 
@@ -56,6 +66,7 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// The result of every store operation.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// Login addresses kept per account (`Store::record_login_source`).
@@ -69,10 +80,13 @@ pub type SharedStore = Arc<dyn Store>;
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // ---- domains ----
+    /// Adds a domain we accept mail for.
     async fn add_domain(&self, name: &str) -> Result<Domain>;
     /// Refuses while accounts or aliases of the domain exist.
     async fn delete_domain(&self, name: &str) -> Result<()>;
+    /// Every domain, by name.
     async fn list_domains(&self) -> Result<Vec<Domain>>;
+    /// True when mail to this domain is ours.
     async fn is_local_domain(&self, name: &str) -> Result<bool>;
 
     // ---- accounts ----
@@ -81,10 +95,15 @@ pub trait Store: Send + Sync + 'static {
     async fn create_account(&self, address: &str, password_hash: &str) -> Result<Account>;
     /// Deletes the account with all its mailboxes and messages.
     async fn delete_account(&self, address: &str) -> Result<()>;
+    /// Replaces the account's password hash (PHC string).
     async fn set_password_hash(&self, address: &str, password_hash: &str) -> Result<()>;
+    /// The account with this address (case-insensitive), if any.
     async fn account(&self, address: &str) -> Result<Option<Account>>;
+    /// The account with this id, if any.
     async fn account_by_id(&self, id: AccountId) -> Result<Option<Account>>;
+    /// The account with its password hash, for authentication only.
     async fn credentials(&self, address: &str) -> Result<Option<Credentials>>;
+    /// Every account, by address.
     async fn list_accounts(&self) -> Result<Vec<Account>>;
 
     /// Records that `account` logged in successfully from `network` (a client address,
@@ -101,20 +120,26 @@ pub trait Store: Send + Sync + 'static {
     async fn add_alias(&self, source: &str, target: &str) -> Result<()>;
     /// Removes SOURCE → TARGET, or every target of SOURCE when `target` is None.
     async fn delete_alias(&self, source: &str, target: Option<&str>) -> Result<()>;
+    /// Every alias entry, by source then target.
     async fn list_aliases(&self) -> Result<Vec<Alias>>;
     /// What mail to `address` means (aliases expanded recursively, loops cut).
     async fn resolve(&self, address: &str) -> Result<Resolution>;
     /// Lets an account send as an extra address (beyond its own and its aliases).
     async fn add_send_as(&self, account: AccountId, address: &str) -> Result<()>;
+    /// Withdraws a send-as grant of `add_send_as`.
     async fn delete_send_as(&self, account: AccountId, address: &str) -> Result<()>;
     /// True when `address` is the account's own, an alias delivering to it, or a
     /// configured send-as address: the anti-spoofing rule of submission.
     async fn may_send_as(&self, account: AccountId, address: &str) -> Result<bool>;
 
     // ---- mailboxes ----
+    /// The account's mailboxes: INBOX first, then by name.
     async fn list_mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>>;
+    /// The account's mailbox with this name (INBOX in any case), if any.
     async fn mailbox(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>>;
+    /// The mailbox with this id, if any.
     async fn mailbox_by_id(&self, id: MailboxId) -> Result<Option<Mailbox>>;
+    /// Creates a mailbox; `AlreadyExists` when the name is taken.
     async fn create_mailbox(
         &self,
         account: AccountId,
@@ -138,6 +163,7 @@ pub trait Store: Send + Sync + 'static {
     async fn add_subscription(&self, account: AccountId, name: &str) -> Result<()>;
     /// Unsubscribes a name, existing mailbox or not; false when it was not subscribed.
     async fn remove_subscription(&self, account: AccountId, name: &str) -> Result<bool>;
+    /// Message, unseen and recent counts and total size, with the mailbox.
     async fn mailbox_status(&self, mailbox: MailboxId) -> Result<MailboxStatus>;
     /// RFC 3501 §2.3.2: the session that claims a message's `\Recent` owns it, and no
     /// other session sees it recent. Atomically raises the mailbox's `first_recent_uid`
@@ -173,7 +199,10 @@ pub trait Store: Send + Sync + 'static {
     async fn read_blobs(&self, blobs: &[BlobId]) -> Result<Vec<(BlobId, Vec<u8>)>>;
     /// Opaque per-body cache (e.g. IMAP's parsed ENVELOPE/BODYSTRUCTURE), None until set.
     async fn blob_summaries(&self, blobs: &[BlobId]) -> Result<Vec<(BlobId, Vec<u8>)>>;
+    /// Stores the opaque per-body cache read by `blob_summaries`.
     async fn set_blob_summary(&self, blob: BlobId, summary: &[u8]) -> Result<()>;
+    /// STORE: changes the flags of the given UIDs, skipping those modified after
+    /// `unchanged_since` (RFC 7162 §3.1.3); raises MODSEQ for each change.
     async fn update_flags(
         &self,
         mailbox: MailboxId,
@@ -182,6 +211,8 @@ pub trait Store: Send + Sync + 'static {
         flags: &Flags,
         unchanged_since: Option<u64>,
     ) -> Result<FlagUpdate>;
+    /// COPY: copies the messages to another mailbox, sharing their bodies (RFC 4315
+    /// COPYUID pairs in the result).
     async fn copy_messages(
         &self,
         from: MailboxId,
@@ -200,13 +231,16 @@ pub trait Store: Send + Sync + 'static {
     async fn expunge(&self, mailbox: MailboxId, uids: Option<&[u32]>) -> Result<Vec<u32>>;
     /// Removes the given messages whatever their flags (POP3 DELE at QUIT).
     async fn delete_messages(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>>;
+    /// Messages changed and UIDs expunged after `modseq` (RFC 7162 CONDSTORE/QRESYNC).
     async fn changes_since(&self, mailbox: MailboxId, modseq: u64) -> Result<MailboxChanges>;
 
     // ---- queue ----
+    /// Every queue entry with its recipients, by id.
     async fn queue_list(&self) -> Result<Vec<QueuedMessage>>;
     /// Entry count and oldest entry in one cheap query (the queue gauges are sampled
     /// often; `queue_list` reads every entry with its recipients).
     async fn queue_stats(&self) -> Result<QueueStats>;
+    /// One queue entry with its recipients, if it still exists.
     async fn queue_get(&self, id: QueueId) -> Result<Option<QueuedMessage>>;
     /// Claims up to `limit` entries due at `now` and not leased by another worker,
     /// leasing them until `now + lease_secs`. A crashed worker's lease simply expires.
@@ -237,9 +271,11 @@ pub trait Store: Send + Sync + 'static {
         attempts: &[DeliveryAttempt],
         lease_until: i64,
     ) -> Result<()>;
+    /// The entry's recorded delivery attempts, oldest first.
     async fn queue_attempts(&self, id: QueueId) -> Result<Vec<DeliveryAttempt>>;
     /// Makes one entry (or all) due now; returns how many.
     async fn queue_retry(&self, id: Option<QueueId>, now: i64) -> Result<u64>;
+    /// Removes an entry without any notice; false when it did not exist.
     async fn queue_delete(&self, id: QueueId) -> Result<bool>;
 
     // ---- space ----

@@ -319,11 +319,12 @@ impl<'a> Catalogue<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bulwark_store::{AccountId, MailboxId};
 
     fn mailbox(name: &str) -> Mailbox {
         Mailbox {
-            id: 1,
-            account_id: 1,
+            id: MailboxId(1),
+            account_id: AccountId(1),
             name: name.into(),
             uidvalidity: 1,
             uidnext: 1,

@@ -57,7 +57,7 @@ pub(crate) fn add_domain(c: &Connection, name: &str) -> Result<Domain> {
         params![name, created],
     )?;
     Ok(Domain {
-        id: c.last_insert_rowid(),
+        id: DomainId(c.last_insert_rowid()),
         name: name.to_string(),
         created,
     })
@@ -138,7 +138,7 @@ pub(crate) fn create_account(c: &Connection, address: &str, hash: &str) -> Resul
         "INSERT INTO accounts (address, domain_id, password_hash, created) VALUES (?1, ?2, ?3, ?4)",
         params![address, domain_id, hash, created],
     )?;
-    let id = c.last_insert_rowid();
+    let id = AccountId(c.last_insert_rowid());
     let mut ignored = Vec::new();
     mailboxes::create(c, id, "INBOX", None, &mut ignored)?;
     mailboxes::add_subscription(c, id, "INBOX")?;

@@ -2,12 +2,12 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::messages;
+use super::{column_u32, messages};
 use crate::types::*;
 use crate::{Result, StoreError};
 
 /// Hierarchy delimiter of mailbox names.
-pub const DELIMITER: char = '/';
+pub(crate) const DELIMITER: char = '/';
 
 /// "INBOX" in any case is INBOX (RFC 9051 §5.1); everything else is kept as given.
 pub(crate) fn canonical_name(name: &str) -> String {
@@ -47,12 +47,12 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
         id: r.get(0)?,
         account_id: r.get(1)?,
         name: r.get(2)?,
-        uidvalidity: r.get::<_, i64>(3)? as u32,
-        uidnext: r.get::<_, i64>(4)? as u32,
+        uidvalidity: column_u32(r.get(3)?),
+        uidnext: column_u32(r.get(4)?),
         highest_modseq: r.get::<_, i64>(5)? as u64,
         special_use: su.as_deref().and_then(SpecialUse::from_db),
         subscribed: r.get::<_, i64>(7)? != 0,
-        first_recent_uid: r.get::<_, i64>(8)? as u32,
+        first_recent_uid: column_u32(r.get(8)?),
     })
 }
 
@@ -105,7 +105,7 @@ fn next_uidvalidity(c: &Connection) -> Result<u32> {
         [],
         |r| r.get(0),
     )?;
-    Ok(v as u32)
+    Ok(column_u32(v))
 }
 
 pub(crate) fn create(
@@ -124,7 +124,7 @@ pub(crate) fn create(
          VALUES (?1, ?2, ?3, 1, 1, ?4, 0, 1)",
         params![account, name, uidvalidity, special_use.map(|u| u.db_name())],
     )?;
-    let id = c.last_insert_rowid();
+    let id = MailboxId(c.last_insert_rowid());
     // Not subscribed: RFC 3501 §6.3.3 CREATE does not subscribe, SUBSCRIBE does
     // (imaptest's `subscribe` script and Dovecot agree). Accounts subscribe their
     // default mailboxes themselves.
@@ -276,9 +276,9 @@ pub(crate) fn status(c: &Connection, id: MailboxId) -> Result<MailboxStatus> {
     )?;
     Ok(MailboxStatus {
         mailbox,
-        messages: messages as u32,
-        unseen: unseen as u32,
-        recent: recent as u32,
+        messages: column_u32(messages),
+        unseen: column_u32(unseen),
+        recent: column_u32(recent),
         size: size as u64,
     })
 }
@@ -300,7 +300,7 @@ pub(crate) fn claim_recent(c: &Connection, id: MailboxId, below: u32) -> Result<
             params![id, below],
         )?;
     }
-    Ok(before as u32)
+    Ok(column_u32(before))
 }
 
 /// Allocates the next MODSEQ of a mailbox (one per changing transaction step).

@@ -3,14 +3,14 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{mailboxes, now};
+use super::{column_u32, mailboxes, now};
 use crate::types::*;
 use crate::{Result, StoreError};
 
 pub(crate) fn add_blob(c: &Connection, data: &[u8], refs: i64) -> Result<BlobId> {
     let mut st = c.prepare_cached("INSERT INTO blobs (size, refs, data) VALUES (?1, ?2, ?3)")?;
     st.execute(params![data.len() as i64, refs, data])?;
-    Ok(c.last_insert_rowid())
+    Ok(BlobId(c.last_insert_rowid()))
 }
 
 /// Changes a body's reference count by `delta`, deleting it at zero.
@@ -67,7 +67,7 @@ fn insert_message(
         flags.keywords_db(),
         modseq
     ])?;
-    Ok((uid as u32, uidvalidity as u32, modseq as u64))
+    Ok((column_u32(uid), column_u32(uidvalidity), modseq as u64))
 }
 
 fn mailbox_event(
@@ -76,7 +76,7 @@ fn mailbox_event(
     modseq: u64,
     ev: &mut Vec<StoreEvent>,
 ) -> Result<()> {
-    let account_id: i64 = c
+    let account_id: AccountId = c
         .prepare_cached("SELECT account_id FROM mailboxes WHERE id = ?1")?
         .query_row([mb], |r| r.get(0))?;
     ev.retain(|e| !matches!(e, StoreEvent::Mailbox { mailbox_id, .. } if *mailbox_id == mb));
@@ -157,7 +157,7 @@ fn unreachable_blob() -> Result<BlobId> {
 fn row_meta(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageMeta> {
     let kw: String = r.get(5)?;
     Ok(MessageMeta {
-        uid: r.get::<_, i64>(0)? as u32,
+        uid: column_u32(r.get(0)?),
         blob_id: r.get(1)?,
         size: r.get::<_, i64>(2)? as u64,
         internal_date: r.get(3)?,
@@ -211,7 +211,13 @@ pub(crate) fn read_blob_range(
 ) -> Result<Vec<u8>> {
     use std::io::{Read, Seek, SeekFrom};
     let mut b = c
-        .blob_open(rusqlite::DatabaseName::Main, "blobs", "data", blob, true)
+        .blob_open(
+            rusqlite::DatabaseName::Main,
+            "blobs",
+            "data",
+            blob.get(),
+            true,
+        )
         .map_err(|e| match e {
             rusqlite::Error::SqliteFailure(_, Some(m)) if m.contains("no such rowid") => {
                 StoreError::NotFound(format!("message body #{blob}"))
@@ -220,7 +226,8 @@ pub(crate) fn read_blob_range(
         })?;
     let size = b.len() as u64;
     let start = offset.min(size);
-    let n = len.min((size - start) as usize);
+    // Beyond usize is beyond `len`.
+    let n = usize::try_from(size - start).map_or(len, |rest| len.min(rest));
     let mut out = vec![0u8; n];
     b.seek(SeekFrom::Start(start))
         .map_err(|e| StoreError::Backend(e.to_string()))?;
@@ -401,9 +408,7 @@ pub(crate) fn changes_since(c: &Connection, mb: MailboxId, modseq: u64) -> Resul
         "SELECT uid FROM expunged WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid",
     )?;
     let expunged = st
-        .query_map(params![mb, modseq as i64], |r| {
-            Ok(r.get::<_, i64>(0)? as u32)
-        })?
+        .query_map(params![mb, modseq as i64], |r| Ok(column_u32(r.get(0)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(MailboxChanges {
         mailbox,

@@ -33,6 +33,14 @@ use writer::Writer;
 pub const DB_FILE: &str = "bulwark.db";
 const READERS: usize = 4;
 
+/// A column the store only ever writes from a `u32` (UIDs, UIDVALIDITY, attempts) or
+/// that counts messages of one mailbox (fewer than its `u32` UIDs), read back as one.
+// Cannot truncate: every value stored in these columns came from a u32.
+#[allow(clippy::cast_possible_truncation)]
+pub(crate) fn column_u32(v: i64) -> u32 {
+    v as u32
+}
+
 pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -2,6 +2,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::column_u32;
 use super::messages::release_blob;
 use crate::types::*;
 use crate::{DeliveryParams, Result};
@@ -9,7 +10,7 @@ use crate::{DeliveryParams, Result};
 pub(crate) fn insert(c: &Connection, blob: BlobId, q: &NewQueueEntry, now: i64) -> Result<QueueId> {
     // The next ID above every one handed out before (migration 4), in the same
     // transaction as the entry.
-    let id: i64 = c
+    let id: QueueId = c
         .prepare_cached(
             "UPDATE meta SET value = value + 1 WHERE key = 'queue_last_id' RETURNING value",
         )?
@@ -36,7 +37,7 @@ fn recipients(c: &Connection, id: QueueId) -> Result<Vec<QueueRecipient>> {
         Ok(QueueRecipient {
             address: r.get(0)?,
             status: RecipientStatus::from_db(&status),
-            attempts: r.get::<_, i64>(2)? as u32,
+            attempts: column_u32(r.get(2)?),
             next_attempt: r.get(3)?,
             last_reply: r.get(4)?,
         })
@@ -52,8 +53,8 @@ pub(crate) fn get(c: &Connection, id: QueueId) -> Result<Option<QueuedMessage>> 
         )?
         .query_row([id], |r| {
             Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
+                r.get::<_, QueueId>(0)?,
+                r.get::<_, BlobId>(1)?,
                 r.get::<_, i64>(2)?,
                 r.get::<_, String>(3)?,
                 r.get::<_, i64>(4)?,
@@ -86,7 +87,7 @@ pub(crate) fn get(c: &Connection, id: QueueId) -> Result<Option<QueuedMessage>> 
 }
 
 pub(crate) fn list(c: &Connection) -> Result<Vec<QueuedMessage>> {
-    let ids: Vec<i64> = {
+    let ids: Vec<QueueId> = {
         let mut st = c.prepare("SELECT id FROM queue ORDER BY id")?;
         let rows = st.query_map([], |r| r.get(0))?;
         rows.collect::<rusqlite::Result<_>>()?
@@ -116,7 +117,7 @@ pub(crate) fn claim_due(
     lease_secs: i64,
     limit: u32,
 ) -> Result<Vec<QueuedMessage>> {
-    let ids: Vec<i64> = {
+    let ids: Vec<QueueId> = {
         let mut st = c.prepare_cached(
             "SELECT DISTINCT q.id FROM queue q JOIN queue_recipients r ON r.queue_id = q.id
              WHERE r.status = 'pending' AND r.next_attempt <= ?1 AND q.lease_until <= ?1
@@ -252,7 +253,7 @@ pub(crate) fn retry(
 }
 
 pub(crate) fn delete(c: &Connection, id: QueueId) -> Result<bool> {
-    let blob: Option<i64> = c
+    let blob: Option<BlobId> = c
         .prepare_cached("SELECT blob_id FROM queue WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
         .optional()?;

@@ -78,6 +78,7 @@ pub(crate) fn checkpoint(db: &Path) -> Result<()> {
 pub struct Compaction {
     /// Bytes of the database file (and its WAL) before and after.
     pub file_bytes_before: u64,
+    /// Bytes of the database file (and its WAL) after compaction.
     pub file_bytes_after: u64,
     /// True when the store was rewritten (VACUUM) to switch to incremental mode.
     pub rewritten: bool,

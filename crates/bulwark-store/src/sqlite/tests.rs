@@ -520,3 +520,10 @@ async fn an_old_store_is_converted_once_by_compact() {
     assert!(store.list_messages(inbox.id).await.unwrap().is_empty());
     assert_eq!(store.list_accounts().await.unwrap().len(), 1);
 }
+
+#[test]
+fn u32_columns_read_back_unchanged() {
+    use super::column_u32;
+    assert_eq!(column_u32(0), 0);
+    assert_eq!(column_u32(i64::from(u32::MAX)), u32::MAX);
+}

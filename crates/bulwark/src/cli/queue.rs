@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use bulwark_store::{QueuedMessage, RecipientStatus, SharedStore};
+use bulwark_store::{QueueId, QueuedMessage, RecipientStatus, SharedStore};
 
 #[derive(clap::Subcommand)]
 pub enum QueueCommand {
@@ -143,7 +143,7 @@ async fn list(store: &SharedStore, now: i64) -> anyhow::Result<ExitCode> {
 
 /// `bulwark queue show ID`: the entry, each recipient, and every attempt.
 async fn show(store: &SharedStore, id: i64, now: i64) -> anyhow::Result<ExitCode> {
-    let Some(m) = store.queue_get(id).await? else {
+    let Some(m) = store.queue_get(QueueId(id)).await? else {
         eprintln!("bulwark: no queue entry {id} (delivered, bounced or deleted)");
         return Ok(ExitCode::FAILURE);
     };
@@ -193,7 +193,7 @@ async fn show(store: &SharedStore, id: i64, now: i64) -> anyhow::Result<ExitCode
             println!("      last reply: {reply}");
         }
     }
-    let attempts = store.queue_attempts(id).await?;
+    let attempts = store.queue_attempts(QueueId(id)).await?;
     println!("Attempts:");
     if attempts.is_empty() {
         println!("  none yet");
@@ -223,12 +223,12 @@ async fn retry(
         anyhow::bail!("name a queue entry (`bulwark queue retry ID`) or use --all");
     }
     if let Some(id) = id {
-        if store.queue_get(id).await?.is_none() {
+        if store.queue_get(QueueId(id)).await?.is_none() {
             eprintln!("bulwark: no queue entry {id}");
             return Ok(ExitCode::FAILURE);
         }
     }
-    let n = store.queue_retry(id, now).await?;
+    let n = store.queue_retry(id.map(QueueId), now).await?;
     match id {
         Some(id) => println!("Entry {id}: {n} recipient(s) due now."),
         None => println!("{n} recipient(s) due now."),
@@ -239,7 +239,7 @@ async fn retry(
 
 /// `bulwark queue delete ID`: removes the entry without notifying the sender.
 async fn delete(store: &SharedStore, id: i64) -> anyhow::Result<ExitCode> {
-    if store.queue_delete(id).await? {
+    if store.queue_delete(QueueId(id)).await? {
         println!("Deleted queue entry {id} (the sender is not notified).");
     } else {
         eprintln!("bulwark: no queue entry {id}");

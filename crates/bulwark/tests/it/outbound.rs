@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bulwark_dns::testing::TestDns;
-use bulwark_store::{Ingest, NewQueueEntry, SharedStore, SqliteStore};
+use bulwark_store::{Ingest, NewQueueEntry, QueueId, SharedStore, SqliteStore};
 use sink::{acceptor_for, Behaviour, Sink};
 use toml_edit::value;
 
@@ -100,12 +100,18 @@ impl Lab {
     }
 
     /// Queues a message as the SMTP server will: one body, a queue entry.
-    fn enqueue(&self, from: &str, rcpts: &[&str], subject: &str) -> i64 {
+    fn enqueue(&self, from: &str, rcpts: &[&str], subject: &str) -> QueueId {
         self.enqueue_with_params(from, rcpts, subject, "")
     }
 
     /// The same with the SMTP server's DSN parameters (`bulwark_queue::DeliveryParams`).
-    fn enqueue_with_params(&self, from: &str, rcpts: &[&str], subject: &str, params: &str) -> i64 {
+    fn enqueue_with_params(
+        &self,
+        from: &str,
+        rcpts: &[&str],
+        subject: &str,
+        params: &str,
+    ) -> QueueId {
         let store = self.store().clone();
         let ingest = Ingest {
             data: body(subject),

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use bulwark_store::{Delivery, DeliveryTarget, Flags, Ingest, SqliteStore, Store};
+use bulwark_store::{Delivery, DeliveryTarget, Flags, Ingest, MailboxId, SqliteStore, Store};
 
 use crate::support::*;
 
@@ -35,7 +35,7 @@ impl Mail {
         Mail { rt, store }
     }
 
-    fn inbox(&self, user: &str) -> i64 {
+    fn inbox(&self, user: &str) -> MailboxId {
         self.rt.block_on(async {
             let acc = self.store.account(user).await.unwrap().unwrap();
             self.store
