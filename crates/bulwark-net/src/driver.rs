@@ -78,7 +78,12 @@ impl Bounds {
     /// The time limit that comes first for a read starting at `now`, and which one it
     /// is (the idle timeout when both fall at the same instant).
     pub fn first_limit(&self, now: Instant) -> Option<(Instant, Interrupt)> {
-        let idle = self.idle.map(|d| (now + d, Interrupt::IdleTimeout));
+        // A timeout too large to add to the clock (a configured "never") is no limit,
+        // as tokio::time::timeout treats it, rather than a panic.
+        let idle = self
+            .idle
+            .and_then(|d| now.checked_add(d))
+            .map(|at| (at, Interrupt::IdleTimeout));
         let deadline = self.deadline.map(|d| (d, Interrupt::Deadline));
         match (idle, deadline) {
             (Some(i), Some(d)) => Some(if d.0 < i.0 { d } else { i }),

@@ -75,16 +75,18 @@ const BODY_BUDGET_KIB: u32 = 256 * 1024;
 /// without a stuffed copy); when the sender asked for the whole message back
 /// (`full_return`, RFC 3461 §4.3 RET=FULL), the failure notice built at the end that
 /// carries it (RFC 3464 §2); and for an 8-bit message (`eight_bit`), the 7-bit copy
-/// made when a next hop lacks 8BITMIME (RFC 6152 §3), at most 13/4 of the size:
-/// quoted-printable's worst case (every octet `=XX`, plus a soft line break per 75
-/// octets: about 3.1×) with a margin; base64 is 4/3 plus line ends.
+/// made when a next hop lacks 8BITMIME (RFC 6152 §3): two 7-bit copies are alive at
+/// once while it is made (the converted parts and the assembled message; then the
+/// unsigned and the re-signed one), each at most 13/4 of the size — quoted-printable's
+/// worst case (every octet `=XX`, plus a soft line break per 75 octets: about 3.1×)
+/// with a margin; base64 is 4/3 plus line ends.
 fn held_octets(size: u64, full_return: bool, eight_bit: bool) -> u64 {
     let mut held = size;
     if full_return {
         held = held.saturating_add(size);
     }
     if eight_bit {
-        held = held.saturating_add(size.saturating_mul(13) / 4);
+        held = held.saturating_add(size.saturating_mul(13) / 2);
     }
     held
 }
@@ -793,9 +795,10 @@ mod tests {
         assert_eq!(held_octets(1000, false, false), 1000);
         // RET=FULL: a failure notice carries the message.
         assert_eq!(held_octets(1000, true, false), 2000);
-        // 8-bit: the 7-bit copy, quoted-printable's worst case with a margin.
-        assert_eq!(held_octets(1000, false, true), 4250);
-        assert_eq!(held_octets(1000, true, true), 5250);
+        // 8-bit: two 7-bit copies while converting, each at quoted-printable's worst
+        // case with a margin.
+        assert_eq!(held_octets(1000, false, true), 7500);
+        assert_eq!(held_octets(1000, true, true), 8500);
         assert_eq!(held_octets(u64::MAX, true, true), u64::MAX);
     }
 }

@@ -57,6 +57,19 @@ fn first_limit_is_the_earlier_one() {
     );
 }
 
+#[tokio::test]
+async fn a_timeout_too_large_for_the_clock_is_no_limit() {
+    // `timeout_secs = 18446744073709551615` in the config means "never", not a panic.
+    let b = Bounds::idle(Duration::from_secs(u64::MAX));
+    assert_eq!(b.first_limit(Instant::now()), None);
+    assert_eq!(b.run(async { 1 }).await.ok(), Some(1));
+    let at = Instant::now() + Duration::from_secs(5);
+    assert_eq!(
+        b.and_until(at).first_limit(Instant::now()),
+        Some((at, Interrupt::Deadline))
+    );
+}
+
 #[test]
 fn write_failures_are_told_apart() {
     let t = std::io::Error::new(std::io::ErrorKind::TimedOut, "slow");
