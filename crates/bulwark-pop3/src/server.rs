@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use async_trait::async_trait;
 use bulwark_auth::AuthError;
 use std::sync::Arc;
@@ -93,6 +95,8 @@ impl SessionHandler for Pop3Handler {
                 hostname: self.config.config.server.hostname.clone(),
             }),
             guard: None,
+            login_deadline: Instant::now()
+                + Duration::from_secs(self.config.config.pop3.login_timeout_secs),
             listener,
         };
         if shell.conn.is_tls() {
@@ -121,6 +125,9 @@ struct Shell<'a> {
     session: Session,
     /// The maildrop lock, held from login to the end of the session (after UPDATE).
     guard: Option<MaildropGuard>,
+    /// `[pop3] login_timeout_secs` after connecting: a client that has not logged in
+    /// by then is closed, however busy it keeps the session.
+    login_deadline: Instant,
     listener: &'static str,
 }
 
@@ -160,7 +167,16 @@ impl Shell<'_> {
                     self.conn.log.event("connection closed by client");
                     return;
                 }
-                Input::IdleTimeout | Input::Deadline => {
+                Input::Deadline => {
+                    let r = Reply::err(format!(
+                        "autologout: log in within {} seconds of connecting",
+                        self.h.config.config.pop3.login_timeout_secs
+                    ));
+                    self.conn.log.event("login timeout");
+                    let _ = self.reply(&r).await;
+                    return;
+                }
+                Input::IdleTimeout => {
                     // RFC 1939 §3: the autologout timer closes without UPDATE.
                     let r = Reply::err(format!(
                         "autologout: idle for {} seconds",
@@ -220,7 +236,11 @@ impl Shell<'_> {
         } else {
             MAX_COMMAND_LINE
         };
-        let bounds = Bounds::idle(self.timeout()).or_shutdown(self.conn.shutdown());
+        let mut bounds = Bounds::idle(self.timeout()).or_shutdown(self.conn.shutdown());
+        if self.guard.is_none() {
+            // Not logged in yet (the maildrop lock comes with the login).
+            bounds = bounds.and_until(self.login_deadline);
+        }
         let how = if secret {
             LineLog::Secret
         } else {

@@ -1010,6 +1010,36 @@ fn idle_timeout_and_shutdown_close_without_deleting() {
 }
 
 #[test]
+fn a_client_that_does_not_log_in_in_time_is_closed_however_busy() {
+    let d = DataDir::init();
+    d.add_user(ALICE);
+    d.edit_config(|c| c["pop3"]["login_timeout_secs"] = toml_edit::value(2));
+    let s = started(&d);
+    let mut c = Raw::tls(s.addr("pop3s"), &d);
+    c.line();
+    let start = Instant::now();
+    // Busy but never logged in: each command resets the idle timer (600 s), not the
+    // login one; then the login deadline closes the session.
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(!c.cmd("NOOP").contains("autologout"));
+    }
+    let last = c.line();
+    assert_eq!(
+        last,
+        "-ERR autologout: log in within 2 seconds of connecting"
+    );
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert!(c.closed());
+    // Logged in in time: the login deadline no longer applies.
+    let mut c = Raw::tls(s.addr("pop3s"), &d);
+    c.line();
+    assert!(c.login(ALICE, PASSWORD).starts_with("+OK"));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(c.cmd("STAT").starts_with("+OK"));
+}
+
+#[test]
 fn a_client_that_stops_reading_loses_its_session_and_lock() {
     let d = DataDir::init();
     d.add_user(ALICE);
