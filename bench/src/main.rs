@@ -10,6 +10,10 @@
 //!
 //! Not the product: nothing here is used by the server.
 
+// A binary exports nothing: `pub` in its modules means "used by the other modules",
+// which is what `unreachable_pub` would make us spell `pub(crate)` throughout.
+#![allow(unreachable_pub)]
+
 mod conn;
 mod imap;
 mod message;
@@ -22,10 +26,11 @@ mod sink;
 mod smtp;
 mod space;
 mod stats;
+mod sys;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -153,6 +158,8 @@ enum Cmd {
         repeat: usize,
     },
     /// SELECT + SEARCH TEXT <the bench word> over IMAPS, repeated.
+    // clap prints this doc as the subcommand's help: plain text, not HTML.
+    #[allow(rustdoc::invalid_html_tags)]
     ImapSearch {
         #[command(flatten)]
         t: TargetArgs,
@@ -337,17 +344,7 @@ fn emit(t: &TargetArgs, r: &stats::RunResult) -> anyhow::Result<()> {
 
 /// The IDLE scenario needs thousands of descriptors: raise the soft limit to the hard.
 fn raise_fd_limit() {
-    // SAFETY: plain libc calls on a local struct.
-    unsafe {
-        let mut l = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
-            l.rlim_cur = l.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-        }
-    }
+    let _ = sys::raise_open_file_limit();
 }
 
 fn smtp_load(
@@ -390,22 +387,8 @@ fn smtp_load(
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Smtp { t, s } => {
-            let tg = target(&t)?;
-            let r = scenarios::smtp_load(&tg, smtp_load(&t, &s, None)?).await?;
-            emit(&t, &r)
-        }
-        Cmd::Relay { t, s, sink } => {
-            let tg = target(&t)?;
-            let sink = Arc::new(sink::Sink::start(sink).await?);
-            let sink_addr = sink.addr;
-            let mut load = smtp_load(&t, &s, Some(sink))?;
-            load.verify = None;
-            let mut r = scenarios::smtp_load(&tg, load).await?;
-            r.note
-                .push_str(&format!("; counted at the sink on {sink_addr}"));
-            emit(&t, &r)
-        }
+        Cmd::Smtp { t, s } => run_smtp(&t, &s).await,
+        Cmd::Relay { t, s, sink } => run_relay(&t, &s, sink).await,
         Cmd::ImapFetch {
             t,
             l,
@@ -413,70 +396,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             items,
             expect,
             repeat,
-        } => {
-            let tg = target(&t)?;
-            let r = scenarios::imap_read(
-                &tg,
-                ImapRead {
-                    scenario: t.scenario.clone(),
-                    imaps,
-                    user: l.user,
-                    pass: l.pass,
-                    kind: ImapReadKind::Fetch(items),
-                    expect,
-                    repeat,
-                },
-            )
-            .await?;
-            emit(&t, &r)
-        }
+        } => run_imap_read(&t, l, imaps, ImapReadKind::Fetch(items), expect, repeat).await,
         Cmd::ImapSearch {
             t,
             l,
             imaps,
             expect,
             repeat,
-        } => {
-            let tg = target(&t)?;
-            let hits = message::search_hits(expect as usize) as u64;
-            let r = scenarios::imap_read(
-                &tg,
-                ImapRead {
-                    scenario: t.scenario.clone(),
-                    imaps,
-                    user: l.user,
-                    pass: l.pass,
-                    kind: ImapReadKind::Search(format!("TEXT {}", message::SEARCH_WORD), hits),
-                    expect,
-                    repeat,
-                },
-            )
-            .await?;
-            emit(&t, &r)
-        }
+        } => run_imap_read(&t, l, imaps, search_kind(expect), expect, repeat).await,
         Cmd::ImapSelect {
             t,
             l,
             imaps,
             expect,
             repeat,
-        } => {
-            let tg = target(&t)?;
-            let r = scenarios::imap_read(
-                &tg,
-                ImapRead {
-                    scenario: t.scenario.clone(),
-                    imaps,
-                    user: l.user,
-                    pass: l.pass,
-                    kind: ImapReadKind::Select,
-                    expect,
-                    repeat,
-                },
-            )
-            .await?;
-            emit(&t, &r)
-        }
+        } => run_imap_read(&t, l, imaps, ImapReadKind::Select, expect, repeat).await,
         Cmd::ImapIdle {
             t,
             l,
@@ -486,22 +420,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             settle_secs,
             max_secs,
         } => {
-            let tg = target(&t)?;
-            let r = scenarios::imap_idle(
-                &tg,
-                scenarios::IdleLoad {
-                    scenario: t.scenario.clone(),
-                    imaps,
-                    user: l.user,
-                    pass: l.pass,
-                    connections,
-                    parallel,
-                    settle: Duration::from_secs(settle_secs),
-                    max_duration: Duration::from_secs(max_secs),
-                },
-            )
-            .await?;
-            emit(&t, &r)
+            let load = scenarios::IdleLoad {
+                scenario: t.scenario.clone(),
+                imaps,
+                user: l.user,
+                pass: l.pass,
+                connections,
+                parallel,
+                settle: Duration::from_secs(settle_secs),
+                max_duration: Duration::from_secs(max_secs),
+            };
+            run_imap_idle(&t, load).await
         }
         Cmd::ImapAppend {
             t,
@@ -512,22 +441,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             size,
             max_secs,
         } => {
-            let tg = target(&t)?;
-            let r = scenarios::imap_append(
-                &tg,
-                scenarios::ImapAppend {
-                    scenario: t.scenario.clone(),
-                    imaps,
-                    user: l.user,
-                    pass: l.pass,
-                    clients,
-                    messages,
-                    size,
-                    max_duration: Duration::from_secs(max_secs),
-                },
-            )
-            .await?;
-            emit(&t, &r)
+            let load = scenarios::ImapAppend {
+                scenario: t.scenario.clone(),
+                imaps,
+                user: l.user,
+                pass: l.pass,
+                clients,
+                messages,
+                size,
+                max_duration: Duration::from_secs(max_secs),
+            };
+            run_imap_append(&t, load).await
         }
         Cmd::Pop3Retr {
             t,
@@ -535,38 +459,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             pop3s,
             expect,
             repeat,
-        } => {
-            let tg = target(&t)?;
-            let r = scenarios::pop3_retr(
-                &tg,
-                scenarios::Pop3Retr {
-                    scenario: t.scenario.clone(),
-                    pop3s,
-                    user: l.user,
-                    pass: l.pass,
-                    expect,
-                    repeat,
-                },
-            )
-            .await?;
-            emit(&t, &r)
-        }
+        } => run_pop3_retr(&t, l, pop3s, expect, repeat).await,
         Cmd::StoreSpace {
             work,
             count,
             size,
             delete_percent,
-        } => {
-            let md = space::run(&space::SpaceSpec {
-                work,
-                count,
-                size,
-                delete_percent: delete_percent.into(),
-            })
-            .await?;
-            print!("{md}");
-            Ok(())
-        }
+        } => run_store_space(work, count, size, delete_percent).await,
         Cmd::SeedStore {
             store,
             user,
@@ -574,16 +473,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             size,
             first,
         } => {
-            seed::seed_store(
-                &store,
-                &seed::SeedSpec {
-                    address: &user,
-                    count,
-                    size,
-                    first_index: first,
-                },
-            )
-            .await
+            let spec = seed_spec(&user, count, size, first);
+            seed::seed_store(&store, &spec).await
         }
         Cmd::SeedMaildir {
             maildir,
@@ -593,57 +484,182 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             first,
             owner,
         } => {
-            let (u, g) = owner
-                .split_once(':')
-                .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)))
-                .context("--owner must be UID:GID")?;
-            seed::seed_maildir(
-                &maildir,
-                &seed::SeedSpec {
-                    address: &user,
-                    count,
-                    size,
-                    first_index: first,
-                },
-                (u, g),
-            )
+            let spec = seed_spec(&user, count, size, first);
+            seed::seed_maildir(&maildir, &spec, parse_owner(&owner)?)
         }
-        Cmd::HashPassword { cheap } => {
-            let mut pw = String::new();
-            std::io::stdin().read_line(&mut pw)?;
-            let pw = pw.trim_end_matches(['\r', '\n']);
-            let h = if cheap {
-                use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
-                let params = argon2::Params::new(1024, 1, 1, None)
-                    .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
-                argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
-                    .hash_password(pw.as_bytes(), &SaltString::generate(&mut OsRng))
-                    .map_err(|e| anyhow::anyhow!("argon2: {e}"))?
-                    .to_string()
-            } else {
-                bulwark_auth::hash_password(pw)?
-            };
-            println!("{h}");
-            Ok(())
-        }
+        Cmd::HashPassword { cheap } => run_hash_password(cheap),
         Cmd::SetPasswordHash { store, user, hash } => {
-            use bulwark_store::Store;
-            let s = bulwark_store::SqliteStore::open(&store)
-                .with_context(|| format!("cannot open the store in {}", store.display()))?;
-            s.set_password_hash(&user, &hash).await?;
-            Ok(())
+            run_set_password_hash(&store, &user, &hash).await
         }
         Cmd::SearchHits { count } => {
             println!("{}", message::search_hits(count));
             Ok(())
         }
-        Cmd::Report { results } => {
-            let text = std::fs::read_to_string(&results)
-                .with_context(|| format!("cannot read {}", results.display()))?;
-            print!("{}", report::render(&report::parse(&text)?));
-            Ok(())
-        }
+        Cmd::Report { results } => run_report(&results),
     }
+}
+
+/// `smtp`: SMTP load, delivery checked as its arguments say.
+async fn run_smtp(t: &TargetArgs, s: &SmtpArgs) -> anyhow::Result<()> {
+    let tg = target(t)?;
+    let r = scenarios::smtp_load(&tg, smtp_load(t, s, None)?).await?;
+    emit(t, &r)
+}
+
+/// `relay`: submission through the queue to a sink this command runs.
+async fn run_relay(t: &TargetArgs, s: &SmtpArgs, sink: SocketAddr) -> anyhow::Result<()> {
+    let tg = target(t)?;
+    let sink = Arc::new(sink::Sink::start(sink).await?);
+    let sink_addr = sink.addr;
+    let mut load = smtp_load(t, s, Some(sink))?;
+    load.verify = None;
+    let mut r = scenarios::smtp_load(&tg, load).await?;
+    r.note
+        .push_str(&format!("; counted at the sink on {sink_addr}"));
+    emit(t, &r)
+}
+
+/// `imap-search`'s SEARCH: the bench word, and how many of `expect` messages hold it.
+fn search_kind(expect: u64) -> ImapReadKind {
+    let hits = message::search_hits(message::saturating_usize(expect)) as u64;
+    ImapReadKind::Search(format!("TEXT {}", message::SEARCH_WORD), hits)
+}
+
+/// `imap-fetch`, `imap-search`, `imap-select`: one read scenario over IMAPS.
+async fn run_imap_read(
+    t: &TargetArgs,
+    l: Login,
+    imaps: SocketAddr,
+    kind: ImapReadKind,
+    expect: u64,
+    repeat: usize,
+) -> anyhow::Result<()> {
+    let tg = target(t)?;
+    let r = scenarios::imap_read(
+        &tg,
+        ImapRead {
+            scenario: t.scenario.clone(),
+            imaps,
+            user: l.user,
+            pass: l.pass,
+            kind,
+            expect,
+            repeat,
+        },
+    )
+    .await?;
+    emit(t, &r)
+}
+
+/// `imap-idle`: many connections in IDLE.
+async fn run_imap_idle(t: &TargetArgs, load: scenarios::IdleLoad) -> anyhow::Result<()> {
+    let tg = target(t)?;
+    let r = scenarios::imap_idle(&tg, load).await?;
+    emit(t, &r)
+}
+
+/// `imap-append`: APPEND from several connections.
+async fn run_imap_append(t: &TargetArgs, load: scenarios::ImapAppend) -> anyhow::Result<()> {
+    let tg = target(t)?;
+    let r = scenarios::imap_append(&tg, load).await?;
+    emit(t, &r)
+}
+
+/// `pop3-retr`: RETR of every message over POP3S.
+async fn run_pop3_retr(
+    t: &TargetArgs,
+    l: Login,
+    pop3s: SocketAddr,
+    expect: u64,
+    repeat: usize,
+) -> anyhow::Result<()> {
+    let tg = target(t)?;
+    let r = scenarios::pop3_retr(
+        &tg,
+        scenarios::Pop3Retr {
+            scenario: t.scenario.clone(),
+            pop3s,
+            user: l.user,
+            pass: l.pass,
+            expect,
+            repeat,
+        },
+    )
+    .await?;
+    emit(t, &r)
+}
+
+/// `store-space`: the store-space figure, Markdown on stdout.
+async fn run_store_space(
+    work: PathBuf,
+    count: usize,
+    size: usize,
+    delete_percent: u8,
+) -> anyhow::Result<()> {
+    let md = space::run(&space::SpaceSpec {
+        work,
+        count,
+        size,
+        delete_percent: delete_percent.into(),
+    })
+    .await?;
+    print!("{md}");
+    Ok(())
+}
+
+/// What `seed-store` and `seed-maildir` write: `count` messages of `size` bytes.
+fn seed_spec(user: &str, count: usize, size: usize, first: usize) -> seed::SeedSpec<'_> {
+    seed::SeedSpec {
+        address: user,
+        count,
+        size,
+        first_index: first,
+    }
+}
+
+/// `--owner UID:GID` of `seed-maildir`.
+fn parse_owner(owner: &str) -> anyhow::Result<(u32, u32)> {
+    owner
+        .split_once(':')
+        .and_then(|(u, g)| Some((u.parse().ok()?, g.parse().ok()?)))
+        .context("--owner must be UID:GID")
+}
+
+/// `hash-password`: an Argon2id hash of the password on stdin.
+fn run_hash_password(cheap: bool) -> anyhow::Result<()> {
+    let mut pw = String::new();
+    std::io::stdin().read_line(&mut pw)?;
+    let pw = pw.trim_end_matches(['\r', '\n']);
+    let h = if cheap {
+        use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+        let params = argon2::Params::new(1024, 1, 1, None)
+            .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+        argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+            .hash_password(pw.as_bytes(), &SaltString::generate(&mut OsRng))
+            .map_err(|e| anyhow::anyhow!("argon2: {e}"))?
+            .to_string()
+    } else {
+        bulwark_auth::hash_password(pw)?
+    };
+    println!("{h}");
+    Ok(())
+}
+
+/// `set-password-hash`: replaces an account's hash in Bulwark's store.
+async fn run_set_password_hash(store: &Path, user: &str, hash: &str) -> anyhow::Result<()> {
+    use bulwark_store::Store;
+    let s = bulwark_store::SqliteStore::open(store)
+        .with_context(|| format!("cannot open the store in {}", store.display()))?;
+    s.set_password_hash(user, hash).await?;
+    Ok(())
+}
+
+/// `report`: a results file as the Markdown table.
+fn run_report(results: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(results)
+        .with_context(|| format!("cannot read {}", results.display()))?;
+    print!("{}", report::render(&report::parse(&text)?));
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {
@@ -664,6 +680,30 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             eprintln!("bulwark-bench: {e:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_is_uid_colon_gid() {
+        assert_eq!(parse_owner("5000:5001").unwrap(), (5000, 5001));
+        assert!(parse_owner("5000").is_err());
+        assert!(parse_owner("vmail:5001").is_err());
+        assert!(parse_owner("5000:").is_err());
+    }
+
+    #[test]
+    fn search_kind_counts_the_hits_among_expect() {
+        match search_kind(10_000) {
+            ImapReadKind::Search(criteria, hits) => {
+                assert_eq!(criteria, format!("TEXT {}", message::SEARCH_WORD));
+                assert_eq!(hits, 100);
+            }
+            _ => panic!("not a SEARCH"),
         }
     }
 }

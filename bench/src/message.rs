@@ -40,6 +40,11 @@ pub fn search_hits(count: usize) -> usize {
     count.div_ceil(SEARCH_EVERY)
 }
 
+/// A message index or count as usize; beyond usize (32-bit targets only) it saturates.
+pub fn saturating_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
 /// A small xorshift so messages differ without a dependency.
 struct Rng(u64);
 impl Rng {
@@ -78,6 +83,8 @@ pub fn build(index: usize, size: usize, from: &str, to: &str) -> Vec<u8> {
             l.push('.');
         }
         while l.len() < 70 {
+            // The remainder is below WORDS.len(), a usize.
+            #[allow(clippy::cast_possible_truncation)]
             let w = WORDS[(rng.next() % WORDS.len() as u64) as usize];
             if !l.is_empty() && !l.ends_with('.') {
                 l.push(' ');
@@ -115,6 +122,13 @@ pub fn dot_stuff(msg: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn saturating_usize_keeps_what_fits() {
+        assert_eq!(saturating_usize(0), 0);
+        assert_eq!(saturating_usize(100_000), 100_000);
+        assert_eq!(saturating_usize(u64::MAX), usize::MAX);
+    }
 
     #[test]
     fn messages_have_the_requested_size_and_crlf_lines() {

@@ -86,8 +86,7 @@ fn tree(all: &[ProcStat], roots: &[i32]) -> Vec<ProcStat> {
 }
 
 fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    let v = crate::sys::sysconf(libc::_SC_PAGESIZE);
     if v > 0 {
         v as u64
     } else {
@@ -96,8 +95,7 @@ fn page_size() -> u64 {
 }
 
 fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let v = crate::sys::sysconf(libc::_SC_CLK_TCK);
     if v > 0 {
         v as f64
     } else {

@@ -158,7 +158,12 @@ pub async fn smtp_load(t: &Target, l: SmtpLoad) -> anyhow::Result<RunResult> {
                 if errors.load(Ordering::Relaxed) > 50 + l.messages / 10 {
                     break;
                 }
-                let msg = message::dot_stuff(&message::build(i as usize, l.size, &l.from, &l.to));
+                let msg = message::dot_stuff(&message::build(
+                    message::saturating_usize(i),
+                    l.size,
+                    &l.from,
+                    &l.to,
+                ));
                 let t0 = Instant::now();
                 let res: anyhow::Result<()> = bounded(op_timeout, "SMTP transaction", async {
                     if session.is_none() {
@@ -207,22 +212,7 @@ pub async fn smtp_load(t: &Target, l: SmtpLoad) -> anyhow::Result<RunResult> {
         lat.merge(r?);
     }
     let accepted = ok.load(Ordering::Relaxed);
-    // Wait for durable delivery of everything accepted (bounded).
-    let mut delivered;
-    let wait_deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let (Some(v), Some(b)) = (&l.verify, before) {
-            delivered = inbox_count(t, v).await?.saturating_sub(b);
-        } else if let Some(s) = &l.sink {
-            delivered = s.count() - sink_before;
-        } else {
-            delivered = accepted;
-        }
-        if delivered >= accepted || Instant::now() >= wait_deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let delivered = wait_for_delivery(t, &l, before, sink_before, accepted).await?;
     let elapsed = start.elapsed();
     let usage = sampler.finish();
     let errs = errors.load(Ordering::Relaxed) + accepted.saturating_sub(delivered);
@@ -249,6 +239,34 @@ pub async fn smtp_load(t: &Target, l: SmtpLoad) -> anyhow::Result<RunResult> {
     Ok(r)
 }
 
+/// Waits (at most 120 s) for durable delivery of the `accepted` messages: counted in
+/// the INBOX (`before` it held that many), at the sink (it had `sink_before`), or,
+/// with neither, taken as delivered once accepted. Returns the count delivered.
+async fn wait_for_delivery(
+    t: &Target,
+    l: &SmtpLoad,
+    before: Option<u64>,
+    sink_before: u64,
+    accepted: u64,
+) -> anyhow::Result<u64> {
+    let mut delivered;
+    let wait_deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let (Some(v), Some(b)) = (&l.verify, before) {
+            delivered = inbox_count(t, v).await?.saturating_sub(b);
+        } else if let Some(s) = &l.sink {
+            delivered = s.count() - sink_before;
+        } else {
+            delivered = accepted;
+        }
+        if delivered >= accepted || Instant::now() >= wait_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(delivered)
+}
+
 // ---------------------------------------------------------------------------------
 // IMAP
 // ---------------------------------------------------------------------------------
@@ -267,9 +285,9 @@ pub struct ImapRead {
 }
 
 pub enum ImapReadKind {
-    /// SELECT + FETCH 1:* <items>; checks one FETCH response per message.
+    /// `SELECT` + `FETCH 1:* <items>`; checks one FETCH response per message.
     Fetch(String),
-    /// SELECT + SEARCH <criteria>; checks the number of hits.
+    /// `SELECT` + `SEARCH <criteria>`; checks the number of hits.
     Search(String, u64),
     /// SELECT alone.
     Select,
@@ -608,7 +626,12 @@ pub async fn imap_append(t: &Target, s: ImapAppend) -> anyhow::Result<RunResult>
                 {
                     break;
                 }
-                let m = message::build(i as usize, s.size, "sender@bench.example.test", &s.user);
+                let m = message::build(
+                    message::saturating_usize(i),
+                    s.size,
+                    "sender@bench.example.test",
+                    &s.user,
+                );
                 let t0 = Instant::now();
                 match bounded(op, "APPEND", cl.append("INBOX", &m)).await {
                     Ok(()) => lat.record(t0.elapsed()),

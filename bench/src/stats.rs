@@ -11,7 +11,8 @@ pub struct Latencies(Vec<u64>);
 
 impl Latencies {
     pub fn record(&mut self, d: Duration) {
-        self.0.push(d.as_micros().min(u128::from(u64::MAX)) as u64);
+        self.0
+            .push(u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
     }
     pub fn merge(&mut self, other: Latencies) {
         self.0.extend(other.0);
@@ -26,6 +27,8 @@ impl Latencies {
         }
         let mut v = self.0.clone();
         v.sort_unstable();
+        // p/100 of the length, at most the length (and `as` saturates a stray value).
+        #[allow(clippy::cast_possible_truncation)]
         let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
         v[rank.clamp(1, v.len()) - 1] as f64 / 1000.0
     }
@@ -112,6 +115,14 @@ impl RunResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_latency_beyond_u64_microseconds_saturates() {
+        let mut l = Latencies::default();
+        l.record(Duration::MAX);
+        l.record(Duration::from_micros(1500));
+        assert_eq!(l.0, vec![u64::MAX, 1500]);
+    }
 
     #[test]
     fn percentiles_nearest_rank() {
