@@ -62,7 +62,7 @@ pub async fn run(spec: &SpaceSpec) -> anyhow::Result<String> {
     let store = Arc::new(SqliteStore::open(&dir)?);
     let account = store.account(address).await?.context("account")?;
     let inbox = store.mailbox(account.id, "INBOX").await?.context("INBOX")?;
-    let uids: Vec<u32> = store
+    let uids: Vec<bulwark_store::Uid> = store
         .list_messages(inbox.id)
         .await?
         .iter()

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use bulwark_store::{BlobId, FlagOp, Flags, MessageMeta};
+use bulwark_store::{BlobId, FlagOp, Flags, MessageMeta, ModSeq, Uid};
 use imap_codec::imap_types::{
     command::FetchModifier, fetch::MacroOrMessageDataItemNames, sequence::SequenceSet,
 };
@@ -84,7 +84,7 @@ impl Session {
         let Some(v) = self.view.as_ref() else {
             return Ok(Err(Done::Bad("No mailbox selected".into())));
         };
-        let changes = match self.store.changes_since(v.mailbox, since).await {
+        let changes = match self.store.changes_since(v.mailbox, ModSeq(since)).await {
             Ok(c) => c,
             Err(e) => return Ok(Err(store_no(&e))),
         };
@@ -92,6 +92,7 @@ impl Session {
         let mut gone: Vec<u32> = changes
             .expunged
             .into_iter()
+            .map(Uid::get)
             .filter(|u| asked.contains(*u))
             .collect();
         gone.sort_unstable();
@@ -118,14 +119,18 @@ impl Session {
         let Some(mailbox) = self.view.as_ref().map(|v| v.mailbox) else {
             return Ok(Err(Done::Bad("No mailbox selected".into())));
         };
-        let metas = match self.store.messages_in_range(mailbox, first, last).await {
+        let metas = match self
+            .store
+            .messages_in_range(mailbox, Uid(first), Uid(last))
+            .await
+        {
             Ok(m) => m,
             Err(e) => return Ok(Err(store_no(&e))),
         };
         let mut metas: Vec<MessageMeta> = metas
             .into_iter()
-            .filter(|m| chunk.binary_search(&m.uid).is_ok())
-            .filter(|m| changed_since.is_none_or(|c| m.modseq > c))
+            .filter(|m| chunk.binary_search(&m.uid.get()).is_ok())
+            .filter(|m| changed_since.is_none_or(|c| m.modseq.get() > c))
             .collect();
         let flags_changed = match self.mark_seen(plan, &mut metas).await {
             Ok(f) => f,
@@ -160,8 +165,8 @@ impl Session {
         &mut self,
         plan: &FetchPlan,
         metas: &mut [MessageMeta],
-    ) -> Result<Vec<u32>, Done> {
-        let mut flags_changed: Vec<u32> = Vec::new();
+    ) -> Result<Vec<Uid>, Done> {
+        let mut flags_changed: Vec<Uid> = Vec::new();
         let Some((mailbox, read_only)) = self.view.as_ref().map(|v| (v.mailbox, v.read_only))
         else {
             return Ok(flags_changed);
@@ -169,7 +174,7 @@ impl Session {
         if !plan.set_seen || read_only {
             return Ok(flags_changed);
         }
-        let unseen: Vec<u32> = metas
+        let unseen: Vec<Uid> = metas
             .iter()
             .filter(|m| !m.flags.has(Flags::SEEN))
             .map(|m| m.uid)
@@ -183,7 +188,7 @@ impl Session {
             .update_flags(mailbox, &unseen, FlagOp::Add, &seen, None)
             .await
             .map_err(|e| store_no(&e))?;
-        let updated: HashMap<u32, (Flags, u64)> = r
+        let updated: HashMap<Uid, (Flags, ModSeq)> = r
             .updated
             .into_iter()
             .map(|(u, f, ms)| (u, (f, ms)))
@@ -196,7 +201,7 @@ impl Session {
                 m.flags = f.clone();
                 m.modseq = *ms;
                 if let Some(v) = self.view.as_mut() {
-                    v.note_own_change(m.uid, *ms);
+                    v.note_own_change(m.uid.get(), ms.get());
                 }
             }
         }
@@ -214,7 +219,7 @@ impl Session {
         outcome: &mut Outcome,
         sink: &mut dyn Sink,
     ) -> std::io::Result<Result<(), Done>> {
-        let Some(seq) = self.view.as_ref().and_then(|v| v.seq(m.uid)) else {
+        let Some(seq) = self.view.as_ref().and_then(|v| v.seq(m.uid.get())) else {
             return Ok(Ok(()));
         };
         // BODY[], RFC822 (and their partial forms) are streamed from the store in
@@ -264,7 +269,7 @@ impl Session {
         let loaded = Loaded {
             meta: m,
             seq,
-            recent: self.view.as_ref().is_some_and(|v| v.is_recent(m.uid)),
+            recent: self.view.as_ref().is_some_and(|v| v.is_recent(m.uid.get())),
             flags_changed,
             blob: blob.as_deref(),
             summary,

@@ -526,12 +526,12 @@ mod tests {
 
     fn meta() -> MessageMeta {
         MessageMeta {
-            uid: 7,
+            uid: bulwark_store::Uid(7),
             blob_id: BlobId(1),
             size: 20,
             internal_date: 0,
             flags: Flags::new(Flags::SEEN),
-            modseq: 4,
+            modseq: bulwark_store::ModSeq(4),
         }
     }
 

@@ -160,7 +160,7 @@ fn eval(k: &Key, m: &Msg<'_>) -> Option<bool> {
         Key::All => true,
         Key::Recent => m.recent,
         Key::Seq(r) => r.contains(m.seq),
-        Key::Uid(r) => r.contains(m.meta.uid),
+        Key::Uid(r) => r.contains(m.meta.uid.get()),
         Key::Flag(bit, set) => m.meta.flags.has(*bit) == *set,
         Key::Keyword(kw, set) => {
             m.meta
@@ -194,7 +194,7 @@ fn eval(k: &Key, m: &Msg<'_>) -> Option<bool> {
                         .any(|(n, v)| n.contains(needle.as_str()) || v.contains(needle.as_str()))
             })
         }
-        Key::ModSeq(n) => m.meta.modseq >= *n,
+        Key::ModSeq(n) => m.meta.modseq.get() >= *n,
         Key::Not(k) => return eval(k, m).map(|b| !b),
         Key::Or(a, b) => {
             return match (eval(a, m), eval(b, m)) {
@@ -285,8 +285,8 @@ impl Session {
         let mut hit = |seq: u32, meta: &MessageMeta| {
             hits.push(Hit {
                 seq,
-                uid: meta.uid,
-                modseq: meta.modseq,
+                uid: meta.uid.get(),
+                modseq: meta.modseq.get(),
                 size: meta.size,
                 internal_date: meta.internal_date,
                 blob_id: meta.blob_id,
@@ -304,16 +304,16 @@ impl Session {
         loop {
             let next = metas_iter.next();
             if let Some(meta) = next {
-                while i < uids.len() && uids[i] < meta.uid {
+                while i < uids.len() && uids[i] < meta.uid.get() {
                     i += 1;
                 }
-                if i >= uids.len() || uids[i] != meta.uid {
+                if i >= uids.len() || uids[i] != meta.uid.get() {
                     continue; // not (yet) in this session's view
                 }
                 let seq = crate::view::seq_number(i) + 1;
                 let m = Msg {
                     seq,
-                    recent: v.is_recent(meta.uid),
+                    recent: v.is_recent(meta.uid.get()),
                     meta,
                     doc: None,
                 };
@@ -345,7 +345,7 @@ impl Session {
                     let doc = mime::search_doc_for(&raw, n.body, &needles);
                     let m = Msg {
                         seq,
-                        recent: v.is_recent(meta.uid),
+                        recent: v.is_recent(meta.uid.get()),
                         meta,
                         doc: Some(&doc),
                     };

@@ -16,7 +16,7 @@ use crate::resp::{self, Resp, Sink};
 use crate::seqset;
 use crate::view::{Updates, View};
 use bulwark_auth::{Authenticator, Secret};
-use bulwark_store::{Account, AccountId, Flags, Mailbox, SharedStore, StoreError};
+use bulwark_store::{Account, AccountId, Flags, Mailbox, ModSeq, SharedStore, StoreError, Uid};
 use imap_codec::imap_types::{
     auth::AuthMechanism,
     command::{Command, CommandBody},
@@ -735,7 +735,7 @@ impl Session {
         if !(self.dirty || allow_expunge && v.has_pending_expunges()) {
             return Ok(());
         }
-        let changes = match self.store.changes_since(v.mailbox, v.modseq).await {
+        let changes = match self.store.changes_since(v.mailbox, ModSeq(v.modseq)).await {
             Ok(c) => c,
             Err(StoreError::NotFound(_)) => {
                 // Another session deleted the selected mailbox. Its sequence numbers
@@ -769,10 +769,10 @@ impl Session {
                 v.add_recent(first, below);
             } else {
                 let mailbox = v.mailbox;
-                match self.store.claim_recent(mailbox, below).await {
+                match self.store.claim_recent(mailbox, Uid(below)).await {
                     Ok(from) => {
                         if let Some(v) = self.view.as_mut() {
-                            v.add_recent(from, below);
+                            v.add_recent(from.get(), below);
                         }
                     }
                     Err(e) => {

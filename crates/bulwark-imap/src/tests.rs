@@ -337,7 +337,7 @@ async fn idle_wakes_only_sessions_of_the_changed_mailbox() {
         .unwrap()
         .id;
     e.store
-        .copy_messages(inbox_id, &[uid], archive_id)
+        .copy_messages(inbox_id, &[bulwark_store::Uid(uid)], archive_id)
         .await
         .unwrap();
     tokio::time::timeout(Duration::from_secs(10), archive.s.wait_change())

@@ -186,7 +186,7 @@ impl View {
     pub(crate) fn sync(&mut self, changes: &MailboxChanges, allow_expunge: bool) -> Updates {
         let mut up = Updates::default();
         // 1. Expunges (of messages we know), remembered until they may be announced.
-        for &uid in &changes.expunged {
+        for uid in changes.expunged.iter().map(|u| u.get()) {
             if self.uids.binary_search(&uid).is_ok() {
                 if let Err(pos) = self.pending_expunge.binary_search(&uid) {
                     self.pending_expunge.insert(pos, uid);
@@ -196,17 +196,18 @@ impl View {
         // 2. New messages and flag changes.
         let mut added = 0;
         for m in &changes.changed {
-            if m.uid > self.max_uid {
-                self.uids.push(m.uid);
-                self.max_uid = m.uid;
+            let (uid, modseq) = (m.uid.get(), m.modseq.get());
+            if uid > self.max_uid {
+                self.uids.push(uid);
+                self.max_uid = uid;
                 added += 1;
-            } else if let Ok(i) = self.uids.binary_search(&m.uid) {
-                if self.own_changes.get(&m.uid) == Some(&m.modseq) {
+            } else if let Ok(i) = self.uids.binary_search(&uid) {
+                if self.own_changes.get(&uid) == Some(&modseq) {
                     continue;
                 }
-                if !self.is_expunged(m.uid) {
+                if !self.is_expunged(uid) {
                     up.flags
-                        .push((seq_number(i) + 1, m.uid, m.flags.clone(), m.modseq));
+                        .push((seq_number(i) + 1, uid, m.flags.clone(), modseq));
                 }
             }
         }
@@ -233,7 +234,7 @@ impl View {
         if added > 0 {
             up.exists = Some(seq_number(self.uids.len()));
         }
-        self.modseq = self.modseq.max(changes.mailbox.highest_modseq);
+        self.modseq = self.modseq.max(changes.mailbox.highest_modseq.get());
         up
     }
 }
@@ -257,7 +258,7 @@ mod tests {
             name: "INBOX".into(),
             uidvalidity: 7,
             uidnext: 100,
-            highest_modseq: modseq,
+            highest_modseq: bulwark_store::ModSeq(modseq),
             special_use: None,
             subscribed: true,
             first_recent_uid: 1,
@@ -266,12 +267,12 @@ mod tests {
 
     fn meta(uid: u32, flags: u8, modseq: u64) -> MessageMeta {
         MessageMeta {
-            uid,
+            uid: bulwark_store::Uid(uid),
             blob_id: BlobId(1),
             size: 1,
             internal_date: 0,
             flags: Flags::new(flags),
-            modseq,
+            modseq: bulwark_store::ModSeq(modseq),
         }
     }
 
@@ -281,7 +282,7 @@ mod tests {
         let ch = MailboxChanges {
             mailbox: mb(12),
             changed: vec![meta(6, 0, 11)],
-            expunged: vec![2, 4],
+            expunged: bulwark_store::Uid::from_raw(&[2, 4]),
         };
         // During FETCH: the new message is announced, the expunge is not.
         let up = v.sync(&ch, false);
@@ -315,7 +316,7 @@ mod tests {
         let ch = MailboxChanges {
             mailbox: mb(13),
             changed: vec![meta(40, Flags::SEEN, 12)],
-            expunged: vec![10, 30],
+            expunged: bulwark_store::Uid::from_raw(&[10, 30]),
         };
         let up = v.sync(&ch, true);
         assert_eq!(up.expunged, vec![3, 1]);

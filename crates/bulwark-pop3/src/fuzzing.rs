@@ -11,7 +11,7 @@
 
 use bulwark_auth::Secret;
 use bulwark_net::fuzzing::{Input, NoLine};
-use bulwark_store::{AccountId, BlobId, Flags, Mailbox, MailboxId, MessageMeta};
+use bulwark_store::{AccountId, BlobId, Flags, Mailbox, MailboxId, MessageMeta, ModSeq, Uid};
 
 use crate::command::{parse, MAX_COMMAND_LINE, MAX_REPLY_LINE, MAX_SASL_LINE};
 use crate::dotstuff::{top_prefix, DotStuffer};
@@ -66,7 +66,7 @@ fn maildrop(n: usize) -> Maildrop {
         name: "INBOX".into(),
         uidvalidity: 3,
         uidnext: 100,
-        highest_modseq: 1,
+        highest_modseq: ModSeq(1),
         special_use: None,
         subscribed: true,
         first_recent_uid: 1,
@@ -76,12 +76,12 @@ fn maildrop(n: usize) -> Maildrop {
         .take(n)
         .enumerate()
         .map(|(i, m)| MessageMeta {
-            uid: 10 + u32::try_from(i).expect("a handful of test messages") * 3,
+            uid: Uid(10 + u32::try_from(i).expect("a handful of test messages") * 3),
             blob_id: BlobId(i64::try_from(i).expect("a handful of test messages")),
             size: m.len() as u64,
             internal_date: 0,
             flags: Flags::default(),
-            modseq: 1,
+            modseq: ModSeq(1),
         })
         .collect();
     Maildrop::new(&mailbox, &messages)

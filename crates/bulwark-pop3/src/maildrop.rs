@@ -67,7 +67,7 @@ impl Maildrop {
             entries: messages
                 .iter()
                 .map(|m| Entry {
-                    uid: m.uid,
+                    uid: m.uid.get(),
                     blob: m.blob_id,
                     size: m.size,
                     deleted: false,
@@ -177,7 +177,7 @@ pub(crate) mod tests {
             name: "INBOX".into(),
             uidvalidity: 1234,
             uidnext: 100,
-            highest_modseq: 1,
+            highest_modseq: bulwark_store::ModSeq(1),
             special_use: None,
             subscribed: true,
             first_recent_uid: 1,
@@ -186,12 +186,12 @@ pub(crate) mod tests {
             .iter()
             .enumerate()
             .map(|(i, s)| MessageMeta {
-                uid: 10 + 2 * i as u32,
+                uid: bulwark_store::Uid(10 + 2 * i as u32),
                 blob_id: BlobId(100 + i as i64),
                 size: *s,
                 internal_date: 0,
                 flags: Flags::default(),
-                modseq: 1,
+                modseq: bulwark_store::ModSeq(1),
             })
             .collect();
         Maildrop::new(&mb, &msgs)

@@ -16,7 +16,7 @@ use bulwark_config::{ListenerKind, LoadedConfig, TlsMode};
 use bulwark_net::{
     Bounds, Connection, Input, Line, LineLog, SessionHandler, WriteFailure, DEFAULT_WRITE_TIMEOUT,
 };
-use bulwark_store::{Account, BlobId, FlagOp, Flags, SharedStore, StoreError};
+use bulwark_store::{Account, BlobId, FlagOp, Flags, SharedStore, StoreError, Uid};
 use bulwark_tls::TlsServer;
 
 use crate::command::{metric_label, MAX_COMMAND_LINE, MAX_SASL_LINE};
@@ -445,7 +445,13 @@ impl Shell<'_> {
         if !seen.is_empty() {
             // Best effort: a flag is not worth failing the QUIT for.
             if let Err(e) = store
-                .update_flags(mailbox, seen, FlagOp::Add, &Flags::new(Flags::SEEN), None)
+                .update_flags(
+                    mailbox,
+                    &Uid::from_raw(seen),
+                    FlagOp::Add,
+                    &Flags::new(Flags::SEEN),
+                    None,
+                )
                 .await
             {
                 tracing::warn!(target: "bulwark::pop3", error = %e, "cannot flag retrieved messages as seen");
@@ -454,7 +460,7 @@ impl Shell<'_> {
         if delete.is_empty() {
             return Ok(0);
         }
-        match store.delete_messages(mailbox, delete).await {
+        match store.delete_messages(mailbox, &Uid::from_raw(delete)).await {
             Ok(removed) => {
                 metrics::counter!("bulwark_pop3_messages_deleted_total", "listener" => self.listener)
                     .increment(removed.len() as u64);

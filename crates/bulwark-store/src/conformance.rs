@@ -51,7 +51,7 @@ async fn inbox(store: &SharedStore, a: &Account) -> Mailbox {
     store.mailbox(a.id, "INBOX").await.unwrap().unwrap()
 }
 
-async fn deliver(store: &SharedStore, mb: MailboxId, n: u32) -> u32 {
+async fn deliver(store: &SharedStore, mb: MailboxId, n: u32) -> Uid {
     let r = store
         .ingest(Ingest {
             data: msg(n),
@@ -64,7 +64,7 @@ async fn deliver(store: &SharedStore, mb: MailboxId, n: u32) -> u32 {
         })
         .await
         .unwrap();
-    r.delivered[0].2
+    Uid(r.delivered[0].2)
 }
 
 /// Domains and accounts: creation, lookup by address and id, deletion rules.
@@ -321,14 +321,14 @@ pub async fn ingest_is_shared_and_uids_increase(store: SharedStore) {
     let ai = inbox(&store, &a).await;
     let list = store.list_messages(ai.id).await.unwrap();
     assert_eq!(list.len(), 1);
-    assert_eq!(list[0].uid, 1);
+    assert_eq!(list[0].uid, Uid(1));
     assert_eq!(list[0].blob_id, r.blob_id);
     assert_eq!(store.read_blob(r.blob_id).await.unwrap(), msg(1));
     let bj = store.mailbox(b.id, "Junk").await.unwrap().unwrap();
     let bl = store.list_messages(bj.id).await.unwrap();
     assert_eq!(bl[0].blob_id, r.blob_id, "one body for every copy");
     assert!(bl[0].flags.has(Flags::SEEN));
-    let mut last = 1;
+    let mut last = Uid(1);
     for n in 2..10 {
         let uid = deliver(&store, ai.id, n).await;
         assert!(uid > last);
@@ -337,7 +337,7 @@ pub async fn ingest_is_shared_and_uids_increase(store: SharedStore) {
     let st = store.mailbox_status(ai.id).await.unwrap();
     assert_eq!(st.messages, 9);
     assert_eq!(st.unseen, 9);
-    assert_eq!(st.mailbox.uidnext, last + 1);
+    assert_eq!(st.mailbox.uidnext, last.get() + 1);
     // Expunging the last UID never lets it be reused.
     store
         .update_flags(
@@ -351,9 +351,12 @@ pub async fn ingest_is_shared_and_uids_increase(store: SharedStore) {
         .unwrap();
     assert_eq!(store.expunge(ai.id, None).await.unwrap(), vec![last]);
     assert!(deliver(&store, ai.id, 99).await > last);
-    let range = store.messages_in_range(ai.id, 2, 4).await.unwrap();
+    let range = store
+        .messages_in_range(ai.id, Uid(2), Uid(4))
+        .await
+        .unwrap();
     assert_eq!(
-        range.iter().map(|m| m.uid).collect::<Vec<_>>(),
+        range.iter().map(|m| m.uid.get()).collect::<Vec<_>>(),
         vec![2, 3, 4]
     );
     // Nothing to deliver to is refused.
@@ -427,7 +430,7 @@ pub async fn flags_and_modseq(store: SharedStore) {
     let upd = store
         .update_flags(
             mb.id,
-            &[1, 2, 42],
+            &Uid::from_raw(&[1, 2, 42]),
             FlagOp::Add,
             &Flags::with_keywords(Flags::SEEN, ["Work".to_string()]),
             None,
@@ -445,19 +448,19 @@ pub async fn flags_and_modseq(store: SharedStore) {
     let cond = store
         .update_flags(
             mb.id,
-            &[1, 3],
+            &Uid::from_raw(&[1, 3]),
             FlagOp::Add,
             &Flags::new(Flags::FLAGGED),
             Some(before),
         )
         .await
         .unwrap();
-    assert_eq!(cond.modified, vec![1]);
+    assert_eq!(cond.modified, vec![Uid(1)]);
     assert_eq!(cond.updated.len(), 1);
     let rep = store
         .update_flags(
             mb.id,
-            &[1],
+            &[Uid(1)],
             FlagOp::Replace,
             &Flags::new(Flags::ANSWERED),
             None,
@@ -467,7 +470,13 @@ pub async fn flags_and_modseq(store: SharedStore) {
     assert_eq!(rep.updated[0].1, Flags::new(Flags::ANSWERED));
     // A no-op change keeps MODSEQ.
     let noop = store
-        .update_flags(mb.id, &[1], FlagOp::Add, &Flags::new(Flags::ANSWERED), None)
+        .update_flags(
+            mb.id,
+            &[Uid(1)],
+            FlagOp::Add,
+            &Flags::new(Flags::ANSWERED),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(noop.updated[0].2, rep.updated[0].2);
@@ -484,38 +493,59 @@ pub async fn copy_move_expunge(store: SharedStore) {
         deliver(&store, mb.id, n).await;
     }
     store
-        .update_flags(mb.id, &[2], FlagOp::Add, &Flags::new(Flags::FLAGGED), None)
+        .update_flags(
+            mb.id,
+            &[Uid(2)],
+            FlagOp::Add,
+            &Flags::new(Flags::FLAGGED),
+            None,
+        )
         .await
         .unwrap();
-    let c = store.copy_messages(mb.id, &[2, 1], trash.id).await.unwrap();
+    let c = store
+        .copy_messages(mb.id, &Uid::from_raw(&[2, 1]), trash.id)
+        .await
+        .unwrap();
     assert_eq!(c.uidvalidity, trash.uidvalidity);
-    assert_eq!(c.pairs, vec![(1, 1), (2, 2)]);
+    assert_eq!(c.pairs, vec![(Uid(1), Uid(1)), (Uid(2), Uid(2))]);
     let t = store.list_messages(trash.id).await.unwrap();
     assert!(t[1].flags.has(Flags::FLAGGED), "copy keeps flags");
-    let m = store.move_messages(mb.id, &[3], trash.id).await.unwrap();
-    assert_eq!(m.pairs, vec![(3, 3)]);
+    let m = store
+        .move_messages(mb.id, &[Uid(3)], trash.id)
+        .await
+        .unwrap();
+    assert_eq!(m.pairs, vec![(Uid(3), Uid(3))]);
     let left: Vec<u32> = store
         .list_messages(mb.id)
         .await
         .unwrap()
         .iter()
-        .map(|m| m.uid)
+        .map(|m| m.uid.get())
         .collect();
     assert_eq!(left, vec![1, 2, 4]);
     // EXPUNGE only removes \Deleted, and UID EXPUNGE only within the given set.
     store
         .update_flags(
             mb.id,
-            &[1, 4],
+            &Uid::from_raw(&[1, 4]),
             FlagOp::Add,
             &Flags::new(Flags::DELETED),
             None,
         )
         .await
         .unwrap();
-    assert_eq!(store.expunge(mb.id, Some(&[4, 2])).await.unwrap(), vec![4]);
-    assert_eq!(store.expunge(mb.id, None).await.unwrap(), vec![1]);
-    assert_eq!(store.delete_messages(mb.id, &[2]).await.unwrap(), vec![2]);
+    assert_eq!(
+        store
+            .expunge(mb.id, Some(&Uid::from_raw(&[4, 2])))
+            .await
+            .unwrap(),
+        vec![Uid(4)]
+    );
+    assert_eq!(store.expunge(mb.id, None).await.unwrap(), vec![Uid(1)]);
+    assert_eq!(
+        store.delete_messages(mb.id, &[Uid(2)]).await.unwrap(),
+        vec![Uid(2)]
+    );
     assert!(store.list_messages(mb.id).await.unwrap().is_empty());
     // Bodies still referenced by Trash are intact.
     for m in store.list_messages(trash.id).await.unwrap() {
@@ -537,16 +567,22 @@ pub async fn changes_feed(store: SharedStore) {
         .highest_modseq;
     deliver(&store, mb.id, 3).await;
     store
-        .update_flags(mb.id, &[1], FlagOp::Add, &Flags::new(Flags::DELETED), None)
+        .update_flags(
+            mb.id,
+            &[Uid(1)],
+            FlagOp::Add,
+            &Flags::new(Flags::DELETED),
+            None,
+        )
         .await
         .unwrap();
     store.expunge(mb.id, None).await.unwrap();
     let ch = store.changes_since(mb.id, base).await.unwrap();
     assert_eq!(
-        ch.changed.iter().map(|m| m.uid).collect::<Vec<_>>(),
+        ch.changed.iter().map(|m| m.uid.get()).collect::<Vec<_>>(),
         vec![3]
     );
-    assert_eq!(ch.expunged, vec![1]);
+    assert_eq!(ch.expunged, vec![Uid(1)]);
     assert!(ch.mailbox.highest_modseq > base);
     let none = store
         .changes_since(mb.id, ch.mailbox.highest_modseq)
@@ -969,12 +1005,27 @@ pub async fn recent_is_claimed_once(store: SharedStore) {
     let st = store.mailbox_status(inbox.id).await.unwrap();
     assert_eq!((st.messages, st.recent), (2, 2));
     // The first claimer owns [1, 3); a second claim of the same range gets nothing.
-    assert_eq!(store.claim_recent(inbox.id, u2 + 1).await.unwrap(), 1);
-    assert_eq!(store.claim_recent(inbox.id, u2 + 1).await.unwrap(), u2 + 1);
+    assert_eq!(
+        store
+            .claim_recent(inbox.id, Uid(u2.get() + 1))
+            .await
+            .unwrap(),
+        Uid(1)
+    );
+    assert_eq!(
+        store
+            .claim_recent(inbox.id, Uid(u2.get() + 1))
+            .await
+            .unwrap(),
+        Uid(u2.get() + 1)
+    );
     // A claim never lowers the mark.
-    assert_eq!(store.claim_recent(inbox.id, u1).await.unwrap(), u2 + 1);
+    assert_eq!(
+        store.claim_recent(inbox.id, u1).await.unwrap(),
+        Uid(u2.get() + 1)
+    );
     let st = store.mailbox_status(inbox.id).await.unwrap();
-    assert_eq!((st.recent, st.mailbox.first_recent_uid), (0, u2 + 1));
+    assert_eq!((st.recent, st.mailbox.first_recent_uid), (0, u2.get() + 1));
     // Copies are new messages in their mailbox: recent there.
     let other = store.create_mailbox(a.id, "Other", None).await.unwrap();
     store
@@ -989,17 +1040,20 @@ pub async fn recent_is_claimed_once(store: SharedStore) {
     // Concurrent claims of the same UIDs: exactly one gets them.
     let u3 = deliver(&store, inbox.id, 3).await;
     let (x, y) = tokio::join!(
-        store.claim_recent(inbox.id, u3 + 1),
-        store.claim_recent(inbox.id, u3 + 1)
+        store.claim_recent(inbox.id, Uid(u3.get() + 1)),
+        store.claim_recent(inbox.id, Uid(u3.get() + 1))
     );
     let mut got = [x.unwrap(), y.unwrap()];
     got.sort_unstable();
     assert_eq!(
         got,
-        [u3, u3 + 1],
+        [u3, Uid(u3.get() + 1)],
         "one claimer owns [u3, u3+1), the other nothing"
     );
-    assert!(store.claim_recent(MailboxId(999_999), 5).await.is_err());
+    assert!(store
+        .claim_recent(MailboxId(999_999), Uid(5))
+        .await
+        .is_err());
 }
 
 /// RFC 3502 §6.3.11 (MULTIAPPEND): the messages of one `ingest_all` are stored

@@ -75,6 +75,22 @@ id_type!(
     /// An outbound queue entry's id, as `bulwark queue show` prints it.
     QueueId(i64)
 );
+id_type!(
+    /// A message's IMAP UID within its mailbox (RFC 9051 §2.3.1.1), as the wire sends it.
+    Uid(u32)
+);
+id_type!(
+    /// A modification sequence (RFC 7162 MODSEQ) of a message or a mailbox.
+    ModSeq(u64)
+);
+
+impl Uid {
+    /// Raw wire UIDs (an IMAP set's members, POP3's list) as the store's type, for a
+    /// store call.
+    pub fn from_raw(raw: &[u32]) -> Vec<Uid> {
+        raw.iter().copied().map(Uid).collect()
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -101,5 +117,23 @@ mod tests {
             .query_row("SELECT ?1", [MailboxId(-3)], |r| r.get(0))
             .expect("query");
         assert_eq!(raw, -3);
+    }
+
+    #[test]
+    fn uid_and_modseq_print_and_store_the_bare_number() {
+        assert_eq!(Uid(4_000_000_000).to_string(), "4000000000");
+        assert_eq!(u32::from(Uid::from(5)), 5);
+        assert_eq!(ModSeq(1 << 40).to_string(), "1099511627776");
+        assert!(Uid(2) < Uid(10));
+        assert_eq!(Uid::from_raw(&[3, 1]), vec![Uid(3), Uid(1)]);
+        let db = rusqlite::Connection::open_in_memory().expect("in-memory db");
+        let back: (Uid, ModSeq) = db
+            .query_row(
+                "SELECT ?1, ?2",
+                rusqlite::params![Uid(u32::MAX), ModSeq(77)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("query");
+        assert_eq!(back, (Uid(u32::MAX), ModSeq(77)));
     }
 }

@@ -170,7 +170,7 @@ pub trait Store: Send + Sync + 'static {
     /// to `below` (never lowers it) and returns the value before, so the caller owns
     /// exactly the UIDs in `[returned, below)`; two callers never get the same UID.
     /// Kept in the store, not in memory, so sessions on different nodes agree.
-    async fn claim_recent(&self, mailbox: MailboxId, below: u32) -> Result<u32>;
+    async fn claim_recent(&self, mailbox: MailboxId, below: Uid) -> Result<Uid>;
 
     // ---- messages ----
     /// Stores a message body once, delivers it to every target and optionally queues it
@@ -185,8 +185,8 @@ pub trait Store: Send + Sync + 'static {
     async fn messages_in_range(
         &self,
         mailbox: MailboxId,
-        first: u32,
-        last: u32,
+        first: Uid,
+        last: Uid,
     ) -> Result<Vec<MessageMeta>>;
     /// The raw message (RFC 5322 octets, CRLF line ends).
     async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>>;
@@ -206,33 +206,33 @@ pub trait Store: Send + Sync + 'static {
     async fn update_flags(
         &self,
         mailbox: MailboxId,
-        uids: &[u32],
+        uids: &[Uid],
         op: FlagOp,
         flags: &Flags,
-        unchanged_since: Option<u64>,
+        unchanged_since: Option<ModSeq>,
     ) -> Result<FlagUpdate>;
     /// COPY: copies the messages to another mailbox, sharing their bodies (RFC 4315
     /// COPYUID pairs in the result).
     async fn copy_messages(
         &self,
         from: MailboxId,
-        uids: &[u32],
+        uids: &[Uid],
         to: MailboxId,
     ) -> Result<CopyResult>;
     /// COPY then EXPUNGE of the source messages, atomically (RFC 6851).
     async fn move_messages(
         &self,
         from: MailboxId,
-        uids: &[u32],
+        uids: &[Uid],
         to: MailboxId,
     ) -> Result<CopyResult>;
     /// Removes messages flagged \Deleted (only those in `uids` when given); returns
     /// the expunged UIDs.
-    async fn expunge(&self, mailbox: MailboxId, uids: Option<&[u32]>) -> Result<Vec<u32>>;
+    async fn expunge(&self, mailbox: MailboxId, uids: Option<&[Uid]>) -> Result<Vec<Uid>>;
     /// Removes the given messages whatever their flags (POP3 DELE at QUIT).
-    async fn delete_messages(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>>;
+    async fn delete_messages(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<Uid>>;
     /// Messages changed and UIDs expunged after `modseq` (RFC 7162 CONDSTORE/QRESYNC).
-    async fn changes_since(&self, mailbox: MailboxId, modseq: u64) -> Result<MailboxChanges>;
+    async fn changes_since(&self, mailbox: MailboxId, modseq: ModSeq) -> Result<MailboxChanges>;
 
     // ---- queue ----
     /// Every queue entry with its recipients, by id.

@@ -2,7 +2,7 @@
 
 use crate::DeliveryParams;
 
-pub use crate::ids::{AccountId, BlobId, DomainId, MailboxId, QueueId};
+pub use crate::ids::{AccountId, BlobId, DomainId, MailboxId, ModSeq, QueueId, Uid};
 
 /// A mail domain we accept mail for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,7 +140,7 @@ pub struct Mailbox {
     /// The UID the next message will get; UIDs are never reused under one UIDVALIDITY.
     pub uidnext: u32,
     /// RFC 7162 MODSEQ of the last change in the mailbox (any message or expunge).
-    pub highest_modseq: u64,
+    pub highest_modseq: ModSeq,
     /// RFC 6154 role, for the mailboxes every account gets.
     pub special_use: Option<SpecialUse>,
     /// Subscribed under its current name (from the subscriptions, which are names).
@@ -281,7 +281,7 @@ pub enum FlagOp {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageMeta {
     /// IMAP UID within the mailbox.
-    pub uid: u32,
+    pub uid: Uid,
     /// The shared, immutable body.
     pub blob_id: BlobId,
     /// RFC 822 size in octets.
@@ -291,7 +291,7 @@ pub struct MessageMeta {
     /// Current flags.
     pub flags: Flags,
     /// RFC 7162 MODSEQ of the message's last change.
-    pub modseq: u64,
+    pub modseq: ModSeq,
 }
 
 /// Where a new message goes.
@@ -362,9 +362,9 @@ pub struct FlagUpdate {
     /// Messages whose flags are now as listed, with their new MODSEQ. Messages whose
     /// flags did not change are listed too (with their old MODSEQ) so FETCH responses
     /// can be sent for them.
-    pub updated: Vec<(u32, Flags, u64)>,
+    pub updated: Vec<(Uid, Flags, ModSeq)>,
     /// UIDs not changed because their MODSEQ was above UNCHANGEDSINCE (RFC 7162).
-    pub modified: Vec<u32>,
+    pub modified: Vec<Uid>,
 }
 
 /// Result of COPY / MOVE: the destination's UIDVALIDITY and (source, destination)
@@ -374,7 +374,7 @@ pub struct CopyResult {
     /// The destination mailbox's UIDVALIDITY.
     pub uidvalidity: u32,
     /// (source UID, destination UID), in source order.
-    pub pairs: Vec<(u32, u32)>,
+    pub pairs: Vec<(Uid, Uid)>,
 }
 
 /// What changed in a mailbox after a MODSEQ: for IDLE, NOOP and QRESYNC.
@@ -385,7 +385,7 @@ pub struct MailboxChanges {
     /// Messages added or whose flags changed, by UID.
     pub changed: Vec<MessageMeta>,
     /// UIDs expunged.
-    pub expunged: Vec<u32>,
+    pub expunged: Vec<Uid>,
 }
 
 /// Per-recipient state of a queued message.

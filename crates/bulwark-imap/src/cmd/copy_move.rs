@@ -4,6 +4,7 @@ use crate::code::ResponseCode;
 use crate::resp::{self, Sink};
 use crate::seqset;
 use crate::session::{bad, no, ok, store_no, Done, Session};
+use bulwark_store::Uid;
 use imap_codec::imap_types::mailbox::Mailbox as WireMailbox;
 
 impl Session {
@@ -40,9 +41,13 @@ impl Session {
         // One store transaction, whatever the count: all or nothing (RFC 9051
         // §6.4.7, RFC 6851 §3.3).
         let r = if is_move {
-            self.store.move_messages(src, &uids, dst.id).await
+            self.store
+                .move_messages(src, &Uid::from_raw(&uids), dst.id)
+                .await
         } else {
-            self.store.copy_messages(src, &uids, dst.id).await
+            self.store
+                .copy_messages(src, &Uid::from_raw(&uids), dst.id)
+                .await
         };
         let (uidvalidity, pairs) = match r {
             Ok(r) => (r.uidvalidity, r.pairs),
@@ -53,8 +58,8 @@ impl Session {
         if pairs.is_empty() {
             return Ok(ok(format!("{verb} completed (no messages)")));
         }
-        let src_set: Vec<u32> = pairs.iter().map(|p| p.0).collect();
-        let dst_set: Vec<u32> = pairs.iter().map(|p| p.1).collect();
+        let src_set: Vec<u32> = pairs.iter().map(|p| p.0.get()).collect();
+        let dst_set: Vec<u32> = pairs.iter().map(|p| p.1.get()).collect();
         // RFC 4315 §3: COPYUID lists source and destination UIDs in matching order;
         // ranges only where both sides run together.
         let (s, d) = uid_pair_sets(&src_set, &dst_set);

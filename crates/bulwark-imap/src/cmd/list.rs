@@ -328,7 +328,7 @@ mod tests {
             name: name.into(),
             uidvalidity: 1,
             uidnext: 1,
-            highest_modseq: 1,
+            highest_modseq: bulwark_store::ModSeq(1),
             special_use: None,
             subscribed: false,
             first_recent_uid: 1,

@@ -3,7 +3,7 @@
 use crate::code::ResponseCode;
 use crate::names::{self, parse_name, DELIMITER};
 use crate::session::{no, ok, store_no, Done, Session};
-use bulwark_store::StoreError;
+use bulwark_store::{StoreError, Uid};
 use imap_codec::imap_types::mailbox::Mailbox as WireMailbox;
 
 impl Session {
@@ -84,7 +84,7 @@ impl Session {
                 Ok(m) => m,
                 Err(e) => return store_no(&e),
             };
-            let uids: Vec<u32> = match self.store.list_messages(src.id).await {
+            let uids: Vec<Uid> = match self.store.list_messages(src.id).await {
                 Ok(m) => m.iter().map(|m| m.uid).collect(),
                 Err(e) => return store_no(&e),
             };

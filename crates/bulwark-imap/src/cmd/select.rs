@@ -6,7 +6,7 @@ use crate::resp::{self, Resp, Sink};
 use crate::seqset;
 use crate::session::{bad, ok, store_no, Done, Session};
 use crate::view::View;
-use bulwark_store::Flags;
+use bulwark_store::{Flags, ModSeq, Uid};
 use imap_codec::imap_types::mailbox::Mailbox as WireMailbox;
 
 impl Session {
@@ -51,7 +51,7 @@ impl Session {
             return Ok(done);
         }
         let mailbox = v.mailbox;
-        let changes = match self.store.changes_since(mailbox, since).await {
+        let changes = match self.store.changes_since(mailbox, ModSeq(since)).await {
             Ok(c) => c,
             Err(e) => return Ok(store_no(&e)),
         };
@@ -61,7 +61,7 @@ impl Session {
         let mut vanished: Vec<u32> = changes
             .expunged
             .iter()
-            .copied()
+            .map(|u| u.get())
             .filter(|u| known.as_ref().is_none_or(|k| k.contains(*u)))
             .collect();
         vanished.sort_unstable();
@@ -76,10 +76,12 @@ impl Session {
             return Ok(done);
         };
         for m in &changes.changed {
-            let Some(seq) = v.seq(m.uid) else { continue };
+            let Some(seq) = v.seq(m.uid.get()) else {
+                continue;
+            };
             let mut r = Resp::new();
             r.text(&format!("* {seq} FETCH (UID {} FLAGS ", m.uid));
-            r.flags(&m.flags, v.is_recent(m.uid));
+            r.flags(&m.flags, v.is_recent(m.uid.get()));
             r.text(&format!(" MODSEQ ({}))", m.modseq));
             r.send(sink).await?;
         }
@@ -113,13 +115,13 @@ impl Session {
         };
         let mut uids = Vec::with_capacity(msgs.len());
         let mut first_unseen = None;
-        let mut max_modseq = mb.highest_modseq;
+        let mut max_modseq = mb.highest_modseq.get();
         for (i, m) in msgs.iter().enumerate() {
-            uids.push(m.uid);
+            uids.push(m.uid.get());
             if first_unseen.is_none() && !m.flags.has(Flags::SEEN) {
                 first_unseen = Some(i + 1);
             }
-            max_modseq = max_modseq.max(m.modseq);
+            max_modseq = max_modseq.max(m.modseq.get());
         }
         let uidnext = mb
             .uidnext
@@ -131,7 +133,7 @@ impl Session {
             mb.uidvalidity,
             read_only,
             uids,
-            mb.highest_modseq,
+            mb.highest_modseq.get(),
         );
         for m in &msgs {
             for k in &m.flags.keywords {
@@ -147,8 +149,8 @@ impl Session {
         if read_only || mb.first_recent_uid >= below {
             view.add_recent(mb.first_recent_uid, below);
         } else {
-            match self.store.claim_recent(mb.id, below).await {
-                Ok(from) => view.add_recent(from, below),
+            match self.store.claim_recent(mb.id, Uid(below)).await {
+                Ok(from) => view.add_recent(from.get(), below),
                 Err(e) => return Ok(store_no(&e)),
             }
         }

@@ -5,7 +5,7 @@ use crate::code::ResponseCode;
 use crate::resp::{Resp, Sink};
 use crate::seqset;
 use crate::session::{bad, no, ok, store_no, to_flags, Done, Session};
-use bulwark_store::FlagOp;
+use bulwark_store::{FlagOp, ModSeq, Uid};
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 
 impl Session {
@@ -26,6 +26,7 @@ impl Session {
             },
             None => None,
         };
+        let uids = uids.map(|u| Uid::from_raw(&u));
         match self.store.expunge(v.mailbox, uids.as_deref()).await {
             Ok(_) => {
                 self.mark_dirty();
@@ -73,7 +74,13 @@ impl Session {
         for chunk in uids.chunks(5_000) {
             match self
                 .store
-                .update_flags(mailbox, chunk, op, &change, unchanged_since)
+                .update_flags(
+                    mailbox,
+                    &Uid::from_raw(chunk),
+                    op,
+                    &change,
+                    unchanged_since.map(ModSeq),
+                )
                 .await
             {
                 Ok(r) => {
@@ -90,7 +97,8 @@ impl Session {
             return Ok(bad("No mailbox selected"));
         };
         for (u, f, modseq) in &result.updated {
-            v.note_own_change(*u, *modseq);
+            let u = &u.get();
+            v.note_own_change(*u, modseq.get());
             if response == StoreResponse::Silent && !condstore {
                 continue;
             }
@@ -123,9 +131,13 @@ impl Session {
                 return Ok(bad("No mailbox selected"));
             };
             let mut nums: Vec<u32> = if uid {
-                result.modified.clone()
+                result.modified.iter().map(|u| u.get()).collect()
             } else {
-                result.modified.iter().filter_map(|u| v.seq(*u)).collect()
+                result
+                    .modified
+                    .iter()
+                    .filter_map(|u| v.seq(u.get()))
+                    .collect()
             };
             nums.sort_unstable();
             let code = ResponseCode::Modified(seqset::compress(&nums));

@@ -49,7 +49,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
         name: r.get(2)?,
         uidvalidity: column_u32(r.get(3)?),
         uidnext: column_u32(r.get(4)?),
-        highest_modseq: r.get::<_, i64>(5)? as u64,
+        highest_modseq: ModSeq(r.get::<_, i64>(5)? as u64),
         special_use: su.as_deref().and_then(SpecialUse::from_db),
         subscribed: r.get::<_, i64>(7)? != 0,
         first_recent_uid: column_u32(r.get(8)?),
@@ -137,7 +137,7 @@ pub(crate) fn create(
         name: name.to_string(),
         uidvalidity,
         uidnext: 1,
-        highest_modseq: 1,
+        highest_modseq: ModSeq(1),
         special_use,
         subscribed: false,
         first_recent_uid: 1,
@@ -165,7 +165,7 @@ pub(crate) fn delete(
     ev.push(StoreEvent::Mailbox {
         account_id: account,
         mailbox_id: mb.id,
-        highest_modseq: mb.highest_modseq + 1,
+        highest_modseq: mb.highest_modseq.get() + 1,
     });
     Ok(())
 }
@@ -285,7 +285,7 @@ pub(crate) fn status(c: &Connection, id: MailboxId) -> Result<MailboxStatus> {
 
 /// See `Store::claim_recent`. Runs in the writer's transaction, so concurrent claims
 /// are serialised and each UID is handed out once.
-pub(crate) fn claim_recent(c: &Connection, id: MailboxId, below: u32) -> Result<u32> {
+pub(crate) fn claim_recent(c: &Connection, id: MailboxId, below: Uid) -> Result<Uid> {
     let before: i64 = c
         .query_row(
             "SELECT first_recent_uid FROM mailboxes WHERE id = ?1",
@@ -294,13 +294,13 @@ pub(crate) fn claim_recent(c: &Connection, id: MailboxId, below: u32) -> Result<
         )
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("mailbox #{id}")))?;
-    if i64::from(below) > before {
+    if i64::from(below.get()) > before {
         c.execute(
             "UPDATE mailboxes SET first_recent_uid = ?2 WHERE id = ?1",
             params![id, below],
         )?;
     }
-    Ok(column_u32(before))
+    Ok(Uid(column_u32(before)))
 }
 
 /// Allocates the next MODSEQ of a mailbox (one per changing transaction step).

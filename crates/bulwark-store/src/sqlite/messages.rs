@@ -157,12 +157,12 @@ fn unreachable_blob() -> Result<BlobId> {
 fn row_meta(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageMeta> {
     let kw: String = r.get(5)?;
     Ok(MessageMeta {
-        uid: column_u32(r.get(0)?),
+        uid: Uid(column_u32(r.get(0)?)),
         blob_id: r.get(1)?,
         size: r.get::<_, i64>(2)? as u64,
         internal_date: r.get(3)?,
         flags: Flags::from_db(r.get(4)?, &kw),
-        modseq: r.get::<_, i64>(6)? as u64,
+        modseq: ModSeq(r.get::<_, i64>(6)? as u64),
     })
 }
 
@@ -171,8 +171,8 @@ const META: &str = "uid, blob_id, size, internal_date, flags, keywords, modseq";
 pub(crate) fn range(
     c: &Connection,
     mb: MailboxId,
-    first: u32,
-    last: u32,
+    first: Uid,
+    last: Uid,
 ) -> Result<Vec<MessageMeta>> {
     let mut st = c.prepare_cached(&format!(
         "SELECT {META} FROM messages WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid"
@@ -181,7 +181,7 @@ pub(crate) fn range(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-fn by_uids(c: &Connection, mb: MailboxId, uids: &[u32]) -> Result<Vec<MessageMeta>> {
+fn by_uids(c: &Connection, mb: MailboxId, uids: &[Uid]) -> Result<Vec<MessageMeta>> {
     let mut st = c.prepare_cached(&format!(
         "SELECT {META} FROM messages WHERE mailbox_id = ?1 AND uid = ?2"
     ))?;
@@ -268,10 +268,10 @@ pub(crate) fn set_summary(c: &Connection, blob: BlobId, summary: &[u8]) -> Resul
 pub(crate) fn update_flags(
     c: &Connection,
     mb: MailboxId,
-    uids: &[u32],
+    uids: &[Uid],
     op: FlagOp,
     change: &Flags,
-    unchanged_since: Option<u64>,
+    unchanged_since: Option<ModSeq>,
     ev: &mut Vec<StoreEvent>,
 ) -> Result<FlagUpdate> {
     mailboxes::require(c, mb)?;
@@ -305,7 +305,7 @@ pub(crate) fn update_flags(
             new.keywords_db(),
             ms as i64
         ])?;
-        out.updated.push((m.uid, new, ms));
+        out.updated.push((m.uid, new, ModSeq(ms)));
     }
     if let Some(ms) = modseq {
         mailbox_event(c, mb, ms, ev)?;
@@ -316,7 +316,7 @@ pub(crate) fn update_flags(
 pub(crate) fn copy(
     c: &Connection,
     from: MailboxId,
-    uids: &[u32],
+    uids: &[Uid],
     to: MailboxId,
     remove_source: bool,
     ev: &mut Vec<StoreEvent>,
@@ -336,13 +336,13 @@ pub(crate) fn copy(
         // A copy keeps flags and internal date (RFC 9051 §6.4.7).
         let (uid, _, modseq) = insert_message(c, to, m.blob_id, m.size, m.internal_date, &m.flags)?;
         last_modseq = Some(modseq);
-        out.pairs.push((m.uid, uid));
+        out.pairs.push((m.uid, Uid(uid)));
     }
     if let Some(ms) = last_modseq {
         mailbox_event(c, to, ms, ev)?;
     }
     if remove_source && !out.pairs.is_empty() {
-        let moved: Vec<u32> = out.pairs.iter().map(|p| p.0).collect();
+        let moved: Vec<Uid> = out.pairs.iter().map(|p| p.0).collect();
         expunge(c, from, Some(&moved), false, ev)?;
     }
     Ok(out)
@@ -353,14 +353,14 @@ pub(crate) fn copy(
 pub(crate) fn expunge(
     c: &Connection,
     mb: MailboxId,
-    uids: Option<&[u32]>,
+    uids: Option<&[Uid]>,
     only_deleted: bool,
     ev: &mut Vec<StoreEvent>,
-) -> Result<Vec<u32>> {
+) -> Result<Vec<Uid>> {
     mailboxes::require(c, mb)?;
     let candidates = match uids {
         Some(u) => by_uids(c, mb, u)?,
-        None => range(c, mb, 1, u32::MAX)?,
+        None => range(c, mb, Uid(1), Uid(u32::MAX))?,
     };
     let doomed: Vec<MessageMeta> = candidates
         .into_iter()
@@ -388,7 +388,7 @@ pub(crate) fn expunge(
 
 /// Drops every message of a mailbox (mailbox or account deletion).
 pub(crate) fn remove_all(c: &Connection, mb: MailboxId) -> Result<()> {
-    let doomed = range(c, mb, 1, u32::MAX)?;
+    let doomed = range(c, mb, Uid(1), Uid(u32::MAX))?;
     c.execute("DELETE FROM messages WHERE mailbox_id = ?1", [mb])?;
     for m in doomed {
         release_blob(c, m.blob_id, 1)?;
@@ -396,19 +396,25 @@ pub(crate) fn remove_all(c: &Connection, mb: MailboxId) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn changes_since(c: &Connection, mb: MailboxId, modseq: u64) -> Result<MailboxChanges> {
+pub(crate) fn changes_since(
+    c: &Connection,
+    mb: MailboxId,
+    modseq: ModSeq,
+) -> Result<MailboxChanges> {
     let mailbox = mailboxes::require(c, mb)?;
     let mut st = c.prepare_cached(&format!(
         "SELECT {META} FROM messages WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid"
     ))?;
     let changed = st
-        .query_map(params![mb, modseq as i64], row_meta)?
+        .query_map(params![mb, modseq.get() as i64], row_meta)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut st = c.prepare_cached(
         "SELECT uid FROM expunged WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid",
     )?;
     let expunged = st
-        .query_map(params![mb, modseq as i64], |r| Ok(column_u32(r.get(0)?)))?
+        .query_map(params![mb, modseq.get() as i64], |r| {
+            Ok(Uid(column_u32(r.get(0)?)))
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(MailboxChanges {
         mailbox,

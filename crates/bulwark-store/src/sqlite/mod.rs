@@ -330,7 +330,7 @@ impl Store for SqliteStore {
     async fn mailbox_status(&self, mailbox: MailboxId) -> Result<MailboxStatus> {
         self.read(move |c| mailboxes::status(c, mailbox)).await
     }
-    async fn claim_recent(&self, mailbox: MailboxId, below: u32) -> Result<u32> {
+    async fn claim_recent(&self, mailbox: MailboxId, below: Uid) -> Result<Uid> {
         self.write(move |tx, _| mailboxes::claim_recent(tx, mailbox, below))
             .await
     }
@@ -350,14 +350,14 @@ impl Store for SqliteStore {
         .await
     }
     async fn list_messages(&self, mailbox: MailboxId) -> Result<Vec<MessageMeta>> {
-        self.read(move |c| messages::range(c, mailbox, 1, u32::MAX))
+        self.read(move |c| messages::range(c, mailbox, Uid(1), Uid(u32::MAX)))
             .await
     }
     async fn messages_in_range(
         &self,
         mailbox: MailboxId,
-        first: u32,
-        last: u32,
+        first: Uid,
+        last: Uid,
     ) -> Result<Vec<MessageMeta>> {
         self.read(move |c| messages::range(c, mailbox, first, last))
             .await
@@ -385,10 +385,10 @@ impl Store for SqliteStore {
     async fn update_flags(
         &self,
         mailbox: MailboxId,
-        uids: &[u32],
+        uids: &[Uid],
         op: FlagOp,
         flags: &Flags,
-        unchanged_since: Option<u64>,
+        unchanged_since: Option<ModSeq>,
     ) -> Result<FlagUpdate> {
         let uids = uids.to_vec();
         let flags = flags.clone();
@@ -400,7 +400,7 @@ impl Store for SqliteStore {
     async fn copy_messages(
         &self,
         from: MailboxId,
-        uids: &[u32],
+        uids: &[Uid],
         to: MailboxId,
     ) -> Result<CopyResult> {
         let uids = uids.to_vec();
@@ -410,24 +410,24 @@ impl Store for SqliteStore {
     async fn move_messages(
         &self,
         from: MailboxId,
-        uids: &[u32],
+        uids: &[Uid],
         to: MailboxId,
     ) -> Result<CopyResult> {
         let uids = uids.to_vec();
         self.write(move |tx, ev| messages::copy(tx, from, &uids, to, true, ev))
             .await
     }
-    async fn expunge(&self, mailbox: MailboxId, uids: Option<&[u32]>) -> Result<Vec<u32>> {
+    async fn expunge(&self, mailbox: MailboxId, uids: Option<&[Uid]>) -> Result<Vec<Uid>> {
         let uids = uids.map(|u| u.to_vec());
         self.write(move |tx, ev| messages::expunge(tx, mailbox, uids.as_deref(), true, ev))
             .await
     }
-    async fn delete_messages(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>> {
+    async fn delete_messages(&self, mailbox: MailboxId, uids: &[Uid]) -> Result<Vec<Uid>> {
         let uids = uids.to_vec();
         self.write(move |tx, ev| messages::expunge(tx, mailbox, Some(&uids), false, ev))
             .await
     }
-    async fn changes_since(&self, mailbox: MailboxId, modseq: u64) -> Result<MailboxChanges> {
+    async fn changes_since(&self, mailbox: MailboxId, modseq: ModSeq) -> Result<MailboxChanges> {
         self.read(move |c| messages::changes_since(c, mailbox, modseq))
             .await
     }

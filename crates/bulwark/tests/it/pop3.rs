@@ -77,7 +77,7 @@ impl Mail {
                 .await
                 .unwrap()
                 .into_iter()
-                .map(|m| (m.uid, m.flags))
+                .map(|m| (m.uid.get(), m.flags))
                 .collect()
         })
     }
