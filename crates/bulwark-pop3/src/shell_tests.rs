@@ -22,9 +22,14 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
+    fixture_with(|_| {})
+}
+
+fn fixture_with(adjust: impl FnOnce(&mut Config)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::with_defaults("mail.example.test");
     config.pop3.timeout_secs = 600;
+    adjust(&mut config);
     let config = Arc::new(LoadedConfig {
         dir: dir.path().to_path_buf(),
         file: dir.path().join("bulwark.toml"),
@@ -101,7 +106,8 @@ async fn pipelined_commands_overlong_lines_and_quit() {
 
 #[tokio::test(start_paused = true)]
 async fn idle_timeout_is_an_autologout() {
-    let f = fixture();
+    // The login deadline later than the idle timeout: the idle timeout ends it.
+    let f = fixture_with(|c| c.pop3.login_timeout_secs = 3600);
     let token = CancellationToken::new();
     let mut c = connect(&f, &token);
     line(&mut c).await;
@@ -111,6 +117,23 @@ async fn idle_timeout_is_an_autologout() {
         "-ERR autologout: idle for 600 seconds\r\n"
     );
     assert!(started.elapsed() >= Duration::from_secs(600));
+    assert_eq!(line(&mut c).await, "");
+}
+
+#[tokio::test(start_paused = true)]
+async fn login_timeout_is_an_autologout() {
+    // The default login deadline (60 s) comes before the idle timeout (600 s).
+    let f = fixture();
+    let token = CancellationToken::new();
+    let mut c = connect(&f, &token);
+    line(&mut c).await;
+    let started = tokio::time::Instant::now();
+    assert_eq!(
+        line(&mut c).await,
+        "-ERR autologout: log in within 60 seconds of connecting\r\n"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(60));
+    assert!(started.elapsed() < Duration::from_secs(600));
     assert_eq!(line(&mut c).await, "");
 }
 
